@@ -1,0 +1,43 @@
+# Quick start: `make run` (set up + run the series on the bundled sample), then `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+RUN_DIR ?= outputs/sample
+PARAMS ?= params/sample.yaml
+PYTEST_ARGS ?=
+
+.PHONY: setup run test lab report clean help
+
+help:
+	@echo "make run     set up .venv and run the notebook series on the bundled sample into $(RUN_DIR)"
+	@echo "make test    unit tests + every notebook under papermill + browser checks"
+	@echo "make lab     JupyterLab on notebooks/ with the project's kernel"
+	@echo "make report  re-render the HTML reports of $(RUN_DIR)"
+	@echo "make clean   remove outputs/ runs and the generated sample data (keeps .venv)"
+
+setup: $(STAMP)
+
+# One pip call for everything: installing pieces separately lets pip upgrade torch/numpy past the toolkit's pins.
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -r requirements.txt -e .
+	$(PY) -m ipykernel install --sys-prefix --name rknn-workbook --display-name "RKNN workbook (.venv)"
+	touch $(STAMP)
+
+run: setup
+	$(PY) -m helpers run --params $(PARAMS) --run-dir $(RUN_DIR)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+report: setup
+	$(PY) -m helpers report --run-dir $(RUN_DIR)
+
+clean:
+	find outputs -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+	find data -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

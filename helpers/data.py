@@ -1,0 +1,142 @@
+"""The bundled sample (scikit-learn digits as PNGs), labelled image folders and calibration lists."""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import WorkbookError
+from .paths import SAMPLE_DATA
+from .preprocess import IMAGE_SUFFIXES, list_images, read_rgb
+
+# The digits are drawn amber on navy rather than grey so that a red/blue channel swap is a real
+# input change: notebook 30 uses it to show what the tutorial's discarded cvtColor costs.
+FOREGROUND_RGB = np.array([255, 176, 32], np.float32)
+BACKGROUND_RGB = np.array([16, 32, 96], np.float32)
+SAMPLE_VERSION = 1
+
+
+@dataclass
+class LabelledImages:
+    """Image paths with integer labels; classes[i] names label i (sorted sub-folder names)."""
+
+    paths: list[Path]
+    labels: np.ndarray
+    classes: list[str]
+    root: Path = field(default=Path("."))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, n: int | None, seed: int = 0) -> "LabelledImages":
+        """A deterministic class-balanced-ish subset of n images (all when n is None or too big)."""
+        if n is None or n >= len(self):
+            return self
+        order = np.random.default_rng(seed).permutation(len(self))[:n]
+        order.sort()
+        return LabelledImages([self.paths[i] for i in order], self.labels[order], self.classes, self.root)
+
+    def load(self, size: int) -> np.ndarray:
+        """All images as one uint8 RGB NHWC array."""
+        return np.stack([read_rgb(p, size) for p in self.paths]) if self.paths else np.zeros((0, size, size, 3), np.uint8)
+
+
+def write_sample(out_dir: str | Path = SAMPLE_DATA, size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> Path:
+    """Write the digits as RGB PNGs in train/<class>/ and val/<class>/; reuse a matching earlier copy."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    out_dir = Path(out_dir)
+    spec = {"version": SAMPLE_VERSION, "size": size, "val_fraction": val_fraction, "seed": seed}
+    marker = out_dir / "sample.json"
+    if marker.exists() and json.loads(marker.read_text()).get("spec") == spec:
+        return out_dir
+
+    digits = load_digits()
+    idx = np.arange(len(digits.target))
+    train_idx, val_idx = train_test_split(idx, test_size=val_fraction, random_state=seed, stratify=digits.target)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for split, ids in (("train", train_idx), ("val", val_idx)):
+        for i in sorted(ids):
+            label = int(digits.target[i])
+            alpha = cv2.resize((digits.images[i] / 16.0).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+            alpha = np.clip(alpha, 0, 1)[..., None]
+            rgb = BACKGROUND_RGB * (1 - alpha) + FOREGROUND_RGB * alpha
+            folder = tmp / split / str(label)
+            folder.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(folder / f"{i:04d}.png"), cv2.cvtColor(np.round(rgb).astype(np.uint8), cv2.COLOR_RGB2BGR))
+    (tmp / "labels.txt").write_text("\n".join(str(c) for c in range(10)) + "\n")
+    counts = {"train": len(train_idx), "val": len(val_idx)}
+    (tmp / "sample.json").write_text(json.dumps({"spec": spec, "counts": counts, "source": "sklearn.datasets.load_digits"}, indent=2))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def load_folder(root: str | Path) -> LabelledImages:
+    """Load a labelled folder laid out as <root>/<class>/<image>; classes sorted by name."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise WorkbookError(f"Image folder {root} does not exist; pass a folder laid out as <folder>/<class>/<image>.")
+    if not root.is_dir():
+        raise WorkbookError(f"Image folder {root} is a file; pass a folder laid out as <folder>/<class>/<image>.")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        loose = [p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        if loose:
+            raise WorkbookError(
+                f"Image folder {root} has images but no class sub-folders; move each image into <folder>/<class name>/."
+            )
+        raise WorkbookError(f"Image folder {root} is empty; put images in one sub-folder per class (<folder>/<class>/<image>).")
+    paths, labels = [], []
+    for label, cdir in enumerate(class_dirs):
+        imgs = list_images(cdir)
+        paths += imgs
+        labels += [label] * len(imgs)
+    if not paths:
+        raise WorkbookError(
+            f"Image folder {root} has class sub-folders but no images ({', '.join(IMAGE_SUFFIXES)}); add images to them."
+        )
+    return LabelledImages(paths, np.asarray(labels, np.int64), [c.name for c in class_dirs], root)
+
+
+def load_split(data_dir: str | Path, split: str) -> LabelledImages:
+    """Load data_dir/<split> (train or val) of an ultralytics-style classification folder."""
+    data_dir = Path(data_dir).expanduser()
+    if not (data_dir / split).is_dir():
+        if not data_dir.exists():
+            raise WorkbookError(f"Data folder {data_dir} does not exist; pass data_dir= a folder with train/ and val/ sub-folders.")
+        raise WorkbookError(f"Data folder {data_dir} has no {split}/ sub-folder; lay it out as {data_dir}/{split}/<class>/<image>.")
+    return load_folder(data_dir / split)
+
+
+def read_labels(data_dir: str | Path, classes: list[str]) -> list[str]:
+    """Human-readable labels: data_dir/labels.txt when present, else the class folder names."""
+    f = Path(data_dir) / "labels.txt"
+    if f.exists():
+        names = [line.strip() for line in f.read_text().splitlines() if line.strip()]
+        if len(names) == len(classes):
+            return names
+    return list(classes)
+
+
+def write_calibration_list(images: list[Path] | LabelledImages, out_file: str | Path) -> Path:
+    """Write a toolkit dataset list with one absolute image path per line (never relative: the
+    toolkit resolves relative lines against the list file's own folder, not the working directory)."""
+    paths = images.paths if isinstance(images, LabelledImages) else [Path(p) for p in images]
+    out_file = Path(out_file)
+    if not paths:
+        raise WorkbookError(f"Calibration list {out_file} would be empty; give at least one image (calib_images >= 1).")
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise WorkbookError(f"Calibration image {missing[0]} does not exist ({len(missing)} missing); fix the image list or data_dir.")
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_file.with_name(out_file.name + ".tmp")
+    tmp.write_text("".join(f"{Path(p).resolve()}\n" for p in paths))
+    tmp.replace(out_file)
+    return out_file

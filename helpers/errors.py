@@ -1,0 +1,21 @@
+"""The two exception types users see: bad input (WorkbookError) and toolkit failures (RknnError)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class WorkbookError(ValueError):
+    """Bad input: the message is one sentence naming the input and the fix."""
+
+
+class RknnError(RuntimeError):
+    """A toolkit call failed (returned -1 or raised); carries the tail of the toolkit's log."""
+
+    def __init__(self, call: str, reason: str, log_path: Path | None = None, log_tail: str = ""):
+        self.call = call
+        self.reason = reason
+        self.log_path = log_path
+        self.log_tail = log_tail
+        where = f" (full log: {log_path})" if log_path else ""
+        tail = f"\n--- last lines of the toolkit log ---\n{log_tail}" if log_tail else ""
+        super().__init__(f"rknn-toolkit2 {call} failed: {reason}{where}{tail}")

@@ -1,0 +1,79 @@
+"""The model a run works on: the sample YOLO11n-cls trained on the digits, or the user's own file."""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cache import Step
+from .errors import WorkbookError
+from .paths import Run
+
+MODEL_SUFFIXES = {".pt": "pytorch", ".pth": "pytorch", ".torchscript": "pytorch", ".onnx": "onnx"}
+
+
+@dataclass
+class TrainResult:
+    """Where the sample model's weights are and how well they did on the val split."""
+
+    weights: Path
+    top1: float
+    top5: float
+    epochs: int
+    seconds: float
+    reused: bool
+
+
+def check_model_path(model: str | Path) -> Path:
+    """Validate a user's model file: exists, readable, and of a type the workbook understands."""
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise WorkbookError(f"Model file {path} does not exist; pass model= an existing .pt or .onnx path, or leave it empty to train the sample model.")
+    if not path.is_file():
+        raise WorkbookError(f"Model path {path} is a folder, not a file; pass model= the .pt or .onnx file inside it.")
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise WorkbookError(f"Model file {path} has unknown type {path.suffix or '(none)'}; pass a .pt/.torchscript (PyTorch) or .onnx file.")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise WorkbookError(f"Model file {path} cannot be read ({exc.strerror}); fix its permissions or copy it somewhere readable.") from exc
+    if not head:
+        raise WorkbookError(f"Model file {path} is empty; re-export or re-download it.")
+    return path.resolve()
+
+
+def train_sample_model(run: Run, data_dir: str | Path, imgsz: int = 32, epochs: int = 20, seed: int = 0) -> TrainResult:
+    """Train YOLO11n-cls from its architecture YAML on CPU (no download), cached in run/model/."""
+    data_dir = Path(data_dir).resolve()
+    out = run.model / "model.pt"
+    params = {"arch": "yolo11n-cls.yaml", "imgsz": imgsz, "epochs": epochs, "seed": seed, "data": str(data_dir)}
+    step = Step(run, "sample_model", params, inputs=[data_dir / "sample.json"] if (data_dir / "sample.json").exists() else [data_dir], outputs=[out])
+    if step.check():
+        rec = step.record
+        return TrainResult(out, rec["top1"], rec["top5"], epochs, rec["seconds"], reused=True)
+
+    from ultralytics import YOLO
+    from ultralytics.utils import SETTINGS
+
+    SETTINGS.update({"sync": False})
+    workdir = run.model / "train"
+    shutil.rmtree(workdir, ignore_errors=True)
+    model = YOLO("yolo11n-cls.yaml")
+    # Digits must not be mirrored or colour-jittered: a flipped 2 is not a 2, and colour is the
+    # channel-order signal notebook 30 relies on.
+    metrics = model.train(
+        data=str(data_dir), epochs=epochs, imgsz=imgsz, batch=64, device="cpu", workers=0, seed=seed,
+        deterministic=True, pretrained=False, amp=False, plots=False, verbose=False,
+        fliplr=0.0, erasing=0.0, auto_augment=None, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0,
+        project=str(workdir), name="run", exist_ok=True,
+    )
+    best = workdir / "run" / "weights" / "best.pt"
+    tmp = out.with_name("model.pt.tmp")
+    shutil.copy2(best, tmp)
+    tmp.replace(out)
+    top1, top5 = float(metrics.top1), float(metrics.top5)
+    step.done(top1=top1, top5=top5, epochs=epochs)
+    (run.model / "train.json").write_text(json.dumps({"top1": top1, "top5": top5, "epochs": epochs, "imgsz": imgsz, "seconds": step.record["seconds"]}, indent=2))
+    return TrainResult(out, top1, top5, epochs, step.record["seconds"], reused=False)

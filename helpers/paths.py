@@ -1,0 +1,73 @@
+"""Where things live: the repository, the bundled sample, and the folders of one run."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import WorkbookError
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "data"
+OUTPUTS = REPO / "outputs"
+SAMPLE_DATA = DATA / "digits"
+DEFAULT_RUN = OUTPUTS / "sample"
+KERNEL_NAME = "rknn-workbook"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run folder; every notebook reads and writes only below it."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, run_dir: str | os.PathLike) -> "Run":
+        root = Path(run_dir).expanduser()
+        root = (root if root.is_absolute() else REPO / root).resolve()  # relative = from the repo root
+        if root.exists() and not root.is_dir():
+            raise WorkbookError(f"Run folder {root} is a file; pass run_dir= a folder path (it is created if missing).")
+        root.mkdir(parents=True, exist_ok=True)
+        return cls(root)
+
+    def sub(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def model(self) -> Path:
+        return self.sub("model")
+
+    @property
+    def rknn(self) -> Path:
+        return self.sub("rknn")
+
+    @property
+    def eval(self) -> Path:
+        return self.sub("eval")
+
+    @property
+    def board(self) -> Path:
+        return self.sub("board")
+
+    @property
+    def analysis(self) -> Path:
+        return self.sub("analysis")
+
+    @property
+    def hybrid(self) -> Path:
+        return self.sub("hybrid")
+
+    @property
+    def logs(self) -> Path:
+        return self.sub("logs")
+
+    def need(self, relative: str, notebook: str) -> Path:
+        """Return an earlier step's artifact, or say exactly which notebook makes it."""
+        path = self.root / relative
+        if not path.exists():
+            raise WorkbookError(
+                f"{path} is missing; run notebooks/{notebook} with run_dir={str(self.root)!r} first."
+            )
+        return path

@@ -1,0 +1,77 @@
+"""Shared fixtures: a tiny ONNX model and images built in the test, and the papermill series run."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import report
+from helpers.paths import REPO
+
+SMALL_PARAMS = REPO / "tests" / "small_params.yaml"
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory) -> Path:
+    """A 3-class conv net on 16x16 RGB, exported by torch to ONNX opset 12."""
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 3),
+    ).eval()
+    path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
+    torch.onnx.export(net, torch.randn(1, 3, 16, 16), str(path), opset_version=12, input_names=["images"], output_names=["logits"])
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_images(tmp_path_factory) -> list[Path]:
+    """Eight random 16x16 PNGs (real files the toolkit reads for calibration)."""
+    import cv2
+
+    folder = tmp_path_factory.mktemp("tiny_images")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(8):
+        p = folder / f"{i}.png"
+        cv2.imwrite(str(p), rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+        paths.append(p)
+    return paths
+
+
+@dataclass
+class SeriesRun:
+    """The notebooks executed in order into one temporary run folder, each at most once."""
+
+    root: Path
+    config: dict
+    errors: dict[str, BaseException] = field(default_factory=dict)
+    done: list[str] = field(default_factory=list)
+
+    def ran(self, name: str) -> Path:
+        """Execute notebooks up to and including `name` (once); fail with the notebook's error."""
+        for nb in report.notebooks():
+            stem = nb.stem
+            if stem in self.errors:
+                pytest.fail(f"{stem} failed, so {name} cannot be checked:\n{self.errors[stem]}")
+            if stem not in self.done:
+                try:
+                    report.execute(nb, self.root, report.params_for(nb, self.config))
+                except Exception as exc:  # papermill's PapermillExecutionError carries the cell's traceback
+                    self.errors[stem] = exc
+                    pytest.fail(f"{stem} failed under papermill:\n{exc}")
+                self.done.append(stem)
+            if stem == name:
+                return self.root
+        pytest.fail(f"notebook {name} is not in notebooks/")
+
+
+@pytest.fixture(scope="session")
+def series(tmp_path_factory) -> SeriesRun:
+    root = Path(os.environ.get("WORKBOOK_TEST_RUN") or tmp_path_factory.mktemp("series_run"))
+    return SeriesRun(root, report.load_params_file(SMALL_PARAMS))
