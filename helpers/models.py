@@ -30,7 +30,7 @@ def check_model_path(model: str | Path) -> Path:
     path = Path(model).expanduser()
     if not path.exists():
         raise WorkbookError(f"Model file {path} does not exist; pass model= an existing .pt or .onnx path, or leave it empty to train the sample model.")
-    if not path.is_file():
+    if path.is_dir():
         raise WorkbookError(f"Model path {path} is a folder, not a file; pass model= the .pt or .onnx file inside it.")
     if path.suffix.lower() not in MODEL_SUFFIXES:
         raise WorkbookError(f"Model file {path} has unknown type {path.suffix or '(none)'}; pass a .pt/.torchscript (PyTorch) or .onnx file.")
@@ -38,7 +38,7 @@ def check_model_path(model: str | Path) -> Path:
         with open(path, "rb") as fh:
             head = fh.read(16)
     except OSError as exc:
-        raise WorkbookError(f"Model file {path} cannot be read ({exc.strerror}); fix its permissions or copy it somewhere readable.") from exc
+        raise WorkbookError(f"Model file {path} cannot be read ({exc.strerror}); fix its permissions or copy the model to a readable regular file.") from exc
     if not head:
         raise WorkbookError(f"Model file {path} is empty; re-export or re-download it.")
     return path.resolve()

@@ -1,0 +1,98 @@
+"""The toolkit wrapper against the real rknn-toolkit2 on a tiny model built in the test."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from helpers.data import write_calibration_list
+from helpers.errors import RknnError, WorkbookError
+from helpers.rknn import toolkit
+
+
+def _configure(rk, platform="rk3588"):
+    rk.config(mean_values=[[0, 0, 0]], std_values=[[255, 255, 255]], target_platform=platform)
+
+
+def test_success_path_converts_runs_and_logs(tiny_onnx, tiny_images, tmp_path, capfd):
+    dataset = write_calibration_list(tiny_images, tmp_path / "calib.txt")
+    log = tmp_path / "logs" / "build.log"
+    with toolkit(log) as rk:
+        _configure(rk)
+        rk.load_onnx(str(tiny_onnx))
+        rk.build(do_quantization=True, dataset=str(dataset))
+        rk.export_rknn(str(tmp_path / "tiny.rknn"))
+        rk.init_runtime(target=None)
+        out = rk.inference(inputs=[np.full((16, 16, 3), 128, np.uint8)], data_format="nhwc")
+    assert (tmp_path / "tiny.rknn").stat().st_size > 0
+    assert out[0].shape == (1, 3) and np.isfinite(out[0]).all()
+    text = log.read_text()
+    assert "rknn-toolkit2 version: 2.5.0" in text and "build" in text.lower()
+    captured = capfd.readouterr()
+    assert "D RKNN" not in captured.out + captured.err, "toolkit chatter must go to the log, not the notebook"
+    # the toolkit's console handlers are gone, its file handler stays
+    handlers = logging.getLogger("rknnLogger").handlers
+    assert not any(type(h) is logging.StreamHandler for h in handlers)
+
+
+def test_missing_model_file_raises_with_log_tail(tmp_path):
+    missing = tmp_path / "nope.onnx"
+    with pytest.raises(RknnError) as info:
+        with toolkit(tmp_path / "load.log") as rk:
+            _configure(rk)
+            rk.load_onnx(str(missing))
+    err = info.value
+    assert err.call == "load_onnx"
+    assert "nope.onnx" in err.reason and "not exists" in err.reason
+    assert "nope.onnx" in err.log_tail and err.log_path == (tmp_path / "load.log").resolve()
+    assert "last lines of the toolkit log" in str(err)
+
+
+def test_invalid_target_platform_raises(tmp_path):
+    with pytest.raises(RknnError) as info:
+        with toolkit(tmp_path / "cfg.log") as rk:
+            _configure(rk, platform="rk9999")
+    assert info.value.call == "config"
+    assert "Invalid target_platform 'rk9999'" in info.value.reason
+
+
+def test_empty_calibration_list_raises(tiny_onnx, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(RknnError) as info:
+        with toolkit(tmp_path / "build.log") as rk:
+            _configure(rk)
+            rk.load_onnx(str(tiny_onnx))
+            rk.build(do_quantization=True, dataset=str(empty))
+    assert info.value.call == "build"
+    assert "input num: 0" in info.value.reason
+    # and the workbook's own list writer refuses to write such a list in the first place
+    with pytest.raises(WorkbookError, match="would be empty"):
+        write_calibration_list([], tmp_path / "calib.txt")
+
+
+def test_minus_one_return_becomes_error(tmp_path):
+    """export_rknn before build returns -1 (no exception): the wrapper raises all the same."""
+    with pytest.raises(RknnError) as info:
+        with toolkit(tmp_path / "export.log") as rk:
+            rk.export_rknn(str(tmp_path / "x.rknn"))
+    assert info.value.call == "export_rknn" and info.value.reason == "returned -1"
+    assert not (tmp_path / "x.rknn").exists()
+
+
+def test_inference_without_runtime_is_an_error(tmp_path):
+    """inference() returns None when there is no runtime; the wrapper treats that as failure."""
+    with pytest.raises(RknnError, match="inference failed: returned None"):
+        with toolkit(tmp_path / "inf.log") as rk:
+            rk.inference(inputs=[np.zeros((16, 16, 3), np.uint8)])
+
+
+def test_release_happens_even_when_the_body_fails(tmp_path):
+    released = []
+    with pytest.raises(ZeroDivisionError):
+        with toolkit(tmp_path / "x.log") as rk:
+            real_release = rk._rknn.release
+            rk._rknn.release = lambda: (released.append(True), real_release())  # observe the real call
+            1 / 0
+    assert released == [True]
