@@ -34,19 +34,24 @@ def log_tail(log_path: Path, lines: int = 25) -> str:
 
 
 @contextlib.contextmanager
-def _into_log(log_path: Path) -> Iterator[None]:
-    """Send Python-level and native stdout/stderr to the log file for the duration of one call."""
+def _into_log(log_path: Path, workdir: Path | None = None) -> Iterator[None]:
+    """Send Python-level and native stdout/stderr to the log file for the duration of one call,
+    with the working directory set to workdir (the toolkit drops check*.onnx and other files there)."""
     sys.stdout.flush()
     sys.stderr.flush()
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     saved = [os.dup(1), os.dup(2)]
     stream = io.TextIOWrapper(io.FileIO(os.dup(fd), "w"), write_through=True)
+    cwd = os.getcwd()
     try:
+        if workdir is not None:
+            os.chdir(workdir)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
             yield
     finally:
+        os.chdir(cwd)
         stream.flush()
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
@@ -66,9 +71,10 @@ def _quiet_toolkit_logger() -> None:
 class Toolkit:
     """Proxy for an RKNN object: same methods, but failures raise RknnError."""
 
-    def __init__(self, rknn: Any, log_path: Path):
+    def __init__(self, rknn: Any, log_path: Path, workdir: Path):
         self._rknn = rknn
         self.log_path = log_path
+        self.workdir = workdir
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._rknn, name)
@@ -77,7 +83,7 @@ class Toolkit:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             try:
-                with _into_log(self.log_path):
+                with _into_log(self.log_path, self.workdir):
                     result = attr(*args, **kwargs)
             except KeyboardInterrupt:
                 raise
@@ -100,20 +106,27 @@ def _reason(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def toolkit(log_path: str | Path, verbose: bool = True) -> Iterator[Toolkit]:
-    """Open an RKNN object logging to log_path (truncated), yield its checked proxy, always release."""
+def toolkit(log_path: str | Path, verbose: bool = True, workdir: str | Path | None = None) -> Iterator[Toolkit]:
+    """Open an RKNN object logging to log_path (truncated), yield its checked proxy, always release.
+
+    Every call runs with the working directory set to workdir (default: the log's folder), because
+    the toolkit writes intermediate files (check*.onnx, hybrid step1 output) into the current
+    directory; pass absolute paths to the calls.
+    """
     log_path = Path(log_path).resolve()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text("")
-    with _into_log(log_path):
+    workdir = Path(workdir).resolve() if workdir else log_path.parent
+    workdir.mkdir(parents=True, exist_ok=True)
+    with _into_log(log_path, workdir):
         from rknn.api import RKNN
 
         rknn = RKNN(verbose=verbose, verbose_file=str(log_path))
     _quiet_toolkit_logger()
     try:
-        yield Toolkit(rknn, log_path)
+        yield Toolkit(rknn, log_path, workdir)
     finally:
-        with _into_log(log_path), contextlib.suppress(Exception):
+        with _into_log(log_path, workdir), contextlib.suppress(Exception):
             rknn.release()
 
 

@@ -15,7 +15,10 @@ def _configure(rk, platform="rk3588"):
     rk.config(mean_values=[[0, 0, 0]], std_values=[[255, 255, 255]], target_platform=platform)
 
 
-def test_success_path_converts_runs_and_logs(tiny_onnx, tiny_images, tmp_path, capfd):
+def test_success_path_converts_runs_and_logs(tiny_onnx, tiny_images, tmp_path, capfd, monkeypatch):
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
     dataset = write_calibration_list(tiny_images, tmp_path / "calib.txt")
     log = tmp_path / "logs" / "build.log"
     with toolkit(log) as rk:
@@ -29,6 +32,8 @@ def test_success_path_converts_runs_and_logs(tiny_onnx, tiny_images, tmp_path, c
     assert out[0].shape == (1, 3) and np.isfinite(out[0]).all()
     text = log.read_text()
     assert "rknn-toolkit2 version: 2.5.0" in text and "build" in text.lower()
+    assert list(elsewhere.iterdir()) == [], "the toolkit's scratch files stay out of the caller's directory"
+    assert list((tmp_path / "logs").glob("check*.onnx")), "they land in the step's work folder instead"
     captured = capfd.readouterr()
     assert "D RKNN" not in captured.out + captured.err, "toolkit chatter must go to the log, not the notebook"
     # the toolkit's console handlers are gone, its file handler stays
