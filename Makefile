@@ -30,7 +30,7 @@ run: setup
 	$(PY) -m helpers run --params $(PARAMS) --run-dir $(RUN_DIR)
 
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	WORKBOOK_CHECK_CLEAN=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

@@ -75,3 +75,25 @@ class SeriesRun:
 def series(tmp_path_factory) -> SeriesRun:
     root = Path(os.environ.get("WORKBOOK_TEST_RUN") or tmp_path_factory.mktemp("series_run"))
     return SeriesRun(root, report.load_params_file(SMALL_PARAMS))
+
+
+def _untracked() -> set[str]:
+    """Files git would offer to add (untracked and not ignored)."""
+    import subprocess
+
+    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO, capture_output=True, text=True)
+    return {line[3:] for line in out.stdout.splitlines() if line.startswith("??")} if out.returncode == 0 else set()
+
+
+def pytest_sessionstart(session):
+    session.config._untracked_before = _untracked()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """`make test` (WORKBOOK_CHECK_CLEAN=1) fails if the run left files outside git-ignored folders."""
+    if os.environ.get("WORKBOOK_CHECK_CLEAN") != "1":
+        return
+    new = sorted(_untracked() - session.config._untracked_before)
+    if new:
+        print(f"\nERROR: the test run left files outside git-ignored folders: {new}")
+        session.exitstatus = 1
