@@ -1,0 +1,280 @@
+"""One interface over inference backends, one evaluation loop over a labelled image set.
+
+A backend takes a batch of uint8 RGB NHWC images (the output of helpers.preprocess.read_rgb) and
+returns float scores [N, classes]. Each backend does its own normalisation: ONNX Runtime applies
+mean/std in numpy (the FP32 reference), the RKNN simulator and the board take the raw uint8 images
+because mean/std are baked into the .rknn. To add a backend (e.g. helpers.board.BoardBackend),
+implement `name`, `run()` and `close()`; `evaluate()` and `compare()` then work unchanged.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from .data import LabelledImages
+from .preprocess import read_rgb, to_float_nchw
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Anything that scores uint8 RGB NHWC batches: `run(batch) -> float32 [N, classes]`."""
+
+    name: str
+
+    def run(self, batch_uint8_nhwc: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+class OnnxBackend:
+    """The FP32 reference: the exported ONNX under ONNX Runtime on CPU."""
+
+    def __init__(self, onnx_path: str | Path, mean: Sequence[float], std: Sequence[float], name: str = "FP32 ONNX Runtime"):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        self.mean, self.std, self.name = list(mean), list(std), name
+
+    def run(self, batch_uint8_nhwc: np.ndarray) -> np.ndarray:
+        x = to_float_nchw(batch_uint8_nhwc, self.mean, self.std)
+        step = self.fixed_batch or len(x)  # a model exported with batch 1 is fed image by image
+        outs = [self.session.run(None, {self.input_name: x[i : i + step]})[0] for i in range(0, len(x), step)]
+        return np.concatenate(outs).reshape(len(x), -1).astype(np.float32)
+
+    def close(self) -> None:
+        self.session = None
+
+
+class SimulatorBackend:
+    """The INT8 model in the toolkit's simulator, built from its source (ONNX or TorchScript) in this
+    process; with batch > 1 the model is built with rknn_batch_size=batch and fed batch images per call."""
+
+    def __init__(self, source: str | Path, cfg: Any, dataset: str | Path | None, input_size: int, log_path: str | Path,
+                 load_path: str = "auto", batch: int = 8, name: str = "INT8 RKNN simulator"):
+        from .convert import ConvertConfig, build_on
+        from .rknn import toolkit
+
+        self.batch = int(batch)
+        self.name = name
+        self.input_size = input_size
+        self.log_path = Path(log_path)
+        self.cfg = ConvertConfig.from_dict({**cfg.to_dict(), "rknn_batch_size": self.batch if self.batch > 1 else None})
+        self._stack = contextlib.ExitStack()
+        try:
+            self.rk = self._stack.enter_context(toolkit(self.log_path))
+            build_on(self.rk, Path(source), self.cfg, Path(dataset) if dataset else None, input_size, load_path)
+            self.rk.init_runtime(target=None)
+        except BaseException:
+            self._stack.close()
+            raise
+
+    @classmethod
+    def from_record(cls, record: Any, log_path: str | Path, batch: int = 8, name: str = "INT8 RKNN simulator", **overrides: Any) -> "SimulatorBackend":
+        """Rebuild the model notebook 20 converted (helpers.convert.read_record), with optional config overrides."""
+        from .convert import ConvertConfig
+
+        cfg = ConvertConfig.from_dict({**record.config.to_dict(), **overrides})
+        return cls(record.source, cfg, record.dataset, record.input_size, log_path, record.load_path, batch, name)
+
+    def run(self, batch_uint8_nhwc: np.ndarray) -> np.ndarray:
+        outs = []
+        for i in range(0, len(batch_uint8_nhwc), self.batch):
+            chunk = batch_uint8_nhwc[i : i + self.batch]
+            n = len(chunk)
+            if n < self.batch:  # the model is built for exactly `batch` images: pad with copies of the last
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.batch - n, axis=0)])
+            out = self.rk.inference(inputs=[np.ascontiguousarray(chunk)], data_format="nhwc")[0]
+            outs.append(np.asarray(out, np.float32).reshape(self.batch, -1)[:n])
+        return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> "SimulatorBackend":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------- evaluation
+
+@dataclass
+class EvalResult:
+    """Scores and accuracy of one backend on one labelled set."""
+
+    name: str
+    scores: np.ndarray
+    labels: np.ndarray
+    top1: float
+    top5: float
+    seconds: float
+    images_per_s: float
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.scores.argmax(axis=1)
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "images": int(len(self.labels)), "top1": self.top1, "top5": self.top5,
+                "seconds": round(self.seconds, 3), "images_per_s": round(self.images_per_s, 1)}
+
+
+def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Share of rows whose label is among the k highest scores."""
+    if len(labels) == 0:
+        return float("nan")
+    k = min(k, scores.shape[1])
+    top = np.argsort(-scores, axis=1)[:, :k]
+    return float((top == labels[:, None]).any(axis=1).mean())
+
+
+def evaluate(backend: Backend, images: LabelledImages, size: int, batch: int = 32, progress: bool = True,
+             pixels: np.ndarray | None = None) -> EvalResult:
+    """Score every image with the backend in batches (tqdm bar); only backend time counts as speed.
+    Pass pixels (images.load(size)) to reuse already-decoded images."""
+    from tqdm.auto import tqdm
+
+    n = len(images)
+    outs, spent = [], 0.0
+    bar = tqdm(total=n, desc=backend.name, unit="img", disable=not progress)
+    for i in range(0, n, batch):
+        x = pixels[i : i + batch] if pixels is not None else np.stack([read_rgb(p, size) for p in images.paths[i : i + batch]])
+        t = time.perf_counter()
+        outs.append(backend.run(x))
+        spent += time.perf_counter() - t
+        bar.update(len(x))
+    bar.close()
+    scores = np.concatenate(outs) if outs else np.zeros((0, len(images.classes)), np.float32)
+    labels = np.asarray(images.labels)
+    return EvalResult(backend.name, scores, labels, topk_accuracy(scores, labels, 1), topk_accuracy(scores, labels, 5),
+                      spent, n / spent if spent > 0 else float("nan"))
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-row cosine similarity of two [N, K] arrays (0 where a row is all zeros)."""
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(den > 0, (a * b).sum(axis=1) / np.where(den > 0, den, 1.0), 0.0)
+
+
+@dataclass
+class Comparison:
+    """How closely a second backend (e.g. INT8) follows a reference (e.g. FP32), image by image."""
+
+    reference: str
+    other: str
+    top1_agreement: float
+    cosine: np.ndarray = field(repr=False)
+    top1_delta_pt: float = 0.0
+
+    @property
+    def mean_cosine(self) -> float:
+        return float(self.cosine.mean()) if len(self.cosine) else float("nan")
+
+    @property
+    def min_cosine(self) -> float:
+        return float(self.cosine.min()) if len(self.cosine) else float("nan")
+
+    def summary(self) -> dict[str, Any]:
+        return {"reference": self.reference, "other": self.other, "top1_agreement": self.top1_agreement,
+                "mean_cosine": self.mean_cosine, "min_cosine": self.min_cosine, "top1_delta_pt": self.top1_delta_pt}
+
+
+def compare(fp32: EvalResult, int8: EvalResult) -> Comparison:
+    """Top-1 agreement and per-sample output cosine of int8 against fp32 (same images, same order)."""
+    if fp32.scores.shape != int8.scores.shape:
+        raise ValueError(f"Cannot compare {fp32.name} {fp32.scores.shape} with {int8.name} {int8.scores.shape}: evaluate both on the same images.")
+    agree = float((fp32.predictions == int8.predictions).mean()) if len(fp32.labels) else float("nan")
+    return Comparison(fp32.name, int8.name, agree, cosine_rows(fp32.scores, int8.scores), round(100 * (int8.top1 - fp32.top1), 2))
+
+
+def verdict(cmp: Comparison) -> str:
+    """One line: how much top-1 the second model loses (or gains) against the reference."""
+    d = cmp.top1_delta_pt
+    change = f"loses {-d:.1f} pt top-1" if d < 0 else f"gains {d:.1f} pt top-1" if d > 0 else "keeps top-1 exactly"
+    return (f"{cmp.other} {change} against {cmp.reference}; the two agree on {100 * cmp.top1_agreement:.1f}% "
+            f"of images, mean output cosine {cmp.mean_cosine:.4f}.")
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:
+    """[true, predicted] counts."""
+    m = np.zeros((classes, classes), np.int64)
+    np.add.at(m, (np.asarray(labels), np.asarray(predictions)), 1)
+    return m
+
+
+def plot_confusions(results: list[EvalResult], class_names: list[str], path: Path | None = None):
+    """Side-by-side confusion matrices (rows = true class), titled with top-1; saved to path if given."""
+    import matplotlib.pyplot as plt
+
+    k = len(class_names)
+    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 4), squeeze=False)
+    for ax, r in zip(axes[0], results):
+        m = confusion_matrix(r.labels, r.predictions, k)
+        ax.imshow(m, cmap="Blues")
+        for (i, j), v in np.ndenumerate(m):
+            if v:
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color="white" if v > m.max() / 2 else "black")
+        ax.set_title(f"{r.name}\ntop-1 {100 * r.top1:.1f}%")
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_xticks(range(k), class_names, fontsize=7)
+        ax.set_yticks(range(k), class_names, fontsize=7)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot_cosine_hist(cmp: Comparison, path: Path | None = None):
+    """Histogram of per-image output cosine between the two backends; saved to path if given."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    lo = min(0.9, float(np.floor(cmp.min_cosine * 100) / 100)) if len(cmp.cosine) else 0.9
+    ax.hist(cmp.cosine, bins=np.linspace(lo, 1.0, 41), color="tab:orange", edgecolor="black", linewidth=0.3)
+    ax.set_title(f"Per-image output cosine: {cmp.other} vs {cmp.reference}")
+    ax.set_xlabel("cosine similarity of the output vectors")
+    ax.set_ylabel("images")
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def save_predictions(path: Path, images: LabelledImages, *results: EvalResult) -> Path:
+    """Write labels, image paths and each backend's scores to an .npz (atomic)."""
+    path = Path(path)
+    arrays: dict[str, Any] = {"labels": np.asarray(images.labels), "paths": np.asarray([str(p) for p in images.paths]),
+                              "classes": np.asarray(images.classes)}
+    for i, r in enumerate(results):
+        arrays[f"scores_{i}"] = r.scores
+        arrays[f"name_{i}"] = np.asarray(r.name)
+    tmp = path.with_name(path.stem + ".partial.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+    return path
+
+
+def write_metrics(path: Path, results: list[EvalResult], comparison: Comparison | None, extra: dict[str, Any] | None = None) -> Path:
+    """eval/metrics.json: each backend's summary, the comparison and any extra values (atomic)."""
+    data = {"backends": [r.summary() for r in results], "comparison": comparison.summary() if comparison else None,
+            "verdict": verdict(comparison) if comparison else "", **(extra or {})}
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float))
+    tmp.replace(path)
+    return path
