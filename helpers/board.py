@@ -1,0 +1,474 @@
+"""The board side: device discovery and choice, target checks, a board backend for evaluate(),
+performance and memory, accuracy analysis with runtime columns, and the deployment bundle.
+
+Everything that touches a board goes through helpers.rknn.toolkit and fails with RknnError when the
+board does not answer; nothing here fabricates a board result. Bad input (unknown device id, target
+that does not match the model, unknown core mask) is a WorkbookError before any toolkit call.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import tarfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .convert import TARGET_PLATFORMS, ConvertRecord, rebuild
+from .deploy import run_rknn as runner
+from .errors import WorkbookError
+from .paths import Run
+from .rknn import toolkit, toolkit_version
+
+CORE_MASKS = list(runner.CORE_MASKS)  # auto, 0, 1, 2, 0_1, 0_1_2, all
+DEVICES_JSON = "board/devices.json"
+HYBRID_RKNN = "hybrid/model_hybrid.rknn"
+RUNNER = Path(runner.__file__)
+PREPROCESS = Path(__file__).with_name("preprocess.py")
+NO_BOARD_HINT = ("connect the board by USB OTG, check that `adb devices` lists it, and start rknn_server on the board "
+                 "(see the checklist above)")
+
+
+def _write_json(path: Path, data: Any) -> Path:
+    """Write JSON atomically (temp name, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=_jsonable))
+    tmp.replace(path)
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+# ---------------------------------------------------------------- devices
+
+@dataclass
+class Devices:
+    """What `list_devices()` reported: adb serials and ntb ids (both empty without a board)."""
+
+    adb: list[str] = field(default_factory=list)
+    ntb: list[str] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def ids(self) -> list[str]:
+        return [*self.adb, *self.ntb]
+
+    @property
+    def found(self) -> bool:
+        return bool(self.ids)
+
+    def table(self):
+        """One row per device (id, transport) as a DataFrame; empty with the right columns when none."""
+        import pandas as pd
+
+        rows = [{"device_id": d, "transport": "adb"} for d in self.adb] + [{"device_id": d, "transport": "ntb"} for d in self.ntb]
+        return pd.DataFrame(rows, columns=["device_id", "transport"])
+
+    def status_line(self) -> str:
+        """One line for the notebook: what was found, or 'no board found' and what to check."""
+        if self.found:
+            return f"{len(self.ids)} board(s) found: {', '.join(self.ids)}."
+        why = f" (list_devices failed: {self.error})" if self.error else ""
+        return f"No board found{why}: {NO_BOARD_HINT}; the board cells below are skipped and the bundle is still built."
+
+
+def discover(log_path: str | Path) -> Devices:
+    """Ask the toolkit for connected boards (adb and ntb); a failing adb is recorded, not raised."""
+    try:
+        with toolkit(log_path) as rk:
+            adb, ntb = rk.list_devices()
+    except Exception as exc:  # noqa: BLE001 - no adb at all is a finding for devices.json, not a crash
+        return Devices([], [], str(exc).splitlines()[0])
+    return Devices([str(d) for d in adb or []], [str(d) for d in ntb or []])
+
+
+def choose_device(devices: Devices, device_id: str = "") -> str | None:
+    """The device to use: device_id when it is connected, else the first found, else None (no board).
+
+    A device_id that is not connected is a WorkbookError listing what is connected.
+    """
+    device_id = (device_id or "").strip()
+    if device_id:
+        if device_id not in devices.ids:
+            have = ", ".join(devices.ids) if devices.ids else "none (no board found)"
+            raise WorkbookError(
+                f"device_id={device_id!r} is not connected (connected: {have}); pass one of those ids or device_id='' for the first board found."
+            )
+        return device_id
+    return devices.ids[0] if devices.ids else None
+
+
+def save_devices(run: Run, devices: Devices, chosen: str | None) -> Path:
+    """board/devices.json: what was found (possibly nothing), which device was chosen, when, with which toolkit."""
+    return _write_json(run.board / "devices.json", {
+        "found": devices.found, "adb": devices.adb, "ntb": devices.ntb, "chosen": chosen,
+        "error": devices.error or None, "status": devices.status_line(),
+        "checked": time.strftime("%Y-%m-%d %H:%M:%S"), "toolkit_version": toolkit_version(),
+    })
+
+
+# ---------------------------------------------------------------- target checks
+
+def model_platform(rknn_path: str | Path) -> str:
+    """The chip a .rknn was built for, read from the description embedded in the file."""
+    rknn_path = Path(rknn_path)
+    if not rknn_path.is_file():
+        raise WorkbookError(f"Model file {rknn_path} does not exist; run notebooks/20_convert.ipynb first or pass an existing .rknn.")
+    try:
+        return runner.rknn_platform(rknn_path)
+    except runner.RunnerError as exc:
+        raise WorkbookError(str(exc)) from None
+
+
+def resolve_target(target: str, rknn_path: str | Path, record: ConvertRecord | None = None) -> str:
+    """The board target to use: `target`, checked against the platform written in the .rknn (and
+    against convert.json when given); empty target = the model's own platform."""
+    rknn_path = Path(rknn_path)
+    built_for = model_platform(rknn_path)
+    if record is not None and record.config.target_platform != built_for:
+        raise WorkbookError(
+            f"{rknn_path.name} was built for {built_for} but rknn/convert.json records {record.config.target_platform}; "
+            "the file was replaced after conversion, so re-run notebooks/20_convert.ipynb."
+        )
+    target = (target or "").strip().lower()
+    if not target:
+        return built_for
+    if target not in TARGET_PLATFORMS:
+        raise WorkbookError(f"target={target!r} is not a known Rockchip chip; use one of {', '.join(TARGET_PLATFORMS)}.")
+    if target != built_for:
+        raise WorkbookError(
+            f"target={target!r} does not match {rknn_path.name}, which was built for {built_for}; set target={built_for!r} "
+            f"(or '') or convert again with target_platform={target!r} in notebooks/20_convert.ipynb."
+        )
+    return target
+
+
+def core_mask_value(core_mask: str, target: str) -> int:
+    """The toolkit's NPU core mask for a name (auto, 0, 1, 2, 0_1, 0_1_2, all) on this chip."""
+    from rknn.api import RKNN
+
+    if core_mask not in runner.CORE_MASKS:
+        raise WorkbookError(f"core_mask={core_mask!r} is unknown; use one of {', '.join(CORE_MASKS)}.")
+    try:
+        return runner.core_mask_value(RKNN, core_mask, target)
+    except runner.RunnerError as exc:
+        raise WorkbookError(str(exc).replace("--core-mask ", "core_mask=")) from None
+
+
+# ---------------------------------------------------------------- board backend
+
+class BoardBackend:
+    """The .rknn on a real board through the toolkit (load_rknn + init_runtime with a target): an
+    evaluate.Backend, scoring one image per call (the exported model has batch 1)."""
+
+    def __init__(self, rknn_path: str | Path, target: str, log_path: str | Path, device_id: str = "",
+                 core_mask: str = "auto", perf_debug: bool = False, eval_mem: bool = False,
+                 record: ConvertRecord | None = None, name: str | None = None):
+        self.rknn_path = Path(rknn_path)
+        self.target = resolve_target(target, self.rknn_path, record)
+        mask = core_mask_value(core_mask, self.target)
+        self.name = name or f"INT8 board ({self.target})"
+        self.log_path = Path(log_path)
+        self._stack = contextlib.ExitStack()
+        try:
+            self.rk = self._stack.enter_context(toolkit(self.log_path))
+            adb, ntb = self.rk.list_devices()
+            self.device_id = choose_device(Devices(list(adb or []), list(ntb or [])), device_id)
+            if self.device_id is None:
+                raise WorkbookError(f"No board found for target={self.target!r}; {NO_BOARD_HINT}.")
+            self.rk.load_rknn(str(self.rknn_path))
+            self.rk.init_runtime(target=self.target, device_id=self.device_id, perf_debug=perf_debug,
+                                 eval_mem=eval_mem, core_mask=mask)
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def run(self, batch_uint8_nhwc: np.ndarray) -> np.ndarray:
+        outs = [np.asarray(self.rk.inference(inputs=[np.ascontiguousarray(x[None])], data_format="nhwc")[0], np.float32).ravel()
+                for x in batch_uint8_nhwc]
+        return np.stack(outs) if outs else np.zeros((0, 0), np.float32)
+
+    def perf(self) -> "Perf":
+        """eval_perf on the board: per-layer table (when init_runtime had perf_debug=True) and FPS."""
+        return Perf.from_result(self.rk.eval_perf(is_print=True))
+
+    def memory(self) -> dict[str, Any]:
+        """eval_memory on the board (needs init_runtime with eval_mem=True)."""
+        return dict(self.rk.eval_memory(is_print=True))
+
+    def sdk_version(self) -> str:
+        """Runtime (librknnrt) and driver versions as the board reports them."""
+        return str(self.rk.get_sdk_version())
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> "BoardBackend":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+@dataclass
+class Perf:
+    """What eval_perf returned, kept whole, with a per-layer table and FPS when they can be found in it."""
+
+    raw: Any
+    layers: Any = None  # pandas DataFrame or None
+    total_us: float | None = None
+
+    @property
+    def fps(self) -> float | None:
+        return 1e6 / self.total_us if self.total_us else None
+
+    @classmethod
+    def from_result(cls, raw: Any) -> "Perf":
+        """Look for a list of per-layer records and a total time (us) in the returned structure."""
+        import pandas as pd
+
+        layers, total = None, None
+        items = raw.items() if isinstance(raw, dict) else []
+        for key, value in items:
+            if layers is None and isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                layers = pd.DataFrame(value)
+            if total is None and isinstance(value, (int, float)) and "total" in str(key).lower() and "time" in str(key).lower():
+                total = float(value)
+        return cls(raw, layers, total)
+
+    def summary(self) -> dict[str, Any]:
+        return {"total_us": self.total_us, "fps": self.fps, "layers": None if self.layers is None else len(self.layers), "raw": self.raw}
+
+
+def board_accuracy_analysis(record: ConvertRecord, images: list[Path], out_dir: str | Path, target: str, device_id: str,
+                            log_path: str | Path) -> Path:
+    """accuracy_analysis with target set, so error_analysis.txt gains the board's runtime columns;
+    the model is rebuilt from its source (the analysis needs the float graph). Returns the txt path."""
+    out_dir = Path(out_dir)
+    with toolkit(log_path) as rk:
+        rebuild(rk, record)
+        rk.accuracy_analysis(inputs=[str(p) for p in images], output_dir=str(out_dir), target=target, device_id=device_id)
+    return out_dir / "error_analysis.txt"
+
+
+# ---------------------------------------------------------------- C++ demo (codegen)
+
+@dataclass
+class CppDemo:
+    """Outcome of the toolkit's codegen: the folder (or None) and a one-line note of what happened."""
+
+    folder: Path | None
+    note: str
+
+
+def generate_cpp_demo(record: ConvertRecord, out_dir: str | Path, log_path: str | Path, image: Path | None = None,
+                      model_name: str = "model.rknn") -> CppDemo:
+    """The C++ demo project from the toolkit's `codegen`, written to out_dir.
+
+    In rknn-toolkit2 2.5.0 codegen needs the model built in the same session (after load_rknn it
+    refuses), so the model is rebuilt from rknn/convert.json and exported as `model_name` in a
+    scratch folder first; the demo's run.sh then names that file. No board is involved.
+    """
+    out_dir = Path(out_dir)
+    scratch = out_dir.with_name(out_dir.name + ".work")
+    shutil.rmtree(scratch, ignore_errors=True)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    try:
+        with toolkit(log_path, workdir=scratch) as rk:
+            rebuild(rk, record)
+            rk.export_rknn(str(scratch / model_name))
+            rk.codegen(output_path=str(scratch / "cpp"), inputs=[str(image)] if image else None, overwrite=True)
+        (scratch / "cpp").replace(out_dir)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    with_golden = " with a golden output for the sample image" if image else ""
+    return CppDemo(out_dir, f"generated by rk.codegen (model rebuilt from convert.json{with_golden}); "
+                            "build it with the rknpu2 SDK and an aarch64 cross compiler (cpp/README_EN.md)")
+
+
+# ---------------------------------------------------------------- deployment bundle
+
+@dataclass
+class Bundle:
+    """The deploy folder, its tarball and what went in."""
+
+    folder: Path
+    tarball: Path
+    files: dict[str, str]  # relative path -> sha256
+    config: dict[str, Any]
+
+    def table(self):
+        import pandas as pd
+
+        rows = [{"file": k, "bytes": (self.folder / k).stat().st_size} for k in sorted(self.files)]
+        return pd.DataFrame(rows, columns=["file", "bytes"])
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def bundle_models(run: Run) -> dict[str, Path]:
+    """The models to ship: rknn/model.rknn always, hybrid/model_hybrid.rknn when notebook 60 made it."""
+    models = {"model.rknn": run.need("rknn/model.rknn", "20_convert.ipynb")}
+    hybrid = run.root / HYBRID_RKNN
+    if hybrid.is_file():
+        models["model_hybrid.rknn"] = hybrid
+    return models
+
+
+def build_bundle(run: Run, record: ConvertRecord, labels: list[str], models: dict[str, Path] | None = None,
+                 cpp_demo: CppDemo | None = None, sample_images: list[Path] | None = None) -> Bundle:
+    """Assemble board/deploy/ (models, labels, model.json, runner + the workbook's preprocess.py,
+    README, optional C++ demo and sample images) in a temporary folder, swap it in, then write
+    board/deploy.tar.gz under a temporary name and rename it: nothing half-written looks valid."""
+    models = models or bundle_models(run)
+    if not labels:
+        raise WorkbookError("labels is empty; pass the class names (one per model output) so the runner can print them.")
+    board = run.board
+    final, tmp = board / "deploy", board / "deploy.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        platforms = {}
+        for name, src in models.items():
+            platforms[name] = model_platform(src)
+            shutil.copyfile(src, tmp / name)
+        if platforms["model.rknn"] != record.config.target_platform:
+            raise WorkbookError(
+                f"rknn/model.rknn was built for {platforms['model.rknn']} but rknn/convert.json records "
+                f"{record.config.target_platform}; re-run notebooks/20_convert.ipynb."
+            )
+        other = {n: p for n, p in platforms.items() if p != platforms["model.rknn"]}
+        if other:
+            raise WorkbookError(f"{', '.join(other)} was built for {', '.join(other.values())} but model.rknn for "
+                                f"{platforms['model.rknn']}; re-run notebook 60 on this run so both target the same chip.")
+        (tmp / "labels.txt").write_text("".join(f"{name}\n" for name in labels))
+        shutil.copyfile(RUNNER, tmp / "run_rknn.py")
+        shutil.copyfile(PREPROCESS, tmp / "preprocess.py")  # the workbook's own module, byte for byte
+        if sample_images:
+            (tmp / "images").mkdir()
+            for p in sample_images:
+                shutil.copyfile(p, tmp / "images" / Path(p).name)
+        if cpp_demo is not None and cpp_demo.folder is not None and cpp_demo.folder.is_dir():
+            shutil.copytree(cpp_demo.folder, tmp / "cpp")
+        config = {
+            "model": "model.rknn",
+            "hybrid_model": "model_hybrid.rknn" if "model_hybrid.rknn" in models else None,
+            "target_platform": platforms["model.rknn"],
+            "input_size": record.input_size,
+            "input_layout": "NHWC",
+            "input_dtype": "uint8",
+            "color_order": "BGR" if record.config.quant_img_RGB2BGR else "RGB",
+            "mean_values": record.config.mean_values,
+            "std_values": record.config.std_values,
+            "labels": "labels.txt",
+            "classes": len(labels),
+            "toolkit_version": record.toolkit_version or toolkit_version(),
+            "dtype_notes": record.dtype_notes,
+            "cpp_demo": cpp_demo.note if cpp_demo else "not generated (codegen=False)",
+            "built": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        _write_json(tmp / "model.json", config)
+        (tmp / "README.md").write_text(bundle_readme(config, sorted(models), sample_images or [], cpp_demo))
+        files = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    tarball = board / "deploy.tar.gz"
+    tmp_tar = board / "deploy.tar.gz.partial"
+    try:
+        with tarfile.open(tmp_tar, "w:gz") as tar:
+            tar.add(final, arcname="deploy")
+        tmp_tar.replace(tarball)
+    finally:
+        tmp_tar.unlink(missing_ok=True)
+    return Bundle(final, tarball, files, config)
+
+
+def bundle_readme(cfg: dict[str, Any], models: list[str], samples: list[Path], cpp_demo: CppDemo | None) -> str:
+    """The README inside the bundle: copy, install, run, what the output looks like."""
+    version = cfg["toolkit_version"]
+    sample = f"images/{Path(samples[0]).name}" if samples else "your_image.jpg"
+    hybrid = ("\n`model_hybrid.rknn` is the hybrid-quantized variant (notebook 60); run it with "
+              "`--model model_hybrid.rknn`.\n") if "model_hybrid.rknn" in models else ""
+    notes = "".join(f"\n- the toolkit changed the {n}" for n in cfg.get("dtype_notes") or [])
+    cpp = ("\n## C++ demo (`cpp/`)\n\nGenerated by the toolkit's `codegen`. Build it on a PC with the rknpu2 SDK and an "
+           "aarch64 cross compiler as `cpp/README_EN.md` describes, push the install folder to the board, copy "
+           "`model.rknn` next to it and run `./run.sh`.\n") if cpp_demo and cpp_demo.folder else ""
+    return f"""# Deployment bundle: {cfg['model']} for {cfg['target_platform']}
+
+Made by the RKNN deployment workbook (notebook 40) with rknn-toolkit2 {version}.
+
+| file | what |
+|---|---|
+| {' / '.join(models)} | the model(s), built for **{cfg['target_platform']}** only |
+| labels.txt | {cfg['classes']} class names, one per output |
+| model.json | input size, colour order, mean/std, toolkit version (read by the runner) |
+| run_rknn.py | the runner (rknn-toolkit-lite2) |
+| preprocess.py | the workbook's own preprocessing module, imported by the runner |
+{hybrid}
+## 1. Copy to the board
+
+```
+adb push deploy /userdata/deploy        # or: scp -r deploy user@board:~/
+```
+
+## 2. Install the lite runtime on the board (once)
+
+```
+python3 -m pip install rknn-toolkit-lite2=={version} numpy opencv-python-headless
+strings /usr/lib/librknnrt.so | grep -i "librknnrt version"     # must say {version}
+```
+rknn-toolkit-lite2 exists for aarch64 boards only. If librknnrt.so is older than the toolkit that
+built the model, loading fails (for example "Invalid RKNN model version 6"): update librknnrt.so.
+
+## 3. Run
+
+```
+cd /userdata/deploy
+python3 run_rknn.py {sample}                       # top-5 for one image
+python3 run_rknn.py images/ --top-k 3              # a folder
+python3 run_rknn.py {sample} --loops 100 --core-mask 0_1_2   # timing (rk3588: 3 cores)
+```
+
+Expected output (numbers depend on the image):
+```
+model model.rknn ({cfg['target_platform']}), input {cfg['input_size']}x{cfg['input_size']} RGB uint8 NHWC, core mask auto
+{sample}:
+  1. <label>                0.9xxx  (class i)
+  2. ...
+```
+
+## Input: what the model expects
+
+- {cfg['color_order']} images, resized (short side) and centre-cropped to {cfg['input_size']}x{cfg['input_size']}, uint8, NHWC:
+  exactly what `preprocess.read_rgb` returns. OpenCV reads BGR; the runner converts.
+- mean {cfg['mean_values']} and std {cfg['std_values']} are applied **inside** the model by the NPU: do not normalise.
+- The model's own input/output tensors are INT8. RKNNLite (and the C API without pass-through)
+  quantize the uint8 image and dequantize the outputs to float for you; with pass-through you
+  must feed int8 already quantized with the model's scale and zero point.{notes}
+- `--preprocess-only out.npy` writes the exact array the runner would feed, to compare with the PC.
+{cpp}"""

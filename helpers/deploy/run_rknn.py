@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""Classify images on a Rockchip board with rknn-toolkit-lite2 (RKNNLite): the bundle's runner.
+
+On the board, inside the unpacked bundle:
+    python3 run_rknn.py image.png                      # top-5 for one image
+    python3 run_rknn.py images/ --top-k 3              # every image in a folder
+    python3 run_rknn.py image.png --loops 100 --core-mask 0_1_2   # plus a timing loop
+    python3 run_rknn.py image.png --preprocess-only x.npy         # save the exact input, no NPU
+
+Preprocessing is the workbook's own module, preprocess.py, shipped beside this file: the board
+feeds the model exactly the uint8 RGB NHWC array the workbook fed the simulator. Mean/std are
+inside the .rknn (the NPU applies them), so no normalisation happens here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+if (HERE / "preprocess.py").is_file():  # in the bundle: the workbook's module, shipped beside this file
+    sys.path.insert(0, str(HERE))
+    import preprocess  # noqa: E402
+else:  # inside the workbook repository
+    from helpers import preprocess  # noqa: E402
+
+CONFIG_NAME = "model.json"
+# --core-mask names -> the RKNNLite / RKNN class attribute holding the mask value.
+CORE_MASKS = {
+    "auto": "NPU_CORE_AUTO", "0": "NPU_CORE_0", "1": "NPU_CORE_1", "2": "NPU_CORE_2",
+    "0_1": "NPU_CORE_0_1", "0_1_2": "NPU_CORE_0_1_2", "all": "NPU_CORE_ALL",
+}
+# Which masks each multi-core chip accepts; every other chip has one NPU core (only "auto").
+CORE_MASKS_BY_CHIP = {
+    "rk3588": set(CORE_MASKS),
+    "rk3576": {"auto", "0", "1", "0_1", "all"},
+}
+DEFAULT_LITE_VERSION = "2.5.0"
+
+
+class RunnerError(Exception):
+    """Bad input or a missing piece on the board: the message is one sentence with the fix."""
+
+
+# ---------------------------------------------------------------- model file
+
+def rknn_meta(path: str | Path) -> Dict[str, Any]:
+    """The JSON description embedded in a .rknn file (holds "target_platform" and "version").
+
+    Layout seen in files written by rknn-toolkit2 2.x: b"RKNN" magic, a 64-byte header whose
+    little-endian u64 at offset 16 is the size of the compiled model, the model, then a u64 length
+    and that many bytes of JSON. Anything else raises RunnerError.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RunnerError(f"Cannot read model file {path} ({exc.strerror}); pass --model an existing .rknn file.") from None
+    if data[:4] != b"RKNN" or len(data) < 72:
+        raise RunnerError(f"{path} is not an RKNN model (no 'RKNN' header); pass the .rknn exported by rknn-toolkit2.")
+    (model_size,) = struct.unpack_from("<Q", data, 16)
+    at = 64 + model_size
+    if at + 8 <= len(data):
+        (json_size,) = struct.unpack_from("<Q", data, at)
+        blob = data[at + 8 : at + 8 + json_size]
+        if json_size and len(blob) == json_size:
+            try:
+                return json.loads(blob.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                pass
+    raise RunnerError(f"{path} has an RKNN header but no readable model description; re-export it with rknn-toolkit2 2.x.")
+
+
+def rknn_platform(path: str | Path) -> str:
+    """The chip a .rknn was built for (e.g. 'rk3588'), read from the file itself."""
+    meta = rknn_meta(path)
+    plats = meta.get("target_platform")
+    if isinstance(plats, list) and plats and isinstance(plats[0], str):
+        return plats[0].lower()
+    if isinstance(plats, str) and plats:
+        return plats.lower()
+    raise RunnerError(f"{path} does not record its target platform; re-export it with rknn-toolkit2 2.x.")
+
+
+def board_platform(compatible: str | Path = "/proc/device-tree/compatible") -> Optional[str]:
+    """The Rockchip chip this program runs on, from the device tree ('rk3588'), or None off-board."""
+    try:
+        entries = Path(compatible).read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for entry in entries:
+        text = entry.decode("ascii", "ignore").strip().lower()
+        if text.startswith("rockchip,rk") or text.startswith("rockchip,rv"):
+            chip = text.split(",", 1)[1]
+            return "rk3588" if chip == "rk3588s" else chip  # the S variant runs rk3588 models
+    return None
+
+
+def check_platform(model_platform: str, chip: Optional[str], model: Path) -> None:
+    """A model runs only on the chip it was built for; say how to rebuild it when it does not match."""
+    if chip is not None and chip != model_platform:
+        raise RunnerError(
+            f"{model.name} was built for {model_platform} but this board is {chip}; "
+            f"convert again with target_platform='{chip}' (notebook 20) and copy the new bundle."
+        )
+
+
+# ---------------------------------------------------------------- inputs
+
+def load_config(path: Optional[Path]) -> Dict[str, Any]:
+    """The bundle's model.json (input size, labels, platform, ...); {} when absent."""
+    if path is None or not Path(path).is_file():
+        return {}
+    return json.loads(Path(path).read_text())
+
+
+def read_labels(path: Optional[Path]) -> List[str]:
+    if path is None or not Path(path).is_file():
+        return []
+    return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def collect_images(inputs: Sequence[str]) -> List[Path]:
+    """Image files named directly or found directly inside named folders, in order."""
+    images: List[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = preprocess.list_images(p)
+            if not found:
+                raise RunnerError(f"Folder {p} has no images ({', '.join(preprocess.IMAGE_SUFFIXES)}); pass an image file or a folder of images.")
+            images += found
+        elif p.is_file():
+            images.append(p)
+        else:
+            raise RunnerError(f"Input {p} does not exist; pass an image file or a folder of images.")
+    return images
+
+
+def prepare(path: Path, size: int) -> np.ndarray:
+    """One image as the model's input: uint8 RGB, 1 x size x size x 3 (NHWC)."""
+    try:
+        return preprocess.read_rgb(path, size)[None]
+    except ValueError as exc:
+        raise RunnerError(str(exc)) from None
+
+
+def as_probabilities(scores: np.ndarray) -> np.ndarray:
+    """Scores as probabilities: unchanged when they already are, softmax of logits otherwise."""
+    scores = np.asarray(scores, np.float64).ravel()
+    if (scores >= 0).all() and abs(scores.sum() - 1.0) < 1e-2:
+        return scores
+    return preprocess.softmax(scores)
+
+
+# ---------------------------------------------------------------- arguments
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Command line; defaults (model, labels, input size) come from model.json beside this file."""
+    cfg_default = HERE / CONFIG_NAME
+    p = argparse.ArgumentParser(
+        prog="run_rknn.py",
+        description="Classify images with an .rknn model on a Rockchip NPU (rknn-toolkit-lite2).",
+    )
+    p.add_argument("inputs", nargs="+", help="image files and/or folders of images")
+    p.add_argument("--config", type=Path, default=cfg_default, help=f"bundle description (default: {CONFIG_NAME} beside this script)")
+    p.add_argument("--model", type=Path, default=None, help="the .rknn file (default: the one named in the config)")
+    p.add_argument("--labels", type=Path, default=None, help="class names, one per line (default: the config's labels file)")
+    p.add_argument("--size", type=int, default=None, help="model input size in pixels (default: from the config)")
+    p.add_argument("--top-k", type=int, default=5, help="how many classes to print per image (default 5)")
+    p.add_argument("--core-mask", choices=list(CORE_MASKS), default="auto",
+                   help="NPU cores to use: auto, 0, 1, 2, 0_1, 0_1_2, all (rk3588/rk3576 only; default auto)")
+    p.add_argument("--loops", type=int, default=0, help="after classifying, time this many runs on the first image")
+    p.add_argument("--preprocess-only", type=Path, default=None, metavar="OUT.npy",
+                   help="write the preprocessed input batch (N x H x W x 3 uint8) to OUT.npy and stop (no NPU needed)")
+    args = p.parse_args(argv)
+    cfg = load_config(args.config)
+    args.config_data = cfg
+    base = Path(args.config).resolve().parent
+    if args.model is None:
+        args.model = base / cfg.get("model", "model.rknn")
+    if args.labels is None and cfg.get("labels"):
+        args.labels = base / cfg["labels"]
+    if args.size is None:
+        args.size = cfg.get("input_size")
+    if args.size is None:
+        p.error(f"no input size: pass --size N or keep {CONFIG_NAME} beside the script")
+    if args.size < 1:
+        p.error(f"--size must be a positive number of pixels, got {args.size}")
+    if args.top_k < 1:
+        p.error(f"--top-k must be at least 1, got {args.top_k}")
+    if args.loops < 0:
+        p.error(f"--loops must be 0 or more, got {args.loops}")
+    return args
+
+
+# ---------------------------------------------------------------- board
+
+def import_rknnlite(version: str) -> Any:
+    """The RKNNLite class, or one sentence saying how to install it on the board."""
+    try:
+        from rknnlite.api import RKNNLite
+    except ImportError:
+        raise RunnerError(
+            f"rknn-toolkit-lite2 is not installed for {sys.executable}; on the board run "
+            f"`python3 -m pip install rknn-toolkit-lite2=={version}` (aarch64 only, the same version as the toolkit that built the model)."
+        ) from None
+    return RKNNLite
+
+
+def core_mask_value(cls: Any, name: str, platform: str) -> int:
+    """The mask constant for --core-mask on this chip (multi-core masks exist on rk3588/rk3576 only)."""
+    allowed = CORE_MASKS_BY_CHIP.get(platform, {"auto"})
+    if name not in allowed:
+        raise RunnerError(f"--core-mask {name} is not available on {platform}; use one of {', '.join(sorted(allowed))}.")
+    return int(getattr(cls, CORE_MASKS[name]))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    cfg = args.config_data
+    try:
+        model = Path(args.model)
+        platform = rknn_platform(model)
+        images = collect_images(args.inputs)
+        if args.preprocess_only is not None:
+            batch = np.concatenate([prepare(p, args.size) for p in images])
+            np.save(args.preprocess_only, batch)
+            print(f"wrote {batch.shape} {batch.dtype} input batch to {args.preprocess_only}")
+            return 0
+        check_platform(platform, board_platform(), model)
+        mask = args.core_mask
+        RKNNLite = import_rknnlite(cfg.get("toolkit_version") or DEFAULT_LITE_VERSION)
+        mask_value = core_mask_value(RKNNLite, mask, platform)
+    except RunnerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    labels = read_labels(args.labels)
+    lite = RKNNLite(verbose=False)
+    try:
+        if lite.load_rknn(str(model)) != 0:
+            print(f"error: RKNNLite.load_rknn({model}) failed; check the file is complete and was built by rknn-toolkit2 "
+                  f"{cfg.get('toolkit_version', '')}.", file=sys.stderr)
+            return 1
+        if lite.init_runtime(core_mask=mask_value) != 0:
+            print("error: RKNNLite.init_runtime failed; check that /usr/lib/librknnrt.so matches the toolkit version "
+                  "(`strings /usr/lib/librknnrt.so | grep 'librknnrt version'`) and the NPU driver is loaded "
+                  "(`cat /sys/kernel/debug/rknpu/version`).", file=sys.stderr)
+            return 1
+        print(f"model {model.name} ({platform}), input {args.size}x{args.size} RGB uint8 NHWC, core mask {mask}")
+        first = None
+        for path in images:
+            x = prepare(path, args.size)
+            first = x if first is None else first
+            outputs = lite.inference(inputs=[x], data_format=["nhwc"])
+            if outputs is None:
+                print(f"error: inference on {path} returned nothing; see the RKNNLite messages above.", file=sys.stderr)
+                return 1
+            probs = as_probabilities(outputs[0])
+            print(f"{path}:")
+            for rank, (idx, score) in enumerate(preprocess.top_k(probs, args.top_k), 1):
+                name = labels[idx] if idx < len(labels) else str(idx)
+                print(f"  {rank}. {name:<20} {score:.4f}  (class {idx})")
+        if args.loops and first is not None:
+            lite.inference(inputs=[first], data_format=["nhwc"])  # warm-up
+            times = []
+            for _ in range(args.loops):
+                t0 = time.perf_counter()
+                lite.inference(inputs=[first], data_format=["nhwc"])
+                times.append(time.perf_counter() - t0)
+            ms = np.asarray(times) * 1000
+            print(f"timing over {args.loops} runs: mean {ms.mean():.2f} ms, median {np.median(ms):.2f} ms, "
+                  f"min {ms.min():.2f} ms -> {1000 / ms.mean():.1f} FPS (one image per call, Python API overhead included)")
+    finally:
+        lite.release()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""helpers.board against the real toolkit: discovery, device choice, target checks, the C++ demo,
+the deployment bundle; board-only tests skip unless RKNN_DEVICE_ID is set."""
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+
+import numpy as np
+import pytest
+
+from board_support import BOARD_ID, TINY_SIZE, converted_run, needs_board
+from helpers import board, convert
+from helpers.errors import RknnError, WorkbookError
+from helpers.paths import Run
+
+
+@pytest.fixture(scope="module")
+def run3588(tmp_path_factory, tiny_onnx, tiny_images) -> Run:
+    return converted_run(tmp_path_factory.mktemp("run3588"), tiny_onnx, tiny_images, "rk3588")
+
+
+@pytest.fixture(scope="module")
+def run3566(tmp_path_factory, tiny_onnx, tiny_images) -> Run:
+    return converted_run(tmp_path_factory.mktemp("run3566"), tiny_onnx, tiny_images, "rk3566")
+
+
+# ---------------------------------------------------------------- devices
+
+@pytest.mark.skipif(bool(BOARD_ID), reason="a board is attached (RKNN_DEVICE_ID set): the no-board path does not apply")
+def test_discover_without_board_reports_none_found(tmp_path):
+    devices = board.discover(tmp_path / "list.log")
+    assert not devices.found and devices.ids == []
+    assert list(devices.table().columns) == ["device_id", "transport"] and devices.table().empty
+    line = devices.status_line()
+    assert line.startswith("No board found") and "adb devices" in line and "rknn_server" in line and "\n" not in line
+    run = Run.at(tmp_path / "run")
+    saved = json.loads(board.save_devices(run, devices, None).read_text())
+    assert saved["found"] is False and saved["adb"] == [] and saved["ntb"] == [] and saved["chosen"] is None
+
+
+def test_choose_device_unknown_id_is_a_clear_error():
+    with pytest.raises(WorkbookError, match=r"device_id='NOPE' is not connected \(connected: none \(no board found\)\)"):
+        board.choose_device(board.Devices(), "NOPE")
+    two = board.Devices(adb=["0123ABC", "4567DEF"])
+    with pytest.raises(WorkbookError, match="connected: 0123ABC, 4567DEF"):
+        board.choose_device(two, "0123ABD")
+    assert board.choose_device(two, "") == "0123ABC"
+    assert board.choose_device(two, " 4567DEF ") == "4567DEF"
+    assert board.choose_device(board.Devices(), "") is None
+
+
+# ---------------------------------------------------------------- target / platform
+
+def test_platform_read_from_the_rknn_file(run3588, run3566):
+    assert board.model_platform(run3588.rknn / "model.rknn") == "rk3588"
+    assert board.model_platform(run3566.rknn / "model.rknn") == "rk3566"
+
+
+def test_the_toolkit_enforces_the_same_platform_we_read(run3566, tmp_path):
+    """Cross-check of our reading with the toolkit's own: init_runtime refuses a target that differs
+    from the platform stored in the loaded .rknn, before looking for any device."""
+    from helpers.rknn import toolkit
+
+    with toolkit(tmp_path / "t.log") as rk:
+        rk.load_rknn(str(run3566.rknn / "model.rknn"))
+        with pytest.raises(RknnError, match="target_platform is 'rk3566'"):
+            rk.init_runtime(target="rk3588")
+
+
+def test_target_mismatch_and_unknown_target(run3588):
+    model = run3588.rknn / "model.rknn"
+    record = convert.read_record(run3588)
+    assert board.resolve_target("", model, record) == "rk3588"
+    assert board.resolve_target("RK3588", model, record) == "rk3588"
+    with pytest.raises(WorkbookError, match=r"target='rk3566' does not match model.rknn, which was built for rk3588"):
+        board.resolve_target("rk3566", model, record)
+    with pytest.raises(WorkbookError, match="target='rk9999' is not a known Rockchip chip"):
+        board.resolve_target("rk9999", model)
+
+
+def test_rknn_built_for_another_platform_than_recorded(run3588, run3566, tmp_path):
+    """A .rknn swapped for one built for another chip: the file says rk3566, convert.json says rk3588."""
+    record = convert.read_record(run3588)
+    with pytest.raises(WorkbookError, match="model.rknn was built for rk3566 but rknn/convert.json records rk3588"):
+        board.resolve_target("", run3566.rknn / "model.rknn", record)
+    not_rknn = tmp_path / "model.rknn"
+    not_rknn.write_bytes(b"\x08\x01onnx-ish bytes")
+    with pytest.raises(WorkbookError, match="is not an RKNN model"):
+        board.model_platform(not_rknn)
+    with pytest.raises(WorkbookError, match="does not exist; run notebooks/20_convert.ipynb"):
+        board.model_platform(tmp_path / "missing.rknn")
+
+
+def test_core_mask_names():
+    assert board.core_mask_value("auto", "rk3566") == 0
+    assert board.core_mask_value("0_1", "rk3588") == 3
+    assert board.core_mask_value("0_1_2", "rk3588") == 7
+    with pytest.raises(WorkbookError, match="core_mask=0_1_2 is not available on rk3576"):
+        board.core_mask_value("0_1_2", "rk3576")
+    with pytest.raises(WorkbookError, match="core_mask=1 is not available on rk3566; use one of auto"):
+        board.core_mask_value("1", "rk3566")
+    with pytest.raises(WorkbookError, match="core_mask='fast' is unknown"):
+        board.core_mask_value("fast", "rk3588")
+
+
+@pytest.mark.skipif(bool(BOARD_ID), reason="a board is attached: an unknown id would be a different case")
+def test_board_backend_refuses_bad_input_before_touching_a_board(run3588, tmp_path):
+    model = run3588.rknn / "model.rknn"
+    with pytest.raises(WorkbookError, match="does not match model.rknn, which was built for rk3588"):
+        board.BoardBackend(model, "rk3568", tmp_path / "a.log")
+    with pytest.raises(WorkbookError, match="device_id='NOPE' is not connected"):
+        board.BoardBackend(model, "rk3588", tmp_path / "b.log", device_id="NOPE")
+    with pytest.raises(WorkbookError, match="No board found for target='rk3588'"):
+        board.BoardBackend(model, "", tmp_path / "c.log")
+
+
+# ---------------------------------------------------------------- C++ demo + bundle
+
+@pytest.fixture(scope="module")
+def cpp_demo(run3588, tiny_images):
+    record = convert.read_record(run3588)
+    return board.generate_cpp_demo(record, run3588.board / "cpp", run3588.logs / "codegen.log", image=tiny_images[0])
+
+
+def test_codegen_writes_a_cpp_project_for_model_rknn(cpp_demo):
+    folder = cpp_demo.folder
+    for rel in ("CMakeLists.txt", "src/main.cc", "build_linux.sh", "run.sh", "README_EN.md"):
+        assert (folder / rel).is_file(), rel
+    assert "model.rknn" in (folder / "run.sh").read_text()  # the demo runs the bundle's model name
+    golden = list((folder / "data").rglob("*.npy"))
+    assert golden and np.load(golden[0]).size == 3  # the simulator's output for the sample image, 3 classes
+    assert not folder.with_name("cpp.work").exists()
+
+
+def test_bundle_contents_and_tarball(run3588, cpp_demo, tiny_images):
+    record = convert.read_record(run3588)
+    b = board.build_bundle(run3588, record, ["cat", "dog", "bird"], cpp_demo=cpp_demo, sample_images=tiny_images[:2])
+    names = set(b.files)
+    assert {"model.rknn", "labels.txt", "model.json", "run_rknn.py", "preprocess.py", "README.md", "images/0.png", "cpp/run.sh"} <= names
+    assert "model_hybrid.rknn" not in names  # notebook 60 has not run here
+    assert (b.folder / "preprocess.py").read_bytes() == board.PREPROCESS.read_bytes()
+    assert (b.folder / "run_rknn.py").read_bytes() == board.RUNNER.read_bytes()
+    assert (b.folder / "model.rknn").read_bytes() == (run3588.rknn / "model.rknn").read_bytes()
+    cfg = json.loads((b.folder / "model.json").read_text())
+    assert cfg["target_platform"] == "rk3588" and cfg["input_size"] == TINY_SIZE and cfg["color_order"] == "RGB"
+    assert cfg["std_values"] == [255, 255, 255] and cfg["classes"] == 3 and cfg["hybrid_model"] is None
+    readme = (b.folder / "README.md").read_text()
+    assert "pip install rknn-toolkit-lite2==2.5.0" in readme and "python3 run_rknn.py images/0.png" in readme
+    with tarfile.open(b.tarball) as tar:
+        members = {m.name for m in tar.getmembers() if m.isfile()}
+    assert members == {f"deploy/{n}" for n in names}
+    assert not list(run3588.board.glob("*.partial*"))
+
+
+def test_bundle_includes_the_hybrid_model_only_when_present(run3588, tmp_path):
+    run = Run.at(tmp_path / "run")
+    shutil.copytree(run3588.rknn, run.rknn, dirs_exist_ok=True)
+    (run.root / "hybrid").mkdir()
+    shutil.copyfile(run.rknn / "model.rknn", run.root / "hybrid" / "model_hybrid.rknn")  # a stand-in made by the real toolkit
+    record = convert.read_record(run)
+    b = board.build_bundle(run, record, ["a", "b", "c"])
+    assert "model_hybrid.rknn" in b.files and json.loads((b.folder / "model.json").read_text())["hybrid_model"] == "model_hybrid.rknn"
+    assert "--model model_hybrid.rknn" in (b.folder / "README.md").read_text()
+
+
+def test_bad_bundle_input_leaves_the_previous_bundle_untouched(run3588, run3566, tmp_path):
+    run = Run.at(tmp_path / "run")
+    shutil.copytree(run3588.rknn, run.rknn, dirs_exist_ok=True)
+    record = convert.read_record(run)
+    good = board.build_bundle(run, record, ["a", "b", "c"])
+    before = good.tarball.read_bytes()
+    (run.root / "hybrid").mkdir()
+    shutil.copyfile(run3566.rknn / "model.rknn", run.root / "hybrid" / "model_hybrid.rknn")
+    with pytest.raises(WorkbookError, match="model_hybrid.rknn was built for rk3566 but model.rknn for rk3588"):
+        board.build_bundle(run, record, ["a", "b", "c"])
+    with pytest.raises(WorkbookError, match="labels is empty"):
+        board.build_bundle(run, record, [], models={"model.rknn": run.rknn / "model.rknn"})
+    assert good.tarball.read_bytes() == before and (run.board / "deploy" / "model.rknn").is_file()
+    assert not list(run.board.glob("*.partial*"))
+
+
+# ---------------------------------------------------------------- board only
+
+@needs_board
+def test_board_inference_agrees_with_the_simulator(run3588, tiny_images, tmp_path):
+    from helpers import evaluate
+    from helpers.data import LabelledImages
+
+    record = convert.read_record(run3588)
+    target = board.model_platform(run3588.rknn / "model.rknn")
+    images = LabelledImages(list(tiny_images), np.zeros(len(tiny_images), np.int64), ["a", "b", "c"])
+    with board.BoardBackend(run3588.rknn / "model.rknn", target, tmp_path / "board.log", device_id=BOARD_ID) as b:
+        on_board = evaluate.evaluate(b, images, TINY_SIZE, progress=False)
+    sim = evaluate.SimulatorBackend.from_record(record, tmp_path / "sim.log", batch=1)
+    try:
+        in_sim = evaluate.evaluate(sim, images, TINY_SIZE, progress=False)
+    finally:
+        sim.close()
+    cmp = evaluate.compare(in_sim, on_board)
+    assert cmp.mean_cosine > 0.99 and cmp.top1_agreement >= 0.875
+
+
+@needs_board
+def test_board_perf_and_memory(run3588, tmp_path):
+    target = board.model_platform(run3588.rknn / "model.rknn")
+    with board.BoardBackend(run3588.rknn / "model.rknn", target, tmp_path / "perf.log", device_id=BOARD_ID,
+                            perf_debug=True, eval_mem=True) as b:
+        perf = b.perf()
+        mem = b.memory()
+    assert perf.raw and mem
+    json.dumps(perf.summary(), default=str)
