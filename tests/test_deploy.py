@@ -1,0 +1,128 @@
+"""The on-board runner, run from an extracted bundle as far as it goes without a board: arguments,
+preprocessing bit-exact with the workbook's on real sample images, the missing-rknnlite message."""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from board_support import TINY_SIZE, converted_run
+from helpers import board, convert, data
+from helpers.deploy import run_rknn
+from helpers.paths import SAMPLE_DATA
+
+
+@pytest.fixture(scope="module")
+def sample_val() -> data.LabelledImages:
+    """Real images of the bundled sample (32x32 digits), a few per class."""
+    return data.load_split(data.write_sample(SAMPLE_DATA), "val").subset(12)
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory, tiny_onnx, tiny_images, sample_val) -> Path:
+    """A real bundle (tiny rk3588 model, input 16) extracted from its tarball into a fresh folder."""
+    run = converted_run(tmp_path_factory.mktemp("run"), tiny_onnx, tiny_images, "rk3588")
+    b = board.build_bundle(run, convert.read_record(run), ["a", "b", "c"], sample_images=sample_val.paths[:3])
+    out = tmp_path_factory.mktemp("extracted")
+    with tarfile.open(b.tarball) as tar:
+        tar.extractall(out)
+    return out / "deploy"
+
+
+def run_runner(bundle: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(bundle / "run_rknn.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def load_bundled_runner(bundle: Path):
+    """Import run_rknn.py from the extracted bundle (as the board would), not from the repository."""
+    spec = importlib.util.spec_from_file_location("bundled_run_rknn", bundle / "run_rknn.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bundled_runner_uses_the_bundled_preprocess(bundle_dir):
+    mod = load_bundled_runner(bundle_dir)
+    assert Path(mod.preprocess.__file__).resolve() == (bundle_dir / "preprocess.py").resolve()
+    assert (bundle_dir / "preprocess.py").read_bytes() == board.PREPROCESS.read_bytes()
+
+
+def test_arguments_default_from_model_json(bundle_dir):
+    mod = load_bundled_runner(bundle_dir)
+    args = mod.parse_args(["images/x.png"])
+    assert args.model == bundle_dir / "model.rknn" and args.labels == bundle_dir / "labels.txt"
+    assert args.size == TINY_SIZE and args.top_k == 5 and args.core_mask == "auto" and args.loops == 0
+    args = mod.parse_args(["a.png", "b/", "--top-k", "3", "--core-mask", "0_1_2", "--loops", "50", "--size", "24"])
+    assert args.inputs == ["a.png", "b/"] and args.top_k == 3 and args.core_mask == "0_1_2" and args.loops == 50 and args.size == 24
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "the following arguments are required: inputs"),
+    (["x.png", "--top-k", "0"], "--top-k must be at least 1"),
+    (["x.png", "--core-mask", "fast"], "invalid choice: 'fast'"),
+    (["x.png", "--loops", "-1"], "--loops must be 0 or more"),
+])
+def test_bad_arguments_exit_2_with_the_reason(bundle_dir, tmp_path, argv, message):
+    res = run_runner(bundle_dir, *argv, cwd=tmp_path)
+    assert res.returncode == 2 and message in res.stderr
+
+
+def test_preprocessing_is_bit_exact_with_the_workbook(bundle_dir, sample_val, tmp_path):
+    """The runner (subprocess, extracted bundle) writes the array it would feed the NPU; it must equal
+    what the workbook's evaluate() feeds the simulator for the same files, at the bundle's input size."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for p in sample_val.paths:
+        (folder / f"{p.parent.name}_{p.name}").write_bytes(p.read_bytes())
+    out = tmp_path / "inputs.npy"
+    res = run_runner(bundle_dir, str(folder), "--preprocess-only", str(out), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    got = np.load(out)
+    ordered = data.LabelledImages(sorted(folder.iterdir()), np.zeros(len(sample_val), np.int64), ["x"])
+    want = ordered.load(TINY_SIZE)  # helpers.data -> helpers.preprocess.read_rgb, as evaluate() uses it
+    assert got.dtype == np.uint8 and got.shape == (len(sample_val), TINY_SIZE, TINY_SIZE, 3)
+    assert np.array_equal(got, want)
+    # and it is RGB: the sample's navy background has more blue than red
+    assert got[:, 0, 0, 2].mean() > got[:, 0, 0, 0].mean()
+
+
+def test_without_rknnlite_it_says_how_to_install_it(bundle_dir, tmp_path):
+    if importlib.util.find_spec("rknnlite") is not None:
+        pytest.skip("rknn-toolkit-lite2 is installed here, so the missing-package path cannot be exercised")
+    res = run_runner(bundle_dir, "images", cwd=bundle_dir)
+    assert res.returncode == 2 and res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    msg = lines[0]
+    assert "rknn-toolkit-lite2 is not installed" in msg and "pip install rknn-toolkit-lite2==2.5.0" in msg
+    assert msg.count(". ") == 0 and msg.endswith(".")  # one sentence
+
+
+def test_missing_image_and_non_rknn_model(bundle_dir, tmp_path):
+    res = run_runner(bundle_dir, str(tmp_path / "nope.png"), cwd=tmp_path)
+    assert res.returncode == 2 and "nope.png does not exist; pass an image file or a folder of images." in res.stderr
+    fake = tmp_path / "fake.rknn"
+    fake.write_bytes(b"not a model")
+    res = run_runner(bundle_dir, str(bundle_dir / "images"), "--model", str(fake), cwd=tmp_path)
+    assert res.returncode == 2 and "fake.rknn is not an RKNN model" in res.stderr
+
+
+def test_board_chip_check_from_the_device_tree(bundle_dir, tmp_path):
+    """The runner reads the board's chip from /proc/device-tree/compatible (a real file format:
+    NUL-separated strings) and refuses a model built for another chip."""
+    compat = tmp_path / "compatible"
+    compat.write_bytes(b"radxa,rock-5b\0rockchip,rk3588s\0rockchip,rk3588\0")
+    assert run_rknn.board_platform(compat) == "rk3588"
+    compat.write_bytes(b"firefly,rk3566-roc-pc\0rockchip,rk3566\0")
+    assert run_rknn.board_platform(compat) == "rk3566"
+    assert run_rknn.board_platform(tmp_path / "absent") is None
+    model = bundle_dir / "model.rknn"
+    assert run_rknn.rknn_platform(model) == "rk3588"
+    with pytest.raises(run_rknn.RunnerError, match="model.rknn was built for rk3588 but this board is rk3566; convert again"):
+        run_rknn.check_platform("rk3588", "rk3566", model)
+    run_rknn.check_platform("rk3588", None, model)  # off-board: nothing to compare
