@@ -1,4 +1,4 @@
-"""`python -m helpers run ...`: execute the notebook series headlessly (see helpers.cli)."""
+"""`python -m helpers run|report ...`: execute the notebook series headlessly and render its reports (see helpers.cli)."""
 from helpers.cli import main
 
 raise SystemExit(main())

@@ -1,6 +1,11 @@
-"""Execute the notebook series headlessly with papermill (the runner builds on this)."""
+"""Execute the series headlessly with papermill, render HTML reports and the run's index page."""
 from __future__ import annotations
 
+import html
+import re
+import time
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +13,8 @@ from .errors import WorkbookError
 from .paths import KERNEL_NAME, REPO, Run
 
 NOTEBOOKS = REPO / "notebooks"
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 def notebooks() -> list[Path]:
@@ -20,8 +27,12 @@ def notebook_name(path: Path) -> str:
     return Path(path).stem
 
 
-def execute(notebook: Path, run_dir: str | Path, params: dict[str, Any] | None = None, progress: bool = False) -> Path:
-    """Run one notebook with papermill into <run>/executed/, parameters injected; returns the output path."""
+def execute(notebook: Path, run_dir: str | Path, params: dict[str, Any] | None = None,
+            progress: bool | dict[str, Any] = False) -> Path:
+    """Run one notebook with papermill into <run>/executed/, parameters injected; returns the output path.
+
+    progress: True for papermill's cell bar, or a dict of tqdm options (e.g. {"desc": "20_convert"}).
+    """
     import papermill as pm
 
     run = Run.at(run_dir)
@@ -36,11 +47,17 @@ def execute(notebook: Path, run_dir: str | Path, params: dict[str, Any] | None =
     return out
 
 
-def declared_parameters(notebook: Path) -> dict[str, Any]:
-    """Names and default literals of a notebook's `parameters` cell (via papermill's inspector)."""
+@lru_cache(maxsize=64)
+def _declared(path: str, mtime_ns: int) -> tuple[tuple[str, Any], ...]:
     import papermill as pm
 
-    return {name: info["default"] for name, info in pm.inspect_notebook(str(notebook)).items()}
+    return tuple((name, info["default"]) for name, info in pm.inspect_notebook(path).items())
+
+
+def declared_parameters(notebook: Path) -> dict[str, Any]:
+    """Names and default literals of a notebook's `parameters` cell (via papermill's inspector)."""
+    path = Path(notebook)
+    return dict(_declared(str(path), path.stat().st_mtime_ns))
 
 
 def load_params_file(path: str | Path | None) -> dict[str, Any]:
@@ -52,9 +69,15 @@ def load_params_file(path: str | Path | None) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise WorkbookError(f"Parameters file {path} does not exist; pass --params an existing YAML file (see params/).")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise WorkbookError(f"Parameters file {path} is not valid YAML ({str(exc).splitlines()[0]}); fix the line it names.") from exc
     if not isinstance(data, dict):
         raise WorkbookError(f"Parameters file {path} must be a mapping with 'common:' and per-notebook sections.")
+    for key, section in data.items():
+        if section is not None and not isinstance(section, dict):
+            raise WorkbookError(f"Section {key!r} of parameters file {path} must be a mapping of parameter: value, not {section!r}.")
     return data
 
 
@@ -79,3 +102,153 @@ def params_for(notebook: Path, config: dict[str, Any]) -> dict[str, Any]:
         valid = sorted({k for n in notebooks() for k in declared_parameters(n)})
         raise WorkbookError(f"Unknown common parameter(s) {unknown_common}; valid keys: {', '.join(valid)}.")
     return {**{k: v for k, v in common.items() if k in declared}, **section}
+
+
+def select(only: str | list[str] | None) -> list[Path]:
+    """The notebooks named by --only ('20,30' or '20_convert'), in series order; all when empty."""
+    books = notebooks()
+    tokens = only.split(",") if isinstance(only, str) else list(only or [])
+    tokens = [str(t).strip() for t in tokens if str(t).strip()]
+    if not tokens:
+        return books
+    chosen: list[Path] = []
+    for token in tokens:
+        match = [b for b in books if b.stem == token or b.stem.removesuffix(".ipynb") == token.removesuffix(".ipynb")
+                 or b.stem.split("_", 1)[0] == token]
+        if not match:
+            raise WorkbookError(f"--only {token!r} matches no notebook in notebooks/; choose from {', '.join(b.stem for b in books)}.")
+        chosen += match
+    return [b for b in books if b in chosen]
+
+
+# ----------------------------------------------------------------------------- failures, readably
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def describe_failure(name: str, exc: BaseException, executed: Path | None = None) -> str:
+    """One readable block for a failed notebook: which cell, its code, the error, where to look."""
+    bar = "─" * 78
+    lines = [bar, f"✗ {name} failed"]
+    ename = getattr(exc, "ename", None)
+    if ename is not None:  # papermill's PapermillExecutionError: the cell's own exception
+        source = (getattr(exc, "source", "") or "").strip().splitlines()
+        lines.append(f"  in cell {exc.cell_index} (In [{exc.exec_count}]):")
+        lines += [f"    | {ln}" for ln in source[:12]] + (["    | ..."] if len(source) > 12 else [])
+        evalue = strip_ansi(str(getattr(exc, "evalue", ""))).strip()
+        if ename not in {"WorkbookError", "RknnError"}:  # our own errors are already one clear message
+            frames = strip_ansi("\n".join(getattr(exc, "traceback", []) or [])).strip().splitlines()
+            tail = [ln for ln in frames if ln.strip()][-14:-1]
+            if tail:
+                lines.append("  traceback (last lines):")
+                lines += [f"    {ln}" for ln in tail]
+        lines.append(f"  {ename}: {evalue}")
+    else:
+        lines.append(f"  {type(exc).__name__}: {strip_ansi(str(exc)).strip()}")
+    if executed is not None:
+        lines.append(f"  full notebook with outputs: {executed}")
+    lines.append("  The run stopped here; artifacts of the notebooks before it are intact (re-running reuses them).")
+    lines.append(bar)
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- HTML rendering
+
+
+@dataclass
+class NotebookStatus:
+    """What happened to one notebook of the series in a run folder."""
+
+    name: str
+    status: str  # "ok" | "failed" | "not run"
+    seconds: float | None = None
+    error: str = ""
+    full_html: str = ""
+    report_html: str = ""
+
+
+def status_of(run_root: Path, notebook: Path) -> NotebookStatus:
+    """Read <run>/executed/<nb>.ipynb's papermill metadata (never raises; missing = not run)."""
+    import nbformat
+
+    name = notebook_name(notebook)
+    path = Path(run_root) / "executed" / f"{name}.ipynb"
+    if not path.exists():
+        return NotebookStatus(name, "not run")
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except Exception as exc:  # a half-written or corrupt file is reported, not raised
+        return NotebookStatus(name, "failed", error=f"unreadable executed notebook ({type(exc).__name__})")
+    meta = nb.metadata.get("papermill", {})
+    error = ""
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                error = f"{out.get('ename')}: {strip_ansi(str(out.get('evalue', '')))}"
+    if meta.get("exception") or error:
+        return NotebookStatus(name, "failed", meta.get("duration"), error or "stopped with an exception")
+    if not meta.get("end_time"):
+        return NotebookStatus(name, "not run", error="started but did not finish")
+    return NotebookStatus(name, "ok", meta.get("duration"))
+
+
+def _static_widgets(nb: Any) -> None:
+    """Replace live-widget outputs (blank in static HTML) with a short note; the parameter table printed
+    by form.values() right after carries the values as text."""
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if WIDGET_MIME in data:
+                out["data"] = {"text/html": "<p><em>Interactive parameter form (open the notebook in JupyterLab to "
+                                            "edit). The values used are in the table below.</em></p>",
+                               "text/plain": "[interactive parameter form; values in the table below]"}
+    nb.metadata.pop("widgets", None)
+
+
+def render_notebook(executed: Path, report_dir: Path) -> tuple[Path, Path]:
+    """Render one executed notebook twice: <name>.html (code and outputs) and <name>.report.html (no code)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(executed), as_version=4)
+    _static_widgets(nb)
+    # papermill's "injected-parameters" cell is code: it shows in the full flavour, as it should.
+    name = Path(executed).stem
+    report_dir.mkdir(parents=True, exist_ok=True)
+    outputs = []
+    for suffix, exclude in ((".html", False), (".report.html", True)):
+        exporter = HTMLExporter(template_name="lab", exclude_input=exclude, exclude_input_prompt=exclude,
+                                exclude_output_prompt=exclude)
+        body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": name}})
+        out = report_dir / f"{name}{suffix}"
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(body, encoding="utf-8")
+        tmp.replace(out)
+        outputs.append(out)
+    return outputs[0], outputs[1]
+
+
+def render(run_dir: str | Path) -> Path:
+    """Render every executed notebook of a run into <run>/report/ and write the index page; returns it."""
+    run = Run.at(run_dir)
+    report_dir = run.sub("report")
+    for nb in notebooks():
+        executed = run.root / "executed" / nb.name
+        if executed.exists():
+            try:
+                render_notebook(executed, report_dir)
+            except Exception as exc:  # a broken executed file must not stop the index page
+                print(f"warning: could not render {executed.name}: {type(exc).__name__}: {exc}")
+    from .summary import write_index
+
+    return write_index(run.root)
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def stamp() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")

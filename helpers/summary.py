@@ -1,0 +1,318 @@
+"""The run's key figures, read defensively from its JSON/CSV artifacts, and the index page built on them.
+
+Every reader returns None when its artifact is missing or lacks the value, so a step that has not run
+shows as "not run" and nothing is invented.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .report import NotebookStatus, esc, notebooks, stamp, status_of
+
+NOT_RUN = "not run"
+
+
+@dataclass
+class Figure:
+    """One key figure: its label, the formatted value (None = not available) and where it came from."""
+
+    label: str
+    value: str | None
+    source: str
+    raw: Any = None
+
+
+@dataclass
+class Summary:
+    """Everything the index page shows about one run folder."""
+
+    root: Path
+    steps: list[NotebookStatus]
+    figures: list[Figure]
+    layers: list[dict[str, Any]] | None
+    plots: list[tuple[str, Path]] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- tolerant readers
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_csv(path: Path) -> list[dict[str, str]] | None:
+    try:
+        with open(path, newline="") as fh:
+            return list(csv.DictReader(fh))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return None
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """{'a.b.c': value} for nested dicts (lists are kept as values)."""
+    out: dict[str, Any] = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if isinstance(v, dict):
+                out.update(flatten(v, key))
+            else:
+                out[key] = v
+    return out
+
+
+def number(value: Any) -> float | None:
+    """A finite float from a JSON/CSV value, else None."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if x == x and abs(x) != float("inf") else None
+
+
+def pick(obj: Any, *patterns: str) -> tuple[str, float] | None:
+    """The first numeric leaf whose dotted key matches one of the regex patterns (tried in order)."""
+    flat = flatten(obj) if isinstance(obj, dict) else {}
+    for pattern in patterns:
+        rx = re.compile(pattern, re.I)
+        for key, value in flat.items():
+            if rx.fullmatch(key) and number(value) is not None:
+                return key, float(value)
+    return None
+
+
+def pct(x: float | None) -> str | None:
+    """Top-1 as a percentage; accepts fractions (0.97) or percentages (97.0)."""
+    if x is None:
+        return None
+    return f"{x * 100:.1f} %" if x <= 1.0 else f"{x:.1f} %"
+
+
+def size(nbytes: float | None) -> str | None:
+    if nbytes is None:
+        return None
+    return f"{nbytes / 1e6:.2f} MB" if nbytes >= 1e5 else f"{nbytes / 1e3:.1f} kB"
+
+
+def file_size(path: Path) -> float | None:
+    return float(path.stat().st_size) if path.is_file() else None
+
+
+# ----------------------------------------------------------------------------- the figures
+
+
+def _compare_rows(root: Path) -> list[dict[str, str]]:
+    return read_csv(root / "hybrid" / "compare.csv") or []
+
+
+def _row_value(rows: list[dict[str, str]], row_rx: str, col_rx: str) -> float | None:
+    """A number from the first row whose first/name column matches row_rx, in the column matching col_rx."""
+    for row in rows:
+        label = " ".join(str(v) for k, v in row.items() if re.search(r"model|name|variant|strategy|row|^$", k or "", re.I))
+        label = label or str(next(iter(row.values()), ""))
+        if re.search(row_rx, label, re.I):
+            for col, value in row.items():
+                if col and re.fullmatch(col_rx, col, re.I) and number(value) is not None:
+                    return float(value)
+    return None
+
+
+def key_figures(root: Path) -> list[Figure]:
+    """The run's headline numbers, each from its artifact or None."""
+    root = Path(root)
+    metrics = read_json(root / "eval" / "metrics.json")
+    convert = read_json(root / "rknn" / "convert.json")
+    compare = _compare_rows(root)
+    figs: list[Figure] = []
+
+    def add(label: str, raw: float | None, fmt, source: str) -> None:
+        figs.append(Figure(label, fmt(raw) if raw is not None else None, source, raw))
+
+    top1 = r"(.*\.)?top_?1(_acc(uracy)?)?"
+    fp32 = pick(metrics, rf"(fp32|float|onnx|onnxruntime|ort)[._]{top1}", r"top1_fp32|fp32_top1")
+    int8 = pick(metrics, rf"(int8|rknn|quant\w*|simulator|sim)[._]{top1}", r"top1_int8|int8_top1")
+    fp32_v = fp32[1] if fp32 else _row_value(compare, r"fp32|float32|onnx", r"top_?1.*")
+    int8_v = int8[1] if int8 else _row_value(compare, r"^int8|plain", r"top_?1.*")
+    add("FP32 top-1 (ONNX Runtime)", fp32_v, pct, "eval/metrics.json")
+    add("INT8 top-1 (RKNN simulator)", int8_v, pct, "eval/metrics.json")
+    add("Hybrid top-1", _row_value(compare, r"hybrid|chosen", r"top_?1.*"), pct, "hybrid/compare.csv")
+    cos = pick(metrics, r"(.*\.)?(mean_)?cos(ine)?(_mean)?", r"(.*\.)?cos(ine)?\.mean")
+    cos_v = cos[1] if cos else _row_value(compare, r"^int8|plain", r".*cos.*")
+    add("Final-output cosine INT8 vs FP32", cos_v, lambda x: f"{x:.4f}", "eval/metrics.json")
+    add("Final-output cosine hybrid vs FP32", _row_value(compare, r"hybrid|chosen", r".*cos.*"), lambda x: f"{x:.4f}",
+        "hybrid/compare.csv")
+    onnx = root / "model" / "model.onnx"
+    add("ONNX model size", file_size(onnx), size, "model/model.onnx")
+    add("RKNN INT8 model size", file_size(root / "rknn" / "model.rknn"), size, "rknn/model.rknn")
+    hybrid = sorted((root / "hybrid").glob("*hybrid*.rknn")) if (root / "hybrid").is_dir() else []
+    add("RKNN hybrid model size", file_size(hybrid[0]) if hybrid else None, size,
+        f"hybrid/{hybrid[0].name}" if hybrid else "hybrid/*hybrid*.rknn")
+    secs = pick(convert, r"(.*\.)?(build|convert|conversion)_?(time_?)?s(ec(ond)?s?)?", r"(.*\.)?(seconds|duration_s|time_s)")
+    add("Conversion time (load + build + export)", secs[1] if secs else None, lambda x: f"{x:.1f} s", "rknn/convert.json")
+    figs.append(board_status(root))
+    return figs
+
+
+def board_status(root: Path) -> Figure:
+    """'no board found', 'N device(s): ...' (+ FPS from perf.json when a board ran), or not run."""
+    devices = read_json(root / "board" / "devices.json")
+    if devices is None:
+        return Figure("Board", None, "board/devices.json")
+    found: list[str] = []
+    if isinstance(devices, dict):
+        for key, value in devices.items():
+            if isinstance(value, list) and re.search(r"adb|ntb|device|found", key, re.I):
+                found += [str(v if not isinstance(v, dict) else v.get("id", v)) for v in value]
+    elif isinstance(devices, list):
+        found = [str(d) for d in devices]
+    if not found:
+        return Figure("Board", "no board found (simulator results only)", "board/devices.json", 0)
+    text = f"{len(found)} device(s): {', '.join(found[:3])}"
+    fps = pick(read_json(root / "board" / "perf.json"), r"(.*\.)?fps", r"(.*\.)?(total_)?fps.*")
+    if fps:
+        text += f"; {fps[1]:.1f} FPS"
+    return Figure("Board", text, "board/devices.json", len(found))
+
+
+def sensitive_layers(root: Path, n: int = 5) -> list[dict[str, Any]] | None:
+    """The n layers with the lowest single-layer cosine in analysis/layers.csv (None if not there)."""
+    rows = read_csv(Path(root) / "analysis" / "layers.csv")
+    if not rows:
+        return None
+    cols = list(rows[0])
+    single = next((c for c in cols if re.search(r"single.*cos", c, re.I)), None)
+    entire = next((c for c in cols if re.search(r"entire.*cos", c, re.I)), None)
+    name = next((c for c in cols if re.search(r"tensor|name|layer", c, re.I) and c not in {single, entire}), cols[0])
+    op = next((c for c in cols if re.search(r"op", c, re.I) and c not in {name, single, entire}), None)
+    key = single or entire
+    if key is None:
+        return None
+    scored = [r for r in rows if number(r.get(key)) is not None]
+    scored.sort(key=lambda r: float(r[key]))
+    return [{"layer": r.get(name, ""), "op": r.get(op, "") if op else "",
+             "single cosine": number(r.get(single)) if single else None,
+             "entire cosine": number(r.get(entire)) if entire else None} for r in scored[:n]]
+
+
+PLOT_DIRS = ("model", "rknn", "eval", "board", "analysis", "hybrid")
+
+
+def plots(root: Path) -> list[tuple[str, Path]]:
+    """Every PNG the notebooks saved in their artifact folders, in series order."""
+    found = []
+    for sub in PLOT_DIRS:
+        folder = Path(root) / sub
+        if folder.is_dir():
+            found += [(f"{sub}/{p.name}", p) for p in sorted(folder.glob("*.png"))]
+    return found
+
+
+def summarize(root: Path) -> Summary:
+    root = Path(root)
+    return Summary(root, [status_of(root, nb) for nb in notebooks()], key_figures(root), sensitive_layers(root), plots(root))
+
+
+# ----------------------------------------------------------------------------- the page
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1100px;color:#1d2330;padding:0 1rem}
+h1{margin-bottom:.2rem} .sub{color:#5a6372;margin-top:0}
+table{border-collapse:collapse;margin:.6rem 0 1.6rem;min-width:60%}
+th,td{border:1px solid #d5dae3;padding:.35rem .7rem;text-align:left;vertical-align:top}
+th{background:#eef1f6} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.notrun{color:#8a93a3;font-style:italic} .ok{color:#1b7f3b;font-weight:600} .failed{color:#b3261e;font-weight:600}
+.src{color:#7a8494;font-size:.85em} figure{display:inline-block;margin:0 1rem 1.5rem 0;vertical-align:top}
+figure img{max-width:520px;border:1px solid #d5dae3} figcaption{color:#5a6372;font-size:.9em}
+"""
+
+
+def _cell(value: str | None) -> str:
+    return f'<td class="num">{esc(value)}</td>' if value is not None else f'<td class="notrun">{NOT_RUN}</td>'
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{esc(path.name)}" src="data:image/png;base64,{data}">'
+
+
+def index_html(s: Summary) -> str:
+    """The index page: key figures, the five most sensitive layers, the steps with links, the plots."""
+    params = read_json(s.root / "params.json") or {}
+    target = next((v.get("target_platform") for v in params.values() if isinstance(v, dict) and v.get("target_platform")), None)
+    env = read_json(s.root / "env.json") or {}
+    tk = next((c.get("detail") for c in env.get("checks", []) if isinstance(c, dict) and c.get("name") == "rknn-toolkit2"), None)
+    meta = [f"run folder <code>{esc(s.root)}</code>", f"page written {esc(stamp())}"]
+    if target:
+        meta.append(f"target platform <b>{esc(target)}</b>")
+    if tk:
+        meta.append(f"rknn-toolkit2 {esc(tk)}")
+    out = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>RKNN workbook run: {esc(s.root.name)}</title>",
+           f"<style>{CSS}</style></head><body>", f"<h1>RKNN workbook run: {esc(s.root.name)}</h1>",
+           f"<p class=sub>{' · '.join(meta)}</p>",
+           '<h2>Key figures</h2><table id="figures"><tr><th>figure</th><th>value</th><th>from</th></tr>']
+    for f in s.figures:
+        out.append(f"<tr><td>{esc(f.label)}</td>{_cell(f.value)}<td class=src>{esc(f.source)}</td></tr>")
+    out.append("</table><h2>Five most quantization-sensitive layers</h2>")
+    if s.layers:
+        out.append('<p class=sub>Lowest single-layer cosine (INT8 vs FP32 with FP32 inputs) from analysis/layers.csv.</p>')
+        out.append('<table id="layers"><tr><th>#</th><th>layer</th><th>op</th><th>single cosine</th><th>entire cosine</th></tr>')
+        for i, r in enumerate(s.layers, 1):
+            fmt = lambda x: f"{x:.5f}" if x is not None else None  # noqa: E731
+            out.append(f"<tr><td>{i}</td><td>{esc(r['layer'])}</td><td>{esc(r['op'])}</td>{_cell(fmt(r['single cosine']))}"
+                       f"{_cell(fmt(r['entire cosine']))}</tr>")
+        out.append("</table>")
+    else:
+        out.append(f'<p class="notrun" id="layers">{NOT_RUN}: notebooks/50_accuracy_analysis writes analysis/layers.csv.</p>')
+    out.append('<h2>Notebooks</h2><table id="steps"><tr><th>notebook</th><th>status</th><th>time</th><th>report</th></tr>')
+    for st in s.steps:
+        links = ""
+        if (s.root / "report" / f"{st.name}.html").exists():
+            links = (f'<a href="{esc(st.name)}.report.html">report</a> · '
+                     f'<a href="{esc(st.name)}.html">with code</a>')
+        secs = f"{st.seconds:.0f} s" if st.seconds is not None else ""
+        klass = {"ok": "ok", "failed": "failed"}.get(st.status, "notrun")
+        err = f"<br><span class=src>{esc(st.error[:300])}</span>" if st.error else ""
+        out.append(f"<tr><td>{esc(st.name)}</td><td class={klass}>{esc(st.status)}{err}</td><td class=num>{secs}</td>"
+                   f"<td>{links}</td></tr>")
+    out.append("</table><h2>Plots</h2>")
+    if s.plots:
+        for caption, path in s.plots:
+            out.append(f"<figure>{_img(path)}<figcaption>{esc(caption)}</figcaption></figure>")
+    else:
+        out.append(f"<p class=notrun>{NOT_RUN}: no plots in this run folder yet.</p>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write_index(root: Path) -> Path:
+    """Write <run>/report/index.html atomically; returns its path."""
+    report = Path(root) / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    page = report / "index.html"
+    tmp = page.with_name("index.html.tmp")
+    tmp.write_text(index_html(summarize(Path(root))), encoding="utf-8")
+    tmp.replace(page)
+    return page
+
+
+def comparison(roots: dict[str, Path]) -> list[dict[str, Any]]:
+    """One row per run folder (e.g. sweep variants): status of the series and the key figures."""
+    rows = []
+    for variant, root in roots.items():
+        steps = [status_of(root, nb) for nb in notebooks()]
+        row: dict[str, Any] = {"variant": variant,
+                               "status": "failed" if any(s.status == "failed" for s in steps)
+                               else ("ok" if all(s.status == "ok" for s in steps) else "partial")}
+        for f in key_figures(root):
+            row[f.label] = f.value if f.value is not None else NOT_RUN
+        rows.append(row)
+    return rows
