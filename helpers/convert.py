@@ -7,14 +7,11 @@ in the same process. `build_on` is that one sequence (config -> load -> build), 
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 from .errors import WorkbookError
@@ -37,6 +34,31 @@ FLOAT_DTYPES = ["float16"]
 LOAD_PATHS = ["auto", "onnx", "pytorch"]
 ONNX_SUFFIXES = {".onnx"}
 TORCHSCRIPT_SUFFIXES = {".torchscript", ".pt", ".pth"}
+
+
+# One line per option, shown as tooltips in notebook 20's form and in its options table.
+OPTION_HELP: dict[str, str] = {
+    "load_path": "onnx: load_onnx(model/model.onnx); pytorch: load_pytorch(model/model.torchscript, input_size_list).",
+    "calib_images": "How many train images calibrate the quantization (normal: 20-100 is typical).",
+    "mean_values": "Per-channel mean subtracted on the NPU before the model (0-255 scale); must match training.",
+    "std_values": "Per-channel divisor applied on the NPU after the mean (0-255 scale); ultralytics: 255.",
+    "target_platform": "Rockchip chip the .rknn is built for; it runs only on that chip.",
+    "quantized_dtype": "w8a8 = INT8 weights and activations (1.x: asymmetric_quantized-8); w8a16/w16a16i keep more bits.",
+    "quantized_algorithm": "normal: min/max, fast; mmse: searches clipping ranges, slow; kl_divergence: for uneven distributions.",
+    "quantized_method": "channel: one scale per output channel (usually better); layer: one scale per tensor.",
+    "optimization_level": "Graph optimisation level 0-3; lower it only to debug accuracy problems caused by fusion.",
+    "float_dtype": "Type of the layers that are not quantized (float16 is the only one the NPU runs).",
+    "single_core_mode": "rk3588 only: build for one NPU core (smaller model, no multi-core split).",
+    "compress_weight": "Compress weights to shrink the .rknn (slightly slower loading).",
+    "model_pruning": "Remove weights that do not affect the output (lossless pruning).",
+    "dynamic_input": "None, or a list of input-shape sets the model must accept, e.g. [[[1,3,224,224]],[[1,3,160,160]]].",
+    "op_target": "None, or {op name: 'cpu' | 'npu'} to force where specific ops run.",
+    "custom_string": "Free text stored in the .rknn (e.g. a version tag), readable on the board.",
+    "quant_img_RGB2BGR": "Swap R and B of the calibration images only (for models trained on BGR); not stored in the model.",
+    "do_quantization": "True: INT8 (needs the calibration list); False: a float16 model.",
+    "rknn_batch_size": "None = batch 1; N = the model takes N images per call (faster simulator/board throughput).",
+    "codegen": "Also write the toolkit's C++ demo project for the board (rknn/cpp_demo/).",
+}
 
 
 @dataclass
@@ -206,6 +228,25 @@ def model_channels(source: Path, load_path: str = "auto") -> int:
     return int(side.get("channels", 3)) if side else 3
 
 
+def source_for(run: Run, load_path: str) -> Path:
+    """The exported file notebook 10 wrote for a load path: model.onnx or model.torchscript."""
+    if load_path == "onnx":
+        return run.need("model/model.onnx", "10_export.ipynb")
+    if load_path == "pytorch":
+        ts = run.model / "model.torchscript"
+        if not ts.exists() and (run.model / "model.onnx").exists():
+            raise WorkbookError(f"{ts} does not exist because notebook 10 was given an ONNX model; use load_path='onnx' (or give notebook 10 a .pt).")
+        return run.need("model/model.torchscript", "10_export.ipynb")
+    raise WorkbookError(f"load_path={load_path!r} is unknown; use 'onnx' (load_onnx) or 'pytorch' (load_pytorch with TorchScript).")
+
+
+def options_table(cfg: ConvertConfig):
+    """The config as a DataFrame: option, value, what it does."""
+    import pandas as pd
+
+    return pd.DataFrame([{"option": k, "value": repr(v), "meaning": OPTION_HELP.get(k, "")} for k, v in cfg.to_dict().items()]).set_index("option")
+
+
 def load_source(rk: Any, source: Path, input_size: int, load_path: str = "auto") -> None:
     """Load an ONNX (`load_onnx`) or TorchScript (`load_pytorch` with input_size_list) source into rk,
     after checking the file, its opset / torch version and that input_size fits the model."""
@@ -244,17 +285,6 @@ def check_dataset(dataset: Path | None, cfg: ConvertConfig) -> Path | None:
     return dataset
 
 
-@contextlib.contextmanager
-def working_dir(path: Path) -> Iterator[None]:
-    """Temporarily chdir into path (restored even on error)."""
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
 def build_on(rk: Any, source: Path, cfg: ConvertConfig, dataset: Path | None, input_size: int, load_path: str = "auto") -> None:
     """config + load + build on an open helpers.rknn toolkit; afterwards rk can export or init_runtime(target=None)."""
     source = Path(source)
@@ -262,11 +292,10 @@ def build_on(rk: Any, source: Path, cfg: ConvertConfig, dataset: Path | None, in
         raise WorkbookError(f"Model file {source} does not exist; run notebooks/10_export.ipynb or pass an existing .onnx/.torchscript path.")
     cfg.validate(model_channels(source, load_path))
     dataset = check_dataset(dataset, cfg)
-    # The toolkit drops check*.onnx debug files into the current directory: keep them beside the log.
-    with working_dir(Path(getattr(rk, "log_path", ".")).parent):
-        rk.config(**cfg.config_kwargs())
-        load_source(rk, source.resolve(), input_size, load_path)
-        rk.build(**cfg.build_kwargs(dataset.resolve() if dataset else None))
+    # Absolute paths: helpers.rknn runs each call inside a work folder (the toolkit drops files in the CWD).
+    rk.config(**cfg.config_kwargs())
+    load_source(rk, source.resolve(), input_size, load_path)
+    rk.build(**cfg.build_kwargs(dataset.resolve() if dataset else None))
 
 
 # ---------------------------------------------------------------- convert
@@ -307,13 +336,113 @@ def convert(source: Path, cfg: ConvertConfig, dataset: Path | None, out_rknn: Pa
 def codegen(source: Path, cfg: ConvertConfig, dataset: Path | None, out_dir: Path, log_path: Path,
             input_size: int, load_path: str = "auto", image: Path | None = None) -> Path:
     """The toolkit's C++ demo project for this model (`rk.codegen`), written to out_dir."""
-    out_dir = Path(out_dir)
-    with toolkit(log_path) as rk:
-        build_on(rk, source, cfg, dataset, input_size, load_path)
-        tmp_rknn = out_dir.with_name(out_dir.name + ".rknn")
-        rk.export_rknn(str(tmp_rknn))
-        rk.codegen(output_path=str(out_dir), inputs=[str(image)] if image else None, overwrite=True)
+    import shutil
+
+    out_dir = Path(out_dir).resolve()
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        with toolkit(log_path) as rk:
+            build_on(rk, source, cfg, dataset, input_size, load_path)
+            rk.export_rknn(str(staging / "model.rknn"))  # the demo's run.sh names the exported file
+            rk.codegen(output_path=str(staging / "demo"), inputs=[str(Path(image).resolve())] if image else None, overwrite=True)
+        (staging / "model.rknn").replace(staging / "demo" / "model.rknn")
+        shutil.rmtree(out_dir, ignore_errors=True)
+        (staging / "demo").rename(out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def size_table(record: ConvertRecord):
+    """Source model vs .rknn file sizes."""
+    import pandas as pd
+
+    kind = "ONNX" if record.load_path == "onnx" else "TorchScript"
+    rows = [{"file": f"{kind} ({record.source.name})", "MB": record.source_bytes / 1e6},
+            {"file": f"RKNN ({record.rknn_path.name})", "MB": record.rknn_bytes / 1e6}]
+    df = pd.DataFrame(rows).set_index("file").round(2)
+    df["vs source"] = (df["MB"] / df["MB"].iloc[0]).round(2)
+    return df
+
+
+def dtype_callout(record: ConvertRecord) -> str:
+    """Markdown callout about the input/output dtype change the toolkit announced during build."""
+    if not record.dtype_notes:
+        return "> **Input/output types.** The toolkit announced no dtype change: the model's inputs and outputs keep their float types."
+    notes = "; ".join(f"`{n}`" for n in record.dtype_notes)
+    return (f"> **Input/output types changed for the board API.** The toolkit announced: {notes}. "
+            "The Python APIs (toolkit, RKNNLite) convert for you, but with the C runtime API you pass the "
+            "quantized type yourself (or ask for float and let the runtime convert, which costs time). "
+            "The full message is in `rknn/build.log`.")
+
+
+# ---------------------------------------------------------------- quantization demo
+
+def pick_weight(onnx_path: Path, min_channels: int = 8) -> tuple[str, "np.ndarray"]:
+    """A real 4-D conv weight of the model whose output channels have the most uneven ranges
+    (where per-channel quantization shows its value)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    from .export import load_onnx_model
+
+    best, best_spread = None, -1.0
+    for init in load_onnx_model(onnx_path).graph.initializer:
+        if len(init.dims) == 4 and init.dims[0] >= min_channels and int(np.prod(init.dims[1:])) >= 9:
+            w = numpy_helper.to_array(init).astype(np.float32)
+            ranges = np.abs(w).reshape(len(w), -1).max(axis=1)
+            spread = float(ranges.max() / max(ranges.min(), 1e-12))
+            if spread > best_spread:
+                best, best_spread = (init.name, w), spread
+    if best is None:
+        raise WorkbookError(f"ONNX file {onnx_path} has no 4-D conv weight with >= {min_channels} output channels to demonstrate quantization on.")
+    return best
+
+
+def quantize(x: "np.ndarray", bits: int = 8, symmetric: bool = True, per_channel: bool = False):
+    """Linear quantization q = clip(round(x / scale) + zero_point); returns (dequantized x, scales, zero points)."""
+    import numpy as np
+
+    axes = tuple(range(1, x.ndim)) if per_channel else None
+    lo = np.minimum(x.min(axis=axes, keepdims=per_channel), 0.0)
+    hi = np.maximum(x.max(axis=axes, keepdims=per_channel), 0.0)
+    if symmetric:
+        qmax = 2 ** (bits - 1) - 1
+        scale = np.maximum(np.maximum(-lo, hi) / qmax, 1e-12)
+        zero = np.zeros_like(scale)
+        qmin = -qmax
+    else:
+        qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        scale = np.maximum((hi - lo) / (qmax - qmin), 1e-12)
+        zero = np.round(qmin - lo / scale)
+    q = np.clip(np.round(x / scale) + zero, qmin, qmax)
+    return (q - zero) * scale, np.ravel(scale), np.ravel(zero)
+
+
+def quantization_demo(weight: "np.ndarray", bits: int = 8):
+    """Error of the four int8 schemes (symmetric/asymmetric x per-tensor/per-channel) on one tensor."""
+    import numpy as np
+    import pandas as pd
+
+    rows = []
+    for per_channel in (False, True):
+        for symmetric in (True, False):
+            deq, scale, zero = quantize(weight, bits, symmetric, per_channel)
+            err = deq - weight
+            sqnr = 10 * np.log10((weight ** 2).mean() / max((err ** 2).mean(), 1e-30))
+            rows.append({
+                "granularity": "per-channel" if per_channel else "per-tensor (layer)",
+                "scheme": "symmetric" if symmetric else "asymmetric",
+                "scales": len(scale),
+                "scale (first)": float(scale[0]),
+                "zero point (first)": int(zero[0]),
+                "max |error|": float(np.abs(err).max()),
+                "mean |error|": float(np.abs(err).mean()),
+                "SQNR dB": round(float(sqnr), 1),
+            })
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------- record

@@ -278,3 +278,18 @@ def write_metrics(path: Path, results: list[EvalResult], comparison: Comparison 
     tmp.write_text(json.dumps(data, indent=2, default=float))
     tmp.replace(path)
     return path
+
+
+def load_run(metrics_path: Path, predictions_path: Path) -> tuple[list[EvalResult], Comparison | None, dict[str, Any]]:
+    """Reload what write_metrics/save_predictions stored (for a cached notebook re-run)."""
+    metrics = json.loads(Path(metrics_path).read_text())
+    z = np.load(predictions_path)
+    labels = z["labels"]
+    results = []
+    for i, summ in enumerate(metrics["backends"]):
+        scores = z[f"scores_{i}"]
+        results.append(EvalResult(summ["name"], scores, labels, topk_accuracy(scores, labels, 1), topk_accuracy(scores, labels, 5),
+                                  float(summ["seconds"]), float(summ["images_per_s"])))
+    cmp = compare(results[0], results[1]) if len(results) >= 2 else None
+    extra = {k: v for k, v in metrics.items() if k not in ("backends", "comparison", "verdict")}
+    return results, cmp, extra

@@ -4,11 +4,13 @@ numeric comparison of the exported ONNX against PyTorch on real images.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import warnings
 import zipfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,62 @@ class ExportCheck:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# ---------------------------------------------------------------- inputs of notebook 10
+
+@contextlib.contextmanager
+def quiet(log_path: Path) -> Iterator[None]:
+    """Send stdout/stderr and ultralytics' logger (whose handler holds the notebook's stream) to log_path."""
+    import logging
+
+    import ultralytics  # noqa: F401  (import outside the redirect, so its logger binds to the real stream)
+
+    from .rknn import _into_log
+
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handlers = [h for h in logging.getLogger("ultralytics").handlers if isinstance(h, logging.StreamHandler)]
+    with open(log_path, "a") as fh, _into_log(log_path):
+        old = [h.setStream(fh) for h in handlers]
+        try:
+            yield
+        finally:
+            for h, stream in zip(handlers, old):
+                h.setStream(stream)
+
+def resolve_data_dir(data_dir: str | Path) -> Path:
+    """The labelled image folder of a run: "" = the bundled digits sample (written on first use)."""
+    from .data import load_split, write_sample
+
+    if not str(data_dir).strip():
+        return write_sample().resolve()
+    path = Path(data_dir).expanduser()
+    if not path.is_absolute():
+        from .paths import REPO
+
+        path = REPO / path
+    load_split(path, "val")  # clear error when the layout is wrong
+    return path.resolve()
+
+
+def data_marker(data_dir: Path) -> Path:
+    """What to hash for a data folder in a cache key: the sample's spec file, else the folder itself."""
+    marker = Path(data_dir) / "sample.json"
+    return marker if marker.exists() else Path(data_dir)
+
+
+def prepare_model(run: Any, model: str | Path, data_dir: Path, imgsz: int, epochs: int = 20) -> tuple[Path, str]:
+    """The model file of the run and a one-line description: the user's file, or the trained sample model."""
+    from .models import check_model_path, train_sample_model
+
+    if str(model).strip():
+        path = check_model_path(model)
+        return path, f"your model {path} ({model_kind(path)})"
+    with quiet(run.logs / "train.log"):
+        res = train_sample_model(run, data_dir, imgsz=imgsz, epochs=epochs)
+    how = "reused from the cache" if res.reused else f"trained in {res.seconds:.0f} s"
+    return res.weights, f"sample YOLO11n-cls on the digits, {how}: val top-1 {res.top1:.3f}, top-5 {res.top5:.3f}"
 
 
 # ---------------------------------------------------------------- inspecting files
@@ -275,14 +333,14 @@ def _export_ultralytics(model: Path, work: Path, imgsz: int, opset: int, log_pat
     from ultralytics import YOLO
     from ultralytics.utils import SETTINGS
 
-    from .rknn import _into_log, log_tail
+    from .rknn import log_tail
 
     SETTINGS.update({"sync": False})
     pt = work / "model.pt"
     shutil.copy2(model, pt)
     log_path.write_text("")
     try:
-        with _into_log(log_path):
+        with quiet(log_path):
             yolo = YOLO(str(pt), task="classify")
             task = getattr(yolo, "task", "classify")
             if task == "classify":
