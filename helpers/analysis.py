@@ -1,0 +1,347 @@
+"""Per-layer quantization error: run `accuracy_analysis`, parse its error_analysis.txt, flag and rank
+the layers, plot them; and the quantization sweep (algorithm x method) of notebook 50.
+
+error_analysis.txt is a fixed-width text table. A header names column groups (`simulator_error`,
+and `runtime_error` when a board is attached), their sub-columns (`entire`, `single`, `single_sim`)
+and for each a `cos | euc` pair. Rows are `[OpType] tensor_name  cos | euc  cos | euc ...`; a layer
+the compiler fused into its neighbour has a row with no values at all, and a row may stop early
+(e.g. no runtime values for a fused layer on the board). The parser reads the column set from the
+header it finds, keeps missing values as NaN and never drops a row.
+"""
+from __future__ import annotations
+
+import math
+import time
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import WorkbookError
+
+ERROR_FILE = "error_analysis.txt"
+# Rows the toolkit adds around the graph itself (the input, dtype conversions); never hybrid candidates.
+NON_LAYER_OPS = {"Input", "exDataConvert"}
+_ROW = re.compile(r"^\[(?P<op>[^\]]+)\]\s+(?P<rest>.*?)\s*$")
+_PAIR = re.compile(r"(?P<cos>[^\s|]+)\s*\|\s*(?P<euc>[^\s|]+)")
+_GROUP = re.compile(r"\b(\w+)_error\b")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One `cos | euc` pair of the table: its group (simulator/runtime) and kind (entire/single/...)."""
+
+    group: str
+    kind: str
+
+    @property
+    def prefix(self) -> str:
+        # The simulator's columns get the short names the notebooks use (entire_cos, single_euc);
+        # other groups are prefixed (runtime_entire_cos, runtime_single_sim_cos).
+        return self.kind if self.group == "simulator" else f"{self.group}_{self.kind}"
+
+
+def _value(token: str) -> tuple[float, str]:
+    """A numeric cell -> (value, flag): numbers as-is; nan/inf markers (e.g. q_nan, rt_inf) -> NaN or inf plus the marker."""
+    try:
+        v = float(token)
+        return v, ("nan" if math.isnan(v) else "inf" if math.isinf(v) else "")
+    except ValueError:
+        low = token.lower()
+        if "inf" in low:
+            return (-math.inf if low.startswith("-") else math.inf), token
+        return math.nan, token
+
+
+def parse_header(lines: Sequence[str]) -> tuple[list[Column], int]:
+    """Find the header (the `layer_name` line and the two lines below it) -> columns and the index of
+    the first data line. Groups are split evenly over the sub-columns, in order."""
+    for i, line in enumerate(lines):
+        if line.strip().startswith("layer_name"):
+            groups = _GROUP.findall(line)
+            kinds = lines[i + 1].split() if i + 1 < len(lines) else []
+            metrics = lines[i + 2].split() if i + 2 < len(lines) else []
+            if not groups or not kinds or metrics != ["cos", "euc"] * len(kinds) or len(kinds) % len(groups):
+                raise WorkbookError(
+                    f"The header of the error analysis table is not in the expected form (line {i + 1}: {line.strip()!r}); "
+                    "pass an error_analysis.txt written by rknn-toolkit2 accuracy_analysis."
+                )
+            per = len(kinds) // len(groups)
+            cols = [Column(groups[k // per], kind) for k, kind in enumerate(kinds)]
+            start = i + 3
+            while start < len(lines) and set(lines[start].strip()) <= {"-"} and lines[start].strip():
+                start += 1
+            return cols, start
+    raise WorkbookError("No 'layer_name' header found; pass the error_analysis.txt that accuracy_analysis wrote (in its output_dir).")
+
+
+def parse_error_analysis(path: str | Path) -> pd.DataFrame:
+    """error_analysis.txt -> one row per layer in file order: index, op, name, fused, and for each
+    header column `<prefix>_cos` / `<prefix>_euc` (NaN where the file has no value), plus `flags`
+    holding any non-numeric markers (nan/inf) found in the row."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / ERROR_FILE
+    if not path.is_file():
+        raise WorkbookError(f"Error analysis file {path} does not exist; run accuracy_analysis (notebook 50) first.")
+    lines = path.read_text(errors="replace").splitlines()
+    cols, start = parse_header(lines)
+    names = [f"{c.prefix}_{m}" for c in cols for m in ("cos", "euc")]
+    records: list[dict[str, Any]] = []
+    for line in lines[start:]:
+        m = _ROW.match(line.strip())
+        if not m:
+            continue
+        rest = m["rest"]
+        pairs = list(_PAIR.finditer(rest))
+        name = (rest[: pairs[0].start()] if pairs else rest).strip()
+        rec: dict[str, Any] = {"index": len(records), "op": m["op"], "name": name}
+        values = dict.fromkeys(names, math.nan)
+        flags = []
+        for k, p in enumerate(pairs[: len(cols)]):
+            for metric in ("cos", "euc"):
+                v, flag = _value(p[metric])
+                values[f"{cols[k].prefix}_{metric}"] = v
+                if flag:
+                    flags.append(f"{cols[k].prefix}_{metric}={flag}")
+        rec.update(values)
+        rec["fused"] = not pairs
+        rec["flags"] = ";".join(flags)
+        records.append(rec)
+    if not records:
+        raise WorkbookError(f"{path} has a header but no layer rows; re-run accuracy_analysis and check its log for errors.")
+    df = pd.DataFrame.from_records(records, columns=["index", "op", "name", *names, "fused", "flags"])
+    return df
+
+
+# ---------------------------------------------------------------- running it
+
+def run_accuracy_analysis(rk: Any, images: Sequence[Path], out_dir: str | Path, target: str | None = None,
+                          device_id: str | None = None, progress: bool = True) -> list[Path]:
+    """accuracy_analysis on a built toolkit, once per image (the call takes one sample per model input),
+    each into out_dir/<image stem>/; returns the error_analysis.txt paths. target=None: simulator only;
+    a platform name adds the board's runtime columns (needs a connected board)."""
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    if not images:
+        raise WorkbookError("accuracy_analysis needs at least one image; set analysis_images >= 1.")
+    paths = []
+    for img in tqdm(list(images), desc="accuracy_analysis", unit="img", disable=not progress):
+        folder = out_dir / Path(img).stem
+        rk.accuracy_analysis(inputs=[str(img)], output_dir=str(folder), target=target, device_id=device_id)
+        paths.append(folder / ERROR_FILE)
+    return paths
+
+
+def value_columns(df: pd.DataFrame) -> list[str]:
+    """The numeric cos/euc columns of a parsed table."""
+    return [c for c in df.columns if c.endswith("_cos") or c.endswith("_euc")]
+
+
+def combine(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Several images' tables of the same model -> one: mean of each value over the images where it
+    exists (fused stays NaN), `min_single_cos` the worst image, `flags` joined, `images` the count."""
+    import warnings
+
+    if not frames:
+        raise WorkbookError("No error analysis tables to combine; run accuracy_analysis on at least one image.")
+    base = frames[0]
+    for f in frames[1:]:
+        if list(f["name"]) != list(base["name"]):
+            raise WorkbookError("The error analysis tables list different layers; combine only tables of the same model.")
+    out = base[["index", "op", "name", "fused"]].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows (fused layers) stay NaN
+        for c in value_columns(base):
+            out[c] = np.nanmean(np.vstack([f[c].to_numpy(float) for f in frames]), axis=0)
+        if "single_cos" in base:
+            out["min_single_cos"] = np.nanmin(np.vstack([f["single_cos"].to_numpy(float) for f in frames]), axis=0)
+    out["flags"] = [";".join(sorted({x for f in frames for x in str(f["flags"].iloc[i]).split(";") if x})) for i in range(len(base))]
+    out["images"] = len(frames)
+    return out
+
+
+# ---------------------------------------------------------------- reading it
+
+def candidates(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows that are real layers with values (not the input, dtype conversions or fused rows)."""
+    return df[~df["op"].isin(NON_LAYER_OPS) & ~df["fused"]]
+
+
+def warning_signs(df: pd.DataFrame, threshold: float = 0.99) -> pd.DataFrame:
+    """The two warning signs: a cosine below threshold (entire or single), and NaN/inf values
+    (an all-zero or overflowing tensor). Fused rows have no values and are not flagged."""
+    rows = []
+    for _, r in df[~df["fused"]].iterrows():
+        reasons = []
+        if r.get("flags"):
+            reasons.append(f"non-numeric values ({r['flags']}): all-zero or overflowing tensor")
+        for col in ("entire_cos", "single_cos", "runtime_entire_cos"):
+            v = r.get(col, np.nan)
+            if col in df and pd.notna(v) and v < threshold:
+                reasons.append(f"{col} {v:.5f} < {threshold}")
+        if reasons:
+            rows.append({"index": r["index"], "op": r["op"], "name": r["name"], "warning": "; ".join(reasons)})
+    return pd.DataFrame(rows, columns=["index", "op", "name", "warning"])
+
+
+def rank_layers(df: pd.DataFrame) -> pd.DataFrame:
+    """Layers with two scores, sorted by the first:
+    - single_drop = 1 - single_cos: the error this layer adds on its own, fed exact (float) inputs;
+      large = the layer itself quantizes badly -> a hybrid (float16) candidate.
+    - gap = single_cos - entire_cos: how much worse the layer looks with the quantized model's real
+      inputs than with exact ones; large = error accumulated upstream reaches it (fix it earlier)."""
+    c = candidates(df).copy()
+    c["single_drop"] = 1.0 - c["single_cos"]
+    c["gap"] = c["single_cos"] - c["entire_cos"]
+    c = c.sort_values(["single_drop", "gap"], ascending=False, na_position="last")
+    c["rank_drop"] = np.arange(1, len(c) + 1)
+    c["rank_gap"] = c["gap"].rank(ascending=False, method="first", na_option="bottom").astype(int)
+    return c[["index", "op", "name", "entire_cos", "single_cos", "single_drop", "gap", "rank_drop", "rank_gap"]].reset_index(drop=True)
+
+
+def plot_layers(tables: dict[str, pd.DataFrame] | pd.DataFrame, threshold: float = 0.99, path: str | Path | None = None,
+                title: str = "Per-layer cosine vs the float model"):
+    """Entire and single cosine per layer (layer index on x; names in layers.csv), threshold line;
+    several tables (e.g. INT8 vs hybrid) are overlaid. Saved to path if given."""
+    import matplotlib.pyplot as plt
+
+    if isinstance(tables, pd.DataFrame):
+        tables = {"": tables}
+    fig, axes = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True)
+    for (label, df), color in zip(tables.items(), ["tab:blue", "tab:orange", "tab:green", "tab:red"]):
+        for ax, col in zip(axes, ("entire_cos", "single_cos")):
+            ax.plot(df["index"], df[col], marker=".", ms=4, lw=1, color=color, label=label or col)
+            bad = df[df[col] < threshold]
+            ax.scatter(bad["index"], bad[col], s=30, facecolors="none", edgecolors="red", zorder=3)
+            nan = df[df["flags"].astype(bool)] if "flags" in df else df.iloc[:0]
+            if len(nan):
+                ax.scatter(nan["index"], [threshold] * len(nan), marker="x", color="red", zorder=3, label="NaN/inf values")
+    for ax, what in zip(axes, ("entire: accumulated error (whole quantized model)", "single: this layer alone (exact inputs)")):
+        ax.axhline(threshold, color="red", ls="--", lw=1, label=f"threshold {threshold}")
+        ax.set_ylabel("cosine vs float")
+        ax.set_title(what, fontsize=10)
+        lo = np.nanmin([np.nanmin(df[c]) for df in tables.values() for c in ("entire_cos", "single_cos")])
+        ax.set_ylim(min(lo, threshold) - 0.005, 1.001)
+        ax.legend(loc="lower left", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("layer index (row of error_analysis.txt; names in layers.csv)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+# ---------------------------------------------------------------- the quantization sweep
+
+def parse_grid(grid: Sequence[Sequence[str]] | Sequence[str]) -> list[tuple[str, str]]:
+    """[[algorithm, method], ...] (or ["normal/channel", ...]) -> validated pairs."""
+    from .convert import QUANTIZED_ALGORITHMS, QUANTIZED_METHODS
+
+    pairs = []
+    for cell in grid:
+        parts = cell.split("/") if isinstance(cell, str) else list(cell)
+        if len(parts) != 2:
+            raise WorkbookError(f"Sweep cell {cell!r} must be an [algorithm, method] pair, e.g. ['mmse', 'channel'].")
+        a, m = parts
+        if a not in QUANTIZED_ALGORITHMS:
+            raise WorkbookError(f"Sweep cell {cell!r} has quantized_algorithm {a!r}; use one of {', '.join(QUANTIZED_ALGORITHMS)}.")
+        if m not in QUANTIZED_METHODS:
+            raise WorkbookError(f"Sweep cell {cell!r} has quantized_method {m!r}; use one of {', '.join(QUANTIZED_METHODS)}.")
+        pairs.append((a, m))
+    if not pairs:
+        raise WorkbookError("The sweep grid is empty; give at least one [algorithm, method] pair, e.g. [['normal', 'channel']].")
+    return pairs
+
+
+def run_sweep(record: Any, grid: Sequence[tuple[str, str]], images: Any, pixels: np.ndarray, fp32: Any, log_dir: Path,
+              dataset: Path | None = None, batch: int = 8) -> pd.DataFrame:
+    """Build the recorded model once per (algorithm, method) in the simulator and evaluate it on the
+    labelled images against the FP32 result: top-1, its change vs FP32, output cosine, build time."""
+    from tqdm.auto import tqdm
+
+    from .convert import ConvertConfig
+    from .evaluate import SimulatorBackend, compare, evaluate
+
+    rows = []
+    for algorithm, method in tqdm(list(grid), desc="sweep", unit="build"):
+        cfg = ConvertConfig.from_dict({**record.config.to_dict(), "quantized_algorithm": algorithm, "quantized_method": method})
+        t = time.perf_counter()
+        name = f"{algorithm}/{method}"
+        with SimulatorBackend(record.source, cfg, dataset or record.dataset, record.input_size,
+                              Path(log_dir) / f"sweep_{algorithm}_{method}.log", record.load_path, batch, name) as be:
+            build_s = time.perf_counter() - t
+            res = evaluate(be, images, record.input_size, batch=max(batch, 32), progress=False, pixels=pixels)
+        cmp = compare(fp32, res)
+        rows.append({"algorithm": algorithm, "method": method, "top1": res.top1, "top1_delta_pt": cmp.top1_delta_pt,
+                     "mean_cosine": cmp.mean_cosine, "min_cosine": cmp.min_cosine, "top1_agreement": cmp.top1_agreement,
+                     "build_s": round(build_s, 2)})
+    return pd.DataFrame(rows)
+
+
+def best_row(sweep: pd.DataFrame) -> tuple[pd.Series, str]:
+    """The best setting: highest top-1, then highest mean output cosine, then fastest build; with why."""
+    order = sweep.sort_values(["top1", "mean_cosine", "build_s"], ascending=[False, False, True])
+    best = order.iloc[0]
+    tied = sweep[sweep["top1"] == best["top1"]]
+    why = f"highest top-1 ({100 * best['top1']:.2f}%)"
+    if len(tied) > 1:
+        why += f", and of the {len(tied)} settings with that top-1 the highest mean output cosine vs FP32 ({best['mean_cosine']:.5f})"
+    else:
+        why += f"; mean output cosine vs FP32 {best['mean_cosine']:.5f}"
+    why += f"; build {best['build_s']:.1f} s"
+    return best, f"Best: quantized_algorithm={best['algorithm']!r}, quantized_method={best['method']!r}: {why}."
+
+
+def plot_sweep(sweep: pd.DataFrame, fp32_top1: float | None = None, path: str | Path | None = None):
+    """Bars of top-1 and mean output cosine per setting (with build time in the labels)."""
+    import matplotlib.pyplot as plt
+
+    labels = [f"{a}\n{m}\n{b:.1f} s" for a, m, b in zip(sweep["algorithm"], sweep["method"], sweep["build_s"])]
+    x = np.arange(len(sweep))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    a1.bar(x, 100 * sweep["top1"], color="tab:blue")
+    if fp32_top1 is not None:
+        a1.axhline(100 * fp32_top1, color="black", ls="--", lw=1, label=f"FP32 {100 * fp32_top1:.1f}%")
+        a1.legend(loc="lower right", fontsize=8)
+    lo = min(100 * sweep["top1"].min(), 100 * (fp32_top1 or 1)) - 2
+    a1.set_ylim(max(0, lo), 100.5)
+    a1.set_ylabel("top-1 on val (%)")
+    a1.set_title("Top-1 per quantization setting")
+    a2.bar(x, sweep["mean_cosine"], color="tab:orange")
+    a2.set_ylim(max(0.0, sweep["mean_cosine"].min() - 0.01), 1.0005)
+    a2.set_ylabel("mean output cosine vs FP32")
+    a2.set_title("Output agreement with FP32")
+    for ax in (a1, a2):
+        ax.set_xticks(x, labels, fontsize=8)
+        ax.set_xlabel("algorithm / method / build time")
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def small_calibration(dataset: Path, n: int, out_file: Path) -> Path:
+    """Demo mode: a calibration list with only the first n images of dataset (a deliberately poor
+    calibration, so the quantization error is large enough to see and to repair)."""
+    from .data import write_calibration_list
+
+    lines = [ln.strip() for ln in Path(dataset).read_text().splitlines() if ln.strip()]
+    if n < 1:
+        raise WorkbookError(f"calib_images={n} would leave no calibration image; use 0 for the full list or n >= 1.")
+    return write_calibration_list([Path(p) for p in lines[:n]], out_file)
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    """DataFrame -> CSV written under a temporary name, then renamed."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return path

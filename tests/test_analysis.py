@@ -1,0 +1,149 @@
+"""helpers.analysis on error_analysis.txt files the real toolkit writes in the test (simulator)."""
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import analysis, convert, data
+from helpers.errors import WorkbookError
+from helpers.rknn import toolkit
+from quality_support import CONFIG, SIZE, outlier_onnx
+from board_support import BOARD_ID, needs_board
+
+
+def _analyse(onnx, images, out, config=None, target=None):
+    dataset = data.write_calibration_list(images, out / "calib.txt")
+    with toolkit(out / "analysis.log") as rk:
+        rk.config(**(config or {"mean_values": [[0, 0, 0]], "std_values": [[255, 255, 255]], "target_platform": "rk3588"}))
+        rk.load_onnx(str(onnx))
+        rk.build(do_quantization=True, dataset=str(dataset))
+        return analysis.run_accuracy_analysis(rk, images[:2], out / "snapshot", target=target, device_id=BOARD_ID or None, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_tables(tiny_onnx, tiny_images, tmp_path_factory):
+    return _analyse(tiny_onnx, tiny_images, tmp_path_factory.mktemp("aa_tiny"))
+
+
+@pytest.fixture(scope="module")
+def outlier_tables(tiny_images, tmp_path_factory):
+    out = tmp_path_factory.mktemp("aa_outlier")
+    return _analyse(outlier_onnx(out), tiny_images, out, CONFIG)
+
+
+def test_parser_keeps_every_row_and_fused_rows_as_missing(tiny_tables):
+    path = tiny_tables[0]
+    text = path.read_text()
+    df = analysis.parse_error_analysis(path)
+    rows = [ln for ln in text.splitlines() if ln.startswith("[")]
+    assert len(df) == len(rows) and list(df["index"]) == list(range(len(rows)))
+    assert df["op"].iloc[0] == "Input" and df["name"].iloc[0] == "images"
+    assert df["name"].iloc[-1] == "logits"
+    # the toolkit fuses the conv into its ReLU: its row has a name and no values
+    fused_lines = [ln for ln in rows if not re.search(r"\d\s*\|", ln)]
+    assert fused_lines, "the tiny conv+relu net should produce fused (blank) rows"
+    fused = df[df["fused"]]
+    assert len(fused) == len(fused_lines) and set(fused["op"]) == {"Conv"}
+    assert fused[["entire_cos", "entire_euc", "single_cos", "single_euc"]].isna().all().all()
+    values = df[~df["fused"]]
+    assert values[["entire_cos", "single_cos"]].notna().all().all()
+    assert ((values["entire_cos"] > 0.9) & (values["entire_cos"] <= 1.0)).all()
+    # numbers are the file's numbers, not rounded or shifted between columns
+    first = [ln for ln in rows if ln.startswith("[Relu]")][0]
+    nums = [float(x) for x in re.findall(r"\d+\.\d+", first)]
+    relu = df[df["op"] == "Relu"].iloc[0]
+    assert [relu.entire_cos, relu.entire_euc, relu.single_cos, relu.single_euc] == nums
+    assert list(analysis.value_columns(df)) == ["entire_cos", "entire_euc", "single_cos", "single_euc"]
+
+
+def test_combine_averages_images_and_keeps_fused_missing(tiny_tables):
+    frames = [analysis.parse_error_analysis(p) for p in tiny_tables]
+    both = analysis.combine(frames)
+    assert len(both) == len(frames[0]) and (both["images"] == 2).all()
+    ok = ~both["fused"]
+    expected = (frames[0]["single_cos"] + frames[1]["single_cos"]) / 2
+    assert np.allclose(both.loc[ok, "single_cos"], expected[ok])
+    assert both.loc[both["fused"], "single_cos"].isna().all()
+    assert (both.loc[ok, "min_single_cos"] <= both.loc[ok, "single_cos"] + 1e-12).all()
+
+
+def test_warning_signs_and_ranking_find_the_damaged_layer(outlier_tables):
+    df = analysis.combine([analysis.parse_error_analysis(p) for p in outlier_tables])
+    warn = analysis.warning_signs(df, threshold=0.99)
+    assert "/3/Relu_output_0" in set(warn["name"]), warn
+    assert "images" not in set(warn["name"])
+    ranked = analysis.rank_layers(df)
+    assert ranked["name"].iloc[0] == "/3/Relu_output_0"  # largest single-layer drop
+    assert not ranked["op"].isin(analysis.NON_LAYER_OPS).any() and ranked["single_drop"].notna().all()
+    # downstream layers look fine alone but carry the upstream error: a large entire-single gap
+    gap_top = ranked.sort_values("gap", ascending=False).iloc[0]
+    assert gap_top["gap"] > 0.05 and gap_top["single_cos"] > 0.99
+    fig = analysis.plot_layers(df, 0.99)
+    assert fig.axes[0].get_title() and fig.axes[1].get_xlabel()
+
+
+def test_parser_errors_are_one_clear_sentence(tmp_path, tiny_tables):
+    with pytest.raises(WorkbookError, match="does not exist; run accuracy_analysis"):
+        analysis.parse_error_analysis(tmp_path / "nope.txt")
+    broken = tmp_path / "error_analysis.txt"
+    broken.write_text("\n".join(ln for ln in tiny_tables[0].read_text().splitlines() if not ln.startswith("layer_name")))
+    with pytest.raises(WorkbookError, match="No 'layer_name' header"):
+        analysis.parse_error_analysis(broken)
+    header_only = tmp_path / "header_only.txt"
+    header_only.write_text("\n".join(ln for ln in tiny_tables[0].read_text().splitlines() if not ln.startswith("[")))
+    with pytest.raises(WorkbookError, match="no layer rows"):
+        analysis.parse_error_analysis(header_only)
+
+
+def test_sweep_grid_validation():
+    assert analysis.parse_grid([["mmse", "layer"], "kl_divergence/channel"]) == [("mmse", "layer"), ("kl_divergence", "channel")]
+    with pytest.raises(WorkbookError, match="quantized_algorithm 'fast'"):
+        analysis.parse_grid([["fast", "channel"]])
+    with pytest.raises(WorkbookError, match="quantized_method 'tensor'"):
+        analysis.parse_grid([["normal", "tensor"]])
+    with pytest.raises(WorkbookError, match="grid is empty"):
+        analysis.parse_grid([])
+
+
+def test_sweep_builds_each_cell_and_picks_the_best(tiny_images, tmp_path):
+    from helpers.evaluate import OnnxBackend, evaluate
+    from helpers.paths import Run
+
+    onnx = outlier_onnx(tmp_path)
+    run = Run.at(tmp_path / "run")
+    cfg = convert.ConvertConfig(mean_values=[0, 0, 0], std_values=[255, 255, 255])
+    dataset = data.write_calibration_list(tiny_images, run.rknn / "calibration.txt")
+    result = convert.convert(onnx, cfg, dataset, run.rknn / "model.rknn", run.logs / "convert.log", SIZE)
+    convert.write_record(run, result, cfg, onnx, dataset, SIZE, "onnx")
+    record = convert.read_record(run)
+    images = data.LabelledImages(list(tiny_images), np.arange(len(tiny_images)) % 3, ["a", "b", "c"])
+    pixels = images.load(SIZE)
+    fp32 = evaluate(OnnxBackend(onnx, [0, 0, 0], [255, 255, 255]), images, SIZE, progress=False, pixels=pixels)
+    sweep = analysis.run_sweep(record, [("normal", "layer"), ("normal", "channel")], images, pixels, fp32, run.logs, batch=1)
+    assert list(sweep["method"]) == ["layer", "channel"] and (sweep["build_s"] > 0).all()
+    layer, channel = sweep.iloc[0], sweep.iloc[1]
+    # one scale per channel rescues the seven small channels the outlier crushes in per-layer mode
+    assert channel["mean_cosine"] > layer["mean_cosine"]
+    best, why = analysis.best_row(sweep)
+    assert best["method"] == "channel" and why.startswith("Best: quantized_algorithm='normal', quantized_method='channel'")
+    assert analysis.write_csv(sweep, run.analysis / "sweep.csv").exists()
+
+
+def test_small_calibration_keeps_first_n(tiny_images, tmp_path):
+    full = data.write_calibration_list(tiny_images, tmp_path / "calib.txt")
+    small = analysis.small_calibration(full, 2, tmp_path / "small.txt")
+    assert small.read_text().splitlines() == full.read_text().splitlines()[:2]
+    with pytest.raises(WorkbookError, match="calib_images=0 would leave no calibration image"):
+        analysis.small_calibration(full, 0, tmp_path / "none.txt")
+
+
+@needs_board
+def test_board_adds_runtime_columns(tiny_onnx, tiny_images, tmp_path):
+    paths = _analyse(tiny_onnx, tiny_images, tmp_path, target="rk3588")
+    df = analysis.parse_error_analysis(paths[0])
+    assert {"runtime_entire_cos", "runtime_entire_euc"} <= set(df.columns)
+    assert df["runtime_entire_cos"].notna().any()
