@@ -266,6 +266,71 @@ def board_accuracy_analysis(record: ConvertRecord, images: list[Path], out_dir: 
     return out_dir / "error_analysis.txt"
 
 
+def skipped(what: str) -> str:
+    """The line a board-only cell prints when there is no board (so the skip is visible in reports)."""
+    line = f"[skipped: no board] {what} needs a connected board; see the 'No board found' line above."
+    print(line)
+    return line
+
+
+def notebook30_set(run: Run, n: int = 0) -> tuple[Any, Any]:
+    """The images notebook 30 evaluated (same files, same order; the first n when n > 0) and its
+    stored INT8 simulator result on them, for the board-vs-simulator comparison."""
+    from . import evaluate
+    from .data import LabelledImages
+
+    preds = run.need("eval/predictions.npz", "30_simulator_inference.ipynb")
+    metrics = run.need("eval/metrics.json", "30_simulator_inference.ipynb")
+    z = np.load(preds)
+    images = LabelledImages([Path(p) for p in z["paths"]], np.asarray(z["labels"]), [str(c) for c in z["classes"]])
+    results, _, _ = evaluate.load_run(metrics, preds)
+    sims = [r for r in results if "simulator" in r.name.lower() and "bgr" not in r.name.lower()]
+    if not sims:
+        raise WorkbookError(f"{metrics} has no INT8 simulator result; re-run notebooks/30_simulator_inference.ipynb.")
+    sim = sims[0]
+    if n and n < len(images):
+        images = LabelledImages(images.paths[:n], images.labels[:n], images.classes, images.root)
+        sim = evaluate.EvalResult(sim.name, sim.scores[:n], sim.labels[:n], evaluate.topk_accuracy(sim.scores[:n], sim.labels[:n], 1),
+                                  evaluate.topk_accuracy(sim.scores[:n], sim.labels[:n], 5), float("nan"), float("nan"))
+    return images, sim
+
+
+def one_per_class(images: Any, n: int) -> list[Path]:
+    """The first image of each class, in class order, at most n (example images for the bundle)."""
+    firsts: dict[int, Path] = {}
+    for path, label in zip(images.paths, np.asarray(images.labels).tolist()):
+        firsts.setdefault(int(label), Path(path))
+    return [firsts[k] for k in sorted(firsts)][: max(int(n), 0)]
+
+
+def plot_layer_times(perf: Perf, path: str | Path | None = None, top: int = 15):
+    """Horizontal bars of the slowest layers from eval_perf's per-layer table (None when it has no time column)."""
+    import matplotlib.pyplot as plt
+
+    if perf.layers is None:
+        return None
+    cols = [c for c in perf.layers.columns if "time" in str(c).lower()]
+    if not cols:
+        return None
+    df = perf.layers.assign(_t=lambda d: d[cols[0]].astype(float)).nlargest(top, "_t")
+    name_col = next((c for c in df.columns if str(c).lower() in ("name", "fullname", "full_name", "op_type", "optype")), None)
+    names = df[name_col].astype(str) if name_col else df.index.astype(str)
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(df) + 1.2))
+    ax.barh(names[::-1], df["_t"][::-1], color="tab:green")
+    ax.set_title(f"Slowest {len(df)} layers on the board" + (f" ({perf.fps:.0f} FPS overall)" if perf.fps else ""))
+    ax.set_xlabel(f"{cols[0]} (as reported by eval_perf)")
+    ax.set_ylabel("layer")
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def save_json(path: str | Path, data: Any) -> Path:
+    """Write a board result (perf.json, memory.json, metrics.json) atomically."""
+    return _write_json(Path(path), data)
+
+
 # ---------------------------------------------------------------- C++ demo (codegen)
 
 @dataclass
@@ -314,10 +379,21 @@ class Bundle:
     config: dict[str, Any]
 
     def table(self):
+        """One row per top-level entry (folders summed: 'cpp/ (23 files)'), with sizes."""
         import pandas as pd
 
-        rows = [{"file": k, "bytes": (self.folder / k).stat().st_size} for k in sorted(self.files)]
-        return pd.DataFrame(rows, columns=["file", "bytes"])
+        groups: dict[str, list[int]] = {}
+        for rel in sorted(self.files):
+            top = rel.split("/", 1)[0] + ("/" if "/" in rel else "")
+            groups.setdefault(top, []).append((self.folder / rel).stat().st_size)
+        rows = [{"entry": k if not k.endswith("/") else f"{k} ({len(v)} files)", "bytes": sum(v)} for k, v in groups.items()]
+        return pd.DataFrame(rows, columns=["entry", "bytes"])
+
+
+def example_name(path: str | Path) -> str:
+    """Name of an example image inside the bundle: '<class folder>_<file name>'."""
+    path = Path(path)
+    return f"{path.parent.name}_{path.name}"
 
 
 def _sha256(path: Path) -> str:
@@ -368,8 +444,8 @@ def build_bundle(run: Run, record: ConvertRecord, labels: list[str], models: dic
         shutil.copyfile(PREPROCESS, tmp / "preprocess.py")  # the workbook's own module, byte for byte
         if sample_images:
             (tmp / "images").mkdir()
-            for p in sample_images:
-                shutil.copyfile(p, tmp / "images" / Path(p).name)
+            for p in sample_images:  # <class folder>_<file>: unique, and says what the image shows
+                shutil.copyfile(p, tmp / "images" / example_name(p))
         if cpp_demo is not None and cpp_demo.folder is not None and cpp_demo.folder.is_dir():
             shutil.copytree(cpp_demo.folder, tmp / "cpp")
         config = {
@@ -411,7 +487,7 @@ def build_bundle(run: Run, record: ConvertRecord, labels: list[str], models: dic
 def bundle_readme(cfg: dict[str, Any], models: list[str], samples: list[Path], cpp_demo: CppDemo | None) -> str:
     """The README inside the bundle: copy, install, run, what the output looks like."""
     version = cfg["toolkit_version"]
-    sample = f"images/{Path(samples[0]).name}" if samples else "your_image.jpg"
+    sample = f"images/{example_name(samples[0])}" if samples else "your_image.jpg"
     hybrid = ("\n`model_hybrid.rknn` is the hybrid-quantized variant (notebook 60); run it with "
               "`--model model_hybrid.rknn`.\n") if "model_hybrid.rknn" in models else ""
     notes = "".join(f"\n- the toolkit changed the {n}" for n in cfg.get("dtype_notes") or [])
@@ -472,3 +548,38 @@ model model.rknn ({cfg['target_platform']}), input {cfg['input_size']}x{cfg['inp
   must feed int8 already quantized with the model's scale and zero point.{notes}
 - `--preprocess-only out.npy` writes the exact array the runner would feed, to compare with the PC.
 {cpp}"""
+
+
+@dataclass
+class RunnerCheck:
+    """The bundle's runner tried on this PC: its input arrays vs the workbook's, and what a plain run says."""
+
+    images: int
+    identical: bool
+    max_abs_diff: int
+    plain_exit: int
+    plain_output: str
+
+
+def try_runner(bundle: Bundle, images: list[Path], size: int) -> RunnerCheck:
+    """Run bundle/run_rknn.py as a subprocess from the bundle folder: once with --preprocess-only
+    (compared bit for bit with helpers.preprocess.read_rgb, i.e. what notebook 30 fed the simulator),
+    once plainly (on a PC without rknn-toolkit-lite2 it must say how to install it)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from .preprocess import read_rgb
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "inputs.npy"
+        cmd = [sys.executable, str(bundle.folder / "run_rknn.py"), *map(str, images)]
+        res = subprocess.run([*cmd, "--preprocess-only", str(out)], cwd=bundle.folder, capture_output=True, text=True, timeout=300)
+        if res.returncode != 0:
+            raise RuntimeError(f"the bundle's runner failed on this PC: {res.stderr.strip()}")
+        got = np.load(out)
+    want = np.stack([read_rgb(p, size) for p in images])
+    same = got.shape == want.shape and bool(np.array_equal(got, want))
+    diff = int(np.abs(got.astype(int) - want.astype(int)).max()) if got.shape == want.shape else -1
+    plain = subprocess.run(cmd[:3], cwd=bundle.folder, capture_output=True, text=True, timeout=300)
+    return RunnerCheck(len(images), same, diff, plain.returncode, (plain.stdout + plain.stderr).strip())

@@ -26,6 +26,7 @@ CHOICES: dict[str, list[Any]] = {
     "float_dtype": ["float16"],
     "optimization_level": [0, 1, 2, 3],
     "load_path": ["onnx", "pytorch"],
+    "core_mask": ["auto", "0", "1", "2", "0_1", "0_1_2", "all"],
 }
 
 # One-line tooltips for common parameters; notebooks may pass more through `help=`.
@@ -38,6 +39,9 @@ HELP: dict[str, str] = {
     "quantized_algorithm": "normal: fast min/max; mmse: slower, clips outliers; kl_divergence: for uneven distributions.",
     "quantized_method": "channel: one scale per output channel (usually more accurate); layer: one per tensor.",
     "quantized_dtype": "w8a8 = INT8 weights and activations (the 2.x name of asymmetric_quantized-8).",
+    "target": "Chip of the attached board; must be the platform the .rknn was built for (empty = read it from the file).",
+    "device_id": "adb serial (or ntb id) of the board to use; empty = the first board found.",
+    "core_mask": "NPU cores to run on: auto, or 0/1/2/0_1/0_1_2/all on rk3588 (0/1/0_1/all on rk3576).",
 }
 
 

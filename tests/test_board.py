@@ -137,7 +137,8 @@ def test_bundle_contents_and_tarball(run3588, cpp_demo, tiny_images):
     record = convert.read_record(run3588)
     b = board.build_bundle(run3588, record, ["cat", "dog", "bird"], cpp_demo=cpp_demo, sample_images=tiny_images[:2])
     names = set(b.files)
-    assert {"model.rknn", "labels.txt", "model.json", "run_rknn.py", "preprocess.py", "README.md", "images/0.png", "cpp/run.sh"} <= names
+    example = f"images/{board.example_name(tiny_images[0])}"  # <class folder>_<file name>
+    assert {"model.rknn", "labels.txt", "model.json", "run_rknn.py", "preprocess.py", "README.md", example, "cpp/run.sh"} <= names
     assert "model_hybrid.rknn" not in names  # notebook 60 has not run here
     assert (b.folder / "preprocess.py").read_bytes() == board.PREPROCESS.read_bytes()
     assert (b.folder / "run_rknn.py").read_bytes() == board.RUNNER.read_bytes()
@@ -146,7 +147,7 @@ def test_bundle_contents_and_tarball(run3588, cpp_demo, tiny_images):
     assert cfg["target_platform"] == "rk3588" and cfg["input_size"] == TINY_SIZE and cfg["color_order"] == "RGB"
     assert cfg["std_values"] == [255, 255, 255] and cfg["classes"] == 3 and cfg["hybrid_model"] is None
     readme = (b.folder / "README.md").read_text()
-    assert "pip install rknn-toolkit-lite2==2.5.0" in readme and "python3 run_rknn.py images/0.png" in readme
+    assert "pip install rknn-toolkit-lite2==2.5.0" in readme and f"python3 run_rknn.py {example}" in readme
     with tarfile.open(b.tarball) as tar:
         members = {m.name for m in tar.getmembers() if m.isfile()}
     assert members == {f"deploy/{n}" for n in names}

@@ -1,0 +1,82 @@
+"""Notebook 40 in the series (papermill, small parameters): what it leaves in board/ with and without a board."""
+from __future__ import annotations
+
+import json
+import tarfile
+
+import nbformat
+import numpy as np
+import pytest
+
+from board_support import BOARD_ID, needs_board
+from helpers import board
+from helpers.paths import REPO
+
+NB = "40_board_inference"
+
+
+@pytest.fixture(scope="module")
+def run_root(series):
+    return series.ran(NB)
+
+
+def _outputs(root) -> str:
+    nb = nbformat.read(root / "executed" / f"{NB}.ipynb", as_version=4)
+    texts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            texts.append(out.get("text", "") or out.get("data", {}).get("text/plain", ""))
+    return "\n".join(texts)
+
+
+@pytest.mark.skipif(bool(BOARD_ID), reason="a board is attached (RKNN_DEVICE_ID set): the no-board path does not apply")
+def test_without_a_board_it_says_so_and_skips_visibly(run_root):
+    devices = json.loads((run_root / "board" / "devices.json").read_text())
+    assert devices["found"] is False and devices["adb"] == [] and devices["ntb"] == [] and devices["chosen"] is None
+    text = _outputs(run_root)
+    no_board = [ln for ln in text.splitlines() if ln.startswith("No board found")]
+    assert len(no_board) == 1 and "adb devices" in no_board[0] and "rknn_server" in no_board[0]
+    assert text.count("[skipped: no board]") == 3
+    for board_only in ("perf.json", "memory.json", "metrics.json"):  # nothing pretends a board answered
+        assert not (run_root / "board" / board_only).exists()
+
+
+def test_bundle_folder_and_tarball(run_root):
+    deploy = run_root / "board" / "deploy"
+    cfg = json.loads((deploy / "model.json").read_text())
+    record = json.loads((run_root / "rknn" / "convert.json").read_text())
+    assert cfg["target_platform"] == record["config"]["target_platform"] == board.model_platform(deploy / "model.rknn")
+    assert cfg["input_size"] == record["input_size"] and cfg["mean_values"] == record["config"]["mean_values"]
+    assert (deploy / "model.rknn").read_bytes() == (run_root / "rknn" / "model.rknn").read_bytes()
+    hybrid = run_root / "hybrid" / "model_hybrid.rknn"
+    assert (deploy / "model_hybrid.rknn").exists() == hybrid.exists()  # only when notebook 60 made one
+    labels = (deploy / "labels.txt").read_text().split()
+    assert labels == [str(i) for i in range(10)] and cfg["classes"] == 10  # the digits sample
+    assert (deploy / "preprocess.py").read_bytes() == (REPO / "helpers" / "preprocess.py").read_bytes()
+    assert (deploy / "run_rknn.py").read_bytes() == (REPO / "helpers" / "deploy" / "run_rknn.py").read_bytes()
+    assert len(list((deploy / "images").iterdir())) == 2  # sample_images in tests/small_params.yaml
+    assert (deploy / "cpp" / "CMakeLists.txt").is_file() and "model.rknn" in (deploy / "cpp" / "run.sh").read_text()
+    golden = next((deploy / "cpp" / "data").rglob("*.npy"))
+    assert np.load(golden).size == 10
+    readme = (deploy / "README.md").read_text()
+    assert f"rknn-toolkit-lite2=={cfg['toolkit_version']}" in readme and "run_rknn.py images/" in readme
+    with tarfile.open(run_root / "board" / "deploy.tar.gz") as tar:
+        members = {m.name for m in tar.getmembers() if m.isfile()}
+    assert members == {f"deploy/{p.relative_to(deploy)}" for p in deploy.rglob("*") if p.is_file()}
+    assert not list((run_root / "board").glob("*.partial*"))
+
+
+def test_runner_check_in_the_notebook(run_root):
+    text = _outputs(run_root)
+    assert "runner input vs workbook input on 2 images: identical (bit for bit)" in text
+    assert "pip install rknn-toolkit-lite2==" in text
+
+
+@needs_board
+def test_with_a_board_it_measures(run_root):
+    devices = json.loads((run_root / "board" / "devices.json").read_text())
+    assert devices["found"] and devices["chosen"]
+    metrics = json.loads((run_root / "board" / "metrics.json").read_text())
+    assert metrics["comparison"]["top1_agreement"] > 0.95 and metrics["comparison"]["mean_cosine"] > 0.99
+    perf = json.loads((run_root / "board" / "perf.json").read_text())
+    assert perf["raw"]
