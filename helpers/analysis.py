@@ -302,7 +302,8 @@ def plot_sweep(sweep: pd.DataFrame, fp32_top1: float | None = None, path: str | 
     """Bars of top-1 and mean output cosine per setting (with build time in the labels)."""
     import matplotlib.pyplot as plt
 
-    labels = [f"{a}\n{m}\n{b:.1f} s" for a, m, b in zip(sweep["algorithm"], sweep["method"], sweep["build_s"])]
+    short = {"kl_divergence": "kl_div"}
+    labels = [f"{short.get(a, a)}\n{m}\n{b:.1f} s" for a, m, b in zip(sweep["algorithm"], sweep["method"], sweep["build_s"])]
     x = np.arange(len(sweep))
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
     a1.bar(x, 100 * sweep["top1"], color="tab:blue")
