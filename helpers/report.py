@@ -49,13 +49,32 @@ def execute(notebook: Path, run_dir: str | Path, params: dict[str, Any] | None =
 
 @lru_cache(maxsize=64)
 def _declared(path: str, mtime_ns: int) -> tuple[tuple[str, Any], ...]:
-    import papermill as pm
+    import ast
 
-    return tuple((name, info["default"]) for name, info in pm.inspect_notebook(path).items())
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    cell = next((c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])), None)
+    if cell is None:
+        return ()
+    try:
+        tree = ast.parse(cell.source)
+    except SyntaxError as exc:
+        raise WorkbookError(f"The parameters cell of {Path(path).name} is not valid Python (line {exc.lineno}); fix it.") from exc
+    found: dict[str, Any] = {}
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) and node.value else []
+        for target in targets:
+            if isinstance(target, ast.Name):
+                found[target.id] = ast.get_source_segment(cell.source, node.value)
+    return tuple(found.items())
 
 
 def declared_parameters(notebook: Path) -> dict[str, Any]:
-    """Names and default literals of a notebook's `parameters` cell (via papermill's inspector)."""
+    """Names and default literals (as source text) of a notebook's `parameters` cell.
+
+    Parsed with Python's own ast: papermill's inspector silently drops a line whose comment holds '='.
+    """
     path = Path(notebook)
     return dict(_declared(str(path), path.stat().st_mtime_ns))
 

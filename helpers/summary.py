@@ -126,6 +126,20 @@ def _row_value(rows: list[dict[str, str]], row_rx: str, col_rx: str) -> float | 
     return None
 
 
+def _backends(metrics: Any) -> list[dict[str, Any]]:
+    """eval/metrics.json's per-backend summaries (a list of {name, top1, ...}), or []."""
+    rows = metrics.get("backends") if isinstance(metrics, dict) else None
+    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
+
+def _backend_top1(metrics: Any, name_rx: str, index: int) -> float | None:
+    """top1 of the backend whose name matches name_rx (else the one at `index`)."""
+    rows = _backends(metrics)
+    match = [r for r in rows if re.search(name_rx, str(r.get("name", "")), re.I) and not re.search(r"bgr|bug", str(r.get("name", "")), re.I)]
+    row = match[0] if match else (rows[index] if len(rows) > index else None)
+    return number(row.get("top1")) if row else None
+
+
 def key_figures(root: Path) -> list[Figure]:
     """The run's headline numbers, each from its artifact or None."""
     root = Path(root)
@@ -137,49 +151,46 @@ def key_figures(root: Path) -> list[Figure]:
     def add(label: str, raw: float | None, fmt, source: str) -> None:
         figs.append(Figure(label, fmt(raw) if raw is not None else None, source, raw))
 
-    top1 = r"(.*\.)?top_?1(_acc(uracy)?)?"
-    fp32 = pick(metrics, rf"(fp32|float|onnx|onnxruntime|ort)[._]{top1}", r"top1_fp32|fp32_top1")
-    int8 = pick(metrics, rf"(int8|rknn|quant\w*|simulator|sim)[._]{top1}", r"top1_int8|int8_top1")
-    fp32_v = fp32[1] if fp32 else _row_value(compare, r"fp32|float32|onnx", r"top_?1.*")
-    int8_v = int8[1] if int8 else _row_value(compare, r"^int8|plain", r"top_?1.*")
-    add("FP32 top-1 (ONNX Runtime)", fp32_v, pct, "eval/metrics.json")
-    add("INT8 top-1 (RKNN simulator)", int8_v, pct, "eval/metrics.json")
+    comparison = metrics.get("comparison") if isinstance(metrics, dict) and isinstance(metrics.get("comparison"), dict) else {}
+    fp32 = _backend_top1(metrics, r"fp32|onnx|float", 0)
+    int8 = _backend_top1(metrics, re.escape(str(comparison.get("other", ""))) or r"int8|rknn|simulator", 1) if comparison.get("other") \
+        else _backend_top1(metrics, r"int8|rknn|simulator", 1)
+    add("FP32 top-1 (ONNX Runtime)", fp32 if fp32 is not None else _row_value(compare, r"fp32|float32|onnx", r"top_?1.*"), pct,
+        "eval/metrics.json")
+    add("INT8 top-1 (RKNN simulator)", int8 if int8 is not None else _row_value(compare, r"^int8|plain", r"top_?1.*"), pct,
+        "eval/metrics.json")
     add("Hybrid top-1", _row_value(compare, r"hybrid|chosen", r"top_?1.*"), pct, "hybrid/compare.csv")
-    cos = pick(metrics, r"(.*\.)?(mean_)?cos(ine)?(_mean)?", r"(.*\.)?cos(ine)?\.mean")
-    cos_v = cos[1] if cos else _row_value(compare, r"^int8|plain", r".*cos.*")
-    add("Final-output cosine INT8 vs FP32", cos_v, lambda x: f"{x:.4f}", "eval/metrics.json")
+    cos = number(comparison.get("mean_cosine"))
+    add("Final-output cosine INT8 vs FP32 (mean)", cos if cos is not None else _row_value(compare, r"^int8|plain", r".*cos.*"),
+        lambda x: f"{x:.4f}", "eval/metrics.json")
     add("Final-output cosine hybrid vs FP32", _row_value(compare, r"hybrid|chosen", r".*cos.*"), lambda x: f"{x:.4f}",
         "hybrid/compare.csv")
-    onnx = root / "model" / "model.onnx"
-    add("ONNX model size", file_size(onnx), size, "model/model.onnx")
-    add("RKNN INT8 model size", file_size(root / "rknn" / "model.rknn"), size, "rknn/model.rknn")
+    conv = convert if isinstance(convert, dict) else {}
+    onnx = number(conv.get("source_bytes")) if conv.get("load_path", "onnx") == "onnx" else None
+    add("ONNX model size", onnx if onnx is not None else file_size(root / "model" / "model.onnx"), size, "model/model.onnx")
+    rknn = number(conv.get("rknn_bytes"))
+    add("RKNN INT8 model size", rknn if rknn is not None else file_size(root / "rknn" / "model.rknn"), size, "rknn/model.rknn")
     hybrid = sorted((root / "hybrid").glob("*hybrid*.rknn")) if (root / "hybrid").is_dir() else []
     add("RKNN hybrid model size", file_size(hybrid[0]) if hybrid else None, size,
         f"hybrid/{hybrid[0].name}" if hybrid else "hybrid/*hybrid*.rknn")
-    secs = pick(convert, r"(.*\.)?(build|convert|conversion)_?(time_?)?s(ec(ond)?s?)?", r"(.*\.)?(seconds|duration_s|time_s)")
-    add("Conversion time (load + build + export)", secs[1] if secs else None, lambda x: f"{x:.1f} s", "rknn/convert.json")
+    add("Conversion time (load + build + export)", number(conv.get("seconds")), lambda x: f"{x:.1f} s", "rknn/convert.json")
     figs.append(board_status(root))
     return figs
 
 
 def board_status(root: Path) -> Figure:
-    """'no board found', 'N device(s): ...' (+ FPS from perf.json when a board ran), or not run."""
+    """The status line of board/devices.json ('no board found ...'), plus FPS when a board ran; or not run."""
     devices = read_json(root / "board" / "devices.json")
-    if devices is None:
+    if not isinstance(devices, dict):
         return Figure("Board", None, "board/devices.json")
-    found: list[str] = []
-    if isinstance(devices, dict):
-        for key, value in devices.items():
-            if isinstance(value, list) and re.search(r"adb|ntb|device|found", key, re.I):
-                found += [str(v if not isinstance(v, dict) else v.get("id", v)) for v in value]
-    elif isinstance(devices, list):
-        found = [str(d) for d in devices]
-    if not found:
-        return Figure("Board", "no board found (simulator results only)", "board/devices.json", 0)
-    text = f"{len(found)} device(s): {', '.join(found[:3])}"
-    fps = pick(read_json(root / "board" / "perf.json"), r"(.*\.)?fps", r"(.*\.)?(total_)?fps.*")
+    found = [str(d.get("id", d) if isinstance(d, dict) else d) for key in ("found", "adb", "ntb") for d in (devices.get(key) or [])
+             if isinstance(devices.get(key), list)]
+    found = list(dict.fromkeys(found))
+    text = str(devices.get("status") or "").strip() or (f"{len(found)} device(s): {', '.join(found[:3])}" if found else "no board found")
+    perf = read_json(root / "board" / "perf.json")
+    fps = pick(perf, r"(.*\.)?(total_)?fps") if perf else None
     if fps:
-        text += f"; {fps[1]:.1f} FPS"
+        text += f"; {fps[1]:.1f} FPS on the board"
     return Figure("Board", text, "board/devices.json", len(found))
 
 

@@ -1,0 +1,190 @@
+"""Cold vs warm wall time of the whole series, and where the cold time goes (toolkit vs our code).
+
+    .venv/bin/python benchmarks/bench_series.py [--params params/sample.yaml] [--run-dir DIR] [--only 00,10,20,30]
+
+1. cold: `python -m helpers run` into an empty run folder (the bundled sample data, written once by the
+   first run on a machine, is shared and not deleted);
+2. warm: the same command again (every Step should reuse its artifacts);
+3. late change: one parameter of the last notebook changed; only that notebook's steps may recompute.
+
+Time inside rknn-toolkit2 is measured for real: a sitecustomize (in a temp dir on PYTHONPATH, so the
+notebook kernels load it too) times what the toolkit wrapper runs (`helpers.rknn.toolkit()`: RKNN
+construction and release; every method of its proxy). Per-step seconds come from <run>/.cache/*.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+SITECUSTOMIZE = r'''
+import importlib.abc, importlib.util, json, os, sys, time, contextlib
+
+class _TimeToolkit(importlib.abc.MetaPathFinder):
+    """After helpers.rknn is imported, wrap _into_log so the time spent in each toolkit block is logged."""
+    def find_spec(self, name, path, target=None):
+        if name != "helpers.rknn":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        sys.meta_path.insert(0, self)
+        if spec is None:
+            return None
+        loader = spec.loader
+        orig_exec = loader.exec_module
+        def exec_module(module):
+            orig_exec(module)
+            def log(what, t0):
+                with open(os.environ["WORKBOOK_TOOLKIT_TIMES"], "a") as fh:
+                    fh.write(json.dumps({"pid": os.getpid(), "call": what, "s": time.perf_counter() - t0}) + "\n")
+            getattr_ = module.Toolkit.__getattr__
+            def timed_getattr(self, name):
+                attr = getattr_(self, name)
+                if not callable(attr):
+                    return attr
+                def call(*a, **k):
+                    t0 = time.perf_counter()
+                    try:
+                        return attr(*a, **k)
+                    finally:
+                        log(name, t0)
+                return call
+            module.Toolkit.__getattr__ = timed_getattr
+            toolkit_ = module.toolkit
+            @contextlib.contextmanager
+            def timed_toolkit(*a, **k):
+                t0 = time.perf_counter()
+                cm = toolkit_(*a, **k)
+                proxy = cm.__enter__()
+                log("RKNN()", t0)
+                try:
+                    yield proxy
+                except BaseException:
+                    t1 = time.perf_counter()
+                    if not cm.__exit__(*sys.exc_info()):
+                        log("release", t1)
+                        raise
+                    log("release", t1)
+                else:
+                    t1 = time.perf_counter()
+                    cm.__exit__(None, None, None)
+                    log("release", t1)
+            module.toolkit = timed_toolkit
+        loader.exec_module = exec_module
+        return spec
+
+if os.environ.get("WORKBOOK_TOOLKIT_TIMES"):
+    sys.meta_path.insert(0, _TimeToolkit())
+'''
+
+
+def run_series(args: list[str], env: dict[str, str]) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "helpers", "run", *args], cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        print(proc.stdout[-4000:])
+        raise SystemExit(f"series failed (exit {proc.returncode}); see above")
+    return seconds, proc.returncode
+
+
+def toolkit_seconds(times_file: Path) -> float:
+    if not times_file.exists():
+        return 0.0
+    return sum(json.loads(line)["s"] for line in times_file.read_text().splitlines() if line.strip())
+
+
+def cache_records(run_dir: Path) -> dict[str, dict]:
+    out = {}
+    for p in sorted((run_dir / ".cache").glob("*.json")):
+        try:
+            out[p.stem] = json.loads(p.read_text())
+        except ValueError:
+            pass
+    return out
+
+
+def notebook_seconds(run_dir: Path) -> dict[str, float]:
+    import nbformat
+
+    out = {}
+    for p in sorted((run_dir / "executed").glob("*.ipynb")):
+        meta = nbformat.read(str(p), as_version=4).metadata.get("papermill", {})
+        out[p.stem] = float(meta.get("duration") or 0.0)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params/sample.yaml")
+    ap.add_argument("--run-dir", help="run folder (default: a fresh temp folder under outputs/)")
+    ap.add_argument("--only", help="notebooks to run, e.g. 00,10,20,30")
+    ap.add_argument("--late-param", default="30_simulator_inference.image_index=1",
+                    help="NOTEBOOK.KEY=VALUE changed for the late-change run ('' to skip)")
+    a = ap.parse_args()
+
+    from helpers import report
+
+    run_dir = Path(a.run_dir) if a.run_dir else Path(tempfile.mkdtemp(prefix="bench-", dir=REPO / "outputs"))
+    if any(run_dir.iterdir()) if run_dir.exists() else False:
+        raise SystemExit(f"{run_dir} is not empty; a cold run needs an empty run folder")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-hook-"))
+    (tmp / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    times = tmp / "toolkit_times.jsonl"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp), os.environ.get("PYTHONPATH")])),
+           "WORKBOOK_TOOLKIT_TIMES": str(times)}
+    base = ["--params", a.params, "--run-dir", str(run_dir)] + (["--only", a.only] if a.only else [])
+
+    print(f"run folder {run_dir}; {os.cpu_count()} cores", flush=True)
+    cold, _ = run_series(base, env)
+    cold_tk = toolkit_seconds(times)
+    cold_nb = notebook_seconds(run_dir)
+    cold_steps = cache_records(run_dir)
+    times.unlink(missing_ok=True)
+    warm, _ = run_series(base, env)
+    warm_tk = toolkit_seconds(times)
+    warm_steps = cache_records(run_dir)
+    recomputed_warm = [k for k in warm_steps if warm_steps[k].get("finished") != cold_steps.get(k, {}).get("finished")]
+
+    late = None
+    if a.late_param:
+        nb_key, value = a.late_param.split("=", 1)
+        nb, key = nb_key.split(".", 1)
+        import yaml
+
+        config = report.load_params_file(REPO / a.params)
+        config.setdefault(nb, {})[key] = yaml.safe_load(value)
+        late_file = tmp / "late.yaml"
+        late_file.write_text(yaml.safe_dump(config))
+        if any(b.stem == nb for b in report.notebooks()):
+            times.unlink(missing_ok=True)
+            late_s, _ = run_series(["--params", str(late_file), *base[2:]], env)
+            after = cache_records(run_dir)
+            late = (a.late_param, late_s, toolkit_seconds(times),
+                    [k for k in after if after[k].get("finished") != warm_steps.get(k, {}).get("finished")])
+
+    print("\n== series wall time (python -m helpers run, reports included)")
+    print(f"cold  {cold:7.1f} s   toolkit {cold_tk:6.1f} s ({100 * cold_tk / cold:4.1f} %)   our code + papermill/kernels {cold - cold_tk:6.1f} s ({100 * (cold - cold_tk) / cold:4.1f} %)")
+    print(f"warm  {warm:7.1f} s   toolkit {warm_tk:6.1f} s   warm/cold = {warm / cold:.3f} (target < 0.25)   steps recomputed: {recomputed_warm or 'none'}")
+    if late:
+        print(f"late change {late[0]}: {late[1]:.1f} s (toolkit {late[2]:.1f} s); steps recomputed: {late[3] or 'none'}")
+    print("\n== cold, per notebook (papermill duration) and per cached step (.cache/*.json seconds)")
+    for name, s in cold_nb.items():
+        print(f"  {name:<28} {s:6.1f} s")
+    for name, rec in cold_steps.items():
+        print(f"  step {name:<23} {float(rec.get('seconds', 0)):6.1f} s")
+    print(f"\nsummary: cold {cold:.1f} s, warm {warm:.1f} s (ratio {warm / cold:.3f}), toolkit share of cold {100 * cold_tk / cold:.1f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

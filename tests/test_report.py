@@ -1,0 +1,124 @@
+"""HTML reports and the index page: rendered from real executed notebooks and real run artifacts;
+missing or broken artifacts show as "not run", never as a crash or an invented number."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from helpers import report, summary
+from helpers.paths import REPO
+
+NAMES = [nb.stem for nb in report.notebooks()]
+
+
+def figures(root) -> dict[str, summary.Figure]:
+    return {f.label: f for f in summary.key_figures(root)}
+
+
+def test_index_of_an_empty_run_says_not_run(tmp_path):
+    page = summary.write_index(tmp_path).read_text()
+    for f in summary.key_figures(tmp_path):
+        assert f.value is None and f.raw is None, f
+    assert page.count('class="notrun">not run</td>') == len(summary.key_figures(tmp_path))
+    assert "<img" not in page
+    rows = re.findall(r"<tr><td>(\d\d_\w+)</td><td class=(\w+)>([^<]+)", page)
+    assert [r[0] for r in rows] == NAMES and {r[2] for r in rows} == {"not run"}
+
+
+def test_index_survives_broken_artifacts(tmp_path):
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "metrics.json").write_text('{"backends": [{"name": "FP32", "top1": ')  # truncated
+    (tmp_path / "rknn").mkdir()
+    (tmp_path / "rknn" / "convert.json").write_text("[1, 2]")  # valid JSON, wrong shape
+    (tmp_path / "analysis").mkdir()
+    (tmp_path / "analysis" / "layers.csv").write_text("index,op,name,entire_cos,single_cos\n0,Conv,a,,\n1,Relu,b,x,y\n")
+    (tmp_path / "board").mkdir()
+    (tmp_path / "board" / "devices.json").write_text("null")
+    (tmp_path / "executed").mkdir()
+    (tmp_path / "executed" / f"{NAMES[0]}.ipynb").write_text("{not a notebook")
+    page = summary.write_index(tmp_path).read_text()
+    assert all(f.value is None for f in summary.key_figures(tmp_path))
+    assert summary.sensitive_layers(tmp_path) == []  # rows exist but hold no numbers: nothing to rank
+    assert "unreadable executed notebook" in page
+    assert report.status_of(tmp_path, report.notebooks()[0]).status == "failed"
+
+
+def test_sensitive_layers_rank_by_single_cosine(tmp_path):
+    (tmp_path / "analysis").mkdir()
+    rows = [{"index": i, "op": "Conv", "name": f"t{i}", "entire_cos": 1 - i / 100, "single_cos": c}
+            for i, c in enumerate([0.999, 0.95, None, 0.99, 0.9, 0.97, 0.998, 0.5])]
+    pd.DataFrame(rows).to_csv(tmp_path / "analysis" / "layers.csv", index=False)
+    top = summary.sensitive_layers(tmp_path)
+    assert [r["layer"] for r in top] == ["t7", "t4", "t1", "t5", "t3"]  # fused row (blank) never ranks
+    assert top[0]["single cosine"] == 0.5 and top[0]["entire cosine"] == pytest.approx(0.93)
+
+
+def last_ran(series) -> str:
+    """Run the series as far as the notebooks go (the index reads every step's artifacts)."""
+    return series.ran(NAMES[-1])
+
+
+@pytest.mark.slow
+def test_index_figures_come_from_the_run(series):
+    root = last_ran(series)
+    page = report.render(root).read_text()
+    figs = figures(root)
+    if (root / "eval" / "metrics.json").exists():
+        metrics = json.loads((root / "eval" / "metrics.json").read_text())
+        fp32, int8 = metrics["backends"][0], metrics["backends"][1]
+        assert figs["FP32 top-1 (ONNX Runtime)"].raw == fp32["top1"]
+        assert figs["INT8 top-1 (RKNN simulator)"].raw == int8["top1"]
+        assert figs["Final-output cosine INT8 vs FP32 (mean)"].raw == metrics["comparison"]["mean_cosine"]
+        assert f"{100 * fp32['top1']:.1f} %" in page and f"{100 * int8['top1']:.1f} %" in page
+    if (root / "rknn" / "convert.json").exists():
+        conv = json.loads((root / "rknn" / "convert.json").read_text())
+        assert figs["Conversion time (load + build + export)"].raw == conv["seconds"]
+        assert figs["RKNN INT8 model size"].raw == conv["rknn_bytes"] == (root / "rknn" / "model.rknn").stat().st_size
+        assert figs["ONNX model size"].raw == (root / "model" / "model.onnx").stat().st_size
+    if (root / "board" / "devices.json").exists():
+        devices = json.loads((root / "board" / "devices.json").read_text())
+        assert figs["Board"].value.startswith(devices["status"])
+    if (root / "analysis" / "layers.csv").exists():
+        layers = pd.read_csv(root / "analysis" / "layers.csv").dropna(subset=["single_cos"]).nsmallest(5, "single_cos")
+        assert [r["layer"] for r in summary.sensitive_layers(root)] == list(layers["name"])
+        assert 'id="layers"' in page and str(layers["name"].iloc[0]) in page
+    for label, f in figs.items():  # a figure is filled exactly when its artifact exists
+        artifact = root / f.source
+        if "*" not in f.source:
+            assert (f.value is not None) == artifact.exists(), (label, f)
+    pngs = [p for sub in summary.PLOT_DIRS for p in sorted((root / sub).glob("*.png"))]
+    assert page.count("<img ") == len(pngs)
+    for name in series.done:
+        assert f'href="{name}.report.html"' in page and (root / "report" / f"{name}.report.html").exists()
+
+
+@pytest.mark.slow
+def test_notebook_reports_full_and_report_only(series):
+    name = "20_convert" if "20_convert" in NAMES else NAMES[0]
+    root = series.ran(name)
+    full, only = report.render_notebook(root / "executed" / f"{name}.ipynb", root / "report")
+    full_html, only_html = full.read_text(), only.read_text()
+    assert "widgets.form(" in full_html and "widgets.form(" not in only_html  # code only in the full flavour
+    assert "injected-parameters" in full_html or "Parameters" in full_html
+    for text in (full_html, only_html):
+        assert "parameter" in text and str(root) in text  # the printed parameter table, as text
+        assert "Interactive parameter form" in text  # the widget's static stand-in
+        assert "widget-view+json" not in text
+    if name == "20_convert":  # the conversion's outputs made it into the report-only flavour
+        assert "conversion took" in only_html
+
+
+@pytest.mark.slow
+def test_report_command_rerenders_a_run(series):
+    root = series.ran(NAMES[0])
+    page = root / "report" / "index.html"
+    page.unlink(missing_ok=True)
+    proc = subprocess.run([sys.executable, "-m", "helpers", "report", "--run-dir", str(root)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert page.exists() and str(page) in proc.stdout
