@@ -214,7 +214,7 @@ def downgrade_opset(path: Path, out: Path, target: int = TOOLKIT_MAX_OPSET) -> P
         ops = sorted({n.op_type for n in model.graph.node})
         raise WorkbookError(
             f"ONNX file {path} uses opset {found}, above the toolkit's maximum {TOOLKIT_MAX_OPSET}, and onnx's version converter "
-            f"cannot lower it ({_first_line(exc)}; ops: {', '.join(ops[:8])}); re-export with opset={TOOLKIT_MAX_OPSET} "
+            f"cannot lower it ({_first_line(exc).split('failed: ')[-1]}; ops: {', '.join(ops[:8])}); re-export with opset={TOOLKIT_MAX_OPSET} "
             f"(torch.onnx.export opset_version={TOOLKIT_MAX_OPSET}, ultralytics export(opset={TOOLKIT_MAX_OPSET}))."
         ) from exc
     out = Path(out)

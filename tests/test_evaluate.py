@@ -1,0 +1,91 @@
+"""helpers.evaluate: the backends (ONNX Runtime, real toolkit simulator) and the evaluation loop."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from helpers import convert, evaluate
+from helpers.data import LabelledImages, write_calibration_list
+from helpers.preprocess import read_rgb, to_float_nchw
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_onnx, tiny_images, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("eval")
+    calib = write_calibration_list(tiny_images, tmp / "calibration.txt")
+    pixels = np.stack([read_rgb(p, 16) for p in tiny_images])
+    cfg = convert.ConvertConfig(mean_values=[0, 0, 0], std_values=[255, 255, 255])
+    return tmp, calib, pixels, cfg
+
+
+def test_onnx_backend_is_onnxruntime_with_the_models_normalisation(tiny_onnx, setup):
+    _, _, pixels, _ = setup
+    sess = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    expected = np.concatenate([sess.run(None, {"images": to_float_nchw(pixels[i : i + 1], [0, 0, 0], [255, 255, 255])})[0] for i in range(len(pixels))])
+    backend = evaluate.OnnxBackend(tiny_onnx, [0, 0, 0], [255, 255, 255])
+    assert isinstance(backend, evaluate.Backend)
+    got = backend.run(pixels)
+    backend.close()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_simulator_batched_equals_one_at_a_time(tiny_onnx, setup):
+    """rknn_batch_size=3 on 8 images (last batch padded) gives the same scores as batch 1."""
+    tmp, calib, pixels, cfg = setup
+    with evaluate.SimulatorBackend(tiny_onnx, cfg, calib, 16, tmp / "sim1.log", batch=1) as one:
+        single = one.run(pixels)
+    with evaluate.SimulatorBackend(tiny_onnx, cfg, calib, 16, tmp / "sim3.log", batch=3) as three:
+        assert isinstance(three, evaluate.Backend)
+        batched = three.run(pixels)
+    assert single.shape == batched.shape == (8, 3)
+    np.testing.assert_allclose(batched, single, atol=1e-6)
+
+
+def test_simulator_follows_fp32(tiny_onnx, tiny_images, setup):
+    tmp, calib, pixels, cfg = setup
+    fp32 = evaluate.OnnxBackend(tiny_onnx, [0, 0, 0], [255, 255, 255])
+    labels = fp32.run(pixels).argmax(1)  # label every image with the FP32 prediction
+    images = LabelledImages(list(tiny_images), labels, ["a", "b", "c"])
+    ref = evaluate.evaluate(fp32, images, 16, batch=4, progress=False)
+    with evaluate.SimulatorBackend(tiny_onnx, cfg, calib, 16, tmp / "sim.log", batch=4) as sim:
+        q = evaluate.evaluate(sim, images, 16, batch=4, progress=False)
+    assert ref.top1 == 1.0 and ref.top5 == 1.0 and ref.images_per_s > 0
+    cmp = evaluate.compare(ref, q)
+    assert cmp.mean_cosine > 0.98 and len(cmp.cosine) == 8
+    assert cmp.top1_agreement == q.top1  # the labels are the FP32 predictions
+    assert "against FP32 ONNX Runtime" in evaluate.verdict(cmp)
+
+
+def _result(name, scores, labels):
+    scores, labels = np.asarray(scores, np.float32), np.asarray(labels)
+    return evaluate.EvalResult(name, scores, labels, evaluate.topk_accuracy(scores, labels, 1), evaluate.topk_accuracy(scores, labels, 5), 1.0, len(labels))
+
+
+def test_metrics_on_known_scores():
+    labels = [0, 1, 2, 2]
+    a = _result("fp32", [[.9, .1, 0], [.2, .7, .1], [.1, .2, .7], [.5, .3, .2]], labels)
+    b = _result("int8", [[.8, .2, 0], [.6, .3, .1], [.1, .2, .7], [.5, .3, .2]], labels)
+    assert a.top1 == 0.75 and b.top1 == 0.5
+    assert evaluate.topk_accuracy(a.scores, a.labels, 2) == 0.75
+    cmp = evaluate.compare(a, b)
+    assert cmp.top1_agreement == 0.75 and cmp.top1_delta_pt == -25.0
+    assert cmp.cosine[2] == pytest.approx(1.0) and cmp.cosine[1] < 0.8
+    assert evaluate.verdict(cmp).startswith("int8 loses 25.0 pt top-1 against fp32")
+    assert evaluate.confusion_matrix(b.labels, b.predictions, 3).tolist() == [[1, 0, 0], [1, 0, 0], [1, 0, 1]]
+    with pytest.raises(ValueError, match="same images"):
+        evaluate.compare(a, _result("x", [[1, 0, 0]], [0]))
+
+
+def test_saved_predictions_reload(tmp_path, tiny_images):
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    rng = np.random.default_rng(0)
+    a, b = _result("fp32", rng.random((8, 3)), labels), _result("int8", rng.random((8, 3)), labels)
+    images = LabelledImages(list(tiny_images), labels, ["a", "b", "c"])
+    evaluate.save_predictions(tmp_path / "p.npz", images, a, b)
+    evaluate.write_metrics(tmp_path / "m.json", [a, b], evaluate.compare(a, b), {"batch": 4})
+    results, cmp, extra = evaluate.load_run(tmp_path / "m.json", tmp_path / "p.npz")
+    assert [r.name for r in results] == ["fp32", "int8"] and extra == {"batch": 4}
+    np.testing.assert_array_equal(results[1].scores, b.scores)
+    assert cmp.top1_agreement == evaluate.compare(a, b).top1_agreement
+    assert not list(tmp_path.glob("*partial*")) and not list(tmp_path.glob("*.tmp"))

@@ -1,0 +1,151 @@
+"""helpers.export: TorchScript/ONNX export, opset handling, sidecar checks, numeric check (real torch, onnx, ORT)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, version_converter
+
+from helpers import export
+from helpers.errors import RknnError, WorkbookError
+from helpers.rknn import toolkit
+
+
+def _net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 3),
+        torch.nn.Softmax(dim=1),
+    ).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_torchscript(tmp_path_factory) -> Path:
+    """A plain TorchScript module (not ultralytics) traced at 16x16."""
+    path = tmp_path_factory.mktemp("ts") / "tiny.torchscript"
+    torch.jit.trace(_net(), torch.zeros(1, 3, 16, 16)).save(str(path))
+    return path
+
+
+def _gelu_opset20(path: Path) -> Path:
+    """An ONNX whose only op (Gelu) exists from opset 20 on, so it cannot be lowered to 19."""
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 16, 16])
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 16, 16])
+    graph = helper.make_graph([helper.make_node("Gelu", ["images"], ["out"])], "gelu", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), str(path))
+    return path
+
+
+def test_torchscript_input_exports_onnx_sidecar_and_matches(tiny_torchscript, tmp_path, tiny_images):
+    out = tmp_path / "model"
+    res = export.export_model(tiny_torchscript, out, imgsz=16, opset=17)
+    assert res.kind == "torchscript" and res.opset == 17
+    io = export.onnx_io(res.onnx)
+    assert io["opset"] == 17 and io["inputs"][0]["shape"] == [1, 3, 16, 16] and io["inputs"][0]["dtype"] == "float32"
+    side = json.loads((out / "model.torchscript.json").read_text())
+    assert side["torch_version"] == torch.__version__.split("+")[0] and side["input_size_list"] == [[1, 3, 16, 16]]
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "model.torchscript", "model.torchscript.json"]
+    import cv2
+
+    pixels = np.stack([cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in tiny_images])
+    check = export.check_export(res.torchscript, res.onnx, pixels, [0, 0, 0], [255, 255, 255])
+    assert check.images == len(tiny_images) and check.top1_agreement == 1.0
+    assert check.max_abs_diff < 1e-5 and check.min_cosine > 0.99999
+    assert export.op_counts(res.onnx)["Conv"] == 1
+
+
+def test_onnx_input_is_checked_and_copied_without_torchscript(tiny_onnx, tmp_path):
+    res = export.export_model(tiny_onnx, tmp_path, imgsz=16)
+    assert res.kind == "onnx" and res.torchscript is None
+    assert (tmp_path / "model.onnx").read_bytes() == tiny_onnx.read_bytes()
+    assert not (tmp_path / "model.torchscript").exists()
+
+
+def test_opset_above_toolkit_is_lowered(tiny_onnx, tmp_path):
+    high = tmp_path / "opset20.onnx"
+    onnx.save(version_converter.convert_version(onnx.load(str(tiny_onnx)), 20), str(high))
+    res = export.export_model(high, tmp_path / "model", imgsz=16)
+    assert res.opset == export.TOOLKIT_MAX_OPSET and "20 lowered to 19" in res.opset_note
+    assert export.onnx_io(res.onnx)["opset"] == 19
+
+
+def test_toolkit_really_refuses_the_opset_above_our_maximum(tiny_onnx, tmp_path):
+    """TOOLKIT_MAX_OPSET is a fact about the installed toolkit: one more is refused, the maximum loads."""
+    model = onnx.load(str(tiny_onnx))
+    for opset, ok in ((export.TOOLKIT_MAX_OPSET, True), (export.TOOLKIT_MAX_OPSET + 1, False)):
+        path = tmp_path / f"o{opset}.onnx"
+        onnx.save(version_converter.convert_version(model, opset), str(path))
+        try:
+            with toolkit(tmp_path / f"load{opset}.log") as rk:
+                rk.config(mean_values=[[0, 0, 0]], std_values=[[1, 1, 1]], target_platform="rk3588")
+                rk.load_onnx(str(path))
+            loaded = True
+        except RknnError as err:
+            loaded = False
+            assert f"need <= {export.TOOLKIT_MAX_OPSET}" in err.reason
+        assert loaded is ok
+
+
+def test_opset_too_high_and_not_convertible(tmp_path):
+    src = _gelu_opset20(tmp_path / "gelu.onnx")
+    with pytest.raises(WorkbookError) as info:
+        export.export_model(src, tmp_path / "model", imgsz=16)
+    msg = str(info.value)
+    assert "opset 20" in msg and "maximum 19" in msg and "opset=19" in msg and "Gelu" in msg
+    assert not (tmp_path / "model" / "model.onnx").exists(), "no half-written artifact"
+    with pytest.raises(WorkbookError, match="opset 20 but rknn-toolkit2 accepts at most 19"):
+        export.check_onnx(src)
+
+
+def test_file_that_is_not_onnx(tmp_path):
+    fake = tmp_path / "model.onnx"
+    fake.write_text("this is not a protobuf")
+    with pytest.raises(WorkbookError, match=r"is not a valid ONNX model.*re-export"):
+        export.export_model(fake, tmp_path / "out", imgsz=16)
+    assert not (tmp_path / "out" / "model.onnx").exists()
+
+
+def test_missing_and_unknown_model_paths(tmp_path):
+    with pytest.raises(WorkbookError, match="does not exist"):
+        export.export_model(tmp_path / "nope.pt", tmp_path / "out", imgsz=16)
+    weird = tmp_path / "model.h5"
+    weird.write_bytes(b"\x89HDF")
+    with pytest.raises(WorkbookError, match=r"unknown type \.h5"):
+        export.export_model(weird, tmp_path / "out", imgsz=16)
+    notzip = tmp_path / "model.pt"
+    notzip.write_bytes(b"not a zip archive")
+    with pytest.raises(WorkbookError, match="is not a PyTorch archive"):
+        export.export_model(notzip, tmp_path / "out", imgsz=16)
+
+
+def test_input_size_that_does_not_match(tiny_onnx, tiny_torchscript, tmp_path):
+    with pytest.raises(WorkbookError, match=r"Input size 32 does not match ONNX file .* 16x16; set imgsz=16"):
+        export.export_model(tiny_onnx, tmp_path / "a", imgsz=32)
+    assert not (tmp_path / "a" / "model.onnx").exists()
+    res = export.export_model(tiny_torchscript, tmp_path / "b", imgsz=16)
+    with pytest.raises(WorkbookError, match=r"Input size 32 does not match TorchScript .* exported at 16 px"):
+        export.check_torchscript(res.torchscript, input_size=32)
+
+
+def test_torchscript_from_another_torch_version(tiny_torchscript, tmp_path):
+    res = export.export_model(tiny_torchscript, tmp_path, imgsz=16)
+    side = export.sidecar_path(res.torchscript)
+    data = json.loads(side.read_text())
+    data["torch_version"] = "2.1.0"
+    side.write_text(json.dumps(data))
+    here = torch.__version__.split("+")[0]
+    with pytest.raises(WorkbookError) as info:
+        export.check_torchscript(res.torchscript, input_size=16)
+    assert f"torch 2.1.0" in str(info.value) and f"torch {here}" in str(info.value)
+    side.unlink()
+    with pytest.warns(UserWarning, match="cannot be checked"):
+        export.check_torchscript(res.torchscript, input_size=16)
+
+
+def test_opset_parameter_out_of_range(tiny_onnx, tmp_path):
+    with pytest.raises(WorkbookError, match="opset=20 is outside"):
+        export.export_model(tiny_onnx, tmp_path, imgsz=16, opset=20)

@@ -1,0 +1,74 @@
+"""Artifacts of notebooks 10 export, 20 convert and 30 simulator inference, run by papermill with
+tests/small_params.yaml (via the `series` fixture)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import report
+from helpers.paths import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_export_writes_checked_torchscript_and_onnx(series):
+    root = series.ran("10_export")
+    model = root / "model"
+    check = json.loads((model / "export_check.json").read_text())
+    assert check["kind"] == "ultralytics" and check["imgsz"] == 32
+    assert check["opset"] <= 19 and check["io"]["opset"] == check["opset"]
+    assert check["io"]["inputs"][0]["shape"] == [1, 3, 32, 32] and check["io"]["outputs"][0]["shape"] == [1, 10]
+    assert check["check"]["images"] == series.config["10_export"]["check_images"]
+    assert check["check"]["top1_agreement"] == 1.0 and check["check"]["min_cosine"] > 0.9999
+    side = json.loads((model / "model.torchscript.json").read_text())
+    assert side["torch_version"] == torch.__version__.split("+")[0] and side["input_size_list"] == [[1, 3, 32, 32]]
+    assert (model / "model.torchscript").stat().st_size > 1e6 and (model / "model.pt").exists()
+    assert sum(check["op_counts"].values()) > 50 and "Conv" in check["op_counts"]
+    assert not (model / ".export_tmp").exists()
+
+
+def test_convert_writes_rknn_record_and_calibration(series):
+    root = series.ran("20_convert")
+    rknn = root / "rknn"
+    assert (rknn / "model.rknn").read_bytes()[:4] == b"RKNN"
+    lines = (rknn / "calibration.txt").read_text().split()
+    assert len(lines) == series.config["20_convert"]["calib_images"]
+    assert all(line.startswith("/") and "/train/" in line for line in lines), "absolute paths from the train split"
+    rec = json.loads((rknn / "convert.json").read_text())
+    params = json.loads((root / "params.json").read_text())["20_convert"]
+    for key in ("target_platform", "quantized_dtype", "quantized_algorithm", "quantized_method", "mean_values", "std_values"):
+        assert rec["config"][key] == params[key]
+    assert rec["load_path"] == "onnx" and rec["input_size"] == 32 and rec["toolkit_version"] == "2.5.0"
+    assert rec["rknn_bytes"] < rec["source_bytes"], "INT8 weights are smaller than the FP32 ONNX"
+    assert any("int8" in note for note in rec["dtype_notes"])
+    assert "rknn building" in (rknn / "build.log").read_text()
+
+
+def test_simulator_evaluation_metrics(series):
+    root = series.ran("30_simulator_inference")
+    ev = root / "eval"
+    m = json.loads((ev / "metrics.json").read_text())
+    fp32, int8, bgr = m["backends"]
+    n = series.config["30_simulator_inference"]["val_images"]
+    assert fp32["images"] == int8["images"] == m["images"] == n
+    assert fp32["top1"] >= 0.9, "the sample model is accurate"
+    assert int8["top1"] >= fp32["top1"] - 0.02, "INT8 stays close to FP32"
+    assert m["comparison"]["top1_agreement"] >= 0.97 and m["comparison"]["mean_cosine"] > 0.99
+    assert bgr["top1"] < int8["top1"] - 0.3, "the discarded cvtColor costs accuracy, as the notebook shows"
+    assert m["verdict"].startswith("INT8 RKNN simulator")
+    z = np.load(ev / "predictions.npz")
+    assert z["scores_0"].shape == z["scores_1"].shape == (n, 10) and len(z["labels"]) == n
+    assert np.isclose((z["scores_1"].argmax(1) == z["labels"]).mean(), int8["top1"])
+    assert (ev / "confusion.png").stat().st_size > 5000 and (ev / "cosine_hist.png").stat().st_size > 5000
+
+
+def test_warm_rerun_reuses_conversion_and_evaluation(series):
+    root = series.ran("30_simulator_inference")
+    for name, step in (("20_convert", "20_convert"), ("30_simulator_inference", "30_evaluate")):
+        nb = REPO / "notebooks" / f"{name}.ipynb"
+        out = report.execute(nb, root, report.params_for(nb, series.config))
+        text = out.read_text()
+        assert f"[cache] {step}: inputs and parameters unchanged" in text, f"{name} redid its work on a warm re-run"
