@@ -203,9 +203,22 @@ class BoardBackend:
                 for x in batch_uint8_nhwc]
         return np.stack(outs) if outs else np.zeros((0, 0), np.float32)
 
+    def _log_size(self) -> int:
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def _log_since(self, start: int) -> str:
+        from .rknn import _ANSI
+
+        with open(self.log_path, "rb") as fh:
+            fh.seek(start)
+            return _ANSI.sub("", fh.read().decode("utf-8", "replace"))
+
     def perf(self) -> "Perf":
-        """eval_perf on the board: per-layer table (when init_runtime had perf_debug=True) and FPS."""
-        return Perf.from_result(self.rk.eval_perf(is_print=True))
+        """eval_perf on the board: per-layer table (when init_runtime had perf_debug=True) and FPS,
+        keeping the returned structure and the table the toolkit printed (from its log) as they are."""
+        start = self._log_size()
+        raw = self.rk.eval_perf(is_print=True)
+        return Perf.from_result(raw, self._log_since(start))
 
     def memory(self) -> dict[str, Any]:
         """eval_memory on the board (needs init_runtime with eval_mem=True)."""
@@ -232,14 +245,18 @@ class Perf:
     raw: Any
     layers: Any = None  # pandas DataFrame or None
     total_us: float | None = None
+    printed: str = ""  # what eval_perf printed (its own formatted table)
 
     @property
     def fps(self) -> float | None:
         return 1e6 / self.total_us if self.total_us else None
 
     @classmethod
-    def from_result(cls, raw: Any) -> "Perf":
-        """Look for a list of per-layer records and a total time (us) in the returned structure."""
+    def from_result(cls, raw: Any, printed: str = "") -> "Perf":
+        """Look for a list of per-layer records and a total time (us) in the returned structure; when
+        the structure has no total, take it from the printed 'Total ... Time(us): N' line."""
+        import re
+
         import pandas as pd
 
         layers, total = None, None
@@ -249,10 +266,14 @@ class Perf:
                 layers = pd.DataFrame(value)
             if total is None and isinstance(value, (int, float)) and "total" in str(key).lower() and "time" in str(key).lower():
                 total = float(value)
-        return cls(raw, layers, total)
+        if total is None:
+            found = re.findall(r"Total[^\n:]*Time\(us\)\s*:\s*([0-9.]+)", printed)
+            total = float(found[-1]) if found else None
+        return cls(raw, layers, total, printed)
 
     def summary(self) -> dict[str, Any]:
-        return {"total_us": self.total_us, "fps": self.fps, "layers": None if self.layers is None else len(self.layers), "raw": self.raw}
+        return {"total_us": self.total_us, "fps": self.fps, "layers": None if self.layers is None else len(self.layers),
+                "raw": self.raw, "printed": self.printed}
 
 
 def board_accuracy_analysis(record: ConvertRecord, images: list[Path], out_dir: str | Path, target: str, device_id: str,
