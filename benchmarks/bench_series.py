@@ -128,7 +128,7 @@ def main() -> int:
     ap.add_argument("--params", default="params/sample.yaml")
     ap.add_argument("--run-dir", help="run folder (default: a fresh temp folder under outputs/)")
     ap.add_argument("--only", help="notebooks to run, e.g. 00,10,20,30")
-    ap.add_argument("--late-param", default="30_simulator_inference.image_index=1",
+    ap.add_argument("--late-param", default="30_simulator_inference.batch=16",
                     help="NOTEBOOK.KEY=VALUE changed for the late-change run ('' to skip)")
     a = ap.parse_args()
 

@@ -226,10 +226,18 @@ def _static_widgets(nb: Any) -> None:
     nb.metadata.pop("widgets", None)
 
 
+@lru_cache(maxsize=2)
+def _exporter(report_only: bool):
+    """One HTMLExporter per flavour (building one compiles its templates, the slow part)."""
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(template_name="lab", exclude_input=report_only, exclude_input_prompt=report_only,
+                        exclude_output_prompt=report_only)
+
+
 def render_notebook(executed: Path, report_dir: Path) -> tuple[Path, Path]:
     """Render one executed notebook twice: <name>.html (code and outputs) and <name>.report.html (no code)."""
     import nbformat
-    from nbconvert import HTMLExporter
 
     nb = nbformat.read(str(executed), as_version=4)
     _static_widgets(nb)
@@ -237,10 +245,8 @@ def render_notebook(executed: Path, report_dir: Path) -> tuple[Path, Path]:
     name = Path(executed).stem
     report_dir.mkdir(parents=True, exist_ok=True)
     outputs = []
-    for suffix, exclude in ((".html", False), (".report.html", True)):
-        exporter = HTMLExporter(template_name="lab", exclude_input=exclude, exclude_input_prompt=exclude,
-                                exclude_output_prompt=exclude)
-        body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": name}})
+    for suffix, report_only in ((".html", False), (".report.html", True)):
+        body, _ = _exporter(report_only).from_notebook_node(nb, resources={"metadata": {"name": name}})
         out = report_dir / f"{name}{suffix}"
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_text(body, encoding="utf-8")

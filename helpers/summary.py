@@ -159,18 +159,24 @@ def key_figures(root: Path) -> list[Figure]:
         "eval/metrics.json")
     add("INT8 top-1 (RKNN simulator)", int8 if int8 is not None else _row_value(compare, r"^int8|plain", r"top_?1.*"), pct,
         "eval/metrics.json")
-    add("Hybrid top-1", _row_value(compare, r"hybrid|chosen", r"top_?1.*"), pct, "hybrid/compare.csv")
+    base_top1 = _row_value(compare, r"^int8|plain", r"top_?1")
+    add("Hybrid top-1", _row_value(compare, r"^hybrid|chosen", r"top_?1"),
+        lambda x: f"{pct(x)} (INT8 baseline of notebook 60: {pct(base_top1)})" if base_top1 is not None else pct(x),
+        "hybrid/compare.csv")
     cos = number(comparison.get("mean_cosine"))
     add("Final-output cosine INT8 vs FP32 (mean)", cos if cos is not None else _row_value(compare, r"^int8|plain", r".*cos.*"),
         lambda x: f"{x:.4f}", "eval/metrics.json")
-    add("Final-output cosine hybrid vs FP32", _row_value(compare, r"hybrid|chosen", r".*cos.*"), lambda x: f"{x:.4f}",
+    base_cos = _row_value(compare, r"^int8|plain", r"(mean_)?cos(ine)?(_mean)?")
+    add("Final-output cosine hybrid vs FP32 (mean)", _row_value(compare, r"^hybrid|chosen", r"(mean_)?cos(ine)?(_mean)?"),
+        lambda x: f"{x:.4f} (INT8 baseline of notebook 60: {base_cos:.4f})" if base_cos is not None else f"{x:.4f}",
         "hybrid/compare.csv")
     conv = convert if isinstance(convert, dict) else {}
     onnx = number(conv.get("source_bytes")) if conv.get("load_path", "onnx") == "onnx" else None
     add("ONNX model size", onnx if onnx is not None else file_size(root / "model" / "model.onnx"), size, "model/model.onnx")
     rknn = number(conv.get("rknn_bytes"))
     add("RKNN INT8 model size", rknn if rknn is not None else file_size(root / "rknn" / "model.rknn"), size, "rknn/model.rknn")
-    hybrid = sorted((root / "hybrid").glob("*hybrid*.rknn")) if (root / "hybrid").is_dir() else []
+    hybrid = sorted((root / "hybrid").glob("*hybrid*.rknn"), key=lambda p: (p.name != "model_hybrid.rknn", p.name)) \
+        if (root / "hybrid").is_dir() else []
     add("RKNN hybrid model size", file_size(hybrid[0]) if hybrid else None, size,
         f"hybrid/{hybrid[0].name}" if hybrid else "hybrid/*hybrid*.rknn")
     add("Conversion time (load + build + export)", number(conv.get("seconds")), lambda x: f"{x:.1f} s", "rknn/convert.json")
@@ -247,7 +253,17 @@ figure img{max-width:520px;border:1px solid #d5dae3} figcaption{color:#5a6372;fo
 
 
 def _cell(value: str | None) -> str:
-    return f'<td class="num">{esc(value)}</td>' if value is not None else f'<td class="notrun">{NOT_RUN}</td>'
+    if value is None:
+        return f'<td class="notrun">{NOT_RUN}</td>'
+    return f'<td class="num">{esc(value)}</td>' if re.match(r"[-+]?[\d.]", value) else f"<td>{esc(value)}</td>"
+
+
+def _fmt(value: Any) -> str:
+    """A CSV cell for display: numbers to 4 significant decimals, text as is, blank as ''."""
+    x = number(value)
+    if x is None:
+        return str(value or "")
+    return f"{x:.4f}" if abs(x) < 10 and x != int(x) else f"{x:g}"
 
 
 def _img(path: Path) -> str:
@@ -283,6 +299,17 @@ def index_html(s: Summary) -> str:
         out.append("</table>")
     else:
         out.append(f'<p class="notrun" id="layers">{NOT_RUN}: notebooks/50_accuracy_analysis writes analysis/layers.csv.</p>')
+    out.append("<h2>Hybrid quantization</h2>")
+    rows = _compare_rows(s.root)
+    if rows:
+        cols = [c for c in rows[0] if c and c.lower() not in {"layers"}]
+        out.append('<p class=sub>From hybrid/compare.csv (notebook 60 measures its strategies against its own INT8 baseline).</p>')
+        out.append('<table id="hybrid"><tr>' + "".join(f"<th>{esc(c)}</th>" for c in cols) + "</tr>")
+        for r in rows:
+            out.append("<tr>" + "".join(_cell(_fmt(r.get(c))) for c in cols) + "</tr>")
+        out.append("</table>")
+    else:
+        out.append(f'<p class="notrun" id="hybrid">{NOT_RUN}: notebooks/60_hybrid_quantization writes hybrid/compare.csv.</p>')
     out.append('<h2>Notebooks</h2><table id="steps"><tr><th>notebook</th><th>status</th><th>time</th><th>report</th></tr>')
     for st in s.steps:
         links = ""

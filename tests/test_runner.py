@@ -284,3 +284,31 @@ def test_own_model_example_runs_on_a_real_onnx_and_image_folder(tmp_path, tiny_o
         assert figs[label].value is not None, label
     assert figs["ONNX model size"].raw == (run_dir / "model" / "model.onnx").stat().st_size
     assert "not run" in (run_dir / "report" / "index.html").read_text()  # 40-60 were not selected
+
+
+@pytest.mark.slow
+def test_changing_a_later_parameter_reruns_only_what_depends_on_it(series):
+    """Re-running 10-30 with a new 30 parameter recomputes 30's step only; 10's and 20's are reused."""
+    if "30_simulator_inference" not in NAMES:
+        pytest.skip("30_simulator_inference not in notebooks/ yet")
+    root = series.ran("30_simulator_inference")
+
+    def records():
+        return {p.stem: json.loads(p.read_text()) for p in sorted((root / ".cache").glob("*.json"))}
+
+    before = records()
+    config = json.loads(json.dumps(series.config))
+    section = config.setdefault("30_simulator_inference", {})
+    original = section.get("batch", int(report.declared_parameters(REPO / "notebooks" / "30_simulator_inference.ipynb")["batch"]))
+    section["batch"] = 8 if original != 8 else 4
+    try:
+        result = cli.run_series(config, root, only="10,20,30", progress=False, render=False)
+        assert result.ok, result.failure
+        after = records()
+    finally:  # put the shared run folder back as the other tests expect it
+        section["batch"] = original
+        cli.run_series(config, root, only="30", progress=False, render=False)
+    changed = {k for k in after if after[k].get("finished") != before.get(k, {}).get("finished")}
+    upstream = {k for k in before if k[:2] in {"10", "20"} or not k[:2].isdigit()}
+    assert upstream and not (changed & upstream), f"upstream steps recomputed: {changed & upstream}"
+    assert any(k.startswith("30") for k in changed), f"30's step did not recompute: {changed}"
