@@ -21,9 +21,9 @@ import numpy as np
 
 from .convert import TARGET_PLATFORMS, ConvertRecord, rebuild
 from .deploy import run_rknn as runner
-from .errors import WorkbookError
+from .errors import RknnError, WorkbookError
 from .paths import Run
-from .rknn import toolkit, toolkit_version
+from .rknn import log_tail, toolkit, toolkit_version
 
 CORE_MASKS = list(runner.CORE_MASKS)  # auto, 0, 1, 2, 0_1, 0_1_2, all
 DEVICES_JSON = "board/devices.json"
@@ -31,7 +31,7 @@ HYBRID_RKNN = "hybrid/model_hybrid.rknn"
 RUNNER = Path(runner.__file__)
 PREPROCESS = Path(__file__).with_name("preprocess.py")
 NO_BOARD_HINT = ("connect the board by USB OTG, check that `adb devices` lists it, and start rknn_server on the board "
-                 "(see the checklist above)")
+                 "(checklist: notebooks/40_board_inference.ipynb)")
 
 
 def _write_json(path: Path, data: Any) -> Path:
@@ -52,6 +52,26 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return str(value)
+
+
+@contextlib.contextmanager
+def explained() -> Any:
+    """Board failures often reach Python as a bare 'RuntimeError'; re-raise them with the toolkit's own
+    'E <call>: ...' reason from the log (e.g. 'no devices/emulators found') and, for device trouble,
+    what to check."""
+    try:
+        yield
+    except RknnError as exc:
+        text = log_tail(exc.log_path, 400) if exc.log_path else ""
+        prefix = f"E {exc.call}:"
+        reasons = [ln[len(prefix):].strip() for ln in text.splitlines()
+                   if ln.startswith(prefix) and "Traceback" not in ln and ln[len(prefix):].strip()]
+        if not reasons:
+            raise
+        reason = reasons[-1]
+        if any(w in reason.lower() for w in ("device", "adb", "rknn_server", "connect")):
+            reason += f" ({NO_BOARD_HINT})"
+        raise RknnError(exc.call, reason, exc.log_path, exc.log_tail) from exc
 
 
 # ---------------------------------------------------------------- devices
@@ -192,15 +212,17 @@ class BoardBackend:
             if self.device_id is None:
                 raise WorkbookError(f"No board found for target={self.target!r}; {NO_BOARD_HINT}.")
             self.rk.load_rknn(str(self.rknn_path))
-            self.rk.init_runtime(target=self.target, device_id=self.device_id, perf_debug=perf_debug,
-                                 eval_mem=eval_mem, core_mask=mask)
+            with explained():
+                self.rk.init_runtime(target=self.target, device_id=self.device_id, perf_debug=perf_debug,
+                                     eval_mem=eval_mem, core_mask=mask)
         except BaseException:
             self._stack.close()
             raise
 
     def run(self, batch_uint8_nhwc: np.ndarray) -> np.ndarray:
-        outs = [np.asarray(self.rk.inference(inputs=[np.ascontiguousarray(x[None])], data_format="nhwc")[0], np.float32).ravel()
-                for x in batch_uint8_nhwc]
+        with explained():
+            outs = [np.asarray(self.rk.inference(inputs=[np.ascontiguousarray(x[None])], data_format="nhwc")[0], np.float32).ravel()
+                    for x in batch_uint8_nhwc]
         return np.stack(outs) if outs else np.zeros((0, 0), np.float32)
 
     def _log_size(self) -> int:
@@ -217,12 +239,14 @@ class BoardBackend:
         """eval_perf on the board: per-layer table (when init_runtime had perf_debug=True) and FPS,
         keeping the returned structure and the table the toolkit printed (from its log) as they are."""
         start = self._log_size()
-        raw = self.rk.eval_perf(is_print=True)
+        with explained():
+            raw = self.rk.eval_perf(is_print=True)
         return Perf.from_result(raw, self._log_since(start))
 
     def memory(self) -> dict[str, Any]:
         """eval_memory on the board (needs init_runtime with eval_mem=True)."""
-        return dict(self.rk.eval_memory(is_print=True))
+        with explained():
+            return dict(self.rk.eval_memory(is_print=True))
 
     def sdk_version(self) -> str:
         """Runtime (librknnrt) and driver versions as the board reports them."""
@@ -283,7 +307,8 @@ def board_accuracy_analysis(record: ConvertRecord, images: list[Path], out_dir: 
     out_dir = Path(out_dir)
     with toolkit(log_path) as rk:
         rebuild(rk, record)
-        rk.accuracy_analysis(inputs=[str(p) for p in images], output_dir=str(out_dir), target=target, device_id=device_id)
+        with explained():
+            rk.accuracy_analysis(inputs=[str(p) for p in images], output_dir=str(out_dir), target=target, device_id=device_id)
     return out_dir / "error_analysis.txt"
 
 

@@ -115,6 +115,16 @@ def test_board_backend_refuses_bad_input_before_touching_a_board(run3588, tmp_pa
         board.BoardBackend(model, "", tmp_path / "c.log")
 
 
+@pytest.mark.skipif(bool(BOARD_ID), reason="a board is attached: this checks the no-board failure")
+def test_board_accuracy_analysis_without_a_board_fails_honestly(run3588, tiny_images, tmp_path):
+    record = convert.read_record(run3588)
+    with pytest.raises(RknnError) as err:
+        board.board_accuracy_analysis(record, tiny_images[:1], tmp_path / "snapshot", "rk3588", None, tmp_path / "aa.log")
+    msg = str(err.value).splitlines()[0]  # the toolkit's own reason, not a bare 'RuntimeError'
+    assert msg.startswith("rknn-toolkit2 accuracy_analysis failed: Get board target failed") and "no devices" in msg and "adb devices" in msg
+    assert not (tmp_path / "snapshot" / "error_analysis.txt").exists()
+
+
 # ---------------------------------------------------------------- C++ demo + bundle
 
 @pytest.fixture(scope="module")

@@ -72,6 +72,18 @@ def test_runner_check_in_the_notebook(run_root):
     assert "pip install rknn-toolkit-lite2==" in text
 
 
+def test_board_cells_get_notebook_30s_images_and_simulator_scores(run_root):
+    """What the board cells compare against, without a board: the same files, order and INT8 scores."""
+    from helpers.paths import Run
+
+    z = np.load(run_root / "eval" / "predictions.npz")
+    images, sim = board.notebook30_set(Run.at(run_root), 5)
+    assert [str(p) for p in images.paths] == [str(p) for p in z["paths"][:5]]
+    assert "simulator" in sim.name.lower() and sim.scores.shape == (5, 10)
+    int8 = [i for i in range(3) if "simulator" in str(z[f"name_{i}"]).lower() and "bgr" not in str(z[f"name_{i}"]).lower()][0]
+    assert np.array_equal(sim.scores, z[f"scores_{int8}"][:5])
+
+
 @needs_board
 def test_with_a_board_it_measures(run_root):
     devices = json.loads((run_root / "board" / "devices.json").read_text())
