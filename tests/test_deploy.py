@@ -103,6 +103,14 @@ def test_without_rknnlite_it_says_how_to_install_it(bundle_dir, tmp_path):
     assert msg.count(". ") == 0 and msg.endswith(".")  # one sentence
 
 
+def test_core_mask_checked_against_the_models_chip(bundle_dir, tmp_path):
+    res = run_runner(bundle_dir, "images", "--core-mask", "0_1_2", "--model", str(bundle_dir / "model.rknn"), cwd=bundle_dir)
+    assert res.returncode == 2 and "core-mask" not in res.stderr  # rk3588 has three cores: accepted,
+    assert "rknn-toolkit-lite2 is not installed" in res.stderr  # so the run got as far as this PC allows
+    with pytest.raises(run_rknn.RunnerError, match="--core-mask 2 is not available on rk3576; use one of 0, 0_1, 1, all, auto"):
+        run_rknn.check_core_mask("2", "rk3576")
+
+
 def test_missing_image_and_non_rknn_model(bundle_dir, tmp_path):
     res = run_runner(bundle_dir, str(tmp_path / "nope.png"), cwd=tmp_path)
     assert res.returncode == 2 and "nope.png does not exist; pass an image file or a folder of images." in res.stderr

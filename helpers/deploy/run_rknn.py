@@ -214,11 +214,16 @@ def import_rknnlite(version: str) -> Any:
     return RKNNLite
 
 
-def core_mask_value(cls: Any, name: str, platform: str) -> int:
-    """The mask constant for --core-mask on this chip (multi-core masks exist on rk3588/rk3576 only)."""
+def check_core_mask(name: str, platform: str) -> None:
+    """Multi-core masks exist on rk3588 (3 cores) and rk3576 (2 cores) only."""
     allowed = CORE_MASKS_BY_CHIP.get(platform, {"auto"})
     if name not in allowed:
         raise RunnerError(f"--core-mask {name} is not available on {platform}; use one of {', '.join(sorted(allowed))}.")
+
+
+def core_mask_value(cls: Any, name: str, platform: str) -> int:
+    """The mask constant for --core-mask on this chip, read from the RKNNLite (or RKNN) class."""
+    check_core_mask(name, platform)
     return int(getattr(cls, CORE_MASKS[name]))
 
 
@@ -236,6 +241,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         check_platform(platform, board_platform(), model)
         mask = args.core_mask
+        check_core_mask(mask, platform)
         RKNNLite = import_rknnlite(cfg.get("toolkit_version") or DEFAULT_LITE_VERSION)
         mask_value = core_mask_value(RKNNLite, mask, platform)
     except RunnerError as exc:
