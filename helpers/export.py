@@ -58,23 +58,29 @@ class ExportCheck:
 
 @contextlib.contextmanager
 def quiet(log_path: Path) -> Iterator[None]:
-    """Send stdout/stderr and ultralytics' logger (whose handler holds the notebook's stream) to log_path."""
+    """Send stdout/stderr, and ultralytics' logger (its handler keeps a reference to the notebook's
+    stream), to log_path for the duration of the block."""
     import logging
-
-    import ultralytics  # noqa: F401  (import outside the redirect, so its logger binds to the real stream)
+    import sys
 
     from .rknn import _into_log
 
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    handlers = [h for h in logging.getLogger("ultralytics").handlers if isinstance(h, logging.StreamHandler)]
+    logger = logging.getLogger("ultralytics")
+    before = [h for h in logger.handlers if isinstance(h, logging.StreamHandler)]
     with open(log_path, "a") as fh, _into_log(log_path):
-        old = [h.setStream(fh) for h in handlers]
+        old = [h.setStream(fh) for h in before]
         try:
             yield
         finally:
-            for h, stream in zip(handlers, old):
+            for h, stream in zip(before, old):
                 h.setStream(stream)
+    # ultralytics imported inside the block bound its handler to the temporary (now closed) stream
+    for h in logger.handlers:
+        if isinstance(h, logging.StreamHandler) and getattr(h.stream, "closed", False):
+            h.setStream(sys.stdout)
+
 
 def resolve_data_dir(data_dir: str | Path) -> Path:
     """The labelled image folder of a run: "" = the bundled digits sample (written on first use)."""
