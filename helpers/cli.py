@@ -146,6 +146,7 @@ def run_sweep(sweep_file: str | Path, run_dir: str | Path | None, only: str | No
         plan(config, only)
     dirs = {v: check_run_dir(root / v) for v in configs}
     Run.at(root)
+    seed_variants(configs, dirs, root / "_shared", only)
     workers = max(1, min(len(configs), jobs or os.cpu_count() or 1))
     print(f"sweep: {len(configs)} variant(s) into {root}/<variant>/, {workers} at a time", flush=True)
     failures: dict[str, str] = {}
@@ -162,6 +163,37 @@ def run_sweep(sweep_file: str | Path, run_dir: str | Path | None, only: str | No
     rows = comparison(dirs)
     write_comparison(root, rows)
     return root, rows, failures
+
+
+def shared_prefix(configs: dict[str, dict[str, Any]], only: str | None) -> list[str]:
+    """The leading notebooks whose parameters are the same in every variant (their results are too)."""
+    prefix = []
+    for nb in report.select(only):
+        if len({repr(sorted(report.params_for(nb, c).items())) for c in configs.values()}) != 1:
+            break
+        prefix.append(report.notebook_name(nb))
+    return prefix
+
+
+def seed_variants(configs: dict[str, dict[str, Any]], dirs: dict[str, Path], shared: Path, only: str | None) -> list[str]:
+    """Run the shared leading notebooks once into `shared`, then copy its artifacts into every variant
+    folder that has none yet; each variant's own run then finds those steps cached (inputs are hashed by
+    content), so e.g. the sample model is trained once, not once per variant. Returns the notebooks run."""
+    import shutil
+
+    prefix = shared_prefix(configs, only)
+    fresh = [v for v, d in dirs.items() if not (d / ".cache").exists()]
+    if len(fresh) < 2 or not prefix:
+        return []
+    print(f"sweep: {', '.join(prefix)} have the same parameters in every variant; running them once into {shared}", flush=True)
+    result = run_series(next(iter(configs.values())), shared, prefix, progress=True, render=False)
+    if not result.ok:
+        print(result.failure, file=sys.stderr)
+        return []  # each variant then runs (and reports) the failing notebook itself
+    skip = shutil.ignore_patterns("executed", "report", "params.json")
+    for v in fresh:
+        shutil.copytree(shared, dirs[v], ignore=skip, dirs_exist_ok=True)
+    return prefix
 
 
 def write_comparison(root: Path, rows: list[dict[str, Any]]) -> None:

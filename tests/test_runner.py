@@ -312,3 +312,25 @@ def test_changing_a_later_parameter_reruns_only_what_depends_on_it(series):
     upstream = {k for k in before if k[:2] in {"10", "20"} or not k[:2].isdigit()}
     assert upstream and not (changed & upstream), f"upstream steps recomputed: {changed & upstream}"
     assert any(k.startswith("30") for k in changed), f"30's step did not recompute: {changed}"
+
+
+@pytest.mark.slow
+def test_sweep_runs_shared_leading_notebooks_once(tmp_path, toy_series):
+    """Notebooks whose parameters agree in every variant run once (into _shared) and seed the variants."""
+    write_notebook(toy_series / "01_first.ipynb", [FAILING_NB[0], FAILING_NB[1], (
+        "code", "import uuid\ntoken = run.root / 'token.txt'\nif not token.exists():  # a cached step: made once, then reused\n"
+                "    token.write_text(uuid.uuid4().hex)")])
+    write_notebook(toy_series / "02_check.ipynb", [("params", 'run_dir = "outputs/sample"\nextra = 0'), FAILING_NB[1],
+                                                   ("code", "(run.root / 'extra.txt').write_text(str(extra))")])
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"only": "01,02", "variants": {"x": {"02_check": {"extra": 1}}, "y": {"02_check": {"extra": 2}}}}))
+    configs, only = cli.load_sweep(sweep)
+    assert cli.shared_prefix(configs, only) == ["01_first"]
+    root, rows, failures = cli.run_sweep(sweep, tmp_path / "sw")
+    assert not failures
+    token = (root / "_shared" / "token.txt").read_text()
+    assert (root / "x" / "token.txt").read_text() == token == (root / "y" / "token.txt").read_text()
+    assert (root / "x" / "extra.txt").read_text() == "1" and (root / "y" / "extra.txt").read_text() == "2"
+    executed = nbformat.read(str(root / "x" / "executed" / "01_first.ipynb"), as_version=4)
+    assert executed.metadata.papermill.parameters.run_dir == str(root / "x")  # each variant ran 01 itself
+    assert [r["variant"] for r in rows] == ["x", "y"]
