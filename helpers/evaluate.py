@@ -243,12 +243,15 @@ def plot_cosine_hist(cmp: Comparison, path: Path | None = None):
     """Histogram of per-image output cosine between the two backends; saved to path if given."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    lo = min(0.9, float(np.floor(cmp.min_cosine * 100) / 100)) if len(cmp.cosine) else 0.9
-    ax.hist(cmp.cosine, bins=np.linspace(lo, 1.0, 41), color="tab:orange", edgecolor="black", linewidth=0.3)
-    ax.set_title(f"Per-image output cosine: {cmp.other} vs {cmp.reference}")
-    ax.set_xlabel("cosine similarity of the output vectors")
-    ax.set_ylabel("images")
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    cos = np.clip(cmp.cosine, -1.0, 1.0)
+    lo = float(cos.min()) if len(cos) else 0.9
+    lo = min(lo - 0.1 * (1.0 - lo), 0.999)  # zoom on the occupied range, keep 1.0 at the right edge
+    ax.hist(cos, bins=np.linspace(lo, 1.0, 41), color="tab:orange", edgecolor="black", linewidth=0.3)
+    ax.set_yscale("log")
+    ax.set_title(f"Per-image output cosine\n{cmp.other} vs {cmp.reference} (mean {cmp.mean_cosine:.5f})")
+    ax.set_xlabel("cosine similarity of the output vectors (1 = same direction)")
+    ax.set_ylabel("images (log scale)")
     fig.tight_layout()
     if path:
         fig.savefig(path, dpi=110)
