@@ -257,8 +257,12 @@ def load_source(rk: Any, source: Path, input_size: int, load_path: str = "auto")
         raise WorkbookError(f"Model file {source} does not exist; run notebooks/10_export.ipynb or pass an existing .onnx/.torchscript path.")
     kind = source_kind(source, load_path)
     if kind == "onnx":
-        export.check_onnx(source, input_size=input_size)
-        rk.load_onnx(model=str(source))
+        inp = export.check_onnx(source, input_size=input_size)["inputs"][0]
+        if all(isinstance(d, int) and d > 0 for d in inp["shape"]):
+            rk.load_onnx(model=str(source))
+        else:  # dynamic dims (e.g. an export with dynamic=True): fix them to one image of input_size
+            channels = inp["shape"][1] if isinstance(inp["shape"][1], int) and inp["shape"][1] > 0 else 3
+            rk.load_onnx(model=str(source), inputs=[inp["name"]], input_size_list=[[1, channels, input_size, input_size]])
     else:
         export.check_torchscript(source, input_size=input_size)
         channels = model_channels(source, load_path)

@@ -171,3 +171,14 @@ def test_quantization_demo_per_channel_beats_per_tensor(tiny_onnx):
     assert table.loc[("per-channel", "symmetric"), "scales"] == w.shape[0]
     deq, scale, zero = convert.quantize(w, symmetric=True)
     assert np.abs(deq - w).max() <= scale[0] / 2 + 1e-7 and zero[0] == 0
+
+
+def test_onnx_with_dynamic_axes_is_fixed_to_the_input_size(tmp_path, calib):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+    path = tmp_path / "dynamic.onnx"
+    torch.onnx.export(net, torch.zeros(1, 3, 16, 16), str(path), opset_version=17, input_names=["images"], output_names=["out"],
+                      dynamic_axes={"images": {0: "batch", 2: "h", 3: "w"}})
+    assert export.onnx_io(path)["inputs"][0]["shape"] == ["batch", 3, "h", "w"]
+    res = convert.convert(path, convert.ConvertConfig(**ULTRA), calib, tmp_path / "m.rknn", tmp_path / "b.log", 16)
+    assert res.rknn_path.exists()
