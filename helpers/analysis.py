@@ -212,13 +212,19 @@ def plot_layers(tables: dict[str, pd.DataFrame] | pd.DataFrame, threshold: float
 
     if isinstance(tables, pd.DataFrame):
         tables = {"": tables}
+    # Several models: place every row at the first table's index of the same tensor name (a hybrid
+    # adds dtype-conversion rows, so raw row numbers would drift); names the first lacks are left out.
+    first = next(iter(tables.values()))
+    where = dict(zip(first["name"], first["index"]))
+    tables = {k: (t if i == 0 else t[t["name"].isin(where)].assign(index=lambda d: d["name"].map(where)))
+              for i, (k, t) in enumerate(tables.items())}
     fig, axes = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True)
     for (label, df), color in zip(tables.items(), ["tab:blue", "tab:orange", "tab:green", "tab:red"]):
         for ax, col in zip(axes, ("entire_cos", "single_cos")):
             ax.plot(df["index"], df[col], marker=".", ms=4, lw=1, color=color, label=label or col)
             bad = df[df[col] < threshold]
             ax.scatter(bad["index"], bad[col], s=30, facecolors="none", edgecolors="red", zorder=3)
-            nan = df[df["flags"].astype(bool)] if "flags" in df else df.iloc[:0]
+            nan = df[df["flags"].fillna("").astype(str).str.len() > 0] if "flags" in df else df.iloc[:0]
             if len(nan):
                 ax.scatter(nan["index"], [threshold] * len(nan), marker="x", color="red", zorder=3, label="NaN/inf values")
     for ax, what in zip(axes, ("entire: accumulated error (whole quantized model)", "single: this layer alone (exact inputs)")):

@@ -64,7 +64,10 @@ class QuantCfg:
 def find_step1(folder: str | Path) -> Step1Files:
     """The step1 files in folder, or a clear error saying to run step1 first."""
     folder = Path(folder)
-    cfgs = sorted(p for p in folder.glob("*.quantization.cfg") if not p.name.endswith(EDITED_SUFFIX)) if folder.is_dir() else []
+    # the toolkit's cfg is the one with a matching <stem>.model (edited copies are <stem>.<what>.quantization.cfg)
+    cfgs = sorted(folder.glob("*.quantization.cfg")) if folder.is_dir() else []
+    own = [p for p in cfgs if (folder / (p.name[: -len(".quantization.cfg")] + ".model")).exists()]
+    cfgs = own or [p for p in cfgs if not p.name.endswith(EDITED_SUFFIX)]
     if not cfgs:
         raise WorkbookError(
             f"No <model>.quantization.cfg in {folder}; run hybrid step 1 (hybrid.step1 / notebook 60's step 1 cell) before step 2."
@@ -344,3 +347,117 @@ def accuracy_search(order: Sequence[str], score: Callable[[list[str]], tuple[flo
         if 100 * (fp32_top1 - top1) <= target_pt + 1e-9:
             return points, points[-1]
     return points, None
+
+
+# ---------------------------------------------------------------- measuring variants
+
+@dataclass
+class Variant:
+    """One model in the comparison table (FP32, INT8, a hybrid, auto_hybrid)."""
+
+    name: str
+    top1: float
+    mean_cosine: float
+    min_cosine: float
+    rknn_bytes: int
+    float16_layers: int
+    layers: list[str] = field(default_factory=list)
+    note: str = ""
+
+    def row(self, fp32_top1: float) -> dict[str, Any]:
+        return {"model": self.name, "top1": self.top1, "top1_delta_pt": round(100 * (self.top1 - fp32_top1), 2),
+                "mean_cosine": self.mean_cosine, "min_cosine": self.min_cosine,
+                "size_kb": round(self.rknn_bytes / 1024, 1) if self.rknn_bytes else float("nan"),
+                "float16_layers": self.float16_layers, "note": self.note, "layers": " ".join(self.layers)}
+
+
+def measure(rk: Any, name: str, images: Any, pixels: np.ndarray, fp32: Any, rknn_out: Path, log_path: Path,
+            analysis_images: Sequence[Path] = (), analysis_dir: Path | None = None,
+            layers: Sequence[str] = ()) -> tuple[Variant, Any]:
+    """On a built toolkit: optional accuracy_analysis (combined table), export to rknn_out (atomic),
+    then simulator top-1 and output cosine vs fp32 on images. Returns the Variant and the table (or None)."""
+    from . import analysis
+    from .evaluate import compare, evaluate
+
+    table = None
+    if analysis_images:
+        files = analysis.run_accuracy_analysis(rk, list(analysis_images), Path(analysis_dir), progress=False)
+        table = analysis.combine([analysis.parse_error_analysis(f) for f in files])
+    rknn_out = Path(rknn_out)
+    tmp = rknn_out.with_name(rknn_out.stem + ".partial.rknn")
+    rk.export_rknn(str(tmp))
+    tmp.replace(rknn_out)
+    res = evaluate(ToolkitBackend(rk, name), images, int(pixels.shape[1]), batch=64, progress=False, pixels=pixels)
+    cmp = compare(fp32, res)
+    v = Variant(name, res.top1, cmp.mean_cosine, cmp.min_cosine, rknn_out.stat().st_size, len(float16_tensors(log_path)), list(layers))
+    return v, table
+
+
+def plot_compare(table: Any, path: str | Path | None = None):
+    """Top-1 and mean output cosine vs FP32 for every row of the comparison table."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    x = np.arange(len(table))
+    short = {"hybrid (a) your list": "(a) your list", "hybrid (b) toolkit proposal": "(b) proposal",
+             "hybrid (c) auto from ranking": "(c) auto ranking", "build(auto_hybrid=True)": "auto_hybrid"}
+    labels = [short.get(m, m) + ("" if m == "FP32" else f"\n{n:g} float16" if pd.notna(t) else "\nnot built")
+              for m, n, t in zip(table["model"], pd.to_numeric(table["float16_layers"]), table["top1"])]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
+    a1.bar(x, 100 * table["top1"], color=["black"] + ["tab:blue"] * (len(table) - 1))
+    a1.set_ylim(max(0, 100 * table["top1"].min() - 2), min(100.5, 100 * table["top1"].max() + 1))
+    a1.set_ylabel("top-1 on val (%)")
+    a1.set_title("Top-1")
+    a2.bar(x, table["mean_cosine"], color=["black"] + ["tab:orange"] * (len(table) - 1))
+    a2.set_ylim(max(0.0, table["mean_cosine"].min() - 0.005), 1.0005)
+    a2.set_ylabel("mean output cosine vs FP32")
+    a2.set_title("Agreement with the float model")
+    for ax in (a1, a2):
+        ax.set_xticks(x, labels, fontsize=8)
+        ax.set_xlabel("model (float16 layers)")
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot_search(points: Sequence[SearchPoint] | Any, int8_top1: float, fp32_top1: float, target_pt: float, path: str | Path | None = None):
+    """Top-1 against the number of float16 layers added in ranked order, with FP32 and the target band."""
+    import matplotlib.pyplot as plt
+
+    if hasattr(points, "to_dict"):
+        xs, ys = list(points["layers"]), list(points["top1"])
+    else:
+        xs, ys = [p.layers for p in points], [p.top1 for p in points]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    pos = np.arange(len(xs) + 1)  # evenly spaced: the counts double from one point to the next
+    ax.plot(pos, [100 * int8_top1, *(100 * y for y in ys)], marker="o", color="tab:blue", label="hybrid (0 = plain INT8)")
+    ax.axhline(100 * fp32_top1, color="black", ls="--", lw=1, label=f"FP32 {100 * fp32_top1:.2f}%")
+    ax.axhspan(100 * fp32_top1 - target_pt, 100 * fp32_top1, color="green", alpha=0.12, label=f"target: within {target_pt} pt")
+    ax.set_xticks(pos, ["0", *(str(int(v)) for v in xs)])
+    ax.set_xlabel("float16 layers (added in ranked order, with their inputs)")
+    ax.set_ylabel("top-1 on val (%)")
+    ax.set_title("Accuracy-driven hybrid search")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def layer_picker(options: Sequence[str], selected: Sequence[str]):
+    """A multi-select of tensor names (hold Ctrl/Shift); its .value is the user's list. Names not in
+    options are refused first, with the closest match, so the widget never silently drops them."""
+    unknown = [n for n in selected if n not in options]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(options), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise WorkbookError(f"user_layers names {unknown[0]!r}, which is not a layer of this model{hint}; pick names from the step 1 cfg.")
+    try:
+        import ipywidgets as w
+    except ImportError:  # no widgets: a stand-in with the same .value
+        return type("Picker", (), {"value": tuple(selected)})()
+    return w.SelectMultiple(options=list(options), value=tuple(selected), rows=12, description="float16 layers",
+                            layout=w.Layout(width="700px"), style={"description_width": "120px"})

@@ -1,0 +1,96 @@
+"""Notebooks 50 (accuracy analysis) and 60 (hybrid quantization) under papermill with small
+parameters: the artifacts they write, checked for what a user relies on."""
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+import yaml
+
+from helpers import analysis, hybrid, report
+from helpers.paths import REPO
+
+SMALL = yaml.safe_load((REPO / "tests" / "small_params.yaml").read_text())
+pytestmark = pytest.mark.slow
+
+
+def _outputs(executed) -> str:
+    nb = json.loads(executed.read_text())
+    text = []
+    for c in nb["cells"]:
+        for o in c.get("outputs", []):
+            t = o.get("text") or o.get("data", {}).get("text/markdown") or o.get("data", {}).get("text/plain") or ""
+            text.append("".join(t))
+    return "\n".join(text)
+
+
+def test_50_writes_layer_table_plots_and_sweep(series):
+    root = series.ran("50_accuracy_analysis")
+    a = root / "analysis"
+    for name in ("layers.csv", "layers.png", "sweep.csv", "sweep.png", "calibration_demo.txt"):
+        assert (a / name).stat().st_size > 0, name
+    snaps = sorted(a.glob("snapshot/*/error_analysis.txt"))
+    assert len(snaps) == SMALL["50_accuracy_analysis"]["analysis_images"]
+    layers = pd.read_csv(a / "layers.csv")
+    raw = analysis.parse_error_analysis(snaps[0])
+    assert list(layers["name"]) == list(raw["name"]) and len(layers) > 50  # YOLO11n-cls has ~110 rows
+    assert layers["op"].iloc[0] == "Input" and {"entire_cos", "single_cos", "entire_euc", "single_euc"} <= set(layers.columns)
+    assert layers.loc[~layers["fused"], "single_cos"].between(0, 1.0000001).all()
+    # demo mode: one calibration image, so some layers must fall below 0.99 (else the demo shows nothing)
+    assert len(analysis.warning_signs(layers, 0.99)) > 0
+    assert len((a / "calibration_demo.txt").read_text().split()) == 1
+    sweep = pd.read_csv(a / "sweep.csv")
+    assert [list(x) for x in zip(sweep["algorithm"], sweep["method"])] == SMALL["50_accuracy_analysis"]["sweep_grid"]
+    assert sweep["top1"].between(0.5, 1).all() and sweep["mean_cosine"].between(0.9, 1).all() and (sweep["build_s"] > 0).all()
+    out = _outputs(root / "executed" / "50_accuracy_analysis.ipynb")
+    best, why = analysis.best_row(sweep)
+    assert why in out, "the notebook must state the best setting and why"
+
+
+def test_60_compares_every_strategy_and_exports_the_hybrid(series):
+    root = series.ran("60_hybrid_quantization")
+    h = root / "hybrid"
+    files = hybrid.find_step1(h / "step1")
+    assert files.model.exists() and files.data.exists()
+    original = files.cfg.read_text()
+    assert original.startswith("custom_quantize_layers:"), "the toolkit's cfg must be left as written"
+    edited = sorted(p.name for p in files.folder.glob("*.quantization.cfg") if p != files.cfg)
+    assert edited, "edited cfgs live beside the original"
+    for p in files.folder.glob("*.strategy*.quantization.cfg"):
+        text = p.read_text()
+        assert re.match(r"custom_quantize_layers:\n    \S+: float16\n", text), p.name
+        assert text.split("quantize_parameters:", 1)[1] == original.split("quantize_parameters:", 1)[1]
+    table = pd.read_csv(h / "compare.csv").fillna({"note": "", "layers": ""})
+    assert list(table["model"]) == ["FP32", "INT8", "hybrid (a) your list", "hybrid (b) toolkit proposal",
+                                    "hybrid (c) auto from ranking", "build(auto_hybrid=True)"]
+    rows = table.set_index("model")
+    user = SMALL["60_hybrid_quantization"]["user_layers"]
+    assert rows.loc["hybrid (a) your list", "layers"].split() == user
+    for name in ("INT8", "hybrid (a) your list", "hybrid (c) auto from ranking", "build(auto_hybrid=True)"):
+        assert 0.5 <= rows.loc[name, "top1"] <= 1 and 0.9 <= rows.loc[name, "mean_cosine"] <= 1, name
+        assert rows.loc[name, "size_kb"] > 100, name
+    assert rows.loc["hybrid (a) your list", "float16_layers"] >= rows.loc["INT8", "float16_layers"] + len(user)
+    if rows.loc["hybrid (b) toolkit proposal", "note"]:
+        assert pd.isna(rows.loc["hybrid (b) toolkit proposal", "top1"])
+    for name in ("compare.png", "search.png", "layers_before_after.png", "search.csv", "model_hybrid.rknn"):
+        assert (h / name).stat().st_size > 0, name
+    search = pd.read_csv(h / "search.csv")
+    assert list(search["layers"])[:3] == [1, 2, 4] and search["layers"].max() <= SMALL["60_hybrid_quantization"]["search_budget"]
+    before_after = pd.read_csv(h / "layers_before_after.csv")
+    assert {"INT8", "hybrid (a) your list"} <= set(before_after["model"])
+    # where the user's layers sit, the hybrid's single-layer cosine is at least as good as INT8's
+    b = before_after.set_index(["model", "name"])["single_cos"]
+    for layer in user:
+        assert b[("hybrid (a) your list", layer)] >= b[("INT8", layer)] - 1e-6
+
+
+def test_50_and_60_reuse_their_results_on_a_warm_rerun(series):
+    root = series.ran("60_hybrid_quantization")
+    for name in ("50_accuracy_analysis", "60_hybrid_quantization"):
+        nb = next(p for p in report.notebooks() if p.stem == name)
+        out = _outputs(report.execute(nb, root, report.params_for(nb, series.config)))
+        steps = ["50_analysis", "50_sweep"] if name.startswith("50") else ["60_step1", "60_int8", "60_hybrid", "60_search"]
+        for step in steps:
+            assert f"[cache] {step}:" in out, f"{name} recomputed {step} on an unchanged re-run"
