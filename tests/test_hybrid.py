@@ -160,3 +160,11 @@ def test_search_stops_at_target_and_respects_budget():
     assert hit is None and [p.layers for p in points] == [1, 2, 4, 5]
     with pytest.raises(WorkbookError, match="search_budget=0 allows no layer"):
         hybrid.accuracy_search(["a"], score, 0.9, budget=0)
+
+
+def test_layer_picker_offers_the_cfg_names_and_refuses_unknown_ones(made):
+    names = hybrid.activation_tensors(made["files"])
+    picker = hybrid.layer_picker(names, ["/1/Relu_output_0"])
+    assert tuple(picker.value) == ("/1/Relu_output_0",) and list(picker.options) == names
+    with pytest.raises(WorkbookError, match=r"^user_layers names '/1/relu_output_0', which is not a layer of this model \(did you mean '/1/Relu_output_0'\?\)"):
+        hybrid.layer_picker(names, ["/1/relu_output_0"])
