@@ -79,7 +79,7 @@ def quiet(log_path: Path) -> Iterator[None]:
     # ultralytics imported inside the block bound its handler to the temporary (now closed) stream
     for h in logger.handlers:
         if isinstance(h, logging.StreamHandler) and getattr(h.stream, "closed", False):
-            h.setStream(sys.stdout)
+            h.stream = sys.stdout  # not setStream(): that flushes the closed stream first
 
 
 def resolve_data_dir(data_dir: str | Path) -> Path:

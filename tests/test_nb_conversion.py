@@ -28,6 +28,10 @@ def test_export_writes_checked_torchscript_and_onnx(series):
     assert (model / "model.torchscript").stat().st_size > 1e6 and (model / "model.pt").exists()
     assert sum(check["op_counts"].values()) > 50 and "Conv" in check["op_counts"]
     assert not (model / ".export_tmp").exists()
+    # training and exporter chatter goes to log files, not into the notebook
+    executed = (root / "executed" / "10_export.ipynb").read_text()
+    assert "Starting training" not in executed and "export success" not in executed
+    assert "export success" in (root / "logs" / "export.log").read_text()
 
 
 def test_convert_writes_rknn_record_and_calibration(series):
