@@ -12,6 +12,7 @@ reports and <run>/report/index.html. `--sweep` runs several parameter sets into 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import sys
@@ -60,29 +61,60 @@ def plan(config: dict[str, Any], only: str | list[str] | None) -> list[tuple[Pat
 
 
 def run_series(config: dict[str, Any], run_dir: str | Path, only: str | list[str] | None = None,
-               progress: bool = True, render: bool = True, log=print) -> SeriesResult:
-    """Execute the planned notebooks in order; stop at the first failure; render the reports."""
+               progress: bool = True, render: bool = True, log=print, prewarm: bool = True) -> SeriesResult:
+    """Execute the planned notebooks in order; stop at the first failure; render the reports.
+
+    While one notebook runs, the next one's kernel starts and imports its modules (prewarm) and the
+    finished one is rendered to HTML, both in background threads: a warm series is mostly kernel
+    start-up and imports, so overlapping them is most of what makes it fast.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     steps = plan(config, only)
     root = Run.at(check_run_dir(run_dir)).root
     result = SeriesResult(root)
     started = time.perf_counter()
-    for nb, params in steps:
-        name = report.notebook_name(nb)
-        t0 = time.perf_counter()
-        try:
-            report.execute(nb, root, params, progress={"desc": f"{name:<26}", "leave": True} if progress else False)
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:  # papermill's execution error, a dead kernel, ...
-            result.failed = name
-            result.failure = report.describe_failure(name, exc, root / "executed" / nb.name)
-            break
-        result.done.append(name)
-        if not progress:
-            log(f"  {name} done in {time.perf_counter() - t0:.1f} s")
+    renders = []
+    renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
+    kernel = report.Prewarmed(steps[0][0]) if prewarm else None
+    try:
+        for i, (nb, params) in enumerate(steps):
+            name = report.notebook_name(nb)
+            t0 = time.perf_counter()
+            current, kernel = kernel, None
+            try:
+                if prewarm and i + 1 < len(steps):
+                    kernel = report.Prewarmed(steps[i + 1][0])
+                report.execute(nb, root, params, progress={"desc": f"{name:<26}", "leave": True} if progress else False,
+                               kernel=current)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # papermill's execution error, a dead kernel, ...
+                result.failed = name
+                result.failure = report.describe_failure(name, exc, root / "executed" / nb.name)
+                break
+            result.done.append(name)
+            if render:
+                renders.append(renderer.submit(report.render_notebook, root / "executed" / nb.name, root / "report"))
+            if not progress:
+                log(f"  {name} done in {time.perf_counter() - t0:.1f} s")
+    finally:
+        if kernel is not None:
+            kernel.shutdown()
+        renderer.shutdown(wait=True)
     result.seconds = time.perf_counter() - started
     if render:
-        result.index = report.render(root)
+        for job in renders:
+            try:
+                job.result()
+            except Exception as exc:  # a notebook that cannot be rendered must not hide the run's outcome
+                log(f"warning: could not render a report: {type(exc).__name__}: {exc}")
+        if result.failed:  # the failed notebook's own report shows where it stopped
+            with contextlib.suppress(Exception):
+                report.render_notebook(root / "executed" / f"{result.failed}.ipynb", root / "report")
+        from .summary import write_index
+
+        result.index = write_index(root)
     return result
 
 

@@ -28,10 +28,11 @@ def notebook_name(path: Path) -> str:
 
 
 def execute(notebook: Path, run_dir: str | Path, params: dict[str, Any] | None = None,
-            progress: bool | dict[str, Any] = False) -> Path:
+            progress: bool | dict[str, Any] = False, kernel: "Prewarmed | None" = None) -> Path:
     """Run one notebook with papermill into <run>/executed/, parameters injected; returns the output path.
 
     progress: True for papermill's cell bar, or a dict of tqdm options (e.g. {"desc": "20_convert"}).
+    kernel: a Prewarmed kernel to run in (papermill starts a fresh one otherwise); it is shut down after.
     """
     import papermill as pm
 
@@ -39,12 +40,109 @@ def execute(notebook: Path, run_dir: str | Path, params: dict[str, Any] | None =
     out = run.sub("executed") / Path(notebook).name
     if not Path(notebook).exists():
         raise WorkbookError(f"Notebook {notebook} does not exist; choose one of {[p.name for p in notebooks()]}.")
-    pm.execute_notebook(
-        str(notebook), str(out),
-        parameters={**(params or {}), "run_dir": str(run.root)},
-        kernel_name=KERNEL_NAME, cwd=str(NOTEBOOKS), progress_bar=progress, log_output=False,
-    )
+    km = kernel.manager() if kernel is not None else None
+    try:
+        pm.execute_notebook(
+            str(notebook), str(out),
+            parameters={**(params or {}), "run_dir": str(run.root)},
+            kernel_name=KERNEL_NAME, cwd=str(NOTEBOOKS), progress_bar=progress, log_output=False,
+            **({"km": km} if km is not None else {}),
+        )
+    finally:
+        if kernel is not None:
+            kernel.shutdown()
     return out
+
+
+def notebook_imports(notebook: Path) -> list[str]:
+    """Absolute modules a notebook's code cells import (for pre-warming its kernel)."""
+    import ast
+
+    import nbformat
+
+    mods: list[str] = []
+    for cell in nbformat.read(str(notebook), as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:  # IPython magics: skip the cell
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                mods += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                mods.append(node.module)
+                mods += [f"{node.module}.{a.name}" for a in node.names]  # submodules (from helpers import convert)
+    return list(dict.fromkeys(mods))
+
+
+# Imported lazily by helpers in most notebooks; loading them early is what pre-warming is for.
+PRELOAD = ("numpy", "pandas", "matplotlib.pyplot", "ipywidgets", "IPython.display")
+
+
+class Prewarmed:
+    """A kernel started in a background thread, with the notebook's modules already imported (silently:
+    no execution count, no history, no names bound), so the next notebook's start overlaps with the
+    current one. `execute(..., kernel=)` runs in it; shutdown() always stops it."""
+
+    def __init__(self, notebook: Path):
+        import threading
+
+        # Import on the calling thread: papermill imports the same packages, and two threads importing
+        # one package at once can see it half-initialised.
+        import papermill  # noqa: F401
+        from jupyter_client.asynchronous import AsyncKernelClient  # noqa: F401
+        from jupyter_client.blocking import BlockingKernelClient  # noqa: F401
+        from jupyter_client.manager import KernelManager  # noqa: F401
+
+        self.notebook = Path(notebook)
+        self._km: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._start, name=f"prewarm-{self.notebook.stem}", daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            from jupyter_client.asynchronous import AsyncKernelClient
+            from jupyter_client.blocking import BlockingKernelClient
+            from jupyter_client.manager import KernelManager
+
+            km = KernelManager(kernel_name=KERNEL_NAME)
+            km.client_factory = AsyncKernelClient  # nbclient drives the kernel asynchronously
+            self._km = km
+            km.start_kernel(cwd=str(NOTEBOOKS))
+            kc = BlockingKernelClient()
+            kc.load_connection_info(km.get_connection_info())
+            kc.start_channels()
+            try:
+                kc.wait_for_ready(timeout=60)
+                mods = [*PRELOAD, *notebook_imports(self.notebook)]
+                code = ("def _prewarm(mods):\n    import importlib\n    for m in mods:\n        try:\n"
+                        "            importlib.import_module(m)\n        except Exception:\n            pass\n"
+                        f"_prewarm({mods!r})\ndel _prewarm")
+                kc.execute_interactive(code, silent=True, store_history=False, timeout=300, output_hook=lambda msg: None)
+            finally:
+                kc.stop_channels()
+        except BaseException as exc:  # noqa: BLE001 - fall back to papermill's own kernel
+            self._error = exc
+
+    def manager(self) -> Any:
+        """The ready kernel manager, or None (papermill then starts its own kernel)."""
+        self._thread.join()
+        if self._error is not None or self._km is None or not self._km.has_kernel:
+            self.shutdown()
+            return None
+        return self._km
+
+    def shutdown(self) -> None:
+        self._thread.join()
+        km, self._km = self._km, None
+        if km is not None and km.has_kernel:
+            try:
+                km.shutdown_kernel(now=True)
+            except Exception:  # noqa: BLE001 - best effort: the process may be gone already
+                pass
 
 
 @lru_cache(maxsize=64)
