@@ -122,16 +122,19 @@ def parse_error_analysis(path: str | Path) -> pd.DataFrame:
 def run_accuracy_analysis(rk: Any, images: Sequence[Path], out_dir: str | Path, target: str | None = None,
                           device_id: str | None = None, progress: bool = True) -> list[Path]:
     """accuracy_analysis on a built toolkit, once per image (the call takes one sample per model input),
-    each into out_dir/<image stem>/; returns the error_analysis.txt paths. target=None: simulator only;
+    each into out_dir/<NN>_<image stem>/ (out_dir is replaced); returns the error_analysis.txt paths. target=None: simulator only;
     a platform name adds the board's runtime columns (needs a connected board)."""
     from tqdm.auto import tqdm
+
+    import shutil
 
     out_dir = Path(out_dir)
     if not images:
         raise WorkbookError("accuracy_analysis needs at least one image; set analysis_images >= 1.")
+    shutil.rmtree(out_dir, ignore_errors=True)  # no stale snapshots of an earlier, larger image set
     paths = []
-    for img in tqdm(list(images), desc="accuracy_analysis", unit="img", disable=not progress):
-        folder = out_dir / Path(img).stem
+    for k, img in enumerate(tqdm(list(images), desc="accuracy_analysis", unit="img", disable=not progress)):
+        folder = out_dir / f"{k:02d}_{Path(img).stem}"
         rk.accuracy_analysis(inputs=[str(img)], output_dir=str(folder), target=target, device_id=device_id)
         paths.append(folder / ERROR_FILE)
     return paths

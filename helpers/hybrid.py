@@ -47,8 +47,16 @@ class Step1Files:
         return self.cfg.parent
 
     @property
+    def stem(self) -> str:
+        return self.cfg.name[: -len(".quantization.cfg")]
+
+    @property
     def edited_cfg(self) -> Path:
-        return self.cfg.with_name(self.cfg.name.replace(".quantization.cfg", EDITED_SUFFIX))
+        return self.variant_cfg("edited")
+
+    def variant_cfg(self, tag: str) -> Path:
+        """Where an edited copy named by tag goes: <stem>.<tag>.quantization.cfg beside the original."""
+        return self.cfg.with_name(f"{self.stem}.{tag}.quantization.cfg")
 
 
 @dataclass
