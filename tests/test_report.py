@@ -123,3 +123,20 @@ def test_report_command_rerenders_a_run(series):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert page.exists() and str(page) in proc.stdout
+
+
+def test_hybrid_figure_is_the_row_notebook_60_exports(tmp_path):
+    """Best top-1, then higher cosine, then fewer float16 layers; an empty proposal row never wins."""
+    (tmp_path / "hybrid").mkdir()
+    pd.DataFrame([
+        {"model": "FP32", "top1": 0.99, "mean_cosine": 1.0, "float16_layers": 0},
+        {"model": "INT8", "top1": 0.95, "mean_cosine": 0.98, "float16_layers": 2},
+        {"model": "hybrid (a) your list", "top1": 0.97, "mean_cosine": 0.985, "float16_layers": 4},
+        {"model": "hybrid (b) toolkit proposal", "top1": None, "mean_cosine": None, "float16_layers": 0},
+        {"model": "hybrid (c) auto from ranking", "top1": 0.97, "mean_cosine": 0.99, "float16_layers": 9},
+    ]).to_csv(tmp_path / "hybrid" / "compare.csv", index=False)
+    figs = figures(tmp_path)
+    assert figs["Hybrid top-1"].raw == 0.97
+    assert figs["Hybrid top-1"].value == "97.0 % (hybrid (c) auto from ranking; INT8 baseline of notebook 60: 95.0 %)"
+    assert figs["Final-output cosine hybrid vs FP32 (mean)"].raw == 0.99
+    assert figs["FP32 top-1 (ONNX Runtime)"].value is None  # eval/metrics.json is what that figure reads
