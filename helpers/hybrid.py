@@ -338,15 +338,18 @@ def doubling(budget: int) -> list[int]:
 
 
 def accuracy_search(order: Sequence[str], score: Callable[[list[str]], tuple[float, float]], fp32_top1: float,
-                    target_pt: float = 0.2, budget: int = 32) -> tuple[list[SearchPoint], SearchPoint | None]:
+                    target_pt: float = 0.2, budget: int = 32, int8_top1: float | None = None) -> tuple[list[SearchPoint], SearchPoint | None]:
     """Add float16 layers in ranked order (1, 2, 4, ... up to budget) until top-1 is within target_pt
     points of FP32. score(layers) -> (top1, mean_cosine). Returns every point and the first that met
-    the target (None if the budget ran out first)."""
+    the target (None if the budget ran out first). No point at all when plain INT8 (int8_top1) already
+    meets the target."""
     from tqdm.auto import tqdm
 
     if budget < 1:
         raise WorkbookError(f"search_budget={budget} allows no layer; set it to at least 1.")
     points: list[SearchPoint] = []
+    if int8_top1 is not None and 100 * (fp32_top1 - int8_top1) <= target_pt + 1e-9:
+        return points, None
     counts = doubling(min(budget, len(order)))
     for n in tqdm(counts, desc="hybrid search", unit="build"):
         names = list(order[:n])

@@ -158,6 +158,9 @@ def test_search_stops_at_target_and_respects_budget():
     assert calls == [1, 2, 4, 8] and hit is points[-1] and hit.layers == 8  # 0.98 is the first within 0.2 pt of 0.95 or above
     points, hit = hybrid.accuracy_search([f"t{i}" for i in range(20)], lambda n: (0.5, 0.9), fp32_top1=0.95, budget=5)
     assert hit is None and [p.layers for p in points] == [1, 2, 4, 5]
+    calls.clear()  # plain INT8 already within the target: nothing to search
+    assert hybrid.accuracy_search(["a", "b"], score, fp32_top1=0.95, target_pt=0.2, budget=4, int8_top1=0.949) == ([], None)
+    assert calls == []
     with pytest.raises(WorkbookError, match="search_budget=0 allows no layer"):
         hybrid.accuracy_search(["a"], score, 0.9, budget=0)
 
