@@ -1,11 +1,9 @@
 """helpers.analysis on error_analysis.txt files the real toolkit writes in the test (simulator)."""
 from __future__ import annotations
 
-import math
 import re
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from helpers import analysis, convert, data
