@@ -148,15 +148,17 @@ class Prewarmed:
 @lru_cache(maxsize=64)
 def _declared(path: str, mtime_ns: int) -> tuple[tuple[str, Any], ...]:
     import ast
+    import json
 
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
-    cell = next((c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])), None)
+    # Plain json, not nbformat: this runs inside every notebook's kernel (the parameter form), where
+    # importing nbformat (and its JSON-schema machinery) would cost more than a second.
+    cells = json.loads(Path(path).read_text(encoding="utf-8")).get("cells", [])
+    cell = next((c for c in cells if c.get("cell_type") == "code" and "parameters" in c.get("metadata", {}).get("tags", [])), None)
     if cell is None:
         return ()
+    source = "".join(cell["source"]) if isinstance(cell.get("source"), list) else str(cell.get("source", ""))
     try:
-        tree = ast.parse(cell.source)
+        tree = ast.parse(source)
     except SyntaxError as exc:
         raise WorkbookError(f"The parameters cell of {Path(path).name} is not valid Python (line {exc.lineno}); fix it.") from exc
     found: dict[str, Any] = {}
@@ -164,7 +166,7 @@ def _declared(path: str, mtime_ns: int) -> tuple[tuple[str, Any], ...]:
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) and node.value else []
         for target in targets:
             if isinstance(target, ast.Name):
-                found[target.id] = ast.get_source_segment(cell.source, node.value)
+                found[target.id] = ast.get_source_segment(source, node.value)
     return tuple(found.items())
 
 
