@@ -5,7 +5,8 @@
 1. cold: `python -m helpers run` into an empty run folder (the bundled sample data, written once by the
    first run on a machine, is shared and not deleted);
 2. warm: the same command again (every Step should reuse its artifacts);
-3. late change: one parameter of the last notebook changed; only that notebook's steps may recompute.
+3. late changes: a parameter of 30, then of 20: only the changed notebook's steps and the steps
+   after it that read its artifacts may recompute (the cache records say which did).
 
 Time inside rknn-toolkit2 is measured for real: a sitecustomize (in a temp dir on PYTHONPATH, so the
 notebook kernels load it too) times what the toolkit wrapper runs (`helpers.rknn.toolkit()`: RKNN
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -128,9 +130,13 @@ def main() -> int:
     ap.add_argument("--params", default="params/sample.yaml")
     ap.add_argument("--run-dir", help="run folder (default: a fresh temp folder under outputs/)")
     ap.add_argument("--only", help="notebooks to run, e.g. 00,10,20,30")
-    ap.add_argument("--late-param", default="30_simulator_inference.batch=16",
-                    help="NOTEBOOK.KEY=VALUE changed for the late-change run ('' to skip)")
+    ap.add_argument("--late-param", action="append",
+                    help="NOTEBOOK.KEY=VALUE to change after the warm run (repeatable, cumulative); "
+                         "default: 30_simulator_inference.batch=16 then 20_convert.calib_images=40")
     a = ap.parse_args()
+    if a.late_param is None:
+        a.late_param = ["30_simulator_inference.batch=16", "20_convert.calib_images=40"]
+    a.late_param = [x for x in a.late_param if x]
 
     from helpers import report
 
@@ -155,33 +161,38 @@ def main() -> int:
     warm_steps = cache_records(run_dir)
     recomputed_warm = [k for k in warm_steps if warm_steps[k].get("finished") != cold_steps.get(k, {}).get("finished")]
 
-    late = None
+    lates = []
     if a.late_param:
-        nb_key, value = a.late_param.split("=", 1)
-        nb, key = nb_key.split(".", 1)
         import yaml
 
         config = report.load_params_file(REPO / a.params)
-        config.setdefault(nb, {})[key] = yaml.safe_load(value)
-        late_file = tmp / "late.yaml"
-        late_file.write_text(yaml.safe_dump(config))
-        if any(b.stem == nb for b in report.notebooks()):
+        previous = warm_steps
+        for change in a.late_param:  # cumulative: each run adds one change to the ones before
+            nb_key, value = change.split("=", 1)
+            nb, key = nb_key.split(".", 1)
+            if not any(b.stem == nb for b in report.notebooks()):
+                continue
+            config.setdefault(nb, {})[key] = yaml.safe_load(value)
+            late_file = tmp / "late.yaml"
+            late_file.write_text(yaml.safe_dump(config))
             times.unlink(missing_ok=True)
             late_s, _ = run_series(["--params", str(late_file), *base[2:]], env)
             after = cache_records(run_dir)
-            late = (a.late_param, late_s, toolkit_seconds(times),
-                    [k for k in after if after[k].get("finished") != warm_steps.get(k, {}).get("finished")])
+            lates.append((change, late_s, toolkit_seconds(times),
+                          [k for k in after if after[k].get("finished") != previous.get(k, {}).get("finished")]))
+            previous = after
 
     print("\n== series wall time (python -m helpers run, reports included)")
     print(f"cold  {cold:7.1f} s   toolkit {cold_tk:6.1f} s ({100 * cold_tk / cold:4.1f} %)   our code + papermill/kernels {cold - cold_tk:6.1f} s ({100 * (cold - cold_tk) / cold:4.1f} %)")
     print(f"warm  {warm:7.1f} s   toolkit {warm_tk:6.1f} s   warm/cold = {warm / cold:.3f} (target < 0.25)   steps recomputed: {recomputed_warm or 'none'}")
-    if late:
-        print(f"late change {late[0]}: {late[1]:.1f} s (toolkit {late[2]:.1f} s); steps recomputed: {late[3] or 'none'}")
+    for change, secs, tk, recomputed in lates:
+        print(f"change {change}: {secs:.1f} s (toolkit {tk:.1f} s); steps recomputed: {recomputed or 'none'}")
     print("\n== cold, per notebook (papermill duration) and per cached step (.cache/*.json seconds)")
     for name, s in cold_nb.items():
         print(f"  {name:<28} {s:6.1f} s")
     for name, rec in cold_steps.items():
         print(f"  step {name:<23} {float(rec.get('seconds', 0)):6.1f} s")
+    shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nsummary: cold {cold:.1f} s, warm {warm:.1f} s (ratio {warm / cold:.3f}), toolkit share of cold {100 * cold_tk / cold:.1f} %")
     return 0
 
