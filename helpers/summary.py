@@ -347,15 +347,34 @@ def write_index(root: Path) -> Path:
     return page
 
 
+def injected_parameters(root: Path) -> dict[str, Any]:
+    """{'20_convert.target_platform': 'rk3566', ...}: what papermill injected into each executed notebook."""
+    out: dict[str, Any] = {}
+    for nb in notebooks():
+        data = read_json(Path(root) / "executed" / nb.name)
+        injected = data.get("metadata", {}).get("papermill", {}).get("parameters", {}) if isinstance(data, dict) else {}
+        out.update({f"{nb.stem}.{k}": v for k, v in (injected or {}).items()})
+    return out
+
+
 def comparison(roots: dict[str, Path]) -> list[dict[str, Any]]:
-    """One row per run folder (e.g. sweep variants): status of the series and the key figures."""
+    """One row per run folder (e.g. sweep variants): the parameters that differ between them, the
+    status of the series and the key figures (figures no run has are left out)."""
+    params = {v: injected_parameters(Path(r)) for v, r in roots.items()}
+    keys = sorted({k for p in params.values() for k in p if not k.endswith(".run_dir")})
+    differing = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True, default=str) for p in params.values()}) > 1]
     rows = []
     for variant, root in roots.items():
         steps = [status_of(root, nb) for nb in notebooks()]
-        row: dict[str, Any] = {"variant": variant,
-                               "status": "failed" if any(s.status == "failed" for s in steps)
-                               else ("ok" if all(s.status == "ok" for s in steps) else "partial")}
+        ran = [st for st in steps if st.status != "not run"]
+        row: dict[str, Any] = {"variant": variant}
+        row.update({k: params[variant].get(k, "") for k in differing})
+        row["status"] = ("failed" if any(st.status == "failed" for st in steps)
+                         else "ok" if ran and all(st.status == "ok" for st in steps) else "partial")
+        row["notebooks run"] = len(ran)
         for f in key_figures(root):
             row[f.label] = f.value if f.value is not None else NOT_RUN
         rows.append(row)
-    return rows
+    labels = [f.label for f in key_figures(next(iter(roots.values())))] if roots else []
+    empty = [lab for lab in labels if all(r.get(lab) == NOT_RUN for r in rows)]
+    return [{k: v for k, v in r.items() if k not in empty} for r in rows]

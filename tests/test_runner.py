@@ -196,7 +196,9 @@ def test_sweep_runs_variants_in_sibling_folders_and_compares(tmp_path, toy_serie
         table = {r["variant"]: r for r in csv.DictReader(fh)}
     assert table["good"]["status"] == "partial"  # 03 was not selected
     assert table["bad"]["status"] == "failed"
-    assert "FP32 top-1 (ONNX Runtime)" in table["good"] and table["good"]["FP32 top-1 (ONNX Runtime)"] == "not run"
+    assert table["good"]["01_first.what"] == "fine" and table["bad"]["01_first.what"] == "bad"  # what differs
+    assert table["good"]["notebooks run"] == "2" and table["bad"]["notebooks run"] == "2"
+    assert "FP32 top-1 (ONNX Runtime)" not in table["good"]  # a figure no variant has is left out
     assert 'href="good/report/index.html"' in (root / "comparison.html").read_text()
     assert (root / "good" / "report" / "index.html").exists()
 
