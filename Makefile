@@ -8,13 +8,14 @@ RUN_DIR ?= outputs/sample
 PARAMS ?= params/sample.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lab report clean help
+.PHONY: setup run test lab report bench clean help
 
 help:
 	@echo "make run     set up .venv and run the notebook series on the bundled sample into $(RUN_DIR)"
 	@echo "make test    unit tests + every notebook under papermill + browser checks"
 	@echo "make lab     JupyterLab on notebooks/ with the project's kernel"
 	@echo "make report  re-render the HTML reports of $(RUN_DIR)"
+	@echo "make bench   cold vs warm wall time of the series and the toolkit's share (benchmarks/bench_series.py)"
 	@echo "make clean   remove outputs/ runs and the generated sample data (keeps .venv)"
 
 setup: $(STAMP)
@@ -37,6 +38,9 @@ lab: setup
 
 report: setup
 	$(PY) -m helpers report --run-dir $(RUN_DIR)
+
+bench: setup
+	$(PY) benchmarks/bench_series.py --params $(PARAMS)
 
 clean:
 	find outputs -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

@@ -249,7 +249,7 @@ CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1100px;color:#1d2330;padding:0 1rem}
 h1{margin-bottom:.2rem} .sub{color:#5a6372;margin-top:0}
 table{border-collapse:collapse;margin:.6rem 0 1.6rem;min-width:60%}
-th,td{border:1px solid #d5dae3;padding:.35rem .7rem;text-align:left;vertical-align:top}
+th,td{border:1px solid #d5dae3;padding:.35rem .7rem;text-align:left;vertical-align:top;max-width:30rem}
 th{background:#eef1f6} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .notrun{color:#8a93a3;font-style:italic} .ok{color:#1b7f3b;font-weight:600} .failed{color:#b3261e;font-weight:600}
 .src{color:#7a8494;font-size:.85em} figure{display:inline-block;margin:0 1rem 1.5rem 0;vertical-align:top}
@@ -278,13 +278,14 @@ def _img(path: Path) -> str:
 
 def index_html(s: Summary) -> str:
     """The index page: key figures, the five most sensitive layers, the steps with links, the plots."""
-    params = read_json(s.root / "params.json") or {}
-    target = next((v.get("target_platform") for v in params.values() if isinstance(v, dict) and v.get("target_platform")), None)
+    convert = read_json(s.root / "rknn" / "convert.json")
+    config = convert.get("config") if isinstance(convert, dict) else None
+    target = config.get("target_platform") if isinstance(config, dict) else None  # what the .rknn was built for
     env = read_json(s.root / "env.json") or {}
     tk = next((c.get("detail") for c in env.get("checks", []) if isinstance(c, dict) and c.get("name") == "rknn-toolkit2"), None)
     meta = [f"run folder <code>{esc(s.root)}</code>", f"page written {esc(stamp())}"]
     if target:
-        meta.append(f"target platform <b>{esc(target)}</b>")
+        meta.append(f"built for <b>{esc(target)}</b>")
     if tk:
         meta.append(f"rknn-toolkit2 {esc(tk)}")
     out = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>RKNN workbook run: {esc(s.root.name)}</title>",
