@@ -121,6 +121,10 @@ def test_run_executes_and_renders(tmp_path):
         assert (run_dir / "report" / name).stat().st_size > 1000, name
     assert "1 notebook(s) ran" in proc.stdout and str(run_dir / "report" / "index.html") in proc.stdout
     assert json.loads((run_dir / "env.json").read_text())["checks"]
+    # The kernel was pre-warmed (modules imported silently): counts still start at 1, no names leaked.
+    nb = nbformat.read(str(run_dir / "executed" / "00_environment_check.ipynb"), as_version=4)
+    counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
+    assert counts == list(range(1, len(counts) + 1))
 
 
 FAILING_NB = [
