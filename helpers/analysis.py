@@ -309,28 +309,43 @@ def best_row(sweep: pd.DataFrame) -> tuple[pd.Series, str]:
 
 def plot_sweep(sweep: pd.DataFrame, fp32_top1: float | None = None, path: str | Path | None = None):
     """Bars of top-1 and mean output cosine per setting (with build time in the labels)."""
-    import matplotlib.pyplot as plt
-
     short = {"kl_divergence": "kl_div"}
     labels = [f"{short.get(a, a)}\n{m}\n{b:.1f} s" for a, m, b in zip(sweep["algorithm"], sweep["method"], sweep["build_s"])]
-    x = np.arange(len(sweep))
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
-    a1.bar(x, 100 * sweep["top1"], color="tab:blue")
+    fig, (a1, a2) = top1_cosine_bars(labels, sweep["top1"], sweep["mean_cosine"], "algorithm / method / build time",
+                                     ("Top-1 per quantization setting", "Output agreement with FP32"),
+                                     colors=("tab:blue", "tab:orange"), cosine_margin=0.01, figsize=(11, 3.8))
     if fp32_top1 is not None:
         a1.axhline(100 * fp32_top1, color="black", ls="--", lw=1, label=f"FP32 {100 * fp32_top1:.1f}%")
         a1.legend(loc="lower right", fontsize=8)
     lo = min(100 * sweep["top1"].min(), 100 * (fp32_top1 or 1)) - 2
     a1.set_ylim(max(0, lo), 100.5)
+    return save_figure(fig, path)
+
+
+def top1_cosine_bars(labels: Sequence[str], top1: Any, cosine: Any, xlabel: str, titles: tuple[str, str],
+                     colors: tuple[Any, Any], cosine_margin: float, figsize: tuple[float, float]):
+    """Two bar panels shared by the sweep and the hybrid comparison: top-1 (%) and mean output cosine vs FP32."""
+    import matplotlib.pyplot as plt
+
+    x = np.arange(len(labels))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=figsize)
+    a1.bar(x, 100 * np.asarray(top1, dtype=float), color=colors[0])
     a1.set_ylabel("top-1 on val (%)")
-    a1.set_title("Top-1 per quantization setting")
-    a2.bar(x, sweep["mean_cosine"], color="tab:orange")
-    a2.set_ylim(max(0.0, sweep["mean_cosine"].min() - 0.01), 1.0005)
+    a1.set_title(titles[0])
+    cos = np.asarray(cosine, dtype=float)
+    a2.bar(x, cos, color=colors[1])
+    a2.set_ylim(max(0.0, np.nanmin(cos) - cosine_margin), 1.0005)
     a2.set_ylabel("mean output cosine vs FP32")
-    a2.set_title("Output agreement with FP32")
+    a2.set_title(titles[1])
     for ax in (a1, a2):
         ax.set_xticks(x, labels, fontsize=8)
-        ax.set_xlabel("algorithm / method / build time")
+        ax.set_xlabel(xlabel)
         ax.grid(axis="y", alpha=0.3)
+    return fig, (a1, a2)
+
+
+def save_figure(fig: Any, path: str | Path | None):
+    """tight_layout, save when a path is given, return the figure."""
     fig.tight_layout()
     if path:
         fig.savefig(path, dpi=110)

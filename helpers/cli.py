@@ -126,15 +126,8 @@ SWEEP_KEYS = {"base", "only", "variants"}
 def load_sweep(path: str | Path) -> tuple[dict[str, dict[str, Any]], str | None]:
     """Read a sweep file -> ({variant: full parameters config}, only). Each variant's sections are laid
     over the `base:` parameters file (path relative to the repo root or to the sweep file)."""
-    import yaml
-
     path = Path(path)
-    if not path.is_file():
-        raise WorkbookError(f"Sweep file {path} does not exist; pass --sweep an existing YAML file (see params/sweep_platforms.yaml).")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise WorkbookError(f"Sweep file {path} is not valid YAML ({str(exc).splitlines()[0]}); fix the line it names.") from exc
+    data = report.read_yaml(path, "Sweep file", "--sweep an existing YAML file (see params/sweep_platforms.yaml)")
     if not isinstance(data, dict) or set(data) - SWEEP_KEYS:
         extra = sorted(set(data) - SWEEP_KEYS) if isinstance(data, dict) else data
         raise WorkbookError(f"Sweep file {path} has unknown key(s) {extra}; valid keys: {', '.join(sorted(SWEEP_KEYS))}.")

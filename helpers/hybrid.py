@@ -406,31 +406,21 @@ def measure(rk: Any, name: str, images: Any, pixels: np.ndarray, fp32: Any, rknn
 
 def plot_compare(table: Any, path: str | Path | None = None):
     """Top-1 and mean output cosine vs FP32 for every row of the comparison table."""
-    import matplotlib.pyplot as plt
     import pandas as pd
 
-    x = np.arange(len(table))
+    from .analysis import save_figure, top1_cosine_bars
+
     short = {"hybrid (a) your list": "(a) your list", "hybrid (b) toolkit proposal": "(b) proposal",
              "hybrid (c) auto from ranking": "(c) auto ranking", "build(auto_hybrid=True)": "auto_hybrid"}
     labels = [short.get(m, m) + ("" if m == "FP32" else f"\n{n:g} float16" if pd.notna(t) else "\nnot built")
               for m, n, t in zip(table["model"], pd.to_numeric(table["float16_layers"]), table["top1"])]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
-    a1.bar(x, 100 * table["top1"], color=["black"] + ["tab:blue"] * (len(table) - 1))
+    n = len(table)
+    fig, (a1, a2) = top1_cosine_bars(labels, table["top1"], table["mean_cosine"], "model (float16 layers)",
+                                     ("Top-1", "Agreement with the float model"),
+                                     colors=(["black"] + ["tab:blue"] * (n - 1), ["black"] + ["tab:orange"] * (n - 1)),
+                                     cosine_margin=0.005, figsize=(12, 4))
     a1.set_ylim(max(0, 100 * table["top1"].min() - 2), min(100.5, 100 * table["top1"].max() + 1))
-    a1.set_ylabel("top-1 on val (%)")
-    a1.set_title("Top-1")
-    a2.bar(x, table["mean_cosine"], color=["black"] + ["tab:orange"] * (len(table) - 1))
-    a2.set_ylim(max(0.0, table["mean_cosine"].min() - 0.005), 1.0005)
-    a2.set_ylabel("mean output cosine vs FP32")
-    a2.set_title("Agreement with the float model")
-    for ax in (a1, a2):
-        ax.set_xticks(x, labels, fontsize=8)
-        ax.set_xlabel("model (float16 layers)")
-        ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    if path:
-        fig.savefig(path, dpi=110)
-    return fig
+    return save_figure(fig, path)
 
 
 def plot_search(points: Sequence[SearchPoint] | Any, int8_top1: float, fp32_top1: float, target_pt: float, path: str | Path | None = None):

@@ -179,19 +179,24 @@ def declared_parameters(notebook: Path) -> dict[str, Any]:
     return dict(_declared(str(path), path.stat().st_mtime_ns))
 
 
-def load_params_file(path: str | Path | None) -> dict[str, Any]:
-    """Read a parameters YAML: `common:` keys go to every notebook, `<NN_name>:` sections override."""
+def read_yaml(path: Path, kind: str, hint: str) -> Any:
+    """Parse a YAML file, turning a missing file or a syntax error into one clear sentence."""
     import yaml
 
+    if not path.is_file():
+        raise WorkbookError(f"{kind} {path} does not exist; pass {hint}.")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise WorkbookError(f"{kind} {path} is not valid YAML ({str(exc).splitlines()[0]}); fix the line it names.") from exc
+
+
+def load_params_file(path: str | Path | None) -> dict[str, Any]:
+    """Read a parameters YAML: `common:` keys go to every notebook, `<NN_name>:` sections override."""
     if not path:
         return {}
     path = Path(path)
-    if not path.is_file():
-        raise WorkbookError(f"Parameters file {path} does not exist; pass --params an existing YAML file (see params/).")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise WorkbookError(f"Parameters file {path} is not valid YAML ({str(exc).splitlines()[0]}); fix the line it names.") from exc
+    data = read_yaml(path, "Parameters file", "--params an existing YAML file (see params/)")
     if not isinstance(data, dict):
         raise WorkbookError(f"Parameters file {path} must be a mapping with 'common:' and per-notebook sections.")
     for key, section in data.items():
