@@ -128,6 +128,16 @@ def toolkit(log_path: str | Path, verbose: bool = True, workdir: str | Path | No
     finally:
         with _into_log(log_path, workdir), contextlib.suppress(Exception):
             rknn.release()
+        _detach_file_handlers(log_path)
+
+
+def _detach_file_handlers(log_path: Path) -> None:
+    """Close the toolkit logger's handler for this log, so later RKNN objects do not write into it."""
+    logger = logging.getLogger("rknnLogger")
+    for handler in list(logger.handlers):
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).resolve() == log_path:
+            logger.removeHandler(handler)
+            handler.close()
 
 
 def toolkit_version() -> str:

@@ -101,3 +101,14 @@ def test_release_happens_even_when_the_body_fails(tmp_path):
             rk._rknn.release = lambda: (released.append(True), real_release())  # observe the real call
             1 / 0
     assert released == [True]
+
+
+def test_each_step_log_holds_only_its_own_step(tmp_path):
+    """The toolkit's logger is global: a finished step's log must not collect the next step's lines."""
+    with toolkit(tmp_path / "first.log") as rk:
+        rk.config(target_platform="rk3588")
+    first = (tmp_path / "first.log").read_text()
+    with toolkit(tmp_path / "second.log") as rk:
+        rk.config(target_platform="rk3566")
+    assert (tmp_path / "first.log").read_text() == first
+    assert "second.log" in (tmp_path / "second.log").read_text()
