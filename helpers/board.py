@@ -512,15 +512,21 @@ def build_bundle(run: Run, record: ConvertRecord, labels: list[str], models: dic
             "built": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
         _write_json(tmp / "model.json", config)
-        (tmp / "README.md").write_text(bundle_readme(config, sorted(models), sample_images or [], cpp_demo))
-        files = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+        (tmp / "README.md").write_text(bundle_readme(config, sorted(models), [example_name(p) for p in sample_images or []], cpp_demo))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    tarball = board / "deploy.tar.gz"
-    tmp_tar = board / "deploy.tar.gz.partial"
+    return _publish(tmp, final, config)
+
+
+def _publish(tmp: Path, final: Path, config: dict[str, Any]) -> Bundle:
+    """Swap the finished temporary folder in for board/deploy/, then write the tarball under a
+    temporary name and rename it."""
+    files = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    tarball = final.parent / "deploy.tar.gz"
+    tmp_tar = final.parent / "deploy.tar.gz.partial"
     try:
         with tarfile.open(tmp_tar, "w:gz") as tar:
             tar.add(final, arcname="deploy")
@@ -530,10 +536,40 @@ def build_bundle(run: Run, record: ConvertRecord, labels: list[str], models: dic
     return Bundle(final, tarball, files, config)
 
 
-def bundle_readme(cfg: dict[str, Any], models: list[str], samples: list[Path], cpp_demo: CppDemo | None) -> str:
+def add_hybrid_to_bundle(run: Run, model: Path) -> Bundle | None:
+    """Put notebook 60's hybrid .rknn into the bundle notebook 40 built (40 runs first in the series),
+    after checking it targets the same chip; README, model.json and tarball are refreshed atomically."""
+    final = run.board / "deploy"
+    if not (final / "model.json").is_file():
+        print("board/deploy/ does not exist yet: run notebooks/40_board_inference.ipynb to build the bundle "
+              "(it picks up hybrid/model_hybrid.rknn by itself).")
+        return None
+    config = json.loads((final / "model.json").read_text())
+    platform = model_platform(model)
+    if platform != config["target_platform"]:
+        raise WorkbookError(f"{model} was built for {platform} but the bundle's model.rknn for {config['target_platform']}; "
+                            f"re-run notebook 60 on a run converted for {config['target_platform']}.")
+    tmp = final.parent / "deploy.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shutil.copytree(final, tmp)
+        shutil.copyfile(model, tmp / "model_hybrid.rknn")
+        config = {**config, "hybrid_model": "model_hybrid.rknn", "built": time.strftime("%Y-%m-%d %H:%M:%S")}
+        _write_json(tmp / "model.json", config)
+        samples = sorted(p.name for p in (tmp / "images").iterdir()) if (tmp / "images").is_dir() else []
+        cpp = CppDemo(tmp / "cpp" if (tmp / "cpp").is_dir() else None, config.get("cpp_demo", ""))
+        models = sorted(p.name for p in tmp.glob("*.rknn"))
+        (tmp / "README.md").write_text(bundle_readme(config, models, samples, cpp))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return _publish(tmp, final, config)
+
+
+def bundle_readme(cfg: dict[str, Any], models: list[str], samples: list[str], cpp_demo: CppDemo | None) -> str:
     """The README inside the bundle: copy, install, run, what the output looks like."""
     version = cfg["toolkit_version"]
-    sample = f"images/{example_name(samples[0])}" if samples else "your_image.jpg"
+    sample = f"images/{samples[0]}" if samples else "your_image.jpg"
     hybrid = ("\n`model_hybrid.rknn` is the hybrid-quantized variant (notebook 60); run it with "
               "`--model model_hybrid.rknn`.\n") if "model_hybrid.rknn" in models else ""
     notes = "".join(f"\n- the toolkit changed the {n}" for n in cfg.get("dtype_notes") or [])

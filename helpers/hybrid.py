@@ -462,3 +462,17 @@ def layer_picker(options: Sequence[str], selected: Sequence[str]):
         return type("Picker", (), {"value": tuple(selected)})()
     return w.SelectMultiple(options=list(options), value=tuple(selected), rows=12, description="float16 layers",
                             layout=w.Layout(width="700px"), style={"description_width": "120px"})
+
+
+def write_chosen(path: Path, row: Mapping[str, Any], model: Path) -> None:
+    """Record which hybrid was exported (name, top-1, output cosine, float16 layers) as JSON, atomically."""
+    import json
+
+    def plain(v: Any) -> Any:
+        return v.item() if hasattr(v, "item") else v
+
+    data = {"model": str(row["model"]), "top1": plain(row["top1"]), "mean_cosine": plain(row["mean_cosine"]),
+            "float16_layers": plain(row.get("float16_layers")), "file": str(model)}
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)

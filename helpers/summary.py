@@ -168,7 +168,8 @@ def key_figures(root: Path) -> list[Figure]:
     add("INT8 top-1 (RKNN simulator)", int8, pct, "eval/metrics.json")
     base_top1 = _row_value(compare, r"^int8|plain", r"top_?1")
     base_cos = _row_value(compare, r"^int8|plain", r"(mean_)?cos(ine)?(_mean)?")
-    best = best_hybrid(compare)
+    chosen = read_json(root / "hybrid" / "chosen.json")  # what notebook 60 exported, when it says so
+    best = chosen if isinstance(chosen, dict) and number(chosen.get("top1")) is not None else best_hybrid(compare)
     note = lambda base, fmt: f" ({best['model']}; INT8 baseline of notebook 60: {fmt(base)})" if base is not None else f" ({best['model']})"  # noqa: E731
     add("Hybrid top-1", number(best["top1"]) if best else None, lambda x: f"{pct(x)}{note(base_top1, pct)}", "hybrid/compare.csv")
     cos = number(comparison.get("mean_cosine"))

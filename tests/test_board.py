@@ -191,6 +191,26 @@ def test_bad_bundle_input_leaves_the_previous_bundle_untouched(run3588, run3566,
     assert not list(run.board.glob("*.partial*"))
 
 
+def test_hybrid_added_after_the_bundle_was_built(run3588, run3566, cpp_demo, tiny_images, tmp_path):
+    """Notebook 60 runs after 40: its hybrid joins the existing bundle; one for another chip is refused."""
+    run = Run.at(tmp_path / "run")
+    shutil.copytree(run3588.rknn, run.rknn, dirs_exist_ok=True)
+    record = convert.read_record(run)
+    assert board.add_hybrid_to_bundle(run, run.rknn / "model.rknn") is None  # no bundle yet: says to run 40
+    first = board.build_bundle(run, record, ["a", "b", "c"], cpp_demo=cpp_demo, sample_images=tiny_images[:1])
+    before = first.tarball.read_bytes()
+    with pytest.raises(WorkbookError, match="model.rknn was built for rk3566 but the bundle's model.rknn for rk3588"):
+        board.add_hybrid_to_bundle(run, run3566.rknn / "model.rknn")
+    assert first.tarball.read_bytes() == before and not list(run.board.glob("*.partial*"))
+    b = board.add_hybrid_to_bundle(run, run3588.rknn / "model.rknn")  # a stand-in made by the real toolkit
+    assert set(first.files) | {"model_hybrid.rknn"} == set(b.files), "everything else stays, cpp demo and images included"
+    assert json.loads((b.folder / "model.json").read_text())["hybrid_model"] == "model_hybrid.rknn"
+    readme = (b.folder / "README.md").read_text()
+    assert "--model model_hybrid.rknn" in readme and f"images/{board.example_name(tiny_images[0])}" in readme
+    with tarfile.open(b.tarball) as tar:
+        assert "deploy/model_hybrid.rknn" in tar.getnames()
+
+
 # ---------------------------------------------------------------- board only
 
 @needs_board

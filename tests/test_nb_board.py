@@ -92,3 +92,17 @@ def test_with_a_board_it_measures(run_root):
     assert metrics["comparison"]["top1_agreement"] > 0.95 and metrics["comparison"]["mean_cosine"] > 0.99
     perf = json.loads((run_root / "board" / "perf.json").read_text())
     assert perf["raw"]
+
+
+def test_hybrid_from_notebook_60_joins_the_bundle(series):
+    """40 runs before 60: after the whole series the bundle ships the hybrid model too, byte for byte."""
+    root = series.ran("60_hybrid_quantization")
+    deploy = root / "board" / "deploy"
+    hybrid = root / "hybrid" / "model_hybrid.rknn"
+    assert hybrid.is_file(), "the sample run exports a hybrid model"
+    assert (deploy / "model_hybrid.rknn").read_bytes() == hybrid.read_bytes()
+    cfg = json.loads((deploy / "model.json").read_text())
+    assert cfg["hybrid_model"] == "model_hybrid.rknn"
+    assert "--model model_hybrid.rknn" in (deploy / "README.md").read_text()
+    with tarfile.open(root / "board" / "deploy.tar.gz") as tar:
+        assert "deploy/model_hybrid.rknn" in tar.getnames()

@@ -94,3 +94,17 @@ def test_50_and_60_reuse_their_results_on_a_warm_rerun(series):
         steps = ["50_analysis", "50_sweep"] if name.startswith("50") else ["60_step1", "60_int8", "60_hybrid", "60_search"]
         for step in steps:
             assert f"[cache] {step}:" in out, f"{name} recomputed {step} on an unchanged re-run"
+
+
+def test_index_reports_the_hybrid_that_was_exported(series):
+    """chosen.json names the exported model; the index's hybrid figures come from it, not a re-derivation."""
+    from helpers import summary
+
+    root = series.ran("60_hybrid_quantization")
+    chosen = json.loads((root / "hybrid" / "chosen.json").read_text())
+    assert chosen["file"] == str(root / "hybrid" / "model_hybrid.rknn")
+    assert 0.5 <= chosen["top1"] <= 1 and 0.9 <= chosen["mean_cosine"] <= 1
+    figures = {f.label: f for f in summary.key_figures(root)}
+    assert figures["Hybrid top-1"].raw == chosen["top1"]
+    assert chosen["model"] in figures["Hybrid top-1"].value
+    assert figures["Final-output cosine hybrid vs FP32 (mean)"].raw == chosen["mean_cosine"]
