@@ -22,6 +22,7 @@ import numpy as np
 from .convert import TARGET_PLATFORMS, ConvertRecord, rebuild
 from .deploy import run_rknn as runner
 from .errors import RknnError, WorkbookError
+from .evaluate import ToolkitSession
 from .paths import Run
 from .rknn import log_tail, toolkit, toolkit_version
 
@@ -192,7 +193,7 @@ def core_mask_value(core_mask: str, target: str) -> int:
 
 # ---------------------------------------------------------------- board backend
 
-class BoardBackend:
+class BoardBackend(ToolkitSession):
     """The .rknn on a real board through the toolkit (load_rknn + init_runtime with a target): an
     evaluate.Backend, scoring one image per call (the exported model has batch 1)."""
 
@@ -204,20 +205,18 @@ class BoardBackend:
         mask = core_mask_value(core_mask, self.target)
         self.name = name or f"INT8 board ({self.target})"
         self.log_path = Path(log_path)
-        self._stack = contextlib.ExitStack()
-        try:
-            self.rk = self._stack.enter_context(toolkit(self.log_path))
-            adb, ntb = self.rk.list_devices()
+
+        def setup(rk: Any) -> None:
+            adb, ntb = rk.list_devices()
             self.device_id = choose_device(Devices(list(adb or []), list(ntb or [])), device_id)
             if self.device_id is None:
                 raise WorkbookError(f"No board found for target={self.target!r}; {NO_BOARD_HINT}.")
-            self.rk.load_rknn(str(self.rknn_path))
+            rk.load_rknn(str(self.rknn_path))
             with explained():
-                self.rk.init_runtime(target=self.target, device_id=self.device_id, perf_debug=perf_debug,
-                                     eval_mem=eval_mem, core_mask=mask)
-        except BaseException:
-            self._stack.close()
-            raise
+                rk.init_runtime(target=self.target, device_id=self.device_id, perf_debug=perf_debug,
+                                eval_mem=eval_mem, core_mask=mask)
+
+        self._open(self.log_path, setup)
 
     def run(self, batch_uint8_nhwc: np.ndarray) -> np.ndarray:
         with explained():
@@ -252,14 +251,6 @@ class BoardBackend:
         """Runtime (librknnrt) and driver versions as the board reports them."""
         return str(self.rk.get_sdk_version())
 
-    def close(self) -> None:
-        self._stack.close()
-
-    def __enter__(self) -> "BoardBackend":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 @dataclass

@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -56,28 +56,52 @@ class OnnxBackend:
         self.session = None
 
 
-class SimulatorBackend:
+class ToolkitSession:
+    """Base of the backends that hold one open toolkit (simulator, board): `_open` runs their setup on
+    it and releases it if setup fails; `close()` (or leaving a `with` block) releases it."""
+
+    rk: Any
+
+    def _open(self, log_path: Path, setup: Callable[[Any], None]) -> None:
+        from .rknn import toolkit
+
+        self._stack = contextlib.ExitStack()
+        try:
+            self.rk = self._stack.enter_context(toolkit(log_path))
+            setup(self.rk)
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class SimulatorBackend(ToolkitSession):
     """The INT8 model in the toolkit's simulator, built from its source (ONNX or TorchScript) in this
     process; with batch > 1 the model is built with rknn_batch_size=batch and fed batch images per call."""
 
     def __init__(self, source: str | Path, cfg: Any, dataset: str | Path | None, input_size: int, log_path: str | Path,
                  load_path: str = "auto", batch: int = 8, name: str = "INT8 RKNN simulator"):
         from .convert import ConvertConfig, build_on
-        from .rknn import toolkit
 
         self.batch = int(batch)
         self.name = name
         self.input_size = input_size
         self.log_path = Path(log_path)
         self.cfg = ConvertConfig.from_dict({**cfg.to_dict(), "rknn_batch_size": self.batch if self.batch > 1 else None})
-        self._stack = contextlib.ExitStack()
-        try:
-            self.rk = self._stack.enter_context(toolkit(self.log_path))
-            build_on(self.rk, Path(source), self.cfg, Path(dataset) if dataset else None, input_size, load_path)
-            self.rk.init_runtime(target=None)
-        except BaseException:
-            self._stack.close()
-            raise
+
+        def setup(rk: Any) -> None:
+            build_on(rk, Path(source), self.cfg, Path(dataset) if dataset else None, input_size, load_path)
+            rk.init_runtime(target=None)
+
+        self._open(self.log_path, setup)
 
     @classmethod
     def from_record(cls, record: Any, log_path: str | Path, batch: int = 8, name: str = "INT8 RKNN simulator", **overrides: Any) -> "SimulatorBackend":
@@ -98,14 +122,6 @@ class SimulatorBackend:
             outs.append(np.asarray(out, np.float32).reshape(self.batch, -1)[:n])
         return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
-    def close(self) -> None:
-        self._stack.close()
-
-    def __enter__(self) -> "SimulatorBackend":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 # ---------------------------------------------------------------- evaluation
