@@ -23,7 +23,7 @@ from .convert import TARGET_PLATFORMS, ConvertRecord, rebuild
 from .deploy import run_rknn as runner
 from .errors import RknnError, WorkbookError
 from .evaluate import ToolkitSession
-from .paths import Run
+from .paths import Run, write_json_atomic
 from .rknn import log_tail, toolkit, toolkit_version
 
 CORE_MASKS = list(runner.CORE_MASKS)  # auto, 0, 1, 2, 0_1, 0_1_2, all
@@ -36,13 +36,8 @@ NO_BOARD_HINT = ("connect the board by USB OTG, check that `adb devices` lists i
 
 
 def _write_json(path: Path, data: Any) -> Path:
-    """Write JSON atomically (temp name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_jsonable))
-    tmp.replace(path)
-    return path
+    """Atomic JSON that also turns numpy values into plain numbers."""
+    return write_json_atomic(path, data, default=_jsonable)
 
 
 def _jsonable(value: Any) -> Any:

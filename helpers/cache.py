@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .paths import Run
+from .paths import Run, write_json_atomic
 
 # Parameters that name where things go, not what is computed.
 IGNORED_PARAMS = {"run_dir"}
@@ -93,6 +93,4 @@ class Step:
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
             **summary,
         }
-        tmp = self.record_path.with_name(self.record_path.name + ".tmp")
-        tmp.write_text(json.dumps(rec, indent=2, default=str))
-        tmp.replace(self.record_path)
+        write_json_atomic(self.record_path, rec)

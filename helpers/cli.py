@@ -24,7 +24,7 @@ from typing import Any
 
 from . import report
 from .errors import WorkbookError
-from .paths import DEFAULT_RUN, OUTPUTS, REPO, Run
+from .paths import DEFAULT_RUN, OUTPUTS, REPO, Run, write_text_atomic
 
 
 @dataclass
@@ -240,8 +240,7 @@ def write_comparison(root: Path, rows: list[dict[str, Any]]) -> None:
             "body{font-family:system-ui,sans-serif;margin:2rem} table{border-collapse:collapse} th,td{border:1px solid #ccd;"
             "padding:.3rem .6rem} th{background:#eef1f6}</style></head><body>"
             f"<h1>Sweep {esc(root.name)}</h1><table id=comparison><tr>{head}</tr>{body}</table></body></html>")
-    (root / "comparison.html.tmp").write_text(page, encoding="utf-8")
-    (root / "comparison.html.tmp").replace(root / "comparison.html")
+    write_text_atomic(root / "comparison.html", page)
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import WorkbookError
-from .paths import Run
+from .paths import Run, write_json_atomic
 from .rknn import _ANSI, toolkit, toolkit_version
 
 TARGET_PLATFORMS = ["rk3588", "rk3576", "rk3568", "rk3566", "rk3562", "rv1103", "rv1106", "rv1103b", "rv1106b", "rk2118", "rv1126b"]
@@ -470,11 +470,7 @@ def write_record(run: Run, result: ConvertResult, cfg: ConvertConfig, source: Pa
         "dtype_notes": result.dtype_notes,
         "toolkit_version": toolkit_version(),
     }
-    path = run.rknn / "convert.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
-    return path
+    return write_json_atomic(run.rknn / "convert.json", data)
 
 
 def read_record(run: Run) -> ConvertRecord:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import shutil
 import sys
 from dataclasses import asdict, dataclass
@@ -10,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, requires, version
 from pathlib import Path
 from typing import Callable
 
-from .paths import REPO, Run
+from .paths import REPO, Run, write_json_atomic
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 PYTHON_RANGE = ((3, 8), (3, 12))  # rknn-toolkit2 2.5.0 ships wheels for cp38..cp312
@@ -177,12 +176,8 @@ def run_checks(run: Run) -> list[Check]:
 
 def save(run: Run, checks: list[Check]) -> Path:
     """Write the checks to <run>/env.json (atomic)."""
-    path = run.root / "env.json"
     summary = {s: sum(c.status == s for c in checks) for s in (OK, WARN, FAIL)}
-    tmp = path.with_name("env.json.tmp")
-    tmp.write_text(json.dumps({"summary": summary, "checks": [asdict(c) for c in checks]}, indent=2))
-    tmp.replace(path)
-    return path
+    return write_json_atomic(run.root / "env.json", {"summary": summary, "checks": [asdict(c) for c in checks]})
 
 
 def table(checks: list[Check]):

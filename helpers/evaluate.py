@@ -18,6 +18,7 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from .data import LabelledImages
+from .paths import write_json_atomic
 from .preprocess import read_rgb, to_float_nchw
 
 
@@ -292,11 +293,7 @@ def write_metrics(path: Path, results: list[EvalResult], comparison: Comparison 
     """eval/metrics.json: each backend's summary, the comparison and any extra values (atomic)."""
     data = {"backends": [r.summary() for r in results], "comparison": comparison.summary() if comparison else None,
             "verdict": verdict(comparison) if comparison else "", **(extra or {})}
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float))
-    tmp.replace(path)
-    return path
+    return write_json_atomic(path, data, default=float)
 
 
 def load_run(metrics_path: Path, predictions_path: Path) -> tuple[list[EvalResult], Comparison | None, dict[str, Any]]:

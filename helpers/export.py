@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import WorkbookError
+from .paths import write_json_atomic
 from .preprocess import to_float_nchw
 
 # rknn-toolkit2 2.5.0 refuses anything newer ("Unsupport onnx opset 20, need <= 19!"); tests check this
@@ -247,11 +248,7 @@ def write_sidecar(torchscript: Path, imgsz: int, channels: int = 3, source: str 
 
     data = {"torch_version": torch.__version__.split("+")[0], "imgsz": int(imgsz), "channels": int(channels),
             "input_size_list": [[1, int(channels), int(imgsz), int(imgsz)]], "source": str(source)}
-    path = sidecar_path(torchscript)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
-    return path
+    return write_json_atomic(sidecar_path(torchscript), data)
 
 
 def read_sidecar(torchscript: Path) -> dict[str, Any] | None:
@@ -408,9 +405,5 @@ def check_export(torchscript: Path, onnx_path: Path, images_uint8_nhwc: np.ndarr
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:
-    """Atomic JSON write."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
-    return path
+    """Atomic JSON write (notebook 10's export_check.json)."""
+    return write_json_atomic(path, data)

@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 
 from .errors import WorkbookError
+from .paths import write_text_atomic
 from .rknn import _ANSI
 
 DTYPES = ("int8", "int16", "float16")
@@ -227,10 +228,7 @@ def write_cfg(step1: Step1Files, layers: Iterable[str] | Mapping[str, str], out:
     check = yaml.safe_load(text)  # the result must read back as exactly what was asked
     if (check.get(CFG_KEY) or {}) != selection:
         raise RuntimeError(f"Edited cfg did not read back as the selection: {check.get(CFG_KEY)!r}")
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
-    return out
+    return write_text_atomic(out, text)
 
 
 def float16_tensors(log_path: str | Path) -> list[str]:
@@ -466,13 +464,11 @@ def layer_picker(options: Sequence[str], selected: Sequence[str]):
 
 def write_chosen(path: Path, row: Mapping[str, Any], model: Path) -> None:
     """Record which hybrid was exported (name, top-1, output cosine, float16 layers) as JSON, atomically."""
-    import json
+    from .paths import write_json_atomic
 
     def plain(v: Any) -> Any:
         return v.item() if hasattr(v, "item") else v
 
     data = {"model": str(row["model"]), "top1": plain(row["top1"]), "mean_cosine": plain(row["mean_cosine"]),
             "float16_layers": plain(row.get("float16_layers")), "file": str(model)}
-    tmp = Path(path).with_name(Path(path).name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
+    write_json_atomic(path, data)

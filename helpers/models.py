@@ -1,14 +1,13 @@
 """The model a run works on: the sample YOLO11n-cls trained on the digits, or the user's own file."""
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from .cache import Step
 from .errors import WorkbookError
-from .paths import Run
+from .paths import Run, write_json_atomic
 
 MODEL_SUFFIXES = {".pt": "pytorch", ".pth": "pytorch", ".torchscript": "pytorch", ".onnx": "onnx"}
 
@@ -75,5 +74,5 @@ def train_sample_model(run: Run, data_dir: str | Path, imgsz: int = 32, epochs: 
     tmp.replace(out)
     top1, top5 = float(metrics.top1), float(metrics.top5)
     step.done(top1=top1, top5=top5, epochs=epochs)
-    (run.model / "train.json").write_text(json.dumps({"top1": top1, "top5": top5, "epochs": epochs, "imgsz": imgsz, "seconds": step.record["seconds"]}, indent=2))
+    write_json_atomic(run.model / "train.json", {"top1": top1, "top5": top5, "epochs": epochs, "imgsz": imgsz, "seconds": step.record["seconds"]})
     return TrainResult(out, top1, top5, epochs, step.record["seconds"], reused=False)

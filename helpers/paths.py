@@ -1,11 +1,28 @@
 """Where things live: the repository, the bundled sample, and the folders of one run."""
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from .errors import WorkbookError
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write text under a temporary name, then rename: a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any, default: Callable[[Any], Any] = str) -> Path:
+    """JSON (indented) written with write_text_atomic; default converts what json cannot."""
+    return write_text_atomic(path, json.dumps(data, indent=2, default=default))
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import WorkbookError
-from .paths import KERNEL_NAME, REPO, Run
+from .paths import KERNEL_NAME, REPO, Run, write_text_atomic
 
 NOTEBOOKS = REPO / "notebooks"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -352,11 +352,7 @@ def render_notebook(executed: Path, report_dir: Path) -> tuple[Path, Path]:
     outputs = []
     for suffix, report_only in ((".html", False), (".report.html", True)):
         body, _ = _exporter(report_only).from_notebook_node(nb, resources={"metadata": {"name": name}})
-        out = report_dir / f"{name}{suffix}"
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(body, encoding="utf-8")
-        tmp.replace(out)
-        outputs.append(out)
+        outputs.append(write_text_atomic(report_dir / f"{name}{suffix}", body))
     return outputs[0], outputs[1]
 
 

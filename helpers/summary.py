@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .paths import write_text_atomic
 from .report import NotebookStatus, esc, notebooks, stamp, status_of
 
 NOT_RUN = "not run"
@@ -342,11 +343,7 @@ def write_index(root: Path) -> Path:
     """Write <run>/report/index.html atomically; returns its path."""
     report = Path(root) / "report"
     report.mkdir(parents=True, exist_ok=True)
-    page = report / "index.html"
-    tmp = page.with_name("index.html.tmp")
-    tmp.write_text(index_html(summarize(Path(root))), encoding="utf-8")
-    tmp.replace(page)
-    return page
+    return write_text_atomic(report / "index.html", index_html(summarize(Path(root))))
 
 
 def injected_parameters(root: Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .paths import Run
+from .paths import Run, write_json_atomic
 
 TARGET_PLATFORMS = ["rk3588", "rk3576", "rk3568", "rk3566", "rk3562", "rv1103", "rv1106", "rv1103b", "rv1106b", "rk2118", "rv1126b"]
 
@@ -148,6 +148,4 @@ def save_params(run: Run, notebook: str, values: dict[str, Any]) -> None:
     path = run.root / "params.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     data[notebook] = values
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
+    write_json_atomic(path, data)
