@@ -135,6 +135,10 @@ def write_calibration_list(images: list[Path] | LabelledImages, out_file: str | 
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
         raise WorkbookError(f"Calibration image {missing[0]} does not exist ({len(missing)} missing); fix the image list or data_dir.")
+    broken = [p for p in paths if cv2.imread(str(p), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None]
+    if broken:
+        raise WorkbookError(f"Calibration image {broken[0]} cannot be decoded as an image ({len(broken)} such file(s)); "
+                            "replace or remove it from the calibration images.")
     out_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_file.with_name(out_file.name + ".tmp")
     tmp.write_text("".join(f"{Path(p).resolve()}\n" for p in paths))

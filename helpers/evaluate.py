@@ -11,15 +11,19 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from .data import LabelledImages
 from .paths import write_json_atomic
 from .preprocess import read_rgb, to_float_nchw
+
+if TYPE_CHECKING:  # convert imports the toolkit wrapper; only the types are needed here
+    from .convert import ConvertConfig, ConvertRecord
+    from .rknn import Toolkit
 
 
 @runtime_checkable
@@ -61,9 +65,9 @@ class ToolkitSession:
     """Base of the backends that hold one open toolkit (simulator, board): `_open` runs their setup on
     it and releases it if setup fails; `close()` (or leaving a `with` block) releases it."""
 
-    rk: Any
+    rk: Toolkit
 
-    def _open(self, log_path: Path, setup: Callable[[Any], None]) -> None:
+    def _open(self, log_path: Path, setup: Callable[[Toolkit], None]) -> None:
         from .rknn import toolkit
 
         self._stack = contextlib.ExitStack()
@@ -88,7 +92,7 @@ class SimulatorBackend(ToolkitSession):
     """The INT8 model in the toolkit's simulator, built from its source (ONNX or TorchScript) in this
     process; with batch > 1 the model is built with rknn_batch_size=batch and fed batch images per call."""
 
-    def __init__(self, source: str | Path, cfg: Any, dataset: str | Path | None, input_size: int, log_path: str | Path,
+    def __init__(self, source: str | Path, cfg: ConvertConfig, dataset: str | Path | None, input_size: int, log_path: str | Path,
                  load_path: str = "auto", batch: int = 8, name: str = "INT8 RKNN simulator"):
         from .convert import ConvertConfig, build_on
 
@@ -98,14 +102,14 @@ class SimulatorBackend(ToolkitSession):
         self.log_path = Path(log_path)
         self.cfg = ConvertConfig.from_dict({**cfg.to_dict(), "rknn_batch_size": self.batch if self.batch > 1 else None})
 
-        def setup(rk: Any) -> None:
+        def setup(rk: Toolkit) -> None:
             build_on(rk, Path(source), self.cfg, Path(dataset) if dataset else None, input_size, load_path)
             rk.init_runtime(target=None)
 
         self._open(self.log_path, setup)
 
     @classmethod
-    def from_record(cls, record: Any, log_path: str | Path, batch: int = 8, name: str = "INT8 RKNN simulator", **overrides: Any) -> "SimulatorBackend":
+    def from_record(cls, record: ConvertRecord, log_path: str | Path, batch: int = 8, name: str = "INT8 RKNN simulator", **overrides: Any) -> "SimulatorBackend":
         """Rebuild the model notebook 20 converted (helpers.convert.read_record), with optional config overrides."""
         from .convert import ConvertConfig
 
@@ -309,3 +313,47 @@ def load_run(metrics_path: Path, predictions_path: Path) -> tuple[list[EvalResul
     cmp = compare(results[0], results[1]) if len(results) >= 2 else None
     extra = {k: v for k, v in metrics.items() if k not in ("backends", "comparison", "verdict")}
     return results, cmp, extra
+
+
+# ---------------------------------------------------------------- export check (notebook 10): TorchScript vs ONNX
+
+def run_torchscript(path: Path, batch_uint8_nhwc: np.ndarray, mean, std) -> np.ndarray:
+    """Scores of a TorchScript module on uint8 NHWC images."""
+    import torch
+
+    module = torch.jit.load(str(path), map_location="cpu").eval()
+    with torch.no_grad():
+        out = module(torch.from_numpy(to_float_nchw(batch_uint8_nhwc, mean, std)))
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    return out.numpy().reshape(len(batch_uint8_nhwc), -1)
+
+
+def check_export(torchscript: Path, onnx_path: Path, images_uint8_nhwc: np.ndarray, mean, std) -> ExportCheck:
+    """Compare TorchScript (what load_pytorch gets) with the ONNX under ONNX Runtime, image by image."""
+    from .convert import ConvertConfig
+
+    ConvertConfig(mean_values=list(mean), std_values=list(std)).validate(channels=images_uint8_nhwc.shape[-1])
+    ref = run_torchscript(torchscript, images_uint8_nhwc, mean, std)
+    ort = OnnxBackend(onnx_path, mean, std)
+    got = ort.run(images_uint8_nhwc)
+    ort.close()
+    cos = cosine_rows(ref, got)
+    diff = np.abs(ref - got).max(axis=1)
+    agree = ref.argmax(1) == got.argmax(1)
+    rows = [{"image": i, "max_abs_diff": float(diff[i]), "cosine": float(cos[i]), "same_top1": bool(agree[i])} for i in range(len(ref))]
+    return ExportCheck(len(ref), float(diff.max()), float(cos.mean()), float(cos.min()), float(agree.mean()), rows)
+
+
+@dataclass
+class ExportCheck:
+    """PyTorch (TorchScript) vs ONNX Runtime on the same real images."""
+
+    images: int
+    max_abs_diff: float
+    mean_cosine: float
+    min_cosine: float
+    top1_agreement: float
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

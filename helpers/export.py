@@ -1,6 +1,6 @@
 """PyTorch -> TorchScript (for `load_pytorch`) and ONNX (for `load_onnx`), with the checks the toolkit
-needs: the ONNX opset it accepts, the torch version a TorchScript came from, the input size, and a
-numeric comparison of the exported ONNX against PyTorch on real images.
+needs: the ONNX opset it accepts, the torch version a TorchScript came from, the input size. (The
+numeric comparison of the exported ONNX against PyTorch is evaluate.check_export.)
 """
 from __future__ import annotations
 
@@ -11,15 +11,12 @@ import warnings
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .errors import WorkbookError
-from .paths import write_json_atomic
-from .preprocess import to_float_nchw
+from .paths import Run, write_json_atomic
 
 # rknn-toolkit2 2.5.0 refuses anything newer ("Unsupport onnx opset 20, need <= 19!"); tests check this
 # against the real toolkit.
@@ -38,21 +35,6 @@ class ExportResult:
     imgsz: int
     opset: int
     opset_note: str = ""
-
-
-@dataclass
-class ExportCheck:
-    """PyTorch (TorchScript) vs ONNX Runtime on the same real images."""
-
-    images: int
-    max_abs_diff: float
-    mean_cosine: float
-    min_cosine: float
-    top1_agreement: float
-    rows: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # ---------------------------------------------------------------- inputs of notebook 10
@@ -104,7 +86,7 @@ def data_marker(data_dir: Path) -> Path:
     return marker if marker.exists() else Path(data_dir)
 
 
-def prepare_model(run: Any, model: str | Path, data_dir: Path, imgsz: int, epochs: int = 20) -> tuple[Path, str]:
+def prepare_model(run: Run, model: str | Path, data_dir: Path, imgsz: int, epochs: int = 20) -> tuple[Path, str]:
     """The model file of the run and a one-line description: the user's file, or the trained sample model."""
     from .models import check_model_path, train_sample_model
 
@@ -374,34 +356,6 @@ def _export_torchscript(model: Path, work: Path, imgsz: int, opset: int) -> None
     shutil.copy2(model, work / "model.torchscript")
     with torch.no_grad():
         torch.onnx.export(module, x, str(work / "model.onnx"), opset_version=opset, input_names=["images"], output_names=["output0"])
-
-
-# ---------------------------------------------------------------- numeric check
-
-def run_torchscript(path: Path, batch_uint8_nhwc: np.ndarray, mean, std) -> np.ndarray:
-    """Scores of a TorchScript module on uint8 NHWC images."""
-    import torch
-
-    module = torch.jit.load(str(path), map_location="cpu").eval()
-    with torch.no_grad():
-        out = module(torch.from_numpy(to_float_nchw(batch_uint8_nhwc, mean, std)))
-    out = out[0] if isinstance(out, (tuple, list)) else out
-    return out.numpy().reshape(len(batch_uint8_nhwc), -1)
-
-
-def check_export(torchscript: Path, onnx_path: Path, images_uint8_nhwc: np.ndarray, mean, std) -> ExportCheck:
-    """Compare TorchScript (what load_pytorch gets) with the ONNX under ONNX Runtime, image by image."""
-    from .evaluate import OnnxBackend, cosine_rows
-
-    ref = run_torchscript(torchscript, images_uint8_nhwc, mean, std)
-    ort = OnnxBackend(onnx_path, mean, std)
-    got = ort.run(images_uint8_nhwc)
-    ort.close()
-    cos = cosine_rows(ref, got)
-    diff = np.abs(ref - got).max(axis=1)
-    agree = ref.argmax(1) == got.argmax(1)
-    rows = [{"image": i, "max_abs_diff": float(diff[i]), "cosine": float(cos[i]), "same_top1": bool(agree[i])} for i in range(len(ref))]
-    return ExportCheck(len(ref), float(diff.max()), float(cos.mean()), float(cos.min()), float(agree.mean()), rows)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:

@@ -44,8 +44,32 @@ class Run:
         root = (root if root.is_absolute() else REPO / root).resolve()  # relative = from the repo root
         if root.exists() and not root.is_dir():
             raise WorkbookError(f"Run folder {root} is a file; pass run_dir= a folder path (it is created if missing).")
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe = root / f".write-test-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise WorkbookError(
+                f"Run folder {root} cannot be written ({exc.strerror}); pass run_dir= a folder you can write to "
+                "(or fix its permissions)."
+            ) from None
         return cls(root)
+
+    def relative(self, path: str | os.PathLike) -> str:
+        """How an artifact records a path: relative to the run folder when inside it (so the folder can
+        be moved or shared), else absolute."""
+        path = Path(path).expanduser().resolve()
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
+    def resolve(self, recorded: str | os.PathLike) -> Path:
+        """The path an artifact recorded with relative(): run-folder-relative paths are taken from this
+        run folder, absolute ones as they are."""
+        path = Path(recorded).expanduser()
+        return path if path.is_absolute() else self.root / path
 
     def sub(self, name: str) -> Path:
         path = self.root / name

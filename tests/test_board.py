@@ -11,6 +11,7 @@ import pytest
 
 from board_support import BOARD_ID, TINY_SIZE, converted_run, needs_board
 from helpers import board, convert
+from helpers.deploy import bundle, codegen
 from helpers.errors import RknnError, WorkbookError
 from helpers.paths import Run
 
@@ -130,7 +131,7 @@ def test_board_accuracy_analysis_without_a_board_fails_honestly(run3588, tiny_im
 @pytest.fixture(scope="module")
 def cpp_demo(run3588, tiny_images):
     record = convert.read_record(run3588)
-    return board.generate_cpp_demo(record, run3588.board / "cpp", run3588.logs / "codegen.log", image=tiny_images[0])
+    return codegen.generate_cpp_demo(record, run3588.board / "cpp", run3588.logs / "codegen.log", image=tiny_images[0])
 
 
 def test_codegen_writes_a_cpp_project_for_model_rknn(cpp_demo):
@@ -145,13 +146,13 @@ def test_codegen_writes_a_cpp_project_for_model_rknn(cpp_demo):
 
 def test_bundle_contents_and_tarball(run3588, cpp_demo, tiny_images):
     record = convert.read_record(run3588)
-    b = board.build_bundle(run3588, record, ["cat", "dog", "bird"], cpp_demo=cpp_demo, sample_images=tiny_images[:2])
+    b = bundle.build_bundle(run3588, record, ["cat", "dog", "bird"], cpp_demo=cpp_demo, sample_images=tiny_images[:2])
     names = set(b.files)
-    example = f"images/{board.example_name(tiny_images[0])}"  # <class folder>_<file name>
+    example = f"images/{bundle.example_name(tiny_images[0])}"  # <class folder>_<file name>
     assert {"model.rknn", "labels.txt", "model.json", "run_rknn.py", "preprocess.py", "README.md", example, "cpp/run.sh"} <= names
     assert "model_hybrid.rknn" not in names  # notebook 60 has not run here
-    assert (b.folder / "preprocess.py").read_bytes() == board.PREPROCESS.read_bytes()
-    assert (b.folder / "run_rknn.py").read_bytes() == board.RUNNER.read_bytes()
+    assert (b.folder / "preprocess.py").read_bytes() == bundle.PREPROCESS.read_bytes()
+    assert (b.folder / "run_rknn.py").read_bytes() == bundle.RUNNER.read_bytes()
     assert (b.folder / "model.rknn").read_bytes() == (run3588.rknn / "model.rknn").read_bytes()
     cfg = json.loads((b.folder / "model.json").read_text())
     assert cfg["target_platform"] == "rk3588" and cfg["input_size"] == TINY_SIZE and cfg["color_order"] == "RGB"
@@ -170,7 +171,7 @@ def test_bundle_includes_the_hybrid_model_only_when_present(run3588, tmp_path):
     (run.root / "hybrid").mkdir()
     shutil.copyfile(run.rknn / "model.rknn", run.root / "hybrid" / "model_hybrid.rknn")  # a stand-in made by the real toolkit
     record = convert.read_record(run)
-    b = board.build_bundle(run, record, ["a", "b", "c"])
+    b = bundle.build_bundle(run, record, ["a", "b", "c"])
     assert "model_hybrid.rknn" in b.files and json.loads((b.folder / "model.json").read_text())["hybrid_model"] == "model_hybrid.rknn"
     assert "--model model_hybrid.rknn" in (b.folder / "README.md").read_text()
 
@@ -179,14 +180,14 @@ def test_bad_bundle_input_leaves_the_previous_bundle_untouched(run3588, run3566,
     run = Run.at(tmp_path / "run")
     shutil.copytree(run3588.rknn, run.rknn, dirs_exist_ok=True)
     record = convert.read_record(run)
-    good = board.build_bundle(run, record, ["a", "b", "c"])
+    good = bundle.build_bundle(run, record, ["a", "b", "c"])
     before = good.tarball.read_bytes()
     (run.root / "hybrid").mkdir()
     shutil.copyfile(run3566.rknn / "model.rknn", run.root / "hybrid" / "model_hybrid.rknn")
     with pytest.raises(WorkbookError, match="model_hybrid.rknn was built for rk3566 but model.rknn for rk3588"):
-        board.build_bundle(run, record, ["a", "b", "c"])
+        bundle.build_bundle(run, record, ["a", "b", "c"])
     with pytest.raises(WorkbookError, match="labels is empty"):
-        board.build_bundle(run, record, [], models={"model.rknn": run.rknn / "model.rknn"})
+        bundle.build_bundle(run, record, [], models={"model.rknn": run.rknn / "model.rknn"})
     assert good.tarball.read_bytes() == before and (run.board / "deploy" / "model.rknn").is_file()
     assert not list(run.board.glob("*.partial*"))
 
@@ -196,17 +197,17 @@ def test_hybrid_added_after_the_bundle_was_built(run3588, run3566, cpp_demo, tin
     run = Run.at(tmp_path / "run")
     shutil.copytree(run3588.rknn, run.rknn, dirs_exist_ok=True)
     record = convert.read_record(run)
-    assert board.add_hybrid_to_bundle(run, run.rknn / "model.rknn") is None  # no bundle yet: says to run 40
-    first = board.build_bundle(run, record, ["a", "b", "c"], cpp_demo=cpp_demo, sample_images=tiny_images[:1])
+    assert bundle.add_hybrid_to_bundle(run, run.rknn / "model.rknn") is None  # no bundle yet: says to run 40
+    first = bundle.build_bundle(run, record, ["a", "b", "c"], cpp_demo=cpp_demo, sample_images=tiny_images[:1])
     before = first.tarball.read_bytes()
     with pytest.raises(WorkbookError, match="model.rknn was built for rk3566 but the bundle's model.rknn for rk3588"):
-        board.add_hybrid_to_bundle(run, run3566.rknn / "model.rknn")
+        bundle.add_hybrid_to_bundle(run, run3566.rknn / "model.rknn")
     assert first.tarball.read_bytes() == before and not list(run.board.glob("*.partial*"))
-    b = board.add_hybrid_to_bundle(run, run3588.rknn / "model.rknn")  # a stand-in made by the real toolkit
+    b = bundle.add_hybrid_to_bundle(run, run3588.rknn / "model.rknn")  # a stand-in made by the real toolkit
     assert set(first.files) | {"model_hybrid.rknn"} == set(b.files), "everything else stays, cpp demo and images included"
     assert json.loads((b.folder / "model.json").read_text())["hybrid_model"] == "model_hybrid.rknn"
     readme = (b.folder / "README.md").read_text()
-    assert "--model model_hybrid.rknn" in readme and f"images/{board.example_name(tiny_images[0])}" in readme
+    assert "--model model_hybrid.rknn" in readme and f"images/{bundle.example_name(tiny_images[0])}" in readme
     with tarfile.open(b.tarball) as tar:
         assert "deploy/model_hybrid.rknn" in tar.getnames()
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from board_support import TINY_SIZE, converted_run
-from helpers import board, convert, data
+from helpers import convert, data
+from helpers.deploy import bundle
 from helpers.deploy import run_rknn
 from helpers.paths import SAMPLE_DATA
 
@@ -27,7 +28,7 @@ def sample_val() -> data.LabelledImages:
 def bundle_dir(tmp_path_factory, tiny_onnx, tiny_images, sample_val) -> Path:
     """A real bundle (tiny rk3588 model, input 16) extracted from its tarball into a fresh folder."""
     run = converted_run(tmp_path_factory.mktemp("run"), tiny_onnx, tiny_images, "rk3588")
-    b = board.build_bundle(run, convert.read_record(run), ["a", "b", "c"], sample_images=sample_val.paths[:3])
+    b = bundle.build_bundle(run, convert.read_record(run), ["a", "b", "c"], sample_images=sample_val.paths[:3])
     out = tmp_path_factory.mktemp("extracted")
     with tarfile.open(b.tarball) as tar:
         tar.extractall(out)
@@ -49,7 +50,7 @@ def load_bundled_runner(bundle: Path):
 def test_bundled_runner_uses_the_bundled_preprocess(bundle_dir):
     mod = load_bundled_runner(bundle_dir)
     assert Path(mod.preprocess.__file__).resolve() == (bundle_dir / "preprocess.py").resolve()
-    assert (bundle_dir / "preprocess.py").read_bytes() == board.PREPROCESS.read_bytes()
+    assert (bundle_dir / "preprocess.py").read_bytes() == bundle.PREPROCESS.read_bytes()
 
 
 def test_arguments_default_from_model_json(bundle_dir):

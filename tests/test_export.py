@@ -10,7 +10,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, version_converter
 
-from helpers import export
+from helpers import evaluate, export
 from helpers.errors import RknnError, WorkbookError
 from helpers.rknn import toolkit
 
@@ -52,7 +52,7 @@ def test_torchscript_input_exports_onnx_sidecar_and_matches(tiny_torchscript, tm
     import cv2
 
     pixels = np.stack([cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in tiny_images])
-    check = export.check_export(res.torchscript, res.onnx, pixels, [0, 0, 0], [255, 255, 255])
+    check = evaluate.check_export(res.torchscript, res.onnx, pixels, [0, 0, 0], [255, 255, 255])
     assert check.images == len(tiny_images) and check.top1_agreement == 1.0
     assert check.max_abs_diff < 1e-5 and check.min_cosine > 0.99999
     assert export.op_counts(res.onnx)["Conv"] == 1

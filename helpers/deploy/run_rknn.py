@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import struct
 import sys
 import time
@@ -42,6 +43,17 @@ CORE_MASKS_BY_CHIP = {
     "rk3576": {"auto", "0", "1", "0_1", "all"},
 }
 DEFAULT_LITE_VERSION = "2.5.0"
+# Chips that share one NPU, so a model built for one runs on the other. Sources: the RKNN-Toolkit-Lite2
+# examples ship a single "rk3566_rk3568" model for both chips and treat every rk3588 variant (rk3588s)
+# as rk3588; the rknn-toolkit2 README lists RV1103/RV1106 and RV1103B/RV1106B as one series each.
+NPU_FAMILY = {
+    "rk3566": "rk3566/rk3568", "rk3568": "rk3566/rk3568",
+    "rk3588": "rk3588", "rk3588s": "rk3588",
+    "rv1103": "rv1103/rv1106", "rv1106": "rv1103/rv1106",
+    "rv1103b": "rv1103b/rv1106b", "rv1106b": "rv1103b/rv1106b",
+}
+TOOLKIT_NAME = {"rk3588s": "rk3588"}  # chip variants the toolkit knows under another target_platform name
+_CHIP = re.compile(r"^((?:rk|rv)\d{4}[a-z]?)(?:-|$)")
 
 
 class RunnerError(Exception):
@@ -88,23 +100,34 @@ def rknn_platform(path: str | Path) -> str:
     raise RunnerError(f"{path} does not record its target platform; re-export it with rknn-toolkit2 2.x.")
 
 
+def npu_family(chip: str) -> str:
+    """The NPU a chip carries ('rk3568' -> 'rk3566/rk3568'); a chip not listed is its own family."""
+    return NPU_FAMILY.get(chip.lower(), chip.lower())
+
+
 def board_platform(compatible: str | Path = "/proc/device-tree/compatible") -> Optional[str]:
-    """The Rockchip chip this program runs on, from the device tree ('rk3588'), or None off-board."""
+    """The Rockchip chip this program runs on, from the device tree ('rk3588'), or None off-board.
+
+    Every 'rockchip,<chip>[-board]' entry is looked at (boards list e.g. 'rockchip,rk3588-evb1-v10'
+    before 'rockchip,rk3588'). Variants are named as the toolkit names them (rk3588s -> rk3588).
+    """
     try:
         entries = Path(compatible).read_bytes().split(b"\0")
     except OSError:
         return None
+    chips: List[str] = []
     for entry in entries:
-        text = entry.decode("ascii", "ignore").strip().lower()
-        if text.startswith("rockchip,rk") or text.startswith("rockchip,rv"):
-            chip = text.split(",", 1)[1]
-            return "rk3588" if chip == "rk3588s" else chip  # the S variant runs rk3588 models
-    return None
+        vendor, _, rest = entry.decode("ascii", "ignore").strip().lower().partition(",")
+        found = _CHIP.match(rest) if vendor == "rockchip" else None
+        if found and found.group(1) not in chips:
+            chips.append(found.group(1))
+    known = [c for c in chips if c in NPU_FAMILY] or chips
+    return TOOLKIT_NAME.get(known[0], known[0]) if known else None
 
 
 def check_platform(model_platform: str, chip: Optional[str], model: Path) -> None:
-    """A model runs only on the chip it was built for; say how to rebuild it when it does not match."""
-    if chip is not None and chip != model_platform:
+    """A model runs on the chips that share the NPU it was built for; say how to rebuild it otherwise."""
+    if chip is not None and npu_family(chip) != npu_family(model_platform):
         raise RunnerError(
             f"{model.name} was built for {model_platform} but this board is {chip}; "
             f"convert again with target_platform='{chip}' (notebook 20) and copy the new bundle."
@@ -143,12 +166,14 @@ def collect_images(inputs: Sequence[str]) -> List[Path]:
     return images
 
 
-def prepare(path: Path, size: int) -> np.ndarray:
-    """One image as the model's input: uint8 RGB, 1 x size x size x 3 (NHWC)."""
+def prepare(path: Path, size: int, color_order: str = "RGB") -> np.ndarray:
+    """One image as the model's input: uint8, 1 x size x size x 3 (NHWC), channels in the model's
+    colour order (model.json's color_order: RGB, or BGR for a model trained on BGR images)."""
     try:
-        return preprocess.read_rgb(path, size)[None]
+        rgb = preprocess.read_rgb(path, size)
     except ValueError as exc:
         raise RunnerError(str(exc)) from None
+    return np.ascontiguousarray(rgb[..., ::-1] if color_order.upper() == "BGR" else rgb)[None]
 
 
 def as_probabilities(scores: np.ndarray) -> np.ndarray:
@@ -197,6 +222,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         p.error(f"--top-k must be at least 1, got {args.top_k}")
     if args.loops < 0:
         p.error(f"--loops must be 0 or more, got {args.loops}")
+    args.color_order = str(cfg.get("color_order", "RGB")).upper()
+    if args.color_order not in ("RGB", "BGR"):
+        p.error(f"{args.config} has color_order={args.color_order!r}; it must be RGB or BGR")
     return args
 
 
@@ -221,6 +249,16 @@ def check_core_mask(name: str, platform: str) -> None:
         raise RunnerError(f"--core-mask {name} is not available on {platform}; use one of {', '.join(sorted(allowed))}.")
 
 
+def core_mask_meaning(name: str, platform: str) -> str:
+    """What a core mask name does on this chip, in words (the same words in the workbook and here)."""
+    if name == "auto":
+        return "one idle core, picked by the runtime" if platform in CORE_MASKS_BY_CHIP else "the chip's single NPU core"
+    if name == "all":
+        return "all NPU cores together"
+    cores = name.split("_")
+    return f"core {cores[0]}" if len(cores) == 1 else f"cores {', '.join(cores[:-1])} and {cores[-1]} together"
+
+
 def core_mask_value(cls: Any, name: str, platform: str) -> int:
     """The mask constant for --core-mask on this chip, read from the RKNNLite (or RKNN) class."""
     check_core_mask(name, platform)
@@ -235,7 +273,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         platform = rknn_platform(model)
         images = collect_images(args.inputs)
         if args.preprocess_only is not None:
-            batch = np.concatenate([prepare(p, args.size) for p in images])
+            batch = np.concatenate([prepare(p, args.size, args.color_order) for p in images])
             np.save(args.preprocess_only, batch)
             print(f"wrote {batch.shape} {batch.dtype} input batch to {args.preprocess_only}")
             return 0
@@ -260,10 +298,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   "(`strings /usr/lib/librknnrt.so | grep 'librknnrt version'`) and the NPU driver is loaded "
                   "(`cat /sys/kernel/debug/rknpu/version`).", file=sys.stderr)
             return 1
-        print(f"model {model.name} ({platform}), input {args.size}x{args.size} RGB uint8 NHWC, core mask {mask}")
+        print(f"model {model.name} ({platform}), input {args.size}x{args.size} {args.color_order} uint8 NHWC, core mask {mask} ({core_mask_meaning(mask, platform)})")
         first = None
         for path in images:
-            x = prepare(path, args.size)
+            x = prepare(path, args.size, args.color_order)
             first = x if first is None else first
             outputs = lite.inference(inputs=[x], data_format=["nhwc"])
             if outputs is None:
