@@ -3,6 +3,7 @@ the deployment bundle; board-only tests skip unless RKNN_DEVICE_ID is set."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tarfile
 
@@ -242,3 +243,89 @@ def test_board_perf_and_memory(run3588, tmp_path):
         mem = b.memory()
     assert perf.raw and mem
     json.dumps(perf.summary(), default=str)
+
+
+# ---------------------------------------------------------------- bundle: README facts, atomic swap, demo hybrids
+
+def test_readme_states_toolkit_version_and_real_tensor_types(run3588):
+    import dataclasses
+
+    record = convert.read_record(run3588)
+    b = bundle.build_bundle(run3588, record, ["a", "b", "c"])
+    readme = (b.folder / "README.md").read_text()
+    version = record.toolkit_version
+    assert version and f"rknn-toolkit2 {version}" in readme and re.search(rf"\*\*{re.escape(version)}\s+or newer\*\*", readme)
+    assert "Invalid RKNN model version" in readme
+    found = bundle.io_dtypes(record)
+    assert found == json.loads((b.folder / "model.json").read_text())["io_dtypes"]
+    for name, dtype in found.items():  # what the build log announced, e.g. input 'images' -> int8
+        assert f"{name}: **{dtype}**" in readme
+    floats = dataclasses.replace(record, dtype_notes=[])  # a model whose build announced no dtype change
+    b = bundle.build_bundle(run3588, floats, ["a", "b", "c"])
+    readme = (b.folder / "README.md").read_text()
+    assert "keep their float type" in readme and not re.search(r"\bint8\b", readme, re.I)
+    assert "lite.init_runtime(core_mask=RKNNLite.NPU_CORE_AUTO)" in readme and f"1 x {TINY_SIZE} x {TINY_SIZE} x 3" in readme
+    assert "$" not in readme  # every template field was filled
+
+
+def test_failed_tarball_keeps_the_previous_folder_and_tarball_together(run3588, tmp_path, monkeypatch):
+    run = Run.at(tmp_path / "run")
+    shutil.copytree(run3588.rknn, run.rknn, dirs_exist_ok=True)
+    record = convert.read_record(run)
+    good = bundle.build_bundle(run, record, ["a", "b", "c"])
+    before = good.tarball.read_bytes()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bundle.tarfile, "open", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        bundle.build_bundle(run, record, ["x", "y", "z"])
+    assert (run.board / "deploy" / "labels.txt").read_text().split() == ["a", "b", "c"]  # old folder ...
+    assert good.tarball.read_bytes() == before  # ... beside its own old tarball
+    assert sorted(p.name for p in run.board.iterdir()) == ["deploy", "deploy.tar.gz"]
+
+
+def test_demo_hybrid_never_enters_the_bundle(run3588, tmp_path):
+    run = Run.at(tmp_path / "run")
+    shutil.copytree(run3588.rknn, run.rknn, dirs_exist_ok=True)
+    shutil.copyfile(run.rknn / "model.rknn", run.hybrid / "model_hybrid.rknn")
+    (run.hybrid / "chosen.json").write_text(json.dumps({"model": "search", "demo": True}))
+    assert "model_hybrid.rknn" not in bundle.bundle_models(run)
+    record = convert.read_record(run)
+    b = bundle.build_bundle(run, record, ["a", "b", "c"])
+    assert "model_hybrid.rknn" not in b.files
+    assert bundle.add_hybrid_to_bundle(run, run.hybrid / "model_hybrid.rknn") is None
+    (run.hybrid / "chosen.json").write_text(json.dumps({"model": "search", "demo": False}))
+    assert "model_hybrid.rknn" in bundle.bundle_models(run)
+
+
+def test_same_npu_target_is_accepted(run3566, tmp_path):
+    model = run3566.rknn / "model.rknn"
+    assert board.resolve_target("rk3568", model, convert.read_record(run3566)) == "rk3568"
+    with pytest.raises(WorkbookError, match="target='rk3588' does not match model.rknn, which was built for rk3566"):
+        board.resolve_target("rk3588", model)
+
+
+# ---------------------------------------------------------------- perf without a board: the parsing and the plot
+
+def test_perf_from_result_reads_layers_and_total():
+    raw = {"layers": [{"name": "conv1", "op_type": "Conv", "time(us)": 120}, {"name": "fc", "op_type": "Gemm", "time(us)": 30}],
+           "total_time(us)": 200}
+    perf = board.Perf.from_result(raw)
+    assert perf.total_us == 200 and perf.fps == 5000 and list(perf.layers["name"]) == ["conv1", "fc"]
+    printed = "...\nTotal Operator Elapsed Per Frame Time(us): 1000\nTotal Memory Read/Write Per Frame Size(KB): 3\n"
+    perf = board.Perf.from_result("a table as text", printed)  # 2.x returns the printed table as a string
+    assert perf.total_us == 1000 and perf.fps == 1000 and perf.layers is None
+    assert board.Perf.from_result({}, "").fps is None
+    assert board.Perf.from_result(raw).summary()["layers"] == 2
+
+
+def test_plot_layer_times(tmp_path):
+    raw = {"layers": [{"name": f"l{i}", "time(us)": t} for i, t in enumerate([5, 50, 20])], "total_time(us)": 75}
+    fig = board.plot_layer_times(board.Perf.from_result(raw), tmp_path / "t.png", top=2)
+    bars = fig.axes[0].patches
+    assert [b.get_width() for b in bars] == [20, 50] and (tmp_path / "t.png").stat().st_size > 0
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["l2", "l1"]  # slowest at the top
+    no_time = board.Perf.from_result({"layers": [{"name": "x", "op": "Conv"}]})
+    assert board.plot_layer_times(no_time) is None and board.plot_layer_times(board.Perf.from_result({})) is None
