@@ -332,7 +332,7 @@ def check_export(torchscript: Path, onnx_path: Path, images_uint8_nhwc: np.ndarr
     """Compare TorchScript (what load_pytorch gets) with the ONNX under ONNX Runtime, image by image."""
     from .convert import ConvertConfig
 
-    ConvertConfig(mean_values=list(mean), std_values=list(std)).validate(channels=images_uint8_nhwc.shape[-1])
+    ConvertConfig(mean_values=mean, std_values=std).validate(channels=images_uint8_nhwc.shape[-1])  # a sentence, not a broadcast error
     ref = run_torchscript(torchscript, images_uint8_nhwc, mean, std)
     ort = OnnxBackend(onnx_path, mean, std)
     got = ort.run(images_uint8_nhwc)
