@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -11,7 +12,23 @@ NOTEBOOKS = report.notebooks()
 
 
 def test_series_is_present():
-    assert [nb.stem.split("_")[0] for nb in NOTEBOOKS][:1] == ["00"]
+    """Every notebook, not just the first: NN_name.ipynb, unique numbers in order, 00 to 60 all there."""
+    stems = [nb.stem for nb in NOTEBOOKS]
+    bad = [s for s in stems if not re.fullmatch(r"\d\d_[a-z0-9_]+", s)]
+    assert not bad, f"notebooks must be named NN_name.ipynb: {bad}"
+    numbers = [s[:2] for s in stems]
+    assert numbers == sorted(set(numbers)), f"notebook numbers must be unique and in order: {numbers}"
+    assert {"00", "10", "20", "30", "40", "50", "60"} <= set(numbers) and numbers[0] == "00"
+
+
+@pytest.mark.parametrize("nb", [nb for nb in NOTEBOOKS if nb.stem[:2] >= "20"], ids=lambda p: p.stem)
+def test_code_cells_are_short(nb):
+    """No code cell of notebooks 20-60 other than the parameters cell is longer than 20 lines."""
+    cells = json.loads(nb.read_text())["cells"]
+    long = {i: len("".join(c["source"]).splitlines()) for i, c in enumerate(cells)
+            if c["cell_type"] == "code" and "parameters" not in c.get("metadata", {}).get("tags", [])
+            and len("".join(c["source"]).splitlines()) > 20}
+    assert not long, f"{nb.name}: code cells {long} (index: lines) are longer than 20 lines; move the logic into helpers"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)

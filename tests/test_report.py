@@ -69,25 +69,25 @@ def test_index_figures_come_from_the_run(series):
     root = last_ran(series)
     page = report.render(root).read_text()
     figs = figures(root)
-    if (root / "eval" / "metrics.json").exists():
-        metrics = json.loads((root / "eval" / "metrics.json").read_text())
-        fp32, int8 = metrics["backends"][0], metrics["backends"][1]
-        assert figs["FP32 top-1 (ONNX Runtime)"].raw == fp32["top1"]
-        assert figs["INT8 top-1 (RKNN simulator)"].raw == int8["top1"]
-        assert figs["Final-output cosine INT8 vs FP32 (mean)"].raw == metrics["comparison"]["mean_cosine"]
-        assert f"{100 * fp32['top1']:.1f} %" in page and f"{100 * int8['top1']:.1f} %" in page
-    if (root / "rknn" / "convert.json").exists():
-        conv = json.loads((root / "rknn" / "convert.json").read_text())
-        assert figs["Conversion time (load + build + export)"].raw == conv["seconds"]
-        assert figs["RKNN INT8 model size"].raw == conv["rknn_bytes"] == (root / "rknn" / "model.rknn").stat().st_size
-        assert figs["ONNX model size"].raw == (root / "model" / "model.onnx").stat().st_size
-    if (root / "board" / "devices.json").exists():
-        devices = json.loads((root / "board" / "devices.json").read_text())
-        assert figs["Board"].value.startswith(devices["status"])
-    if (root / "analysis" / "layers.csv").exists():
-        layers = pd.read_csv(root / "analysis" / "layers.csv").dropna(subset=["single_cos"]).nsmallest(5, "single_cos")
-        assert [r["layer"] for r in summary.sensitive_layers(root)] == list(layers["name"])
-        assert 'id="layers"' in page and str(layers["name"].iloc[0]) in page
+    assert (root / "eval" / "metrics.json").exists(), "the series ran through its last notebook, so this artifact must exist"
+    metrics = json.loads((root / "eval" / "metrics.json").read_text())
+    fp32, int8 = metrics["backends"][0], metrics["backends"][1]
+    assert figs["FP32 top-1 (ONNX Runtime)"].raw == fp32["top1"]
+    assert figs["INT8 top-1 (RKNN simulator)"].raw == int8["top1"]
+    assert figs["Final-output cosine INT8 vs FP32 (mean)"].raw == metrics["comparison"]["mean_cosine"]
+    assert f"{100 * fp32['top1']:.1f} %" in page and f"{100 * int8['top1']:.1f} %" in page
+    assert (root / "rknn" / "convert.json").exists(), "the series ran through its last notebook, so this artifact must exist"
+    conv = json.loads((root / "rknn" / "convert.json").read_text())
+    assert figs["Conversion time (load + build + export)"].raw == conv["seconds"]
+    assert figs["RKNN INT8 model size"].raw == conv["rknn_bytes"] == (root / "rknn" / "model.rknn").stat().st_size
+    assert figs["ONNX model size"].raw == (root / "model" / "model.onnx").stat().st_size
+    assert (root / "board" / "devices.json").exists(), "the series ran through its last notebook, so this artifact must exist"
+    devices = json.loads((root / "board" / "devices.json").read_text())
+    assert figs["Board"].value.startswith(devices["status"])
+    assert (root / "analysis" / "layers.csv").exists(), "the series ran through its last notebook, so this artifact must exist"
+    layers = pd.read_csv(root / "analysis" / "layers.csv").dropna(subset=["single_cos"]).nsmallest(5, "single_cos")
+    assert [r["layer"] for r in summary.sensitive_layers(root)] == list(layers["name"])
+    assert 'id="layers"' in page and str(layers["name"].iloc[0]) in page
     for label, f in figs.items():  # a figure is filled exactly when its artifact exists
         artifact = root / f.source
         if "*" not in f.source:

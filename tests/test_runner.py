@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -174,7 +175,9 @@ def test_failing_cell_stops_the_run_with_one_readable_block(tmp_path, toy_series
     assert (run_dir / "first.txt").read_text() == "bad", "earlier artifacts stay"
     assert not (run_dir / "after.txt").exists() and not (run_dir / "executed" / "03_later.ipynb").exists()
     page = (run_dir / "report" / "index.html").read_text()
-    assert "02_check" in page and ">failed<" in page.replace("<br>", "<") or "failed" in page
+    row = re.search(r"<tr><td>02_check</td>.*?</tr>", page, re.S)  # the page's CSS names .failed too: look in the row
+    assert row and re.search(r"<td[^>]*>failed\b", row.group(0)), "the index must mark 02_check as failed in its own row"
+    assert not re.search(r"<td[^>]*>failed\b", re.search(r"<tr><td>01_first</td>.*?</tr>", page, re.S).group(0))
     statuses = {s.name: s.status for s in (report.status_of(run_dir, nb) for nb in report.notebooks())}
     assert statuses == {"01_first": "ok", "02_check": "failed", "03_later": "not run"}
 
