@@ -329,3 +329,50 @@ def test_plot_layer_times(tmp_path):
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["l2", "l1"]  # slowest at the top
     no_time = board.Perf.from_result({"layers": [{"name": "x", "op": "Conv"}]})
     assert board.plot_layer_times(no_time) is None and board.plot_layer_times(board.Perf.from_result({})) is None
+
+
+# ---------------------------------------------------------------- remaining error paths of board / bundle / runner
+
+def test_notebook30_set_needs_a_simulator_result(tmp_path, tiny_images):
+    from helpers import evaluate
+    from helpers.data import LabelledImages
+
+    run = Run.at(tmp_path / "run")
+    with pytest.raises(WorkbookError, match=r"eval/predictions.npz is missing; run notebooks/30_simulator_inference.ipynb"):
+        board.notebook30_set(run)
+    images = LabelledImages(list(tiny_images[:2]), np.array([0, 1]), ["a", "b"])
+    fp32 = evaluate.EvalResult("FP32 ONNX Runtime", np.eye(2, dtype=np.float32), images.labels, 1.0, 1.0, 0.1, 20.0)
+    evaluate.save_predictions(run.eval / "predictions.npz", images, fp32)
+    evaluate.write_metrics(run.eval / "metrics.json", [fp32], None)
+    with pytest.raises(WorkbookError, match="metrics.json has no INT8 simulator result; re-run notebooks/30_simulator_inference.ipynb"):
+        board.notebook30_set(run)
+
+
+def test_try_runner_failure_names_the_image(run3588, tiny_images, tmp_path):
+    record = convert.read_record(run3588)
+    b = bundle.build_bundle(run3588, record, ["a", "b", "c"])
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"no image")
+    with pytest.raises(WorkbookError, match=r"The bundle's runner failed on this PC \(error: Cannot read image .*broken.png"):
+        bundle.try_runner(b, [tiny_images[0], broken], TINY_SIZE)
+    check = bundle.try_runner(b, tiny_images[:2], TINY_SIZE)
+    assert check.identical and check.max_abs_diff == 0 and check.images == 2
+
+
+def test_model_description_without_platform_and_missing_input_size(tmp_path, capsys):
+    import struct
+
+    from helpers.deploy import run_rknn
+
+    meta = json.dumps({"version": "2.5.0"}).encode()
+    fake = tmp_path / "m.rknn"
+    fake.write_bytes(b"RKNN" + bytes(12) + struct.pack("<Q", 0) + bytes(40) + struct.pack("<Q", len(meta)) + meta)
+    assert run_rknn.rknn_meta(fake) == {"version": "2.5.0"}
+    with pytest.raises(run_rknn.RunnerError, match="does not record its target platform; re-export it"):
+        run_rknn.rknn_platform(fake)
+    with pytest.raises(SystemExit):
+        run_rknn.parse_args(["x.png", "--config", str(tmp_path / "absent.json")])  # no model.json: no input size
+    assert "no input size: pass --size N or keep model.json beside the script" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_rknn.parse_args(["x.png", "--size", "0"])
+    assert "--size must be a positive number of pixels, got 0" in capsys.readouterr().err
