@@ -66,6 +66,32 @@ def test_bundle_folder_and_tarball(run_root):
     assert not list((run_root / "board").glob("*.partial*"))
 
 
+def _markdown_outputs(root) -> str:
+    nb = nbformat.read(root / "executed" / f"{NB}.ipynb", as_version=4)
+    return "\n".join(out.get("data", {}).get("text/markdown", "") for cell in nb.cells for out in cell.get("outputs", []))
+
+
+def test_rknnlite_snippet_and_core_mask_words_use_this_runs_values(run_root, tmp_path):
+    """The RKNNLite calls a learner can paste, with this run's model, size and colour order, in the
+    notebook's output and its rendered report; 'core mask auto' reads the same in form, output and README."""
+    from helpers import report
+    from helpers.deploy import run_rknn
+
+    cfg = json.loads((run_root / "board" / "deploy" / "model.json").read_text())
+    size, meaning = cfg["input_size"], run_rknn.core_mask_meaning("auto", cfg["target_platform"])
+    snippet = _markdown_outputs(run_root)
+    for call in ("lite = RKNNLite()", "lite.load_rknn('model.rknn')", "lite.init_runtime(core_mask=RKNNLite.NPU_CORE_AUTO)",
+                 "lite.inference(inputs=[img[None]], data_format=['nhwc'])", f"cv2.resize(img, ({size}, {size}))",
+                 f"1 x {size} x {size} x 3, NHWC", "cv2.COLOR_BGR2RGB", "lite.release()"):
+        assert call in snippet, call
+    _, page = report.render_notebook(run_root / "executed" / f"{NB}.ipynb", tmp_path)
+    assert "NPU_CORE_AUTO" in page.read_text() and f"1 x {size} x {size} x 3" in page.read_text()
+    assert f"core mask auto: {meaning} (toolkit value 0)" in _outputs(run_root)
+    assert f"means {meaning}" in (run_root / "board" / "deploy" / "README.md").read_text()
+    params = json.loads((REPO / "notebooks" / f"{NB}.ipynb").read_text())["cells"]
+    assert any("auto = one idle core picked by the runtime" in "".join(c["source"]) for c in params)
+
+
 def test_runner_check_in_the_notebook(run_root):
     text = _outputs(run_root)
     assert "runner input vs workbook input on 2 images: identical (bit for bit)" in text
@@ -100,8 +126,12 @@ def test_hybrid_from_notebook_60_joins_the_bundle(series):
     deploy = root / "board" / "deploy"
     hybrid = root / "hybrid" / "model_hybrid.rknn"
     assert hybrid.is_file(), "the sample run exports a hybrid model"
-    assert (deploy / "model_hybrid.rknn").read_bytes() == hybrid.read_bytes()
     cfg = json.loads((deploy / "model.json").read_text())
+    if json.loads((root / "hybrid" / "chosen.json").read_text()).get("demo"):  # demo calibration: never shipped
+        assert not (deploy / "model_hybrid.rknn").exists() and cfg["hybrid_model"] is None
+        assert "model_hybrid" not in (deploy / "README.md").read_text()
+        return
+    assert (deploy / "model_hybrid.rknn").read_bytes() == hybrid.read_bytes()
     assert cfg["hybrid_model"] == "model_hybrid.rknn"
     assert "--model model_hybrid.rknn" in (deploy / "README.md").read_text()
     with tarfile.open(root / "board" / "deploy.tar.gz") as tar:
