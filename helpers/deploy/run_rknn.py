@@ -8,8 +8,8 @@ On the board, inside the unpacked bundle:
     python3 run_rknn.py image.png --preprocess-only x.npy         # save the exact input, no NPU
 
 Preprocessing is the workbook's own module, preprocess.py, shipped beside this file: the board
-feeds the model exactly the uint8 RGB NHWC array the workbook fed the simulator. Mean/std are
-inside the .rknn (the NPU applies them), so no normalisation happens here.
+feeds the model exactly the uint8 NHWC array the workbook fed the simulator, in the colour order
+model.json names. Mean/std are inside the .rknn (the NPU applies them), so no normalisation happens here.
 """
 from __future__ import annotations
 
@@ -290,12 +290,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     lite = RKNNLite(verbose=False)
     try:
         if lite.load_rknn(str(model)) != 0:
-            print(f"error: RKNNLite.load_rknn({model}) failed; check the file is complete and was built by rknn-toolkit2 "
-                  f"{cfg.get('toolkit_version', '')}.", file=sys.stderr)
+            print(f"error: RKNNLite.load_rknn({model}) failed; check the file is complete and that /usr/lib/librknnrt.so is "
+                  f"not older than rknn-toolkit2 {cfg.get('toolkit_version', '')}, which built the model (an older one reports "
+                  "'Invalid RKNN model version').", file=sys.stderr)
             return 1
         if lite.init_runtime(core_mask=mask_value) != 0:
-            print("error: RKNNLite.init_runtime failed; check that /usr/lib/librknnrt.so matches the toolkit version "
-                  "(`strings /usr/lib/librknnrt.so | grep 'librknnrt version'`) and the NPU driver is loaded "
+            print(f"error: RKNNLite.init_runtime failed; check that /usr/lib/librknnrt.so is rknn-toolkit2 "
+                  f"{cfg.get('toolkit_version', '')} or newer (`strings /usr/lib/librknnrt.so | grep 'librknnrt version'`) and the NPU driver is loaded "
                   "(`cat /sys/kernel/debug/rknpu/version`).", file=sys.stderr)
             return 1
         print(f"model {model.name} ({platform}), input {args.size}x{args.size} {args.color_order} uint8 NHWC, core mask {mask} ({core_mask_meaning(mask, platform)})")
