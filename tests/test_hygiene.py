@@ -50,6 +50,8 @@ def test_has_parameters_cell_of_literals(nb):
         assert isinstance(stmt, ast.Assign), f"{nb.name}: parameters cell must hold assignments only"
         ast.literal_eval(stmt.value)  # plain literals only, so papermill can inject over them
     assert report.declared_parameters(nb).get("run_dir") is not None, f"{nb.name}: every notebook takes run_dir"
+    two = [ln for ln in "".join(tagged[0]["source"]).splitlines() if ln.count("=") > 1]
+    assert not two, f"{nb.name}: papermill cannot read a parameter line with a second '=' (e.g. in its comment): {two}"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
