@@ -130,13 +130,23 @@ def rknnlite_snippet(config: dict[str, Any], image: str = "your_image.jpg", mode
     ])
 
 
+def dtype_summary(config: dict[str, Any]) -> str:
+    """The model's tensor types in a few words: "input 'images': int8; outputs: float (no change announced)"."""
+    found = config.get("io_dtypes") or {}
+    parts = [f"{name}: {dtype}" for name, dtype in found.items()]
+    for kind in ("input", "output"):
+        if not any(name.startswith(kind) for name in found):
+            parts.append(f"{kind}s: float (no change announced)")
+    return "; ".join(parts)
+
+
 def describe_dtypes(config: dict[str, Any]) -> str:
     """One line on the model's real tensor types and what the Python API does about them."""
     found = config.get("io_dtypes") or {}
     if not found:
         return ("the build announced no dtype change, so inputs and outputs keep their float type; "
                 "RKNNLite and the C API take the uint8 image and return float outputs.")
-    listed = ", ".join(f"{name}: **{dtype}**" for name, dtype in found.items())
+    listed = "; ".join([f"{name}: **{dtype}**" for name, dtype in found.items()] + dtype_summary(config).split("; ")[len(found):])
     return (f"{listed}. RKNNLite (and the C API without pass-through) quantize the uint8 image and "
             "dequantize the outputs to float for you; with pass-through you feed the quantized type yourself, "
             "using the model's scale and zero point.")
@@ -146,13 +156,13 @@ def render_readme(config: dict[str, Any], models: list[str], samples: list[str],
     """The README inside the bundle, from README.template.md and this bundle's values."""
     platform = config["target_platform"]
     sample = f"images/{samples[0]}" if samples else "your_image.jpg"
-    family = runner.npu_family(platform)
+    family = runner.npu_family(platform)  # chips with the same NPU run the model too
     masks = sorted(runner.CORE_MASKS_BY_CHIP.get(platform, {"auto"}))
     values = {
         **{k: config[k] for k in ("model", "target_platform", "toolkit_version", "classes", "input_size", "color_order",
                                   "mean_values", "std_values")},
         "models": " / ".join(models),
-        "runs_on": family.replace("/", " and ") if "/" in family else platform,
+        "runs_on": " and ".join(sorted(c for c, f in runner.NPU_FAMILY.items() if f == family) or [platform]),
         "hybrid": ("\n`model_hybrid.rknn` is the hybrid-quantized variant (notebook 60, real calibration); run it with "
                    "`--model model_hybrid.rknn`.\n") if "model_hybrid.rknn" in models else "",
         "sample": sample,
