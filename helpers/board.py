@@ -9,12 +9,13 @@ that does not match the model, unknown core mask) is a WorkbookError before any 
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +26,10 @@ from .errors import RknnError, WorkbookError, strip_ansi
 from .evaluate import EvalResult, ToolkitSession, load_run, topk_accuracy
 from .paths import Run, write_json_atomic
 from .rknn import Toolkit, log_tail, toolkit, toolkit_version
+
+if TYPE_CHECKING:  # pandas and matplotlib are imported where they are used
+    import pandas as pd
+    from matplotlib.figure import Figure
 
 CORE_MASKS = list(runner.CORE_MASKS)  # auto, 0, 1, 2, 0_1, 0_1_2, all
 DEVICES_JSON = "board/devices.json"
@@ -250,7 +255,7 @@ class Perf:
     """What eval_perf returned, kept whole, with a per-layer table and FPS when they can be found in it."""
 
     raw: Any
-    layers: Any = None  # pandas DataFrame or None
+    layers: pd.DataFrame | None = None
     total_us: float | None = None
     printed: str = ""  # what eval_perf printed (its own formatted table)
 
@@ -309,7 +314,11 @@ def notebook30_set(run: Run, n: int = 0) -> tuple[LabelledImages, EvalResult]:
     z = np.load(preds)
     images = LabelledImages([Path(p) for p in z["paths"]], np.asarray(z["labels"]), [str(c) for c in z["classes"]])
     results, _, _ = load_run(metrics, preds)
-    sims = [r for r in results if "simulator" in r.name.lower() and "bgr" not in r.name.lower()]
+    roles = [b.get("role") for b in json.loads(metrics.read_text()).get("backends", [])]
+    if any(roles):  # metrics.json names each backend's role (fp32 / int8 / ...): the INT8 simulator is role int8
+        sims = [r for r, role in zip(results, roles) if role == "int8"]
+    else:  # written before roles existed: find it by name
+        sims = [r for r in results if "simulator" in r.name.lower() and "bgr" not in r.name.lower()]
     if not sims:
         raise WorkbookError(f"{metrics} has no INT8 simulator result; re-run notebooks/30_simulator_inference.ipynb.")
     sim = sims[0]
@@ -320,7 +329,7 @@ def notebook30_set(run: Run, n: int = 0) -> tuple[LabelledImages, EvalResult]:
     return images, sim
 
 
-def plot_layer_times(perf: Perf, path: str | Path | None = None, top: int = 15):
+def plot_layer_times(perf: Perf, path: str | Path | None = None, top: int = 15) -> Figure | None:
     """Horizontal bars of the slowest layers from eval_perf's per-layer table (None when it has no time column)."""
     import matplotlib.pyplot as plt
 

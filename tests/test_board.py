@@ -376,3 +376,22 @@ def test_model_description_without_platform_and_missing_input_size(tmp_path, cap
     with pytest.raises(SystemExit):
         run_rknn.parse_args(["x.png", "--size", "0"])
     assert "--size must be a positive number of pixels, got 0" in capsys.readouterr().err
+
+
+def test_notebook30_set_picks_the_int8_role(tmp_path, tiny_images):
+    """metrics.json with a role per backend (contract with notebook 30): the board compares with role int8."""
+    from helpers import evaluate
+    from helpers.data import LabelledImages
+
+    run = Run.at(tmp_path / "run")
+    images = LabelledImages(list(tiny_images[:2]), np.array([0, 1]), ["a", "b"])
+    scores = {name: np.random.default_rng(i).random((2, 2)).astype(np.float32) for i, name in enumerate(("fp", "sim", "swap"))}
+    results = [evaluate.EvalResult(n, s, images.labels, 0.5, 1.0, 0.1, 20.0) for n, s in scores.items()]
+    evaluate.save_predictions(run.eval / "predictions.npz", images, *results)
+    evaluate.write_metrics(run.eval / "metrics.json", results, None)
+    metrics = json.loads((run.eval / "metrics.json").read_text())
+    for backend, role in zip(metrics["backends"], ("fp32", "int8", "int8-bgr")):
+        backend["role"] = role
+    (run.eval / "metrics.json").write_text(json.dumps(metrics))
+    got, sim = board.notebook30_set(run)
+    assert sim.name == "sim" and np.array_equal(sim.scores, scores["sim"]) and list(got.paths) == list(images.paths)
