@@ -86,3 +86,46 @@ def convert_calls(record: Any, dataset: Path | None = None, var: str = "rknn", *
     build = cfg.build_kwargs(Path(dataset) if dataset else record.dataset)
     lines.append(call(f"{var}.build", **{k: v for k, v in build.items() if v is not None or k == "dataset"}))
     return lines
+
+
+def simulator_calls(record: Any, image: Path) -> str:
+    """Notebook 30 as plain toolkit calls: rebuild in this process, init_runtime(target=None), one image."""
+    size = int(record.input_size)
+    return code(
+        "import cv2", *convert_calls(record),
+        call("rknn.init_runtime", target=None) + "  # the simulator: a model built in this process, no board",
+        call("cv2.imread", Path(image), assign="bgr"),
+        "img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # keep the result: cvtColor does not change bgr",
+        f"img = cv2.resize(img, ({size}, {size}))  # the workbook scales the short side and centre-crops",
+        call("rknn.inference", inputs=[Expr("img")], data_format="nhwc", assign="outputs"),
+        "print(outputs[0].argmax())",
+        "rknn.release()",
+    )
+
+
+def analysis_calls(record: Any, dataset: Path | None, images: Iterable[Path], out_dir: Path) -> str:
+    """Notebook 50 as plain toolkit calls: build, then accuracy_analysis once per image (simulator only)."""
+    lines = convert_calls(record, dataset=dataset)
+    for k, img in enumerate(images):
+        lines.append(call("rknn.accuracy_analysis", inputs=[Path(img)], output_dir=Path(out_dir) / f"{k:02d}_{Path(img).stem}", target=None))
+    return code(lines, "rknn.release()")
+
+
+def hybrid_calls(record: Any, dataset: Path | None, step1_dir: Path, stem: str, edited_cfg: Path, out_rknn: Path,
+                 proposal: bool) -> str:
+    """Notebook 60 as plain toolkit calls: step 1 in its own folder, the cfg edit, step 2, export."""
+    step1_dir = Path(step1_dir)
+    head = convert_calls(record, dataset=dataset)[:-1]  # config + load, no build: step 1 quantizes
+    return code(
+        "import os", *head,
+        f"os.chdir({literal(step1_dir)})  # step 1 writes {stem}.model, {stem}.data, {stem}.quantization.cfg here",
+        call("rknn.hybrid_quantization_step1", dataset=Path(dataset) if dataset else record.dataset, proposal=proposal, proposal_dataset_size=1),
+        "rknn.release()",
+        f"# copy {stem}.quantization.cfg, list the float16 layers under custom_quantize_layers (block mapping):",
+        f"#   see {Path(edited_cfg).name}",
+        "rknn = RKNN(verbose=False)",
+        call("rknn.hybrid_quantization_step2", model_input=step1_dir / f"{stem}.model", data_input=step1_dir / f"{stem}.data",
+             model_quantization_cfg=Path(edited_cfg)),
+        call("rknn.export_rknn", Path(out_rknn)),
+        "rknn.release()",
+    )
