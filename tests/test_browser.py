@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli, report
+from helpers import cli, report, summary
 from helpers.paths import KERNEL_NAME, OUTPUTS, REPO
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -176,7 +176,7 @@ def latest_series_notebook() -> str:
 def test_index_page_renders_in_chromium(series, browser):
     """index.html served over HTTP: the key-figure table is filled, every plot decodes, links resolve."""
     root = series.ran(latest_series_notebook())
-    index = report.render(root)
+    index = summary.render(root)
     with serve(index.parent) as base:
         browser.goto(f"{base}/index.html")
         state = browser.eval("""(() => {
