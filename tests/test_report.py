@@ -188,3 +188,37 @@ def test_notebook_status_says_ran_reused_and_skipped(tmp_path):
     assert s40.label == "ok (executed notebook reused), board parts skipped (no board found)"
     assert s40.time_text == "0 s (reused, nothing recomputed)"
     assert by["00_environment_check"].label == "not run"
+
+
+def _report_text(root, name: str) -> str:
+    _, only = summary.render_notebook(root / "executed" / f"{name}.ipynb", root / "report")
+    return html.unescape(re.sub(r"<[^>]+>", "", only.read_text()))
+
+
+@pytest.mark.slow
+def test_reports_show_the_raw_toolkit_calls_with_this_runs_values(series):
+    """Issue 13: each report (the no-code flavour) shows the plain toolkit calls a learner can paste, filled
+    with the values this run used."""
+    root = series.ran("60_hybrid_quantization")
+    conv = json.loads((root / "rknn" / "convert.json").read_text())
+    platform = f"target_platform='{conv['config']['target_platform']}'"
+    params = json.loads((root / "params.json").read_text())
+
+    text = _report_text(root, "30_simulator_inference")
+    assert "rknn.init_runtime(target=None)" in text and "rknn.inference(inputs=[img], data_format='nhwc')" in text
+    dataset = conv["dataset"] if conv["dataset"].startswith("/") else str(root / conv["dataset"])  # absolute or run-relative
+    assert platform in text and f"dataset='{dataset}'" in text
+
+    text = _report_text(root, "50_accuracy_analysis")
+    snap = sorted((root / "analysis" / "snapshot").glob("*/error_analysis.txt"))[0]
+    assert "rknn.accuracy_analysis(" in text and f"output_dir='{snap.parent}'" in text and "target=None" in text
+    assert f"dataset='{root / 'analysis' / 'calibration_demo.txt'}'" in text, "demo mode's own calibration list"
+    raw_row = next(ln for ln in snap.read_text().splitlines() if ln.startswith("[Conv]"))
+    assert raw_row.split("|")[0].strip() in text, "a raw line of error_analysis.txt"
+
+    text = _report_text(root, "60_hybrid_quantization")
+    step1 = root / "hybrid" / "step1"
+    stem = next(step1.glob("*.model")).stem
+    assert "rknn.hybrid_quantization_step1(" in text and f"proposal={params['60_hybrid_quantization']['proposal']}" in text
+    assert "rknn.hybrid_quantization_step2(" in text and f"model_input='{step1 / (stem + '.model')}'" in text
+    assert f"dataset='{root / 'hybrid' / 'calibration_demo.txt'}'" in text
