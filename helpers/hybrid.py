@@ -721,13 +721,13 @@ def ranking_note(ranked: Any, run: "Run", analysis_images: int, calibration: str
         theirs = rank_layers(pd.read_csv(run.root / "analysis" / "layers.csv").fillna({"flags": ""}))
     except (OSError, ValueError, KeyError):
         return "Notebook 50 has not analysed this run folder, so there is no ranking to compare with."
-    n50, demo50 = p50.get("analysis_images", "?"), p50.get("demo_calib_images", 0)
+    n50, demo50 = p50.get("analysis_images", "?"), int(p50.get("demo_calib_images", 0) or 0)
+    calib50 = f"demo: {demo50} image{'s' * (demo50 != 1)}" if demo50 else "notebook 20's list"
     same = set(ranked["name"][:k]) & set(theirs["name"][:k])
-    differs = n50 != analysis_images or bool(demo50) != calibration.startswith("demo")
-    how = (f"Notebook 50 ranked on {n50} image(s){' under demo calibration' if demo50 else ''}; this notebook ranks on "
-           f"{analysis_images} image(s), calibration {calibration}")
-    why = ", so the order can differ" if differs else ", the same setting"
-    return f"{how}{why}: {len(same)} of the top {k} layers here are also in notebook 50's top {k}."
+    differs = n50 != analysis_images or calib50.split(" (")[0] != calibration.split(" (")[0]
+    how = (f"Notebook 50 ranked on {n50} image(s) ({calib50}); this notebook ranks on {analysis_images} image(s) ({calibration})")
+    why = ": other images or calibration, so the order can differ" if differs else ": the same setting"
+    return f"{how}{why}. {len(same)} of the top {k} layers here are also in notebook 50's top {k}."
 
 
 def reading_notes(table: Any, int8_float16: Sequence[str], proposal: bool, demo: bool) -> str:
@@ -774,14 +774,17 @@ def conclusion(search_table: Any, layers_total: int, int8_top1: float, fp32_top1
         first = f"The search needed {n} of {layers_total} layers in float16 to come within {target_pt:g} pt of FP32, so {kind}."
     else:
         n = int(search_table["layers"].max())
-        first = (f"Even {n} of {layers_total} layers in float16 did not bring top-1 within {target_pt:g} pt of FP32: the error "
-                 "is not local; revisit the calibration set or the quantized_algorithm (notebook 50's sweep).")
+        first = f"Even {n} of {layers_total} layers in float16 did not bring top-1 within {target_pt:g} pt of FP32: "
+        first += ("the error is not local; revisit the calibration set or the quantized_algorithm (notebook 50's sweep)."
+                  if n >= layers_total / 2 else
+                  "the search budget ran out before it could tell whether the error is local; raise search_budget to find out.")
     if choice is None:
         return first + " No hybrid was exported."
     top1 = float(choice["top1"])
+    gained = round((top1 - int8_top1) * images)
+    change = f"{100 * (top1 - int8_top1):+.2f} pt = {gained:+d} image(s)" if gained else "the same number of images right"
     second = (f" Exported **{choice['model']}**: top-1 {100 * top1:.2f}% vs {100 * int8_top1:.2f}% for INT8 with the same calibration "
-              f"({calibration}; {100 * (top1 - int8_top1):+.2f} pt = {(top1 - int8_top1) * images:+.0f} image(s)) and "
-              f"{100 * fp32_top1:.2f}% for FP32.")
+              f"({calibration}; {change}) and {100 * fp32_top1:.2f}% for FP32.")
     if demo:
         second += (" This is a demo: it repairs a deliberately poor calibration and says nothing about the model notebook 20 "
                    "converted; run with demo_calib_images = 0 for a hybrid worth deploying.")

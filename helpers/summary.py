@@ -16,11 +16,15 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .hybrid import choose_export, export_candidates
 from .paths import Run, write_text_atomic
 from .report import notebook_name, notebooks, strip_ansi
+
+if TYPE_CHECKING:
+    from nbconvert import HTMLExporter
+    from nbformat import NotebookNode
 
 NOT_RUN = "not run"
 
@@ -375,7 +379,7 @@ def status_of(run_root: Path, notebook: Path) -> NotebookStatus:
 # ----------------------------------------------------------------------------- HTML reports of the notebooks
 
 
-def _static_widgets(nb: Any) -> None:
+def _static_widgets(nb: "NotebookNode") -> None:
     """Replace live-widget outputs (blank in static HTML) with a short note; the parameter table printed
     by form.values() right after carries the values as text."""
     for cell in nb.cells:
@@ -389,7 +393,7 @@ def _static_widgets(nb: Any) -> None:
 
 
 @lru_cache(maxsize=2)
-def _exporter(report_only: bool) -> Any:
+def _exporter(report_only: bool) -> "HTMLExporter":
     """One HTMLExporter per flavour (building one compiles its templates, the slow part)."""
     from nbconvert import HTMLExporter
 
