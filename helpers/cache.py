@@ -169,7 +169,8 @@ class Step:
         if self.fresh:
             rec = self.record
             print(f"[cache] {self.name}: inputs and parameters unchanged since {rec.get('finished', '?')}; "
-                  f"reusing {', '.join(Path(p).name for p in self.outputs) or 'its results'} (delete {self.record_path} to force).")
+                  f"reusing {', '.join(Path(p).name for p in self.outputs) or 'its results'} "
+                  f"(to recompute, delete .cache/{self.record_path.name} in the run folder).")
             return True
         self.start()
         return False

@@ -12,6 +12,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 WIDTH = 100
+# config options a listing always shows (the ones the lessons discuss) and the defaults of the others,
+# which are left out of a listing while they keep their default value
+ALWAYS_SHOWN = {"mean_values", "std_values", "target_platform", "quantized_dtype", "quantized_algorithm", "quantized_method"}
+QUIET_DEFAULTS = {"optimization_level": 3, "float_dtype": "float16", "single_core_mode": False, "compress_weight": False,
+                  "model_pruning": False, "quant_img_RGB2BGR": False}
 
 
 class Expr:
@@ -65,11 +70,29 @@ def markdown(source: str, title: str = "") -> str:
     return (f"{title}\n\n" if title else "") + f"```python\n{source}\n```"
 
 
-def show(source: str, title: str = "") -> None:
-    """Display the block in a notebook (Markdown renders in the static reports too)."""
-    from IPython.display import Markdown, display
+def html_block(source: str, title: str = "") -> str:
+    """The block as self-contained HTML (inline colours, a framed background), so it reads as code in
+    any static report."""
+    import html
 
-    display(Markdown(markdown(source, title)))
+    try:
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import PythonLexer
+
+        body = highlight(source, PythonLexer(), HtmlFormatter(noclasses=True, nobackground=True))
+    except ImportError:
+        body = f"<pre>{html.escape(source)}</pre>"
+    lead = f"<p>{html.escape(title)}</p>" if title else ""
+    return (f'{lead}<div style="background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:.2em .8em;'
+            f'font-size:90%;overflow-x:auto">{body}</div>')
+
+
+def show(source: str, title: str = "") -> None:
+    """Display the block in a notebook: framed HTML for the reports, Markdown and plain text as fallbacks."""
+    from IPython.display import display
+
+    display({"text/html": html_block(source, title), "text/markdown": markdown(source, title), "text/plain": source}, raw=True)
 
 
 def convert_calls(record: Any, dataset: Path | None = None, var: str = "rknn", **overrides: Any) -> list[str]:
@@ -78,7 +101,10 @@ def convert_calls(record: Any, dataset: Path | None = None, var: str = "rknn", *
     cfg = type(record.config).from_dict({**record.config.to_dict(), **overrides})
     source = Path(record.source)
     size = int(record.input_size)
-    lines = ["from rknn.api import RKNN", "", f"{var} = RKNN(verbose=False)", call(f"{var}.config", **cfg.config_kwargs())]
+    kwargs = cfg.config_kwargs()
+    shown = {k: v for k, v in kwargs.items() if k in ALWAYS_SHOWN or QUIET_DEFAULTS.get(k, object()) != v}
+    rest = "  # every other option at the toolkit's default" if len(shown) < len(kwargs) else ""
+    lines = ["from rknn.api import RKNN", "", f"{var} = RKNN(verbose=False)", call(f"{var}.config", **shown) + rest]
     if record.load_path == "pytorch":
         lines.append(call(f"{var}.load_pytorch", model=source, input_size_list=[[1, len(cfg.mean_values), size, size]]))
     else:

@@ -218,9 +218,15 @@ def verdict(root: Path) -> str:
     best = exported_hybrid(root)
     if best and number(best.get("top1")) is not None:
         base = number((_int8_row(_compare_rows(root)) or {}).get("top1"))
-        gain = f" ({100 * (float(best['top1']) - base):+.1f} pt vs its INT8 baseline)" if base is not None else ""
-        demo = best.get("demo") is True or str(best.get("calibration", "")).startswith("demo")
-        parts.append(f"hybrid {pct(float(best['top1']))}{gain}" + (", a DEMO on a deliberately poor calibration, not for deployment" if demo else ""))
+        calib = str(best.get("calibration", ""))
+        demo = best.get("demo") is True or calib.startswith("demo")
+        delta = 100 * (float(best["top1"]) - base) if base is not None else None
+        vs = ("" if delta is None else f", {delta:+.1f} pt vs the INT8 with the same calibration" if round(delta, 1)
+              else ", the same top-1 as the INT8 with the same calibration")
+        if demo:
+            parts.append(f"demo hybrid ({calib.removeprefix('demo: ')} calibration, not for deployment): {pct(float(best['top1']))}{vs}")
+        else:
+            parts.append(f"hybrid: {pct(float(best['top1']))}{vs}")
     board = backend(metrics, "board")
     perf = read_json(root / "board" / "perf.json")
     if board is not None and _top1(board) is not None:
@@ -495,6 +501,11 @@ def index_html(s: Summary) -> str:
     out.append("</table><h2>Five most quantization-sensitive layers</h2>")
     if s.layers:
         out.append('<p class=sub>Lowest single-layer cosine (INT8 vs FP32 with FP32 inputs) from analysis/layers.csv.</p>')
+        demo50 = demo_images(s.root, "50_accuracy_analysis")
+        if demo50:
+            out.append(f'<p class=demo id="layers-demo">DEMO: notebook 50 analysed a model calibrated on {demo50} image'
+                       f"{'s' * (demo50 != 1)} (demo_calib_images = {demo50}), not notebook 20's model; run it with "
+                       "demo_calib_images = 0 to rank the layers of the model you deploy.</p>")
         out.append('<table id="layers"><tr><th>#</th><th>layer</th><th>op</th><th>single cosine</th><th>entire cosine</th></tr>')
         for i, r in enumerate(s.layers, 1):
             fmt = lambda x: f"{x:.5f}" if x is not None else None  # noqa: E731
@@ -506,7 +517,7 @@ def index_html(s: Summary) -> str:
     out.append("<h2>Hybrid quantization</h2>")
     rows = _compare_rows(s.root)
     if rows:
-        cols = [c for c in rows[0] if c and c.lower() not in {"layers"}]
+        cols = [c for c in rows[0] if c and c.lower() not in {"layers", "file", "note"}] + (["note"] if "note" in rows[0] else [])
         out.append('<p class=sub>From hybrid/compare.csv (notebook 60 measures its strategies against its own INT8 baseline, built with '
                    'the same calibration).</p>')
         demo = demo_images(s.root, "60_hybrid_quantization")
