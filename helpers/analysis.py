@@ -308,9 +308,10 @@ def best_row(sweep: pd.DataFrame) -> tuple[pd.Series, str]:
     return best, f"Best: quantized_algorithm={best['algorithm']!r}, quantized_method={best['method']!r}: {why}."
 
 
-def plot_sweep(sweep: pd.DataFrame, fp32_top1: float | None = None, path: str | Path | None = None, images: int = 0):
+def plot_sweep(sweep: pd.DataFrame, fp32_top1: float | None = None, path: str | Path | None = None, images: int = 0,
+               note: str = ""):
     """Bars of top-1 and mean output cosine per setting (with build time in the labels; the size of one
-    image in top-1 points on the axis when `images` is given)."""
+    image in top-1 points on the axis when `images` is given; note, e.g. a demo label, as the figure title)."""
     short = {"kl_divergence": "kl_div"}
     labels = [f"{short.get(a, a)}\n{m}\n{b:.1f} s" for a, m, b in zip(sweep["algorithm"], sweep["method"], sweep["build_s"])]
     fig, (a1, a2) = top1_cosine_bars(labels, sweep["top1"], sweep["mean_cosine"], "algorithm / method / build time",
@@ -322,7 +323,9 @@ def plot_sweep(sweep: pd.DataFrame, fp32_top1: float | None = None, path: str | 
     lo = min(100 * sweep["top1"].min(), 100 * (fp32_top1 or 1)) - 2
     a1.set_ylim(max(0, lo), 100.5)
     if images:
-        a1.set_ylabel(f"top-1 on {images} val images (%)\n1 image = {100 / images:.2f} pt")
+        a1.set_ylabel(f"top-1 (%), {images} val images\n1 image = {100 / images:.2f} pt")
+    if note:
+        fig.suptitle(note, color="#a06000")
     return save_figure(fig, path)
 
 
@@ -437,3 +440,8 @@ def sweep_conclusion(sweep: pd.DataFrame, current: tuple[str, str], images: int,
         text += (f" Found under demo calibration ({demo_images} image{'s' * (demo_images != 1)}): it says which setting copes best with a "
                  "poor calibration, not which is best for notebook 20's list; re-run with demo_calib_images = 0 before changing notebook 20.")
     return text
+
+
+def demo_note(demo_images: int) -> str:
+    """The label every demo-mode figure carries ('' outside demo mode)."""
+    return f"DEMO calibration: {demo_images} image{'s' * (demo_images != 1)}, not notebook 20's list" if demo_images else ""

@@ -409,14 +409,14 @@ def measure(rk: Any, name: str, images: Any, pixels: np.ndarray, fp32: Any, rknn
     return v, table
 
 
-def plot_compare(table: Any, path: str | Path | None = None, images: int = 0):
+def plot_compare(table: Any, path: str | Path | None = None, images: int = 0, note: str = ""):
     """Top-1 and mean output cosine vs FP32 for every row of the comparison table."""
     import pandas as pd
 
     from .analysis import save_figure, top1_cosine_bars
 
     short = {"hybrid (a) your list": "(a) your list", "hybrid (b) toolkit proposal": "(b) proposal",
-             "hybrid (c) auto from ranking": "(c) auto ranking", "build(auto_hybrid=True)": "auto_hybrid"}
+             "hybrid (c) auto from ranking": "(c) auto\nranking", "build(auto_hybrid=True)": "auto_hybrid"}
     labels = [short.get(m, m) + ("" if m == "FP32" else f"\n{n:g} float16" if pd.notna(t) else "\nnot built")
               for m, n, t in zip(table["model"], pd.to_numeric(table["float16_layers"]), table["top1"])]
     n = len(table)
@@ -426,12 +426,14 @@ def plot_compare(table: Any, path: str | Path | None = None, images: int = 0):
                                      cosine_margin=0.005, figsize=(12, 4))
     a1.set_ylim(max(0, 100 * table["top1"].min() - 2), min(100.5, 100 * table["top1"].max() + 1))
     if images:
-        a1.set_ylabel(f"top-1 on {images} val images (%)\n1 image = {one_image_pt(images):.2f} pt")
+        a1.set_ylabel(f"top-1 (%), {images} val images\n1 image = {one_image_pt(images):.2f} pt")
+    if note:
+        fig.suptitle(note, color="#a06000")
     return save_figure(fig, path)
 
 
 def plot_search(points: Sequence[SearchPoint] | Any, int8_top1: float, fp32_top1: float, target_pt: float, path: str | Path | None = None,
-                images: int = 0):
+                images: int = 0, note: str = ""):
     """Top-1 against the number of float16 layers added in ranked order, with FP32 and the target band."""
     import matplotlib.pyplot as plt
 
@@ -447,8 +449,8 @@ def plot_search(points: Sequence[SearchPoint] | Any, int8_top1: float, fp32_top1
     ax.axhspan(100 * fp32_top1 - target_pt, 100 * fp32_top1, color="green", alpha=0.12, label=band.replace(", so it means", ":\n"))
     ax.set_xticks(pos, ["0", *(str(int(v)) for v in xs)])
     ax.set_xlabel("float16 layers (added in ranked order, with their inputs)")
-    ax.set_ylabel(f"top-1 on {images} val images (%)\n1 image = {one_image_pt(images):.2f} pt" if images else "top-1 on val (%)")
-    ax.set_title("Accuracy-driven hybrid search")
+    ax.set_ylabel(f"top-1 (%), {images} val images\n1 image = {one_image_pt(images):.2f} pt" if images else "top-1 on val (%)")
+    ax.set_title("Accuracy-driven hybrid search" + (f"\n{note}" if note else ""))
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -516,6 +518,13 @@ class Bench:
         """How the quantized models here were calibrated, as the tables and chosen.json label it."""
         n = sum(1 for line in Path(self.dataset).read_text().splitlines() if line.strip())
         return f"demo: {n} image{'s' * (n != 1)}" if self.demo_images else f"notebook 20's list ({n} images)"
+
+    @property
+    def note(self) -> str:
+        """The demo label for this notebook's figures ('' outside demo mode)."""
+        from .analysis import demo_note
+
+        return demo_note(self.demo_images)
 
     def selection(self, names: Iterable[str]) -> dict[str, str]:
         return {n: self.dtype for n in names}

@@ -386,15 +386,26 @@ def status_of(run_root: Path, notebook: Path) -> NotebookStatus:
 
 
 def _static_widgets(nb: "NotebookNode") -> None:
-    """Replace live-widget outputs (blank in static HTML) with a short note; the parameter table printed
-    by form.values() right after carries the values as text."""
+    """Live widgets are blank in static HTML: the parameter form becomes a short note (the parameter table
+    printed right after carries the values), other inputs (e.g. the layer picker) a note to open the notebook,
+    and progress bars, frozen at their first frame, are dropped."""
+    form_note = {"text/html": "<p><em>Interactive parameter form (open the notebook in JupyterLab to edit). The values "
+                              "used are in the table below.</em></p>",
+                 "text/plain": "[interactive parameter form; values in the table below]"}
+    other_note = {"text/html": "<p><em>Interactive widget (open the notebook in JupyterLab to use it); what it selected is "
+                               "printed below.</em></p>", "text/plain": "[interactive widget]"}
     for cell in nb.cells:
+        kept = []
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             if WIDGET_MIME in data:
-                out["data"] = {"text/html": "<p><em>Interactive parameter form (open the notebook in JupyterLab to "
-                                            "edit). The values used are in the table below.</em></p>",
-                               "text/plain": "[interactive parameter form; values in the table below]"}
+                text = str(data.get("text/plain", ""))
+                if "%|" in text or text.startswith(("HBox(children=(HTML(value=", "FloatProgress", "IntProgress")):
+                    continue  # a progress bar
+                out["data"] = form_note if "Parameters of" in text else other_note
+            kept.append(out)
+        if "outputs" in cell:
+            cell["outputs"] = kept
     nb.metadata.pop("widgets", None)
 
 
