@@ -193,3 +193,11 @@ def test_choice_lists_are_converts_lists():
 
     assert widgets.CHOICES["target_platform"] is convert.TARGET_PLATFORMS
     assert widgets.CHOICES["quantized_algorithm"] is convert.QUANTIZED_ALGORITHMS
+
+
+def test_cached_recomputes_over_a_record_without_result(tmp_path):
+    run = Run.at(tmp_path / "run")
+    old = cache.Step(run, "v", {"x": 1})
+    old.check()
+    old.done(kind="onnx")  # the older Step API: summary values, no "result"
+    assert cache.cached(run, "v", {"x": 1}, compute=lambda: {"kind": "onnx"}) == {"kind": "onnx"}
