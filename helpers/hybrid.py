@@ -441,17 +441,21 @@ def plot_search(points: Sequence[SearchPoint] | Any, int8_top1: float, fp32_top1
         xs, ys = list(points["layers"]), list(points["top1"])
     else:
         xs, ys = [p.layers for p in points], [p.top1 for p in points]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8, 4.6))
     pos = np.arange(len(xs) + 1)  # evenly spaced: the counts double from one point to the next
     ax.plot(pos, [100 * int8_top1, *(100 * y for y in ys)], marker="o", color="tab:blue", label="hybrid (0 = plain INT8)")
     ax.axhline(100 * fp32_top1, color="black", ls="--", lw=1, label=f"FP32 {100 * fp32_top1:.2f}%")
-    band = target_note(target_pt, images) if images else f"target: within {target_pt} pt"
-    ax.axhspan(100 * fp32_top1 - target_pt, 100 * fp32_top1, color="green", alpha=0.12, label=band.replace(", so it means", ":\n"))
+    step = one_image_pt(images) if images else 0.0
+    band = (f"target: equal to FP32 ({target_pt:g} pt < 1 image)" if images and target_pt < step else f"target: within {target_pt:g} pt")
+    ax.axhspan(100 * fp32_top1 - target_pt, 100 * fp32_top1, color="green", alpha=0.12, label=band)
     ax.set_xticks(pos, ["0", *(str(int(v)) for v in xs)])
     ax.set_xlabel("float16 layers (added in ranked order, with their inputs)")
     ax.set_ylabel(f"top-1 (%), {images} val images\n1 image = {one_image_pt(images):.2f} pt" if images else "top-1 on val (%)")
     ax.set_title("Accuracy-driven hybrid search" + (f"\n{note}" if note else ""))
-    ax.legend(fontsize=8, loc="lower right")
+    if step:  # at least a few images of range, so a one-image step does not fill the plot
+        lo, hi = min(100 * int8_top1, *(100 * y for y in ys)), 100 * fp32_top1
+        ax.set_ylim(min(lo, hi) - 2 * step, max(lo, hi) + step)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     if path:
@@ -791,7 +795,7 @@ def conclusion(search_table: Any, layers_total: int, int8_top1: float, fp32_top1
         return first + " No hybrid was exported."
     top1 = float(choice["top1"])
     gained = round((top1 - int8_top1) * images)
-    change = f"{100 * (top1 - int8_top1):+.2f} pt = {gained:+d} image(s)" if gained else "the same number of images right"
+    change = f"{100 * (top1 - int8_top1):+.2f} pt = {gained:+d} image(s)" if gained else "not one image gained or lost"
     second = (f" Exported **{choice['model']}**: top-1 {100 * top1:.2f}% vs {100 * int8_top1:.2f}% for INT8 with the same calibration "
               f"({calibration}; {change}) and {100 * fp32_top1:.2f}% for FP32.")
     if demo:
