@@ -320,7 +320,8 @@ def plot_sweep(sweep: pd.DataFrame, fp32_top1: float | None = None, path: str | 
     if fp32_top1 is not None:
         a1.axhline(100 * fp32_top1, color="black", ls="--", lw=1, label=f"FP32 {100 * fp32_top1:.1f}%")
         a1.legend(loc="lower right", fontsize=8)
-    lo = min(100 * sweep["top1"].min(), 100 * (fp32_top1 or 1)) - 2
+    margin = max(2.0, 3 * 100 / images) if images else 2.0  # a few images of range: one image must not fill the plot
+    lo = min(100 * sweep["top1"].min(), 100 * (fp32_top1 or 1)) - margin
     a1.set_ylim(max(0, lo), 100.5)
     if images:
         a1.set_ylabel(f"top-1 (%), {images} val images\n1 image = {100 / images:.2f} pt")

@@ -424,7 +424,8 @@ def plot_compare(table: Any, path: str | Path | None = None, images: int = 0, no
                                      ("Top-1", "Agreement with the float model"),
                                      colors=(["black"] + ["tab:blue"] * (n - 1), ["black"] + ["tab:orange"] * (n - 1)),
                                      cosine_margin=0.005, figsize=(12, 4))
-    a1.set_ylim(max(0, 100 * table["top1"].min() - 2), min(100.5, 100 * table["top1"].max() + 1))
+    margin = max(2.0, 3 * one_image_pt(images)) if images else 2.0  # a few images of range: one image must not fill the plot
+    a1.set_ylim(max(0, 100 * table["top1"].min() - margin), min(100.5, 100 * table["top1"].max() + 1))
     if images:
         a1.set_ylabel(f"top-1 (%), {images} val images\n1 image = {one_image_pt(images):.2f} pt")
     if note:
@@ -454,7 +455,7 @@ def plot_search(points: Sequence[SearchPoint] | Any, int8_top1: float, fp32_top1
     ax.set_title("Accuracy-driven hybrid search" + (f"\n{note}" if note else ""))
     if step:  # at least a few images of range, so a one-image step does not fill the plot
         lo, hi = min(100 * int8_top1, *(100 * y for y in ys)), 100 * fp32_top1
-        ax.set_ylim(min(lo, hi) - 2 * step, max(lo, hi) + step)
+        ax.set_ylim(max(0.0, min(lo, hi) - 2 * step), min(100.5, max(lo, hi) + step))
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
