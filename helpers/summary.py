@@ -469,6 +469,7 @@ th{background:#eef1f6} td.num{text-align:right;font-variant-numeric:tabular-nums
 figure img{max-width:520px;border:1px solid #d5dae3} figcaption{color:#5a6372;font-size:.9em}
 .verdict{font-size:1.15em;background:#eef6ee;border-left:4px solid #1b7f3b;padding:.5rem .8rem}
 .demo{background:#fff4d6;border-left:4px solid #c98a00;padding:.4rem .8rem}
+#hybrid td:last-child{min-width:16rem}
 """
 
 
@@ -528,7 +529,7 @@ def index_html(s: Summary) -> str:
     out.append("<h2>Hybrid quantization</h2>")
     rows = _compare_rows(s.root)
     if rows:
-        cols = [c for c in rows[0] if c and c.lower() not in {"layers", "file", "note"}] + (["note"] if "note" in rows[0] else [])
+        cols = [c for c in rows[0] if c and c.lower() not in {"layers", "file", "note", "min_cosine"}] + (["note"] if "note" in rows[0] else [])
         out.append('<p class=sub>From hybrid/compare.csv (notebook 60 measures its strategies against its own INT8 baseline, built with '
                    'the same calibration).</p>')
         demo = demo_images(s.root, "60_hybrid_quantization")
