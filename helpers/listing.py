@@ -65,12 +65,12 @@ def code(*lines: str | Iterable[str]) -> str:
     return "\n".join(out)
 
 
-def markdown(source: str, title: str = "") -> str:
-    """A Markdown Python code block, with an optional lead-in line."""
-    return (f"{title}\n\n" if title else "") + f"```python\n{source}\n```"
+def markdown(source: str, title: str = "", language: str = "python") -> str:
+    """A Markdown code block, with an optional lead-in line."""
+    return (f"{title}\n\n" if title else "") + f"```{language}\n{source}\n```"
 
 
-def html_block(source: str, title: str = "") -> str:
+def html_block(source: str, title: str = "", language: str = "python") -> str:
     """The block as self-contained HTML (inline colours, a framed background), so it reads as code in
     any static report."""
     import html
@@ -78,9 +78,9 @@ def html_block(source: str, title: str = "") -> str:
     try:
         from pygments import highlight
         from pygments.formatters import HtmlFormatter
-        from pygments.lexers import PythonLexer
+        from pygments.lexers import get_lexer_by_name
 
-        body = highlight(source, PythonLexer(), HtmlFormatter(noclasses=True, nobackground=True))
+        body = highlight(source, get_lexer_by_name(language), HtmlFormatter(noclasses=True, nobackground=True))
     except ImportError:
         body = f"<pre>{html.escape(source)}</pre>"
     lead = f"<p>{html.escape(title)}</p>" if title else ""
@@ -88,11 +88,12 @@ def html_block(source: str, title: str = "") -> str:
             f'font-size:90%;overflow-x:auto">{body}</div>')
 
 
-def show(source: str, title: str = "") -> None:
+def show(source: str, title: str = "", language: str = "python") -> None:
     """Display the block in a notebook: framed HTML for the reports, Markdown and plain text as fallbacks."""
     from IPython.display import display
 
-    display({"text/html": html_block(source, title), "text/markdown": markdown(source, title), "text/plain": source}, raw=True)
+    display({"text/html": html_block(source, title, language), "text/markdown": markdown(source, title, language),
+             "text/plain": source}, raw=True)
 
 
 def convert_calls(record: Any, dataset: Path | None = None, var: str = "rknn", **overrides: Any) -> list[str]:
