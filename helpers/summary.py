@@ -469,7 +469,6 @@ th{background:#eef1f6} td.num{text-align:right;font-variant-numeric:tabular-nums
 figure img{max-width:520px;border:1px solid #d5dae3} figcaption{color:#5a6372;font-size:.9em}
 .verdict{font-size:1.15em;background:#eef6ee;border-left:4px solid #1b7f3b;padding:.5rem .8rem}
 .demo{background:#fff4d6;border-left:4px solid #c98a00;padding:.4rem .8rem}
-#hybrid td:last-child{min-width:16rem}
 """
 
 
@@ -479,11 +478,13 @@ def _cell(value: str | None) -> str:
     return f'<td class="num">{esc(value)}</td>' if re.match(r"[-+]?[\d.]", value) else f"<td>{esc(value)}</td>"
 
 
-def _fmt(value: Any) -> str:
-    """A CSV cell for display: numbers to 4 significant decimals, text as is, blank as ''."""
+def _fmt(value: Any, column: str = "") -> str:
+    """A CSV cell for display: points (columns ending _pt) to 2 decimals, other numbers to 4, text as is, blank as ''."""
     x = number(value)
     if x is None:
         return str(value or "")
+    if column.endswith("_pt"):
+        return f"{x:+.2f}" if x else "0"
     return f"{x:.4f}" if abs(x) < 10 and x != int(x) else f"{x:g}"
 
 
@@ -537,10 +538,10 @@ def index_html(s: Summary) -> str:
             out.append(f'<p class=demo id="hybrid-demo">DEMO: notebook 60 ran with demo_calib_images = {demo}, so these models were '
                        "calibrated on a deliberately poor set. Compare them with the INT8 row of this table, not with notebook 30's "
                        "INT8; none of them goes into the deployment bundle.</p>")
-        out.append('<table id="hybrid"><tr>' + "".join(f"<th>{esc(c)}</th>" for c in cols) + "</tr>")
+        out.append('<div style="overflow-x:auto"><table id="hybrid"><tr>' + "".join(f"<th>{esc(c)}</th>" for c in cols) + "</tr>")
         for r in rows:
-            out.append("<tr>" + "".join(_cell(_fmt(r.get(c))) for c in cols) + "</tr>")
-        out.append("</table>")
+            out.append("<tr>" + "".join(_cell(_fmt(r.get(c), c)) for c in cols) + "</tr>")
+        out.append("</table></div>")
     else:
         out.append(f'<p class="notrun" id="hybrid">{NOT_RUN}: notebooks/60_hybrid_quantization writes hybrid/compare.csv.</p>')
     out.append('<h2>Notebooks</h2><table id="steps"><tr><th>notebook</th><th>status</th><th>time</th><th>report</th></tr>')
