@@ -36,7 +36,7 @@ class Figure:
     label: str
     value: str | None
     source: str
-    raw: Any = None
+    raw: float | None = None
 
 
 @dataclass
