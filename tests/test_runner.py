@@ -15,7 +15,7 @@ import nbformat
 import pytest
 import yaml
 
-from helpers import cli, report
+from helpers import cli, report, summary
 from helpers.errors import WorkbookError
 from helpers.paths import REPO
 
@@ -178,7 +178,7 @@ def test_failing_cell_stops_the_run_with_one_readable_block(tmp_path, toy_series
     row = re.search(r"<tr><td>02_check</td>.*?</tr>", page, re.S)  # the page's CSS names .failed too: look in the row
     assert row and re.search(r"<td[^>]*>failed\b", row.group(0)), "the index must mark 02_check as failed in its own row"
     assert not re.search(r"<td[^>]*>failed\b", re.search(r"<tr><td>01_first</td>.*?</tr>", page, re.S).group(0))
-    statuses = {s.name: s.status for s in (report.status_of(run_dir, nb) for nb in report.notebooks())}
+    statuses = {s.name: s.status for s in (summary.status_of(run_dir, nb) for nb in report.notebooks())}
     assert statuses == {"01_first": "ok", "02_check": "failed", "03_later": "not run"}
 
 
