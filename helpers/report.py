@@ -8,7 +8,7 @@ from typing import Any
 from .errors import WorkbookError, strip_ansi
 from .paths import KERNEL_NAME, REPO, Run
 
-NOTEBOOKS = REPO / \"notebooks\"
+NOTEBOOKS = REPO / "notebooks"
 
 
 def notebooks() -> list[Path]:
