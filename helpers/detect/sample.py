@@ -22,6 +22,7 @@ from ..paths import DATA, Run, write_json_atomic, write_text_atomic
 CLASSES = ("circle", "square", "triangle", "cross")
 SAMPLE_DIR = DATA / "shapes"
 SAMPLE_VERSION = 1
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
 @dataclass
@@ -162,13 +163,14 @@ def offline() -> Iterator[list[str]]:
     old_env = os.environ.get("YOLO_OFFLINE")
 
     def connect(self, address):  # noqa: ANN001
-        if self.family in (socket.AF_INET, socket.AF_INET6):
+        host = address[0] if isinstance(address, tuple) else address
+        if self.family in (socket.AF_INET, socket.AF_INET6) and host not in LOOPBACK:
             attempts.append(f"connect {address}")
             raise OSError(f"network blocked by helpers.detect.sample.offline: {address}")
         return real_connect(self, address)
 
     def getaddrinfo(host, *args, **kwargs):  # noqa: ANN001
-        if host not in ("localhost", "127.0.0.1", "::1", None):
+        if host not in LOOPBACK and host is not None:
             attempts.append(f"resolve {host}")
             raise socket.gaierror(f"network blocked by helpers.detect.sample.offline: {host}")
         return real_getaddrinfo(host, *args, **kwargs)
@@ -187,18 +189,24 @@ def offline() -> Iterator[list[str]]:
 
 
 def train_detect_sample(run: Run, data_yaml: str | Path, imgsz: int = 160, epochs: int = 30, batch: int = 16,
-                        seed: int = 0, workers: int = 0) -> DetectTrainResult:
-    """Train YOLO11n detect from yolo11n.yaml on CPU (offline), cached in run/model/model.pt."""
+                        seed: int = 0, workers: int = 0, nbs: int | None = None, lr0: float | None = None) -> DetectTrainResult:
+    """Train YOLO11n detect from yolo11n.yaml on CPU (offline), cached in run/model/model.pt.
+
+    nbs (ultralytics' nominal batch, default: batch) makes every batch an optimizer step: ultralytics'
+    own default accumulates gradients to 64 images, which leaves a small sample only a few dozen steps."""
+    nbs = int(nbs or batch)
     data_yaml = Path(data_yaml).resolve()
     if not data_yaml.is_file():
         raise WorkbookError(f"Detection data file {data_yaml} does not exist; pass a data.yaml (train:, val:, names:) or leave it empty for the generated sample.")
     out = run.model / "model.pt"
     marker = data_yaml.parent / "sample.json"
-    params = {"arch": "yolo11n.yaml", "imgsz": imgsz, "epochs": epochs, "batch": batch, "seed": seed, "data": str(data_yaml)}
+    params = {"arch": "yolo11n.yaml", "imgsz": imgsz, "epochs": epochs, "batch": batch, "nbs": nbs, "lr0": lr0, "seed": seed, "data": str(data_yaml)}
+    extra = {"optimizer": "AdamW", "lr0": lr0} if lr0 else {}
     step = Step(run, "detect_sample_model", params, inputs=[marker if marker.exists() else data_yaml.parent], outputs=[out])
     if step.check():
         rec = step.record
-        return DetectTrainResult(out, rec["map50_95"], rec["map50"], epochs, imgsz, rec["seconds"], reused=True)
+        return DetectTrainResult(out, rec["map50_95"], rec["map50"], epochs, imgsz, rec["seconds"], reused=True,
+                                 network_attempts=list(rec.get("network_attempts", [])))
 
     from ultralytics import YOLO
     from ultralytics.utils import SETTINGS
@@ -212,7 +220,7 @@ def train_detect_sample(run: Run, data_yaml: str | Path, imgsz: int = 160, epoch
         # val=False: ultralytics still validates after the final epoch, which is the figure recorded.
         metrics = model.train(
             data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, device="cpu", workers=workers, seed=seed,
-            deterministic=True, pretrained=False, amp=False, plots=False, verbose=False, val=False,
+            deterministic=True, pretrained=False, amp=False, plots=False, verbose=False, val=False, nbs=nbs, **extra,
             project=str(workdir), name="run", exist_ok=True,
         )
     seconds = time.perf_counter() - started
