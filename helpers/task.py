@@ -27,6 +27,39 @@ def _onnx_task(path: Path) -> str | None:
     return None
 
 
+def _load_pt(path: Path):
+    import torch
+
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise WorkbookError(f"Model file {path} cannot be loaded as a PyTorch checkpoint ({type(exc).__name__}); pass an ultralytics .pt or an .onnx.") from exc
+
+
+def class_names(model_path: str | Path) -> list[str] | None:
+    """The class names an ultralytics .pt or an ONNX with ultralytics/export_detector metadata carries."""
+    import ast
+    import json
+
+    path = Path(model_path)
+    if path.suffix.lower() == ".onnx":
+        import onnx
+
+        raw = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}.get("names")
+        if not raw:
+            return None
+        names = json.loads(raw) if raw.lstrip().startswith("[") else ast.literal_eval(raw)
+    elif path.suffix.lower() in (".pt", ".pth"):
+        ckpt = _load_pt(path)
+        model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else ckpt
+        names = getattr(model, "names", None)
+    else:
+        return None
+    if isinstance(names, dict):
+        return [str(names[k]) for k in sorted(names)]
+    return [str(n) for n in names] if names else None
+
+
 def task_of(model_path: str | Path) -> str | None:
     """'classify' or 'detect' for an ultralytics .pt (its own task) or an ONNX (metadata or output
     shapes); None when the file does not say (e.g. a plain TorchScript)."""
@@ -35,13 +68,8 @@ def task_of(model_path: str | Path) -> str | None:
     if suffix == ".onnx":
         return _onnx_task(path)
     if suffix in (".pt", ".pth"):
-        import torch
-
-        try:
-            ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
-        except Exception as exc:
-            raise WorkbookError(f"Model file {path} cannot be loaded as a PyTorch checkpoint ({type(exc).__name__}); pass an ultralytics .pt or an .onnx.") from exc
-        model = ckpt.get("ema") or ckpt.get("model") if isinstance(ckpt, dict) else ckpt
+        ckpt = _load_pt(path)
+        model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else ckpt
         task = getattr(model, "task", None) or (ckpt.get("train_args", {}).get("task") if isinstance(ckpt, dict) else None)
         return task if task in TASKS else None
     return None

@@ -14,7 +14,7 @@ from helpers.detect.sample import DetectTrainResult, train_detect_sample, write_
 from helpers.paths import Run
 
 # The same functions as the full-size sample, with small parameters.
-SMALL = {"images": 120, "imgsz": 96, "epochs": 25, "batch": 16}
+SMALL = {"images": 100, "imgsz": 128, "epochs": 20, "batch": 8}
 
 
 @dataclass

@@ -11,9 +11,10 @@ from helpers.detect.simulate import evaluate_outputs, load_letterboxed, onnx_run
 
 pytestmark = pytest.mark.slow
 
-# rknn-toolkit2 2.5.0 aborts in this optimisation rule on YOLO11 detectors (its log names it); passed
-# explicitly here, helpers.convert retries with it automatically.
-DISABLE_RULES = ["seperate_conv_rs_split"]
+# rknn-toolkit2 2.5.0 fails in these optimisation rules on small YOLO11 detectors (IndexError; its log
+# names the rule to disable): the first at 96-160 px (C2PSA attention on a 3x3..5x5 map), the second at
+# 320/640. Passed explicitly here; helpers.convert retries with the rule its log names.
+DISABLE_RULES = ["fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa", "seperate_conv_rs_split"]
 
 
 @pytest.fixture(scope="module")

@@ -188,19 +188,21 @@ def offline() -> Iterator[list[str]]:
             os.environ["YOLO_OFFLINE"] = old_env
 
 
-def train_detect_sample(run: Run, data_yaml: str | Path, imgsz: int = 160, epochs: int = 30, batch: int = 16,
-                        seed: int = 0, workers: int = 0, nbs: int | None = None, lr0: float | None = None) -> DetectTrainResult:
+def train_detect_sample(run: Run, data_yaml: str | Path, imgsz: int = 160, epochs: int = 20, batch: int = 8,
+                        seed: int = 0, workers: int = 0, nbs: int | None = None, lr0: float | None = 0.005,
+                        mosaic: float = 0.0) -> DetectTrainResult:
     """Train YOLO11n detect from yolo11n.yaml on CPU (offline), cached in run/model/model.pt.
 
-    nbs (ultralytics' nominal batch, default: batch) makes every batch an optimizer step: ultralytics'
-    own default accumulates gradients to 64 images, which leaves a small sample only a few dozen steps."""
+    Tuned for a few hundred images and minutes of CPU: nbs (ultralytics' nominal batch, default: batch)
+    makes every batch an optimizer step (ultralytics accumulates to 64 images, leaving a small sample a
+    few dozen steps), AdamW at lr0, and no mosaic (it shrinks the already small shapes)."""
     nbs = int(nbs or batch)
     data_yaml = Path(data_yaml).resolve()
     if not data_yaml.is_file():
         raise WorkbookError(f"Detection data file {data_yaml} does not exist; pass a data.yaml (train:, val:, names:) or leave it empty for the generated sample.")
     out = run.model / "model.pt"
     marker = data_yaml.parent / "sample.json"
-    params = {"arch": "yolo11n.yaml", "imgsz": imgsz, "epochs": epochs, "batch": batch, "nbs": nbs, "lr0": lr0, "seed": seed, "data": str(data_yaml)}
+    params = {"arch": "yolo11n.yaml", "imgsz": imgsz, "epochs": epochs, "batch": batch, "nbs": nbs, "lr0": lr0, "mosaic": mosaic, "seed": seed, "data": str(data_yaml)}
     extra = {"optimizer": "AdamW", "lr0": lr0} if lr0 else {}
     step = Step(run, "detect_sample_model", params, inputs=[marker if marker.exists() else data_yaml.parent], outputs=[out])
     if step.check():
@@ -220,7 +222,7 @@ def train_detect_sample(run: Run, data_yaml: str | Path, imgsz: int = 160, epoch
         # val=False: ultralytics still validates after the final epoch, which is the figure recorded.
         metrics = model.train(
             data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, device="cpu", workers=workers, seed=seed,
-            deterministic=True, pretrained=False, amp=False, plots=False, verbose=False, val=False, nbs=nbs, **extra,
+            deterministic=True, pretrained=False, amp=False, plots=False, verbose=False, val=False, nbs=nbs, mosaic=mosaic, **extra,
             project=str(workdir), name="run", exist_ok=True,
         )
     seconds = time.perf_counter() - started
