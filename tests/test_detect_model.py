@@ -2,18 +2,15 @@
 ultralytics' own val(); the split head detects exactly what the stock head detects; bad inputs."""
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
 from detect_support import tiny_detector  # noqa: F401  (session fixture)
 from helpers.detect.labels import read_split
-from helpers.detect.sample import ultralytics_val, write_data_yaml, write_detect_sample
+from helpers.detect.sample import CLASSES, ultralytics_val, write_data_yaml, write_detect_sample
 from helpers.detect.simulate import evaluate_outputs, load_letterboxed, onnx_runner
 from helpers.errors import WorkbookError
 from helpers.export import quiet
-from helpers.detect.sample import CLASSES
 from helpers.task import check_task, class_names, task_of
 
 pytestmark = pytest.mark.slow
