@@ -115,3 +115,12 @@ def test_split_layout_decodes_like_stock_layout():
 def test_wrong_number_of_outputs_is_one_sentence():
     with pytest.raises(ValueError, match="expected 1 .stock head. or 3 per stride"):
         pp.decode([np.zeros((1, 64, 4, 4)), np.zeros((1, 2, 4, 4))], 32)
+
+
+def test_stock_layout_is_refused_where_int8_runs():
+    stock = [np.zeros((1, 8, 21), np.float32)]
+    split = [np.zeros((1, 64, 4, 4)), np.zeros((1, 4, 4, 4)), np.zeros((1, 1, 4, 4))]
+    assert pp.layout(stock) == "stock" and pp.layout(split) == "split"
+    pp.require_split(split)
+    with pytest.raises(ValueError, match=r"^model.rknn has the stock detector head .* re-export it with head: split"):
+        pp.require_split(stock, "model.rknn")

@@ -112,6 +112,22 @@ def decode(outputs: Sequence[np.ndarray], input_size: int) -> tuple[np.ndarray, 
     return np.concatenate(boxes), np.concatenate(scores)
 
 
+def layout(outputs: Sequence[np.ndarray]) -> str:
+    """'stock' (one output tensor) or 'split' (three per stride) for one image's raw outputs."""
+    if len(outputs) == 1:
+        return "stock"
+    if len(outputs) % 3 == 0:
+        return "split"
+    raise ValueError(f"Detector gave {len(outputs)} outputs; expected 1 (stock head) or 3 per stride (split head: box, class, sum).")
+
+
+def require_split(outputs: Sequence[np.ndarray], model: str = "this model") -> None:
+    """Refuse the stock layout on INT8 hardware: its class scores share the box coordinates' INT8 scale and collapse."""
+    if layout(outputs) == "stock":
+        raise ValueError(f"{model} has the stock detector head (one output mixing box pixels and class scores), whose INT8 "
+                         f"class scores collapse to 0 on the NPU; re-export it with head: split (helpers.detect.head.export_detector).")
+
+
 def candidate_mask(outputs: Sequence[np.ndarray], conf: float) -> np.ndarray | None:
     """For the split layout: anchors whose clamped score sum reaches conf (no class score can pass
     where the sum does not); None for the stock layout."""
