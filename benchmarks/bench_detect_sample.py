@@ -1,7 +1,7 @@
 """The generated detection sample at full size: how long YOLO11n detect trains from its YAML on this
 machine's CPU and what ultralytics' val() scores it (target: mAP50-95 >= 0.6 in <= 4 minutes on 2 cores).
 
-    .venv/bin/python benchmarks/bench_detect_sample.py [--images 250] [--imgsz 160] [--epochs 20] [--run-dir DIR]
+    .venv/bin/python benchmarks/bench_detect_sample.py [--images 250] [--imgsz 160] [--epochs 12] [--run-dir DIR]
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=250)
     ap.add_argument("--imgsz", type=int, default=160)
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--run-dir", default="")
     args = ap.parse_args()

@@ -188,14 +188,15 @@ def offline() -> Iterator[list[str]]:
             os.environ["YOLO_OFFLINE"] = old_env
 
 
-def train_detect_sample(run: Run, data_yaml: str | Path, imgsz: int = 160, epochs: int = 20, batch: int = 8,
+def train_detect_sample(run: Run, data_yaml: str | Path, imgsz: int = 160, epochs: int = 12, batch: int = 8,
                         seed: int = 0, workers: int = 0, nbs: int | None = None, lr0: float | None = 0.005,
                         mosaic: float = 0.0) -> DetectTrainResult:
     """Train YOLO11n detect from yolo11n.yaml on CPU (offline), cached in run/model/model.pt.
 
     Tuned for a few hundred images and minutes of CPU: nbs (ultralytics' nominal batch, default: batch)
     makes every batch an optimizer step (ultralytics accumulates to 64 images, leaving a small sample a
-    few dozen steps), AdamW at lr0, and no mosaic (it shrinks the already small shapes)."""
+    few dozen steps), AdamW at lr0, and no mosaic (it shrinks the already small shapes). ultralytics
+    trains with cpu_count - 1 torch threads (1 on a 2-core machine)."""
     nbs = int(nbs or batch)
     data_yaml = Path(data_yaml).resolve()
     if not data_yaml.is_file():
