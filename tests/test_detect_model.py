@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from detect_support import tiny_detector  # noqa: F401  (session fixture)
+from helpers.detect.head import export_detector
 from helpers.detect.labels import read_split
 from helpers.detect.sample import CLASSES, ultralytics_val, write_data_yaml, write_detect_sample
 from helpers.detect.simulate import evaluate_outputs, load_letterboxed, onnx_runner
@@ -79,6 +80,10 @@ def test_task_of_reads_the_model_and_mismatches_name_both_tasks(tiny_detector, t
         check_task(cls_pt, "detect")
     with pytest.raises(WorkbookError, match=r"is a classifier .* but task: detect"):
         check_task(tiny_onnx, "detect")
+    with pytest.raises(WorkbookError, match=r"is an ultralytics classify model, not a detector; pass a detect \.pt"):
+        export_detector(cls_pt, tmp_path / "x.onnx", 128)
+    with pytest.raises(WorkbookError, match=r"^head='fused' is not a detector head layout; use one of split, stock\.$"):
+        export_detector(tiny_detector.train.weights, tmp_path / "x.onnx", 128, head="fused")
 
 
 def test_labels_beyond_the_models_classes_are_refused(tmp_path):

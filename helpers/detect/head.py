@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,10 @@ def export_detector(weights: str | Path, out_onnx: str | Path, imgsz: int, head:
     out_onnx = Path(out_onnx)
     out_onnx.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_onnx.with_name(out_onnx.stem + ".partial.onnx")
-    with torch.no_grad():
+    # ultralytics' head caches its anchors behind a Python shape comparison the tracer warns about; the
+    # input size is fixed, so the traced constant is right.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(net, torch.zeros(1, 3, imgsz, imgsz), str(tmp), opset_version=opset,
                           input_names=["images"], output_names=out_names, do_constant_folding=True)
     proto = onnx.load(str(tmp))
