@@ -112,3 +112,21 @@ def test_data_yaml_without_val_is_one_sentence(tmp_path):
     y.write_text("train: images/train\nnames: [a]\n")
     with pytest.raises(WorkbookError, match=r"has no val entry; add e\.g\. 'val: images/val'"):
         read_split(y, "val")
+
+
+def test_offline_guard_blocks_and_records_network_use():
+    import socket
+
+    import ultralytics.data.utils as du
+
+    from helpers.detect.sample import offline
+
+    before = socket.socket.connect
+    with offline() as attempts:
+        with pytest.raises(OSError, match="network blocked"):
+            socket.create_connection(("192.0.2.1", 443), timeout=1)
+        with socket.socket() as raw, pytest.raises(OSError, match="network blocked"):
+            raw.connect(("192.0.2.1", 443))
+        assert du.check_font("Arial.ttf").name == "DejaVuSans.ttf"  # ultralytics' font fetch, answered locally
+    assert attempts == ["resolve 192.0.2.1", "connect ('192.0.2.1', 443)"]
+    assert socket.socket.connect is before
