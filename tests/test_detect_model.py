@@ -130,3 +130,15 @@ def test_offline_guard_blocks_and_records_network_use():
         assert du.check_font("Arial.ttf").name == "DejaVuSans.ttf"  # ultralytics' font fetch, answered locally
     assert attempts == ["resolve 192.0.2.1", "connect ('192.0.2.1', 443)"]
     assert socket.socket.connect is before
+
+
+def test_prepare_reuses_the_cached_sample_model_and_checks_a_users_model(tiny_detector, tiny_onnx):
+    from helpers.detect.sample import prepare_detect_model
+
+    t = tiny_detector
+    path, data, text = prepare_detect_model(t.run, "", t.data_yaml, imgsz=t.imgsz, epochs=t.train.epochs)
+    assert path == t.train.weights and data == t.data_yaml
+    assert "reused from the cache" in text and f"mAP50-95 {t.train.map50_95:.3f}" in text
+    assert prepare_detect_model(t.run, t.split_onnx, t.data_yaml, imgsz=t.imgsz)[0] == t.split_onnx.resolve()
+    with pytest.raises(WorkbookError, match=r"is a classifier \(task classify\) but task: detect was given"):
+        prepare_detect_model(t.run, tiny_onnx, t.data_yaml, imgsz=t.imgsz)

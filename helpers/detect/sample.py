@@ -257,3 +257,22 @@ def write_data_yaml(path: Path, train: str, val: str, names: list[str]) -> Path:
     """A minimal ultralytics data.yaml with relative train/val folders."""
     body = "".join(f"  {i}: {n}\n" for i, n in enumerate(names))
     return write_text_atomic(path, f"train: {train}\nval: {val}\nnames:\n{body}")
+
+
+def prepare_detect_model(run: Run, model: str | Path = "", data: str | Path = "", imgsz: int = 160, epochs: int = 12,
+                         images: int = 250) -> tuple[Path, Path, str]:
+    """The detector and data.yaml of a run plus a one-line description: the user's files (checked to be
+    a detector), or the generated sample and the sample model trained on it (cached)."""
+    from ..export import quiet
+    from ..models import check_model_path
+    from ..task import check_task
+
+    data_yaml = Path(data).expanduser().resolve() if str(data).strip() else write_detect_sample(images=images, imgsz=imgsz)
+    if str(model).strip():
+        path = check_model_path(model)
+        check_task(path, "detect")
+        return path, data_yaml, f"your detector {path}"
+    with quiet(run.logs / "train.log"):
+        res = train_detect_sample(run, data_yaml, imgsz=imgsz, epochs=epochs)
+    how = "reused from the cache" if res.reused else f"trained in {res.seconds:.0f} s"
+    return res.weights, data_yaml, f"sample YOLO11n detector on the generated shapes, {how}: val mAP50-95 {res.map50_95:.3f}, mAP50 {res.map50:.3f}"
