@@ -1,0 +1,47 @@
+"""The small detection sample the detect tests share: generated data, a YOLO11n trained briefly from its
+YAML (cached on disk under the session's temp folder, so every test module reuses one training), and
+its split- and stock-head ONNX exports."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from helpers.detect.head import export_detector
+from helpers.detect.sample import DetectTrainResult, train_detect_sample, write_detect_sample
+from helpers.paths import Run
+
+# The same functions as the full-size sample, with small parameters.
+SMALL = {"images": 100, "imgsz": 128, "epochs": 20, "batch": 8}
+
+
+@dataclass
+class TinyDetector:
+    data_yaml: Path
+    run: Run
+    train: DetectTrainResult
+    split_onnx: Path
+    stock_onnx: Path
+    imgsz: int
+
+
+def build_tiny_detector(base: Path) -> TinyDetector:
+    data = write_detect_sample(base / "shapes", images=SMALL["images"], imgsz=SMALL["imgsz"])
+    run = Run.at(base / "run")
+    res = train_detect_sample(run, data, imgsz=SMALL["imgsz"], epochs=SMALL["epochs"], batch=SMALL["batch"])
+    split = run.model / "model_split.onnx"
+    stock = run.model / "model_stock.onnx"
+    if not split.exists():
+        export_detector(res.weights, split, SMALL["imgsz"], head="split")
+    if not stock.exists():
+        export_detector(res.weights, stock, SMALL["imgsz"], head="stock")
+    return TinyDetector(data, run, res, split, stock, SMALL["imgsz"])
+
+
+@pytest.fixture(scope="session")
+def tiny_detector(tmp_path_factory) -> TinyDetector:
+    """DETECT_TEST_CACHE=<folder> keeps the training between sessions (the step cache reuses it)."""
+    base = os.environ.get("DETECT_TEST_CACHE")
+    return build_tiny_detector(Path(base) if base else tmp_path_factory.getbasetemp() / "detect_tiny")
