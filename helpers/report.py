@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import html
+import os
 import re
+import shutil
+import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,7 +36,9 @@ def execute(notebook: Path, run_dir: str | Path, params: dict[str, Any] | None =
     """Run one notebook with papermill into <run>/executed/, parameters injected; returns the output path.
 
     progress: True for papermill's cell bar, or a dict of tqdm options (e.g. {"desc": "20_convert"}).
-    kernel: a Prewarmed kernel to run in (papermill starts a fresh one otherwise); it is shut down after.
+    kernel: a Prewarmed kernel to run in (one is started here otherwise); it is shut down after. The
+    kernel talks over local IPC sockets and its own stdout/stderr go to <run>/executed/kernels.log, so
+    the terminal shows progress and results only.
     """
     import papermill as pm
 
@@ -40,7 +46,9 @@ def execute(notebook: Path, run_dir: str | Path, params: dict[str, Any] | None =
     out = run.sub("executed") / Path(notebook).name
     if not Path(notebook).exists():
         raise WorkbookError(f"Notebook {notebook} does not exist; choose one of {[p.name for p in notebooks()]}.")
-    km = kernel.manager() if kernel is not None else None
+    if kernel is None:
+        kernel = Prewarmed(notebook, preload=False, log=kernel_log(run.root))
+    km = kernel.manager()
     try:
         pm.execute_notebook(
             str(notebook), str(out),
@@ -49,9 +57,13 @@ def execute(notebook: Path, run_dir: str | Path, params: dict[str, Any] | None =
             **({"km": km} if km is not None else {}),
         )
     finally:
-        if kernel is not None:
-            kernel.shutdown()
+        kernel.shutdown()
     return out
+
+
+def kernel_log(run_root: Path) -> Path:
+    """Where the kernels of a run write their own stdout/stderr (start-up warnings, library noise)."""
+    return Path(run_root) / "executed" / "kernels.log"
 
 
 def notebook_imports(notebook: Path) -> list[str]:
@@ -86,7 +98,7 @@ class Prewarmed:
     no execution count, no history, no names bound), so the next notebook's start overlaps with the
     current one. `execute(..., kernel=)` runs in it; shutdown() always stops it."""
 
-    def __init__(self, notebook: Path):
+    def __init__(self, notebook: Path, preload: bool = True, log: Path | None = None):
         import threading
 
         # Import on the calling thread: papermill imports the same packages, and two threads importing
@@ -97,8 +109,14 @@ class Prewarmed:
         from jupyter_client.manager import KernelManager  # noqa: F401
 
         self.notebook = Path(notebook)
+        self.preload = preload
+        self.log = Path(log) if log else None
         self._km: Any = None
         self._error: BaseException | None = None
+        self._sink: Any = None
+        self._sockets = ""
+        if self.log:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
         self._thread = threading.Thread(target=self._start, name=f"prewarm-{self.notebook.stem}", daemon=True)
         self._thread.start()
 
@@ -108,10 +126,17 @@ class Prewarmed:
             from jupyter_client.blocking import BlockingKernelClient
             from jupyter_client.manager import KernelManager
 
-            km = KernelManager(kernel_name=KERNEL_NAME)
+            # IPC sockets in a private temp folder: no TCP port (and no "running over TCP without
+            # encryption" warning); the kernel's own output goes to the run's kernels.log.
+            self._sockets = tempfile.mkdtemp(prefix="wb-kernel-")
+            km = KernelManager(kernel_name=KERNEL_NAME, transport="ipc", ip=os.path.join(self._sockets, "k"))
             km.client_factory = AsyncKernelClient  # nbclient drives the kernel asynchronously
             self._km = km
-            km.start_kernel(cwd=str(NOTEBOOKS))
+            sink = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 - closed in shutdown
+            self._sink = sink
+            km.start_kernel(cwd=str(NOTEBOOKS), stdout=sink, stderr=sink)
+            if not self.preload:
+                return
             kc = BlockingKernelClient()
             kc.load_connection_info(km.get_connection_info())
             kc.start_channels()
@@ -143,6 +168,12 @@ class Prewarmed:
                 km.shutdown_kernel(now=True)
             except Exception:  # noqa: BLE001 - best effort: the process may be gone already
                 pass
+        sink, self._sink = self._sink, None
+        if sink is not None and sink is not subprocess.DEVNULL:
+            sink.close()
+        if self._sockets:
+            shutil.rmtree(self._sockets, ignore_errors=True)
+            self._sockets = ""
 
 
 @lru_cache(maxsize=64)

@@ -213,7 +213,7 @@ def test_bad_sweep_files(tmp_path):
     with pytest.raises(WorkbookError, match="non-empty 'variants:'"):
         cli.load_sweep(sweep)
     sweep.write_text("variants: {a: {}}\nvariant_dir: x\n")
-    with pytest.raises(WorkbookError, match=r"unknown key\(s\) \['variant_dir'\]; valid keys: base, only, variants"):
+    with pytest.raises(WorkbookError, match=r"unknown key\(s\) \['variant_dir'\]; valid keys: base, grid, only, variants"):
         cli.load_sweep(sweep)
     sweep.write_text("variants: {a: {20_convert: {tagret: rk3566}}}\n")
     configs, _ = cli.load_sweep(sweep)
