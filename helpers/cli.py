@@ -318,23 +318,14 @@ def run_variants(ex: Executor, configs: dict[str, dict[str, Any]], dirs: dict[st
                             bar.write(f"[{v}] FAILED: {msg}")
         except KeyboardInterrupt:
             bar.write("Ctrl-C: cancelling the sweep's tasks (their runs stop and shut their kernels down) ...")
-            for fut in pending:
-                fut.cancel()
             if isinstance(ex, cluster.DaskExecutor):
                 ex.cancel_all()
-                wait_idle(ex)
+                wait(pending, timeout=45)  # each task stops its child run, then returns
+            for fut in pending:
+                fut.cancel()
+            cluster.stop_children()
             raise
     return results
-
-
-def wait_idle(ex: "cluster.DaskExecutor", timeout: float = 30.0) -> None:
-    """Wait until no worker is processing a task (the cancelled runs have stopped), at most timeout."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with contextlib.suppress(Exception):
-            if not any(ex.client.processing().values()):
-                return
-        time.sleep(0.5)
 
 
 def run_sweep(sweep_file: str | Path, run_dir: str | Path | None, only: str | None = None, jobs: int | None = None,

@@ -70,19 +70,17 @@ class DaskExecutor(Executor):
         self.client.subscribe_topic(PROGRESS_TOPIC, lambda event: handler(event[1]))
 
     def cancel_all(self) -> None:
-        """Tell running tasks to stop their child processes, and cancel the tasks not started yet."""
+        """Tell every task of this executor to stop: running ones stop their child run (and its kernels)
+        and return; ones not started yet return at once when they start."""
         from distributed import Event
 
         with contextlib.suppress(Exception):
             Event(self.cancel_event, client=self.client).set()
-        with contextlib.suppress(Exception):
-            self._plain.shutdown(wait=False)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         if cancel_futures:
             self.cancel_all()
-        else:
-            self._plain.shutdown(wait=wait)
+        self._plain.shutdown(wait=wait and not cancel_futures)
 
 
 def scheduler_address(scheduler: str | None) -> str | None:
@@ -181,6 +179,16 @@ def _cancelled(name: str | None) -> Callable[[], bool]:
     return check
 
 
+RUNNING: set[subprocess.Popen] = set()  # child runs started by tasks in this process
+
+
+def stop_children() -> None:
+    """Stop every child run still going in this process (a local cluster's last resort on Ctrl-C)."""
+    for proc in list(RUNNING):
+        if proc.poll() is None:
+            stop_process_group(proc)
+
+
 def stop_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
     """SIGTERM the child's process group (the runner shuts its kernels down), SIGKILL after `grace`."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
@@ -211,19 +219,26 @@ def run_variant(variant: str, config: dict[str, Any], only: str | None, run_dir:
         cmd = [sys.executable, "-m", "helpers", "run", "--params", str(params), "--run-dir", str(folder),
                "--progress", "lines", *(["--only", only] if only else []), *extra]
         stderr_path = Path(tmp) / "stderr.txt"
+        is_cancelled = _cancelled(cancel)
+        if is_cancelled():
+            return VariantResult(variant, False, f"variant {variant} was cancelled (Ctrl-C) before it started.", 0.0)
         with open(stderr_path, "w") as err:
+            # Its own session: a Ctrl-C in the terminal reaches the sweep, which stops the runs in order.
             proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
-            reader = threading.Thread(target=_forward, args=(proc, variant), daemon=True)
-            reader.start()
-            is_cancelled = _cancelled(cancel)
-            cancelled = False
-            while proc.poll() is None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(1.0)
-                if proc.returncode is None and is_cancelled():
-                    cancelled = True
-                    stop_process_group(proc)
-            reader.join(5)
+            RUNNING.add(proc)
+            try:
+                reader = threading.Thread(target=_forward, args=(proc, variant), daemon=True)
+                reader.start()
+                cancelled = False
+                while proc.poll() is None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(1.0)
+                    if proc.returncode is None and is_cancelled():
+                        cancelled = True
+                        stop_process_group(proc)
+                reader.join(5)
+            finally:
+                RUNNING.discard(proc)
         failure = stderr_path.read_text(errors="replace")
         ok = proc.returncode == 0 and not cancelled
         if cancelled:

@@ -1,6 +1,7 @@
 """Execute the series headlessly with papermill, render HTML reports and the run's index page."""
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import re
@@ -69,15 +70,17 @@ def kernel_log(run_root: Path) -> Path:
 def notebook_imports(notebook: Path) -> list[str]:
     """Absolute modules a notebook's code cells import (for pre-warming its kernel)."""
     import ast
-
-    import nbformat
+    import json
 
     mods: list[str] = []
-    for cell in nbformat.read(str(notebook), as_version=4).cells:
-        if cell.cell_type != "code":
+    # Plain json, not nbformat: importing nbformat's schema validation costs seconds, and a warm
+    # re-run that reuses every notebook should cost little more than reading these files.
+    for cell in json.loads(Path(notebook).read_text(encoding="utf-8")).get("cells", []):
+        if cell.get("cell_type") != "code":
             continue
+        source = cell.get("source", "")
         try:
-            tree = ast.parse(cell.source)
+            tree = ast.parse("".join(source) if isinstance(source, list) else str(source))
         except SyntaxError:  # IPython magics: skip the cell
             continue
         for node in ast.walk(tree):
@@ -153,12 +156,22 @@ class Prewarmed:
             self._error = exc
 
     def manager(self) -> Any:
-        """The ready kernel manager, or None (papermill then starts its own kernel)."""
+        """The ready kernel manager (pre-loading is only a speed-up: a kernel that started but could not
+        pre-load still serves); else a kernel started now, the same quiet way; None if that fails too."""
         self._thread.join()
-        if self._error is not None or self._km is None or not self._km.has_kernel:
+        if self._error is not None and self.log:
+            with contextlib.suppress(OSError), open(self.log, "a") as fh:
+                fh.write(f"[workbook] pre-warming a kernel for {self.notebook.name} failed: {type(self._error).__name__}: {self._error}\n")
+        if self._km is not None and self._km.has_kernel and self._km.is_alive():
+            return self._km
+        self.shutdown()
+        if self.preload:  # one plain retry, without pre-loading
+            self.preload, self._error = False, None
+            self._start()
+            if self._error is None and self._km is not None and self._km.has_kernel:
+                return self._km
             self.shutdown()
-            return None
-        return self._km
+        return None
 
     def shutdown(self) -> None:
         self._thread.join()

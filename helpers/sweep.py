@@ -31,7 +31,7 @@ def grid_key(key: str, path: Path) -> tuple[str, str]:
 
 
 def slug(value: Any) -> str:
-    text = re.sub(r"[^A-Za-z0-9.]+", "-", str(value).strip()).strip("-")
+    text = re.sub(r"[^A-Za-z0-9._]+", "-", str(value).strip()).strip("-")
     return text or "x"
 
 
@@ -49,7 +49,9 @@ def expand_grid(grid: Any, path: Path) -> dict[str, tuple[dict[str, dict[str, An
         lists.append(values)
     out: dict[str, tuple[dict[str, dict[str, Any]], dict[str, Any]]] = {}
     for combo in itertools.product(*lists):
-        name = "_".join(slug(v) for v, values in zip(combo, lists) if len(values) > 1) or "grid"
+        parts = [slug(v) if slug(v)[0].isalpha() else f"{param}-{slug(v)}"  # names start with a letter
+                 for v, values, (_, param) in zip(combo, lists, parsed) if len(values) > 1]
+        name = "_".join(parts) or "grid"
         base, n = name, 2
         while name in out:
             name, n = f"{base}_{n}", n + 1
