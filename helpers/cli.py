@@ -22,6 +22,7 @@ import shutil
 import signal
 import sys
 import time
+import warnings
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,8 +253,10 @@ def _submit(ex: Executor, variant: str, config: dict[str, Any], folder: Path, on
     resources = board_resources(config, only) if remote else {}
     target = ex.requiring(resources) if resources else ex
     cancel = ex.cancel_event if isinstance(ex, cluster.DaskExecutor) else None
-    return target.submit(cluster.run_variant, variant, config, only, None if remote else str(folder),
-                         cluster.pack(folder) if remote else None, cancel, _notebooks_option())
+    with warnings.catch_warnings():  # the run folder travels inside the task on purpose (any file system)
+        warnings.filterwarnings("ignore", message="Sending large graph")
+        return target.submit(cluster.run_variant, variant, config, only, None if remote else str(folder),
+                             cluster.pack(folder) if remote else None, cancel, _notebooks_option())
 
 
 def _collect(fut: Future, variant: str, folder: Path) -> cluster.VariantResult:
@@ -380,10 +383,9 @@ def shared_prefix(configs: dict[str, dict[str, Any]], only: str | None) -> list[
 
 def seed_variants(configs: dict[str, dict[str, Any]], dirs: dict[str, Path], shared: Path, only: str | None,
                   ex: Executor | None = None) -> list[str]:
-    """Run the shared leading notebooks once into `shared` (on the executor), then copy its artifacts into
-    every variant folder that has none yet; each variant's own run then finds those steps cached (inputs
-    are hashed by content), so e.g. the sample model is trained once, not once per variant. Returns the
-    notebooks run."""
+    """Run the shared leading notebooks once into `shared` (on the executor), then copy its run folder into
+    every variant folder that has none yet; each variant's own run then reuses those notebooks (and their
+    cached steps), so e.g. the sample model is trained once, not once per variant. Returns the notebooks run."""
     prefix = shared_prefix(configs, only)
     fresh = [v for v, d in dirs.items() if not (d / ".cache").exists()]
     if len(fresh) < 2 or not prefix:
@@ -400,7 +402,9 @@ def seed_variants(configs: dict[str, dict[str, Any]], dirs: dict[str, Path], sha
     if not ok:
         print(failure, file=sys.stderr)
         return []  # each variant then runs (and reports) the failing notebook itself
-    skip = shutil.ignore_patterns("executed", "report", "params.json")
+    # The executed notebooks and their reuse records come too: each variant then reuses those notebooks
+    # without starting a kernel (their parameters, inputs and code are the shared run's).
+    skip = shutil.ignore_patterns("report", "kernels.log", "status.json", "*.tmp")
     for v in fresh:
         shutil.copytree(shared, dirs[v], ignore=skip, dirs_exist_ok=True)
     return prefix

@@ -111,7 +111,7 @@ def test_sweep_on_a_scheduler_matches_the_local_cluster(tmp_path, dask_cluster):
     a, b = table(local), table(remote)
     assert set(a) == set(b) == {"calib_images-4", "calib_images-8"}
     for variant in a:
-        assert a[variant]["status"] == b[variant]["status"] == "ok"
+        assert a[variant]["status"] == b[variant]["status"] == "partial"  # 40-60 were not selected
         for label in FIGURES:
             assert a[variant][label] not in ("", "not run"), label
             assert a[variant][label] == b[variant][label], (variant, label)
