@@ -284,3 +284,11 @@ def test_plots_across_the_grid(tmp_path):
                for v, p in params.items()}
     pngs = {p.name for p in sweep.plots(tmp_path, params, figures)}
     assert pngs == {"INT8-top-1-RKNN-simulator_vs_20_convert.calib_images.png", "build_time_per_chip.png"}
+
+
+def test_example_grid_sweep_is_valid():
+    configs, only = cli.load_sweep(REPO / "params" / "sweep_grid.yaml")
+    assert len(configs) == 8 and "mmse_calib_images-5" in configs
+    for config in configs.values():
+        cli.plan(config, only)
+    assert {c["20_convert"]["target_platform"] for c in configs.values()} == {"rk3588", "rk3566", "rk3576"}
