@@ -328,6 +328,9 @@ def run_variants(ex: Executor, configs: dict[str, dict[str, Any]], dirs: dict[st
                 fut.cancel()
             cluster.stop_children()
             raise
+        finally:
+            if isinstance(ex, cluster.DaskExecutor):
+                ex.on_progress(ex.print_progress)
     return results
 
 

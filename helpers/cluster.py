@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -39,6 +40,12 @@ class DaskExecutor(Executor):
         self.local = local
         self._plain = client.get_executor(pure=False)
         self.cancel_event = f"workbook-cancel-{uuid.uuid4().hex[:12]}"
+        self._handler: Callable[[dict[str, Any]], None] = self.print_progress
+        client.subscribe_topic(PROGRESS_TOPIC, lambda event: self._handler(event[1]))
+
+    @staticmethod
+    def print_progress(msg: dict[str, Any]) -> None:
+        print(f"[{msg.get('variant')}] {msg.get('line')}", flush=True)
 
     @property
     def dashboard(self) -> str | None:
@@ -66,8 +73,9 @@ class DaskExecutor(Executor):
         return len(self.client.scheduler_info().get("workers", {}))
 
     def on_progress(self, handler: Callable[[dict[str, Any]], None]) -> None:
-        """Call handler(msg) for every progress event a task sends (see `report_progress`)."""
-        self.client.subscribe_topic(PROGRESS_TOPIC, lambda event: handler(event[1]))
+        """Call handler(msg) for every progress event a task sends (see `report_progress`); until then
+        each is printed as a line."""
+        self._handler = handler
 
     def cancel_all(self) -> None:
         """Tell every task of this executor to stop: running ones stop their child run (and its kernels)
@@ -227,16 +235,19 @@ def run_variant(variant: str, config: dict[str, Any], only: str | None, run_dir:
             proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
             RUNNING.add(proc)
             try:
-                reader = threading.Thread(target=_forward, args=(proc, variant), daemon=True)
+                lines: queue.Queue[str] = queue.Queue()
+                reader = threading.Thread(target=_forward, args=(proc, lines), daemon=True)
                 reader.start()
                 cancelled = False
                 while proc.poll() is None:
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         proc.wait(1.0)
+                    _send(lines, variant)  # from this (the task's) thread: where a worker may log events
                     if proc.returncode is None and is_cancelled():
                         cancelled = True
                         stop_process_group(proc)
                 reader.join(5)
+                _send(lines, variant)
             finally:
                 RUNNING.discard(proc)
         failure = stderr_path.read_text(errors="replace")
@@ -254,9 +265,14 @@ def run_variant(variant: str, config: dict[str, Any], only: str | None, run_dir:
     return VariantResult(variant, ok, failure if not ok else "", time.perf_counter() - started, packed, worker)
 
 
-def _forward(proc: subprocess.Popen, variant: str) -> None:
-    """Turn the child's progress lines ("NN_name ran in 3.1 s") into events for the client."""
+def _forward(proc: subprocess.Popen, lines: "queue.Queue[str]") -> None:
+    """Queue the child's progress lines ("NN_name ran in 3.1 s")."""
     for line in proc.stdout or []:
-        line = line.rstrip()
         if line.startswith("progress: "):
-            report_progress({"variant": variant, "line": line.removeprefix("progress: ")})
+            lines.put(line.rstrip().removeprefix("progress: "))
+
+
+def _send(lines: "queue.Queue[str]", variant: str) -> None:
+    """Send the queued progress lines to the client as events."""
+    while not lines.empty():
+        report_progress({"variant": variant, "line": lines.get_nowait()})
