@@ -93,7 +93,8 @@ def plan_reuse(steps: list[tuple[Path, dict[str, Any]]], root: Path, enabled: bo
         if nb not in chosen:
             previous = [reuse.recorded_key(root, name)]
             continue
-        key = reuse.notebook_key(nb, chosen[nb], report.notebook_imports(nb), previous)
+        key = reuse.notebook_key(nb, chosen[nb], report.notebook_imports(nb), previous,
+                                 board="device_id" in report.declared_parameters(nb))
         decision = reuse.decide(root, name, key) if enabled else reuse.Decision(key, False, "--rerun")
         if must_run and decision.reuse:
             decision = reuse.Decision(key, False, "an earlier notebook runs")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -115,12 +116,15 @@ def path_signature(value: Any) -> Any:
     return None
 
 
-def notebook_key(notebook: Path, params: dict[str, Any], modules: list[str], upstream: list[str]) -> str:
-    """The reuse key of one notebook (see the module docstring)."""
+def notebook_key(notebook: Path, params: dict[str, Any], modules: list[str], upstream: list[str],
+                 board: bool = False) -> str:
+    """The reuse key of one notebook (see the module docstring). board: the notebook looks for a board,
+    so the board named by RKNN_DEVICE_ID is an input too (a newly attached board needs --rerun)."""
     clean = {k: v for k, v in sorted(params.items()) if k not in IGNORED_PARAMS}
     code = [(str(p.relative_to(HELPERS)), hashlib.sha256(p.read_bytes()).hexdigest()) for p in code_files(modules)]
     paths = {k: path_signature(v) for k, v in clean.items() if path_signature(v) is not None}
-    return sha(Path(notebook).read_bytes(), clean, code, list(versions()), paths, upstream)
+    device = os.environ.get("RKNN_DEVICE_ID", "") if board else ""
+    return sha(Path(notebook).read_bytes(), clean, code, list(versions()), paths, upstream, device)
 
 
 # ----------------------------------------------------------------------------- what a notebook wrote

@@ -164,3 +164,12 @@ def test_cli_terminal_is_quiet_and_says_when_it_reuses(tmp_path):
     assert "0 notebook(s) ran, 1 reused" in proc.stdout and "cell/s" not in proc.stderr  # no notebook progress bar
     assert status(run_dir) == {"00_environment_check": "reused"}
     assert (run_dir / "report" / "index.html").exists()
+
+
+def test_a_board_notebook_key_follows_the_device_named(monkeypatch):
+    nb = REPO / "notebooks" / "00_environment_check.ipynb"
+    monkeypatch.delenv("RKNN_DEVICE_ID", raising=False)
+    key = reuse.notebook_key(nb, {}, [], [], board=True)
+    monkeypatch.setenv("RKNN_DEVICE_ID", "abc123")
+    assert reuse.notebook_key(nb, {}, [], [], board=True) != key
+    assert reuse.notebook_key(nb, {}, [], [], board=False) == reuse.notebook_key(nb, {}, [], [], board=False)
