@@ -6,7 +6,10 @@
    first run on a machine, is shared and not deleted);
 2. warm: the same command again (every Step should reuse its artifacts);
 3. late changes: a parameter of 30, then of 20: only the changed notebook's steps and the steps
-   after it that read its artifacts may recompute (the cache records say which did).
+   after it that read its artifacts may recompute (the cache records say which did);
+4. sweep: 6 variants of notebook 20 (3 chips x 2 algorithms) on the default local dask cluster vs the
+   same 6 one after another (`--jobs 1`), both seeded with the cold run's model (notebooks 00 and 10,
+   reused), so the ratio is the variants' own work.
 
 Time inside rknn-toolkit2 is measured for real: a sitecustomize (in a temp dir on PYTHONPATH, so the
 notebook kernels load it too) times what the toolkit wrapper runs (`helpers.rknn.toolkit()`: RKNN
@@ -125,11 +128,51 @@ def notebook_seconds(run_dir: Path) -> dict[str, float]:
     return out
 
 
+def seed_from(run_dir: Path, keep: tuple[str, ...], dest: Path) -> None:
+    """Copy of a run folder with only what the notebooks `keep` wrote (their reuse records say what)."""
+    records = json.loads((run_dir / "executed" / "reuse.json").read_text())
+    records = {k: v for k, v in records.items() if k.split("_", 1)[0] in keep}
+    for rec in records.values():
+        for rel in rec["outputs"]:
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(run_dir / rel, dest / rel)
+    (dest / "executed").mkdir(parents=True, exist_ok=True)
+    for name in records:
+        shutil.copy2(run_dir / "executed" / f"{name}.ipynb", dest / "executed" / f"{name}.ipynb")
+    (dest / "executed" / "reuse.json").write_text(json.dumps(records))
+    if (run_dir / "params.json").exists():
+        shutil.copy2(run_dir / "params.json", dest / "params.json")
+
+
+def bench_sweep(params: str, run_dir: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Seconds of the 6-variant sweep on the local cluster, and with one worker (one after another)."""
+    import yaml
+
+    sweep = run_dir.parent / f"{run_dir.name}-sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"base": str(REPO / params), "only": "00,10,20", "grid": {
+        "20_convert.target_platform": ["rk3588", "rk3566", "rk3576"], "20_convert.quantized_algorithm": ["normal", "mmse"]}}))
+    out = []
+    for label, extra in (("local cluster", []), ("one after another", ["--jobs", "1"])):
+        root = run_dir.parent / f"{run_dir.name}-sweep-{'par' if not extra else 'seq'}"
+        seed_from(run_dir, ("00", "10"), root / "_shared")
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "helpers", "run", "--sweep", str(sweep), "--run-dir", str(root), *extra],
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out.append(time.perf_counter() - t0)
+        if proc.returncode != 0:
+            print(proc.stdout[-4000:])
+            raise SystemExit(f"sweep ({label}) failed (exit {proc.returncode}); see above")
+        print(f"sweep ({label}): {out[-1]:.1f} s", flush=True)
+    sweep.unlink()
+    return out[0], out[1]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params/sample.yaml")
     ap.add_argument("--run-dir", help="run folder (default: a fresh temp folder under outputs/)")
     ap.add_argument("--only", help="notebooks to run, e.g. 00,10,20,30")
+    ap.add_argument("--no-sweep", action="store_true", help="skip the 6-variant sweep comparison")
     ap.add_argument("--late-param", action="append",
                     help="NOTEBOOK.KEY=VALUE to change after the warm run (repeatable, cumulative); "
                          "default: 30_simulator_inference.batch=16 then 20_convert.calib_images=40")
@@ -182,9 +225,13 @@ def main() -> int:
                           [k for k in after if after[k].get("finished") != previous.get(k, {}).get("finished")]))
             previous = after
 
+    sweep_par = sweep_seq = None
+    if not a.no_sweep:
+        sweep_par, sweep_seq = bench_sweep(a.params, run_dir, {k: v for k, v in env.items() if k != "WORKBOOK_TOOLKIT_TIMES"})
+
     print("\n== series wall time (python -m helpers run, reports included)")
     print(f"cold  {cold:7.1f} s   toolkit {cold_tk:6.1f} s ({100 * cold_tk / cold:4.1f} %)   our code + papermill/kernels {cold - cold_tk:6.1f} s ({100 * (cold - cold_tk) / cold:4.1f} %)")
-    print(f"warm  {warm:7.1f} s   toolkit {warm_tk:6.1f} s   warm/cold = {warm / cold:.3f} (target < 0.25)   steps recomputed: {recomputed_warm or 'none'}")
+    print(f"warm  {warm:7.1f} s   toolkit {warm_tk:6.1f} s   warm/cold = {warm / cold:.3f} (target < 0.10)   steps recomputed: {recomputed_warm or 'none'}")
     for change, secs, tk, recomputed in lates:
         print(f"change {change}: {secs:.1f} s (toolkit {tk:.1f} s); steps recomputed: {recomputed or 'none'}")
     print("\n== cold, per notebook (papermill duration) and per cached step (.cache/*.json seconds)")
@@ -193,7 +240,12 @@ def main() -> int:
     for name, rec in cold_steps.items():
         print(f"  step {name:<23} {float(rec.get('seconds', 0)):6.1f} s")
     shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\nsummary: cold {cold:.1f} s, warm {warm:.1f} s (ratio {warm / cold:.3f}), toolkit share of cold {100 * cold_tk / cold:.1f} %")
+    if sweep_par is not None:
+        print(f"\n== 6-variant sweep (notebook 20: 3 chips x 2 algorithms), {os.cpu_count()} cores")
+        print(f"local dask cluster {sweep_par:7.1f} s   one after another {sweep_seq:7.1f} s   ratio {sweep_par / sweep_seq:.3f}")
+    print(f"\nsummary: cold {cold:.1f} s, warm {warm:.1f} s (ratio {warm / cold:.3f}, target < 0.10), toolkit share of cold {100 * cold_tk / cold:.1f} %"
+          + (f"; sweep of 6 on the local cluster / one after another = {sweep_par:.1f} / {sweep_seq:.1f} s = {sweep_par / sweep_seq:.3f}"
+             if sweep_par is not None else ""))
     return 0
 
 

@@ -1,6 +1,11 @@
 """Execute the series headlessly with papermill (the HTML reports and the index page are helpers.summary)."""
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,7 +31,9 @@ def execute(notebook: Path, run_dir: str | Path, params: dict[str, Any] | None =
     """Run one notebook with papermill into <run>/executed/, parameters injected; returns the output path.
 
     progress: True for papermill's cell bar, or a dict of tqdm options (e.g. {"desc": "20_convert"}).
-    kernel: a Prewarmed kernel to run in (papermill starts a fresh one otherwise); it is shut down after.
+    kernel: a Prewarmed kernel to run in (one is started here otherwise); it is shut down after. The
+    kernel talks over local IPC sockets and its own stdout/stderr go to <run>/executed/kernels.log, so
+    the terminal shows progress and results only.
     """
     import papermill as pm
 
@@ -34,7 +41,9 @@ def execute(notebook: Path, run_dir: str | Path, params: dict[str, Any] | None =
     out = run.sub("executed") / Path(notebook).name
     if not Path(notebook).exists():
         raise WorkbookError(f"Notebook {notebook} does not exist; choose one of {[p.name for p in notebooks()]}.")
-    km = kernel.manager() if kernel is not None else None
+    if kernel is None:
+        kernel = Prewarmed(notebook, preload=False, log=kernel_log(run.root))
+    km = kernel.manager()
     try:
         pm.execute_notebook(
             str(notebook), str(out),
@@ -43,23 +52,29 @@ def execute(notebook: Path, run_dir: str | Path, params: dict[str, Any] | None =
             **({"km": km} if km is not None else {}),
         )
     finally:
-        if kernel is not None:
-            kernel.shutdown()
+        kernel.shutdown()
     return out
+
+
+def kernel_log(run_root: Path) -> Path:
+    """Where the kernels of a run write their own stdout/stderr (start-up warnings, library noise)."""
+    return Path(run_root) / "executed" / "kernels.log"
 
 
 def notebook_imports(notebook: Path) -> list[str]:
     """Absolute modules a notebook's code cells import (for pre-warming its kernel)."""
     import ast
-
-    import nbformat
+    import json
 
     mods: list[str] = []
-    for cell in nbformat.read(str(notebook), as_version=4).cells:
-        if cell.cell_type != "code":
+    # Plain json, not nbformat: importing nbformat's schema validation costs seconds, and a warm
+    # re-run that reuses every notebook should cost little more than reading these files.
+    for cell in json.loads(Path(notebook).read_text(encoding="utf-8")).get("cells", []):
+        if cell.get("cell_type") != "code":
             continue
+        source = cell.get("source", "")
         try:
-            tree = ast.parse(cell.source)
+            tree = ast.parse("".join(source) if isinstance(source, list) else str(source))
         except SyntaxError:  # IPython magics: skip the cell
             continue
         for node in ast.walk(tree):
@@ -80,7 +95,7 @@ class Prewarmed:
     no execution count, no history, no names bound), so the next notebook's start overlaps with the
     current one. `execute(..., kernel=)` runs in it; shutdown() always stops it."""
 
-    def __init__(self, notebook: Path):
+    def __init__(self, notebook: Path, preload: bool = True, log: Path | None = None):
         import threading
 
         # Import on the calling thread: papermill imports the same packages, and two threads importing
@@ -91,8 +106,14 @@ class Prewarmed:
         from jupyter_client.manager import KernelManager  # noqa: F401
 
         self.notebook = Path(notebook)
+        self.preload = preload
+        self.log = Path(log) if log else None
         self._km: Any = None
         self._error: BaseException | None = None
+        self._sink: Any = None
+        self._sockets = ""
+        if self.log:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
         self._thread = threading.Thread(target=self._start, name=f"prewarm-{self.notebook.stem}", daemon=True)
         self._thread.start()
 
@@ -102,10 +123,17 @@ class Prewarmed:
             from jupyter_client.blocking import BlockingKernelClient
             from jupyter_client.manager import KernelManager
 
-            km = KernelManager(kernel_name=KERNEL_NAME)
+            # IPC sockets in a private temp folder: no TCP port (and no "running over TCP without
+            # encryption" warning); the kernel's own output goes to the run's kernels.log.
+            self._sockets = tempfile.mkdtemp(prefix="wb-kernel-")
+            km = KernelManager(kernel_name=KERNEL_NAME, transport="ipc", ip=os.path.join(self._sockets, "k"))
             km.client_factory = AsyncKernelClient  # nbclient drives the kernel asynchronously
             self._km = km
-            km.start_kernel(cwd=str(NOTEBOOKS))
+            sink = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 - closed in shutdown
+            self._sink = sink
+            km.start_kernel(cwd=str(NOTEBOOKS), stdout=sink, stderr=sink)
+            if not self.preload:
+                return
             kc = BlockingKernelClient()
             kc.load_connection_info(km.get_connection_info())
             kc.start_channels()
@@ -122,12 +150,22 @@ class Prewarmed:
             self._error = exc
 
     def manager(self) -> Any:
-        """The ready kernel manager, or None (papermill then starts its own kernel)."""
+        """The ready kernel manager (pre-loading is only a speed-up: a kernel that started but could not
+        pre-load still serves); else a kernel started now, the same quiet way; None if that fails too."""
         self._thread.join()
-        if self._error is not None or self._km is None or not self._km.has_kernel:
+        if self._error is not None and self.log:
+            with contextlib.suppress(OSError), open(self.log, "a") as fh:
+                fh.write(f"[workbook] pre-warming a kernel for {self.notebook.name} failed: {type(self._error).__name__}: {self._error}\n")
+        if self._km is not None and self._km.has_kernel and self._km.is_alive():
+            return self._km
+        self.shutdown()
+        if self.preload:  # one plain retry, without pre-loading
+            self.preload, self._error = False, None
+            self._start()
+            if self._error is None and self._km is not None and self._km.has_kernel:
+                return self._km
             self.shutdown()
-            return None
-        return self._km
+        return None
 
     def shutdown(self) -> None:
         self._thread.join()
@@ -137,6 +175,12 @@ class Prewarmed:
                 km.shutdown_kernel(now=True)
             except Exception:  # noqa: BLE001 - best effort: the process may be gone already
                 pass
+        sink, self._sink = self._sink, None
+        if sink is not None and sink is not subprocess.DEVNULL:
+            sink.close()
+        if self._sockets:
+            shutil.rmtree(self._sockets, ignore_errors=True)
+            self._sockets = ""
 
 
 @lru_cache(maxsize=64)

@@ -216,7 +216,7 @@ def test_bad_sweep_files(tmp_path):
     with pytest.raises(WorkbookError, match="non-empty 'variants:'"):
         cli.load_sweep(sweep)
     sweep.write_text("variants: {a: {}}\nvariant_dir: x\n")
-    with pytest.raises(WorkbookError, match=r"unknown key\(s\) \['variant_dir'\]; valid keys: base, only, variants"):
+    with pytest.raises(WorkbookError, match=r"unknown key\(s\) \['variant_dir'\]; valid keys: base, grid, only, variants"):
         cli.load_sweep(sweep)
     sweep.write_text("variants: {a: {20_convert: {tagret: rk3566}}}\n")
     configs, _ = cli.load_sweep(sweep)
@@ -341,5 +341,7 @@ def test_sweep_runs_shared_leading_notebooks_once(tmp_path, toy_series):
     assert (root / "x" / "token.txt").read_text() == token == (root / "y" / "token.txt").read_text()
     assert (root / "x" / "extra.txt").read_text() == "1" and (root / "y" / "extra.txt").read_text() == "2"
     executed = nbformat.read(str(root / "x" / "executed" / "01_first.ipynb"), as_version=4)
-    assert executed.metadata.papermill.parameters.run_dir == str(root / "x")  # each variant ran 01 itself
+    assert executed.metadata.papermill.parameters.run_dir == str(root / "_shared")  # 01 ran once, in _shared
+    status = json.loads((root / "x" / "executed" / "status.json").read_text())
+    assert status["01_first"]["how"] == "reused" and status["02_check"]["how"] == "ran"  # the variants reused it
     assert [r["variant"] for r in rows] == ["x", "y"]
