@@ -1,7 +1,15 @@
 """The two exception types users see: bad input (WorkbookError) and toolkit failures (RknnError)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def strip_ansi(text: str) -> str:
+    """Text without terminal colour/cursor escape codes (the toolkit colours its log lines)."""
+    return _ANSI.sub("", text)
 
 
 class WorkbookError(ValueError):
