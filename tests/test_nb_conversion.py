@@ -2,13 +2,15 @@
 tests/small_params.yaml (via the `series` fixture)."""
 from __future__ import annotations
 
+import html
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import report
+from helpers import convert, report
 from helpers.paths import REPO
 
 pytestmark = pytest.mark.slow
@@ -49,6 +51,32 @@ def test_convert_writes_rknn_record_and_calibration(series):
     assert rec["rknn_bytes"] < rec["source_bytes"], "INT8 weights are smaller than the FP32 ONNX"
     assert any("int8" in note for note in rec["dtype_notes"])
     assert "rknn building" in (rknn / "build.log").read_text()
+    assert rec["source"] == "model/model.onnx" and rec["rknn_path"] == "rknn/model.rknn", "relative inside the run folder"
+    assert rec["auto_disabled_rules"] == [] and rec["config"]["disable_rules"] == []
+
+
+def test_convert_report_shows_the_raw_calls_theory_first_and_full_meanings(series):
+    """The rendered page of 20: the copyable toolkit script with this run's values, quantization theory before
+    the options table, every option's meaning in full, the two board terms defined."""
+    root = series.ran("20_convert")
+    _, page = report.render_notebook(root / "executed" / "20_convert.ipynb", root / "report")
+    plain = html.unescape(re.sub(r"<[^>]+>", "", page.read_text()))
+    params = json.loads((root / "params.json").read_text())["20_convert"]
+    for call in ("rknn = RKNN(verbose=False)", f"target_platform='{params['target_platform']}'",
+                 f"rknn.load_onnx(model='{root / 'model' / 'model.onnx'}')",
+                 f"rknn.build(do_quantization=True, dataset='{root / 'rknn' / 'calibration.txt'}')",
+                 f"rknn.export_rknn('{root / 'rknn' / 'model.rknn'}')", "rknn.release()"):
+        assert call in plain, call
+    assert plain.index("Linear quantization in one tensor") < plain.index("The options")
+    for name, meaning in convert.OPTION_HELP.items():
+        if name in params or name in convert.ConvertConfig.__dataclass_fields__:
+            assert meaning in plain, f"meaning of {name} shown in full"
+    assert "C runtime API" in plain and "pass-through" in plain
+    code_cells = [c for c in json.loads((REPO / "notebooks" / "20_convert.ipynb").read_text())["cells"] if c["cell_type"] == "code"]
+    calls = ["RKNN(", ".config(", ".load_onnx(", ".build(", ".export_rknn(", ".release()"]
+    for call in calls:
+        assert sum(call in "".join(c["source"]) for c in code_cells) >= 1, f"{call} shown in a cell of its own"
+    assert all(len("".join(c["source"]).splitlines()) <= 20 for c in code_cells if "parameters" not in c["metadata"].get("tags", []))
 
 
 def test_simulator_evaluation_metrics(series):
