@@ -1,18 +1,14 @@
-"""Execute the series headlessly with papermill, render HTML reports and the run's index page."""
+"""Execute the series headlessly with papermill (the HTML reports and the index page are helpers.summary)."""
 from __future__ import annotations
 
-import html
-import time
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from .errors import WorkbookError, strip_ansi
-from .paths import KERNEL_NAME, REPO, Run, write_text_atomic
+from .paths import KERNEL_NAME, REPO, Run
 
 NOTEBOOKS = REPO / "notebooks"
-WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 def notebooks() -> list[Path]:
@@ -304,105 +300,3 @@ def describe_failure(name: str, exc: BaseException, executed: Path | None = None
     lines.append("  The run stopped here; artifacts of the notebooks before it are intact (re-running reuses them).")
     lines.append(bar)
     return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- HTML rendering
-
-
-@dataclass
-class NotebookStatus:
-    """What happened to one notebook of the series in a run folder."""
-
-    name: str
-    status: str  # "ok" | "failed" | "not run"
-    seconds: float | None = None
-    error: str = ""
-    full_html: str = ""
-    report_html: str = ""
-
-
-def status_of(run_root: Path, notebook: Path) -> NotebookStatus:
-    """Read <run>/executed/<nb>.ipynb's papermill metadata (never raises; missing = not run)."""
-    import nbformat
-
-    name = notebook_name(notebook)
-    path = Path(run_root) / "executed" / f"{name}.ipynb"
-    if not path.exists():
-        return NotebookStatus(name, "not run")
-    try:
-        nb = nbformat.read(str(path), as_version=4)
-    except Exception as exc:  # a half-written or corrupt file is reported, not raised
-        return NotebookStatus(name, "failed", error=f"unreadable executed notebook ({type(exc).__name__})")
-    meta = nb.metadata.get("papermill", {})
-    error = ""
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                error = f"{out.get('ename')}: {strip_ansi(str(out.get('evalue', '')))}"
-    if meta.get("exception") or error:
-        return NotebookStatus(name, "failed", meta.get("duration"), error or "stopped with an exception")
-    if not meta.get("end_time"):
-        return NotebookStatus(name, "not run", error="started but did not finish")
-    return NotebookStatus(name, "ok", meta.get("duration"))
-
-
-def _static_widgets(nb: Any) -> None:
-    """Replace live-widget outputs (blank in static HTML) with a short note; the parameter table printed
-    by form.values() right after carries the values as text."""
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            data = out.get("data", {})
-            if WIDGET_MIME in data:
-                out["data"] = {"text/html": "<p><em>Interactive parameter form (open the notebook in JupyterLab to "
-                                            "edit). The values used are in the table below.</em></p>",
-                               "text/plain": "[interactive parameter form; values in the table below]"}
-    nb.metadata.pop("widgets", None)
-
-
-@lru_cache(maxsize=2)
-def _exporter(report_only: bool):
-    """One HTMLExporter per flavour (building one compiles its templates, the slow part)."""
-    from nbconvert import HTMLExporter
-
-    return HTMLExporter(template_name="lab", exclude_input=report_only, exclude_input_prompt=report_only,
-                        exclude_output_prompt=report_only)
-
-
-def render_notebook(executed: Path, report_dir: Path) -> tuple[Path, Path]:
-    """Render one executed notebook twice: <name>.html (code and outputs) and <name>.report.html (no code)."""
-    import nbformat
-
-    nb = nbformat.read(str(executed), as_version=4)
-    _static_widgets(nb)
-    # papermill's "injected-parameters" cell is code: it shows in the full flavour, as it should.
-    name = Path(executed).stem
-    report_dir.mkdir(parents=True, exist_ok=True)
-    outputs = []
-    for suffix, report_only in ((".html", False), (".report.html", True)):
-        body, _ = _exporter(report_only).from_notebook_node(nb, resources={"metadata": {"name": name}})
-        outputs.append(write_text_atomic(report_dir / f"{name}{suffix}", body))
-    return outputs[0], outputs[1]
-
-
-def render(run_dir: str | Path) -> Path:
-    """Render every executed notebook of a run into <run>/report/ and write the index page; returns it."""
-    run = Run.at(run_dir)
-    report_dir = run.sub("report")
-    for nb in notebooks():
-        executed = run.root / "executed" / nb.name
-        if executed.exists():
-            try:
-                render_notebook(executed, report_dir)
-            except Exception as exc:  # a broken executed file must not stop the index page
-                print(f"warning: could not render {executed.name}: {type(exc).__name__}: {exc}")
-    from .summary import write_index
-
-    return write_index(run.root)
-
-
-def esc(value: Any) -> str:
-    return html.escape(str(value))
-
-
-def stamp() -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import convert, report
+from helpers import convert, report, summary
 from helpers.paths import REPO
 
 pytestmark = pytest.mark.slow
@@ -59,7 +59,7 @@ def test_convert_report_shows_the_raw_calls_theory_first_and_full_meanings(serie
     """The rendered page of 20: the copyable toolkit script with this run's values, quantization theory before
     the options table, every option's meaning in full, the two board terms defined."""
     root = series.ran("20_convert")
-    _, page = report.render_notebook(root / "executed" / "20_convert.ipynb", root / "report")
+    _, page = summary.render_notebook(root / "executed" / "20_convert.ipynb", root / "report")
     plain = html.unescape(re.sub(r"<[^>]+>", "", page.read_text()))
     params = json.loads((root / "params.json").read_text())["20_convert"]
     for call in ("rknn = RKNN(verbose=False)", f"target_platform='{params['target_platform']}'",
