@@ -104,3 +104,28 @@ def test_warm_rerun_reuses_conversion_and_evaluation(series):
         out = report.execute(nb, root, report.params_for(nb, series.config))
         text = out.read_text()
         assert f"[cache] {step}: inputs and parameters unchanged" in text, f"{name} redid its work on a warm re-run"
+
+
+def test_tutorial_case_480_px_runs_10_to_30_with_parameters_only(series, tmp_path):
+    """Issue 9: the sample YOLO11n-cls exported at 480 px for rk3588 (params/tutorial_480.yaml). rknn-toolkit2
+    2.5.0's build fails in a graph rule; notebook 20 switches it off after the toolkit's hint, records it, and
+    notebook 30 rebuilds the simulator model with the same rule."""
+    sample = series.ran("10_export")
+    config = report.load_params_file(REPO / "params" / "tutorial_480.yaml")
+    config["common"]["model"] = str(sample / "model" / "model.pt")
+    config["10_export"] = {"check_images": 4}
+    config["20_convert"]["calib_images"] = 4
+    config["30_simulator_inference"] = {"batch": 4, "val_images": 8}
+    run = tmp_path / "tutorial_480"
+    for name in ("10_export", "20_convert", "30_simulator_inference"):
+        nb = REPO / "notebooks" / f"{name}.ipynb"
+        report.execute(nb, run, report.params_for(nb, config))
+    rec = json.loads((run / "rknn" / "convert.json").read_text())
+    rule = "fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa"
+    assert rec["imgsz"] == 480 and rec["config"]["target_platform"] == "rk3588"
+    assert rec["config"]["disable_rules"] == [rule] and rec["auto_disabled_rules"][0]["rule"] == rule
+    assert "IndexError" in rec["auto_disabled_rules"][0]["reason"]
+    page = (run / "executed" / "20_convert.ipynb").read_text()
+    assert "Graph rules switched off automatically" in page and f"disable_rules=['{rule}']" in page
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["images"] == 8 and metrics["comparison"]["mean_cosine"] > 0.9, "the simulator runs the 480-px model"
