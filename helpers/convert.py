@@ -392,7 +392,10 @@ def raw_calls(record: ConvertRecord) -> str:
     """The plain rknn-toolkit2 script of this conversion, with this run's values, ready to copy."""
     from . import listing
 
-    return listing.code(*listing.convert_calls(record), listing.call("rknn.export_rknn", record.rknn_path), "rknn.release()")
+    load = load_arguments(record.source, record.input_size, record.load_path)  # e.g. input_size_list for dynamic dims
+    lines = [listing.call(f"rknn.load_{load.kind}", **load.kwargs) if ln.startswith("rknn.load_") else ln
+             for ln in listing.convert_calls(record)]
+    return listing.code(*lines, listing.call("rknn.export_rknn", record.rknn_path), "rknn.release()")
 
 
 @dataclass
