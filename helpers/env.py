@@ -175,9 +175,13 @@ def run_checks(run: Run) -> list[Check]:
 
 
 def save(run: Run, checks: list[Check]) -> Path:
-    """Write the checks to <run>/env.json (atomic)."""
+    """Write the checks and the installed rknn-toolkit2 version (`make setup TOOLKIT=...`) to <run>/env.json (atomic)."""
     summary = {s: sum(c.status == s for c in checks) for s in (OK, WARN, FAIL)}
-    return write_json_atomic(run.root / "env.json", {"summary": summary, "checks": [asdict(c) for c in checks]})
+    try:
+        toolkit_version = version("rknn-toolkit2")
+    except PackageNotFoundError:
+        toolkit_version = None
+    return write_json_atomic(run.root / "env.json", {"summary": summary, "toolkit_version": toolkit_version, "checks": [asdict(c) for c in checks]})
 
 
 def table(checks: list[Check]):

@@ -286,12 +286,46 @@ def select(only: str | list[str] | None) -> list[Path]:
 # ----------------------------------------------------------------------------- failures, readably
 
 
+def dead_kernel_details(executed: Path | None) -> list[str]:
+    """For a kernel that died: the cell it was running, the newest step log's last lines, the likely cause."""
+    import json
+
+    from .isolate import ADVICE, native_cause
+    from .rknn import log_tail
+
+    lines: list[str] = []
+    if executed is not None and executed.is_file():
+        try:
+            cells = json.loads(executed.read_text()).get("cells", [])
+        except ValueError:
+            cells = []
+        started = [c for c in cells if c.get("cell_type") == "code" and (c.get("metadata", {}).get("papermill") or {}).get("start_time")]
+        if started:
+            source = "".join(started[-1].get("source", "")).strip().splitlines()
+            lines.append("  it was running this cell:")
+            lines += [f"    | {ln}" for ln in source[:8]] + (["    | ..."] if len(source) > 8 else [])
+    root = executed.parent.parent if executed is not None else None
+    logs = sorted((p for p in root.rglob("*.log") if "executed" not in p.parts), key=lambda p: p.stat().st_mtime) if root and root.is_dir() else []
+    tail = log_tail(logs[-1], 12) if logs else ""
+    if tail:
+        lines.append(f"  last lines of the step log {logs[-1]}:")
+        lines += [f"    {ln}" for ln in tail.splitlines()]
+    cause = native_cause(tail) or ("native code (most often the toolkit) aborted or crashed the process, or the machine ran "
+                                   f"out of memory; {ADVICE}")
+    lines.append(f"  likely cause: {cause}")
+    return lines
+
+
 def describe_failure(name: str, exc: BaseException, executed: Path | None = None) -> str:
     """One readable block for a failed notebook: which cell, its code, the error, where to look."""
     bar = "─" * 78
     lines = [bar, f"✗ {name} failed"]
     ename = getattr(exc, "ename", None)
-    if ename is not None:  # papermill's PapermillExecutionError: the cell's own exception
+    if type(exc).__name__ == "DeadKernelError":  # nbclient: the kernel process ended (abort, signal, out of memory)
+        lines.append("  the notebook's kernel (its Python process) died: papermill says only "
+                     f"\"{strip_ansi(str(exc)).strip() or 'Kernel died'}\"")
+        lines += dead_kernel_details(executed)
+    elif ename is not None:  # papermill's PapermillExecutionError: the cell's own exception
         source = (getattr(exc, "source", "") or "").strip().splitlines()
         lines.append(f"  in cell {exc.cell_index} (In [{exc.exec_count}]):")
         lines += [f"    | {ln}" for ln in source[:12]] + (["    | ..."] if len(source) > 12 else [])
