@@ -143,10 +143,10 @@ def collect_images(inputs: Sequence[str]) -> List[Path]:
     return images
 
 
-def prepare(path: Path, size: int) -> np.ndarray:
-    """One image as the model's input: uint8 RGB, 1 x size x size x 3 (NHWC)."""
+def prepare(path: Path, size: int, channels: int = 3) -> np.ndarray:
+    """One image as the model's input: uint8 RGB (or grayscale when channels is 1), 1 x size x size x C (NHWC)."""
     try:
-        return preprocess.read_rgb(path, size)[None]
+        return preprocess.read_image(path, size, channels)[None]
     except ValueError as exc:
         raise RunnerError(str(exc)) from None
 
@@ -235,7 +235,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         platform = rknn_platform(model)
         images = collect_images(args.inputs)
         if args.preprocess_only is not None:
-            batch = np.concatenate([prepare(p, args.size) for p in images])
+            batch = np.concatenate([prepare(p, args.size, len(cfg.get("mean_values") or [0, 0, 0])) for p in images])
             np.save(args.preprocess_only, batch)
             print(f"wrote {batch.shape} {batch.dtype} input batch to {args.preprocess_only}")
             return 0
@@ -263,7 +263,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"model {model.name} ({platform}), input {args.size}x{args.size} RGB uint8 NHWC, core mask {mask}")
         first = None
         for path in images:
-            x = prepare(path, args.size)
+            x = prepare(path, args.size, len(cfg.get("mean_values") or [0, 0, 0]))
             first = x if first is None else first
             outputs = lite.inference(inputs=[x], data_format=["nhwc"])
             if outputs is None:
