@@ -638,8 +638,9 @@ def try_runner(bundle: Bundle, images: list[Path], size: int) -> RunnerCheck:
     import sys
     import tempfile
 
-    from .preprocess import read_rgb
+    from .preprocess import read_image
 
+    channels = len(json.loads((bundle.folder / "model.json").read_text()).get("mean_values") or [0, 0, 0])
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "inputs.npy"
         cmd = [sys.executable, str(bundle.folder / "run_rknn.py"), *map(str, images)]
@@ -647,7 +648,7 @@ def try_runner(bundle: Bundle, images: list[Path], size: int) -> RunnerCheck:
         if res.returncode != 0:
             raise RuntimeError(f"the bundle's runner failed on this PC: {res.stderr.strip()}")
         got = np.load(out)
-    want = np.stack([read_rgb(p, size) for p in images])
+    want = np.stack([read_image(p, size, channels) for p in images])
     same = got.shape == want.shape and bool(np.array_equal(got, want))
     diff = int(np.abs(got.astype(int) - want.astype(int)).max()) if got.shape == want.shape else -1
     plain = subprocess.run(cmd[:3], cwd=bundle.folder, capture_output=True, text=True, timeout=300)

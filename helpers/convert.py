@@ -294,12 +294,14 @@ def build_on(rk: Any, source: Path, cfg: ConvertConfig, dataset: Path | None, in
     source = Path(source)
     if not source.is_file():
         raise WorkbookError(f"Model file {source} does not exist; run notebooks/10_export.ipynb or pass an existing .onnx/.torchscript path.")
-    cfg.validate(model_channels(source, load_path))
+    channels = model_channels(source, load_path)
+    cfg.validate(channels)
     dataset = check_dataset(dataset, cfg)
     # Absolute paths: helpers.rknn runs each call inside a work folder (the toolkit drops files in the CWD).
     rk.config(**cfg.config_kwargs())
     load_source(rk, source.resolve(), input_size, load_path)
     rk.build(**cfg.build_kwargs(dataset.resolve() if dataset else None))
+    rk.input_channels = channels  # read by backends that feed this toolkit (1 = grayscale)
 
 
 # ---------------------------------------------------------------- convert

@@ -116,6 +116,18 @@ def read_cfg(path: str | Path, ignore_custom: bool = False) -> QuantCfg:
     return QuantCfg(path, {str(k): str(v) for k, v in custom.items()}, list(dtypes), dtypes)
 
 
+def input_channels(step1: Step1Files) -> int | None:
+    """Channel count of the model's (NCHW) image input in step1's .model graph; None when unreadable."""
+    try:
+        import onnx
+
+        model = onnx.load(str(step1.model), load_external_data=False)
+        dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+        return dims[1] if len(dims) == 4 and dims[1] in (1, 3) else None
+    except Exception:  # not readable as a graph: leave batches as they are
+        return None
+
+
 def graph_inputs(step1: Step1Files) -> list[str]:
     """Names of the model's graph inputs (from step1's .model graph; weights excluded)."""
     cfg = read_cfg(step1.cfg, ignore_custom=True)
@@ -264,11 +276,15 @@ class ToolkitBackend:
 
     def __init__(self, rk: Any, name: str):
         self.rk, self.name = rk, name
+        self.channels = getattr(rk, "input_channels", None)  # set by convert.build_on / built(): 1 = grayscale
         rk.init_runtime(target=None)
 
     def run(self, batch_uint8_nhwc: np.ndarray) -> np.ndarray:
+        from .preprocess import match_channels
+
+        batch = match_channels(batch_uint8_nhwc, self.channels) if self.channels else batch_uint8_nhwc
         outs = [np.asarray(self.rk.inference(inputs=[np.ascontiguousarray(x[None])], data_format="nhwc")[0], np.float32).reshape(1, -1)
-                for x in batch_uint8_nhwc]
+                for x in batch]
         return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
     def close(self) -> None:
@@ -283,6 +299,7 @@ def built(step1_files: Step1Files, layers: Iterable[str] | Mapping[str, str], cf
     out = write_cfg(step1_files, layers, cfg_out)
     with toolkit(log_path, workdir=step1_files.folder) as rk:
         step2(rk, step1_files, out)
+        rk.input_channels = input_channels(step1_files)
         yield rk
 
 
