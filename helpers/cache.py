@@ -1,6 +1,12 @@
-"""Step caching: a step records a hash of its inputs and parameters and reuses its artifacts when
+"""Step caching: a step records a hash of what determines its result and reuses its artifacts when
 nothing changed, so a warm re-run of the series is fast and a later parameter change re-runs only
 what depends on it (inputs are hashed by content, so an unchanged upstream artifact stops the wave).
+
+`cached(run, name, params, inputs=..., outputs=..., compute=..., load=...)` is the one call a
+notebook cell makes. The key holds the parameters (minus location and timings), the inputs' contents
+(JSON without keys ending in "seconds"; a calibration list together with every image it names) and
+the installed toolkit version. A step's record is deleted the moment it starts recomputing, so an
+interrupted run can never be mistaken for a finished one.
 """
 from __future__ import annotations
 
@@ -9,41 +15,119 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Generic, Sequence, TypeVar
 
 from .paths import Run, write_json_atomic
 
+T = TypeVar("T")
+
 # Parameters that name where things go, not what is computed.
 IGNORED_PARAMS = {"run_dir"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".npy"}
+
+
+def without_timings(obj: Any) -> Any:
+    """obj with every dict key ending in 'seconds' dropped (at any depth): timings never key a result."""
+    if isinstance(obj, dict):
+        return {k: without_timings(v) for k, v in obj.items() if not str(k).endswith("seconds")}
+    if isinstance(obj, list):
+        return [without_timings(v) for v in obj]
+    return obj
+
+
+def listed_images(list_path: Path) -> list[Path] | None:
+    """The files a calibration list names (space-separated per line, relative to the list's folder as
+    the toolkit reads them), or None when the text file is not such a list."""
+    try:
+        lines = [ln.split() for ln in Path(list_path).read_text().splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError):
+        return None
+    items = [Path(i) if Path(i).is_absolute() else Path(list_path).parent / i for ln in lines for i in ln]
+    if not items or not all(p.suffix.lower() in IMAGE_SUFFIXES for p in items):
+        return None
+    return items
+
+
+def _hash_file(h: Any, path: Path) -> None:
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
 
 
 def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes, or of a folder's files (relative names and bytes)."""
+    """sha256 of what a file means: JSON without timings, a calibration list with its images' bytes,
+    a folder's files (relative names and bytes), else the raw bytes."""
     h = hashlib.sha256()
     path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+    if path.is_dir():
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(str(f.relative_to(path)).encode())
+            _hash_file(h, f)
+        return h.hexdigest()
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        if data is not None:
+            h.update(json.dumps(without_timings(data), sort_keys=True).encode())
+            return h.hexdigest()
+    _hash_file(h, path)
+    if path.suffix == ".txt":
+        for img in listed_images(path) or []:
+            h.update(str(img.name).encode())
+            if img.is_file():
+                _hash_file(h, img)
+            else:
+                h.update(b"<missing>")
     return h.hexdigest()
 
 
-def fingerprint(params: dict[str, Any], inputs: list[Path]) -> str:
-    """One hash over the parameters (minus location-only ones) and the inputs' contents."""
+def toolkit_version() -> str:
+    """The installed rknn-toolkit2 version ('' when it is not installed): part of every key."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rknn-toolkit2")
+    except PackageNotFoundError:
+        return ""
+
+
+def fingerprint(params: dict[str, Any], inputs: Sequence[Path]) -> str:
+    """One hash over the parameters (minus location-only ones and timings), the inputs' contents and
+    the toolkit version."""
     h = hashlib.sha256()
-    clean = {k: v for k, v in params.items() if k not in IGNORED_PARAMS}
+    clean = without_timings({k: v for k, v in params.items() if k not in IGNORED_PARAMS})
     h.update(json.dumps(clean, sort_keys=True, default=str).encode())
+    h.update(f"rknn-toolkit2 {toolkit_version()}".encode())
     for p in inputs:
         p = Path(p)
         h.update(file_digest(p).encode() if p.exists() else b"<missing>")
     return h.hexdigest()
 
 
+def record_inputs(run: Run, dataset: Path | None = None) -> list[Path]:
+    """What a step that rebuilds notebook 20's model depends on: rknn/convert.json, the source model,
+    the ONNX file (the FP32 reference, also when load_path is pytorch) and the calibration list
+    (`dataset` when a step uses another one, e.g. demo mode), whose images are hashed with it."""
+    conv = run.root / "rknn" / "convert.json"
+    out = [conv]
+    try:
+        data = json.loads(conv.read_text())
+    except (OSError, ValueError):
+        return out
+    resolve = lambda v: (Path(v) if Path(v).is_absolute() else run.root / v) if v else None  # noqa: E731
+    source, calib = resolve(data.get("source")), resolve(data.get("dataset"))
+    onnx = run.root / "model" / "model.onnx"
+    for p in (source, onnx if data.get("load_path") == "pytorch" or source is None else None, Path(dataset) if dataset else calib):
+        if p is not None and p not in out:
+            out.append(p)
+    return out
+
+
 @dataclass
 class Step:
-    """A cached unit of work inside a run: `if step.fresh: reuse else: work; step.done()`."""
+    """A cached unit of work inside a run (prefer `cached`, which wraps check / start / done)."""
 
     run: Run
     name: str
@@ -69,16 +153,25 @@ class Step:
 
     @property
     def record(self) -> dict[str, Any]:
-        return json.loads(self.record_path.read_text()) if self.record_path.exists() else {}
+        try:
+            return json.loads(self.record_path.read_text()) if self.record_path.exists() else {}
+        except json.JSONDecodeError:
+            return {}
+
+    def start(self) -> None:
+        """About to recompute: forget the old record first, so an interruption from here on can
+        never leave half-replaced outputs that a later run would take as finished."""
+        self.record_path.unlink(missing_ok=True)
+        self._started = time.perf_counter()
 
     def check(self) -> bool:
-        """`fresh`, announced in one line, so notebooks say when they reuse artifacts."""
+        """`fresh`, announced in one line; when not fresh the step is started (its record deleted)."""
         if self.fresh:
             rec = self.record
             print(f"[cache] {self.name}: inputs and parameters unchanged since {rec.get('finished', '?')}; "
                   f"reusing {', '.join(Path(p).name for p in self.outputs) or 'its results'} (delete {self.record_path} to force).")
             return True
-        self._started = time.perf_counter()
+        self.start()
         return False
 
     def done(self, **summary: Any) -> None:
@@ -94,3 +187,33 @@ class Step:
             **summary,
         }
         write_json_atomic(self.record_path, rec)
+
+
+def cached(run: Run, name: str, params: dict[str, Any], *, compute: Callable[[], T],
+           load: Callable[[], T] | None = None, inputs: Sequence[Path] = (), outputs: Sequence[Path] = ()) -> T:
+    """compute() once, then reuse: when the key and outputs match the record, return load() (or, with
+    no load, the JSON value compute returned last time) without computing; otherwise delete the record,
+    compute, and record the result."""
+    step = Step(run, name, dict(params), list(inputs), list(outputs))
+    if step.check():
+        return load() if load is not None else step.record.get("result")
+    value = compute()
+    step.done(**({} if load is not None else {"result": value}))
+    return value
+
+
+class Lazy(Generic[T]):
+    """A value made on first use (e.g. a simulator model that a cached cell may not need at all)."""
+
+    def __init__(self, make: Callable[[], T]):
+        self._make, self._value, self.made = make, None, False
+
+    def get(self) -> T:
+        if not self.made:
+            self._value, self.made = self._make(), True
+        return self._value  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Close the value if it was ever made (objects without close() are left alone)."""
+        if self.made and hasattr(self._value, "close"):
+            self._value.close()

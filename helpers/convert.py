@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import WorkbookError
+from .errors import WorkbookError, strip_ansi
 from .paths import Run, write_json_atomic
-from .rknn import _ANSI, toolkit, toolkit_version
+from .rknn import toolkit, toolkit_version
 
 TARGET_PLATFORMS = ["rk3588", "rk3576", "rk3568", "rk3566", "rk3562", "rv1103", "rv1106", "rv1103b", "rv1106b", "rk2118", "rv1126b"]
 QUANTIZED_DTYPES = ["w8a8", "w8a16", "w16a16i", "w16a16i_dfp", "w4a16"]
@@ -312,7 +312,7 @@ _DTYPE_NOTE = re.compile(r"default (input|output) dtype of '([^']+)' is changed 
 def dtype_notes(log_text: str) -> list[str]:
     """The toolkit's 'input/output dtype changed' announcements, one short line each."""
     seen: list[str] = []
-    for kind, name, old, new in _DTYPE_NOTE.findall(_ANSI.sub("", log_text)):
+    for kind, name, old, new in _DTYPE_NOTE.findall(strip_ansi(log_text)):
         note = f"{kind} '{name}': {old} -> {new}"
         if note not in seen:
             seen.append(note)

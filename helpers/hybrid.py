@@ -20,9 +20,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import yaml
 
-from .errors import WorkbookError
+from .errors import WorkbookError, strip_ansi
 from .paths import write_text_atomic
-from .rknn import _ANSI
 
 DTYPES = ("int8", "int16", "float16")
 # Spellings people try, and the one the cfg needs.
@@ -246,7 +245,7 @@ def write_cfg(step1: Step1Files, layers: Iterable[str] | Mapping[str, str], out:
 def float16_tensors(log_path: str | Path) -> list[str]:
     """The tensors the compiler reported as float16 in a build log ('Meet hybrid type' lines), without
     dtype-conversion helpers (names ending __float16 / __int8) and in first-seen order."""
-    text = _ANSI.sub("", Path(log_path).read_text(errors="replace")) if Path(log_path).exists() else ""
+    text = strip_ansi(Path(log_path).read_text(errors="replace")) if Path(log_path).exists() else ""
     seen: list[str] = []
     for dtype, name in _HYBRID_LOG.findall(text):
         if dtype == "float16" and not re.search(r"__(float16|int8|int16|uint8)$", name) and name not in seen:

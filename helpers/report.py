@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import html
-import re
 import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import WorkbookError
+from .errors import WorkbookError, strip_ansi
 from .paths import KERNEL_NAME, REPO, Run, write_text_atomic
 
 NOTEBOOKS = REPO / "notebooks"
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
@@ -246,10 +244,6 @@ def select(only: str | list[str] | None) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- failures, readably
-
-
-def strip_ansi(text: str) -> str:
-    return _ANSI.sub("", text)
 
 
 def describe_failure(name: str, exc: BaseException, executed: Path | None = None) -> str:

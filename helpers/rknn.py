@@ -11,23 +11,21 @@ import contextlib
 import io
 import logging
 import os
-import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import RknnError
+from .errors import RknnError, strip_ansi
 
 # Calls whose normal result is not a status code; None from them means failure.
 _RETURNS_DATA = {"inference", "list_devices", "get_sdk_version", "eval_perf", "eval_memory"}
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def log_tail(log_path: Path, lines: int = 25) -> str:
     """The last lines of a toolkit log, colour codes stripped."""
     try:
-        text = _ANSI.sub("", Path(log_path).read_text(errors="replace"))
+        text = strip_ansi(Path(log_path).read_text(errors="replace"))
     except OSError:
         return ""
     return "\n".join(text.rstrip().splitlines()[-lines:])
@@ -101,7 +99,7 @@ class Toolkit:
 
 def _reason(exc: BaseException) -> str:
     """The useful last line of a toolkit exception (its messages embed whole tracebacks)."""
-    lines = [ln.strip() for ln in _ANSI.sub("", str(exc)).splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in strip_ansi(str(exc)).splitlines() if ln.strip()]
     return lines[-1] if lines else type(exc).__name__
 
 

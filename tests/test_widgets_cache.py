@@ -86,3 +86,95 @@ def test_run_dir_that_is_a_file(tmp_path):
 
     with pytest.raises(WorkbookError, match="is a file; pass run_dir= a folder path"):
         Run.at(f)
+
+
+# ---------------------------------------------------------------- cache: the defects of issue 11 item 2
+
+def _cached_run(run, params, inputs, out, log):
+    def compute():
+        log.append(params["a"])
+        out.write_text(f"result {params['a']}")
+        return params["a"]
+    return cache.cached(run, "demo", params, inputs=inputs, outputs=[out], compute=compute, load=lambda: int(out.read_text().split()[1]))
+
+
+def test_interrupted_recompute_then_reverted_params_recomputes(tmp_path):
+    run = Run.at(tmp_path / "run")
+    out, log = run.root / "out.txt", []
+    assert _cached_run(run, {"a": 1}, [], out, log) == 1
+    assert _cached_run(run, {"a": 1}, [], out, log) == 1 and log == [1], "an unchanged step is reused"
+
+    def interrupted():
+        out.write_text("half-written by a=2")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.cached(run, "demo", {"a": 2}, outputs=[out], compute=interrupted)
+    # back to a=1: the outputs on disk are the interrupted a=2 ones, so they must not be reused
+    assert _cached_run(run, {"a": 1}, [], out, log) == 1 and log == [1, 1]
+    assert out.read_text() == "result 1"
+
+
+def test_timings_in_an_input_do_not_invalidate(tmp_path):
+    run = Run.at(tmp_path / "run")
+    conv = run.rknn / "convert.json"
+    conv.write_text(json.dumps({"config": {"quantized_algorithm": "normal"}, "seconds": 3.2, "load_seconds": 1.0}))
+    out, log = run.root / "out.txt", []
+    _cached_run(run, {"a": 1, "build_seconds": 9}, [conv], out, log)
+    conv.write_text(json.dumps({"seconds": 4.7, "load_seconds": 2.5, "config": {"quantized_algorithm": "normal"}}))
+    _cached_run(run, {"a": 1, "build_seconds": 12}, [conv], out, log)
+    assert log == [1], "an unchanged convert.json re-written with other timings reuses the step"
+    conv.write_text(json.dumps({"seconds": 4.7, "config": {"quantized_algorithm": "mmse"}}))
+    _cached_run(run, {"a": 1}, [conv], out, log)
+    assert log == [1, 1], "a changed option recomputes"
+
+
+def test_calibration_image_content_and_toolkit_version_are_in_the_key(tmp_path, monkeypatch):
+    run = Run.at(tmp_path / "run")
+    img = tmp_path / "imgs" / "a.png"
+    img.parent.mkdir()
+    img.write_bytes(b"pixels v1")
+    calib = run.rknn / "calibration.txt"
+    calib.write_text(f"{img}\n")
+    out, log = run.root / "out.txt", []
+    _cached_run(run, {"a": 1}, [calib], out, log)
+    img.write_bytes(b"pixels v2")  # same list, same path, other image
+    _cached_run(run, {"a": 1}, [calib], out, log)
+    assert log == [1, 1], "a changed calibration image recomputes"
+    monkeypatch.setattr(cache, "toolkit_version", lambda: "9.9.9")
+    _cached_run(run, {"a": 1}, [calib], out, log)
+    assert log == [1, 1, 1], "another toolkit version recomputes"
+
+
+def test_record_inputs_follow_the_convert_record(tmp_path):
+    run = Run.at(tmp_path / "run")
+    (run.model / "model.onnx").write_bytes(b"onnx")
+    (run.model / "model.torchscript").write_bytes(b"ts")
+    (run.rknn / "calibration.txt").write_text("a.png\n")
+    record = {"source": "model/model.torchscript", "load_path": "pytorch", "dataset": "rknn/calibration.txt"}
+    (run.rknn / "convert.json").write_text(json.dumps(record))
+    names = [p.relative_to(run.root).as_posix() for p in cache.record_inputs(run)]
+    assert names == ["rknn/convert.json", "model/model.torchscript", "model/model.onnx", "rknn/calibration.txt"], \
+        "with load_path pytorch the ONNX (the FP32 reference) is part of the key"
+    demo = run.analysis / "calibration_demo.txt"
+    assert cache.record_inputs(run, demo)[-1] == demo
+    record.update(source=str(run.model / "model.onnx"), load_path="onnx")
+    (run.rknn / "convert.json").write_text(json.dumps(record))
+    assert [p.name for p in cache.record_inputs(run)] == ["convert.json", "model.onnx", "calibration.txt"]
+
+
+def test_cached_without_load_returns_the_recorded_value(tmp_path, capsys):
+    run = Run.at(tmp_path / "run")
+    calls = []
+    value = lambda: calls.append(1) or {"opset": 19}  # noqa: E731
+    assert cache.cached(run, "v", {"x": 1}, compute=value) == {"opset": 19}
+    assert cache.cached(run, "v", {"x": 1}, compute=value) == {"opset": 19} and len(calls) == 1
+    assert "[cache] v: inputs and parameters unchanged" in capsys.readouterr().out
+
+
+def test_lazy_makes_only_when_used():
+    made = []
+    lazy = cache.Lazy(lambda: made.append(1) or "model")
+    lazy.close()
+    assert made == [], "a lazy value nobody asked for is never made"
+    assert lazy.get() == "model" and lazy.get() == "model" and made == [1]
