@@ -267,6 +267,7 @@ def load_source(rk: Any, source: Path, input_size: int, load_path: str = "auto")
         export.check_torchscript(source, input_size=input_size)
         channels = model_channels(source, load_path)
         rk.load_pytorch(model=str(source), input_size_list=[[1, channels, input_size, input_size]])
+    rk.input_channels = model_channels(source, load_path)  # read by backends fed from this toolkit (1 = grayscale)
 
 
 def check_dataset(dataset: Path | None, cfg: ConvertConfig) -> Path | None:
@@ -294,14 +295,12 @@ def build_on(rk: Any, source: Path, cfg: ConvertConfig, dataset: Path | None, in
     source = Path(source)
     if not source.is_file():
         raise WorkbookError(f"Model file {source} does not exist; run notebooks/10_export.ipynb or pass an existing .onnx/.torchscript path.")
-    channels = model_channels(source, load_path)
-    cfg.validate(channels)
+    cfg.validate(model_channels(source, load_path))
     dataset = check_dataset(dataset, cfg)
     # Absolute paths: helpers.rknn runs each call inside a work folder (the toolkit drops files in the CWD).
     rk.config(**cfg.config_kwargs())
     load_source(rk, source.resolve(), input_size, load_path)
     rk.build(**cfg.build_kwargs(dataset.resolve() if dataset else None))
-    rk.input_channels = channels  # read by backends that feed this toolkit (1 = grayscale)
 
 
 # ---------------------------------------------------------------- convert

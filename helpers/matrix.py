@@ -181,10 +181,13 @@ def build_cell(onnx: str, chip: str, dtype: str, imgsz: int, mean: list[float], 
 
 def one_line(exc: BaseException) -> str:
     """The reason of a failed cell in one line: the error's first line plus the toolkit's last E line."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # the lead may swap in helpers.errors.strip_ansi
+    from .errors import strip_ansi
+
+    text = strip_ansi(str(exc)).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
     first = re.sub(r" \(full log: [^)]*\)", "", first)
-    errors = [ln.strip() for ln in text.splitlines()[1:] if re.match(r"^(E |.*Error:)", ln.strip())]
+    errors = [ln.strip() for ln in text.splitlines()[1:]
+              if re.match(r"^(E |.*Error:)", ln.strip()) and "rknn-toolkit2 version" not in ln and "Traceback" not in ln]
     detail = errors[-1] if errors and errors[-1] not in first else ""
     return (f"{first} | {detail}" if detail else first)[:300]
 
