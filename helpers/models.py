@@ -27,6 +27,10 @@ class TrainResult:
 def check_model_path(model: str | Path) -> Path:
     """Validate a user's model file: exists, readable, and of a type the workbook understands."""
     path = Path(model).expanduser()
+    if not path.is_absolute() and not path.exists():  # relative = from the repository root, like run_dir and data_dir
+        from .paths import REPO
+
+        path = REPO / path
     if not path.exists():
         raise WorkbookError(f"Model file {path} does not exist; pass model= an existing .pt or .onnx path, or leave it empty to train the sample model.")
     if path.is_dir():
