@@ -8,6 +8,7 @@ the last lines of log_path, which receives the child's stdout and stderr.
 """
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import json
 import os
@@ -38,7 +39,7 @@ _ADVICE = "this option combination crashes the toolkit: try another quantized_dt
 
 
 def likely_cause(returncode: int | None, tail: str, timeout: float | None = None) -> tuple[str, str]:
-    """(how it died, likely cause) from the child's return code (negative = signal) and log tail."""
+    """(how it died, likely cause) from the child's return code (negative = signal) and the log's last lines."""
     if returncode is None:
         return f"no result within {timeout:g} s, stopped", "the call hung or is far slower than expected; raise the timeout or try a smaller input size"
     if returncode < 0:
@@ -67,7 +68,6 @@ def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     parts = [str(PACKAGE_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(PACKAGE_ROOT)]
     env["PYTHONPATH"] = os.pathsep.join(parts)
-    env["PYTHONFAULTHANDLER"] = "1"  # a crash prints the Python stack into the log
     return env
 
 
@@ -111,9 +111,9 @@ def run_isolated(func: str, kwargs: dict, log_path: Path, timeout: float | None 
             if "error" in answer:
                 _raise_child_error(answer["error"], log_path)
             return answer["ok"]
-    tail = log_tail(log_path, 15)
-    how, cause = likely_cause(code, tail, timeout)
-    raise ToolkitCrash(what or func, how, cause, log_path, tail)
+    lines = [ln for ln in log_tail(log_path, 200).splitlines() if not ln.startswith("Extension modules:")]
+    how, cause = likely_cause(code, "\n".join(lines), timeout)
+    raise ToolkitCrash(what or func, how, cause, log_path, "\n".join(lines[-15:]))
 
 
 def _error_record(exc: BaseException) -> dict[str, Any]:
@@ -127,6 +127,7 @@ def _error_record(exc: BaseException) -> dict[str, Any]:
 
 def _child(request_path: str) -> int:
     """Child side: import and call the function, write {"ok": result} or {"error": ...} atomically."""
+    faulthandler.enable(all_threads=False)  # a crash prints this thread's Python stack into the log
     req = json.loads(Path(request_path).read_text())
     module, _, name = req["func"].partition(":")
     try:

@@ -30,8 +30,6 @@ CHIPS = ["rk3588", "rk3576", "rk3566", "rk3562", "rv1106", "rv1126b"]
 # What rknn-toolkit2 2.5.0 accepts per chip besides w8a8 (probed: config+build on a tiny model).
 EXTRA_DTYPES = {"w4a16": ["rk3576", "rv1126b"], "w16a16i_dfp": CHIPS}
 IMAGENET_MEAN, IMAGENET_STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
-RULE_HINT = re.compile(r"disable_rules=\[([^\]]*)\]")
-MAX_RULE_RETRIES = 3  # a build may trip over one rule after another
 
 
 @dataclass(frozen=True)
@@ -118,55 +116,31 @@ def export_onnx(spec: dict[str, Any], out: str) -> dict[str, Any]:
     return {"onnx": str(out_path), "bytes": out_path.stat().st_size}
 
 
-def hinted_rules(log_text: str) -> list[str]:
-    """Rule names the toolkit's log suggests disabling ("You can add disable_rules=[...]")."""
-    rules: list[str] = []
-    for group in RULE_HINT.findall(log_text):
-        for name in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", group):
-            if name not in rules:
-                rules.append(name)
-    return rules
-
-
 def build_cell(onnx: str, chip: str, dtype: str, imgsz: int, mean: list[float], std: list[float],
                images: list[str], work: str) -> dict[str, Any]:
-    """Build onnx for chip/dtype (retrying once with the rules the toolkit's log names), export the
-    .rknn, and compare the simulator with ONNX Runtime on the images (mean cosine of the outputs)."""
-    from .convert import ConvertConfig, load_source
+    """Build onnx for chip/dtype (helpers.rknn.RKNN retries with the rules the toolkit's log names), export
+    the .rknn, and compare the simulator with ONNX Runtime on the images (mean cosine of the outputs)."""
+    from .convert import ConvertConfig, build_on
     from .data import write_calibration_list
-    from .errors import RknnError
     from .evaluate import cosine_rows
     from .preprocess import read_image, to_float_nchw
-    from .rknn import toolkit
+    from .rknn import RKNN
 
     work_dir = Path(work)
     work_dir.mkdir(parents=True, exist_ok=True)
     cfg = ConvertConfig(mean_values=list(mean), std_values=list(std), target_platform=chip, quantized_dtype=dtype)
-    cfg.validate(len(mean))
     dataset = write_calibration_list([Path(p) for p in images], work_dir / "calib.txt")
-    log = work_dir / "build.log"
-    log.write_text("")
-    rules: list[str] = []
-    for attempt in range(MAX_RULE_RETRIES + 1):
-        try:
-            with toolkit(log) as rk:
-                t0 = time.perf_counter()
-                rk.config(**cfg.config_kwargs(), **({"disable_rules": rules} if rules else {}))
-                load_source(rk, Path(onnx), imgsz, "onnx")
-                rk.build(**cfg.build_kwargs(dataset))
-                seconds = time.perf_counter() - t0
-                rknn = work_dir / "model.rknn"
-                rk.export_rknn(str(rknn))
-                rk.init_runtime(target=None)
-                pixels = np.stack([read_image(p, imgsz, len(mean)) for p in images])
-                sim = [np.concatenate([np.ravel(o) for o in rk.inference(inputs=[pixels[i : i + 1]], data_format="nhwc")])
-                       for i in range(len(pixels))]
-            break
-        except RknnError:
-            hint = [r for r in hinted_rules(log.read_text(errors="replace")) if r not in rules]  # the log holds this attempt only
-            if attempt == MAX_RULE_RETRIES or not hint:
-                raise
-            rules += hint
+    rknn = work_dir / "model.rknn"
+    with RKNN(work_dir / "build.log", auto_disable_rules=True) as rk:  # retries on the toolkit's disable_rules hint
+        t0 = time.perf_counter()
+        build_on(rk, Path(onnx), cfg, dataset, imgsz, "onnx")
+        seconds = time.perf_counter() - t0
+        rules = [d.rule for d in rk.auto_disabled]
+        rk.export_rknn(str(rknn))
+        rk.init_runtime(target=None)
+        pixels = np.stack([read_image(p, imgsz, len(mean)) for p in images])
+        sim = [np.concatenate([np.ravel(o) for o in rk.inference(inputs=[pixels[i : i + 1]], data_format="nhwc")])
+               for i in range(len(pixels))]
     import onnxruntime as ort
 
     sess = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
@@ -284,34 +258,45 @@ def run_matrix(out_dir: str | Path, models: list[str] | None = None, chips: list
         if own:
             pool.shutdown(wait=True)
     seconds = time.perf_counter() - started
-    write_outputs(out, results, seconds)
+    write_outputs(out, results, seconds, images)
     log(f"matrix: {len(results)} cells ({sum(c.built for c in results)} built) in {seconds / 60:.1f} min -> {out / 'matrix.csv'}")
     return results
 
 
 # ---------------------------------------------------------------- outputs
 
-def summary_text(cell: Cell) -> str:
+def summary_text(cell: Cell, rule_marks: dict[str, str] | None = None) -> str:
     """One table cell: built (seconds, MB, cosine, rules disabled) or the reason it failed."""
     if not cell.built:
         return f"✗ {cell.reason}"
-    rules = f"; rules off: {cell.rules_disabled}" if cell.rules_disabled else ""
-    return f"✓ {cell.build_seconds:.1f} s, {cell.rknn_mb:.1f} MB, cos {cell.cosine:.4f}, corr {cell.correlation:.3f}{rules}"
+    marks = rule_marks or {}
+    rules = f" {marks.get(cell.rules_disabled, '')}" if cell.rules_disabled in marks else (f"; rules off: {cell.rules_disabled}" if cell.rules_disabled else "")
+    return f"✓ {cell.build_seconds:.1f} s, {cell.rknn_mb:.1f} MB, cos {cell.cosine:.4f}{rules}"
 
 
 def markdown_table(cells: list[Cell]) -> str:
-    """Models as rows, chip/dtype combinations as columns."""
-    cols = list(dict.fromkeys(f"{c.chip} {c.dtype}" for c in cells))
-    rows = list(dict.fromkeys(c.model for c in cells))
-    by = {(c.model, f"{c.chip} {c.dtype}"): c for c in cells}
-    lines = ["| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-    for r in rows:
-        vals = [summary_text(by[(r, k)]).replace("|", "/") if (r, k) in by else "" for k in cols]
-        lines.append(f"| {r} | " + " | ".join(vals) + " |")
+    """w8a8 as a grid (models x chips), the other dtypes as rows, the disabled rule sets as footnotes."""
+    sets = list(dict.fromkeys(c.rules_disabled for c in cells if c.built and c.rules_disabled))
+    marks = {rules: f"[{chr(ord('a') + i)}]" for i, rules in enumerate(sets)}
+    grid = [c for c in cells if c.dtype == "w8a8"]
+    chips = list(dict.fromkeys(c.chip for c in grid))
+    models = list(dict.fromkeys(c.model for c in grid))
+    by = {(c.model, c.chip): c for c in grid}
+    lines = ["**w8a8**", "", "| model | " + " | ".join(chips) + " |", "|---|" + "---|" * len(chips)]
+    for m in models:
+        vals = [summary_text(by[(m, c)], marks).replace("|", "/") if (m, c) in by else "" for c in chips]
+        lines.append(f"| {m} | " + " | ".join(vals) + " |")
+    others = [c for c in cells if c.dtype != "w8a8"]
+    if others:
+        lines += ["", "**other dtypes** (where the chip has them)", "", "| model | chip | dtype | result |", "|---|---|---|---|"]
+        lines += [f"| {c.model} | {c.chip} | {c.dtype} | {summary_text(c, marks).replace('|', '/')} |" for c in others]
+    if marks:
+        lines += ["", "Rules disabled after the toolkit's own hint (`You can add disable_rules=[...]`):", ""]
+        lines += [f"- {mark} `{rules.replace(',', '`, `')}`" for rules, mark in marks.items()]
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(out: Path, cells: list[Cell], seconds: float) -> None:
+def write_outputs(out: Path, cells: list[Cell], seconds: float, images: int = 4) -> None:
     """matrix.csv (one row per cell), matrix.md and matrix.html (the table), matrix.json (run facts)."""
     import io
 
@@ -324,8 +309,8 @@ def write_outputs(out: Path, cells: list[Cell], seconds: float) -> None:
         writer.writerow(asdict(c))
     write_text_atomic(out / "matrix.csv", buf.getvalue())
     head = (f"rknn-toolkit2 {toolkit_version()}: {len(cells)} cells, {sum(c.built for c in cells)} built, "
-            f"{seconds / 60:.1f} min wall time. Cell: build seconds, .rknn size, mean cosine and correlation of simulator vs ONNX Runtime outputs, "
-            f"rules disabled after the toolkit's hint; or why it failed.\n\n")
+            f"{seconds / 60:.1f} min wall time. A cell: build seconds, .rknn size, mean cosine of simulator vs ONNX Runtime outputs "
+            f"on {images} images (random weights: an agreement check, not accuracy; correlation in matrix.csv); or why it failed.\n\n")
     write_text_atomic(out / "matrix.md", head + markdown_table(cells))
     body = "".join(
         f"<tr><td>{html.escape(c.model)}</td><td>{c.chip}</td><td>{c.dtype}</td><td class={'ok' if c.built else 'fail'}>"

@@ -1,7 +1,9 @@
 """helpers.convert against the real toolkit on tiny models: config validation, both load paths,
-calibration checks, atomic export, the convert.json record, codegen."""
+calibration checks, atomic export, the convert.json record, the toolkit's disable_rules hint acted on
+(a real YOLO11n-cls at 64 px), a build that aborts the process."""
 from __future__ import annotations
 
+import inspect
 import json
 
 import numpy as np
@@ -10,9 +12,12 @@ import torch
 
 from helpers import convert, export
 from helpers.data import write_calibration_list
-from helpers.errors import RknnError, WorkbookError
+from helpers.errors import RknnError, ToolkitCrash, WorkbookError
+from helpers.isolate import run_isolated
 from helpers.paths import Run
 from helpers.rknn import toolkit
+
+SDPA_RULE = "fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa"
 
 ULTRA = dict(mean_values=[0, 0, 0], std_values=[255, 255, 255])
 
@@ -39,10 +44,24 @@ def calib(tmp_path_factory, tiny_images):
     ({"std_values": [255, 255, 255, 255]}, r"std_values=.* has 4 value\(s\) but the model's input has 3 channel"),
     ({"std_values": [255, 0, 255]}, r"contains 0; every std must be non-zero"),
     ({"target_platform": "rk9999"}, r"target_platform='rk9999' is not a known Rockchip chip; use one of rk3588"),
-    ({"quantized_dtype": "asymmetric_quantized-8"}, r"1\.x name; in rknn-toolkit2 2\.x write quantized_dtype='w8a8'"),
+    ({"quantized_dtype": "asymmetric_quantized-8"}, r"not an rknn-toolkit2 2\.5 name; write quantized_dtype='w8a8'"),
+    ({"quantized_dtype": "w16a16i"}, r"quantized_dtype='w16a16i' is not an rknn-toolkit2 2\.5 name; write quantized_dtype='w16a16i_dfp'"),
     ({"quantized_dtype": "int8"}, r"quantized_dtype='int8' is unknown; use one of w8a8"),
+    ({"quantized_dtype": "w4a16"}, r"quantized_dtype='w4a16' is not available on rk3588 \(rknn-toolkit2 2\.5\.0 builds it only for rk3576, rv1126b\); use quantized_dtype='w8a8' or one of those chips"),
+    ({"quantized_dtype": "w8a16", "target_platform": "rk3566"}, r"not available on rk3566 .*only for rk3562\)"),
     ({"quantized_algorithm": "minmax"}, r"quantized_algorithm='minmax' is unknown; use one of normal, mmse, kl_divergence"),
-    ({"quantized_method": "tensor"}, r"quantized_method='tensor' is unknown; use one of channel, layer"),
+    ({"quantized_algorithm": "gdq"}, r"quantized_algorithm='gdq' works only with quantized_dtype 'w4a16' or 'w8a16'"),
+    ({"quantized_method": "tensor"}, r"quantized_method='tensor' is unknown; use channel, layer or group32"),
+    ({"quantized_method": "group64"}, r"quantized_method='group64' works only with quantized_dtype='w4a16'"),
+    ({"disable_rules": ["fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdp"]},
+     r"disable_rules names 'fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdp', a rule rknn-toolkit2 2\.5\.0 does not have "
+     r"\(did you mean 'fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa'\?\); copy the name from the toolkit's hint"),
+    ({"disable_rules": "seperate_conv_rs_split"}, r"disable_rules='seperate_conv_rs_split' must be a list of rule names"),
+    ({"sparse_infer": True}, r"sparse_infer=True is not available on rk3588 \(rknn-toolkit2 2\.5\.0 has it for rk3576"),
+    ({"auto_hybrid_cos_thresh": 1.5}, r"auto_hybrid_cos_thresh=1\.5 must be a number in \(0, 1\]"),
+    ({"auto_hybrid_euc_thresh": -1}, r"auto_hybrid_euc_thresh=-1 must be None or a positive number"),
+    ({"auto_hybrid": True, "do_quantization": False}, r"auto_hybrid=True needs do_quantization=True"),
+    ({"remove_weight": "yes"}, r"remove_weight='yes' must be True or False"),
     ({"optimization_level": 5}, r"optimization_level=5 is out of range"),
     ({"float_dtype": "float32"}, r"float_dtype='float32' is not supported"),
     ({"single_core_mode": True, "target_platform": "rk3566"}, r"single_core_mode=True only applies to rk3588"),
@@ -57,11 +76,46 @@ def test_bad_config_values_are_refused_before_the_toolkit(changes, message, tiny
 
 def test_config_kwargs_are_accepted_by_the_toolkit(tmp_path):
     cfg = convert.ConvertConfig(**ULTRA, quantized_algorithm="mmse", quantized_method="layer", custom_string="v1",
-                                op_target=None, compress_weight=True, model_pruning=True, single_core_mode=True)
+                                op_target=None, compress_weight=True, model_pruning=True, single_core_mode=True,
+                                disable_rules=[SDPA_RULE], remove_weight=True, remove_reshape=True, enable_flash_attention=True,
+                                mini_rknn=True, auto_hybrid=True, auto_hybrid_cos_thresh=0.95, auto_hybrid_euc_thresh=2.0)
     cfg.validate(3)
     with toolkit(tmp_path / "cfg.log") as rk:
         rk.config(**cfg.config_kwargs())
-    assert cfg.config_kwargs()["mean_values"] == [[0.0, 0.0, 0.0]]
+    kw = cfg.config_kwargs()
+    assert kw["mean_values"] == [[0.0, 0.0, 0.0]] and kw["disable_rules"] == [SDPA_RULE] and kw["auto_hybrid_euc_thresh"] == 2.0
+    assert cfg.build_kwargs(None)["auto_hybrid"] is True
+    w4 = convert.ConvertConfig(**ULTRA, target_platform="rk3576", quantized_dtype="w4a16", quantized_algorithm="gdq",
+                               quantized_method="group32", sparse_infer=True)
+    w4.validate(3)
+    with toolkit(tmp_path / "cfg4.log") as rk:
+        rk.config(**w4.config_kwargs())
+
+
+def test_every_config_option_of_the_toolkit_is_a_parameter_or_explained():
+    """Compare RKNN.config's signature with ConvertConfig: a new toolkit option cannot slip by unnoticed."""
+    from rknn.api import RKNN
+
+    toolkit_options = {n for n, p in inspect.signature(RKNN.config).parameters.items() if n != "self" and p.kind is not p.VAR_KEYWORD}
+    left_out = {name.strip() for key in convert.LEFT_OUT for name in key.split(",")}
+    fields = set(convert.ConvertConfig.__dataclass_fields__)
+    assert toolkit_options - fields - left_out == set()
+    assert "disable_rules" in fields and left_out <= toolkit_options
+    assert all(convert.OPTION_HELP.get(f) for f in fields), "every option has its meaning for the options table"
+
+
+def test_dtype_table_matches_what_the_toolkit_accepts(tmp_path):
+    """DTYPE_PLATFORMS_2_5_0 (which chips have which dtype) against the real toolkit's config."""
+    with toolkit(tmp_path / "dtypes.log") as rk:
+        for dtype in convert.QUANTIZED_DTYPES:
+            for chip in convert.TARGET_PLATFORMS:
+                try:
+                    rk.config(mean_values=[[0, 0, 0]], std_values=[[255, 255, 255]], target_platform=chip, quantized_dtype=dtype)
+                    accepted = True
+                except RknnError as err:
+                    assert "not support in" in err.reason, err.reason
+                    accepted = False
+                assert accepted == (chip in convert.DTYPE_PLATFORMS_2_5_0[dtype]), (dtype, chip)
 
 
 @pytest.mark.parametrize("load_path", ["onnx", "pytorch"])
@@ -83,7 +137,10 @@ def test_record_rebuilds_the_same_model_in_the_simulator(tiny_onnx, calib, tmp_p
     convert.write_record(run, res, cfg, tiny_onnx, calib, 16, "auto")
     rec = convert.read_record(run)
     assert rec.config == cfg and rec.load_path == "onnx" and rec.input_size == 16 and rec.dataset == calib.resolve()
-    assert json.loads((run.rknn / "convert.json").read_text())["toolkit_version"] == "2.5.0"
+    data = json.loads((run.rknn / "convert.json").read_text())
+    assert data["toolkit_version"] == "2.5.0" and data["imgsz"] == 16 and data["auto_disabled_rules"] == []
+    assert data["rknn_path"] == "rknn/model.rknn", "paths inside the run folder are stored relative to it"
+    assert data["source"] == str(tiny_onnx.resolve()), "paths outside stay absolute"
     x = np.random.default_rng(1).integers(0, 256, (1, 16, 16, 3), dtype=np.uint8)
     outs = []
     for i in range(2):
@@ -153,14 +210,6 @@ def test_float_model_needs_no_calibration(tiny_onnx, tmp_path):
     assert res.rknn_path.exists() and not any("int8" in n for n in res.dtype_notes)
 
 
-def test_codegen_writes_a_demo_with_the_model(tiny_onnx, calib, tiny_images, tmp_path):
-    demo = convert.codegen(tiny_onnx, convert.ConvertConfig(**ULTRA), calib, tmp_path / "cpp_demo", tmp_path / "cg.log", 16,
-                           image=tiny_images[0])
-    assert (demo / "model.rknn").read_bytes()[:4] == b"RKNN"
-    assert (demo / "CMakeLists.txt").exists() and "model.rknn" in (demo / "run.sh").read_text()
-    assert not (tmp_path / "cpp_demo.partial").exists()
-
-
 def test_quantization_demo_per_channel_beats_per_tensor(tiny_onnx):
     name, w = convert.pick_weight(tiny_onnx)
     table = convert.quantization_demo(w).set_index(["granularity", "scheme"])
@@ -182,3 +231,114 @@ def test_onnx_with_dynamic_axes_is_fixed_to_the_input_size(tmp_path, calib):
     assert export.onnx_io(path)["inputs"][0]["shape"] == ["batch", 3, "h", "w"]
     res = convert.convert(path, convert.ConvertConfig(**ULTRA), calib, tmp_path / "m.rknn", tmp_path / "b.log", 16)
     assert res.rknn_path.exists()
+
+
+def test_record_paths_are_relative_so_a_run_folder_can_move(tiny_onnx, calib, tmp_path):
+    import shutil
+
+    run = Run.at(tmp_path / "a")
+    src = run.model / "model.onnx"
+    shutil.copy(tiny_onnx, src)
+    res = convert.convert(src, convert.ConvertConfig(**ULTRA), calib, run.rknn / "model.rknn", run.rknn / "build.log", 16)
+    convert.write_record(run, res, convert.ConvertConfig(**ULTRA), src, calib, 16, "onnx")
+    shutil.move(str(run.root), str(tmp_path / "b"))
+    rec = convert.read_record(Run.at(tmp_path / "b"))
+    assert rec.source == tmp_path / "b" / "model" / "model.onnx" and rec.source.is_file()
+    assert rec.rknn_path == tmp_path / "b" / "rknn" / "model.rknn" and rec.rknn_path.is_file()
+
+
+def test_a_rebuild_start_removes_the_old_record(tiny_onnx, calib, tmp_path):
+    """Notebook 20's step: when it must recompute, convert.json goes first (nothing half-written looks valid)."""
+    run = Run.at(tmp_path / "run")
+    cfg = convert.ConvertConfig(**ULTRA)
+    params = {"load_path": "onnx", "imgsz": 16, "auto_disable_rules": True}
+    step = convert.conversion_step(run, cfg, params, tiny_onnx, calib)
+    assert not step.fresh
+    res = convert.convert(tiny_onnx, cfg, calib, run.rknn / "model.rknn", run.rknn / "build.log", 16)
+    convert.write_record(run, res, cfg, tiny_onnx, calib, 16, "onnx")
+    step.done()
+    assert convert.conversion_step(run, cfg, params, tiny_onnx, calib).fresh
+    assert (run.rknn / "convert.json").exists()
+    changed = convert.ConvertConfig(**ULTRA, quantized_method="layer")
+    assert not convert.conversion_step(run, changed, params, tiny_onnx, calib).fresh
+    assert not (run.rknn / "convert.json").exists(), "the record of the old model is gone once a rebuild starts"
+    with pytest.raises(WorkbookError, match="run notebooks/20_convert.ipynb"):
+        convert.read_record(run)
+
+
+# ---------------------------------------------------------------- the toolkit's disable_rules hint
+
+@pytest.fixture(scope="module")
+def yolo_cls_64(tmp_path_factory):
+    """The sample architecture, YOLO11n-cls from its ultralytics YAML (3 classes, random weights), as ONNX at
+    64 px: rknn-toolkit2 2.5.0's build fails on it in rule fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa."""
+    import cv2
+    from ultralytics.nn.tasks import ClassificationModel
+
+    torch.manual_seed(0)
+    net = ClassificationModel("yolo11n-cls.yaml", nc=3, verbose=False).eval()
+    folder = tmp_path_factory.mktemp("yolo64")
+    onnx = folder / "yolo11n-cls-64.onnx"
+    torch.onnx.export(net, torch.zeros(1, 3, 64, 64), str(onnx), opset_version=12, input_names=["images"], output_names=["output0"])
+    rng = np.random.default_rng(0)
+    images = []
+    for i in range(2):
+        images.append(folder / f"{i}.png")
+        cv2.imwrite(str(images[-1]), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    return onnx, write_calibration_list(images, folder / "calibration.txt")
+
+
+@pytest.mark.slow
+def test_failing_rule_is_disabled_recorded_and_reused(yolo_cls_64, tmp_path):
+    onnx, calib = yolo_cls_64
+    run = Run.at(tmp_path / "run")
+    cfg = convert.ConvertConfig(**ULTRA, target_platform="rk3588")
+    res = convert.convert(onnx, cfg, calib, run.rknn / "model.rknn", run.rknn / "build.log", 64)
+    assert [d.rule for d in res.auto_disabled] == [SDPA_RULE]
+    assert "IndexError" in res.auto_disabled[0].reason
+    assert res.rknn_path.read_bytes()[:4] == b"RKNN"
+    convert.write_record(run, res, cfg, onnx, calib, 64, "onnx")
+    data = json.loads((run.rknn / "convert.json").read_text())
+    assert data["config"]["disable_rules"] == [SDPA_RULE] and data["disable_rules_given"] == []
+    assert data["auto_disabled_rules"] == [{"rule": SDPA_RULE, "reason": res.auto_disabled[0].reason}]
+    note = convert.disabled_rules_note(res.auto_disabled)
+    assert SDPA_RULE in note and "every later rebuild" in note
+    listing = convert.raw_calls(convert.read_record(run))
+    assert f"disable_rules=['{SDPA_RULE}']" in listing and "rknn.export_rknn(" in listing and "rknn.release()" in listing
+    # a later step rebuilds through convert.rebuild on a plain toolkit (no retry): it builds only with the recorded rule
+    with toolkit(tmp_path / "sim.log") as rk:
+        convert.rebuild(rk, convert.read_record(run))
+        rk.init_runtime(target=None)
+        out = rk.inference(inputs=[np.zeros((1, 64, 64, 3), np.uint8)], data_format="nhwc")[0]
+    assert np.asarray(out).size == 3
+    assert "You can add disable_rules" not in (tmp_path / "sim.log").read_text()
+
+
+@pytest.mark.slow
+def test_failing_rule_with_auto_off_names_the_rule_and_the_parameter(yolo_cls_64, tmp_path):
+    onnx, calib = yolo_cls_64
+    with pytest.raises(RknnError) as info:
+        convert.convert(onnx, convert.ConvertConfig(**ULTRA), calib, tmp_path / "m.rknn", tmp_path / "b.log", 64, auto_disable_rules=False)
+    assert info.value.reason == (f"IndexError: list index out of range in graph rule '{SDPA_RULE}'; the toolkit suggests switching it off: "
+                                 f"add ['{SDPA_RULE}'] to disable_rules (or set auto_disable_rules=True)")
+    assert not list(tmp_path.glob("*.rknn"))
+
+
+@pytest.mark.slow
+def test_a_build_that_aborts_the_process_becomes_one_sentence(tiny_onnx, calib, tmp_path):
+    """rknn-toolkit2 2.5.0 aborts the whole process building w8a16 for rk3562 (measured: 'buffer overflow!!!'
+    on this model, 'munmap_chunk(): invalid pointer' on others); in a child process that is one ToolkitCrash."""
+    cfg = convert.ConvertConfig(**ULTRA, target_platform="rk3562", quantized_dtype="w8a16")
+    cfg.validate(3)
+    kwargs = {"source": str(tiny_onnx), "config": cfg.to_dict(), "dataset": str(calib), "out_rknn": str(tmp_path / "m.rknn"),
+              "log_path": str(tmp_path / "build.log"), "input_size": 16}
+    with pytest.raises(ToolkitCrash) as info:
+        run_isolated("helpers.convert:convert_isolated", kwargs, tmp_path / "build.log", what="build of w8a16 for rk3562")
+    first = str(info.value).splitlines()[0]
+    assert first.startswith("build of w8a16 for rk3562 crashed (killed by SIGABRT); likely cause: the toolkit's native code overflowed a buffer and aborted")
+    assert "rknn building" in info.value.log_tail or "buffer overflow" in info.value.log_tail
+    assert "try another quantized_dtype, target_platform or optimization_level" in first
+    assert not list(tmp_path.glob("*.rknn"))
+    ok = run_isolated("helpers.convert:convert_isolated", {**kwargs, "config": convert.ConvertConfig(**ULTRA, target_platform="rk3562").to_dict()},
+                      tmp_path / "child2.log")
+    assert ok["rknn_bytes"] == (tmp_path / "m.rknn").stat().st_size and ok["auto_disabled"] == []

@@ -34,13 +34,6 @@ def test_small_matrix_rows_say_what_built_and_why_the_others_did_not(tmp_path):
     assert "<table>" in (tmp_path / "matrix.html").read_text()
 
 
-def test_rule_hints_are_read_from_the_toolkits_log():
-    log = ("W \x1b[1;33mYou can add disable_rules=['seperate_conv_rs_split'] in rknn.config() to temporarily disable the error rule!\n"
-           "W You can add disable_rules=['a_rule', 'seperate_conv_rs_split'] in rknn.config()\n")
-    assert matrix.hinted_rules(log) == ["seperate_conv_rs_split", "a_rule"]
-    assert matrix.hinted_rules("E build: IndexError: list index out of range") == []
-
-
 def test_unknown_models_and_chips_are_named(tmp_path):
     with pytest.raises(WorkbookError, match="Unknown matrix model or chip nope, rk9999"):
         matrix.run_matrix(tmp_path, models=["nope"], chips=["rk9999"])

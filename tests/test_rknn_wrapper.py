@@ -8,7 +8,7 @@ import pytest
 
 from helpers.data import write_calibration_list
 from helpers.errors import RknnError, WorkbookError
-from helpers.rknn import toolkit
+from helpers.rknn import RKNN, hinted_rules, toolkit
 
 
 def _configure(rk, platform="rk3588"):
@@ -112,3 +112,29 @@ def test_each_step_log_holds_only_its_own_step(tmp_path):
         rk.config(target_platform="rk3566")
     assert (tmp_path / "first.log").read_text() == first
     assert "second.log" in (tmp_path / "second.log").read_text()
+
+
+def test_hinted_rules_reads_the_toolkits_suggestion():
+    log = ("\x1b[1;33mW\x1b[0m \x1b[1;33mYou can add disable_rules=['fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa'] in rknn.config() "
+           "to temporarily disable the error rule!\nW You can add disable_rules=[\"seperate_conv_rs_split\", 'fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa']")
+    assert hinted_rules(log) == ["fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa", "seperate_conv_rs_split"]
+    assert hinted_rules("E build: IndexError: list index out of range") == []
+
+
+def test_checked_rknn_mirrors_the_five_calls_and_releases_once(tiny_onnx, tiny_images, tmp_path):
+    """helpers.rknn.RKNN: config/load_onnx/build/export_rknn/release as in the tutorial, on the real toolkit."""
+    dataset = tmp_path / "calib.txt"
+    dataset.write_text("\n".join(str(p) for p in tiny_images[:2]) + "\n")
+    rk = RKNN(verbose_file=tmp_path / "build.log")
+    rk.config(mean_values=[[0, 0, 0]], std_values=[[255, 255, 255]], target_platform="rk3588")
+    rk.load_onnx(model=str(tiny_onnx))
+    rk.build(do_quantization=True, dataset=str(dataset))
+    rk.export_rknn(str(tmp_path / "m.rknn"))
+    rk.release()
+    rk.release()
+    assert (tmp_path / "m.rknn").read_bytes()[:4] == b"RKNN" and rk.auto_disabled == [] and rk.disable_rules == []
+    assert "rknn building done" in (tmp_path / "build.log").read_text()
+    with pytest.raises(RknnError, match=r"rknn-toolkit2 load_onnx failed"):
+        with RKNN(verbose_file=tmp_path / "bad.log") as bad:
+            bad.config(target_platform="rk3588")
+            bad.load_onnx(model=str(tmp_path / "missing.onnx"))
