@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import WorkbookError
 from .paths import SAMPLE_DATA
-from .preprocess import IMAGE_SUFFIXES, list_images, read_image
+from .preprocess import IMAGE_SUFFIXES, list_images, read_image, read_rgb  # noqa: F401 (read_rgb: used as data.read_rgb)
 
 # The digits are drawn amber on navy rather than grey so that a red/blue channel swap is a real
 # input change: notebook 30 uses it to show what the tutorial's discarded cvtColor costs.

@@ -92,3 +92,10 @@ def test_grayscale_onnx_with_its_own_folder_runs_10_to_60(gray_model, tmp_path):
     subprocess.run([sys.executable, "run_rknn.py", str(image), "--preprocess-only", str(out)], cwd=bundle, check=True,
                    capture_output=True, timeout=120)
     np.testing.assert_array_equal(np.load(out), read_image(image, 32, channels=1)[None])
+
+
+@pytest.mark.parametrize("name", ["tutorial_480.yaml", "grayscale.yaml"])
+def test_shipped_params_files_only_use_declared_keys(name):
+    config = report.load_params_file(REPO / "params" / name)
+    used = {k for _, p in cli.plan(config, None) for k in p}
+    assert set(config["common"]) <= used
