@@ -7,10 +7,14 @@ STAMP := $(VENV)/.installed
 RUN_DIR ?= outputs/sample
 PARAMS ?= params/sample.yaml
 PYTEST_ARGS ?=
+# rknn-toolkit2 version: empty = keep the installed one (requirements.txt pins 2.5.0); e.g. TOOLKIT=2.3.2
+# reinstalls only the toolkit (same dependency pins), TOOLKIT=2.5.0 goes back.
+TOOLKIT ?=
 
 .PHONY: setup run test lab report bench clean help
 
 help:
+	@echo "make setup TOOLKIT=2.3.2   switch rknn-toolkit2 (only the toolkit is reinstalled; TOOLKIT=2.5.0 goes back)"
 	@echo "make run     set up .venv and run the notebook series on the bundled sample into $(RUN_DIR)"
 	@echo "make test    unit tests + every notebook under papermill + browser checks"
 	@echo "make lab     JupyterLab on notebooks/ with the project's kernel"
@@ -19,6 +23,10 @@ help:
 	@echo "make clean   remove outputs/ runs and the generated sample data (keeps .venv)"
 
 setup: $(STAMP)
+ifneq ($(TOOLKIT),)
+	$(PY) -m pip install --disable-pip-version-check --no-deps rknn-toolkit2==$(TOOLKIT)
+	$(PY) -c "from importlib.metadata import version; print('rknn-toolkit2', version('rknn-toolkit2'))"
+endif
 
 # One pip call for everything: installing pieces separately lets pip upgrade torch/numpy past the toolkit's pins.
 $(STAMP): requirements.txt pyproject.toml

@@ -226,7 +226,8 @@ def plot_layers(tables: dict[str, pd.DataFrame] | pd.DataFrame, threshold: float
         for ax, col in zip(axes, ("entire_cos", "single_cos")):
             ax.plot(df["index"], df[col], marker=".", ms=4, lw=1, color=color, label=label or col)
             bad = df[df[col] < threshold]
-            ax.scatter(bad["index"], bad[col], s=30, facecolors="none", edgecolors="red", zorder=3)
+            ax.scatter(bad["index"], bad[col], s=30, facecolors="none", edgecolors="red", zorder=3,
+                       label=f"below {threshold} (flagged)" if color == "tab:blue" and len(bad) else None)
             nan = df[df["flags"].fillna("").astype(str).str.len() > 0] if "flags" in df else df.iloc[:0]
             if len(nan):
                 ax.scatter(nan["index"], [threshold] * len(nan), marker="x", color="red", zorder=3, label="NaN/inf values")
@@ -307,8 +308,10 @@ def best_row(sweep: pd.DataFrame) -> tuple[pd.Series, str]:
     return best, f"Best: quantized_algorithm={best['algorithm']!r}, quantized_method={best['method']!r}: {why}."
 
 
-def plot_sweep(sweep: pd.DataFrame, fp32_top1: float | None = None, path: str | Path | None = None):
-    """Bars of top-1 and mean output cosine per setting (with build time in the labels)."""
+def plot_sweep(sweep: pd.DataFrame, fp32_top1: float | None = None, path: str | Path | None = None, images: int = 0,
+               note: str = ""):
+    """Bars of top-1 and mean output cosine per setting (with build time in the labels; the size of one
+    image in top-1 points on the axis when `images` is given; note, e.g. a demo label, as the figure title)."""
     short = {"kl_divergence": "kl_div"}
     labels = [f"{short.get(a, a)}\n{m}\n{b:.1f} s" for a, m, b in zip(sweep["algorithm"], sweep["method"], sweep["build_s"])]
     fig, (a1, a2) = top1_cosine_bars(labels, sweep["top1"], sweep["mean_cosine"], "algorithm / method / build time",
@@ -317,8 +320,13 @@ def plot_sweep(sweep: pd.DataFrame, fp32_top1: float | None = None, path: str | 
     if fp32_top1 is not None:
         a1.axhline(100 * fp32_top1, color="black", ls="--", lw=1, label=f"FP32 {100 * fp32_top1:.1f}%")
         a1.legend(loc="lower right", fontsize=8)
-    lo = min(100 * sweep["top1"].min(), 100 * (fp32_top1 or 1)) - 2
+    margin = max(2.0, 3 * 100 / images) if images else 2.0  # a few images of range: one image must not fill the plot
+    lo = min(100 * sweep["top1"].min(), 100 * (fp32_top1 or 1)) - margin
     a1.set_ylim(max(0, lo), 100.5)
+    if images:
+        a1.set_ylabel(f"top-1 (%), {images} val images\n1 image = {100 / images:.2f} pt")
+    if note:
+        fig.suptitle(note, color="#a06000")
     return save_figure(fig, path)
 
 
@@ -370,3 +378,71 @@ def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
     df.to_csv(tmp, index=False)
     tmp.replace(path)
     return path
+
+
+# ---------------------------------------------------------------- sentences computed from this run
+
+def excerpt(path: str | Path, rows: int = 6) -> str:
+    """The header and the first rows of an error_analysis.txt, as the toolkit wrote them."""
+    lines = Path(path).read_text(errors="replace").splitlines()
+    try:
+        _, first = parse_header(lines)
+    except WorkbookError:
+        return "\n".join(lines[: rows + 4])
+    body = [ln for ln in lines[first:] if ln.strip()][:rows]
+    return "\n".join([*lines[max(0, first - 4): first], *body])
+
+
+def flagged_summary(warnings: pd.DataFrame, layers: pd.DataFrame, threshold: float, top: int = 5) -> tuple[str, pd.DataFrame]:
+    """'N of M layers flagged' and the `top` worst of them (lowest cosine first), instead of every row."""
+    worst = layers.drop_duplicates("name").set_index("name")[["entire_cos", "single_cos"]].min(axis=1)
+    shown = warnings.assign(lowest_cos=warnings["name"].map(worst)).sort_values("lowest_cos", na_position="first").head(top)
+    total = int((~layers["fused"]).sum())
+    which = f"the {len(shown)} with the lowest cosine" if len(shown) < len(warnings) else "all of them, lowest cosine first"
+    return f"**{len(warnings)} of {total} layers flagged** (threshold {threshold}); {which}:", shown
+
+
+def noise_images(images: int, top1: float) -> float:
+    """Two binomial standard deviations of a top-1 measured on `images` images, in images."""
+    return 2.0 * math.sqrt(max(images * top1 * (1.0 - top1), 0.0))
+
+
+def layers_conclusion(ranked: pd.DataFrame, threshold: float) -> str:
+    """Whether the per-layer error is local (a few layers carry most of it) or spread, from the ranking."""
+    drops = ranked["single_drop"].dropna().clip(lower=0)
+    if drops.empty or drops.sum() == 0:
+        return "No layer adds measurable error on its own."
+    share = drops.head(3).sum() / drops.sum()
+    top = ranked.iloc[0]
+    below = int((ranked["single_cos"] < threshold).sum())
+    kind = ("local: a few layers carry it, the case for hybrid quantization (notebook 60)" if share >= 0.5 else
+            "spread over the network: a float16 layer here and there will not fix it; the calibration or the quantization settings are the lever")
+    return (f"{below} of {len(ranked)} layers have a single cosine below {threshold}; the worst is `{top['name']}` ({top['op']}, single cosine "
+            f"{top['single_cos']:.5f}). The three largest single drops make up {100 * share:.0f}% of the total, so the error is {kind}.")
+
+
+def sweep_conclusion(sweep: pd.DataFrame, current: tuple[str, str], images: int, demo_images: int = 0) -> str:
+    """The sweep's best setting against notebook 20's, in images and against noise; with the demo caveat."""
+    best, _ = best_row(sweep)
+    step = 100.0 / images if images else float("nan")
+    head = f"The sweep's best setting is {best['algorithm']}/{best['method']} ({100 * best['top1']:.2f}% top-1; 1 image = {step:.2f} pt)"
+    cur = sweep[(sweep["algorithm"] == current[0]) & (sweep["method"] == current[1])]
+    if cur.empty:
+        text = f"{head}; notebook 20's {current[0]}/{current[1]} was not in the grid, so there is nothing to compare it with."
+    elif (best["algorithm"], best["method"]) == current:
+        text = f"{head}, which is what notebook 20 already uses: keep it."
+    else:
+        diff = round((best["top1"] - cur.iloc[0]["top1"]) * images)
+        noise = noise_images(images, float(cur.iloc[0]["top1"]))
+        verdict = (f"beyond noise (about ±{noise:.1f} images on {images}), so it is worth trying in notebook 20" if diff > noise else
+                   f"within noise (about ±{noise:.1f} images on {images}): no reason to change notebook 20's setting on this evidence")
+        text = f"{head}; notebook 20's {current[0]}/{current[1]} gets {100 * cur.iloc[0]['top1']:.2f}%: {diff:+d} image(s), {verdict}."
+    if demo_images:
+        text += (f" Found under demo calibration ({demo_images} image{'s' * (demo_images != 1)}): it says which setting copes best with a "
+                 "poor calibration, not which is best for notebook 20's list; re-run with demo_calib_images = 0 before changing notebook 20.")
+    return text
+
+
+def demo_note(demo_images: int) -> str:
+    """The label every demo-mode figure carries ('' outside demo mode)."""
+    return f"DEMO calibration: {demo_images} image{'s' * (demo_images != 1)}, not notebook 20's list" if demo_images else ""

@@ -169,7 +169,8 @@ class Step:
         if self.fresh:
             rec = self.record
             print(f"[cache] {self.name}: inputs and parameters unchanged since {rec.get('finished', '?')}; "
-                  f"reusing {', '.join(Path(p).name for p in self.outputs) or 'its results'} (delete {self.record_path} to force).")
+                  f"reusing {', '.join(Path(p).name for p in self.outputs) or 'its results'} "
+                  f"(to recompute, delete .cache/{self.record_path.name} in the run folder).")
             return True
         self.start()
         return False
@@ -195,6 +196,8 @@ def cached(run: Run, name: str, params: dict[str, Any], *, compute: Callable[[],
     no load, the JSON value compute returned last time) without computing; otherwise delete the record,
     compute, and record the result."""
     step = Step(run, name, dict(params), list(inputs), list(outputs))
+    if load is None and step.fresh and "result" not in step.record:
+        step.start()  # a record written by the older Step API holds no result to return: compute once more
     if step.check():
         return load() if load is not None else step.record.get("result")
     value = compute()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import report
+from . import report, summary
 from .errors import WorkbookError
 from .paths import DEFAULT_RUN, OUTPUTS, REPO, Run, write_text_atomic
 
@@ -95,7 +95,7 @@ def run_series(config: dict[str, Any], run_dir: str | Path, only: str | list[str
                 break
             result.done.append(name)
             if render:
-                renders.append(renderer.submit(report.render_notebook, root / "executed" / nb.name, root / "report"))
+                renders.append(renderer.submit(summary.render_notebook, root / "executed" / nb.name, root / "report"))
             if not progress:
                 log(f"  {name} done in {time.perf_counter() - t0:.1f} s")
     finally:
@@ -111,10 +111,8 @@ def run_series(config: dict[str, Any], run_dir: str | Path, only: str | list[str
                 log(f"warning: could not render a report: {type(exc).__name__}: {exc}")
         if result.failed:  # the failed notebook's own report shows where it stopped
             with contextlib.suppress(Exception):
-                report.render_notebook(root / "executed" / f"{result.failed}.ipynb", root / "report")
-        from .summary import write_index
-
-        result.index = write_index(root)
+                summary.render_notebook(root / "executed" / f"{result.failed}.ipynb", root / "report")
+        result.index = summary.write_index(root)
     return result
 
 
@@ -223,7 +221,7 @@ def seed_variants(configs: dict[str, dict[str, Any]], dirs: dict[str, Path], sha
 
 def write_comparison(root: Path, rows: list[dict[str, Any]]) -> None:
     """<root>/comparison.csv and comparison.html: one row per variant, with links to each index page."""
-    from .report import esc
+    from .summary import esc
 
     cols = list(dict.fromkeys(k for r in rows for k in r))
     tmp = root / "comparison.csv.tmp"
@@ -276,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             root = check_run_dir(args.run_dir)
             if not root.is_dir():
                 raise WorkbookError(f"Run folder {root} does not exist; run `python -m helpers run --run-dir {args.run_dir}` first.")
-            print(f"report: {report.render(root)}")
+            print(f"report: {summary.render(root)}")
             return 0
         if args.sweep:
             if args.params:

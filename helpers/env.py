@@ -175,9 +175,13 @@ def run_checks(run: Run) -> list[Check]:
 
 
 def save(run: Run, checks: list[Check]) -> Path:
-    """Write the checks to <run>/env.json (atomic)."""
+    """Write the checks and the installed rknn-toolkit2 version (`make setup TOOLKIT=...`) to <run>/env.json (atomic)."""
     summary = {s: sum(c.status == s for c in checks) for s in (OK, WARN, FAIL)}
-    return write_json_atomic(run.root / "env.json", {"summary": summary, "checks": [asdict(c) for c in checks]})
+    try:
+        toolkit_version = version("rknn-toolkit2")
+    except PackageNotFoundError:
+        toolkit_version = None
+    return write_json_atomic(run.root / "env.json", {"summary": summary, "toolkit_version": toolkit_version, "checks": [asdict(c) for c in checks]})
 
 
 def table(checks: list[Check]):
@@ -187,3 +191,47 @@ def table(checks: list[Check]):
     df = pd.DataFrame([asdict(c) for c in checks])
     colours = {OK: "#d9f2d9", WARN: "#fff2cc", FAIL: "#f8d0d0"}
     return df.style.apply(lambda col: [f"background-color: {colours.get(v, '')}" for v in col], subset=["status"]).hide(axis="index")
+
+
+def requirement_pins(path: Path = REPO / "requirements.txt") -> dict[str, str]:
+    """{package: '==version'} from requirements.txt (comments and blank lines skipped)."""
+    import re
+
+    pins: dict[str, str] = {}
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        m = re.match(r"\s*([A-Za-z0-9_.\-]+)\s*([=<>!~].*?)\s*(#.*)?$", line)
+        if m:
+            pins[m.group(1).lower()] = m.group(2)
+    return pins
+
+
+def pin_tables() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """Two tables: what rknn-toolkit2 itself requires (its metadata) and the workbook's other pins
+    (requirements.txt), each with the installed version."""
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    try:
+        toolkit = toolkit_pins()
+    except PackageNotFoundError:
+        toolkit = {}
+    ours = requirement_pins()
+    tk_rows = [{"package": n, "toolkit requires": spec or "any", "workbook pins": ours.get(n, ""), "installed": installed(n)}
+               for n, spec in toolkit.items()]
+    other = [{"package": n, "workbook pins": spec, "installed": installed(n)} for n, spec in ours.items() if n not in toolkit]
+    return tk_rows, other
+
+
+def install_commands(python: str = "python3.11") -> str:
+    """The shell lines that set up (or repair) the environment, shown on every run, passing or not."""
+    return "\n".join([
+        "# from the repository root: one venv, ONE pip call for every pin (installing a package alone",
+        "# can move torch/numpy past the toolkit's pins), then the Jupyter kernel the notebooks use",
+        f"{python} -m venv .venv",
+        ".venv/bin/pip install -r requirements.txt -e .",
+        ".venv/bin/python -m ipykernel install --sys-prefix --name rknn-workbook --display-name 'RKNN workbook (.venv)'",
+        "# or simply: make setup",
+    ])

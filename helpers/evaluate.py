@@ -317,9 +317,20 @@ def save_predictions(path: Path, images: LabelledImages, *results: EvalResult) -
     return path
 
 
-def write_metrics(path: Path, results: list[EvalResult], comparison: Comparison | None, extra: dict[str, Any] | None = None) -> Path:
-    """eval/metrics.json: each backend's summary, the comparison and any extra values (atomic)."""
-    data = {"backends": [r.summary() for r in results], "comparison": comparison.summary() if comparison else None,
+ROLES = ("fp32", "int8", "hybrid", "board", "diagnostic")
+
+
+def write_metrics(path: Path, results: list[EvalResult], comparison: Comparison | None, extra: dict[str, Any] | None = None,
+                  roles: list[str] | None = None, demo: bool = False) -> Path:
+    """eval/metrics.json: each backend's summary with its role (default: fp32, int8, then diagnostic rows such
+    as the BGR-input bug; "demo": true on non-FP32 rows built under demo calibration), the comparison and any
+    extra values (atomic). Readers pick backends by role, never by display name."""
+    roles = list(roles) if roles is not None else ["fp32", "int8", *["diagnostic"] * max(0, len(results) - 2)][: len(results)]
+    unknown = [r for r in roles if r not in ROLES]
+    if len(roles) != len(results) or unknown:
+        raise ValueError(f"roles={roles} must give one of {ROLES} for each of the {len(results)} results.")
+    backends = [{**r.summary(), "role": role, **({"demo": True} if demo and role != "fp32" else {})} for r, role in zip(results, roles)]
+    data = {"backends": backends, "comparison": comparison.summary() if comparison else None,
             "verdict": verdict(comparison) if comparison else "", **(extra or {})}
     return write_json_atomic(path, data, default=float)
 

@@ -15,13 +15,19 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import yaml
 
 from .errors import WorkbookError, strip_ansi
 from .paths import write_text_atomic
+
+if TYPE_CHECKING:
+    from .convert import ConvertConfig, ConvertRecord
+    from .data import LabelledImages
+    from .evaluate import EvalResult
+    from .paths import Run
 
 DTYPES = ("int8", "int16", "float16")
 # Spellings people try, and the one the cfg needs.
@@ -388,12 +394,13 @@ class Variant:
     float16_layers: int
     layers: list[str] = field(default_factory=list)
     note: str = ""
+    file: str = ""  # the exported .rknn, relative to the run folder ('' when none was built)
 
     def row(self, fp32_top1: float) -> dict[str, Any]:
         return {"model": self.name, "top1": self.top1, "top1_delta_pt": round(100 * (self.top1 - fp32_top1), 2),
                 "mean_cosine": self.mean_cosine, "min_cosine": self.min_cosine,
                 "size_kb": round(self.rknn_bytes / 1024, 1) if self.rknn_bytes else float("nan"),
-                "float16_layers": self.float16_layers, "note": self.note, "layers": " ".join(self.layers)}
+                "float16_layers": self.float16_layers, "note": self.note, "file": self.file, "layers": " ".join(self.layers)}
 
 
 def measure(rk: Any, name: str, images: Any, pixels: np.ndarray, fp32: Any, rknn_out: Path, log_path: Path,
@@ -418,14 +425,14 @@ def measure(rk: Any, name: str, images: Any, pixels: np.ndarray, fp32: Any, rknn
     return v, table
 
 
-def plot_compare(table: Any, path: str | Path | None = None):
+def plot_compare(table: Any, path: str | Path | None = None, images: int = 0, note: str = ""):
     """Top-1 and mean output cosine vs FP32 for every row of the comparison table."""
     import pandas as pd
 
     from .analysis import save_figure, top1_cosine_bars
 
     short = {"hybrid (a) your list": "(a) your list", "hybrid (b) toolkit proposal": "(b) proposal",
-             "hybrid (c) auto from ranking": "(c) auto ranking", "build(auto_hybrid=True)": "auto_hybrid"}
+             "hybrid (c) auto from ranking": "(c) auto\nranking", "build(auto_hybrid=True)": "auto_hybrid"}
     labels = [short.get(m, m) + ("" if m == "FP32" else f"\n{n:g} float16" if pd.notna(t) else "\nnot built")
               for m, n, t in zip(table["model"], pd.to_numeric(table["float16_layers"]), table["top1"])]
     n = len(table)
@@ -433,11 +440,17 @@ def plot_compare(table: Any, path: str | Path | None = None):
                                      ("Top-1", "Agreement with the float model"),
                                      colors=(["black"] + ["tab:blue"] * (n - 1), ["black"] + ["tab:orange"] * (n - 1)),
                                      cosine_margin=0.005, figsize=(12, 4))
-    a1.set_ylim(max(0, 100 * table["top1"].min() - 2), min(100.5, 100 * table["top1"].max() + 1))
+    margin = max(2.0, 3 * one_image_pt(images)) if images else 2.0  # a few images of range: one image must not fill the plot
+    a1.set_ylim(max(0, 100 * table["top1"].min() - margin), min(100.5, 100 * table["top1"].max() + 1))
+    if images:
+        a1.set_ylabel(f"top-1 (%), {images} val images\n1 image = {one_image_pt(images):.2f} pt")
+    if note:
+        fig.suptitle(note, color="#a06000")
     return save_figure(fig, path)
 
 
-def plot_search(points: Sequence[SearchPoint] | Any, int8_top1: float, fp32_top1: float, target_pt: float, path: str | Path | None = None):
+def plot_search(points: Sequence[SearchPoint] | Any, int8_top1: float, fp32_top1: float, target_pt: float, path: str | Path | None = None,
+                images: int = 0, note: str = ""):
     """Top-1 against the number of float16 layers added in ranked order, with FP32 and the target band."""
     import matplotlib.pyplot as plt
 
@@ -445,16 +458,21 @@ def plot_search(points: Sequence[SearchPoint] | Any, int8_top1: float, fp32_top1
         xs, ys = list(points["layers"]), list(points["top1"])
     else:
         xs, ys = [p.layers for p in points], [p.top1 for p in points]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8, 4.6))
     pos = np.arange(len(xs) + 1)  # evenly spaced: the counts double from one point to the next
     ax.plot(pos, [100 * int8_top1, *(100 * y for y in ys)], marker="o", color="tab:blue", label="hybrid (0 = plain INT8)")
     ax.axhline(100 * fp32_top1, color="black", ls="--", lw=1, label=f"FP32 {100 * fp32_top1:.2f}%")
-    ax.axhspan(100 * fp32_top1 - target_pt, 100 * fp32_top1, color="green", alpha=0.12, label=f"target: within {target_pt} pt")
+    step = one_image_pt(images) if images else 0.0
+    band = (f"target: equal to FP32 ({target_pt:g} pt < 1 image)" if images and target_pt < step else f"target: within {target_pt:g} pt")
+    ax.axhspan(100 * fp32_top1 - target_pt, 100 * fp32_top1, color="green", alpha=0.12, label=band)
     ax.set_xticks(pos, ["0", *(str(int(v)) for v in xs)])
     ax.set_xlabel("float16 layers (added in ranked order, with their inputs)")
-    ax.set_ylabel("top-1 on val (%)")
-    ax.set_title("Accuracy-driven hybrid search")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_ylabel(f"top-1 (%), {images} val images\n1 image = {one_image_pt(images):.2f} pt" if images else "top-1 on val (%)")
+    ax.set_title("Accuracy-driven hybrid search" + (f"\n{note}" if note else ""))
+    if step:  # at least a few images of range, so a one-image step does not fill the plot
+        lo, hi = min(100 * int8_top1, *(100 * y for y in ys)), 100 * fp32_top1
+        ax.set_ylim(max(0.0, min(lo, hi) - 2 * step), min(100.5, max(lo, hi) + step))
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     if path:
@@ -479,12 +497,325 @@ def layer_picker(options: Sequence[str], selected: Sequence[str]):
 
 
 def write_chosen(path: Path, row: Mapping[str, Any], model: Path) -> None:
-    """Record which hybrid was exported (name, top-1, output cosine, float16 layers) as JSON, atomically."""
+    """Record which hybrid was exported (name, top-1, output cosine, float16 layers, calibration, demo flag;
+    model relative to the run folder) as JSON, atomically."""
     from .paths import write_json_atomic
 
     def plain(v: Any) -> Any:
         return v.item() if hasattr(v, "item") else v
 
     data = {"model": str(row["model"]), "top1": plain(row["top1"]), "mean_cosine": plain(row["mean_cosine"]),
-            "float16_layers": plain(row.get("float16_layers")), "file": str(model)}
+            "float16_layers": plain(row.get("float16_layers")), "file": Path(model).as_posix(),
+            "calibration": str(row.get("calibration", "")), "demo": bool(row.get("demo", False))}
     write_json_atomic(path, data)
+
+
+# ---------------------------------------------------------------- notebook 60's steps
+
+@dataclass
+class Bench:
+    """What every model notebook 60 measures shares: the recorded model, the calibration list actually used
+    (demo or notebook 20's), the same validation images, the FP32 reference and the analysis images."""
+
+    run: "Run"
+    record: "ConvertRecord"
+    dataset: Path
+    val: "LabelledImages"
+    pixels: np.ndarray
+    fp32: "EvalResult"
+    analysis_images: list[Path]
+    dtype: str = "float16"
+    demo_images: int = 0  # > 0: built under demo calibration with this many images
+
+    @property
+    def cfg(self) -> "ConvertConfig":
+        """Notebook 20's options for a batch-1 build (step 2 and accuracy_analysis take one image per call)."""
+        from .convert import ConvertConfig
+
+        return ConvertConfig.from_dict({**self.record.config.to_dict(), "rknn_batch_size": None})
+
+    @property
+    def calibration(self) -> str:
+        """How the quantized models here were calibrated, as the tables and chosen.json label it."""
+        n = sum(1 for line in Path(self.dataset).read_text().splitlines() if line.strip())
+        return f"demo: {n} image{'s' * (n != 1)}" if self.demo_images else f"notebook 20's list ({n} images)"
+
+    @property
+    def note(self) -> str:
+        """The demo label for this notebook's figures ('' outside demo mode)."""
+        from .analysis import demo_note
+
+        return demo_note(self.demo_images)
+
+    def selection(self, names: Iterable[str]) -> dict[str, str]:
+        return {n: self.dtype for n in names}
+
+
+def strategy_file(run: "Run", name: str) -> Path:
+    """Where a strategy's model goes, named after the strategy (never after its row position)."""
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    return run.hybrid / f"strategy_{slug}.rknn"
+
+
+def measure_int8(bench: Bench) -> tuple[Variant, Any]:
+    """The plain INT8 baseline with the same calibration: build, accuracy_analysis, export, top-1."""
+    from .convert import build_on
+    from .rknn import toolkit
+
+    run, rec = bench.run, bench.record
+    log = run.logs / "60_int8.log"
+    with toolkit(log) as rk:
+        build_on(rk, rec.source, bench.cfg, bench.dataset, rec.input_size, rec.load_path)
+        v, table = measure(rk, "INT8", bench.val, bench.pixels, bench.fp32, run.hybrid / "model_int8.rknn", log,
+                           bench.analysis_images, run.hybrid / "snapshot_int8")
+    v.file = "hybrid/model_int8.rknn"
+    return v, table
+
+
+def compare_strategies(bench: Bench, files: Step1Files, strategies: Mapping[str, list[str]], why_empty: Mapping[str, str],
+                       int8: Variant, before: Any) -> tuple[Any, Any]:
+    """Step 2 + accuracy_analysis + top-1 for every strategy (an empty one gets a row saying why), then
+    build(auto_hybrid=True); returns the comparison table (FP32 first, a file and calibration column)
+    and every model's per-layer table (column 'model')."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from .convert import load_source
+    from .rknn import toolkit
+
+    run, rec = bench.run, bench.record
+    for old in [*run.hybrid.glob("strategy_*.rknn"), *run.hybrid.glob("model_strategy*.rknn")]:
+        old.unlink()  # no model of an earlier selection may pass for this one
+    results, tables = [int8], {"INT8": before}
+    for i, (name, chosen) in enumerate(tqdm(list(strategies.items()), desc="step 2", unit="model")):
+        if not chosen:
+            results.append(Variant(name, float("nan"), float("nan"), float("nan"), 0, 0, [], note=why_empty.get(name, "no layers")))
+            continue
+        log, out = run.logs / f"60_step2_{i}.log", strategy_file(run, name)
+        with built(files, bench.selection(chosen), files.variant_cfg(f"strategy{i}"), log) as rk:
+            v, tables[name] = measure(rk, name, bench.val, bench.pixels, bench.fp32, out, log, bench.analysis_images,
+                                      run.hybrid / f"snapshot_strategy{i}", chosen)
+        v.file = out.relative_to(run.root).as_posix()
+        results.append(v)
+    log = run.logs / "60_auto_hybrid.log"
+    with toolkit(log) as rk:
+        rk.config(**bench.cfg.config_kwargs())
+        load_source(rk, rec.source, rec.input_size, rec.load_path)
+        rk.build(**bench.cfg.build_kwargs(bench.dataset), auto_hybrid=True)
+        auto_v, _ = measure(rk, "build(auto_hybrid=True)", bench.val, bench.pixels, bench.fp32, run.hybrid / "model_auto_hybrid.rknn", log)
+        auto_v.layers = float16_tensors(log)
+    results.append(auto_v)
+    onnx = run.root / "model" / "model.onnx"
+    fp32_row = Variant("FP32", bench.fp32.top1, 1.0, 1.0, onnx.stat().st_size if onnx.exists() else 0, 0, [])  # size: the ONNX file
+    table = pd.DataFrame([fp32_row.row(bench.fp32.top1)] + [r.row(bench.fp32.top1) for r in results])
+    table["calibration"] = ["none (float)"] + [bench.calibration] * len(results)
+    return table, pd.concat([t.assign(model=k) for k, t in tables.items()])
+
+
+def search(bench: Bench, files: Step1Files, order: Sequence[str], target_pt: float, budget: int, int8_top1: float) -> Any:
+    """The accuracy-driven search as a table (layers, top1, mean_cosine, met_target, layers_list); the first
+    hybrid that met the target is exported as hybrid/model_search.rknn (removed first, so it never outlives a run)."""
+    import pandas as pd
+
+    from .evaluate import compare, evaluate
+
+    log, found = bench.run.logs / "60_search.log", bench.run.hybrid / "model_search.rknn"
+    found.unlink(missing_ok=True)
+
+    def score(chosen: list[str]) -> tuple[float, float]:
+        with built(files, bench.selection(chosen), files.variant_cfg("search"), log) as rk:
+            res = evaluate(ToolkitBackend(rk, f"{len(chosen)} float16"), bench.val, bench.record.input_size, progress=False, pixels=bench.pixels)
+        return res.top1, compare(bench.fp32, res).mean_cosine
+
+    points, hit = accuracy_search(order, score, bench.fp32.top1, target_pt, budget, int8_top1=int8_top1)
+    if hit:
+        with built(files, bench.selection(hit.names), files.variant_cfg("search"), log) as rk:
+            rk.export_rknn(str(found))
+    return pd.DataFrame([{"layers": p.layers, "top1": p.top1, "mean_cosine": p.mean_cosine,
+                          "met_target": within(bench.fp32.top1, p.top1, target_pt), "layers_list": " ".join(p.names)} for p in points],
+                        columns=["layers", "top1", "mean_cosine", "met_target", "layers_list"])
+
+
+def within(fp32_top1: float, top1: float, target_pt: float) -> bool:
+    """Top-1 is within target_pt points of FP32 (the search's stopping rule)."""
+    return 100 * (fp32_top1 - top1) <= target_pt + 1e-9
+
+
+# ---------------------------------------------------------------- the export choice (one rule, also for the index page)
+
+def _num(value: Any) -> float | None:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if x == x else None
+
+
+def export_candidates(compare_rows: Sequence[Mapping[str, Any]], search_rows: Sequence[Mapping[str, Any]] = (),
+                      root: Path | None = None, search_file: str = "hybrid/model_search.rknn") -> list[dict[str, Any]]:
+    """Every hybrid that may be exported: the strategy rows with a top-1 and a model file, plus the search's
+    first point that met its target (a new candidate beside them, never in place of one). With root (the run
+    folder) only candidates whose file exists there are kept."""
+    def has_file(f: Any) -> bool:
+        f = "" if f is None or (isinstance(f, float) and f != f) else str(f)
+        return bool(f) and (root is None or (Path(root) / f).is_file())
+
+    cands = [dict(r) for r in compare_rows
+             if str(r.get("model", "")).startswith("hybrid") and _num(r.get("top1")) is not None and has_file(r.get("file"))]
+    met = [r for r in search_rows if str(r.get("met_target")).lower() in ("true", "1", "1.0")]
+    if met and has_file(search_file):
+        r = met[0]
+        cands.append({"model": f"hybrid search ({int(float(r['layers']))} layers)", "top1": r["top1"], "mean_cosine": r["mean_cosine"],
+                      "float16_layers": int(float(r["layers"])), "file": search_file})
+    return cands
+
+
+def choose_export(candidates: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The rule: best validation top-1, then higher mean output cosine, then fewer float16 layers."""
+    if not candidates:
+        return None
+    best = min(candidates, key=lambda r: (-(_num(r.get("top1")) or 0.0), -(_num(r.get("mean_cosine")) or 0.0),
+                                          _num(r.get("float16_layers")) or 0.0))
+    return dict(best)
+
+
+def export_choice(run: "Run", choice: Mapping[str, Any], calibration: str, demo: bool) -> Path:
+    """Copy the chosen model to hybrid/model_hybrid.rknn (hybrid/model_hybrid_demo.rknn under demo calibration,
+    which nothing deploys; a real model_hybrid.rknn of an earlier run is removed, as chosen.json no longer
+    describes it) and record the choice in hybrid/chosen.json; returns the exported path."""
+    import shutil
+
+    src = run.root / str(choice["file"])
+    final = run.hybrid / ("model_hybrid_demo.rknn" if demo else "model_hybrid.rknn")
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.copyfile(src, tmp)
+    tmp.replace(final)
+    if demo:
+        (run.hybrid / "model_hybrid.rknn").unlink(missing_ok=True)
+    write_chosen(run.hybrid / "chosen.json", {**choice, "calibration": calibration, "demo": demo}, final.relative_to(run.root))
+    return final
+
+
+def baseline_files(run: "Run") -> list[Path]:
+    """Where the INT8 baseline is kept: its per-layer table and its Variant."""
+    return [run.hybrid / "int8_layers.csv", run.hybrid / "int8.json"]
+
+
+def save_baseline(run: "Run", variant: Variant, table: Any) -> tuple[Variant, Any]:
+    """Write the baseline (atomically) and return it as load_baseline reads it back."""
+    import dataclasses
+
+    from .paths import write_json_atomic
+
+    csv_path, json_path = baseline_files(run)
+    write_text_atomic(csv_path, table.to_csv(index=False))
+    write_json_atomic(json_path, dataclasses.asdict(variant))
+    return load_baseline(run)
+
+
+def load_baseline(run: "Run") -> tuple[Variant, Any]:
+    import json
+
+    import pandas as pd
+
+    csv_path, json_path = baseline_files(run)
+    return Variant(**json.loads(json_path.read_text())), pd.read_csv(csv_path).fillna({"flags": ""})
+
+
+# ---------------------------------------------------------------- sentences computed from this run
+
+def one_image_pt(images: int) -> float:
+    """How many top-1 points one image is worth on `images` validation images."""
+    return 100.0 / images if images else float("nan")
+
+
+def target_note(target_pt: float, images: int) -> str:
+    """The search's target in words; below one image it can only mean 'equal to FP32'."""
+    step = one_image_pt(images)
+    if target_pt < step:
+        return (f"target {target_pt:g} pt is smaller than one image ({step:.2f} pt on {images} images), "
+                "so it means: equal to FP32")
+    return f"target: within {target_pt:g} pt of FP32 ({target_pt / step:.1f} images of {images})"
+
+
+def ranking_note(ranked: Any, run: "Run", analysis_images: int, calibration: str, k: int = 5) -> str:
+    """How this ranking relates to notebook 50's (other image count or calibration -> other order)."""
+    import json
+
+    import pandas as pd
+
+    from .analysis import rank_layers
+
+    try:
+        p50 = json.loads((run.root / "params.json").read_text()).get("50_accuracy_analysis", {})
+        theirs = rank_layers(pd.read_csv(run.root / "analysis" / "layers.csv").fillna({"flags": ""}))
+    except (OSError, ValueError, KeyError):
+        return "Notebook 50 has not analysed this run folder, so there is no ranking to compare with."
+    n50, demo50 = p50.get("analysis_images", "?"), int(p50.get("demo_calib_images", 0) or 0)
+    calib50 = f"demo: {demo50} image{'s' * (demo50 != 1)}" if demo50 else "notebook 20's list"
+    same = set(ranked["name"][:k]) & set(theirs["name"][:k])
+    differs = n50 != analysis_images or calib50.split(" (")[0] != calibration.split(" (")[0]
+    how = (f"Notebook 50 ranked on {n50} image(s) ({calib50}); this notebook ranks on {analysis_images} image(s) ({calibration})")
+    why = ": other images or calibration, so the order can differ" if differs else ": the same setting"
+    return f"{how}{why}. {len(same)} of the top {k} layers here are also in notebook 50's top {k}."
+
+
+def reading_notes(table: Any, int8_float16: Sequence[str], proposal: bool, demo: bool) -> str:
+    """What this run's comparison table shows, as bullet points built from its rows."""
+    import pandas as pd
+
+    rows = {str(r["model"]): r for r in table.to_dict("records")}
+    out = []
+    if int8_float16:
+        shown = ", ".join(f"`{n}`" for n in int8_float16[:3]) + (" ..." if len(int8_float16) > 3 else "")
+        out.append(f"- **Plain INT8 already has {len(int8_float16)} float16 tensor(s)** ({shown}): operators the NPU only runs "
+                   "in float stay float16 in every build, and the hybrids' counts include them.")
+    else:
+        out.append("- Plain INT8 has no float16 tensor in this model, so every float16 layer in a hybrid's row was chosen.")
+    prop = rows.get("hybrid (b) toolkit proposal")
+    if prop is not None and proposal and pd.isna(prop["top1"]):
+        out.append("- **The toolkit's proposal is empty in this run.** Step 1 judges the error on the calibration images, the "
+                   "images the quantization was fitted to" + (", here a single demo image," if demo else ",") + " so it saw no layer worth changing.")
+    elif prop is not None and proposal:
+        out.append(f"- **The toolkit proposed {len(str(prop['layers']).split())} layer(s)**, judged on the calibration images.")
+    auto = rows.get("build(auto_hybrid=True)")
+    if auto is not None and pd.notna(auto["float16_layers"]):
+        extra = int(auto["float16_layers"]) - len(int8_float16)
+        out.append(f"- **`auto_hybrid`** kept {int(auto['float16_layers'])} tensor(s) in float16 ({max(extra, 0)} more than plain INT8): "
+                   "it switches a layer when its cosine on the calibration set falls below `auto_hybrid_cos_thresh` (0.98 by default).")
+    return "\n".join(out)
+
+
+def conclusion(search_table: Any, layers_total: int, int8_top1: float, fp32_top1: float, target_pt: float,
+               images: int, choice: Mapping[str, Any] | None, calibration: str, demo: bool) -> str:
+    """The run's conclusion: how many float16 layers reaching the target took (local or not), and what was exported."""
+    step = one_image_pt(images)
+    met = search_table[search_table["met_target"].astype(bool)] if len(search_table) else search_table
+    gap = 100 * (fp32_top1 - int8_top1)
+    if not len(search_table):
+        first = (f"Plain INT8 is {gap:.2f} pt below FP32 ({gap / step:.0f} of {images} images; 1 image = {step:.2f} pt), already "
+                 f"within the {target_pt:g} pt target: no float16 layer is needed.")
+    elif len(met):
+        n = int(met.iloc[0]["layers"])
+        share = n / max(layers_total, 1)
+        kind = ("the error is local: a few layers carry it" if share <= 0.1 else
+                "the error is not local: it is spread over the network, so a better calibration or another quantized_algorithm "
+                "(notebook 50's sweep) is the cheaper fix" if share >= 0.5 else "the error is partly local")
+        first = f"The search needed {n} of {layers_total} layers in float16 to come within {target_pt:g} pt of FP32, so {kind}."
+    else:
+        n = int(search_table["layers"].max())
+        first = f"Even {n} of {layers_total} layers in float16 did not bring top-1 within {target_pt:g} pt of FP32: "
+        first += ("the error is not local; revisit the calibration set or the quantized_algorithm (notebook 50's sweep)."
+                  if n >= layers_total / 2 else
+                  "the search budget ran out before it could tell whether the error is local; raise search_budget to find out.")
+    if choice is None:
+        return first + " No hybrid was exported."
+    top1 = float(choice["top1"])
+    gained = round((top1 - int8_top1) * images)
+    change = f"{100 * (top1 - int8_top1):+.2f} pt = {gained:+d} image(s)" if gained else "not one image gained or lost"
+    second = (f" Exported **{choice['model']}**: top-1 {100 * top1:.2f}% vs {100 * int8_top1:.2f}% for INT8 with the same calibration "
+              f"({calibration}; {change}) and {100 * fp32_top1:.2f}% for FP32.")
+    if demo:
+        second += (" This is a demo: it repairs a deliberately poor calibration and says nothing about the model notebook 20 "
+                   "converted; run with demo_calib_images = 0 for a hybrid worth deploying.")
+    return first + second

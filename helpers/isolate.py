@@ -35,7 +35,16 @@ _NATIVE_HINTS = {
     "Segmentation fault": "a segmentation fault in native code",
     "Killed": "the system killed the process, most often for lack of memory",
 }
-_ADVICE = "this option combination crashes the toolkit: try another quantized_dtype, target_platform or optimization_level"
+ADVICE = "this option combination crashes the toolkit: try another quantized_dtype, target_platform or optimization_level"
+
+
+def native_cause(tail: str) -> str | None:
+    """What a native abort message in the log's last lines means, with advice; None when there is none."""
+    for needle, meaning in _NATIVE_HINTS.items():
+        line = next((ln.strip() for ln in reversed(tail.splitlines()) if needle in ln), None)
+        if line:
+            return f"{meaning} ('{line[:120]}'); {ADVICE}"
+    return None
 
 
 def likely_cause(returncode: int | None, tail: str, timeout: float | None = None) -> tuple[str, str]:
@@ -52,14 +61,13 @@ def likely_cause(returncode: int | None, tail: str, timeout: float | None = None
             return how, "killed from outside, most often by the out-of-memory killer; free memory or use a smaller model or input size"
     else:
         how = f"exit code {returncode}"
-    for needle, meaning in _NATIVE_HINTS.items():
-        line = next((ln.strip() for ln in tail.splitlines() if needle in ln), None)
-        if line:
-            return how, f"{meaning} ('{line[:120]}'); {_ADVICE}"
+    native = native_cause(tail)
+    if native:
+        return how, native
     if returncode == -signal.SIGABRT:
-        return how, f"native code aborted the process; {_ADVICE}"
+        return how, f"native code aborted the process; {ADVICE}"
     if returncode == -signal.SIGSEGV:
-        return how, f"a segmentation fault in native code; {_ADVICE}"
+        return how, f"a segmentation fault in native code; {ADVICE}"
     return how, "the child process ended without a result; read the log lines below"
 
 

@@ -12,6 +12,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 WIDTH = 100
+# config options a listing always shows (the ones the lessons discuss) and the defaults of the others,
+# which are left out of a listing while they keep their default value
+ALWAYS_SHOWN = {"mean_values", "std_values", "target_platform", "quantized_dtype", "quantized_algorithm", "quantized_method"}
+QUIET_DEFAULTS = {"optimization_level": 3, "float_dtype": "float16", "single_core_mode": False, "compress_weight": False,
+                  "model_pruning": False, "quant_img_RGB2BGR": False}
 
 
 class Expr:
@@ -60,16 +65,35 @@ def code(*lines: str | Iterable[str]) -> str:
     return "\n".join(out)
 
 
-def markdown(source: str, title: str = "") -> str:
-    """A Markdown Python code block, with an optional lead-in line."""
-    return (f"{title}\n\n" if title else "") + f"```python\n{source}\n```"
+def markdown(source: str, title: str = "", language: str = "python") -> str:
+    """A Markdown code block, with an optional lead-in line."""
+    return (f"{title}\n\n" if title else "") + f"```{language}\n{source}\n```"
 
 
-def show(source: str, title: str = "") -> None:
-    """Display the block in a notebook (Markdown renders in the static reports too)."""
-    from IPython.display import Markdown, display
+def html_block(source: str, title: str = "", language: str = "python") -> str:
+    """The block as self-contained HTML (inline colours, a framed background), so it reads as code in
+    any static report."""
+    import html
 
-    display(Markdown(markdown(source, title)))
+    try:
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import get_lexer_by_name
+
+        body = highlight(source, get_lexer_by_name(language), HtmlFormatter(noclasses=True, nobackground=True))
+    except ImportError:
+        body = f"<pre>{html.escape(source)}</pre>"
+    lead = f"<p>{html.escape(title)}</p>" if title else ""
+    return (f'{lead}<div style="background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:.2em .8em;'
+            f'font-size:90%;overflow-x:auto">{body}</div>')
+
+
+def show(source: str, title: str = "", language: str = "python") -> None:
+    """Display the block in a notebook: framed HTML for the reports, Markdown and plain text as fallbacks."""
+    from IPython.display import display
+
+    display({"text/html": html_block(source, title, language), "text/markdown": markdown(source, title, language),
+             "text/plain": source}, raw=True)
 
 
 def convert_calls(record: Any, dataset: Path | None = None, var: str = "rknn", **overrides: Any) -> list[str]:
@@ -78,7 +102,10 @@ def convert_calls(record: Any, dataset: Path | None = None, var: str = "rknn", *
     cfg = type(record.config).from_dict({**record.config.to_dict(), **overrides})
     source = Path(record.source)
     size = int(record.input_size)
-    lines = ["from rknn.api import RKNN", "", f"{var} = RKNN(verbose=False)", call(f"{var}.config", **cfg.config_kwargs())]
+    kwargs = cfg.config_kwargs()
+    shown = {k: v for k, v in kwargs.items() if k in ALWAYS_SHOWN or QUIET_DEFAULTS.get(k, object()) != v}
+    rest = "  # every other option at the toolkit's default" if len(shown) < len(kwargs) else ""
+    lines = ["from rknn.api import RKNN", "", f"{var} = RKNN(verbose=False)", call(f"{var}.config", **shown) + rest]
     if record.load_path == "pytorch":
         lines.append(call(f"{var}.load_pytorch", model=source, input_size_list=[[1, len(cfg.mean_values), size, size]]))
     else:
@@ -86,3 +113,46 @@ def convert_calls(record: Any, dataset: Path | None = None, var: str = "rknn", *
     build = cfg.build_kwargs(Path(dataset) if dataset else record.dataset)
     lines.append(call(f"{var}.build", **{k: v for k, v in build.items() if v is not None or k == "dataset"}))
     return lines
+
+
+def simulator_calls(record: Any, image: Path) -> str:
+    """Notebook 30 as plain toolkit calls: rebuild in this process, init_runtime(target=None), one image."""
+    size = int(record.input_size)
+    return code(
+        "import cv2", *convert_calls(record),
+        call("rknn.init_runtime", target=None) + "  # the simulator: a model built in this process, no board",
+        call("cv2.imread", Path(image), assign="bgr"),
+        "img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # keep the result: cvtColor does not change bgr",
+        f"img = cv2.resize(img, ({size}, {size}))  # the workbook scales the short side and centre-crops",
+        call("rknn.inference", inputs=[Expr("img")], data_format="nhwc", assign="outputs"),
+        "print(outputs[0].argmax())",
+        "rknn.release()",
+    )
+
+
+def analysis_calls(record: Any, dataset: Path | None, images: Iterable[Path], out_dir: Path) -> str:
+    """Notebook 50 as plain toolkit calls: build, then accuracy_analysis once per image (simulator only)."""
+    lines = convert_calls(record, dataset=dataset)
+    for k, img in enumerate(images):
+        lines.append(call("rknn.accuracy_analysis", inputs=[Path(img)], output_dir=Path(out_dir) / f"{k:02d}_{Path(img).stem}", target=None))
+    return code(lines, "rknn.release()")
+
+
+def hybrid_calls(record: Any, dataset: Path | None, step1_dir: Path, stem: str, edited_cfg: Path, out_rknn: Path,
+                 proposal: bool) -> str:
+    """Notebook 60 as plain toolkit calls: step 1 in its own folder, the cfg edit, step 2, export."""
+    step1_dir = Path(step1_dir)
+    head = convert_calls(record, dataset=dataset)[:-1]  # config + load, no build: step 1 quantizes
+    return code(
+        "import os", *head,
+        f"os.chdir({literal(step1_dir)})  # step 1 writes {stem}.model, {stem}.data, {stem}.quantization.cfg here",
+        call("rknn.hybrid_quantization_step1", dataset=Path(dataset) if dataset else record.dataset, proposal=proposal, proposal_dataset_size=1),
+        "rknn.release()",
+        f"# copy {stem}.quantization.cfg, list the float16 layers under custom_quantize_layers (block mapping):",
+        f"#   see {Path(edited_cfg).name}",
+        "rknn = RKNN(verbose=False)",
+        call("rknn.hybrid_quantization_step2", model_input=step1_dir / f"{stem}.model", data_input=step1_dir / f"{stem}.data",
+             model_quantization_cfg=Path(edited_cfg)),
+        call("rknn.export_rknn", Path(out_rknn)),
+        "rknn.release()",
+    )

@@ -1,18 +1,14 @@
-"""Execute the series headlessly with papermill, render HTML reports and the run's index page."""
+"""Execute the series headlessly with papermill (the HTML reports and the index page are helpers.summary)."""
 from __future__ import annotations
 
-import html
-import time
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from .errors import WorkbookError, strip_ansi
-from .paths import KERNEL_NAME, REPO, Run, write_text_atomic
+from .paths import KERNEL_NAME, REPO, Run
 
 NOTEBOOKS = REPO / "notebooks"
-WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 def notebooks() -> list[Path]:
@@ -246,12 +242,46 @@ def select(only: str | list[str] | None) -> list[Path]:
 # ----------------------------------------------------------------------------- failures, readably
 
 
+def dead_kernel_details(executed: Path | None) -> list[str]:
+    """For a kernel that died: the cell it was running, the newest step log's last lines, the likely cause."""
+    import json
+
+    from .isolate import ADVICE, native_cause
+    from .rknn import log_tail
+
+    lines: list[str] = []
+    if executed is not None and executed.is_file():
+        try:
+            cells = json.loads(executed.read_text()).get("cells", [])
+        except ValueError:
+            cells = []
+        started = [c for c in cells if c.get("cell_type") == "code" and (c.get("metadata", {}).get("papermill") or {}).get("start_time")]
+        if started:
+            source = "".join(started[-1].get("source", "")).strip().splitlines()
+            lines.append("  it was running this cell:")
+            lines += [f"    | {ln}" for ln in source[:8]] + (["    | ..."] if len(source) > 8 else [])
+    root = executed.parent.parent if executed is not None else None
+    logs = sorted((p for p in root.rglob("*.log") if "executed" not in p.parts), key=lambda p: p.stat().st_mtime) if root and root.is_dir() else []
+    tail = log_tail(logs[-1], 12) if logs else ""
+    if tail:
+        lines.append(f"  last lines of the step log {logs[-1]}:")
+        lines += [f"    {ln}" for ln in tail.splitlines()]
+    cause = native_cause(tail) or ("native code (most often the toolkit) aborted or crashed the process, or the machine ran "
+                                   f"out of memory; {ADVICE}")
+    lines.append(f"  likely cause: {cause}")
+    return lines
+
+
 def describe_failure(name: str, exc: BaseException, executed: Path | None = None) -> str:
     """One readable block for a failed notebook: which cell, its code, the error, where to look."""
     bar = "─" * 78
     lines = [bar, f"✗ {name} failed"]
     ename = getattr(exc, "ename", None)
-    if ename is not None:  # papermill's PapermillExecutionError: the cell's own exception
+    if type(exc).__name__ == "DeadKernelError":  # nbclient: the kernel process ended (abort, signal, out of memory)
+        lines.append("  the notebook's kernel (its Python process) died: papermill says only "
+                     f"\"{strip_ansi(str(exc)).strip() or 'Kernel died'}\"")
+        lines += dead_kernel_details(executed)
+    elif ename is not None:  # papermill's PapermillExecutionError: the cell's own exception
         source = (getattr(exc, "source", "") or "").strip().splitlines()
         lines.append(f"  in cell {exc.cell_index} (In [{exc.exec_count}]):")
         lines += [f"    | {ln}" for ln in source[:12]] + (["    | ..."] if len(source) > 12 else [])
@@ -270,105 +300,3 @@ def describe_failure(name: str, exc: BaseException, executed: Path | None = None
     lines.append("  The run stopped here; artifacts of the notebooks before it are intact (re-running reuses them).")
     lines.append(bar)
     return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- HTML rendering
-
-
-@dataclass
-class NotebookStatus:
-    """What happened to one notebook of the series in a run folder."""
-
-    name: str
-    status: str  # "ok" | "failed" | "not run"
-    seconds: float | None = None
-    error: str = ""
-    full_html: str = ""
-    report_html: str = ""
-
-
-def status_of(run_root: Path, notebook: Path) -> NotebookStatus:
-    """Read <run>/executed/<nb>.ipynb's papermill metadata (never raises; missing = not run)."""
-    import nbformat
-
-    name = notebook_name(notebook)
-    path = Path(run_root) / "executed" / f"{name}.ipynb"
-    if not path.exists():
-        return NotebookStatus(name, "not run")
-    try:
-        nb = nbformat.read(str(path), as_version=4)
-    except Exception as exc:  # a half-written or corrupt file is reported, not raised
-        return NotebookStatus(name, "failed", error=f"unreadable executed notebook ({type(exc).__name__})")
-    meta = nb.metadata.get("papermill", {})
-    error = ""
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                error = f"{out.get('ename')}: {strip_ansi(str(out.get('evalue', '')))}"
-    if meta.get("exception") or error:
-        return NotebookStatus(name, "failed", meta.get("duration"), error or "stopped with an exception")
-    if not meta.get("end_time"):
-        return NotebookStatus(name, "not run", error="started but did not finish")
-    return NotebookStatus(name, "ok", meta.get("duration"))
-
-
-def _static_widgets(nb: Any) -> None:
-    """Replace live-widget outputs (blank in static HTML) with a short note; the parameter table printed
-    by form.values() right after carries the values as text."""
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            data = out.get("data", {})
-            if WIDGET_MIME in data:
-                out["data"] = {"text/html": "<p><em>Interactive parameter form (open the notebook in JupyterLab to "
-                                            "edit). The values used are in the table below.</em></p>",
-                               "text/plain": "[interactive parameter form; values in the table below]"}
-    nb.metadata.pop("widgets", None)
-
-
-@lru_cache(maxsize=2)
-def _exporter(report_only: bool):
-    """One HTMLExporter per flavour (building one compiles its templates, the slow part)."""
-    from nbconvert import HTMLExporter
-
-    return HTMLExporter(template_name="lab", exclude_input=report_only, exclude_input_prompt=report_only,
-                        exclude_output_prompt=report_only)
-
-
-def render_notebook(executed: Path, report_dir: Path) -> tuple[Path, Path]:
-    """Render one executed notebook twice: <name>.html (code and outputs) and <name>.report.html (no code)."""
-    import nbformat
-
-    nb = nbformat.read(str(executed), as_version=4)
-    _static_widgets(nb)
-    # papermill's "injected-parameters" cell is code: it shows in the full flavour, as it should.
-    name = Path(executed).stem
-    report_dir.mkdir(parents=True, exist_ok=True)
-    outputs = []
-    for suffix, report_only in ((".html", False), (".report.html", True)):
-        body, _ = _exporter(report_only).from_notebook_node(nb, resources={"metadata": {"name": name}})
-        outputs.append(write_text_atomic(report_dir / f"{name}{suffix}", body))
-    return outputs[0], outputs[1]
-
-
-def render(run_dir: str | Path) -> Path:
-    """Render every executed notebook of a run into <run>/report/ and write the index page; returns it."""
-    run = Run.at(run_dir)
-    report_dir = run.sub("report")
-    for nb in notebooks():
-        executed = run.root / "executed" / nb.name
-        if executed.exists():
-            try:
-                render_notebook(executed, report_dir)
-            except Exception as exc:  # a broken executed file must not stop the index page
-                print(f"warning: could not render {executed.name}: {type(exc).__name__}: {exc}")
-    from .summary import write_index
-
-    return write_index(run.root)
-
-
-def esc(value: Any) -> str:
-    return html.escape(str(value))
-
-
-def stamp() -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S")

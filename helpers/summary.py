@@ -1,20 +1,30 @@
-"""The run's key figures, read defensively from its JSON/CSV artifacts, and the index page built on them.
+"""The run's key figures, read defensively from its JSON/CSV artifacts; the HTML reports of the executed
+notebooks; and the index page built on both.
 
 Every reader returns None when its artifact is missing or lacks the value, so a step that has not run
-shows as "not run" and nothing is invented.
+shows as "not run" and nothing is invented. Backends are picked by the "role" field of
+eval/metrics.json (fp32, int8, hybrid, board, diagnostic), never by their display names.
 """
 from __future__ import annotations
 
 import base64
 import csv
+import html
 import json
 import re
+import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from .paths import write_text_atomic
-from .report import NotebookStatus, esc, notebooks, stamp, status_of
+from .hybrid import choose_export, export_candidates
+from .paths import Run, write_text_atomic
+from .report import notebook_name, notebooks, strip_ansi
+
+if TYPE_CHECKING:
+    from nbconvert import HTMLExporter
+    from nbformat import NotebookNode
 
 NOT_RUN = "not run"
 
@@ -34,10 +44,11 @@ class Summary:
     """Everything the index page shows about one run folder."""
 
     root: Path
-    steps: list[NotebookStatus]
+    steps: list["NotebookStatus"]
     figures: list[Figure]
     layers: list[dict[str, Any]] | None
     plots: list[tuple[str, Path]] = field(default_factory=list)
+    verdict: str = ""
 
 
 # ----------------------------------------------------------------------------- tolerant readers
@@ -115,39 +126,38 @@ def _compare_rows(root: Path) -> list[dict[str, str]]:
     return read_csv(root / "hybrid" / "compare.csv") or []
 
 
-def _row_value(rows: list[dict[str, str]], row_rx: str, col_rx: str) -> float | None:
-    """A number from the first row whose first/name column matches row_rx, in the column matching col_rx."""
-    for row in rows:
-        label = " ".join(str(v) for k, v in row.items() if re.search(r"model|name|variant|strategy|row|^$", k or "", re.I))
-        label = label or str(next(iter(row.values()), ""))
-        if re.search(row_rx, label, re.I):
-            for col, value in row.items():
-                if col and re.fullmatch(col_rx, col, re.I) and number(value) is not None:
-                    return float(value)
-    return None
-
-
-def _backends(metrics: Any) -> list[dict[str, Any]]:
-    """eval/metrics.json's per-backend summaries (a list of {name, top1, ...}), or []."""
+def backend(metrics: Any, role: str) -> dict[str, Any] | None:
+    """The first eval/metrics.json backend with this role; files written before roles existed fall back
+    to their fixed order (FP32 first, INT8 second)."""
     rows = metrics.get("backends") if isinstance(metrics, dict) else None
-    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+    rows = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+    if any("role" in r for r in rows):
+        return next((r for r in rows if r.get("role") == role), None)
+    legacy = {"fp32": 0, "int8": 1}.get(role)
+    return rows[legacy] if legacy is not None and len(rows) > legacy else None
 
 
-def _backend_top1(metrics: Any, name_rx: str, index: int) -> float | None:
-    """top1 of the backend whose name matches name_rx (else the one at `index`)."""
-    rows = _backends(metrics)
-    match = [r for r in rows if re.search(name_rx, str(r.get("name", "")), re.I) and not re.search(r"bgr|bug", str(r.get("name", "")), re.I)]
-    row = match[0] if match else (rows[index] if len(rows) > index else None)
+def _top1(row: dict[str, Any] | None) -> float | None:
     return number(row.get("top1")) if row else None
 
 
-def best_hybrid(rows: list[dict[str, str]]) -> dict[str, Any] | None:
-    """The hybrid row notebook 60 exports as model_hybrid.rknn: best top-1, then higher mean cosine,
-    then fewer float16 layers (rows without numbers, e.g. an empty toolkit proposal, never win)."""
-    cands = [r for r in rows if re.search(r"hybrid|search", str(r.get("model", "")), re.I) and number(r.get("top1")) is not None]
-    if not cands:
-        return None
-    return min(cands, key=lambda r: (-float(r["top1"]), -(number(r.get("mean_cosine")) or 0.0), number(r.get("float16_layers")) or 0.0))
+def demo_images(root: Path, notebook: str) -> int:
+    """demo_calib_images a notebook ran with (params.json), 0 when it ran without demo mode or not at all."""
+    params = read_json(Path(root) / "params.json")
+    value = params.get(notebook, {}).get("demo_calib_images") if isinstance(params, dict) and isinstance(params.get(notebook), dict) else 0
+    return int(number(value) or 0)
+
+
+def exported_hybrid(root: Path) -> dict[str, Any] | None:
+    """What notebook 60 exported (hybrid/chosen.json), else the same rule applied to its tables."""
+    chosen = read_json(Path(root) / "hybrid" / "chosen.json")
+    if isinstance(chosen, dict) and number(chosen.get("top1")) is not None:
+        return chosen
+    return choose_export(export_candidates(_compare_rows(root), read_csv(Path(root) / "hybrid" / "search.csv") or []))
+
+
+def _int8_row(rows: list[dict[str, str]]) -> dict[str, str] | None:
+    return next((r for r in rows if str(r.get("model", "")) == "INT8"), None)
 
 
 def key_figures(root: Path) -> list[Figure]:
@@ -158,37 +168,74 @@ def key_figures(root: Path) -> list[Figure]:
     compare = _compare_rows(root)
     figs: list[Figure] = []
 
-    def add(label: str, raw: float | None, fmt, source: str) -> None:
+    def add(label: str, raw: float | None, fmt: Callable[[float], str | None], source: str) -> None:
         figs.append(Figure(label, fmt(raw) if raw is not None else None, source, raw))
 
     comparison = metrics.get("comparison") if isinstance(metrics, dict) and isinstance(metrics.get("comparison"), dict) else {}
-    fp32 = _backend_top1(metrics, r"fp32|onnx|float", 0)
-    int8 = _backend_top1(metrics, re.escape(str(comparison.get("other", ""))) or r"int8|rknn|simulator", 1) if comparison.get("other") \
-        else _backend_top1(metrics, r"int8|rknn|simulator", 1)
-    add("FP32 top-1 (ONNX Runtime)", fp32, pct, "eval/metrics.json")
-    add("INT8 top-1 (RKNN simulator)", int8, pct, "eval/metrics.json")
-    base_top1 = _row_value(compare, r"^int8|plain", r"top_?1")
-    base_cos = _row_value(compare, r"^int8|plain", r"(mean_)?cos(ine)?(_mean)?")
-    chosen = read_json(root / "hybrid" / "chosen.json")  # what notebook 60 exported, when it says so
-    best = chosen if isinstance(chosen, dict) and number(chosen.get("top1")) is not None else best_hybrid(compare)
-    note = lambda base, fmt: f" ({best['model']}; INT8 baseline of notebook 60: {fmt(base)})" if base is not None else f" ({best['model']})"  # noqa: E731
-    add("Hybrid top-1", number(best["top1"]) if best else None, lambda x: f"{pct(x)}{note(base_top1, pct)}", "hybrid/compare.csv")
+    add("FP32 top-1 (ONNX Runtime)", _top1(backend(metrics, "fp32")), pct, "eval/metrics.json")
+    add("INT8 top-1 (RKNN simulator)", _top1(backend(metrics, "int8")), pct, "eval/metrics.json")
+    base = _int8_row(compare)
+    best = exported_hybrid(root)
+    calib = str(best.get("calibration") or (base or {}).get("calibration") or "") if best else ""
+    demo = bool(best and (best.get("demo") is True or calib.startswith("demo")))
+
+    def note(value: Any, fmt: Callable[[float], str | None]) -> str:
+        label = f"DEMO calibration ({calib.removeprefix('demo: ')}); " if demo else ""
+        base_txt = f"; INT8 baseline of notebook 60: {fmt(float(value))}" if number(value) is not None else ""
+        return f" ({label}{best['model']}{base_txt})" if best else ""
+
+    add("Hybrid top-1", number(best["top1"]) if best else None, lambda x: f"{pct(x)}{note((base or {}).get('top1'), pct)}",
+        "hybrid/compare.csv")
     cos = number(comparison.get("mean_cosine"))
     add("Final-output cosine INT8 vs FP32 (mean)", cos, lambda x: f"{x:.4f}", "eval/metrics.json")
     add("Final-output cosine hybrid vs FP32 (mean)", number(best.get("mean_cosine")) if best else None,
-        lambda x: f"{x:.4f}{note(base_cos, lambda v: f'{v:.4f}')}", "hybrid/compare.csv")
+        lambda x: f"{x:.4f}{note((base or {}).get('mean_cosine'), lambda v: f'{v:.4f}')}", "hybrid/compare.csv")
     conv = convert if isinstance(convert, dict) else {}
     onnx = number(conv.get("source_bytes")) if conv.get("load_path", "onnx") == "onnx" else None
     add("ONNX model size", onnx if onnx is not None else file_size(root / "model" / "model.onnx"), size, "model/model.onnx")
     rknn = number(conv.get("rknn_bytes"))
     add("RKNN INT8 model size", rknn if rknn is not None else file_size(root / "rknn" / "model.rknn"), size, "rknn/model.rknn")
-    hybrid = sorted((root / "hybrid").glob("*hybrid*.rknn"), key=lambda p: (p.name != "model_hybrid.rknn", p.name)) \
-        if (root / "hybrid").is_dir() else []
-    add("RKNN hybrid model size", file_size(hybrid[0]) if hybrid else None, size,
-        f"hybrid/{hybrid[0].name}" if hybrid else "hybrid/*hybrid*.rknn")
+    hybrid_file = root / str(best["file"]) if best and best.get("file") else None
+    add("RKNN hybrid model size", file_size(hybrid_file) if hybrid_file else None, lambda x: f"{size(x)}{' (demo)' if demo else ''}",
+        f"hybrid/{hybrid_file.name}" if hybrid_file else "hybrid/model_hybrid.rknn")
     add("Conversion time (load + build + export)", number(conv.get("seconds")), lambda x: f"{x:.1f} s", "rknn/convert.json")
     figs.append(board_status(root))
     return figs
+
+
+def verdict(root: Path) -> str:
+    """One line for a lead: INT8's top-1 loss and size against FP32, the hybrid (labelled when demo), and
+    whether a board has validated the model."""
+    root = Path(root)
+    metrics = read_json(root / "eval" / "metrics.json")
+    fp32, int8 = _top1(backend(metrics, "fp32")), _top1(backend(metrics, "int8"))
+    if fp32 is None or int8 is None:
+        return "No verdict yet: notebook 30 has not measured INT8 against FP32 in this run folder."
+    figs = {f.label: f for f in key_figures(root)}
+    onnx, rknn = figs["ONNX model size"].value, figs["RKNN INT8 model size"].value
+    sizes = f", {rknn} vs {onnx}" if onnx and rknn else ""
+    parts = [f"INT8: {100 * (fp32 - int8):.1f} pt top-1 loss vs FP32{sizes}"]
+    best = exported_hybrid(root)
+    if best and number(best.get("top1")) is not None:
+        base = number((_int8_row(_compare_rows(root)) or {}).get("top1"))
+        calib = str(best.get("calibration", ""))
+        demo = best.get("demo") is True or calib.startswith("demo")
+        delta = 100 * (float(best["top1"]) - base) if base is not None else None
+        vs = ("" if delta is None else f", {delta:+.1f} pt vs the INT8 with the same calibration" if round(delta, 1)
+              else ", the same top-1 as the INT8 with the same calibration")
+        if demo:
+            parts.append(f"demo hybrid ({calib.removeprefix('demo: ')} calibration, not for deployment): {pct(float(best['top1']))}{vs}")
+        else:
+            parts.append(f"hybrid: {pct(float(best['top1']))}{vs}")
+    board = backend(metrics, "board")
+    perf = read_json(root / "board" / "perf.json")
+    if board is not None and _top1(board) is not None:
+        parts.append(f"validated on a board: {pct(_top1(board))} top-1")
+    elif isinstance(perf, dict) and perf:
+        parts.append("run on a board (speed measured), accuracy on the board not yet checked")
+    else:
+        parts.append("not yet validated on a board")
+    return "; ".join(parts) + "."
 
 
 def board_status(root: Path) -> Figure:
@@ -231,18 +278,182 @@ PLOT_DIRS = ("model", "rknn", "eval", "board", "analysis", "hybrid")
 
 
 def plots(root: Path) -> list[tuple[str, Path]]:
-    """Every PNG the notebooks saved in their artifact folders, in series order."""
+    """Every PNG the notebooks saved in their artifact folders, in series order; captions of plots made under
+    demo calibration say so."""
+    demo = {"analysis": demo_images(root, "50_accuracy_analysis"), "hybrid": demo_images(root, "60_hybrid_quantization")}
     found = []
     for sub in PLOT_DIRS:
         folder = Path(root) / sub
+        label = f" (DEMO calibration: {demo[sub]} image{'s' * (demo[sub] != 1)})" if demo.get(sub) else ""
         if folder.is_dir():
-            found += [(f"{sub}/{p.name}", p) for p in sorted(folder.glob("*.png"))]
+            found += [(f"{sub}/{p.name}{label}", p) for p in sorted(folder.glob("*.png"))]
     return found
 
 
 def summarize(root: Path) -> Summary:
     root = Path(root)
-    return Summary(root, [status_of(root, nb) for nb in notebooks()], key_figures(root), sensitive_layers(root), plots(root))
+    return Summary(root, [status_of(root, nb) for nb in notebooks()], key_figures(root), sensitive_layers(root), plots(root),
+                   verdict(root))
+
+
+# ----------------------------------------------------------------------------- notebook status
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+_CACHE_LINE = re.compile(r"\[cache\] ([\w.-]+):")
+
+
+@dataclass
+class NotebookStatus:
+    """What happened to one notebook of the series in a run folder."""
+
+    name: str
+    status: str  # "ok" | "failed" | "not run"
+    seconds: float | None = None
+    error: str = ""
+    full_html: str = ""
+    report_html: str = ""
+    how: str = ""  # "ran" | "reused" (the runner reused the executed notebook) | "failed" | "" (unknown)
+    reused: list[str] = field(default_factory=list)  # cached steps inside the notebook that were reused
+    skipped: str = ""  # parts that could not run here (e.g. the board cells without a board)
+
+    @property
+    def label(self) -> str:
+        """'ok', 'ok (reused)', 'ok, board parts skipped (no board found)', 'failed', 'not run'."""
+        text = self.status + (" (executed notebook reused)" if self.status == "ok" and self.how == "reused" else "")
+        return text + (f", {self.skipped}" if self.skipped and self.status == "ok" else "")
+
+    @property
+    def time_text(self) -> str:
+        """The time, saying whether it was spent computing or mostly reusing cached results."""
+        if self.seconds is None:
+            return ""
+        if self.how == "reused":
+            return f"{self.seconds:.0f} s (reused, nothing recomputed)"
+        if self.reused:
+            return f"{self.seconds:.0f} s (ran; reused from cache: {', '.join(self.reused)})"
+        return f"{self.seconds:.0f} s (computed)"
+
+
+def runner_status(run_root: Path) -> dict[str, Any]:
+    """<run>/executed/status.json as the runner writes it ({stem: {how, seconds, finished}}), or {}."""
+    data = read_json(Path(run_root) / "executed" / "status.json")
+    return data if isinstance(data, dict) else {}
+
+
+def skipped_parts(run_root: Path, name: str) -> str:
+    """Parts of a notebook that could not run on this machine, from its artifacts ('' when none)."""
+    if name.startswith("40_"):
+        devices = read_json(Path(run_root) / "board" / "devices.json")
+        found = [d for key in ("found", "adb", "ntb") for d in (devices.get(key) or [])] if isinstance(devices, dict) else []
+        if isinstance(devices, dict) and not found:
+            return "board parts skipped (no board found)"
+    return ""
+
+
+def status_of(run_root: Path, notebook: Path) -> NotebookStatus:
+    """Read <run>/executed/<nb>.ipynb's papermill metadata and the runner's status.json (never raises;
+    missing = not run)."""
+    import nbformat
+
+    name = notebook_name(notebook)
+    path = Path(run_root) / "executed" / f"{name}.ipynb"
+    if not path.exists():
+        return NotebookStatus(name, "not run")
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except Exception as exc:  # a half-written or corrupt file is reported, not raised
+        return NotebookStatus(name, "failed", error=f"unreadable executed notebook ({type(exc).__name__})")
+    meta = nb.metadata.get("papermill", {})
+    error, reused = "", []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                error = f"{out.get('ename')}: {strip_ansi(str(out.get('evalue', '')))}"
+            elif out.get("output_type") == "stream":
+                reused += [m for m in _CACHE_LINE.findall(str(out.get("text", ""))) if m not in reused]
+    runner = runner_status(run_root).get(name)
+    runner = runner if isinstance(runner, dict) else {}
+    how, seconds = str(runner.get("how", "")), number(runner.get("seconds"))
+    if meta.get("exception") or error:
+        return NotebookStatus(name, "failed", meta.get("duration"), error or "stopped with an exception", how="failed")
+    if not meta.get("end_time"):
+        return NotebookStatus(name, "not run", error="started but did not finish")
+    return NotebookStatus(name, "ok", seconds if seconds is not None else meta.get("duration"), how=how or "ran", reused=reused,
+                          skipped=skipped_parts(run_root, name))
+
+
+# ----------------------------------------------------------------------------- HTML reports of the notebooks
+
+
+def _static_widgets(nb: "NotebookNode") -> None:
+    """Live widgets are blank in static HTML: the parameter form becomes a short note (the parameter table
+    printed right after carries the values), other inputs (e.g. the layer picker) a note to open the notebook,
+    and progress bars, frozen at their first frame, are dropped."""
+    form_note = {"text/html": "<p><em>Interactive parameter form (open the notebook in JupyterLab to edit). The values "
+                              "used are in the table below.</em></p>",
+                 "text/plain": "[interactive parameter form; values in the table below]"}
+    other_note = {"text/html": "<p><em>Interactive widget (open the notebook in JupyterLab to use it); what it selected is "
+                               "printed below.</em></p>", "text/plain": "[interactive widget]"}
+    for cell in nb.cells:
+        kept = []
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if WIDGET_MIME in data:
+                text = str(data.get("text/plain", ""))
+                if "%|" in text or text.startswith(("HBox(children=(HTML(value=", "FloatProgress", "IntProgress")):
+                    continue  # a progress bar
+                out["data"] = form_note if "Parameters of" in text else other_note
+            kept.append(out)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    nb.metadata.pop("widgets", None)
+
+
+@lru_cache(maxsize=2)
+def _exporter(report_only: bool) -> "HTMLExporter":
+    """One HTMLExporter per flavour (building one compiles its templates, the slow part)."""
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(template_name="lab", exclude_input=report_only, exclude_input_prompt=report_only,
+                        exclude_output_prompt=report_only)
+
+
+def render_notebook(executed: Path, report_dir: Path) -> tuple[Path, Path]:
+    """Render one executed notebook twice: <name>.html (code and outputs) and <name>.report.html (no code)."""
+    import nbformat
+
+    nb = nbformat.read(str(executed), as_version=4)
+    _static_widgets(nb)
+    # papermill's "injected-parameters" cell is code: it shows in the full flavour, as it should.
+    name = Path(executed).stem
+    report_dir.mkdir(parents=True, exist_ok=True)
+    outputs = []
+    for suffix, report_only in ((".html", False), (".report.html", True)):
+        body, _ = _exporter(report_only).from_notebook_node(nb, resources={"metadata": {"name": name}})
+        outputs.append(write_text_atomic(report_dir / f"{name}{suffix}", body))
+    return outputs[0], outputs[1]
+
+
+def render(run_dir: str | Path) -> Path:
+    """Render every executed notebook of a run into <run>/report/ and write the index page; returns it."""
+    run = Run.at(run_dir)
+    report_dir = run.sub("report")
+    for nb in notebooks():
+        executed = run.root / "executed" / nb.name
+        if executed.exists():
+            try:
+                render_notebook(executed, report_dir)
+            except Exception as exc:  # a broken executed file must not stop the index page
+                print(f"warning: could not render {executed.name}: {type(exc).__name__}: {exc}")
+    return write_index(run.root)
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def stamp() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
 # ----------------------------------------------------------------------------- the page
@@ -256,6 +467,9 @@ th{background:#eef1f6} td.num{text-align:right;font-variant-numeric:tabular-nums
 .notrun{color:#8a93a3;font-style:italic} .ok{color:#1b7f3b;font-weight:600} .failed{color:#b3261e;font-weight:600}
 .src{color:#7a8494;font-size:.85em} figure{display:inline-block;margin:0 1rem 1.5rem 0;vertical-align:top}
 figure img{max-width:520px;border:1px solid #d5dae3} figcaption{color:#5a6372;font-size:.9em}
+.verdict{font-size:1.15em;background:#eef6ee;border-left:4px solid #1b7f3b;padding:.5rem .8rem}
+.demo{background:#fff4d6;border-left:4px solid #c98a00;padding:.4rem .8rem}
+#hybrid td:last-child{min-width:16rem}
 """
 
 
@@ -292,13 +506,18 @@ def index_html(s: Summary) -> str:
         meta.append(f"rknn-toolkit2 {esc(tk)}")
     out = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>RKNN workbook run: {esc(s.root.name)}</title>",
            f"<style>{CSS}</style></head><body>", f"<h1>RKNN workbook run: {esc(s.root.name)}</h1>",
-           f"<p class=sub>{' · '.join(meta)}</p>",
+           f"<p class=sub>{' · '.join(meta)}</p>", f'<p id="verdict" class=verdict><b>Verdict:</b> {esc(s.verdict)}</p>',
            '<h2>Key figures</h2><table id="figures"><tr><th>figure</th><th>value</th><th>from</th></tr>']
     for f in s.figures:
         out.append(f"<tr><td>{esc(f.label)}</td>{_cell(f.value)}<td class=src>{esc(f.source)}</td></tr>")
     out.append("</table><h2>Five most quantization-sensitive layers</h2>")
     if s.layers:
         out.append('<p class=sub>Lowest single-layer cosine (INT8 vs FP32 with FP32 inputs) from analysis/layers.csv.</p>')
+        demo50 = demo_images(s.root, "50_accuracy_analysis")
+        if demo50:
+            out.append(f'<p class=demo id="layers-demo">DEMO: notebook 50 analysed a model calibrated on {demo50} image'
+                       f"{'s' * (demo50 != 1)} (demo_calib_images = {demo50}), not notebook 20's model; run it with "
+                       "demo_calib_images = 0 to rank the layers of the model you deploy.</p>")
         out.append('<table id="layers"><tr><th>#</th><th>layer</th><th>op</th><th>single cosine</th><th>entire cosine</th></tr>')
         for i, r in enumerate(s.layers, 1):
             fmt = lambda x: f"{x:.5f}" if x is not None else None  # noqa: E731
@@ -310,8 +529,14 @@ def index_html(s: Summary) -> str:
     out.append("<h2>Hybrid quantization</h2>")
     rows = _compare_rows(s.root)
     if rows:
-        cols = [c for c in rows[0] if c and c.lower() not in {"layers"}]
-        out.append('<p class=sub>From hybrid/compare.csv (notebook 60 measures its strategies against its own INT8 baseline).</p>')
+        cols = [c for c in rows[0] if c and c.lower() not in {"layers", "file", "note", "min_cosine"}] + (["note"] if "note" in rows[0] else [])
+        out.append('<p class=sub>From hybrid/compare.csv (notebook 60 measures its strategies against its own INT8 baseline, built with '
+                   'the same calibration).</p>')
+        demo = demo_images(s.root, "60_hybrid_quantization")
+        if demo:
+            out.append(f'<p class=demo id="hybrid-demo">DEMO: notebook 60 ran with demo_calib_images = {demo}, so these models were '
+                       "calibrated on a deliberately poor set. Compare them with the INT8 row of this table, not with notebook 30's "
+                       "INT8; none of them goes into the deployment bundle.</p>")
         out.append('<table id="hybrid"><tr>' + "".join(f"<th>{esc(c)}</th>" for c in cols) + "</tr>")
         for r in rows:
             out.append("<tr>" + "".join(_cell(_fmt(r.get(c))) for c in cols) + "</tr>")
@@ -324,10 +549,9 @@ def index_html(s: Summary) -> str:
         if (s.root / "report" / f"{st.name}.html").exists():
             links = (f'<a href="{esc(st.name)}.report.html">report</a> · '
                      f'<a href="{esc(st.name)}.html">with code</a>')
-        secs = f"{st.seconds:.0f} s" if st.seconds is not None else ""
         klass = {"ok": "ok", "failed": "failed"}.get(st.status, "notrun")
         err = f"<br><span class=src>{esc(st.error[:300])}</span>" if st.error else ""
-        out.append(f"<tr><td>{esc(st.name)}</td><td class={klass}>{esc(st.status)}{err}</td><td class=num>{secs}</td>"
+        out.append(f"<tr><td>{esc(st.name)}</td><td class={klass}>{esc(st.label)}{err}</td><td>{esc(st.time_text)}</td>"
                    f"<td>{links}</td></tr>")
     out.append("</table><h2>Plots</h2>")
     if s.plots:

@@ -10,45 +10,72 @@ from __future__ import annotations
 import ast
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from . import convert
 from .paths import Run, write_json_atomic
 
-TARGET_PLATFORMS = ["rk3588", "rk3576", "rk3568", "rk3566", "rk3562", "rv1103", "rv1106", "rv1103b", "rv1106b", "rk2118", "rv1126b"]
+TARGET_PLATFORMS = convert.TARGET_PLATFORMS  # kept for notebooks not yet switched to convert's list
 
-# Enumerations shown as dropdowns (value lists) wherever a parameter of that name appears.
+# Enumerations shown as dropdowns wherever a parameter of that name appears: convert's own lists,
+# so the form offers exactly what the conversion accepts.
 CHOICES: dict[str, list[Any]] = {
-    "target_platform": TARGET_PLATFORMS,
-    "target": TARGET_PLATFORMS,
-    "quantized_dtype": ["w8a8", "w8a16", "w16a16i", "w16a16i_dfp", "w4a16"],
-    "quantized_algorithm": ["normal", "mmse", "kl_divergence"],
-    "quantized_method": ["channel", "layer"],
-    "float_dtype": ["float16"],
+    "target_platform": convert.TARGET_PLATFORMS,
+    "target": convert.TARGET_PLATFORMS,
+    "quantized_dtype": convert.QUANTIZED_DTYPES,
+    "quantized_algorithm": convert.QUANTIZED_ALGORITHMS,
+    "quantized_method": convert.QUANTIZED_METHODS,
+    "float_dtype": convert.FLOAT_DTYPES,
     "optimization_level": [0, 1, 2, 3],
-    "load_path": ["onnx", "pytorch"],
+    "load_path": convert.LOAD_PATHS,
     "core_mask": ["auto", "0", "1", "2", "0_1", "0_1_2", "all"],
 }
 
-# One-line tooltips for common parameters; notebooks may pass more through `help=`.
-HELP: dict[str, str] = {
-    "run_dir": "Run folder (relative to the repository root); every artifact of this run goes here.",
-    "data_dir": "Labelled images laid out as <dir>/{train,val}/<class>/<image>; empty = the bundled digits sample.",
-    "model": "Your .pt (ultralytics or TorchScript) or .onnx; empty = train the sample YOLO11n-cls model.",
-    "imgsz": "Model input size in pixels (square).",
-    "target_platform": "Rockchip chip the .rknn is built for; a model only runs on the platform it was built for.",
-    "quantized_algorithm": "normal: fast min/max; mmse: slower, clips outliers; kl_divergence: for uneven distributions.",
-    "quantized_method": "channel: one scale per output channel (usually more accurate); layer: one per tensor.",
-    "quantized_dtype": "w8a8 = INT8 weights and activations (the 2.x name of asymmetric_quantized-8).",
-    "mean_values": "Per-channel mean subtracted before the model, on the 0-255 scale (ultralytics: [0, 0, 0]).",
-    "std_values": "Per-channel divisor after the mean, on the 0-255 scale (ultralytics: [255, 255, 255]).",
-    "load_path": "onnx: load_onnx(model/model.onnx); pytorch: load_pytorch(model/model.torchscript) with input_size_list.",
-    "demo_calib_images": "Demo mode (notebooks 50, 60): calibrate on only the first N images of notebook 20's list (1 = visibly harsh); 0 = the converted model as is.",
-    "analysis_images": "Validation images fed to accuracy_analysis, one call each; the per-layer cosines are averaged.",
-    "threshold": "A per-layer cosine below this value is a warning sign (rule of thumb: 0.99).",
-    "target": "Chip of the attached board; must be the platform the .rknn was built for (empty = read it from the file).",
-    "device_id": "adb serial (or ntb id) of the board to use; empty = the first board found.",
-    "core_mask": "NPU cores to run on: auto, or 0/1/2/0_1/0_1_2/all on rk3588 (0/1/0_1/all on rk3576).",
-}
+
+def _cell_source(notebook_path: Path) -> str:
+    cells = json.loads(Path(notebook_path).read_text(encoding="utf-8")).get("cells", [])
+    cell = next((c for c in cells if c.get("cell_type") == "code" and "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None:
+        return ""
+    return "".join(cell["source"]) if isinstance(cell.get("source"), list) else str(cell.get("source", ""))
+
+
+def comments_of(source: str) -> dict[str, str]:
+    """{name: its comment} for a parameters cell: the comment on the assignment's line(s), continued by
+    indented comment-only lines right below it. This is the tooltip text: one place to write it."""
+    import io
+    import tokenize
+
+    try:
+        tree = ast.parse(source)
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (SyntaxError, tokenize.TokenError):
+        return {}
+    comments = {t.start[0]: t.string.lstrip("#").strip() for t in tokens if t.type == tokenize.COMMENT}
+    lines = source.splitlines()
+    out: dict[str, str] = {}
+    for node in tree.body:
+        if not isinstance(node, (ast.Assign, ast.AnnAssign)):
+            continue
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        text = [comments[n] for n in range(node.lineno, (node.end_lineno or node.lineno) + 1) if n in comments]
+        n = (node.end_lineno or node.lineno) + 1
+        while text and n <= len(lines) and n in comments and lines[n - 1][:1].isspace() and lines[n - 1].strip().startswith("#"):
+            text.append(comments[n])
+            n += 1
+        for t in targets:
+            if isinstance(t, ast.Name) and text:
+                out[t.id] = " ".join(text)
+    return out
+
+
+def tooltips(notebook: str) -> dict[str, str]:
+    """The comments of notebooks/<notebook>.ipynb's parameters cell, by parameter name ({} if absent)."""
+    from .report import NOTEBOOKS
+
+    path = NOTEBOOKS / f"{notebook}.ipynb"
+    return comments_of(_cell_source(path)) if path.exists() else {}
 
 
 def _widget_for(name: str, value: Any, choices: list[Any] | None, tip: str):
@@ -116,7 +143,9 @@ def parameter_names(notebook: str) -> list[str] | None:
 def form(namespace: dict[str, Any], notebook: str, choices: dict[str, list[Any]] | None = None, help: dict[str, str] | None = None) -> Form:
     """Build the form for the notebook's parameters, taking their current values from namespace
     (pass `globals()`): the names come from the notebook's own `parameters` cell, so the values
-    papermill injected (or the user edited) are what the form starts from."""
+    papermill injected (or the user edited) are what the form starts from; each tooltip is that
+    parameter's comment in the cell. choices adds run-time lists (e.g. the boards found); help is
+    only a fallback for parameters without a comment."""
     names = parameter_names(notebook)
     if names is None:  # a copied notebook outside notebooks/: take the plain literals given
         names = [k for k, v in namespace.items() if not k.startswith("_") and isinstance(v, (bool, int, float, str, list, tuple, dict, type(None)))]
@@ -125,7 +154,7 @@ def form(namespace: dict[str, Any], notebook: str, choices: dict[str, list[Any]]
         raise NameError(f"Parameters {missing} are not defined; run the cell tagged 'parameters' first.")
     params = {k: namespace[k] for k in names}
     choices = {**CHOICES, **(choices or {})}
-    tips = {**HELP, **(help or {})}
+    tips = {**(help or {}), **tooltips(notebook)}
     f = Form(notebook, dict(params))
     try:
         f.widgets = {k: _widget_for(k, v, choices.get(k), tips.get(k, "")) for k, v in params.items()}

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli, report
+from helpers import cli, report, summary
 from helpers.paths import KERNEL_NAME, OUTPUTS, REPO
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -176,7 +176,7 @@ def latest_series_notebook() -> str:
 def test_index_page_renders_in_chromium(series, browser):
     """index.html served over HTTP: the key-figure table is filled, every plot decodes, links resolve."""
     root = series.ran(latest_series_notebook())
-    index = report.render(root)
+    index = summary.render(root)
     with serve(index.parent) as base:
         browser.goto(f"{base}/index.html")
         state = browser.eval("""(() => {
@@ -184,7 +184,8 @@ def test_index_page_renders_in_chromium(series, browser):
             const imgs = [...document.images].map(i => ({src: i.alt, w: i.naturalWidth, h: i.naturalHeight, done: i.complete}));
             const steps = [...document.querySelectorAll('#steps tr')].slice(1).map(tr => [...tr.cells].map(td => td.innerText.trim()));
             const links = [...document.querySelectorAll('#steps a')].map(a => a.getAttribute('href'));
-            return {title: document.title, rows, imgs, steps, links};
+            const verdict = document.querySelector('#verdict') ? document.querySelector('#verdict').innerText.trim() : '';
+            return {title: document.title, rows, imgs, steps, links, verdict};
         })()""")
         shot = browser.screenshot(SHOTS / "index.png", full_page=True)
         # every linked notebook report is served (HTTP 200) and has content
@@ -192,6 +193,17 @@ def test_index_page_renders_in_chromium(series, browser):
             with urllib.request.urlopen(f"{base}/{href}", timeout=10) as r:
                 assert r.status == 200 and len(r.read()) > 1000, href
     assert root.name in state["title"]
+    # the verdict line a lead reads first: its figures are metrics.json's (found by role) and the model files' sizes
+    metrics_path = root / "eval" / "metrics.json"
+    if metrics_path.exists():
+        backends = {b["role"]: b for b in json.loads(metrics_path.read_text())["backends"]}
+        loss = 100 * (backends["fp32"]["top1"] - backends["int8"]["top1"])
+        rknn, onnx = (summary.size(float((root / f).stat().st_size)) for f in ("rknn/model.rknn", "model/model.onnx"))
+        assert state["verdict"].startswith(f"Verdict: INT8: {loss:.1f} pt top-1 loss vs FP32, {rknn} vs {onnx}"), state["verdict"]
+        board = "board" in backends
+        assert state["verdict"].endswith("not yet validated on a board.") is not board, state["verdict"]
+    else:
+        assert state["verdict"].startswith("Verdict: No verdict yet"), state["verdict"]
     assert len(state["rows"]) >= 10, state["rows"]
     for label, value, source in state["rows"]:
         assert label and value and source, f"empty cell in key figures row {label!r}"

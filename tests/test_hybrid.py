@@ -1,6 +1,8 @@
 """helpers.hybrid on .quantization.cfg / .model / .data files the real toolkit writes in the test."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import yaml
@@ -171,3 +173,61 @@ def test_layer_picker_offers_the_cfg_names_and_refuses_unknown_ones(made):
     assert tuple(picker.value) == ("/1/Relu_output_0",) and list(picker.options) == names
     with pytest.raises(WorkbookError, match=r"^user_layers names '/1/relu_output_0', which is not a layer of this model \(did you mean '/1/Relu_output_0'\?\)"):
         hybrid.layer_picker(names, ["/1/relu_output_0"])
+
+
+def test_export_choice_search_competes_with_strategies_and_files_go_by_name(tmp_path):
+    """Issue 11 item 3: the search's model is one more candidate; it never overwrites a strategy's row (the
+    old `candidates.loc[len(candidates)]` did when a strategy row had been dropped), and each candidate's
+    file is the one its own row names, not the one at its position."""
+    from helpers.paths import Run
+
+    run = Run.at(tmp_path / "run")
+    for f in ("strategy_hybrid_a_your_list.rknn", "strategy_hybrid_c_auto_from_ranking.rknn", "model_search.rknn"):
+        (run.hybrid / f).write_bytes(f.encode())
+    compare = [
+        {"model": "FP32", "top1": 0.99, "mean_cosine": 1.0, "float16_layers": 0, "file": ""},
+        {"model": "INT8", "top1": 0.90, "mean_cosine": 0.98, "float16_layers": 1, "file": "hybrid/model_int8.rknn"},
+        {"model": "hybrid (a) your list", "top1": 0.97, "mean_cosine": 0.990, "float16_layers": 4, "file": "hybrid/strategy_hybrid_a_your_list.rknn"},
+        {"model": "hybrid (b) toolkit proposal", "top1": float("nan"), "mean_cosine": float("nan"), "float16_layers": 0, "file": ""},
+        {"model": "hybrid (c) auto from ranking", "top1": 0.96, "mean_cosine": 0.995, "float16_layers": 9,
+         "file": "hybrid/strategy_hybrid_c_auto_from_ranking.rknn"},
+    ]
+    search = [{"layers": 1, "top1": 0.93, "mean_cosine": 0.99, "met_target": False},
+              {"layers": 2, "top1": 0.97, "mean_cosine": 0.991, "met_target": True}]
+    cands = hybrid.export_candidates(compare, search, root=run.root)
+    assert [c["model"] for c in cands] == ["hybrid (a) your list", "hybrid (c) auto from ranking", "hybrid search (2 layers)"]
+    best = hybrid.choose_export(cands)
+    assert best["model"] == "hybrid search (2 layers)", "same top-1 as (a), higher output cosine: the search's model wins"
+    out = hybrid.export_choice(run, best, "notebook 20's list (20 images)", demo=False)
+    assert out == run.hybrid / "model_hybrid.rknn" and out.read_bytes() == b"model_search.rknn"
+    chosen = json.loads((run.hybrid / "chosen.json").read_text())
+    assert chosen["file"] == "hybrid/model_hybrid.rknn" and chosen["demo"] is False, "relative to the run folder: relocatable"
+    # a strategy whose file is missing is not a candidate; without the search, (a) beats (c) on top-1
+    (run.hybrid / "model_search.rknn").unlink()
+    assert hybrid.choose_export(hybrid.export_candidates(compare, search, root=run.root))["model"] == "hybrid (a) your list"
+
+
+def test_demo_export_never_becomes_model_hybrid(tmp_path):
+    from helpers.paths import Run
+
+    run = Run.at(tmp_path / "run")
+    (run.hybrid / "model_hybrid.rknn").write_bytes(b"an earlier real hybrid")
+    (run.hybrid / "strategy_x.rknn").write_bytes(b"demo")
+    choice = {"model": "hybrid (c) auto from ranking", "top1": 0.9, "mean_cosine": 0.99, "float16_layers": 3, "file": "hybrid/strategy_x.rknn"}
+    out = hybrid.export_choice(run, choice, "demo: 1 image", demo=True)
+    assert out.name == "model_hybrid_demo.rknn" and not (run.hybrid / "model_hybrid.rknn").exists()
+    chosen = json.loads((run.hybrid / "chosen.json").read_text())
+    assert chosen["demo"] is True and chosen["calibration"] == "demo: 1 image"
+
+
+def test_conclusions_are_computed_from_the_numbers():
+    import pandas as pd
+
+    search = pd.DataFrame([{"layers": 1, "top1": 0.95, "met_target": False}, {"layers": 2, "top1": 0.99, "met_target": True}])
+    text = hybrid.conclusion(search, 40, 0.90, 0.99, 0.2, 100, {"model": "hybrid search (2 layers)", "top1": 0.99}, "demo: 1 image", True)
+    assert text.startswith("The search needed 2 of 40 layers in float16") and "the error is local" in text
+    assert "+9.00 pt = +9 image(s)" in text and "This is a demo" in text
+    spread = pd.DataFrame([{"layers": 32, "top1": 0.99, "met_target": True}])
+    assert "not local" in hybrid.conclusion(spread, 40, 0.90, 0.99, 0.2, 100, None, "x", False)
+    assert hybrid.target_note(0.2, 60).endswith("so it means: equal to FP32")
+    assert hybrid.target_note(5, 60).startswith("target: within 5 pt of FP32 (3.0 images of 60)")

@@ -30,3 +30,14 @@ def test_convert_calls_follow_the_record(tmp_path):
     assert f"dataset='{tmp_path / 'demo.txt'}'" in src
     md = listing.markdown(src, "In your own script:")
     assert md.startswith("In your own script:\n\n```python\nfrom rknn.api import RKNN") and md.endswith("```")
+
+
+def test_config_listing_shows_the_lessons_options_and_only_changed_others(tmp_path):
+    cfg = ConvertConfig(mean_values=[0, 0, 0], std_values=[255, 255, 255], compress_weight=True)
+    rec = ConvertRecord(source=tmp_path / "m.onnx", load_path="onnx", input_size=32, dataset=None, config=cfg, rknn_path=tmp_path / "m.rknn",
+                        seconds=1.0, source_bytes=1, rknn_bytes=1, dtype_notes=[], toolkit_version="2.5.0")
+    src = listing.code(listing.convert_calls(rec))
+    assert "quantized_algorithm='normal'" in src and "compress_weight=True" in src
+    assert "optimization_level" not in src and "every other option at the toolkit's default" in src
+    html_block = listing.html_block(src, "Your script:")
+    assert html_block.startswith("<p>Your script:</p><div") and "rknn" in html_block

@@ -2,13 +2,15 @@
 tests/small_params.yaml (via the `series` fixture)."""
 from __future__ import annotations
 
+import html
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import report
+from helpers import convert, report, summary
 from helpers.paths import REPO
 
 pytestmark = pytest.mark.slow
@@ -49,6 +51,32 @@ def test_convert_writes_rknn_record_and_calibration(series):
     assert rec["rknn_bytes"] < rec["source_bytes"], "INT8 weights are smaller than the FP32 ONNX"
     assert any("int8" in note for note in rec["dtype_notes"])
     assert "rknn building" in (rknn / "build.log").read_text()
+    assert rec["source"] == "model/model.onnx" and rec["rknn_path"] == "rknn/model.rknn", "relative inside the run folder"
+    assert rec["auto_disabled_rules"] == [] and rec["config"]["disable_rules"] == []
+
+
+def test_convert_report_shows_the_raw_calls_theory_first_and_full_meanings(series):
+    """The rendered page of 20: the copyable toolkit script with this run's values, quantization theory before
+    the options table, every option's meaning in full, the two board terms defined."""
+    root = series.ran("20_convert")
+    _, page = summary.render_notebook(root / "executed" / "20_convert.ipynb", root / "report")
+    plain = html.unescape(re.sub(r"<[^>]+>", "", page.read_text()))
+    params = json.loads((root / "params.json").read_text())["20_convert"]
+    for call in ("rknn = RKNN(verbose=False)", f"target_platform='{params['target_platform']}'",
+                 f"rknn.load_onnx(model='{root / 'model' / 'model.onnx'}')",
+                 f"rknn.build(do_quantization=True, dataset='{root / 'rknn' / 'calibration.txt'}')",
+                 f"rknn.export_rknn('{root / 'rknn' / 'model.rknn'}')", "rknn.release()"):
+        assert call in plain, call
+    assert plain.index("Linear quantization in one tensor") < plain.index("The options")
+    for name, meaning in convert.OPTION_HELP.items():
+        if name in params or name in convert.ConvertConfig.__dataclass_fields__:
+            assert meaning in plain, f"meaning of {name} shown in full"
+    assert "C runtime API" in plain and "pass-through" in plain
+    code_cells = [c for c in json.loads((REPO / "notebooks" / "20_convert.ipynb").read_text())["cells"] if c["cell_type"] == "code"]
+    calls = ["RKNN(", ".config(", ".load_onnx(", ".build(", ".export_rknn(", ".release()"]
+    for call in calls:
+        assert sum(call in "".join(c["source"]) for c in code_cells) >= 1, f"{call} shown in a cell of its own"
+    assert all(len("".join(c["source"]).splitlines()) <= 20 for c in code_cells if "parameters" not in c["metadata"].get("tags", []))
 
 
 def test_simulator_evaluation_metrics(series):
@@ -76,3 +104,28 @@ def test_warm_rerun_reuses_conversion_and_evaluation(series):
         out = report.execute(nb, root, report.params_for(nb, series.config))
         text = out.read_text()
         assert f"[cache] {step}: inputs and parameters unchanged" in text, f"{name} redid its work on a warm re-run"
+
+
+def test_tutorial_case_480_px_runs_10_to_30_with_parameters_only(series, tmp_path):
+    """Issue 9: the sample YOLO11n-cls exported at 480 px for rk3588 (params/tutorial_480.yaml). rknn-toolkit2
+    2.5.0's build fails in a graph rule; notebook 20 switches it off after the toolkit's hint, records it, and
+    notebook 30 rebuilds the simulator model with the same rule."""
+    sample = series.ran("10_export")
+    config = report.load_params_file(REPO / "params" / "tutorial_480.yaml")
+    config["common"]["model"] = str(sample / "model" / "model.pt")
+    config["10_export"] = {"check_images": 4}
+    config["20_convert"]["calib_images"] = 4
+    config["30_simulator_inference"] = {"batch": 4, "val_images": 8}
+    run = tmp_path / "tutorial_480"
+    for name in ("10_export", "20_convert", "30_simulator_inference"):
+        nb = REPO / "notebooks" / f"{name}.ipynb"
+        report.execute(nb, run, report.params_for(nb, config))
+    rec = json.loads((run / "rknn" / "convert.json").read_text())
+    rule = "fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa"
+    assert rec["imgsz"] == 480 and rec["config"]["target_platform"] == "rk3588"
+    assert rec["config"]["disable_rules"] == [rule] and rec["auto_disabled_rules"][0]["rule"] == rule
+    assert "IndexError" in rec["auto_disabled_rules"][0]["reason"]
+    page = (run / "executed" / "20_convert.ipynb").read_text()
+    assert "Graph rules switched off automatically" in page and f"disable_rules=['{rule}']" in page
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["images"] == 8 and metrics["comparison"]["mean_cosine"] > 0.9, "the simulator runs the 480-px model"

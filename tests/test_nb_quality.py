@@ -74,8 +74,16 @@ def test_60_compares_every_strategy_and_exports_the_hybrid(series):
     assert rows.loc["hybrid (a) your list", "float16_layers"] >= rows.loc["INT8", "float16_layers"] + len(user)
     if rows.loc["hybrid (b) toolkit proposal", "note"]:
         assert pd.isna(rows.loc["hybrid (b) toolkit proposal", "top1"])
-    for name in ("compare.png", "search.png", "layers_before_after.png", "search.csv", "model_hybrid.rknn"):
+    demo = SMALL["60_hybrid_quantization"].get("demo_calib_images", 1)  # the notebook's default is demo mode
+    exported = "model_hybrid_demo.rknn" if demo else "model_hybrid.rknn"
+    for name in ("compare.png", "search.png", "layers_before_after.png", "search.csv", exported):
         assert (h / name).stat().st_size > 0, name
+    if demo:
+        assert not (h / "model_hybrid.rknn").exists(), "a demo hybrid is never exported under the deployable name"
+        assert not (root / "board" / "deploy" / "model_hybrid.rknn").exists(), "a demo hybrid never enters the bundle"
+        assert set(table.loc[table["model"] != "FP32", "calibration"]) == {"demo: 1 image"}
+    for f in table["file"].dropna():
+        assert (root / f).is_file(), f"compare.csv names {f}, which must exist"
     search = pd.read_csv(h / "search.csv")
     assert list(search["layers"])[:3] == [1, 2, 4] and search["layers"].max() <= SMALL["60_hybrid_quantization"]["search_budget"]
     before_after = pd.read_csv(h / "layers_before_after.csv")
@@ -86,25 +94,53 @@ def test_60_compares_every_strategy_and_exports_the_hybrid(series):
         assert b[("hybrid (a) your list", layer)] >= b[("INT8", layer)] - 1e-6
 
 
-def test_50_and_60_reuse_their_results_on_a_warm_rerun(series):
+def test_30_50_and_60_reuse_their_results_on_a_warm_rerun(series):
     root = series.ran("60_hybrid_quantization")
-    for name in ("50_accuracy_analysis", "60_hybrid_quantization"):
+    steps = {"30_simulator_inference": ["30_one_image", "30_evaluate"], "50_accuracy_analysis": ["50_analysis", "50_sweep"],
+             "60_hybrid_quantization": ["60_step1", "60_int8", "60_hybrid", "60_search"]}
+    sim_log = root / "logs" / "simulator.log"
+    before = sim_log.stat().st_mtime_ns if sim_log.exists() else None
+    for name, cached in steps.items():
         nb = next(p for p in report.notebooks() if p.stem == name)
         out = _outputs(report.execute(nb, root, report.params_for(nb, series.config)))
-        steps = ["50_analysis", "50_sweep"] if name.startswith("50") else ["60_step1", "60_int8", "60_hybrid", "60_search"]
-        for step in steps:
+        for step in cached:
             assert f"[cache] {step}:" in out, f"{name} recomputed {step} on an unchanged re-run"
+    # issue 11: notebook 30 does not rebuild the simulator model when every result comes from the cache
+    assert "simulator model not built" in _outputs(root / "executed" / "30_simulator_inference.ipynb")
+    assert (sim_log.stat().st_mtime_ns if sim_log.exists() else None) == before, "the simulator's log was written: it was rebuilt"
 
 
 def test_index_reports_the_hybrid_that_was_exported(series):
-    """chosen.json names the exported model; the index's hybrid figures come from it, not a re-derivation."""
+    """chosen.json names the exported model (relative to the run folder) and says whether it is a demo; the
+    index's hybrid figures come from it and carry the demo label."""
     from helpers import summary
 
     root = series.ran("60_hybrid_quantization")
     chosen = json.loads((root / "hybrid" / "chosen.json").read_text())
-    assert chosen["file"] == str(root / "hybrid" / "model_hybrid.rknn")
+    demo = SMALL["60_hybrid_quantization"].get("demo_calib_images", 1) > 0
+    assert chosen["file"] == ("hybrid/model_hybrid_demo.rknn" if demo else "hybrid/model_hybrid.rknn") and (root / chosen["file"]).is_file()
+    assert chosen["demo"] is demo
     assert 0.5 <= chosen["top1"] <= 1 and 0.9 <= chosen["mean_cosine"] <= 1
     figures = {f.label: f for f in summary.key_figures(root)}
     assert figures["Hybrid top-1"].raw == chosen["top1"]
     assert chosen["model"] in figures["Hybrid top-1"].value
+    assert ("DEMO calibration" in figures["Hybrid top-1"].value) is demo
     assert figures["Final-output cosine hybrid vs FP32 (mean)"].raw == chosen["mean_cosine"]
+    assert ("demo hybrid" in summary.verdict(root)) is demo
+
+
+def test_50_and_60_state_their_conclusion_from_this_run(series):
+    """The closing sentences are computed: the sweep's best setting and the search's layer count appear
+    with the numbers of this run, and demo mode is named."""
+    root = series.ran("60_hybrid_quantization")
+    out50 = _outputs(root / "executed" / "50_accuracy_analysis.ipynb")
+    sweep = pd.read_csv(root / "analysis" / "sweep.csv")
+    best, _ = analysis.best_row(sweep)
+    assert f"The sweep's best setting is {best['algorithm']}/{best['method']} ({100 * best['top1']:.2f}% top-1; 1 image = " in out50
+    assert "Found under demo calibration" in out50
+    out60 = _outputs(root / "executed" / "60_hybrid_quantization.ipynb")
+    search = pd.read_csv(root / "hybrid" / "search.csv")
+    met = search[search["met_target"]]
+    if len(met):
+        assert f"The search needed {int(met.iloc[0]['layers'])} of " in out60
+    assert "This is a demo" in out60 and "so it stays out of board/deploy/" in out60

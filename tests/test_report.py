@@ -46,7 +46,7 @@ def test_index_survives_broken_artifacts(tmp_path):
     assert all(f.value is None for f in summary.key_figures(tmp_path))
     assert summary.sensitive_layers(tmp_path) == []  # rows exist but hold no numbers: nothing to rank
     assert "unreadable executed notebook" in page
-    assert report.status_of(tmp_path, report.notebooks()[0]).status == "failed"
+    assert summary.status_of(tmp_path, report.notebooks()[0]).status == "failed"
 
 
 def test_sensitive_layers_rank_by_single_cosine(tmp_path):
@@ -67,7 +67,7 @@ def last_ran(series) -> str:
 @pytest.mark.slow
 def test_index_figures_come_from_the_run(series):
     root = last_ran(series)
-    page = report.render(root).read_text()
+    page = summary.render(root).read_text()
     figs = figures(root)
     if (root / "eval" / "metrics.json").exists():
         metrics = json.loads((root / "eval" / "metrics.json").read_text())
@@ -102,7 +102,7 @@ def test_index_figures_come_from_the_run(series):
 def test_notebook_reports_full_and_report_only(series):
     name = "20_convert" if "20_convert" in NAMES else NAMES[0]
     root = series.ran(name)
-    full, only = report.render_notebook(root / "executed" / f"{name}.ipynb", root / "report")
+    full, only = summary.render_notebook(root / "executed" / f"{name}.ipynb", root / "report")
     full_html, only_html = (html.unescape(re.sub(r"<[^>]+>", "", f.read_text())) for f in (full, only))
     assert "widgets.form(" in full_html and "widgets.form(" not in only_html  # code only in the full flavour
     assert "injected-parameters" in full_html or "Parameters" in full_html
@@ -126,17 +126,100 @@ def test_report_command_rerenders_a_run(series):
 
 
 def test_hybrid_figure_is_the_row_notebook_60_exports(tmp_path):
-    """Best top-1, then higher cosine, then fewer float16 layers; an empty proposal row never wins."""
+    """Best top-1, then higher cosine, then fewer float16 layers; an empty proposal row never wins (the
+    index applies notebook 60's own rule, hybrid.choose_export, when chosen.json is missing)."""
     (tmp_path / "hybrid").mkdir()
     pd.DataFrame([
-        {"model": "FP32", "top1": 0.99, "mean_cosine": 1.0, "float16_layers": 0},
-        {"model": "INT8", "top1": 0.95, "mean_cosine": 0.98, "float16_layers": 2},
-        {"model": "hybrid (a) your list", "top1": 0.97, "mean_cosine": 0.985, "float16_layers": 4},
-        {"model": "hybrid (b) toolkit proposal", "top1": None, "mean_cosine": None, "float16_layers": 0},
-        {"model": "hybrid (c) auto from ranking", "top1": 0.97, "mean_cosine": 0.99, "float16_layers": 9},
+        {"model": "FP32", "top1": 0.99, "mean_cosine": 1.0, "float16_layers": 0, "file": ""},
+        {"model": "INT8", "top1": 0.95, "mean_cosine": 0.98, "float16_layers": 2, "file": "hybrid/model_int8.rknn"},
+        {"model": "hybrid (a) your list", "top1": 0.97, "mean_cosine": 0.985, "float16_layers": 4, "file": "hybrid/strategy_a.rknn"},
+        {"model": "hybrid (b) toolkit proposal", "top1": None, "mean_cosine": None, "float16_layers": 0, "file": ""},
+        {"model": "hybrid (c) auto from ranking", "top1": 0.97, "mean_cosine": 0.99, "float16_layers": 9, "file": "hybrid/strategy_c.rknn"},
     ]).to_csv(tmp_path / "hybrid" / "compare.csv", index=False)
     figs = figures(tmp_path)
     assert figs["Hybrid top-1"].raw == 0.97
     assert figs["Hybrid top-1"].value == "97.0 % (hybrid (c) auto from ranking; INT8 baseline of notebook 60: 95.0 %)"
     assert figs["Final-output cosine hybrid vs FP32 (mean)"].raw == 0.99
     assert figs["FP32 top-1 (ONNX Runtime)"].value is None  # eval/metrics.json is what that figure reads
+
+
+def test_index_reads_backends_by_role_and_labels_demo(tmp_path):
+    """Backends are found by their role, whatever their display name; a demo hybrid is labelled as one
+    in the figures, the verdict, the hybrid table and the plot captions."""
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "hybrid").mkdir()
+    backends = [{"name": "BGR bug first", "top1": 0.1, "role": "diagnostic"}, {"name": "quantized", "top1": 0.9, "role": "int8"},
+                {"name": "reference", "top1": 0.95, "role": "fp32"}]
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"backends": backends, "comparison": {"mean_cosine": 0.99}}))
+    (tmp_path / "hybrid" / "chosen.json").write_text(json.dumps({"model": "hybrid (c) auto from ranking", "top1": 0.93, "mean_cosine": 0.995,
+                                                                  "file": "hybrid/model_hybrid_demo.rknn", "calibration": "demo: 1 image", "demo": True}))
+    pd.DataFrame([{"model": "INT8", "top1": 0.6, "mean_cosine": 0.9, "calibration": "demo: 1 image"}]).to_csv(tmp_path / "hybrid" / "compare.csv", index=False)
+    (tmp_path / "params.json").write_text(json.dumps({"60_hybrid_quantization": {"demo_calib_images": 1}}))
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "hybrid" / "compare.png"), np.zeros((4, 4, 3), np.uint8))
+    figs = figures(tmp_path)
+    assert figs["FP32 top-1 (ONNX Runtime)"].raw == 0.95 and figs["INT8 top-1 (RKNN simulator)"].raw == 0.9
+    assert figs["Hybrid top-1"].value.startswith("93.0 % (DEMO calibration (1 image); hybrid (c)")
+    line = summary.verdict(tmp_path)
+    assert line.startswith("INT8: 5.0 pt top-1 loss vs FP32")
+    assert "demo hybrid (1 image calibration, not for deployment): 93.0 %, +33.0 pt vs the INT8 with the same calibration" in line
+    assert line.endswith("not yet validated on a board.")
+    page = summary.index_html(summary.summarize(tmp_path))
+    assert 'id="hybrid-demo"' in page and "hybrid/compare.png (DEMO calibration: 1 image)" in page
+
+
+def test_notebook_status_says_ran_reused_and_skipped(tmp_path):
+    """status.json (the runner's) says ran / reused; cached steps and board parts that could not run are named."""
+    import nbformat
+
+    (tmp_path / "executed").mkdir()
+    (tmp_path / "board").mkdir()
+    for name, text in (("30_simulator_inference", "[cache] 30_evaluate: inputs and parameters unchanged\n"), ("40_board_inference", "")):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell("x", outputs=[nbformat.v4.new_output("stream", name="stdout", text=text)])]
+        nb.metadata["papermill"] = {"end_time": "2026-01-01", "duration": 12.0}
+        nbformat.write(nb, str(tmp_path / "executed" / f"{name}.ipynb"))
+    (tmp_path / "executed" / "status.json").write_text(json.dumps({"40_board_inference": {"how": "reused", "seconds": 0.2}}))
+    (tmp_path / "board" / "devices.json").write_text(json.dumps({"status": "no board found", "adb": [], "ntb": []}))
+    by = {s.name: s for s in (summary.status_of(tmp_path, nb) for nb in report.notebooks())}
+    s30, s40 = by["30_simulator_inference"], by["40_board_inference"]
+    assert s30.label == "ok" and s30.time_text == "12 s (ran; reused from cache: 30_evaluate)"
+    assert s40.label == "ok (executed notebook reused), board parts skipped (no board found)"
+    assert s40.time_text == "0 s (reused, nothing recomputed)"
+    assert by["00_environment_check"].label == "not run"
+
+
+def _report_text(root, name: str) -> str:
+    _, only = summary.render_notebook(root / "executed" / f"{name}.ipynb", root / "report")
+    return html.unescape(re.sub(r"<[^>]+>", "", only.read_text()))
+
+
+@pytest.mark.slow
+def test_reports_show_the_raw_toolkit_calls_with_this_runs_values(series):
+    """Issue 13: each report (the no-code flavour) shows the plain toolkit calls a learner can paste, filled
+    with the values this run used."""
+    root = series.ran("60_hybrid_quantization")
+    conv = json.loads((root / "rknn" / "convert.json").read_text())
+    platform = f"target_platform='{conv['config']['target_platform']}'"
+    params = json.loads((root / "params.json").read_text())
+
+    text = _report_text(root, "30_simulator_inference")
+    assert "rknn.init_runtime(target=None)" in text and "rknn.inference(inputs=[img], data_format='nhwc')" in text
+    dataset = conv["dataset"] if conv["dataset"].startswith("/") else str(root / conv["dataset"])  # absolute or run-relative
+    assert platform in text and f"dataset='{dataset}'" in text
+
+    text = _report_text(root, "50_accuracy_analysis")
+    snap = sorted((root / "analysis" / "snapshot").glob("*/error_analysis.txt"))[0]
+    assert "rknn.accuracy_analysis(" in text and f"output_dir='{snap.parent}'" in text and "target=None" in text
+    assert f"dataset='{root / 'analysis' / 'calibration_demo.txt'}'" in text, "demo mode's own calibration list"
+    raw_row = next(ln for ln in snap.read_text().splitlines() if ln.startswith("[Conv]"))
+    assert raw_row.split("|")[0].strip() in text, "a raw line of error_analysis.txt"
+
+    text = _report_text(root, "60_hybrid_quantization")
+    step1 = root / "hybrid" / "step1"
+    stem = next(step1.glob("*.model")).stem
+    assert "rknn.hybrid_quantization_step1(" in text and f"proposal={params['60_hybrid_quantization']['proposal']}" in text
+    assert "rknn.hybrid_quantization_step2(" in text and f"model_input='{step1 / (stem + '.model')}'" in text
+    assert f"dataset='{root / 'hybrid' / 'calibration_demo.txt'}'" in text

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 import yaml
 
-from helpers import cli, report
+from helpers import cli, report, summary
 from helpers.errors import WorkbookError
 from helpers.paths import REPO
 
@@ -175,7 +175,7 @@ def test_failing_cell_stops_the_run_with_one_readable_block(tmp_path, toy_series
     assert not (run_dir / "after.txt").exists() and not (run_dir / "executed" / "03_later.ipynb").exists()
     page = (run_dir / "report" / "index.html").read_text()
     assert "02_check" in page and ">failed<" in page.replace("<br>", "<") or "failed" in page
-    statuses = {s.name: s.status for s in (report.status_of(run_dir, nb) for nb in report.notebooks())}
+    statuses = {s.name: s.status for s in (summary.status_of(run_dir, nb) for nb in report.notebooks())}
     assert statuses == {"01_first": "ok", "02_check": "failed", "03_later": "not run"}
 
 

@@ -178,3 +178,26 @@ def test_lazy_makes_only_when_used():
     lazy.close()
     assert made == [], "a lazy value nobody asked for is never made"
     assert lazy.get() == "model" and lazy.get() == "model" and made == [1]
+
+
+def test_tooltips_are_the_parameters_cells_own_comments(tmp_path):
+    src = 'a = 1  # first line of help\n    # continued below\nb = "x"\nc = [1,\n     2]  # on the closing line\n# a header, not help\nd = 0\n'
+    assert widgets.comments_of(src) == {"a": "first line of help continued below", "c": "on the closing line"}
+    form = widgets.form({"run_dir": str(tmp_path), "data_dir": "", "batch": 4, "val_images": 0, "image_index": 0}, "30_simulator_inference")
+    assert form.widgets["batch"].description_tooltip.startswith("images per simulator call"), "the tooltip is the cell's comment"
+    assert not hasattr(widgets, "HELP"), "one place for help text: the parameters cell"
+
+
+def test_choice_lists_are_converts_lists():
+    from helpers import convert
+
+    assert widgets.CHOICES["target_platform"] is convert.TARGET_PLATFORMS
+    assert widgets.CHOICES["quantized_algorithm"] is convert.QUANTIZED_ALGORITHMS
+
+
+def test_cached_recomputes_over_a_record_without_result(tmp_path):
+    run = Run.at(tmp_path / "run")
+    old = cache.Step(run, "v", {"x": 1})
+    old.check()
+    old.done(kind="onnx")  # the older Step API: summary values, no "result"
+    assert cache.cached(run, "v", {"x": 1}, compute=lambda: {"kind": "onnx"}) == {"kind": "onnx"}
