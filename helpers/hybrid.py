@@ -281,7 +281,7 @@ class ToolkitBackend:
 
     def __init__(self, rk: Any, name: str):
         self.rk, self.name = rk, name
-        self.channels = getattr(rk, "input_channels", None)  # set by convert.build_on / built(): 1 = grayscale
+        self.channels = getattr(rk, "input_channels", None)  # set by convert.load_source / built(): 1 = grayscale
         rk.init_runtime(target=None)
 
     def run(self, batch_uint8_nhwc: np.ndarray) -> np.ndarray:
