@@ -3,9 +3,10 @@
 A backend takes a batch of uint8 RGB NHWC images (the output of helpers.preprocess.read_rgb) and
 returns float scores [N, classes]. A backend whose model has one input channel converts RGB batches to
 grayscale itself (helpers.preprocess.match_channels), so callers never need to know the layout. Each
-backend does its own normalisation: ONNX Runtime applies mean/std in numpy (the FP32 reference), the RKNN simulator and the board take the raw uint8 images
-because mean/std are baked into the .rknn. To add a backend (e.g. helpers.board.BoardBackend),
-implement `name`, `run()` and `close()`; `evaluate()` and `compare()` then work unchanged.
+backend does its own normalisation: ONNX Runtime applies mean/std in numpy (the FP32 reference), the
+RKNN simulator and the board take the raw uint8 images because mean/std are baked into the .rknn. To
+add a backend (e.g. helpers.board.BoardBackend), implement `name`, `run()` and `close()`; `evaluate()`
+and `compare()` then work unchanged.
 """
 from __future__ import annotations
 
