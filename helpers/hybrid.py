@@ -470,7 +470,7 @@ def plot_search(points: Sequence[SearchPoint] | Any, int8_top1: float, fp32_top1
     ax.set_ylabel(f"top-1 (%), {images} val images\n1 image = {one_image_pt(images):.2f} pt" if images else "top-1 on val (%)")
     ax.set_title("Accuracy-driven hybrid search" + (f"\n{note}" if note else ""))
     if step:  # at least a few images of range, so a one-image step does not fill the plot
-        lo, hi = min(100 * int8_top1, *(100 * y for y in ys)), 100 * fp32_top1
+        lo, hi = min([100 * int8_top1, *(100 * y for y in ys)]), 100 * fp32_top1  # ys is empty when INT8 already meets the target
         ax.set_ylim(max(0.0, min(lo, hi) - 2 * step), min(100.5, max(lo, hi) + step))
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     ax.grid(alpha=0.3)
