@@ -1,9 +1,12 @@
-"""ONNX / TorchScript -> .rknn: a validated config, the two load paths, build, atomic export, and a
-record (rknn/convert.json) from which later notebooks rebuild the very same model in the simulator.
+"""ONNX / TorchScript -> .rknn: a validated config (every RKNN.config option of 2.5.0 a user may need),
+the two load paths, build, atomic export, and a record (rknn/convert.json) from which later notebooks
+rebuild the very same model in the simulator.
 
 The simulator cannot run a `.rknn` loaded with `load_rknn`; it needs the model built from its source
 in the same process. `build_on` is that one sequence (config -> load -> build), shared by
-`convert` (which then exports) and by every notebook that needs a simulator-ready toolkit.
+`convert` (which then exports) and by every notebook that needs a simulator-ready toolkit. A build
+that fails in a graph rule is repeated without it when the toolkit's log names it
+(helpers.rknn.RKNN); the record keeps those rules, so `rebuild` applies exactly the same ones.
 """
 from __future__ import annotations
 
@@ -392,7 +395,10 @@ def raw_calls(record: ConvertRecord) -> str:
     """The plain rknn-toolkit2 script of this conversion, with this run's values, ready to copy."""
     from . import listing
 
-    return listing.code(*listing.convert_calls(record), listing.call("rknn.export_rknn", record.rknn_path), "rknn.release()")
+    load = load_arguments(record.source, record.input_size, record.load_path)  # e.g. input_size_list for dynamic dims
+    lines = [listing.call(f"rknn.load_{load.kind}", **load.kwargs) if ln.startswith("rknn.load_") else ln
+             for ln in listing.convert_calls(record)]
+    return listing.code(*lines, listing.call("rknn.export_rknn", record.rknn_path), "rknn.release()")
 
 
 @dataclass

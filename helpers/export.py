@@ -64,13 +64,13 @@ def quiet(log_path: Path) -> Iterator[None]:
     import logging
     import sys
 
-    from .rknn import _into_log
+    from .rknn import into_log
 
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     logger = logging.getLogger("ultralytics")
     before = [h for h in logger.handlers if isinstance(h, logging.StreamHandler)]
-    with open(log_path, "a") as fh, _into_log(log_path):
+    with open(log_path, "a") as fh, into_log(log_path):
         old = [h.setStream(fh) for h in before]
         try:
             yield

@@ -34,7 +34,7 @@ def log_tail(log_path: Path, lines: int = 25) -> str:
 
 
 @contextlib.contextmanager
-def _into_log(log_path: Path, workdir: Path | None = None) -> Iterator[None]:
+def into_log(log_path: Path, workdir: Path | None = None) -> Iterator[None]:
     """Send Python-level and native stdout/stderr to the log file for the duration of one call,
     with the working directory set to workdir (the toolkit drops check*.onnx and other files there)."""
     sys.stdout.flush()
@@ -80,7 +80,7 @@ class Toolkit:
         """One toolkit call with its output in the log; -1 / None / an exception -> RknnError."""
         attr = getattr(self._rknn, name)
         try:
-            with _into_log(self.log_path, self.workdir):
+            with into_log(self.log_path, self.workdir):
                 result = attr(*args, **kwargs)
         except KeyboardInterrupt:
             raise
@@ -141,7 +141,7 @@ class RKNN(Toolkit):
         log_path.write_text("")
         workdir = Path(workdir).resolve() if workdir else log_path.parent
         workdir.mkdir(parents=True, exist_ok=True)
-        with _into_log(log_path, workdir):
+        with into_log(log_path, workdir):
             from rknn.api import RKNN as ToolkitRKNN
 
             rknn = ToolkitRKNN(verbose=verbose, verbose_file=str(log_path))
@@ -204,7 +204,7 @@ class RKNN(Toolkit):
         """rknn.release(), once; detaches the toolkit's file handler from this log."""
         if self.released:
             return
-        with _into_log(self.log_path, self.workdir), contextlib.suppress(Exception):
+        with into_log(self.log_path, self.workdir), contextlib.suppress(Exception):
             self._rknn.release()
         _detach_file_handlers(self.log_path)
         self.released = True
@@ -235,7 +235,7 @@ def toolkit(log_path: str | Path, verbose: bool = True, workdir: str | Path | No
     log_path.write_text("")
     workdir = Path(workdir).resolve() if workdir else log_path.parent
     workdir.mkdir(parents=True, exist_ok=True)
-    with _into_log(log_path, workdir):
+    with into_log(log_path, workdir):
         from rknn.api import RKNN
 
         rknn = RKNN(verbose=verbose, verbose_file=str(log_path))
@@ -243,7 +243,7 @@ def toolkit(log_path: str | Path, verbose: bool = True, workdir: str | Path | No
     try:
         yield Toolkit(rknn, log_path, workdir)
     finally:
-        with _into_log(log_path, workdir), contextlib.suppress(Exception):
+        with into_log(log_path, workdir), contextlib.suppress(Exception):
             rknn.release()
         _detach_file_handlers(log_path)
 

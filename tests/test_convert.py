@@ -343,3 +343,15 @@ def test_a_build_that_aborts_the_process_becomes_one_sentence(tiny_onnx, calib, 
     ok = run_isolated("helpers.convert:convert_isolated", {**kwargs, "config": convert.ConvertConfig(**ULTRA, target_platform="rk3562").to_dict()},
                       tmp_path / "child2.log")
     assert ok["rknn_bytes"] == (tmp_path / "m.rknn").stat().st_size and ok["auto_disabled"] == []
+
+
+def test_every_option_is_a_parameter_of_notebook_20_with_a_tooltip():
+    """Each ConvertConfig option reaches notebook 20 as a parameter whose comment is its widget tooltip."""
+    from helpers import report, widgets
+
+    declared = report.declared_parameters(report.NOTEBOOKS / "20_convert.ipynb")
+    tips = widgets.tooltips("20_convert")
+    assert set(convert.ConvertConfig.__dataclass_fields__) <= set(declared)
+    assert list(declared)[5:7] == ["auto_disable_rules", "disable_rules"], "disable_rules first among the options"
+    assert all(tips.get(name) for name in declared), [n for n in declared if not tips.get(n)]
+    assert "codegen" not in declared, "the C++ demo lives in notebook 40"
