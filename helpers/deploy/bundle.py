@@ -318,7 +318,7 @@ class RunnerCheck:
 
 def try_runner(bundle: Bundle, images: list[Path], size: int) -> RunnerCheck:
     """Run bundle/run_rknn.py as a subprocess from the bundle folder: once with --preprocess-only
-    (compared bit for bit with helpers.preprocess.read_rgb in the model's colour order, i.e. what
+    (compared bit for bit with helpers.preprocess.read_image in the model's channels and colour order, i.e. what
     notebook 30 fed the simulator), once plainly (on a PC without rknn-toolkit-lite2 it must say how
     to install it)."""
     import subprocess
@@ -327,7 +327,7 @@ def try_runner(bundle: Bundle, images: list[Path], size: int) -> RunnerCheck:
 
     import numpy as np
 
-    from ..preprocess import read_rgb
+    from ..preprocess import read_image
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "inputs.npy"
@@ -336,8 +336,9 @@ def try_runner(bundle: Bundle, images: list[Path], size: int) -> RunnerCheck:
         if res.returncode != 0:
             raise WorkbookError(f"The bundle's runner failed on this PC ({res.stderr.strip()}); fix the input it names and rebuild the bundle.")
         got = np.load(out)
-    want = np.stack([read_rgb(p, size) for p in images])
-    if bundle.config.get("color_order") == "BGR":
+    channels = len(bundle.config.get("mean_values") or [0, 0, 0])
+    want = np.stack([read_image(p, size, channels) for p in images])
+    if channels == 3 and bundle.config.get("color_order") == "BGR":
         want = want[..., ::-1]
     same = got.shape == want.shape and bool(np.array_equal(got, want))
     diff = int(np.abs(got.astype(int) - want.astype(int)).max()) if got.shape == want.shape else -1
