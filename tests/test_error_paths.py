@@ -123,3 +123,59 @@ def test_cli_bad_sweep_file(tmp_path, run_cli, content, message):
     code, err = run_cli("run", "--sweep", sweep_file, "--run-dir", tmp_path / "sw")
     assert code == 2 and re.search(message, err), err
     assert not (tmp_path / "sw").exists()
+
+
+# ----------------------------------------------------------------------------- notebook 20: options and model files
+
+NB20 = {"mean_values": [0, 0, 0], "std_values": [255, 255, 255], "target_platform": "rk3588"}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"dynamic_input": [1, 3, 16, 16]}, r"dynamic_input=\[1, 3, 16, 16\] must be None or a list of input-shape sets, e\.g\. \[\[\[1, 3, 224, 224\]\]"),
+    ({"op_target": {"Conv_0": "dsp"}}, r"op_target=\{'Conv_0': 'dsp'\} must be None or a dict \{op name: 'cpu' \| 'npu' \| 'gpu' \| 'auto'\}"),
+    ({"custom_string": 7}, r"custom_string=7 must be None or a string \(at most 1024 characters\)"),
+    ({"custom_string": "x" * 1025}, r"custom_string is 1025 characters long; shorten it to at most 1024"),
+], ids=["dynamic_input", "op_target", "custom_string-type", "custom_string-length"])
+def test_notebook20_options_are_checked(changes, message):
+    """Notebook 20: ConvertConfig.from_dict(params).validate(channels), before the toolkit is started."""
+    with pytest.raises(WorkbookError, match=message):
+        convert.ConvertConfig.from_dict({**NB20, **changes}).validate(3)
+
+
+def test_source_for_pytorch_when_notebook10_got_an_onnx(tmp_path):
+    run = Run.at(tmp_path / "run")
+    (run.model / "model.onnx").write_bytes(b"onnx")  # notebook 10 given an .onnx writes no TorchScript
+    with pytest.raises(WorkbookError, match=r"\S+/model/model.torchscript does not exist because notebook 10 was given an ONNX model; "
+                                            r"use load_path='onnx' \(or give notebook 10 a \.pt\)"):
+        convert.source_for(run, "pytorch")
+    with pytest.raises(WorkbookError, match=r"load_path='tflite' is unknown; use 'onnx' \(load_onnx\) or 'pytorch'"):
+        convert.source_for(run, "tflite")
+
+
+def test_load_arguments_for_a_missing_or_unknown_model_file(tmp_path):
+    with pytest.raises(WorkbookError, match=r"Model file \S+/gone.onnx does not exist; run notebooks/10_export.ipynb or pass an existing"):
+        convert.load_arguments(tmp_path / "gone.onnx", 16)
+    odd = tmp_path / "model.tflite"
+    odd.write_bytes(b"TFL3")
+    with pytest.raises(WorkbookError, match=r"Model file \S+/model.tflite has unknown type .tflite; pass a .onnx or a TorchScript"):
+        convert.load_arguments(odd, 16)
+
+
+def test_build_on_a_missing_model_and_without_a_calibration_list(tmp_path, tiny_onnx):
+    """Notebook 50 rebuilds with convert.build_on; the checks come before any toolkit call (rk=None)."""
+    cfg = convert.ConvertConfig.from_dict(NB20)
+    with pytest.raises(WorkbookError, match=r"Model file \S+/model.onnx does not exist; run notebooks/10_export.ipynb"):
+        convert.build_on(None, tmp_path / "model.onnx", cfg, None, 16)
+    with pytest.raises(WorkbookError, match=r"do_quantization=True needs a calibration list; pass dataset= a text file with one image path per line"):
+        convert.build_on(None, tiny_onnx, cfg, None, 16)
+
+
+def test_quantization_demo_on_a_model_without_conv_weights(tmp_path):
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2)).eval()
+    path = tmp_path / "mlp.onnx"
+    torch.onnx.export(net, torch.zeros(1, 3, 4, 4), str(path), opset_version=12, input_names=["images"])
+    with pytest.raises(WorkbookError, match=r"ONNX file \S+/mlp.onnx has no 4-D conv weight with >= 8 output channels to demonstrate "
+                                            r"quantization on; skip this demo cell"):
+        convert.pick_weight(path)
