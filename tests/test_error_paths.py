@@ -179,3 +179,97 @@ def test_quantization_demo_on_a_model_without_conv_weights(tmp_path):
     with pytest.raises(WorkbookError, match=r"ONNX file \S+/mlp.onnx has no 4-D conv weight with >= 8 output channels to demonstrate "
                                             r"quantization on; skip this demo cell"):
         convert.pick_weight(path)
+
+
+# ----------------------------------------------------------------------------- notebook 60: the hybrid cfg
+
+CFG_BODY = ("quantize_parameters:\n    images:\n        qtype: asymmetric_quantized\n        dtype: int8\n"
+            "    relu_out:\n        qtype: asymmetric_quantized\n        dtype: int8\n")
+
+
+def step1_folder(tmp_path, cfg_text: str):
+    """A step 1 folder as hybrid_quantization_step1 leaves it (the .model is not read on these paths)."""
+    folder = tmp_path / "step1"
+    folder.mkdir()
+    (folder / "m.model").write_bytes(b"not a graph")
+    (folder / "m.data").write_bytes(b"\0")
+    (folder / "m.quantization.cfg").write_text(cfg_text)
+    return hybrid.find_step1(folder)
+
+
+def test_hybrid_cfg_that_is_missing(tmp_path):
+    with pytest.raises(WorkbookError, match=r"Quantization cfg \S+/gone.quantization.cfg does not exist; run hybrid step 1 to create it"):
+        hybrid.read_cfg(tmp_path / "gone.quantization.cfg")
+
+
+def test_hybrid_cfg_without_quantize_parameters(tmp_path):
+    files = step1_folder(tmp_path, "custom_quantize_layers: {}\n")
+    with pytest.raises(WorkbookError, match=r"Quantization cfg \S+/m.quantization.cfg has no quantize_parameters section; use the "
+                                            r"\.quantization\.cfg written by hybrid step 1"):
+        hybrid.write_cfg(files, ["relu_out"])
+    assert not files.edited_cfg.exists()
+
+
+def test_hybrid_cfg_with_custom_layers_as_a_list(tmp_path):
+    """Notebook 60 reads the cfg as the user left it (hybrid.read_cfg(files.cfg))."""
+    files = step1_folder(tmp_path, "custom_quantize_layers:\n    - relu_out\n" + CFG_BODY)
+    with pytest.raises(WorkbookError, match=r"custom_quantize_layers in \S+/m.quantization.cfg is not a mapping; write it as a block "
+                                            r"mapping, one '    <tensor>: float16' line each"):
+        hybrid.read_cfg(files.cfg)
+
+
+def test_hybrid_cfg_with_two_custom_sections(tmp_path):
+    files = step1_folder(tmp_path, "custom_quantize_layers: {}\n" + CFG_BODY + "custom_quantize_layers: {}\n")
+    with pytest.raises(WorkbookError, match=r"\S+/m.quantization.cfg has more than one custom_quantize_layers section, so the edit reads "
+                                            r"back as \{\}; keep one section \(or re-run hybrid step 1\)"):
+        hybrid.write_cfg(files, ["relu_out"])
+    assert not files.edited_cfg.exists()
+
+
+# ----------------------------------------------------------------------------- notebook 10: the user's model file
+
+def test_model_file_missing_or_empty(tmp_path):
+    with pytest.raises(WorkbookError, match=r"Model file \S+/best.pt does not exist; pass model= an existing .pt or .onnx path, "
+                                            r"or leave it empty to train the sample model"):
+        models.check_model_path(tmp_path / "best.pt")
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    with pytest.raises(WorkbookError, match=r"Model file \S+/empty.onnx is empty; re-export or re-download it"):
+        models.check_model_path(tmp_path / "empty.onnx")
+
+
+def test_task_check(tmp_path, tiny_onnx):
+    with pytest.raises(WorkbookError, match=r"task='segment' is not a task of this workbook; use one of classify, detect"):
+        task.check_task(tiny_onnx, "segment")
+    garbage = tmp_path / "best.pt"
+    garbage.write_bytes(b"PK\x03\x04 not a checkpoint")
+    with pytest.raises(WorkbookError, match=r"Model file \S+/best.pt cannot be loaded as a PyTorch checkpoint \(\w+\); "
+                                            r"pass an ultralytics .pt or an .onnx"):
+        task.check_task(garbage, "classify")
+
+
+def test_export_opset_out_of_range(tmp_path, tiny_onnx):
+    for opset in (6, 20):
+        with pytest.raises(WorkbookError, match=rf"opset={opset} is outside what rknn-toolkit2 accepts; use an opset between 7 and 19"):
+            export.export_model(tiny_onnx, tmp_path / "model", 16, opset=opset)
+    assert not (tmp_path / "model").exists()
+
+
+def test_onnx_file_missing(tmp_path):
+    with pytest.raises(WorkbookError, match=r"ONNX file \S+/model.onnx does not exist; run notebooks/10_export.ipynb or pass an existing .onnx path"):
+        export.check_onnx(tmp_path / "model.onnx")
+
+
+def test_onnx_above_opset_19_that_cannot_be_lowered(tmp_path):
+    """Gelu exists from opset 20 on; onnx's version converter has no adapter taking it down to 19."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Gelu", ["images"], ["out"])], "g",
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 16, 16])])
+    path = tmp_path / "gelu20.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), str(path))
+    with pytest.raises(WorkbookError, match=r"ONNX file \S+/gelu20.onnx uses opset 20, above the toolkit's maximum 19, and onnx's version "
+                                            r"converter cannot lower it \(.*ops: Gelu\); re-export with opset=19"):
+        export.export_model(path, tmp_path / "model", 16)
+    assert not (tmp_path / "model" / "model.onnx").exists()
