@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+from pathlib import Path
 
 import cv2
 import nbformat
@@ -273,3 +274,108 @@ def test_onnx_above_opset_19_that_cannot_be_lowered(tmp_path):
                                             r"converter cannot lower it \(.*ops: Gelu\); re-export with opset=19"):
         export.export_model(path, tmp_path / "model", 16)
     assert not (tmp_path / "model" / "model.onnx").exists()
+
+
+# ----------------------------------------------------------------------------- detection: data, sample, export
+
+def detect_data(tmp_path, labels: dict[str, str] | None = None, images: int = 1, names=("cat",)) -> Path:
+    """A YOLO data.yaml with `images` val images; labels: {image stem: label file text}."""
+    root = tmp_path / "shapes"
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "labels" / "val").mkdir(parents=True)
+    for i in range(images):
+        cv2.imwrite(str(root / "images" / "val" / f"{i}.png"), np.full((16, 16, 3), 80, np.uint8))
+    for stem, text in (labels or {}).items():
+        (root / "labels" / "val" / f"{stem}.txt").write_text(text)
+    return Path(write_yaml(root / "data.yaml", {"path": str(root), "train": "images/val", "val": "images/val", "names": dict(enumerate(names))}))
+
+
+def test_detection_data_file_missing(tmp_path):
+    from helpers.detect import labels
+
+    with pytest.raises(WorkbookError, match=r"Detection data file \S+/data.yaml does not exist; pass a data.yaml with train:, val: and names:"):
+        labels.read_split(tmp_path / "data.yaml")
+
+
+def test_detection_split_folder_missing(tmp_path):
+    from helpers.detect import labels
+
+    data_yaml = detect_data(tmp_path)
+    cfg = yaml.safe_load(data_yaml.read_text())
+    write_yaml(data_yaml, {**cfg, "val": "images/valid"})
+    with pytest.raises(WorkbookError, match=r"The val images folder \S+/images/valid of \S+/data.yaml does not exist; fix 'val:' in the data.yaml"):
+        labels.read_split(data_yaml)
+
+
+def test_detection_image_that_cannot_be_read(tmp_path):
+    from helpers.detect import labels
+
+    data_yaml = detect_data(tmp_path)
+    (data_yaml.parent / "images" / "val" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(WorkbookError, match=r"Image \S+/images/val/broken.jpg cannot be read; replace or remove it"):
+        labels.read_split(data_yaml)
+
+
+def test_detection_label_that_is_a_segment(tmp_path):
+    from helpers.detect import labels
+
+    data_yaml = detect_data(tmp_path, {"0": "0 0.1 0.1 0.5 0.1 0.5 0.5\n"})
+    with pytest.raises(WorkbookError, match=r"Label file \S+/labels/val/0.txt has a line that is not 'class cx cy w h' \(5 numbers\); "
+                                            r"detection labels only \(no segments\)"):
+        labels.read_split(data_yaml)
+
+
+def test_detection_labels_with_class_ids_outside_the_names(tmp_path):
+    from helpers.detect import labels
+
+    data_yaml = detect_data(tmp_path, {"0": "0 0.5 0.5 0.2 0.2\n3 0.5 0.5 0.2 0.2\n", "1": "3 0.4 0.4 0.1 0.1\n"}, images=2)
+    with pytest.raises(WorkbookError, match=r"2 labels in 2 files \(e\.g\. \S+/labels/val/\d.txt\) use class ids \[3\], outside the 1 names in "
+                                            r"\S+/data.yaml 1 classes \(0\.\.0\); fix the labels or use a model trained on these classes"):
+        labels.read_split(data_yaml)
+    with pytest.raises(WorkbookError, match=r"use class ids \[3\], outside the model's 2 classes \(0\.\.1\)"):
+        labels.read_split(data_yaml, num_classes=2)
+
+
+def test_detection_sample_too_small_and_data_file_missing(tmp_path):
+    from helpers.detect import sample
+
+    with pytest.raises(WorkbookError, match=r"images=1 is too few for a train and a val split; use images >= 2"):
+        sample.write_detect_sample(tmp_path / "shapes", images=1)
+    assert not (tmp_path / "shapes").exists()
+    with pytest.raises(WorkbookError, match=r"Detection data file \S+/mine.yaml does not exist; pass a data.yaml \(train:, val:, names:\) "
+                                            r"or leave it empty for the generated sample"):
+        sample.prepare_detect_model(Run.at(tmp_path / "run"), model="", data=tmp_path / "mine.yaml")
+
+
+@pytest.fixture(scope="module")
+def untrained_detector(tmp_path_factory):
+    """YOLO11n detect built from its YAML (untrained: the export checks do not need weights)."""
+    from ultralytics import YOLO
+
+    path = tmp_path_factory.mktemp("det") / "yolo11n.pt"
+    YOLO("yolo11n.yaml").save(str(path))
+    return path
+
+
+def test_detector_export_opset_and_image_size(tmp_path, untrained_detector):
+    from helpers.detect.head import export_detector
+
+    with pytest.raises(WorkbookError, match=r"opset=20 is above what rknn-toolkit2 accepts; use opset <= 19"):
+        export_detector(untrained_detector, tmp_path / "d.onnx", 128, opset=20)
+    with pytest.raises(WorkbookError, match=r"imgsz=100 is not a multiple of the detector's largest stride 32; use e\.g\. 96"):
+        export_detector(untrained_detector, tmp_path / "d.onnx", 100)
+    assert not (tmp_path / "d.onnx").exists()
+
+
+def test_detector_without_a_yolo_detect_head(tmp_path):
+    """RT-DETR is an ultralytics detector (task detect) whose last layer is a transformer decoder."""
+    from ultralytics import RTDETR
+
+    from helpers.detect.head import export_detector
+
+    pt = tmp_path / "rtdetr-l.pt"
+    RTDETR("rtdetr-l.yaml").save(str(pt))
+    with pytest.raises(WorkbookError, match=r"The last layer of this model is RTDETRDecoder, not a YOLO Detect head with box and class "
+                                            r"branches; .*pass a YOLOv8 or YOLO11 detect \.pt"):
+        export_detector(pt, tmp_path / "d.onnx", 128)
+    assert not (tmp_path / "d.onnx").exists()
