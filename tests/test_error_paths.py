@@ -379,3 +379,27 @@ def test_detector_without_a_yolo_detect_head(tmp_path):
                                             r"branches; .*pass a YOLOv8 or YOLO11 detect \.pt"):
         export_detector(pt, tmp_path / "d.onnx", 128)
     assert not (tmp_path / "d.onnx").exists()
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def _result(name: str, n: int):
+    from helpers.evaluate import EvalResult
+
+    return EvalResult(name, np.eye(3, dtype=np.float32)[np.arange(n) % 3], np.arange(n) % 3, 1.0, 1.0, 0.1, 10.0)
+
+
+def test_comparing_results_on_different_images():
+    from helpers import evaluate
+
+    with pytest.raises(ValueError, match=r"Cannot compare FP32 \(6, 3\) with INT8 board \(4, 3\): evaluate both on the same images"):
+        evaluate.compare(_result("FP32", 6), _result("INT8 board", 4))
+
+
+def test_metrics_roles_must_match_the_results(tmp_path):
+    from helpers import evaluate
+
+    with pytest.raises(ValueError, match=r"roles=\['fp32', 'npu'\] must give one of \('fp32', 'int8', .*\) for each of the 2 results"):
+        evaluate.write_metrics(tmp_path / "metrics.json", [_result("FP32", 3), _result("INT8", 3)], None, roles=["fp32", "npu"])
+    assert not (tmp_path / "metrics.json").exists()
+
