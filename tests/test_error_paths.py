@@ -90,9 +90,10 @@ def test_cli_parameters_cell_that_is_not_python(tmp_path, run_cli):
 
 @pytest.mark.parametrize("content, message", [
     ("common:\n  imgsz: [32\n", r"Parameters file \S+p.yaml is not valid YAML \(while parsing .*\); fix the line it names"),
-], ids=["yaml"])
+    (None, r"Parameters file \S+p.yaml does not exist; pass --params an existing YAML file \(see params/\)"),
+], ids=["yaml", "missing"])
 def test_cli_bad_parameters_file(tmp_path, run_cli, content, message):
-    params = write_yaml(tmp_path / "p.yaml", content)
+    params = write_yaml(tmp_path / "p.yaml", content) if content else tmp_path / "p.yaml"
     code, err = run_cli("run", "--params", params, "--run-dir", tmp_path / "run")
     assert code == 2 and re.search(message, err), err
     assert not (tmp_path / "run").exists()
@@ -116,12 +117,17 @@ def test_executing_a_notebook_that_does_not_exist(tmp_path):
      r"Sweep variant 'small' section '20_convert' must be a mapping of parameter: value"),
     ({"variants": {"my variant": {"20_convert": {"calib_images": 8}}}},
      r"Sweep variant 'my variant' must be a simple name mapped to parameter sections \(e\.g\. rk3566: \{20_convert: \{target_platform: rk3566\}\}\)"),
-    ({"variants": {}},
-     r"Sweep file \S+s.yaml needs a non-empty 'variants:' mapping of name: \{section: \{param: value\}\} or a 'grid:'"),
-], ids=["grid-not-mapping", "grid-empty-list", "name-collision", "section-not-mapping", "name-not-simple", "no-variants"])
+], ids=["grid-not-mapping", "grid-empty-list", "name-collision", "section-not-mapping", "name-not-simple"])
 def test_cli_bad_sweep_file(tmp_path, run_cli, content, message):
     sweep_file = write_yaml(tmp_path / "s.yaml", content)
     code, err = run_cli("run", "--sweep", sweep_file, "--run-dir", tmp_path / "sw")
+    assert code == 2 and re.search(message, err), err
+    assert not (tmp_path / "sw").exists()
+
+
+def test_cli_sweep_file_that_does_not_exist(tmp_path, run_cli):
+    code, err = run_cli("run", "--sweep", tmp_path / "s.yaml", "--run-dir", tmp_path / "sw")
+    message = r"Sweep file \S+/s.yaml does not exist; pass --sweep an existing YAML file \(see params/sweep_platforms.yaml\)"
     assert code == 2 and re.search(message, err), err
     assert not (tmp_path / "sw").exists()
 
@@ -241,6 +247,31 @@ def test_task_check(tmp_path, tiny_onnx):
         task.check_task(garbage, "classify")
 
 
+def test_export_of_a_torchscript_torch_cannot_load(tmp_path):
+    import zipfile
+
+    fake = tmp_path / "model.torchscript"
+    with zipfile.ZipFile(fake, "w") as zf:  # looks like a torch.jit.save archive (code/ inside), but is not one
+        zf.writestr("model/code/__torch__.py", "class Broken(")
+        zf.writestr("model/data.pkl", b"\x80\x02}q\x00.")
+    with pytest.raises(WorkbookError, match=r"TorchScript \S+/model.torchscript cannot be loaded by torch 2\.\d+\.\d+\S* \(.+\); "
+                                            r"re-export it with this torch version"):
+        export.export_model(fake, tmp_path / "model", 16)
+    assert not (tmp_path / "model" / "model.onnx").exists()
+
+
+def test_export_of_a_torchscript_at_the_wrong_size(tmp_path):
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2)).eval()  # only 8x8 inputs fit
+    ts = tmp_path / "fixed8.torchscript"
+    torch.jit.trace(net, torch.zeros(1, 3, 8, 8)).save(str(ts))
+    with pytest.raises(WorkbookError, match=r"TorchScript \S+/fixed8.torchscript does not accept a 1x3x16x16 input \(.+\); "
+                                            r"set imgsz to the size it was traced at"):
+        export.export_model(ts, tmp_path / "model", 16)
+    assert not (tmp_path / "model" / "model.onnx").exists()
+
+
 def test_onnx_file_missing(tmp_path):
     with pytest.raises(WorkbookError, match=r"ONNX file \S+/model.onnx does not exist; run notebooks/10_export.ipynb or pass an existing .onnx path"):
         export.check_onnx(tmp_path / "model.onnx")
@@ -325,6 +356,14 @@ def test_detector_export_opset_and_image_size(tmp_path, untrained_detector):
     with pytest.raises(WorkbookError, match=r"imgsz=100 is not a multiple of the detector's largest stride 32; use e\.g\. 96"):
         export_detector(untrained_detector, tmp_path / "d.onnx", 100)
     assert not (tmp_path / "d.onnx").exists()
+
+
+def test_classification_export_of_a_detector(tmp_path, untrained_detector):
+    """export.export_model is the classification export: an ultralytics detector is refused by name."""
+    with pytest.raises(WorkbookError, match=r"Model \S+/yolo11n.pt is an ultralytics detect model; this workbook converts "
+                                            r"classification \(-cls\) models only"):
+        export.export_model(untrained_detector, tmp_path / "model", 64)
+    assert not (tmp_path / "model" / "model.onnx").exists()
 
 
 def test_detector_without_a_yolo_detect_head(tmp_path):
