@@ -499,3 +499,24 @@ def test_bundle_of_a_model_replaced_after_conversion(tmp_path, tiny_onnx, tiny_i
     with pytest.raises(WorkbookError, match=r"rknn/model.rknn was built for rk3566 but rknn/convert.json records rk3588; re-run notebooks/20_convert.ipynb"):
         deploy.build_bundle(run, convert.read_record(run), ["a", "b", "c"])
     assert not (run.board / "deploy").exists() and not (run.board / "deploy.tar.gz").exists()
+
+
+def test_build_with_a_negative_retry_count(tmp_path, tiny_onnx):
+    """helpers.rknn.RKNN(max_retries=-1) would never call the toolkit's build: it says so instead."""
+    from helpers.rknn import RKNN
+
+    with RKNN(tmp_path / "build.log", max_retries=-1) as rk:
+        rk.config(mean_values=[[0, 0, 0]], std_values=[[255, 255, 255]], target_platform="rk3588")
+        rk.load_onnx(model=str(tiny_onnx))
+        with pytest.raises(ValueError, match=r"max_retries=-1 leaves no build attempt; pass max_retries >= 0 \(0 = build once, no retry\)"):
+            rk.build(do_quantization=False)
+
+
+def test_detection_split_folder_without_images(tmp_path):
+    from helpers.detect import labels
+
+    data_yaml = detect_data(tmp_path, images=0)
+    (data_yaml.parent / "images" / "val" / "notes.txt").write_text("no pictures here")
+    with pytest.raises(WorkbookError, match=r"The val images folder \S+/images/val of \S+/data.yaml has no images \(\.\w+(, \.\w+)*\); "
+                                            r"add images or fix 'val:'"):
+        labels.read_split(data_yaml)
