@@ -367,13 +367,17 @@ def test_classification_export_of_a_detector(tmp_path, untrained_detector):
 
 
 def test_detector_without_a_yolo_detect_head(tmp_path):
-    """RT-DETR is an ultralytics detector (task detect) whose last layer is a transformer decoder."""
+    """RT-DETR is an ultralytics detector (task detect) whose last layer is a transformer decoder (a tiny
+    one here: a few strided convs feeding a one-layer RTDETRDecoder)."""
     from ultralytics import RTDETR
 
     from helpers.detect.head import export_detector
 
-    pt = tmp_path / "rtdetr-l.pt"
-    RTDETR("rtdetr-l.yaml").save(str(pt))
+    cfg = tmp_path / "rtdetr-tiny.yaml"
+    cfg.write_text("nc: 2\nbackbone:\n" + "".join(f"  - [-1, 1, Conv, [{c}, 3, 2]]\n" for c in (8, 16, 16, 16, 16))
+                   + "head:\n  - [[2, 3, 4], 1, RTDETRDecoder, [nc, 32, 10, 1, 2, 1]]\n")  # hidden 32, 10 queries, 1 point, 2 heads, 1 layer
+    pt = tmp_path / "rtdetr-tiny.pt"
+    RTDETR(str(cfg)).save(str(pt))
     with pytest.raises(WorkbookError, match=r"The last layer of this model is RTDETRDecoder, not a YOLO Detect head with box and class "
                                             r"branches; .*pass a YOLOv8 or YOLO11 detect \.pt"):
         export_detector(pt, tmp_path / "d.onnx", 128)
