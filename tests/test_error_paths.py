@@ -327,6 +327,15 @@ def test_detection_label_that_is_a_segment(tmp_path):
         labels.read_split(data_yaml)
 
 
+def test_detection_labels_with_class_ids_outside_the_data_names(tmp_path):
+    from helpers.detect import labels
+
+    data_yaml = detect_data(tmp_path, {"0": "0 0.5 0.5 0.2 0.2\n3 0.5 0.5 0.2 0.2\n", "1": "3 0.4 0.4 0.1 0.1\n"}, images=2)
+    with pytest.raises(WorkbookError, match=r"^2 labels in 2 files \(e\.g\. \S+/labels/val/\d.txt\) use class ids \[3\], outside \S+/data.yaml's "
+                                            r"1 classes \(0\.\.0\); fix the labels or use a model trained on these classes\.$"):
+        labels.read_split(data_yaml)
+
+
 def test_detection_sample_too_small_and_data_file_missing(tmp_path):
     from helpers.detect import sample
 
