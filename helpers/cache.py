@@ -179,7 +179,7 @@ class Step:
         """Record success (key, outputs, duration, any summary values) atomically."""
         missing = [str(p) for p in self.outputs if not Path(p).exists()]
         if missing:
-            raise RuntimeError(f"Step {self.name} finished but did not write {missing}.")
+            raise RuntimeError(f"Step {self.name} finished but did not write {missing}; nothing was recorded, so make its code write them (it recomputes on the next run).")
         rec = {
             "key": self.key,
             "outputs": [str(p) for p in self.outputs],

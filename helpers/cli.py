@@ -63,7 +63,7 @@ def plan(config: dict[str, Any], only: str | list[str] | None) -> list[tuple[Pat
     """The notebooks to run with their parameters, all validated before anything executes."""
     books = report.select(only)
     if not books:
-        raise WorkbookError("notebooks/ holds no NN_name.ipynb notebook; nothing to run.")
+        raise WorkbookError(f"Notebook folder {report.NOTEBOOKS} holds no NN_name.ipynb notebook; put the series there (e.g. 20_convert.ipynb) or fix --notebooks.")
     return [(nb, report.params_for(nb, config)) for nb in books]
 
 

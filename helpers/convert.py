@@ -582,7 +582,7 @@ def pick_weight(onnx_path: Path, min_channels: int = 8) -> tuple[str, "np.ndarra
             if spread > best_spread:
                 best, best_spread = (init.name, w), spread
     if best is None:
-        raise WorkbookError(f"ONNX file {onnx_path} has no 4-D conv weight with >= {min_channels} output channels to demonstrate quantization on.")
+        raise WorkbookError(f"ONNX file {onnx_path} has no 4-D conv weight with >= {min_channels} output channels to demonstrate quantization on; skip this demo cell (the conversion does not need it).")
     return best
 
 

@@ -244,7 +244,7 @@ def write_cfg(step1: Step1Files, layers: Iterable[str] | Mapping[str, str], out:
     text = render_cfg(step1.cfg.read_text(), selection)
     check = yaml.safe_load(text)  # the result must read back as exactly what was asked
     if (check.get(CFG_KEY) or {}) != selection:
-        raise RuntimeError(f"Edited cfg did not read back as the selection: {check.get(CFG_KEY)!r}")
+        raise WorkbookError(f"{step1.cfg} has more than one {CFG_KEY} section, so the edit reads back as {check.get(CFG_KEY)!r}; keep one section (or re-run hybrid step 1).")
     return write_text_atomic(out, text)
 
 

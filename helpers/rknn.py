@@ -188,7 +188,7 @@ class RKNN(Toolkit):
                                     f"add {new!r} to disable_rules (or set auto_disable_rules=True)", self.log_path, err.log_tail) from err
                 self.auto_disabled += [DisabledRule(r, err.reason) for r in new]
                 self._replay_with_rules()
-        raise AssertionError("unreachable")
+        raise ValueError(f"max_retries={self.max_retries} leaves no build attempt; pass max_retries >= 0 (0 = build once, no retry).")
 
     def _replay_with_rules(self) -> None:
         """config again with the extended disable_rules, then the same load call (same RKNN object)."""

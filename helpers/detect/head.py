@@ -49,7 +49,7 @@ def load_detector(weights: str | Path) -> Any:
 def _detect_layer(model: Any) -> Any:
     head = model.model[-1]
     if not hasattr(head, "cv2") or not hasattr(head, "cv3") or head.cv2 is None:
-        raise WorkbookError(f"The last layer of this model is {type(head).__name__}, not a YOLO Detect head with box and class branches; only YOLOv8/11-style detectors can be split.")
+        raise WorkbookError(f"The last layer of this model is {type(head).__name__}, not a YOLO Detect head with box and class branches; only YOLOv8/11-style detectors can be exported here; pass a YOLOv8 or YOLO11 detect .pt.")
     return head
 
 

@@ -102,7 +102,7 @@ def read_split(data_yaml: str | Path, split: str = "val", num_classes: int | Non
         truth.append(GroundTruth(boxes, rows[:, 0].astype(np.int64), h, w))
     if bad:
         ids = sorted({c for _, c in bad})
-        whose = "the model's" if num_classes is not None else f"the {len(names)} names in {data_yaml}"
+        whose = "the model's" if num_classes is not None else f"{data_yaml}'s"
         raise WorkbookError(
             f"{len(bad)} labels in {len({p for p, _ in bad})} files (e.g. {bad[0][0]}) use class ids {ids}, outside {whose} "
             f"{nc} classes (0..{nc - 1}); fix the labels or use a model trained on these classes."
