@@ -76,33 +76,14 @@ class Run:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    @property
-    def model(self) -> Path:
-        return self.sub("model")
-
-    @property
-    def rknn(self) -> Path:
-        return self.sub("rknn")
-
-    @property
-    def eval(self) -> Path:
-        return self.sub("eval")
-
-    @property
-    def board(self) -> Path:
-        return self.sub("board")
-
-    @property
-    def analysis(self) -> Path:
-        return self.sub("analysis")
-
-    @property
-    def hybrid(self) -> Path:
-        return self.sub("hybrid")
-
-    @property
-    def logs(self) -> Path:
-        return self.sub("logs")
+    # One folder per step, created on first use: run.model, run.rknn, ... run.logs.
+    model = property(lambda self: self.sub("model"))
+    rknn = property(lambda self: self.sub("rknn"))
+    eval = property(lambda self: self.sub("eval"))
+    board = property(lambda self: self.sub("board"))
+    analysis = property(lambda self: self.sub("analysis"))
+    hybrid = property(lambda self: self.sub("hybrid"))
+    logs = property(lambda self: self.sub("logs"))
 
     def need(self, relative: str, notebook: str) -> Path:
         """Return an earlier step's artifact, or say exactly which notebook makes it."""

@@ -125,6 +125,22 @@ class DisabledRule:
     reason: str
 
 
+def open_rknn(log_path: str | Path, verbose: bool = True, workdir: str | Path | None = None) -> tuple[Any, Path, Path]:
+    """A raw `rknn.api.RKNN` logging to log_path (truncated), its work folder created (default: the
+    log's folder); returns (rknn, absolute log path, absolute workdir)."""
+    log_path = Path(log_path).resolve()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text("")
+    workdir = Path(workdir).resolve() if workdir else log_path.parent
+    workdir.mkdir(parents=True, exist_ok=True)
+    with into_log(log_path, workdir):
+        from rknn.api import RKNN as ToolkitRKNN
+
+        rknn = ToolkitRKNN(verbose=verbose, verbose_file=str(log_path))
+    _quiet_toolkit_logger()
+    return rknn, log_path, workdir
+
+
 class RKNN(Toolkit):
     """The workbook's checked stand-in for `rknn.api.RKNN`, with the same calls as the tutorial:
     `config`, `load_onnx` / `load_pytorch`, `build`, `export_rknn`, `release` (and any other method).
@@ -136,16 +152,7 @@ class RKNN(Toolkit):
 
     def __init__(self, verbose_file: str | Path, verbose: bool = True, workdir: str | Path | None = None,
                  auto_disable_rules: bool = True, max_retries: int = 4):
-        log_path = Path(verbose_file).resolve()
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_text("")
-        workdir = Path(workdir).resolve() if workdir else log_path.parent
-        workdir.mkdir(parents=True, exist_ok=True)
-        with into_log(log_path, workdir):
-            from rknn.api import RKNN as ToolkitRKNN
-
-            rknn = ToolkitRKNN(verbose=verbose, verbose_file=str(log_path))
-        _quiet_toolkit_logger()
+        rknn, log_path, workdir = open_rknn(verbose_file, verbose, workdir)
         super().__init__(rknn, log_path, workdir)
         self.auto_disable_rules = auto_disable_rules
         self.max_retries = max_retries
@@ -230,16 +237,7 @@ def toolkit(log_path: str | Path, verbose: bool = True, workdir: str | Path | No
     the toolkit writes intermediate files (check*.onnx, hybrid step1 output) into the current
     directory; pass absolute paths to the calls.
     """
-    log_path = Path(log_path).resolve()
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_text("")
-    workdir = Path(workdir).resolve() if workdir else log_path.parent
-    workdir.mkdir(parents=True, exist_ok=True)
-    with into_log(log_path, workdir):
-        from rknn.api import RKNN
-
-        rknn = RKNN(verbose=verbose, verbose_file=str(log_path))
-    _quiet_toolkit_logger()
+    rknn, log_path, workdir = open_rknn(log_path, verbose, workdir)
     try:
         yield Toolkit(rknn, log_path, workdir)
     finally:
