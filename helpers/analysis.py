@@ -269,33 +269,82 @@ def parse_grid(grid: Sequence[Sequence[str]] | Sequence[str]) -> list[tuple[str,
     return pairs
 
 
+SWEEP_FIGURES = ["top1", "top1_delta_pt", "mean_cosine", "min_cosine", "top1_agreement", "build_s"]
+
+
+def sweep_cell(record: Any, cfg: Any, dataset: Path | None, images: Any, pixels: np.ndarray, fp32: Any, log_path: Path,
+               batch: int, name: str) -> dict[str, Any]:
+    """One cell of the sweep, run in the sweep's worker process: build this setting in the simulator and
+    score the images against FP32. The worker's native output goes to <log>.out (a crash's last words)."""
+    import os
+
+    from .evaluate import SimulatorBackend, compare, evaluate
+
+    with open(Path(log_path).with_suffix(".out"), "ab", buffering=0) as out:
+        os.dup2(out.fileno(), 1)
+        os.dup2(out.fileno(), 2)
+    t = time.perf_counter()
+    with SimulatorBackend(record.source, cfg, dataset, record.input_size, log_path, record.load_path, batch, name) as be:
+        build_s = time.perf_counter() - t
+        res = evaluate(be, images, record.input_size, batch=max(batch, 32), progress=False, pixels=pixels)
+    cmp = compare(fp32, res)
+    return {"top1": res.top1, "top1_delta_pt": cmp.top1_delta_pt, "mean_cosine": cmp.mean_cosine, "min_cosine": cmp.min_cosine,
+            "top1_agreement": cmp.top1_agreement, "build_s": round(build_s, 2), "why": ""}
+
+
+def crash_reason(log_path: Path) -> str:
+    """One line for a sweep cell whose build killed its worker process, from the worker's last words."""
+    from .isolate import ADVICE, native_cause
+    from .rknn import log_tail
+
+    tail = log_tail(Path(log_path).with_suffix(".out"), 8) + "\n" + log_tail(Path(log_path), 8)
+    return f"the build crashed its process: {native_cause(tail) or ADVICE}"
+
+
 def run_sweep(record: Any, grid: Sequence[tuple[str, str]], images: Any, pixels: np.ndarray, fp32: Any, log_dir: Path,
               dataset: Path | None = None, batch: int = 8) -> pd.DataFrame:
     """Build the recorded model once per (algorithm, method) in the simulator and evaluate it on the
-    labelled images against the FP32 result: top-1, its change vs FP32, output cosine, build time."""
+    labelled images against the FP32 result: top-1, its change vs FP32, output cosine, build time.
+
+    Each cell runs in a worker process (spawned once, replaced after a crash), so a setting that makes
+    the toolkit abort costs its row (with the reason in `why`), not the notebook's kernel."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
     from tqdm.auto import tqdm
 
     from .convert import ConvertConfig
-    from .evaluate import SimulatorBackend, compare, evaluate
+    from .errors import RknnError
 
-    rows = []
-    for algorithm, method in tqdm(list(grid), desc="sweep", unit="build"):
-        cfg = ConvertConfig.from_dict({**record.config.to_dict(), "quantized_algorithm": algorithm, "quantized_method": method})
-        t = time.perf_counter()
-        name = f"{algorithm}/{method}"
-        with SimulatorBackend(record.source, cfg, dataset or record.dataset, record.input_size,
-                              Path(log_dir) / f"sweep_{algorithm}_{method}.log", record.load_path, batch, name) as be:
-            build_s = time.perf_counter() - t
-            res = evaluate(be, images, record.input_size, batch=max(batch, 32), progress=False, pixels=pixels)
-        cmp = compare(fp32, res)
-        rows.append({"algorithm": algorithm, "method": method, "top1": res.top1, "top1_delta_pt": cmp.top1_delta_pt,
-                     "mean_cosine": cmp.mean_cosine, "min_cosine": cmp.min_cosine, "top1_agreement": cmp.top1_agreement,
-                     "build_s": round(build_s, 2)})
+    rows, pool = [], None
+    try:
+        for algorithm, method in tqdm(list(grid), desc="sweep", unit="build"):
+            cfg = ConvertConfig.from_dict({**record.config.to_dict(), "quantized_algorithm": algorithm, "quantized_method": method})
+            log_path = Path(log_dir) / f"sweep_{algorithm}_{method}.log"
+            pool = pool or cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))
+            try:
+                row = pool.submit(sweep_cell, record, cfg, dataset or record.dataset, images, pixels, fp32, log_path, batch,
+                                  f"{algorithm}/{method}").result()
+            except cf.process.BrokenProcessPool:
+                pool.shutdown(cancel_futures=True)
+                pool, row = None, {"why": crash_reason(log_path)}
+            except RknnError as err:
+                row = {"why": f"{err.call} failed: {err.reason}"}
+            rows.append({"algorithm": algorithm, "method": method, **{k: row.get(k, float("nan")) for k in SWEEP_FIGURES},
+                         "why": row["why"]})
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return pd.DataFrame(rows)
 
 
 def best_row(sweep: pd.DataFrame) -> tuple[pd.Series, str]:
     """The best setting: highest top-1, then highest mean output cosine, then fastest build; with why."""
+    built = sweep.dropna(subset=["top1"])
+    if built.empty:
+        reasons = "; ".join(f"{r.algorithm}/{r.method}: {r.why}" for r in sweep.itertuples())
+        raise WorkbookError(f"No setting of the sweep built ({reasons}); change sweep_grid or notebook 20's options.")
+    sweep = built
     order = sweep.sort_values(["top1", "mean_cosine", "build_s"], ascending=[False, False, True])
     best = order.iloc[0]
     tied = sweep[sweep["top1"] == best["top1"]]
@@ -313,7 +362,8 @@ def plot_sweep(sweep: pd.DataFrame, fp32_top1: float | None = None, path: str | 
     """Bars of top-1 and mean output cosine per setting (with build time in the labels; the size of one
     image in top-1 points on the axis when `images` is given; note, e.g. a demo label, as the figure title)."""
     short = {"kl_divergence": "kl_div"}
-    labels = [f"{short.get(a, a)}\n{m}\n{b:.1f} s" for a, m, b in zip(sweep["algorithm"], sweep["method"], sweep["build_s"])]
+    labels = [f"{short.get(a, a)}\n{m}\n" + (f"{b:.1f} s" if b == b else "failed")
+              for a, m, b in zip(sweep["algorithm"], sweep["method"], sweep["build_s"])]
     fig, (a1, a2) = top1_cosine_bars(labels, sweep["top1"], sweep["mean_cosine"], "algorithm / method / build time",
                                      ("Top-1 per quantization setting", "Output agreement with FP32"),
                                      colors=("tab:blue", "tab:orange"), cosine_margin=0.01, figsize=(11, 3.8))
@@ -429,6 +479,8 @@ def sweep_conclusion(sweep: pd.DataFrame, current: tuple[str, str], images: int,
     cur = sweep[(sweep["algorithm"] == current[0]) & (sweep["method"] == current[1])]
     if cur.empty:
         text = f"{head}; notebook 20's {current[0]}/{current[1]} was not in the grid, so there is nothing to compare it with."
+    elif pd.isna(cur.iloc[0]["top1"]):
+        text = f"{head}; notebook 20's {current[0]}/{current[1]} did not build in the sweep ({cur.iloc[0].get('why', '')})."
     elif (best["algorithm"], best["method"]) == current:
         text = f"{head}, which is what notebook 20 already uses: keep it."
     else:

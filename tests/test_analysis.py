@@ -145,3 +145,40 @@ def test_board_adds_runtime_columns(tiny_onnx, tiny_images, tmp_path):
     df = analysis.parse_error_analysis(paths[0])
     assert {"runtime_entire_cos", "runtime_entire_euc"} <= set(df.columns)
     assert df["runtime_entire_cos"].notna().any()
+
+
+@pytest.mark.slow
+def test_a_sweep_cell_that_crashes_the_toolkit_becomes_its_row(tiny_images, tmp_path):
+    """rknn-toolkit2 2.5.0 aborts the process building w8a16 for rk3562: inside notebook 50's sweep that
+    costs the cell's row (with why), not the kernel; the next cell still builds in a fresh worker."""
+    from dataclasses import replace
+
+    from helpers.evaluate import OnnxBackend, evaluate
+    from helpers.paths import Run
+
+    onnx = outlier_onnx(tmp_path)
+    run = Run.at(tmp_path / "run")
+    cfg = convert.ConvertConfig(mean_values=[0, 0, 0], std_values=[255, 255, 255], target_platform="rk3562")
+    dataset = data.write_calibration_list(tiny_images, run.rknn / "calibration.txt")
+    result = convert.convert(onnx, cfg, dataset, run.rknn / "model.rknn", run.logs / "convert.log", SIZE)
+    convert.write_record(run, result, cfg, onnx, dataset, SIZE, "onnx")
+    good = convert.read_record(run)
+    crashing = replace(good, config=replace(good.config, quantized_dtype="w8a16"))
+    images = data.LabelledImages(list(tiny_images), np.arange(len(tiny_images)) % 3, ["a", "b", "c"])
+    pixels = images.load(SIZE)
+    fp32 = evaluate(OnnxBackend(onnx, [0, 0, 0], [255, 255, 255]), images, SIZE, progress=False, pixels=pixels)
+
+    sweep = analysis.run_sweep(crashing, [("normal", "channel")], images, pixels, fp32, run.logs, batch=1)
+    row = sweep.iloc[0]
+    assert np.isnan(row["top1"]) and row["why"].startswith("the build crashed its process: "), row["why"]
+    assert "try another quantized_dtype, target_platform or optimization_level" in row["why"]
+    with pytest.raises(WorkbookError, match=r"No setting of the sweep built \(normal/channel: the build crashed its process"):
+        analysis.best_row(sweep)
+
+    after = analysis.run_sweep(good, [("normal", "layer"), ("normal", "channel")], images, pixels, fp32, run.logs, batch=1)
+    assert after["why"].tolist() == ["", ""] and (after["top1"] >= 0).all()
+    import pandas as pd
+
+    mixed = pd.concat([sweep, after], ignore_index=True)
+    best, _ = analysis.best_row(mixed)
+    assert best["method"] == "channel" and best["why"] == "", "the crashed row never wins"
