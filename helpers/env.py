@@ -1,7 +1,9 @@
 """The checks of notebook 00: each a small function returning one OK / WARN / FAIL row with its fix."""
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import shutil
 import sys
 from dataclasses import asdict, dataclass
@@ -85,7 +87,8 @@ def check_setuptools() -> Check:
 
 def check_import(module: str, package: str, fix: str) -> Check:
     try:
-        mod = importlib.import_module(module)
+        with contextlib.redirect_stdout(io.StringIO()):  # first-import chatter (e.g. ultralytics' settings file note)
+            mod = importlib.import_module(module)
         return Check(package, OK, f"{getattr(mod, '__version__', version(package))} imports")
     except Exception as exc:  # noqa: BLE001
         return Check(package, FAIL, f"import failed: {exc}", fix)

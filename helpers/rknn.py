@@ -133,6 +133,7 @@ def open_rknn(log_path: str | Path, verbose: bool = True, workdir: str | Path | 
     log_path.write_text("")
     workdir = Path(workdir).resolve() if workdir else log_path.parent
     workdir.mkdir(parents=True, exist_ok=True)
+    _quiet_toolkit_logger()  # an earlier import may have left console handlers bound to the notebook's stderr
     with into_log(log_path, workdir):
         from rknn.api import RKNN as ToolkitRKNN
 

@@ -42,3 +42,14 @@ def test_environment_check_writes_every_check(series):
     # With no board attached the device check is a WARN with next steps, never a FAIL.
     assert rows["devices"]["status"] in {"OK", "WARN"}
     assert env["summary"]["FAIL"] == 0
+
+
+@pytest.mark.slow
+def test_toolkit_console_noise_stays_in_the_step_logs(series):
+    """The toolkit's own console lines ('D Save log info to ...', 'I rknn-toolkit2 version ...') belong in
+    logs/, not in the lesson: no executed notebook shows them, even after an earlier plain import of rknn.api."""
+    root = series.ran("20_convert")
+    for name in ("00_environment_check", "10_export", "20_convert"):
+        nb = json.loads((root / "executed" / f"{name}.ipynb").read_text())
+        streams = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "stream")
+        assert "Save log info to" not in streams and "I rknn-toolkit2 version" not in streams, name
