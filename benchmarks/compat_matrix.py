@@ -9,10 +9,10 @@ detect at 640, torchvision ResNet18 and MobileNetV3-small at 224, a small graysc
 exported the way older exporters do (opset 11, initializers among the graph inputs, dynamic batch).
 Each cell (model, chip, dtype) builds in a child process: a build that aborts the toolkit's process
 becomes a row with its reason. When a build fails and the toolkit's log names rules to disable, the
-cell retries once with them and the row says which. Writes <out>/matrix.csv, matrix.md, matrix.html;
+cell retries with them (as long as the log names new ones) and the row says which. Writes <out>/matrix.csv, matrix.md, matrix.html;
 prints the wall time (not a pass/fail criterion). Cells run on the sweep executor
 (helpers.cluster.executor: a local dask cluster, or the scheduler at --scheduler, whose workers must
-see the same paths) when the dask branch is installed, else on a local thread pool.
+see the same paths); `--executor threads` uses a local thread pool instead.
 """
 from __future__ import annotations
 
