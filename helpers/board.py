@@ -204,6 +204,7 @@ class BoardBackend(ToolkitSession):
         mask = core_mask_value(core_mask, self.target)
         self.name = name or f"INT8 board ({self.target})"
         self.log_path = Path(log_path)
+        self.channels = len(record.config.mean_values) if record else None
 
         def setup(rk: Toolkit) -> None:
             adb, ntb = rk.list_devices()
@@ -220,7 +221,7 @@ class BoardBackend(ToolkitSession):
     def run(self, batch_uint8_nhwc: np.ndarray) -> np.ndarray:
         with explained():
             outs = [np.asarray(self.rk.inference(inputs=[np.ascontiguousarray(x[None])], data_format="nhwc")[0], np.float32).ravel()
-                    for x in batch_uint8_nhwc]
+                    for x in self.fit_channels(batch_uint8_nhwc)]
         return np.stack(outs) if outs else np.zeros((0, 0), np.float32)
 
     def _log_size(self) -> int:

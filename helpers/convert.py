@@ -438,6 +438,7 @@ def load_source(rk: Any, source: Path, input_size: int, load_path: str = "auto")
         rk.load_onnx(**call.kwargs)
     else:
         rk.load_pytorch(**call.kwargs)
+    rk.input_channels = model_channels(source, load_path)  # read by backends fed from this toolkit (1 = grayscale)
 
 
 def check_dataset(dataset: Path | None, cfg: ConvertConfig) -> Path | None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import WorkbookError
 from .paths import SAMPLE_DATA
-from .preprocess import IMAGE_SUFFIXES, list_images, read_rgb
+from .preprocess import IMAGE_SUFFIXES, list_images, read_image, read_rgb  # noqa: F401 (read_rgb: used as data.read_rgb)
 
 # The digits are drawn amber on navy rather than grey so that a red/blue channel swap is a real
 # input change: notebook 30 uses it to show what the tutorial's discarded cvtColor costs.
@@ -40,9 +40,11 @@ class LabelledImages:
         order.sort()
         return LabelledImages([self.paths[i] for i in order], self.labels[order], self.classes, self.root)
 
-    def load(self, size: int) -> np.ndarray:
-        """All images as one uint8 RGB NHWC array."""
-        return np.stack([read_rgb(p, size) for p in self.paths]) if self.paths else np.zeros((0, size, size, 3), np.uint8)
+    def load(self, size: int, channels: int = 3) -> np.ndarray:
+        """All images as one uint8 NHWC array: RGB, or grayscale when channels is 1."""
+        if not self.paths:
+            return np.zeros((0, size, size, channels), np.uint8)
+        return np.stack([read_image(p, size, channels) for p in self.paths])
 
 
 def write_sample(out_dir: str | Path = SAMPLE_DATA, size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> Path:
@@ -144,3 +146,49 @@ def write_calibration_list(images: list[Path] | LabelledImages, out_file: str | 
     tmp.write_text("".join(f"{Path(p).resolve()}\n" for p in paths))
     tmp.replace(out_file)
     return out_file
+
+
+GRAY_SHAPES = ("circle", "cross", "square", "triangle")
+
+
+def write_gray_shapes(out_dir: str | Path, size: int = 32, train_per_class: int = 60, val_per_class: int = 50, seed: int = 0) -> Path:
+    """A grayscale labelled folder (single-channel PNGs of four shapes at random places, sizes and
+    brightness, with noise) laid out <out_dir>/{train,val}/<shape>/; reused when its spec matches."""
+    out_dir = Path(out_dir)
+    spec = {"kind": "gray_shapes", "size": size, "train": train_per_class, "val": val_per_class, "seed": seed}
+    marker = out_dir / "sample.json"
+    if marker.exists() and json.loads(marker.read_text()).get("spec") == spec:
+        return out_dir
+    rng = np.random.default_rng(seed)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for split, count in (("train", train_per_class), ("val", val_per_class)):
+        for shape in GRAY_SHAPES:
+            folder = tmp / split / shape
+            folder.mkdir(parents=True)
+            for i in range(count):
+                cv2.imwrite(str(folder / f"{i:04d}.png"), draw_shape(shape, size, rng))
+    (tmp / "sample.json").write_text(json.dumps({"spec": spec}, indent=2))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def draw_shape(shape: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """One uint8 HxW grayscale image: a bright shape on a darker noisy background."""
+    bg, fg = int(rng.integers(0, 80)), int(rng.integers(170, 256))
+    img = np.full((size, size), bg, np.uint8)
+    r = int(rng.integers(size // 5, size // 3))
+    cx, cy = (int(v) for v in rng.integers(r + 1, size - r - 1, 2))
+    thick = max(1, size // 12)
+    if shape == "circle":
+        cv2.circle(img, (cx, cy), r, fg, -1)
+    elif shape == "square":
+        cv2.rectangle(img, (cx - r, cy - r), (cx + r, cy + r), fg, -1)
+    elif shape == "triangle":
+        cv2.fillPoly(img, [np.array([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], np.int32)], fg)
+    else:
+        cv2.line(img, (cx - r, cy - r), (cx + r, cy + r), fg, thick)
+        cv2.line(img, (cx - r, cy + r), (cx + r, cy - r), fg, thick)
+    noise = rng.normal(0, 8, img.shape)
+    return np.clip(img + noise, 0, 255).astype(np.uint8)

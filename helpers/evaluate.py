@@ -1,10 +1,12 @@
 """One interface over inference backends, one evaluation loop over a labelled image set.
 
 A backend takes a batch of uint8 RGB NHWC images (the output of helpers.preprocess.read_rgb) and
-returns float scores [N, classes]. Each backend does its own normalisation: ONNX Runtime applies
-mean/std in numpy (the FP32 reference), the RKNN simulator and the board take the raw uint8 images
-because mean/std are baked into the .rknn. To add a backend (e.g. helpers.board.BoardBackend),
-implement `name`, `run()` and `close()`; `evaluate()` and `compare()` then work unchanged.
+returns float scores [N, classes]. A backend whose model has one input channel converts RGB batches to
+grayscale itself (helpers.preprocess.match_channels), so callers never need to know the layout. Each
+backend does its own normalisation: ONNX Runtime applies mean/std in numpy (the FP32 reference), the
+RKNN simulator and the board take the raw uint8 images because mean/std are baked into the .rknn. To
+add a backend (e.g. helpers.board.BoardBackend), implement `name`, `run()` and `close()`; `evaluate()`
+and `compare()` then work unchanged.
 """
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_che
 import numpy as np
 
 from .data import LabelledImages
+from .errors import WorkbookError
 from .paths import write_json_atomic
-from .preprocess import read_rgb, to_float_nchw
+from .preprocess import match_channels, read_rgb, to_float_nchw
 
 if TYPE_CHECKING:  # convert imports the toolkit wrapper; only the types are needed here
     from .convert import ConvertConfig, ConvertRecord
@@ -49,6 +52,8 @@ class OnnxBackend:
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        self.channels = inp.shape[1] if len(inp.shape) == 4 and isinstance(inp.shape[1], int) else len(mean)
+        check_channels(mean, std, self.channels, str(onnx_path))
         self.mean, self.std, self.name = list(mean), list(std), name
 
     def run(self, batch_uint8_nhwc: np.ndarray) -> np.ndarray:
@@ -61,11 +66,24 @@ class OnnxBackend:
         self.session = None
 
 
+def check_channels(mean: Sequence[float], std: Sequence[float], channels: int, model: str) -> None:
+    """Raise WorkbookError unless mean_values and std_values have one value per input channel of the model."""
+    for key, vals in (("mean_values", mean), ("std_values", std)):
+        if len(vals) != channels:
+            raise WorkbookError(f"{key}={list(vals)} has {len(vals)} value(s) but model {model} has {channels} input channel(s); "
+                                f"give exactly {channels} (e.g. {key}={list(vals)[:1] * channels}).")
+
+
 class ToolkitSession:
     """Base of the backends that hold one open toolkit (simulator, board): `_open` runs their setup on
     it and releases it if setup fails; `close()` (or leaving a `with` block) releases it."""
 
     rk: Toolkit
+    channels: int | None = None  # the model's input channels, when known: batches are brought to it
+
+    def fit_channels(self, batch_uint8_nhwc: np.ndarray) -> np.ndarray:
+        """The batch with the model's channel count (RGB -> grayscale for a 1-channel model)."""
+        return match_channels(batch_uint8_nhwc, self.channels) if self.channels else batch_uint8_nhwc
 
     def _open(self, log_path: Path, setup: Callable[[Toolkit], None]) -> None:
         from .rknn import toolkit
@@ -94,8 +112,9 @@ class SimulatorBackend(ToolkitSession):
 
     def __init__(self, source: str | Path, cfg: ConvertConfig, dataset: str | Path | None, input_size: int, log_path: str | Path,
                  load_path: str = "auto", batch: int = 8, name: str = "INT8 RKNN simulator"):
-        from .convert import ConvertConfig, build_on
+        from .convert import ConvertConfig, build_on, model_channels
 
+        self.channels = model_channels(Path(source), load_path)
         self.batch = int(batch)
         self.name = name
         self.input_size = input_size
@@ -118,6 +137,7 @@ class SimulatorBackend(ToolkitSession):
 
     def run(self, batch_uint8_nhwc: np.ndarray) -> np.ndarray:
         outs = []
+        batch_uint8_nhwc = self.fit_channels(batch_uint8_nhwc)
         for i in range(0, len(batch_uint8_nhwc), self.batch):
             chunk = batch_uint8_nhwc[i : i + self.batch]
             n = len(chunk)
@@ -175,12 +195,21 @@ def evaluate(backend: Backend, images: LabelledImages, size: int, batch: int = 3
         t = time.perf_counter()
         outs.append(backend.run(x))
         spent += time.perf_counter() - t
+        if i == 0:
+            check_outputs(outs[0], images, backend.name)
         bar.update(len(x))
     bar.close()
     scores = np.concatenate(outs) if outs else np.zeros((0, len(images.classes)), np.float32)
     labels = np.asarray(images.labels)
     return EvalResult(backend.name, scores, labels, topk_accuracy(scores, labels, 1), topk_accuracy(scores, labels, 5),
                       spent, n / spent if spent > 0 else float("nan"))
+
+
+def check_outputs(scores: np.ndarray, images: LabelledImages, backend: str) -> None:
+    """Raise WorkbookError when the model scores a different number of classes than the folder has."""
+    if scores.ndim == 2 and scores.shape[1] != len(images.classes):
+        raise WorkbookError(f"The model ({backend}) has {scores.shape[1]} outputs but {images.root} has {len(images.classes)} class folders; "
+                            f"give a data_dir with one sub-folder per model output (in output order) or the model trained on it.")
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -332,6 +361,10 @@ def run_torchscript(path: Path, batch_uint8_nhwc: np.ndarray, mean, std) -> np.n
     """Scores of a TorchScript module on uint8 NHWC images."""
     import torch
 
+    from .export import read_sidecar
+
+    side = read_sidecar(path) or {}
+    check_channels(mean, std, int(side.get("channels", len(mean))), str(path))
     module = torch.jit.load(str(path), map_location="cpu").eval()
     with torch.no_grad():
         out = module(torch.from_numpy(to_float_nchw(batch_uint8_nhwc, mean, std)))
@@ -342,8 +375,10 @@ def run_torchscript(path: Path, batch_uint8_nhwc: np.ndarray, mean, std) -> np.n
 def check_export(torchscript: Path, onnx_path: Path, images_uint8_nhwc: np.ndarray, mean, std) -> ExportCheck:
     """Compare TorchScript (what load_pytorch gets) with the ONNX under ONNX Runtime, image by image."""
     from .convert import ConvertConfig
+    from .export import read_sidecar
 
-    ConvertConfig(mean_values=mean, std_values=std).validate(channels=images_uint8_nhwc.shape[-1])  # a sentence, not a broadcast error
+    channels = int((read_sidecar(torchscript) or {}).get("channels", images_uint8_nhwc.shape[-1]))  # the model's, not the images'
+    ConvertConfig(mean_values=mean, std_values=std).validate(channels=channels)  # a sentence, not a broadcast error
     ref = run_torchscript(torchscript, images_uint8_nhwc, mean, std)
     ort = OnnxBackend(onnx_path, mean, std)
     got = ort.run(images_uint8_nhwc)

@@ -92,11 +92,40 @@ def prepare_model(run: Run, model: str | Path, data_dir: Path, imgsz: int, epoch
 
     if str(model).strip():
         path = check_model_path(model)
+        check_classes(path, data_dir)
         return path, f"your model {path} ({model_kind(path)})"
     with quiet(run.logs / "train.log"):
         res = train_sample_model(run, data_dir, imgsz=imgsz, epochs=epochs)
     how = "reused from the cache" if res.reused else f"trained in {res.seconds:.0f} s"
     return res.weights, f"sample YOLO11n-cls on the digits, {how}: val top-1 {res.top1:.3f}, top-5 {res.top5:.3f}"
+
+
+def model_outputs(path: Path) -> int | None:
+    """How many scores a classification model outputs (ONNX graph or ultralytics checkpoint); None if unknown."""
+    kind = model_kind(path)
+    if kind == "onnx":
+        outs = onnx_io(path)["outputs"]
+        shape = outs[0]["shape"] if len(outs) == 1 else []
+        return shape[1] if len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 0 else None  # [N, classes] only
+    if kind == "ultralytics":
+        import torch
+
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
+        net = ckpt.get("model") if isinstance(ckpt, dict) else None
+        names = getattr(net, "names", None)
+        return len(names) if names and getattr(net, "task", "classify") == "classify" else None
+    return None
+
+
+def check_classes(model: Path, data_dir: Path) -> None:
+    """Raise WorkbookError when the model's number of outputs differs from the number of class folders in data_dir/val."""
+    from .data import load_split
+
+    classes = load_split(data_dir, "val").classes
+    n = model_outputs(model)
+    if n is not None and n != len(classes):
+        raise WorkbookError(f"Model {model} has {n} outputs but {Path(data_dir) / 'val'} has {len(classes)} class folders; "
+                            f"give a data_dir with one sub-folder per model output, or the model trained on these {len(classes)} classes.")
 
 
 # ---------------------------------------------------------------- inspecting files
@@ -304,8 +333,10 @@ def export_model(model: Path, out_dir: Path, imgsz: int, opset: int = DEFAULT_OP
             _export_ultralytics(model, work, imgsz, opset, Path(log_path or out_dir / "export.log"))
         else:
             _export_torchscript(model, work, imgsz, opset)
-        check_onnx(work / "model.onnx", imgsz)
-        write_sidecar(work / "model.torchscript", imgsz, 3, source=str(model))
+        io = check_onnx(work / "model.onnx", imgsz)
+        shape = io["inputs"][0]["shape"]
+        channels = shape[1] if isinstance(shape[1], int) and shape[1] > 0 else 3
+        write_sidecar(work / "model.torchscript", imgsz, channels, source=str(model))
         for name in ("model.torchscript", "model.torchscript.json", "model.onnx"):
             (work / name).replace(out_dir / name)
         return ExportResult(onnx_out, ts_out, kind, imgsz, opset, note)
@@ -347,12 +378,17 @@ def _export_torchscript(model: Path, work: Path, imgsz: int, opset: int) -> None
         module = torch.jit.load(str(model), map_location="cpu").eval()
     except Exception as exc:
         raise WorkbookError(f"TorchScript {model} cannot be loaded by torch {torch.__version__} ({_first_line(exc)}); re-export it with this torch version.") from exc
-    x = torch.zeros(1, 3, imgsz, imgsz)
-    try:
-        with torch.no_grad():
-            module(x)
-    except Exception as exc:
-        raise WorkbookError(f"TorchScript {model} does not accept a 1x3x{imgsz}x{imgsz} input ({_first_line(exc)}); set imgsz to the size it was traced at.") from exc
+    x = None
+    for channels in (3, 1):  # RGB models, then grayscale ones
+        try:
+            with torch.no_grad():
+                module(torch.zeros(1, channels, imgsz, imgsz))
+            x = torch.zeros(1, channels, imgsz, imgsz)
+            break
+        except Exception as exc:
+            error = exc
+    if x is None:
+        raise WorkbookError(f"TorchScript {model} accepts neither a 1x3x{imgsz}x{imgsz} nor a 1x1x{imgsz}x{imgsz} input ({_first_line(error)}); set imgsz to the size it was traced at.") from error
     shutil.copy2(model, work / "model.torchscript")
     with torch.no_grad():
         torch.onnx.export(module, x, str(work / "model.onnx"), opset_version=opset, input_names=["images"], output_names=["output0"])

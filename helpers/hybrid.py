@@ -121,6 +121,18 @@ def read_cfg(path: str | Path, ignore_custom: bool = False) -> QuantCfg:
     return QuantCfg(path, {str(k): str(v) for k, v in custom.items()}, list(dtypes), dtypes)
 
 
+def input_channels(step1: Step1Files) -> int | None:
+    """Channel count of the model's (NCHW) image input in step1's .model graph; None when unreadable."""
+    try:
+        import onnx
+
+        model = onnx.load(str(step1.model), load_external_data=False)
+        dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+        return dims[1] if len(dims) == 4 and dims[1] in (1, 3) else None
+    except Exception:  # not readable as a graph: leave batches as they are
+        return None
+
+
 def graph_inputs(step1: Step1Files) -> list[str]:
     """Names of the model's graph inputs (from step1's .model graph; weights excluded)."""
     cfg = read_cfg(step1.cfg, ignore_custom=True)
@@ -269,11 +281,15 @@ class ToolkitBackend:
 
     def __init__(self, rk: Any, name: str):
         self.rk, self.name = rk, name
+        self.channels = getattr(rk, "input_channels", None)  # set by convert.load_source / built(): 1 = grayscale
         rk.init_runtime(target=None)
 
     def run(self, batch_uint8_nhwc: np.ndarray) -> np.ndarray:
+        from .preprocess import match_channels
+
+        batch = match_channels(batch_uint8_nhwc, self.channels) if self.channels else batch_uint8_nhwc
         outs = [np.asarray(self.rk.inference(inputs=[np.ascontiguousarray(x[None])], data_format="nhwc")[0], np.float32).reshape(1, -1)
-                for x in batch_uint8_nhwc]
+                for x in batch]
         return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
     def close(self) -> None:
@@ -288,6 +304,7 @@ def built(step1_files: Step1Files, layers: Iterable[str] | Mapping[str, str], cf
     out = write_cfg(step1_files, layers, cfg_out)
     with toolkit(log_path, workdir=step1_files.folder) as rk:
         step2(rk, step1_files, out)
+        rk.input_channels = input_channels(step1_files)
         yield rk
 
 
@@ -453,7 +470,7 @@ def plot_search(points: Sequence[SearchPoint] | Any, int8_top1: float, fp32_top1
     ax.set_ylabel(f"top-1 (%), {images} val images\n1 image = {one_image_pt(images):.2f} pt" if images else "top-1 on val (%)")
     ax.set_title("Accuracy-driven hybrid search" + (f"\n{note}" if note else ""))
     if step:  # at least a few images of range, so a one-image step does not fill the plot
-        lo, hi = min(100 * int8_top1, *(100 * y for y in ys)), 100 * fp32_top1
+        lo, hi = min([100 * int8_top1, *(100 * y for y in ys)]), 100 * fp32_top1  # ys is empty when INT8 already meets the target
         ax.set_ylim(max(0.0, min(lo, hi) - 2 * step), min(100.5, max(lo, hi) + step))
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     ax.grid(alpha=0.3)

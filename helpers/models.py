@@ -27,6 +27,10 @@ class TrainResult:
 def check_model_path(model: str | Path) -> Path:
     """Validate a user's model file: exists, readable, and of a type the workbook understands."""
     path = Path(model).expanduser()
+    if not path.is_absolute() and not path.exists():  # relative = from the repository root, like run_dir and data_dir
+        from .paths import REPO
+
+        path = REPO / path
     if not path.exists():
         raise WorkbookError(f"Model file {path} does not exist; pass model= an existing .pt or .onnx path, or leave it empty to train the sample model.")
     if path.is_dir():
@@ -76,3 +80,50 @@ def train_sample_model(run: Run, data_dir: str | Path, imgsz: int = 32, epochs: 
     step.done(top1=top1, top5=top5, epochs=epochs)
     write_json_atomic(run.model / "train.json", {"top1": top1, "top5": top5, "epochs": epochs, "imgsz": imgsz, "seconds": step.record["seconds"]})
     return TrainResult(out, top1, top5, epochs, step.record["seconds"], reused=False)
+
+
+def gray_cnn(classes: int = 4, channels: int = 1, width: int = 16):
+    """A small conv net for channels x H x W inputs (any H, W): three conv blocks, global pool, linear."""
+    import torch.nn as nn
+
+    def block(cin: int, cout: int) -> list:
+        return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
+
+    return nn.Sequential(*block(channels, width), *block(width, 2 * width), *block(2 * width, 4 * width),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, classes))
+
+
+def train_gray_cnn(data_dir: str | Path, out_onnx: str | Path, size: int = 32, epochs: int = 8, opset: int = 12, seed: int = 0) -> float:
+    """Train gray_cnn on data_dir/train (grayscale, x / 255) on CPU and export it to ONNX (atomic);
+    returns its FP32 top-1 on data_dir/val."""
+    import numpy as np
+    import torch
+
+    from .data import load_split
+
+    torch.manual_seed(seed)
+    train, val = load_split(data_dir, "train"), load_split(data_dir, "val")
+
+    def tensors(images):
+        x = torch.from_numpy(images.load(size, channels=1)).permute(0, 3, 1, 2).float() / 255.0
+        return x, torch.from_numpy(np.asarray(images.labels))
+
+    (xt, yt), (xv, yv) = tensors(train), tensors(val)
+    net = gray_cnn(len(train.classes))
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        net.train()
+        for idx in torch.randperm(len(xt), generator=gen).split(32):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        top1 = float((net(xv).argmax(1) == yv).float().mean())
+    out_onnx = Path(out_onnx)
+    out_onnx.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_onnx.with_name(out_onnx.stem + ".partial.onnx")
+    torch.onnx.export(net, torch.zeros(1, 1, size, size), str(tmp), opset_version=opset, input_names=["images"], output_names=["logits"])
+    tmp.replace(out_onnx)
+    return top1

@@ -23,6 +23,26 @@ def read_rgb(path: str | Path, size: int) -> np.ndarray:
     return resize_crop(rgb, size)
 
 
+def read_image(path: str | Path, size: int, channels: int = 3) -> np.ndarray:
+    """Read an image as the model's input: uint8 HxWx3 RGB, or HxWx1 grayscale when channels is 1."""
+    return match_channels(read_rgb(path, size)[None], channels)[0]
+
+
+def match_channels(batch_nhwc: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 NHWC images with the model's channel count: RGB -> grayscale (OpenCV's weights) for a
+    1-channel model, grayscale -> 3 equal channels for a 3-channel model, else unchanged."""
+    have = batch_nhwc.shape[-1]
+    if have == channels:
+        return batch_nhwc
+    if have == 3 and channels == 1:
+        n, h, w, _ = batch_nhwc.shape
+        gray = cv2.cvtColor(np.ascontiguousarray(batch_nhwc).reshape(n * h, w, 3), cv2.COLOR_RGB2GRAY)
+        return gray.reshape(n, h, w, 1)
+    if have == 1 and channels == 3:
+        return np.ascontiguousarray(np.repeat(batch_nhwc, 3, axis=-1))
+    raise ValueError(f"Images with {have} channel(s) cannot feed a model with {channels} input channel(s); use 1 (grayscale) or 3 (RGB).")
+
+
 def resize_crop(image: np.ndarray, size: int) -> np.ndarray:
     """Scale the short side to size, then crop the centre square (the ultralytics classify eval transform)."""
     h, w = image.shape[:2]
@@ -37,8 +57,9 @@ def resize_crop(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def to_float_nchw(batch_nhwc: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """uint8 NHWC -> float32 NCHW with (x - mean) / std per channel: what the FP32 model expects."""
-    x = batch_nhwc.astype(np.float32)
+    """uint8 NHWC -> float32 NCHW with (x - mean) / std per channel: what the FP32 model expects.
+    The images are first brought to len(mean) channels (match_channels)."""
+    x = match_channels(batch_nhwc, len(mean)).astype(np.float32)
     x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 

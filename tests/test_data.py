@@ -103,3 +103,50 @@ def test_calibration_list_is_absolute_and_validated(sample, tmp_path, monkeypatc
     with pytest.raises(WorkbookError, match="gone.png does not exist"):
         write_calibration_list([*val.paths, missing], tmp_path / "bad.txt")
     assert not (tmp_path / "bad.txt").exists(), "nothing half-written"
+
+
+def test_grayscale_image_reads_as_one_channel_with_its_own_values(tmp_path):
+    import cv2
+
+    from helpers.preprocess import match_channels, read_image
+
+    gray = np.arange(64 * 48, dtype=np.uint32).reshape(48, 64).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "g.png"), gray)  # a single-channel PNG
+    one = read_image(tmp_path / "g.png", 32, channels=1)
+    three = read_image(tmp_path / "g.png", 32, channels=3)
+    assert one.shape == (32, 32, 1) and three.shape == (32, 32, 3)
+    # a gray image read as colour has three equal channels; bringing it to 1 channel gives the same pixels back
+    assert (three[..., 0] == three[..., 2]).all()
+    np.testing.assert_array_equal(one[..., 0], three[..., 0])
+    np.testing.assert_array_equal(match_channels(three[None], 1)[0], one)
+    np.testing.assert_array_equal(match_channels(one[None], 3)[0], three)
+
+
+def test_rgb_to_grayscale_uses_luma_weights_and_bad_counts_are_refused():
+    from helpers.preprocess import match_channels
+
+    red = np.zeros((1, 2, 2, 3), np.uint8)
+    red[..., 0] = 200
+    assert match_channels(red, 1)[0, 0, 0, 0] == round(0.299 * 200)
+    with pytest.raises(ValueError, match="4 input channel"):
+        match_channels(red, 4)
+
+
+def test_float_conversion_follows_the_number_of_mean_values():
+    batch = np.full((2, 4, 4, 3), 100, np.uint8)
+    x = to_float_nchw(batch, [50.0], [2.0])
+    assert x.shape == (2, 1, 4, 4)
+    np.testing.assert_allclose(x, 25.0)
+
+
+def test_gray_shapes_folder_is_single_channel_and_balanced(tmp_path):
+    import cv2
+
+    from helpers.data import GRAY_SHAPES, load_split, write_gray_shapes
+
+    root = write_gray_shapes(tmp_path / "shapes", size=24, train_per_class=3, val_per_class=2)
+    val = load_split(root, "val")
+    assert val.classes == sorted(GRAY_SHAPES) and len(val) == 2 * len(GRAY_SHAPES)
+    assert cv2.imread(str(val.paths[0]), cv2.IMREAD_UNCHANGED).ndim == 2  # stored as grayscale PNG
+    assert val.load(24, channels=1).shape == (len(val), 24, 24, 1)
+    assert write_gray_shapes(tmp_path / "shapes", size=24, train_per_class=3, val_per_class=2) == root  # reused

@@ -7,6 +7,7 @@ import pytest
 
 from helpers import convert, evaluate
 from helpers.data import LabelledImages, write_calibration_list
+from helpers.errors import WorkbookError
 from helpers.preprocess import read_rgb, to_float_nchw
 
 
@@ -89,3 +90,56 @@ def test_saved_predictions_reload(tmp_path, tiny_images):
     np.testing.assert_array_equal(results[1].scores, b.scores)
     assert cmp.top1_agreement == evaluate.compare(a, b).top1_agreement
     assert not list(tmp_path.glob("*partial*")) and not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.fixture(scope="module")
+def gray(tmp_path_factory):
+    """A 1-channel 4-class conv net (ONNX) and a grayscale image folder, both built here."""
+    import torch
+
+    from helpers.data import load_split, write_gray_shapes
+    from helpers.models import gray_cnn
+
+    tmp = tmp_path_factory.mktemp("gray")
+    torch.manual_seed(0)
+    onnx_path = tmp / "gray.onnx"
+    torch.onnx.export(gray_cnn(4).eval(), torch.zeros(1, 1, 24, 24), str(onnx_path), opset_version=12, input_names=["images"])
+    root = write_gray_shapes(tmp / "shapes", size=24, train_per_class=4, val_per_class=3)
+    return onnx_path, load_split(root, "val"), load_split(root, "train")
+
+
+def test_onnx_backend_feeds_a_grayscale_model_from_rgb_or_gray_batches(gray):
+    onnx_path, val, _ = gray
+    backend = evaluate.OnnxBackend(onnx_path, [0.0], [255.0])
+    from_rgb = backend.run(val.load(24))
+    from_gray = backend.run(val.load(24, channels=1))
+    assert from_rgb.shape == (len(val), 4)
+    np.testing.assert_array_equal(from_rgb, from_gray)
+
+
+def test_mean_std_with_the_wrong_channel_count_is_one_sentence(gray, tiny_onnx):
+    onnx_path, _, _ = gray
+    with pytest.raises(WorkbookError, match=r"mean_values=\[0.0, 0.0, 0.0\] has 3 value\(s\) but model .*gray.onnx has 1 input channel") as err:
+        evaluate.OnnxBackend(onnx_path, [0.0, 0.0, 0.0], [255.0, 255.0, 255.0])
+    assert "\n" not in str(err.value)
+    with pytest.raises(WorkbookError, match=r"std_values=\[255.0\] has 1 value\(s\) but model .* has 3 input channel"):
+        evaluate.OnnxBackend(tiny_onnx, [0, 0, 0], [255.0])
+
+
+def test_simulator_runs_a_grayscale_model_fed_rgb_batches(gray, tmp_path):
+    onnx_path, val, train = gray
+    calib = write_calibration_list(train.paths[:4], tmp_path / "calib.txt")
+    cfg = convert.ConvertConfig(mean_values=[0.0], std_values=[255.0])
+    fp32 = evaluate.evaluate(evaluate.OnnxBackend(onnx_path, [0.0], [255.0]), val, 24, progress=False)
+    with evaluate.SimulatorBackend(onnx_path, cfg, calib, 24, tmp_path / "sim.log", batch=4) as sim:
+        assert sim.channels == 1
+        int8 = evaluate.evaluate(sim, val, 24, progress=False)  # evaluate reads RGB; the backend converts
+    assert int8.scores.shape == fp32.scores.shape == (len(val), 4)
+    assert evaluate.compare(fp32, int8).mean_cosine > 0.98
+
+
+def test_outputs_that_do_not_match_the_class_folders_stop_before_scoring(tiny_onnx, gray):
+    _, val, _ = gray  # 4 classes; tiny_onnx has 3 outputs
+    with pytest.raises(WorkbookError, match=r"has 3 outputs but .* has 4 class folders") as err:
+        evaluate.evaluate(evaluate.OnnxBackend(tiny_onnx, [0, 0, 0], [255, 255, 255]), val, 16, progress=False)
+    assert "\n" not in str(err.value)

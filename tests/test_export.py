@@ -149,3 +149,86 @@ def test_torchscript_from_another_torch_version(tiny_torchscript, tmp_path):
 def test_opset_parameter_out_of_range(tiny_onnx, tmp_path):
     with pytest.raises(WorkbookError, match="opset=20 is outside"):
         export.export_model(tiny_onnx, tmp_path, imgsz=16, opset=20)
+
+
+# ---------------------------------------------------------------- older exporters and other input/output conventions
+
+class _Scaled(torch.nn.Module):
+    """A model that takes 0-255 floats and scales inside (preprocessing mean 0, std 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = _net()
+
+    def forward(self, x):
+        return self.net(x / 255.0)
+
+
+def _logits_net(channels: int = 3) -> torch.nn.Module:
+    torch.manual_seed(1)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(channels, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 3),
+    ).eval()
+
+
+@pytest.mark.parametrize("case", [
+    # (label, module, opset, initializers among the graph inputs, dynamic batch, mean, std)
+    ("opset 7, initializers as inputs", "logits", 7, True, False, [0, 0, 0], [255, 255, 255]),
+    ("opset 9, initializers as inputs, dynamic batch", "logits", 9, True, True, [0, 0, 0], [255, 255, 255]),
+    ("opset 11, dynamic batch", "logits", 11, False, True, [0, 0, 0], [255, 255, 255]),
+    ("opset 12, probabilities out", "probs", 12, False, False, [0, 0, 0], [255, 255, 255]),
+    ("0-255 float input", "scaled", 12, False, False, [0, 0, 0], [1, 1, 1]),
+], ids=lambda c: c[0])
+def test_older_and_other_onnx_conventions_convert_and_follow_onnx_runtime(case, tmp_path, tiny_images):
+    from helpers import convert, evaluate
+    from helpers.data import write_calibration_list
+    from helpers.preprocess import read_rgb
+
+    _, kind, opset, inits_as_inputs, dynamic, mean, std = case
+    net = {"logits": _logits_net, "probs": _net, "scaled": _Scaled}[kind]().eval()
+    src = tmp_path / "model.onnx"
+    extra = {"dynamic_axes": {"images": {0: "batch"}, "out": {0: "batch"}}} if dynamic else {}
+    torch.onnx.export(net, torch.rand(1, 3, 16, 16), str(src), opset_version=opset, input_names=["images"], output_names=["out"],
+                      keep_initializers_as_inputs=inits_as_inputs, **extra)
+    model = onnx.load(str(src))
+    assert export.onnx_opset(model) == opset
+    assert (len(model.graph.input) > 1) == inits_as_inputs  # weights really listed among the graph inputs
+    res = export.export_model(src, tmp_path / "out", 16)
+    io = export.onnx_io(res.onnx)
+    assert len(io["inputs"]) == 1 and io["inputs"][0]["name"] == "images"  # initializers are not taken for inputs
+
+    pixels = np.stack([read_rgb(p, 16) for p in tiny_images])
+    cfg = convert.ConvertConfig(mean_values=mean, std_values=std)
+    calib = write_calibration_list(tiny_images, tmp_path / "calib.txt")
+    ref = evaluate.OnnxBackend(res.onnx, mean, std).run(pixels)
+    with evaluate.SimulatorBackend(res.onnx, cfg, calib, 16, tmp_path / "sim.log", batch=1) as sim:
+        got = sim.run(pixels)
+    assert got.shape == ref.shape == (len(pixels), 3)
+    if kind == "probs":
+        np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=0.02)  # the probabilities survive quantization
+    assert evaluate.cosine_rows(ref, got).mean() > 0.98
+
+
+def test_onnx_outputs_that_do_not_match_the_class_folders_stop_notebook_10(tmp_path, tiny_onnx):
+    from helpers.data import write_gray_shapes
+
+    data = write_gray_shapes(tmp_path / "shapes", size=16, train_per_class=1, val_per_class=1)  # 4 classes
+    with pytest.raises(WorkbookError, match=r"tiny.onnx has 3 outputs but .*val has 4 class folders") as err:
+        export.prepare_model(None, str(tiny_onnx), data, 16)
+    assert "\n" not in str(err.value)
+
+
+def test_torchscript_export_finds_a_grayscale_input_and_checks_mean_std(tmp_path, tiny_images):
+    path = tmp_path / "gray.torchscript"
+    torch.jit.trace(_logits_net(channels=1), torch.zeros(1, 1, 16, 16)).save(str(path))
+    res = export.export_model(path, tmp_path / "out", 16)
+    assert export.read_sidecar(res.torchscript)["input_size_list"] == [[1, 1, 16, 16]]
+    assert export.onnx_io(res.onnx)["inputs"][0]["shape"] == [1, 1, 16, 16]
+    from helpers.preprocess import read_rgb
+
+    pixels = np.stack([read_rgb(p, 16) for p in tiny_images])
+    check = evaluate.check_export(res.torchscript, res.onnx, pixels, [0.0], [255.0])  # RGB images, gray model
+    assert check.top1_agreement == 1.0 and check.min_cosine > 0.9999
+    with pytest.raises(WorkbookError, match=r"mean_values=\[0.0, 0.0, 0.0\] has 3 value\(s\) but the model's input has 1 channel"):
+        evaluate.check_export(res.torchscript, res.onnx, pixels, [0.0, 0.0, 0.0], [255.0, 255.0, 255.0])

@@ -327,8 +327,9 @@ def try_runner(bundle: Bundle, images: list[Path], size: int) -> RunnerCheck:
 
     import numpy as np
 
-    from ..preprocess import read_rgb
+    from ..preprocess import match_channels, read_rgb
 
+    channels = len(bundle.config.get("mean_values") or [0, 0, 0])
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "inputs.npy"
         cmd = [sys.executable, str(bundle.folder / "run_rknn.py"), *map(str, images)]
@@ -339,6 +340,7 @@ def try_runner(bundle: Bundle, images: list[Path], size: int) -> RunnerCheck:
     want = np.stack([read_rgb(p, size) for p in images])
     if bundle.config.get("color_order") == "BGR":
         want = want[..., ::-1]
+    want = match_channels(np.ascontiguousarray(want), channels)
     same = got.shape == want.shape and bool(np.array_equal(got, want))
     diff = int(np.abs(got.astype(int) - want.astype(int)).max()) if got.shape == want.shape else -1
     plain = subprocess.run(cmd[:3], cwd=bundle.folder, capture_output=True, text=True, timeout=300)

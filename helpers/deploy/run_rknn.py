@@ -166,14 +166,15 @@ def collect_images(inputs: Sequence[str]) -> List[Path]:
     return images
 
 
-def prepare(path: Path, size: int, color_order: str = "RGB") -> np.ndarray:
-    """One image as the model's input: uint8, 1 x size x size x 3 (NHWC), channels in the model's
-    colour order (model.json's color_order: RGB, or BGR for a model trained on BGR images)."""
+def prepare(path: Path, size: int, color_order: str = "RGB", channels: int = 3) -> np.ndarray:
+    """One image as the model's input: uint8, 1 x size x size x C (NHWC), channels in the model's
+    colour order (model.json's color_order: RGB, or BGR for a model trained on BGR images), grayscale when channels is 1."""
     try:
         rgb = preprocess.read_rgb(path, size)
     except ValueError as exc:
         raise RunnerError(str(exc)) from None
-    return np.ascontiguousarray(rgb[..., ::-1] if color_order.upper() == "BGR" else rgb)[None]
+    rgb = np.ascontiguousarray(rgb[..., ::-1] if color_order.upper() == "BGR" else rgb)
+    return preprocess.match_channels(rgb[None], channels)
 
 
 def as_probabilities(scores: np.ndarray) -> np.ndarray:
@@ -273,7 +274,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         platform = rknn_platform(model)
         images = collect_images(args.inputs)
         if args.preprocess_only is not None:
-            batch = np.concatenate([prepare(p, args.size, args.color_order) for p in images])
+            batch = np.concatenate([prepare(p, args.size, args.color_order, len(cfg.get("mean_values") or [0, 0, 0])) for p in images])
             np.save(args.preprocess_only, batch)
             print(f"wrote {batch.shape} {batch.dtype} input batch to {args.preprocess_only}")
             return 0
@@ -302,7 +303,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"model {model.name} ({platform}), input {args.size}x{args.size} {args.color_order} uint8 NHWC, core mask {mask} ({core_mask_meaning(mask, platform)})")
         first = None
         for path in images:
-            x = prepare(path, args.size, args.color_order)
+            x = prepare(path, args.size, args.color_order, len(cfg.get("mean_values") or [0, 0, 0]))
             first = x if first is None else first
             outputs = lite.inference(inputs=[x], data_format=["nhwc"])
             if outputs is None:
