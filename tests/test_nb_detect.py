@@ -15,7 +15,7 @@ import pytest
 from detect_support import SMALL
 from helpers.errors import WorkbookError
 
-SERIES = "10,20,30"
+SERIES = "10,20,30,40"
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,8 @@ def detect_run(tmp_path_factory) -> Path:
     config = {"common": {"data_dir": str(data), "imgsz": SMALL["imgsz"]},
               "10_export": {"task": "detect", "epochs": SMALL["epochs"]},
               "20_convert": {"calib_images": 16},
-              "30_simulator_inference": {"batch": 4, "pictures": 2}}
+              "30_simulator_inference": {"batch": 4, "pictures": 2},
+              "40_board_inference": {"sample_images": 2}}
     result = run_series(config, base / "run", only=SERIES, progress=False, render=False, log=lambda *_: None)
     assert result.failed is None, result.failure
     return base / "run"
@@ -135,7 +136,7 @@ def test_detect_params_file_runs_the_notebooks_that_handle_detectors():
 
     config = report.load_params_file(REPO / "params" / "detect.yaml")
     planned = {nb.stem: p for nb, p in cli.plan(config, config["only"])}
-    assert list(planned) == ["00_environment_check", "10_export", "20_convert", "30_simulator_inference"]
+    assert list(planned) == ["00_environment_check", "10_export", "20_convert", "30_simulator_inference", "40_board_inference"]
     assert planned["10_export"]["task"] == "detect" and planned["10_export"]["head"] == "split"
     assert set(config["common"]) <= {k for p in planned.values() for k in p}
 
@@ -156,3 +157,45 @@ def test_index_shows_map_for_a_detection_run(tmp_path):
     assert "FP32 top-1 (ONNX Runtime)" not in figs and "INT8 top-1 (RKNN simulator)" not in figs
     line = summary.verdict(tmp_path)
     assert "+1.0 pt mAP50-95 loss vs FP32 (0.690 vs 0.700)" in line and "stock head INT8 reaches 0.010" in line
+
+
+# ----------------------------------------------------------------------------- notebook 40: the detector's board bundle
+
+
+@pytest.mark.slow
+def test_bundle_ships_the_decode_byte_identical_and_the_runner_detects(detect_run, tmp_path):
+    """The runner on the bundle's sample images with FakeRKNNLite (tests/fake_rknnlite.py: a stand-in for
+    the board's runtime library computing the same model's outputs with ONNX Runtime): it letterboxes,
+    decodes with the shipped postprocess.py and prints exactly the workbook's detections, and draws them."""
+    import numpy as np
+
+    from helpers.detect.postprocess import postprocess
+    from helpers.detect.simulate import load_letterboxed
+    from helpers.evaluate import OnnxBackend
+    from test_deploy import run_on_stand_in
+
+    bundle = detect_run / "board" / "deploy"
+    shipped = (bundle / "postprocess.py").read_bytes()
+    assert shipped == (Path(__file__).resolve().parent.parent / "helpers" / "detect" / "postprocess.py").read_bytes()
+    config = json.loads((bundle / "model.json").read_text())
+    assert config["task"] == "detect" and config["head"] == "split"
+    images = sorted((bundle / "images").iterdir())
+    assert images
+    res = run_on_stand_in(bundle, detect_run / "model" / "model.onnx", tmp_path, "images", "--draw", str(tmp_path / "drawn"))
+    assert res.returncode == 0, res.stderr
+    canvases, geoms = load_letterboxed(images, config["input_size"])
+    outs = OnnxBackend(detect_run / "model" / "model.onnx", [0, 0, 0], [255, 255, 255]).run_raw(np.stack(canvases))
+    for path, o, lb in zip(images, outs, geoms):
+        want = postprocess(o, lb, conf=0.25, iou=0.7)
+        assert f"images/{path.name}: {len(want)} detection(s)" in res.stdout
+        assert (tmp_path / "drawn" / path.name).is_file()
+    assert sum(int(line.split(": ")[1].split()[0]) for line in res.stdout.splitlines() if "detection(s)" in line) > 0
+
+
+def test_stock_head_bundle_is_refused_in_one_sentence():
+    from helpers.deploy.run_rknn import RunnerError, check_head
+
+    with pytest.raises(RunnerError, match=r"model.rknn has the stock detector head .* export it with head: split in notebook 10") as err:
+        check_head({"task": "detect", "head": "stock"}, Path("model.rknn"))
+    assert "\n" not in str(err.value)
+    check_head({"task": "detect", "head": "split"}, Path("model.rknn"))

@@ -28,6 +28,7 @@ from .codegen import CppDemo
 
 RUNNER = Path(runner.__file__)
 PREPROCESS = Path(__file__).resolve().parent.parent / "preprocess.py"
+POSTPROCESS = Path(__file__).resolve().parent.parent / "detect" / "postprocess.py"
 README_TEMPLATE = Path(__file__).with_name("README.template.md")
 HYBRID_RKNN = "hybrid/model_hybrid.rknn"
 CHOSEN_JSON = "hybrid/chosen.json"
@@ -180,6 +181,18 @@ def render_readme(config: dict[str, Any], models: list[str], samples: list[str],
     return string.Template(README_TEMPLATE.read_text(encoding="utf-8")).substitute(values)
 
 
+def detector_head(record: ConvertRecord) -> str | None:
+    """'split' or 'stock' when the converted model is a detector (its ONNX says so), else None."""
+    if record.source.suffix.lower() != ".onnx" or not record.source.is_file():
+        return None
+    from ..detect.head import onnx_metadata
+
+    meta = onnx_metadata(record.source)
+    if meta.get("task") != "detect":
+        return None
+    return meta.get("head") or "stock"
+
+
 def model_config(record: ConvertRecord, platform: str, labels: list[str], hybrid: bool, cpp_demo: CppDemo | None) -> dict[str, Any]:
     """model.json: what the runner and the README need to know about the model."""
     return {
@@ -227,6 +240,9 @@ def build_bundle(run: Run, record: ConvertRecord, labels: list[str], models: dic
         (tmp / "labels.txt").write_text("".join(f"{name}\n" for name in labels))
         shutil.copyfile(RUNNER, tmp / "run_rknn.py")
         shutil.copyfile(PREPROCESS, tmp / "preprocess.py")  # the workbook's own module, byte for byte
+        detector = detector_head(record)
+        if detector:
+            shutil.copyfile(POSTPROCESS, tmp / "postprocess.py")  # the decode notebook 30 measured, byte for byte
         if sample_images:
             (tmp / "images").mkdir()
             for p in sample_images:  # <class folder>_<file>: unique, and says what the image shows
@@ -234,6 +250,8 @@ def build_bundle(run: Run, record: ConvertRecord, labels: list[str], models: dic
         if cpp_demo is not None and cpp_demo.folder is not None and cpp_demo.folder.is_dir():
             shutil.copytree(cpp_demo.folder, tmp / "cpp")
         config = model_config(record, platforms["model.rknn"], labels, "model_hybrid.rknn" in models, cpp_demo)
+        if detector:
+            config = {**config, "task": "detect", "head": detector}
         save_json(tmp / "model.json", config)
         readme = render_readme(config, sorted(models), [example_name(p) for p in sample_images or []], cpp_demo)
         (tmp / "README.md").write_text(readme, encoding="utf-8")
@@ -337,7 +355,12 @@ def try_runner(bundle: Bundle, images: list[Path], size: int) -> RunnerCheck:
         if res.returncode != 0:
             raise WorkbookError(f"The bundle's runner failed on this PC ({res.stderr.strip()}); fix the input it names and rebuild the bundle.")
         got = np.load(out)
-    want = np.stack([read_rgb(p, size) for p in images])
+    if bundle.config.get("task") == "detect":
+        from ..data import LabelledImages
+
+        want = LabelledImages(list(images), np.zeros(len(images), np.int64), [], letterbox=True).load(size)
+    else:
+        want = np.stack([read_rgb(p, size) for p in images])
     if bundle.config.get("color_order") == "BGR":
         want = want[..., ::-1]
     want = match_channels(np.ascontiguousarray(want), channels)
