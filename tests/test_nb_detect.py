@@ -199,3 +199,20 @@ def test_stock_head_bundle_is_refused_in_one_sentence():
         check_head({"task": "detect", "head": "stock"}, Path("model.rknn"))
     assert "\n" not in str(err.value)
     check_head({"task": "detect", "head": "split"}, Path("model.rknn"))
+
+
+def test_labels_beyond_the_models_classes_are_one_sentence(tiny_onnx, tmp_path):
+    """A user's detector (an ONNX whose metadata names 2 classes) with labels using class id 3."""
+    from helpers.detect.sample import write_detect_sample
+    from helpers.detect.series import prepare
+    from helpers.paths import Run
+
+    detector = _onnx_with_task(tiny_onnx, tmp_path / "det.onnx", "detect")
+    model = onnx.load(str(detector))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "names", json.dumps(["a", "b"])
+    onnx.save(model, str(detector))
+    data = write_detect_sample(tmp_path / "shapes", images=6, imgsz=64, seed=1)
+    with pytest.raises(WorkbookError, match=r"use class ids \[.*3.*\], outside the model's 2 classes \(0..1\); fix the labels") as err:
+        prepare(Run.at(tmp_path / "run"), str(detector), str(data), 64, 1)
+    assert "\n" not in str(err.value)

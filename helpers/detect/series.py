@@ -35,8 +35,17 @@ def resolve_data(data: str | Path) -> str:
 
 
 def prepare(run: Run, model: str, data: str, imgsz: int, epochs: int) -> tuple[Path, Path, str]:
-    """The detector, its data.yaml and a one-line description (the user's, or the cached sample)."""
-    return prepare_detect_model(run, model, resolve_data(data), imgsz=imgsz, epochs=epochs)
+    """The detector, its data.yaml and a one-line description (the user's, or the cached sample); a
+    user's detector is checked against the labels (class ids beyond its classes: one sentence)."""
+    from ..task import class_names
+    from .labels import read_split
+
+    path, data_yaml, about = prepare_detect_model(run, model, resolve_data(data), imgsz=imgsz, epochs=epochs)
+    names = class_names(path) if str(model).strip() else None
+    if names:
+        for split in ("train", "val"):
+            read_split(data_yaml, split, num_classes=len(names))
+    return path, data_yaml, about
 
 
 def export_heads(model_path: Path, model_dir: Path, imgsz: int, head: str, opset: int) -> dict[str, Any]:
