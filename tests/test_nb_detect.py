@@ -216,3 +216,13 @@ def test_labels_beyond_the_models_classes_are_one_sentence(tiny_onnx, tmp_path):
     with pytest.raises(WorkbookError, match=r"use class ids \[.*3.*\], outside the model's 2 classes \(0..1\); fix the labels") as err:
         prepare(Run.at(tmp_path / "run"), str(detector), str(data), 64, 1)
     assert "\n" not in str(err.value)
+
+
+def test_rknnlite_snippet_of_a_detector_decodes_with_the_shipped_module():
+    from helpers.deploy.bundle import rknnlite_snippet
+
+    config = {"input_size": 160, "color_order": "RGB", "model": "model.rknn", "target_platform": "rk3588", "classes": 4, "task": "detect"}
+    code = rknnlite_snippet(config, "images/x.png")
+    assert "import postprocess" in code and "postprocess.letterbox(img, 160)" in code and "postprocess.postprocess(outputs, lb" in code
+    assert "argmax" not in code
+    compile(code, "snippet", "exec")
