@@ -179,6 +179,7 @@ def test_bundle_ships_the_decode_byte_identical_and_the_runner_detects(detect_ru
     assert shipped == (Path(__file__).resolve().parent.parent / "helpers" / "detect" / "postprocess.py").read_bytes()
     config = json.loads((bundle / "model.json").read_text())
     assert config["task"] == "detect" and config["head"] == "split"
+    assert "| postprocess.py |" in (bundle / "README.md").read_text()
     images = sorted((bundle / "images").iterdir())
     assert images
     res = run_on_stand_in(bundle, detect_run / "model" / "model.onnx", tmp_path, "images", "--draw", str(tmp_path / "drawn"))
