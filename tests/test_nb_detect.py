@@ -227,3 +227,17 @@ def test_rknnlite_snippet_of_a_detector_decodes_with_the_shipped_module():
     assert "import postprocess" in code and "postprocess.letterbox(img, 160)" in code and "postprocess.postprocess(outputs, lb" in code
     assert "argmax" not in code
     compile(code, "snippet", "exec")
+
+
+def test_notebooks_50_and_60_refuse_a_detection_run_in_one_sentence(tmp_path):
+    from helpers.paths import Run
+    from helpers.task import require_task
+
+    run = Run.at(tmp_path / "run")
+    (run.model / "export_check.json").write_text(json.dumps({"task": "detect"}))
+    with pytest.raises(WorkbookError, match=r"50_accuracy_analysis handles classifiers only so far, but run .* holds a detector "
+                                            r"\(notebook 10 ran with task: detect\)") as err:
+        require_task(run, "classify", "50_accuracy_analysis")
+    assert "\n" not in str(err.value)
+    (run.model / "export_check.json").write_text(json.dumps({"task": "classify"}))
+    require_task(run, "classify", "50_accuracy_analysis")
