@@ -23,7 +23,7 @@ from .convert import TARGET_PLATFORMS, ConvertRecord, rebuild
 from .data import LabelledImages
 from .deploy import run_rknn as runner
 from .errors import RknnError, WorkbookError, strip_ansi
-from .evaluate import EvalResult, ToolkitSession, load_run, topk_accuracy
+from .evaluate import EvalResult, ToolkitSession, first_outputs, load_run, topk_accuracy
 from .paths import Run, write_json_atomic
 from .rknn import Toolkit, log_tail, toolkit, toolkit_version
 
@@ -219,10 +219,14 @@ class BoardBackend(ToolkitSession):
         self._open(self.log_path, setup)
 
     def run(self, batch_uint8_nhwc: np.ndarray) -> np.ndarray:
+        """The first output of each image, flattened: [N, K] scores."""
+        return first_outputs(self.run_raw(batch_uint8_nhwc))
+
+    def run_raw(self, batch_uint8_nhwc: np.ndarray) -> list[list[np.ndarray]]:
+        """Every output of each image, as the board gives it: outputs[image][output]."""
         with explained():
-            outs = [np.asarray(self.rk.inference(inputs=[np.ascontiguousarray(x[None])], data_format="nhwc")[0], np.float32).ravel()
+            return [[np.asarray(o, np.float32) for o in self.rk.inference(inputs=[np.ascontiguousarray(x[None])], data_format="nhwc")]
                     for x in self.fit_channels(batch_uint8_nhwc)]
-        return np.stack(outs) if outs else np.zeros((0, 0), np.float32)
 
     def _log_size(self) -> int:
         return self.log_path.stat().st_size if self.log_path.exists() else 0

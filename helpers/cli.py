@@ -514,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
             raise WorkbookError("--scheduler applies to --sweep only; add --sweep FILE.yaml (a series runs its notebooks in order).")
         config = report.load_params_file(args.params)
         lines = args.progress == "lines"
-        result = run_series(config, args.run_dir or DEFAULT_RUN, args.only, progress=not lines, render=not args.no_report,
+        only = args.only or config.pop("only", None)  # --only wins over the file's own `only:`
+        result = run_series(config, args.run_dir or DEFAULT_RUN, only, progress=not lines, render=not args.no_report,
                             log=(lambda msg: print(f"progress: {msg}", flush=True)) if lines else print, reuse_runs=not args.rerun)
         if not result.ok:
             print(result.failure, file=sys.stderr)

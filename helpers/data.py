@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import WorkbookError
 from .paths import SAMPLE_DATA
-from .preprocess import IMAGE_SUFFIXES, list_images, read_image, read_rgb  # noqa: F401 (read_rgb: used as data.read_rgb)
+from .preprocess import IMAGE_SUFFIXES, list_images, match_channels, read_image, read_rgb  # noqa: F401 (read_rgb: used as data.read_rgb)
 
 # The digits are drawn amber on navy rather than grey so that a red/blue channel swap is a real
 # input change: notebook 30 uses it to show what the tutorial's discarded cvtColor costs.
@@ -28,6 +28,7 @@ class LabelledImages:
     labels: np.ndarray
     classes: list[str]
     root: Path = field(default=Path("."))
+    letterbox: bool = False  # detection images: fitted into size x size with grey padding, not centre-cropped
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -38,13 +39,42 @@ class LabelledImages:
             return self
         order = np.random.default_rng(seed).permutation(len(self))[:n]
         order.sort()
-        return LabelledImages([self.paths[i] for i in order], self.labels[order], self.classes, self.root)
+        return LabelledImages([self.paths[i] for i in order], self.labels[order], self.classes, self.root, self.letterbox)
 
     def load(self, size: int, channels: int = 3) -> np.ndarray:
         """All images as one uint8 NHWC array: RGB, or grayscale when channels is 1."""
         if not self.paths:
             return np.zeros((0, size, size, channels), np.uint8)
+        if self.letterbox:
+            from .detect.postprocess import letterbox
+
+            return match_channels(np.stack([letterbox(read_rgb_full(p), size)[0] for p in self.paths]), channels)
         return np.stack([read_image(p, size, channels) for p in self.paths])
+
+
+def read_rgb_full(path: str | Path) -> np.ndarray:
+    """An image file as uint8 RGB at its own size (detection images are letterboxed, not cropped)."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise WorkbookError(f"Image {path} cannot be read; check the file exists and is a valid image.")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def detect_yaml(data_dir: str | Path) -> Path | None:
+    """The data.yaml of a YOLO detection data set given as the file itself or its folder; None otherwise."""
+    path = Path(data_dir).expanduser()
+    if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
+        return path
+    return path / "data.yaml" if (path / "data.yaml").is_file() else None
+
+
+def load_detect_split(data_yaml: Path, split: str) -> LabelledImages:
+    """The images of one split of a YOLO detection data set (labels: objects per image), letterboxed when loaded."""
+    from .detect.labels import read_split
+
+    s = read_split(data_yaml, split)
+    counts = np.asarray([len(t.classes) for t in s.truth], np.int64)
+    return LabelledImages(list(s.paths), counts, list(s.names), data_yaml.parent, letterbox=True)
 
 
 def write_sample(out_dir: str | Path = SAMPLE_DATA, size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> Path:
@@ -108,8 +138,11 @@ def load_folder(root: str | Path) -> LabelledImages:
 
 
 def load_split(data_dir: str | Path, split: str) -> LabelledImages:
-    """Load data_dir/<split> (train or val) of an ultralytics-style classification folder."""
+    """Load data_dir/<split> (train or val) of an ultralytics-style classification folder, or of a YOLO
+    detection data set (data_dir = its data.yaml or the folder holding it)."""
     data_dir = Path(data_dir).expanduser()
+    if detect_yaml(data_dir) is not None:
+        return load_detect_split(detect_yaml(data_dir), split)
     if not (data_dir / split).is_dir():
         if not data_dir.exists():
             raise WorkbookError(f"Data folder {data_dir} does not exist; pass data_dir= a folder with train/ and val/ sub-folders.")
@@ -127,11 +160,15 @@ def read_labels(data_dir: str | Path, classes: list[str]) -> list[str]:
     return list(classes)
 
 
-def write_calibration_list(images: list[Path] | LabelledImages, out_file: str | Path) -> Path:
+def write_calibration_list(images: list[Path] | LabelledImages, out_file: str | Path, size: int | None = None) -> Path:
     """Write a toolkit dataset list with one absolute image path per line (never relative: the
-    toolkit resolves relative lines against the list file's own folder, not the working directory)."""
+    toolkit resolves relative lines against the list file's own folder, not the working directory).
+    Detection images (letterbox) with a size are written letterboxed to <list>_images/ and listed from there,
+    so calibration sees what inference sees (the toolkit would stretch them)."""
     paths = images.paths if isinstance(images, LabelledImages) else [Path(p) for p in images]
     out_file = Path(out_file)
+    if isinstance(images, LabelledImages) and images.letterbox and size and paths:
+        paths = write_letterboxed(images, out_file.with_name(out_file.stem + "_images"), size)
     if not paths:
         raise WorkbookError(f"Calibration list {out_file} would be empty; give at least one image (calib_images >= 1).")
     missing = [p for p in paths if not Path(p).is_file()]
@@ -146,6 +183,18 @@ def write_calibration_list(images: list[Path] | LabelledImages, out_file: str | 
     tmp.write_text("".join(f"{Path(p).resolve()}\n" for p in paths))
     tmp.replace(out_file)
     return out_file
+
+
+def write_letterboxed(images: LabelledImages, folder: Path, size: int) -> list[Path]:
+    """The images letterboxed to size x size as PNGs in folder (replaced whole); returns their paths."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for i, canvas in enumerate(images.load(size)):
+        cv2.imwrite(str(tmp / f"{i:04d}.png"), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return sorted(folder.glob("*.png"))
 
 
 GRAY_SHAPES = ("circle", "cross", "square", "triangle")

@@ -57,13 +57,39 @@ class OnnxBackend:
         self.mean, self.std, self.name = list(mean), list(std), name
 
     def run(self, batch_uint8_nhwc: np.ndarray) -> np.ndarray:
+        """The first output of each image, flattened: [N, K] scores."""
+        return first_outputs(self.run_raw(batch_uint8_nhwc))
+
+    def run_raw(self, batch_uint8_nhwc: np.ndarray) -> list[list[np.ndarray]]:
+        """Every output of each image, as the model gives it (batch dimension 1): outputs[image][output]."""
         x = to_float_nchw(batch_uint8_nhwc, self.mean, self.std)
         step = self.fixed_batch or len(x)  # a model exported with batch 1 is fed image by image
-        outs = [self.session.run(None, {self.input_name: x[i : i + step]})[0] for i in range(0, len(x), step)]
-        return np.concatenate(outs).reshape(len(x), -1).astype(np.float32)
+        per_image: list[list[np.ndarray]] = []
+        for i in range(0, len(x), step):
+            outs = [np.asarray(o, np.float32) for o in self.session.run(None, {self.input_name: x[i : i + step]})]
+            per_image += split_batch(outs, len(x[i : i + step]))
+        return per_image
 
     def close(self) -> None:
         self.session = None
+
+
+def split_batch(outputs: Sequence[np.ndarray], n: int) -> list[list[np.ndarray]]:
+    """Batched outputs [n, ...] of one call -> per image, each output keeping a batch dimension of 1."""
+    return [[o[j : j + 1] for o in outputs] for j in range(n)]
+
+
+def batched(output: Any, batch: int) -> np.ndarray:
+    """One toolkit output as [batch, ...]: its own shape when it leads with the batch, else flattened per image."""
+    a = np.asarray(output, np.float32)
+    return a.reshape(batch, *a.shape[1:]) if a.ndim > 1 and a.shape[0] == batch else a.reshape(batch, -1)
+
+
+def first_outputs(per_image: list[list[np.ndarray]]) -> np.ndarray:
+    """[N, K]: each image's first output flattened (a classifier's scores)."""
+    if not per_image:
+        return np.zeros((0, 0), np.float32)
+    return np.stack([np.ravel(outs[0]) for outs in per_image]).astype(np.float32)
 
 
 def check_channels(mean: Sequence[float], std: Sequence[float], channels: int, model: str) -> None:
@@ -85,12 +111,14 @@ class ToolkitSession:
         """The batch with the model's channel count (RGB -> grayscale for a 1-channel model)."""
         return match_channels(batch_uint8_nhwc, self.channels) if self.channels else batch_uint8_nhwc
 
+    auto_disable_rules: bool = False  # True: a build failing in a graph rule the log names is retried without it
+
     def _open(self, log_path: Path, setup: Callable[[Toolkit], None]) -> None:
-        from .rknn import toolkit
+        from .rknn import RKNN, toolkit
 
         self._stack = contextlib.ExitStack()
         try:
-            self.rk = self._stack.enter_context(toolkit(log_path))
+            self.rk = self._stack.enter_context(RKNN(log_path) if self.auto_disable_rules else toolkit(log_path))
             setup(self.rk)
         except BaseException:
             self._stack.close()
@@ -111,9 +139,10 @@ class SimulatorBackend(ToolkitSession):
     process; with batch > 1 the model is built with rknn_batch_size=batch and fed batch images per call."""
 
     def __init__(self, source: str | Path, cfg: ConvertConfig, dataset: str | Path | None, input_size: int, log_path: str | Path,
-                 load_path: str = "auto", batch: int = 8, name: str = "INT8 RKNN simulator"):
+                 load_path: str = "auto", batch: int = 8, name: str = "INT8 RKNN simulator", auto_disable_rules: bool = False):
         from .convert import ConvertConfig, build_on, model_channels
 
+        self.auto_disable_rules = auto_disable_rules
         self.channels = model_channels(Path(source), load_path)
         self.batch = int(batch)
         self.name = name
@@ -136,16 +165,21 @@ class SimulatorBackend(ToolkitSession):
         return cls(record.source, cfg, record.dataset, record.input_size, log_path, record.load_path, batch, name)
 
     def run(self, batch_uint8_nhwc: np.ndarray) -> np.ndarray:
-        outs = []
+        """The first output of each image, flattened: [N, K] scores."""
+        return first_outputs(self.run_raw(batch_uint8_nhwc))
+
+    def run_raw(self, batch_uint8_nhwc: np.ndarray) -> list[list[np.ndarray]]:
+        """Every output of each image, as the toolkit gives it (batch dimension 1): outputs[image][output]."""
+        per_image: list[list[np.ndarray]] = []
         batch_uint8_nhwc = self.fit_channels(batch_uint8_nhwc)
         for i in range(0, len(batch_uint8_nhwc), self.batch):
             chunk = batch_uint8_nhwc[i : i + self.batch]
             n = len(chunk)
             if n < self.batch:  # the model is built for exactly `batch` images: pad with copies of the last
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.batch - n, axis=0)])
-            out = self.rk.inference(inputs=[np.ascontiguousarray(chunk)], data_format="nhwc")[0]
-            outs.append(np.asarray(out, np.float32).reshape(self.batch, -1)[:n])
-        return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
+            outs = self.rk.inference(inputs=[np.ascontiguousarray(chunk)], data_format="nhwc")
+            per_image += split_batch([batched(o, self.batch) for o in outs], n)
+        return per_image
 
 
 
@@ -361,6 +395,10 @@ def run_torchscript(path: Path, batch_uint8_nhwc: np.ndarray, mean, std) -> np.n
     """Scores of a TorchScript module on uint8 NHWC images."""
     import torch
 
+    from .export import read_sidecar
+
+    side = read_sidecar(path) or {}
+    check_channels(mean, std, int(side.get("channels", len(mean))), str(path))
     module = torch.jit.load(str(path), map_location="cpu").eval()
     with torch.no_grad():
         out = module(torch.from_numpy(to_float_nchw(batch_uint8_nhwc, mean, std)))

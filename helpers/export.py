@@ -65,11 +65,15 @@ def quiet(log_path: Path) -> Iterator[None]:
             h.stream = sys.stdout  # not setStream(): that flushes the closed stream first
 
 
-def resolve_data_dir(data_dir: str | Path) -> Path:
-    """The labelled image folder of a run: "" = the bundled digits sample (written on first use)."""
+def resolve_data_dir(data_dir: str | Path, run: Run | None = None) -> Path:
+    """The labelled image folder of a run: "" = the bundled digits sample (written on first use), or for a
+    detection run (notebook 10 recorded task: detect) the data.yaml notebook 10 used."""
     from .data import load_split, write_sample
+    from .task import recorded_data, run_task
 
     if not str(data_dir).strip():
+        if run is not None and run_task(run) == "detect" and recorded_data(run) is not None:
+            return recorded_data(run).resolve()
         return write_sample().resolve()
     path = Path(data_dir).expanduser()
     if not path.is_absolute():
@@ -82,8 +86,9 @@ def resolve_data_dir(data_dir: str | Path) -> Path:
 
 def data_marker(data_dir: Path) -> Path:
     """What to hash for a data folder in a cache key: the sample's spec file, else the folder itself."""
-    marker = Path(data_dir) / "sample.json"
-    return marker if marker.exists() else Path(data_dir)
+    folder = Path(data_dir).parent if Path(data_dir).is_file() else Path(data_dir)  # a detection data.yaml: its folder
+    marker = folder / "sample.json"
+    return marker if marker.exists() else folder
 
 
 def prepare_model(run: Run, model: str | Path, data_dir: Path, imgsz: int, epochs: int = 20) -> tuple[Path, str]:

@@ -238,6 +238,10 @@ def load_params_file(path: str | Path | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise WorkbookError(f"Parameters file {path} must be a mapping with 'common:' and per-notebook sections.")
     for key, section in data.items():
+        if key == "only":  # which notebooks the file is for (e.g. a task the later notebooks do not handle yet)
+            if not isinstance(section, (str, list)):
+                raise WorkbookError(f"'only' in parameters file {path} must be notebook numbers like \"00,10,20,30\" or a list of them.")
+            continue
         if section is not None and not isinstance(section, dict):
             raise WorkbookError(f"Section {key!r} of parameters file {path} must be a mapping of parameter: value, not {section!r}.")
     return data
@@ -253,7 +257,7 @@ def params_for(notebook: Path, config: dict[str, Any]) -> dict[str, Any]:
     declared = declared_parameters(notebook)
     common = config.get("common") or {}
     section = config.get(name) or {}
-    unknown_sections = [k for k in config if k != "common" and k not in {notebook_name(n) for n in notebooks()}]
+    unknown_sections = [k for k in config if k not in ("common", "only") and k not in {notebook_name(n) for n in notebooks()}]
     if unknown_sections:
         raise WorkbookError(f"Parameters file has section(s) {unknown_sections} that match no notebook; valid: common, {', '.join(notebook_name(n) for n in notebooks())}.")
     bad = sorted(set(section) - set(declared))

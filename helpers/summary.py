@@ -161,6 +161,32 @@ def _int8_row(rows: list[dict[str, str]]) -> dict[str, str] | None:
     return next((r for r in rows if str(r.get("model", "")) == "INT8"), None)
 
 
+def is_detect(metrics: Any) -> bool:
+    """Whether eval/metrics.json was written for a detector (notebook 30, task: detect)."""
+    return isinstance(metrics, dict) and metrics.get("task") == "detect"
+
+
+def _map(row: dict[str, Any] | None) -> float | None:
+    return number(row.get("map50_95")) if row else None
+
+
+def detect_figures(metrics: dict[str, Any]) -> list[Figure]:
+    """A detector's headline numbers: mAP50-95 (and mAP50) of FP32, INT8 with the converted head and INT8
+    with the other head (the output-head pitfall), from eval/metrics.json."""
+    figs = []
+    head = metrics.get("head", "split")
+    rows = [(backend(metrics, "fp32"), "FP32 mAP50-95 / mAP50 (ONNX Runtime)"),
+            (backend(metrics, "int8"), f"INT8 mAP50-95 / mAP50 (RKNN simulator, {head} head)")]
+    other = next((r for r in metrics.get("backends", []) if r.get("role") == "diagnostic" and r.get("precision") == "INT8"), None)
+    if other:
+        rows.append((other, f"INT8 mAP50-95 / mAP50, {other.get('head')} head (same images)"))
+    for row, label in rows:
+        raw = _map(row)
+        text = f"{raw:.3f} / {number(row.get('map50')) or 0:.3f}" if raw is not None else None
+        figs.append(Figure(label, text, "eval/metrics.json", raw))
+    return figs
+
+
 def key_figures(root: Path) -> list[Figure]:
     """The run's headline numbers, each from its artifact or None."""
     root = Path(root)
@@ -173,8 +199,11 @@ def key_figures(root: Path) -> list[Figure]:
         figs.append(Figure(label, fmt(raw) if raw is not None else None, source, raw))
 
     comparison = metrics.get("comparison") if isinstance(metrics, dict) and isinstance(metrics.get("comparison"), dict) else {}
-    add("FP32 top-1 (ONNX Runtime)", _top1(backend(metrics, "fp32")), pct, "eval/metrics.json")
-    add("INT8 top-1 (RKNN simulator)", _top1(backend(metrics, "int8")), pct, "eval/metrics.json")
+    if is_detect(metrics):
+        figs += detect_figures(metrics)
+    else:
+        add("FP32 top-1 (ONNX Runtime)", _top1(backend(metrics, "fp32")), pct, "eval/metrics.json")
+        add("INT8 top-1 (RKNN simulator)", _top1(backend(metrics, "int8")), pct, "eval/metrics.json")
     base = _int8_row(compare)
     best = exported_hybrid(root)
     calib = str(best.get("calibration") or (base or {}).get("calibration") or "") if best else ""
@@ -204,11 +233,26 @@ def key_figures(root: Path) -> list[Figure]:
     return figs
 
 
+def detect_verdict(metrics: dict[str, Any]) -> str:
+    """One line for a detector: INT8's mAP50-95 loss against FP32 with the converted head, and the other head's INT8."""
+    fp32, int8 = _map(backend(metrics, "fp32")), _map(backend(metrics, "int8"))
+    if fp32 is None or int8 is None:
+        return "No verdict yet: notebook 30 has not measured INT8 against FP32 in this run folder."
+    parts = [f"INT8 ({metrics.get('head', 'split')} head): {100 * (fp32 - int8):+.1f} pt mAP50-95 loss vs FP32 ({int8:.3f} vs {fp32:.3f})"]
+    other = next((r for r in metrics.get("backends", []) if r.get("role") == "diagnostic" and r.get("precision") == "INT8"), None)
+    if other and _map(other) is not None:
+        parts.append(f"with the {other.get('head')} head INT8 reaches {_map(other):.3f}")
+    parts.append("not yet validated on a board")
+    return "; ".join(parts) + "."
+
+
 def verdict(root: Path) -> str:
     """One line for a lead: INT8's top-1 loss and size against FP32, the hybrid (labelled when demo), and
     whether a board has validated the model."""
     root = Path(root)
     metrics = read_json(root / "eval" / "metrics.json")
+    if is_detect(metrics):
+        return detect_verdict(metrics)
     fp32, int8 = _top1(backend(metrics, "fp32")), _top1(backend(metrics, "int8"))
     if fp32 is None or int8 is None:
         return "No verdict yet: notebook 30 has not measured INT8 against FP32 in this run folder."

@@ -86,3 +86,39 @@ def check_task(model_path: str | Path, task: str) -> str:
             f"Model {model_path} is {_WHAT[found]} (task {found}) but task: {task} was given; set task: {found} or pass {_WHAT[task]}."
         )
     return found or task
+
+
+def resolve_task(model: str | Path, task: str) -> str:
+    """The run's task: the model file's own when it says (a mismatch with `task` is an error), else `task`."""
+    if task not in TASKS:
+        raise WorkbookError(f"task={task!r} is not a task of this workbook; use one of {', '.join(TASKS)}.")
+    return check_task(model, task) if str(model).strip() else task
+
+
+def run_task(run) -> str:  # noqa: ANN001 (helpers.paths.Run)
+    """The task notebook 10 recorded for a run in model/export_check.json ('classify' when it did not say)."""
+    import json
+
+    record = Path(run.model) / "export_check.json"
+    if not record.is_file():
+        return "classify"
+    return json.loads(record.read_text()).get("task") or "classify"
+
+
+def recorded_data(run) -> Path | None:  # noqa: ANN001 (helpers.paths.Run)
+    """The data (folder or data.yaml) notebook 10 recorded for a run, when it exists."""
+    import json
+
+    record = Path(run.model) / "export_check.json"
+    if not record.is_file():
+        return None
+    data = json.loads(record.read_text()).get("data_dir")
+    return Path(data) if data and Path(data).exists() else None
+
+
+def require_task(run, task: str, notebook: str) -> None:  # noqa: ANN001 (helpers.paths.Run)
+    """Raise WorkbookError when a notebook that handles one task only is run on a run of the other task."""
+    found = run_task(run)
+    if found != task:
+        raise WorkbookError(f"{notebook} handles {_WHAT[task].split()[-1]}s only so far, but run {run.root} holds {_WHAT[found]} (notebook 10 ran "
+                            f"with task: {found}); run it on a {task} run, or stop a detection series at notebook 40 as params/detect.yaml does.")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Classify images on a Rockchip board with rknn-toolkit-lite2 (RKNNLite): the bundle's runner.
+"""Classify images (or, for a detector bundle, detect objects) on a Rockchip board with rknn-toolkit-lite2 (RKNNLite): the bundle's runner.
 
 On the board, inside the unpacked bundle:
     python3 run_rknn.py image.png                      # top-5 for one image
@@ -58,6 +58,71 @@ _CHIP = re.compile(r"^((?:rk|rv)\d{4}[a-z]?)(?:-|$)")
 
 class RunnerError(Exception):
     """Bad input or a missing piece on the board: the message is one sentence with the fix."""
+
+
+def detector_postprocess() -> Any:
+    """The workbook's detector post-processing module: postprocess.py beside this file in the bundle
+    (byte for byte helpers/detect/postprocess.py), or the workbook's own inside the repository."""
+    if (HERE / "postprocess.py").is_file():
+        import postprocess  # noqa: E402
+    else:
+        from helpers.detect import postprocess  # noqa: E402
+    return postprocess
+
+
+def check_head(cfg: Dict[str, Any], model: Path) -> None:
+    """A detector bundle must carry the split head: the stock one's INT8 class scores collapse on the NPU."""
+    if cfg.get("task") == "detect" and cfg.get("head") == "stock":
+        raise RunnerError(f"{model.name} has the stock detector head (box pixels and class scores in one INT8 tensor, so the "
+                          "scores collapse on the NPU); export it with head: split in notebook 10, convert again and rebuild the bundle.")
+
+
+def letterboxed(path: Path, size: int) -> Any:
+    """One image letterboxed for a detector: (1 x size x size x 3 uint8 RGB, geometry, the original BGR image)."""
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise RunnerError(f"Cannot read image {path}; check the file exists and is a valid image.")
+    canvas, lb = detector_postprocess().letterbox(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size)
+    return canvas[None], lb, bgr
+
+
+def draw_detections(bgr: Any, dets: Any, labels: List[str], out: Path) -> Path:
+    """The image with its boxes, class names and scores drawn (OpenCV's built-in font), written to out."""
+    import cv2
+
+    img = bgr.copy()
+    for box, score, cls in zip(dets.boxes, dets.scores, dets.classes):
+        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+        colour = tuple(int(c) for c in np.random.default_rng(int(cls)).integers(64, 256, 3))
+        cv2.rectangle(img, (x1, y1), (x2, y2), colour, 1)
+        name = labels[int(cls)] if int(cls) < len(labels) else str(int(cls))
+        cv2.putText(img, f"{name} {float(score):.2f}", (x1, max(y1 - 2, 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.3, colour, 1, cv2.LINE_AA)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), img)
+    return out
+
+
+def detect_image(lite: Any, path: Path, args: argparse.Namespace, labels: List[str]) -> bool:
+    """Letterbox, infer, decode with postprocess.py, print the detections and draw them; False if inference failed."""
+    pp = detector_postprocess()
+    x, lb, bgr = letterboxed(path, args.size)
+    outputs = lite.inference(inputs=[x], data_format=["nhwc"])
+    if outputs is None:
+        return False
+    try:
+        pp.require_split(outputs, str(args.model))
+    except ValueError as exc:
+        raise RunnerError(str(exc)) from None
+    dets = pp.postprocess(outputs, lb, conf=args.conf, iou=args.iou)
+    print(f"{path}: {len(dets)} detection(s)")
+    for box, score, cls in zip(dets.boxes, dets.scores, dets.classes):
+        name = labels[int(cls)] if int(cls) < len(labels) else str(int(cls))
+        print(f"  {name:<12} {float(score):.3f}  box x1={box[0]:.0f} y1={box[1]:.0f} x2={box[2]:.0f} y2={box[3]:.0f}")
+    if args.draw:
+        print(f"  drawn: {draw_detections(bgr, dets, labels, Path(args.draw) / Path(path).name)}")
+    return True
 
 
 # ---------------------------------------------------------------- model file
@@ -199,6 +264,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--labels", type=Path, default=None, help="class names, one per line (default: the config's labels file)")
     p.add_argument("--size", type=int, default=None, help="model input size in pixels (default: from the config)")
     p.add_argument("--top-k", type=int, default=5, help="how many classes to print per image (default 5)")
+    p.add_argument("--conf", type=float, default=0.25, help="detectors: lowest class score kept (default 0.25)")
+    p.add_argument("--iou", type=float, default=0.7, help="detectors: IoU above which NMS drops the weaker box of a class (default 0.7)")
+    p.add_argument("--draw", default="detections", help="detectors: folder for the images with boxes drawn ('' = none)")
     p.add_argument("--core-mask", choices=list(CORE_MASKS), default="auto",
                    help="NPU cores to use: auto, 0, 1, 2, 0_1, 0_1_2, all (rk3588/rk3576 only; default auto)")
     p.add_argument("--loops", type=int, default=0, help="after classifying, time this many runs on the first image")
@@ -273,11 +341,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         platform = rknn_platform(model)
         images = collect_images(args.inputs)
         channels = len(cfg.get("mean_values") or [0, 0, 0])
+        detect = cfg.get("task") == "detect"
         if args.preprocess_only is not None:
-            batch = np.concatenate([prepare(p, args.size, args.color_order, channels) for p in images])
+            batch = np.concatenate([letterboxed(p, args.size)[0] if detect else prepare(p, args.size, args.color_order, channels)
+                                    for p in images])
             np.save(args.preprocess_only, batch)
             print(f"wrote {batch.shape} {batch.dtype} input batch to {args.preprocess_only}")
             return 0
+        check_head(cfg, model)
         check_platform(platform, board_platform(), model)
         mask = args.core_mask
         check_core_mask(mask, platform)
@@ -303,6 +374,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"model {model.name} ({platform}), input {args.size}x{args.size} {args.color_order} uint8 NHWC, core mask {mask} ({core_mask_meaning(mask, platform)})")
         first = None
         for path in images:
+            if detect:
+                try:
+                    ok = detect_image(lite, path, args, labels)
+                except RunnerError as exc:
+                    print(f"error: {exc}", file=sys.stderr)
+                    return 2
+                if not ok:
+                    print(f"error: inference on {path} returned nothing; see the RKNNLite messages above.", file=sys.stderr)
+                    return 1
+                first = letterboxed(path, args.size)[0] if first is None else first
+                continue
             x = prepare(path, args.size, args.color_order, channels)
             first = x if first is None else first
             outputs = lite.inference(inputs=[x], data_format=["nhwc"])

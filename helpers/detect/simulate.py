@@ -9,7 +9,6 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from ..rknn import toolkit
 from .labels import DetectionSplit
 from .metric import DetectMetric, coco_map
 from .postprocess import Detections, letterbox, postprocess
@@ -61,8 +60,12 @@ def onnx_runner(onnx_path: str | Path) -> Runner:
 def simulate_int8(onnx_path: str | Path, calibration: Sequence[np.ndarray], images: Sequence[np.ndarray], work_dir: str | Path,
                   target_platform: str = "rk3588", disable_rules: Sequence[str] | None = None) -> list[list[np.ndarray]]:
     """Quantize the ONNX to INT8 with the real toolkit (calibration = letterboxed RGB images, written as
-    PNGs), run `images` in its simulator and return each image's raw outputs. disable_rules is passed to
-    rknn.config (2.5.0 needs e.g. ['seperate_conv_rs_split'] for some YOLO11 detectors)."""
+    PNGs) through the workbook's own path (helpers.convert options, helpers.evaluate.SimulatorBackend,
+    which retries without a graph rule the toolkit's log names), run `images` in its simulator and
+    return each image's raw outputs. disable_rules: rules to skip from the start."""
+    from ..convert import ConvertConfig
+    from ..evaluate import SimulatorBackend
+
     work_dir = Path(work_dir).resolve()
     calib_dir = work_dir / "calibration"
     calib_dir.mkdir(parents=True, exist_ok=True)
@@ -73,16 +76,11 @@ def simulate_int8(onnx_path: str | Path, calibration: Sequence[np.ndarray], imag
         lines.append(f"{p}\n")
     dataset = work_dir / "calibration.txt"
     dataset.write_text("".join(lines))
-    extra = {"disable_rules": list(disable_rules)} if disable_rules else {}
-    outs = []
-    with toolkit(work_dir / "int8.log", workdir=work_dir) as rk:
-        rk.config(mean_values=[MEAN], std_values=[STD], target_platform=target_platform, **extra)
-        rk.load_onnx(model=str(Path(onnx_path).resolve()))
-        rk.build(do_quantization=True, dataset=str(dataset))
-        rk.init_runtime(target=None)
-        for img in images:
-            outs.append([np.asarray(o, np.float32) for o in rk.inference(inputs=[img[None]], data_format="nhwc")])
-    return outs
+    cfg = ConvertConfig.from_dict({"mean_values": MEAN, "std_values": STD, "target_platform": target_platform,
+                                   "disable_rules": list(disable_rules or [])})
+    size = int(images[0].shape[0]) if len(images) else int(calibration[0].shape[0])
+    with SimulatorBackend(Path(onnx_path).resolve(), cfg, dataset, size, work_dir / "int8.log", "onnx", batch=1, auto_disable_rules=True) as sim:
+        return sim.run_raw(np.stack(images)) if len(images) else []
 
 
 def evaluate_outputs(name: str, outputs: Sequence[Sequence[np.ndarray]], geoms: Sequence, split: DetectionSplit,

@@ -1,0 +1,252 @@
+"""The detection steps of the notebook series (task: detect): notebook 10's export of both heads, notebook
+30's FP32 vs INT8 measurement (chosen head and the other one, same images), the pictures and the
+sentences that read the run's own numbers."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import WorkbookError
+from ..paths import REPO, Run, write_json_atomic
+from .head import HEADS, export_detector, onnx_metadata
+from .postprocess import Detections
+from .sample import prepare_detect_model
+
+HEAD_ONNX = "model_{head}.onnx"
+
+
+def resolve_data(data: str | Path) -> str:
+    """A data.yaml (or its folder) given relative to the repository root made absolute; "" stays "" (the sample)."""
+    if not str(data).strip():
+        return ""
+    path = Path(data).expanduser()
+    path = path if path.is_absolute() else REPO / path
+    from ..data import detect_yaml
+
+    found = detect_yaml(path)
+    if found is None:
+        raise WorkbookError(f"data_dir={str(data)!r} is not a YOLO detection data set (a data.yaml with train:, val:, names:, or its "
+                            "folder), which task: detect needs; pass one, or set task: classify for a class-folder layout.")
+    return str(found)
+
+
+def prepare(run: Run, model: str, data: str, imgsz: int, epochs: int) -> tuple[Path, Path, str]:
+    """The detector, its data.yaml and a one-line description (the user's, or the cached sample); a
+    user's detector is checked against the labels (class ids beyond its classes: one sentence)."""
+    from ..task import class_names
+    from .labels import read_split
+
+    path, data_yaml, about = prepare_detect_model(run, model, resolve_data(data), imgsz=imgsz, epochs=epochs)
+    names = class_names(path) if str(model).strip() else None
+    if names:
+        for split in ("train", "val"):
+            read_split(data_yaml, split, num_classes=len(names))
+    return path, data_yaml, about
+
+
+def export_heads(model_path: Path, model_dir: Path, imgsz: int, head: str, opset: int) -> dict[str, Any]:
+    """Export an ultralytics detector with both heads (model_split.onnx, model_stock.onnx) and the chosen
+    one as model.onnx, which notebook 20 converts; an ONNX given by the user is used as it is."""
+    if head not in HEADS:
+        raise WorkbookError(f"head={head!r} is not a detector head layout; use one of {', '.join(HEADS)}.")
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("model.torchscript", "model.torchscript.json"):  # a classifier exported into this run earlier
+        (model_dir / stale).unlink(missing_ok=True)
+    note = ""
+    if model_path.suffix.lower() == ".onnx":
+        meta = onnx_metadata(model_path)
+        head = meta.get("head") or head
+        note = "an ONNX was given: used as it is, no second head to compare with"
+        shutil.copyfile(model_path, model_dir / "model.partial.onnx")
+    else:
+        for h in HEADS:
+            export_detector(model_path, model_dir / HEAD_ONNX.format(head=h), imgsz, head=h, opset=opset)
+        shutil.copyfile(model_dir / HEAD_ONNX.format(head=head), model_dir / "model.partial.onnx")
+    (model_dir / "model.partial.onnx").replace(model_dir / "model.onnx")
+    return {"kind": "ultralytics detect", "opset": opset, "torchscript": "", "opset_note": note, "head": head}
+
+
+def head_of(onnx_path: Path) -> str:
+    """'split' or 'stock' for an exported detector (its metadata, else its number of outputs)."""
+    import onnx
+
+    head = onnx_metadata(onnx_path).get("head")
+    if head in HEADS:
+        return head
+    return "stock" if len(onnx.load(str(onnx_path), load_external_data=False).graph.output) == 1 else "split"
+
+
+def head_files(run: Run) -> list[Path]:
+    """The per-head exports notebook 10 wrote (model_split.onnx, model_stock.onnx) that exist."""
+    return [f for f in (run.model / HEAD_ONNX.format(head=h) for h in HEADS) if f.is_file()]
+
+
+def source_model(run: Run) -> str:
+    """The model file notebook 10 exported from (model/export_check.json), "" when unknown."""
+    record = run.model / "export_check.json"
+    return str(json.loads(record.read_text()).get("model") or "") if record.is_file() else ""
+
+
+def _dets_json(dets: Sequence[Detections]) -> list[dict[str, list]]:
+    return [{"boxes": np.round(d.boxes, 2).tolist(), "scores": np.round(d.scores, 4).tolist(), "classes": d.classes.tolist()} for d in dets]
+
+
+def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, val_images: int = 0, model: str = "") -> dict[str, Any]:
+    """FP32 (ONNX Runtime) and INT8 (simulator, rebuilt from rknn/convert.json) for the converted head and,
+    when notebook 10 exported it, the other head built with the same recorded options, on the same val
+    images: COCO mAP, top class score and whole-tensor cosine per backend. Writes eval/metrics.json and
+    eval/detections.json; returns the metrics."""
+    from ..evaluate import OnnxBackend, SimulatorBackend
+    from ..task import class_names
+    from .labels import read_data_yaml, read_split
+    from .simulate import evaluate_outputs, load_letterboxed, whole_tensor_cosine
+
+    from ..data import detect_yaml
+
+    data_yaml = detect_yaml(data_yaml) or Path(data_yaml)
+    names = class_names(record.source) or read_data_yaml(data_yaml)["names"]
+    val = read_split(data_yaml, "val", num_classes=len(names)).subset(val_images or None)
+    size, cfg = record.input_size, record.config
+    canvases, geoms = load_letterboxed(val.paths, size)
+    pixels = np.stack(canvases)
+    chosen = head_of(record.source)
+    heads = {chosen: record.source}
+    for h in HEADS:
+        if h != chosen and (run.model / HEAD_ONNX.format(head=h)).is_file():
+            heads[h] = run.model / HEAD_ONNX.format(head=h)
+    rows, dets = [], {}
+    for h, onnx_path in heads.items():
+        fp32 = OnnxBackend(onnx_path, cfg.mean_values, cfg.std_values).run_raw(pixels)
+        log = run.logs / f"simulator_{h}.log"
+        sim = (SimulatorBackend.from_record(record, log, batch=batch) if h == chosen else
+               SimulatorBackend(onnx_path, cfg, record.dataset, size, log, "onnx", batch, auto_disable_rules=True))
+        with sim:
+            int8 = sim.run_raw(pixels)
+            extra_rules = [d.rule for d in getattr(sim.rk, "auto_disabled", [])]  # the other head may trip other 2.5.0 rules
+        cos = [whole_tensor_cosine(a, b) for a, b in zip(fp32, int8)]
+        for precision, outs in (("FP32", fp32), ("INT8", int8)):
+            ev = evaluate_outputs(f"{precision} {h} head", outs, geoms, val)
+            role = ("fp32" if precision == "FP32" else "int8") if h == chosen else "diagnostic"
+            rows.append({"name": ev.name, "role": role, "head": h, "precision": precision, **ev.metric.to_dict(),
+                         "top_score": max(ev.top_scores, default=0.0), "rules_disabled_here": extra_rules if precision == "INT8" else [],
+                         **({"cosine_mean": float(np.mean(cos)), "cosine_min": float(np.min(cos))} if precision == "INT8" else {})})
+            dets[ev.name] = _dets_json(ev.detections)
+    metrics = {"task": "detect", "head": chosen, "imgsz": size, "backends": rows, "images": len(val), "instances": val.instances,
+               "classes": list(names), "notes": list(val.notes), "batch": batch, "ultralytics_val": None}
+    if str(model).endswith(".pt") and not val_images:
+        from ..export import quiet
+        from .sample import ultralytics_val
+
+        with quiet(run.logs / "ultralytics_val.log"):
+            metrics["ultralytics_val"] = ultralytics_val(model, data_yaml, size, run.logs / "ultralytics_val", rect=False)
+    write_json_atomic(run.eval / "detections.json", {"images": [str(p) for p in val.paths], "classes": list(names), "backends": dets})
+    write_json_atomic(run.eval / "metrics.json", metrics, default=float)
+    return metrics
+
+
+def read_metrics(run: Run) -> dict[str, Any]:
+    """eval/metrics.json of a detection run."""
+    return json.loads((run.eval / "metrics.json").read_text())
+
+
+def table(metrics: dict[str, Any]):
+    """One row per backend: mAP50-95, mAP50, detections, top class score, whole-tensor cosine."""
+    import pandas as pd
+
+    cols = ["name", "role", "map50_95", "map50", "detections", "top_score", "cosine_mean", "cosine_min"]
+    return pd.DataFrame([{k: r.get(k) for k in cols} for r in metrics["backends"]]).set_index("name")
+
+
+def per_class_table(metrics: dict[str, Any]):
+    """Per-class AP50-95 of each backend (classes as rows)."""
+    import pandas as pd
+
+    return pd.DataFrame({r["name"]: r["per_class"] for r in metrics["backends"]}).round(4)
+
+
+def row(metrics: dict[str, Any], head: str, precision: str) -> dict[str, Any] | None:
+    """The backend row of one head and precision ('FP32' or 'INT8'), if measured."""
+    return next((r for r in metrics["backends"] if r["head"] == head and r["precision"] == precision), None)
+
+
+def verdict(metrics: dict[str, Any]) -> str:
+    """What the run's numbers say about INT8 on this detector, in sentences computed from them."""
+    head = metrics["head"]
+    fp32, int8 = row(metrics, head, "FP32"), row(metrics, head, "INT8")
+    drop = 100 * (fp32["map50_95"] - int8["map50_95"])
+    size = "within 2 points of" if abs(drop) <= 2 else ("above" if drop < 0 else f"{drop:.1f} points below")
+    text = (f"**Verdict ({head} head, {metrics['images']} images, {metrics['instances']} objects):** INT8 mAP50-95 "
+            f"{int8['map50_95']:.3f} vs FP32 {fp32['map50_95']:.3f}, {size} FP32; mAP50 {int8['map50']:.3f} vs {fp32['map50']:.3f}.")
+    uv = metrics.get("ultralytics_val")
+    if uv:
+        gap = 100 * abs(fp32["map50_95"] - uv["map50_95"])
+        agree = "agrees with" if gap <= 1 else "differs from"
+        text += (f" The workbook's FP32 mAP50-95 {agree} ultralytics' own val() of the same weights ({uv['map50_95']:.3f}, "
+                 f"{gap:.1f} pt apart), which checks the decode and NMS.")
+    return text
+
+
+def pitfall(metrics: dict[str, Any]) -> str:
+    """The stock-vs-split lesson with this run's numbers: mAP, top class score and whole-tensor cosine."""
+    split_fp, split_q = row(metrics, "split", "FP32"), row(metrics, "split", "INT8")
+    stock_fp, stock_q = row(metrics, "stock", "FP32"), row(metrics, "stock", "INT8")
+    if not (split_q and stock_q):
+        return "Only one head was exported (an ONNX was given), so there is no stock-vs-split comparison in this run."
+    collapsed = stock_q["map50_95"] < 0.5 * stock_fp["map50_95"]
+    text = (f"On the same {metrics['images']} images, INT8 with the **stock** head reaches mAP50-95 {stock_q['map50_95']:.3f} "
+            f"(FP32 {stock_fp['map50_95']:.3f}, top class score {stock_q['top_score']:.3f} vs {stock_fp['top_score']:.3f}), "
+            f"INT8 with the **split** head {split_q['map50_95']:.3f} (FP32 {split_fp['map50_95']:.3f}, top score "
+            f"{split_q['top_score']:.3f}). ")
+    text += (f"The whole-tensor cosine of the stock head's INT8 output to its FP32 output is {stock_q['cosine_mean']:.4f} on "
+             f"average (lowest {stock_q['cosine_min']:.4f}); the split head's outputs, flattened together the same way, give "
+             f"{split_q['cosine_mean']:.4f}. ")
+    if collapsed and stock_q["cosine_mean"] > 0.99:
+        text += ("So the cosine read almost 1 while the stock head's detections vanished: the box coordinates "
+                 f"(0..{metrics.get('imgsz', 'imgsz')} px) carry nearly all of the tensor's length, the 0..1 class scores almost "
+                 "none, so rounding every score to zero barely turns the vector. One INT8 scale for both is the bug; the "
+                 "cosine cannot see it because it weighs values by size.")
+    elif collapsed:
+        text += "The stock head's detections collapsed under INT8; judge a detector by its mAP, not by one similarity number."
+    else:
+        text += ("Here the stock head kept most of its mAP under INT8, so this model does not show the pitfall strongly; "
+                 "the split head is still the layout whose scores get a scale of their own.")
+    return text
+
+
+def draw(ax: Any, image: np.ndarray, det: dict[str, list], names: Sequence[str], title: str, min_score: float) -> None:
+    """An image with the boxes scoring at least min_score, labelled with class and score."""
+    from matplotlib.patches import Rectangle
+
+    ax.imshow(image)
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+    for box, score, cls in zip(det["boxes"], det["scores"], det["classes"]):
+        if score < min_score:
+            continue
+        x1, y1, x2, y2 = box
+        colour = "C" + str(int(cls) % 10)
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=1.5, edgecolor=colour))
+        ax.text(x1, y1, f"{names[int(cls)]} {score:.2f}", fontsize=6, color="white", backgroundcolor=colour, va="bottom")
+
+
+def plot_boxes(run: Run, images: int = 4, min_score: float = 0.25, path: Path | None = None):
+    """The same val images with each backend's boxes (score >= min_score) side by side, from eval/detections.json."""
+    import cv2
+    import matplotlib.pyplot as plt
+
+    saved = json.loads((run.eval / "detections.json").read_text())
+    backends = list(saved["backends"])
+    n = min(images, len(saved["images"]))
+    fig, axes = plt.subplots(n, len(backends), figsize=(2.6 * len(backends), 2.2 * n), squeeze=False)
+    for i in range(n):
+        rgb = cv2.cvtColor(cv2.imread(saved["images"][i]), cv2.COLOR_BGR2RGB)
+        for j, name in enumerate(backends):
+            draw(axes[i][j], rgb, saved["backends"][name][i], saved["classes"], name if i == 0 else "", min_score)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=110)
+    return fig
