@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import queue
 import signal
@@ -115,7 +116,8 @@ def executor(scheduler: str | None = None, workers: int | None = None,
             # Threads, not processes: each task only supervises its own `python -m helpers run` child.
             with LocalCluster(n_workers=n, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
                               dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
-                yield DaskExecutor(client, cluster.scheduler_address, local=True)
+                with quiet_teardown():
+                    yield DaskExecutor(client, cluster.scheduler_address, local=True)
             return
         try:
             client = Client(address, timeout=timeout)
@@ -124,8 +126,20 @@ def executor(scheduler: str | None = None, workers: int | None = None,
                 f"The dask scheduler at {address} did not answer within {timeout:g} s ({type(exc).__name__}); "
                 "start one there with `dask scheduler --host HOST` or fix --scheduler / DASK_SCHEDULER_ADDRESS."
             ) from None
-        with client:
+        with client, quiet_teardown():
             yield DaskExecutor(client, address, local=False)
+
+
+@contextlib.contextmanager
+def quiet_teardown() -> Iterator[None]:
+    """On Ctrl-C (or any error) inside the block, silence dask's own loggers before the cluster closes:
+    the comms it is cutting on purpose would otherwise print tracebacks over the one-line message."""
+    try:
+        yield
+    except BaseException:
+        for name in ("distributed", "tornado", "asyncio"):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+        raise
 
 
 # ----------------------------------------------------------------------------- the task a worker runs

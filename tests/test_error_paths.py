@@ -266,7 +266,7 @@ def test_export_of_a_torchscript_at_the_wrong_size(tmp_path):
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2)).eval()  # only 8x8 inputs fit
     ts = tmp_path / "fixed8.torchscript"
     torch.jit.trace(net, torch.zeros(1, 3, 8, 8)).save(str(ts))
-    with pytest.raises(WorkbookError, match=r"TorchScript \S+/fixed8.torchscript does not accept a 1x3x16x16 input \(.+\); "
+    with pytest.raises(WorkbookError, match=r"TorchScript \S+/fixed8.torchscript accepts neither a 1x3x16x16 nor a 1x1x16x16 input \(.+\); "
                                             r"set imgsz to the size it was traced at"):
         export.export_model(ts, tmp_path / "model", 16)
     assert not (tmp_path / "model" / "model.onnx").exists()
