@@ -142,12 +142,12 @@ def parameter_names(notebook: str) -> list[str] | None:
     return list(declared_parameters(path)) if path.exists() else None
 
 
-def form(namespace: dict[str, Any], notebook: str, choices: dict[str, list[Any]] | None = None, help: dict[str, str] | None = None) -> Form:
+def form(namespace: dict[str, Any], notebook: str, choices: dict[str, list[Any]] | None = None) -> Form:
     """Build the form for the notebook's parameters, taking their current values from namespace
     (pass `globals()`): the names come from the notebook's own `parameters` cell, so the values
     papermill injected (or the user edited) are what the form starts from; each tooltip is that
-    parameter's comment in the cell. choices adds run-time lists (e.g. the boards found); help is
-    only a fallback for parameters without a comment."""
+    parameter's comment in the cell (the one place tooltips live). choices adds run-time lists (e.g.
+    the boards found)."""
     names = parameter_names(notebook)
     if names is None:  # a copied notebook outside notebooks/: take the plain literals given
         names = [k for k, v in namespace.items() if not k.startswith("_") and isinstance(v, (bool, int, float, str, list, tuple, dict, type(None)))]
@@ -156,7 +156,7 @@ def form(namespace: dict[str, Any], notebook: str, choices: dict[str, list[Any]]
         raise NameError(f"Parameters {missing} are not defined; run the cell tagged 'parameters' first.")
     params = {k: namespace[k] for k in names}
     choices = {**CHOICES, **(choices or {})}
-    tips = {**(help or {}), **tooltips(notebook)}
+    tips = tooltips(notebook)
     f = Form(notebook, dict(params))
     try:
         f.widgets = {k: _widget_for(k, v, choices.get(k), tips.get(k, "")) for k, v in params.items()}
