@@ -115,17 +115,26 @@ def convert_calls(record: Any, dataset: Path | None = None, var: str = "rknn", *
     return lines
 
 
-def simulator_calls(record: Any, image: Path) -> str:
-    """Notebook 30 as plain toolkit calls: rebuild in this process, init_runtime(target=None), one image."""
+def simulator_calls(record: Any, image: Path, task: str = "classify") -> str:
+    """Notebook 30 as plain toolkit calls: rebuild in this process, init_runtime(target=None), one image
+    (a detector's image letterboxed and its raw outputs decoded by helpers/detect/postprocess.py)."""
     size = int(record.input_size)
+    if task == "detect":
+        fit = [f"img, lb = letterbox(img, {size})  # keep the aspect ratio, pad to {size}x{size} (lb undoes it)"]
+        show = ["dets = postprocess(outputs, lb)  # decode, score threshold, per-class NMS (CPU)",
+                "print(dets.boxes, dets.scores, dets.classes)"]
+    else:
+        fit = [f"img = cv2.resize(img, ({size}, {size}))  # the workbook scales the short side and centre-crops"]
+        show = ["print(outputs[0].argmax())"]
     return code(
-        "import cv2", *convert_calls(record),
+        "import cv2", *(["from helpers.detect.postprocess import letterbox, postprocess"] if task == "detect" else []),
+        *convert_calls(record),
         call("rknn.init_runtime", target=None) + "  # the simulator: a model built in this process, no board",
         call("cv2.imread", Path(image), assign="bgr"),
         "img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # keep the result: cvtColor does not change bgr",
-        f"img = cv2.resize(img, ({size}, {size}))  # the workbook scales the short side and centre-crops",
+        *fit,
         call("rknn.inference", inputs=[Expr("img")], data_format="nhwc", assign="outputs"),
-        "print(outputs[0].argmax())",
+        *show,
         "rknn.release()",
     )
 

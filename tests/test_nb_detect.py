@@ -94,7 +94,20 @@ def test_notebook_30_states_this_runs_numbers(detect_run):
     assert f"{_row(m, 'split', 'INT8')['map50_95']:.3f}" in text and f"{_row(m, 'stock', 'INT8')['map50_95']:.3f}" in text
     assert (detect_run / "eval" / "detections.png").stat().st_size > 0
     saved = json.loads((detect_run / "eval" / "detections.json").read_text())
-    assert len(saved["backends"]) == 4 and all(len(v) == m["images"] for v in saved["backends"].values())
+    assert len(saved["backends"]) == 5 and all(len(v) == m["images"] for v in saved["backends"].values())
+
+
+@pytest.mark.slow
+def test_notebook_30_measures_the_colour_order_bug_on_the_detector(detect_run):
+    """The INT8 model fed BGR is a diagnostic row of its own, and the sentence reads this run's two numbers."""
+    m = _metrics(detect_run)
+    rgb, bgr = _row(m, "split", "INT8"), _row(m, "split", "INT8 BGR")
+    assert bgr["role"] == "diagnostic" and bgr["name"] == "INT8 split head, BGR input (bug)"
+    assert bgr["map50_95"] != rgb["map50_95"]  # other inputs, other boxes: the row is measured, not copied
+    nb = nbformat.read(detect_run / "executed" / "30_simulator_inference.ipynb", 4)
+    text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert f"**{bgr['map50_95']:.3f}** instead of {rgb['map50_95']:.3f}" in text
+    assert (detect_run / "eval" / "colour_order.png").stat().st_size > 0
 
 
 def _onnx_with_task(src: Path, dst: Path, task: str) -> Path:
@@ -241,3 +254,14 @@ def test_notebooks_50_and_60_refuse_a_detection_run_in_one_sentence(tmp_path):
     assert "\n" not in str(err.value)
     (run.model / "export_check.json").write_text(json.dumps({"task": "classify"}))
     require_task(run, "classify", "50_accuracy_analysis")
+
+
+@pytest.mark.parametrize("bgr_map,expect", [(0.40, "36.0 pt lower"), (0.77, "(+1.0 pt): here the bug costs no mAP")])
+def test_colour_pitfall_sentence_follows_the_numbers(bgr_map, expect):
+    from helpers.detect.series import BGR, colour_pitfall
+
+    rows = [{"head": "split", "precision": "INT8", "map50_95": 0.76, "detections": 10},
+            {"head": "split", "precision": BGR, "map50_95": bgr_map, "detections": 9}]
+    text = colour_pitfall({"head": "split", "images": 50, "backends": rows})
+    assert expect in text and f"**{bgr_map:.3f}** instead of 0.760 on these 50 images" in text
+    assert "re-run notebook 30" in colour_pitfall({"head": "split", "images": 50, "backends": rows[:1]})

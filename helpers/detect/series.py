@@ -17,6 +17,7 @@ from .postprocess import Detections
 from .sample import prepare_detect_model
 
 HEAD_ONNX = "model_{head}.onnx"
+BGR = "INT8 BGR"  # precision label of the diagnostic row: the INT8 model fed BGR images (the tutorial's colour bug)
 
 
 def resolve_data(data: str | Path) -> str:
@@ -127,10 +128,13 @@ def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, va
         with sim:
             int8 = sim.run_raw(pixels)
             extra_rules = [d.rule for d in getattr(sim.rk, "auto_disabled", [])]  # the other head may trip other 2.5.0 rules
+            bgr = sim.run_raw(np.ascontiguousarray(pixels[..., ::-1])) if h == chosen else None  # the colour-order bug
         cos = [whole_tensor_cosine(a, b) for a, b in zip(fp32, int8)]
-        for precision, outs in (("FP32", fp32), ("INT8", int8)):
-            ev = evaluate_outputs(f"{precision} {h} head", outs, geoms, val)
-            role = ("fp32" if precision == "FP32" else "int8") if h == chosen else "diagnostic"
+        for precision, outs in (("FP32", fp32), ("INT8", int8), (BGR, bgr)):
+            if outs is None:
+                continue
+            ev = evaluate_outputs(f"{precision} {h} head" if precision != BGR else f"INT8 {h} head, BGR input (bug)", outs, geoms, val)
+            role = ("fp32" if precision == "FP32" else "int8" if precision == "INT8" else "diagnostic") if h == chosen else "diagnostic"
             rows.append({"name": ev.name, "role": role, "head": h, "precision": precision, **ev.metric.to_dict(),
                          "top_score": max(ev.top_scores, default=0.0), "rules_disabled_here": extra_rules if precision == "INT8" else [],
                          **({"cosine_mean": float(np.mean(cos)), "cosine_min": float(np.min(cos))} if precision == "INT8" else {})})
@@ -233,20 +237,57 @@ def draw(ax: Any, image: np.ndarray, det: dict[str, list], names: Sequence[str],
         ax.text(x1, y1, f"{names[int(cls)]} {score:.2f}", fontsize=6, color="white", backgroundcolor=colour, va="bottom")
 
 
-def plot_boxes(run: Run, images: int = 4, min_score: float = 0.25, path: Path | None = None):
-    """The same val images with each backend's boxes (score >= min_score) side by side, from eval/detections.json."""
+def plot_boxes(run: Run, images: int = 4, min_score: float = 0.25, path: Path | None = None, backends: Sequence[str] | None = None,
+               first: int = 0):
+    """Val images (from index `first`) with each backend's boxes (score >= min_score) side by side, from
+    eval/detections.json; backends: the columns to draw (default: every backend but the BGR diagnostic)."""
     import cv2
     import matplotlib.pyplot as plt
 
     saved = json.loads((run.eval / "detections.json").read_text())
-    backends = list(saved["backends"])
-    n = min(images, len(saved["images"]))
+    backends = list(backends) if backends else [b for b in saved["backends"] if "BGR" not in b]
+    order = [(first + k) % len(saved["images"]) for k in range(min(images, len(saved["images"])))]
+    n = len(order)
     fig, axes = plt.subplots(n, len(backends), figsize=(2.6 * len(backends), 2.2 * n), squeeze=False)
-    for i in range(n):
-        rgb = cv2.cvtColor(cv2.imread(saved["images"][i]), cv2.COLOR_BGR2RGB)
+    for i, k in enumerate(order):
+        rgb = cv2.cvtColor(cv2.imread(saved["images"][k]), cv2.COLOR_BGR2RGB)
         for j, name in enumerate(backends):
-            draw(axes[i][j], rgb, saved["backends"][name][i], saved["classes"], name if i == 0 else "", min_score)
+            draw(axes[i][j], rgb, saved["backends"][name][k], saved["classes"], name if i == 0 else "", min_score)
     fig.tight_layout()
     if path:
         fig.savefig(path, dpi=110)
     return fig
+
+
+def colour_pitfall(metrics: dict[str, Any]) -> str:
+    """The colour-order bug in this run's mAP: the INT8 model fed BGR images against the same model fed RGB."""
+    head = metrics["head"]
+    rgb, bgr = row(metrics, head, "INT8"), row(metrics, head, BGR)
+    if bgr is None:
+        return "This run's metrics predate the colour-order row; re-run notebook 30 to measure it."
+    drop = 100 * (rgb["map50_95"] - bgr["map50_95"])
+    text = (f"With the tutorial's colour bug the INT8 model ({head} head) reaches mAP50-95 **{bgr['map50_95']:.3f}** instead of "
+            f"{rgb['map50_95']:.3f} on these {metrics['images']} images")
+    if drop >= 1.0:
+        return (text + f": {drop:.1f} pt lower. How much a detector loses depends on how much colour tells its classes apart; "
+                "expect a different size on your own data, never zero risk.")
+    return (text + f" ({-drop:+.1f} pt): here the bug costs no mAP, so this detector's classes are not told apart by colour. "
+            "That is a property of these classes, not a licence: a model whose classes differ by colour (traffic lights, ripe "
+            "fruit) loses much more. Keep the conversion.")
+
+
+def measured(run: Run, record: Any, data_dir: Path, batch: int, val_images: int) -> dict[str, Any]:
+    """Notebook 30's detector measurement through the step cache: evaluate_detector, or its saved metrics."""
+    from ..cache import cached, record_inputs
+    from ..export import data_marker
+
+    return cached(run, "30_detect", {"batch": batch, "val_images": val_images, "data": str(data_dir), "rows": "with BGR diagnostic"},
+                  inputs=[*record_inputs(run), data_marker(data_dir), *head_files(run)],
+                  outputs=[run.eval / "metrics.json", run.eval / "detections.json"],
+                  compute=lambda: evaluate_detector(run, record, data_dir, batch, val_images, source_model(run)),
+                  load=lambda: read_metrics(run))
+
+
+def colour_columns(metrics: dict[str, Any]) -> list[str]:
+    """The two backends the colour-order picture compares: the INT8 model fed RGB, and fed BGR."""
+    return [r["name"] for r in metrics["backends"] if r["head"] == metrics["head"] and r["precision"] in ("INT8", BGR)]
