@@ -335,8 +335,9 @@ class DetectOnBoard:
         delta = 100 * (self.board.value - self.simulator.value)
         return (f"**Board vs simulator ({self.judge.images} images):** mAP50-95 {self.board.value:.3f} on the board vs "
                 f"{self.simulator.value:.3f} in the simulator ({delta:+.1f} pt; {self.judge.scale_note()}), mAP50 "
-                f"{self.board.agreement:.3f} vs {self.simulator.agreement:.3f}; the board's raw outputs follow the simulator's "
-                f"with mean cosine {self.cosines.mean():.5f} (min {self.cosines.min():.5f}). Runtime: {self.sdk or 'not reported'}")
+                f"{self.board.agreement:.3f} vs {self.simulator.agreement:.3f}; the board's raw outputs follow the "
+                f"simulator's with mean cosine {self.cosines.mean():.5f} (min {self.cosines.min():.5f}). "
+                f"Runtime: {self.sdk or 'not reported'}")
 
 
 def compare_detector(judge: Any, simulator_outputs: list, board_outputs: list, sdk: str = "") -> DetectOnBoard:
@@ -349,7 +350,7 @@ def compare_detector(judge: Any, simulator_outputs: list, board_outputs: list, s
 
 def detector_on_board(run: Run, record: ConvertRecord, data_dir: Path, images: int, target: str, device_id: str | None,
                       core_mask: str = "auto") -> DetectOnBoard:
-    """Notebook 40's board-vs-simulator section for a detector: notebook 30's val images (the first `images`,
+    """Notebook 40's board-vs-simulator section for a detector: the val images (the first `images`,
     0 = all) letterboxed once, run on the board (first, so a missing board stops before any rebuild) and in the
     simulator rebuilt from convert.json, both scored in mAP50-95 by scoring.DetectJudge."""
     from .evaluate import SimulatorBackend
@@ -370,9 +371,9 @@ def skip_board_comparison(task: str, images: int = 0) -> str:
     detector: mAP50-95 on the board vs the simulator), and where to read how to enable it."""
     if task != "detect":
         return skipped("Board inference and the board-vs-simulator comparison")
-    n = f"the first {images}" if images else "all"
-    return skipped(f"Running the detector on the board over {n} of notebook 30's val images and comparing its mAP50-95 "
-                   "and raw outputs with the simulator's")
+    n = f"the first {images} val images" if images else "every val image"
+    return skipped(f"Running the detector on the board over {n} (letterboxed, as notebook 30 scored them) and "
+                   "comparing its mAP50-95 and raw outputs with the simulator's")
 
 
 def analysis_images(run: Run, record: ConvertRecord, data_dir: Path, n: int) -> list[Path]:

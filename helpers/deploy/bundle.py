@@ -256,7 +256,8 @@ compare it with `postprocess.py` on the same raw outputs; the program itself nee
 export RKNPU2=/path/to/rknn-toolkit2/rknpu2        # librknnrt.so, rknn_api.h and examples/3rdparty/stb
 cd cpp && ./build_linux.sh {config['target_platform']}     # aarch64-linux-gnu-g++ (or GCC_COMPILER=...)
 adb push install/rknn_app_demo_Linux /userdata/cpp_demo
-adb shell "cd /userdata/cpp_demo && ./run_detect.sh"       # = ./{DETECT_PROGRAM} model.rknn labels.txt images/* --conf 0.25 --iou 0.7
+adb shell "cd /userdata/cpp_demo && ./run_detect.sh"
+# run_detect.sh = ./{DETECT_PROGRAM} model.rknn labels.txt images/* --conf 0.25 --iou 0.7
 ```
 """
 
