@@ -399,6 +399,46 @@ def test_detector_on_board_without_a_board_stops_at_the_board(det_run, tiny_dete
     assert "over the first 5 val images (" in board.skip_board_comparison("detect", 5)
 
 
+class StandInBoard:
+    """A STAND-IN for board.BoardBackend (no board here): same constructor and calls, its outputs are the same
+    model's FP32 outputs under ONNX Runtime; it records what detector_on_board asked of it."""
+
+    seen: dict = {}
+
+    def __init__(self, rknn_path, target, log_path, device_id="", core_mask="auto", record=None, **_):
+        from helpers.evaluate import OnnxBackend
+
+        self.seen.update(rknn=Path(rknn_path), target=target, device_id=device_id, core_mask=core_mask)
+        self.onnx = OnnxBackend(record.source, record.config.mean_values, record.config.std_values)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.onnx.close()
+
+    def run_raw(self, pixels):
+        self.seen["pixels"] = pixels
+        return self.onnx.run_raw(pixels)
+
+    def sdk_version(self) -> str:
+        return "stand-in (ONNX Runtime)"
+
+
+def test_detector_on_board_runs_the_whole_section_with_a_stand_in_board(det_run, tiny_detector, monkeypatch):
+    """detector_on_board end to end with StandInBoard in place of the board: it feeds the board the judge's
+    letterboxed pixels with the run's model, target and core mask, rebuilds the simulator, and scores both."""
+    monkeypatch.setattr(board, "BoardBackend", StandInBoard)
+    record = convert.read_record(det_run)
+    det = board.detector_on_board(det_run, record, tiny_detector.data_yaml, 4, "rk3588", "SERIAL", "0_1")
+    seen = StandInBoard.seen
+    assert seen["rknn"] == det_run.rknn / "model.rknn" and seen["target"] == "rk3588" and seen["device_id"] == "SERIAL"
+    assert seen["core_mask"] == "0_1" and np.array_equal(seen["pixels"], det.judge.pixels) and det.judge.images == 4
+    assert det.board.value == pytest.approx(det.judge.fp32.value) and det.sdk == "stand-in (ONNX Runtime)"
+    assert 0 <= det.simulator.value <= 1 and 0.9 < det.cosines.mean() < 1.0
+    assert (det_run.logs / "40_simulator.log").is_file()
+
+
 @needs_board
 def test_detector_on_the_board_agrees_with_the_simulator(det_run, tiny_detector):
     record = convert.read_record(det_run)
