@@ -304,6 +304,90 @@ def board_accuracy_analysis(record: ConvertRecord, images: list[Path], out_dir: 
             return run_accuracy_analysis(rk, images, out_dir, target=target, device_id=device_id, progress=False)
 
 
+@dataclass
+class DetectOnBoard:
+    """A detector on the board vs the simulator on the same letterboxed images: each scored with the
+    judge's mAP50-95 (and output cosine to FP32), plus the board's outputs' cosine to the simulator's."""
+
+    judge: Any  # helpers.scoring.DetectJudge
+    simulator: Any  # helpers.scoring.Score
+    board: Any
+    cosines: np.ndarray  # per image, board outputs vs simulator outputs
+    sdk: str = ""
+
+    def table(self) -> pd.DataFrame:
+        """One row each for FP32 (ONNX Runtime), the INT8 simulator and the INT8 board."""
+        import pandas as pd
+
+        rows = [("FP32 ONNX Runtime", self.judge.fp32), ("INT8 RKNN simulator", self.simulator), ("INT8 board", self.board)]
+        return pd.DataFrame([{"backend": name, "mAP50-95": round(s.value, 4), "mAP50": round(s.agreement, 4),
+                              "output cosine to FP32": round(s.mean_cosine, 5)} for name, s in rows]).set_index("backend")
+
+    def summary(self) -> dict[str, Any]:
+        """board/metrics.json of a detector: each score and the board-vs-simulator comparison."""
+        return {"task": "detect", "images": self.judge.images, "fp32": self.judge.fp32.row(self.judge),
+                "simulator": self.simulator.row(self.judge), "board": self.board.row(self.judge),
+                "comparison": {"map50_95_delta_pt": round(100 * (self.board.value - self.simulator.value), 2),
+                               "mean_cosine": float(self.cosines.mean()), "min_cosine": float(self.cosines.min())}}
+
+    def sentence(self) -> str:
+        """What the comparison says, with this run's numbers."""
+        delta = 100 * (self.board.value - self.simulator.value)
+        return (f"**Board vs simulator ({self.judge.images} images):** mAP50-95 {self.board.value:.3f} on the board vs "
+                f"{self.simulator.value:.3f} in the simulator ({delta:+.1f} pt; {self.judge.scale_note()}), mAP50 "
+                f"{self.board.agreement:.3f} vs {self.simulator.agreement:.3f}; the board's raw outputs follow the "
+                f"simulator's with mean cosine {self.cosines.mean():.5f} (min {self.cosines.min():.5f}). "
+                f"Runtime: {self.sdk or 'not reported'}")
+
+
+def compare_detector(judge: Any, simulator_outputs: list, board_outputs: list, sdk: str = "") -> DetectOnBoard:
+    """Score the simulator's and the board's raw outputs on the judge's images (same order) and compare them."""
+    from .scoring import output_cosines
+
+    return DetectOnBoard(judge, judge.score(simulator_outputs), judge.score(board_outputs),
+                         output_cosines(simulator_outputs, board_outputs), sdk)
+
+
+def detector_on_board(run: Run, record: ConvertRecord, data_dir: Path, images: int, target: str, device_id: str | None,
+                      core_mask: str = "auto") -> DetectOnBoard:
+    """Notebook 40's board-vs-simulator section for a detector: the val images (the first `images`,
+    0 = all) letterboxed once, run on the board (first, so a missing board stops before any rebuild) and in the
+    simulator rebuilt from convert.json, both scored in mAP50-95 by scoring.DetectJudge."""
+    from .evaluate import SimulatorBackend
+    from .scoring import judge_for
+
+    judge = judge_for(run, record, data_dir, images)
+    with BoardBackend(run.rknn / "model.rknn", target, run.logs / "40_board.log", device_id=device_id or "",
+                      core_mask=core_mask, record=record) as backend:
+        on_board = backend.run_raw(judge.pixels)
+        sdk = backend.sdk_version()
+    with SimulatorBackend.from_record(record, run.logs / "40_simulator.log", batch=1) as sim:
+        in_sim = sim.run_raw(judge.pixels)
+    return compare_detector(judge, in_sim, on_board, sdk)
+
+
+def skip_board_comparison(task: str, images: int = 0) -> str:
+    """The skip line of notebook 40's board-vs-simulator section: what it would do for this task (a
+    detector: mAP50-95 on the board vs the simulator), and where to read how to enable it."""
+    if task != "detect":
+        return skipped("Board inference and the board-vs-simulator comparison")
+    n = f"the first {images} val images" if images else "every val image"
+    return skipped(f"Running the detector on the board over {n} (letterboxed, as notebook 30 scored them) and "
+                   "comparing its mAP50-95 and raw outputs with the simulator's")
+
+
+def analysis_images(run: Run, record: ConvertRecord, data_dir: Path, n: int) -> list[Path]:
+    """The first n images notebook 30 evaluated, as files accuracy_analysis reads: a classifier's own files, a
+    detector's letterboxed (scoring.analysis_inputs, into board/analysis_inputs/)."""
+    from .task import run_task
+
+    if run_task(run) != "detect":
+        return list(notebook30_set(run, n)[0].paths)
+    from .scoring import analysis_inputs, judge_for
+
+    return analysis_inputs(judge_for(run, record, data_dir, n), n, run.board / "analysis_inputs")
+
+
 def skipped(what: str) -> str:
     """The line a board-only cell prints when there is no board (so the skip is visible in reports)."""
     line = f"[skipped: no board] {what} needs a connected board; see the 'No board found' line above."

@@ -514,6 +514,15 @@ def test_bundle_of_a_model_replaced_after_conversion(tmp_path, tiny_onnx, tiny_i
     assert not (run.board / "deploy").exists() and not (run.board / "deploy.tar.gz").exists()
 
 
+def test_detector_demo_into_a_folder_that_is_not_a_codegen_project(tmp_path):
+    from helpers.deploy import codegen
+
+    with pytest.raises(WorkbookError, match=r"\S+/cpp has no CMakeLists.txt, so it is not the toolkit's codegen project; generate it with "
+                                            r"generate_cpp_demo \(codegen=True in notebook 40\)"):
+        codegen.add_detect_demo(tmp_path / "cpp")
+    assert not (tmp_path / "cpp").exists()
+
+
 def test_build_with_a_negative_retry_count(tmp_path, tiny_onnx):
     """helpers.rknn.RKNN(max_retries=-1) would never call the toolkit's build: it says so instead."""
     from helpers.rknn import RKNN

@@ -206,6 +206,21 @@ def test_bundle_ships_the_decode_byte_identical_and_the_runner_detects(detect_ru
     assert sum(int(line.split(": ")[1].split()[0]) for line in res.stdout.splitlines() if "detection(s)" in line) > 0
 
 
+@pytest.mark.slow
+def test_notebook_40_on_a_detection_run(detect_run):
+    """Without a board the detector's board-vs-simulator section says what it would do (mAP50-95), and the
+    bundle's C++ project carries the workbook's detector demo beside the toolkit's codegen program."""
+    from helpers.deploy.codegen import DETECT_SOURCES
+
+    nb = nbformat.read(detect_run / "executed" / "40_board_inference.ipynb", 4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "[skipped: no board] Running the detector on the board over every val image (letterboxed, as notebook 30 scored them) and comparing its mAP50-95" in text
+    cpp = detect_run / "board" / "deploy" / "cpp"
+    assert all((cpp / "src" / s.name).read_bytes() == s.read_bytes() for s in DETECT_SOURCES)
+    assert "add_executable(rknn_detect_demo" in (cpp / "CMakeLists.txt").read_text() and (cpp / "run_detect.sh").is_file()
+    assert "## Why the split head" in (detect_run / "board" / "deploy" / "README.md").read_text()
+
+
 def test_stock_head_bundle_is_refused_in_one_sentence():
     from helpers.deploy.run_rknn import RunnerError, check_head
 

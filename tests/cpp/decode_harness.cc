@@ -1,0 +1,70 @@
+// Test harness for helpers/deploy/cpp/yolo_detect.h (not shipped): decodes raw outputs dumped by
+// tests/test_deploy_detect.py and prints the letterbox geometry and the detections, one per line.
+//
+//   decode_harness manifest.txt
+//   decode_harness --letterbox height width size in.rgb out.rgb   (raw RGB uint8 in, the letterboxed canvas out)
+// manifest.txt: "image_height image_width input_size conf iou n_outputs", then per output
+// "channels height width dtype zero_point scale file" with dtype f32 (float32) or i8 (int8, dequantized here).
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "yolo_detect.h"
+
+// A raw little-endian file of n values of type T.
+template <typename T>
+static std::vector<T> read_raw(const std::string& path, size_t n) {
+    std::vector<T> v(n);
+    std::ifstream in(path.c_str(), std::ios::binary);
+    in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(n * sizeof(T)));
+    if (static_cast<size_t>(in.gcount()) != n * sizeof(T)) throw std::runtime_error("short file " + path);
+    return v;
+}
+
+int main(int argc, char** argv) {
+    if (argc == 7 && std::string(argv[1]) == "--letterbox") {
+        int height = atoi(argv[2]), width = atoi(argv[3]), size = atoi(argv[4]);
+        std::vector<uint8_t> rgb = read_raw<uint8_t>(argv[5], static_cast<size_t>(height) * width * 3), canvas;
+        workbook::letterbox(rgb.data(), height, width, size, canvas);
+        std::ofstream(argv[6], std::ios::binary).write(reinterpret_cast<const char*>(canvas.data()), static_cast<std::streamsize>(canvas.size()));
+        return 0;
+    }
+    if (argc != 2) {
+        fprintf(stderr, "usage: decode_harness manifest.txt\n");
+        return 2;
+    }
+    std::ifstream m(argv[1]);
+    int height, width, size;
+    float conf, iou;
+    size_t n;
+    m >> height >> width >> size >> conf >> iou >> n;
+    std::vector<workbook::Output> outputs;
+    for (size_t i = 0; i < n; ++i) {
+        workbook::Output o;
+        std::string dtype, file;
+        int zp;
+        float scale;
+        m >> o.channels >> o.height >> o.width >> dtype >> zp >> scale >> file;
+        size_t count = static_cast<size_t>(o.channels) * o.height * o.width;
+        if (dtype == "i8") {
+            std::vector<int8_t> q = read_raw<int8_t>(file, count);
+            o.data = workbook::dequantize(q.data(), count, zp, scale);
+        } else {
+            o.data = read_raw<float>(file, count);
+        }
+        outputs.push_back(o);
+    }
+    workbook::Letterbox lb = workbook::letterbox_geometry(height, width, size);
+    printf("letterbox %.9f %d %d %d %d\n", lb.scale, lb.left, lb.top, lb.new_width, lb.new_height);
+    try {
+        std::vector<workbook::Detection> dets = workbook::postprocess(outputs, lb, conf, iou);
+        for (size_t i = 0; i < dets.size(); ++i)
+            printf("det %d %.6f %.4f %.4f %.4f %.4f\n", dets[i].cls, dets[i].score, dets[i].x1, dets[i].y1, dets[i].x2, dets[i].y2);
+    } catch (const std::invalid_argument& e) {
+        printf("refused %s\n", e.what());
+    }
+    return 0;
+}
