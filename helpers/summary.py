@@ -236,6 +236,9 @@ def detect_figures(metrics: dict[str, Any]) -> list[Figure]:
     for row, label in rows:
         raw = _map(row)
         text = f"{raw:.3f} / {number(row.get('map50')) or 0:.3f}" if raw is not None else None
+        cos = number(row.get("cosine_mean")) if text and row is other else None
+        if cos is not None:  # the pitfall: the whole-tensor cosine does not warn
+            text += f" (whole-tensor cosine {cos:.4f})"
         figs.append(Figure(label, text, "eval/metrics.json", raw))
     return figs
 
@@ -314,12 +317,13 @@ def key_figures(root: Path) -> list[Figure]:
         add("Hybrid mAP50-95", number(best.get(MAP.key)) if best else None,
             lambda x: f"{x:.3f}{note((base or {}).get(MAP.key), MAP.text, x)}", "hybrid/compare.csv")
         figs.append(sweep_figure(root, MAP))
-        cos = number((backend(metrics, "int8") or {}).get("cosine_mean"))
+        head = metrics.get("head", "split") if isinstance(metrics, dict) else "split"
+        add(f"Final-output cosine INT8 vs FP32 (mean, {head} head)", number((backend(metrics, "int8") or {}).get("cosine_mean")),
+            lambda x: f"{x:.4f}", "eval/metrics.json")
     else:
         add("Hybrid top-1", number(best["top1"]) if best else None, lambda x: f"{pct(x)}{note((base or {}).get('top1'), pct)}",
             "hybrid/compare.csv")
-        cos = number(comparison.get("mean_cosine"))
-    add("Final-output cosine INT8 vs FP32 (mean)", cos, lambda x: f"{x:.4f}", "eval/metrics.json")
+        add("Final-output cosine INT8 vs FP32 (mean)", number(comparison.get("mean_cosine")), lambda x: f"{x:.4f}", "eval/metrics.json")
     add("Final-output cosine hybrid vs FP32 (mean)", number(best.get("mean_cosine")) if best else None,
         lambda x: f"{x:.4f}{note((base or {}).get('mean_cosine'), lambda v: f'{v:.4f}')}", "hybrid/compare.csv")
     conv = convert if isinstance(convert, dict) else {}
@@ -649,9 +653,14 @@ def _fmt(value: Any, column: str = "") -> str:
     return f"{x:.4f}" if abs(x) < 10 and x != int(x) else f"{x:g}"
 
 
-def _img(path: Path) -> str:
+def _img(path: Path, style: str = "") -> str:
     data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{esc(path.name)}" src="data:image/png;base64,{data}">'
+    attr = f' style="{style}"' if style else ""
+    return f'<img alt="{esc(path.name)}"{attr} src="data:image/png;base64,{data}">'
+
+
+# Plots shown at the page's width: the detector's box grid, whose score labels are unreadable at the default 520 px.
+WIDE_PLOTS = ("eval/detections.png",)
 
 
 def index_html(s: Summary) -> str:
@@ -718,7 +727,10 @@ def index_html(s: Summary) -> str:
     out.append("</table><h2>Plots</h2>")
     if s.plots:
         for caption, path in s.plots:
-            out.append(f"<figure>{_img(path)}<figcaption>{esc(caption)}</figcaption></figure>")
+            if path.relative_to(s.root).as_posix() in WIDE_PLOTS:
+                out.append(f'<figure style="display:block">{_img(path, "max-width:100%")}<figcaption>{esc(caption)}</figcaption></figure>')
+            else:
+                out.append(f"<figure>{_img(path)}<figcaption>{esc(caption)}</figcaption></figure>")
     else:
         out.append(f"<p class=notrun>{NOT_RUN}: no plots in this run folder yet.</p>")
     out.append("</body></html>")

@@ -88,7 +88,8 @@ def test_detection_index_reads_50_and_60_in_map(tmp_path):
     assert figs["Hybrid mAP50-95"].value == "0.758 (hybrid search (4 layers); INT8 baseline of notebook 60: 0.744, hybrid +1.4 pt)"
     best = figs["Best quantization setting by mAP50-95 (notebook 50 sweep)"]
     assert best.raw == 0.752 and best.value == "mmse / channel: 0.752 mAP50-95 (-1.4 pt vs FP32; best of 3 settings built)"
-    assert figs["Final-output cosine INT8 vs FP32 (mean)"].value == "0.9999"  # metrics.json's INT8 split-head row
+    assert figs["Final-output cosine INT8 vs FP32 (mean, split head)"].value == "0.9999"  # metrics.json's INT8 split-head row
+    assert figs["INT8 mAP50-95 / mAP50, stock head (same images)"].value == "0.000 / 0.000 (whole-tensor cosine 0.9999)"
     assert figs["Final-output cosine hybrid vs FP32 (mean)"].value.startswith("0.9999 (hybrid search (4 layers); INT8 baseline")
     assert figs["RKNN hybrid model size"].value == "4.20 MB"
     assert summary.verdict(tmp_path) == (
