@@ -163,7 +163,7 @@ def hybrid_choice(compare: list[dict[str, str]], search: list[dict[str, str]], k
     return best
 
 
-def exported_hybrid(root: Path, metric: "Metric | None" = None) -> dict[str, Any] | None:
+def exported_hybrid(root: Path, metric: Metric | None = None) -> dict[str, Any] | None:
     """What notebook 60 exported (hybrid/chosen.json), else the same rule applied to its tables."""
     key = (metric or run_metric(root)).key
     chosen = read_json(Path(root) / "hybrid" / "chosen.json")
