@@ -149,12 +149,27 @@ def demo_images(root: Path, notebook: str) -> int:
     return int(number(value) or 0)
 
 
-def exported_hybrid(root: Path) -> dict[str, Any] | None:
+def hybrid_choice(compare: list[dict[str, str]], search: list[dict[str, str]], key: str = "top1") -> dict[str, Any] | None:
+    """Notebook 60's own rule (hybrid.choose_export over hybrid.export_candidates) on tables whose metric column is key."""
+    if key == "top1":
+        return choose_export(export_candidates(compare, search))
+    # hybrid's rule reads a "top1" column (until it takes the metric key): it gets key's column under that name.
+    def alias(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+        return [{**r, "top1": r.get(key)} for r in rows]
+
+    best = choose_export(export_candidates(alias(compare), alias(search)))
+    if best is not None:
+        best[key] = best.pop("top1")
+    return best
+
+
+def exported_hybrid(root: Path, metric: Metric | None = None) -> dict[str, Any] | None:
     """What notebook 60 exported (hybrid/chosen.json), else the same rule applied to its tables."""
+    key = (metric or run_metric(root)).key
     chosen = read_json(Path(root) / "hybrid" / "chosen.json")
-    if isinstance(chosen, dict) and number(chosen.get("top1")) is not None:
+    if isinstance(chosen, dict) and number(chosen.get(key)) is not None:
         return chosen
-    return choose_export(export_candidates(_compare_rows(root), read_csv(Path(root) / "hybrid" / "search.csv") or []))
+    return hybrid_choice(_compare_rows(root), read_csv(Path(root) / "hybrid" / "search.csv") or [], key)
 
 
 def _int8_row(rows: list[dict[str, str]]) -> dict[str, str] | None:
@@ -164,6 +179,44 @@ def _int8_row(rows: list[dict[str, str]]) -> dict[str, str] | None:
 def is_detect(metrics: Any) -> bool:
     """Whether eval/metrics.json was written for a detector (notebook 30, task: detect)."""
     return isinstance(metrics, dict) and metrics.get("task") == "detect"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What a run is scored by: its column / JSON key in every artifact, and its label."""
+
+    key: str
+    label: str
+
+    def text(self, x: float) -> str:
+        """A value as the page shows it: top-1 as a percentage, mAP to 3 decimals."""
+        return pct(x) if self.key == "top1" else f"{x:.3f}"
+
+
+TOP1, MAP = Metric("top1", "top-1"), Metric("map50_95", "mAP50-95")
+METRICS = (TOP1, MAP)  # a table's metric column is the first of these keys it has
+
+
+def table_metric(columns: Any) -> Metric | None:
+    """The metric of a table row or JSON record: the first of METRICS' keys it has."""
+    return next((m for m in METRICS if m.key in (columns or {})), None)
+
+
+def run_metric(root: Path) -> Metric:
+    """mAP50-95 for a detection run, else top-1: from eval/metrics.json, else the task notebook 10 recorded,
+    else the metric column of notebook 50's / 60's tables."""
+    root = Path(root)
+    metrics = read_json(root / "eval" / "metrics.json")
+    if isinstance(metrics, dict) and "backends" in metrics:
+        return MAP if is_detect(metrics) else TOP1
+    export = read_json(root / "model" / "export_check.json")
+    if isinstance(export, dict) and export.get("task"):
+        return MAP if export["task"] == "detect" else TOP1
+    for rows in (_compare_rows(root), read_csv(root / "analysis" / "sweep.csv"), read_csv(root / "hybrid" / "search.csv")):
+        found = table_metric(rows[0]) if rows else None
+        if found:
+            return found
+    return TOP1
 
 
 def _map(row: dict[str, Any] | None) -> float | None:
@@ -183,8 +236,51 @@ def detect_figures(metrics: dict[str, Any]) -> list[Figure]:
     for row, label in rows:
         raw = _map(row)
         text = f"{raw:.3f} / {number(row.get('map50')) or 0:.3f}" if raw is not None else None
+        cos = number(row.get("cosine_mean")) if text and row is other else None
+        if cos is not None:  # the pitfall: the whole-tensor cosine does not warn
+            text += f" (whole-tensor cosine {cos:.4f})"
         figs.append(Figure(label, text, "eval/metrics.json", raw))
     return figs
+
+
+def sweep_best(root: Path, metric: Metric) -> tuple[dict[str, Any], int] | None:
+    """Notebook 50's best setting in analysis/sweep.csv by its own rule (analysis.best_row) and how many settings
+    built; None when the table is missing, scores another metric or has no built row."""
+    path = Path(root) / "analysis" / "sweep.csv"
+    rows = read_csv(path)
+    if not rows or table_metric(rows[0]) is not metric or not any(number(r.get(metric.key)) is not None for r in rows):
+        return None
+    import pandas as pd
+
+    from .analysis import best_row
+
+    try:
+        frame = pd.read_csv(path)
+        # best_row ranks a "top1" column (until it takes the metric key): it gets key's column under that name.
+        best, _ = best_row(frame.rename(columns={metric.key: "top1"}) if metric is not TOP1 else frame)
+    except Exception:  # a table the rule cannot rank shows as not run, as every unreadable artifact does
+        return None
+    row = best.to_dict()
+    row[metric.key] = row.pop("top1")
+    return row, int(frame[metric.key].notna().sum())
+
+
+def sweep_figure(root: Path, metric: Metric) -> Figure:
+    """The sweep's best quantized_algorithm / quantized_method in the run's metric, with its distance to FP32."""
+    found = sweep_best(root, metric)
+    label = f"Best quantization setting by {metric.label} (notebook 50 sweep)"
+    if found is None:
+        return Figure(label, None, "analysis/sweep.csv")
+    row, built = found
+    value = float(row[metric.key])
+    delta = number(row.get(f"{metric.key}_delta_pt"))
+    fp32 = number(row.get(f"fp32_{metric.key}"))
+    delta = delta if delta is not None else (100 * (value - fp32) if fp32 is not None else None)
+    calib = str(row.get("calibration") or "")
+    notes = ([f"{delta:+.1f} pt vs FP32"] if delta is not None else []) + \
+        ([f"DEMO calibration ({calib.removeprefix('demo: ')})"] if calib.startswith("demo") else []) + [f"best of {built} settings built"]
+    text = f"{row.get('algorithm')} / {row.get('method')}: {metric.text(value)} {metric.label} ({'; '.join(notes)})"
+    return Figure(label, text, "analysis/sweep.csv", value)
 
 
 def key_figures(root: Path) -> list[Figure]:
@@ -199,25 +295,35 @@ def key_figures(root: Path) -> list[Figure]:
         figs.append(Figure(label, fmt(raw) if raw is not None else None, source, raw))
 
     comparison = metrics.get("comparison") if isinstance(metrics, dict) and isinstance(metrics.get("comparison"), dict) else {}
-    if is_detect(metrics):
-        figs += detect_figures(metrics)
+    metric = run_metric(root)
+    if metric is MAP:
+        figs += detect_figures(metrics if isinstance(metrics, dict) else {})
     else:
         add("FP32 top-1 (ONNX Runtime)", _top1(backend(metrics, "fp32")), pct, "eval/metrics.json")
         add("INT8 top-1 (RKNN simulator)", _top1(backend(metrics, "int8")), pct, "eval/metrics.json")
     base = _int8_row(compare)
-    best = exported_hybrid(root)
+    best = exported_hybrid(root, metric)
     calib = str(best.get("calibration") or (base or {}).get("calibration") or "") if best else ""
     demo = bool(best and (best.get("demo") is True or calib.startswith("demo")))
 
-    def note(value: Any, fmt: Callable[[float], str | None]) -> str:
+    def note(value: Any, fmt: Callable[[float], str | None], delta_of: float | None = None) -> str:
         label = f"DEMO calibration ({calib.removeprefix('demo: ')}); " if demo else ""
         base_txt = f"; INT8 baseline of notebook 60: {fmt(float(value))}" if number(value) is not None else ""
+        if base_txt and delta_of is not None:  # the hybrid against the INT8 built with the same calibration
+            base_txt += f", hybrid {100 * (delta_of - float(value)):+.1f} pt"
         return f" ({label}{best['model']}{base_txt})" if best else ""
 
-    add("Hybrid top-1", number(best["top1"]) if best else None, lambda x: f"{pct(x)}{note((base or {}).get('top1'), pct)}",
-        "hybrid/compare.csv")
-    cos = number(comparison.get("mean_cosine"))
-    add("Final-output cosine INT8 vs FP32 (mean)", cos, lambda x: f"{x:.4f}", "eval/metrics.json")
+    if metric is MAP:
+        add("Hybrid mAP50-95", number(best.get(MAP.key)) if best else None,
+            lambda x: f"{x:.3f}{note((base or {}).get(MAP.key), MAP.text, x)}", "hybrid/compare.csv")
+        figs.append(sweep_figure(root, MAP))
+        head = metrics.get("head", "split") if isinstance(metrics, dict) else "split"
+        add(f"Final-output cosine INT8 vs FP32 (mean, {head} head)", number((backend(metrics, "int8") or {}).get("cosine_mean")),
+            lambda x: f"{x:.4f}", "eval/metrics.json")
+    else:
+        add("Hybrid top-1", number(best["top1"]) if best else None, lambda x: f"{pct(x)}{note((base or {}).get('top1'), pct)}",
+            "hybrid/compare.csv")
+        add("Final-output cosine INT8 vs FP32 (mean)", number(comparison.get("mean_cosine")), lambda x: f"{x:.4f}", "eval/metrics.json")
     add("Final-output cosine hybrid vs FP32 (mean)", number(best.get("mean_cosine")) if best else None,
         lambda x: f"{x:.4f}{note((base or {}).get('mean_cosine'), lambda v: f'{v:.4f}')}", "hybrid/compare.csv")
     conv = convert if isinstance(convert, dict) else {}
@@ -233,54 +339,68 @@ def key_figures(root: Path) -> list[Figure]:
     return figs
 
 
-def detect_verdict(metrics: dict[str, Any]) -> str:
-    """One line for a detector: INT8's mAP50-95 loss against FP32 with the converted head, and the other head's INT8."""
+def detect_verdict(root: Path, metrics: dict[str, Any]) -> str:
+    """One line for a detector: INT8's mAP50-95 loss and size against FP32 with the converted head, the other
+    head's INT8, the hybrid (labelled when demo) and whether a board has validated the model."""
     fp32, int8 = _map(backend(metrics, "fp32")), _map(backend(metrics, "int8"))
     if fp32 is None or int8 is None:
         return "No verdict yet: notebook 30 has not measured INT8 against FP32 in this run folder."
-    parts = [f"INT8 ({metrics.get('head', 'split')} head): {100 * (fp32 - int8):+.1f} pt mAP50-95 loss vs FP32 ({int8:.3f} vs {fp32:.3f})"]
+    parts = [f"INT8 ({metrics.get('head', 'split')} head): {100 * (fp32 - int8):+.1f} pt mAP50-95 loss vs FP32 ({int8:.3f} vs {fp32:.3f})"
+             f"{model_sizes(root)}"]
     other = next((r for r in metrics.get("backends", []) if r.get("role") == "diagnostic" and r.get("precision") == "INT8"), None)
     if other and _map(other) is not None:
         parts.append(f"with the {other.get('head')} head INT8 reaches {_map(other):.3f}")
-    parts.append("not yet validated on a board")
-    return "; ".join(parts) + "."
+    return "; ".join(parts + hybrid_and_board(root, metrics, MAP)) + "."
 
 
-def verdict(root: Path) -> str:
-    """One line for a lead: INT8's top-1 loss and size against FP32, the hybrid (labelled when demo), and
-    whether a board has validated the model."""
-    root = Path(root)
-    metrics = read_json(root / "eval" / "metrics.json")
-    if is_detect(metrics):
-        return detect_verdict(metrics)
-    fp32, int8 = _top1(backend(metrics, "fp32")), _top1(backend(metrics, "int8"))
-    if fp32 is None or int8 is None:
-        return "No verdict yet: notebook 30 has not measured INT8 against FP32 in this run folder."
+def model_sizes(root: Path) -> str:
+    """', <rknn size> vs <onnx size>' as the key figures read them ('' when either is missing)."""
     figs = {f.label: f for f in key_figures(root)}
     onnx, rknn = figs["ONNX model size"].value, figs["RKNN INT8 model size"].value
-    sizes = f", {rknn} vs {onnx}" if onnx and rknn else ""
-    parts = [f"INT8: {100 * (fp32 - int8):.1f} pt top-1 loss vs FP32{sizes}"]
-    best = exported_hybrid(root)
-    if best and number(best.get("top1")) is not None:
-        base = number((_int8_row(_compare_rows(root)) or {}).get("top1"))
+    return f", {rknn} vs {onnx}" if onnx and rknn else ""
+
+
+def hybrid_and_board(root: Path, metrics: Any, metric: Metric) -> list[str]:
+    """The verdict's last clauses: the exported hybrid against the INT8 with the same calibration (labelled when
+    demo), then whether a board has validated the model, in the run's metric."""
+    parts = []
+    best = exported_hybrid(root, metric)
+    if best and number(best.get(metric.key)) is not None:
+        value = float(best[metric.key])
+        base = number((_int8_row(_compare_rows(root)) or {}).get(metric.key))
         calib = str(best.get("calibration", ""))
         demo = best.get("demo") is True or calib.startswith("demo")
-        delta = 100 * (float(best["top1"]) - base) if base is not None else None
+        delta = 100 * (value - base) if base is not None else None
         vs = ("" if delta is None else f", {delta:+.1f} pt vs the INT8 with the same calibration" if round(delta, 1)
-              else ", the same top-1 as the INT8 with the same calibration")
+              else f", the same {metric.label} as the INT8 with the same calibration")
+        shown = metric.text(value) + ("" if metric is TOP1 else f" {metric.label}")
         if demo:
-            parts.append(f"demo hybrid ({calib.removeprefix('demo: ')} calibration, not for deployment): {pct(float(best['top1']))}{vs}")
+            parts.append(f"demo hybrid ({calib.removeprefix('demo: ')} calibration, not for deployment): {shown}{vs}")
         else:
-            parts.append(f"hybrid: {pct(float(best['top1']))}{vs}")
-    board = backend(metrics, "board")
+            parts.append(f"hybrid: {shown}{vs}")
+    board = number((backend(metrics, "board") or {}).get(metric.key))
     perf = read_json(root / "board" / "perf.json")
-    if board is not None and _top1(board) is not None:
-        parts.append(f"validated on a board: {pct(_top1(board))} top-1")
+    if board is not None:
+        parts.append(f"validated on a board: {metric.text(board)} {metric.label}")
     elif isinstance(perf, dict) and perf:
         parts.append("run on a board (speed measured), accuracy on the board not yet checked")
     else:
         parts.append("not yet validated on a board")
-    return "; ".join(parts) + "."
+    return parts
+
+
+def verdict(root: Path) -> str:
+    """One line for a lead: INT8's top-1 loss and size against FP32, the hybrid (labelled when demo), and
+    whether a board has validated the model (mAP50-95 for a detector)."""
+    root = Path(root)
+    metrics = read_json(root / "eval" / "metrics.json")
+    if is_detect(metrics):
+        return detect_verdict(root, metrics)
+    fp32, int8 = _top1(backend(metrics, "fp32")), _top1(backend(metrics, "int8"))
+    if fp32 is None or int8 is None:
+        return "No verdict yet: notebook 30 has not measured INT8 against FP32 in this run folder."
+    parts = [f"INT8: {100 * (fp32 - int8):.1f} pt top-1 loss vs FP32{model_sizes(root)}"]
+    return "; ".join(parts + hybrid_and_board(root, metrics, TOP1)) + "."
 
 
 def board_status(root: Path) -> Figure:
@@ -533,9 +653,14 @@ def _fmt(value: Any, column: str = "") -> str:
     return f"{x:.4f}" if abs(x) < 10 and x != int(x) else f"{x:g}"
 
 
-def _img(path: Path) -> str:
+def _img(path: Path, style: str = "") -> str:
     data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{esc(path.name)}" src="data:image/png;base64,{data}">'
+    attr = f' style="{style}"' if style else ""
+    return f'<img alt="{esc(path.name)}"{attr} src="data:image/png;base64,{data}">'
+
+
+# Plots shown at the page's width: the detector's box grid, whose score labels are unreadable at the default 520 px.
+WIDE_PLOTS = ("eval/detections.png",)
 
 
 def index_html(s: Summary) -> str:
@@ -602,7 +727,10 @@ def index_html(s: Summary) -> str:
     out.append("</table><h2>Plots</h2>")
     if s.plots:
         for caption, path in s.plots:
-            out.append(f"<figure>{_img(path)}<figcaption>{esc(caption)}</figcaption></figure>")
+            if path.relative_to(s.root).as_posix() in WIDE_PLOTS:
+                out.append(f'<figure style="display:block">{_img(path, "max-width:100%")}<figcaption>{esc(caption)}</figcaption></figure>')
+            else:
+                out.append(f"<figure>{_img(path)}<figcaption>{esc(caption)}</figcaption></figure>")
     else:
         out.append(f"<p class=notrun>{NOT_RUN}: no plots in this run folder yet.</p>")
     out.append("</body></html>")
