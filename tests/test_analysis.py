@@ -178,6 +178,40 @@ def test_sweep_builds_each_cell_and_picks_the_best(tiny_images, tmp_path):
     assert analysis.write_csv(stored, run.analysis / "sweep.csv").exists()
 
 
+def _table(key: str, values: list[float], fp32: float, images: int):
+    """A two-row sweep.csv as notebook 50 writes it, for the metric column `key`."""
+    import pandas as pd
+
+    agreement = {"top1": "top1_agreement", "map50_95": "map50"}[key]
+    return pd.DataFrame({"algorithm": ["normal", "mmse"], "method": ["channel", "channel"], key: values,
+                         f"{key}_delta_pt": [round(100 * (v - fp32), 2) for v in values], "mean_cosine": [0.99, 0.995],
+                         "min_cosine": [0.9, 0.95], agreement: [0.9, 0.95], "build_s": [1.0, 2.0], "why": ["", ""],
+                         f"fp32_{key}": fp32, "images": images, "calibration": "notebook 20's list (50 images)"})
+
+
+def test_sweep_sentences_name_the_metric_of_the_table():
+    """top-1: differences in images against binomial noise; mAP: in points against the judge's bootstrap noise."""
+    top1 = _table("top1", [0.95, 0.97], 0.98, 100)
+    text = analysis.sweep_conclusion(top1, ("normal", "channel"))
+    assert ("The sweep's best setting is mmse/channel (97.00% top-1; 1 image = 1.00 pt); notebook 20's normal/channel gets 95.00%: "
+            "+2 image(s), within noise (about ±4.4 images on 100)") in text
+    assert "scores top-1 95.00%, FP32 98.00% on the same 100 images: a loss of 3.0 pt against FP32, within noise (about ±4.4 pt)" in text
+    detect = _table("map50_95", [0.70, 0.74], 0.75, 50)
+    text = analysis.sweep_conclusion(detect, ("normal", "channel"), noise_pt=2.0)
+    assert ("The sweep's best setting is mmse/channel (mAP50-95 0.740; 50 val images, noise about ±2.0 pt); notebook 20's normal/channel "
+            "gets 0.700: +4.0 pt mAP50-95, beyond noise (about ±2.0 pt on 50 images), so it is worth trying in notebook 20") in text
+    assert "a loss of 5.0 pt against FP32, beyond noise (about ±2.0 pt): quantization costs measurable accuracy here" in text
+    assert "top-1" not in text and "image(s)" not in text
+    assert analysis.sweep_headline(detect, 2.0) == ("FP32 mAP50-95 on the same 50 images: **0.750** (noise about ±2.0 pt, two standard "
+                                                    "deviations of a bootstrap over the images).")
+    best, why = analysis.best_row(detect)
+    assert best["algorithm"] == "mmse" and "highest mAP50-95 (0.740)" in why
+    ax = analysis.plot_sweep(detect, noise_pt=2.0).axes[0]
+    assert ax.get_title() == "mAP50-95 per quantization setting" and "noise about ±2.0 pt" in ax.get_ylabel()
+    with pytest.raises(WorkbookError, match="no metric column"):
+        analysis.best_row(detect.drop(columns=["map50_95"]))
+
+
 def test_small_calibration_keeps_first_n(tiny_images, tmp_path):
     full = data.write_calibration_list(tiny_images, tmp_path / "calib.txt")
     small = analysis.small_calibration(full, 2, tmp_path / "small.txt")
