@@ -28,6 +28,9 @@ NON_LAYER_OPS = {"Input", "exDataConvert"}
 _ROW = re.compile(r"^\[(?P<op>[^\]]+)\]\s+(?P<rest>.*?)\s*$")
 _PAIR = re.compile(r"(?P<cos>[^\s|]+)\s*\|\s*(?P<euc>[^\s|]+)")
 _GROUP = re.compile(r"\b(\w+)_error\b")
+# The toolkit prints every value with 5 decimals in fixed-width columns; a value of 100 or more fills its column and
+# runs into the next one ("862.109310.83862" = euc 862.10931, then cos 0.83862 of the next pair): split such tokens.
+_RUN_ON = re.compile(r"(-?\d+\.\d{5})(?=-?\d+\.\d)")
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ def parse_error_analysis(path: str | Path) -> pd.DataFrame:
         m = _ROW.match(line.strip())
         if not m:
             continue
-        rest = m["rest"]
+        rest = _RUN_ON.sub(r"\1 ", m["rest"])
         pairs = list(_PAIR.finditer(rest))
         name = (rest[: pairs[0].start()] if pairs else rest).strip()
         rec: dict[str, Any] = {"index": len(records), "op": m["op"], "name": name}
@@ -138,6 +141,16 @@ def run_accuracy_analysis(rk: Any, images: Sequence[Path], out_dir: str | Path, 
         rk.accuracy_analysis(inputs=[str(img)], output_dir=str(folder), target=target, device_id=device_id)
         paths.append(folder / ERROR_FILE)
     return paths
+
+
+def analysis_images(run: Any, record: Any, data_dir: Path, n: int, folder: Path) -> list[Path]:
+    """The n validation images accuracy_analysis reads, the same n a judge on n images scores (helpers.scoring):
+    a classifier's own files, a detector's letterboxed PNGs written to folder."""
+    from .scoring import analysis_inputs, judge_for
+
+    if n < 1:
+        raise WorkbookError(f"analysis_images={n} gives accuracy_analysis no image; use 1 or more.")
+    return analysis_inputs(judge_for(run, record, data_dir, n), n, folder)
 
 
 def value_columns(df: pd.DataFrame) -> list[str]:
@@ -269,16 +282,35 @@ def parse_grid(grid: Sequence[Sequence[str]] | Sequence[str]) -> list[tuple[str,
     return pairs
 
 
-SWEEP_FIGURES = ["top1", "top1_delta_pt", "mean_cosine", "min_cosine", "top1_agreement", "build_s"]
+METRIC_LABELS = {"top1": "top-1", "map50_95": "mAP50-95"}  # a table's metric column -> how sentences name it
 
 
-def sweep_cell(record: Any, cfg: Any, dataset: Path | None, images: Any, pixels: np.ndarray, fp32: Any, log_path: Path,
-               batch: int, name: str) -> dict[str, Any]:
+def table_metric(table: pd.DataFrame) -> str:
+    """The metric column of a sweep (or any score) table: the first of top1, map50_95 present in it."""
+    for key in METRIC_LABELS:
+        if key in table.columns:
+            return key
+    columns = ", ".join(map(str, table.columns))
+    raise WorkbookError(f"The table has no metric column ({', '.join(METRIC_LABELS)}); its columns are {columns}. "
+                        "Re-run notebook 50's sweep to rewrite analysis/sweep.csv.")
+
+
+def metric_text(key: str, value: float) -> str:
+    """A metric value as sentences show it: top-1 as a percentage (98.33%), mAP as a fraction (0.712)."""
+    return f"{100 * value:.2f}%" if key == "top1" else f"{value:.3f}"
+
+
+def sweep_figures(judge: Any) -> list[str]:
+    """The sweep's numeric columns for the judge's metric, in table order (top1, top1_delta_pt, ... build_s)."""
+    return [judge.key, judge.delta_key, "mean_cosine", "min_cosine", judge.agreement_key, "build_s"]
+
+
+def sweep_cell(record: Any, cfg: Any, dataset: Path | None, judge: Any, log_path: Path, batch: int, name: str) -> dict[str, Any]:
     """One cell of the sweep, run in the sweep's worker process: build this setting in the simulator and
-    score the images against FP32. The worker's native output goes to <log>.out (a crash's last words)."""
+    score its raw outputs on the judge's images (helpers.scoring). The worker's native output goes to <log>.out."""
     import os
 
-    from .evaluate import SimulatorBackend, compare, evaluate
+    from .evaluate import SimulatorBackend
 
     with open(Path(log_path).with_suffix(".out"), "ab", buffering=0) as out:
         os.dup2(out.fileno(), 1)
@@ -286,10 +318,8 @@ def sweep_cell(record: Any, cfg: Any, dataset: Path | None, images: Any, pixels:
     t = time.perf_counter()
     with SimulatorBackend(record.source, cfg, dataset, record.input_size, log_path, record.load_path, batch, name) as be:
         build_s = time.perf_counter() - t
-        res = evaluate(be, images, record.input_size, batch=max(batch, 32), progress=False, pixels=pixels)
-    cmp = compare(fp32, res)
-    return {"top1": res.top1, "top1_delta_pt": cmp.top1_delta_pt, "mean_cosine": cmp.mean_cosine, "min_cosine": cmp.min_cosine,
-            "top1_agreement": cmp.top1_agreement, "build_s": round(build_s, 2), "why": ""}
+        outputs = be.run_raw(judge.pixels)
+    return {**judge.score(outputs).row(judge), "build_s": round(build_s, 2), "why": ""}
 
 
 def crash_reason(log_path: Path) -> str:
@@ -301,10 +331,10 @@ def crash_reason(log_path: Path) -> str:
     return f"the build crashed its process: {native_cause(tail) or ADVICE}"
 
 
-def run_sweep(record: Any, grid: Sequence[tuple[str, str]], images: Any, pixels: np.ndarray, fp32: Any, log_dir: Path,
-              dataset: Path | None = None, batch: int = 8) -> pd.DataFrame:
-    """Build the recorded model once per (algorithm, method) in the simulator and evaluate it on the
-    labelled images against the FP32 result: top-1, its change vs FP32, output cosine, build time.
+def run_sweep(record: Any, grid: Sequence[tuple[str, str]], judge: Any, log_dir: Path, dataset: Path | None = None,
+              batch: int = 8) -> pd.DataFrame:
+    """Build the recorded model once per (algorithm, method) in the simulator and score it with the judge
+    (helpers.scoring: top-1 or mAP50-95) against FP32: the metric, its change in points, output cosine, build time.
 
     Each cell runs in a worker process (spawned once, replaced after a crash), so a setting that makes
     the toolkit abort costs its row (with the reason in `why`), not the notebook's kernel."""
@@ -323,14 +353,14 @@ def run_sweep(record: Any, grid: Sequence[tuple[str, str]], images: Any, pixels:
             log_path = Path(log_dir) / f"sweep_{algorithm}_{method}.log"
             pool = pool or cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))
             try:
-                row = pool.submit(sweep_cell, record, cfg, dataset or record.dataset, images, pixels, fp32, log_path, batch,
+                row = pool.submit(sweep_cell, record, cfg, dataset or record.dataset, judge, log_path, batch,
                                   f"{algorithm}/{method}").result()
             except cf.process.BrokenProcessPool:
                 pool.shutdown(cancel_futures=True)
                 pool, row = None, {"why": crash_reason(log_path)}
             except RknnError as err:
                 row = {"why": f"{err.call} failed: {err.reason}"}
-            rows.append({"algorithm": algorithm, "method": method, **{k: row.get(k, float("nan")) for k in SWEEP_FIGURES},
+            rows.append({"algorithm": algorithm, "method": method, **{k: row.get(k, float("nan")) for k in sweep_figures(judge)},
                          "why": row["why"]})
     finally:
         if pool is not None:
@@ -338,43 +368,79 @@ def run_sweep(record: Any, grid: Sequence[tuple[str, str]], images: Any, pixels:
     return pd.DataFrame(rows)
 
 
+def sweep_table(sweep: pd.DataFrame, judge: Any, calibration: str) -> pd.DataFrame:
+    """The sweep as analysis/sweep.csv stores it: plus fp32_<metric>, the number of images and the calibration."""
+    return sweep.assign(**{f"fp32_{judge.key}": judge.fp32.value}, images=judge.images, calibration=calibration)
+
+
 def best_row(sweep: pd.DataFrame) -> tuple[pd.Series, str]:
-    """The best setting: highest top-1, then highest mean output cosine, then fastest build; with why."""
-    built = sweep.dropna(subset=["top1"])
+    """The best setting: highest metric (top-1 or mAP50-95), then highest mean output cosine, then fastest build; with why."""
+    key = table_metric(sweep)
+    label = METRIC_LABELS[key]
+    built = sweep.dropna(subset=[key])
     if built.empty:
         reasons = "; ".join(f"{r.algorithm}/{r.method}: {r.why}" for r in sweep.itertuples())
         raise WorkbookError(f"No setting of the sweep built ({reasons}); change sweep_grid or notebook 20's options.")
     sweep = built
-    order = sweep.sort_values(["top1", "mean_cosine", "build_s"], ascending=[False, False, True])
+    order = sweep.sort_values([key, "mean_cosine", "build_s"], ascending=[False, False, True])
     best = order.iloc[0]
-    tied = sweep[sweep["top1"] == best["top1"]]
-    why = f"highest top-1 ({100 * best['top1']:.2f}%)"
+    tied = sweep[sweep[key] == best[key]]
+    why = f"highest {label} ({metric_text(key, best[key])})"
     if len(tied) > 1:
-        why += f", and of the {len(tied)} settings with that top-1 the highest mean output cosine vs FP32 ({best['mean_cosine']:.5f})"
+        why += f", and of the {len(tied)} settings with that {label} the highest mean output cosine vs FP32 ({best['mean_cosine']:.5f})"
     else:
         why += f"; mean output cosine vs FP32 {best['mean_cosine']:.5f}"
     why += f"; build {best['build_s']:.1f} s"
     return best, f"Best: quantized_algorithm={best['algorithm']!r}, quantized_method={best['method']!r}: {why}."
 
 
-def plot_sweep(sweep: pd.DataFrame, fp32_top1: float | None = None, path: str | Path | None = None, images: int = 0,
-               note: str = ""):
-    """Bars of top-1 and mean output cosine per setting (with build time in the labels; the size of one
-    image in top-1 points on the axis when `images` is given; note, e.g. a demo label, as the figure title)."""
+def _table_value(sweep: pd.DataFrame, column: str, given: Any) -> Any:
+    """A value given by the caller, else the table's column of that name (first row), else None."""
+    if given is not None:
+        return given
+    return sweep[column].iloc[0] if column in sweep and len(sweep) else None
+
+
+def sweep_headline(sweep: pd.DataFrame, noise_pt: float | None = None) -> str:
+    """FP32's metric on the sweep's images and how to read a difference: one image for top-1, the noise (pt) for mAP."""
+    key = table_metric(sweep)
+    images, fp32 = int(_table_value(sweep, "images", None)), float(_table_value(sweep, f"fp32_{key}", None))
+    scale = (f"1 image = {100 / images:.2f} pt" if key == "top1" else
+             f"noise about ±{noise_pt:.1f} pt, two standard deviations of a bootstrap over the images" if noise_pt is not None else "")
+    return f"FP32 {METRIC_LABELS[key]} on the same {images} images: **{metric_text(key, fp32)}**" + (f" ({scale})." if scale else ".")
+
+
+def plot_sweep(sweep: pd.DataFrame, fp32: float | None = None, path: str | Path | None = None, images: int = 0,
+               note: str = "", noise_pt: float | None = None):
+    """Bars of the table's metric (top-1 or mAP50-95, in %) and mean output cosine per setting, build time in
+    the labels. FP32 and the image count default to the table's fp32_<metric> and images columns; the axis
+    names one image in points (top-1) or the noise band around FP32 (mAP, noise_pt); note (e.g. demo) titles it."""
+    key = table_metric(sweep)
+    label = METRIC_LABELS[key]
+    fp32, images = _table_value(sweep, f"fp32_{key}", fp32), int(_table_value(sweep, "images", images or None) or 0)
     short = {"kl_divergence": "kl_div"}
     labels = [f"{short.get(a, a)}\n{m}\n" + (f"{b:.1f} s" if b == b else "failed")
               for a, m, b in zip(sweep["algorithm"], sweep["method"], sweep["build_s"])]
-    fig, (a1, a2) = top1_cosine_bars(labels, sweep["top1"], sweep["mean_cosine"], "algorithm / method / build time",
-                                     ("Top-1 per quantization setting", "Output agreement with FP32"),
+    fig, (a1, a2) = top1_cosine_bars(labels, sweep[key], sweep["mean_cosine"], "algorithm / method / build time",
+                                     (f"{'Top-1' if key == 'top1' else label} per quantization setting", "Output agreement with FP32"),
                                      colors=("tab:blue", "tab:orange"), cosine_margin=0.01, figsize=(11, 3.8))
-    if fp32_top1 is not None:
-        a1.axhline(100 * fp32_top1, color="black", ls="--", lw=1, label=f"FP32 {100 * fp32_top1:.1f}%")
-        a1.legend(loc="lower right", fontsize=8)
-    margin = max(2.0, 3 * 100 / images) if images else 2.0  # a few images of range: one image must not fill the plot
-    lo = min(100 * sweep["top1"].min(), 100 * (fp32_top1 or 1)) - margin
-    a1.set_ylim(max(0, lo), 100.5)
-    if images:
-        a1.set_ylabel(f"top-1 (%), {images} val images\n1 image = {100 / images:.2f} pt")
+    values = 100 * np.asarray(sweep[key], dtype=float)
+    ref = 100 * float(fp32) if fp32 is not None else None
+    if ref is not None:
+        a1.axhline(ref, color="black", ls="--", lw=1, label=f"FP32 {ref:.1f}%")
+        if key != "top1" and noise_pt:
+            a1.axhspan(ref - noise_pt, ref + noise_pt, color="gray", alpha=0.15, label=f"FP32 ± noise ({noise_pt:.1f} pt)")
+        a1.legend(loc="lower right" if key == "top1" else "best", fontsize=8)
+    if key == "top1":
+        margin = max(2.0, 3 * 100 / images) if images else 2.0  # a few images of range: one image must not fill the plot
+        a1.set_ylim(max(0, min(np.nanmin(values), ref if ref is not None else 100) - margin), 100.5)
+        if images:
+            a1.set_ylabel(f"top-1 (%), {images} val images\n1 image = {100 / images:.2f} pt")
+    else:
+        margin = max(2.0, 1.5 * (noise_pt or 0))
+        lo, hi = np.nanmin([*values, ref if ref is not None else np.nan]), np.nanmax([*values, ref if ref is not None else np.nan])
+        a1.set_ylim(max(0, lo - margin), min(100.5, hi + margin))
+        a1.set_ylabel(f"{label} (%), {images} val images" + (f"\nnoise about ±{noise_pt:.1f} pt" if noise_pt else ""))
     if note:
         fig.suptitle(note, color="#a06000")
     return save_figure(fig, path)
@@ -444,12 +510,40 @@ def excerpt(path: str | Path, rows: int = 6) -> str:
 
 
 def flagged_summary(warnings: pd.DataFrame, layers: pd.DataFrame, threshold: float, top: int = 5) -> tuple[str, pd.DataFrame]:
-    """'N of M layers flagged' and the `top` worst of them (lowest cosine first), instead of every row."""
+    """'N of M layers flagged' and the `top` worst of them (lowest cosine first; rows without a number, e.g. q_zero,
+    are named in the headline and listed after the numbers), instead of every row."""
     worst = layers.drop_duplicates("name").set_index("name")[["entire_cos", "single_cos"]].min(axis=1)
-    shown = warnings.assign(lowest_cos=warnings["name"].map(worst)).sort_values("lowest_cos", na_position="first").head(top)
+    ranked = warnings.assign(lowest_cos=warnings["name"].map(worst)).sort_values("lowest_cos", na_position="last")
+    shown = ranked.head(top)
     total = int((~layers["fused"]).sum())
     which = f"the {len(shown)} with the lowest cosine" if len(shown) < len(warnings) else "all of them, lowest cosine first"
-    return f"**{len(warnings)} of {total} layers flagged** (threshold {threshold}); {which}:", shown
+    blank = ranked.loc[ranked["lowest_cos"].isna(), "name"].tolist()
+    nonum = (f", {len(blank)} of them without a number ({', '.join(f'`{n}`' for n in blank[:4])}{', ...' if len(blank) > 4 else ''}: "
+             "all-zero or overflowing tensors)" if blank else "")
+    return f"**{len(warnings)} of {total} layers flagged** (threshold {threshold}){nonum}; {which}:", shown
+
+
+def outputs_line(layers: pd.DataFrame, outputs: Sequence[str]) -> str:
+    """The rows of the model's own outputs (what the task's metric reads): their accumulated (entire) cosine."""
+    rows = layers[layers["name"].isin(list(outputs))].drop_duplicates("name", keep="last")
+    if rows.empty:
+        return ""
+    cos = rows["entire_cos"].dropna()
+    blank = rows.loc[rows["entire_cos"].isna(), "name"].tolist()
+    names = ", ".join(f"`{n}`" for n in rows["name"] if n not in blank)
+    text = ""
+    if len(cos):
+        span = f"{cos.iloc[0]:.4f}" if len(cos) == 1 else f"{cos.min():.4f} to {cos.max():.4f}"
+        text = (f"The model's output{'s' * (len(cos) != 1)} ({names}) end{'s' * (len(cos) == 1)} with an entire cosine of {span}: that is "
+                "what the metric reads, so lower cosines inside the network matter only as far as they reach these rows.")
+    if blank:
+        zeros = rows.loc[rows["entire_cos"].isna(), "flags"].fillna("").astype(str).str.contains("zero").all()
+        one = len(blank) == 1
+        text += (f" {', '.join(f'`{n}`' for n in blank)} {'has' if one else 'have'} no number: in the quantized model "
+                 f"{'it was' if one else 'they were'} all zeros{'' if zeros else ' or overflowed'} on these images. For a detector's "
+                 "class scores that is typical of a stride where nothing scores above one INT8 step; the metric tells whether it "
+                 "costs detections.")
+    return text.strip()
 
 
 def noise_images(images: int, top1: float) -> float:
@@ -465,30 +559,85 @@ def layers_conclusion(ranked: pd.DataFrame, threshold: float) -> str:
     share = drops.head(3).sum() / drops.sum()
     top = ranked.iloc[0]
     below = int((ranked["single_cos"] < threshold).sum())
+    if below == 0:
+        return (f"No layer has a single cosine below {threshold} (the lowest is `{top['name']}`, {top['op']}, {top['single_cos']:.5f}): "
+                "no layer stands out as a float16 candidate on its own.")
     kind = ("local: a few layers carry it, the case for hybrid quantization (notebook 60)" if share >= 0.5 else
             "spread over the network: a float16 layer here and there will not fix it; the calibration or the quantization settings are the lever")
     return (f"{below} of {len(ranked)} layers have a single cosine below {threshold}; the worst is `{top['name']}` ({top['op']}, single cosine "
             f"{top['single_cos']:.5f}). The three largest single drops make up {100 * share:.0f}% of the total, so the error is {kind}.")
 
 
-def sweep_conclusion(sweep: pd.DataFrame, current: tuple[str, str], images: int, demo_images: int = 0) -> str:
-    """The sweep's best setting against notebook 20's, in images and against noise; with the demo caveat."""
+def noise_pt_of(sweep: pd.DataFrame, value: float, images: int, given: float | None) -> float | None:
+    """The noise of the table's metric in points: binomial (two standard deviations) of a top-1 `value` on
+    `images` images; for mAP the judge's bootstrap value `given` (helpers.scoring.Judge.noise_pt)."""
+    if table_metric(sweep) == "top1":
+        return 100.0 * noise_images(images, value) / images if images else None
+    return given
+
+
+def _best_vs_current(sweep: pd.DataFrame, best: pd.Series, cur: pd.Series, images: int, noise: float | None) -> str:
+    """The best setting's lead over notebook 20's: in images for top-1, in points for mAP; and against noise."""
+    key = table_metric(sweep)
+    a, m = cur["algorithm"], cur["method"]
+    if key == "top1":
+        diff = round((best["top1"] - cur["top1"]) * images)
+        noise = noise_images(images, float(cur["top1"]))
+        verdict = (f"beyond noise (about ±{noise:.1f} images on {images}), so it is worth trying in notebook 20" if diff > noise else
+                   f"within noise (about ±{noise:.1f} images on {images}): no reason to change notebook 20's setting on this evidence")
+        return f"notebook 20's {a}/{m} gets {100 * cur['top1']:.2f}%: {diff:+d} image(s), {verdict}"
+    diff = 100 * (best[key] - cur[key])
+    beyond = noise is not None and diff > noise
+    scale = f" (about ±{noise:.1f} pt on {images} images)" if noise is not None else ""
+    verdict = (f"beyond noise{scale}, so it is worth trying in notebook 20" if beyond else
+               f"within noise{scale}: no reason to change notebook 20's setting on this evidence")
+    return f"notebook 20's {a}/{m} gets {metric_text(key, cur[key])}: {diff:+.1f} pt {METRIC_LABELS[key]}, {verdict}"
+
+
+def fp32_gap(sweep: pd.DataFrame, cur: pd.Series, images: int, noise: float | None, demo_images: int = 0) -> str:
+    """How far notebook 20's setting, as the sweep built it, lands from FP32: in points of the table's metric, against noise."""
+    key = table_metric(sweep)
+    fp32 = _table_value(sweep, f"fp32_{key}", None)
+    if fp32 is None or pd.isna(cur[key]):
+        return ""
+    loss = 100 * (float(fp32) - float(cur[key]))
+    change = "the same score as FP32" if abs(loss) < 0.05 else f"{'a loss' if loss > 0 else 'a gain'} of {abs(loss):.1f} pt against FP32"
+    under = " under the demo calibration" if demo_images else ""
+    text = (f" INT8 with {cur['algorithm']}/{cur['method']}{under} scores {METRIC_LABELS[key]} {metric_text(key, cur[key])}, FP32 "
+            f"{metric_text(key, float(fp32))} on the same {images} images: {change}")
+    if noise is None:
+        return text + "."
+    if abs(loss) <= noise:
+        return text + f", within noise (about ±{noise:.1f} pt): on these images INT8 is not measurably worse than FP32."
+    if loss < 0:
+        return text + f", more than the noise (about ±{noise:.1f} pt) in INT8's favour on these images."
+    return text + (f", beyond noise (about ±{noise:.1f} pt): quantization costs measurable accuracy here; the layer ranking above "
+                   "and notebook 60 show where and what float16 layers buy back.")
+
+
+def sweep_conclusion(sweep: pd.DataFrame, current: tuple[str, str], images: int = 0, demo_images: int = 0,
+                     noise_pt: float | None = None) -> str:
+    """The sweep's best setting against notebook 20's and INT8 against FP32, named in the table's metric (top-1:
+    in images against binomial noise; mAP: in points against the judge's bootstrap noise_pt); with the demo caveat."""
     best, _ = best_row(sweep)
-    step = 100.0 / images if images else float("nan")
-    head = f"The sweep's best setting is {best['algorithm']}/{best['method']} ({100 * best['top1']:.2f}% top-1; 1 image = {step:.2f} pt)"
+    key = table_metric(sweep)
+    images = images or int(_table_value(sweep, "images", None) or 0)
+    if key == "top1":
+        step = 100.0 / images if images else float("nan")
+        head = f"The sweep's best setting is {best['algorithm']}/{best['method']} ({100 * best['top1']:.2f}% top-1; 1 image = {step:.2f} pt)"
+    else:
+        scale = f"; {images} val images, noise about ±{noise_pt:.1f} pt" if noise_pt is not None else f"; {images} val images"
+        head = f"The sweep's best setting is {best['algorithm']}/{best['method']} ({METRIC_LABELS[key]} {best[key]:.3f}{scale})"
     cur = sweep[(sweep["algorithm"] == current[0]) & (sweep["method"] == current[1])]
     if cur.empty:
         text = f"{head}; notebook 20's {current[0]}/{current[1]} was not in the grid, so there is nothing to compare it with."
-    elif pd.isna(cur.iloc[0]["top1"]):
+    elif pd.isna(cur.iloc[0][key]):
         text = f"{head}; notebook 20's {current[0]}/{current[1]} did not build in the sweep ({cur.iloc[0].get('why', '')})."
-    elif (best["algorithm"], best["method"]) == current:
-        text = f"{head}, which is what notebook 20 already uses: keep it."
     else:
-        diff = round((best["top1"] - cur.iloc[0]["top1"]) * images)
-        noise = noise_images(images, float(cur.iloc[0]["top1"]))
-        verdict = (f"beyond noise (about ±{noise:.1f} images on {images}), so it is worth trying in notebook 20" if diff > noise else
-                   f"within noise (about ±{noise:.1f} images on {images}): no reason to change notebook 20's setting on this evidence")
-        text = f"{head}; notebook 20's {current[0]}/{current[1]} gets {100 * cur.iloc[0]['top1']:.2f}%: {diff:+d} image(s), {verdict}."
+        noise = noise_pt_of(sweep, float(cur.iloc[0][key]), images, noise_pt)
+        text = (f"{head}, which is what notebook 20 already uses: keep it." if (best["algorithm"], best["method"]) == current else
+                f"{head}; {_best_vs_current(sweep, best, cur.iloc[0], images, noise)}.")
+        text += fp32_gap(sweep, cur.iloc[0], images, noise, demo_images)
     if demo_images:
         text += (f" Found under demo calibration ({demo_images} image{'s' * (demo_images != 1)}): it says which setting copes best with a "
                  "poor calibration, not which is best for notebook 20's list; re-run with demo_calib_images = 0 before changing notebook 20.")

@@ -58,6 +58,32 @@ def test_parser_keeps_every_row_and_fused_rows_as_missing(tiny_tables):
     assert list(analysis.value_columns(df)) == ["entire_cos", "entire_euc", "single_cos", "single_euc"]
 
 
+# Rows of the error_analysis.txt rknn-toolkit2 2.5.0 wrote for the sample detector (demo calibration): a euc of 100
+# or more fills its fixed-width column and runs into the next cosine; a quantized tensor of all zeros reads q_zero.
+DETECTOR_ROWS = """layer_name                                                              simulator_error
+                                                                    entire              single
+                                                                 cos      euc        cos      euc
+-------------------------------------------------------------------------------------------------------
+[Input] images                                                 1.00000 | 0.00000   1.00000 | 0.00000
+[exMatMul] /model.10/m/m.0/attn/MatMul_output_0_sw_sw          -0.74612 | 862.109310.83862 | 817.76227
+[Conv] /cv2.2/cv2.2.0/conv/Conv_output_0                       0.68501 | 18.50231  0.99611 | 2.19509
+[Sigmoid] cls16_int8                                            q_zero |  q_zero    q_zero |  q_zero
+[exDataConvert] sum16                                           q_zero |  q_zero   0.99999 | 0.00001
+"""
+
+
+def test_parser_splits_values_that_run_into_the_next_column(tmp_path):
+    path = tmp_path / "error_analysis.txt"
+    path.write_text(DETECTOR_ROWS)
+    df = analysis.parse_error_analysis(path).set_index("name")
+    cols = ["entire_cos", "entire_euc", "single_cos", "single_euc"]
+    assert df.loc["/model.10/m/m.0/attn/MatMul_output_0_sw_sw", cols].tolist() == [-0.74612, 862.10931, 0.83862, 817.76227]
+    assert df.loc["/model.10/m/m.0/attn/MatMul_output_0_sw_sw", "flags"] == ""
+    assert df.loc["/cv2.2/cv2.2.0/conv/Conv_output_0", cols].tolist() == [0.68501, 18.50231, 0.99611, 2.19509]
+    assert df.loc["cls16_int8", cols].isna().all() and not df.loc["cls16_int8", "fused"] and "q_zero" in df.loc["cls16_int8", "flags"]
+    assert np.isnan(df.loc["sum16", "entire_cos"]) and df.loc["sum16", "single_cos"] == 0.99999
+
+
 def test_combine_averages_images_and_keeps_fused_missing(tiny_tables):
     frames = [analysis.parse_error_analysis(p) for p in tiny_tables]
     both = analysis.combine(frames)
@@ -107,8 +133,17 @@ def test_sweep_grid_validation():
         analysis.parse_grid([])
 
 
+def _classify_judge(record, onnx, images):
+    """The judge notebook 50 builds (helpers.scoring.judge_for) for a hand-made labelled set."""
+    from helpers.scoring import ClassifyJudge, fp32_outputs
+
+    pixels = images.load(SIZE)
+    return ClassifyJudge("classify", "top1", "top-1", "top1_agreement", list(images.paths), pixels, fp32_outputs(record, onnx, pixels),
+                         labels=np.asarray(images.labels))
+
+
 def test_sweep_builds_each_cell_and_picks_the_best(tiny_images, tmp_path):
-    from helpers.evaluate import OnnxBackend, evaluate
+    from helpers.evaluate import OnnxBackend, SimulatorBackend, compare, evaluate
     from helpers.paths import Run
 
     onnx = outlier_onnx(tmp_path)
@@ -119,16 +154,62 @@ def test_sweep_builds_each_cell_and_picks_the_best(tiny_images, tmp_path):
     convert.write_record(run, result, cfg, onnx, dataset, SIZE, "onnx")
     record = convert.read_record(run)
     images = data.LabelledImages(list(tiny_images), np.arange(len(tiny_images)) % 3, ["a", "b", "c"])
-    pixels = images.load(SIZE)
-    fp32 = evaluate(OnnxBackend(onnx, [0, 0, 0], [255, 255, 255]), images, SIZE, progress=False, pixels=pixels)
-    sweep = analysis.run_sweep(record, [("normal", "layer"), ("normal", "channel")], images, pixels, fp32, run.logs, batch=1)
+    judge = _classify_judge(record, onnx, images)
+    fp32 = evaluate(OnnxBackend(onnx, [0, 0, 0], [255, 255, 255]), images, SIZE, progress=False, pixels=judge.pixels)
+    assert judge.fp32.value == fp32.top1  # the judge's top-1 is evaluate's
+    sweep = analysis.run_sweep(record, [("normal", "layer"), ("normal", "channel")], judge, run.logs, batch=1)
+    assert list(sweep.columns) == ["algorithm", "method", "top1", "top1_delta_pt", "mean_cosine", "min_cosine", "top1_agreement",
+                                   "build_s", "why"]
     assert list(sweep["method"]) == ["layer", "channel"] and (sweep["build_s"] > 0).all()
     layer, channel = sweep.iloc[0], sweep.iloc[1]
+    # the judge scores a cell exactly as evaluate() + compare() did on the same build
+    with SimulatorBackend.from_record(record, run.logs / "check.log", batch=1) as sim:
+        int8 = evaluate(sim, images, SIZE, progress=False, pixels=judge.pixels)
+    cmp = compare(fp32, int8)
+    assert (channel["top1"], channel["top1_delta_pt"], channel["top1_agreement"]) == (int8.top1, cmp.top1_delta_pt, cmp.top1_agreement)
+    assert channel["mean_cosine"] == pytest.approx(cmp.mean_cosine, abs=1e-12)
+    assert channel["min_cosine"] == pytest.approx(cmp.min_cosine, abs=1e-12)
     # one scale per channel rescues the seven small channels the outlier crushes in per-layer mode
     assert channel["mean_cosine"] > layer["mean_cosine"]
     best, why = analysis.best_row(sweep)
     assert best["method"] == "channel" and why.startswith("Best: quantized_algorithm='normal', quantized_method='channel'")
-    assert analysis.write_csv(sweep, run.analysis / "sweep.csv").exists()
+    stored = analysis.sweep_table(sweep, judge, "notebook 20's list")
+    assert list(stored.columns)[-3:] == ["fp32_top1", "images", "calibration"] and (stored["images"] == len(images)).all()
+    assert analysis.write_csv(stored, run.analysis / "sweep.csv").exists()
+
+
+def _table(key: str, values: list[float], fp32: float, images: int):
+    """A two-row sweep.csv as notebook 50 writes it, for the metric column `key`."""
+    import pandas as pd
+
+    agreement = {"top1": "top1_agreement", "map50_95": "map50"}[key]
+    return pd.DataFrame({"algorithm": ["normal", "mmse"], "method": ["channel", "channel"], key: values,
+                         f"{key}_delta_pt": [round(100 * (v - fp32), 2) for v in values], "mean_cosine": [0.99, 0.995],
+                         "min_cosine": [0.9, 0.95], agreement: [0.9, 0.95], "build_s": [1.0, 2.0], "why": ["", ""],
+                         f"fp32_{key}": fp32, "images": images, "calibration": "notebook 20's list (50 images)"})
+
+
+def test_sweep_sentences_name_the_metric_of_the_table():
+    """top-1: differences in images against binomial noise; mAP: in points against the judge's bootstrap noise."""
+    top1 = _table("top1", [0.95, 0.97], 0.98, 100)
+    text = analysis.sweep_conclusion(top1, ("normal", "channel"))
+    assert ("The sweep's best setting is mmse/channel (97.00% top-1; 1 image = 1.00 pt); notebook 20's normal/channel gets 95.00%: "
+            "+2 image(s), within noise (about ±4.4 images on 100)") in text
+    assert "scores top-1 95.00%, FP32 98.00% on the same 100 images: a loss of 3.0 pt against FP32, within noise (about ±4.4 pt)" in text
+    detect = _table("map50_95", [0.70, 0.74], 0.75, 50)
+    text = analysis.sweep_conclusion(detect, ("normal", "channel"), noise_pt=2.0)
+    assert ("The sweep's best setting is mmse/channel (mAP50-95 0.740; 50 val images, noise about ±2.0 pt); notebook 20's normal/channel "
+            "gets 0.700: +4.0 pt mAP50-95, beyond noise (about ±2.0 pt on 50 images), so it is worth trying in notebook 20") in text
+    assert "a loss of 5.0 pt against FP32, beyond noise (about ±2.0 pt): quantization costs measurable accuracy here" in text
+    assert "top-1" not in text and "image(s)" not in text
+    assert analysis.sweep_headline(detect, 2.0) == ("FP32 mAP50-95 on the same 50 images: **0.750** (noise about ±2.0 pt, two standard "
+                                                    "deviations of a bootstrap over the images).")
+    best, why = analysis.best_row(detect)
+    assert best["algorithm"] == "mmse" and "highest mAP50-95 (0.740)" in why
+    ax = analysis.plot_sweep(detect, noise_pt=2.0).axes[0]
+    assert ax.get_title() == "mAP50-95 per quantization setting" and "noise about ±2.0 pt" in ax.get_ylabel()
+    with pytest.raises(WorkbookError, match="no metric column"):
+        analysis.best_row(detect.drop(columns=["map50_95"]))
 
 
 def test_small_calibration_keeps_first_n(tiny_images, tmp_path):
@@ -153,7 +234,6 @@ def test_a_sweep_cell_that_crashes_the_toolkit_becomes_its_row(tiny_images, tmp_
     costs the cell's row (with why), not the kernel; the next cell still builds in a fresh worker."""
     from dataclasses import replace
 
-    from helpers.evaluate import OnnxBackend, evaluate
     from helpers.paths import Run
 
     onnx = outlier_onnx(tmp_path)
@@ -165,17 +245,16 @@ def test_a_sweep_cell_that_crashes_the_toolkit_becomes_its_row(tiny_images, tmp_
     good = convert.read_record(run)
     crashing = replace(good, config=replace(good.config, quantized_dtype="w8a16"))
     images = data.LabelledImages(list(tiny_images), np.arange(len(tiny_images)) % 3, ["a", "b", "c"])
-    pixels = images.load(SIZE)
-    fp32 = evaluate(OnnxBackend(onnx, [0, 0, 0], [255, 255, 255]), images, SIZE, progress=False, pixels=pixels)
+    judge = _classify_judge(good, onnx, images)
 
-    sweep = analysis.run_sweep(crashing, [("normal", "channel")], images, pixels, fp32, run.logs, batch=1)
+    sweep = analysis.run_sweep(crashing, [("normal", "channel")], judge, run.logs, batch=1)
     row = sweep.iloc[0]
     assert np.isnan(row["top1"]) and row["why"].startswith("the build crashed its process: "), row["why"]
     assert "try another quantized_dtype, target_platform or optimization_level" in row["why"]
     with pytest.raises(WorkbookError, match=r"No setting of the sweep built \(normal/channel: the build crashed its process"):
         analysis.best_row(sweep)
 
-    after = analysis.run_sweep(good, [("normal", "layer"), ("normal", "channel")], images, pixels, fp32, run.logs, batch=1)
+    after = analysis.run_sweep(good, [("normal", "layer"), ("normal", "channel")], judge, run.logs, batch=1)
     assert after["why"].tolist() == ["", ""] and (after["top1"] >= 0).all()
     import pandas as pd
 
