@@ -37,6 +37,7 @@ DTYPE_ALIASES = {
 CFG_KEY = "custom_quantize_layers"
 EDITED_SUFFIX = ".edited.quantization.cfg"
 _HYBRID_LOG = re.compile(r"Meet hybrid type, dtype: (\w+), tensor: (\S+)")
+AUTO_HYBRID = "build(auto_hybrid=True)"  # the comparison row of the toolkit's own one-switch hybrid
 METRIC_KEYS = ("top1", "map50_95")  # a table's metric column is the first of these it has
 LABELS = {"top1": "top-1", "map50_95": "mAP50-95"}
 
@@ -561,11 +562,11 @@ class Bench:
         return demo_note(self.demo_images)
 
     def describe(self) -> str:
-        """One line: the model, its quantization settings, the calibration and what every model is scored by."""
+        """Three lines: the model and its quantization settings, the calibration, and what every model is scored by."""
         j, rules = self.judge, self.cfg.disable_rules
         off = f", graph rules off: {', '.join(rules)}" if rules else ""
-        return (f"model: {self.record.source.name}, {self.cfg.quantized_algorithm}/{self.cfg.quantized_method}{off}, calibration: "
-                f"{self.calibration}; scored by {j.label} on {j.scale_note()}; FP32 {j.label} {100 * j.fp32.value:.2f}%")
+        return (f"model: {self.record.source.name}, {self.cfg.quantized_algorithm}/{self.cfg.quantized_method}{off}\n"
+                f"calibration: {self.calibration}\nscored by {j.label} on {j.scale_note()}; FP32 {j.label} {100 * j.fp32.value:.2f}%")
 
     def selection(self, names: Iterable[str]) -> dict[str, str]:
         return {n: self.dtype for n in names}
@@ -601,8 +602,8 @@ def auto_hybrid(bench: Bench) -> Variant:
         rk.config(**bench.cfg.config_kwargs())
         load_source(rk, rec.source, rec.input_size, rec.load_path)
         rk.build(**bench.cfg.build_kwargs(bench.dataset), auto_hybrid=True)
-        v, _ = measure(rk, "build(auto_hybrid=True)", bench.judge, bench.run.hybrid / "model_auto_hybrid.rknn", log)
-    v.layers = float16_tensors(log)
+        v, _ = measure(rk, AUTO_HYBRID, bench.judge, bench.run.hybrid / "model_auto_hybrid.rknn", log)
+    v.layers, v.file = float16_tensors(log), "hybrid/model_auto_hybrid.rknn"
     return v
 
 
@@ -671,16 +672,21 @@ def _num(value: Any) -> float | None:
 def export_candidates(compare_rows: Sequence[Mapping[str, Any]], search_rows: Sequence[Mapping[str, Any]] = (),
                       root: Path | None = None, search_file: str = "hybrid/model_search.rknn") -> list[dict[str, Any]]:
     """Every hybrid that may be exported: the strategy rows with a metric value (top1 or map50_95, whichever the
-    table holds) and a model file, plus the search's first point that met its target (a new candidate beside them,
-    never in place of one). Each candidate names its metric ("metric"). With root (the run folder) only
-    candidates whose file exists there are kept."""
+    table holds) and a model file, build(auto_hybrid=True) when it kept more tensors in float16 than plain INT8 (else it
+    is INT8), plus the search's first point that met its target (a new candidate beside them, never in place of one).
+    Each candidate names its metric ("metric"). With root (the run folder) only candidates whose file exists there are kept."""
     def has_file(f: Any) -> bool:
         f = "" if f is None or (isinstance(f, float) and f != f) else str(f)
         return bool(f) and (root is None or (Path(root) / f).is_file())
 
     key = metric_key(k for r in compare_rows for k in r)
-    cands = [{**r, "metric": key} for r in compare_rows
-             if str(r.get("model", "")).startswith("hybrid") and _num(r.get(key)) is not None and has_file(r.get("file"))]
+    int8_f16 = next((_num(r.get("float16_layers")) or 0.0 for r in compare_rows if r.get("model") == "INT8"), 0.0)
+
+    def hybrid_row(r: Mapping[str, Any]) -> bool:
+        name = str(r.get("model", ""))
+        return name.startswith("hybrid") or (name == AUTO_HYBRID and (_num(r.get("float16_layers")) or 0.0) > int8_f16)
+
+    cands = [{**r, "metric": key} for r in compare_rows if hybrid_row(r) and _num(r.get(key)) is not None and has_file(r.get("file"))]
     met = [r for r in search_rows if str(r.get("met_target")).lower() in ("true", "1", "1.0")]
     if met and has_file(search_file) and _num(met[0].get(key)) is not None:
         r = met[0]
@@ -875,13 +881,13 @@ def not_below_int8(value: float, int8_value: float) -> bool:
     return round(100 * (value - int8_value), 2) >= 0
 
 
-def versus_int8(value: float, int8_value: float, judge: "Judge") -> str:
+def versus_int8(value: float, int8_value: float, judge: "Judge", demo: bool = False) -> str:
     """Whether the exported hybrid's metric is at least INT8's (same calibration), with the numbers."""
     gap = gap_note(judge, value, int8_value, "INT8")
     if not_below_int8(value, int8_value):
         return f"It is {gap}, so the exported hybrid's {judge.label} is not below INT8's."
-    return (f"It is {gap}, so no hybrid reached INT8's {judge.label} here: on this evidence the float16 layers buy nothing "
-            "and plain INT8 is the model to keep.")
+    keep = "" if demo else " and plain INT8 is the model to keep"
+    return f"It is {gap}, so no hybrid reached INT8's {judge.label} here: on this evidence the float16 layers buy nothing{keep}."
 
 
 def conclusion(search_table: Any, layers_total: int, int8_value: float, judge: "Judge", target_pt: float,
@@ -893,7 +899,7 @@ def conclusion(search_table: Any, layers_total: int, int8_value: float, judge: "
         return first + " No hybrid was exported."
     value = float(choice[judge.key])
     second = (f" Exported **{choice['model']}**: {judge.label} {pct(value)} vs {pct(int8_value)} for INT8 with the same calibration "
-              f"({calibration}) and {pct(judge.fp32.value)} for FP32. " + versus_int8(value, int8_value, judge))
+              f"({calibration}) and {pct(judge.fp32.value)} for FP32. " + versus_int8(value, int8_value, judge, demo))
     if demo:
         second += (" This is a demo: built on a deliberately poor calibration, it says nothing about the model notebook 20 "
                    "converted; run with demo_calib_images = 0 for a hybrid worth deploying.")

@@ -308,8 +308,14 @@ def test_detector_tables_and_choice_use_map(tmp_path):
                {"model": "INT8", "map50_95": 0.76, "mean_cosine": 0.99, "float16_layers": 0, "file": "hybrid/model_int8.rknn"},
                {"model": "hybrid (a) your list", "map50_95": 0.755, "mean_cosine": 0.995, "float16_layers": 3, "file": "hybrid/strategy_a.rknn"}]
     search = [{"layers": 1, "map50_95": 0.762, "mean_cosine": 0.992, "met_target": True}]
+    # the toolkit's auto_hybrid competes when it kept a tensor in float16 that INT8 does not; with none it is INT8
+    (run.hybrid / "model_auto_hybrid.rknn").write_bytes(b"auto")
+    auto = {"model": "build(auto_hybrid=True)", "map50_95": 0.761, "mean_cosine": 0.99, "float16_layers": 0, "file": "hybrid/model_auto_hybrid.rknn"}
+    assert [c["model"] for c in hybrid.export_candidates([*compare, auto], search, root=run.root)][:1] == ["hybrid (a) your list"]
+    compare.append({**auto, "float16_layers": 2})
     cands = hybrid.export_candidates(compare, search, root=run.root)
-    assert [c["model"] for c in cands] == ["hybrid (a) your list", "hybrid search (1 layers)"] and {c["metric"] for c in cands} == {"map50_95"}
+    assert [c["model"] for c in cands] == ["hybrid (a) your list", "build(auto_hybrid=True)", "hybrid search (1 layers)"]
+    assert {c["metric"] for c in cands} == {"map50_95"}
     best = hybrid.choose_export(cands)
     assert best["model"] == "hybrid search (1 layers)", "higher mAP wins before the higher cosine"
     hybrid.export_choice(run, best, "notebook 20's list (50 images)", demo=False)

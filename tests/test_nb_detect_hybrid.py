@@ -121,7 +121,9 @@ def test_chosen_hybrid_names_map_and_the_conclusion_matches_the_numbers(hybrid_r
     scored = {**rows["map50_95"].dropna().to_dict(), **{f"hybrid search ({n} layers)": v for n, v in zip(search["layers"], search["map50_95"])}}
     assert chosen["map50_95"] == pytest.approx(scored[chosen["model"]])
     hybrids = [v for k, v in scored.items() if k.startswith("hybrid (")]
-    assert chosen["map50_95"] >= max(hybrids) - 1e-12, "the rule takes the best mAP among the strategies"
+    if rows.loc["build(auto_hybrid=True)", "float16_layers"] > rows.loc["INT8", "float16_layers"]:  # the toolkit's hybrid competes too
+        hybrids.append(rows.loc["build(auto_hybrid=True)", "map50_95"])
+    assert chosen["map50_95"] >= max(hybrids) - 1e-12, "the rule takes the best mAP among the hybrids"
     int8 = float(rows.loc["INT8", "map50_95"])
     text = _markdown(hybrid_run)[-1]
     assert "mAP50-95" in text and "top-1" not in text
