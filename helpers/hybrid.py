@@ -774,19 +774,22 @@ def gap_note(judge: "Judge", value: float, ref: float | None = None, what: str =
     return f"{side}, {inside} the noise of {judge.images} val images (about ±{noise:.1f} pt)"
 
 
-def target_note(target_pt: float, judge: "Judge") -> str:
+def target_note(target_pt: float, judge: "Judge", int8_value: float | None = None) -> str:
     """The search's target in words: below one image of top-1 it can only mean 'equal to FP32'; for mAP, how it
-    compares with the noise of these images."""
-    step = judge.step_pt()
+    compares with the noise of these images. With int8_value, also whether plain INT8 already meets it (no search)."""
+    step, noise = judge.step_pt(), judge.noise_pt()
     if step and target_pt < step:
-        return (f"target {target_pt:g} pt is smaller than one image ({step:.2f} pt on {judge.images} images), "
+        text = (f"target {target_pt:g} pt is smaller than one image ({step:.2f} pt on {judge.images} images), "
                 "so it means: equal to FP32")
-    if step:
-        return f"target: within {target_pt:g} pt of FP32 ({target_pt / step:.1f} images of {judge.images})"
-    noise = judge.noise_pt()
-    hint = (" (a hybrid that meets it on these images can still differ from FP32 by that much on others)" if target_pt < noise else "")
-    return (f"target: {judge.label} within {target_pt:g} pt of FP32's {pct(judge.fp32.value)}; the noise of {judge.images} val images "
-            f"is about ±{noise:.1f} pt{hint}")
+    elif step:
+        text = f"target: within {target_pt:g} pt of FP32 ({target_pt / step:.1f} images of {judge.images})"
+    else:
+        hint = " (a hybrid that meets it on these images can still differ from FP32 by that much on others)" if target_pt < noise else ""
+        text = (f"target: {judge.label} within {target_pt:g} pt of FP32's {pct(judge.fp32.value)}; the noise of {judge.images} val images "
+                f"is about ±{noise:.1f} pt{hint}")
+    if int8_value is not None and within(judge.fp32.value, int8_value, target_pt):
+        text += f"\nplain INT8 ({pct(int8_value)}) already meets it, so the search built no hybrid: the plot shows INT8 alone"
+    return text
 
 
 def ranking_note(ranked: Any, run: "Run", analysis_images: int, calibration: str, k: int = 5) -> str:

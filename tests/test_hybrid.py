@@ -295,6 +295,9 @@ def test_detector_sentences_name_map_and_its_noise():
     note = hybrid.target_note(0.2, judge)
     assert note.startswith("target: mAP50-95 within 0.2 pt of FP32's 76.60%; the noise of 50 val images is about ±1.2 pt")
     assert "images" not in hybrid.target_note(0.2, judge).split(";")[0]  # no one-image step for mAP
+    assert hybrid.target_note(0.2, judge, 0.765).endswith("plain INT8 (76.50%) already meets it, so the search built no hybrid: "
+                                                          "the plot shows INT8 alone")
+    assert "already meets it" not in hybrid.target_note(0.2, judge, 0.76)
 
 
 def test_detector_tables_and_choice_use_map(tmp_path):
