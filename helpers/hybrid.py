@@ -39,7 +39,6 @@ EDITED_SUFFIX = ".edited.quantization.cfg"
 _HYBRID_LOG = re.compile(r"Meet hybrid type, dtype: (\w+), tensor: (\S+)")
 AUTO_HYBRID = "build(auto_hybrid=True)"  # the comparison row of the toolkit's own one-switch hybrid
 METRIC_KEYS = ("top1", "map50_95")  # a table's metric column is the first of these it has
-LABELS = {"top1": "top-1", "map50_95": "mAP50-95"}
 
 
 @dataclass(frozen=True)
@@ -601,7 +600,7 @@ def auto_hybrid(bench: Bench) -> Variant:
     with toolkit(log) as rk:
         rk.config(**bench.cfg.config_kwargs())
         load_source(rk, rec.source, rec.input_size, rec.load_path)
-        rk.build(**bench.cfg.build_kwargs(bench.dataset), auto_hybrid=True)
+        rk.build(**{**bench.cfg.build_kwargs(bench.dataset), "auto_hybrid": True})  # also when notebook 20 already set it
         v, _ = measure(rk, AUTO_HYBRID, bench.judge, bench.run.hybrid / "model_auto_hybrid.rknn", log)
     v.layers, v.file = float16_tensors(log), "hybrid/model_auto_hybrid.rknn"
     return v
