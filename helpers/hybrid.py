@@ -865,7 +865,9 @@ def _search_sentence(search_table: Any, layers_total: int, int8_value: float, ju
         kind = ("the error is local: a few layers carry it" if share <= 0.1 else
                 "the error is not local: it is spread over the network, so a better calibration or another quantized_algorithm "
                 "(notebook 50's sweep) is the cheaper fix" if share >= 0.5 else "the error is partly local")
-        return lead + f"The search needed {n} of {layers_total} layers in float16 to come within {target_pt:g} pt of FP32, so {kind}."
+        caveat = (" (with INT8's own loss inside the noise of these images, read that as a property of these images rather than "
+                  "of the model)") if inside_noise(judge, int8_value) else ""
+        return lead + f"The search needed {n} of {layers_total} layers in float16 to come within {target_pt:g} pt of FP32, so {kind}{caveat}."
     n = int(search_table["layers"].max())
     if inside_noise(judge, int8_value):
         lo, hi = 100 * search_table[judge.key].min(), 100 * search_table[judge.key].max()

@@ -286,6 +286,9 @@ def test_detector_sentences_name_map_and_its_noise():
     assert "mAP50-95 76.50% vs 70.00% for INT8" in text and "not below INT8's" in text
     worse = hybrid.conclusion(search, 120, 0.766, judge, 0.2, {"model": "hybrid search (2 layers)", "map50_95": 0.765}, "x", False)
     assert "It is 0.10 pt below INT8, within the noise of 50 val images (about ±1.2 pt), so no hybrid reached INT8's mAP50-95 here" in worse
+    close = pd.DataFrame([{"layers": 1, "map50_95": 0.764, "met_target": True}])
+    text = hybrid.conclusion(close, 120, 0.760, judge, 0.2, None, "x", False)
+    assert "The search needed 1 of 120 layers in float16 to come within 0.2 pt of FP32, so the error is local: a few layers carry it (with INT8's own loss inside" in text
     flat = pd.DataFrame([{"layers": 1, "map50_95": 0.760, "met_target": False}, {"layers": 2, "map50_95": 0.7617, "met_target": False}])
     text = hybrid.conclusion(flat, 120, 0.7623, judge, 0.2, {"model": "hybrid (c) auto from ranking", "map50_95": 0.7617}, "x", False)
     assert text.startswith("Plain INT8's mAP50-95 is 0.37 pt below FP32, within the noise of 50 val images (about ±1.2 pt). None of the "
