@@ -25,9 +25,8 @@ from .paths import write_text_atomic
 
 if TYPE_CHECKING:
     from .convert import ConvertConfig, ConvertRecord
-    from .data import LabelledImages
-    from .evaluate import EvalResult
     from .paths import Run
+    from .scoring import Judge, Score
 
 DTYPES = ("int8", "int16", "float16")
 # Spellings people try, and the one the cfg needs.
@@ -38,6 +37,8 @@ DTYPE_ALIASES = {
 CFG_KEY = "custom_quantize_layers"
 EDITED_SUFFIX = ".edited.quantization.cfg"
 _HYBRID_LOG = re.compile(r"Meet hybrid type, dtype: (\w+), tensor: (\S+)")
+AUTO_HYBRID = "build(auto_hybrid=True)"  # the comparison row of the toolkit's own one-switch hybrid
+METRIC_KEYS = ("top1", "map50_95")  # a table's metric column is the first of these it has
 
 
 @dataclass(frozen=True)
@@ -275,25 +276,13 @@ def step2(rk: Any, step1_files: Step1Files, cfg: Path) -> None:
 
 # ---------------------------------------------------------------- building and scoring hybrids
 
-class ToolkitBackend:
-    """An evaluate.Backend over a toolkit that is already built (e.g. by step 2): the model is
-    initialised in the simulator and fed one image per call (step 2 builds for batch 1)."""
+def judged(rk: Any, judge: "Judge") -> "Score":
+    """Initialise a built toolkit (e.g. by step 2, batch 1) in the simulator and score its raw outputs on the
+    judge's images: top-1 or mAP50-95, and the output cosine to FP32."""
+    from .scoring import toolkit_outputs
 
-    def __init__(self, rk: Any, name: str):
-        self.rk, self.name = rk, name
-        self.channels = getattr(rk, "input_channels", None)  # set by convert.load_source / built(): 1 = grayscale
-        rk.init_runtime(target=None)
-
-    def run(self, batch_uint8_nhwc: np.ndarray) -> np.ndarray:
-        from .preprocess import match_channels
-
-        batch = match_channels(batch_uint8_nhwc, self.channels) if self.channels else batch_uint8_nhwc
-        outs = [np.asarray(self.rk.inference(inputs=[np.ascontiguousarray(x[None])], data_format="nhwc")[0], np.float32).reshape(1, -1)
-                for x in batch]
-        return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
-
-    def close(self) -> None:
-        pass
+    rk.init_runtime(target=None)
+    return judge.score(toolkit_outputs(rk, judge.pixels, getattr(rk, "input_channels", None)))  # 1 = grayscale
 
 
 @contextlib.contextmanager
@@ -340,10 +329,10 @@ def with_inputs(order: Sequence[str], graph: Mapping[str, list[str]], allowed: I
 
 @dataclass
 class SearchPoint:
-    """One hybrid tried by the accuracy-driven search."""
+    """One hybrid tried by the accuracy-driven search: its metric (top-1 or mAP50-95, 0..1) and output cosine."""
 
     layers: int
-    top1: float
+    value: float
     mean_cosine: float
     names: list[str]
 
@@ -357,25 +346,29 @@ def doubling(budget: int) -> list[int]:
     return [*counts, budget] if budget >= 1 else []
 
 
-def accuracy_search(order: Sequence[str], score: Callable[[list[str]], tuple[float, float]], fp32_top1: float,
-                    target_pt: float = 0.2, budget: int = 32, int8_top1: float | None = None) -> tuple[list[SearchPoint], SearchPoint | None]:
-    """Add float16 layers in ranked order (1, 2, 4, ... up to budget) until top-1 is within target_pt
-    points of FP32. score(layers) -> (top1, mean_cosine). Returns every point and the first that met
-    the target (None if the budget ran out first). No point at all when plain INT8 (int8_top1) already
+def within(fp32_value: float, value: float, target_pt: float) -> bool:
+    """The metric is within target_pt points of FP32's (the search's stopping rule)."""
+    return 100 * (fp32_value - value) <= target_pt + 1e-9
+
+
+def accuracy_search(order: Sequence[str], score: Callable[[list[str]], tuple[float, float]], fp32_value: float,
+                    target_pt: float = 0.2, budget: int = 32, int8_value: float | None = None) -> tuple[list[SearchPoint], SearchPoint | None]:
+    """Add float16 layers in ranked order (1, 2, 4, ... up to budget) until the metric is within target_pt
+    points of FP32. score(layers) -> (metric, mean_cosine). Returns every point and the first that met
+    the target (None if the budget ran out first). No point at all when plain INT8 (int8_value) already
     meets the target."""
     from tqdm.auto import tqdm
 
     if budget < 1:
         raise WorkbookError(f"search_budget={budget} allows no layer; set it to at least 1.")
     points: list[SearchPoint] = []
-    if int8_top1 is not None and 100 * (fp32_top1 - int8_top1) <= target_pt + 1e-9:
+    if int8_value is not None and within(fp32_value, int8_value, target_pt):
         return points, None
-    counts = doubling(min(budget, len(order)))
-    for n in tqdm(counts, desc="hybrid search", unit="build"):
+    for n in tqdm(doubling(min(budget, len(order))), desc="hybrid search", unit="build"):
         names = list(order[:n])
-        top1, cos = score(names)
-        points.append(SearchPoint(n, top1, cos, names))
-        if 100 * (fp32_top1 - top1) <= target_pt + 1e-9:
+        value, cos = score(names)
+        points.append(SearchPoint(n, value, cos, names))
+        if within(fp32_value, value, target_pt):
             return points, points[-1]
     return points, None
 
@@ -384,10 +377,10 @@ def accuracy_search(order: Sequence[str], score: Callable[[list[str]], tuple[flo
 
 @dataclass
 class Variant:
-    """One model in the comparison table (FP32, INT8, a hybrid, auto_hybrid)."""
+    """One model in the comparison table (FP32, INT8, a hybrid, auto_hybrid); value is the judge's metric."""
 
     name: str
-    top1: float
+    value: float
     mean_cosine: float
     min_cosine: float
     rknn_bytes: int
@@ -396,20 +389,19 @@ class Variant:
     note: str = ""
     file: str = ""  # the exported .rknn, relative to the run folder ('' when none was built)
 
-    def row(self, fp32_top1: float) -> dict[str, Any]:
-        return {"model": self.name, "top1": self.top1, "top1_delta_pt": round(100 * (self.top1 - fp32_top1), 2),
+    def row(self, judge: "Judge") -> dict[str, Any]:
+        """The comparison table's columns, the metric's named after the judge (top1 / map50_95)."""
+        return {"model": self.name, judge.key: self.value, judge.delta_key: round(100 * (self.value - judge.fp32.value), 2),
                 "mean_cosine": self.mean_cosine, "min_cosine": self.min_cosine,
                 "size_kb": round(self.rknn_bytes / 1024, 1) if self.rknn_bytes else float("nan"),
                 "float16_layers": self.float16_layers, "note": self.note, "file": self.file, "layers": " ".join(self.layers)}
 
 
-def measure(rk: Any, name: str, images: Any, pixels: np.ndarray, fp32: Any, rknn_out: Path, log_path: Path,
-            analysis_images: Sequence[Path] = (), analysis_dir: Path | None = None,
-            layers: Sequence[str] = ()) -> tuple[Variant, Any]:
-    """On a built toolkit: optional accuracy_analysis (combined table), export to rknn_out (atomic),
-    then simulator top-1 and output cosine vs fp32 on images. Returns the Variant and the table (or None)."""
+def measure(rk: Any, name: str, judge: "Judge", rknn_out: Path, log_path: Path, analysis_images: Sequence[Path] = (),
+            analysis_dir: Path | None = None, layers: Sequence[str] = ()) -> tuple[Variant, Any]:
+    """On a built toolkit: optional accuracy_analysis (combined table), export to rknn_out (atomic), then the
+    judge's metric and output cosine vs FP32 in the simulator. Returns the Variant and the table (or None)."""
     from . import analysis
-    from .evaluate import compare, evaluate
 
     table = None
     if analysis_images:
@@ -419,14 +411,29 @@ def measure(rk: Any, name: str, images: Any, pixels: np.ndarray, fp32: Any, rknn
     tmp = rknn_out.with_name(rknn_out.stem + ".partial.rknn")
     rk.export_rknn(str(tmp))
     tmp.replace(rknn_out)
-    res = evaluate(ToolkitBackend(rk, name), images, int(pixels.shape[1]), batch=64, progress=False, pixels=pixels)
-    cmp = compare(fp32, res)
-    v = Variant(name, res.top1, cmp.mean_cosine, cmp.min_cosine, rknn_out.stat().st_size, len(float16_tensors(log_path)), list(layers))
+    score = judged(rk, judge)
+    v = Variant(name, score.value, score.mean_cosine, score.min_cosine, rknn_out.stat().st_size, len(float16_tensors(log_path)), list(layers))
     return v, table
 
 
-def plot_compare(table: Any, path: str | Path | None = None, images: int = 0, note: str = ""):
-    """Top-1 and mean output cosine vs FP32 for every row of the comparison table."""
+def metric_key(columns: Iterable[str]) -> str:
+    """The metric a table or record holds: the first of top1, map50_95 among its columns (top1 when neither)."""
+    cols = set(columns)
+    return next((k for k in METRIC_KEYS if k in cols), METRIC_KEYS[0])
+
+
+def heading(label: str) -> str:
+    """A metric's label at the start of a title: 'top-1' -> 'Top-1', 'mAP50-95' stays."""
+    return label if label[1:2].isupper() else label[:1].upper() + label[1:]
+
+
+def axis_label(judge: "Judge") -> str:
+    """The metric axis of notebook 60's plots, with how to read a difference on these images."""
+    return f"{judge.label} (%)\n{judge.scale_note()}"
+
+
+def plot_compare(table: Any, judge: "Judge", path: str | Path | None = None, note: str = ""):
+    """The judge's metric (top-1 or mAP50-95) and mean output cosine vs FP32 for every row of the comparison table."""
     import pandas as pd
 
     from .analysis import save_figure, top1_cosine_bars
@@ -434,45 +441,50 @@ def plot_compare(table: Any, path: str | Path | None = None, images: int = 0, no
     short = {"hybrid (a) your list": "(a) your list", "hybrid (b) toolkit proposal": "(b) proposal",
              "hybrid (c) auto from ranking": "(c) auto\nranking", "build(auto_hybrid=True)": "auto_hybrid"}
     labels = [short.get(m, m) + ("" if m == "FP32" else f"\n{n:g} float16" if pd.notna(t) else "\nnot built")
-              for m, n, t in zip(table["model"], pd.to_numeric(table["float16_layers"]), table["top1"])]
+              for m, n, t in zip(table["model"], pd.to_numeric(table["float16_layers"]), table[judge.key])]
     n = len(table)
-    fig, (a1, a2) = top1_cosine_bars(labels, table["top1"], table["mean_cosine"], "model (float16 layers)",
-                                     ("Top-1", "Agreement with the float model"),
+    fig, (a1, a2) = top1_cosine_bars(labels, table[judge.key], table["mean_cosine"], "model (float16 layers)",
+                                     (heading(judge.label), "Agreement with the float model"),
                                      colors=(["black"] + ["tab:blue"] * (n - 1), ["black"] + ["tab:orange"] * (n - 1)),
                                      cosine_margin=0.005, figsize=(12, 4))
-    margin = max(2.0, 3 * one_image_pt(images)) if images else 2.0  # a few images of range: one image must not fill the plot
-    a1.set_ylim(max(0, 100 * table["top1"].min() - margin), min(100.5, 100 * table["top1"].max() + 1))
-    if images:
-        a1.set_ylabel(f"top-1 (%), {images} val images\n1 image = {one_image_pt(images):.2f} pt")
+    step = judge.step_pt()
+    margin = max(2.0, 3 * step) if step else max(2.0, judge.noise_pt())  # one image or the noise must not fill the plot
+    a1.set_ylim(max(0, 100 * table[judge.key].min() - margin), min(100.5, 100 * table[judge.key].max() + 1))
+    a1.set_ylabel(axis_label(judge))
     if note:
         fig.suptitle(note, color="#a06000")
     return save_figure(fig, path)
 
 
-def plot_search(points: Sequence[SearchPoint] | Any, int8_top1: float, fp32_top1: float, target_pt: float, path: str | Path | None = None,
-                images: int = 0, note: str = ""):
-    """Top-1 against the number of float16 layers added in ranked order, with FP32 and the target band."""
+def plot_search(points: Any, int8_value: float, judge: "Judge", target_pt: float, path: str | Path | None = None, note: str = ""):
+    """The judge's metric against the number of float16 layers added in ranked order (search.csv or SearchPoints),
+    with FP32, the target band and, for a metric without a fixed step (mAP), FP32's noise on these images."""
     import matplotlib.pyplot as plt
 
     if hasattr(points, "to_dict"):
-        xs, ys = list(points["layers"]), list(points["top1"])
+        xs, ys = list(points["layers"]), [100 * v for v in points[judge.key]]
     else:
-        xs, ys = [p.layers for p in points], [p.top1 for p in points]
-    fig, ax = plt.subplots(figsize=(8, 4.6))
+        xs, ys = [p.layers for p in points], [100 * p.value for p in points]
+    fp32, step = 100 * judge.fp32.value, judge.step_pt()
+    fig, ax = plt.subplots(figsize=(8, 4.8))
     pos = np.arange(len(xs) + 1)  # evenly spaced: the counts double from one point to the next
-    ax.plot(pos, [100 * int8_top1, *(100 * y for y in ys)], marker="o", color="tab:blue", label="hybrid (0 = plain INT8)")
-    ax.axhline(100 * fp32_top1, color="black", ls="--", lw=1, label=f"FP32 {100 * fp32_top1:.2f}%")
-    step = one_image_pt(images) if images else 0.0
-    band = (f"target: equal to FP32 ({target_pt:g} pt < 1 image)" if images and target_pt < step else f"target: within {target_pt:g} pt")
-    ax.axhspan(100 * fp32_top1 - target_pt, 100 * fp32_top1, color="green", alpha=0.12, label=band)
+    ax.plot(pos, [100 * int8_value, *ys], marker="o", color="tab:blue", label="hybrid (0 = plain INT8)")
+    ax.axhline(fp32, color="black", ls="--", lw=1, label=f"FP32 {fp32:.2f}%")
+    band = f"target: equal to FP32 ({target_pt:g} pt < 1 image)" if step and target_pt < step else f"target: within {target_pt:g} pt"
+    ax.axhspan(fp32 - target_pt, fp32, color="green", alpha=0.12, label=band)
+    if not step:
+        noise = judge.noise_pt()
+        ax.axhspan(fp32 - noise, fp32 + noise, color="grey", alpha=0.1, label=f"FP32 ± {noise:.1f} pt: noise of {judge.images} images")
     ax.set_xticks(pos, ["0", *(str(int(v)) for v in xs)])
     ax.set_xlabel("float16 layers (added in ranked order, with their inputs)")
-    ax.set_ylabel(f"top-1 (%), {images} val images\n1 image = {one_image_pt(images):.2f} pt" if images else "top-1 on val (%)")
-    ax.set_title("Accuracy-driven hybrid search" + (f"\n{note}" if note else ""))
-    if step:  # at least a few images of range, so a one-image step does not fill the plot
-        lo, hi = min([100 * int8_top1, *(100 * y for y in ys)]), 100 * fp32_top1  # ys is empty when INT8 already meets the target
-        ax.set_ylim(max(0.0, min(lo, hi) - 2 * step), min(100.5, max(lo, hi) + step))
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
+    ax.set_ylabel(axis_label(judge))
+    ax.set_title(f"Accuracy-driven hybrid search, scored by {judge.label}" + (f"\n{note}" if note else ""))
+    lo, hi = min([100 * int8_value, *ys, fp32 - target_pt]), max([100 * int8_value, *ys, fp32])  # ys is empty when INT8 met the target
+    if not step:  # show the whole noise band: a curve that stays inside it has not shown any difference
+        lo, hi = min(lo, fp32 - judge.noise_pt()), max(hi, fp32 + judge.noise_pt())
+    pad = step if step else max(0.3, 0.15 * (hi - lo))  # one image (or a little) of room around the curve
+    ax.set_ylim(max(0.0, lo - 2 * pad), min(100.5, hi + pad))
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     if path:
@@ -497,14 +509,15 @@ def layer_picker(options: Sequence[str], selected: Sequence[str]):
 
 
 def write_chosen(path: Path, row: Mapping[str, Any], model: Path) -> None:
-    """Record which hybrid was exported (name, top-1, output cosine, float16 layers, calibration, demo flag;
-    model relative to the run folder) as JSON, atomically."""
+    """Record which hybrid was exported (name, its metric under the metric's own key plus "metric" naming it,
+    output cosine, float16 layers, calibration, demo flag; model relative to the run folder) as JSON, atomically."""
     from .paths import write_json_atomic
 
     def plain(v: Any) -> Any:
         return v.item() if hasattr(v, "item") else v
 
-    data = {"model": str(row["model"]), "top1": plain(row["top1"]), "mean_cosine": plain(row["mean_cosine"]),
+    key = str(row.get("metric") or metric_key(row))
+    data = {"model": str(row["model"]), key: plain(row[key]), "metric": key, "mean_cosine": plain(row["mean_cosine"]),
             "float16_layers": plain(row.get("float16_layers")), "file": Path(model).as_posix(),
             "calibration": str(row.get("calibration", "")), "demo": bool(row.get("demo", False))}
     write_json_atomic(path, data)
@@ -515,21 +528,21 @@ def write_chosen(path: Path, row: Mapping[str, Any], model: Path) -> None:
 @dataclass
 class Bench:
     """What every model notebook 60 measures shares: the recorded model, the calibration list actually used
-    (demo or notebook 20's), the same validation images, the FP32 reference and the analysis images."""
+    (demo or notebook 20's), the judge (the validation images, FP32's outputs on them and the task's metric)
+    and the images accuracy_analysis reads."""
 
     run: "Run"
     record: "ConvertRecord"
     dataset: Path
-    val: "LabelledImages"
-    pixels: np.ndarray
-    fp32: "EvalResult"
+    judge: "Judge"
     analysis_images: list[Path]
     dtype: str = "float16"
     demo_images: int = 0  # > 0: built under demo calibration with this many images
 
     @property
     def cfg(self) -> "ConvertConfig":
-        """Notebook 20's options for a batch-1 build (step 2 and accuracy_analysis take one image per call)."""
+        """Notebook 20's options (with the graph rules it had to disable) for a batch-1 build: step 1, step 2 and
+        accuracy_analysis take one image per call."""
         from .convert import ConvertConfig
 
         return ConvertConfig.from_dict({**self.record.config.to_dict(), "rknn_batch_size": None})
@@ -547,6 +560,13 @@ class Bench:
 
         return demo_note(self.demo_images)
 
+    def describe(self) -> str:
+        """Three lines: the model and its quantization settings, the calibration, and what every model is scored by."""
+        j, rules = self.judge, self.cfg.disable_rules
+        off = f", graph rules off: {', '.join(rules)}" if rules else ""
+        return (f"model: {self.record.source.name}, {self.cfg.quantized_algorithm}/{self.cfg.quantized_method}{off}\n"
+                f"calibration: {self.calibration}\nscored by {j.label} on {j.scale_note()}; FP32 {j.label} {100 * j.fp32.value:.2f}%")
+
     def selection(self, names: Iterable[str]) -> dict[str, str]:
         return {n: self.dtype for n in names}
 
@@ -558,7 +578,7 @@ def strategy_file(run: "Run", name: str) -> Path:
 
 
 def measure_int8(bench: Bench) -> tuple[Variant, Any]:
-    """The plain INT8 baseline with the same calibration: build, accuracy_analysis, export, top-1."""
+    """The plain INT8 baseline with the same calibration: build, accuracy_analysis, export, the judge's metric."""
     from .convert import build_on
     from .rknn import toolkit
 
@@ -566,24 +586,35 @@ def measure_int8(bench: Bench) -> tuple[Variant, Any]:
     log = run.logs / "60_int8.log"
     with toolkit(log) as rk:
         build_on(rk, rec.source, bench.cfg, bench.dataset, rec.input_size, rec.load_path)
-        v, table = measure(rk, "INT8", bench.val, bench.pixels, bench.fp32, run.hybrid / "model_int8.rknn", log,
-                           bench.analysis_images, run.hybrid / "snapshot_int8")
+        v, table = measure(rk, "INT8", bench.judge, run.hybrid / "model_int8.rknn", log, bench.analysis_images, run.hybrid / "snapshot_int8")
     v.file = "hybrid/model_int8.rknn"
     return v, table
 
 
+def auto_hybrid(bench: Bench) -> Variant:
+    """build(auto_hybrid=True) with notebook 20's options (and disabled rules): the toolkit picks float16 layers by cosine."""
+    from .convert import load_source
+    from .rknn import toolkit
+
+    rec, log = bench.record, bench.run.logs / "60_auto_hybrid.log"
+    with toolkit(log) as rk:
+        rk.config(**bench.cfg.config_kwargs())
+        load_source(rk, rec.source, rec.input_size, rec.load_path)
+        rk.build(**{**bench.cfg.build_kwargs(bench.dataset), "auto_hybrid": True})  # also when notebook 20 already set it
+        v, _ = measure(rk, AUTO_HYBRID, bench.judge, bench.run.hybrid / "model_auto_hybrid.rknn", log)
+    v.layers, v.file = float16_tensors(log), "hybrid/model_auto_hybrid.rknn"
+    return v
+
+
 def compare_strategies(bench: Bench, files: Step1Files, strategies: Mapping[str, list[str]], why_empty: Mapping[str, str],
                        int8: Variant, before: Any) -> tuple[Any, Any]:
-    """Step 2 + accuracy_analysis + top-1 for every strategy (an empty one gets a row saying why), then
+    """Step 2 + accuracy_analysis + the judge's metric for every strategy (an empty one gets a row saying why), then
     build(auto_hybrid=True); returns the comparison table (FP32 first, a file and calibration column)
     and every model's per-layer table (column 'model')."""
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from .convert import load_source
-    from .rknn import toolkit
-
-    run, rec = bench.run, bench.record
+    run = bench.run
     for old in [*run.hybrid.glob("strategy_*.rknn"), *run.hybrid.glob("model_strategy*.rknn")]:
         old.unlink()  # no model of an earlier selection may pass for this one
     results, tables = [int8], {"INT8": before}
@@ -593,52 +624,38 @@ def compare_strategies(bench: Bench, files: Step1Files, strategies: Mapping[str,
             continue
         log, out = run.logs / f"60_step2_{i}.log", strategy_file(run, name)
         with built(files, bench.selection(chosen), files.variant_cfg(f"strategy{i}"), log) as rk:
-            v, tables[name] = measure(rk, name, bench.val, bench.pixels, bench.fp32, out, log, bench.analysis_images,
-                                      run.hybrid / f"snapshot_strategy{i}", chosen)
+            v, tables[name] = measure(rk, name, bench.judge, out, log, bench.analysis_images, run.hybrid / f"snapshot_strategy{i}", chosen)
         v.file = out.relative_to(run.root).as_posix()
         results.append(v)
-    log = run.logs / "60_auto_hybrid.log"
-    with toolkit(log) as rk:
-        rk.config(**bench.cfg.config_kwargs())
-        load_source(rk, rec.source, rec.input_size, rec.load_path)
-        rk.build(**bench.cfg.build_kwargs(bench.dataset), auto_hybrid=True)
-        auto_v, _ = measure(rk, "build(auto_hybrid=True)", bench.val, bench.pixels, bench.fp32, run.hybrid / "model_auto_hybrid.rknn", log)
-        auto_v.layers = float16_tensors(log)
-    results.append(auto_v)
+    results.append(auto_hybrid(bench))
     onnx = run.root / "model" / "model.onnx"
-    fp32_row = Variant("FP32", bench.fp32.top1, 1.0, 1.0, onnx.stat().st_size if onnx.exists() else 0, 0, [])  # size: the ONNX file
-    table = pd.DataFrame([fp32_row.row(bench.fp32.top1)] + [r.row(bench.fp32.top1) for r in results])
+    fp32_row = Variant("FP32", bench.judge.fp32.value, 1.0, 1.0, onnx.stat().st_size if onnx.exists() else 0, 0, [])  # size: the ONNX file
+    table = pd.DataFrame([r.row(bench.judge) for r in [fp32_row, *results]])
     table["calibration"] = ["none (float)"] + [bench.calibration] * len(results)
     return table, pd.concat([t.assign(model=k) for k, t in tables.items()])
 
 
-def search(bench: Bench, files: Step1Files, order: Sequence[str], target_pt: float, budget: int, int8_top1: float) -> Any:
-    """The accuracy-driven search as a table (layers, top1, mean_cosine, met_target, layers_list); the first
+def search(bench: Bench, files: Step1Files, order: Sequence[str], target_pt: float, budget: int, int8_value: float) -> Any:
+    """The accuracy-driven search as a table (layers, <metric>, mean_cosine, met_target, layers_list); the first
     hybrid that met the target is exported as hybrid/model_search.rknn (removed first, so it never outlives a run)."""
     import pandas as pd
 
-    from .evaluate import compare, evaluate
-
+    judge = bench.judge
     log, found = bench.run.logs / "60_search.log", bench.run.hybrid / "model_search.rknn"
     found.unlink(missing_ok=True)
 
     def score(chosen: list[str]) -> tuple[float, float]:
         with built(files, bench.selection(chosen), files.variant_cfg("search"), log) as rk:
-            res = evaluate(ToolkitBackend(rk, f"{len(chosen)} float16"), bench.val, bench.record.input_size, progress=False, pixels=bench.pixels)
-        return res.top1, compare(bench.fp32, res).mean_cosine
+            s = judged(rk, judge)
+        return s.value, s.mean_cosine
 
-    points, hit = accuracy_search(order, score, bench.fp32.top1, target_pt, budget, int8_top1=int8_top1)
+    points, hit = accuracy_search(order, score, judge.fp32.value, target_pt, budget, int8_value=int8_value)
     if hit:
         with built(files, bench.selection(hit.names), files.variant_cfg("search"), log) as rk:
             rk.export_rknn(str(found))
-    return pd.DataFrame([{"layers": p.layers, "top1": p.top1, "mean_cosine": p.mean_cosine,
-                          "met_target": within(bench.fp32.top1, p.top1, target_pt), "layers_list": " ".join(p.names)} for p in points],
-                        columns=["layers", "top1", "mean_cosine", "met_target", "layers_list"])
-
-
-def within(fp32_top1: float, top1: float, target_pt: float) -> bool:
-    """Top-1 is within target_pt points of FP32 (the search's stopping rule)."""
-    return 100 * (fp32_top1 - top1) <= target_pt + 1e-9
+    columns = ["layers", judge.key, "mean_cosine", "met_target", "layers_list"]
+    return pd.DataFrame([dict(zip(columns, (p.layers, p.value, p.mean_cosine, within(judge.fp32.value, p.value, target_pt), " ".join(p.names))))
+                         for p in points], columns=columns)
 
 
 # ---------------------------------------------------------------- the export choice (one rule, also for the index page)
@@ -653,30 +670,38 @@ def _num(value: Any) -> float | None:
 
 def export_candidates(compare_rows: Sequence[Mapping[str, Any]], search_rows: Sequence[Mapping[str, Any]] = (),
                       root: Path | None = None, search_file: str = "hybrid/model_search.rknn") -> list[dict[str, Any]]:
-    """Every hybrid that may be exported: the strategy rows with a top-1 and a model file, plus the search's
-    first point that met its target (a new candidate beside them, never in place of one). With root (the run
-    folder) only candidates whose file exists there are kept."""
+    """Every hybrid that may be exported: the strategy rows with a metric value (top1 or map50_95, whichever the
+    table holds) and a model file, build(auto_hybrid=True) when it kept more tensors in float16 than plain INT8 (else it
+    is INT8), plus the search's first point that met its target (a new candidate beside them, never in place of one).
+    Each candidate names its metric ("metric"). With root (the run folder) only candidates whose file exists there are kept."""
     def has_file(f: Any) -> bool:
         f = "" if f is None or (isinstance(f, float) and f != f) else str(f)
         return bool(f) and (root is None or (Path(root) / f).is_file())
 
-    cands = [dict(r) for r in compare_rows
-             if str(r.get("model", "")).startswith("hybrid") and _num(r.get("top1")) is not None and has_file(r.get("file"))]
+    key = metric_key(k for r in compare_rows for k in r)
+    int8_f16 = next((_num(r.get("float16_layers")) or 0.0 for r in compare_rows if r.get("model") == "INT8"), 0.0)
+
+    def hybrid_row(r: Mapping[str, Any]) -> bool:
+        name = str(r.get("model", ""))
+        return name.startswith("hybrid") or (name == AUTO_HYBRID and (_num(r.get("float16_layers")) or 0.0) > int8_f16)
+
+    cands = [{**r, "metric": key} for r in compare_rows if hybrid_row(r) and _num(r.get(key)) is not None and has_file(r.get("file"))]
     met = [r for r in search_rows if str(r.get("met_target")).lower() in ("true", "1", "1.0")]
-    if met and has_file(search_file):
+    if met and has_file(search_file) and _num(met[0].get(key)) is not None:
         r = met[0]
-        cands.append({"model": f"hybrid search ({int(float(r['layers']))} layers)", "top1": r["top1"], "mean_cosine": r["mean_cosine"],
-                      "float16_layers": int(float(r["layers"])), "file": search_file})
+        cands.append({"model": f"hybrid search ({int(float(r['layers']))} layers)", key: r[key], "mean_cosine": r["mean_cosine"],
+                      "float16_layers": int(float(r["layers"])), "file": search_file, "metric": key})
     return cands
 
 
 def choose_export(candidates: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The rule: best validation top-1, then higher mean output cosine, then fewer float16 layers."""
+    """The rule: best validation metric (top-1 or mAP50-95), then higher mean output cosine, then fewer float16 layers."""
     if not candidates:
         return None
-    best = min(candidates, key=lambda r: (-(_num(r.get("top1")) or 0.0), -(_num(r.get("mean_cosine")) or 0.0),
+    key = str(candidates[0].get("metric") or metric_key(candidates[0]))
+    best = min(candidates, key=lambda r: (-(_num(r.get(key)) or 0.0), -(_num(r.get("mean_cosine")) or 0.0),
                                           _num(r.get("float16_layers")) or 0.0))
-    return dict(best)
+    return {**best, "metric": key}
 
 
 def export_choice(run: "Run", choice: Mapping[str, Any], calibration: str, demo: bool) -> Path:
@@ -714,28 +739,56 @@ def save_baseline(run: "Run", variant: Variant, table: Any) -> tuple[Variant, An
 
 
 def load_baseline(run: "Run") -> tuple[Variant, Any]:
+    """The INT8 baseline save_baseline wrote (an int8.json from before the judge holds its metric as "top1")."""
     import json
 
     import pandas as pd
 
     csv_path, json_path = baseline_files(run)
-    return Variant(**json.loads(json_path.read_text())), pd.read_csv(csv_path).fillna({"flags": ""})
+    data = json.loads(json_path.read_text())
+    if "top1" in data:
+        data["value"] = data.pop("top1")
+    return Variant(**data), pd.read_csv(csv_path).fillna({"flags": ""})
 
 
 # ---------------------------------------------------------------- sentences computed from this run
 
-def one_image_pt(images: int) -> float:
-    """How many top-1 points one image is worth on `images` validation images."""
-    return 100.0 / images if images else float("nan")
+def pct(value: float) -> str:
+    """A metric (0..1) as the notebooks print it."""
+    return f"{100 * value:.2f}%"
 
 
-def target_note(target_pt: float, images: int) -> str:
-    """The search's target in words; below one image it can only mean 'equal to FP32'."""
-    step = one_image_pt(images)
-    if target_pt < step:
-        return (f"target {target_pt:g} pt is smaller than one image ({step:.2f} pt on {images} images), "
+def gap_note(judge: "Judge", value: float, ref: float | None = None, what: str = "FP32") -> str:
+    """How far value is from ref (default FP32's metric) in points, and how to read that on these images:
+    in images for top-1, against the noise of the images for mAP."""
+    ref = judge.fp32.value if ref is None else ref
+    d = 100 * (value - ref)
+    side = f"{abs(d):.2f} pt {'below' if d < 0 else 'above'} {what}" if round(d, 2) else f"equal to {what}"
+    step = judge.step_pt()
+    if step:
+        n = round(abs(d) / step)
+        return f"{side} ({n} of {judge.images} images; 1 image = {step:.2f} pt)" if n else f"{side} (not one image of {judge.images} differs)"
+    noise = judge.noise_pt()
+    inside = "within" if abs(d) <= noise else "beyond"
+    return f"{side}, {inside} the noise of {judge.images} val images (about ±{noise:.1f} pt)"
+
+
+def target_note(target_pt: float, judge: "Judge", int8_value: float | None = None) -> str:
+    """The search's target in words: below one image of top-1 it can only mean 'equal to FP32'; for mAP, how it
+    compares with the noise of these images. With int8_value, also whether plain INT8 already meets it (no search)."""
+    step, noise = judge.step_pt(), judge.noise_pt()
+    if step and target_pt < step:
+        text = (f"target {target_pt:g} pt is smaller than one image ({step:.2f} pt on {judge.images} images), "
                 "so it means: equal to FP32")
-    return f"target: within {target_pt:g} pt of FP32 ({target_pt / step:.1f} images of {images})"
+    elif step:
+        text = f"target: within {target_pt:g} pt of FP32 ({target_pt / step:.1f} images of {judge.images})"
+    else:
+        hint = " (a hybrid that meets it on these images can still differ from FP32 by that much on others)" if target_pt < noise else ""
+        text = (f"target: {judge.label} within {target_pt:g} pt of FP32's {pct(judge.fp32.value)}; the noise of {judge.images} val images "
+                f"is about ±{noise:.1f} pt{hint}")
+    if int8_value is not None and within(judge.fp32.value, int8_value, target_pt):
+        text += f"\nplain INT8 ({pct(int8_value)}) already meets it, so the search built no hybrid: the plot shows INT8 alone"
+    return text
 
 
 def ranking_note(ranked: Any, run: "Run", analysis_images: int, calibration: str, k: int = 5) -> str:
@@ -765,6 +818,7 @@ def reading_notes(table: Any, int8_float16: Sequence[str], proposal: bool, demo:
     import pandas as pd
 
     rows = {str(r["model"]): r for r in table.to_dict("records")}
+    key = metric_key(table.columns)
     out = []
     if int8_float16:
         shown = ", ".join(f"`{n}`" for n in int8_float16[:3]) + (" ..." if len(int8_float16) > 3 else "")
@@ -773,7 +827,7 @@ def reading_notes(table: Any, int8_float16: Sequence[str], proposal: bool, demo:
     else:
         out.append("- Plain INT8 has no float16 tensor in this model, so every float16 layer in a hybrid's row was chosen.")
     prop = rows.get("hybrid (b) toolkit proposal")
-    if prop is not None and proposal and pd.isna(prop["top1"]):
+    if prop is not None and proposal and pd.isna(prop[key]):
         out.append("- **The toolkit's proposal is empty in this run.** Step 1 judges the error on the calibration images, the "
                    "images the quantization was fitted to" + (", here a single demo image," if demo else ",") + " so it saw no layer worth changing.")
     elif prop is not None and proposal:
@@ -786,36 +840,71 @@ def reading_notes(table: Any, int8_float16: Sequence[str], proposal: bool, demo:
     return "\n".join(out)
 
 
-def conclusion(search_table: Any, layers_total: int, int8_top1: float, fp32_top1: float, target_pt: float,
-               images: int, choice: Mapping[str, Any] | None, calibration: str, demo: bool) -> str:
-    """The run's conclusion: how many float16 layers reaching the target took (local or not), and what was exported."""
-    step = one_image_pt(images)
+def export_note(choice: Mapping[str, Any], count: int, final: Path, int8: Variant, judge: "Judge") -> str:
+    """What was exported and how it scores next to INT8 (same calibration) and FP32."""
+    value = float(choice[judge.key])
+    return (f"Exported **{choice['model']}** (of {count} candidate{'s' * (count != 1)}) as `{final.as_posix()}`: {judge.label} {pct(value)} "
+            f"(INT8 with the same calibration {pct(int8.value)}, FP32 {pct(judge.fp32.value)}), "
+            f"mean output cosine {float(choice['mean_cosine']):.5f} (INT8 {int8.mean_cosine:.5f}).")
+
+
+def inside_noise(judge: "Judge", value: float) -> bool:
+    """For a metric without a one-image step (mAP): value is within the noise of FP32's on these images."""
+    return judge.step_pt() is None and abs(100 * (value - judge.fp32.value)) <= judge.noise_pt()
+
+
+def _search_sentence(search_table: Any, layers_total: int, int8_value: float, judge: "Judge", target_pt: float) -> str:
+    """How many float16 layers reaching the target took, and whether that makes the error local."""
     met = search_table[search_table["met_target"].astype(bool)] if len(search_table) else search_table
-    gap = 100 * (fp32_top1 - int8_top1)
     if not len(search_table):
-        first = (f"Plain INT8 is {gap:.2f} pt below FP32 ({gap / step:.0f} of {images} images; 1 image = {step:.2f} pt), already "
-                 f"within the {target_pt:g} pt target: no float16 layer is needed.")
-    elif len(met):
+        return f"Plain INT8's {judge.label} is {gap_note(judge, int8_value)}, already within the {target_pt:g} pt target: no float16 layer is needed."
+    lead = f"Plain INT8's {judge.label} is {gap_note(judge, int8_value)}. "
+    if len(met):
         n = int(met.iloc[0]["layers"])
         share = n / max(layers_total, 1)
         kind = ("the error is local: a few layers carry it" if share <= 0.1 else
                 "the error is not local: it is spread over the network, so a better calibration or another quantized_algorithm "
                 "(notebook 50's sweep) is the cheaper fix" if share >= 0.5 else "the error is partly local")
-        first = f"The search needed {n} of {layers_total} layers in float16 to come within {target_pt:g} pt of FP32, so {kind}."
-    else:
-        n = int(search_table["layers"].max())
-        first = f"Even {n} of {layers_total} layers in float16 did not bring top-1 within {target_pt:g} pt of FP32: "
-        first += ("the error is not local; revisit the calibration set or the quantized_algorithm (notebook 50's sweep)."
-                  if n >= layers_total / 2 else
-                  "the search budget ran out before it could tell whether the error is local; raise search_budget to find out.")
+        caveat = (" (with INT8's own loss inside the noise of these images, read that as a property of these images rather than "
+                  "of the model)") if inside_noise(judge, int8_value) else ""
+        return lead + f"The search needed {n} of {layers_total} layers in float16 to come within {target_pt:g} pt of FP32, so {kind}{caveat}."
+    n = int(search_table["layers"].max())
+    if inside_noise(judge, int8_value):
+        lo, hi = 100 * search_table[judge.key].min(), 100 * search_table[judge.key].max()
+        return lead + (f"None of the search's {len(search_table)} hybrids (up to {n} of {layers_total} layers in float16) came within "
+                       f"{target_pt:g} pt of FP32 either; they score {lo:.2f}-{hi:.2f}%, inside the same noise. On these images INT8 "
+                       "loses too little for float16 layers to repair measurably, so this search cannot tell whether the error is local.")
+    return lead + f"Even {n} of {layers_total} layers in float16 did not bring {judge.label} within {target_pt:g} pt of FP32: " + (
+        "the error is not local; revisit the calibration set or the quantized_algorithm (notebook 50's sweep)."
+        if n >= layers_total / 2 else
+        "the search budget ran out before it could tell whether the error is local; raise search_budget to find out.")
+
+
+def not_below_int8(value: float, int8_value: float) -> bool:
+    """The hybrid's metric is at least INT8's, as the sentences print them (to 0.01 pt)."""
+    return round(100 * (value - int8_value), 2) >= 0
+
+
+def versus_int8(value: float, int8_value: float, judge: "Judge", demo: bool = False) -> str:
+    """Whether the exported hybrid's metric is at least INT8's (same calibration), with the numbers."""
+    gap = gap_note(judge, value, int8_value, "INT8")
+    if not_below_int8(value, int8_value):
+        return f"It is {gap}, so the exported hybrid's {judge.label} is not below INT8's."
+    keep = "" if demo else " and plain INT8 is the model to keep"
+    return f"It is {gap}, so no hybrid reached INT8's {judge.label} here: on this evidence the float16 layers buy nothing{keep}."
+
+
+def conclusion(search_table: Any, layers_total: int, int8_value: float, judge: "Judge", target_pt: float,
+               choice: Mapping[str, Any] | None, calibration: str, demo: bool) -> str:
+    """The run's conclusion: how far INT8 is from FP32, how many float16 layers reaching the target took (local
+    or not), what was exported and whether its metric is at least INT8's, all with this run's numbers."""
+    first = _search_sentence(search_table, layers_total, int8_value, judge, target_pt)
     if choice is None:
         return first + " No hybrid was exported."
-    top1 = float(choice["top1"])
-    gained = round((top1 - int8_top1) * images)
-    change = f"{100 * (top1 - int8_top1):+.2f} pt = {gained:+d} image(s)" if gained else "not one image gained or lost"
-    second = (f" Exported **{choice['model']}**: top-1 {100 * top1:.2f}% vs {100 * int8_top1:.2f}% for INT8 with the same calibration "
-              f"({calibration}; {change}) and {100 * fp32_top1:.2f}% for FP32.")
+    value = float(choice[judge.key])
+    second = (f" Exported **{choice['model']}**: {judge.label} {pct(value)} vs {pct(int8_value)} for INT8 with the same calibration "
+              f"({calibration}) and {pct(judge.fp32.value)} for FP32. " + versus_int8(value, int8_value, judge, demo))
     if demo:
-        second += (" This is a demo: it repairs a deliberately poor calibration and says nothing about the model notebook 20 "
+        second += (" This is a demo: built on a deliberately poor calibration, it says nothing about the model notebook 20 "
                    "converted; run with demo_calib_images = 0 for a hybrid worth deploying.")
     return first + second

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import yaml
 
-from helpers import analysis, data, hybrid
+from helpers import analysis, data, hybrid, scoring
 from helpers.errors import WorkbookError
-from helpers.evaluate import cosine_rows
+from helpers.evaluate import cosine_rows, first_outputs
 from helpers.rknn import toolkit
 from quality_support import CONFIG, SIZE, onnx_scores, outlier_onnx
 
@@ -130,7 +131,8 @@ def test_hybrid_from_the_ranking_repairs_the_output(made, tiny_images, tmp_path)
         rk.build(do_quantization=True, dataset=str(made["dataset"]))
         before = analysis.combine([analysis.parse_error_analysis(p) for p in
                                    analysis.run_accuracy_analysis(rk, tiny_images[:1], tmp_path / "before", progress=False)])
-        int8 = hybrid.ToolkitBackend(rk, "INT8").run(pixels)
+        rk.init_runtime(target=None)
+        int8 = first_outputs(scoring.toolkit_outputs(rk, pixels))
     order = [n for n in analysis.rank_layers(before)["name"]]
     fused = before.loc[before["fused"], "name"]
     chosen = hybrid.with_inputs(order[:1], hybrid.layer_graph(files), hybrid.activation_tensors(files), fused)
@@ -140,7 +142,8 @@ def test_hybrid_from_the_ranking_repairs_the_output(made, tiny_images, tmp_path)
     with hybrid.built(files, chosen, tmp_path / "edited.cfg", log) as rk:
         after = analysis.parse_error_analysis(analysis.run_accuracy_analysis(rk, tiny_images[:1], tmp_path / "after", progress=False)[0])
         rk.export_rknn(str(tmp_path / "hybrid.rknn"))
-        mixed = hybrid.ToolkitBackend(rk, "hybrid").run(pixels)
+        rk.init_runtime(target=None)
+        mixed = first_outputs(scoring.toolkit_outputs(rk, pixels))
     assert (tmp_path / "hybrid.rknn").stat().st_size > 0
     assert set(chosen) <= set(hybrid.float16_tensors(log))
     c_int8, c_mixed = cosine_rows(fp32, int8).mean(), cosine_rows(fp32, mixed).mean()
@@ -156,12 +159,12 @@ def test_search_stops_at_target_and_respects_budget():
         calls.append(len(names))
         return (0.90 + 0.01 * len(names), 0.99)
 
-    points, hit = hybrid.accuracy_search([f"t{i}" for i in range(20)], score, fp32_top1=0.95, target_pt=0.2, budget=16)
+    points, hit = hybrid.accuracy_search([f"t{i}" for i in range(20)], score, fp32_value=0.95, target_pt=0.2, budget=16)
     assert calls == [1, 2, 4, 8] and hit is points[-1] and hit.layers == 8  # 0.98 is the first within 0.2 pt of 0.95 or above
-    points, hit = hybrid.accuracy_search([f"t{i}" for i in range(20)], lambda n: (0.5, 0.9), fp32_top1=0.95, budget=5)
+    points, hit = hybrid.accuracy_search([f"t{i}" for i in range(20)], lambda n: (0.5, 0.9), fp32_value=0.95, budget=5)
     assert hit is None and [p.layers for p in points] == [1, 2, 4, 5]
     calls.clear()  # plain INT8 already within the target: nothing to search
-    assert hybrid.accuracy_search(["a", "b"], score, fp32_top1=0.95, target_pt=0.2, budget=4, int8_top1=0.949) == ([], None)
+    assert hybrid.accuracy_search(["a", "b"], score, fp32_value=0.95, target_pt=0.2, budget=4, int8_value=0.949) == ([], None)
     assert calls == []
     with pytest.raises(WorkbookError, match="search_budget=0 allows no layer"):
         hybrid.accuracy_search(["a"], score, 0.9, budget=0)
@@ -202,6 +205,7 @@ def test_export_choice_search_competes_with_strategies_and_files_go_by_name(tmp_
     assert out == run.hybrid / "model_hybrid.rknn" and out.read_bytes() == b"model_search.rknn"
     chosen = json.loads((run.hybrid / "chosen.json").read_text())
     assert chosen["file"] == "hybrid/model_hybrid.rknn" and chosen["demo"] is False, "relative to the run folder: relocatable"
+    assert chosen["metric"] == "top1" and chosen["top1"] == 0.97
     # a strategy whose file is missing is not a candidate; without the search, (a) beats (c) on top-1
     (run.hybrid / "model_search.rknn").unlink()
     assert hybrid.choose_export(hybrid.export_candidates(compare, search, root=run.root))["model"] == "hybrid (a) your list"
@@ -220,14 +224,110 @@ def test_demo_export_never_becomes_model_hybrid(tmp_path):
     assert chosen["demo"] is True and chosen["calibration"] == "demo: 1 image"
 
 
+def _top1_judge(fp32_top1: float, images: int) -> scoring.ClassifyJudge:
+    """A classifier's judge on `images` images whose FP32 top-1 is fp32_top1 (synthetic outputs, label 0 everywhere)."""
+    right = round(fp32_top1 * images)
+    outputs = [[np.array([[1.0, 0.0]] if k < right else [[0.0, 1.0]], np.float32)] for k in range(images)]
+    return scoring.ClassifyJudge("classify", "top1", "top-1", "top1_agreement", [f"{k}.png" for k in range(images)],
+                                 np.zeros((images, 1, 1, 3), np.uint8), outputs, labels=np.zeros(images, np.int64))
+
+
+@dataclass
+class _MapJudge(scoring.Judge):
+    """A detector's judge with known numbers: mAP50-95 `fp32_map` for FP32, no one-image step, noise `noise`."""
+
+    fp32_map: float = 0.766
+    noise: float = 1.2
+
+    def metric(self, outputs):
+        return self.fp32_map, 0.97
+
+    def noise_pt(self) -> float:
+        return self.noise
+
+
+def _map_judge(fp32_map: float = 0.766, images: int = 50, noise: float = 1.2) -> _MapJudge:
+    return _MapJudge("detect", "map50_95", "mAP50-95", "map50", [f"{k}.png" for k in range(images)], np.zeros((images, 1, 1, 3), np.uint8),
+                     [[np.zeros((1, 2), np.float32)]] * images, fp32_map=fp32_map, noise=noise)
+
+
 def test_conclusions_are_computed_from_the_numbers():
     import pandas as pd
 
+    judge = _top1_judge(0.99, 100)
+    assert judge.fp32.value == pytest.approx(0.99) and judge.step_pt() == pytest.approx(1.0)
     search = pd.DataFrame([{"layers": 1, "top1": 0.95, "met_target": False}, {"layers": 2, "top1": 0.99, "met_target": True}])
-    text = hybrid.conclusion(search, 40, 0.90, 0.99, 0.2, 100, {"model": "hybrid search (2 layers)", "top1": 0.99}, "demo: 1 image", True)
-    assert text.startswith("The search needed 2 of 40 layers in float16") and "the error is local" in text
-    assert "+9.00 pt = +9 image(s)" in text and "This is a demo" in text
+    text = hybrid.conclusion(search, 40, 0.90, judge, 0.2, {"model": "hybrid search (2 layers)", "top1": 0.99}, "demo: 1 image", True)
+    assert text.startswith("Plain INT8's top-1 is 9.00 pt below FP32 (9 of 100 images; 1 image = 1.00 pt).")
+    assert "The search needed 2 of 40 layers in float16" in text and "the error is local" in text
+    assert "top-1 99.00% vs 90.00% for INT8 with the same calibration (demo: 1 image) and 99.00% for FP32." in text
+    assert "It is 9.00 pt above INT8 (9 of 100 images; 1 image = 1.00 pt), so the exported hybrid's top-1 is not below INT8's." in text
+    assert "This is a demo" in text
     spread = pd.DataFrame([{"layers": 32, "top1": 0.99, "met_target": True}])
-    assert "not local" in hybrid.conclusion(spread, 40, 0.90, 0.99, 0.2, 100, None, "x", False)
-    assert hybrid.target_note(0.2, 60).endswith("so it means: equal to FP32")
-    assert hybrid.target_note(5, 60).startswith("target: within 5 pt of FP32 (3.0 images of 60)")
+    assert "not local" in hybrid.conclusion(spread, 40, 0.90, judge, 0.2, None, "x", False)
+    worse = hybrid.conclusion(spread, 40, 0.90, judge, 0.2, {"model": "hybrid (a) your list", "top1": 0.89}, "x", False)
+    assert "It is 1.00 pt below INT8 (1 of 100 images; 1 image = 1.00 pt), so no hybrid reached INT8's top-1 here" in worse
+    assert hybrid.target_note(0.2, _top1_judge(0.9, 60)).endswith("so it means: equal to FP32")
+    assert hybrid.target_note(5, _top1_judge(0.9, 60)).startswith("target: within 5 pt of FP32 (3.0 images of 60)")
+
+
+def test_detector_sentences_name_map_and_its_noise():
+    """mAP has no one-image step: differences are read against the noise of the images, in mAP points."""
+    import pandas as pd
+
+    judge = _map_judge(0.766, 50, 1.2)
+    empty = pd.DataFrame(columns=["layers", "map50_95", "mean_cosine", "met_target", "layers_list"])
+    text = hybrid.conclusion(empty, 120, 0.764, judge, 0.5, None, "notebook 20's list (50 images)", False)
+    assert text == ("Plain INT8's mAP50-95 is 0.20 pt below FP32, within the noise of 50 val images (about ±1.2 pt), already within the 0.5 pt "
+                    "target: no float16 layer is needed. No hybrid was exported.")
+    search = pd.DataFrame([{"layers": 1, "map50_95": 0.70, "met_target": False}, {"layers": 2, "map50_95": 0.765, "met_target": True}])
+    text = hybrid.conclusion(search, 120, 0.70, judge, 0.2, {"model": "hybrid search (2 layers)", "map50_95": 0.765}, "demo: 1 image", True)
+    assert text.startswith("Plain INT8's mAP50-95 is 6.60 pt below FP32, beyond the noise of 50 val images (about ±1.2 pt).")
+    assert "mAP50-95 76.50% vs 70.00% for INT8" in text and "not below INT8's" in text
+    worse = hybrid.conclusion(search, 120, 0.766, judge, 0.2, {"model": "hybrid search (2 layers)", "map50_95": 0.765}, "x", False)
+    assert "It is 0.10 pt below INT8, within the noise of 50 val images (about ±1.2 pt), so no hybrid reached INT8's mAP50-95 here" in worse
+    close = pd.DataFrame([{"layers": 1, "map50_95": 0.764, "met_target": True}])
+    text = hybrid.conclusion(close, 120, 0.760, judge, 0.2, None, "x", False)
+    assert "The search needed 1 of 120 layers in float16 to come within 0.2 pt of FP32, so the error is local: a few layers carry it (with INT8's own loss inside" in text
+    flat = pd.DataFrame([{"layers": 1, "map50_95": 0.760, "met_target": False}, {"layers": 2, "map50_95": 0.7617, "met_target": False}])
+    text = hybrid.conclusion(flat, 120, 0.7623, judge, 0.2, {"model": "hybrid (c) auto from ranking", "map50_95": 0.7617}, "x", False)
+    assert text.startswith("Plain INT8's mAP50-95 is 0.37 pt below FP32, within the noise of 50 val images (about ±1.2 pt). None of the "
+                           "search's 2 hybrids (up to 2 of 120 layers in float16) came within 0.2 pt of FP32 either; they score 76.00-76.17%")
+    assert "cannot tell whether the error is local" in text and "not local" not in text
+    assert "It is 0.06 pt below INT8, within the noise" in text and "plain INT8 is the model to keep" in text
+    note = hybrid.target_note(0.2, judge)
+    assert note.startswith("target: mAP50-95 within 0.2 pt of FP32's 76.60%; the noise of 50 val images is about ±1.2 pt")
+    assert "images" not in hybrid.target_note(0.2, judge).split(";")[0]  # no one-image step for mAP
+    assert hybrid.target_note(0.2, judge, 0.765).endswith("plain INT8 (76.50%) already meets it, so the search built no hybrid: "
+                                                          "the plot shows INT8 alone")
+    assert "already meets it" not in hybrid.target_note(0.2, judge, 0.76)
+
+
+def test_detector_tables_and_choice_use_map(tmp_path):
+    """compare/search rows with map50_95: the same rule picks the best mAP, and chosen.json names its metric."""
+    from helpers.paths import Run
+
+    run = Run.at(tmp_path / "run")
+    for f in ("strategy_a.rknn", "model_search.rknn"):
+        (run.hybrid / f).write_bytes(f.encode())
+    compare = [{"model": "FP32", "map50_95": 0.77, "mean_cosine": 1.0, "float16_layers": 0, "file": ""},
+               {"model": "INT8", "map50_95": 0.76, "mean_cosine": 0.99, "float16_layers": 0, "file": "hybrid/model_int8.rknn"},
+               {"model": "hybrid (a) your list", "map50_95": 0.755, "mean_cosine": 0.995, "float16_layers": 3, "file": "hybrid/strategy_a.rknn"}]
+    search = [{"layers": 1, "map50_95": 0.762, "mean_cosine": 0.992, "met_target": True}]
+    # the toolkit's auto_hybrid competes when it kept a tensor in float16 that INT8 does not; with none it is INT8
+    (run.hybrid / "model_auto_hybrid.rknn").write_bytes(b"auto")
+    auto = {"model": "build(auto_hybrid=True)", "map50_95": 0.761, "mean_cosine": 0.99, "float16_layers": 0, "file": "hybrid/model_auto_hybrid.rknn"}
+    assert [c["model"] for c in hybrid.export_candidates([*compare, auto], search, root=run.root)][:1] == ["hybrid (a) your list"]
+    compare.append({**auto, "float16_layers": 2})
+    cands = hybrid.export_candidates(compare, search, root=run.root)
+    assert [c["model"] for c in cands] == ["hybrid (a) your list", "build(auto_hybrid=True)", "hybrid search (1 layers)"]
+    assert {c["metric"] for c in cands} == {"map50_95"}
+    best = hybrid.choose_export(cands)
+    assert best["model"] == "hybrid search (1 layers)", "higher mAP wins before the higher cosine"
+    hybrid.export_choice(run, best, "notebook 20's list (50 images)", demo=False)
+    chosen = json.loads((run.hybrid / "chosen.json").read_text())
+    assert chosen["metric"] == "map50_95" and chosen["map50_95"] == 0.762 and "top1" not in chosen
+    variant = hybrid.Variant("INT8", 0.76, 0.99, 0.98, 2048, 0)
+    assert list(variant.row(_map_judge(0.77))) == ["model", "map50_95", "map50_95_delta_pt", "mean_cosine", "min_cosine", "size_kb",
+                                                   "float16_layers", "note", "file", "layers"]
+    assert variant.row(_map_judge(0.77))["map50_95_delta_pt"] == -1.0
