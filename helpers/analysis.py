@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import WorkbookError
+from .scoring import METRIC_LABELS, metric_in, metric_text
 
 ERROR_FILE = "error_analysis.txt"
 # Rows the toolkit adds around the graph itself (the input, dtype conversions); never hybrid candidates.
@@ -282,22 +283,16 @@ def parse_grid(grid: Sequence[Sequence[str]] | Sequence[str]) -> list[tuple[str,
     return pairs
 
 
-METRIC_LABELS = {"top1": "top-1", "map50_95": "mAP50-95"}  # a table's metric column -> how sentences name it
 
 
 def table_metric(table: pd.DataFrame) -> str:
     """The metric column of a sweep (or any score) table: the first of top1, map50_95 present in it."""
-    for key in METRIC_LABELS:
-        if key in table.columns:
-            return key
+    key = metric_in(table.columns)
+    if key:
+        return key
     columns = ", ".join(map(str, table.columns))
     raise WorkbookError(f"The table has no metric column ({', '.join(METRIC_LABELS)}); its columns are {columns}. "
                         "Re-run notebook 50's sweep to rewrite analysis/sweep.csv.")
-
-
-def metric_text(key: str, value: float) -> str:
-    """A metric value as sentences show it: top-1 as a percentage (98.33%), mAP as a fraction (0.712)."""
-    return f"{100 * value:.2f}%" if key == "top1" else f"{value:.3f}"
 
 
 def sweep_figures(judge: Any) -> list[str]:

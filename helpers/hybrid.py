@@ -38,7 +38,6 @@ CFG_KEY = "custom_quantize_layers"
 EDITED_SUFFIX = ".edited.quantization.cfg"
 _HYBRID_LOG = re.compile(r"Meet hybrid type, dtype: (\w+), tensor: (\S+)")
 AUTO_HYBRID = "build(auto_hybrid=True)"  # the comparison row of the toolkit's own one-switch hybrid
-METRIC_KEYS = ("top1", "map50_95")  # a table's metric column is the first of these it has
 
 
 @dataclass(frozen=True)
@@ -418,8 +417,9 @@ def measure(rk: Any, name: str, judge: "Judge", rknn_out: Path, log_path: Path, 
 
 def metric_key(columns: Iterable[str]) -> str:
     """The metric a table or record holds: the first of top1, map50_95 among its columns (top1 when neither)."""
-    cols = set(columns)
-    return next((k for k in METRIC_KEYS if k in cols), METRIC_KEYS[0])
+    from .scoring import metric_in
+
+    return metric_in(columns) or "top1"
 
 
 def heading(label: str) -> str:
@@ -565,7 +565,7 @@ class Bench:
         j, rules = self.judge, self.cfg.disable_rules
         off = f", graph rules off: {', '.join(rules)}" if rules else ""
         return (f"model: {self.record.source.name}, {self.cfg.quantized_algorithm}/{self.cfg.quantized_method}{off}\n"
-                f"calibration: {self.calibration}\nscored by {j.label} on {j.scale_note()}; FP32 {j.label} {100 * j.fp32.value:.2f}%")
+                f"calibration: {self.calibration}\nscored by {j.label} on {j.scale_note()}; FP32 {j.label} {j.text(j.fp32.value)}")
 
     def selection(self, names: Iterable[str]) -> dict[str, str]:
         return {n: self.dtype for n in names}
@@ -753,11 +753,6 @@ def load_baseline(run: "Run") -> tuple[Variant, Any]:
 
 # ---------------------------------------------------------------- sentences computed from this run
 
-def pct(value: float) -> str:
-    """A metric (0..1) as the notebooks print it."""
-    return f"{100 * value:.2f}%"
-
-
 def gap_note(judge: "Judge", value: float, ref: float | None = None, what: str = "FP32") -> str:
     """How far value is from ref (default FP32's metric) in points, and how to read that on these images:
     in images for top-1, against the noise of the images for mAP."""
@@ -784,10 +779,10 @@ def target_note(target_pt: float, judge: "Judge", int8_value: float | None = Non
         text = f"target: within {target_pt:g} pt of FP32 ({target_pt / step:.1f} images of {judge.images})"
     else:
         hint = " (a hybrid that meets it on these images can still differ from FP32 by that much on others)" if target_pt < noise else ""
-        text = (f"target: {judge.label} within {target_pt:g} pt of FP32's {pct(judge.fp32.value)}; the noise of {judge.images} val images "
+        text = (f"target: {judge.label} within {target_pt:g} pt of FP32's {judge.text(judge.fp32.value)}; the noise of {judge.images} val images "
                 f"is about ±{noise:.1f} pt{hint}")
     if int8_value is not None and within(judge.fp32.value, int8_value, target_pt):
-        text += f"\nplain INT8 ({pct(int8_value)}) already meets it, so the search built no hybrid: the plot shows INT8 alone"
+        text += f"\nplain INT8 ({judge.text(int8_value)}) already meets it, so the search built no hybrid: the plot shows INT8 alone"
     return text
 
 
@@ -843,8 +838,8 @@ def reading_notes(table: Any, int8_float16: Sequence[str], proposal: bool, demo:
 def export_note(choice: Mapping[str, Any], count: int, final: Path, int8: Variant, judge: "Judge") -> str:
     """What was exported and how it scores next to INT8 (same calibration) and FP32."""
     value = float(choice[judge.key])
-    return (f"Exported **{choice['model']}** (of {count} candidate{'s' * (count != 1)}) as `{final.as_posix()}`: {judge.label} {pct(value)} "
-            f"(INT8 with the same calibration {pct(int8.value)}, FP32 {pct(judge.fp32.value)}), "
+    return (f"Exported **{choice['model']}** (of {count} candidate{'s' * (count != 1)}) as `{final.as_posix()}`: {judge.label} {judge.text(value)} "
+            f"(INT8 with the same calibration {judge.text(int8.value)}, FP32 {judge.text(judge.fp32.value)}), "
             f"mean output cosine {float(choice['mean_cosine']):.5f} (INT8 {int8.mean_cosine:.5f}).")
 
 
@@ -870,9 +865,9 @@ def _search_sentence(search_table: Any, layers_total: int, int8_value: float, ju
         return lead + f"The search needed {n} of {layers_total} layers in float16 to come within {target_pt:g} pt of FP32, so {kind}{caveat}."
     n = int(search_table["layers"].max())
     if inside_noise(judge, int8_value):
-        lo, hi = 100 * search_table[judge.key].min(), 100 * search_table[judge.key].max()
+        lo, hi = judge.text(search_table[judge.key].min()), judge.text(search_table[judge.key].max())
         return lead + (f"None of the search's {len(search_table)} hybrids (up to {n} of {layers_total} layers in float16) came within "
-                       f"{target_pt:g} pt of FP32 either; they score {lo:.2f}-{hi:.2f}%, inside the same noise. On these images INT8 "
+                       f"{target_pt:g} pt of FP32 either; they score {lo} to {hi}, inside the same noise. On these images INT8 "
                        "loses too little for float16 layers to repair measurably, so this search cannot tell whether the error is local.")
     return lead + f"Even {n} of {layers_total} layers in float16 did not bring {judge.label} within {target_pt:g} pt of FP32: " + (
         "the error is not local; revisit the calibration set or the quantized_algorithm (notebook 50's sweep)."
@@ -902,8 +897,8 @@ def conclusion(search_table: Any, layers_total: int, int8_value: float, judge: "
     if choice is None:
         return first + " No hybrid was exported."
     value = float(choice[judge.key])
-    second = (f" Exported **{choice['model']}**: {judge.label} {pct(value)} vs {pct(int8_value)} for INT8 with the same calibration "
-              f"({calibration}) and {pct(judge.fp32.value)} for FP32. " + versus_int8(value, int8_value, judge, demo))
+    second = (f" Exported **{choice['model']}**: {judge.label} {judge.text(value)} vs {judge.text(int8_value)} for INT8 with the same calibration "
+              f"({calibration}) and {judge.text(judge.fp32.value)} for FP32. " + versus_int8(value, int8_value, judge, demo))
     if demo:
         second += (" This is a demo: built on a deliberately poor calibration, it says nothing about the model notebook 20 "
                    "converted; run with demo_calib_images = 0 for a hybrid worth deploying.")

@@ -17,6 +17,18 @@ if TYPE_CHECKING:
     from .paths import Run
 
 Outputs = list[list[np.ndarray]]  # outputs[image][output], each with a batch dimension of 1
+METRIC_LABELS = {"top1": "top-1", "map50_95": "mAP50-95"}  # metric column -> how sentences name it (in this order of precedence)
+
+
+def metric_text(key: str, value: float) -> str:
+    """A metric value as sentences show it: top-1 as a percentage (98.33%), mAP as a fraction (0.712)."""
+    return f"{100 * value:.2f}%" if key == "top1" else f"{value:.3f}"
+
+
+def metric_in(columns: Any) -> str | None:
+    """The metric column of a table, row or record: the first of METRIC_LABELS' keys it has (None when none)."""
+    cols = set(columns) if columns is not None else set()
+    return next((k for k in METRIC_LABELS if k in cols), None)
 
 
 @dataclass
@@ -70,6 +82,10 @@ class Judge:
     @property
     def delta_key(self) -> str:
         return f"{self.key}_delta_pt"
+
+    def text(self, value: float) -> str:
+        """A value of this judge's metric as sentences show it (metric_text)."""
+        return metric_text(self.key, value)
 
     def metric(self, outputs: Outputs) -> tuple[float, float]:
         """(metric, agreement) of raw outputs; implemented per task."""

@@ -149,18 +149,9 @@ def demo_images(root: Path, notebook: str) -> int:
     return int(number(value) or 0)
 
 
-def hybrid_choice(compare: list[dict[str, str]], search: list[dict[str, str]], key: str = "top1") -> dict[str, Any] | None:
-    """Notebook 60's own rule (hybrid.choose_export over hybrid.export_candidates) on tables whose metric column is key."""
-    if key == "top1":
-        return choose_export(export_candidates(compare, search))
-    # hybrid's rule reads a "top1" column (until it takes the metric key): it gets key's column under that name.
-    def alias(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
-        return [{**r, "top1": r.get(key)} for r in rows]
-
-    best = choose_export(export_candidates(alias(compare), alias(search)))
-    if best is not None:
-        best[key] = best.pop("top1")
-    return best
+def hybrid_choice(compare: list[dict[str, str]], search: list[dict[str, str]]) -> dict[str, Any] | None:
+    """Notebook 60's own rule (hybrid.choose_export over hybrid.export_candidates), which reads the tables' metric column."""
+    return choose_export(export_candidates(compare, search))
 
 
 def exported_hybrid(root: Path, metric: Metric | None = None) -> dict[str, Any] | None:
@@ -169,7 +160,7 @@ def exported_hybrid(root: Path, metric: Metric | None = None) -> dict[str, Any] 
     chosen = read_json(Path(root) / "hybrid" / "chosen.json")
     if isinstance(chosen, dict) and number(chosen.get(key)) is not None:
         return chosen
-    return hybrid_choice(_compare_rows(root), read_csv(Path(root) / "hybrid" / "search.csv") or [], key)
+    return hybrid_choice(_compare_rows(root), read_csv(Path(root) / "hybrid" / "search.csv") or [])
 
 
 def _int8_row(rows: list[dict[str, str]]) -> dict[str, str] | None:
@@ -198,8 +189,11 @@ METRICS = (TOP1, MAP)  # a table's metric column is the first of these keys it h
 
 
 def table_metric(columns: Any) -> Metric | None:
-    """The metric of a table row or JSON record: the first of METRICS' keys it has."""
-    return next((m for m in METRICS if m.key in (columns or {})), None)
+    """The metric of a table row or JSON record (helpers.scoring.metric_in), as the page names it."""
+    from .scoring import metric_in
+
+    key = metric_in(columns)
+    return next((m for m in METRICS if m.key == key), None)
 
 
 def run_metric(root: Path) -> Metric:
@@ -256,13 +250,10 @@ def sweep_best(root: Path, metric: Metric) -> tuple[dict[str, Any], int] | None:
 
     try:
         frame = pd.read_csv(path)
-        # best_row ranks a "top1" column (until it takes the metric key): it gets key's column under that name.
-        best, _ = best_row(frame.rename(columns={metric.key: "top1"}) if metric is not TOP1 else frame)
+        best, _ = best_row(frame)
     except Exception:  # a table the rule cannot rank shows as not run, as every unreadable artifact does
         return None
-    row = best.to_dict()
-    row[metric.key] = row.pop("top1")
-    return row, int(frame[metric.key].notna().sum())
+    return best.to_dict(), int(frame[metric.key].notna().sum())
 
 
 def sweep_figure(root: Path, metric: Metric) -> Figure:

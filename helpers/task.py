@@ -114,11 +114,3 @@ def recorded_data(run) -> Path | None:  # noqa: ANN001 (helpers.paths.Run)
         return None
     data = json.loads(record.read_text()).get("data_dir")
     return Path(data) if data and Path(data).exists() else None
-
-
-def require_task(run, task: str, notebook: str) -> None:  # noqa: ANN001 (helpers.paths.Run)
-    """Raise WorkbookError when a notebook that handles one task only is run on a run of the other task."""
-    found = run_task(run)
-    if found != task:
-        raise WorkbookError(f"{notebook} handles {_WHAT[task].split()[-1]}s only so far, but run {run.root} holds {_WHAT[found]} (notebook 10 ran "
-                            f"with task: {found}); run it on a {task} run, or stop a detection series at notebook 40 as params/detect.yaml does.")

@@ -283,7 +283,7 @@ def test_detector_sentences_name_map_and_its_noise():
     search = pd.DataFrame([{"layers": 1, "map50_95": 0.70, "met_target": False}, {"layers": 2, "map50_95": 0.765, "met_target": True}])
     text = hybrid.conclusion(search, 120, 0.70, judge, 0.2, {"model": "hybrid search (2 layers)", "map50_95": 0.765}, "demo: 1 image", True)
     assert text.startswith("Plain INT8's mAP50-95 is 6.60 pt below FP32, beyond the noise of 50 val images (about ±1.2 pt).")
-    assert "mAP50-95 76.50% vs 70.00% for INT8" in text and "not below INT8's" in text
+    assert "mAP50-95 0.765 vs 0.700 for INT8" in text and "not below INT8's" in text
     worse = hybrid.conclusion(search, 120, 0.766, judge, 0.2, {"model": "hybrid search (2 layers)", "map50_95": 0.765}, "x", False)
     assert "It is 0.10 pt below INT8, within the noise of 50 val images (about ±1.2 pt), so no hybrid reached INT8's mAP50-95 here" in worse
     close = pd.DataFrame([{"layers": 1, "map50_95": 0.764, "met_target": True}])
@@ -292,13 +292,13 @@ def test_detector_sentences_name_map_and_its_noise():
     flat = pd.DataFrame([{"layers": 1, "map50_95": 0.760, "met_target": False}, {"layers": 2, "map50_95": 0.7617, "met_target": False}])
     text = hybrid.conclusion(flat, 120, 0.7623, judge, 0.2, {"model": "hybrid (c) auto from ranking", "map50_95": 0.7617}, "x", False)
     assert text.startswith("Plain INT8's mAP50-95 is 0.37 pt below FP32, within the noise of 50 val images (about ±1.2 pt). None of the "
-                           "search's 2 hybrids (up to 2 of 120 layers in float16) came within 0.2 pt of FP32 either; they score 76.00-76.17%")
+                           "search's 2 hybrids (up to 2 of 120 layers in float16) came within 0.2 pt of FP32 either; they score 0.760 to 0.762")
     assert "cannot tell whether the error is local" in text and "not local" not in text
     assert "It is 0.06 pt below INT8, within the noise" in text and "plain INT8 is the model to keep" in text
     note = hybrid.target_note(0.2, judge)
-    assert note.startswith("target: mAP50-95 within 0.2 pt of FP32's 76.60%; the noise of 50 val images is about ±1.2 pt")
+    assert note.startswith("target: mAP50-95 within 0.2 pt of FP32's 0.766; the noise of 50 val images is about ±1.2 pt")
     assert "images" not in hybrid.target_note(0.2, judge).split(";")[0]  # no one-image step for mAP
-    assert hybrid.target_note(0.2, judge, 0.765).endswith("plain INT8 (76.50%) already meets it, so the search built no hybrid: "
+    assert hybrid.target_note(0.2, judge, 0.765).endswith("plain INT8 (0.765) already meets it, so the search built no hybrid: "
                                                           "the plot shows INT8 alone")
     assert "already meets it" not in hybrid.target_note(0.2, judge, 0.76)
 

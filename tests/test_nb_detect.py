@@ -143,13 +143,14 @@ def test_class_folders_given_with_task_detect_is_one_sentence(tmp_path):
         resolve_data(str(folders))
 
 
-def test_detect_params_file_runs_the_notebooks_that_handle_detectors():
+def test_detect_params_file_runs_the_whole_series():
     from helpers import cli, report
     from helpers.paths import REPO
 
     config = report.load_params_file(REPO / "params" / "detect.yaml")
     planned = {nb.stem: p for nb, p in cli.plan(config, config["only"])}
-    assert list(planned) == ["00_environment_check", "10_export", "20_convert", "30_simulator_inference", "40_board_inference"]
+    assert list(planned) == ["00_environment_check", "10_export", "20_convert", "30_simulator_inference", "40_board_inference",
+                             "50_accuracy_analysis", "60_hybrid_quantization"]
     assert planned["10_export"]["task"] == "detect" and planned["10_export"]["head"] == "split"
     assert set(config["common"]) <= {k for p in planned.values() for k in p}
 
@@ -255,20 +256,6 @@ def test_rknnlite_snippet_of_a_detector_decodes_with_the_shipped_module():
     assert "import postprocess" in code and "postprocess.letterbox(img, 160)" in code and "postprocess.postprocess(outputs, lb" in code
     assert "argmax" not in code
     compile(code, "snippet", "exec")
-
-
-def test_notebooks_50_and_60_refuse_a_detection_run_in_one_sentence(tmp_path):
-    from helpers.paths import Run
-    from helpers.task import require_task
-
-    run = Run.at(tmp_path / "run")
-    (run.model / "export_check.json").write_text(json.dumps({"task": "detect"}))
-    with pytest.raises(WorkbookError, match=r"50_accuracy_analysis handles classifiers only so far, but run .* holds a detector "
-                                            r"\(notebook 10 ran with task: detect\)") as err:
-        require_task(run, "classify", "50_accuracy_analysis")
-    assert "\n" not in str(err.value)
-    (run.model / "export_check.json").write_text(json.dumps({"task": "classify"}))
-    require_task(run, "classify", "50_accuracy_analysis")
 
 
 @pytest.mark.parametrize("bgr_map,expect", [(0.40, "36.0 pt lower"), (0.77, "(+1.0 pt): here the bug costs no mAP")])

@@ -127,7 +127,7 @@ def test_chosen_hybrid_names_map_and_the_conclusion_matches_the_numbers(hybrid_r
     int8 = float(rows.loc["INT8", "map50_95"])
     text = _markdown(hybrid_run)[-1]
     assert "mAP50-95" in text and "top-1" not in text
-    assert f"mAP50-95 {100 * chosen['map50_95']:.2f}% vs {100 * int8:.2f}% for INT8 with the same calibration" in text
+    assert f"mAP50-95 {chosen['map50_95']:.3f} vs {int8:.3f} for INT8 with the same calibration" in text
     if hybrid.not_below_int8(chosen["map50_95"], int8):
         assert round(100 * (chosen["map50_95"] - int8), 2) >= 0
         assert "so the exported hybrid's mAP50-95 is not below INT8's" in text and "no hybrid reached" not in text
