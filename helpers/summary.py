@@ -431,18 +431,19 @@ def sensitive_layers(root: Path, n: int = 5) -> list[dict[str, Any]] | None:
 
 
 PLOT_DIRS = ("model", "rknn", "eval", "board", "analysis", "hybrid")
+LESSON_ONLY = ("eval/colour_order.png",)  # one image drawn to teach a pitfall in its notebook, not a figure of the run
 
 
 def plots(root: Path) -> list[tuple[str, Path]]:
-    """Every PNG the notebooks saved in their artifact folders, in series order; captions of plots made under
-    demo calibration say so."""
+    """Every PNG the notebooks saved in their artifact folders (but LESSON_ONLY), in series order; captions of
+    plots made under demo calibration say so."""
     demo = {"analysis": demo_images(root, "50_accuracy_analysis"), "hybrid": demo_images(root, "60_hybrid_quantization")}
     found = []
     for sub in PLOT_DIRS:
         folder = Path(root) / sub
         label = f" (DEMO calibration: {demo[sub]} image{'s' * (demo[sub] != 1)})" if demo.get(sub) else ""
         if folder.is_dir():
-            found += [(f"{sub}/{p.name}{label}", p) for p in sorted(folder.glob("*.png"))]
+            found += [(f"{sub}/{p.name}{label}", p) for p in sorted(folder.glob("*.png")) if f"{sub}/{p.name}" not in LESSON_ONLY]
     return found
 
 
@@ -691,9 +692,12 @@ def index_html(s: Summary) -> str:
     out.append("<h2>Hybrid quantization</h2>")
     rows = _compare_rows(s.root)
     if rows:
-        cols = [c for c in rows[0] if c and c.lower() not in {"layers", "file", "note", "min_cosine"}] + (["note"] if "note" in rows[0] else [])
+        calibs = {str(r.get("calibration") or "") for r in rows if r.get("model") != "FP32"}
+        shared = calibs.pop() if len(calibs) == 1 else ""  # one calibration for every quantized row: said once, not per row
+        skip = {"layers", "file", "note", "min_cosine"} | ({"calibration"} if shared else set())
+        cols = [c for c in rows[0] if c and c.lower() not in skip] + (["note"] if "note" in rows[0] else [])
         out.append('<p class=sub>From hybrid/compare.csv (notebook 60 measures its strategies against its own INT8 baseline, built with '
-                   'the same calibration).</p>')
+                   f'the same calibration{": " + esc(shared) if shared else ""}).</p>')
         demo = demo_images(s.root, "60_hybrid_quantization")
         if demo:
             out.append(f'<p class=demo id="hybrid-demo">DEMO: notebook 60 ran with demo_calib_images = {demo}, so these models were '

@@ -108,6 +108,10 @@ def test_notebook_30_measures_the_colour_order_bug_on_the_detector(detect_run):
     text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert f"**{bgr['map50_95']:.3f}** instead of {rgb['map50_95']:.3f}" in text
     assert (detect_run / "eval" / "colour_order.png").stat().st_size > 0
+    from helpers import summary
+
+    shown = [caption for caption, _ in summary.plots(detect_run)]
+    assert "eval/detections.png" in shown and "eval/colour_order.png" not in shown  # the lesson's one picture stays in notebook 30
 
 
 def _onnx_with_task(src: Path, dst: Path, task: str) -> Path:

@@ -98,6 +98,10 @@ def test_detection_index_reads_50_and_60_in_map(tmp_path):
     assert not any("top-1" in label or "top1" in label for label in figs), "a classification row on a detector's page"
     text = page_text(tmp_path)
     assert "top-1" not in text and "%" not in text.split("Key figures")[1].split("Five most")[0]
+    # one calibration for every quantized model: said once above the hybrid table instead of a column of repeats
+    assert f"built with the same calibration: {CALIB})" in text
+    hybrid_head = summary.index_html(summary.summarize(tmp_path)).split('id="hybrid">')[1].split("</tr>")[0]
+    assert "<th>map50_95</th>" in hybrid_head and "calibration" not in hybrid_head
     assert "map50_95_delta_pt" in text and "hybrid (c) auto from ranking" in text  # notebook 60's table, its own columns
 
 
