@@ -24,7 +24,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,15 +52,11 @@ def clean_env(clone: Path) -> dict[str, str]:
 
 
 def run_series(clone: Path, args: list[str], env: dict[str, str]) -> float:
-    """Wall seconds of one `python -m helpers run` in the copy (reports included); stops the benchmark on failure."""
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "helpers", "run", *args], cwd=clone, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
-        print(proc.stdout[-4000:])
-        raise SystemExit(f"series failed (exit {proc.returncode}); see above")
-    return seconds
+    """Wall seconds of one `python -m helpers run` in the copy (bench_series' runner, reports included)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_series import run_series as timed_run
+
+    return timed_run(args, env, cwd=clone)[0]
 
 
 def read_json(path: Path) -> dict:

@@ -91,9 +91,10 @@ if os.environ.get("WORKBOOK_TOOLKIT_TIMES"):
 '''
 
 
-def run_series(args: list[str], env: dict[str, str]) -> tuple[float, int]:
+def run_series(args: list[str], env: dict[str, str], cwd: Path = REPO) -> tuple[float, int]:
+    """Wall seconds (and exit code) of one `python -m helpers run` in cwd, reports included; stops the benchmark on failure."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "helpers", "run", *args], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, "-m", "helpers", "run", *args], cwd=cwd, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
