@@ -93,6 +93,29 @@ def figures(run_dir: Path) -> list[str]:
                    f"(workbook FP32 {100 * abs(fp32['map50_95'] - uv['map50_95']):.1f} pt apart)")
     if fp32 and rows.get(("split", "INT8")):
         out.append(f"INT8 split vs FP32: {100 * (rows[('split', 'INT8')]['map50_95'] - fp32['map50_95']):+.1f} pt mAP50-95 (target: within 2 pt)")
+    return out + later_figures(run_dir)
+
+
+def later_figures(run_dir: Path) -> list[str]:
+    """Notebooks 50 and 60 in mAP50-95: the sweep's rows, the exported hybrid against the INT8 of the same
+    calibration (target: not below it) and the search's curve."""
+    import csv
+
+    def rows(rel: str) -> list[dict]:
+        path = run_dir / rel
+        return list(csv.DictReader(path.open())) if path.is_file() else []
+
+    out = [f"sweep {r['algorithm']}/{r['method']}: mAP50-95 {float(r['map50_95']):.3f}, build {r['build_s']} s"
+           for r in rows("analysis/sweep.csv") if r.get("map50_95")]
+    int8 = next((r for r in rows("hybrid/compare.csv") if r["model"] == "INT8" and r.get("map50_95")), None)
+    chosen = read_json(run_dir / "hybrid" / "chosen.json")
+    if int8 and chosen.get("map50_95") is not None:
+        gap = 100 * (chosen["map50_95"] - float(int8["map50_95"]))
+        out.append(f"exported hybrid {chosen['model']} ({chosen['float16_layers']} float16): mAP50-95 {chosen['map50_95']:.3f} vs INT8 "
+                   f"{float(int8['map50_95']):.3f} with the same calibration, {gap:+.2f} pt (target: not below INT8)")
+    curve = [f"{r['layers']}: {float(r['map50_95']):.3f}" for r in rows("hybrid/search.csv")]
+    if curve:
+        out.append("search curve (float16 layers: mAP50-95): " + ", ".join(curve))
     return out
 
 
