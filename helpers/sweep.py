@@ -78,6 +78,15 @@ def reason(failure: str) -> str:
 # ----------------------------------------------------------------------------- plots across the grid
 
 PLOTTED = ("INT8 top-1 (RKNN simulator)", "Hybrid top-1", "FP32 top-1 (ONNX Runtime)")
+# a detector's index rows (helpers.summary): the INT8 label names the converted head, so they are matched by their start
+PLOTTED_MAP = ("INT8 mAP50-95 / mAP50 (RKNN simulator", "Hybrid mAP50-95", "FP32 mAP50-95 / mAP50 (ONNX Runtime)")
+
+
+def plotted(figures: dict[str, dict[str, float | None]]) -> list[str]:
+    """The accuracy figures of the sweep's variants worth a plot across the grid: top-1 for classifiers,
+    mAP50-95 for detectors (the raw value of a 'mAP50-95 / mAP50' row is its mAP50-95)."""
+    labels = {label for f in figures.values() for label in f}
+    return [label for label in PLOTTED if label in labels] + sorted(label for label in labels if label.startswith(PLOTTED_MAP))
 BUILD = "Conversion time (load + build + export)"
 
 
@@ -107,7 +116,7 @@ def plots(root: Path, params: dict[str, dict[str, Any]], figures: dict[str, dict
     numeric = [k for k in keys if len({str(p.get(k)) for p in params.values()}) > 1
                and all(_number(p.get(k)) is not None for p in params.values())]
     for x in numeric:
-        for label in PLOTTED:
+        for label in plotted(figures):
             points = {v: (_number(params[v][x]), figures[v].get(label)) for v in params if figures.get(v, {}).get(label) is not None}
             if len(points) < 2:
                 continue
@@ -121,8 +130,8 @@ def plots(root: Path, params: dict[str, dict[str, Any]], figures: dict[str, dict
                 pts.sort()
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
             ax.set_xlabel(x)
-            ax.set_ylabel(f"{label} (%)")
-            ax.set_title(f"{label} vs {x.rpartition('.')[2]}")
+            ax.set_ylabel("mAP50-95 (x 100)" if "mAP50-95" in label else f"{label} (%)")
+            ax.set_title(f"{label.replace(' / mAP50', '')} vs {x.rpartition('.')[2]}")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
             fig.tight_layout()

@@ -287,6 +287,21 @@ def test_plots_across_the_grid(tmp_path):
     assert pngs == {"INT8-top-1-RKNN-simulator_vs_20_convert.calib_images.png", "build_time_per_chip.png"}
 
 
+def test_plots_across_a_grid_of_detectors_are_in_map(tmp_path):
+    """A detection sweep's variants carry mAP rows (the INT8 one names its head): those are plotted, in mAP50-95."""
+    import matplotlib.image as mpimg
+
+    params = {f"c{n}": {"20_convert.calib_images": n} for n in (5, 20, 50)}
+    int8 = "INT8 mAP50-95 / mAP50 (RKNN simulator, split head)"
+    figures = {v: {"FP32 mAP50-95 / mAP50 (ONNX Runtime)": 0.766, int8: 0.70 + p["20_convert.calib_images"] / 1000, "Hybrid mAP50-95": None}
+               for v, p in params.items()}
+    pngs = sorted(p.name for p in sweep.plots(tmp_path, params, figures))
+    assert pngs == ["FP32-mAP50-95-mAP50-ONNX-Runtime_vs_20_convert.calib_images.png",
+                    "INT8-mAP50-95-mAP50-RKNN-simulator-split-head_vs_20_convert.calib_images.png"]  # no hybrid measured: no plot
+    assert sweep.plotted(figures) == ["FP32 mAP50-95 / mAP50 (ONNX Runtime)", "Hybrid mAP50-95", int8]
+    assert mpimg.imread(tmp_path / "plots" / pngs[1]).shape[0] > 100
+
+
 def test_example_grid_sweep_is_valid():
     configs, only = cli.load_sweep(REPO / "params" / "sweep_grid.yaml")
     assert len(configs) == 8 and "mmse_calib_images-5" in configs
