@@ -92,7 +92,10 @@ def parse_error_analysis(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise WorkbookError(f"Error analysis file {path} does not exist; run accuracy_analysis (notebook 50) first.")
     lines = path.read_text(errors="replace").splitlines()
-    cols, start = parse_header(lines)
+    try:
+        cols, start = parse_header(lines)
+    except WorkbookError as err:  # the header's own message, with the file it is about
+        raise WorkbookError(f"{path}: {err}") from None
     names = [f"{c.prefix}_{m}" for c in cols for m in ("cos", "euc")]
     records: list[dict[str, Any]] = []
     for line in lines[start:]:

@@ -115,7 +115,7 @@ def test_parser_errors_are_one_clear_sentence(tmp_path, tiny_tables):
         analysis.parse_error_analysis(tmp_path / "nope.txt")
     broken = tmp_path / "error_analysis.txt"
     broken.write_text("\n".join(ln for ln in tiny_tables[0].read_text().splitlines() if not ln.startswith("layer_name")))
-    with pytest.raises(WorkbookError, match="No 'layer_name' header"):
+    with pytest.raises(WorkbookError, match=rf"^{re.escape(str(broken))}: No 'layer_name' header found"):
         analysis.parse_error_analysis(broken)
     header_only = tmp_path / "header_only.txt"
     header_only.write_text("\n".join(ln for ln in tiny_tables[0].read_text().splitlines() if not ln.startswith("[")))
