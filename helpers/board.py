@@ -350,13 +350,14 @@ def compare_detector(judge: Any, simulator_outputs: list, board_outputs: list, s
 
 def detector_on_board(run: Run, record: ConvertRecord, data_dir: Path, images: int, target: str, device_id: str | None,
                       core_mask: str = "auto") -> DetectOnBoard:
-    """Notebook 40's board-vs-simulator section for a detector: the val images (the first `images`,
-    0 = all) letterboxed once, run on the board (first, so a missing board stops before any rebuild) and in the
-    simulator rebuilt from convert.json, both scored in mAP50-95 by scoring.DetectJudge."""
+    """Notebook 40's board-vs-simulator section for a detector: the images notebook 30 scored (the first `images`
+    of them, 0 = all) letterboxed once, run on the board (first, so a missing board stops before any rebuild) and
+    in the simulator rebuilt from convert.json, both scored in mAP50-95 by scoring.DetectJudge."""
     from .evaluate import SimulatorBackend
     from .scoring import judge_for
 
-    judge = judge_for(run, record, data_dir, images)
+    scored = int(json.loads(run.need("eval/metrics.json", "30_simulator_inference.ipynb").read_text())["images"])  # 30's first N
+    judge = judge_for(run, record, data_dir, min(images, scored) if images else scored)
     with BoardBackend(run.rknn / "model.rknn", target, run.logs / "40_board.log", device_id=device_id or "",
                       core_mask=core_mask, record=record) as backend:
         on_board = backend.run_raw(judge.pixels)

@@ -519,7 +519,8 @@ def write_chosen(path: Path, row: Mapping[str, Any], model: Path) -> None:
     key = str(row.get("metric") or metric_key(row))
     data = {"model": str(row["model"]), key: plain(row[key]), "metric": key, "mean_cosine": plain(row["mean_cosine"]),
             "float16_layers": plain(row.get("float16_layers")), "file": Path(model).as_posix(),
-            "calibration": str(row.get("calibration", "")), "demo": bool(row.get("demo", False))}
+            "calibration": str(row.get("calibration", "")), "demo": bool(row.get("demo", False)),
+            "below_int8": bool(row.get("below_int8", False))}
     write_json_atomic(path, data)
 
 
@@ -704,10 +705,11 @@ def choose_export(candidates: Sequence[Mapping[str, Any]]) -> dict[str, Any] | N
     return {**best, "metric": key}
 
 
-def export_choice(run: "Run", choice: Mapping[str, Any], calibration: str, demo: bool) -> Path:
+def export_choice(run: "Run", choice: Mapping[str, Any], calibration: str, demo: bool, int8_value: float | None = None) -> Path:
     """Copy the chosen model to hybrid/model_hybrid.rknn (hybrid/model_hybrid_demo.rknn under demo calibration,
     which nothing deploys; a real model_hybrid.rknn of an earlier run is removed, as chosen.json no longer
-    describes it) and record the choice in hybrid/chosen.json; returns the exported path."""
+    describes it) and record the choice in hybrid/chosen.json, with whether it scores below INT8's int8_value
+    (the bundle then leaves it out); returns the exported path."""
     import shutil
 
     src = run.root / str(choice["file"])
@@ -717,7 +719,10 @@ def export_choice(run: "Run", choice: Mapping[str, Any], calibration: str, demo:
     tmp.replace(final)
     if demo:
         (run.hybrid / "model_hybrid.rknn").unlink(missing_ok=True)
-    write_chosen(run.hybrid / "chosen.json", {**choice, "calibration": calibration, "demo": demo}, final.relative_to(run.root))
+    key = str(choice.get("metric") or metric_key(choice))
+    below = int8_value is not None and not not_below_int8(float(choice[key]), int8_value)
+    write_chosen(run.hybrid / "chosen.json", {**choice, "calibration": calibration, "demo": demo, "below_int8": below},
+                 final.relative_to(run.root))
     return final
 
 

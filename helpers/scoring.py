@@ -224,8 +224,8 @@ def analysis_inputs(judge: Judge, n: int, folder: Path) -> list[Path]:
 
     folder.mkdir(parents=True, exist_ok=True)
     out = []
-    for path, pixels in zip(judge.paths[:n], judge.pixels[:n]):
-        target = folder / f"{Path(path).stem}.png"
+    for i, (path, pixels) in enumerate(zip(judge.paths[:n], judge.pixels[:n])):
+        target = folder / f"{i:02d}_{Path(path).stem}.png"  # numbered: two images with one stem never share a file
         tmp = target.with_name(target.stem + ".partial.png")
         cv2.imwrite(str(tmp), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
         tmp.replace(target)

@@ -22,6 +22,7 @@ from .hybrid import choose_export, export_candidates
 from .paths import Run, write_text_atomic
 from .errors import strip_ansi
 from .report import notebook_name, notebooks
+from .scoring import METRIC_LABELS
 
 if TYPE_CHECKING:
     from nbconvert import HTMLExporter
@@ -184,7 +185,7 @@ class Metric:
         return pct(x) if self.key == "top1" else f"{x:.3f}"
 
 
-TOP1, MAP = Metric("top1", "top-1"), Metric("map50_95", "mAP50-95")
+TOP1, MAP = (Metric(key, METRIC_LABELS[key]) for key in ("top1", "map50_95"))  # keys and labels: helpers.scoring
 METRICS = (TOP1, MAP)  # a table's metric column is the first of these keys it has
 
 
@@ -341,7 +342,7 @@ def detect_verdict(root: Path, metrics: dict[str, Any]) -> str:
     other = next((r for r in metrics.get("backends", []) if r.get("role") == "diagnostic" and r.get("precision") == "INT8"), None)
     if other and _map(other) is not None:
         parts.append(f"with the {other.get('head')} head INT8 reaches {_map(other):.3f}")
-    return "; ".join(parts + hybrid_and_board(root, metrics, MAP)) + "."
+    return "; ".join(parts + hybrid_and_board(root, MAP)) + "."
 
 
 def model_sizes(root: Path) -> str:
@@ -351,7 +352,7 @@ def model_sizes(root: Path) -> str:
     return f", {rknn} vs {onnx}" if onnx and rknn else ""
 
 
-def hybrid_and_board(root: Path, metrics: Any, metric: Metric) -> list[str]:
+def hybrid_and_board(root: Path, metric: Metric) -> list[str]:
     """The verdict's last clauses: the exported hybrid against the INT8 with the same calibration (labelled when
     demo), then whether a board has validated the model, in the run's metric."""
     parts = []
@@ -369,7 +370,8 @@ def hybrid_and_board(root: Path, metrics: Any, metric: Metric) -> list[str]:
             parts.append(f"demo hybrid ({calib.removeprefix('demo: ')} calibration, not for deployment): {shown}{vs}")
         else:
             parts.append(f"hybrid: {shown}{vs}")
-    board = number((backend(metrics, "board") or {}).get(metric.key))
+    on_board = read_json(root / "board" / "metrics.json")  # notebook 40 with a board: {"board": {<metric>: ...}, ...}
+    board = number((on_board.get("board") or {}).get(metric.key)) if isinstance(on_board, dict) else None
     perf = read_json(root / "board" / "perf.json")
     if board is not None:
         parts.append(f"validated on a board: {metric.text(board)} {metric.label}")
@@ -391,7 +393,7 @@ def verdict(root: Path) -> str:
     if fp32 is None or int8 is None:
         return "No verdict yet: notebook 30 has not measured INT8 against FP32 in this run folder."
     parts = [f"INT8: {100 * (fp32 - int8):.1f} pt top-1 loss vs FP32{model_sizes(root)}"]
-    return "; ".join(parts + hybrid_and_board(root, metrics, TOP1)) + "."
+    return "; ".join(parts + hybrid_and_board(root, TOP1)) + "."
 
 
 def board_status(root: Path) -> Figure:

@@ -130,7 +130,7 @@ def plots(root: Path, params: dict[str, dict[str, Any]], figures: dict[str, dict
                 pts.sort()
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
             ax.set_xlabel(x)
-            ax.set_ylabel("mAP50-95 (x 100)" if "mAP50-95" in label else f"{label} (%)")
+            ax.set_ylabel("mAP50-95 (%)" if "mAP50-95" in label else f"{label} (%)")
             ax.set_title(f"{label.replace(' / mAP50', '')} vs {x.rpartition('.')[2]}")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)

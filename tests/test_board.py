@@ -300,6 +300,43 @@ def test_demo_hybrid_never_enters_the_bundle(run3588, tmp_path):
     assert "model_hybrid.rknn" in bundle.bundle_models(run)
 
 
+def test_hybrid_below_int8_stays_out_and_an_earlier_one_is_taken_out(run3588, tmp_path, capsys):
+    """A real-calibration hybrid that scores below plain INT8 (chosen.json "below_int8") is not shipped, and a
+    hybrid an earlier run put into board/deploy/ leaves it, README and tarball rewritten."""
+    import tarfile
+
+    run = Run.at(tmp_path / "run")
+    shutil.copytree(run3588.rknn, run.rknn, dirs_exist_ok=True)
+    shutil.copyfile(run.rknn / "model.rknn", run.hybrid / "model_hybrid.rknn")
+    (run.hybrid / "chosen.json").write_text(json.dumps({"model": "hybrid (c)", "demo": False, "below_int8": False}))
+    bundle.build_bundle(run, convert.read_record(run), ["a", "b", "c"])
+    assert (run.board / "deploy" / "model_hybrid.rknn").is_file()  # an earlier run shipped it
+    assert "model_hybrid.rknn" in (run.board / "deploy" / "README.md").read_text()
+    (run.hybrid / "chosen.json").write_text(json.dumps({"model": "hybrid (c)", "demo": False, "below_int8": True}))
+    assert "model_hybrid.rknn" not in bundle.bundle_models(run)
+    b = bundle.add_hybrid_to_bundle(run, run.hybrid / "model_hybrid.rknn")
+    assert "scores below plain INT8 with the same calibration" in capsys.readouterr().out
+    assert b is not None and "model_hybrid.rknn" not in b.files and not (run.board / "deploy" / "model_hybrid.rknn").exists()
+    assert "hybrid_model" not in json.loads((run.board / "deploy" / "model.json").read_text())
+    assert "model_hybrid.rknn" not in (run.board / "deploy" / "README.md").read_text()
+    with tarfile.open(b.tarball) as tar:
+        assert not any(n.endswith("model_hybrid.rknn") for n in tar.getnames())
+    assert bundle.add_hybrid_to_bundle(run, run.hybrid / "model_hybrid.rknn") is None  # nothing left to take out
+
+
+def test_export_choice_records_whether_the_hybrid_is_below_int8(tmp_path):
+    from helpers import hybrid
+
+    run = Run.at(tmp_path / "run")
+    (run.hybrid / "strategy.rknn").write_bytes(b"rknn")
+    choice = {"model": "hybrid (c)", "map50_95": 0.7594, "metric": "map50_95", "mean_cosine": 0.9999, "float16_layers": 15,
+              "file": "hybrid/strategy.rknn"}
+    hybrid.export_choice(run, choice, "notebook 20's list (50 images)", demo=False, int8_value=0.7644)
+    assert json.loads((run.hybrid / "chosen.json").read_text())["below_int8"] is True
+    hybrid.export_choice(run, {**choice, "map50_95": 0.7644}, "notebook 20's list (50 images)", demo=False, int8_value=0.7644)
+    assert json.loads((run.hybrid / "chosen.json").read_text())["below_int8"] is False  # equal is not below
+
+
 def test_same_npu_target_is_accepted(run3566, tmp_path):
     model = run3566.rknn / "model.rknn"
     assert board.resolve_target("rk3568", model, convert.read_record(run3566)) == "rk3568"

@@ -46,6 +46,8 @@ def det_run(tiny_detector, tmp_path_factory) -> Run:
     cfg = convert.ConvertConfig(mean_values=[0, 0, 0], std_values=[255, 255, 255], target_platform="rk3588")
     result = convert.convert(run.model / "model.onnx", cfg, dataset, run.rknn / "model.rknn", run.logs / "convert.log", size)
     convert.write_record(run, result, cfg, run.model / "model.onnx", dataset, size, "onnx")
+    # notebook 30's record of how many val images it scored (the first 8): notebook 40's board section scores the same
+    (run.eval / "metrics.json").write_text(json.dumps({"task": "detect", "head": "split", "images": 8, "backends": []}))
     return run
 
 
@@ -437,6 +439,8 @@ def test_detector_on_board_runs_the_whole_section_with_a_stand_in_board(det_run,
     assert det.board.value == pytest.approx(det.judge.fp32.value) and det.sdk == "stand-in (ONNX Runtime)"
     assert 0 <= det.simulator.value <= 1 and 0.9 < det.cosines.mean() < 1.0
     assert (det_run.logs / "40_simulator.log").is_file()
+    assert board.detector_on_board(det_run, record, tiny_detector.data_yaml, 0, "rk3588", "SERIAL").judge.images == 8  # 0: all 30 scored
+    assert board.detector_on_board(det_run, record, tiny_detector.data_yaml, 50, "rk3588", "SERIAL").judge.images == 8  # never more
 
 
 @needs_board

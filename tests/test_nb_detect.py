@@ -103,7 +103,8 @@ def test_notebook_30_measures_the_colour_order_bug_on_the_detector(detect_run):
     m = _metrics(detect_run)
     rgb, bgr = _row(m, "split", "INT8"), _row(m, "split", "INT8 BGR")
     assert bgr["role"] == "diagnostic" and bgr["name"] == "INT8 split head, BGR input (bug)"
-    assert bgr["map50_95"] != rgb["map50_95"]  # other inputs, other boxes: the row is measured, not copied
+    saved = json.loads((detect_run / "eval" / "detections.json").read_text())["backends"]
+    assert saved[bgr["name"]] != saved[rgb["name"]]  # other inputs, other boxes: the row is measured, not copied
     nb = nbformat.read(detect_run / "executed" / "30_simulator_inference.ipynb", 4)
     text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert f"**{bgr['map50_95']:.3f}** instead of {rgb['map50_95']:.3f}" in text
@@ -262,7 +263,8 @@ def test_rknnlite_snippet_of_a_detector_decodes_with_the_shipped_module():
     compile(code, "snippet", "exec")
 
 
-@pytest.mark.parametrize("bgr_map,expect", [(0.40, "36.0 pt lower"), (0.77, "(+1.0 pt): here the bug costs no mAP")])
+@pytest.mark.parametrize("bgr_map,expect", [(0.40, "36.0 pt lower"), (0.765, "(+0.5 pt): on these images the bug moves mAP by less than a point"),
+                                             (0.78, "(+2.0 pt): on these images the swapped colours happen to score higher")])
 def test_colour_pitfall_sentence_follows_the_numbers(bgr_map, expect):
     from helpers.detect.series import BGR, colour_pitfall
 

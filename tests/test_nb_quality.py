@@ -143,4 +143,4 @@ def test_50_and_60_state_their_conclusion_from_this_run(series):
     met = search[search["met_target"]]
     if len(met):
         assert f"The search needed {int(met.iloc[0]['layers'])} of " in out60
-    assert "This is a demo" in out60 and "so it stays out of board/deploy/" in out60
+    assert "This is a demo" in out60 and "was built under demo calibration (set demo_calib_images = 0" in out60 and "it stays out of the bundle" in out60

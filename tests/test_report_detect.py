@@ -98,6 +98,10 @@ def test_detection_index_reads_50_and_60_in_map(tmp_path):
     assert not any("top-1" in label or "top1" in label for label in figs), "a classification row on a detector's page"
     text = page_text(tmp_path)
     assert "top-1" not in text and "%" not in text.split("Key figures")[1].split("Five most")[0]
+    # notebook 40 with a board writes board/metrics.json (helpers.board.DetectOnBoard.summary): the verdict then says so
+    (tmp_path / "board").mkdir(exist_ok=True)
+    (tmp_path / "board" / "metrics.json").write_text(json.dumps({"task": "detect", "board": {"map50_95": 0.7412, "map50": 0.97}}))
+    assert summary.verdict(tmp_path).endswith("; validated on a board: 0.741 mAP50-95.")
     # one calibration for every quantized model: said once above the hybrid table instead of a column of repeats
     assert f"built with the same calibration: {CALIB})" in text
     hybrid_head = summary.index_html(summary.summarize(tmp_path)).split('id="hybrid">')[1].split("</tr>")[0]

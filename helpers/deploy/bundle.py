@@ -79,18 +79,24 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def demo_hybrid(run: Run) -> bool:
-    """True when notebook 60 recorded its hybrid as built under demo calibration (never shipped)."""
+def hybrid_kept_out(run: Run) -> str:
+    """Why notebook 60's hybrid stays out of the bundle ("" when it may ship): built under demo calibration,
+    or scoring below plain INT8 with the same calibration (hybrid/chosen.json)."""
     chosen = run.root / CHOSEN_JSON
-    return chosen.is_file() and bool(json.loads(chosen.read_text()).get("demo"))
+    record = json.loads(chosen.read_text()) if chosen.is_file() else {}
+    if record.get("demo"):
+        return "was built under demo calibration (set demo_calib_images = 0 in notebook 60 for a hybrid worth deploying)"
+    if record.get("below_int8"):
+        return "scores below plain INT8 with the same calibration, so it would cost NPU time for nothing: INT8 is the model to deploy"
+    return ""
 
 
 def bundle_models(run: Run) -> dict[str, Path]:
-    """The models to ship: rknn/model.rknn always, hybrid/model_hybrid.rknn when notebook 60 made it
-    with real calibration (a demo-mode hybrid stays out of the bundle)."""
+    """The models to ship: rknn/model.rknn always, hybrid/model_hybrid.rknn when notebook 60 made it with
+    real calibration and it scores at least plain INT8 (hybrid_kept_out says why not otherwise)."""
     models = {"model.rknn": run.need("rknn/model.rknn", "20_convert.ipynb")}
     hybrid = run.root / HYBRID_RKNN
-    if hybrid.is_file() and not demo_hybrid(run):
+    if hybrid.is_file() and not hybrid_kept_out(run):
         models["model_hybrid.rknn"] = hybrid
     return models
 
@@ -391,26 +397,37 @@ def publish(tmp: Path, final: Path, config: dict[str, Any]) -> Bundle:
 def add_hybrid_to_bundle(run: Run, model: Path) -> Bundle | None:
     """Put notebook 60's hybrid .rknn into the bundle notebook 40 built (40 runs first in the series),
     after checking it targets the same chip; README, model.json and tarball are refreshed together.
-    A hybrid recorded as demo (hybrid/chosen.json "demo": true) is not added."""
+    A hybrid that hybrid_kept_out refuses is not added, and one an earlier run shipped is taken out."""
     final = run.board / "deploy"
     if not (final / "model.json").is_file():
         print("board/deploy/ does not exist yet: run notebooks/40_board_inference.ipynb to build the bundle "
               "(it picks up hybrid/model_hybrid.rknn by itself).")
         return None
-    if demo_hybrid(run):
-        print("hybrid/chosen.json marks this hybrid as built under demo calibration: it stays out of the bundle.")
-        return None
     config = json.loads((final / "model.json").read_text())
+    why = hybrid_kept_out(run)
+    if why:
+        print(f"{Path(model).name} {why}; it stays out of the bundle.")
+        if not (final / "model_hybrid.rknn").exists():
+            return None
+        return _republish(final, {k: v for k, v in config.items() if k != "hybrid_model"}, None)  # an earlier run's hybrid leaves
     platform = model_platform(model)
     if platform != config["target_platform"]:
         raise WorkbookError(f"{model} was built for {platform} but the bundle's model.rknn for {config['target_platform']}; "
                             f"re-run notebook 60 on a run converted for {config['target_platform']}.")
+    return _republish(final, {**config, "hybrid_model": "model_hybrid.rknn"}, model)
+
+
+def _republish(final: Path, config: dict[str, Any], hybrid: Path | None) -> Bundle:
+    """The bundle again with `hybrid` as model_hybrid.rknn (None: without one), README and model.json rewritten."""
     tmp = final.parent / "deploy.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         shutil.copytree(final, tmp)
-        shutil.copyfile(model, tmp / "model_hybrid.rknn")
-        config = {**config, "hybrid_model": "model_hybrid.rknn", "built": time.strftime("%Y-%m-%d %H:%M:%S")}
+        if hybrid is not None:
+            shutil.copyfile(hybrid, tmp / "model_hybrid.rknn")
+        else:
+            (tmp / "model_hybrid.rknn").unlink(missing_ok=True)
+        config = {**config, "built": time.strftime("%Y-%m-%d %H:%M:%S")}
         save_json(tmp / "model.json", config)
         samples = sorted(p.name for p in (tmp / "images").iterdir()) if (tmp / "images").is_dir() else []
         cpp = CppDemo(tmp / "cpp" if (tmp / "cpp").is_dir() else None, config.get("cpp_demo", ""))

@@ -271,9 +271,9 @@ def colour_pitfall(metrics: dict[str, Any]) -> str:
     if drop >= 1.0:
         return (text + f": {drop:.1f} pt lower. How much a detector loses depends on how much colour tells its classes apart; "
                 "expect a different size on your own data, never zero risk.")
-    return (text + f" ({-drop:+.1f} pt): here the bug costs no mAP, so this detector's classes are not told apart by colour. "
-            "That is a property of these classes, not a licence: a model whose classes differ by colour (traffic lights, ripe "
-            "fruit) loses much more. Keep the conversion.")
+    what = ("the swapped colours happen to score higher" if drop <= -1.0 else "the bug moves mAP by less than a point")
+    return (text + f" ({-drop:+.1f} pt): on these images {what}. That says something about these images and classes, not "
+            "about the bug: a model whose classes differ by colour (traffic lights, ripe fruit) loses much more. Keep the conversion.")
 
 
 def measured(run: Run, record: Any, data_dir: Path, batch: int, val_images: int) -> dict[str, Any]:
