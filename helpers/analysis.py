@@ -587,8 +587,11 @@ def _best_vs_current(sweep: pd.DataFrame, best: pd.Series, cur: pd.Series, image
     diff = 100 * (best[key] - cur[key])
     beyond = noise is not None and diff > noise
     scale = f" (about ±{noise:.1f} pt on {images} images)" if noise is not None else ""
-    verdict = (f"beyond noise{scale}, so it is worth trying in notebook 20" if beyond else
-               f"within noise{scale}: no reason to change notebook 20's setting on this evidence")
+    if noise is None:
+        verdict = "with the noise of these images unknown (re-run notebook 50's sweep to estimate it), so no verdict"
+    else:
+        verdict = (f"beyond noise{scale}, so it is worth trying in notebook 20" if beyond else
+                   f"within noise{scale}: no reason to change notebook 20's setting on this evidence")
     return f"notebook 20's {a}/{m} gets {metric_text(key, cur[key])}: {diff:+.1f} pt {METRIC_LABELS[key]}, {verdict}"
 
 

@@ -143,7 +143,7 @@ class DetectJudge(Judge):
 
     split: Any = field(default=None, repr=False)  # helpers.detect.labels.DetectionSplit
     geoms: list = field(default_factory=list, repr=False)
-    _noise: float | None = field(default=None, init=False, repr=False)
+    _noise: dict = field(default_factory=dict, init=False, repr=False)  # (resamples, seed) -> noise in points
 
     def detections(self, outputs: Outputs) -> list:
         from .detect.postprocess import postprocess
@@ -158,7 +158,7 @@ class DetectJudge(Judge):
 
     def noise_pt(self, resamples: int = 20, seed: int = 0) -> float:
         """Two standard deviations of FP32's mAP50-95 over bootstrap resamples of the images."""
-        if self._noise is None:
+        if (resamples, seed) not in self._noise:
             from .detect.metric import coco_map
 
             dets = self.detections(self.fp32_outputs)
@@ -167,8 +167,8 @@ class DetectJudge(Judge):
             for _ in range(resamples):
                 idx = rng.integers(0, self.images, self.images)
                 values.append(coco_map([self.split.truth[i] for i in idx], [dets[i] for i in idx], self.split.names, max_det=300).map50_95)
-            self._noise = 100.0 * 2.0 * float(np.std(values))
-        return self._noise
+            self._noise[(resamples, seed)] = 100.0 * 2.0 * float(np.std(values))
+        return self._noise[(resamples, seed)]
 
 
 def fp32_outputs(record: "ConvertRecord", onnx_path: Path, pixels: np.ndarray) -> Outputs:

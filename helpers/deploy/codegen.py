@@ -13,6 +13,7 @@ from ..rknn import toolkit
 
 CPP_DIR = Path(__file__).with_name("cpp")
 DETECT_SOURCES = (CPP_DIR / "yolo_detect.h", CPP_DIR / "detect_demo.cc")
+DEMO_SOURCES = (Path(__file__), *DETECT_SOURCES)  # what the generated cpp/ folder depends on besides the run (a cache input)
 DETECT_PROGRAM = "rknn_detect_demo"
 CMAKE_DETECT = f"""
 # ---- added by the RKNN deployment workbook: the detector demo (src/detect_demo.cc + src/yolo_detect.h)

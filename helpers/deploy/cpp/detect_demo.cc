@@ -96,14 +96,21 @@ static bool detect(rknn_context ctx, const std::vector<rknn_tensor_attr>& outs, 
     in.fmt = RKNN_TENSOR_NHWC;
     in.size = static_cast<uint32_t>(canvas.size());
     in.buf = canvas.data();
-    if (rknn_inputs_set(ctx, 1, &in) != RKNN_SUCC || rknn_run(ctx, NULL) != RKNN_SUCC) return fail("rknn_inputs_set/rknn_run failed"), false;
+    int ret = rknn_inputs_set(ctx, 1, &in);
+    if (ret == RKNN_SUCC) ret = rknn_run(ctx, NULL);
+    if (ret != RKNN_SUCC)
+        return fail(std::string("running ") + path + " failed (rknn_inputs_set/rknn_run returned " + std::to_string(ret) +
+                    "); check that rknn_server / librknnrt.so match the toolkit that built the model"), false;
     std::vector<rknn_output> raw(outs.size());
     for (size_t i = 0; i < raw.size(); ++i) {
         memset(&raw[i], 0, sizeof(rknn_output));
         raw[i].index = static_cast<uint32_t>(i);
         raw[i].want_float = !(outs[i].type == RKNN_TENSOR_INT8 && outs[i].qnt_type == RKNN_TENSOR_QNT_AFFINE_ASYMMETRIC);
     }
-    if (rknn_outputs_get(ctx, static_cast<uint32_t>(raw.size()), raw.data(), NULL) != RKNN_SUCC) return fail("rknn_outputs_get failed"), false;
+    ret = rknn_outputs_get(ctx, static_cast<uint32_t>(raw.size()), raw.data(), NULL);
+    if (ret != RKNN_SUCC)
+        return fail(std::string("reading the outputs of ") + path + " failed (rknn_outputs_get returned " + std::to_string(ret) +
+                    "); check that librknnrt.so matches the toolkit that built the model"), false;
     std::vector<Output> floats;
     for (size_t i = 0; i < raw.size(); ++i) floats.push_back(to_float(outs[i], raw[i]));
     rknn_outputs_release(ctx, static_cast<uint32_t>(raw.size()), raw.data());
@@ -145,7 +152,7 @@ int main(int argc, char** argv) {
         ok = rknn_query(ctx, RKNN_QUERY_OUTPUT_ATTR, &attr, sizeof(attr)) == RKNN_SUCC;
         outs.push_back(attr);
     }
-    int code = ok ? 0 : fail("rknn_query failed");
+    int code = ok ? 0 : fail(std::string("rknn_query failed on ") + argv[1] + "; pass a model.rknn built for this chip by rknn-toolkit2");
     if (ok && (outs.size() == 1 || outs.size() % 3 != 0))  // the same refusal as yolo_detect.h, before any image runs
         code = fail(outs.size() == 1 ? "model.rknn has the stock detector head, whose INT8 class scores collapse to 0 on the NPU; "
                                        "export it with head: split in notebook 10 and convert again"
