@@ -72,15 +72,18 @@ class Judge:
     fp32: Score = field(init=False)
 
     def __post_init__(self) -> None:
+        """The FP32 reference's own score: its metric, cosine 1 to itself."""
         value, agreement = self.metric(self.fp32_outputs)
         self.fp32 = Score(value, 1.0, 1.0, agreement)
 
     @property
     def images(self) -> int:
+        """How many images every model is scored on."""
         return len(self.paths)
 
     @property
     def delta_key(self) -> str:
+        """The table column of a score's change against FP32, in points."""
         return f"{self.key}_delta_pt"
 
     def text(self, value: float) -> str:
@@ -123,6 +126,7 @@ class ClassifyJudge(Judge):
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
 
     def metric(self, outputs: Outputs) -> tuple[float, float]:
+        """Top-1 against the folder labels, and the share of images whose top-1 class is FP32's."""
         from .evaluate import first_outputs, topk_accuracy
 
         scores = first_outputs(outputs)
@@ -130,9 +134,11 @@ class ClassifyJudge(Judge):
         return topk_accuracy(scores, np.asarray(self.labels), 1), same
 
     def step_pt(self) -> float | None:
+        """One image of top-1, in points."""
         return 100.0 / self.images if self.images else None
 
     def noise_pt(self) -> float:
+        """Two binomial standard deviations of FP32's top-1 on this many images, in points."""
         p, n = self.fp32.value, self.images
         return 100.0 * 2.0 * math.sqrt(max(p * (1.0 - p), 0.0) / n) if n else float("nan")
 
@@ -146,11 +152,13 @@ class DetectJudge(Judge):
     _noise: dict = field(default_factory=dict, init=False, repr=False)  # (resamples, seed) -> noise in points
 
     def detections(self, outputs: Outputs) -> list:
+        """Each image's raw outputs decoded into boxes (val-style thresholds), in original image pixels."""
         from .detect.postprocess import postprocess
 
         return [postprocess(o, lb, conf=0.001, iou=0.7, max_det=300, multi_label=True) for o, lb in zip(outputs, self.geoms)]
 
     def metric(self, outputs: Outputs) -> tuple[float, float]:
+        """COCO mAP50-95 and mAP50 of the decoded outputs against the labels."""
         from .detect.metric import coco_map
 
         m = coco_map(self.split.truth, self.detections(outputs), self.split.names, max_det=300)
@@ -239,6 +247,7 @@ def toolkit_outputs(rk: Any, pixels: np.ndarray, channels: int | None = None) ->
     from .preprocess import match_channels
 
     def one(output: Any) -> np.ndarray:
+        """One output with a batch dimension of 1."""
         a = np.asarray(output, np.float32)
         return a if a.ndim > 1 and a.shape[0] == 1 else a[None]
 
