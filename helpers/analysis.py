@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import WorkbookError
-from .scoring import METRIC_LABELS, metric_in, metric_text
+from .scoring import METRIC_LABELS, binomial_noise_pt, metric_heading, metric_in, metric_text
 
 ERROR_FILE = "error_analysis.txt"
 # Rows the toolkit adds around the graph itself (the input, dtype conversions); never hybrid candidates.
@@ -420,7 +420,7 @@ def plot_sweep(sweep: pd.DataFrame, fp32: float | None = None, path: str | Path 
     labels = [f"{short.get(a, a)}\n{m}\n" + (f"{b:.1f} s" if b == b else "failed")
               for a, m, b in zip(sweep["algorithm"], sweep["method"], sweep["build_s"])]
     fig, (a1, a2) = top1_cosine_bars(labels, sweep[key], sweep["mean_cosine"], "algorithm / method / build time",
-                                     (f"{'Top-1' if key == 'top1' else label} per quantization setting", "Output agreement with FP32"),
+                                     (f"{metric_heading(label)} per quantization setting", "Output agreement with FP32"),
                                      colors=("tab:blue", "tab:orange"), cosine_margin=0.01, figsize=(11, 3.8))
     values = 100 * np.asarray(sweep[key], dtype=float)
     ref = 100 * float(fp32) if fp32 is not None else None
@@ -546,7 +546,7 @@ def outputs_line(layers: pd.DataFrame, outputs: Sequence[str]) -> str:
 
 def noise_images(images: int, top1: float) -> float:
     """Two binomial standard deviations of a top-1 measured on `images` images, in images."""
-    return 2.0 * math.sqrt(max(images * top1 * (1.0 - top1), 0.0))
+    return binomial_noise_pt(top1, images) * images / 100.0 if images else 0.0
 
 
 def layers_conclusion(ranked: pd.DataFrame, threshold: float) -> str:

@@ -22,6 +22,7 @@ import yaml
 
 from .errors import WorkbookError, strip_ansi
 from .paths import write_text_atomic
+from .scoring import metric_heading
 
 if TYPE_CHECKING:
     from .convert import ConvertConfig, ConvertRecord
@@ -422,11 +423,6 @@ def metric_key(columns: Iterable[str]) -> str:
     return metric_in(columns) or "top1"
 
 
-def heading(label: str) -> str:
-    """A metric's label at the start of a title: 'top-1' -> 'Top-1', 'mAP50-95' stays."""
-    return label if label[1:2].isupper() else label[:1].upper() + label[1:]
-
-
 def axis_label(judge: "Judge") -> str:
     """The metric axis of notebook 60's plots, with how to read a difference on these images."""
     return f"{judge.label} (%)\n{judge.scale_note()}"
@@ -444,7 +440,7 @@ def plot_compare(table: Any, judge: "Judge", path: str | Path | None = None, not
               for m, n, t in zip(table["model"], pd.to_numeric(table["float16_layers"]), table[judge.key])]
     n = len(table)
     fig, (a1, a2) = top1_cosine_bars(labels, table[judge.key], table["mean_cosine"], "model (float16 layers)",
-                                     (heading(judge.label), "Agreement with the float model"),
+                                     (metric_heading(judge.label), "Agreement with the float model"),
                                      colors=(["black"] + ["tab:blue"] * (n - 1), ["black"] + ["tab:orange"] * (n - 1)),
                                      cosine_margin=0.005, figsize=(12, 4))
     step = judge.step_pt()

@@ -25,6 +25,16 @@ def metric_text(key: str, value: float) -> str:
     return f"{100 * value:.2f}%" if key == "top1" else f"{value:.3f}"
 
 
+def metric_heading(label: str) -> str:
+    """A metric's label at the start of a title: 'top-1' -> 'Top-1', 'mAP50-95' stays."""
+    return label if label[1:2].isupper() else label[:1].upper() + label[1:]
+
+
+def binomial_noise_pt(share: float, images: int) -> float:
+    """Two binomial standard deviations of a share (e.g. top-1) measured on `images` images, in points."""
+    return 100.0 * 2.0 * math.sqrt(max(share * (1.0 - share), 0.0) / images) if images else float("nan")
+
+
 def metric_in(columns: Any) -> str | None:
     """The metric column of a table, row or record: the first of METRIC_LABELS' keys it has (None when none)."""
     cols = set(columns) if columns is not None else set()
@@ -139,8 +149,7 @@ class ClassifyJudge(Judge):
 
     def noise_pt(self) -> float:
         """Two binomial standard deviations of FP32's top-1 on this many images, in points."""
-        p, n = self.fp32.value, self.images
-        return 100.0 * 2.0 * math.sqrt(max(p * (1.0 - p), 0.0) / n) if n else float("nan")
+        return binomial_noise_pt(self.fp32.value, self.images)
 
 
 @dataclass
