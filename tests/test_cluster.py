@@ -32,6 +32,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def receive_sigint() -> None:
+    """preexec_fn for a child this test will interrupt: a job started in the background of a non-interactive
+    shell inherits SIGINT as ignored, and Python then never installs its KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module")
 def dask_cluster(tmp_path_factory):
     """`dask scheduler` + two `dask worker` processes, all bound to 127.0.0.1; stopped afterwards."""
@@ -42,13 +48,14 @@ def dask_cluster(tmp_path_factory):
     address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     procs = [subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--dashboard-address", f"127.0.0.1:{dash}"], cwd=folder, env=env,
+                               "--dashboard-address", f"127.0.0.1:{dash}"], cwd=folder, env=env, preexec_fn=receive_sigint,
                               stdout=subprocess.DEVNULL, stderr=open(folder / "scheduler.log", "w"))]
     try:
         for i in (1, 2):
             procs.append(subprocess.Popen([str(DASK), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
                                            "--nworkers", "1", "--no-dashboard", "--name", f"w{i}",
                                            "--local-directory", str(folder / f"w{i}")], cwd=folder, env=env,
+                                          preexec_fn=receive_sigint,
                                           stdout=subprocess.DEVNULL, stderr=open(folder / f"worker{i}.log", "w")))
         with Client(address, timeout=60) as client:
             client.wait_for_workers(2, timeout=120)
@@ -189,7 +196,8 @@ def test_ctrl_c_cancels_the_sweep_and_its_kernels(tmp_path):
     sweep_file = tmp_path / "s.yaml"
     sweep_file.write_text(yaml.safe_dump({"grid": {"n": [1, 2]}}))
     proc = subprocess.Popen([sys.executable, "-m", "helpers", "run", "--sweep", str(sweep_file), "--run-dir", str(tmp_path / "sw"),
-                             "--notebooks", str(books)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--notebooks", str(books)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=receive_sigint)
     try:
         deadline = time.monotonic() + 240
         while not all((tmp_path / "sw" / v / "started.txt").exists() for v in ("n-1", "n-2")):

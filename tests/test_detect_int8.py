@@ -50,9 +50,9 @@ def test_split_head_int8_keeps_the_map(int8_vs_fp32):
 
 
 def test_stock_head_int8_collapses_while_cosine_reads_high(int8_vs_fp32):
+    """The lesson, relative to FP32 and to the split head (never one training run's incidental score values)."""
     stock, split = int8_vs_fp32["stock"], int8_vs_fp32["split"]
     assert stock["fp32"].metric.map50_95 == pytest.approx(split["fp32"].metric.map50_95, abs=1e-3)
     assert stock["int8"].metric.map50_95 < 0.5 * stock["fp32"].metric.map50_95
     assert stock["int8"].metric.map50_95 < split["int8"].metric.map50_95 - 0.1
-    assert max(stock["int8"].top_scores) < 0.05  # the class scores collapsed
     assert stock["cosine"] > 0.95  # the whole-tensor check does not warn
