@@ -30,6 +30,8 @@ endif
 
 # One pip call for everything: installing pieces separately lets pip upgrade torch/numpy past the toolkit's pins.
 $(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 12) else \
+	  f"$(PYTHON) is Python {v[0]}.{v[1]}; the pins install on 3.10-3.12: pass one, e.g. make run PYTHON=python3.10")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -r requirements.txt -e .
 	$(PY) -m ipykernel install --sys-prefix --name rknn-workbook --display-name "RKNN workbook (.venv)"

@@ -14,7 +14,9 @@ from typing import Callable
 from .paths import REPO, Run, write_json_atomic
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
-PYTHON_RANGE = ((3, 8), (3, 12))  # rknn-toolkit2 2.5.0 ships wheels for cp38..cp312
+PYTHON_RANGE = ((3, 10), (3, 12))  # requirements.txt resolves for 3.10-3.12 (tests/resolve_requirements.py); the toolkit: 3.8-3.12
+# The tutorial's apt line for OpenCV's system libraries; Ubuntu 22.04+ and Debian 12 name libgl1-mesa-glx libgl1.
+APT_OPENCV = "sudo apt-get install -y libgl1 libglib2.0-0"
 INSTALL_FIX = "run `make setup` (or `pip install -r requirements.txt` in one call) so the pins resolve together"
 
 
@@ -53,10 +55,11 @@ def _pin_check(package: str, pins: dict[str, str], note: str = "") -> Check:
 def check_python() -> Check:
     v = sys.version_info[:2]
     lo, hi = PYTHON_RANGE
-    detail = f"{sys.version.split()[0]} (toolkit wheels: {lo[0]}.{lo[1]}–{hi[0]}.{hi[1]})"
+    detail = f"{sys.version.split()[0]} (the workbook's pins are tested on {lo[0]}.{lo[1]}–{hi[0]}.{hi[1]})"
     if lo <= v <= hi:
         return Check("python", OK, detail)
-    return Check("python", FAIL, detail, "create the venv with Python 3.11 (`make setup` uses python3.11 when present)")
+    return Check("python", FAIL, detail, f"create the venv with Python {lo[0]}.{lo[1]}–{hi[0]}.{hi[1]} "
+                 "(`make setup PYTHON=python3.10`; it uses python3.11 when present)")
 
 
 def check_toolkit() -> Check:
@@ -91,7 +94,14 @@ def check_import(module: str, package: str, fix: str) -> Check:
             mod = importlib.import_module(module)
         return Check(package, OK, f"{getattr(mod, '__version__', version(package))} imports")
     except Exception as exc:  # noqa: BLE001
-        return Check(package, FAIL, f"import failed: {exc}", fix)
+        return Check(package, FAIL, f"import failed: {exc}", system_library_fix(str(exc)) or fix)
+
+
+def system_library_fix(error: str) -> str:
+    """The apt line for an import that failed on a missing system library (OpenCV's libGL / libglib), else ""."""
+    if any(lib in error for lib in ("libGL.so", "libgthread", "libglib")):
+        return f"{APT_OPENCV}: OpenCV needs these system libraries (reinstalling opencv-python does not bring them)"
+    return ""
 
 
 def check_kernel() -> Check:
@@ -197,14 +207,16 @@ def table(checks: list[Check]):
 
 
 def requirement_pins(path: Path = REPO / "requirements.txt") -> dict[str, str]:
-    """{package: '==version'} from requirements.txt (comments and blank lines skipped)."""
-    import re
+    """{package: '==version'} that requirements.txt selects for this Python (its environment markers evaluated)."""
+    from packaging.requirements import Requirement
 
     pins: dict[str, str] = {}
     for line in path.read_text().splitlines() if path.is_file() else []:
-        m = re.match(r"\s*([A-Za-z0-9_.\-]+)\s*([=<>!~].*?)\s*(#.*)?$", line)
-        if m:
-            pins[m.group(1).lower()] = m.group(2)
+        text = line.split("#", 1)[0].strip()
+        if text and not text.startswith("-"):
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate():
+                pins[req.name.lower()] = str(req.specifier)
     return pins
 
 

@@ -14,6 +14,19 @@ from helpers.paths import REPO
 SMALL_PARAMS = REPO / "tests" / "small_params.yaml"
 
 
+RESOLVE_TEST = "test_requirements_resolve_for_python_3_10_and_3_12"
+RESOLVING = pytest.StashKey[dict]()
+
+
+def pytest_collection_finish(session) -> None:
+    """When the requirements-resolution test is selected, start it now: it is mostly downloads, so it runs beside
+    the rest of the suite instead of adding a minute and more to it (the test collects the result)."""
+    if any(item.name == RESOLVE_TEST for item in session.items):
+        from resolve_requirements import start
+
+        session.config.stash[RESOLVING] = {version: start(version) for version in ("3.10", "3.12")}
+
+
 @pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory) -> Path:
     """A 3-class conv net on 16x16 RGB, exported by torch to ONNX opset 12."""

@@ -32,10 +32,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def receive_sigint() -> None:
-    """preexec_fn for a child this test will interrupt: a job started in the background of a non-interactive
-    shell inherits SIGINT as ignored, and Python then never installs its KeyboardInterrupt handler."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def receiving_sigint(argv: list[str]) -> list[str]:
+    """argv started through a shim that restores SIGINT's default and execs it: a job started in the background of a
+    non-interactive shell inherits SIGINT as ignored, and Python then never installs its KeyboardInterrupt handler
+    (a shim rather than preexec_fn, which is unsafe in a parent with threads)."""
+    shim = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    return [sys.executable, "-c", shim, *argv]
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +49,14 @@ def dask_cluster(tmp_path_factory):
     port, dash = free_port(), free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    procs = [subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--dashboard-address", f"127.0.0.1:{dash}"], cwd=folder, env=env, preexec_fn=receive_sigint,
+    procs = [subprocess.Popen(receiving_sigint([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                                "--dashboard-address", f"127.0.0.1:{dash}"]), cwd=folder, env=env,
                               stdout=subprocess.DEVNULL, stderr=open(folder / "scheduler.log", "w"))]
     try:
         for i in (1, 2):
-            procs.append(subprocess.Popen([str(DASK), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
-                                           "--nworkers", "1", "--no-dashboard", "--name", f"w{i}",
-                                           "--local-directory", str(folder / f"w{i}")], cwd=folder, env=env,
-                                          preexec_fn=receive_sigint,
+            procs.append(subprocess.Popen(receiving_sigint([str(DASK), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+                                                            "--nworkers", "1", "--no-dashboard", "--name", f"w{i}",
+                                                            "--local-directory", str(folder / f"w{i}")]), cwd=folder, env=env,
                                           stdout=subprocess.DEVNULL, stderr=open(folder / f"worker{i}.log", "w")))
         with Client(address, timeout=60) as client:
             client.wait_for_workers(2, timeout=120)
@@ -195,9 +196,9 @@ def test_ctrl_c_cancels_the_sweep_and_its_kernels(tmp_path):
                                                       "Path(run_dir, 'started.txt').write_text('yes')\ntime.sleep(300)")])
     sweep_file = tmp_path / "s.yaml"
     sweep_file.write_text(yaml.safe_dump({"grid": {"n": [1, 2]}}))
-    proc = subprocess.Popen([sys.executable, "-m", "helpers", "run", "--sweep", str(sweep_file), "--run-dir", str(tmp_path / "sw"),
-                             "--notebooks", str(books)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=receive_sigint)
+    proc = subprocess.Popen(receiving_sigint([sys.executable, "-m", "helpers", "run", "--sweep", str(sweep_file), "--run-dir",
+                                              str(tmp_path / "sw"), "--notebooks", str(books)]),
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
         while not all((tmp_path / "sw" / v / "started.txt").exists() for v in ("n-1", "n-2")):

@@ -333,9 +333,12 @@ def test_a_build_that_aborts_the_process_becomes_one_sentence(tiny_onnx, calib, 
     cfg.validate(3)
     kwargs = {"source": str(tiny_onnx), "config": cfg.to_dict(), "dataset": str(calib), "out_rknn": str(tmp_path / "m.rknn"),
               "log_path": str(tmp_path / "build.log"), "input_size": 16}
-    with pytest.raises(ToolkitCrash) as info:
+    try:
         run_isolated("helpers.convert:convert_isolated", kwargs, tmp_path / "build.log", what="build of w8a16 for rk3562")
-    first = str(info.value).splitlines()[0]
+    except ToolkitCrash as crash:
+        first = str(crash).splitlines()[0]
+    else:
+        pytest.skip("rknn-toolkit2 built w8a16 for rk3562 without aborting this time (native memory corruption is not deterministic); tests/test_isolate.py covers the crash path")
     # the abort message varies between runs (native memory corruption): 'buffer overflow!!!', 'munmap_chunk(): ...'
     assert re.match(r"build of w8a16 for rk3562 crashed \(killed by SIG(ABRT|SEGV)\); likely cause: (the toolkit's native code|native code aborted|a segmentation fault)", first), first
     assert "try another quantized_dtype, target_platform or optimization_level" in first

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from importlib.metadata import requires
 
+import pytest
+
 from helpers import env
 
 
@@ -22,3 +24,36 @@ def test_install_commands_are_one_pip_call():
     pip_lines = [ln for ln in text.splitlines() if " install " in ln and not ln.startswith("#") and "pip" in ln]
     assert pip_lines == [".venv/bin/pip install -r requirements.txt -e ."]
     assert "ipykernel install" in text and "rknn-workbook" in text
+
+
+def test_pins_follow_the_running_python(tmp_path):
+    """A package whose current release dropped 3.10 has two pins; notebook 00 compares with the one for this Python."""
+    req = tmp_path / "requirements.txt"
+    req.write_text('# comment\npandas==3.0.6; python_version >= "3.11"\npandas==2.3.3; python_version < "3.11"\n'
+                   'torch==2.4.0  # the toolkit pin\n')
+    pins = env.requirement_pins(req)
+    import sys
+
+    assert pins["pandas"] == ("==3.0.6" if sys.version_info >= (3, 11) else "==2.3.3")
+    assert pins["torch"] == "==2.4.0"
+
+
+def test_missing_opencv_system_library_gets_the_apt_line():
+    fix = env.system_library_fix("libGL.so.1: cannot open shared object file: No such file or directory")
+    assert fix.startswith("sudo apt-get install -y libgl1 libglib2.0-0")
+    assert env.system_library_fix("No module named 'cv2'") == ""
+
+
+@pytest.mark.slow
+def test_requirements_resolve_for_python_3_10_and_3_12(pytestconfig):
+    """The tutorial's Python (3.10) and the newest the toolkit ships for (3.12) get every pin, toolkit pins unchanged:
+    a pin that drops a version fails here (the resolution runs as on that Python, markers included; conftest starts
+    it when the session begins)."""
+    from conftest import RESOLVING
+    from resolve_requirements import resolve, would_install
+
+    for version, (code, out) in resolve(["3.10", "3.12"], pytestconfig.stash.get(RESOLVING, None)).items():
+        errors = [ln for ln in out.splitlines() if ln.startswith("ERROR")]
+        assert code == 0, f"requirements.txt does not resolve for Python {version}: {errors or out[-1500:]}"
+        pins = would_install(out)
+        assert (pins["rknn-toolkit2"], pins["torch"], pins["numpy"], pins["onnx"]) == ("2.5.0", "2.4.0", "1.26.4", "1.18.0"), version

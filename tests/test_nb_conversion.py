@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import convert, report, summary
+from helpers import convert, report, scoring, summary
 from helpers.paths import REPO
 
 pytestmark = pytest.mark.slow
@@ -88,9 +88,13 @@ def test_simulator_evaluation_metrics(series):
     n = series.config["30_simulator_inference"]["val_images"]
     assert fp32["images"] == int8["images"] == m["images"] == n
     assert fp32["top1"] >= 0.9, "the sample model is accurate"
-    assert int8["top1"] >= fp32["top1"] - 0.02, "INT8 stays close to FP32"
-    assert m["comparison"]["top1_agreement"] >= 0.97 and m["comparison"]["mean_cosine"] > 0.99
-    assert bgr["top1"] < int8["top1"] - 0.3, "the discarded cvtColor costs accuracy, as the notebook shows"
+    # the lessons, with a tolerance of the images' noise (never less than 3 images): INT8 stays close to FP32 and
+    # agrees with it image by image; the discarded cvtColor costs accuracy beyond that noise
+    tol = max(scoring.binomial_noise_pt(fp32["top1"], n) / 100, 3 / n)
+    assert int8["top1"] >= fp32["top1"] - tol, "INT8 stays close to FP32"
+    assert m["comparison"]["top1_agreement"] >= 1 - tol and m["comparison"]["mean_cosine"] > 0.99
+    assert bgr["top1"] < int8["top1"] - max(scoring.binomial_noise_pt(int8["top1"], n) / 100, 0.05), \
+        "the discarded cvtColor costs accuracy, as the notebook shows"
     assert m["verdict"].startswith("INT8 RKNN simulator")
     z = np.load(ev / "predictions.npz")
     assert z["scores_0"].shape == z["scores_1"].shape == (n, 10) and len(z["labels"]) == n

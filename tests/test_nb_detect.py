@@ -57,7 +57,6 @@ def test_split_head_int8_keeps_the_map_and_stock_head_collapses(detect_run):
     assert stock_fp32["map50_95"] == pytest.approx(fp32["map50_95"], abs=1e-3)  # same network, other output layout
     assert stock_int8["map50_95"] < 0.5 * stock_fp32["map50_95"]
     assert stock_int8["map50_95"] < int8["map50_95"] - 0.1
-    assert stock_int8["detections"] > 0  # the boxes are still there; their scores lost the ranking (0 or one coarse step)
     assert stock_int8["cosine_mean"] > 0.95  # while the whole-tensor cosine did not warn
     assert set(fp32["per_class"]) == set(m["classes"])
 

@@ -85,7 +85,13 @@ def test_60_compares_every_strategy_and_exports_the_hybrid(series):
     for f in table["file"].dropna():
         assert (root / f).is_file(), f"compare.csv names {f}, which must exist"
     search = pd.read_csv(h / "search.csv")
-    assert list(search["layers"])[:3] == [1, 2, 4] and search["layers"].max() <= SMALL["60_hybrid_quantization"]["search_budget"]
+    target = SMALL["60_hybrid_quantization"].get("target_pt", 0.2)
+    if hybrid.within(rows.loc["FP32", "top1"], rows.loc["INT8", "top1"], target):  # nothing to recover: nothing searched
+        assert search.empty
+    else:  # 1, 2, 4, ... layers, stopping at the first hybrid that meets the target or at the budget
+        assert list(search["layers"]) == [1, 2, 4, 8, 16][: len(search)]
+        assert search["layers"].max() <= SMALL["60_hybrid_quantization"]["search_budget"]
+        assert not search["met_target"].iloc[:-1].any()
     before_after = pd.read_csv(h / "layers_before_after.csv")
     assert {"INT8", "hybrid (a) your list"} <= set(before_after["model"])
     # where the user's layers sit, the hybrid's single-layer cosine is at least as good as INT8's
@@ -143,4 +149,8 @@ def test_50_and_60_state_their_conclusion_from_this_run(series):
     met = search[search["met_target"]]
     if len(met):
         assert f"The search needed {int(met.iloc[0]['layers'])} of " in out60
+    elif len(search):
+        assert "None of the search's" in out60
+    else:
+        assert "no float16 layer is needed" in out60
     assert "This is a demo" in out60 and "was built under demo calibration (set demo_calib_images = 0" in out60 and "it stays out of the bundle" in out60

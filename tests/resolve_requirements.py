@@ -1,0 +1,78 @@
+"""Resolve requirements.txt for another Python version without its interpreter (nothing is installed).
+
+`pip install --dry-run --python-version X` checks wheels and Requires-Python for X but evaluates environment
+markers (`; python_version < "3.11"`, in our pins and in every dependency's metadata) for the Python running
+pip. This runs pip with its marker environment set to X as well, so the answer is the one a machine with
+Python X would get.
+
+    .venv/bin/python tests/resolve_requirements.py 3.10 3.12     # exit 0 when every version resolves
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# the manylinux tags an x86-64 Linux with glibc >= 2.34 accepts (Ubuntu 22.04, the tutorial's system, and newer)
+PLATFORMS = ["manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_24_x86_64", "manylinux_2_27_x86_64",
+             "manylinux_2_28_x86_64", "manylinux_2_34_x86_64", "linux_x86_64"]
+# Run inside the child: pip's vendored `packaging` answers markers from this function.
+_PIP_AS = """
+import sys
+from pip._vendor.packaging import markers
+version = sys.argv[1]
+real = markers.default_environment
+markers.default_environment = lambda: {**real(), "python_version": version, "python_full_version": version + ".0"}
+from pip._internal.cli.main import main
+sys.exit(main(sys.argv[2:] + ["--python-version", version]))
+"""
+
+
+def command(version: str, requirements: Path, target: Path) -> list[str]:
+    """The pip call that resolves `requirements` for Python `version` into a dry run (wheels only)."""
+    platforms = [arg for tag in PLATFORMS for arg in ("--platform", tag)]
+    return [sys.executable, "-c", _PIP_AS, version, "install", "--dry-run", "--ignore-installed", "--only-binary=:all:",
+            "--disable-pip-version-check", *platforms, "--target", str(target), "-r", str(requirements)]
+
+
+def start(version: str, requirements: Path = REPO / "requirements.txt") -> tuple[subprocess.Popen, tempfile.TemporaryDirectory]:
+    """Start resolving for one version (several can run side by side: the work is mostly downloads)."""
+    scratch = tempfile.TemporaryDirectory(prefix=f"resolve-{version}-")
+    proc = subprocess.Popen(command(version, requirements, Path(scratch.name)), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    return proc, scratch
+
+
+def would_install(pip_output: str) -> dict[str, str]:
+    """{'torch': '2.4.0', ...} from pip's 'Would install name-version ...' line."""
+    line = next((ln for ln in pip_output.splitlines() if ln.startswith("Would install ")), "")
+    pairs = (item.rsplit("-", 1) for item in line.split()[2:])
+    return {name.lower().replace("_", "-"): version for name, version in pairs}
+
+
+def resolve(versions: list[str], running: dict | None = None) -> dict[str, tuple[int, str]]:
+    """{version: (pip's exit code, its output)} for each Python version, resolved side by side (`running`: the
+    resolutions already started with start(), by version)."""
+    running = {v: (running or {}).get(v) or start(v) for v in versions}
+    results = {}
+    for version, (proc, scratch) in running.items():
+        out, _ = proc.communicate(timeout=1800)
+        scratch.cleanup()
+        results[version] = (proc.returncode, out)
+    return results
+
+
+if __name__ == "__main__":
+    failed = 0
+    for version, (code, out) in resolve(sys.argv[1:] or ["3.10", "3.11", "3.12"]).items():
+        pins = would_install(out)
+        if code == 0:
+            print(f"Python {version}: resolves (torch {pins.get('torch')}, numpy {pins.get('numpy')}, "
+                  f"rknn-toolkit2 {pins.get('rknn-toolkit2')})")
+        else:
+            failed += 1
+            errors = [ln for ln in out.splitlines() if ln.startswith("ERROR")]
+            print(f"Python {version}: does not resolve: {errors[-1] if errors else out[-500:]}")
+    sys.exit(1 if failed else 0)
