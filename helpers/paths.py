@@ -30,6 +30,9 @@ OUTPUTS = REPO / "outputs"
 SAMPLE_DATA = DATA / "digits"
 DEFAULT_RUN = OUTPUTS / "sample"
 KERNEL_NAME = "rknn-workbook"
+# Set in the environment of the kernels the runner starts: there the parameter form is not interactive
+# and papermill's injected values stand as given (helpers.widgets carries no edits between forms).
+HEADLESS_ENV = "WORKBOOK_HEADLESS"
 
 
 @dataclass(frozen=True)

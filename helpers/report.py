@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import WorkbookError, strip_ansi
-from .paths import KERNEL_NAME, REPO, Run
+from .paths import HEADLESS_ENV, KERNEL_NAME, REPO, Run
 
 NOTEBOOKS = REPO / "notebooks"
 
@@ -131,7 +131,7 @@ class Prewarmed:
             self._km = km
             sink = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 - closed in shutdown
             self._sink = sink
-            km.start_kernel(cwd=str(NOTEBOOKS), stdout=sink, stderr=sink)
+            km.start_kernel(cwd=str(NOTEBOOKS), stdout=sink, stderr=sink, env={**os.environ, HEADLESS_ENV: "1"})
             if not self.preload:
                 return
             kc = BlockingKernelClient()

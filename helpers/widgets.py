@@ -4,17 +4,24 @@
 notebook's parameters cell; `form.values()` returns the effective values (the widgets' current
 state, which under papermill is exactly what was injected), prints them as a text table (widgets do
 not render in static HTML) and records them in the run's params.json under the notebook's name.
+Run All in JupyterLab re-runs the parameters cell and the form cell: a value the person changed in the
+previous form of the same kernel is kept (unless the cell's own literal changed), said in one line,
+with a button to reset to the cell's values. Headless runs (the runner's kernels) keep nothing.
 """
 from __future__ import annotations
 
 import ast
+import html
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import convert
-from .paths import Run, write_json_atomic
+from .paths import HEADLESS_ENV, Run, write_json_atomic
+
+RESET_LABEL = "Reset to the cell's values"
 
 TARGET_PLATFORMS = convert.TARGET_PLATFORMS  # kept for notebooks not yet switched to convert's list
 
@@ -117,21 +124,96 @@ class Form:
     notebook: str
     defaults: dict[str, Any]
     widgets: dict[str, Any] = field(default_factory=dict)
+    initial: dict[str, Any] = field(default_factory=dict)  # each widget's value as built from the cell
+    kept: dict[str, Any] = field(default_factory=dict)  # {name: value kept from the previous form}
+    replaced: dict[str, Any] = field(default_factory=dict)  # {name: form value the cell's new literal replaced}
+    _note: Any = None
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
         import ipywidgets as w
 
-        display(w.VBox([w.HTML(f"<b>Parameters of {self.notebook}</b> (change, then re-run the cells below)"), *self.widgets.values()]))
+        self._note = w.HTML(self.note_html())
+        reset = w.Button(description=RESET_LABEL, tooltip="Set every field back to the literal in the parameters cell",
+                         layout=w.Layout(width="220px"))
+        reset.on_click(lambda _button: self.reset())
+        for widget in self.widgets.values():  # the note follows edits made after the rebuild too
+            widget.observe(lambda _change: self._refresh_note(), names="value")
+        heading = w.HTML(f"<b>Parameters of {html.escape(self.notebook)}</b> (change, then re-run the cells below; "
+                         "Run All keeps what you changed here)")
+        display(w.VBox([heading, self._note, reset, *self.widgets.values()]))
+
+    def edited(self) -> dict[str, Any]:
+        """{name: widget value} of the fields that differ from the cell's values right now."""
+        return {k: wdg.value for k, wdg in self.widgets.items() if k in self.initial and wdg.value != self.initial[k]}
+
+    def note(self) -> str:
+        """One line: which values were kept from the previous form, or which cell edits replaced a form value."""
+        parts = []
+        kept = {k: v for k, v in self.edited().items() if k in self.kept}
+        if kept:
+            cell = ", ".join(f"{k}={v!r} (cell: {self.initial[k]!r})" for k, v in kept.items())
+            parts.append(f"Kept from the form before this re-run: {cell}; press '{RESET_LABEL}' to use the cell's values.")
+        if self.replaced:
+            gone = ", ".join(f"{k}={self.defaults[k]!r} (your form value {v!r} was replaced)" for k, v in self.replaced.items())
+            parts.append(f"The parameters cell changed: {gone}.")
+        return " ".join(parts)
+
+    def note_html(self) -> str:
+        text = self.note()
+        return f"<span style='color:#9a5b00'>{html.escape(text)}</span>" if text else ""
+
+    def _refresh_note(self) -> None:
+        if self._note is not None:
+            self._note.value = self.note_html()
+
+    def reset(self) -> None:
+        """Every field back to the parameters cell's value (what the button does)."""
+        for k, value in self.initial.items():
+            self.widgets[k].value = value
+        self.kept.clear()
+        self.replaced.clear()
+        self._refresh_note()
 
     def values(self, record: bool = True) -> dict[str, Any]:
         """Effective parameters; with record=True also print them as a table and save to params.json."""
         vals = {k: _read(self.widgets[k], v) if k in self.widgets else v for k, v in self.defaults.items()}
         if record:
+            if self.note():
+                print(self.note())
             show_table(vals)
             if "run_dir" in vals:
                 save_params(Run.at(vals["run_dir"]), self.notebook, vals)
         return vals
+
+
+# The last form built for each notebook in this kernel (module state lives as long as the kernel).
+_LAST: dict[str, Form] = {}
+
+
+def headless() -> bool:
+    """True in a kernel the runner started (papermill): nothing is carried between forms there."""
+    return os.environ.get(HEADLESS_ENV, "") not in ("", "0")
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and repr(a) == repr(b)  # 1 vs True vs 1.0 differ; lists compare by content
+
+
+def carry_edits(previous: Form, new: Form) -> None:
+    """Into the new form, the values the person changed in the previous one, where the cell's literal
+    is the same as when that form was built (a changed literal is the person's newer choice)."""
+    for k, old in previous.widgets.items():
+        if k not in new.widgets or k not in previous.initial or old.value == previous.initial[k]:
+            continue
+        if not _same(previous.defaults.get(k), new.defaults.get(k)):
+            new.replaced[k] = old.value
+            continue
+        try:
+            new.widgets[k].value = old.value
+        except Exception:  # noqa: BLE001 - e.g. a dropdown whose options changed: the cell's value stands
+            continue
+        new.kept[k] = old.value
 
 
 def parameter_names(notebook: str) -> list[str] | None:
@@ -147,7 +229,8 @@ def form(namespace: dict[str, Any], notebook: str, choices: dict[str, list[Any]]
     (pass `globals()`): the names come from the notebook's own `parameters` cell, so the values
     papermill injected (or the user edited) are what the form starts from; each tooltip is that
     parameter's comment in the cell (the one place tooltips live). choices adds run-time lists (e.g.
-    the boards found)."""
+    the boards found). Built again in the same interactive kernel (Run All), a field the person changed
+    in the previous form keeps that value while the cell's literal is unchanged (see carry_edits)."""
     names = parameter_names(notebook)
     if names is None:  # a copied notebook outside notebooks/: take the plain literals given
         names = [k for k, v in namespace.items() if not k.startswith("_") and isinstance(v, (bool, int, float, str, list, tuple, dict, type(None)))]
@@ -162,6 +245,12 @@ def form(namespace: dict[str, Any], notebook: str, choices: dict[str, list[Any]]
         f.widgets = {k: _widget_for(k, v, choices.get(k), tips.get(k, "")) for k, v in params.items()}
     except ImportError:  # ipywidgets missing: values() still works from the literals
         f.widgets = {}
+    f.initial = {k: wdg.value for k, wdg in f.widgets.items()}
+    if headless():
+        return f
+    if notebook in _LAST:
+        carry_edits(_LAST[notebook], f)
+    _LAST[notebook] = f
     return f
 
 

@@ -27,6 +27,17 @@ def pytest_collection_finish(session) -> None:
         session.config.stash[RESOLVING] = {version: start(version) for version in ("3.10", "3.12")}
 
 
+@pytest.fixture(autouse=True)
+def _fresh_forms():
+    """Each test starts as a new kernel would: no parameter form remembered from an earlier test."""
+    import sys
+
+    widgets = sys.modules.get("helpers.widgets")
+    if widgets is not None:
+        widgets._LAST.clear()
+    yield
+
+
 @pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory) -> Path:
     """A 3-class conv net on 16x16 RGB, exported by torch to ONNX opset 12."""

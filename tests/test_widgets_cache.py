@@ -201,3 +201,80 @@ def test_cached_recomputes_over_a_record_without_result(tmp_path):
     old.check()
     old.done(kind="onnx")  # the older Step API: summary values, no "result"
     assert cache.cached(run, "v", {"x": 1}, compute=lambda: {"kind": "onnx"}) == {"kind": "onnx"}
+
+
+# ----------------------------------------------------------------------------- Run All keeps the person's edits
+
+def run_all(ns: dict, notebook: str = "not_a_notebook_in_the_series"):
+    """What JupyterLab's Run All does to the form: the parameters cell runs again (ns holds its literals) and
+    the form cell builds a new form in the same kernel."""
+    return widgets.form(dict(ns), notebook)
+
+
+def test_run_all_keeps_edited_values_and_reset_restores_the_cell(tmp_path, capsys):
+    cell = {"run_dir": str(tmp_path / "run"), "calib_images": 50, "target_platform": "rk3566", "grid": ["normal"]}
+    first = run_all(cell)
+    first.widgets["calib_images"].value = 120
+    first.widgets["target_platform"].value = "rk3588"
+    first.widgets["grid"].value = "['mmse']"
+
+    second = run_all(cell)
+    assert second.values(record=False) == {**cell, "calib_images": 120, "target_platform": "rk3588", "grid": ["mmse"]}
+    assert set(second.kept) == {"calib_images", "target_platform", "grid"}
+    line = second.note()
+    assert "calib_images=120 (cell: 50)" in line and "target_platform='rk3588'" in line and "Reset" in line
+    second.values()  # printed with the table, so a static report says it too
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("Kept from the form before this re-run: calib_images=120")
+
+    third = run_all(cell)  # a second Run All keeps them still
+    assert third.values(record=False)["calib_images"] == 120
+
+    third.reset()  # the button
+    assert third.values(record=False) == cell and third.note() == ""
+    assert run_all(cell).values(record=False) == cell, "after a reset, Run All takes the cell's values"
+
+
+def test_run_all_takes_a_changed_cell_literal_over_an_older_form_edit(tmp_path):
+    cell = {"run_dir": str(tmp_path / "run"), "calib_images": 50, "batch": 4}
+    first = run_all(cell)
+    first.widgets["calib_images"].value = 120
+    first.widgets["batch"].value = 8
+    second = run_all({**cell, "calib_images": 70})  # the person edited the cell text itself
+    assert second.values(record=False) == {**cell, "calib_images": 70, "batch": 8}
+    assert "calib_images=70 (your form value 120 was replaced)" in second.note()
+
+
+def test_unedited_fields_follow_the_cell_and_forms_are_per_notebook(tmp_path):
+    cell = {"run_dir": str(tmp_path / "run"), "calib_images": 50}
+    run_all(cell, "a_notebook").widgets["calib_images"].value = 9
+    assert run_all(cell, "another_notebook").values(record=False) == cell
+    assert run_all(cell, "a_notebook").values(record=False)["calib_images"] == 9
+
+
+def test_headless_kernel_keeps_nothing_injected_values_stand(tmp_path, monkeypatch):
+    """Under the runner (papermill), each form shows exactly what the namespace holds: the injected values."""
+    monkeypatch.setenv(widgets.HEADLESS_ENV, "1")
+    cell = {"run_dir": str(tmp_path / "run"), "calib_images": 50}
+    first = run_all(cell)
+    first.widgets["calib_images"].value = 120
+    injected = {**cell, "calib_images": 8}
+    assert run_all(injected).values(record=False) == injected
+    assert run_all(cell).values(record=False) == cell and run_all(cell).note() == ""
+
+
+@pytest.mark.slow
+def test_under_the_runner_injected_values_stand_even_after_an_edit(tmp_path):
+    """A real papermill execution in the runner's kernel: a second form built after an edit shows the
+    injected value, not the edit (the form is not interactive there)."""
+    from helpers import report
+    from test_runner import write_notebook
+
+    nb = tmp_path / "toy.ipynb"
+    code = ("import os\nfrom helpers import widgets\nns = {'run_dir': run_dir, 'calib_images': calib_images}\n"
+            "widgets.form(ns, 'toy').widgets['calib_images'].value = 99\n"
+            "again = widgets.form(ns, 'toy').values(record=False)['calib_images']\n"
+            "seen = (os.environ.get('WORKBOOK_HEADLESS'), again)\nassert seen == ('1', 8), seen")
+    write_notebook(nb, [("params", 'run_dir = "x"\ncalib_images = 50'), ("code", code)])
+    out = report.execute(nb, tmp_path / "run", {"calib_images": 8})
+    assert json.loads(out.read_text())["metadata"]["papermill"]["parameters"]["calib_images"] == 8
