@@ -6,7 +6,9 @@ what depends on it (inputs are hashed by content, so an unchanged upstream artif
 notebook cell makes. The key holds the parameters (minus location and timings), the inputs' contents
 (JSON without keys ending in "seconds"; a calibration list together with every image it names) and
 the installed toolkit version. A step's record is deleted the moment it starts recomputing, so an
-interrupted run can never be mistaken for a finished one.
+interrupted run can never be mistaken for a finished one. The record also holds a content stamp of each
+output that matters (models, JSON/CSV records: helpers.stamps), so an output rewritten in place, even with
+its size and mtime kept, is recomputed.
 """
 from __future__ import annotations
 
@@ -17,12 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
+from . import stamps
 from .paths import Run, write_json_atomic
 
 T = TypeVar("T")
 
 # Parameters that name where things go, not what is computed.
 IGNORED_PARAMS = {"run_dir"}
+# Reasons to recompute that are expected (a first run, a change): not announced.
+QUIET = {"never ran", "its record is unreadable", "inputs or parameters changed"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".npy"}
 
 
@@ -142,14 +147,28 @@ class Step:
 
     @property
     def fresh(self) -> bool:
-        """True when the recorded key matches and every output still exists."""
+        """True when the recorded key matches, every output still exists and holds what was recorded."""
+        return self.stale() is None
+
+    def stale(self) -> str | None:
+        """None when the step can be reused; else why not (no record, key changed, an output missing or
+        changed in place). A record written before content stamps existed is checked as before."""
         if not self.record_path.exists():
-            return False
+            return "never ran"
         try:
             record = json.loads(self.record_path.read_text())
         except json.JSONDecodeError:
-            return False
-        return record.get("key") == self.key and all(Path(p).exists() for p in self.outputs)
+            return "its record is unreadable"
+        if record.get("key") != self.key:
+            return "inputs or parameters changed"
+        missing = [Path(p).name for p in self.outputs if not Path(p).exists()]
+        if missing:
+            return f"{', '.join(missing)} is missing"
+        for rel, recorded in (record.get("stamps") or {}).items():
+            why = stamps.differs(self.run.resolve(rel), recorded)
+            if why:
+                return f"{rel} {why}"
+        return None
 
     @property
     def record(self) -> dict[str, Any]:
@@ -165,13 +184,17 @@ class Step:
         self._started = time.perf_counter()
 
     def check(self) -> bool:
-        """`fresh`, announced in one line; when not fresh the step is started (its record deleted)."""
-        if self.fresh:
+        """`fresh`, announced in one line; when not fresh the step is started (its record deleted). An
+        output changed in place is said too (it is not what this step wrote)."""
+        why = self.stale()
+        if why is None:
             rec = self.record
             print(f"[cache] {self.name}: inputs and parameters unchanged since {rec.get('finished', '?')}; "
                   f"reusing {', '.join(Path(p).name for p in self.outputs) or 'its results'} "
                   f"(to recompute, delete .cache/{self.record_path.name} in the run folder).")
             return True
+        if why not in QUIET:  # the key matched, yet an output is not what this step wrote
+            print(f"[cache] {self.name}: {why}; recomputing.")
         self.start()
         return False
 
@@ -183,6 +206,7 @@ class Step:
         rec = {
             "key": self.key,
             "outputs": [str(p) for p in self.outputs],
+            "stamps": {self.run.relative(f): stamps.stamp(f) for f in stamps.files_under(self.outputs)},
             "seconds": round(time.perf_counter() - self._started, 3),
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
             **summary,

@@ -104,6 +104,10 @@ def plan_reuse(steps: list[tuple[Path, dict[str, Any]]], root: Path, enabled: bo
     return planned
 
 
+# Reasons to run that need no line of their own (a first run, --rerun, the chain after a notebook that runs).
+UNSAID = {"never ran here", "--rerun", "an earlier notebook runs"}
+
+
 def run_series(config: dict[str, Any], run_dir: str | Path, only: str | list[str] | None = None,
                progress: bool = True, render: bool = True, log=print, prewarm: bool = True,
                reuse_runs: bool = True) -> SeriesResult:
@@ -138,6 +142,8 @@ def run_series(config: dict[str, Any], run_dir: str | Path, only: str | list[str
                 if render and not report_is_current(root, name):
                     renders.append(renderer.submit(summary.render_notebook, root / "executed" / nb.name, root / "report"))
                 continue
+            if step.decision.why not in UNSAID:
+                log(f"{name:<26} runs again: {step.decision.why}")
             current, kernel = kernel, None
             before = reuse.listing(root)
             reuse.forget(root, name)

@@ -5,7 +5,9 @@ modules it imports (and theirs, transitively), the versions of the toolkit and t
 results it keeps, the files its path parameters name, and the keys of the notebooks before it (their
 outputs are its inputs). After a successful run the runner records the key and the files the notebook
 wrote; a later run with the same key, the executed notebook and those files unchanged, reuses them
-without starting a kernel.
+without starting a kernel. "Unchanged" is size and mtime for every file, and content (a sha256 recorded
+when written, helpers.stamps) for the models and records: a model rewritten in place with its size and
+mtime kept is not reused.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from . import stamps
 from .paths import REPO, write_json_atomic
 
 HELPERS = Path(__file__).resolve().parent
@@ -180,6 +183,10 @@ def decide(root: Path, name: str, key: str) -> Decision:
     for rel, stat in (rec.get("outputs") or {}).items():
         if tuple(now.get(rel, ())) != tuple(stat):
             return Decision(key, False, f"{rel} changed or is missing")
+    for rel, recorded in (rec.get("hashes") or {}).items():
+        why = stamps.differs(root / rel, recorded)
+        if why:
+            return Decision(key, False, f"{rel} {why}")
     return Decision(key, True, "unchanged", str(rec.get("finished", "?")))
 
 
@@ -190,11 +197,14 @@ def record(root: Path, name: str, key: str, before: dict[str, tuple[int, int]]) 
     previous = (data.get(name) or {}).get("outputs") or {}
     outputs = {rel: after[rel] for rel in previous if rel in after}
     outputs.update(changed(before, after))
+    old = (data.get(name) or {}).get("hashes") or {}
+    hashes = {rel: stamps.refresh(root / rel, old.get(rel)) for rel in outputs if stamps.matters(rel)}
     # A file a later notebook rewrites belongs to that one: drop it from the earlier records.
     for other, rec in data.items():
         if other != name and isinstance(rec, dict):
             rec["outputs"] = {k: v for k, v in (rec.get("outputs") or {}).items() if k not in outputs or other > name}
-    data[name] = {"key": key, "outputs": outputs, "finished": stamp()}
+            rec["hashes"] = {k: v for k, v in (rec.get("hashes") or {}).items() if k in rec["outputs"]}
+    data[name] = {"key": key, "outputs": outputs, "hashes": hashes, "finished": stamp()}
     write_json_atomic(root / "executed" / RECORDS, data)
 
 

@@ -12,6 +12,7 @@ import pytest
 from helpers import cli, report, reuse
 from helpers.paths import REPO
 
+from fault_support import corrupt_in_place
 from test_runner import run_cli, write_notebook
 
 PARAMS = ('run_dir = "outputs/sample"\nwhat = "a"', 'run_dir = "outputs/sample"\nextra = 0')
@@ -173,3 +174,62 @@ def test_a_board_notebook_key_follows_the_device_named(monkeypatch):
     monkeypatch.setenv("RKNN_DEVICE_ID", "abc123")
     assert reuse.notebook_key(nb, {}, [], [], board=True) != key
     assert reuse.notebook_key(nb, {}, [], [], board=False) == reuse.notebook_key(nb, {}, [], [], board=False)
+
+
+# ----------------------------------------------------------------------------- content, not only size and time
+
+def fake_series_run(root: Path) -> str:
+    """What the runner records after a notebook that wrote a model and its record: returns the key."""
+    before = reuse.listing(root)
+    (root / "rknn").mkdir(parents=True)
+    (root / "rknn" / "model.rknn").write_bytes(bytes(range(256)) * 64)
+    (root / "rknn" / "convert.json").write_text('{"target_platform": "rk3566"}')
+    (root / "executed").mkdir()
+    (root / "executed" / "20_convert.ipynb").write_text("{}")
+    reuse.record(root, "20_convert", "k", before)
+    return "k"
+
+
+@pytest.mark.parametrize("victim", ["rknn/model.rknn", "rknn/convert.json"])
+def test_a_file_corrupted_in_place_with_size_and_mtime_kept_is_not_reused(tmp_path, victim):
+    root = tmp_path / "run"
+    key = fake_series_run(root)
+    assert reuse.decide(root, "20_convert", key).reuse
+    corrupt_in_place(root / victim)
+    decision = reuse.decide(root, "20_convert", key)
+    assert not decision.reuse
+    assert decision.why.startswith(f"{victim} content changed"), decision.why
+
+
+def test_the_runner_says_why_a_notebook_runs_again(tmp_path, toy):
+    root = tmp_path / "run"
+    fake = root / "executed"
+    fake.mkdir(parents=True)
+    (fake / "01_first.ipynb").write_text("{}")
+    (root / "one.json").write_text('{"token": 1}')
+    planned = cli.plan_reuse(cli.plan({}, "01"), root)
+    reuse.record(root, "01_first", planned[0].decision.key, {})
+    assert cli.plan_reuse(cli.plan({}, "01"), root)[0].decision.reuse
+    corrupt_in_place(root / "one.json")
+    lines: list[str] = []
+    res = cli.run_series({}, root, only="01", progress=False, render=False, log=lines.append, prewarm=False)
+    assert res.ok and res.reused == []
+    assert any(ln.startswith("01_first") and "runs again: one.json content changed" in ln for ln in lines), lines
+
+
+def test_stat_proves_an_old_unchanged_file_without_hashing_it(tmp_path, monkeypatch):
+    from helpers import stamps
+
+    f = tmp_path / "model.rknn"
+    f.write_bytes(b"x" * 1000)
+    recorded = stamps.stamp(f)
+    hashed: list[Path] = []
+    real = stamps.sha256
+    monkeypatch.setattr(stamps, "sha256", lambda p: hashed.append(Path(p)) or real(p))
+    assert stamps.differs(f, recorded) is None and hashed == [f], "just stamped: within the racy margin, hashed"
+    old = {**recorded, "at_ns": recorded["at_ns"] + 2 * stamps.RACY_NS}  # as if stamped well after the last change
+    hashed.clear()
+    assert stamps.differs(f, old) is None and hashed == [], "stat alone proves an old file unchanged"
+    assert stamps.refresh(f, old) is old
+    corrupt_in_place(f)  # os.utime moves the ctime: hashed again, and caught
+    assert stamps.differs(f, old).startswith("content changed") and hashed == [f]

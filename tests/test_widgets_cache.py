@@ -278,3 +278,22 @@ def test_under_the_runner_injected_values_stand_even_after_an_edit(tmp_path):
     write_notebook(nb, [("params", 'run_dir = "x"\ncalib_images = 50'), ("code", code)])
     out = report.execute(nb, tmp_path / "run", {"calib_images": 8})
     assert json.loads(out.read_text())["metadata"]["papermill"]["parameters"]["calib_images"] == 8
+
+
+def test_step_output_corrupted_in_place_is_recomputed_and_said(tmp_path, capsys):
+    from fault_support import corrupt_in_place
+
+    run = Run.at(tmp_path / "run")
+    model, log = run.rknn / "model.rknn", run.logs / "build.log"
+    model.write_bytes(bytes(range(256)) * 16)
+    log.write_text("a toolkit log: not stamped")
+    step = cache.Step(run, "20_convert", {"a": 1}, outputs=[model, log])
+    step.done()
+    assert set(step.record["stamps"]) == {"rknn/model.rknn"}, "stamped by run-relative name: a moved run stays warm"
+    assert cache.Step(run, "20_convert", {"a": 1}, outputs=[model, log]).check()
+    corrupt_in_place(model)
+    capsys.readouterr()
+    again = cache.Step(run, "20_convert", {"a": 1}, outputs=[model, log])
+    assert not again.check()
+    assert "[cache] 20_convert: rknn/model.rknn content changed" in capsys.readouterr().out
+    assert not again.record_path.exists(), "the stale record is gone before recomputing"
