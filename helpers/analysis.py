@@ -479,10 +479,12 @@ def small_calibration(dataset: Path, n: int, out_file: Path) -> Path:
     calibration, so the quantization error is large enough to see and to repair)."""
     from .data import write_calibration_list
 
-    lines = [ln.strip() for ln in Path(dataset).read_text().splitlines() if ln.strip()]
+    from .lists import read_image_list
+
+    images = read_image_list(dataset)  # relative lines are from the list's folder, as the toolkit reads them
     if n < 1:
         raise WorkbookError(f"calib_images={n} would leave no calibration image; use 0 for the full list or n >= 1.")
-    return write_calibration_list([Path(p) for p in lines[:n]], out_file)
+    return write_calibration_list(images[:n], out_file)
 
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> Path:

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from .errors import WorkbookError
+from .lists import write_image_list
 from .paths import SAMPLE_DATA
 from .preprocess import IMAGE_SUFFIXES, list_images, match_channels, read_image, read_rgb  # noqa: F401 (read_rgb: used as data.read_rgb)
 
@@ -161,8 +162,8 @@ def read_labels(data_dir: str | Path, classes: list[str]) -> list[str]:
 
 
 def write_calibration_list(images: list[Path] | LabelledImages, out_file: str | Path, size: int | None = None) -> Path:
-    """Write a toolkit dataset list with one absolute image path per line (never relative: the
-    toolkit resolves relative lines against the list file's own folder, not the working directory).
+    """Write a toolkit dataset list with one image per line, atomically: the absolute path, or where a path
+    has spaces or non-ASCII characters a plain name relative to the list's folder (helpers.lists).
     Detection images (letterbox) with a size are written letterboxed to <list>_images/ and listed from there,
     so calibration sees what inference sees (the toolkit would stretch them)."""
     paths = images.paths if isinstance(images, LabelledImages) else [Path(p) for p in images]
@@ -178,11 +179,7 @@ def write_calibration_list(images: list[Path] | LabelledImages, out_file: str | 
     if broken:
         raise WorkbookError(f"Calibration image {broken[0]} cannot be decoded as an image ({len(broken)} such file(s)); "
                             "replace or remove it from the calibration images.")
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_name(out_file.name + ".tmp")
-    tmp.write_text("".join(f"{Path(p).resolve()}\n" for p in paths))
-    tmp.replace(out_file)
-    return out_file
+    return write_image_list(paths, out_file)
 
 
 def write_letterboxed(images: LabelledImages, folder: Path, size: int) -> list[Path]:
