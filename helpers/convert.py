@@ -456,8 +456,8 @@ def check_dataset(dataset: Path | None, cfg: ConvertConfig) -> Path | None:
     for ln in lines:
         whole = Path(ln) if Path(ln).is_absolute() else dataset.parent / ln
         if len(ln.split()) > 1 and whole.is_file():
-            raise WorkbookError(f"Calibration list {dataset} names {whole}, whose path has a space the toolkit splits on; "
-                                "write the list with helpers.data.write_calibration_list (it links such images under plain names).")
+            raise WorkbookError(f"Calibration list {dataset} names {whole}, whose path has a space the toolkit splits on; write "
+                                "the list with helpers.data.write_calibration_list (it links such images under plain names).")
         for item in ln.split():
             p = Path(item) if Path(item).is_absolute() else dataset.parent / item  # the toolkit's own rule
             if not p.is_file():

@@ -74,7 +74,7 @@ def test_the_toolkit_builds_analyses_and_runs_hybrid_step1_from_spaced_folders(s
         rk.load_onnx(model=str(onnx))
         with pytest.raises(RknnError, match="Unsupport file .*/data!"):
             rk.build(**cfg.build_kwargs(raw))
-    with pytest.raises(WorkbookError, match=r"names .*img 0ü\.png, whose path has a space the toolkit splits on; write the list with"):
+    with pytest.raises(WorkbookError, match=r"names .*img 0ü\.png, whose path has a space the toolkit splits on; write the"):
         convert.convert(onnx, cfg, raw, run / "rknn" / "raw.rknn", run / "logs" / "raw.log", 16)
 
     dataset = write_calibration_list(images, run / "rknn" / "calibration.txt")
