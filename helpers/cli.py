@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import cluster, report, reuse, summary, sweep
+from . import cluster, leftovers, report, reuse, summary, sweep
 from .errors import WorkbookError
 from .paths import DEFAULT_RUN, OUTPUTS, REPO, Run, write_text_atomic
 
@@ -122,6 +122,7 @@ def run_series(config: dict[str, Any], run_dir: str | Path, only: str | list[str
 
     steps = plan(config, only)
     root = Run.at(check_run_dir(run_dir)).root
+    leftovers.remove_temporaries(root)  # half-written files of a run that was killed (nothing could clean up then)
     planned = plan_reuse(steps, root, reuse_runs)
     result = SeriesResult(root)
     started = time.perf_counter()
@@ -145,25 +146,26 @@ def run_series(config: dict[str, Any], run_dir: str | Path, only: str | list[str
             if step.decision.why not in UNSAID:
                 log(f"{name:<26} runs again: {step.decision.why}")
             current, kernel = kernel, None
-            before = reuse.listing(root)
-            reuse.forget(root, name)
             try:
+                before = reuse.listing(root)
+                reuse.forget(root, name)
                 later = to_run[to_run.index(step) + 1:]
                 if prewarm and later:
                     kernel = report.Prewarmed(later[0].notebook, log=klog)
                 report.execute(nb, root, step.params, progress={"desc": f"{name:<26}", "leave": True} if progress else False,
                                kernel=current)
-            except KeyboardInterrupt:
+                reuse.record(root, name, step.decision.key, before)
+                reuse.write_status(root, name, "ran", time.perf_counter() - t0)
+            except KeyboardInterrupt as exc:
+                stopped(root, name, "interrupted", time.perf_counter() - t0, exc)
                 raise
-            except Exception as exc:  # papermill's execution error, a dead kernel, ...
+            except Exception as exc:  # papermill's execution error, a dead kernel, a full disk, ...
                 result.failed = name
                 result.failure = report.describe_failure(name, exc, root / "executed" / nb.name)
-                reuse.write_status(root, name, "failed", time.perf_counter() - t0)
+                stopped(root, name, "failed", time.perf_counter() - t0, exc)
                 if not progress:
                     log(f"{name} FAILED after {time.perf_counter() - t0:.1f} s")
                 break
-            reuse.record(root, name, step.decision.key, before)
-            reuse.write_status(root, name, "ran", time.perf_counter() - t0)
             result.done.append(name)
             if render:
                 renders.append(renderer.submit(summary.render_notebook, root / "executed" / nb.name, root / "report"))
@@ -185,6 +187,18 @@ def run_series(config: dict[str, Any], run_dir: str | Path, only: str | list[str
                 summary.render_notebook(root / "executed" / f"{result.failed}.ipynb", root / "report")
         result.index = summary.write_index(root)
     return result
+
+
+def stopped(root: Path, name: str, how: str, seconds: float, exc: BaseException) -> None:
+    """A notebook failed or was interrupted: remove the temporary files it left, then say so in status.json
+    (when even that cannot be written, e.g. a full disk, status.json is removed rather than left saying it ran)."""
+    leftovers.remove_temporaries(root)
+    try:
+        reuse.write_status(root, name, how, seconds, error=report.failure_line(exc))
+    except OSError:
+        leftovers.remove_temporaries(root)
+        with contextlib.suppress(OSError):
+            (root / "executed" / reuse.STATUS).unlink(missing_ok=True)
 
 
 def report_is_current(root: Path, name: str) -> bool:

@@ -10,6 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from . import leftovers
 from .errors import WorkbookError, strip_ansi
 from .paths import HEADLESS_ENV, KERNEL_NAME, REPO, Run
 
@@ -29,6 +30,7 @@ def notebook_name(path: Path) -> str:
 def execute(notebook: Path, run_dir: str | Path, params: dict[str, Any] | None = None,
             progress: bool | dict[str, Any] = False, kernel: "Prewarmed | None" = None) -> Path:
     """Run one notebook with papermill into <run>/executed/, parameters injected; returns the output path.
+    It is written as <name>.partial.ipynb and renamed; after a failure it is kept only when whole.
 
     progress: True for papermill's cell bar, or a dict of tqdm options (e.g. {"desc": "20_convert"}).
     kernel: a Prewarmed kernel to run in (one is started here otherwise); it is shut down after. The
@@ -41,18 +43,25 @@ def execute(notebook: Path, run_dir: str | Path, params: dict[str, Any] | None =
     out = run.sub("executed") / Path(notebook).name
     if not Path(notebook).exists():
         raise WorkbookError(f"Notebook {notebook} does not exist; choose one of {[p.name for p in notebooks()]}.")
+    # papermill writes the notebook as it goes: under a temporary name, renamed when whole (see leftovers).
+    partial = out.with_name(out.stem + ".partial.ipynb")
+    partial.unlink(missing_ok=True)
     if kernel is None:
         kernel = Prewarmed(notebook, preload=False, log=kernel_log(run.root))
     km = kernel.manager()
     try:
         pm.execute_notebook(
-            str(notebook), str(out),
+            str(notebook), str(partial),
             parameters={**(params or {}), "run_dir": str(run.root)},
             kernel_name=KERNEL_NAME, cwd=str(NOTEBOOKS), progress_bar=progress, log_output=False,
             **({"km": km} if km is not None else {}),
         )
+    except BaseException:
+        leftovers.settle_notebook(partial, out)
+        raise
     finally:
         kernel.shutdown()
+    partial.replace(out)
     return out
 
 
@@ -318,6 +327,18 @@ def dead_kernel_details(executed: Path | None) -> list[str]:
                                    f"out of memory; {ADVICE}")
     lines.append(f"  likely cause: {cause}")
     return lines
+
+
+def failure_line(exc: BaseException) -> str:
+    """The failure in one line for status.json: the cell's exception, a dead kernel, or the runner's own error."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C or a stop request) while it ran"
+    if type(exc).__name__ == "DeadKernelError":
+        return "its kernel (Python process) died; see the run's failure block or executed/kernels.log"
+    ename = getattr(exc, "ename", None)
+    text = strip_ansi(str(getattr(exc, "evalue", "") if ename is not None else exc)).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{ename or type(exc).__name__}: {first}"[:500]
 
 
 def describe_failure(name: str, exc: BaseException, executed: Path | None = None) -> str:

@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import stamps
+from . import leftovers, stamps
 from .paths import REPO, write_json_atomic
 
 HELPERS = Path(__file__).resolve().parent
@@ -141,7 +141,7 @@ def listing(root: Path) -> dict[str, tuple[int, int]]:
         return out
     for p in root.rglob("*"):
         rel = p.relative_to(root)
-        if rel.parts[0] in NOT_OUTPUTS or p.name.endswith(".tmp") or not p.is_file():
+        if rel.parts[0] in NOT_OUTPUTS or leftovers.is_temporary(p.name) or not p.is_file():
             continue
         st = p.stat()
         out[rel.as_posix()] = (st.st_size, int(st.st_mtime))
@@ -225,13 +225,14 @@ def stamp() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def write_status(root: Path, name: str, how: str, seconds: float) -> None:
-    """<run>/executed/status.json: {notebook: {how: ran|reused|failed, seconds, finished}}, atomically."""
+def write_status(root: Path, name: str, how: str, seconds: float, error: str = "") -> None:
+    """<run>/executed/status.json: {notebook: {how: ran|reused|failed|interrupted, seconds, finished[, error]}},
+    atomically; error says in one line what failed."""
     path = root / "executed" / STATUS
     try:
         data = json.loads(path.read_text())
         data = data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         data = {}
-    data[name] = {"how": how, "seconds": round(float(seconds), 3), "finished": stamp()}
+    data[name] = {"how": how, "seconds": round(float(seconds), 3), "finished": stamp(), **({"error": error} if error else {})}
     write_json_atomic(path, data)

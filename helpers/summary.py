@@ -516,8 +516,14 @@ def status_of(run_root: Path, notebook: Path) -> NotebookStatus:
 
     name = notebook_name(notebook)
     path = Path(run_root) / "executed" / f"{name}.ipynb"
-    if not path.exists():
+    runner = runner_status(run_root).get(name)
+    runner = runner if isinstance(runner, dict) else {}
+    how, seconds = str(runner.get("how", "")), number(runner.get("seconds"))
+    stopped = how in ("failed", "interrupted")  # the runner's word when the notebook itself cannot say it
+    if not path.exists() and not stopped:
         return NotebookStatus(name, "not run")
+    if not path.exists():
+        return NotebookStatus(name, "failed", seconds, str(runner.get("error") or how), how=how)
     try:
         nb = nbformat.read(str(path), as_version=4)
     except Exception as exc:  # a half-written or corrupt file is reported, not raised
@@ -530,11 +536,10 @@ def status_of(run_root: Path, notebook: Path) -> NotebookStatus:
                 error = f"{out.get('ename')}: {strip_ansi(str(out.get('evalue', '')))}"
             elif out.get("output_type") == "stream":
                 reused += [m for m in _CACHE_LINE.findall(str(out.get("text", ""))) if m not in reused]
-    runner = runner_status(run_root).get(name)
-    runner = runner if isinstance(runner, dict) else {}
-    how, seconds = str(runner.get("how", "")), number(runner.get("seconds"))
     if meta.get("exception") or error:
         return NotebookStatus(name, "failed", meta.get("duration"), error or "stopped with an exception", how="failed")
+    if stopped:
+        return NotebookStatus(name, "failed", seconds, str(runner.get("error") or how), how=how)
     if not meta.get("end_time"):
         return NotebookStatus(name, "not run", error="started but did not finish")
     return NotebookStatus(name, "ok", seconds if seconds is not None else meta.get("duration"), how=how or "ran", reused=reused,
