@@ -192,11 +192,10 @@ def run_series(config: dict[str, Any], run_dir: str | Path, only: str | list[str
 def stopped(root: Path, name: str, how: str, seconds: float, exc: BaseException) -> None:
     """A notebook failed or was interrupted: remove the temporary files it left, then say so in status.json
     (when even that cannot be written, e.g. a full disk, status.json is removed rather than left saying it ran)."""
-    leftovers.remove_temporaries(root)
+    leftovers.remove_temporaries(root, skip=("report",))  # the renderer may be writing there right now
     try:
         reuse.write_status(root, name, how, seconds, error=report.failure_line(exc))
     except OSError:
-        leftovers.remove_temporaries(root)
         with contextlib.suppress(OSError):
             (root / "executed" / reuse.STATUS).unlink(missing_ok=True)
 

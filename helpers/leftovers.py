@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -18,24 +19,32 @@ def is_temporary(name: str) -> bool:
     return name.endswith((".tmp", ".partial")) or ".partial." in name
 
 
-def remove_temporaries(root: str | Path) -> list[str]:
-    """Delete every temporary file or folder below root (links are removed, never followed); returns the
-    run-relative names removed."""
+def remove_temporaries(root: str | Path, skip: tuple[str, ...] = ()) -> list[str]:
+    """Delete every temporary file or folder below root and return their run-relative names. Links are
+    removed, never followed; the top-level folders named in skip (e.g. "report" while it is being rendered)
+    and run folders nested inside root (their own runner owns them) are left alone."""
     root = Path(root)
-    if not root.is_dir():
-        return []
-    found = sorted((p for p in root.rglob("*") if is_temporary(p.name)), key=lambda p: len(p.parts))
     removed: list[str] = []
-    for path in found:
-        if any(Path(r) in path.parents for r in removed):  # inside a folder already removed
-            continue
-        with contextlib.suppress(OSError):
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            elif path.exists() or path.is_symlink():
-                path.unlink()
-            removed.append(str(path))
-    return [Path(r).relative_to(root).as_posix() for r in removed]
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        keep = []
+        for name in dirs:
+            path = here / name
+            if (here == root and name in skip) or (path / "executed").is_dir():
+                continue
+            if is_temporary(name) and not path.is_symlink():
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(path)
+                    removed.append(path.relative_to(root).as_posix())
+                continue
+            keep.append(name)
+        dirs[:] = keep
+        for name in files:
+            if is_temporary(name):
+                with contextlib.suppress(OSError):
+                    (here / name).unlink()
+                    removed.append((here / name).relative_to(root).as_posix())
+    return sorted(removed)
 
 
 def whole_notebook(path: Path) -> bool:
