@@ -194,7 +194,7 @@ class Step:
                   f"(to recompute, delete .cache/{self.record_path.name} in the run folder).")
             return True
         if why not in QUIET:  # the key matched, yet an output is not what this step wrote
-            print(f"[cache] {self.name}: {why}; recomputing.")
+            print(f"[cache] {self.name} recomputes: {why}.")  # not "name:", which the index reads as a reuse
         self.start()
         return False
 
