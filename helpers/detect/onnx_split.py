@@ -213,15 +213,22 @@ def check_split(original: str | Path, split: str | Path, pixels: np.ndarray, tol
 def split_user_onnx(src: Path, model_dir: Path, images: Sequence[Path], imgsz: int) -> dict[str, Any]:
     """Notebook 10 for an ultralytics ONNX detector: model_stock.onnx (the file as given), model_split.onnx (its head
     split) checked against it in FP32 on the images (letterboxed); returns the check's figures."""
-    import shutil
-
     from .simulate import load_letterboxed
 
+    import onnx
+
     stock, split = model_dir / "model_stock.onnx", model_dir / "model_split.onnx"
+    info = split_onnx(src, split, imgsz)
+    model = onnx.load(str(src))
+    meta = {p.key: p.value for p in model.metadata_props}
+    meta |= {"task": "detect", "head": "stock", "imgsz": str(info["imgsz"]), "names": json.dumps(_names(meta))}
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
     tmp = stock.with_name("model_stock.partial.onnx")
-    shutil.copyfile(src, tmp)
+    onnx.save(model, str(tmp))
     tmp.replace(stock)
-    info = split_onnx(stock, split, imgsz)
     if images:
         pixels = np.stack(load_letterboxed(list(images), info["imgsz"])[0])
     else:  # no images to hand: a fixed random batch still exercises every anchor
