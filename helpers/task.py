@@ -99,7 +99,8 @@ def resolve_task(model: str | Path, task: str = "") -> str:
 
         return task_of(check_model_path(model)) or "classify"
     if task not in TASKS:
-        raise WorkbookError(f"task={task!r} is not a task of this workbook; use one of {', '.join(TASKS)}, or leave it empty for the model's own.")
+        raise WorkbookError(f"task={task!r} is not a task of this workbook; use one of {', '.join(TASKS)}, "
+                            "or leave it empty for the model's own.")
     if not str(model).strip():
         return task
     from .models import check_model_path
@@ -125,7 +126,8 @@ def model_imgsz(model_path: str | Path) -> tuple[int | None, bool]:
         dims = [d.dim_value if d.HasField("dim_value") else 0 for d in inputs[0].type.tensor_type.shape.dim] if inputs else []
         if len(dims) == 4 and dims[2] > 0 and dims[3] > 0:
             if dims[2] != dims[3]:
-                raise WorkbookError(f"Model {path} has a {dims[2]}x{dims[3]} input; this workbook handles square inputs only, so re-export it square.")
+                raise WorkbookError(f"Model {path} has a {dims[2]}x{dims[3]} input; this workbook handles square inputs only, "
+                                    "so re-export it square.")
             return dims[2], True
         raw = {p.key: p.value for p in model.metadata_props}.get("imgsz")
         if raw:
@@ -154,12 +156,14 @@ def resolve_imgsz(model: str | Path, imgsz: int = 0) -> int:
     path = check_model_path(model)
     size, fixed = model_imgsz(path)
     if imgsz and fixed and size and imgsz != size:
-        raise WorkbookError(f"imgsz={imgsz} conflicts with model {path}, whose input is fixed at {size}x{size}; set imgsz: {size} or leave it 0.")
+        raise WorkbookError(f"imgsz={imgsz} conflicts with model {path}, whose input is fixed at {size}x{size}; "
+                            f"set imgsz: {size} or leave it 0.")
     if imgsz:
         return imgsz
     if size:
         return size
-    raise WorkbookError(f"Model {path} does not state its input size (a dynamic ONNX or a plain TorchScript); set imgsz to the size it was trained at.")
+    raise WorkbookError(f"Model {path} does not state its input size (a dynamic ONNX or a plain TorchScript); "
+                        "set imgsz to the size it was trained at.")
 
 
 def fit_norm(values, channels: int, name: str = "mean_values") -> list[float]:  # noqa: ANN001 (a list of numbers)
@@ -170,7 +174,8 @@ def fit_norm(values, channels: int, name: str = "mean_values") -> list[float]:  
         return vals
     if len(set(vals)) == 1:
         return vals[:1] * channels
-    raise WorkbookError(f"{name}={vals} has {len(vals)} values but the model has {channels} input channel(s); give exactly {channels} "
+    raise WorkbookError(f"{name}={vals} has {len(vals)} values but the model has {channels} input channel(s); "
+                        f"give exactly {channels} "
                         f"(e.g. {name}={vals[:1] * channels}).")
 
 
@@ -191,7 +196,8 @@ def run_imgsz(run, imgsz: int = 0) -> int:  # noqa: ANN001 (helpers.paths.Run)
     record = Path(run.model) / "export_check.json"
     size = json.loads(record.read_text()).get("imgsz") if record.is_file() else None
     if not size:
-        raise WorkbookError(f"imgsz=0 means notebook 10's size, but {record} does not record one; run notebooks/10_export.ipynb first or set imgsz.")
+        raise WorkbookError(f"imgsz=0 means notebook 10's size, but {record} does not record one; "
+                            "run notebooks/10_export.ipynb first or set imgsz.")
     return int(size)
 
 

@@ -26,9 +26,9 @@ def gray_model(tmp_path_factory):
     from helpers.models import train_gray_cnn
 
     tmp = tmp_path_factory.mktemp("gray_model")
-    data = write_gray_shapes(tmp / "shapes", size=28, train_per_class=40, val_per_class=30)
+    data = write_gray_shapes(tmp / "shapes", size=28, val_per_class=30)
     onnx_path = tmp / "gray_cnn.onnx"
-    top1 = train_gray_cnn(data, onnx_path, size=28, epochs=6, opset=9, weights_as_inputs=True)
+    top1 = train_gray_cnn(data, onnx_path, size=28, epochs=8, opset=9, weights_as_inputs=True)
     return data, onnx_path, top1
 
 

@@ -125,11 +125,13 @@ def split_onnx(src: str | Path, out: str | Path, imgsz: int | None = None) -> di
             nodes.append(helper.make_node("ReduceSum", [f"cls{s}", f"split/axes{s}"], [f"split/raw_sum{s}"], keepdims=1,
                                           name=f"split/sum{s}"))
         else:
-            nodes.append(helper.make_node("ReduceSum", [f"cls{s}"], [f"split/raw_sum{s}"], axes=[1], keepdims=1, name=f"split/sum{s}"))
+            nodes.append(helper.make_node("ReduceSum", [f"cls{s}"], [f"split/raw_sum{s}"], axes=[1], keepdims=1,
+                                          name=f"split/sum{s}"))
         if opset >= 11:
             inits += [helper.make_tensor(f"split/lo{s}", onnx.TensorProto.FLOAT, [], [0.0]),
                       helper.make_tensor(f"split/hi{s}", onnx.TensorProto.FLOAT, [], [1.0])]
-            nodes.append(helper.make_node("Clip", [f"split/raw_sum{s}", f"split/lo{s}", f"split/hi{s}"], [f"sum{s}"], name=f"split/clip{s}"))
+            nodes.append(helper.make_node("Clip", [f"split/raw_sum{s}", f"split/lo{s}", f"split/hi{s}"], [f"sum{s}"],
+                                          name=f"split/clip{s}"))
         else:
             nodes.append(helper.make_node("Clip", [f"split/raw_sum{s}"], [f"sum{s}"], min=0.0, max=1.0, name=f"split/clip{s}"))
         f32 = onnx.TensorProto.FLOAT
@@ -183,7 +185,8 @@ def _prune(model: Any) -> None:
     model.graph.value_info.extend(vis)
 
 
-def check_split(original: str | Path, split: str | Path, pixels: np.ndarray, tol_px: float = 0.05, tol_score: float = 1e-4) -> dict[str, Any]:
+def check_split(original: str | Path, split: str | Path, pixels: np.ndarray, tol_px: float = 0.05,
+                tol_score: float = 1e-4) -> dict[str, Any]:
     """Run both ONNX files in ONNX Runtime (FP32) on uint8 NHWC images (letterboxed, x / 255) and compare what
     postprocess.py decodes from each: every anchor's box and class scores. Raise WorkbookError when they differ;
     returns the largest differences."""
@@ -199,13 +202,15 @@ def check_split(original: str | Path, split: str | Path, pixels: np.ndarray, tol
         got = {k: s.run(None, {s.get_inputs()[0].name: x}) for k, s in sess.items()}
         (ba, sa), (bb, sb) = decode(got["a"], size), decode(got["b"], size)
         if ba.shape != bb.shape or sa.shape != sb.shape:
-            raise WorkbookError(f"The split head of {Path(original).name} decodes {len(bb)} anchors but the original gives {len(ba)}; "
+            raise WorkbookError(f"The split head of {Path(original).name} decodes {len(bb)} anchors but the original "
+                                f"gives {len(ba)}; "
                                 f"{WAY_OUT}.")
         worst_box = max(worst_box, float(np.abs(ba - bb).max()))
         worst_score = max(worst_score, float(np.abs(sa - sb).max()))
     result = {"images": int(len(pixels)), "max_box_diff_px": worst_box, "max_score_diff": worst_score}
     if worst_box > tol_px * max(1.0, size / 64) or worst_score > tol_score:
-        raise WorkbookError(f"The split head of {Path(original).name} disagrees with the original ONNX in FP32 (boxes up to {worst_box:.3g} px, "
+        raise WorkbookError(f"The split head of {Path(original).name} disagrees with the original ONNX in FP32 "
+                            f"(boxes up to {worst_box:.3g} px, "
                             f"scores up to {worst_score:.3g} apart on {len(pixels)} images); {WAY_OUT}.")
     return result
 
