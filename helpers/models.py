@@ -48,12 +48,15 @@ def check_model_path(model: str | Path) -> Path:
 
 
 def train_sample_model(run: Run, data_dir: str | Path, imgsz: int = 32, epochs: int = 20, seed: int = 0,
-                       arch: str = "yolo11n-cls.yaml", batch: int = 64) -> TrainResult:
+                       arch: str = "yolo11n-cls.yaml", batch: int = 64, warmup_epochs: float | None = None) -> TrainResult:
     """Train YOLO11n-cls (or another ultralytics classify YAML, `arch`) from its architecture YAML on CPU (no
-    download), cached in run/model/."""
+    download), cached in run/model/. warmup_epochs=0 skips ultralytics' warm-up (at least 100 steps), which would
+    take all of a run of a few dozen steps."""
     data_dir = Path(data_dir).resolve()
     out = run.model / "model.pt"
     params = {"arch": arch, "imgsz": imgsz, "epochs": epochs, "seed": seed, "data": str(data_dir)} | ({"batch": batch} if batch != 64 else {})
+    extra = {} if warmup_epochs is None else {"warmup_epochs": warmup_epochs}
+    params |= extra
     step = Step(run, "sample_model", params, inputs=[data_dir / "sample.json"] if (data_dir / "sample.json").exists() else [data_dir], outputs=[out])
     if step.check():
         rec = step.record
@@ -72,7 +75,7 @@ def train_sample_model(run: Run, data_dir: str | Path, imgsz: int = 32, epochs: 
         data=str(data_dir), epochs=epochs, imgsz=imgsz, batch=batch, device="cpu", workers=0, seed=seed,
         deterministic=True, pretrained=False, amp=False, plots=False, verbose=False,
         fliplr=0.0, erasing=0.0, auto_augment=None, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0,
-        project=str(workdir), name="run", exist_ok=True,
+        project=str(workdir), name="run", exist_ok=True, **extra,
     )
     best = workdir / "run" / "weights" / "best.pt"
     tmp = out.with_name("model.pt.tmp")
