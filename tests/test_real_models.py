@@ -52,6 +52,10 @@ def test_grayscale_onnx_with_its_own_folder_runs_00_to_60_given_only_model_data_
     assert result.ok, f"the series stopped in {result.failed}:\n{result.failure}"
 
     assert json.loads((run / "model" / "export_check.json").read_text())["task"] == "classify"
+    import cv2
+
+    calibration = (run / "rknn" / "calibration.txt").read_text().split()
+    assert cv2.imread(calibration[0], cv2.IMREAD_UNCHANGED).shape == (28, 28)  # calibrated on the model's 1-channel input
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     fp32, int8 = metrics["backends"][0], metrics["backends"][1]
     assert fp32["images"] == int8["images"] == 120  # the whole val split of the folder

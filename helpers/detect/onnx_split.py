@@ -47,12 +47,10 @@ def _cannot(path: Path, why: str) -> WorkbookError:
     return WorkbookError(f"The head of {path.name} cannot be split for INT8 ({why}); {WAY_OUT}.")
 
 
-def _head_convs(model: Any, nc: int) -> tuple[list[str], list[str], int]:
-    """The box and class convolutions the final output is computed from: walk back from the output, stopping at
-    the first 1x1 Conv with more than one output channel on each path (the DFL's 1-channel Conv is walked through)."""
-    producer = {o: n for n in model.graph.node for o in n.output}
-    weights = {i.name: list(i.dims) for i in model.graph.initializer}
-    stops, seen, todo = {}, set(), [o.name for o in model.graph.output]
+def _stop_convs(producer: dict, weights: dict, start: list[str]) -> dict[str, int]:
+    """Walking back from the tensors in start: the first 1x1 Conv with more than one output channel on each path
+    (its output -> channels); the DFL's 1-channel Conv is walked through."""
+    stops, seen, todo = {}, set(), list(start)
     while todo:
         name = todo.pop()
         node = producer.get(name)
@@ -66,8 +64,23 @@ def _head_convs(model: Any, nc: int) -> tuple[list[str], list[str], int]:
         if node.op_type == "Conv" and not dims:
             raise WorkbookError("a Conv without a constant weight sits in the head")
         todo.extend(i for i in node.input if i)
-    cls = [t for t, c in stops.items() if c == nc]
-    box = [t for t, c in stops.items() if c != nc]
+    return stops
+
+
+def _head_convs(model: Any, nc: int) -> tuple[list[str], list[str], int]:
+    """The box and class convolutions the final output is computed from; the class ones are those behind the
+    output's Sigmoid (or, where boxes and classes are concatenated before it, those with `nc` channels)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    weights = {i.name: list(i.dims) for i in model.graph.initializer}
+    stops = _stop_convs(producer, weights, [o.name for o in model.graph.output])
+    last = producer.get(model.graph.output[0].name)
+    sigmoid = [producer[i] for i in (last.input if last is not None else []) if i in producer and producer[i].op_type == "Sigmoid"]
+    behind = set(_stop_convs(producer, weights, list(sigmoid[0].input))) if sigmoid else set()
+    if behind and behind != set(stops):
+        cls = [t for t in stops if t in behind]
+    else:
+        cls = [t for t, c in stops.items() if c == nc]
+    box = [t for t in stops if t not in cls]
     channels = {stops[t] for t in box}
     if not cls or len(cls) != len(box) or len(channels) != 1 or next(iter(channels)) % 4:
         raise WorkbookError(f"the output is not computed from per-stride box and class convolutions (found {len(box)} box and "
@@ -101,7 +114,7 @@ def split_onnx(src: str | Path, out: str | Path, imgsz: int | None = None) -> di
     except WorkbookError as exc:
         raise _cannot(src, str(exc)) from exc
     if reg_max < 2:
-        raise _cannot(src, "its boxes are plain regressions (reg_max 1), not the distributions postprocess.py decodes")
+        raise _cannot(src, "its boxes are plain regressions (reg_max 1, as in YOLO26), not the distributions postprocess.py decodes")
     inferred = shape_inference.infer_shapes(model)
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in [*inferred.graph.value_info, *inferred.graph.output]}
