@@ -390,7 +390,8 @@ def analysis_images(run: Run, record: ConvertRecord, data_dir: Path, n: int) -> 
             return paths
         from .preprocess import read_rgb  # a 1-channel model's input as .npy: the toolkit reads image files as 3 channels
 
-        return [model_input_npy(read_rgb(p, record.input_size), channels, run.board / "analysis_inputs" / f"{i:02d}_{Path(p).stem}.npy")
+        folder = run.board / "analysis_inputs"
+        return [model_input_npy(read_rgb(p, record.input_size), channels, folder / f"{i:02d}_{Path(p).stem}.npy")
                 for i, p in enumerate(paths)]
     return analysis_inputs(judge_for(run, record, data_dir, n), n, run.board / "analysis_inputs")
 

@@ -237,7 +237,8 @@ def analysis_inputs(judge: Judge, n: int, folder: Path, channels: int = 3) -> li
     if n < 1:
         raise WorkbookError(f"analysis_images={n} gives accuracy_analysis no image; use 1 or more.")
     if judge.task != "detect" and channels != 3:
-        return [model_input_npy(judge.pixels[i], channels, folder / f"{i:02d}_{Path(p).stem}.npy") for i, p in enumerate(judge.paths[:n])]
+        return [model_input_npy(judge.pixels[i], channels, folder / f"{i:02d}_{Path(p).stem}.npy")
+                for i, p in enumerate(judge.paths[:n])]
     if judge.task != "detect":
         return list(judge.paths[:n])
     import cv2
