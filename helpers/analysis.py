@@ -154,7 +154,7 @@ def analysis_images(run: Any, record: Any, data_dir: Path, n: int, folder: Path)
 
     if n < 1:
         raise WorkbookError(f"analysis_images={n} gives accuracy_analysis no image; use 1 or more.")
-    return analysis_inputs(judge_for(run, record, data_dir, n), n, folder)
+    return analysis_inputs(judge_for(run, record, data_dir, n), n, folder, len(record.config.mean_values or [0, 0, 0]))
 
 
 def value_columns(df: pd.DataFrame) -> list[str]:

@@ -380,12 +380,19 @@ def skip_board_comparison(task: str, images: int = 0) -> str:
 def analysis_images(run: Run, record: ConvertRecord, data_dir: Path, n: int) -> list[Path]:
     """The first n images notebook 30 evaluated, as files accuracy_analysis reads: a classifier's own files, a
     detector's letterboxed (scoring.analysis_inputs, into board/analysis_inputs/)."""
+    from .scoring import analysis_inputs, judge_for, model_input_npy
     from .task import run_task
 
+    channels = len(record.config.mean_values or [0, 0, 0])
     if run_task(run) != "detect":
-        return list(notebook30_set(run, n)[0].paths)
-    from .scoring import analysis_inputs, judge_for
+        paths = list(notebook30_set(run, n)[0].paths)
+        if channels == 3:
+            return paths
+        from .preprocess import read_rgb  # a 1-channel model's input as .npy: the toolkit reads image files as 3 channels
 
+        folder = run.board / "analysis_inputs"
+        return [model_input_npy(read_rgb(p, record.input_size), channels, folder / f"{i:02d}_{Path(p).stem}.npy")
+                for i, p in enumerate(paths)]
     return analysis_inputs(judge_for(run, record, data_dir, n), n, run.board / "analysis_inputs")
 
 

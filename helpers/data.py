@@ -161,15 +161,20 @@ def read_labels(data_dir: str | Path, classes: list[str]) -> list[str]:
     return list(classes)
 
 
-def write_calibration_list(images: list[Path] | LabelledImages, out_file: str | Path, size: int | None = None) -> Path:
+def write_calibration_list(images: list[Path] | LabelledImages, out_file: str | Path, size: int | None = None,
+                           channels: int = 3) -> Path:
     """Write a toolkit dataset list with one image per line, atomically: the absolute path, or where a path
     has spaces or non-ASCII characters a plain name relative to the list's folder (helpers.lists).
     Detection images (letterbox) with a size are written letterboxed to <list>_images/ and listed from there,
-    so calibration sees what inference sees (the toolkit would stretch them)."""
+    so calibration sees what inference sees (the toolkit would stretch them); for a 1-channel model (channels=1)
+    with a size, the images are written there as the model's grayscale input."""
     paths = images.paths if isinstance(images, LabelledImages) else [Path(p) for p in images]
     out_file = Path(out_file)
     if isinstance(images, LabelledImages) and images.letterbox and size and paths:
-        paths = write_letterboxed(images, out_file.with_name(out_file.stem + "_images"), size)
+        paths = write_letterboxed(images, out_file.with_name(out_file.stem + "_images"), size, channels)
+    elif channels == 1 and size and paths:
+        paths = write_letterboxed(LabelledImages(list(paths), np.zeros(len(paths), np.int64), []),
+                                  out_file.with_name(out_file.stem + "_images"), size, channels)
     if not paths:
         raise WorkbookError(f"Calibration list {out_file} would be empty; give at least one image (calib_images >= 1).")
     missing = [p for p in paths if not Path(p).is_file()]
@@ -182,13 +187,14 @@ def write_calibration_list(images: list[Path] | LabelledImages, out_file: str | 
     return write_image_list(paths, out_file)
 
 
-def write_letterboxed(images: LabelledImages, folder: Path, size: int) -> list[Path]:
-    """The images letterboxed to size x size as PNGs in folder (replaced whole); returns their paths."""
+def write_letterboxed(images: LabelledImages, folder: Path, size: int, channels: int = 3) -> list[Path]:
+    """The images as the model sees them (a detector's letterboxed to size x size, a classifier's resized and
+    cropped; grayscale for channels=1) as PNGs in folder (replaced whole); returns their paths."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for i, canvas in enumerate(images.load(size)):
-        cv2.imwrite(str(tmp / f"{i:04d}.png"), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    for i, canvas in enumerate(images.load(size, channels)):
+        cv2.imwrite(str(tmp / f"{i:04d}.png"), canvas if channels == 1 else cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return sorted(folder.glob("*.png"))

@@ -47,11 +47,16 @@ def check_model_path(model: str | Path) -> Path:
     return path.resolve()
 
 
-def train_sample_model(run: Run, data_dir: str | Path, imgsz: int = 32, epochs: int = 20, seed: int = 0) -> TrainResult:
-    """Train YOLO11n-cls from its architecture YAML on CPU (no download), cached in run/model/."""
+def train_sample_model(run: Run, data_dir: str | Path, imgsz: int = 32, epochs: int = 20, seed: int = 0,
+                       arch: str = "yolo11n-cls.yaml", batch: int = 64, warmup_epochs: float | None = None) -> TrainResult:
+    """Train YOLO11n-cls (or another ultralytics classify YAML, `arch`) from its architecture YAML on CPU (no
+    download), cached in run/model/. warmup_epochs=0 skips ultralytics' warm-up (at least 100 steps), which would
+    take all of a run of a few dozen steps."""
     data_dir = Path(data_dir).resolve()
     out = run.model / "model.pt"
-    params = {"arch": "yolo11n-cls.yaml", "imgsz": imgsz, "epochs": epochs, "seed": seed, "data": str(data_dir)}
+    params = {"arch": arch, "imgsz": imgsz, "epochs": epochs, "seed": seed, "data": str(data_dir)} | ({"batch": batch} if batch != 64 else {})
+    extra = {} if warmup_epochs is None else {"warmup_epochs": warmup_epochs}
+    params |= extra
     step = Step(run, "sample_model", params, inputs=[data_dir / "sample.json"] if (data_dir / "sample.json").exists() else [data_dir], outputs=[out])
     if step.check():
         rec = step.record
@@ -63,14 +68,14 @@ def train_sample_model(run: Run, data_dir: str | Path, imgsz: int = 32, epochs: 
     SETTINGS.update({"sync": False})
     workdir = run.model / "train"
     shutil.rmtree(workdir, ignore_errors=True)
-    model = YOLO("yolo11n-cls.yaml")
+    model = YOLO(arch)
     # Digits must not be mirrored or colour-jittered: a flipped 2 is not a 2, and colour is the
     # channel-order signal notebook 30 relies on.
     metrics = model.train(
-        data=str(data_dir), epochs=epochs, imgsz=imgsz, batch=64, device="cpu", workers=0, seed=seed,
+        data=str(data_dir), epochs=epochs, imgsz=imgsz, batch=batch, device="cpu", workers=0, seed=seed,
         deterministic=True, pretrained=False, amp=False, plots=False, verbose=False,
         fliplr=0.0, erasing=0.0, auto_augment=None, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0,
-        project=str(workdir), name="run", exist_ok=True,
+        project=str(workdir), name="run", exist_ok=True, **extra,
     )
     best = workdir / "run" / "weights" / "best.pt"
     tmp = out.with_name("model.pt.tmp")
@@ -93,9 +98,10 @@ def gray_cnn(classes: int = 4, channels: int = 1, width: int = 16):
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, classes))
 
 
-def train_gray_cnn(data_dir: str | Path, out_onnx: str | Path, size: int = 32, epochs: int = 8, opset: int = 12, seed: int = 0) -> float:
-    """Train gray_cnn on data_dir/train (grayscale, x / 255) on CPU and export it to ONNX (atomic);
-    returns its FP32 top-1 on data_dir/val."""
+def train_gray_cnn(data_dir: str | Path, out_onnx: str | Path, size: int = 32, epochs: int = 8, opset: int = 12, seed: int = 0,
+                   weights_as_inputs: bool = False) -> float:
+    """Train gray_cnn on data_dir/train (grayscale, x / 255) on CPU and export it to ONNX (atomic; weights_as_inputs:
+    listed among the graph inputs, as older exporters and model zoos do); returns its FP32 top-1 on data_dir/val."""
     import numpy as np
     import torch
 
@@ -124,6 +130,7 @@ def train_gray_cnn(data_dir: str | Path, out_onnx: str | Path, size: int = 32, e
     out_onnx = Path(out_onnx)
     out_onnx.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_onnx.with_name(out_onnx.stem + ".partial.onnx")
-    torch.onnx.export(net, torch.zeros(1, 1, size, size), str(tmp), opset_version=opset, input_names=["images"], output_names=["logits"])
+    torch.onnx.export(net, torch.zeros(1, 1, size, size), str(tmp), opset_version=opset, input_names=["images"],
+                      output_names=["logits"], keep_initializers_as_inputs=weights_as_inputs)
     tmp.replace(out_onnx)
     return top1

@@ -229,12 +229,16 @@ def judge_for(run: "Run", record: "ConvertRecord", data_dir: Path, images: int =
                          fp32_outputs(record, onnx_path, pixels), labels=np.asarray(val.labels))
 
 
-def analysis_inputs(judge: Judge, n: int, folder: Path) -> list[Path]:
-    """The first n of the judge's images as files accuracy_analysis can read: a classifier's own files; a
-    detector's letterboxed pixels written as PNGs (the toolkit only resizes, so the layers see what the
-    deployed model sees)."""
+def analysis_inputs(judge: Judge, n: int, folder: Path, channels: int = 3) -> list[Path]:
+    """The first n of the judge's images as files accuracy_analysis can read: a classifier's own files (for a model
+    with other than 3 input channels: its input as an NCHW uint8 .npy, since the toolkit reads image files as 3
+    channels); a detector's letterboxed pixels written as PNGs (the toolkit only resizes, so the layers see what
+    the deployed model sees)."""
     if n < 1:
         raise WorkbookError(f"analysis_images={n} gives accuracy_analysis no image; use 1 or more.")
+    if judge.task != "detect" and channels != 3:
+        return [model_input_npy(judge.pixels[i], channels, folder / f"{i:02d}_{Path(p).stem}.npy")
+                for i, p in enumerate(judge.paths[:n])]
     if judge.task != "detect":
         return list(judge.paths[:n])
     import cv2
@@ -248,6 +252,19 @@ def analysis_inputs(judge: Judge, n: int, folder: Path) -> list[Path]:
         tmp.replace(target)
         out.append(target)
     return out
+
+
+def model_input_npy(pixels_hwc: np.ndarray, channels: int, target: Path) -> Path:
+    """One uint8 HxWx3 image as the model's own input, 1 x C x H x W (what the toolkit's accuracy_analysis and
+    codegen take for a .npy), written atomically to target."""
+    from .preprocess import match_channels
+
+    arr = match_channels(np.asarray(pixels_hwc, np.uint8)[None], channels).transpose(0, 3, 1, 2)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.stem + ".partial.npy")
+    np.save(tmp, np.ascontiguousarray(arr))
+    tmp.replace(target)
+    return target
 
 
 def toolkit_outputs(rk: Any, pixels: np.ndarray, channels: int | None = None) -> Outputs:

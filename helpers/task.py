@@ -1,5 +1,6 @@
-"""Which task a model file does (classify | detect), read from the file, and the check that the run's
-`task` parameter agrees with it."""
+"""What a model file says about itself (its task: classify | detect; its input size when fixed), and the
+checks that the run's `task` / `imgsz` parameters agree with it. Empty `task` and `imgsz: 0` mean "what the
+model says" (the sample's when no model is given)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -88,11 +89,116 @@ def check_task(model_path: str | Path, task: str) -> str:
     return found or task
 
 
-def resolve_task(model: str | Path, task: str) -> str:
-    """The run's task: the model file's own when it says (a mismatch with `task` is an error), else `task`."""
+def resolve_task(model: str | Path, task: str = "") -> str:
+    """The run's task: "" = the model file's own (classify when it does not say, or no model is given: the sample
+    classifier); an explicit task is an override a model that says otherwise refuses (check_task)."""
+    if not str(task).strip():
+        if not str(model).strip():
+            return "classify"
+        from .models import check_model_path
+
+        return task_of(check_model_path(model)) or "classify"
     if task not in TASKS:
-        raise WorkbookError(f"task={task!r} is not a task of this workbook; use one of {', '.join(TASKS)}.")
-    return check_task(model, task) if str(model).strip() else task
+        raise WorkbookError(f"task={task!r} is not a task of this workbook; use one of {', '.join(TASKS)}, "
+                            "or leave it empty for the model's own.")
+    if not str(model).strip():
+        return task
+    from .models import check_model_path
+
+    return check_task(check_model_path(model), task)
+
+
+SAMPLE_IMGSZ = 32  # the sample models' input size when imgsz is 0
+
+
+def model_imgsz(model_path: str | Path) -> tuple[int | None, bool]:
+    """The input size a model file states and whether it is fixed: a fixed-shape (square) ONNX input or an
+    ultralytics ONNX's metadata -> (size, True); an ultralytics .pt's training size -> (size, False); else (None, False)."""
+    import ast
+
+    path = Path(model_path)
+    if path.suffix.lower() == ".onnx":
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        inits = {i.name for i in model.graph.initializer}
+        inputs = [v for v in model.graph.input if v.name not in inits]
+        dims = [d.dim_value if d.HasField("dim_value") else 0 for d in inputs[0].type.tensor_type.shape.dim] if inputs else []
+        if len(dims) == 4 and dims[2] > 0 and dims[3] > 0:
+            if dims[2] != dims[3]:
+                raise WorkbookError(f"Model {path} has a {dims[2]}x{dims[3]} input; this workbook handles square inputs only, "
+                                    "so re-export it square.")
+            return dims[2], True
+        raw = {p.key: p.value for p in model.metadata_props}.get("imgsz")
+        if raw:
+            size = ast.literal_eval(raw)
+            size = size[0] if isinstance(size, (list, tuple)) else size
+            return int(size), True
+        return None, False
+    if path.suffix.lower() in (".pt", ".pth"):
+        ckpt = _load_pt(path)
+        size = ckpt.get("train_args", {}).get("imgsz") if isinstance(ckpt, dict) else None
+        size = size[0] if isinstance(size, (list, tuple)) else size
+        return (int(size), False) if size else (None, False)
+    return None, False
+
+
+def resolve_imgsz(model: str | Path, imgsz: int = 0) -> int:
+    """The run's input size: 0 = the model's own (a fixed-shape ONNX's input, an ultralytics .pt's training size;
+    the sample's 32 when no model is given); a value that conflicts with a fixed-shape model is refused."""
+    imgsz = int(imgsz or 0)
+    if imgsz < 0:
+        raise WorkbookError(f"imgsz={imgsz} is not an input size; give the model's size in pixels, or 0 for the model's own.")
+    if not str(model).strip():
+        return imgsz or SAMPLE_IMGSZ
+    from .models import check_model_path
+
+    path = check_model_path(model)
+    size, fixed = model_imgsz(path)
+    if imgsz and fixed and size and imgsz != size:
+        raise WorkbookError(f"imgsz={imgsz} conflicts with model {path}, whose input is fixed at {size}x{size}; "
+                            f"set imgsz: {size} or leave it 0.")
+    if imgsz:
+        return imgsz
+    if size:
+        return size
+    raise WorkbookError(f"Model {path} does not state its input size (a dynamic ONNX or a plain TorchScript); "
+                        "set imgsz to the size it was trained at.")
+
+
+def fit_norm(values, channels: int, name: str = "mean_values") -> list[float]:  # noqa: ANN001 (a list of numbers)
+    """Per-channel mean/std values for a model with `channels` inputs: the same value on every channel (the
+    defaults [0, 0, 0] / [255, 255, 255]) fits any channel count; differing values must be one per channel."""
+    vals = [float(v) for v in (values or [])]
+    if len(vals) == channels or not vals:
+        return vals
+    if len(set(vals)) == 1:
+        return vals[:1] * channels
+    raise WorkbookError(f"{name}={vals} has {len(vals)} values but the model has {channels} input channel(s); "
+                        f"give exactly {channels} "
+                        f"(e.g. {name}={vals[:1] * channels}).")
+
+
+def fit_norms(params: dict, channels) -> dict:  # noqa: ANN001 (an int, or a symbolic dim)
+    """{'mean_values': ..., 'std_values': ...} of params fitted to the model's input channels (fit_norm); {} when
+    the channel count is not a number."""
+    if not isinstance(channels, int) or channels <= 0:
+        return {}
+    return {k: fit_norm(params[k], channels, k) for k in ("mean_values", "std_values") if k in params}
+
+
+def run_imgsz(run, imgsz: int = 0) -> int:  # noqa: ANN001 (helpers.paths.Run)
+    """The input size for notebooks after 10: `imgsz` when given, else the one notebook 10 exported at."""
+    import json
+
+    if int(imgsz or 0):
+        return int(imgsz)
+    record = Path(run.model) / "export_check.json"
+    size = json.loads(record.read_text()).get("imgsz") if record.is_file() else None
+    if not size:
+        raise WorkbookError(f"imgsz=0 means notebook 10's size, but {record} does not record one; "
+                            "run notebooks/10_export.ipynb first or set imgsz.")
+    return int(size)
 
 
 def run_task(run) -> str:  # noqa: ANN001 (helpers.paths.Run)

@@ -37,7 +37,7 @@ CHOICES: dict[str, list[Any]] = {
     "optimization_level": [0, 1, 2, 3],
     "load_path": convert.LOAD_PATHS,
     "core_mask": ["auto", "0", "1", "2", "0_1", "0_1_2", "all"],
-    "task": ["classify", "detect"],
+    "task": ["", "classify", "detect"],  # "": what the model says
     "head": ["split", "stock"],
 }
 

@@ -70,6 +70,18 @@ def add_detect_demo(folder: Path) -> None:
     (folder / "run_detect.sh").chmod(0o755)
 
 
+def codegen_input(record: ConvertRecord, image: Path, folder: Path) -> Path:
+    """The sample input codegen runs the demo on: the image itself for a 3-channel model, else the model's own
+    input as a 1 x C x H x W uint8 .npy (codegen reads image files as 3 channels and refuses them)."""
+    channels = len(record.config.mean_values or [0, 0, 0])
+    if channels == 3:
+        return Path(image)
+    from ..preprocess import read_rgb
+    from ..scoring import model_input_npy
+
+    return model_input_npy(read_rgb(image, record.input_size), channels, Path(folder) / f"{Path(image).stem}.npy")
+
+
 def generate_cpp_demo(record: ConvertRecord, out_dir: str | Path, log_path: str | Path, image: Path | None = None,
                       model_name: str = "model.rknn") -> CppDemo:
     """The C++ demo project from the toolkit's `codegen`, written to out_dir (swapped in when complete);
@@ -85,6 +97,7 @@ def generate_cpp_demo(record: ConvertRecord, out_dir: str | Path, log_path: str 
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     detector = detector_head(record) == "split"
+    image = codegen_input(record, image, scratch) if image else None
     try:
         with toolkit(log_path, workdir=scratch) as rk:
             rebuild(rk, record)

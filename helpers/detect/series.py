@@ -49,26 +49,62 @@ def prepare(run: Run, model: str, data: str, imgsz: int, epochs: int) -> tuple[P
     return path, data_yaml, about
 
 
-def export_heads(model_path: Path, model_dir: Path, imgsz: int, head: str, opset: int) -> dict[str, Any]:
-    """Export an ultralytics detector with both heads (model_split.onnx, model_stock.onnx) and the chosen
-    one as model.onnx, which notebook 20 converts; an ONNX given by the user is used as it is."""
+def export_heads(model_path: Path, model_dir: Path, imgsz: int, head: str, opset: int, data: str | Path = "") -> dict[str, Any]:
+    """Export a detector with both heads (model_split.onnx, model_stock.onnx) and the chosen one as model.onnx, which
+    notebook 20 converts. An ultralytics .pt: helpers.detect.head writes both. An ONNX ultralytics exported: it is the
+    stock head, and its head is split by graph surgery (onnx_split), checked against it in FP32 on a few val images of
+    `data`; a graph that cannot be split stops in one sentence unless head is stock. Any other ONNX is used as it is."""
+    from ..export import TOOLKIT_MAX_OPSET, downgrade_opset, onnx_io
+    from .onnx_split import is_stock_ultralytics_detector, split_user_onnx
+
     if head not in HEADS:
         raise WorkbookError(f"head={head!r} is not a detector head layout; use one of {', '.join(HEADS)}.")
     model_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("model.torchscript", "model.torchscript.json"):  # a classifier exported into this run earlier
-        (model_dir / stale).unlink(missing_ok=True)
-    note = ""
+    for stale in ("model.torchscript", "model.torchscript.json", *(HEAD_ONNX.format(head=h) for h in HEADS)):
+        (model_dir / stale).unlink(missing_ok=True)  # a classifier exported here earlier, or another model's heads
+    note, check = "", None
     if model_path.suffix.lower() == ".onnx":
-        meta = onnx_metadata(model_path)
-        head = meta.get("head") or head
-        note = "an ONNX was given: used as it is, no second head to compare with"
-        shutil.copyfile(model_path, model_dir / "model.partial.onnx")
+        source = model_path
+        found = onnx_io(model_path)["opset"]
+        if found > TOOLKIT_MAX_OPSET:
+            source = downgrade_opset(model_path, model_dir / "model.lowered.onnx", TOOLKIT_MAX_OPSET)
+            note = f"opset {found} lowered to {TOOLKIT_MAX_OPSET} with onnx's version converter; "
+        if is_stock_ultralytics_detector(source) and head == "split":
+            check = split_user_onnx(source, model_dir, _check_images(data), imgsz)
+            note += (f"an ultralytics ONNX was given: its head was split by graph surgery (strides {check['strides']}), "
+                     f"model_stock.onnx is the file as given")
+        else:
+            meta = onnx_metadata(source)
+            head = meta.get("head") if meta.get("head") in HEADS else ("stock" if is_stock_ultralytics_detector(source) else head)
+            note += "an ONNX was given: used as it is, no second head to compare with"
+        if check is None:
+            shutil.copyfile(source, model_dir / "model.partial.onnx")
+        else:
+            shutil.copyfile(model_dir / HEAD_ONNX.format(head=head), model_dir / "model.partial.onnx")
+        (model_dir / "model.lowered.onnx").unlink(missing_ok=True)
     else:
         for h in HEADS:
             export_detector(model_path, model_dir / HEAD_ONNX.format(head=h), imgsz, head=h, opset=opset)
         shutil.copyfile(model_dir / HEAD_ONNX.format(head=head), model_dir / "model.partial.onnx")
     (model_dir / "model.partial.onnx").replace(model_dir / "model.onnx")
-    return {"kind": "ultralytics detect", "opset": opset, "torchscript": "", "opset_note": note, "head": head}
+    return {"kind": "ultralytics detect", "opset": opset, "torchscript": "", "opset_note": note, "head": head, "split_check": check}
+
+
+def _check_images(data: str | Path, n: int = 8) -> list[Path]:
+    """A few val images of a detection data set for the FP32 check of a split ONNX ([] when there is none)."""
+    from ..data import detect_yaml
+    from .labels import read_split
+
+    found = detect_yaml(Path(data)) if str(data).strip() else None
+    return list(read_split(found, "val").paths[:n]) if found else []
+
+
+def split_check_note(check: dict[str, Any]) -> str:
+    """Notebook 10's sentence on the graph surgery's FP32 check."""
+    c = check["check"]
+    return (f"**The split head computes what the original ONNX computes** (ONNX Runtime, FP32, {c['images']} images): decoded boxes "
+            f"at most {c['max_box_diff_px']:.2g} px apart, class scores at most {c['max_score_diff']:.2g}; outputs "
+            f"{', '.join(check['outputs'])}.")
 
 
 def head_of(onnx_path: Path) -> str:
