@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import cluster, leftovers, report, reuse, summary, sweep
+from . import cluster, leftovers, params_check, report, reuse, summary, sweep
 from .errors import WorkbookError
 from .paths import DEFAULT_RUN, OUTPUTS, REPO, Run, write_text_atomic
 
@@ -59,12 +59,16 @@ def check_run_dir(run_dir: str | Path) -> Path:
     return path
 
 
-def plan(config: dict[str, Any], only: str | list[str] | None) -> list[tuple[Path, dict[str, Any]]]:
-    """The notebooks to run with their parameters, all validated before anything executes."""
+def plan(config: dict[str, Any], only: str | list[str] | None, run_root: Path | None = None) -> list[tuple[Path, dict[str, Any]]]:
+    """The notebooks to run with their parameters, all validated before anything executes: known keys, then
+    each value's type, range, paths and file kind, and a data folder's classes against the model
+    (helpers.params_check; run_root: the run folder whose exported model counts when notebook 10 is not planned)."""
     books = report.select(only)
     if not books:
         raise WorkbookError(f"Notebook folder {report.NOTEBOOKS} holds no NN_name.ipynb notebook; put the series there (e.g. 20_convert.ipynb) or fix --notebooks.")
-    return [(nb, report.params_for(nb, config)) for nb in books]
+    steps = [(nb, report.params_for(nb, config)) for nb in books]
+    params_check.check_plan(steps, run_root)
+    return steps
 
 
 @dataclass
@@ -120,7 +124,7 @@ def run_series(config: dict[str, Any], run_dir: str | Path, only: str | list[str
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    steps = plan(config, only)
+    steps = plan(config, only, check_run_dir(run_dir))
     root = Run.at(check_run_dir(run_dir)).root
     leftovers.remove_temporaries(root)  # half-written files of a run that was killed (nothing could clean up then)
     planned = plan_reuse(steps, root, reuse_runs)
@@ -366,9 +370,10 @@ def run_sweep(sweep_file: str | Path, run_dir: str | Path | None, only: str | No
                             "pass --yes to run them all (or raise --max-variants).")
     only = only or file_only
     root = check_run_dir(run_dir or OUTPUTS / Path(sweep_file).stem)
-    for config in configs.values():  # every variant's parameters are valid before anything runs
-        plan(config, only)
     dirs = {v: check_run_dir(root / v) for v in configs}
+    sweep.check_selected(sweep_file, only)  # a grid or variant over a notebook `only` leaves out sweeps nothing
+    for v, config in configs.items():  # every variant's parameters are valid before anything runs
+        plan(config, only, dirs[v])
     address = cluster.scheduler_address(scheduler)
     workers = max(1, min(len(configs), jobs or os.cpu_count() or 1))
     with (contextlib.nullcontext(executor) if executor is not None

@@ -192,7 +192,7 @@ class ConvertConfig:
         rules = self.disable_rules
         if not isinstance(rules, (list, tuple)) or not all(isinstance(r, str) and r for r in rules):
             raise WorkbookError(f"disable_rules={rules!r} must be a list of rule names, e.g. ['fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa'] ([] = none).")
-        known = known_rules()
+        known = known_rules() if rules else set()  # importing the toolkit's rule tables costs seconds: only when needed
         for rule in rules:
             if known and rule not in known:
                 close = difflib.get_close_matches(rule, sorted(known), n=1)
