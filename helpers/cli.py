@@ -173,6 +173,7 @@ def run_series(config: dict[str, Any], run_dir: str | Path, only: str | list[str
                 if result.fault is not None:  # one sentence; the block and the traceback go to a log
                     partial = storage.half_written(root)
                     leftovers.remove_temporaries(root, skip=("report",))  # frees what the fault left half-written
+                    storage.remove_toolkit_dumps(root)  # and the toolkit's debug graphs, the last one cut short
                     details = result.failure + "\n" + "".join(traceback.format_exception(exc))
                     result.failure = storage.sentence(name, result.fault, root, storage.write_log(root, details), partial)
                 stopped(root, name, "failed", time.perf_counter() - t0, exc, result.failure if result.fault else None)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
-_ERRNO = re.compile(r"\[Errno (\d+)\] ([^:\]]+?)(?:: '([^']*)')?(?:$|[,;)\n])")
+_ERRNO = re.compile(r"\[Errno (\d+)\] ([^:'\n]+)(?:: '([^']*)'(?: -> '([^']*)')?)?")
 LOG = "failure.log"
 
 
@@ -39,12 +39,13 @@ def find(exc: BaseException | None) -> Fault | None:
     seen = 0
     while exc is not None and seen < 8:
         if isinstance(exc, OSError) and exc.errno in FULL | DENIED:
-            name = exc.filename if isinstance(exc.filename, (str, os.PathLike)) else None
+            name = next((n for n in (exc.filename2, exc.filename) if isinstance(n, (str, os.PathLike))), None)  # a copy: its target
             return Fault(exc.errno, exc.strerror or os.strerror(exc.errno), Path(name) if name else None)
         text = str(getattr(exc, "evalue", "") or "") if getattr(exc, "ename", None) else ""
         for m in _ERRNO.finditer(text):
             if int(m.group(1)) in FULL | DENIED:
-                return Fault(int(m.group(1)), m.group(2).strip(), Path(m.group(3)) if m.group(3) else None)
+                name = m.group(4) or m.group(3)
+                return Fault(int(m.group(1)), m.group(2).strip(), Path(name) if name else None)
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return None
 
@@ -72,17 +73,46 @@ def half_written(root: Path) -> list[tuple[Path, int]]:
     return sorted(found, key=lambda item: -item[1])
 
 
+# The graphs rknn-toolkit2 dumps after each build phase (check0_base_optimize.onnx, ...) into the step's folder:
+# three copies of the model, rewritten by every build; after a full disk the last one is cut short.
+TOOLKIT_DUMPS = re.compile(r"^check\d+_\w+\.onnx$")
+
+
+def remove_toolkit_dumps(root: Path) -> list[Path]:
+    """Delete the toolkit's check*.onnx dumps below root (the next build writes them again)."""
+    removed = []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if TOOLKIT_DUMPS.match(name):
+                with contextlib.suppress(OSError):
+                    (Path(folder) / name).unlink()
+                    removed.append(Path(folder) / name)
+    return removed
+
+
+def folder_size(root: Path) -> int:
+    total = 0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(folder) / name).lstat().st_size
+    return total
+
+
 def sentence(what: str, fault: Fault, root: Path, log: Path | None, partial: list[tuple[Path, int]] = ()) -> str:
     """One sentence: what stopped, the file, free space (and what the cut-short file held) or the unwritable
     folder, the fix, where the details are. partial: half_written() before they were removed."""
-    path = fault.path or (partial[0][0] if partial else root)
+    path = fault.path
+    if partial and (path is None or path.name.endswith(".partial.ipynb")):  # papermill could not save the notebook
+        path = partial[0][0]  # because the largest half-written file had filled the disk
+    path = path or root
     details = f" (details: {log})" if log else ""
     if fault.full:
         usage = shutil.disk_usage(_existing(path))
         held = next((f"{mb(size)} written when the disk filled, so it needs more than that; " for p, size in partial if p == path), "")
-        return (f"{what} stopped: the disk is full ({fault.strerror}) writing {path} ({held}{mb(usage.free)} of {mb(usage.total)} "
-                f"free now that the half-written files are removed): free space on that disk (or pass --run-dir a folder on a "
-                f"larger one) and run again; what finished is reused{details}.")
+        return (f"{what} stopped: the disk is full ({fault.strerror}) writing {path} ({held}the run folder holds "
+                f"{mb(folder_size(root))}; {mb(usage.free)} of {mb(usage.total)} free now that the half-written files are removed): "
+                f"free space on that disk (or pass --run-dir a folder on a larger one) and run again; what finished is reused{details}.")
     folder = path if path.is_dir() else path.parent
     return (f"{what} stopped: {folder} is not writable ({fault.strerror}) writing {path}; make that folder writable (its "
             f"permissions, or a read-only mount) or pass --run-dir a folder you can write to, and run again{details}.")
