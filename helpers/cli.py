@@ -61,7 +61,8 @@ def check_run_dir(run_dir: str | Path) -> Path:
     return path
 
 
-def plan(config: dict[str, Any], only: str | list[str] | None, run_root: Path | None = None) -> list[tuple[Path, dict[str, Any]]]:
+def plan(config: dict[str, Any], only: str | list[str] | None,
+         run_root: Path | None = None) -> list[tuple[Path, dict[str, Any]]]:
     """The notebooks to run with their parameters, all validated before anything executes: known keys, then
     each value's type, range, paths and file kind, and a data folder's classes against the model
     (helpers.params_check; run_root: the run folder whose exported model counts when notebook 10 is not planned)."""

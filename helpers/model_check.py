@@ -50,9 +50,9 @@ def check_onnx(path: Path) -> None:
 def check_torch(path: Path) -> None:
     """A torch.save / torch.jit.save archive (a zip with data.pkl) whose pickle names a model class."""
     if not zipfile.is_zipfile(path):
-        raise WorkbookError(f"Model file {path} is not a PyTorch file (torch.save and torch.jit.save write a zip archive; this is "
-                            "not one: a text file, a truncated copy or a legacy pickle); pass an ultralytics .pt, a TorchScript file "
-                            "or an .onnx.")
+        raise WorkbookError(f"Model file {path} is not a PyTorch file (torch.save and torch.jit.save write a zip archive; "
+                            "this is not one: a text file, a truncated copy or a legacy pickle); pass an ultralytics .pt, "
+                            "a TorchScript file or an .onnx.")
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
@@ -67,8 +67,8 @@ def check_torch(path: Path) -> None:
         raise WorkbookError(f"Model file {path} cannot be read as a PyTorch archive ({type(exc).__name__}: {exc}); "
                             "copy it again or re-save it.") from None
     if classes and all(module in TENSOR_ONLY for module, _ in classes):
-        raise WorkbookError(f"Model file {path} holds only tensors (a state_dict or weights), not a model; pass an ultralytics .pt "
-                            "(it stores the model), a TorchScript file (torch.jit.save) or an .onnx.")
+        raise WorkbookError(f"Model file {path} holds only tensors (a state_dict or weights), not a model; pass an "
+                            "ultralytics .pt (it stores the model), a TorchScript file (torch.jit.save) or an .onnx.")
 
 
 def pickled_classes(data: bytes) -> set[tuple[str, str]]:

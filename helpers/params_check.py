@@ -62,7 +62,8 @@ def choice(options: Callable[[], list[Any]], what: str) -> Rule:
 def numbers_per_channel(nb: str, value: Any, name: str = "") -> None:
     """mean_values / std_values: one number per input channel (1 to 4), std never 0."""
     if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= 4 or not all(_number(v) for v in value):
-        raise _say(nb, name, value, "is not a list of numbers, one per input channel", "write e.g. [0, 0, 0] (RGB) or [0] (grayscale)")
+        raise _say(nb, name, value, "is not a list of numbers, one per input channel",
+                   "write e.g. [0, 0, 0] (RGB) or [0] (grayscale)")
     if name == "std_values" and any(float(v) == 0 for v in value):
         raise _say(nb, name, value, "contains 0 (a divisor)", "give non-zero values, e.g. [255, 255, 255] for /255 scaling")
 
@@ -97,10 +98,12 @@ def data_folder(nb: str, value: Any, name: str = "") -> None:
         return
     path = resolve(value)
     if not path.exists():
-        raise _say(nb, name, value, f"does not exist ({path})", "give an existing folder with train/ and val/ (or a data.yaml), or \"\" for the sample")
+        raise _say(nb, name, value, f"does not exist ({path})",
+                   "give an existing folder with train/ and val/ (or a data.yaml), or \"\" for the sample")
     if path.is_file():
         if path.suffix.lower() not in (".yaml", ".yml"):
-            raise _say(nb, name, value, "is a file, not a data folder or a data.yaml", "give the folder holding train/ and val/, or a YOLO data.yaml")
+            raise _say(nb, name, value, "is a file, not a data folder or a data.yaml",
+                       "give the folder holding train/ and val/, or a YOLO data.yaml")
         return
     if not (path / "data.yaml").is_file() and not all((path / s).is_dir() for s in ("train", "val")):
         raise _say(nb, name, value, f"has no train/ and val/ sub-folders (nor a data.yaml) in {path}",
@@ -221,7 +224,8 @@ def check(notebook: str, values: dict[str, Any], declared: dict[str, Any] | None
             continue  # the cell's own value
         ok, kind = _type_ok(value, literal) if name in declared else (True, "")
         if not ok:
-            raise _say(notebook, name, value, f"is not {kind} like the cell's {literal!r}", f"give {kind}, e.g. {name}: {literal!r}")
+            raise _say(notebook, name, value, f"is not {kind} like the cell's {literal!r}",
+                       f"give {kind}, e.g. {name}: {literal!r}")
         rule = OVERRIDES.get(f"{notebook}.{name}") or RULES.get(name) or enumeration(name)
         if rule is not None:
             rule(notebook, value, name)
@@ -306,7 +310,8 @@ def check_plan(steps: list[tuple[Path, dict[str, Any]]], run_root: Path | None =
             from .paths import SAMPLE_DATA
 
             sample = export.get("data_dir") or ""
-            outputs = val_classes(resolve(sample)) if sample.strip() else (val_classes(SAMPLE_DATA) if SAMPLE_DATA.is_dir() else 10)
+            digits = val_classes(SAMPLE_DATA) if SAMPLE_DATA.is_dir() else 10  # the bundled sample: ten digits
+            outputs = val_classes(resolve(sample)) if sample.strip() else digits
             said = f"the sample model (trained on {'data_dir ' + repr(sample) if sample.strip() else 'the digits'})"
     elif export is None and run_root is not None:
         outputs, said = run_model_outputs(run_root)

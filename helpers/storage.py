@@ -39,7 +39,8 @@ def find(exc: BaseException | None) -> Fault | None:
     seen = 0
     while exc is not None and seen < 8:
         if isinstance(exc, OSError) and exc.errno in FULL | DENIED:
-            name = next((n for n in (exc.filename2, exc.filename) if isinstance(n, (str, os.PathLike))), None)  # a copy: its target
+            # a copy or a rename: its target is what could not be written
+            name = next((n for n in (exc.filename2, exc.filename) if isinstance(n, (str, os.PathLike))), None)
             return Fault(exc.errno, exc.strerror or os.strerror(exc.errno), Path(name) if name else None)
         text = str(getattr(exc, "evalue", "") or "") if getattr(exc, "ename", None) else ""
         for m in _ERRNO.finditer(text):
@@ -109,10 +110,12 @@ def sentence(what: str, fault: Fault, root: Path, log: Path | None, partial: lis
     details = f" (details: {log})" if log else ""
     if fault.full:
         usage = shutil.disk_usage(_existing(path))
-        held = next((f"{mb(size)} written when the disk filled, so it needs more than that; " for p, size in partial if p == path), "")
+        written = next((size for p, size in partial if p == path), None)
+        held = f"{mb(written)} written when the disk filled, so it needs more than that; " if written is not None else ""
         return (f"{what} stopped: the disk is full ({fault.strerror}) writing {path} ({held}the run folder holds "
-                f"{mb(folder_size(root))}; {mb(usage.free)} of {mb(usage.total)} free now that the half-written files are removed): "
-                f"free space on that disk (or pass --run-dir a folder on a larger one) and run again; what finished is reused{details}.")
+                f"{mb(folder_size(root))}; {mb(usage.free)} of {mb(usage.total)} free now that the half-written files are "
+                f"removed): free space on that disk (or pass --run-dir a folder on a larger one) and run again; what finished "
+                f"is reused{details}.")
     folder = path if path.is_dir() else path.parent
     return (f"{what} stopped: {folder} is not writable ({fault.strerror}) writing {path}; make that folder writable (its "
             f"permissions, or a read-only mount) or pass --run-dir a folder you can write to, and run again{details}.")

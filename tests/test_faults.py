@@ -73,7 +73,8 @@ def test_the_form_refuses_the_same_values_in_the_notebook(tmp_path):
 
 def test_a_sweep_grid_over_a_notebook_only_leaves_out_is_refused(tmp_path):
     sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(f"base: {REPO / 'params' / 'sample.yaml'}\nonly: 00,10,20,30\ngrid:\n  60_hybrid_quantization.target_pt: [0.1, 0.5]\n")
+    sweep.write_text(f"base: {REPO / 'params' / 'sample.yaml'}\nonly: 00,10,20,30\n"
+                     "grid:\n  60_hybrid_quantization.target_pt: [0.1, 0.5]\n")
     with pytest.raises(WorkbookError, match=r"sweeps '60_hybrid_quantization.target_pt' but only: 00,10,20,30 leaves "
                                             r"60_hybrid_quantization out"):
         cli.run_sweep(sweep, tmp_path / "out")
@@ -168,8 +169,8 @@ def small_disk(tmp_path):
 
 STEP = "from pathlib import Path\nfrom helpers.paths import write_text_atomic\n"
 WRITE_MODEL = (STEP + "out = Path(run_dir) / 'rknn'\nout.mkdir(exist_ok=True)\npartial = out / 'model.partial.rknn'\n"
-               "with open(partial, 'wb') as fh:\n    fh.write(b'R' * megabytes * 1000 * 1000)\npartial.replace(out / 'model.rknn')\n"
-               "write_text_atomic(out / 'convert.json', '{}')")
+               "with open(partial, 'wb') as fh:\n    fh.write(b'R' * megabytes * 1000 * 1000)\n"
+               "partial.replace(out / 'model.rknn')\nwrite_text_atomic(out / 'convert.json', '{}')")
 
 
 def toy_series(books: Path) -> Path:
@@ -177,7 +178,8 @@ def toy_series(books: Path) -> Path:
     books.mkdir()
     write_notebook(books / "00_first.ipynb", [("params", "run_dir = 'x'  # run folder"),
                                               ("code", STEP + "write_text_atomic(Path(run_dir) / 'env.json', '{}')")])
-    write_notebook(books / "20_model.ipynb", [("params", "run_dir = 'x'  # run folder\nmegabytes = 6  # model size"), ("code", WRITE_MODEL)])
+    write_notebook(books / "20_model.ipynb", [("params", "run_dir = 'x'  # run folder\nmegabytes = 6  # model size"),
+                                              ("code", WRITE_MODEL)])
     write_notebook(books / "30_chatty.ipynb", [("params", "run_dir = 'x'  # run folder\nkilobytes = 1  # printed"),
                                                ("code", "print('x' * kilobytes * 1000)")])
     return books
@@ -185,8 +187,8 @@ def toy_series(books: Path) -> Path:
 
 def run(books: Path, root: Path, params: Path | None = None) -> subprocess.CompletedProcess:
     args = ["--params", str(params)] if params else []
-    return subprocess.run([sys.executable, "-m", "helpers", "run", "--notebooks", str(books), "--run-dir", str(root), "--progress",
-                           "lines", "--no-report", *args], cwd=REPO, capture_output=True, text=True, timeout=240)
+    return subprocess.run([sys.executable, "-m", "helpers", "run", "--notebooks", str(books), "--run-dir", str(root),
+                           "--progress", "lines", "--no-report", *args], cwd=REPO, capture_output=True, text=True, timeout=240)
 
 
 def status(root: Path) -> dict:
@@ -253,7 +255,8 @@ def test_a_read_only_rknn_folder_names_the_folder(tmp_path):
         proc = run(books, root, params)
         assert proc.returncode == 1
         said = fault_sentence(proc.stderr)
-        assert said.startswith(f"20_model stopped: {rknn} is not writable (Read-only file system) writing {rknn / 'model.partial.rknn'}")
+        assert said.startswith(f"20_model stopped: {rknn} is not writable (Read-only file system) "
+                               f"writing {rknn / 'model.partial.rknn'}")
         assert "make that folder writable" in said
         assert status(root)["20_model"]["how"] == "failed" and temporaries(root) == []
     finally:
