@@ -170,7 +170,7 @@ def run_series(config: dict[str, Any], run_dir: str | Path, only: str | list[str
             except Exception as exc:  # papermill's execution error, a dead kernel, a full disk, ...
                 result.failed = name
                 result.failure = report.describe_failure(name, exc, root / "executed" / nb.name)
-                result.fault = storage.find(exc)
+                result.fault = storage.find(exc, root)
                 if result.fault is not None:  # one sentence; the block and the traceback go to a log
                     partial = storage.half_written(root)
                     leftovers.remove_temporaries(root, skip=("report",))  # frees what the fault left half-written

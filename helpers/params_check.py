@@ -305,7 +305,9 @@ def check_plan(steps: list[tuple[Path, dict[str, Any]]], run_root: Path | None =
         if str(export.get("model", "")).strip():
             from .models import check_model_path
 
-            outputs, said = model_outputs(check_model_path(export["model"])), f"notebook 10's model {export['model']!r}"
+            model = check_model_path(export["model"])
+            if model.suffix.lower() == ".onnx":  # a .pt would cost torch's import on every run: 20's form checks its export
+                outputs, said = model_outputs(model), f"notebook 10's model {export['model']!r}"
         else:
             from .paths import SAMPLE_DATA
 

@@ -34,8 +34,17 @@ class Fault:
         return self.errno in FULL
 
 
-def find(exc: BaseException | None) -> Fault | None:
-    """The disk-full or not-writable error inside exc (its causes, or a notebook cell's error text), else None."""
+def find(exc: BaseException | None, root: Path | None = None) -> Fault | None:
+    """The disk-full or not-writable error inside exc (its causes, or a notebook cell's error text), else None.
+    With root, a permission error on a file outside that folder (e.g. reading the user's data) is not one."""
+    fault = _find(exc)
+    if fault is not None and root is not None and fault.errno in {errno.EACCES, errno.EPERM} and fault.path is not None:
+        if not Path(fault.path).resolve().is_relative_to(Path(root).resolve()):
+            return None
+    return fault
+
+
+def _find(exc: BaseException | None) -> Fault | None:
     seen = 0
     while exc is not None and seen < 8:
         if isinstance(exc, OSError) and exc.errno in FULL | DENIED:

@@ -147,9 +147,11 @@ def test_class_folders_must_match_the_models_outputs_both_ways_before_20_convert
             cell = {**params_check.literals("20_convert"), "run_dir": str(run), "data_dir": str(data)}
             widgets.form(cell, "20_convert").values(record=False)
     cli.plan({"20_convert": {"data_dir": str(image_folder(tmp_path / "d10", 10))}}, "20", run)  # matching: accepted
-    # Before notebook 10 has run: its model (here the sample, trained on the 10 digits) is what 20 will convert.
+    # Before notebook 10 has run: its model (the sample, trained on the 10 digits, or the ONNX given) is what 20 converts.
     msg = plan_error({"20_convert": {"data_dir": str(tmp_path / "d3")}}, "00,10,20", tmp_path / "fresh")
     assert "has 3 class folder(s)" in msg and "the sample model" in msg
+    given = {"10_export": {"model": str(run / "model" / "model.onnx")}, "20_convert": {"data_dir": str(tmp_path / "d12")}}
+    assert "has 12 class folder(s) in val/ but notebook 10's model" in plan_error(given, "10,20", tmp_path / "fresh")
 
 
 # ----------------------------------------------------------------------------- a full disk, a read-only folder
