@@ -69,6 +69,10 @@ def test_the_form_refuses_the_same_values_in_the_notebook(tmp_path):
     cell = {**params_check.literals("20_convert"), "run_dir": str(tmp_path / "run"), "calib_images": -3}
     with pytest.raises(WorkbookError, match=r"calib_images=-3 in 20_convert is out of range"):
         widgets.form(cell, "20_convert").values(record=False)
+    (tmp_path / "model.onnx").write_text("not a model")  # before notebook 10 hands it to onnx (its bare DecodeError)
+    cell = {**params_check.literals("10_export"), "run_dir": str(tmp_path / "run"), "model": str(tmp_path / "model.onnx")}
+    with pytest.raises(WorkbookError, match=r"model='.*model.onnx' in 10_export: Model file .* is not a valid ONNX model"):
+        widgets.form(cell, "10_export").values(record=False)
 
 
 def test_a_sweep_grid_over_a_notebook_only_leaves_out_is_refused(tmp_path):
