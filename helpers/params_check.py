@@ -229,8 +229,15 @@ def check(notebook: str, values: dict[str, Any], declared: dict[str, Any] | None
         rule = OVERRIDES.get(f"{notebook}.{name}") or RULES.get(name) or enumeration(name)
         if rule is not None:
             rule(notebook, value, name)
-    if all(k in values for k in CONVERT_SIGNS):
-        convert_options(notebook, values)
+    full = {**declared, **values}
+    means, stds = full.get("mean_values"), full.get("std_values")
+    uniform = isinstance(means, (list, tuple)) and isinstance(stds, (list, tuple)) and len({*means}) <= 1 and len({*stds}) <= 1
+    if isinstance(means, (list, tuple)) and isinstance(stds, (list, tuple)) and len(means) != len(stds) and not uniform:
+        given, other = ("mean_values", "std_values") if "std_values" not in values else ("std_values", "mean_values")
+        raise _say(notebook, given, full[given], f"has {len(full[given])} value(s) but {other}={full[other]!r} has "
+                   f"{len(full[other])}", "give both one number per input channel of the model")
+    if all(k in full for k in CONVERT_SIGNS):
+        convert_options(notebook, full)
 
 
 def convert_options(notebook: str, values: dict[str, Any]) -> None:
