@@ -22,13 +22,14 @@ import shutil
 import signal
 import sys
 import time
+import traceback
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import cluster, leftovers, report, reuse, summary, sweep
+from . import cluster, leftovers, params_check, report, reuse, storage, summary, sweep
 from .errors import WorkbookError
 from .paths import DEFAULT_RUN, OUTPUTS, REPO, Run, write_text_atomic
 
@@ -44,6 +45,7 @@ class SeriesResult:
     seconds: float = 0.0
     index: Path | None = None
     reused: list[str] = field(default_factory=list)
+    fault: storage.Fault | None = None  # a full disk or an unwritable folder stopped the run
 
     @property
     def ok(self) -> bool:
@@ -59,12 +61,17 @@ def check_run_dir(run_dir: str | Path) -> Path:
     return path
 
 
-def plan(config: dict[str, Any], only: str | list[str] | None) -> list[tuple[Path, dict[str, Any]]]:
-    """The notebooks to run with their parameters, all validated before anything executes."""
+def plan(config: dict[str, Any], only: str | list[str] | None,
+         run_root: Path | None = None) -> list[tuple[Path, dict[str, Any]]]:
+    """The notebooks to run with their parameters, all validated before anything executes: known keys, then
+    each value's type, range, paths and file kind, and a data folder's classes against the model
+    (helpers.params_check; run_root: the run folder whose exported model counts when notebook 10 is not planned)."""
     books = report.select(only)
     if not books:
         raise WorkbookError(f"Notebook folder {report.NOTEBOOKS} holds no NN_name.ipynb notebook; put the series there (e.g. 20_convert.ipynb) or fix --notebooks.")
-    return [(nb, report.params_for(nb, config)) for nb in books]
+    steps = [(nb, report.params_for(nb, config)) for nb in books]
+    params_check.check_plan(steps, run_root)
+    return steps
 
 
 @dataclass
@@ -120,9 +127,10 @@ def run_series(config: dict[str, Any], run_dir: str | Path, only: str | list[str
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    steps = plan(config, only)
+    steps = plan(config, only, check_run_dir(run_dir))
     root = Run.at(check_run_dir(run_dir)).root
     leftovers.remove_temporaries(root)  # half-written files of a run that was killed (nothing could clean up then)
+    (root / "executed" / storage.LOG).unlink(missing_ok=True)  # an earlier run's fault: no longer this run's word
     planned = plan_reuse(steps, root, reuse_runs)
     result = SeriesResult(root)
     started = time.perf_counter()
@@ -162,7 +170,14 @@ def run_series(config: dict[str, Any], run_dir: str | Path, only: str | list[str
             except Exception as exc:  # papermill's execution error, a dead kernel, a full disk, ...
                 result.failed = name
                 result.failure = report.describe_failure(name, exc, root / "executed" / nb.name)
-                stopped(root, name, "failed", time.perf_counter() - t0, exc)
+                result.fault = storage.find(exc, root)
+                if result.fault is not None:  # one sentence; the block and the traceback go to a log
+                    partial = storage.half_written(root)
+                    leftovers.remove_temporaries(root, skip=("report",))  # frees what the fault left half-written
+                    storage.remove_toolkit_dumps(root)  # and the toolkit's debug graphs, the last one cut short
+                    details = result.failure + "\n" + "".join(traceback.format_exception(exc))
+                    result.failure = storage.sentence(name, result.fault, root, storage.write_log(root, details), partial)
+                stopped(root, name, "failed", time.perf_counter() - t0, exc, result.failure if result.fault else None)
                 if not progress:
                     log(f"{name} FAILED after {time.perf_counter() - t0:.1f} s")
                 break
@@ -181,20 +196,28 @@ def run_series(config: dict[str, Any], run_dir: str | Path, only: str | list[str
             try:
                 job.result()
             except Exception as exc:  # a notebook that cannot be rendered must not hide the run's outcome
-                log(f"warning: could not render a report: {type(exc).__name__}: {exc}")
-        if result.failed:  # the failed notebook's own report shows where it stopped
+                if result.fault is None:  # after a full disk the same cause: said once
+                    log(f"warning: could not render a report: {type(exc).__name__}: {exc}")
+        if result.failed and result.fault is None:  # the failed notebook's own report shows where it stopped
             with contextlib.suppress(Exception):
                 summary.render_notebook(root / "executed" / f"{result.failed}.ipynb", root / "report")
-        result.index = summary.write_index(root)
+        try:
+            result.index = summary.write_index(root)
+        except OSError:
+            if result.fault is None:
+                raise
+        if result.fault is not None:  # a report half-written on the full disk
+            leftovers.remove_temporaries(root)
     return result
 
 
-def stopped(root: Path, name: str, how: str, seconds: float, exc: BaseException) -> None:
+def stopped(root: Path, name: str, how: str, seconds: float, exc: BaseException, error: str | None = None) -> None:
     """A notebook failed or was interrupted: remove the temporary files it left, then say so in status.json
-    (when even that cannot be written, e.g. a full disk, status.json is removed rather than left saying it ran)."""
+    (error: the line to record, else the exception's; when even that cannot be written, e.g. a full disk,
+    status.json is removed rather than left saying it ran)."""
     leftovers.remove_temporaries(root, skip=("report",))  # the renderer may be writing there right now
     try:
-        reuse.write_status(root, name, how, seconds, error=report.failure_line(exc))
+        reuse.write_status(root, name, how, seconds, error=error or report.failure_line(exc))
     except OSError:
         with contextlib.suppress(OSError):
             (root / "executed" / reuse.STATUS).unlink(missing_ok=True)
@@ -366,9 +389,10 @@ def run_sweep(sweep_file: str | Path, run_dir: str | Path | None, only: str | No
                             "pass --yes to run them all (or raise --max-variants).")
     only = only or file_only
     root = check_run_dir(run_dir or OUTPUTS / Path(sweep_file).stem)
-    for config in configs.values():  # every variant's parameters are valid before anything runs
-        plan(config, only)
     dirs = {v: check_run_dir(root / v) for v in configs}
+    sweep.check_selected(sweep_file, only)  # a grid or variant over a notebook `only` leaves out sweeps nothing
+    for v, config in configs.items():  # every variant's parameters are valid before anything runs
+        plan(config, only, dirs[v])
     address = cluster.scheduler_address(scheduler)
     workers = max(1, min(len(configs), jobs or os.cpu_count() or 1))
     with (contextlib.nullcontext(executor) if executor is not None
@@ -545,6 +569,15 @@ def main(argv: list[str] | None = None) -> int:
     except WorkbookError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the runner's own writes (status, records, reports) on a full or read-only disk
+        fault = storage.find(exc)
+        if fault is None:
+            raise
+        root = check_run_dir(getattr(args, "run_dir", None) or DEFAULT_RUN)
+        leftovers.remove_temporaries(root)
+        log = storage.write_log(root, "".join(traceback.format_exception(exc)))
+        print(f"error: {storage.sentence('the run', fault, root, log)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: stopped (kernels shut down, cluster tasks cancelled).", file=sys.stderr)
         return 130

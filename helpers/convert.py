@@ -192,7 +192,7 @@ class ConvertConfig:
         rules = self.disable_rules
         if not isinstance(rules, (list, tuple)) or not all(isinstance(r, str) and r for r in rules):
             raise WorkbookError(f"disable_rules={rules!r} must be a list of rule names, e.g. ['fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa'] ([] = none).")
-        known = known_rules()
+        known = known_rules() if rules else set()  # importing the toolkit's rule tables costs seconds: only when needed
         for rule in rules:
             if known and rule not in known:
                 close = difflib.get_close_matches(rule, sorted(known), n=1)
@@ -379,8 +379,8 @@ def options_markdown(cfg: ConvertConfig, extra: dict[str, Any] | None = None) ->
 
 
 def conversion_step(run: Run, cfg: ConvertConfig, params: dict[str, Any], source: Path, calibration: Path | None):
-    """The cache step of notebook 20; when it must recompute, its record and rknn/convert.json are
-    removed first (an interrupted build can never look finished)."""
+    """The cache step of notebook 20; when it must recompute, its record, rknn/convert.json and the old
+    model.rknn are removed first (an interrupted build can never look finished)."""
     from .cache import Step
 
     key = cfg.to_dict() | {k: params[k] for k in ("load_path", "imgsz", "auto_disable_rules") if k in params}
@@ -659,9 +659,10 @@ def _from_run(run: Run, value: str | None) -> Path | None:
 
 
 def start_record(run: Run) -> None:
-    """A rebuild starts: remove rknn/convert.json first, so an interrupted conversion never leaves a
-    record that describes a model.rknn it did not finish."""
+    """A rebuild starts: remove rknn/convert.json and the old model.rknn first, so an interrupted or failed
+    conversion (a full disk) never leaves a record it did not finish, nor a model that is no longer this run's."""
     (run.root / RECORD).unlink(missing_ok=True)
+    (run.root / RECORD).with_name("model.rknn").unlink(missing_ok=True)
 
 
 def write_record(run: Run, result: ConvertResult, cfg: ConvertConfig, source: Path, dataset: Path | None,

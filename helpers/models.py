@@ -5,6 +5,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import model_check
 from .cache import Step
 from .errors import WorkbookError
 from .paths import Run, write_json_atomic
@@ -44,6 +45,7 @@ def check_model_path(model: str | Path) -> Path:
         raise WorkbookError(f"Model file {path} cannot be read ({exc.strerror}); fix its permissions or copy the model to a readable regular file.") from exc
     if not head:
         raise WorkbookError(f"Model file {path} is empty; re-export or re-download it.")
+    model_check.check(path)  # the content: an ONNX that parses and is whole, a torch archive holding a model
     return path.resolve()
 
 

@@ -56,7 +56,9 @@ def execute(notebook: Path, run_dir: str | Path, params: dict[str, Any] | None =
             kernel_name=KERNEL_NAME, cwd=str(NOTEBOOKS), progress_bar=progress, log_output=False,
             **({"km": km} if km is not None else {}),
         )
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, OSError) and exc.filename is None:  # papermill writing the executed notebook (a full disk)
+            exc.filename = str(partial)
         leftovers.settle_notebook(partial, out)
         raise
     finally:

@@ -30,6 +30,24 @@ def grid_key(key: str, path: Path) -> tuple[str, str]:
     return section, param
 
 
+def check_selected(path: str | Path, only: str | None) -> None:
+    """Every grid key and variant section sweeps a notebook that runs: one that `only` leaves out (or a common
+    key no selected notebook declares) would make variants that differ in nothing that runs."""
+    data = report.read_yaml(Path(path), "Sweep file", "--sweep an existing YAML file")
+    selected = {report.notebook_name(nb): nb for nb in report.select(only)}
+    swept = [(key, *grid_key(key, Path(path))) for key in (data.get("grid") or {})]
+    for variant, sections in (data.get("variants") or {}).items():
+        for section, values in (sections or {}).items():
+            swept += [(f"{variant}: {section}.{param}", section, param) for param in (values or {})]
+    for key, section, param in swept:
+        runs = (any(param in report.declared_parameters(nb) for nb in selected.values()) if section == "common"
+                else section in selected)
+        if not runs:
+            raise WorkbookError(f"Sweep file {path} sweeps {key!r} but only: {only} leaves "
+                                f"{'every notebook declaring ' + param if section == 'common' else section} out, so its variants "
+                                "would not differ; add that notebook to only, or drop the key.")
+
+
 def slug(value: Any) -> str:
     text = re.sub(r"[^A-Za-z0-9._]+", "-", str(value).strip()).strip("-")
     return text or "x"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import convert
+from . import convert, params_check
 from .paths import HEADLESS_ENV, Run, write_json_atomic
 
 RESET_LABEL = "Reset to the cell's values"
@@ -178,6 +178,7 @@ class Form:
     def values(self, record: bool = True) -> dict[str, Any]:
         """Effective parameters; with record=True also print them as a table and save to params.json."""
         vals = {k: _read(self.widgets[k], v) if k in self.widgets else v for k, v in self.defaults.items()}
+        params_check.check_in_run(self.notebook, vals)  # the runner's rules: type, range, paths, file kinds, classes
         if record:
             if self.note():
                 print(self.note())

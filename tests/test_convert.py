@@ -263,6 +263,7 @@ def test_a_rebuild_start_removes_the_old_record(tiny_onnx, calib, tmp_path):
     changed = convert.ConvertConfig(**ULTRA, quantized_method="layer")
     assert not convert.conversion_step(run, changed, params, tiny_onnx, calib).fresh
     assert not (run.rknn / "convert.json").exists(), "the record of the old model is gone once a rebuild starts"
+    assert not (run.rknn / "model.rknn").exists(), "and so is the old model (a failed rebuild leaves no model that looks current)"
     with pytest.raises(WorkbookError, match="run notebooks/20_convert.ipynb"):
         convert.read_record(run)
 
