@@ -190,8 +190,9 @@ def offline() -> Iterator[list[str]]:
 
 def train_detect_sample(run: Run, data_yaml: str | Path, imgsz: int = 160, epochs: int = 12, batch: int = 8,
                         seed: int = 0, workers: int = 0, nbs: int | None = None, lr0: float | None = 0.005,
-                        mosaic: float = 0.0) -> DetectTrainResult:
-    """Train YOLO11n detect from yolo11n.yaml on CPU (offline), cached in run/model/model.pt.
+                        mosaic: float = 0.0, arch: str = "yolo11n.yaml") -> DetectTrainResult:
+    """Train a detector from an ultralytics YAML (arch; YOLO11n by default) on CPU (offline), cached in
+    run/model/model.pt.
 
     Tuned for a few hundred images and minutes of CPU: nbs (ultralytics' nominal batch, default: batch)
     makes every batch an optimizer step (ultralytics accumulates to 64 images, leaving a small sample a
@@ -203,7 +204,7 @@ def train_detect_sample(run: Run, data_yaml: str | Path, imgsz: int = 160, epoch
         raise WorkbookError(f"Detection data file {data_yaml} does not exist; pass a data.yaml (train:, val:, names:) or leave it empty for the generated sample.")
     out = run.model / "model.pt"
     marker = data_yaml.parent / "sample.json"
-    params = {"arch": "yolo11n.yaml", "imgsz": imgsz, "epochs": epochs, "batch": batch, "nbs": nbs, "lr0": lr0, "mosaic": mosaic, "seed": seed, "data": str(data_yaml)}
+    params = {"arch": arch, "imgsz": imgsz, "epochs": epochs, "batch": batch, "nbs": nbs, "lr0": lr0, "mosaic": mosaic, "seed": seed, "data": str(data_yaml)}
     extra = {"optimizer": "AdamW", "lr0": lr0} if lr0 else {}
     step = Step(run, "detect_sample_model", params, inputs=[marker if marker.exists() else data_yaml.parent], outputs=[out])
     if step.check():
@@ -219,7 +220,7 @@ def train_detect_sample(run: Run, data_yaml: str | Path, imgsz: int = 160, epoch
     shutil.rmtree(workdir, ignore_errors=True)
     started = time.perf_counter()
     with offline() as attempts:
-        model = YOLO("yolo11n.yaml", task="detect")
+        model = YOLO(arch, task="detect")
         # val=False: ultralytics still validates after the final epoch, which is the figure recorded.
         metrics = model.train(
             data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, device="cpu", workers=workers, seed=seed,

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import WorkbookError
 from ..paths import REPO, Run, write_json_atomic
-from .head import HEADS, export_detector, onnx_metadata
+from .head import HEADS, decode_options, export_detector, onnx_metadata
 from .postprocess import Detections
 from .sample import prepare_detect_model
 
@@ -133,23 +133,32 @@ def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, va
         for precision, outs in (("FP32", fp32), ("INT8", int8), (BGR, bgr)):
             if outs is None:
                 continue
-            ev = evaluate_outputs(f"{precision} {h} head" if precision != BGR else f"INT8 {h} head, BGR input (bug)", outs, geoms, val)
+            ev = evaluate_outputs(f"{precision} {h} head" if precision != BGR else f"INT8 {h} head, BGR input (bug)", outs, geoms, val,
+                                  **decode_options(onnx_path))
             role = ("fp32" if precision == "FP32" else "int8" if precision == "INT8" else "diagnostic") if h == chosen else "diagnostic"
             rows.append({"name": ev.name, "role": role, "head": h, "precision": precision, **ev.metric.to_dict(),
                          "top_score": max(ev.top_scores, default=0.0), "rules_disabled_here": extra_rules if precision == "INT8" else [],
                          **({"cosine_mean": float(np.mean(cos)), "cosine_min": float(np.min(cos))} if precision == "INT8" else {})})
             dets[ev.name] = _dets_json(ev.detections)
     metrics = {"task": "detect", "head": chosen, "imgsz": size, "backends": rows, "images": len(val), "instances": val.instances,
-               "classes": list(names), "notes": list(val.notes), "batch": batch, "ultralytics_val": None}
+               "classes": list(names), "notes": list(val.notes), "batch": batch, "ultralytics_val": None,
+               "end2end": bool(decode_options(record.source).get("end2end")), "reg_max": _reg_max(record.source)}
     if str(model).endswith(".pt") and not val_images:
         from ..export import quiet
         from .sample import ultralytics_val
 
         with quiet(run.logs / "ultralytics_val.log"):
-            metrics["ultralytics_val"] = ultralytics_val(model, data_yaml, size, run.logs / "ultralytics_val", rect=False)
+            # nms=False: ultralytics' own end-to-end mode, the branch an end-to-end export carries
+            e2e = {"nms": False} if metrics["end2end"] else {}
+            metrics["ultralytics_val"] = ultralytics_val(model, data_yaml, size, run.logs / "ultralytics_val", rect=False, **e2e)
     write_json_atomic(run.eval / "detections.json", {"images": [str(p) for p in val.paths], "classes": list(names), "backends": dets})
     write_json_atomic(run.eval / "metrics.json", metrics, default=float)
     return metrics
+
+
+def _reg_max(onnx_path: Path) -> int | None:
+    value = onnx_metadata(onnx_path).get("reg_max")
+    return int(value) if value and value.isdigit() else None
 
 
 def read_metrics(run: Run) -> dict[str, Any]:
