@@ -199,7 +199,34 @@ def verdict(metrics: dict[str, Any]) -> str:
         gap = 100 * abs(fp32["map50_95"] - uv["map50_95"])
         agree = "agrees with" if gap <= 1 else "differs from"
         text += (f" The workbook's FP32 mAP50-95 {agree} ultralytics' own val() of the same weights ({uv['map50_95']:.3f}, "
-                 f"{gap:.1f} pt apart), which checks the decode and NMS.")
+                 f"{gap:.1f} pt apart), which checks the decode and " + ("the top-k selection." if metrics.get("end2end") else "NMS."))
+    return text
+
+
+def end_to_end(metrics: dict[str, Any]) -> str:
+    """For an end-to-end head (YOLO26, YOLOv10): how it is decoded and what INT8 did to it, from this run's
+    numbers; "" for an NMS head."""
+    if not metrics.get("end2end"):
+        return ""
+    split_fp, split_q = row(metrics, "split", "FP32"), row(metrics, "split", "INT8")
+    stock_fp, stock_q = row(metrics, "stock", "FP32"), row(metrics, "stock", "INT8")
+    reg = metrics.get("reg_max")
+    text = ("**End-to-end head.** This detector was trained with a one-to-one assignment (one prediction per object), so it "
+            "needs no non-maximum suppression: the workbook exports that branch and keeps ultralytics' top-k on the host "
+            "(the best anchors by class score, then the best box-and-class pairs; the NPU has no TopK). "
+            + (f"Its boxes are regressed as plain distances (reg_max {reg}), not as 16-bin distributions. " if reg == 1 else ""))
+    uv = metrics.get("ultralytics_val")
+    if uv and split_fp:
+        text += (f"ultralytics' own val() in its end-to-end mode (nms=False) gives mAP50-95 {uv['map50_95']:.3f}, the workbook's "
+                 f"FP32 decode {split_fp['map50_95']:.3f} ({100 * abs(split_fp['map50_95'] - uv['map50_95']):.1f} pt apart). ")
+    if split_fp and split_q and stock_fp and stock_q:
+        split_drop = 100 * (split_fp["map50_95"] - split_q["map50_95"])
+        stock_drop = 100 * (stock_fp["map50_95"] - stock_q["map50_95"])
+        text += (f"In INT8 the split head loses {split_drop:.1f} pt of mAP50-95 and the stock head {stock_drop:.1f} pt on these "
+                 f"{metrics['images']} images: ")
+        text += ("the one-INT8-scale pitfall above is about the output layout, not the family, and the split head is the "
+                 "fix for an end-to-end head too." if stock_drop > split_drop + 2 else
+                 "here the two layouts end close together, so this model does not show the layout pitfall strongly.")
     return text
 
 
