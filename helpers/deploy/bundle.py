@@ -131,7 +131,7 @@ def rknnlite_snippet(config: dict[str, Any], image: str = "your_image.jpg", mode
         f"assert lite.load_rknn({(model or config['model'])!r}) == 0",
         f"assert lite.init_runtime(core_mask=RKNNLite.NPU_CORE_AUTO) == 0   # {runner.core_mask_meaning('auto', config['target_platform'])}",
         f"img = {read}   # {order}, as the model was trained",
-        *(detect_lines(size, image) if config.get("task") == "detect" else [
+        *(detect_lines(size, image, bool(config.get("end2end"))) if config.get("task") == "detect" else [
             f"img = cv2.resize(img, ({size}, {size}))   # non-square images: resize the short side, crop the centre (preprocess.read_rgb)",
             f"outputs = lite.inference(inputs=[img[None]], data_format=['nhwc'])   # uint8, 1 x {size} x {size} x 3, NHWC",
             f"scores = np.asarray(outputs[0]).ravel()   # {config['classes']} scores, {out_note}",
@@ -140,12 +140,14 @@ def rknnlite_snippet(config: dict[str, Any], image: str = "your_image.jpg", mode
     ])
 
 
-def detect_lines(size: int, image: str) -> list[str]:
-    """The detector part of the snippet: letterbox, inference, decode with the bundle's postprocess.py."""
+def detect_lines(size: int, image: str, end2end: bool = False) -> list[str]:
+    """The detector part of the snippet: letterbox, inference, decode with the bundle's postprocess.py (an end-to-end
+    head: end2end=True, top-k instead of NMS)."""
     return [
         f"canvas, lb = postprocess.letterbox(img, {size})   # aspect kept, grey padding: what the workbook measured",
         f"outputs = lite.inference(inputs=[canvas[None]], data_format=['nhwc'])   # uint8, 1 x {size} x {size} x 3; 3 outputs per stride",
-        "dets = postprocess.postprocess(outputs, lb, conf=0.25, iou=0.7)   # boxes in the original image's pixels",
+        ("dets = postprocess.postprocess(outputs, lb, conf=0.25, end2end=True)   # end-to-end head: top-k, no NMS; boxes in the "
+         "original image's pixels" if end2end else "dets = postprocess.postprocess(outputs, lb, conf=0.25, iou=0.7)   # boxes in the original image's pixels"),
         "print(list(zip(dets.classes.tolist(), dets.scores.round(3).tolist())))",
     ]
 

@@ -165,11 +165,12 @@ def check_classifier(top1_agreement: float, images: int, model: str | Path) -> N
 
 
 def check_run(run: Any, task: str, model_path: str | Path, data: str | Path, imgsz: int, torchscript: str | Path | None,
-              mean: Sequence[float], std: Sequence[float], images: int = 4) -> list[dict[str, Any]]:
+              mean: Sequence[float], std: Sequence[float], images: int = 4, decode: Decode = postprocess) -> list[dict[str, Any]]:
     """Notebook 10's guard over what it exported into run.model: every detector head file against the original
     .pt's predict(), or a classifier's ONNX against its TorchScript (the original, exported by ultralytics or
     given) by top-1; writes model/guard.json and returns one row per export ([] when there is no original
-    to compare with, e.g. an ONNX was given). Raises WorkbookError on a disagreement."""
+    to compare with, e.g. an ONNX was given). Raises WorkbookError on a disagreement. decode: the detector decode
+    under test (postprocess.postprocess)."""
     from ..paths import write_json_atomic
 
     rows: list[dict[str, Any]] = []
@@ -180,7 +181,7 @@ def check_run(run: Any, task: str, model_path: str | Path, data: str | Path, img
 
         canvases, _ = load_letterboxed(read_split(data, "val").subset(images).paths, imgsz)
         for onnx_path in head_files(run):
-            rows.append({"export": onnx_path.name, **check_detector(model_path, onnx_path, canvases, imgsz).to_dict()})
+            rows.append({"export": onnx_path.name, **check_detector(model_path, onnx_path, canvases, imgsz, decode).to_dict()})
     elif task != "detect" and torchscript:
         from ..data import load_split
         from ..evaluate import check_export
