@@ -112,6 +112,11 @@ def _found(ref: Detections, idx: np.ndarray, other: Detections) -> tuple[int, li
     return hits, ious, diffs
 
 
+def _share(hits: int, n: int) -> float:
+    """hits / n; 1.0 when nothing was confident on that side (nothing to miss)."""
+    return hits / n if n else 1.0
+
+
 def compare(theirs: Sequence[Detections], ours: Sequence[Detections], head: str = "split", structure: str = "") -> GuardResult:
     """Agreement of two sets of per-image detections on their confident boxes (score >= half the best)."""
     best = max([float(d.scores.max()) for d in [*theirs, *ours] if len(d)], default=0.0)
@@ -129,9 +134,8 @@ def compare(theirs: Sequence[Detections], ours: Sequence[Detections], head: str 
         counts["found_ours"] += fo
         ious += i1 + i2
         diffs += d1 + d2
-    share = lambda hit, n: hit / n if n else 1.0  # noqa: E731 (nothing confident on that side: nothing to miss)
     return GuardResult(head, structure, len(theirs), threshold, counts["theirs"], counts["ours"],
-                       share(counts["found_theirs"], counts["theirs"]), share(counts["found_ours"], counts["ours"]),
+                       _share(counts["found_theirs"], counts["theirs"]), _share(counts["found_ours"], counts["ours"]),
                        float(np.mean(ious)) if ious else float("nan"), float(max(diffs)) if diffs else float("nan"))
 
 

@@ -93,12 +93,6 @@ def branches(head: Any) -> tuple[Any, Any]:
     return head.cv2, head.cv3
 
 
-def structure(head: Any) -> str:
-    """The head's structure in words, for messages: e.g. "end-to-end head, reg_max 1, 4 classes"."""
-    kind = "end-to-end head (one-to-one, top-k, no NMS)" if is_end2end(head) else "NMS head"
-    return f"{kind}, reg_max {int(head.reg_max)}, {int(head.nc)} classes"
-
-
 def _features(model: Any, x: Any) -> list[Any]:
     """Run every layer but the head, routing inputs by each layer's `f` like ultralytics does;
     return the feature maps the head reads."""
