@@ -222,7 +222,8 @@ def end_to_end(metrics: dict[str, Any]) -> str:
     if split_fp and split_q and stock_fp and stock_q:
         split_drop = 100 * (split_fp["map50_95"] - split_q["map50_95"])
         stock_drop = 100 * (stock_fp["map50_95"] - stock_q["map50_95"])
-        text += (f"In INT8 the split head loses {split_drop:.1f} pt of mAP50-95 and the stock head {stock_drop:.1f} pt on these "
+        moved = lambda drop: f"{'loses' if drop >= 0 else 'gains'} {abs(drop):.1f} pt"  # noqa: E731
+        text += (f"In INT8 the split head {moved(split_drop)} of mAP50-95 and the stock head {moved(stock_drop)} on these "
                  f"{metrics['images']} images: ")
         text += ("the one-INT8-scale pitfall above is about the output layout, not the family, and the split head is the "
                  "fix for an end-to-end head too." if stock_drop > split_drop + 2 else
