@@ -203,6 +203,11 @@ def verdict(metrics: dict[str, Any]) -> str:
     return text
 
 
+def _moved(drop_pt: float) -> str:
+    """'loses 1.2 pt' or 'gains 0.1 pt'."""
+    return f"{'loses' if drop_pt >= 0 else 'gains'} {abs(drop_pt):.1f} pt"
+
+
 def end_to_end(metrics: dict[str, Any]) -> str:
     """For an end-to-end head (YOLO26, YOLOv10): how it is decoded and what INT8 did to it, from this run's
     numbers; "" for an NMS head."""
@@ -222,8 +227,7 @@ def end_to_end(metrics: dict[str, Any]) -> str:
     if split_fp and split_q and stock_fp and stock_q:
         split_drop = 100 * (split_fp["map50_95"] - split_q["map50_95"])
         stock_drop = 100 * (stock_fp["map50_95"] - stock_q["map50_95"])
-        moved = lambda drop: f"{'loses' if drop >= 0 else 'gains'} {abs(drop):.1f} pt"  # noqa: E731
-        text += (f"In INT8 the split head {moved(split_drop)} of mAP50-95 and the stock head {moved(stock_drop)} on these "
+        text += (f"In INT8 the split head {_moved(split_drop)} of mAP50-95 and the stock head {_moved(stock_drop)} on these "
                  f"{metrics['images']} images: ")
         text += ("the one-INT8-scale pitfall above is about the output layout, not the family, and the split head is the "
                  "fix for an end-to-end head too." if stock_drop > split_drop + 2 else
