@@ -19,8 +19,13 @@ stride s in ascending order, three outputs named:
 each with its own INT8 scale; the box decode moves to helpers/detect/postprocess.py.
 
 Metadata (both layouts): task=detect, head (split|stock), imgsz, names (JSON list), strides (JSON list),
-reg_max, end2end ("true": one-to-one branch, decode with top-k and no NMS; "false": NMS) and max_det
-(the top-k of an end-to-end head).
+reg_max, end2end ("true": one-to-one branch, decode with top-k and no NMS; "false" or absent: NMS) and
+max_det (the top-k of an end-to-end head). postprocess.py needs only the outputs plus end2end.
+
+Which branch: a head with a one-to-one branch (one2one_cv2/one2one_cv3) is exported through it. ultralytics
+8.4.190 itself predicts, validates and exports through the one-to-many branch unless nms=False, so an ONNX it
+exported by default carries that branch: split, that is reg_max 1 with end2end "false" (decoded with NMS);
+the workbook's comparisons with ultralytics use nms=False whenever the export is end-to-end.
 """
 from __future__ import annotations
 
