@@ -179,3 +179,45 @@ def test_series_bundle_runner_decodes_yolo26(series26, tmp_path):
         assert [float(r[1]) for r in rows] == [float(f"{s:.3f}") for s in want.scores]
         total += len(want)
     assert total > 0, "the stand-in gave no detection at all on the sample images"
+
+
+def test_series_cpp_demo_decodes_yolo26_with_a_stand_in_runtime(series26, tmp_path):
+    """The workbook's C++ detector demo (the sources the bundle's cpp/src ships) built against the stand-in runtime
+    (tests/cpp/stand_in: serves int8 outputs of this model computed by ONNX Runtime), run with --end2end on the
+    bundle's images: it prints postprocess.py's end-to-end detections."""
+    import subprocess
+
+    from helpers.deploy import codegen
+    from helpers.detect.simulate import load_letterboxed
+    from helpers.evaluate import OnnxBackend
+    from test_deploy_detect import GXX, HERE, STB, serve_outputs
+
+    if GXX is None or not (STB / "stb_image.h").is_file():
+        pytest.skip("needs g++ and stb_image.h (apt-get install libstb-dev) to build the C++ detector demo")
+    exe = tmp_path / "rknn_detect_demo"
+    stand_in = HERE / "cpp" / "stand_in"
+    res = subprocess.run([GXX, "-std=c++11", "-O1", "-Wall", "-Wextra", f"-I{stand_in}", f"-I{STB}", f"-I{codegen.CPP_DIR}",
+                          str(codegen.CPP_DIR / "detect_demo.cc"), str(stand_in / "rknn_stand_in.cc"), "-o", str(exe)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    bundle = series26 / "board" / "deploy"
+    size = json.loads((bundle / "model.json").read_text())["input_size"]
+    images = sorted((bundle / "images").iterdir())
+    canvases, geoms = load_letterboxed(images, size)
+    served = tmp_path / "served"
+    used = serve_outputs(served, size, OnnxBackend(series26 / "model" / "model.onnx", [0, 0, 0], [255] * 3).run_raw(np.stack(canvases)))
+    res = subprocess.run([str(exe), "model.rknn", "labels.txt", *[f"images/{p.name}" for p in images], "--conf", "0.05", "--end2end"],
+                         cwd=bundle, env={"WORKBOOK_RKNN_STAND_IN": str(served), "PATH": "/usr/bin:/bin"}, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    labels = (bundle / "labels.txt").read_text().split()
+    blocks = re.split(r"^(images/\S+): (\d+) detection\(s\)$", res.stdout, flags=re.M)[1:]
+    total = 0
+    for count, body, outs, lb in zip(blocks[1::3], blocks[2::3], used, geoms):
+        want = pp.postprocess(outs, lb, conf=0.05, iou=0.7, end2end=True)
+        rows = [DET.match(ln).groups() for ln in body.splitlines() if DET.match(ln)]
+        assert int(count) == len(want) == len(rows)
+        for (name, score, *box), cls, s, b in zip(rows, want.classes, want.scores, want.boxes):
+            assert name == labels[cls] and abs(float(score) - s) <= 0.0011 and np.abs(np.array(box, float) - b).max() <= 1
+        total += len(want)
+    assert total > 0, "no detection: the comparison would prove nothing"
