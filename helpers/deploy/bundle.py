@@ -146,8 +146,8 @@ def detect_lines(size: int, image: str, end2end: bool = False) -> list[str]:
     return [
         f"canvas, lb = postprocess.letterbox(img, {size})   # aspect kept, grey padding: what the workbook measured",
         f"outputs = lite.inference(inputs=[canvas[None]], data_format=['nhwc'])   # uint8, 1 x {size} x {size} x 3; 3 outputs per stride",
-        ("dets = postprocess.postprocess(outputs, lb, conf=0.25, end2end=True)   # end-to-end head: top-k, no NMS; boxes in the "
-         "original image's pixels" if end2end else "dets = postprocess.postprocess(outputs, lb, conf=0.25, iou=0.7)   # boxes in the original image's pixels"),
+        ("dets = postprocess.postprocess(outputs, lb, conf=0.25, end2end=True)   # top-k, no NMS (end-to-end head)" if end2end
+         else "dets = postprocess.postprocess(outputs, lb, conf=0.25, iou=0.7)   # boxes in the original image's pixels"),
         "print(list(zip(dets.classes.tolist(), dets.scores.round(3).tolist())))",
     ]
 
@@ -221,7 +221,8 @@ WHY_SPLIT = """
 ## Why the split head
 
 This detector has three outputs per stride (8, 16 and 32 pixels): the box regression (4 sides: DFL logits over 16 bins
-for YOLOv8/11, plain distances for YOLO26), the class scores, and the sum of the class scores (clamped to 1), each a tensor of its own. Ultralytics'
+for YOLOv8/11, plain distances for YOLO26), the class scores, and the sum of the class scores (clamped to 1), each a
+tensor of its own. Ultralytics'
 stock head concatenates the box coordinates (0 to {size} pixels) and the class scores (0 to 1) into one output; INT8
 gives a tensor one scale, so on the NPU the scores round to 0 and the detections vanish, while that tensor's cosine to
 FP32 still reads almost 1 (notebook 30 shows it on this model). Split, each output gets its own scale, and the sum
@@ -260,12 +261,14 @@ def cpp_section(config: dict[str, Any], cpp_demo: CppDemo | None) -> str:
             "`model.rknn` next to it and run `./run.sh`.\n")
     if config.get("task") != "detect" or not (Path(cpp_demo.folder) / "src" / "detect_demo.cc").is_file():
         return text
+    selection = "the top-k of the end-to-end head (`--end2end`)" if config.get("end2end") else "per-class NMS"
+    flag = " --end2end" if config.get("end2end") else ""
     return text + f"""
 The codegen program (`rknn_app_demo`) runs the model and saves its raw outputs. The workbook adds **`{DETECT_PROGRAM}`**
 (`src/detect_demo.cc`, decode in `src/yolo_detect.h`): it letterboxes each image like `postprocess.letterbox`, runs
 the model with the rknn C API, takes each int8 output as the runtime gives it and dequantizes it with the zero point
 and scale `rknn_query` reports, decodes the boxes (DFL, or plain distances), keeps class scores above `--conf`,
-applies {"the top-k of the end-to-end head (`--end2end`)" if config.get("end2end") else "per-class NMS"} and prints the same lines as `run_rknn.py` (no drawing). The workbook's tests compile its decode on the PC and
+applies {selection} and prints the same lines as `run_rknn.py` (no drawing). The workbook's tests compile its decode on the PC and
 compare it with `postprocess.py` on the same raw outputs; the program itself needs a board (and the SDK) to run.
 
 ```
@@ -273,7 +276,7 @@ export RKNPU2=/path/to/rknn-toolkit2/rknpu2        # librknnrt.so, rknn_api.h an
 cd cpp && ./build_linux.sh {config['target_platform']}     # aarch64-linux-gnu-g++ (or GCC_COMPILER=...)
 adb push install/rknn_app_demo_Linux /userdata/cpp_demo
 adb shell "cd /userdata/cpp_demo && ./run_detect.sh"
-# run_detect.sh = ./{DETECT_PROGRAM} model.rknn labels.txt images/* --conf 0.25 --iou 0.7{" --end2end" if config.get("end2end") else ""}
+# run_detect.sh = ./{DETECT_PROGRAM} model.rknn labels.txt images/* --conf 0.25 --iou 0.7{flag}
 ```
 """
 

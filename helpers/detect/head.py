@@ -82,7 +82,8 @@ def load_detector(weights: str | Path) -> Any:
 def _detect_layer(model: Any) -> Any:
     head = model.model[-1]
     if not all(hasattr(head, a) for a in ("cv2", "cv3", "reg_max", "nc", "stride")) or branches(head)[0] is None:
-        raise WorkbookError(f"The last layer of this model is {type(head).__name__}, not a YOLO Detect head with box and class branches; only YOLOv5u/v8/11/26-style detectors can be exported here; pass such a detect .pt.")
+        raise WorkbookError(f"The last layer of this model is {type(head).__name__}, not a YOLO Detect head with box and class "
+                            "branches; only YOLOv5u/v8/10/11/26-style detectors can be exported here; pass such a detect .pt.")
     return head
 
 

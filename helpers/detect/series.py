@@ -133,8 +133,8 @@ def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, va
         for precision, outs in (("FP32", fp32), ("INT8", int8), (BGR, bgr)):
             if outs is None:
                 continue
-            ev = evaluate_outputs(f"{precision} {h} head" if precision != BGR else f"INT8 {h} head, BGR input (bug)", outs, geoms, val,
-                                  **decode_options(onnx_path))
+            name = f"{precision} {h} head" if precision != BGR else f"INT8 {h} head, BGR input (bug)"
+            ev = evaluate_outputs(name, outs, geoms, val, **decode_options(onnx_path))
             role = ("fp32" if precision == "FP32" else "int8" if precision == "INT8" else "diagnostic") if h == chosen else "diagnostic"
             rows.append({"name": ev.name, "role": role, "head": h, "precision": precision, **ev.metric.to_dict(),
                          "top_score": max(ev.top_scores, default=0.0), "rules_disabled_here": extra_rules if precision == "INT8" else [],
@@ -199,7 +199,7 @@ def verdict(metrics: dict[str, Any]) -> str:
         gap = 100 * abs(fp32["map50_95"] - uv["map50_95"])
         agree = "agrees with" if gap <= 1 else "differs from"
         text += (f" The workbook's FP32 mAP50-95 {agree} ultralytics' own val() of the same weights ({uv['map50_95']:.3f}, "
-                 f"{gap:.1f} pt apart), which checks the decode and " + ("the top-k selection." if metrics.get("end2end") else "NMS."))
+                 f"{gap:.1f} pt apart), which checks the decode and {'the top-k selection' if metrics.get('end2end') else 'NMS'}.")
     return text
 
 

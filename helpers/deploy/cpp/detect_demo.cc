@@ -132,10 +132,12 @@ int main(int argc, char** argv) {
     for (int i = 3; i < argc; ++i) {
         std::string arg = argv[i];
         if (arg == "--end2end") end2end = true;
-        else if ((arg == "--conf" || arg == "--iou") && i + 1 < argc) (arg == "--conf" ? conf : iou) = static_cast<float>(atof(argv[++i]));
+        else if ((arg == "--conf" || arg == "--iou") && i + 1 < argc)
+            (arg == "--conf" ? conf : iou) = static_cast<float>(atof(argv[++i]));
         else images.push_back(argv[i]);
     }
-    if (argc < 4 || images.empty()) return fail("usage: rknn_detect_demo model.rknn labels.txt image [image ...] [--conf 0.25] [--iou 0.7] [--end2end]", 2);
+    if (argc < 4 || images.empty())
+        return fail("usage: rknn_detect_demo model.rknn labels.txt image [image ...] [--conf 0.25] [--iou 0.7] [--end2end]", 2);
     std::vector<char> model = read_file(argv[1]);
     if (model.empty()) return fail(std::string("cannot read model file ") + argv[1] + "; pass the bundle's model.rknn", 2);
     rknn_context ctx = 0;

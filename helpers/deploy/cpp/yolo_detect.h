@@ -188,7 +188,8 @@ inline Detection cell_box(const Output& box, int cell, int input_size, float sco
     float sides[4];
     dfl_sides(box, cell, sides);
     float cx = static_cast<float>(cell % box.width) + 0.5f, cy = static_cast<float>(cell / box.width) + 0.5f;
-    Detection d = {(cx - sides[0]) * stride, (cy - sides[1]) * stride, (cx + sides[2]) * stride, (cy + sides[3]) * stride, score, cls};
+    Detection d = {(cx - sides[0]) * stride, (cy - sides[1]) * stride, (cx + sides[2]) * stride, (cy + sides[3]) * stride,
+                   score, cls};
     return d;
 }
 
