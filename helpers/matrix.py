@@ -50,6 +50,11 @@ MODELS: dict[str, ModelSpec] = {m.name: m for m in [
     ModelSpec("yolo11n-cls-224", "ultralytics:yolo11n-cls.yaml", 224),
     ModelSpec("yolo11n-cls-480", "ultralytics:yolo11n-cls.yaml", 480),
     ModelSpec("yolo11n-det-640", "ultralytics:yolo11n.yaml", 640),
+    # the detector families a user may bring (ultralytics' own ONNX export; YOLO26 and YOLOv10 have end-to-end heads)
+    ModelSpec("yolov5nu-det-640", "ultralytics:yolov5nu.yaml", 640),
+    ModelSpec("yolov8n-det-640", "ultralytics:yolov8n.yaml", 640),
+    ModelSpec("yolov10n-det-640", "ultralytics:yolov10n.yaml", 640),
+    ModelSpec("yolo26n-det-640", "ultralytics:yolo26n.yaml", 640),
     ModelSpec("resnet18-224", "torchvision:resnet18", 224, mean=tuple(IMAGENET_MEAN), std=tuple(IMAGENET_STD)),
     ModelSpec("mobilenetv3s-224", "torchvision:mobilenet_v3_small", 224, mean=tuple(IMAGENET_MEAN), std=tuple(IMAGENET_STD)),
     ModelSpec("gray-cnn-64", "graycnn", 64, channels=1, mean=(0.0,), std=(255.0,)),

@@ -159,12 +159,14 @@ class DetectJudge(Judge):
     split: Any = field(default=None, repr=False)  # helpers.detect.labels.DetectionSplit
     geoms: list = field(default_factory=list, repr=False)
     _noise: dict = field(default_factory=dict, init=False, repr=False)  # (resamples, seed) -> noise in points
+    decode: dict = field(default_factory=dict, repr=False)  # postprocess keywords from the ONNX (end2end: top-k, no NMS)
 
     def detections(self, outputs: Outputs) -> list:
         """Each image's raw outputs decoded into boxes (val-style thresholds), in original image pixels."""
         from .detect.postprocess import postprocess
 
-        return [postprocess(o, lb, conf=0.001, iou=0.7, max_det=300, multi_label=True) for o, lb in zip(outputs, self.geoms)]
+        return [postprocess(o, lb, conf=0.001, iou=0.7, max_det=300, multi_label=True, **self.decode)
+                for o, lb in zip(outputs, self.geoms)]
 
     def metric(self, outputs: Outputs) -> tuple[float, float]:
         """COCO mAP50-95 and mAP50 of the decoded outputs against the labels."""
@@ -207,6 +209,7 @@ def judge_for(run: "Run", record: "ConvertRecord", data_dir: Path, images: int =
     onnx_path = run.need("model/model.onnx", "10_export.ipynb")
     if run_task(run) == "detect":
         from .data import detect_yaml
+        from .detect.head import decode_options
         from .detect.labels import read_split
         from .detect.simulate import load_letterboxed
         from .task import class_names
@@ -220,7 +223,7 @@ def judge_for(run: "Run", record: "ConvertRecord", data_dir: Path, images: int =
         canvases, geoms = load_letterboxed(split.paths, record.input_size)
         pixels = np.stack(canvases)
         return DetectJudge("detect", "map50_95", "mAP50-95", "map50", list(split.paths), pixels,
-                           fp32_outputs(record, onnx_path, pixels), split=split, geoms=geoms)
+                           fp32_outputs(record, onnx_path, pixels), split=split, geoms=geoms, decode=decode_options(onnx_path))
     from .data import load_split
 
     val = load_split(data_dir, "val").subset(images or None)

@@ -100,9 +100,9 @@ def dequantize(q: np.ndarray, zp: int, scale: float) -> np.ndarray:
 
 
 def run_harness(exe: Path, folder: Path, outputs: list[np.ndarray], hw: tuple[int, int], size: int, conf: float, iou: float,
-                int8: bool = True) -> tuple[str, list[np.ndarray]]:
+                int8: bool = True, end2end: bool = False) -> tuple[str, list[np.ndarray]]:
     """Dump one image's raw outputs (int8 with zp/scale, or float32) for the harness; returns its stdout and
-    the float outputs the C++ side decodes (dequantized when int8), for postprocess.py."""
+    the float outputs the C++ side decodes (dequantized when int8), for postprocess.py. end2end: top-k, no NMS."""
     folder.mkdir(parents=True, exist_ok=True)
     lines, used = [f"{hw[0]} {hw[1]} {size} {conf} {iou} {len(outputs)}"], []
     for i, o in enumerate(outputs):
@@ -118,7 +118,8 @@ def run_harness(exe: Path, folder: Path, outputs: list[np.ndarray], hw: tuple[in
             used.append(a[None])
             lines.append(f"{a.shape[0]} {a.shape[1]} {a.shape[2]} f32 0 1.0 {path}")
     (folder / "manifest.txt").write_text("\n".join(lines) + "\n")
-    res = subprocess.run([str(exe), str(folder / "manifest.txt")], capture_output=True, text=True, timeout=60)
+    res = subprocess.run([str(exe), str(folder / "manifest.txt"), *(["--end2end"] if end2end else [])], capture_output=True,
+                         text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     return res.stdout, used
 

@@ -124,3 +124,40 @@ def test_stock_layout_is_refused_where_int8_runs():
     pp.require_split(split)
     with pytest.raises(ValueError, match=r"^model.rknn has the stock detector head .* re-export it with head: split"):
         pp.require_split(stock, "model.rknn")
+
+
+def test_reg_max_1_boxes_are_plain_distances_like_ultralytics():
+    """YOLO26 (reg_max 1) regresses each side's distance directly: no softmax over bins (a 1-bin DFL would give 0)."""
+    import torch
+    from ultralytics.utils.tal import dist2bbox, make_anchors
+
+    rng = np.random.default_rng(1)
+    strides = [8, 16, 32]
+    feats = [rng.uniform(0, 6, (1, 4, 96 // s, 96 // s)).astype(np.float32) for s in strides]
+    anchors, stride_t = make_anchors([torch.from_numpy(f) for f in feats], torch.tensor(strides, dtype=torch.float32), 0.5)
+    dist = torch.cat([torch.from_numpy(f).view(1, 4, -1) for f in feats], 2)
+    theirs = (dist2bbox(dist, anchors.transpose(0, 1).unsqueeze(0), xywh=False, dim=1) * stride_t.transpose(0, 1))[0].T.numpy()
+    ours = np.concatenate([pp.dfl_decode(f[0], s) for f, s in zip(feats, strides)])
+    assert np.allclose(ours, theirs, atol=1e-4)
+
+
+@pytest.mark.parametrize("anchors, nc, max_det", [(189, 4, 300), (500, 3, 50), (40, 80, 30)])
+def test_end2end_topk_is_ultralytics_selection(anchors, nc, max_det):
+    """An end-to-end head's boxes are chosen like ultralytics' Detect.postprocess (top-k anchors by best class, then
+    top-k anchor x class pairs), then scores above conf, with no NMS: same boxes, classes and scores."""
+    import torch
+    from ultralytics.nn.modules.head import Detect
+
+    rng = np.random.default_rng(anchors)
+    scores = rng.uniform(0, 1, (anchors, nc)).astype(np.float32) ** 4
+    xyxy = np.sort(rng.uniform(0, 96, (anchors, 2, 2)).astype(np.float32), axis=1).reshape(anchors, 4)  # x1 y1 x2 y2
+    head = Detect(nc=nc, reg_max=1, end2end=True, ch=(16,))
+    head.max_det = max_det
+    out = head.postprocess(torch.from_numpy(np.concatenate([xyxy, scores], 1))[None])[0].numpy()
+    theirs = out[out[:, 4] > 0.25]  # ultralytics' end-to-end "NMS": scores above conf, nothing else
+    stock = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2], scores], 1).T[None]  # [1, 4 + nc, anchors]
+    lb = pp.Letterbox(96, 96, 96, 1.0, 0, 0)
+    ours = pp.postprocess([stock], lb, conf=0.25, iou=0.7, max_det=max_det, end2end=True)
+    assert len(ours) == len(theirs) > 0
+    assert np.array_equal(ours.classes, theirs[:, 5].astype(np.int64)) and np.allclose(ours.scores, theirs[:, 4])
+    assert np.allclose(ours.boxes, theirs[:, :4], atol=1e-3)

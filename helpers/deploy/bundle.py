@@ -25,6 +25,7 @@ from ..paths import Run
 from ..rknn import toolkit_version
 from . import run_rknn as runner
 from .codegen import DETECT_PROGRAM, CppDemo, detector_head
+from .codegen import end2end as codegen_end2end
 
 RUNNER = Path(runner.__file__)
 PREPROCESS = Path(__file__).resolve().parent.parent / "preprocess.py"
@@ -130,7 +131,7 @@ def rknnlite_snippet(config: dict[str, Any], image: str = "your_image.jpg", mode
         f"assert lite.load_rknn({(model or config['model'])!r}) == 0",
         f"assert lite.init_runtime(core_mask=RKNNLite.NPU_CORE_AUTO) == 0   # {runner.core_mask_meaning('auto', config['target_platform'])}",
         f"img = {read}   # {order}, as the model was trained",
-        *(detect_lines(size, image) if config.get("task") == "detect" else [
+        *(detect_lines(size, image, bool(config.get("end2end"))) if config.get("task") == "detect" else [
             f"img = cv2.resize(img, ({size}, {size}))   # non-square images: resize the short side, crop the centre (preprocess.read_rgb)",
             f"outputs = lite.inference(inputs=[img[None]], data_format=['nhwc'])   # uint8, 1 x {size} x {size} x 3, NHWC",
             f"scores = np.asarray(outputs[0]).ravel()   # {config['classes']} scores, {out_note}",
@@ -139,12 +140,14 @@ def rknnlite_snippet(config: dict[str, Any], image: str = "your_image.jpg", mode
     ])
 
 
-def detect_lines(size: int, image: str) -> list[str]:
-    """The detector part of the snippet: letterbox, inference, decode with the bundle's postprocess.py."""
+def detect_lines(size: int, image: str, end2end: bool = False) -> list[str]:
+    """The detector part of the snippet: letterbox, inference, decode with the bundle's postprocess.py (an end-to-end
+    head: end2end=True, top-k instead of NMS)."""
     return [
         f"canvas, lb = postprocess.letterbox(img, {size})   # aspect kept, grey padding: what the workbook measured",
         f"outputs = lite.inference(inputs=[canvas[None]], data_format=['nhwc'])   # uint8, 1 x {size} x {size} x 3; 3 outputs per stride",
-        "dets = postprocess.postprocess(outputs, lb, conf=0.25, iou=0.7)   # boxes in the original image's pixels",
+        ("dets = postprocess.postprocess(outputs, lb, conf=0.25, end2end=True)   # top-k, no NMS (end-to-end head)" if end2end
+         else "dets = postprocess.postprocess(outputs, lb, conf=0.25, iou=0.7)   # boxes in the original image's pixels"),
         "print(list(zip(dets.classes.tolist(), dets.scores.round(3).tolist())))",
     ]
 
@@ -208,11 +211,18 @@ left; x2, y2 bottom right). Of two boxes of one class that overlap by IoU above 
 better one stays (non-maximum suppression). `--draw DIR` (default `detections/`, `''` for none) writes each image
 with its boxes. The decode is `postprocess.py`, byte for byte the module notebook 30 measured mAP with.
 """
+END2END = """
+This model has an **end-to-end head** (YOLO26 or YOLOv10: one-to-one assignment, one box per object), so no
+non-maximum suppression runs: the decode takes ultralytics' top-k instead (the 300 best anchors by class score, then
+the 300 best box-and-class pairs among them, scores above `--conf`), on the CPU because the NPU has no TopK; `--iou`
+does not apply. `model.json` says so (`"end2end": true`) and the runner reads it.
+"""
 WHY_SPLIT = """
 ## Why the split head
 
-This detector has three outputs per stride (8, 16 and 32 pixels): the box distribution (4 sides x 16 bins, the
-DFL logits), the class scores, and the sum of the class scores (clamped to 1), each a tensor of its own. Ultralytics'
+This detector has three outputs per stride (8, 16 and 32 pixels): the box regression (4 sides: DFL logits over 16 bins
+for YOLOv8/11, plain distances for YOLO26), the class scores, and the sum of the class scores (clamped to 1), each a
+tensor of its own. Ultralytics'
 stock head concatenates the box coordinates (0 to {size} pixels) and the class scores (0 to 1) into one output; INT8
 gives a tensor one scale, so on the NPU the scores round to 0 and the detections vanish, while that tensor's cosine to
 FP32 still reads almost 1 (notebook 30 shows it on this model). Split, each output gets its own scale, and the sum
@@ -227,7 +237,8 @@ def run_section(config: dict[str, Any], sample: str, mask: str) -> str:
     first = (f"model {config['model']} ({platform}), input {size}x{size} {config['color_order']} uint8 NHWC, "
              f"core mask auto ({runner.core_mask_meaning('auto', platform)})")
     text = RUN_DETECT if config.get("task") == "detect" else RUN_CLASSIFY
-    return text.format(sample=sample, mask=mask, first_line=first, name=Path(sample).name)
+    text = text.format(sample=sample, mask=mask, first_line=first, name=Path(sample).name)
+    return text + END2END if config.get("end2end") else text
 
 
 def input_note(config: dict[str, Any]) -> str:
@@ -250,12 +261,14 @@ def cpp_section(config: dict[str, Any], cpp_demo: CppDemo | None) -> str:
             "`model.rknn` next to it and run `./run.sh`.\n")
     if config.get("task") != "detect" or not (Path(cpp_demo.folder) / "src" / "detect_demo.cc").is_file():
         return text
+    selection = "the top-k of the end-to-end head (`--end2end`)" if config.get("end2end") else "per-class NMS"
+    flag = " --end2end" if config.get("end2end") else ""
     return text + f"""
 The codegen program (`rknn_app_demo`) runs the model and saves its raw outputs. The workbook adds **`{DETECT_PROGRAM}`**
 (`src/detect_demo.cc`, decode in `src/yolo_detect.h`): it letterboxes each image like `postprocess.letterbox`, runs
 the model with the rknn C API, takes each int8 output as the runtime gives it and dequantizes it with the zero point
-and scale `rknn_query` reports, decodes the boxes (DFL), keeps class scores above `--conf`, applies per-class NMS
-and prints the same lines as `run_rknn.py` (no drawing). The workbook's tests compile its decode on the PC and
+and scale `rknn_query` reports, decodes the boxes (DFL, or plain distances), keeps class scores above `--conf`,
+applies {selection} and prints the same lines as `run_rknn.py` (no drawing). The workbook's tests compile its decode on the PC and
 compare it with `postprocess.py` on the same raw outputs; the program itself needs a board (and the SDK) to run.
 
 ```
@@ -263,7 +276,7 @@ export RKNPU2=/path/to/rknn-toolkit2/rknpu2        # librknnrt.so, rknn_api.h an
 cd cpp && ./build_linux.sh {config['target_platform']}     # aarch64-linux-gnu-g++ (or GCC_COMPILER=...)
 adb push install/rknn_app_demo_Linux /userdata/cpp_demo
 adb shell "cd /userdata/cpp_demo && ./run_detect.sh"
-# run_detect.sh = ./{DETECT_PROGRAM} model.rknn labels.txt images/* --conf 0.25 --iou 0.7
+# run_detect.sh = ./{DETECT_PROGRAM} model.rknn labels.txt images/* --conf 0.25 --iou 0.7{flag}
 ```
 """
 
@@ -356,7 +369,7 @@ def build_bundle(run: Run, record: ConvertRecord, labels: list[str], models: dic
             shutil.copytree(cpp_demo.folder, tmp / "cpp")
         config = model_config(record, platforms["model.rknn"], labels, "model_hybrid.rknn" in models, cpp_demo)
         if detector:
-            config = {**config, "task": "detect", "head": detector}
+            config = {**config, "task": "detect", "head": detector, "end2end": codegen_end2end(record)}
         save_json(tmp / "model.json", config)
         readme = render_readme(config, sorted(models), [example_name(p) for p in sample_images or []], cpp_demo)
         (tmp / "README.md").write_text(readme, encoding="utf-8")

@@ -104,8 +104,9 @@ def draw_detections(bgr: Any, dets: Any, labels: List[str], out: Path) -> Path:
     return out
 
 
-def detect_image(lite: Any, path: Path, args: argparse.Namespace, labels: List[str]) -> bool:
-    """Letterbox, infer, decode with postprocess.py, print the detections and draw them; False if inference failed."""
+def detect_image(lite: Any, path: Path, args: argparse.Namespace, labels: List[str], end2end: bool = False) -> bool:
+    """Letterbox, infer, decode with postprocess.py (end2end, from model.json: an end-to-end head's top-k instead
+    of NMS), print the detections and draw them; False if inference failed."""
     pp = detector_postprocess()
     x, lb, bgr = letterboxed(path, args.size)
     outputs = lite.inference(inputs=[x], data_format=["nhwc"])
@@ -115,7 +116,7 @@ def detect_image(lite: Any, path: Path, args: argparse.Namespace, labels: List[s
         pp.require_split(outputs, str(args.model))
     except ValueError as exc:
         raise RunnerError(str(exc)) from None
-    dets = pp.postprocess(outputs, lb, conf=args.conf, iou=args.iou)
+    dets = pp.postprocess(outputs, lb, conf=args.conf, iou=args.iou, end2end=end2end)
     print(f"{path}: {len(dets)} detection(s)")
     for box, score, cls in zip(dets.boxes, dets.scores, dets.classes):
         name = labels[int(cls)] if int(cls) < len(labels) else str(int(cls))
@@ -376,7 +377,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for path in images:
             if detect:
                 try:
-                    ok = detect_image(lite, path, args, labels)
+                    ok = detect_image(lite, path, args, labels, end2end=bool(cfg.get("end2end")))
                 except RunnerError as exc:
                     print(f"error: {exc}", file=sys.stderr)
                     return 2

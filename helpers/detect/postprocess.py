@@ -5,8 +5,12 @@ imports): the deployment bundle ships this very file, so the board decodes exact
 
 Two output layouts are understood, told apart by their number:
   stock  1 tensor [1, 4 + classes, anchors]: xywh boxes in input pixels, then class scores;
-  split  3 tensors per stride [1, 4*reg_max, h, w], [1, classes, h, w], [1, 1, h, w]: box distribution
-         logits, class scores, clamped score sum (the rknn_model_zoo layout).
+  split  3 tensors per stride [1, 4*reg_max, h, w], [1, classes, h, w], [1, 1, h, w]: box regression,
+         class scores, clamped score sum (the rknn_model_zoo layout). The box channels say how to read
+         them: reg_max > 1 distribution logits (DFL, YOLOv8/11), reg_max == 1 plain distances (YOLO26).
+Two selections: NMS heads (YOLOv5u/v8/11) keep scores above conf and run per-class NMS; end-to-end heads
+(end2end=True: YOLO26, YOLOv10; one-to-one assignment, one box per object) take ultralytics' top-k over
+anchors x classes instead, with no NMS (the NPU has no TopK, so it runs here on the host).
 """
 from __future__ import annotations
 
@@ -82,13 +86,16 @@ def softmax(x: np.ndarray, axis: int) -> np.ndarray:
 
 
 def dfl_decode(box_logits: np.ndarray, stride: int) -> np.ndarray:
-    """Distribution logits [4*reg_max, h, w] of one stride -> xyxy boxes [h*w, 4] in input pixels:
-    each side's distance is the expectation of its softmax over reg_max bins, in stride units, from the
-    cell centre."""
+    """Box regression [4*reg_max, h, w] of one stride -> xyxy boxes [h*w, 4] in input pixels: each side's
+    distance from the cell centre, in stride units, is the expectation of its softmax over reg_max bins
+    (DFL), or with reg_max == 1 the value itself (YOLO26 regresses plain distances)."""
     c, h, w = box_logits.shape
     reg_max = c // 4
-    dist = softmax(box_logits.reshape(4, reg_max, h * w).astype(np.float32), axis=1)
-    ltrb = (dist * np.arange(reg_max, dtype=np.float32)[None, :, None]).sum(axis=1)  # [4, h*w]
+    if reg_max == 1:
+        ltrb = box_logits.reshape(4, h * w).astype(np.float32)
+    else:
+        dist = softmax(box_logits.reshape(4, reg_max, h * w).astype(np.float32), axis=1)
+        ltrb = (dist * np.arange(reg_max, dtype=np.float32)[None, :, None]).sum(axis=1)  # [4, h*w]
     gy, gx = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
     cx, cy = (gx.ravel() + 0.5), (gy.ravel() + 0.5)
     return np.stack([cx - ltrb[0], cy - ltrb[1], cx + ltrb[2], cy + ltrb[3]], axis=1) * stride
@@ -160,14 +167,34 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     return np.asarray(keep, np.int64)
 
 
+def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ultralytics' end-to-end selection: the k anchors with the best class score, then the k best
+    (anchor, class) pairs among them; returns anchor rows, class ids and scores, best first (ties: lower
+    index first)."""
+    if not len(scores) or k <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    nc = scores.shape[1]
+    anchors = np.argsort(-scores.max(axis=1), kind="stable")[:k]
+    flat = scores[anchors].reshape(-1)
+    pick = np.argsort(-flat, kind="stable")[:k]
+    return anchors[pick // nc], (pick % nc).astype(np.int64), flat[pick].astype(np.float32)
+
+
 def postprocess(outputs: Sequence[np.ndarray], lb: Letterbox, conf: float = 0.25, iou: float = 0.7, max_det: int = 300,
-                multi_label: bool = False, max_nms: int = 30000) -> Detections:
+                multi_label: bool = False, max_nms: int = 30000, end2end: bool = False) -> Detections:
     """Raw outputs of one image -> detections in original image pixels: decode, keep class scores >=
-    conf (every class above it with multi_label, else the best class), per-class NMS, best max_det."""
+    conf (every class above it with multi_label, else the best class), per-class NMS, best max_det.
+    end2end (a one-to-one head): top-k of max_det over anchors x classes, then scores > conf; no NMS
+    (iou and multi_label do not apply)."""
     boxes, scores = decode(outputs, lb.size)
+    k = min(max_det, len(scores))
     mask = candidate_mask(outputs, conf)
     if mask is not None:
         boxes, scores = boxes[mask], scores[mask]
+    if end2end:
+        rows, cls, conf_of = topk(scores, k)
+        keep = conf_of > conf
+        return Detections(unletterbox(boxes[rows[keep]], lb), conf_of[keep], cls[keep])
     if multi_label:
         rows, cls = np.nonzero(scores > conf)
         conf_of = scores[rows, cls]

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import WorkbookError
 from ..paths import REPO, Run, write_json_atomic
-from .head import HEADS, export_detector, onnx_metadata
+from .head import HEADS, decode_options, export_detector, onnx_metadata
 from .postprocess import Detections
 from .sample import prepare_detect_model
 
@@ -169,23 +169,32 @@ def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, va
         for precision, outs in (("FP32", fp32), ("INT8", int8), (BGR, bgr)):
             if outs is None:
                 continue
-            ev = evaluate_outputs(f"{precision} {h} head" if precision != BGR else f"INT8 {h} head, BGR input (bug)", outs, geoms, val)
+            name = f"{precision} {h} head" if precision != BGR else f"INT8 {h} head, BGR input (bug)"
+            ev = evaluate_outputs(name, outs, geoms, val, **decode_options(onnx_path))
             role = ("fp32" if precision == "FP32" else "int8" if precision == "INT8" else "diagnostic") if h == chosen else "diagnostic"
             rows.append({"name": ev.name, "role": role, "head": h, "precision": precision, **ev.metric.to_dict(),
                          "top_score": max(ev.top_scores, default=0.0), "rules_disabled_here": extra_rules if precision == "INT8" else [],
                          **({"cosine_mean": float(np.mean(cos)), "cosine_min": float(np.min(cos))} if precision == "INT8" else {})})
             dets[ev.name] = _dets_json(ev.detections)
     metrics = {"task": "detect", "head": chosen, "imgsz": size, "backends": rows, "images": len(val), "instances": val.instances,
-               "classes": list(names), "notes": list(val.notes), "batch": batch, "ultralytics_val": None}
+               "classes": list(names), "notes": list(val.notes), "batch": batch, "ultralytics_val": None,
+               "end2end": bool(decode_options(record.source).get("end2end")), "reg_max": _reg_max(record.source)}
     if str(model).endswith(".pt") and not val_images:
         from ..export import quiet
         from .sample import ultralytics_val
 
         with quiet(run.logs / "ultralytics_val.log"):
-            metrics["ultralytics_val"] = ultralytics_val(model, data_yaml, size, run.logs / "ultralytics_val", rect=False)
+            # nms=False: ultralytics' own end-to-end mode, the branch an end-to-end export carries
+            e2e = {"nms": False} if metrics["end2end"] else {}
+            metrics["ultralytics_val"] = ultralytics_val(model, data_yaml, size, run.logs / "ultralytics_val", rect=False, **e2e)
     write_json_atomic(run.eval / "detections.json", {"images": [str(p) for p in val.paths], "classes": list(names), "backends": dets})
     write_json_atomic(run.eval / "metrics.json", metrics, default=float)
     return metrics
+
+
+def _reg_max(onnx_path: Path) -> int | None:
+    value = onnx_metadata(onnx_path).get("reg_max")
+    return int(value) if value and value.isdigit() else None
 
 
 def read_metrics(run: Run) -> dict[str, Any]:
@@ -226,7 +235,39 @@ def verdict(metrics: dict[str, Any]) -> str:
         gap = 100 * abs(fp32["map50_95"] - uv["map50_95"])
         agree = "agrees with" if gap <= 1 else "differs from"
         text += (f" The workbook's FP32 mAP50-95 {agree} ultralytics' own val() of the same weights ({uv['map50_95']:.3f}, "
-                 f"{gap:.1f} pt apart), which checks the decode and NMS.")
+                 f"{gap:.1f} pt apart), which checks the decode and {'the top-k selection' if metrics.get('end2end') else 'NMS'}.")
+    return text
+
+
+def _moved(drop_pt: float) -> str:
+    """'loses 1.2 pt' or 'gains 0.1 pt'."""
+    return f"{'loses' if drop_pt >= 0 else 'gains'} {abs(drop_pt):.1f} pt"
+
+
+def end_to_end(metrics: dict[str, Any]) -> str:
+    """For an end-to-end head (YOLO26, YOLOv10): how it is decoded and what INT8 did to it, from this run's
+    numbers; "" for an NMS head."""
+    if not metrics.get("end2end"):
+        return ""
+    split_fp, split_q = row(metrics, "split", "FP32"), row(metrics, "split", "INT8")
+    stock_fp, stock_q = row(metrics, "stock", "FP32"), row(metrics, "stock", "INT8")
+    reg = metrics.get("reg_max")
+    text = ("**End-to-end head.** This detector was trained with a one-to-one assignment (one prediction per object), so it "
+            "needs no non-maximum suppression: the workbook exports that branch and keeps ultralytics' top-k on the host "
+            "(the best anchors by class score, then the best box-and-class pairs; the NPU has no TopK). "
+            + (f"Its boxes are regressed as plain distances (reg_max {reg}), not as 16-bin distributions. " if reg == 1 else ""))
+    uv = metrics.get("ultralytics_val")
+    if uv and split_fp:
+        text += (f"ultralytics' own val() in its end-to-end mode (nms=False) gives mAP50-95 {uv['map50_95']:.3f}, the workbook's "
+                 f"FP32 decode {split_fp['map50_95']:.3f} ({100 * abs(split_fp['map50_95'] - uv['map50_95']):.1f} pt apart). ")
+    if split_fp and split_q and stock_fp and stock_q:
+        split_drop = 100 * (split_fp["map50_95"] - split_q["map50_95"])
+        stock_drop = 100 * (stock_fp["map50_95"] - stock_q["map50_95"])
+        text += (f"In INT8 the split head {_moved(split_drop)} of mAP50-95 and the stock head {_moved(stock_drop)} on these "
+                 f"{metrics['images']} images: ")
+        text += ("the one-INT8-scale pitfall above is about the output layout, not the family, and the split head is the "
+                 "fix for an end-to-end head too." if stock_drop > split_drop + 2 else
+                 "here the two layouts end close together, so this model does not show the layout pitfall strongly.")
     return text
 
 

@@ -84,12 +84,13 @@ def simulate_int8(onnx_path: str | Path, calibration: Sequence[np.ndarray], imag
 
 
 def evaluate_outputs(name: str, outputs: Sequence[Sequence[np.ndarray]], geoms: Sequence, split: DetectionSplit,
-                     conf: float = 0.001, iou: float = 0.7, max_det: int = 300) -> DetectEval:
+                     conf: float = 0.001, iou: float = 0.7, max_det: int = 300, end2end: bool = False) -> DetectEval:
     """Post-process each image's raw outputs and score them with COCO mAP (val-style defaults:
-    conf 0.001, IoU 0.7, max_det 300, every class above conf per box)."""
+    conf 0.001, IoU 0.7, max_det 300, every class above conf per box; end2end: top-k, no NMS)."""
     from .postprocess import top_score
 
-    dets = [postprocess(o, lb, conf=conf, iou=iou, max_det=max_det, multi_label=True) for o, lb in zip(outputs, geoms)]
+    dets = [postprocess(o, lb, conf=conf, iou=iou, max_det=max_det, multi_label=True, end2end=end2end)
+            for o, lb in zip(outputs, geoms)]
     tops = [top_score(o, lb.size) for o, lb in zip(outputs, geoms)]
     return DetectEval(name, dets, coco_map(split.truth, dets, split.names, max_det=max_det), tops)
 

@@ -1,6 +1,7 @@
 // detect_demo.cc: the workbook's C++ detector demo for a split-head YOLO .rknn (rknn C API).
 //
-//   ./rknn_detect_demo model.rknn labels.txt image.png [more images] [--conf 0.25] [--iou 0.7]
+//   ./rknn_detect_demo model.rknn labels.txt image.png [more images] [--conf 0.25] [--iou 0.7] [--end2end]
+//   (--end2end: the model has an end-to-end head, YOLO26 or YOLOv10: top-k selection instead of NMS)
 //
 // For each image: read it as RGB (stb_image), letterbox it to the model's input as
 // helpers/detect/postprocess.py does (bilinear like cv2.resize, grey 114 padding), run the model, take
@@ -85,7 +86,7 @@ static int input_side(const rknn_tensor_attr& attr) { return static_cast<int>(at
 
 // Run one image and print its detections; false (with the reason printed) when the runtime fails.
 static bool detect(rknn_context ctx, const std::vector<rknn_tensor_attr>& outs, int size, const char* path,
-                   const std::vector<std::string>& labels, float conf, float iou) {
+                   const std::vector<std::string>& labels, float conf, float iou, bool end2end) {
     std::vector<unsigned char> canvas;
     Letterbox lb;
     if (!letterboxed(path, size, canvas, lb)) return fail(std::string("cannot read image ") + path + "; check the file is a valid image"), false;
@@ -114,7 +115,7 @@ static bool detect(rknn_context ctx, const std::vector<rknn_tensor_attr>& outs, 
     std::vector<Output> floats;
     for (size_t i = 0; i < raw.size(); ++i) floats.push_back(to_float(outs[i], raw[i]));
     rknn_outputs_release(ctx, static_cast<uint32_t>(raw.size()), raw.data());
-    std::vector<Detection> dets = workbook::postprocess(floats, lb, conf, iou);
+    std::vector<Detection> dets = workbook::postprocess(floats, lb, conf, iou, 300, 30000, end2end);
     printf("%s: %zu detection(s)\n", path, dets.size());
     for (size_t i = 0; i < dets.size(); ++i) {
         const Detection& d = dets[i];
@@ -127,12 +128,16 @@ static bool detect(rknn_context ctx, const std::vector<rknn_tensor_attr>& outs, 
 int main(int argc, char** argv) {
     std::vector<const char*> images;
     float conf = 0.25f, iou = 0.7f;
+    bool end2end = false;
     for (int i = 3; i < argc; ++i) {
         std::string arg = argv[i];
-        if ((arg == "--conf" || arg == "--iou") && i + 1 < argc) (arg == "--conf" ? conf : iou) = static_cast<float>(atof(argv[++i]));
+        if (arg == "--end2end") end2end = true;
+        else if ((arg == "--conf" || arg == "--iou") && i + 1 < argc)
+            (arg == "--conf" ? conf : iou) = static_cast<float>(atof(argv[++i]));
         else images.push_back(argv[i]);
     }
-    if (argc < 4 || images.empty()) return fail("usage: rknn_detect_demo model.rknn labels.txt image [image ...] [--conf 0.25] [--iou 0.7]", 2);
+    if (argc < 4 || images.empty())
+        return fail("usage: rknn_detect_demo model.rknn labels.txt image [image ...] [--conf 0.25] [--iou 0.7] [--end2end]", 2);
     std::vector<char> model = read_file(argv[1]);
     if (model.empty()) return fail(std::string("cannot read model file ") + argv[1] + "; pass the bundle's model.rknn", 2);
     rknn_context ctx = 0;
@@ -159,7 +164,7 @@ int main(int argc, char** argv) {
                                      : "the model's outputs are not three per stride; pass a split-head detector");
     std::vector<std::string> labels = read_labels(argv[2]);
     for (size_t i = 0; code == 0 && i < images.size(); ++i)
-        if (!detect(ctx, outs, input_side(in_attr), images[i], labels, conf, iou)) code = 1;
+        if (!detect(ctx, outs, input_side(in_attr), images[i], labels, conf, iou, end2end)) code = 1;
     rknn_destroy(ctx);
     return code;
 }

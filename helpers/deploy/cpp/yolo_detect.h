@@ -1,14 +1,19 @@
 // yolo_detect.h: the workbook's detector decode in C++ (header only, C++11, no rknn or image library).
 //
 // It mirrors helpers/detect/postprocess.py, the decode the workbook measured mAP with and the Python
-// runner ships byte for byte, for the split head: per stride three outputs, box distribution logits
-// [1, 4*reg_max, H, W], class scores [1, C, H, W] and their clamped sum [1, 1, H, W].
+// runner ships byte for byte, for the split head: per stride three outputs, box regression
+// [1, 4*reg_max, H, W] (distribution logits, or with reg_max == 1 plain distances), class scores
+// [1, C, H, W] and their clamped sum [1, 1, H, W].
 //   1. letterbox: scale to fit size x size (bilinear, as cv2.resize), aspect kept, grey padding split evenly.
 //   2. dequantize: int8 -> float with the output's zero point and scale (rknn_query's output attr).
 //   3. decode: cells whose score sum reaches conf; their best class above conf; each side of the box
-//      is the expectation of a softmax over reg_max bins, in stride units from the cell centre.
+//      is the expectation of a softmax over reg_max bins (reg_max == 1: the value itself), in stride
+//      units from the cell centre.
 //   4. per-class greedy NMS (a box overlapping a better one of its class by IoU > iou is dropped),
 //      best first, at most max_det, boxes mapped back to the original image and clipped to it.
+//      An end-to-end head (YOLO26, YOLOv10: one-to-one, no NMS) instead takes ultralytics' top-k:
+//      the max_det anchors with the best class score, then the max_det best (anchor, class) pairs
+//      among them, scores above conf (end2end = true).
 // tests/test_deploy_detect.py compiles this header into a small harness and checks its boxes against
 // postprocess.py on the same raw outputs.
 #ifndef WORKBOOK_YOLO_DETECT_H
@@ -155,9 +160,14 @@ inline void require_split(const std::vector<Output>& outputs) {
                                     "stride (box distribution, class scores, score sum)");
 }
 
-// Side distances (left, top, right, bottom) of one cell in stride units: softmax expectation per side.
+// Side distances (left, top, right, bottom) of one cell in stride units: softmax expectation per side
+// (reg_max == 1: the regressed distance itself).
 inline void dfl_sides(const Output& box, int cell, float sides[4]) {
     int reg_max = box.channels / 4, hw = box.height * box.width;
+    if (reg_max == 1) {
+        for (int k = 0; k < 4; ++k) sides[k] = box.data[static_cast<size_t>(k) * hw + cell];
+        return;
+    }
     for (int k = 0; k < 4; ++k) {
         const float* logits = &box.data[0] + static_cast<size_t>(k) * reg_max * hw + cell;
         float top = logits[0];
@@ -172,11 +182,22 @@ inline void dfl_sides(const Output& box, int cell, float sides[4]) {
     }
 }
 
+// The box of one cell of one stride, xyxy in input (letterboxed) pixels.
+inline Detection cell_box(const Output& box, int cell, int input_size, float score, int cls) {
+    int stride = input_size / box.width;
+    float sides[4];
+    dfl_sides(box, cell, sides);
+    float cx = static_cast<float>(cell % box.width) + 0.5f, cy = static_cast<float>(cell / box.width) + 0.5f;
+    Detection d = {(cx - sides[0]) * stride, (cy - sides[1]) * stride, (cx + sides[2]) * stride, (cy + sides[3]) * stride,
+                   score, cls};
+    return d;
+}
+
 // Candidates of one stride: cells whose score sum reaches conf and whose best class score exceeds it,
 // boxes xyxy in input (letterboxed) pixels.
 inline void decode_stride(const Output& box, const Output& cls, const Output& sum, int input_size, float conf,
                           std::vector<Detection>& out) {
-    int hw = box.height * box.width, stride = input_size / box.width;
+    int hw = box.height * box.width;
     for (int cell = 0; cell < hw; ++cell) {
         if (sum.data[cell] < conf) continue;
         int best = 0;
@@ -186,11 +207,7 @@ inline void decode_stride(const Output& box, const Output& cls, const Output& su
             if (s > score) { score = s; best = c; }
         }
         if (!(score > conf)) continue;
-        float sides[4];
-        dfl_sides(box, cell, sides);
-        float cx = static_cast<float>(cell % box.width) + 0.5f, cy = static_cast<float>(cell / box.width) + 0.5f;
-        Detection d = {(cx - sides[0]) * stride, (cy - sides[1]) * stride, (cx + sides[2]) * stride, (cy + sides[3]) * stride, score, best};
-        out.push_back(d);
+        out.push_back(cell_box(box, cell, input_size, score, best));
     }
 }
 
@@ -219,10 +236,58 @@ inline Detection unletterbox(Detection d, const Letterbox& lb) {
     return d;
 }
 
-// Raw split-head outputs of one image -> detections in original image pixels, best first.
+// An end-to-end head's selection, as postprocess.topk: cells whose score sum reaches conf, the k with the best
+// class score, then the k best (cell, class) pairs among them (stable: ties keep their order), scores above conf;
+// k = min(max_det, all cells). Boxes in input pixels, best first.
+inline std::vector<Detection> topk_select(const std::vector<Output>& outputs, int input_size, float conf, size_t max_det) {
+    struct Cell { size_t out; int cell; float best; };
+    std::vector<Cell> cells;
+    size_t total = 0;
+    for (size_t i = 0; i + 2 < outputs.size(); i += 3) {
+        const Output& cls = outputs[i + 1];
+        int hw = cls.height * cls.width;
+        total += static_cast<size_t>(hw);
+        for (int cell = 0; cell < hw; ++cell) {
+            if (outputs[i + 2].data[cell] < conf) continue;
+            float best = cls.data[cell];
+            for (int c = 1; c < cls.channels; ++c) best = std::max(best, cls.data[static_cast<size_t>(c) * hw + cell]);
+            Cell x = {i, cell, best};
+            cells.push_back(x);
+        }
+    }
+    size_t k = std::min(max_det, total);
+    std::stable_sort(cells.begin(), cells.end(), [](const Cell& a, const Cell& b) { return a.best > b.best; });
+    if (cells.size() > k) cells.resize(k);
+    struct Pair { size_t cell; int cls; float score; };
+    std::vector<Pair> pairs;
+    for (size_t j = 0; j < cells.size(); ++j) {
+        const Output& cls = outputs[cells[j].out + 1];
+        size_t hw = static_cast<size_t>(cls.height) * cls.width;
+        for (int c = 0; c < cls.channels; ++c) {
+            Pair p = {j, c, cls.data[c * hw + cells[j].cell]};
+            pairs.push_back(p);
+        }
+    }
+    std::stable_sort(pairs.begin(), pairs.end(), [](const Pair& a, const Pair& b) { return a.score > b.score; });
+    if (pairs.size() > k) pairs.resize(k);
+    std::vector<Detection> out;
+    for (size_t j = 0; j < pairs.size(); ++j) {
+        if (!(pairs[j].score > conf)) continue;
+        const Cell& c = cells[pairs[j].cell];
+        out.push_back(cell_box(outputs[c.out], c.cell, input_size, pairs[j].score, pairs[j].cls));
+    }
+    return out;
+}
+
+// Raw split-head outputs of one image -> detections in original image pixels, best first; end2end: top-k, no NMS.
 inline std::vector<Detection> postprocess(const std::vector<Output>& outputs, const Letterbox& lb, float conf = 0.25f,
-                                          float iou = 0.7f, size_t max_det = 300, size_t max_nms = 30000) {
+                                          float iou = 0.7f, size_t max_det = 300, size_t max_nms = 30000, bool end2end = false) {
     require_split(outputs);
+    if (end2end) {
+        std::vector<Detection> kept = topk_select(outputs, lb.size, conf, max_det);
+        for (size_t i = 0; i < kept.size(); ++i) kept[i] = unletterbox(kept[i], lb);
+        return kept;
+    }
     std::vector<Detection> cand;
     for (size_t i = 0; i + 2 < outputs.size(); i += 3) decode_stride(outputs[i], outputs[i + 1], outputs[i + 2], lb.size, conf, cand);
     if (cand.size() > max_nms) {
