@@ -99,8 +99,7 @@ def series26(tiny_yolo26, tmp_path_factory) -> Path:  # noqa: F811
     from helpers.cli import run_series
 
     config = {"common": {"data_dir": str(tiny_yolo26.data_yaml), "imgsz": tiny_yolo26.imgsz},
-              "10_export": {"model": str(tiny_yolo26.train.weights),
-                            "task": "detect"},  # drop this line once notebook 10 reads the task from the model (issue 18)
+              "10_export": {"model": str(tiny_yolo26.train.weights)},  # the task is read from the model
               "20_convert": {"calib_images": 16},
               "30_simulator_inference": {"batch": 4, "pictures": 1},
               "40_board_inference": {"sample_images": 2, "codegen": False},
