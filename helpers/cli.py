@@ -570,10 +570,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # the runner's own writes (status, records, reports) on a full or read-only disk
-        fault = storage.find(exc)
+        sweep_file = getattr(args, "sweep", None)
+        root = check_run_dir(getattr(args, "run_dir", None) or (OUTPUTS / Path(sweep_file).stem if sweep_file else DEFAULT_RUN))
+        fault = storage.find(exc, root)  # a permission error outside the run (e.g. reading the data) is not the run's
         if fault is None:
             raise
-        root = check_run_dir(getattr(args, "run_dir", None) or DEFAULT_RUN)
         leftovers.remove_temporaries(root)
         log = storage.write_log(root, "".join(traceback.format_exception(exc)))
         print(f"error: {storage.sentence('the run', fault, root, log)}", file=sys.stderr)

@@ -13,6 +13,8 @@ import os
 import shutil
 from pathlib import Path
 
+from .paths import Run
+
 
 def is_temporary(name: str) -> bool:
     """True for the workbook's temporary names: *.tmp, *.partial, *.partial.<ext>."""
@@ -20,9 +22,10 @@ def is_temporary(name: str) -> bool:
 
 
 def remove_temporaries(root: str | Path, skip: tuple[str, ...] = ()) -> list[str]:
-    """Delete every temporary file or folder below root and return their run-relative names. Links are
-    removed, never followed; the top-level folders named in skip (e.g. "report" while it is being rendered)
-    and run folders nested inside root (their own runner owns them) are left alone."""
+    """Delete every temporary file or folder the workbook writes in the run folder root (its own files and the
+    folders in Run.FOLDERS, nothing else: a --run-dir that holds other things keeps them) and return their
+    run-relative names. Links are removed, never followed; the top-level folders named in skip (e.g. "report"
+    while it is being rendered) and run folders nested inside root (their own runner owns them) are left alone."""
     root = Path(root)
     removed: list[str] = []
     for folder, dirs, files in os.walk(root):
@@ -30,7 +33,7 @@ def remove_temporaries(root: str | Path, skip: tuple[str, ...] = ()) -> list[str
         keep = []
         for name in dirs:
             path = here / name
-            if (here == root and name in skip) or (path / "executed").is_dir():
+            if here == root and (name in skip or name not in Run.FOLDERS) or (path / "executed").is_dir():
                 continue
             if is_temporary(name) and not path.is_symlink():
                 with contextlib.suppress(OSError):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import WorkbookError
+from .task import fit_norm
 
 Rule = Callable[[str, Any, str], None]  # (notebook, value, name) -> None, or raise WorkbookError
 
@@ -135,7 +136,7 @@ def text(nb: str, value: Any, name: str = "") -> None:
 
 
 RULES: dict[str, Rule] = {
-    "imgsz": count(8, "pixels of the (square) model input", 4096),
+    "imgsz": count(0, "pixels of the (square) model input (0: the model's own; otherwise 8 or more)", 4096),
     "opset": count(7, "the ONNX opset (rknn-toolkit2 2.5.0 accepts at most 19)", 19),
     "epochs": count(1, "training epochs"),
     "check_images": count(1, "validation images to compare PyTorch and ONNX Runtime on"),
@@ -230,12 +231,18 @@ def check(notebook: str, values: dict[str, Any], declared: dict[str, Any] | None
         if rule is not None:
             rule(notebook, value, name)
     full = {**declared, **values}
+    size = full.get("imgsz")
+    if _whole(size) and 0 < size < 8:
+        raise _say(notebook, "imgsz", full["imgsz"], "is too small for a model input", "give 8 or more pixels, or 0 for the model's own")
     means, stds = full.get("mean_values"), full.get("std_values")
-    uniform = isinstance(means, (list, tuple)) and isinstance(stds, (list, tuple)) and len({*means}) <= 1 and len({*stds}) <= 1
-    if isinstance(means, (list, tuple)) and isinstance(stds, (list, tuple)) and len(means) != len(stds) and not uniform:
-        given, other = ("mean_values", "std_values") if "std_values" not in values else ("std_values", "mean_values")
-        raise _say(notebook, given, full[given], f"has {len(full[given])} value(s) but {other}={full[other]!r} has "
-                   f"{len(full[other])}", "give both one number per input channel of the model")
+    if isinstance(means, (list, tuple)) and isinstance(stds, (list, tuple)):
+        channels = max(len(means), len(stds))
+        try:  # the one per-channel rule (task.fit_norm): a single repeated value fits any channel count
+            full |= {"mean_values": fit_norm(means, channels, "mean_values"), "std_values": fit_norm(stds, channels, "std_values")}
+        except WorkbookError:
+            given, other = ("mean_values", "std_values") if "std_values" not in values else ("std_values", "mean_values")
+            raise _say(notebook, given, full[given], f"has {len(full[given])} value(s) but {other}={full[other]!r} has "
+                       f"{len(full[other])}", "give both one number per input channel of the model") from None
     if all(k in full for k in CONVERT_SIGNS):
         convert_options(notebook, full)
 

@@ -85,7 +85,9 @@ class Run:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    # One folder per step, created on first use: run.model, run.rknn, ... run.logs.
+    # One folder per step, created on first use: run.model, run.rknn, ... run.logs. FOLDERS: every folder the
+    # workbook writes in a run (the step folders, the runner's, the step cache): nothing else below root is its own.
+    FOLDERS = ("model", "rknn", "eval", "board", "analysis", "hybrid", "logs", "executed", "report", ".cache")
     model = property(lambda self: self.sub("model"))
     rknn = property(lambda self: self.sub("rknn"))
     eval = property(lambda self: self.sub("eval"))

@@ -20,6 +20,7 @@ from typing import Any
 
 from . import convert, params_check
 from .paths import HEADLESS_ENV, Run, write_json_atomic
+from .task import TASKS
 
 RESET_LABEL = "Reset to the cell's values"
 
@@ -37,7 +38,7 @@ CHOICES: dict[str, list[Any]] = {
     "optimization_level": [0, 1, 2, 3],
     "load_path": convert.LOAD_PATHS,
     "core_mask": ["auto", "0", "1", "2", "0_1", "0_1_2", "all"],
-    "task": ["", "classify", "detect"],  # "": what the model says
+    "task": ["", *TASKS],  # "": what the model says
     "head": ["split", "stock"],
 }
 

@@ -40,6 +40,13 @@ def test_a_misread_output_disagrees(change):
     assert not guard.compare(ORIGINAL, ours).ok
 
 
+def test_an_export_that_finds_nothing_disagrees():
+    """The silent zero itself: the original finds boxes, the export's decode none."""
+    empty = [dets(np.zeros((0, 4)), [], []) for _ in ORIGINAL]
+    r = guard.compare(ORIGINAL, empty)
+    assert not r.ok and r.found_theirs == 0.0
+
+
 def test_nothing_confident_on_either_side_is_no_disagreement():
     empty = [dets(np.zeros((0, 4)), [], []) for _ in range(2)]
     r = guard.compare(empty, empty)

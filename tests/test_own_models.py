@@ -57,6 +57,7 @@ def _rows(run_dir) -> dict:
     return {(r["head"], r["precision"]): r for r in metrics["backends"]}
 
 
+@pytest.mark.slow
 def test_yolov8n_pt_detector_runs_00_to_60_with_only_model_data_and_imgsz(yolov8n, tmp_path):
     data, pt, _ = yolov8n
     config = user_config(pt, data, DETECT_IMGSZ)
@@ -70,6 +71,7 @@ def test_yolov8n_pt_detector_runs_00_to_60_with_only_model_data_and_imgsz(yolov8
     assert (run / "hybrid" / "compare.csv").is_file() and (run / "board" / "deploy" / "postprocess.py").is_file()
 
 
+@pytest.mark.slow
 def test_ultralytics_onnx_detector_is_split_by_graph_surgery_and_int8_stays_within_2_pt(yolov8n, tmp_path):
     data, _, onnx_path = yolov8n
     run = run_user_series(user_config(onnx_path, data, 0), tmp_path / "run", only="00,10,20,30")
@@ -129,6 +131,7 @@ def yolo26_cls(tmp_path_factory):
     return data, pt
 
 
+@pytest.mark.slow
 def test_yolo26n_classifier_runs_00_to_60_with_only_model_data_and_imgsz(yolo26_cls, tmp_path):
     data, pt = yolo26_cls
     run = run_user_series(user_config(pt, data, 32), tmp_path / "run")

@@ -59,6 +59,7 @@ def test_an_image_without_a_plain_extension_is_named(tmp_path, tiny_images):
         lists.write_image_list([image], tmp_path / "list.txt")
 
 
+@pytest.mark.slow
 def test_the_toolkit_builds_analyses_and_runs_hybrid_step1_from_spaced_folders(spaced, tiny_onnx, tmp_path):
     images, run = spaced
     onnx = run / "model" / "model ü.onnx"

@@ -32,6 +32,7 @@ def gray_model(tmp_path_factory):
     return data, onnx_path, top1
 
 
+@pytest.mark.slow
 def test_grayscale_onnx_with_its_own_folder_runs_00_to_60_given_only_model_data_and_imgsz(gray_model, tmp_path):
     import onnx
 

@@ -46,7 +46,7 @@ def test_guard_passes_both_heads_and_stops_a_yolo11_style_decode(tiny_yolo26, tm
     run = Run.at(tmp_path / "run")
     for head in ("split", "stock"):
         (run.model / f"model_{head}.onnx").write_bytes(getattr(tiny_yolo26, f"{head}_onnx").read_bytes())
-    args = (run, "detect", tiny_yolo26.train.weights, tiny_yolo26.data_yaml, tiny_yolo26.imgsz, None, [0, 0, 0], [255] * 3)
+    args = (run, "detect", tiny_yolo26.train.weights, tiny_yolo26.data_yaml, tiny_yolo26.imgsz)
     rows = guard.check_run(*args)
     print("\n" + "\n".join(f"{r['export']}: found {r['found_theirs']:.2f}/{r['found_ours']:.2f} of {r['theirs']}/{r['ours']} "
                            f"boxes, IoU {r['mean_iou']:.4f}" for r in rows))
@@ -129,7 +129,8 @@ def test_series_fp32_agrees_with_ultralytics_and_int8_split_keeps_it(series26):
     assert abs(fp32["map50_95"] - uv["map50_95"]) <= 0.01  # the decode and top-k agree with ultralytics' own
     assert stock_fp32["map50_95"] == pytest.approx(fp32["map50_95"], abs=1e-3)  # same branch, other output layout
     assert int8["map50_95"] >= fp32["map50_95"] - 0.02  # the split head keeps its INT8 within 2 pt
-    assert "INT8 stock head" in stock_int8["name"] and 0 <= stock_int8["map50_95"] <= 1  # shown next to it
+    assert "INT8 stock head" in stock_int8["name"]  # shown next to it, and it loses more than the split head does
+    assert stock_fp32["map50_95"] - stock_int8["map50_95"] >= fp32["map50_95"] - int8["map50_95"]
     guard_rows = json.loads((series26 / "model" / "guard.json").read_text())["rows"]
     assert [r["ok"] for r in guard_rows] == [True, True]
 

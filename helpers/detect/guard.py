@@ -3,7 +3,8 @@ decode stops the run in notebook 10 instead of scoring 0.000 three notebooks lat
 
 Detector: ultralytics' own predict() of the .pt on a few letterboxed images against the workbook's decode
 (postprocess.py) of the exported ONNX run in ONNX Runtime, box by box (same class, IoU, score), both ways.
-Classifier: top-1 of the original (ultralytics' TorchScript of the .pt) against the ONNX.
+Classifier: top-1 of the original (ultralytics' TorchScript of the .pt) against the ONNX, from notebook 10's
+TorchScript-vs-ONNX check (one check, judged here).
 """
 from __future__ import annotations
 
@@ -92,7 +93,9 @@ def export_predictions(onnx_path: str | Path, canvases: Sequence[np.ndarray], de
 
 
 def _confident(d: Detections, threshold: float) -> np.ndarray:
-    return np.nonzero(d.scores >= threshold)[0][:MAX_PER_IMAGE]
+    """The indices of d's boxes scoring at least threshold, the best MAX_PER_IMAGE of them."""
+    idx = np.nonzero(d.scores >= threshold)[0]
+    return idx[np.argsort(-d.scores[idx], kind="stable")][:MAX_PER_IMAGE]
 
 
 def _found(ref: Detections, idx: np.ndarray, other: Detections) -> tuple[int, list[float], list[float]]:
@@ -168,13 +171,13 @@ def check_classifier(top1_agreement: float, images: int, model: str | Path) -> N
                             f"convert it; check the export (opset, preprocessing) and report the model as a workbook issue.")
 
 
-def check_run(run: Any, task: str, model_path: str | Path, data: str | Path, imgsz: int, torchscript: str | Path | None,
-              mean: Sequence[float], std: Sequence[float], images: int = 4, decode: Decode = postprocess) -> list[dict[str, Any]]:
+def check_run(run: Any, task: str, model_path: str | Path, data: str | Path, imgsz: int, export_check: Any = None,
+              images: int = 4, decode: Decode = postprocess) -> list[dict[str, Any]]:
     """Notebook 10's guard over what it exported into run.model: every detector head file against the original
-    .pt's predict(), or a classifier's ONNX against its TorchScript (the original, exported by ultralytics or
-    given) by top-1; writes model/guard.json and returns one row per export ([] when there is no original
-    to compare with, e.g. an ONNX was given). Raises WorkbookError on a disagreement. decode: the detector decode
-    under test (postprocess.postprocess)."""
+    .pt's predict(); for a classifier, notebook 10's TorchScript-vs-ONNX check (export_check: evaluate.check_export's
+    result, the TorchScript being ultralytics' export of the original) judged by top-1. Writes model/guard.json and
+    returns one row per export ([] when there is no original to compare with, e.g. an ONNX was given). Raises
+    WorkbookError on a disagreement. decode: the detector decode under test (postprocess.postprocess)."""
     from ..paths import write_json_atomic
 
     rows: list[dict[str, Any]] = []
@@ -186,14 +189,9 @@ def check_run(run: Any, task: str, model_path: str | Path, data: str | Path, img
         canvases, _ = load_letterboxed(read_split(data, "val").subset(images).paths, imgsz)
         for onnx_path in head_files(run):
             rows.append({"export": onnx_path.name, **check_detector(model_path, onnx_path, canvases, imgsz, decode).to_dict()})
-    elif task != "detect" and torchscript:
-        from ..data import load_split
-        from ..evaluate import check_export
-
-        pixels = load_split(data, "val").subset(max(images, 8)).load(imgsz)
-        check = check_export(Path(torchscript), run.model / "model.onnx", pixels, mean, std)
-        check_classifier(check.top1_agreement, check.images, model_path)
-        rows.append({"export": "model.onnx", "images": check.images, "top1_agreement": check.top1_agreement,
-                     "min_cosine": check.min_cosine, "ok": True})
+    elif task != "detect" and export_check is not None:
+        check_classifier(export_check.top1_agreement, export_check.images, model_path)
+        rows.append({"export": "model.onnx", "images": export_check.images, "top1_agreement": export_check.top1_agreement,
+                     "min_cosine": export_check.min_cosine, "ok": True})
     write_json_atomic(run.model / "guard.json", {"task": task, "model": str(model_path), "rows": rows})
     return rows
