@@ -18,7 +18,7 @@ def _onnx_task(path: Path) -> str | None:
 
     model = onnx.load(str(path), load_external_data=False)
     meta = {p.key: p.value for p in model.metadata_props}
-    if meta.get("task") in TASKS:
+    if meta.get("task"):  # any task ultralytics names (segment, pose, obb too): supported() decides
         return meta["task"]
     ranks = [len(o.type.tensor_type.shape.dim) for o in model.graph.output]
     if len(ranks) == 1 and ranks[0] == 2:
@@ -62,8 +62,9 @@ def class_names(model_path: str | Path) -> list[str] | None:
 
 
 def task_of(model_path: str | Path) -> str | None:
-    """'classify' or 'detect' for an ultralytics .pt (its own task) or an ONNX (metadata or output
-    shapes); None when the file does not say (e.g. a plain TorchScript)."""
+    """The task an ultralytics .pt states (its own) or an ONNX (metadata, else 'classify' / 'detect' from the
+    output shapes), as the file names it (also tasks this workbook does not run yet, e.g. 'segment'); None when
+    the file does not say (e.g. a plain TorchScript)."""
     path = Path(model_path)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
@@ -72,8 +73,16 @@ def task_of(model_path: str | Path) -> str | None:
         ckpt = _load_pt(path)
         model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else ckpt
         task = getattr(model, "task", None) or (ckpt.get("train_args", {}).get("task") if isinstance(ckpt, dict) else None)
-        return task if task in TASKS else None
+        return task if isinstance(task, str) and task else None
     return None
+
+
+def supported(found: str | None, model_path: str | Path) -> str | None:
+    """found when it is a task of this workbook (or None: the file did not say); else one sentence."""
+    if found is None or found in TASKS:
+        return found
+    raise WorkbookError(f"Model {model_path} is an ultralytics {found} model; this workbook takes "
+                        f"{' and '.join(TASKS)} models so far: pass one of those.")
 
 
 def check_task(model_path: str | Path, task: str) -> str:
@@ -81,7 +90,7 @@ def check_task(model_path: str | Path, task: str) -> str:
     the task to use (the file's when it says, else the parameter)."""
     if task not in TASKS:
         raise WorkbookError(f"task={task!r} is not a task of this workbook; use one of {', '.join(TASKS)}.")
-    found = task_of(model_path)
+    found = supported(task_of(model_path), model_path)
     if found is not None and found != task:
         raise WorkbookError(
             f"Model {model_path} is {_WHAT[found]} (task {found}) but task: {task} was given; set task: {found} or pass {_WHAT[task]}."
@@ -97,7 +106,8 @@ def resolve_task(model: str | Path, task: str = "") -> str:
             return "classify"
         from .models import check_model_path
 
-        return task_of(check_model_path(model)) or "classify"
+        path = check_model_path(model)
+        return supported(task_of(path), path) or "classify"
     if task not in TASKS:
         raise WorkbookError(f"task={task!r} is not a task of this workbook; use one of {', '.join(TASKS)}, "
                             "or leave it empty for the model's own.")
