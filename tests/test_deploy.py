@@ -328,11 +328,13 @@ def test_help_needs_nothing_and_a_missing_preprocess_is_named(bundle_tarball, ti
     assert "`python3 run_rknn.py --help`" in readme and "extract `deploy.tar.gz` again" in readme
 
 
-@pytest.mark.parametrize("package, named", [("numpy", "numpy is not installed"), ("cv2", "needs the Python package OpenCV (cv2)")])
+@pytest.mark.parametrize("package, named", [("numpy", "numpy is not installed"),
+                                            ("cv2", "needs the Python package OpenCV (cv2)")])
 def test_a_missing_python_package_on_the_board_is_named(bundle_dir, tiny_onnx, tmp_path, package, named):
     """The board's Python without numpy or OpenCV (a package on PYTHONPATH that fails to import, as an absent one does)."""
     (tmp_path / "site" / package).mkdir(parents=True)
-    (tmp_path / "site" / package / "__init__.py").write_text(f"raise ModuleNotFoundError('test: no {package}', name={package!r})\n")
+    blocker = f"raise ModuleNotFoundError('test: no {package}', name={package!r})\n"
+    (tmp_path / "site" / package / "__init__.py").write_text(blocker)
     res = run_on_stand_in(bundle_dir, tiny_onnx, tmp_path, "images")
     msg = one_line(res.stderr)
     assert res.returncode == 2 and named in msg and "pip install numpy opencv-python-headless" in msg

@@ -22,7 +22,7 @@ import struct
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 try:
     import numpy as np
@@ -85,7 +85,7 @@ def bundled(name: str) -> Any:
             module = __import__(f"helpers.{'detect.' if name == 'postprocess' else ''}{name}", fromlist=[name])
         else:
             raise RunnerError(f"{name}.py is missing from {HERE} (run_rknn.py imports it from beside itself); copy {name}.py "
-                              "from the bundle's deploy/ folder on the PC, or extract deploy.tar.gz again.")
+                              "from the bundle (board/deploy/ in the workbook's run folder), or extract deploy.tar.gz again.")
     except ImportError as exc:
         missing = {"cv2": "OpenCV (cv2)"}.get(exc.name or "", exc.name or str(exc))
         raise RunnerError(f"{name}.py needs the Python package {missing}, which is not installed for {sys.executable}; "
@@ -253,8 +253,8 @@ def read_labels(path: Optional[Path]) -> List[str]:
     return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def labels_or_warning(path: Optional[Path]) -> tuple:
-    """(class names, "" ) or ([], one warning line) when the labels file is missing, unreadable or empty:
+def labels_or_warning(path: Optional[Path]) -> Tuple[List[str], str]:
+    """(class names, "") or ([], one warning line) when the labels file is missing, unreadable or empty:
     the run goes on printing class indices, and the user is told why and how to get names."""
     fix = "copy labels.txt from the bundle beside run_rknn.py, or pass --labels FILE (one class name per line)"
     if path is None:
