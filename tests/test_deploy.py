@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -34,18 +35,50 @@ def sample_val() -> data.LabelledImages:
 
 
 @pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory, tiny_onnx, tiny_images, sample_val) -> Path:
-    """A real bundle (tiny rk3588 model, input 16) extracted from its tarball into a fresh folder."""
+def bundle_tarball(tmp_path_factory, tiny_onnx, tiny_images, sample_val) -> Path:
+    """board/deploy.tar.gz of a real bundle (tiny rk3588 model, input 16, classes a, b, c, three sample images)."""
     run = converted_run(tmp_path_factory.mktemp("run"), tiny_onnx, tiny_images, "rk3588")
-    b = bundle.build_bundle(run, convert.read_record(run), ["a", "b", "c"], sample_images=sample_val.paths[:3])
-    out = tmp_path_factory.mktemp("extracted")
-    with tarfile.open(b.tarball) as tar:
-        tar.extractall(out)
-    return out / "deploy"
+    return bundle.build_bundle(run, convert.read_record(run), ["a", "b", "c"], sample_images=sample_val.paths[:3]).tarball
+
+
+def extracted(tarball: Path, folder: Path) -> Path:
+    """The bundle unpacked as on the board: a fresh folder holding only the archive's files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tarball) as tar:
+        tar.extractall(folder)
+    return folder / "deploy"
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(bundle_tarball, tmp_path_factory) -> Path:
+    """The bundle extracted from its tarball into a fresh folder (shared: tests that change it extract their own)."""
+    return extracted(bundle_tarball, tmp_path_factory.mktemp("extracted"))
+
+
+def no_workbook(folder: Path) -> Path:
+    """A folder for PYTHONPATH holding a `helpers` package that refuses to import: a board has no workbook, so a
+    runner that reaches for the workbook's helpers (which this venv's editable install would otherwise find) fails."""
+    pkg = Path(folder) / "helpers"
+    pkg.mkdir(parents=True, exist_ok=True)
+    (pkg / "__init__.py").write_text('raise ImportError("test: a board has no workbook helpers package")\n')
+    return Path(folder)
+
+
+_BOARD_SITE = tempfile.TemporaryDirectory(prefix="board_site_")  # removed when the test process ends
 
 
 def run_runner(bundle: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(bundle / "run_rknn.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    """The bundle's runner as a subprocess with neither the workbook nor rknn-toolkit-lite2 importable."""
+    env = {**os.environ, "PYTHONPATH": str(no_workbook(Path(_BOARD_SITE.name)))}
+    return subprocess.run([sys.executable, str(bundle / "run_rknn.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def one_line(text: str) -> str:
+    """The only line of a message (a one-sentence error must not bring a traceback or a second line)."""
+    lines = text.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in text, text
+    return lines[0]
 
 
 def load_bundled_runner(bundle: Path):
@@ -58,7 +91,8 @@ def load_bundled_runner(bundle: Path):
 
 def test_bundled_runner_uses_the_bundled_preprocess(bundle_dir):
     mod = load_bundled_runner(bundle_dir)
-    assert Path(mod.preprocess.__file__).resolve() == (bundle_dir / "preprocess.py").resolve()
+    assert not mod.IN_REPOSITORY
+    assert Path(mod.bundled("preprocess").__file__).resolve() == (bundle_dir / "preprocess.py").resolve()
     assert (bundle_dir / "preprocess.py").read_bytes() == bundle.PREPROCESS.read_bytes()
 
 
@@ -157,7 +191,8 @@ RANK = re.compile(r"^\s+(\d+)\. (.+?)\s+([0-9.]+)  \(class (\d+)\)$")
 def run_on_stand_in(bundle: Path, onnx: Path, tmp_path: Path, *args: str, fail: str = "") -> subprocess.CompletedProcess:
     """The bundle's runner as a subprocess, with FakeRKNNLite (ONNX Runtime on the same model) where
     the board would have rknn-toolkit-lite2."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake_rknnlite.install(tmp_path / "site")), str(TESTS)]),
+    site = no_workbook(fake_rknnlite.install(tmp_path / "site"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(TESTS)]),
            fake_rknnlite.ONNX_ENV: str(onnx), fake_rknnlite.FAIL_ENV: fail, fake_rknnlite.LOG_ENV: str(tmp_path / "calls.jsonl")}
     return subprocess.run([sys.executable, str(bundle / "run_rknn.py"), *args], cwd=bundle, env=env,
                           capture_output=True, text=True, timeout=120)
@@ -261,9 +296,9 @@ def test_unreadable_model_and_empty_folder(bundle_dir, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     res = run_runner(bundle_dir, str(empty), cwd=tmp_path)
-    assert res.returncode == 2 and f"Folder {empty} has no images" in res.stderr
+    assert res.returncode == 2 and f"Folder {empty} has no images" in one_line(res.stderr)
     res = run_runner(bundle_dir, "images", "--model", str(tmp_path / "absent.rknn"), cwd=bundle_dir)
-    assert res.returncode == 2 and "Cannot read model file" in res.stderr
+    assert res.returncode == 2 and "Cannot read model file" in one_line(res.stderr) and "pass --model" in res.stderr
     header_only = tmp_path / "cut.rknn"
     header_only.write_bytes((bundle_dir / "model.rknn").read_bytes()[:200])
     with pytest.raises(run_rknn.RunnerError, match="has an RKNN header but no readable model description"):
@@ -272,3 +307,72 @@ def test_unreadable_model_and_empty_folder(bundle_dir, tmp_path):
     broken.write_bytes(b"not an image")
     res = run_runner(bundle_dir, str(broken), "--preprocess-only", str(tmp_path / "x.npy"), cwd=tmp_path)
     assert res.returncode == 2 and "Cannot read image" in res.stderr and "broken.png" in res.stderr
+
+
+# ---------------------------------------------------------------- the runner stands alone (issue 22)
+# Each case unpacks the real deploy.tar.gz into a fresh folder, takes away what a board user loses, and runs
+# `python run_rknn.py` there as a subprocess: FakeRKNNLite (ONNX Runtime on the same model) stands in for
+# rknn-toolkit-lite2, and the workbook's helpers cannot be imported.
+
+def test_help_needs_nothing_and_a_missing_preprocess_is_named(bundle_tarball, tiny_onnx, tmp_path):
+    board = extracted(bundle_tarball, tmp_path / "board")
+    (board / "preprocess.py").unlink()
+    res = run_on_stand_in(board, tiny_onnx, tmp_path, "--help")
+    assert res.returncode == 0 and "usage: run_rknn.py" in res.stdout and res.stderr == ""
+    res = run_on_stand_in(board, tiny_onnx, tmp_path, "images")
+    msg = one_line(res.stderr)
+    assert res.returncode == 2 and res.stdout == ""
+    assert f"preprocess.py is missing from {board.resolve()}" in msg and "extract deploy.tar.gz again" in msg
+    assert not (tmp_path / "calls.jsonl").exists()  # nothing ran on the NPU
+    readme = (board / "README.md").read_text()
+    assert "`python3 run_rknn.py --help`" in readme and "extract `deploy.tar.gz` again" in readme
+
+
+@pytest.mark.parametrize("package, named", [("numpy", "numpy is not installed"),
+                                            ("cv2", "needs the Python package OpenCV (cv2)")])
+def test_a_missing_python_package_on_the_board_is_named(bundle_dir, tiny_onnx, tmp_path, package, named):
+    """The board's Python without numpy or OpenCV (a package on PYTHONPATH that fails to import, as an absent one does)."""
+    (tmp_path / "site" / package).mkdir(parents=True)
+    blocker = f"raise ModuleNotFoundError('test: no {package}', name={package!r})\n"
+    (tmp_path / "site" / package / "__init__.py").write_text(blocker)
+    res = run_on_stand_in(bundle_dir, tiny_onnx, tmp_path, "images")
+    msg = one_line(res.stderr)
+    assert res.returncode == 2 and named in msg and "pip install numpy opencv-python-headless" in msg
+
+
+def test_a_detector_bundle_without_postprocess_and_a_broken_model_json(bundle_tarball, tiny_onnx, tmp_path):
+    board = extracted(bundle_tarball, tmp_path / "board")
+    cfg = json.loads((board / "model.json").read_text())
+    (board / "model.json").write_text(json.dumps({**cfg, "task": "detect", "head": "split"}))  # postprocess.py not there
+    res = run_on_stand_in(board, tiny_onnx, tmp_path, "images")
+    msg = one_line(res.stderr)
+    assert res.returncode == 2 and "postprocess.py is missing from" in msg and "copy postprocess.py from the bundle" in msg
+    (board / "model.json").write_text(json.dumps(cfg)[:-20])  # cut short, as by an interrupted copy
+    res = run_on_stand_in(board, tiny_onnx, tmp_path, "images")
+    assert res.returncode == 2 and "model.json cannot be read as JSON" in one_line(res.stderr)
+
+
+def test_an_unreadable_image_is_one_line_and_the_rest_run(bundle_tarball, tiny_onnx, tmp_path):
+    board = extracted(bundle_tarball, tmp_path / "board")
+    good = sorted((board / "images").iterdir())
+    (board / "images" / f"{good[1].stem}_broken.png").write_bytes(b"half a PNG")  # sorts between the good ones
+    res = run_on_stand_in(board, tiny_onnx, tmp_path, "images", "--top-k", "1")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert [Path(k).name for k in printed_ranks(res.stdout)] == [p.name for p in good]  # before and after it
+    image_line, summary = res.stderr.strip().splitlines()
+    assert image_line.startswith("error: Cannot read image images/") and "_broken.png" in image_line
+    assert "1 of 4 image(s) could not be read" in summary and "the other 3 ran" in summary
+
+
+def test_a_missing_labels_file_warns_once_and_prints_indices(bundle_tarball, tiny_onnx, tmp_path):
+    board = extracted(bundle_tarball, tmp_path / "board")
+    (board / "labels.txt").unlink()
+    res = run_on_stand_in(board, tiny_onnx, tmp_path, "images", "--top-k", "2")
+    assert res.returncode == 0
+    warning = one_line(res.stderr)
+    assert warning.startswith("warning: labels file") and "labels.txt is missing, so class indices are printed" in warning
+    ranks = printed_ranks(res.stdout)
+    assert len(ranks) == 3 and all(len(r) == 2 for r in ranks.values())
+    for line in res.stdout.splitlines():
+        if m := RANK.match(line):
+            assert m[2] == m[4]  # the name printed is the class index

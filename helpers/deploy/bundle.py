@@ -297,6 +297,7 @@ def render_readme(config: dict[str, Any], models: list[str], samples: list[str],
         "sample": sample,
         "run": run_section(config, sample, "0_1_2" if platform == "rk3588" else ("0_1" if platform == "rk3576" else "auto")),
         "auto_meaning": runner.core_mask_meaning("auto", platform),
+        "needs_postprocess": " or `postprocess.py`" if config.get("task") == "detect" else "",
         "core_masks": (f" Other masks on {platform}: " + ", ".join(f"`{m}` = {runner.core_mask_meaning(m, platform)}"
                                                             for m in masks if m != "auto") + ".") if len(masks) > 1 else "",
         "snippet": rknnlite_snippet(config, sample),

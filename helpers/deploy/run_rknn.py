@@ -10,6 +10,8 @@ On the board, inside the unpacked bundle:
 Preprocessing is the workbook's own module, preprocess.py, shipped beside this file: the board
 feeds the model exactly the uint8 NHWC array the workbook fed the simulator, in the colour order
 model.json names. Mean/std are inside the .rknn (the NPU applies them), so no normalisation happens here.
+The file stands alone: --help needs only the standard library, and a missing piece of the bundle
+(preprocess.py, postprocess.py, labels.txt) or of the board's Python (numpy, OpenCV) is named in one line.
 """
 from __future__ import annotations
 
@@ -20,16 +22,17 @@ import struct
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:  # named in one sentence by main(), after --help has had its chance
+    np = None
 
 HERE = Path(__file__).resolve().parent
-if (HERE / "preprocess.py").is_file():  # in the bundle: the workbook's module, shipped beside this file
-    sys.path.insert(0, str(HERE))
-    import preprocess  # noqa: E402
-else:  # inside the workbook repository
-    from helpers import preprocess  # noqa: E402
+# Inside the workbook repository this folder is a package (helpers/deploy/__init__.py); the bundle has none.
+IN_REPOSITORY = (HERE / "__init__.py").is_file()
+PIP_LINE = "python3 -m pip install numpy opencv-python-headless"
 
 CONFIG_NAME = "model.json"
 # --core-mask names -> the RKNNLite / RKNN class attribute holding the mask value.
@@ -60,14 +63,41 @@ class RunnerError(Exception):
     """Bad input or a missing piece on the board: the message is one sentence with the fix."""
 
 
+class ImageError(RunnerError):
+    """One input image cannot be read: reported on its own line, the other images still run."""
+
+
+_MODULES: Dict[str, Any] = {}
+
+
+def bundled(name: str) -> Any:
+    """The workbook module `name` ('preprocess' or 'postprocess'): the file beside this one in the bundle
+    (byte for byte the workbook's), the workbook's own inside the repository, else one sentence saying which
+    file is missing and how to get it back."""
+    if name in _MODULES:
+        return _MODULES[name]
+    try:
+        if (HERE / f"{name}.py").is_file():
+            if str(HERE) not in sys.path:
+                sys.path.insert(0, str(HERE))
+            module = __import__(name)
+        elif IN_REPOSITORY:
+            module = __import__(f"helpers.{'detect.' if name == 'postprocess' else ''}{name}", fromlist=[name])
+        else:
+            raise RunnerError(f"{name}.py is missing from {HERE} (run_rknn.py imports it from beside itself); copy {name}.py "
+                              "from the bundle (board/deploy/ in the workbook's run folder), or extract deploy.tar.gz again.")
+    except ImportError as exc:
+        missing = {"cv2": "OpenCV (cv2)"}.get(exc.name or "", exc.name or str(exc))
+        raise RunnerError(f"{name}.py needs the Python package {missing}, which is not installed for {sys.executable}; "
+                          f"on the board run `{PIP_LINE}`.") from None
+    _MODULES[name] = module
+    return module
+
+
 def detector_postprocess() -> Any:
     """The workbook's detector post-processing module: postprocess.py beside this file in the bundle
     (byte for byte helpers/detect/postprocess.py), or the workbook's own inside the repository."""
-    if (HERE / "postprocess.py").is_file():
-        import postprocess  # noqa: E402
-    else:
-        from helpers.detect import postprocess  # noqa: E402
-    return postprocess
+    return bundled("postprocess")
 
 
 def check_head(cfg: Dict[str, Any], model: Path) -> None:
@@ -83,7 +113,7 @@ def letterboxed(path: Path, size: int) -> Any:
 
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise RunnerError(f"Cannot read image {path}; check the file exists and is a valid image.")
+        raise ImageError(f"Cannot read image {path}; check the file exists and is a valid image.")
     canvas, lb = detector_postprocess().letterbox(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size)
     return canvas[None], lb, bgr
 
@@ -104,14 +134,14 @@ def draw_detections(bgr: Any, dets: Any, labels: List[str], out: Path) -> Path:
     return out
 
 
-def detect_image(lite: Any, path: Path, args: argparse.Namespace, labels: List[str], end2end: bool = False) -> bool:
+def detect_image(lite: Any, path: Path, args: argparse.Namespace, labels: List[str], end2end: bool = False) -> Any:
     """Letterbox, infer, decode with postprocess.py (end2end, from model.json: an end-to-end head's top-k instead
-    of NMS), print the detections and draw them; False if inference failed."""
+    of NMS), print the detections and draw them; the input array, or None if inference failed."""
     pp = detector_postprocess()
     x, lb, bgr = letterboxed(path, args.size)
     outputs = lite.inference(inputs=[x], data_format=["nhwc"])
     if outputs is None:
-        return False
+        return None
     try:
         pp.require_split(outputs, str(args.model))
     except ValueError as exc:
@@ -123,7 +153,7 @@ def detect_image(lite: Any, path: Path, args: argparse.Namespace, labels: List[s
         print(f"  {name:<12} {float(score):.3f}  box x1={box[0]:.0f} y1={box[1]:.0f} x2={box[2]:.0f} y2={box[3]:.0f}")
     if args.draw:
         print(f"  drawn: {draw_detections(bgr, dets, labels, Path(args.draw) / Path(path).name)}")
-    return True
+    return x
 
 
 # ---------------------------------------------------------------- model file
@@ -203,16 +233,41 @@ def check_platform(model_platform: str, chip: Optional[str], model: Path) -> Non
 # ---------------------------------------------------------------- inputs
 
 def load_config(path: Optional[Path]) -> Dict[str, Any]:
-    """The bundle's model.json (input size, labels, platform, ...); {} when absent."""
+    """The bundle's model.json (input size, labels, platform, ...); {} when absent. RunnerError when unreadable."""
     if path is None or not Path(path).is_file():
         return {}
-    return json.loads(Path(path).read_text())
+    try:
+        cfg = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RunnerError(f"{path} cannot be read as JSON ({exc}); copy model.json from the bundle again, "
+                          "or extract deploy.tar.gz again.") from None
+    if not isinstance(cfg, dict):
+        raise RunnerError(f"{path} does not hold a JSON object; copy model.json from the bundle again.")
+    return cfg
 
 
 def read_labels(path: Optional[Path]) -> List[str]:
+    """Class names, one per line; [] when there is no file."""
     if path is None or not Path(path).is_file():
         return []
-    return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def labels_or_warning(path: Optional[Path]) -> Tuple[List[str], str]:
+    """(class names, "") or ([], one warning line) when the labels file is missing, unreadable or empty:
+    the run goes on printing class indices, and the user is told why and how to get names."""
+    fix = "copy labels.txt from the bundle beside run_rknn.py, or pass --labels FILE (one class name per line)"
+    if path is None:
+        return [], f"warning: no labels file named (none in model.json, no --labels), so class indices are printed; {fix}."
+    try:
+        labels = read_labels(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], f"warning: labels file {path} cannot be read ({exc}), so class indices are printed; {fix}."
+    if not Path(path).is_file():
+        return [], f"warning: labels file {path} is missing, so class indices are printed; {fix}."
+    if not labels:
+        return [], f"warning: labels file {path} is empty, so class indices are printed; {fix}."
+    return labels, ""
 
 
 def collect_images(inputs: Sequence[str]) -> List[Path]:
@@ -221,9 +276,10 @@ def collect_images(inputs: Sequence[str]) -> List[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = preprocess.list_images(p)
+            found = bundled("preprocess").list_images(p)
             if not found:
-                raise RunnerError(f"Folder {p} has no images ({', '.join(preprocess.IMAGE_SUFFIXES)}); pass an image file or a folder of images.")
+                raise RunnerError(f"Folder {p} has no images ({', '.join(bundled('preprocess').IMAGE_SUFFIXES)}); "
+                                  "pass an image file or a folder of images.")
             images += found
         elif p.is_file():
             images.append(p)
@@ -236,9 +292,9 @@ def prepare(path: Path, size: int, color_order: str = "RGB", channels: int = 3) 
     """One image as the model's input: uint8, 1 x size x size x C (NHWC); grayscale when channels is 1,
     else channels in the model's colour order (model.json's color_order: RGB, or BGR for a model trained on BGR)."""
     try:
-        image = preprocess.read_image(path, size, channels)
+        image = bundled("preprocess").read_image(path, size, channels)
     except ValueError as exc:
-        raise RunnerError(str(exc)) from None
+        raise ImageError(str(exc)) from None
     return np.ascontiguousarray(image[..., ::-1] if channels == 3 and color_order.upper() == "BGR" else image)[None]
 
 
@@ -247,7 +303,7 @@ def as_probabilities(scores: np.ndarray) -> np.ndarray:
     scores = np.asarray(scores, np.float64).ravel()
     if (scores >= 0).all() and abs(scores.sum() - 1.0) < 1e-2:
         return scores
-    return preprocess.softmax(scores)
+    return bundled("preprocess").softmax(scores)
 
 
 # ---------------------------------------------------------------- arguments
@@ -274,7 +330,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--preprocess-only", type=Path, default=None, metavar="OUT.npy",
                    help="write the preprocessed input batch (N x H x W x 3 uint8) to OUT.npy and stop (no NPU needed)")
     args = p.parse_args(argv)
-    cfg = load_config(args.config)
+    cfg = load_config(args.config)  # RunnerError when unreadable: main prints it as one line
     args.config_data = cfg
     base = Path(args.config).resolve().parent
     if args.model is None:
@@ -334,10 +390,49 @@ def core_mask_value(cls: Any, name: str, platform: str) -> int:
     return int(getattr(cls, CORE_MASKS[name]))
 
 
+def needed_modules(cfg: Dict[str, Any]) -> None:
+    """numpy and the workbook's modules this bundle needs, loaded now so a missing one is named before any work."""
+    if np is None:
+        raise RunnerError(f"numpy is not installed for {sys.executable}; on the board run `{PIP_LINE}`.")
+    bundled("preprocess")
+    if cfg.get("task") == "detect":
+        bundled("postprocess")
+
+
+def classify_image(lite: Any, path: Path, args: argparse.Namespace, labels: List[str], channels: int) -> Any:
+    """Preprocess, infer and print the top-k of one image; its input array, or None if inference failed."""
+    x = prepare(path, args.size, args.color_order, channels)
+    outputs = lite.inference(inputs=[x], data_format=["nhwc"])
+    if outputs is None:
+        return None
+    probs = as_probabilities(outputs[0])
+    print(f"{path}:")
+    for rank, (idx, score) in enumerate(bundled("preprocess").top_k(probs, args.top_k), 1):
+        name = labels[idx] if idx < len(labels) else str(idx)
+        print(f"  {rank}. {name:<20} {score:.4f}  (class {idx})")
+    return x
+
+
+def time_loops(lite: Any, first: Any, loops: int) -> None:
+    """A warm-up, then `loops` timed inferences on one input; prints mean, median, min and FPS."""
+    lite.inference(inputs=[first], data_format=["nhwc"])  # warm-up
+    times = []
+    for _ in range(loops):
+        t0 = time.perf_counter()
+        lite.inference(inputs=[first], data_format=["nhwc"])
+        times.append(time.perf_counter() - t0)
+    ms = np.asarray(times) * 1000
+    print(f"timing over {loops} runs: mean {ms.mean():.2f} ms, median {np.median(ms):.2f} ms, "
+          f"min {ms.min():.2f} ms -> {1000 / ms.mean():.1f} FPS (one image per call, Python API overhead included)")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(argv)
-    cfg = args.config_data
+    """Exit 0 when every image ran; 1 when the runtime failed or some images could not be read (each named on its
+    own line, the others still run); 2 for bad input or a missing piece (one sentence)."""
     try:
+        args = parse_args(argv)
+        cfg = args.config_data
+        needed_modules(cfg)
         model = Path(args.model)
         platform = rknn_platform(model)
         images = collect_images(args.inputs)
@@ -359,7 +454,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    labels = read_labels(args.labels)
+    labels, warning = labels_or_warning(args.labels)
     lite = RKNNLite(verbose=False)
     try:
         if lite.load_rknn(str(model)) != 0:
@@ -369,44 +464,35 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 1
         if lite.init_runtime(core_mask=mask_value) != 0:
             print(f"error: RKNNLite.init_runtime failed; check that /usr/lib/librknnrt.so is rknn-toolkit2 "
-                  f"{cfg.get('toolkit_version', '')} or newer (`strings /usr/lib/librknnrt.so | grep 'librknnrt version'`) and the NPU driver is loaded "
-                  "(`cat /sys/kernel/debug/rknpu/version`).", file=sys.stderr)
+                  f"{cfg.get('toolkit_version', '')} or newer (`strings /usr/lib/librknnrt.so | grep 'librknnrt version'`) "
+                  "and the NPU driver is loaded (`cat /sys/kernel/debug/rknpu/version`).", file=sys.stderr)
             return 1
-        print(f"model {model.name} ({platform}), input {args.size}x{args.size} {args.color_order} uint8 NHWC, core mask {mask} ({core_mask_meaning(mask, platform)})")
-        first = None
+        print(f"model {model.name} ({platform}), input {args.size}x{args.size} {args.color_order} uint8 NHWC, "
+              f"core mask {mask} ({core_mask_meaning(mask, platform)})")
+        if warning:
+            print(warning, file=sys.stderr)
+        first, unreadable = None, 0
         for path in images:
-            if detect:
-                try:
-                    ok = detect_image(lite, path, args, labels, end2end=bool(cfg.get("end2end")))
-                except RunnerError as exc:
-                    print(f"error: {exc}", file=sys.stderr)
-                    return 2
-                if not ok:
-                    print(f"error: inference on {path} returned nothing; see the RKNNLite messages above.", file=sys.stderr)
-                    return 1
-                first = letterboxed(path, args.size)[0] if first is None else first
+            try:
+                x = (detect_image(lite, path, args, labels, end2end=bool(cfg.get("end2end"))) if detect
+                     else classify_image(lite, path, args, labels, channels))
+            except ImageError as exc:  # this image only: say so and go on with the rest
+                print(f"error: {exc}", file=sys.stderr)
+                unreadable += 1
                 continue
-            x = prepare(path, args.size, args.color_order, channels)
-            first = x if first is None else first
-            outputs = lite.inference(inputs=[x], data_format=["nhwc"])
-            if outputs is None:
+            except RunnerError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            if x is None:
                 print(f"error: inference on {path} returned nothing; see the RKNNLite messages above.", file=sys.stderr)
                 return 1
-            probs = as_probabilities(outputs[0])
-            print(f"{path}:")
-            for rank, (idx, score) in enumerate(preprocess.top_k(probs, args.top_k), 1):
-                name = labels[idx] if idx < len(labels) else str(idx)
-                print(f"  {rank}. {name:<20} {score:.4f}  (class {idx})")
+            first = x if first is None else first
         if args.loops and first is not None:
-            lite.inference(inputs=[first], data_format=["nhwc"])  # warm-up
-            times = []
-            for _ in range(args.loops):
-                t0 = time.perf_counter()
-                lite.inference(inputs=[first], data_format=["nhwc"])
-                times.append(time.perf_counter() - t0)
-            ms = np.asarray(times) * 1000
-            print(f"timing over {args.loops} runs: mean {ms.mean():.2f} ms, median {np.median(ms):.2f} ms, "
-                  f"min {ms.min():.2f} ms -> {1000 / ms.mean():.1f} FPS (one image per call, Python API overhead included)")
+            time_loops(lite, first, args.loops)
+        if unreadable:
+            print(f"error: {unreadable} of {len(images)} image(s) could not be read (named above), the other "
+                  f"{len(images) - unreadable} ran; replace or remove the unreadable file(s).", file=sys.stderr)
+            return 1
     finally:
         lite.release()
     return 0
