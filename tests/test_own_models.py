@@ -1,8 +1,9 @@
 """The models users bring, through the real series (00 -> 60) the way they arrive: only `model`, `data_dir` and
 `imgsz` (plus the small image counts a notebook offers for speed). The task, the input size, the channels, the
 class names and the head come from the model file. Built here, tiny: an ultralytics YOLOv8n detector (another
-family than the sample's YOLO11n) as its .pt and as its ultralytics-exported ONNX (head split by graph surgery),
-and a YOLO26n classifier. (The grayscale ONNX classifier is tests/test_real_models.py.)"""
+family than the sample's YOLO11n) as its .pt and as its ultralytics-exported ONNX (head split by graph surgery), the
+tiny YOLO26n detector's ultralytics ONNX (default export: one-to-many branch, reg_max 1; and end to end, cut before its
+top-k), and a YOLO26n classifier. (The grayscale ONNX classifier is tests/test_real_models.py.)"""
 from __future__ import annotations
 
 import json
