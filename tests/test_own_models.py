@@ -1,18 +1,22 @@
 """The models users bring, through the real series (00 -> 60) the way they arrive: only `model`, `data_dir` and
 `imgsz` (plus the small image counts a notebook offers for speed). The task, the input size, the channels, the
 class names and the head come from the model file. Built here, tiny: an ultralytics YOLOv8n detector (another
-family than the sample's YOLO11n) as its .pt and as its ultralytics-exported ONNX (head split by graph surgery),
-and a YOLO26n classifier. (The grayscale ONNX classifier is tests/test_real_models.py.)"""
+family than the sample's YOLO11n) as its .pt and as its ultralytics-exported ONNX (head split by graph surgery), the
+tiny YOLO26n detector's ultralytics ONNX (default export: one-to-many branch, reg_max 1; and end to end, cut before its
+top-k), and a YOLO26n classifier. (The grayscale ONNX classifier is tests/test_real_models.py.)"""
 from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
 from helpers import cli
+from helpers.detect.head import onnx_metadata
 from helpers.detect.sample import train_detect_sample, write_detect_sample
 from helpers.paths import Run
+from yolo26_support import tiny_yolo26  # noqa: F401  (session fixture: one training per session)
 
 # small image counts only: every other parameter is the notebooks' default
 SPEED = {
@@ -71,40 +75,119 @@ def test_yolov8n_pt_detector_runs_00_to_60_with_only_model_data_and_imgsz(yolov8
     assert (run / "hybrid" / "compare.csv").is_file() and (run / "board" / "deploy" / "postprocess.py").is_file()
 
 
+@pytest.fixture(scope="module")
+def yolo26n_onnx(tiny_yolo26, tmp_path_factory):  # noqa: F811
+    """The tiny YOLO26n detector (tests/yolo26_support.py) as ultralytics' default ONNX export: its one-to-many branch
+    (reg_max 1 boxes, NMS) in one [1, 4 + classes, anchors] tensor."""
+    from ultralytics import YOLO
+
+    from helpers.detect.sample import offline
+
+    pt = tmp_path_factory.mktemp("yolo26onnx") / "yolo26n_shapes.pt"
+    shutil.copyfile(tiny_yolo26.train.weights, pt)
+    with offline():
+        exported = YOLO(str(pt)).export(format="onnx", imgsz=tiny_yolo26.imgsz, opset=19, device="cpu")
+    return tiny_yolo26.data_yaml, None, exported
+
+
+# family -> (fixture, the split head's reg_max, least FP32 mAP50-95 for the comparison to mean anything)
+ONNX_DETECTORS = {"yolov8n": ("yolov8n", 16, 0.2), "yolo26n": ("yolo26n_onnx", 1, 0.05)}
+
+
 @pytest.mark.slow
-def test_ultralytics_onnx_detector_is_split_by_graph_surgery_and_int8_stays_within_2_pt(yolov8n, tmp_path):
-    data, _, onnx_path = yolov8n
-    run = run_user_series(user_config(onnx_path, data, 0), tmp_path / "run", only="00,10,20,30")
+@pytest.mark.parametrize("family", list(ONNX_DETECTORS))
+def test_ultralytics_onnx_detector_is_split_by_graph_surgery_and_int8_stays_within_2_pt(family, request, tmp_path):
+    fixture, reg_max, least = ONNX_DETECTORS[family]
+    data, _, onnx_path = request.getfixturevalue(fixture)
+    run = run_user_series(user_config(onnx_path, data, 0), tmp_path / "run", only="10,20,30")
     check = json.loads((run / "model" / "export_check.json").read_text())
     assert check["task"] == "detect" and check["imgsz"] == DETECT_IMGSZ  # task and size from the ONNX's metadata
     assert [o["name"] for o in check["io"]["outputs"]] == [f"{k}{s}" for s in (8, 16, 32) for k in ("box", "cls", "sum")]
+    meta = onnx_metadata(run / "model" / "model_split.onnx")
+    assert (meta["reg_max"], meta["end2end"]) == (str(reg_max), "false")  # YOLO26's default export: one-to-many, NMS
     rows = _rows(run)
     fp32, int8 = rows[("split", "FP32")]["map50_95"], rows[("split", "INT8")]["map50_95"]
-    assert fp32 > 0.2, "the tiny detector must detect something for the comparison to mean anything"
-    assert abs(fp32 - int8) <= 0.02, (fp32, int8)  # the lesson: the split head keeps INT8 within 2 pt of FP32
-    stock = rows[("stock", "FP32")]["map50_95"]
+    stock, stock_int8 = rows[("stock", "FP32")]["map50_95"], rows[("stock", "INT8")]
+    print(f"\n{family} ONNX: FP32 original {stock:.4f} split {fp32:.4f}  INT8 split {int8:.4f}  "
+          f"INT8 stock {stock_int8['map50_95']:.4f}")
+    assert fp32 > least, "the tiny detector must detect something for the comparison to mean anything"
     assert abs(stock - fp32) < 1e-3  # the split graph decodes to what the ONNX as given computes
+    assert abs(fp32 - int8) <= 0.02, (fp32, int8)  # the lesson: the split head keeps INT8 within 2 pt of FP32
+    assert "INT8 stock head" in stock_int8["name"] and 0 <= stock_int8["map50_95"] <= 1  # shown next to it
 
 
-def test_end_to_end_onnx_detector_is_refused_in_one_sentence_with_the_way_out(tmp_path):
-    """A YOLO26 ONNX exported end to end (top-k inside the graph) cannot be split: one sentence, two ways out."""
+def test_yolo26_onnx_exported_end_to_end_is_cut_before_its_topk(tiny_yolo26, tmp_path):  # noqa: F811
+    """YOLO26 exported with nms=False ends in ultralytics' top-k ([1, max_det, 6]; the NPU has no TopK): the one-to-one
+    branch's per-stride convolutions become the split outputs (end2end: top-k on the host) and the stock head is the
+    graph cut before the top-k; both give the file's own rows in FP32."""
+    import onnx
+    from ultralytics import YOLO
+
+    from helpers.detect.labels import read_split
+    from helpers.detect.onnx_split import split_user_onnx
+    from helpers.detect.sample import offline
+
+    pt = tmp_path / "yolo26n_e2e.pt"
+    shutil.copyfile(tiny_yolo26.train.weights, pt)
+    with offline():
+        src = YOLO(str(pt)).export(format="onnx", imgsz=tiny_yolo26.imgsz, opset=19, device="cpu", nms=False)
+    assert "TopK" in {n.op_type for n in onnx.load(src).graph.node}
+    images = read_split(tiny_yolo26.data_yaml, "val").subset(8).paths
+    info = split_user_onnx(Path(src), tmp_path / "model", images, tiny_yolo26.imgsz)  # raises when they disagree
+    assert info["outputs"] == [f"{k}{s}" for s in (8, 16, 32) for k in ("box", "cls", "sum")]
+    assert info["check"]["images"] == 8 and info["check"]["max_score_diff"] <= 1e-4
+    meta = onnx_metadata(tmp_path / "model" / "model_split.onnx")
+    assert (meta["reg_max"], meta["end2end"], meta["max_det"]) == ("1", "true", "300")
+    stock = onnx.load(str(tmp_path / "model" / "model_stock.onnx"))
+    assert not {"TopK", "GatherElements"} & {n.op_type for n in stock.graph.node}
+    assert [d.dim_value for d in stock.graph.output[0].type.tensor_type.shape.dim][:2] == [1, 4 + info["classes"]]
+
+
+def _graph(kind: str):
+    """An ultralytics-labelled detector ONNX whose head cannot be split: NMS inside the graph, or an end-to-end output
+    computed from one convolution (no per-stride box and class convolutions to cut at)."""
     import onnx
     from onnx import TensorProto, helper
+
+    f32 = TensorProto.FLOAT
+    inits = [helper.make_tensor("w", f32, [6, 3, 1, 1], [0.1] * 18), helper.make_tensor("k", TensorProto.INT64, [1], [4])]
+    nodes = [helper.make_node("Conv", ["images", "w"], ["c"]), helper.make_node("Sigmoid", ["c"], ["s"]),
+             helper.make_node("Reshape", ["s", "shape"], ["r"])]
+    inits.append(helper.make_tensor("shape", TensorProto.INT64, [3], [1, 6, 4]))
+    if kind == "nms":
+        nodes += [helper.make_node("Transpose", ["r"], ["t"], perm=[0, 2, 1]),
+                  helper.make_node("NonMaxSuppression", ["t", "r"], ["out"])]
+        out = helper.make_tensor_value_info("out", TensorProto.INT64, [4, 3])
+    else:
+        nodes += [helper.make_node("ReduceMax", ["r"], ["m"], axes=[1], keepdims=0),
+                  helper.make_node("TopK", ["m", "k"], ["v", "i"], axis=1),
+                  helper.make_node("Unsqueeze", ["v", "ax"], ["u"]), helper.make_node("Tile", ["u", "reps"], ["out"])]
+        inits += [helper.make_tensor("ax", TensorProto.INT64, [1], [2]),
+                  helper.make_tensor("reps", TensorProto.INT64, [3], [1, 1, 6])]
+        out = helper.make_tensor_value_info("out", f32, [1, 4, 6])
+    graph = helper.make_graph(nodes, kind, [helper.make_tensor_value_info("images", f32, [1, 3, 2, 2])], [out], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    meta = {"author": "Ultralytics", "task": "detect", "end2end": str(kind != "nms"), "names": "{0: 'a', 1: 'b'}"}
+    for k, v in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    return model
+
+
+@pytest.mark.parametrize("kind, why", [("nms", r"non-maximum suppression is inside the graph"),
+                                       ("end2end", r"the output is not computed from per-stride box and class convolutions")])
+def test_onnx_detector_whose_head_cannot_be_split_is_refused_in_one_sentence_with_the_way_out(kind, why, tmp_path):
+    """A graph with NMS inside, or whose output no per-stride box and class convolutions compute: one sentence, two ways out."""
+    import onnx
 
     from helpers.detect.onnx_split import split_onnx
     from helpers.errors import WorkbookError
 
-    nodes = [helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=1)]
-    graph = helper.make_graph(nodes, "e2e", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8400])],
-                              [helper.make_tensor_value_info("v", TensorProto.FLOAT, [1, 300])],
-                              [helper.make_tensor("k", TensorProto.INT64, [1], [300])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    for k, v in {"author": "Ultralytics", "task": "detect", "end2end": "True", "names": "{0: 'a'}"}.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = k, v
-    onnx.save(model, str(tmp_path / "yolo26n.onnx"))
-    with pytest.raises(WorkbookError, match=r"cannot be split for INT8 \(an end-to-end head.*export the \.pt instead.*head: stock"):
-        split_onnx(tmp_path / "yolo26n.onnx", tmp_path / "split.onnx")
+    onnx.save(_graph(kind), str(tmp_path / "detector.onnx"))
+    with pytest.raises(WorkbookError, match=rf"^The head of detector.onnx cannot be split for INT8 \({why}.*\); export the \.pt "
+                                            r"instead .*or pass head: stock to go on with the stock head knowingly\.$"):
+        split_onnx(tmp_path / "detector.onnx", tmp_path / "split.onnx")
+    assert not (tmp_path / "split.onnx").exists()
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,14 @@
 """Split the head of an ultralytics-exported ONNX detector by graph surgery, for INT8.
 
-`model.export(format="onnx")` of a YOLOv8/YOLO11 detector ends in one tensor [1, 4 + classes, anchors]: box
+`model.export(format="onnx")` of a YOLOv8/YOLO11/YOLO26 detector ends in one tensor [1, 4 + classes, anchors]: box
 pixels next to 0..1 class scores, which INT8 crushes with one scale (helpers/detect/head.py explains). The
 per-stride box and class convolutions before the final concatenation are still in the graph: they become the
 outputs here, class scores through their sigmoid, plus the clamped score sum, in the layout and metadata
 helpers.detect.head's split export writes (box{s}, cls{s}, sum{s} per stride), so helpers/detect/postprocess.py
-decodes both. `check_split` compares the split graph with the original's own output in ONNX Runtime (FP32).
+decodes both. The box convolutions' channels give reg_max (4 per stride: YOLO26's plain distances). YOLO26's default
+export carries its one-to-many branch (end2end "false": NMS); an end-to-end export (nms=False, YOLOv10: top-k inside,
+output [1, max_det, 6]) is cut before its TopK (end2end "true": the host takes the top-k). `check_split` compares the
+split graph with the original's own output in ONNX Runtime (FP32).
 """
 from __future__ import annotations
 
@@ -67,15 +70,48 @@ def _stop_convs(producer: dict, weights: dict, start: list[str]) -> dict[str, in
     return stops
 
 
+def _behind_sigmoid(model: Any, producer: dict, weights: dict, stops: set[str]) -> tuple[set[str], str]:
+    """The head convolutions behind the class scores' Sigmoid and its output: the one feeding the output
+    (YOLOv8/11/26's default export), else (an end-to-end export, top-k after it) any Sigmoid behind some of them only."""
+    last = producer.get(model.graph.output[0].name)
+    first = [producer[i] for i in (last.input if last is not None else []) if i in producer and producer[i].op_type == "Sigmoid"]
+    for node in first + [n for n in model.graph.node if n.op_type == "Sigmoid"]:
+        behind = set(_stop_convs(producer, weights, list(node.input)))
+        if behind and behind < stops:
+            return behind, node.output[0]
+    return set(), ""
+
+
+def _pre_topk(model: Any) -> str:
+    """In an end-to-end export: the [1, 4 + classes, anchors] tensor (xyxy boxes, sigmoid scores) its top-k reads,
+    the Concat of the decoded boxes and the class scores' Sigmoid; "" when there is none."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    weights = {i.name: list(i.dims) for i in model.graph.initializer}
+    stops = _stop_convs(producer, weights, [o.name for o in model.graph.output])
+    scores = _behind_sigmoid(model, producer, weights, set(stops))[1]
+    cat = [n for n in model.graph.node if n.op_type == "Concat" and len(n.input) == 2 and n.input[1] == scores]
+    return cat[0].output[0] if scores and cat else ""
+
+
+def _topk_k(model: Any) -> int:
+    """The k of the graph's TopK (ultralytics' max_det), 300 when it is not a constant."""
+    from onnx import numpy_helper
+
+    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    ks = [consts[n.input[1]] for n in model.graph.node if n.op_type == "TopK" and len(n.input) > 1 and n.input[1] in consts]
+    return int(np.asarray(ks[0]).reshape(-1)[0]) if ks else 300
+
+
 def _head_convs(model: Any, nc: int) -> tuple[list[str], list[str], int]:
     """The box and class convolutions the final output is computed from; the class ones are those behind the
     output's Sigmoid (or, where boxes and classes are concatenated before it, those with `nc` channels)."""
     producer = {o: n for n in model.graph.node for o in n.output}
     weights = {i.name: list(i.dims) for i in model.graph.initializer}
     stops = _stop_convs(producer, weights, [o.name for o in model.graph.output])
-    last = producer.get(model.graph.output[0].name)
-    sigmoid = [producer[i] for i in (last.input if last is not None else []) if i in producer and producer[i].op_type == "Sigmoid"]
-    behind = set(_stop_convs(producer, weights, list(sigmoid[0].input))) if sigmoid else set()
+    behind = _behind_sigmoid(model, producer, weights, set(stops))[0]
     if behind and behind != set(stops):
         cls = [t for t in stops if t in behind]
     else:
@@ -90,9 +126,10 @@ def _head_convs(model: Any, nc: int) -> tuple[list[str], list[str], int]:
 
 def split_onnx(src: str | Path, out: str | Path, imgsz: int | None = None) -> dict[str, Any]:
     """Write out (atomically): the ONNX detector src with its head split per stride (box{s}: the box distribution
-    logits, cls{s}: sigmoid class scores, sum{s}: their clamped sum), the rest of the graph unchanged, and the
-    metadata of helpers.detect.head's split export. Raise WorkbookError (one sentence with the way out) when the
-    graph is not a YOLOv8/YOLO11-style head (e.g. an end-to-end YOLO26/YOLOv10 graph with TopK inside)."""
+    logits or, reg_max 1, plain distances; cls{s}: sigmoid class scores, sum{s}: their clamped sum), the rest of the graph
+    unchanged, and the metadata of helpers.detect.head's split export (end2end "true" when the graph ends in ultralytics'
+    top-k, which is cut off). Raise WorkbookError (one sentence with the way out) when the output is not computed from
+    per-stride box and class convolutions (e.g. NMS inside the graph)."""
     import onnx
     from onnx import helper, shape_inference
 
@@ -100,21 +137,23 @@ def split_onnx(src: str | Path, out: str | Path, imgsz: int | None = None) -> di
     model = onnx.load(str(src))
     meta = {p.key: p.value for p in model.metadata_props}
     ops = {n.op_type for n in model.graph.node}
-    if "TopK" in ops or meta.get("end2end", "").lower() == "true" or "NonMaxSuppression" in ops:
-        raise _cannot(src, "an end-to-end head: top-k selection or NMS is inside the graph")
+    if "NonMaxSuppression" in ops:
+        raise _cannot(src, "non-maximum suppression is inside the graph")
     if len(model.graph.output) != 1:
         raise _cannot(src, f"{len(model.graph.output)} outputs instead of ultralytics' single [1, 4 + classes, anchors]")
     dims = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
     names = _names(meta)
-    nc = len(names) or (dims[1] - 4 if len(dims) == 3 and dims[1] > 4 else 0)
-    if len(dims) != 3 or dims[1] != 4 + nc:
+    end2end = "TopK" in ops or meta.get("end2end", "").lower() == "true"
+    max_det = _topk_k(model) if end2end else 300  # the k ultralytics' top-k used, kept for the host's
+    nc = len(names) or (dims[1] - 4 if len(dims) == 3 and dims[1] > 4 and not end2end else 0)
+    if end2end and not (nc and len(dims) == 3 and dims[2] == 6):
+        raise _cannot(src, f"an end-to-end head whose output has shape {dims}, not ultralytics' [1, max_det, 6] with class names")
+    if not end2end and (len(dims) != 3 or dims[1] != 4 + nc):
         raise _cannot(src, f"its output has shape {dims}, not [1, 4 + {nc} classes, anchors]")
     try:
         box, cls, reg_max = _head_convs(model, nc)
     except WorkbookError as exc:
         raise _cannot(src, str(exc)) from exc
-    if reg_max < 2:
-        raise _cannot(src, "its boxes are plain regressions (reg_max 1, as in YOLO26), not the distributions postprocess.py decodes")
     inferred = shape_inference.infer_shapes(model)
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in [*inferred.graph.value_info, *inferred.graph.output]}
@@ -162,7 +201,8 @@ def split_onnx(src: str | Path, out: str | Path, imgsz: int | None = None) -> di
     graph.output.extend(outputs)
     _prune(model)
     head_meta = {"task": "detect", "head": "split", "imgsz": str(size), "names": json.dumps(names or [str(i) for i in range(nc)]),
-                 "strides": json.dumps(strides), "reg_max": str(reg_max), "split_from": src.name}
+                 "strides": json.dumps(strides), "reg_max": str(reg_max), "end2end": "true" if end2end else "false",
+                 "max_det": str(max_det), "split_from": src.name}
     kept = {k: v for k, v in meta.items() if k not in head_meta}
     del model.metadata_props[:]
     for key, value in {**kept, **head_meta}.items():
@@ -173,7 +213,8 @@ def split_onnx(src: str | Path, out: str | Path, imgsz: int | None = None) -> di
     tmp = out.with_name(out.stem + ".partial.onnx")
     onnx.save(model, str(tmp))
     tmp.replace(out)
-    return {"strides": strides, "reg_max": reg_max, "classes": nc, "imgsz": size, "outputs": [o.name for o in outputs]}
+    return {"strides": strides, "reg_max": reg_max, "classes": nc, "imgsz": size, "end2end": end2end,
+            "max_det": int(head_meta["max_det"]), "outputs": [o.name for o in outputs]}
 
 
 def _prune(model: Any) -> None:
@@ -198,11 +239,36 @@ def _prune(model: Any) -> None:
     model.graph.value_info.extend(vis)
 
 
+def _topk_rows(outputs: Sequence[np.ndarray], size: int, k: int) -> np.ndarray:
+    """One image's outputs as ultralytics' end-to-end rows [k, 6] (xyxy, score, class), best first: the rows
+    themselves for an export with top-k inside, else postprocess.py's decode and top-k."""
+    from .postprocess import decode, topk
+
+    if len(outputs) == 1 and outputs[0].ndim == 3 and outputs[0].shape[-1] == 6:
+        return np.asarray(outputs[0][0], np.float32)[:k]
+    boxes, scores = decode(outputs, size)
+    rows, cls, conf = topk(scores, k)
+    return np.concatenate([boxes[rows], conf[:, None], cls[:, None].astype(np.float32)], axis=1)
+
+
+def _rows_apart(a: np.ndarray, b: np.ndarray, tol_score: float) -> tuple[float, float]:
+    """Largest box and score differences between two top-k row lists; rows whose scores tie (within tol_score) may come
+    in either order, so each row of a is compared with the closest row of b of its class among its ties."""
+    if a.shape != b.shape:
+        return float("inf"), float("inf")
+    worst_box, worst_score = 0.0, float(np.abs(a[:, 4] - b[:, 4]).max()) if len(a) else 0.0
+    for row in a:
+        ties = b[(np.abs(b[:, 4] - row[4]) <= tol_score) & (b[:, 5] == row[5])]
+        worst_box = max(worst_box, float(np.abs(ties[:, :4] - row[:4]).max(axis=1).min()) if len(ties) else float("inf"))
+    return worst_box, worst_score
+
+
 def check_split(original: str | Path, split: str | Path, pixels: np.ndarray, tol_px: float = 0.05,
-                tol_score: float = 1e-4) -> dict[str, Any]:
+                tol_score: float = 1e-4, end2end_k: int = 0) -> dict[str, Any]:
     """Run both ONNX files in ONNX Runtime (FP32) on uint8 NHWC images (letterboxed, x / 255) and compare what
-    postprocess.py decodes from each: every anchor's box and class scores. Raise WorkbookError when they differ;
-    returns the largest differences."""
+    postprocess.py decodes from each: every anchor's box and class scores, or, end2end_k > 0 (an original with top-k
+    inside), its k rows against the split's decode and top-k. Raise WorkbookError when they differ; returns the largest
+    differences."""
     import onnxruntime as ort
 
     from .postprocess import decode
@@ -213,6 +279,10 @@ def check_split(original: str | Path, split: str | Path, pixels: np.ndarray, tol
     for img in pixels:
         x = (img.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
         got = {k: s.run(None, {s.get_inputs()[0].name: x}) for k, s in sess.items()}
+        if end2end_k:
+            box, score = _rows_apart(_topk_rows(got["a"], size, end2end_k), _topk_rows(got["b"], size, end2end_k), tol_score)
+            worst_box, worst_score = max(worst_box, box), max(worst_score, score)
+            continue
         (ba, sa), (bb, sb) = decode(got["a"], size), decode(got["b"], size)
         if ba.shape != bb.shape or sa.shape != sb.shape:
             raise WorkbookError(f"The split head of {Path(original).name} decodes {len(bb)} anchors but the original "
@@ -228,9 +298,39 @@ def check_split(original: str | Path, split: str | Path, pixels: np.ndarray, tol
     return result
 
 
+def _cut_before_topk(model: Any, src: Path) -> None:
+    """An end-to-end export made a stock head the NPU can run: the graph ends at the tensor its top-k reads, boxes
+    turned from xyxy to postprocess.py's xywh: output0 [1, 4 + classes, anchors] (the top-k moves to the host)."""
+    import onnx
+    from onnx import helper
+
+    cut = _pre_topk(model)
+    if not cut:
+        raise _cannot(src, "its top-k does not read one [1, 4 + classes, anchors] tensor of boxes and sigmoid scores")
+    ints = [("s0", 0), ("s2", 2), ("s4", 4), ("big", 1 << 30), ("ax", 1)]
+    inits = [helper.make_tensor(f"stock/{n}", onnx.TensorProto.INT64, [1], [v]) for n, v in ints]
+    inits.append(helper.make_tensor("stock/half", onnx.TensorProto.FLOAT, [], [0.5]))
+    part = {"lo": ("s0", "s2"), "hi": ("s2", "s4"), "scores": ("s4", "big")}
+    nodes = [helper.make_node("Slice", [cut, f"stock/{a}", f"stock/{b}", "stock/ax"], [f"stock/{k}"], name=f"stock/{k}")
+             for k, (a, b) in part.items()]
+    nodes += [helper.make_node("Add", ["stock/lo", "stock/hi"], ["stock/sum"], name="stock/add"),
+              helper.make_node("Mul", ["stock/sum", "stock/half"], ["stock/xy"], name="stock/centre"),
+              helper.make_node("Sub", ["stock/hi", "stock/lo"], ["stock/wh"], name="stock/size"),
+              helper.make_node("Concat", ["stock/xy", "stock/wh", "stock/scores"], ["output0"], axis=1, name="stock/xywh")]
+    inferred = onnx.shape_inference.infer_shapes(model)
+    dims = next(([d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred.graph.value_info if v.name == cut), None)
+    old = model.graph.output[0]
+    model.graph.node.extend(nodes)
+    model.graph.initializer.extend(inits)
+    del model.graph.output[:]
+    model.graph.output.append(helper.make_tensor_value_info("output0", old.type.tensor_type.elem_type, dims))
+    _prune(model)
+
+
 def split_user_onnx(src: Path, model_dir: Path, images: Sequence[Path], imgsz: int) -> dict[str, Any]:
-    """Notebook 10 for an ultralytics ONNX detector: model_stock.onnx (the file as given), model_split.onnx (its head
-    split) checked against it in FP32 on the images (letterboxed); returns the check's figures."""
+    """Notebook 10 for an ultralytics ONNX detector: model_stock.onnx (the file as given; an end-to-end export cut
+    before its top-k), model_split.onnx (its head split), both checked against the file as given in FP32 on the images
+    (letterboxed); returns the check's figures."""
     from .simulate import load_letterboxed
 
     import onnx
@@ -238,12 +338,16 @@ def split_user_onnx(src: Path, model_dir: Path, images: Sequence[Path], imgsz: i
     stock, split = model_dir / "model_stock.onnx", model_dir / "model_split.onnx"
     info = split_onnx(src, split, imgsz)
     model = onnx.load(str(src))
+    if info["end2end"]:
+        _cut_before_topk(model, src)
     meta = {p.key: p.value for p in model.metadata_props}
-    meta |= {"task": "detect", "head": "stock", "imgsz": str(info["imgsz"]), "names": json.dumps(_names(meta))}
+    meta |= {"task": "detect", "head": "stock", "imgsz": str(info["imgsz"]), "names": json.dumps(_names(meta)),
+             "reg_max": str(info["reg_max"]), "end2end": "true" if info["end2end"] else "false", "max_det": str(info["max_det"])}
     del model.metadata_props[:]
     for key, value in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
     tmp = stock.with_name("model_stock.partial.onnx")
     onnx.save(model, str(tmp))
     tmp.replace(stock)
@@ -251,4 +355,7 @@ def split_user_onnx(src: Path, model_dir: Path, images: Sequence[Path], imgsz: i
         pixels = np.stack(load_letterboxed(list(images), info["imgsz"])[0])
     else:  # no images to hand: a fixed random batch still exercises every anchor
         pixels = np.random.default_rng(0).integers(0, 256, (2, info["imgsz"], info["imgsz"], 3), dtype=np.uint8)
-    return {**info, "check": check_split(stock, split, pixels)}
+    k = info["max_det"] if info["end2end"] else 0
+    if k:
+        check_split(src, stock, pixels, end2end_k=k)
+    return {**info, "check": check_split(src if k else stock, split, pixels, end2end_k=k)}

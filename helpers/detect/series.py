@@ -72,7 +72,7 @@ def export_heads(model_path: Path, model_dir: Path, imgsz: int, head: str, opset
         if is_stock_ultralytics_detector(source) and head == "split":
             check = split_user_onnx(source, model_dir, _check_images(data), imgsz)
             note += (f"an ultralytics ONNX was given: its head was split by graph surgery (strides {check['strides']}), "
-                     f"model_stock.onnx is the file as given")
+                     f"model_stock.onnx is the file as given{' cut before its top-k' if check['end2end'] else ''}")
         else:
             meta = onnx_metadata(source)
             head = meta.get("head") if meta.get("head") in HEADS else ("stock" if is_stock_ultralytics_detector(source) else head)
