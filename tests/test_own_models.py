@@ -259,3 +259,31 @@ def test_task_and_imgsz_default_to_what_the_model_says_and_a_contradiction_is_on
     assert fit_norm([0.0, 0.0, 0.0], 1) == [0.0] and fit_norm([255.0], 3) == [255.0] * 3  # one value for all fits any model
     with pytest.raises(WorkbookError, match=r"^mean_values=\[1.0, 2.0, 3.0\] has 3 values but the model has 1 input channel"):
         fit_norm([1, 2, 3], 1)
+
+
+def test_an_onnx_used_as_it_is_must_give_a_layout_the_decode_reads(tmp_path):
+    """head: stock (or an unknown detector ONNX) is used as it is: NMS or a top-k inside the graph ([1, 300, 6]) would be
+    misread and score 0 without a word, so it stops in one sentence; ultralytics' raw [1, 4 + classes, anchors] goes on."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from helpers.detect.series import check_decodable
+    from helpers.errors import WorkbookError
+    from helpers.export import onnx_io
+
+    def graph(shape: list[int]):
+        nodes = [helper.make_node("ReduceMean", ["images"], ["m"], axes=[1, 2, 3], keepdims=0),
+                 helper.make_node("Expand", ["m", "shape"], ["output0"])]
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])],
+                              [helper.make_tensor_value_info("output0", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor("shape", TensorProto.INT64, [len(shape)], shape)])
+        path = tmp_path / f"{'x'.join(map(str, shape))}.onnx"
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)]), str(path))
+        return path
+
+    raw = graph([1, 8, 64 + 16 + 4])  # 4 box rows + 4 classes over the 8/16/32-stride anchors of 64 px
+    check_decodable(raw, onnx_io(raw), {})
+    rows = graph([1, 300, 6])
+    with pytest.raises(WorkbookError, match=r"^The detector 1x300x6.onnx gives outputs \[\[1, 300, 6\]\], a layout the workbook's "
+                                            r"decode cannot read .* Give the ultralytics .pt instead"):
+        check_decodable(rows, onnx_io(rows), {})

@@ -269,16 +269,14 @@ def check_split(original: str | Path, split: str | Path, pixels: np.ndarray, tol
     postprocess.py decodes from each: every anchor's box and class scores, or, end2end_k > 0 (an original with top-k
     inside), its k rows against the split's decode and top-k. Raise WorkbookError when they differ; returns the largest
     differences."""
-    import onnxruntime as ort
-
     from .postprocess import decode
+    from .simulate import onnx_runner
 
-    sess = {k: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for k, p in (("a", original), ("b", split))}
+    runners = {"a": onnx_runner(original), "b": onnx_runner(split)}
     size = pixels.shape[1]
     worst_box = worst_score = 0.0
     for img in pixels:
-        x = (img.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
-        got = {k: s.run(None, {s.get_inputs()[0].name: x}) for k, s in sess.items()}
+        got = {k: run(img) for k, run in runners.items()}
         if end2end_k:
             box, score = _rows_apart(_topk_rows(got["a"], size, end2end_k), _topk_rows(got["b"], size, end2end_k), tol_score)
             worst_box, worst_score = max(worst_box, box), max(worst_score, score)
@@ -356,6 +354,11 @@ def split_user_onnx(src: Path, model_dir: Path, images: Sequence[Path], imgsz: i
     else:  # no images to hand: a fixed random batch still exercises every anchor
         pixels = np.random.default_rng(0).integers(0, 256, (2, info["imgsz"], info["imgsz"], 3), dtype=np.uint8)
     k = info["max_det"] if info["end2end"] else 0
-    if k:
-        check_split(src, stock, pixels, end2end_k=k)
-    return {**info, "check": check_split(src if k else stock, split, pixels, end2end_k=k)}
+    try:
+        if k:
+            check_split(src, stock, pixels, end2end_k=k)
+        return {**info, "check": check_split(src if k else stock, split, pixels, end2end_k=k)}
+    except WorkbookError:  # neither head file may stay behind looking valid
+        stock.unlink(missing_ok=True)
+        split.unlink(missing_ok=True)
+        raise

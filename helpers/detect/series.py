@@ -76,6 +76,7 @@ def export_heads(model_path: Path, model_dir: Path, imgsz: int, head: str, opset
         else:
             meta = onnx_metadata(source)
             head = meta.get("head") if meta.get("head") in HEADS else ("stock" if is_stock_ultralytics_detector(source) else head)
+            check_decodable(source, onnx_io(source), meta)
             note += "an ONNX was given: used as it is, no second head to compare with"
         if check is None:
             shutil.copyfile(source, model_dir / "model.partial.onnx")
@@ -105,6 +106,26 @@ def split_check_note(check: dict[str, Any]) -> str:
     return (f"**The split head computes what the original ONNX computes** (ONNX Runtime, FP32, {c['images']} images): decoded boxes "
             f"at most {c['max_box_diff_px']:.2g} px apart, class scores at most {c['max_score_diff']:.2g}; outputs "
             f"{', '.join(check['outputs'])}.")
+
+
+def check_decodable(path: Path, io: dict[str, Any], meta: dict[str, str]) -> None:
+    """An ONNX detector used as it is must give outputs postprocess.py reads: box/cls/sum per stride (the split head)
+    or one [1, 4 + classes, anchors] tensor (the stock head); anything else (NMS or top-k inside the graph) would be
+    misread and score 0 without a word, so it stops here in one sentence."""
+    shapes = [o["shape"] for o in io["outputs"]]
+    names = [o["name"] for o in io["outputs"]]
+    if len(names) % 3 == 0 and all(n.startswith(("box", "cls", "sum")) for n in names):
+        return
+    raw = meta.get("strides") or ""  # the workbook's heads record theirs; ultralytics' P3-P5 heads use 8, 16, 32
+    strides = json.loads(raw) if raw.startswith("[") else [8, 16, 32]
+    size = int(io["inputs"][0]["shape"][-1]) if isinstance(io["inputs"][0]["shape"][-1], int) else 0
+    anchors = sum((size // int(s)) ** 2 for s in strides) if size else None
+    if len(shapes) == 1 and len(shapes[0]) == 3 and isinstance(shapes[0][1], int) and shapes[0][1] > 4 \
+            and (anchors is None or shapes[0][2] == anchors):
+        return
+    raise WorkbookError(f"The detector {path.name} gives outputs {shapes}, a layout the workbook's decode cannot read (one "
+                        f"[1, 4 + classes, {anchors or 'anchors'}] tensor, or box/cls/sum per stride): NMS or a top-k inside the "
+                        "graph? Give the ultralytics .pt instead (model: the .pt), or an ONNX exported without them.")
 
 
 def head_of(onnx_path: Path) -> str:
