@@ -368,8 +368,8 @@ def _export_ultralytics(model: Path, work: Path, imgsz: int, opset: int, log_pat
     except Exception as exc:
         raise WorkbookError(f"ultralytics could not export {model} ({_first_line(exc)}); check it is an ultralytics classification .pt (log: {log_path}).") from exc
     if task != "classify":
-        raise WorkbookError(f"Model {model} is an ultralytics {task} model; this workbook converts classifiers (-cls) and "
-                            "detectors (leave task empty: it is read from the model), not this task yet.")
+        fix = "leave task empty (it is read from the model) or set task: detect" if task == "detect" else "pass a classify or detect model"
+        raise WorkbookError(f"Model {model} is an ultralytics {task} model, not a classifier; {fix}.")
 
 
 def _export_torchscript(model: Path, work: Path, imgsz: int, opset: int) -> None:

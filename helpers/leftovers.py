@@ -22,9 +22,9 @@ def is_temporary(name: str) -> bool:
 
 
 def remove_temporaries(root: str | Path, skip: tuple[str, ...] = ()) -> list[str]:
-    """Delete every temporary file or folder the workbook writes in the run folder root (its own files and the
-    folders in Run.FOLDERS, nothing else: a --run-dir that holds other things keeps them) and return their
-    run-relative names. Links are removed, never followed; the top-level folders named in skip (e.g. "report"
+    """Delete every temporary file or folder directly in the run folder root or below the folders the workbook
+    writes there (Run.FOLDERS; other folders of a --run-dir that holds other things are never looked into) and
+    return their run-relative names. Links are removed, never followed; the top-level folders named in skip (e.g. "report"
     while it is being rendered) and run folders nested inside root (their own runner owns them) are left alone."""
     root = Path(root)
     removed: list[str] = []
@@ -33,13 +33,15 @@ def remove_temporaries(root: str | Path, skip: tuple[str, ...] = ()) -> list[str
         keep = []
         for name in dirs:
             path = here / name
-            if here == root and (name in skip or name not in Run.FOLDERS) or (path / "executed").is_dir():
+            if (here == root and name in skip) or (path / "executed").is_dir():
                 continue
             if is_temporary(name) and not path.is_symlink():
                 with contextlib.suppress(OSError):
                     shutil.rmtree(path)
                     removed.append(path.relative_to(root).as_posix())
                 continue
+            if here == root and name not in Run.FOLDERS:
+                continue  # not a folder the workbook writes: never looked into
             keep.append(name)
         dirs[:] = keep
         for name in files:

@@ -118,7 +118,7 @@ def test_missing_and_unknown_model_paths(tmp_path):
         export.export_model(weird, tmp_path / "out", imgsz=16)
     notzip = tmp_path / "model.pt"
     notzip.write_bytes(b"not a zip archive")
-    with pytest.raises(WorkbookError, match="is not a PyTorch archive"):
+    with pytest.raises(WorkbookError, match=r"model.pt is not a PyTorch file \(torch.save and torch.jit.save write a zip archive"):
         export.export_model(notzip, tmp_path / "out", imgsz=16)
 
 

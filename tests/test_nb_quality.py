@@ -149,8 +149,8 @@ def test_50_and_60_state_their_conclusion_from_this_run(series):
     met = search[search["met_target"]]
     if len(met):
         assert f"The search needed {int(met.iloc[0]['layers'])} of " in out60
-    elif len(search):
-        assert "None of the search's" in out60
+    elif len(search):  # no point met the target: the sentence says so, inside the noise or not
+        assert "None of the search's" in out60 or f"Even {int(search['layers'].max())} of " in out60
     else:
         assert "no float16 layer is needed" in out60
     assert "This is a demo" in out60 and "was built under demo calibration (set demo_calib_images = 0" in out60 and "it stays out of the bundle" in out60
