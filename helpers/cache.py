@@ -28,6 +28,9 @@ T = TypeVar("T")
 IGNORED_PARAMS = {"run_dir"}
 # Reasons to recompute that are expected (a first run, a change): not announced.
 QUIET = {"never ran", "its record is unreadable", "inputs or parameters changed"}
+# Records cached() wrote in this process (by key): reading one back later in the same kernel is not a reuse of an
+# earlier run's work, so it is not announced as one (a notebook may ask for the same step in two sections).
+_MADE_HERE: set[str] = set()
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".npy"}
 
 
@@ -183,12 +186,14 @@ class Step:
         self.record_path.unlink(missing_ok=True)
         self._started = time.perf_counter()
 
-    def check(self) -> bool:
-        """`fresh`, announced in one line; when not fresh the step is started (its record deleted). An
-        output changed in place is said too (it is not what this step wrote)."""
+    def check(self, announce: bool = True) -> bool:
+        """`fresh`, announced in one line (unless announce is False); when not fresh the step is started (its record
+        deleted). An output changed in place is said too (it is not what this step wrote)."""
         why = self.stale()
         if why is None:
             rec = self.record
+            if not announce:
+                return True
             print(f"[cache] {self.name}: inputs and parameters unchanged since {rec.get('finished', '?')}; "
                   f"reusing {', '.join(Path(p).name for p in self.outputs) or 'its results'} "
                   f"(to recompute, delete .cache/{self.record_path.name} in the run folder).")
@@ -212,6 +217,7 @@ class Step:
             **summary,
         }
         write_json_atomic(self.record_path, rec)
+        _MADE_HERE.add(f"{self.record_path}:{self.key}")
 
 
 def cached(run: Run, name: str, params: dict[str, Any], *, compute: Callable[[], T],
@@ -222,7 +228,7 @@ def cached(run: Run, name: str, params: dict[str, Any], *, compute: Callable[[],
     step = Step(run, name, dict(params), list(inputs), list(outputs))
     if load is None and step.fresh and "result" not in step.record:
         step.start()  # a record written by the older Step API holds no result to return: compute once more
-    if step.check():
+    if step.check(announce=f"{step.record_path}:{step.key}" not in _MADE_HERE):
         return load() if load is not None else step.record.get("result")
     value = compute()
     step.done(**({} if load is not None else {"result": value}))

@@ -169,6 +169,10 @@ def test_cached_without_load_returns_the_recorded_value(tmp_path, capsys):
     value = lambda: calls.append(1) or {"opset": 19}  # noqa: E731
     assert cache.cached(run, "v", {"x": 1}, compute=value) == {"opset": 19}
     assert cache.cached(run, "v", {"x": 1}, compute=value) == {"opset": 19} and len(calls) == 1
+    # read back in the process that computed it (a notebook asking twice): not announced as a reuse of earlier work
+    assert "[cache]" not in capsys.readouterr().out
+    cache._MADE_HERE.clear()  # as in a later kernel
+    assert cache.cached(run, "v", {"x": 1}, compute=value) == {"opset": 19} and len(calls) == 1
     assert "[cache] v: inputs and parameters unchanged" in capsys.readouterr().out
 
 
