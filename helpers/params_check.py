@@ -13,8 +13,9 @@ import ast
 from pathlib import Path
 from typing import Any, Callable
 
+from . import convert
 from .errors import WorkbookError
-from .task import fit_norm
+from .task import TASKS, fit_norm
 
 Rule = Callable[[str, Any, str], None]  # (notebook, value, name) -> None, or raise WorkbookError
 
@@ -173,10 +174,24 @@ OVERRIDES: dict[str, Rule] = {
 CONVERT_SIGNS = ("target_platform", "quantized_dtype")
 
 
-def enumeration(name: str) -> Rule | None:
-    """The form's dropdown list for this name (helpers.widgets.CHOICES: convert's own lists), as a rule."""
-    from .widgets import CHOICES
+# The accepted values of the parameters that take one of a list: the form's dropdowns and the rule both read them.
+CHOICES: dict[str, list[Any]] = {
+    "target_platform": convert.TARGET_PLATFORMS,
+    "target": convert.TARGET_PLATFORMS,
+    "quantized_dtype": convert.QUANTIZED_DTYPES,
+    "quantized_algorithm": convert.QUANTIZED_ALGORITHMS,
+    "quantized_method": convert.QUANTIZED_METHODS,
+    "float_dtype": convert.FLOAT_DTYPES,
+    "optimization_level": [0, 1, 2, 3],
+    "load_path": convert.LOAD_PATHS,
+    "core_mask": ["auto", "0", "1", "2", "0_1", "0_1_2", "all"],
+    "task": ["", *TASKS],  # "": what the model says
+    "head": ["split", "stock"],
+}
 
+
+def enumeration(name: str) -> Rule | None:
+    """The accepted values for this name (CHOICES: convert's own lists), as a rule."""
     return choice(lambda: CHOICES[name], "one of the accepted values") if name in CHOICES else None
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from . import convert, params_check
+from .params_check import CHOICES
 from .paths import HEADLESS_ENV, Run, write_json_atomic
-from .task import TASKS
 
 RESET_LABEL = "Reset to the cell's values"
 
@@ -28,19 +28,6 @@ TARGET_PLATFORMS = convert.TARGET_PLATFORMS  # kept for notebooks not yet switch
 
 # Enumerations shown as dropdowns wherever a parameter of that name appears: convert's own lists,
 # so the form offers exactly what the conversion accepts.
-CHOICES: dict[str, list[Any]] = {
-    "target_platform": convert.TARGET_PLATFORMS,
-    "target": convert.TARGET_PLATFORMS,
-    "quantized_dtype": convert.QUANTIZED_DTYPES,
-    "quantized_algorithm": convert.QUANTIZED_ALGORITHMS,
-    "quantized_method": convert.QUANTIZED_METHODS,
-    "float_dtype": convert.FLOAT_DTYPES,
-    "optimization_level": [0, 1, 2, 3],
-    "load_path": convert.LOAD_PATHS,
-    "core_mask": ["auto", "0", "1", "2", "0_1", "0_1_2", "all"],
-    "task": ["", *TASKS],  # "": what the model says
-    "head": ["split", "stock"],
-}
 
 
 def _cell_source(notebook_path: Path) -> str:
