@@ -27,17 +27,19 @@ class TinyDetector:
     imgsz: int
 
 
-def build_tiny_detector(base: Path) -> TinyDetector:
-    data = write_detect_sample(base / "shapes", images=SMALL["images"], imgsz=SMALL["imgsz"])
+def build_tiny_detector(base: Path, arch: str = "yolo11n.yaml", sizes: dict | None = None) -> TinyDetector:
+    """Generate the shapes, train `arch` from its YAML on them (step-cached in base/run) and export both heads."""
+    sizes = sizes or SMALL
+    data = write_detect_sample(base / "shapes", images=sizes["images"], imgsz=sizes["imgsz"])
     run = Run.at(base / "run")
-    res = train_detect_sample(run, data, imgsz=SMALL["imgsz"], epochs=SMALL["epochs"], batch=SMALL["batch"])
+    res = train_detect_sample(run, data, imgsz=sizes["imgsz"], epochs=sizes["epochs"], batch=sizes["batch"], arch=arch)
     split = run.model / "model_split.onnx"
     stock = run.model / "model_stock.onnx"
     if not split.exists():
-        export_detector(res.weights, split, SMALL["imgsz"], head="split")
+        export_detector(res.weights, split, sizes["imgsz"], head="split")
     if not stock.exists():
-        export_detector(res.weights, stock, SMALL["imgsz"], head="stock")
-    return TinyDetector(data, run, res, split, stock, SMALL["imgsz"])
+        export_detector(res.weights, stock, sizes["imgsz"], head="stock")
+    return TinyDetector(data, run, res, split, stock, sizes["imgsz"])
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,20 @@ needs_gxx = pytest.mark.skipif(GXX is None, reason="needs g++ to compile the C++
 DET = re.compile(r"^  (\S+)\s+([0-9.]+)  box x1=(-?\d+) y1=(-?\d+) x2=(-?\d+) y2=(-?\d+)$")
 
 
+def printed(stdout: str) -> list[tuple[str, int, list[tuple[str, ...]]]]:
+    """What the runner or the C++ demo printed, per image: (image, the count it said, its detection rows)."""
+    blocks = re.split(r"^(images/\S+): (\d+) detection\(s\)$", stdout, flags=re.M)[1:]
+    return [(path, int(count), [DET.match(ln).groups() for ln in body.splitlines() if DET.match(ln)])
+            for path, count, body in zip(blocks[0::3], blocks[1::3], blocks[2::3])]
+
+
+def assert_demo_rows(rows: list[tuple[str, ...]], want, labels: list[str]) -> None:  # noqa: ANN001 (Detections)
+    """The C++ demo's rows are postprocess.py's detections: same class names, scores to 0.001, boxes to 1 px."""
+    assert len(rows) == len(want)
+    for (name, score, *box), cls, s, b in zip(rows, want.classes, want.scores, want.boxes):
+        assert name == labels[cls] and abs(float(score) - s) <= 0.0011 and np.abs(np.array(box, float) - b).max() <= 1
+
+
 @pytest.fixture(scope="module")
 def det_run(tiny_detector, tmp_path_factory) -> Run:
     """Notebooks 10 and 20's outputs for the tiny detector (split head), converted by the real toolkit."""
@@ -272,17 +286,15 @@ def test_detect_demo_runs_end_to_end_with_a_stand_in_runtime(detect_demo, det_bu
                          env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     labels = (det_bundle / "labels.txt").read_text().split()
-    blocks = re.split(r"^(images/\S+): (\d+) detection\(s\)$", res.stdout, flags=re.M)[1:]
-    assert blocks[0::3] == [f"images/{p.name}" for p in images]
+    per_image = printed(res.stdout)
+    assert [path for path, _, _ in per_image] == [f"images/{p.name}" for p in images]
     total = 0
-    for k, (count, body, outs, lb, canvas) in enumerate(zip(blocks[1::3], blocks[2::3], used, geoms, canvases)):
+    for k, ((_, count, rows), outs, lb, canvas) in enumerate(zip(per_image, used, geoms, canvases)):
         fed = np.fromfile(tmp_path / f"input{k}.bin", np.uint8).reshape(size, size, 3)
         assert np.array_equal(fed, canvas), f"image {k}: the demo's letterbox differs from the workbook's"
         want = postprocess(outs, lb, conf=0.25, iou=0.7)
-        rows = [DET.match(ln).groups() for ln in body.splitlines() if DET.match(ln)]
-        assert int(count) == len(want) == len(rows)
-        for (name, score, *box), cls, s, b in zip(rows, want.classes, want.scores, want.boxes):
-            assert name == labels[cls] and abs(float(score) - s) <= 0.0011 and np.abs(np.array(box, float) - b).max() <= 1
+        assert count == len(want)
+        assert_demo_rows(rows, want, labels)
         total += len(want)
     assert total > 0, "no detection: the comparison would prove nothing"
 
@@ -330,13 +342,12 @@ def test_runner_prints_and_draws_the_workbook_detections(det_bundle, det_run, tm
     labels = (det_bundle / "labels.txt").read_text().split()
     canvases, geoms = load_letterboxed(images, json.loads((det_bundle / "model.json").read_text())["input_size"])
     outs = OnnxBackend(onnx, [0, 0, 0], [255, 255, 255]).run_raw(np.stack(canvases))
-    blocks = re.split(r"^(images/\S+): (\d+) detection\(s\)$", res.stdout, flags=re.M)[1:]
-    assert [b for b in blocks[0::3]] == [f"images/{p.name}" for p in images]
+    per_image = printed(res.stdout)
+    assert [path for path, _, _ in per_image] == [f"images/{p.name}" for p in images]
     total = 0
-    for path, count, body, o, lb in zip(blocks[0::3], blocks[1::3], blocks[2::3], outs, geoms):
+    for (path, count, rows), o, lb in zip(per_image, outs, geoms):
         want = postprocess(o, lb, conf=0.25, iou=0.7)
-        rows = [DET.match(ln).groups() for ln in body.splitlines() if DET.match(ln)]
-        assert int(count) == len(want) == len(rows)
+        assert count == len(want) == len(rows)
         for (name, score, *box), cls, s, b in zip(rows, want.classes, want.scores, want.boxes):
             assert name == labels[cls] and score == f"{s:.3f}" and [int(v) for v in box] == [int(f"{v:.0f}") for v in b]
         picture = cv2.imread(str(drawn / Path(path).name))

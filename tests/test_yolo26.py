@@ -6,7 +6,6 @@ val(), INT8 split within 2 pt of FP32, the stock head's INT8 next to it, the bun
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from helpers.detect import guard
 from helpers.detect import postprocess as pp
 from helpers.errors import WorkbookError
 from helpers.paths import Run
-from test_deploy_detect import DET, harness, needs_gxx, parsed, run_harness  # noqa: F401  (harness: module fixture)
+from test_deploy_detect import assert_demo_rows, harness, needs_gxx, parsed, printed, run_harness  # noqa: F401  (harness: fixture)
 from yolo26_support import tiny_yolo26  # noqa: F401  (session fixture: one training per session)
 
 pytestmark = pytest.mark.slow
@@ -170,12 +169,10 @@ def test_series_bundle_runner_decodes_yolo26(series26, tmp_path):
     images = sorted((bundle / "images").iterdir())
     canvases, geoms = load_letterboxed(images, cfg["input_size"])
     outs = OnnxBackend(series26 / "model" / "model.onnx", [0, 0, 0], [255, 255, 255]).run_raw(np.stack(canvases))
-    blocks = re.split(r"^(images/\S+): (\d+) detection\(s\)$", res.stdout, flags=re.M)[1:]
     total = 0
-    for count, body, o, lb in zip(blocks[1::3], blocks[2::3], outs, geoms):
+    for (_, count, rows), o, lb in zip(printed(res.stdout), outs, geoms):
         want = pp.postprocess(o, lb, conf=0.05, iou=0.7, end2end=True)
-        rows = [DET.match(ln).groups() for ln in body.splitlines() if DET.match(ln)]
-        assert int(count) == len(want) == len(rows)
+        assert count == len(want) == len(rows)
         assert [float(r[1]) for r in rows] == [float(f"{s:.3f}") for s in want.scores]
         total += len(want)
     assert total > 0, "the stand-in gave no detection at all on the sample images"
@@ -211,13 +208,10 @@ def test_series_cpp_demo_decodes_yolo26_with_a_stand_in_runtime(series26, tmp_pa
                          text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     labels = (bundle / "labels.txt").read_text().split()
-    blocks = re.split(r"^(images/\S+): (\d+) detection\(s\)$", res.stdout, flags=re.M)[1:]
     total = 0
-    for count, body, outs, lb in zip(blocks[1::3], blocks[2::3], used, geoms):
+    for (_, count, rows), outs, lb in zip(printed(res.stdout), used, geoms):
         want = pp.postprocess(outs, lb, conf=0.05, iou=0.7, end2end=True)
-        rows = [DET.match(ln).groups() for ln in body.splitlines() if DET.match(ln)]
-        assert int(count) == len(want) == len(rows)
-        for (name, score, *box), cls, s, b in zip(rows, want.classes, want.scores, want.boxes):
-            assert name == labels[cls] and abs(float(score) - s) <= 0.0011 and np.abs(np.array(box, float) - b).max() <= 1
+        assert count == len(want)
+        assert_demo_rows(rows, want, labels)
         total += len(want)
     assert total > 0, "no detection: the comparison would prove nothing"
