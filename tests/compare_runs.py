@@ -33,7 +33,11 @@ def _flat(obj, prefix: str = "") -> dict[str, object]:
 
 
 def _norm(value: object, root: Path) -> object:
-    return str(value).replace(str(root.resolve()), "<run>").replace(str(root), "<run>") if isinstance(value, str) else value
+    """A string with the run folder's path, then its bare name (the index's title), written as <run>."""
+    if not isinstance(value, str):
+        return value
+    text = value.replace(str(root.resolve()), "<run>").replace(str(root), "<run>")
+    return re.sub(rf"(?<![\w.-]){re.escape(root.resolve().name)}(?![\w.-])", "<run>", text)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
