@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from helpers.detect.sample import train_detect_sample, write_detect_sample
-from helpers.paths import Run
+from helpers.core.paths import Run
+from helpers.tasks.detect.sample import train_detect_sample, write_detect_sample
 
 
 def torch_threads() -> int:

@@ -12,7 +12,7 @@
    reused), so the ratio is the variants' own work.
 
 Time inside rknn-toolkit2 is measured for real: a sitecustomize (in a temp dir on PYTHONPATH, so the
-notebook kernels load it too) times what the toolkit wrapper runs (`helpers.rknn.toolkit()`: RKNN
+notebook kernels load it too) times what the toolkit wrapper runs (`helpers.toolkit.session.toolkit()`: RKNN
 construction and release; every method of its proxy). Per-step seconds come from <run>/.cache/*.json.
 """
 from __future__ import annotations
@@ -34,9 +34,9 @@ SITECUSTOMIZE = r'''
 import importlib.abc, importlib.util, json, os, sys, time, contextlib
 
 class _TimeToolkit(importlib.abc.MetaPathFinder):
-    """After helpers.rknn is imported, wrap _into_log so the time spent in each toolkit block is logged."""
+    """After helpers.toolkit.session is imported, wrap _into_log so the time spent in each toolkit block is logged."""
     def find_spec(self, name, path, target=None):
-        if name != "helpers.rknn":
+        if name != "helpers.toolkit.session":
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)
@@ -182,7 +182,7 @@ def main() -> int:
         a.late_param = ["30_simulator_inference.batch=16", "20_convert.calib_images=40"]
     a.late_param = [x for x in a.late_param if x]
 
-    from helpers import report
+    from helpers.runner import execute
 
     run_dir = Path(a.run_dir) if a.run_dir else Path(tempfile.mkdtemp(prefix="bench-", dir=REPO / "outputs"))
     if any(run_dir.iterdir()) if run_dir.exists() else False:
@@ -209,12 +209,12 @@ def main() -> int:
     if a.late_param:
         import yaml
 
-        config = report.load_params_file(REPO / a.params)
+        config = execute.load_params_file(REPO / a.params)
         previous = warm_steps
         for change in a.late_param:  # cumulative: each run adds one change to the ones before
             nb_key, value = change.split("=", 1)
             nb, key = nb_key.split(".", 1)
-            if not any(b.stem == nb for b in report.notebooks()):
+            if not any(b.stem == nb for b in execute.notebooks()):
                 continue
             config.setdefault(nb, {})[key] = yaml.safe_load(value)
             late_file = tmp / "late.yaml"

@@ -24,11 +24,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from helpers import convert, evaluate, export  # noqa: E402
-from helpers.data import load_split, write_calibration_list  # noqa: E402
-from helpers.paths import Run  # noqa: E402
-from helpers.preprocess import read_rgb  # noqa: E402
-from helpers.rknn import toolkit  # noqa: E402
+from helpers.core.paths import Run  # noqa: E402
+from helpers.steps import convert, evaluate
+from helpers.steps.export import exporter  # noqa: E402
+from helpers.tasks.data import load_split, write_calibration_list  # noqa: E402
+from helpers.tasks.preprocess import read_rgb  # noqa: E402
+from helpers.toolkit.session import toolkit  # noqa: E402
 
 MEAN, STD = [0.0, 0.0, 0.0], [255.0, 255.0, 255.0]
 
@@ -64,10 +65,10 @@ def main() -> None:
 
     run = Run.at(args.run_dir)
     size = 32
-    data_dir = export.resolve_data_dir("")
-    model, about = export.prepare_model(run, "", data_dir, size)
+    data_dir = exporter.resolve_data_dir("")
+    model, about = exporter.prepare_model(run, "", data_dir, size)
     print(f"model: {about}")
-    exp = export.export_model(model, run.model, size, log_path=run.logs / "export.log")
+    exp = exporter.export_model(model, run.model, size, log_path=run.logs / "exporter.log")
     calib = write_calibration_list(load_split(data_dir, "train").subset(args.calib_images), run.rknn / "calibration.txt")
     val = load_split(data_dir, "val")
     cfg = convert.ConvertConfig(MEAN, STD)

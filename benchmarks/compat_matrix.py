@@ -11,7 +11,7 @@ Each cell (model, chip, dtype) builds in a child process: a build that aborts th
 becomes a row with its reason. When a build fails and the toolkit's log names rules to disable, the
 cell retries with them (as long as the log names new ones) and the row says which. Writes <out>/matrix.csv, matrix.md, matrix.html;
 prints the wall time (not a pass/fail criterion). Cells run on the sweep executor
-(helpers.cluster.executor: a local dask cluster, or the scheduler at --scheduler, whose workers must
+(helpers.core.cluster.executor: a local dask cluster, or the scheduler at --scheduler, whose workers must
 see the same paths); `--executor threads` uses a local thread pool instead.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from helpers import matrix  # noqa: E402
+from helpers.steps import matrix  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,14 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="cells at once (each is its own child process; default 2)")
     p.add_argument("--images", type=int, default=4, help="images for calibration and the simulator-vs-ONNX cosine (default 4)")
     p.add_argument("--executor", choices=["auto", "dask", "threads"], default="auto",
-                   help="dask: helpers.cluster.executor; threads: a local thread pool; auto: dask when helpers.cluster exists")
+                   help="dask: helpers.core.cluster.executor; threads: a local thread pool; auto: dask when helpers.core.cluster exists")
     p.add_argument("--scheduler", default=None, help="dask scheduler address (default: a local cluster)")
     args = p.parse_args(argv)
-    use_dask = args.executor == "dask" or (args.executor == "auto" and importlib.util.find_spec("helpers.cluster") is not None)
+    use_dask = args.executor == "dask" or (args.executor == "auto" and importlib.util.find_spec("helpers.core.cluster") is not None)
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if use_dask:
-            from helpers import cluster
+            from helpers.core import cluster
 
             pool = stack.enter_context(cluster.executor(args.scheduler, args.jobs))
         else:

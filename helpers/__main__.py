@@ -1,7 +1,7 @@
-"""`python -m helpers run|report ...`: execute the notebook series headlessly and render its reports (see helpers.cli)."""
+"""`python -m helpers run|report ...`: execute the notebook series headlessly and render its reports (see helpers.runner.cli)."""
 import sys
 
-from helpers.cli import main
+from helpers.runner.cli import main
 
 
 def _quiet_event_loop_teardown(unraisable) -> None:  # noqa: ANN001 (sys.UnraisableHookArgs)

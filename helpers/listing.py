@@ -97,7 +97,7 @@ def show(source: str, title: str = "", language: str = "python") -> None:
 
 
 def convert_calls(record: Any, dataset: Path | None = None, var: str = "rknn", **overrides: Any) -> list[str]:
-    """RKNN() + config + load_onnx / load_pytorch + build for a convert record (helpers.convert.ConvertRecord),
+    """RKNN() + config + load_onnx / load_pytorch + build for a convert record (helpers.steps.convert.ConvertRecord),
     with `dataset` instead of the recorded calibration list and config overrides (e.g. quantized_algorithm)."""
     cfg = type(record.config).from_dict({**record.config.to_dict(), **overrides})
     source = Path(record.source)
@@ -117,7 +117,7 @@ def convert_calls(record: Any, dataset: Path | None = None, var: str = "rknn", *
 
 def simulator_calls(record: Any, image: Path, task: str = "classify") -> str:
     """Notebook 30 as plain toolkit calls: rebuild in this process, init_runtime(target=None), one image
-    (a detector's image letterboxed and its raw outputs decoded by helpers/detect/postprocess.py)."""
+    (a detector's image letterboxed and its raw outputs decoded by helpers/tasks/detect/postprocess.py)."""
     size = int(record.input_size)
     if task == "detect":
         fit = [f"img, lb = letterbox(img, {size})  # keep the aspect ratio, pad to {size}x{size} (lb undoes it)"]
@@ -127,7 +127,7 @@ def simulator_calls(record: Any, image: Path, task: str = "classify") -> str:
         fit = [f"img = cv2.resize(img, ({size}, {size}))  # the workbook scales the short side and centre-crops"]
         show = ["print(outputs[0].argmax())"]
     return code(
-        "import cv2", *(["from helpers.detect.postprocess import letterbox, postprocess"] if task == "detect" else []),
+        "import cv2", *(["from helpers.tasks.detect.postprocess import letterbox, postprocess"] if task == "detect" else []),
         *convert_calls(record),
         call("rknn.init_runtime", target=None) + "  # the simulator: a model built in this process, no board",
         call("cv2.imread", Path(image), assign="bgr"),

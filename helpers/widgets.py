@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import convert, params_check
-from .params_check import CHOICES
-from .paths import HEADLESS_ENV, Run, write_json_atomic
+from helpers.core.paths import HEADLESS_ENV, Run, write_json_atomic
+from helpers.runner import params as params_check
+from helpers.runner.params import CHOICES
+from helpers.steps import convert
 
 RESET_LABEL = "Reset to the cell's values"
 
@@ -69,7 +70,7 @@ def comments_of(source: str) -> dict[str, str]:
 
 def tooltips(notebook: str) -> dict[str, str]:
     """The comments of notebooks/<notebook>.ipynb's parameters cell, by parameter name ({} if absent)."""
-    from .report import NOTEBOOKS
+    from helpers.runner.execute import NOTEBOOKS
 
     path = NOTEBOOKS / f"{notebook}.ipynb"
     return comments_of(_cell_source(path)) if path.exists() else {}
@@ -118,8 +119,8 @@ class Form:
     _note: Any = None
 
     def _ipython_display_(self) -> None:
-        from IPython.display import display
         import ipywidgets as w
+        from IPython.display import display
 
         self._note = w.HTML(self.note_html())
         reset = w.Button(description=RESET_LABEL, tooltip="Set every field back to the literal in the parameters cell",
@@ -207,7 +208,7 @@ def carry_edits(previous: Form, new: Form) -> None:
 
 def parameter_names(notebook: str) -> list[str] | None:
     """Names declared in notebooks/<notebook>.ipynb's `parameters` cell, or None if it is not there."""
-    from .report import NOTEBOOKS, declared_parameters
+    from helpers.runner.execute import NOTEBOOKS, declared_parameters
 
     path = NOTEBOOKS / f"{notebook}.ipynb"
     return list(declared_parameters(path)) if path.exists() else None

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import convert, data
-from helpers.paths import Run
+from helpers.core.paths import Run
+from helpers.steps import convert
+from helpers.tasks import data
 
 BOARD_ID = os.environ.get("RKNN_DEVICE_ID", "")
 needs_board = pytest.mark.skipif(not BOARD_ID, reason="needs a real Rockchip board: set RKNN_DEVICE_ID to its adb serial")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import report
-from helpers.paths import REPO
+from helpers.core.paths import REPO
+from helpers.runner import execute
 
 SMALL_PARAMS = REPO / "tests" / "small_params.yaml"
 
@@ -79,13 +79,13 @@ class SeriesRun:
 
     def ran(self, name: str) -> Path:
         """Execute notebooks up to and including `name` (once); fail with the notebook's error."""
-        for nb in report.notebooks():
+        for nb in execute.notebooks():
             stem = nb.stem
             if stem in self.errors:
                 pytest.fail(f"{stem} failed, so {name} cannot be checked:\n{self.errors[stem]}")
             if stem not in self.done:
                 try:
-                    report.execute(nb, self.root, report.params_for(nb, self.config))
+                    execute.execute(nb, self.root, execute.params_for(nb, self.config))
                 except Exception as exc:  # papermill's PapermillExecutionError carries the cell's traceback
                     self.errors[stem] = exc
                     pytest.fail(f"{stem} failed under papermill:\n{exc}")
@@ -98,7 +98,7 @@ class SeriesRun:
 @pytest.fixture(scope="session")
 def series(tmp_path_factory) -> SeriesRun:
     root = Path(os.environ.get("WORKBOOK_TEST_RUN") or tmp_path_factory.mktemp("series_run"))
-    return SeriesRun(root, report.load_params_file(SMALL_PARAMS))
+    return SeriesRun(root, execute.load_params_file(SMALL_PARAMS))
 
 
 def _untracked() -> set[str]:

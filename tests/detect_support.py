@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers.detect.head import export_detector
-from helpers.detect.sample import DetectTrainResult, train_detect_sample, write_detect_sample
-from helpers.paths import Run
+from helpers.core.paths import Run
+from helpers.steps.export.detect_head import export_detector
+from helpers.tasks.detect.sample import DetectTrainResult, train_detect_sample, write_detect_sample
 
 # The same functions as the full-size sample, with small parameters.
 SMALL = {"images": 100, "imgsz": 128, "epochs": 20, "batch": 8}

@@ -36,6 +36,6 @@ def outlier_onnx(folder: Path) -> Path:
 
 def onnx_scores(onnx: Path, pixels: np.ndarray) -> np.ndarray:
     """FP32 reference scores for uint8 NHWC pixels."""
-    from helpers.evaluate import OnnxBackend
+    from helpers.steps.evaluate import OnnxBackend
 
     return OnnxBackend(onnx, MEAN, STD).run(pixels)

@@ -1,16 +1,17 @@
-"""helpers.analysis on error_analysis.txt files the real toolkit writes in the test (simulator)."""
+"""helpers.steps.analysis on error_analysis.txt files the real toolkit writes in the test (simulator)."""
 from __future__ import annotations
 
 import re
 
 import numpy as np
 import pytest
-
-from helpers import analysis, convert, data
-from helpers.errors import WorkbookError
-from helpers.rknn import toolkit
-from quality_support import CONFIG, SIZE, outlier_onnx
 from board_support import BOARD_ID, needs_board
+from quality_support import CONFIG, SIZE, outlier_onnx
+
+from helpers.core.errors import WorkbookError
+from helpers.steps import analysis, convert
+from helpers.tasks import data
+from helpers.toolkit.session import toolkit
 
 
 def _analyse(onnx, images, out, config=None, target=None):
@@ -134,8 +135,8 @@ def test_sweep_grid_validation():
 
 
 def _classify_judge(record, onnx, images):
-    """The judge notebook 50 builds (helpers.scoring.judge_for) for a hand-made labelled set."""
-    from helpers.scoring import ClassifyJudge, fp32_outputs
+    """The judge notebook 50 builds (helpers.tasks.scoring.judge_for) for a hand-made labelled set."""
+    from helpers.tasks.scoring import ClassifyJudge, fp32_outputs
 
     pixels = images.load(SIZE)
     return ClassifyJudge("classify", "top1", "top-1", "top1_agreement", list(images.paths), pixels, fp32_outputs(record, onnx, pixels),
@@ -143,8 +144,8 @@ def _classify_judge(record, onnx, images):
 
 
 def test_sweep_builds_each_cell_and_picks_the_best(tiny_images, tmp_path):
-    from helpers.evaluate import OnnxBackend, SimulatorBackend, compare, evaluate
-    from helpers.paths import Run
+    from helpers.core.paths import Run
+    from helpers.steps.evaluate import OnnxBackend, SimulatorBackend, compare, evaluate
 
     onnx = outlier_onnx(tmp_path)
     run = Run.at(tmp_path / "run")
@@ -234,7 +235,7 @@ def test_a_sweep_cell_that_crashes_the_toolkit_becomes_its_row(tiny_images, tmp_
     costs the cell's row (with why), not the kernel; the next cell still builds in a fresh worker."""
     from dataclasses import replace
 
-    from helpers.paths import Run
+    from helpers.core.paths import Run
 
     onnx = outlier_onnx(tmp_path)
     run = Run.at(tmp_path / "run")

@@ -2,7 +2,6 @@
 naming the input and the fix (WorkbookError), and nothing half-written is left behind."""
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 import onnx
@@ -10,9 +9,11 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from helpers import data, evaluate, export
-from helpers.errors import WorkbookError
-from helpers.paths import Run
+from helpers.core.errors import WorkbookError
+from helpers.core.paths import Run
+from helpers.steps import evaluate
+from helpers.steps.export import exporter
+from helpers.tasks import data
 
 
 def test_unwritable_run_dir_names_the_folder_and_the_fix(tmp_path):
@@ -91,25 +92,25 @@ def _onnx(path, inputs, shape=(1, 3, 8, 8), nodes=True):
 
 def test_onnx_shape_errors(tmp_path):
     with pytest.raises(WorkbookError, match="has 2 inputs; this workbook handles single-input image models only"):
-        export.check_onnx(_onnx(tmp_path / "two.onnx", 2), 8)
+        exporter.check_onnx(_onnx(tmp_path / "two.onnx", 2), 8)
     with pytest.raises(WorkbookError, match=r"ONNX input in0 of .* has shape \[1, 8\], not NCHW; pass a 4-D image model"):
-        export.check_onnx(_onnx(tmp_path / "flat.onnx", 1, shape=(1, 8)), 8)
+        exporter.check_onnx(_onnx(tmp_path / "flat.onnx", 1, shape=(1, 8)), 8)
     with pytest.raises(WorkbookError, match=r"is not a valid ONNX model \(no graph nodes\)"):
-        export.load_onnx_model(_onnx(tmp_path / "empty.onnx", 1, nodes=False))
+        exporter.load_onnx_model(_onnx(tmp_path / "empty.onnx", 1, nodes=False))
 
 
 def test_torchscript_file_errors(tmp_path):
     with pytest.raises(WorkbookError, match=r"TorchScript file .*absent.torchscript does not exist"):
-        export.check_torchscript(tmp_path / "absent.torchscript")
+        exporter.check_torchscript(tmp_path / "absent.torchscript")
     flat = tmp_path / "flat.torchscript"
     flat.write_bytes(b"not a zip")
     with pytest.raises(WorkbookError, match=r"is not a TorchScript archive; export it with torch.jit.trace"):
-        export.check_torchscript(flat)
+        exporter.check_torchscript(flat)
 
 
 def test_a_pt_that_ultralytics_cannot_read(tmp_path):
     pt = tmp_path / "weights.pt"
     torch.save({"not": "a model"}, str(pt))  # a PyTorch archive, but no ultralytics model inside
     with pytest.raises(WorkbookError, match=r"ultralytics could not export .*weights.pt \(.+\); check it is an ultralytics classification .pt"):
-        export.export_model(pt, tmp_path / "out", imgsz=16)
+        exporter.export_model(pt, tmp_path / "out", imgsz=16)
     assert not (tmp_path / "out" / "model.onnx").exists()

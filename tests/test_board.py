@@ -1,4 +1,4 @@
-"""helpers.board against the real toolkit: discovery, device choice, target checks, the C++ demo,
+"""helpers.steps.board against the real toolkit: discovery, device choice, target checks, the C++ demo,
 the deployment bundle; board-only tests skip unless RKNN_DEVICE_ID is set."""
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import tarfile
 
 import numpy as np
 import pytest
-
 from board_support import BOARD_ID, TINY_SIZE, converted_run, needs_board
-from helpers import board, convert
+
+from helpers.core.errors import RknnError, WorkbookError
+from helpers.core.paths import Run
 from helpers.deploy import bundle, codegen
-from helpers.errors import RknnError, WorkbookError
-from helpers.paths import Run
+from helpers.steps import board, convert
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_platform_read_from_the_rknn_file(run3588, run3566):
 def test_the_toolkit_enforces_the_same_platform_we_read(run3566, tmp_path):
     """Cross-check of our reading with the toolkit's own: init_runtime refuses a target that differs
     from the platform stored in the loaded .rknn, before looking for any device."""
-    from helpers.rknn import toolkit
+    from helpers.toolkit.session import toolkit
 
     with toolkit(tmp_path / "t.log") as rk:
         rk.load_rknn(str(run3566.rknn / "model.rknn"))
@@ -217,8 +217,8 @@ def test_hybrid_added_after_the_bundle_was_built(run3588, run3566, cpp_demo, tin
 
 @needs_board
 def test_board_inference_agrees_with_the_simulator(run3588, tiny_images, tmp_path):
-    from helpers import evaluate
-    from helpers.data import LabelledImages
+    from helpers.steps import evaluate
+    from helpers.tasks.data import LabelledImages
 
     record = convert.read_record(run3588)
     target = board.model_platform(run3588.rknn / "model.rknn")
@@ -325,7 +325,7 @@ def test_hybrid_below_int8_stays_out_and_an_earlier_one_is_taken_out(run3588, tm
 
 
 def test_export_choice_records_whether_the_hybrid_is_below_int8(tmp_path):
-    from helpers import hybrid
+    from helpers.steps import hybrid
 
     run = Run.at(tmp_path / "run")
     (run.hybrid / "strategy.rknn").write_bytes(b"rknn")
@@ -371,8 +371,8 @@ def test_plot_layer_times(tmp_path):
 # ---------------------------------------------------------------- remaining error paths of board / bundle / runner
 
 def test_notebook30_set_needs_a_simulator_result(tmp_path, tiny_images):
-    from helpers import evaluate
-    from helpers.data import LabelledImages
+    from helpers.steps import evaluate
+    from helpers.tasks.data import LabelledImages
 
     run = Run.at(tmp_path / "run")
     with pytest.raises(WorkbookError, match=r"eval/predictions.npz is missing; run notebooks/30_simulator_inference.ipynb"):
@@ -417,8 +417,8 @@ def test_model_description_without_platform_and_missing_input_size(tmp_path, cap
 
 def test_notebook30_set_picks_the_int8_role(tmp_path, tiny_images):
     """metrics.json with a role per backend (contract with notebook 30): the board compares with role int8."""
-    from helpers import evaluate
-    from helpers.data import LabelledImages
+    from helpers.steps import evaluate
+    from helpers.tasks.data import LabelledImages
 
     run = Run.at(tmp_path / "run")
     images = LabelledImages(list(tiny_images[:2]), np.array([0, 1]), ["a", "b"])

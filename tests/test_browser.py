@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli, report, summary
-from helpers.paths import KERNEL_NAME, OUTPUTS, REPO
+from helpers.core.paths import KERNEL_NAME, OUTPUTS, REPO
+from helpers.runner import cli, execute, summary
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SHOTS = OUTPUTS / "screenshots"
@@ -165,7 +165,7 @@ def serve(folder: Path):
 
 def latest_series_notebook() -> str:
     """The furthest notebook of the conversion path present (30 > 20 > 10 > 00) for the index run."""
-    names = [nb.stem for nb in report.notebooks()]
+    names = [nb.stem for nb in execute.notebooks()]
     for prefix in ("60", "50", "30", "20", "10", "00"):
         match = [n for n in names if n.startswith(prefix)]
         if match:
@@ -304,7 +304,7 @@ def test_parameter_form_renders_in_jupyterlab(jupyterlab, browser):
     }})()"""), 60, f"the ipywidgets form in {name} (stderr seen: {errors})")
     browser.eval(f"window.nbPanel().content.widgets[{form_cell}].node.scrollIntoView()")
     shot = browser.screenshot(SHOTS / f"jupyterlab_{Path(name).stem}_form.png")
-    declared = report.declared_parameters(REPO / "notebooks" / name)
+    declared = execute.declared_parameters(REPO / "notebooks" / name)
     assert set(declared) <= set(form["labels"]), (declared, form)
     assert form["inputs"] >= len(declared)
     assert Path(name).stem in form["title"]

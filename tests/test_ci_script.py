@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from helpers.paths import REPO
+from helpers.core.paths import REPO
 
 SCRIPT = (REPO / ".ci" / "run").read_text()
 

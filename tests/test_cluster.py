@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from helpers import cli, cluster, report, sweep
-from helpers.errors import WorkbookError
-from helpers.paths import REPO
-
 from test_runner import FAILING_NB, one_sentence, run_cli, write_notebook
+
+from helpers.core import cluster
+from helpers.core.errors import WorkbookError
+from helpers.core.paths import REPO
+from helpers.runner import cli, execute, variants
 
 DASK = Path(sys.executable).parent / "dask"
 
@@ -140,7 +140,7 @@ def test_sweep_on_a_scheduler_matches_the_local_cluster(tmp_path, dask_cluster):
 @pytest.mark.slow
 def test_board_variant_waits_for_a_worker_with_its_chip_and_fails_clearly(tmp_path, dask_cluster, monkeypatch):
     books = toy_notebooks(tmp_path / "notebooks")
-    monkeypatch.setattr(report, "NOTEBOOKS", books)
+    monkeypatch.setattr(execute, "NOTEBOOKS", books)
     sweep_file = tmp_path / "s.yaml"
     sweep_file.write_text(yaml.safe_dump({"variants": {"sim": {}, "board": {"02_board": {"target": "rk3588"}}}}))
     root, rows, failures = cli.run_sweep(sweep_file, tmp_path / "sw", scheduler=dask_cluster, board_wait=4)
@@ -157,7 +157,7 @@ def test_board_variant_waits_for_a_worker_with_its_chip_and_fails_clearly(tmp_pa
 
 
 def test_board_resource_is_named_after_the_chip(tmp_path, monkeypatch):
-    monkeypatch.setattr(report, "NOTEBOOKS", toy_notebooks(tmp_path / "notebooks"))
+    monkeypatch.setattr(execute, "NOTEBOOKS", toy_notebooks(tmp_path / "notebooks"))
     assert cli.board_resources({"02_board": {"target": "RK3566"}}, None) == {"rk3566": 1}
     assert cli.board_resources({"02_board": {"target": "rk3566"}}, "01") == {}  # the board notebook is not selected
     assert cli.board_resources({}, None) == {}
@@ -171,7 +171,7 @@ def test_failing_variant_stops_only_itself_and_its_row_says_why(tmp_path, dask_c
     books = tmp_path / "notebooks"
     books.mkdir()
     write_notebook(books / "01_check.ipynb", FAILING_NB)
-    monkeypatch.setattr(report, "NOTEBOOKS", books)
+    monkeypatch.setattr(execute, "NOTEBOOKS", books)
     sweep_file = tmp_path / "s.yaml"
     sweep_file.write_text(yaml.safe_dump({"grid": {"what": ["fine", "bad"]}}))
     root, rows, failures = cli.run_sweep(sweep_file, tmp_path / "sw", scheduler=dask_cluster)
@@ -281,8 +281,8 @@ def test_failure_reason_is_one_line():
     block = "\n".join(["─" * 78, "✗ 20_convert failed", "  in cell 5 (In [5]):", "    | rk.build()",
                        "  RknnError: build failed: Unsupported op Foo", "  full notebook with outputs: /x.ipynb",
                        "  The run stopped here; ...", "─" * 78])
-    assert sweep.reason(block) == "20_convert: RknnError: build failed: Unsupported op Foo"
-    assert sweep.reason("error: Run folder /x is a file; pass --run-dir a folder path.") == "Run folder /x is a file; pass --run-dir a folder path."
+    assert variants.reason(block) == "20_convert: RknnError: build failed: Unsupported op Foo"
+    assert variants.reason("error: Run folder /x is a file; pass --run-dir a folder path.") == "Run folder /x is a file; pass --run-dir a folder path."
 
 
 def test_plots_across_the_grid(tmp_path):
@@ -292,7 +292,7 @@ def test_plots_across_the_grid(tmp_path):
     figures = {v: {"INT8 top-1 (RKNN simulator)": 0.5 + 0.001 * int(p["20_convert.calib_images"]),
                    "Conversion time (load + build + export)": 3.0 if p["20_convert.target_platform"] == "rk3588" else 5.0}
                for v, p in params.items()}
-    pngs = {p.name for p in sweep.plots(tmp_path, params, figures)}
+    pngs = {p.name for p in variants.plots(tmp_path, params, figures)}
     assert pngs == {"INT8-top-1-RKNN-simulator_vs_20_convert.calib_images.png", "build_time_per_chip.png"}
 
 
@@ -304,10 +304,10 @@ def test_plots_across_a_grid_of_detectors_are_in_map(tmp_path):
     int8 = "INT8 mAP50-95 / mAP50 (RKNN simulator, split head)"
     figures = {v: {"FP32 mAP50-95 / mAP50 (ONNX Runtime)": 0.766, int8: 0.70 + p["20_convert.calib_images"] / 1000, "Hybrid mAP50-95": None}
                for v, p in params.items()}
-    pngs = sorted(p.name for p in sweep.plots(tmp_path, params, figures))
+    pngs = sorted(p.name for p in variants.plots(tmp_path, params, figures))
     assert pngs == ["FP32-mAP50-95-mAP50-ONNX-Runtime_vs_20_convert.calib_images.png",
                     "INT8-mAP50-95-mAP50-RKNN-simulator-split-head_vs_20_convert.calib_images.png"]  # no hybrid measured: no plot
-    assert sweep.plotted(figures) == ["FP32 mAP50-95 / mAP50 (ONNX Runtime)", "Hybrid mAP50-95", int8]
+    assert variants.plotted(figures) == ["FP32 mAP50-95 / mAP50 (ONNX Runtime)", "Hybrid mAP50-95", int8]
     assert mpimg.imread(tmp_path / "plots" / pngs[1]).shape[0] > 100
 
 

@@ -1,4 +1,4 @@
-"""helpers.convert against the real toolkit on tiny models: config validation, both load paths,
+"""helpers.steps.convert against the real toolkit on tiny models: config validation, both load paths,
 calibration checks, atomic export, the convert.json record, the toolkit's disable_rules hint acted on
 (a real YOLO11n-cls at 64 px), a build that aborts the process."""
 from __future__ import annotations
@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import convert, export
-from helpers.data import write_calibration_list
-from helpers.errors import RknnError, ToolkitCrash, WorkbookError
-from helpers.isolate import run_isolated
-from helpers.paths import Run
-from helpers.rknn import toolkit
+from helpers.core.errors import RknnError, ToolkitCrash, WorkbookError
+from helpers.core.isolate import run_isolated
+from helpers.core.paths import Run
+from helpers.steps import convert
+from helpers.steps.export import exporter
+from helpers.tasks.data import write_calibration_list
+from helpers.toolkit.session import toolkit
 
 SDPA_RULE = "fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa"
 
@@ -31,7 +32,7 @@ def tiny_ts(tmp_path_factory, tiny_onnx):
                               torch.nn.Flatten(), torch.nn.Linear(8, 3)).eval()
     path = tmp_path_factory.mktemp("ts") / "model.torchscript"
     torch.jit.trace(net, torch.zeros(1, 3, 16, 16)).save(str(path))
-    export.write_sidecar(path, 16)
+    exporter.write_sidecar(path, 16)
     return path
 
 
@@ -195,7 +196,7 @@ def test_bad_model_inputs(tiny_onnx, tiny_ts, calib, tmp_path):
         convert.convert(tiny_onnx, cfg, calib, tmp_path / "m.rknn", tmp_path / "b.log", 24)
     with pytest.raises(WorkbookError, match=r"load_path='pytorch' does not fit tiny.onnx"):
         convert.convert(tiny_onnx, cfg, calib, tmp_path / "m.rknn", tmp_path / "b.log", 16, "pytorch")
-    side = export.sidecar_path(tiny_ts)
+    side = exporter.sidecar_path(tiny_ts)
     saved = side.read_text()
     try:
         side.write_text(json.dumps({**json.loads(saved), "torch_version": "1.13.1"}))
@@ -229,7 +230,7 @@ def test_onnx_with_dynamic_axes_is_fixed_to_the_input_size(tmp_path, calib):
     path = tmp_path / "dynamic.onnx"
     torch.onnx.export(net, torch.zeros(1, 3, 16, 16), str(path), opset_version=17, input_names=["images"], output_names=["out"],
                       dynamic_axes={"images": {0: "batch", 2: "h", 3: "w"}})
-    assert export.onnx_io(path)["inputs"][0]["shape"] == ["batch", 3, "h", "w"]
+    assert exporter.onnx_io(path)["inputs"][0]["shape"] == ["batch", 3, "h", "w"]
     res = convert.convert(path, convert.ConvertConfig(**ULTRA), calib, tmp_path / "m.rknn", tmp_path / "b.log", 16)
     assert res.rknn_path.exists()
 
@@ -335,7 +336,7 @@ def test_a_build_that_aborts_the_process_becomes_one_sentence(tiny_onnx, calib, 
     kwargs = {"source": str(tiny_onnx), "config": cfg.to_dict(), "dataset": str(calib), "out_rknn": str(tmp_path / "m.rknn"),
               "log_path": str(tmp_path / "build.log"), "input_size": 16}
     try:
-        run_isolated("helpers.convert:convert_isolated", kwargs, tmp_path / "build.log", what="build of w8a16 for rk3562")
+        run_isolated("helpers.steps.convert:convert_isolated", kwargs, tmp_path / "build.log", what="build of w8a16 for rk3562")
     except ToolkitCrash as crash:
         first = str(crash).splitlines()[0]
     else:
@@ -344,16 +345,17 @@ def test_a_build_that_aborts_the_process_becomes_one_sentence(tiny_onnx, calib, 
     assert re.match(r"build of w8a16 for rk3562 crashed \(killed by SIG(ABRT|SEGV)\); likely cause: (the toolkit's native code|native code aborted|a segmentation fault)", first), first
     assert "try another quantized_dtype, target_platform or optimization_level" in first
     assert not list(tmp_path.glob("*.rknn"))
-    ok = run_isolated("helpers.convert:convert_isolated", {**kwargs, "config": convert.ConvertConfig(**ULTRA, target_platform="rk3562").to_dict()},
+    ok = run_isolated("helpers.steps.convert:convert_isolated", {**kwargs, "config": convert.ConvertConfig(**ULTRA, target_platform="rk3562").to_dict()},
                       tmp_path / "child2.log")
     assert ok["rknn_bytes"] == (tmp_path / "m.rknn").stat().st_size and ok["auto_disabled"] == []
 
 
 def test_every_option_is_a_parameter_of_notebook_20_with_a_tooltip():
     """Each ConvertConfig option reaches notebook 20 as a parameter whose comment is its widget tooltip."""
-    from helpers import report, widgets
+    from helpers import widgets
+    from helpers.runner import execute
 
-    declared = report.declared_parameters(report.NOTEBOOKS / "20_convert.ipynb")
+    declared = execute.declared_parameters(execute.NOTEBOOKS / "20_convert.ipynb")
     tips = widgets.tooltips("20_convert")
     assert set(convert.ConvertConfig.__dataclass_fields__) <= set(declared)
     assert list(declared)[5:7] == ["auto_disable_rules", "disable_rules"], "disable_rules first among the options"

@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from helpers.data import BACKGROUND_RGB, load_folder, load_split, read_labels, write_calibration_list, write_sample
-from helpers.errors import WorkbookError
-from helpers.preprocess import read_rgb, resize_crop, to_float_nchw
+from helpers.core.errors import WorkbookError
+from helpers.tasks.data import BACKGROUND_RGB, load_folder, load_split, read_labels, write_calibration_list, write_sample
+from helpers.tasks.preprocess import read_rgb, resize_crop, to_float_nchw
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_calibration_list_is_absolute_and_validated(sample, tmp_path, monkeypatc
 def test_grayscale_image_reads_as_one_channel_with_its_own_values(tmp_path):
     import cv2
 
-    from helpers.preprocess import match_channels, read_image
+    from helpers.tasks.preprocess import match_channels, read_image
 
     gray = np.arange(64 * 48, dtype=np.uint32).reshape(48, 64).astype(np.uint8)
     cv2.imwrite(str(tmp_path / "g.png"), gray)  # a single-channel PNG
@@ -123,7 +123,7 @@ def test_grayscale_image_reads_as_one_channel_with_its_own_values(tmp_path):
 
 
 def test_rgb_to_grayscale_uses_luma_weights_and_bad_counts_are_refused():
-    from helpers.preprocess import match_channels
+    from helpers.tasks.preprocess import match_channels
 
     red = np.zeros((1, 2, 2, 3), np.uint8)
     red[..., 0] = 200
@@ -142,7 +142,7 @@ def test_float_conversion_follows_the_number_of_mean_values():
 def test_gray_shapes_folder_is_single_channel_and_balanced(tmp_path):
     import cv2
 
-    from helpers.data import GRAY_SHAPES, load_split, write_gray_shapes
+    from helpers.tasks.data import GRAY_SHAPES, load_split, write_gray_shapes
 
     root = write_gray_shapes(tmp_path / "shapes", size=24, train_per_class=3, val_per_class=2)
     val = load_split(root, "val")

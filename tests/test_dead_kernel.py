@@ -8,9 +8,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from helpers import report
-from helpers.data import write_calibration_list
-from helpers.paths import KERNEL_NAME
+from helpers.core.paths import KERNEL_NAME
+from helpers.runner import execute
+from helpers.tasks.data import write_calibration_list
 
 pytestmark = pytest.mark.slow
 
@@ -28,9 +28,9 @@ def test_dead_kernel_is_described_with_cell_log_and_cause(tiny_onnx, tiny_images
     path = tmp_path / "25_crash.ipynb"
     nbformat.write(nb, str(path))
     with pytest.raises(Exception) as info:
-        report.execute(path, run)
+        execute.execute(path, run)
     assert type(info.value).__name__ == "DeadKernelError"
-    text = report.describe_failure("25_crash", info.value, run / "executed" / path.name)
+    text = execute.describe_failure("25_crash", info.value, run / "executed" / path.name)
     assert 'the notebook\'s kernel (its Python process) died: papermill says only "Kernel died"' in text
     assert "    | convert.convert(" in text, "the cell that was running"
     assert f"last lines of the step log {run / 'rknn' / 'build.log'}:" in text

@@ -15,17 +15,17 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import fake_rknnlite
 import numpy as np
 import pytest
-
-import fake_rknnlite
 from board_support import TINY_SIZE, converted_run
-from helpers import convert, data
-from helpers.deploy import bundle
-from helpers.deploy import run_rknn
-from helpers.evaluate import OnnxBackend
-from helpers.paths import SAMPLE_DATA
-from helpers.preprocess import read_rgb, softmax
+
+from helpers.core.paths import SAMPLE_DATA
+from helpers.deploy import bundle, run_rknn
+from helpers.steps import convert
+from helpers.steps.evaluate import OnnxBackend
+from helpers.tasks import data
+from helpers.tasks.preprocess import read_rgb, softmax
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def test_preprocessing_is_bit_exact_with_the_workbook(bundle_dir, sample_val, tm
     assert res.returncode == 0, res.stderr
     got = np.load(out)
     ordered = data.LabelledImages(sorted(folder.iterdir()), np.zeros(len(sample_val), np.int64), ["x"])
-    want = ordered.load(TINY_SIZE)  # helpers.data -> helpers.preprocess.read_rgb, as evaluate() uses it
+    want = ordered.load(TINY_SIZE)  # helpers.tasks.data -> helpers.tasks.preprocess.read_rgb, as evaluate() uses it
     assert got.dtype == np.uint8 and got.shape == (len(sample_val), TINY_SIZE, TINY_SIZE, 3)
     assert np.array_equal(got, want)
     # and it is RGB: the sample's navy background has more blue than red

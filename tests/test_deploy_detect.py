@@ -16,15 +16,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from board_support import BOARD_ID, needs_board
 from detect_support import tiny_detector  # noqa: F401  (session fixture)
-from helpers import board, convert, data, scoring
+
+from helpers.core.errors import WorkbookError
+from helpers.core.paths import Run
 from helpers.deploy import bundle, codegen
-from helpers.detect.postprocess import letterbox_geometry, postprocess
-from helpers.errors import WorkbookError
-from helpers.evaluate import SimulatorBackend
-from helpers.paths import Run
+from helpers.steps import board, convert
+from helpers.steps.evaluate import SimulatorBackend
+from helpers.tasks import data, scoring
+from helpers.tasks.detect.postprocess import letterbox_geometry, postprocess
 
 HERE = Path(__file__).resolve().parent
 GXX = shutil.which("g++")
@@ -195,7 +196,7 @@ def test_cpp_letterbox_geometry_rounds_like_python(harness, tmp_path, hw, size):
 
 @needs_gxx
 def test_cpp_decode_refuses_the_stock_layout(harness, tiny_detector, tmp_path):
-    from helpers.detect.simulate import load_letterboxed, onnx_runner
+    from helpers.steps.detect_simulate import load_letterboxed, onnx_runner
 
     canvases, geoms = load_letterboxed(data.load_detect_split(tiny_detector.data_yaml, "val").paths[:1], tiny_detector.imgsz)
     stock = onnx_runner(tiny_detector.stock_onnx)(canvases[0])  # one [1, 4 + classes, anchors] tensor
@@ -274,8 +275,8 @@ def test_detect_demo_runs_end_to_end_with_a_stand_in_runtime(detect_demo, det_bu
     """The C++ demo as built for the board, on the bundle's sample images: it feeds exactly the workbook's
     letterboxed pixels (uint8 NHWC), asks for int8 outputs, dequantizes them with the zero point and scale it
     queried, and prints postprocess.py's detections (class, score, box) in the Python runner's format."""
-    from helpers.detect.simulate import load_letterboxed
-    from helpers.evaluate import OnnxBackend
+    from helpers.steps.detect_simulate import load_letterboxed
+    from helpers.steps.evaluate import OnnxBackend
 
     size = json.loads((det_bundle / "model.json").read_text())["input_size"]
     images = sorted((det_bundle / "images").iterdir())
@@ -330,9 +331,10 @@ def test_detect_demo_compiles_against_the_real_sdk(det_bundle):
 def test_runner_prints_and_draws_the_workbook_detections(det_bundle, det_run, tmp_path):
     """run_rknn.py on the bundled sample images with FakeRKNNLite (real outputs of the same model): every printed
     detection (class name, score, box) is postprocess.py's on those outputs, and each image is drawn with its boxes."""
-    from helpers.detect.simulate import load_letterboxed
-    from helpers.evaluate import OnnxBackend
     from test_deploy import run_on_stand_in
+
+    from helpers.steps.detect_simulate import load_letterboxed
+    from helpers.steps.evaluate import OnnxBackend
 
     onnx = det_run.model / "model.onnx"
     drawn = tmp_path / "drawn"
@@ -420,7 +422,7 @@ class StandInBoard:
     seen: dict = {}
 
     def __init__(self, rknn_path, target, log_path, device_id="", core_mask="auto", record=None, **_):
-        from helpers.evaluate import OnnxBackend
+        from helpers.steps.evaluate import OnnxBackend
 
         self.seen.update(rknn=Path(rknn_path), target=target, device_id=device_id, core_mask=core_mask)
         self.onnx = OnnxBackend(record.source, record.config.mean_values, record.config.std_values)
@@ -473,7 +475,7 @@ def test_analysis_images_of_a_detector_are_letterboxed(det_run, tiny_detector):
 def test_cpp_letterbox_matches_opencv(harness, tmp_path):
     """The C++ letterbox against postprocess.letterbox (cv2.resize INTER_LINEAR) on noise, the hardest case for a
     resize: identical when shrinking (any factor), at most 1 level apart on a few pixels when enlarging."""
-    from helpers.detect.postprocess import letterbox
+    from helpers.tasks.detect.postprocess import letterbox
 
     rng = np.random.default_rng(0)
     for (h, w), size in (((426, 640), 160), ((240, 320), 160), ((1080, 1920), 640), ((301, 299), 128), ((96, 128), 128), ((100, 60), 160)):

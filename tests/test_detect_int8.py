@@ -4,16 +4,16 @@ whole-tensor cosine still reads ~1; with the head split per stride the scores an
 from __future__ import annotations
 
 import pytest
-
 from detect_support import tiny_detector  # noqa: F401  (session fixture)
-from helpers.detect.labels import read_split
-from helpers.detect.simulate import evaluate_outputs, load_letterboxed, onnx_runner, simulate_int8, whole_tensor_cosine
+
+from helpers.steps.detect_simulate import evaluate_outputs, load_letterboxed, onnx_runner, simulate_int8, whole_tensor_cosine
+from helpers.tasks.detect.labels import read_split
 
 pytestmark = pytest.mark.slow
 
 # rknn-toolkit2 2.5.0 fails in these optimisation rules on small YOLO11 detectors (IndexError; its log
 # names the rule to disable): the first at 96-160 px (C2PSA attention on a 3x3..5x5 map), the second at
-# 320/640. Passed explicitly here; helpers.convert retries with the rule its log names.
+# 320/640. Passed explicitly here; helpers.steps.convert retries with the rule its log names.
 DISABLE_RULES = ["fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa", "seperate_conv_rs_split"]
 
 

@@ -1,11 +1,11 @@
-"""helpers/detect/metric.py: pycocotools' COCO AP on hand-made cases whose answer is known."""
+"""helpers/tasks/detect/metric.py: pycocotools' COCO AP on hand-made cases whose answer is known."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from helpers.detect.metric import GroundTruth, coco_map
-from helpers.detect.postprocess import Detections
+from helpers.tasks.detect.metric import GroundTruth, coco_map
+from helpers.tasks.detect.postprocess import Detections
 
 NAMES = ["circle", "square", "triangle"]
 TRUTH = [

@@ -7,16 +7,16 @@ import copy
 
 import pytest
 
-from helpers import cli, report
-from helpers.errors import WorkbookError
-from helpers.paths import REPO
+from helpers.core.errors import WorkbookError
+from helpers.core.paths import REPO
+from helpers.runner import cli, execute
 
 ALL = "00,10,20,30,40,50,60"
 
 
 @pytest.fixture
 def config() -> dict:
-    return report.load_params_file(REPO / "params" / "detect.yaml")
+    return execute.load_params_file(REPO / "params" / "detect.yaml")
 
 
 def planned(config: dict) -> dict[str, dict]:
@@ -26,7 +26,7 @@ def planned(config: dict) -> dict[str, dict]:
 def test_imgsz_is_set_once_in_common_for_export_and_conversion(config):
     """Notebook 20's input-size parameter is `imgsz`, like notebook 10's; the file sets it only in common, so the
     detector is converted at the size it was trained and exported at."""
-    assert "imgsz" in report.declared_parameters(REPO / "notebooks" / "20_convert.ipynb")
+    assert "imgsz" in execute.declared_parameters(REPO / "notebooks" / "20_convert.ipynb")
     assert [name for name, section in config.items() if isinstance(section, dict) and "imgsz" in section] == ["common"]
     plans = planned(config)
     assert plans["10_export"]["imgsz"] == plans["20_convert"]["imgsz"] == config["common"]["imgsz"] == 160

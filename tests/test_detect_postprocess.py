@@ -1,4 +1,4 @@
-"""helpers/detect/postprocess.py against ultralytics' and torchvision's own implementations of the same
+"""helpers/tasks/detect/postprocess.py against ultralytics' and torchvision's own implementations of the same
 steps (letterbox, distribution-to-box decode, NMS), on synthetic tensors: no model needed."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers.detect import postprocess as pp
+from helpers.tasks.detect import postprocess as pp
 
 
 def test_postprocess_is_standalone():

@@ -6,7 +6,7 @@ from importlib.metadata import requires
 
 import pytest
 
-from helpers import env
+from helpers.steps import env
 
 
 def test_toolkit_requirements_are_listed_apart_from_the_workbooks_pins():

@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import analysis, cli, convert, data, export, hybrid, models, report, sweep, task
-from helpers.errors import WorkbookError
-from helpers.paths import Run
-
+from helpers.core.errors import WorkbookError
+from helpers.core.paths import Run
+from helpers.runner import cli, execute, variants
+from helpers.steps import analysis, convert, hybrid
+from helpers.steps.export import exporter, models
+from helpers.tasks import data, identify
 
 # ----------------------------------------------------------------------------- helpers of the tests
 
@@ -25,7 +27,7 @@ from helpers.paths import Run
 def run_cli(capsys, monkeypatch):
     """`python -m helpers ...` in-process: (exit code, stderr). The CLI's SIGTERM handler and a
     --notebooks folder are undone afterwards."""
-    monkeypatch.setattr(report, "NOTEBOOKS", report.NOTEBOOKS)
+    monkeypatch.setattr(execute, "NOTEBOOKS", execute.NOTEBOOKS)
     before = signal.getsignal(signal.SIGTERM)
 
     def call(*argv: str) -> tuple[int, str]:
@@ -101,7 +103,7 @@ def test_cli_bad_parameters_file(tmp_path, run_cli, content, message):
 
 def test_executing_a_notebook_that_does_not_exist(tmp_path):
     with pytest.raises(WorkbookError, match=r"Notebook \S+/99_typo.ipynb does not exist; choose one of \[.*'20_convert.ipynb'"):
-        report.execute(tmp_path / "99_typo.ipynb", tmp_path / "run")
+        execute.execute(tmp_path / "99_typo.ipynb", tmp_path / "run")
 
 
 # ----------------------------------------------------------------------------- sweep files
@@ -239,12 +241,12 @@ def test_hybrid_cfg_with_two_custom_sections(tmp_path):
 
 def test_task_check(tmp_path, tiny_onnx):
     with pytest.raises(WorkbookError, match=r"task='segment' is not a task of this workbook; use one of classify, detect"):
-        task.check_task(tiny_onnx, "segment")
+        identify.check_task(tiny_onnx, "segment")
     garbage = tmp_path / "best.pt"
     garbage.write_bytes(b"PK\x03\x04 not a checkpoint")
     with pytest.raises(WorkbookError, match=r"Model file \S+/best.pt cannot be loaded as a PyTorch checkpoint \(\w+\); "
                                             r"pass an ultralytics .pt or an .onnx"):
-        task.check_task(garbage, "classify")
+        identify.check_task(garbage, "classify")
 
 
 def test_export_of_a_torchscript_torch_cannot_load(tmp_path):
@@ -256,7 +258,7 @@ def test_export_of_a_torchscript_torch_cannot_load(tmp_path):
         zf.writestr("model/data.pkl", b"\x80\x02}q\x00.")
     with pytest.raises(WorkbookError, match=r"TorchScript \S+/model.torchscript cannot be loaded by torch 2\.\d+\.\d+\S* \(.+\); "
                                             r"re-export it with this torch version"):
-        export.export_model(fake, tmp_path / "model", 16)
+        exporter.export_model(fake, tmp_path / "model", 16)
     assert not (tmp_path / "model" / "model.onnx").exists()
 
 
@@ -268,13 +270,13 @@ def test_export_of_a_torchscript_at_the_wrong_size(tmp_path):
     torch.jit.trace(net, torch.zeros(1, 3, 8, 8)).save(str(ts))
     with pytest.raises(WorkbookError, match=r"TorchScript \S+/fixed8.torchscript accepts neither a 1x3x16x16 nor a 1x1x16x16 input \(.+\); "
                                             r"set imgsz to the size it was traced at"):
-        export.export_model(ts, tmp_path / "model", 16)
+        exporter.export_model(ts, tmp_path / "model", 16)
     assert not (tmp_path / "model" / "model.onnx").exists()
 
 
 def test_onnx_file_missing(tmp_path):
     with pytest.raises(WorkbookError, match=r"ONNX file \S+/model.onnx does not exist; run notebooks/10_export.ipynb or pass an existing .onnx path"):
-        export.check_onnx(tmp_path / "model.onnx")
+        exporter.check_onnx(tmp_path / "model.onnx")
 
 
 
@@ -293,14 +295,14 @@ def detect_data(tmp_path, labels: dict[str, str] | None = None, images: int = 1,
 
 
 def test_detection_data_file_missing(tmp_path):
-    from helpers.detect import labels
+    from helpers.tasks.detect import labels
 
     with pytest.raises(WorkbookError, match=r"Detection data file \S+/data.yaml does not exist; pass a data.yaml with train:, val: and names:"):
         labels.read_split(tmp_path / "data.yaml")
 
 
 def test_detection_split_folder_missing(tmp_path):
-    from helpers.detect import labels
+    from helpers.tasks.detect import labels
 
     data_yaml = detect_data(tmp_path)
     cfg = yaml.safe_load(data_yaml.read_text())
@@ -310,7 +312,7 @@ def test_detection_split_folder_missing(tmp_path):
 
 
 def test_detection_image_that_cannot_be_read(tmp_path):
-    from helpers.detect import labels
+    from helpers.tasks.detect import labels
 
     data_yaml = detect_data(tmp_path)
     (data_yaml.parent / "images" / "val" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
@@ -319,7 +321,7 @@ def test_detection_image_that_cannot_be_read(tmp_path):
 
 
 def test_detection_label_that_is_a_segment(tmp_path):
-    from helpers.detect import labels
+    from helpers.tasks.detect import labels
 
     data_yaml = detect_data(tmp_path, {"0": "0 0.1 0.1 0.5 0.1 0.5 0.5\n"})
     with pytest.raises(WorkbookError, match=r"Label file \S+/labels/val/0.txt has a line that is not 'class cx cy w h' \(5 numbers\); "
@@ -328,7 +330,7 @@ def test_detection_label_that_is_a_segment(tmp_path):
 
 
 def test_detection_labels_with_class_ids_outside_the_data_names(tmp_path):
-    from helpers.detect import labels
+    from helpers.tasks.detect import labels
 
     data_yaml = detect_data(tmp_path, {"0": "0 0.5 0.5 0.2 0.2\n3 0.5 0.5 0.2 0.2\n", "1": "3 0.4 0.4 0.1 0.1\n"}, images=2)
     with pytest.raises(WorkbookError, match=r"^2 labels in 2 files \(e\.g\. \S+/labels/val/\d.txt\) use class ids \[3\], outside \S+/data.yaml's "
@@ -337,7 +339,7 @@ def test_detection_labels_with_class_ids_outside_the_data_names(tmp_path):
 
 
 def test_detection_sample_too_small_and_data_file_missing(tmp_path):
-    from helpers.detect import sample
+    from helpers.tasks.detect import sample
 
     with pytest.raises(WorkbookError, match=r"images=1 is too few for a train and a val split; use images >= 2"):
         sample.write_detect_sample(tmp_path / "shapes", images=1)
@@ -358,7 +360,7 @@ def untrained_detector(tmp_path_factory):
 
 
 def test_detector_export_opset_and_image_size(tmp_path, untrained_detector):
-    from helpers.detect.head import export_detector
+    from helpers.steps.export.detect_head import export_detector
 
     with pytest.raises(WorkbookError, match=r"opset=20 is above what rknn-toolkit2 accepts; use opset <= 19"):
         export_detector(untrained_detector, tmp_path / "d.onnx", 128, opset=20)
@@ -368,10 +370,10 @@ def test_detector_export_opset_and_image_size(tmp_path, untrained_detector):
 
 
 def test_classification_export_of_a_detector(tmp_path, untrained_detector):
-    """export.export_model is the classification export: an ultralytics detector is refused by name."""
+    """exporter.export_model is the classification export: an ultralytics detector is refused by name."""
     with pytest.raises(WorkbookError, match=r"Model \S+/yolo11n.pt is an ultralytics detect model, not a classifier; leave task "
                                             r"empty \(it is read from the model\) or set task: detect\.$"):
-        export.export_model(untrained_detector, tmp_path / "model", 64)
+        exporter.export_model(untrained_detector, tmp_path / "model", 64)
     assert not (tmp_path / "model" / "model.onnx").exists()
 
 
@@ -380,7 +382,7 @@ def test_detector_without_a_yolo_detect_head(tmp_path):
     one here: a few strided convs feeding a one-layer RTDETRDecoder)."""
     from ultralytics import RTDETR
 
-    from helpers.detect.head import export_detector
+    from helpers.steps.export.detect_head import export_detector
 
     cfg = tmp_path / "rtdetr-tiny.yaml"
     cfg.write_text("nc: 2\nbackbone:\n" + "".join(f"  - [-1, 1, Conv, [{c}, 3, 2]]\n" for c in (8, 16, 16, 16, 16))
@@ -396,13 +398,13 @@ def test_detector_without_a_yolo_detect_head(tmp_path):
 # ----------------------------------------------------------------------------- evaluation, analysis, detection outputs
 
 def _result(name: str, n: int):
-    from helpers.evaluate import EvalResult
+    from helpers.steps.evaluate import EvalResult
 
     return EvalResult(name, np.eye(3, dtype=np.float32)[np.arange(n) % 3], np.arange(n) % 3, 1.0, 1.0, 0.1, 10.0)
 
 
 def test_metrics_roles_must_match_the_results(tmp_path):
-    from helpers import evaluate
+    from helpers.steps import evaluate
 
     with pytest.raises(ValueError, match=r"roles=\['fp32', 'npu'\] must give one of \('fp32', 'int8', .*\) for each of the 2 results"):
         evaluate.write_metrics(tmp_path / "metrics.json", [_result("FP32", 3), _result("INT8", 3)], None, roles=["fp32", "npu"])
@@ -450,7 +452,7 @@ def test_accuracy_analysis_without_images_and_a_bad_sweep_cell(tmp_path):
 
 
 def test_detector_outputs_of_an_unknown_layout():
-    from helpers.detect import postprocess
+    from helpers.tasks.detect import postprocess
 
     outs = [np.zeros((1, 64, 16, 16), np.float32), np.zeros((1, 3, 16, 16), np.float32)]
     with pytest.raises(ValueError, match=r"Detector gave 2 outputs; expected 1 \(stock head\) or 3 per stride \(split head: box, class, sum\)"):
@@ -458,21 +460,21 @@ def test_detector_outputs_of_an_unknown_layout():
 
 
 def test_detection_image_that_is_gone(tmp_path):
-    from helpers.detect import simulate
+    from helpers.steps import detect_simulate as simulate
 
     with pytest.raises(ValueError, match=r"Cannot read image \S+/gone.jpg; check the file exists and is a valid image"):
         simulate.load_letterboxed([tmp_path / "gone.jpg"], 128)
 
 
-# ----------------------------------------------------------------------------- errors raised in a child process (helpers.isolate)
+# ----------------------------------------------------------------------------- errors raised in a child process (helpers.core.isolate)
 
 def test_toolkit_failure_in_the_child_comes_back_as_rknn_error(tmp_path):
     """The sweep converts in a child process: the toolkit's refusal reaches the parent as RknnError with its log."""
     import onnx
     from onnx import TensorProto, helper
 
-    from helpers.errors import RknnError
-    from helpers.isolate import run_isolated
+    from helpers.core.errors import RknnError
+    from helpers.core.isolate import run_isolated
 
     graph = helper.make_graph([helper.make_node("FooBar", ["images"], ["out"], domain="com.example")], "g",
                               [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 16, 16])],
@@ -481,18 +483,18 @@ def test_toolkit_failure_in_the_child_comes_back_as_rknn_error(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12), helper.make_opsetid("com.example", 1)]), str(model))
     config = {"mean_values": [0, 0, 0], "std_values": [255, 255, 255], "target_platform": "rk3588", "do_quantization": False}
     with pytest.raises(RknnError, match=r"rknn-toolkit2 (load_onnx|build) failed: .*FooBar.* \(full log: \S+/convert.log\)") as info:
-        run_isolated("helpers.convert:convert_isolated", {"source": str(model), "config": config, "dataset": None,
+        run_isolated("helpers.steps.convert:convert_isolated", {"source": str(model), "config": config, "dataset": None,
                      "out_rknn": str(tmp_path / "m.rknn"), "log_path": str(tmp_path / "convert.log"), "input_size": 16}, tmp_path / "child.log")
     assert info.value.log_path == tmp_path / "convert.log" and info.value.log_tail
     assert not list(tmp_path.glob("*.rknn"))
 
 
 def test_crash_inside_a_nested_child_keeps_its_type_and_cause(tmp_path):
-    from helpers.errors import ToolkitCrash
-    from helpers.isolate import run_isolated
+    from helpers.core.errors import ToolkitCrash
+    from helpers.core.isolate import run_isolated
 
     with pytest.raises(ToolkitCrash, match=r"^abort inside crashed \(killed by SIGABRT\); likely cause: ") as info:
-        run_isolated("helpers.isolate:run_isolated", {"func": "os:abort", "kwargs": {}, "log_path": str(tmp_path / "inner.log"),
+        run_isolated("helpers.core.isolate:run_isolated", {"func": "os:abort", "kwargs": {}, "log_path": str(tmp_path / "inner.log"),
                                                       "what": "abort inside"}, tmp_path / "outer.log")
     assert info.value.how == "killed by SIGABRT" and "Fatal Python error: Aborted" in info.value.log_tail
 
@@ -524,8 +526,8 @@ def test_detector_demo_into_a_folder_that_is_not_a_codegen_project(tmp_path):
 
 
 def test_build_with_a_negative_retry_count(tmp_path, tiny_onnx):
-    """helpers.rknn.RKNN(max_retries=-1) would never call the toolkit's build: it says so instead."""
-    from helpers.rknn import RKNN
+    """helpers.toolkit.session.RKNN(max_retries=-1) would never call the toolkit's build: it says so instead."""
+    from helpers.toolkit.session import RKNN
 
     with RKNN(tmp_path / "build.log", max_retries=-1) as rk:
         rk.config(mean_values=[[0, 0, 0]], std_values=[[255, 255, 255]], target_platform="rk3588")
@@ -535,7 +537,7 @@ def test_build_with_a_negative_retry_count(tmp_path, tiny_onnx):
 
 
 def test_detection_split_folder_without_images(tmp_path):
-    from helpers.detect import labels
+    from helpers.tasks.detect import labels
 
     data_yaml = detect_data(tmp_path, images=0)
     (data_yaml.parent / "images" / "val" / "notes.txt").write_text("no pictures here")

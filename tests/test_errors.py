@@ -1,7 +1,7 @@
-"""helpers.errors: the one ANSI stripper every module uses on the toolkit's coloured log."""
+"""helpers.core.errors: the one ANSI stripper every module uses on the toolkit's coloured log."""
 from __future__ import annotations
 
-from helpers.errors import strip_ansi
+from helpers.core.errors import strip_ansi
 
 
 def test_strip_ansi_removes_colour_and_cursor_codes_only():

@@ -1,14 +1,14 @@
-"""helpers.evaluate: the backends (ONNX Runtime, real toolkit simulator) and the evaluation loop."""
+"""helpers.steps.evaluate: the backends (ONNX Runtime, real toolkit simulator) and the evaluation loop."""
 from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
-from helpers import convert, evaluate
-from helpers.data import LabelledImages, write_calibration_list
-from helpers.errors import WorkbookError
-from helpers.preprocess import read_rgb, to_float_nchw
+from helpers.core.errors import WorkbookError
+from helpers.steps import convert, evaluate
+from helpers.tasks.data import LabelledImages, write_calibration_list
+from helpers.tasks.preprocess import read_rgb, to_float_nchw
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +97,8 @@ def gray(tmp_path_factory):
     """A 1-channel 4-class conv net (ONNX) and a grayscale image folder, both built here."""
     import torch
 
-    from helpers.data import load_split, write_gray_shapes
-    from helpers.models import gray_cnn
+    from helpers.steps.export.models import gray_cnn
+    from helpers.tasks.data import load_split, write_gray_shapes
 
     tmp = tmp_path_factory.mktemp("gray")
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""helpers.export: TorchScript/ONNX export, opset handling, sidecar checks, numeric check (real torch, onnx, ORT)."""
+"""helpers.steps.export.exporter: TorchScript/ONNX export, opset handling, sidecar checks, numeric check (real torch, onnx, ORT)."""
 from __future__ import annotations
 
 import json
@@ -10,9 +10,10 @@ import pytest
 import torch
 from onnx import TensorProto, helper, version_converter
 
-from helpers import evaluate, export
-from helpers.errors import RknnError, WorkbookError
-from helpers.rknn import toolkit
+from helpers.core.errors import RknnError, WorkbookError
+from helpers.steps import evaluate
+from helpers.steps.export import exporter
+from helpers.toolkit.session import toolkit
 
 
 def _net() -> torch.nn.Module:
@@ -42,9 +43,9 @@ def _gelu_opset20(path: Path) -> Path:
 
 def test_torchscript_input_exports_onnx_sidecar_and_matches(tiny_torchscript, tmp_path, tiny_images):
     out = tmp_path / "model"
-    res = export.export_model(tiny_torchscript, out, imgsz=16, opset=17)
+    res = exporter.export_model(tiny_torchscript, out, imgsz=16, opset=17)
     assert res.kind == "torchscript" and res.opset == 17
-    io = export.onnx_io(res.onnx)
+    io = exporter.onnx_io(res.onnx)
     assert io["opset"] == 17 and io["inputs"][0]["shape"] == [1, 3, 16, 16] and io["inputs"][0]["dtype"] == "float32"
     side = json.loads((out / "model.torchscript.json").read_text())
     assert side["torch_version"] == torch.__version__.split("+")[0] and side["input_size_list"] == [[1, 3, 16, 16]]
@@ -55,11 +56,11 @@ def test_torchscript_input_exports_onnx_sidecar_and_matches(tiny_torchscript, tm
     check = evaluate.check_export(res.torchscript, res.onnx, pixels, [0, 0, 0], [255, 255, 255])
     assert check.images == len(tiny_images) and check.top1_agreement == 1.0
     assert check.max_abs_diff < 1e-5 and check.min_cosine > 0.99999
-    assert export.op_counts(res.onnx)["Conv"] == 1
+    assert exporter.op_counts(res.onnx)["Conv"] == 1
 
 
 def test_onnx_input_is_checked_and_copied_without_torchscript(tiny_onnx, tmp_path):
-    res = export.export_model(tiny_onnx, tmp_path, imgsz=16)
+    res = exporter.export_model(tiny_onnx, tmp_path, imgsz=16)
     assert res.kind == "onnx" and res.torchscript is None
     assert (tmp_path / "model.onnx").read_bytes() == tiny_onnx.read_bytes()
     assert not (tmp_path / "model.torchscript").exists()
@@ -68,15 +69,15 @@ def test_onnx_input_is_checked_and_copied_without_torchscript(tiny_onnx, tmp_pat
 def test_opset_above_toolkit_is_lowered(tiny_onnx, tmp_path):
     high = tmp_path / "opset20.onnx"
     onnx.save(version_converter.convert_version(onnx.load(str(tiny_onnx)), 20), str(high))
-    res = export.export_model(high, tmp_path / "model", imgsz=16)
-    assert res.opset == export.TOOLKIT_MAX_OPSET and "20 lowered to 19" in res.opset_note
-    assert export.onnx_io(res.onnx)["opset"] == 19
+    res = exporter.export_model(high, tmp_path / "model", imgsz=16)
+    assert res.opset == exporter.TOOLKIT_MAX_OPSET and "20 lowered to 19" in res.opset_note
+    assert exporter.onnx_io(res.onnx)["opset"] == 19
 
 
 def test_toolkit_really_refuses_the_opset_above_our_maximum(tiny_onnx, tmp_path):
     """TOOLKIT_MAX_OPSET is a fact about the installed toolkit: one more is refused, the maximum loads."""
     model = onnx.load(str(tiny_onnx))
-    for opset, ok in ((export.TOOLKIT_MAX_OPSET, True), (export.TOOLKIT_MAX_OPSET + 1, False)):
+    for opset, ok in ((exporter.TOOLKIT_MAX_OPSET, True), (exporter.TOOLKIT_MAX_OPSET + 1, False)):
         path = tmp_path / f"o{opset}.onnx"
         onnx.save(version_converter.convert_version(model, opset), str(path))
         try:
@@ -86,69 +87,69 @@ def test_toolkit_really_refuses_the_opset_above_our_maximum(tiny_onnx, tmp_path)
             loaded = True
         except RknnError as err:
             loaded = False
-            assert f"need <= {export.TOOLKIT_MAX_OPSET}" in err.reason
+            assert f"need <= {exporter.TOOLKIT_MAX_OPSET}" in err.reason
         assert loaded is ok
 
 
 def test_opset_too_high_and_not_convertible(tmp_path):
     src = _gelu_opset20(tmp_path / "gelu.onnx")
     with pytest.raises(WorkbookError) as info:
-        export.export_model(src, tmp_path / "model", imgsz=16)
+        exporter.export_model(src, tmp_path / "model", imgsz=16)
     msg = str(info.value)
     assert "opset 20" in msg and "maximum 19" in msg and "opset=19" in msg and "Gelu" in msg
     assert not (tmp_path / "model" / "model.onnx").exists(), "no half-written artifact"
     with pytest.raises(WorkbookError, match="opset 20 but rknn-toolkit2 accepts at most 19"):
-        export.check_onnx(src)
+        exporter.check_onnx(src)
 
 
 def test_file_that_is_not_onnx(tmp_path):
     fake = tmp_path / "model.onnx"
     fake.write_text("this is not a protobuf")
     with pytest.raises(WorkbookError, match=r"is not a valid ONNX model.*re-export"):
-        export.export_model(fake, tmp_path / "out", imgsz=16)
+        exporter.export_model(fake, tmp_path / "out", imgsz=16)
     assert not (tmp_path / "out" / "model.onnx").exists()
 
 
 def test_missing_and_unknown_model_paths(tmp_path):
     with pytest.raises(WorkbookError, match="does not exist"):
-        export.export_model(tmp_path / "nope.pt", tmp_path / "out", imgsz=16)
+        exporter.export_model(tmp_path / "nope.pt", tmp_path / "out", imgsz=16)
     weird = tmp_path / "model.h5"
     weird.write_bytes(b"\x89HDF")
     with pytest.raises(WorkbookError, match=r"unknown type \.h5"):
-        export.export_model(weird, tmp_path / "out", imgsz=16)
+        exporter.export_model(weird, tmp_path / "out", imgsz=16)
     notzip = tmp_path / "model.pt"
     notzip.write_bytes(b"not a zip archive")
     with pytest.raises(WorkbookError, match=r"model.pt is not a PyTorch file \(torch.save and torch.jit.save write a zip archive"):
-        export.export_model(notzip, tmp_path / "out", imgsz=16)
+        exporter.export_model(notzip, tmp_path / "out", imgsz=16)
 
 
 def test_input_size_that_does_not_match(tiny_onnx, tiny_torchscript, tmp_path):
     with pytest.raises(WorkbookError, match=r"Input size 32 does not match ONNX file .* 16x16; set imgsz=16"):
-        export.export_model(tiny_onnx, tmp_path / "a", imgsz=32)
+        exporter.export_model(tiny_onnx, tmp_path / "a", imgsz=32)
     assert not (tmp_path / "a" / "model.onnx").exists()
-    res = export.export_model(tiny_torchscript, tmp_path / "b", imgsz=16)
+    res = exporter.export_model(tiny_torchscript, tmp_path / "b", imgsz=16)
     with pytest.raises(WorkbookError, match=r"Input size 32 does not match TorchScript .* exported at 16 px"):
-        export.check_torchscript(res.torchscript, input_size=32)
+        exporter.check_torchscript(res.torchscript, input_size=32)
 
 
 def test_torchscript_from_another_torch_version(tiny_torchscript, tmp_path):
-    res = export.export_model(tiny_torchscript, tmp_path, imgsz=16)
-    side = export.sidecar_path(res.torchscript)
+    res = exporter.export_model(tiny_torchscript, tmp_path, imgsz=16)
+    side = exporter.sidecar_path(res.torchscript)
     data = json.loads(side.read_text())
     data["torch_version"] = "2.1.0"
     side.write_text(json.dumps(data))
     here = torch.__version__.split("+")[0]
     with pytest.raises(WorkbookError) as info:
-        export.check_torchscript(res.torchscript, input_size=16)
+        exporter.check_torchscript(res.torchscript, input_size=16)
     assert f"torch 2.1.0" in str(info.value) and f"torch {here}" in str(info.value)
     side.unlink()
     with pytest.warns(UserWarning, match="cannot be checked"):
-        export.check_torchscript(res.torchscript, input_size=16)
+        exporter.check_torchscript(res.torchscript, input_size=16)
 
 
 def test_opset_parameter_out_of_range(tiny_onnx, tmp_path):
     with pytest.raises(WorkbookError, match="opset=20 is outside"):
-        export.export_model(tiny_onnx, tmp_path, imgsz=16, opset=20)
+        exporter.export_model(tiny_onnx, tmp_path, imgsz=16, opset=20)
 
 
 # ---------------------------------------------------------------- older exporters and other input/output conventions
@@ -181,9 +182,9 @@ def _logits_net(channels: int = 3) -> torch.nn.Module:
     ("0-255 float input", "scaled", 12, False, False, [0, 0, 0], [1, 1, 1]),
 ], ids=lambda c: c[0])
 def test_older_and_other_onnx_conventions_convert_and_follow_onnx_runtime(case, tmp_path, tiny_images):
-    from helpers import convert, evaluate
-    from helpers.data import write_calibration_list
-    from helpers.preprocess import read_rgb
+    from helpers.steps import convert, evaluate
+    from helpers.tasks.data import write_calibration_list
+    from helpers.tasks.preprocess import read_rgb
 
     _, kind, opset, inits_as_inputs, dynamic, mean, std = case
     net = {"logits": _logits_net, "probs": _net, "scaled": _Scaled}[kind]().eval()
@@ -192,10 +193,10 @@ def test_older_and_other_onnx_conventions_convert_and_follow_onnx_runtime(case, 
     torch.onnx.export(net, torch.rand(1, 3, 16, 16), str(src), opset_version=opset, input_names=["images"], output_names=["out"],
                       keep_initializers_as_inputs=inits_as_inputs, **extra)
     model = onnx.load(str(src))
-    assert export.onnx_opset(model) == opset
+    assert exporter.onnx_opset(model) == opset
     assert (len(model.graph.input) > 1) == inits_as_inputs  # weights really listed among the graph inputs
-    res = export.export_model(src, tmp_path / "out", 16)
-    io = export.onnx_io(res.onnx)
+    res = exporter.export_model(src, tmp_path / "out", 16)
+    io = exporter.onnx_io(res.onnx)
     assert len(io["inputs"]) == 1 and io["inputs"][0]["name"] == "images"  # initializers are not taken for inputs
 
     pixels = np.stack([read_rgb(p, 16) for p in tiny_images])
@@ -211,21 +212,21 @@ def test_older_and_other_onnx_conventions_convert_and_follow_onnx_runtime(case, 
 
 
 def test_onnx_outputs_that_do_not_match_the_class_folders_stop_notebook_10(tmp_path, tiny_onnx):
-    from helpers.data import write_gray_shapes
+    from helpers.tasks.data import write_gray_shapes
 
     data = write_gray_shapes(tmp_path / "shapes", size=16, train_per_class=1, val_per_class=1)  # 4 classes
     with pytest.raises(WorkbookError, match=r"tiny.onnx has 3 outputs but .*val has 4 class folders") as err:
-        export.prepare_model(None, str(tiny_onnx), data, 16)
+        exporter.prepare_model(None, str(tiny_onnx), data, 16)
     assert "\n" not in str(err.value)
 
 
 def test_torchscript_export_finds_a_grayscale_input_and_checks_mean_std(tmp_path, tiny_images):
     path = tmp_path / "gray.torchscript"
     torch.jit.trace(_logits_net(channels=1), torch.zeros(1, 1, 16, 16)).save(str(path))
-    res = export.export_model(path, tmp_path / "out", 16)
-    assert export.read_sidecar(res.torchscript)["input_size_list"] == [[1, 1, 16, 16]]
-    assert export.onnx_io(res.onnx)["inputs"][0]["shape"] == [1, 1, 16, 16]
-    from helpers.preprocess import read_rgb
+    res = exporter.export_model(path, tmp_path / "out", 16)
+    assert exporter.read_sidecar(res.torchscript)["input_size_list"] == [[1, 1, 16, 16]]
+    assert exporter.onnx_io(res.onnx)["inputs"][0]["shape"] == [1, 1, 16, 16]
+    from helpers.tasks.preprocess import read_rgb
 
     pixels = np.stack([read_rgb(p, 16) for p in tiny_images])
     check = evaluate.check_export(res.torchscript, res.onnx, pixels, [0.0], [255.0])  # RGB images, gray model

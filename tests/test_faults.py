@@ -16,12 +16,14 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from helpers import cli, leftovers, params_check, widgets
-from helpers.errors import WorkbookError
-from helpers.paths import REPO
-
 from test_runner import write_notebook
+
+from helpers import widgets
+from helpers.core import leftovers
+from helpers.core.errors import WorkbookError
+from helpers.core.paths import REPO
+from helpers.runner import cli
+from helpers.runner import params as params_check
 
 
 def plan_error(config: dict, only: str | None = None, run_root: Path | None = None) -> str:
@@ -173,7 +175,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-STEP = "from pathlib import Path\nfrom helpers.paths import write_text_atomic\n"
+STEP = "from pathlib import Path\nfrom helpers.core.paths import write_text_atomic\n"
 WRITE_MODEL = (STEP + "out = Path(run_dir) / 'rknn'\nout.mkdir(exist_ok=True)\npartial = out / 'model.partial.rknn'\n"
                "with open(partial, 'wb') as fh:\n    fh.write(b'R' * megabytes * 1000 * 1000)\n"
                "partial.replace(out / 'model.rknn')\nwrite_text_atomic(out / 'convert.json', '{}')")

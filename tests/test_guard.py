@@ -1,13 +1,13 @@
-"""helpers/detect/guard.py on synthetic detections (no model): what counts as agreeing with the original model, and
+"""helpers/steps/export/guard.py on synthetic detections (no model): what counts as agreeing with the original model, and
 the classifier's sentence. The guard on a real model: tests/test_yolo26.py."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from helpers.detect import guard
-from helpers.detect.postprocess import Detections
-from helpers.errors import WorkbookError
+from helpers.core.errors import WorkbookError
+from helpers.steps.export import guard
+from helpers.tasks.detect.postprocess import Detections
 
 
 def dets(boxes, scores, classes) -> Detections:

@@ -1,4 +1,4 @@
-"""helpers.hybrid on .quantization.cfg / .model / .data files the real toolkit writes in the test."""
+"""helpers.steps.hybrid on .quantization.cfg / .model / .data files the real toolkit writes in the test."""
 from __future__ import annotations
 
 import json
@@ -7,12 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import yaml
-
-from helpers import analysis, data, hybrid, scoring
-from helpers.errors import WorkbookError
-from helpers.evaluate import cosine_rows, first_outputs
-from helpers.rknn import toolkit
 from quality_support import CONFIG, SIZE, onnx_scores, outlier_onnx
+
+from helpers.core.errors import WorkbookError
+from helpers.steps import analysis, hybrid
+from helpers.steps.evaluate import cosine_rows, first_outputs
+from helpers.tasks import data, scoring
+from helpers.toolkit.session import toolkit
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +183,7 @@ def test_export_choice_search_competes_with_strategies_and_files_go_by_name(tmp_
     """Issue 11 item 3: the search's model is one more candidate; it never overwrites a strategy's row (the
     old `candidates.loc[len(candidates)]` did when a strategy row had been dropped), and each candidate's
     file is the one its own row names, not the one at its position."""
-    from helpers.paths import Run
+    from helpers.core.paths import Run
 
     run = Run.at(tmp_path / "run")
     for f in ("strategy_hybrid_a_your_list.rknn", "strategy_hybrid_c_auto_from_ranking.rknn", "model_search.rknn"):
@@ -212,7 +213,7 @@ def test_export_choice_search_competes_with_strategies_and_files_go_by_name(tmp_
 
 
 def test_demo_export_never_becomes_model_hybrid(tmp_path):
-    from helpers.paths import Run
+    from helpers.core.paths import Run
 
     run = Run.at(tmp_path / "run")
     (run.hybrid / "model_hybrid.rknn").write_bytes(b"an earlier real hybrid")
@@ -305,7 +306,7 @@ def test_detector_sentences_name_map_and_its_noise():
 
 def test_detector_tables_and_choice_use_map(tmp_path):
     """compare/search rows with map50_95: the same rule picks the best mAP, and chosen.json names its metric."""
-    from helpers.paths import Run
+    from helpers.core.paths import Run
 
     run = Run.at(tmp_path / "run")
     for f in ("strategy_a.rknn", "model_search.rknn"):

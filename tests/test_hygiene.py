@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from helpers import report
+from helpers.runner import execute
 
-NOTEBOOKS = report.notebooks()
+NOTEBOOKS = execute.notebooks()
 
 
 def test_series_is_present():
@@ -49,7 +49,7 @@ def test_has_parameters_cell_of_literals(nb):
     for stmt in tree.body:
         assert isinstance(stmt, ast.Assign), f"{nb.name}: parameters cell must hold assignments only"
         ast.literal_eval(stmt.value)  # plain literals only, so papermill can inject over them
-    assert report.declared_parameters(nb).get("run_dir") is not None, f"{nb.name}: every notebook takes run_dir"
+    assert execute.declared_parameters(nb).get("run_dir") is not None, f"{nb.name}: every notebook takes run_dir"
     two = [ln for ln in "".join(tagged[0]["source"]).splitlines() if ln.count("=") > 1]
     assert not two, f"{nb.name}: papermill cannot read a parameter line with a second '=' (e.g. in its comment): {two}"
 

@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-
-from helpers import cli, leftovers, report, summary
-from helpers.paths import REPO, write_text_atomic
-
 from test_cluster import receiving_sigint
 from test_runner import write_notebook
+
+from helpers.core import leftovers
+from helpers.core.paths import REPO, write_text_atomic
+from helpers.runner import cli, execute, summary
 
 # Writes what a step writes mid-way (a model, a record, a bundle folder under temporary names), then works.
 WRITES_TEMPORARIES = ("from pathlib import Path\nimport time\nroot = Path(run_dir)\nroot.mkdir(parents=True, exist_ok=True)\n"
@@ -111,7 +111,7 @@ def test_a_failing_cell_is_said_in_status_and_its_temporaries_are_removed(tmp_pa
     books.mkdir()
     write_notebook(books / "01_work.ipynb", [("params", 'run_dir = "outputs/sample"'),
                                              ("code", WRITES_TEMPORARIES + "raise ValueError('the calibration set is empty')")])
-    monkeypatch.setattr(report, "NOTEBOOKS", books)
+    monkeypatch.setattr(execute, "NOTEBOOKS", books)
     res = cli.run_series({}, root, progress=False, render=False, prewarm=False)
     assert res.failed == "01_work"
     entry = status(root)["01_work"]

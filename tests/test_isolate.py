@@ -1,12 +1,12 @@
-"""helpers.isolate: a real child process that returns, raises, aborts or hangs."""
+"""helpers.core.isolate: a real child process that returns, raises, aborts or hangs."""
 from __future__ import annotations
 
 import pickle
 
 import pytest
 
-from helpers.errors import RknnError, ToolkitCrash, WorkbookError
-from helpers.isolate import likely_cause, run_isolated
+from helpers.core.errors import RknnError, ToolkitCrash, WorkbookError
+from helpers.core.isolate import likely_cause, run_isolated
 
 
 def test_result_comes_back_from_the_child(tmp_path):
@@ -26,7 +26,7 @@ def test_aborting_child_becomes_one_line_with_signal_and_cause(tmp_path):
 
 def test_workbook_error_in_child_keeps_its_type_and_sentence(tmp_path):
     with pytest.raises(WorkbookError, match=r"func='nocolon' must be 'package.module:function'") as info:
-        run_isolated("helpers.isolate:run_isolated", {"func": "nocolon", "kwargs": {}, "log_path": str(tmp_path / "inner.log")}, tmp_path / "child.log")
+        run_isolated("helpers.core.isolate:run_isolated", {"func": "nocolon", "kwargs": {}, "log_path": str(tmp_path / "inner.log")}, tmp_path / "child.log")
     assert not isinstance(info.value, ToolkitCrash)
 
 

@@ -5,7 +5,7 @@ import ast
 from pathlib import Path
 
 from helpers import listing
-from helpers.convert import ConvertConfig, ConvertRecord
+from helpers.steps.convert import ConvertConfig, ConvertRecord
 
 
 def test_call_renders_values_and_wraps_long_lines():

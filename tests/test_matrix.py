@@ -1,4 +1,4 @@
-"""helpers.matrix: the compatibility matrix on one tiny model x a few chips, real toolkit, every cell a child process."""
+"""helpers.steps.matrix: the compatibility matrix on one tiny model x a few chips, real toolkit, every cell a child process."""
 from __future__ import annotations
 
 import csv
@@ -6,8 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from helpers import matrix
-from helpers.errors import WorkbookError
+from helpers.core.errors import WorkbookError
+from helpers.steps import matrix
 
 
 def test_small_matrix_rows_say_what_built_and_why_the_others_did_not(tmp_path):

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from helpers.errors import WorkbookError
-from helpers.models import check_model_path
+from helpers.core.errors import WorkbookError
+from helpers.steps.export.models import check_model_path
 
 
 def test_missing_model(tmp_path):

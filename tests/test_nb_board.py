@@ -7,10 +7,10 @@ import tarfile
 import nbformat
 import numpy as np
 import pytest
-
 from board_support import BOARD_ID, needs_board
-from helpers import board
-from helpers.paths import REPO
+
+from helpers.core.paths import REPO
+from helpers.steps import board
 
 NB = "40_board_inference"
 
@@ -74,8 +74,8 @@ def _markdown_outputs(root) -> str:
 def test_rknnlite_snippet_and_core_mask_words_use_this_runs_values(run_root, tmp_path):
     """The RKNNLite calls a learner can paste, with this run's model, size and colour order, in the
     notebook's output and its rendered report; 'core mask auto' reads the same in form, output and README."""
-    from helpers import summary
     from helpers.deploy import run_rknn
+    from helpers.runner import summary
 
     cfg = json.loads((run_root / "board" / "deploy" / "model.json").read_text())
     size, meaning = cfg["input_size"], run_rknn.core_mask_meaning("auto", cfg["target_platform"])
@@ -100,7 +100,7 @@ def test_runner_check_in_the_notebook(run_root):
 
 def test_board_cells_get_notebook_30s_images_and_simulator_scores(run_root):
     """What the board cells compare against, without a board: the same files, order and INT8 scores."""
-    from helpers.paths import Run
+    from helpers.core.paths import Run
 
     z = np.load(run_root / "eval" / "predictions.npz")
     images, sim = board.notebook30_set(Run.at(run_root), 5)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from helpers import report
+from helpers.runner import execute
 
 MAX_LINES = 20
 # Notebooks held to the rule. The lead extends this list as 20_convert and 40_board_inference are rewritten
@@ -16,7 +16,7 @@ CHECKED = ["20_convert", "30_simulator_inference", "40_board_inference", "50_acc
 
 @pytest.mark.parametrize("name", CHECKED)
 def test_no_code_cell_longer_than_twenty_lines(name):
-    nb = report.NOTEBOOKS / f"{name}.ipynb"
+    nb = execute.NOTEBOOKS / f"{name}.ipynb"
     cells = json.loads(nb.read_text())["cells"]
     long = [(i, len("".join(c["source"]).strip().splitlines())) for i, c in enumerate(cells)
             if c["cell_type"] == "code" and "parameters" not in c.get("metadata", {}).get("tags", [])
@@ -26,5 +26,5 @@ def test_no_code_cell_longer_than_twenty_lines(name):
 
 def test_every_series_notebook_from_20_is_checked_or_listed_as_pending():
     pending: set[str] = set()  # notebooks owned by other branches that do not comply yet
-    later = [nb.stem for nb in report.notebooks() if nb.stem[:2] >= "20"]
+    later = [nb.stem for nb in execute.notebooks() if nb.stem[:2] >= "20"]
     assert set(later) <= set(CHECKED) | pending, f"add {sorted(set(later) - set(CHECKED) - pending)} to CHECKED"

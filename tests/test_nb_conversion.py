@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import convert, report, scoring, summary
-from helpers.paths import REPO
+from helpers.core.paths import REPO
+from helpers.runner import execute, summary
+from helpers.steps import convert
+from helpers.tasks import scoring
 
 pytestmark = pytest.mark.slow
 
@@ -106,7 +108,7 @@ def test_warm_rerun_reuses_conversion_and_evaluation(series):
     root = series.ran("30_simulator_inference")
     for name, step in (("20_convert", "20_convert"), ("30_simulator_inference", "30_evaluate")):
         nb = REPO / "notebooks" / f"{name}.ipynb"
-        out = report.execute(nb, root, report.params_for(nb, series.config))
+        out = execute.execute(nb, root, execute.params_for(nb, series.config))
         text = out.read_text()
         assert f"[cache] {step}: inputs and parameters unchanged" in text, f"{name} redid its work on a warm re-run"
 
@@ -116,7 +118,7 @@ def test_tutorial_case_480_px_runs_10_to_30_with_parameters_only(series, tmp_pat
     2.5.0's build fails in a graph rule; notebook 20 switches it off after the toolkit's hint, records it, and
     notebook 30 rebuilds the simulator model with the same rule."""
     sample = series.ran("10_export")
-    config = report.load_params_file(REPO / "params" / "tutorial_480.yaml")
+    config = execute.load_params_file(REPO / "params" / "tutorial_480.yaml")
     config["common"]["model"] = str(sample / "model" / "model.pt")
     config["10_export"] = {"check_images": 4}
     config["20_convert"]["calib_images"] = 4
@@ -124,7 +126,7 @@ def test_tutorial_case_480_px_runs_10_to_30_with_parameters_only(series, tmp_pat
     run = tmp_path / "tutorial_480"
     for name in ("10_export", "20_convert", "30_simulator_inference"):
         nb = REPO / "notebooks" / f"{name}.ipynb"
-        report.execute(nb, run, report.params_for(nb, config))
+        execute.execute(nb, run, execute.params_for(nb, config))
     rec = json.loads((run / "rknn" / "convert.json").read_text())
     rule = "fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa"
     assert rec["imgsz"] == 480 and rec["config"]["target_platform"] == "rk3588"

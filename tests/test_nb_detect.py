@@ -11,17 +11,17 @@ import cv2
 import nbformat
 import onnx
 import pytest
-
 from detect_support import SMALL
-from helpers.errors import WorkbookError
+
+from helpers.core.errors import WorkbookError
 
 SERIES = "10,20,30,40"
 
 
 @pytest.fixture(scope="module")
 def detect_run(tmp_path_factory) -> Path:
-    from helpers.cli import run_series
-    from helpers.detect.sample import write_detect_sample
+    from helpers.runner.cli import run_series
+    from helpers.tasks.detect.sample import write_detect_sample
 
     base = tmp_path_factory.mktemp("detect_series")
     data = write_detect_sample(base / "shapes", images=SMALL["images"], imgsz=SMALL["imgsz"])
@@ -108,7 +108,7 @@ def test_notebook_30_measures_the_colour_order_bug_on_the_detector(detect_run):
     text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert f"**{bgr['map50_95']:.3f}** instead of {rgb['map50_95']:.3f}" in text
     assert (detect_run / "eval" / "colour_order.png").stat().st_size > 0
-    from helpers import summary
+    from helpers.runner import summary
 
     shown = [caption for caption, _ in summary.plots(detect_run)]
     assert "eval/detections.png" in shown and "eval/colour_order.png" not in shown  # the lesson's one picture stays in notebook 30
@@ -123,7 +123,7 @@ def _onnx_with_task(src: Path, dst: Path, task: str) -> Path:
 
 
 def test_detector_given_with_task_classify_is_one_sentence(tiny_onnx, tmp_path):
-    from helpers.task import resolve_task
+    from helpers.tasks.identify import resolve_task
 
     detector = _onnx_with_task(tiny_onnx, tmp_path / "det.onnx", "detect")
     with pytest.raises(WorkbookError, match=r"det.onnx is a detector \(task detect\) but task: classify was given; set task: detect") as err:
@@ -132,15 +132,15 @@ def test_detector_given_with_task_classify_is_one_sentence(tiny_onnx, tmp_path):
 
 
 def test_classifier_given_with_task_detect_is_one_sentence(tiny_onnx):
-    from helpers.task import resolve_task
+    from helpers.tasks.identify import resolve_task
 
     with pytest.raises(WorkbookError, match=r"is a classifier \(task classify\) but task: detect was given; set task: classify or pass a detector"):
         resolve_task(str(tiny_onnx), "detect")
 
 
 def test_class_folders_given_with_task_detect_is_one_sentence(tmp_path):
-    from helpers.data import write_gray_shapes
-    from helpers.detect.series import resolve_data
+    from helpers.steps.detect_series import resolve_data
+    from helpers.tasks.data import write_gray_shapes
 
     folders = write_gray_shapes(tmp_path / "gray", size=16, train_per_class=1, val_per_class=1)
     with pytest.raises(WorkbookError, match=r"is not a YOLO detection data set .* set task: classify for a class-folder layout"):
@@ -148,10 +148,10 @@ def test_class_folders_given_with_task_detect_is_one_sentence(tmp_path):
 
 
 def test_detect_params_file_runs_the_whole_series():
-    from helpers import cli, report
-    from helpers.paths import REPO
+    from helpers.core.paths import REPO
+    from helpers.runner import cli, execute
 
-    config = report.load_params_file(REPO / "params" / "detect.yaml")
+    config = execute.load_params_file(REPO / "params" / "detect.yaml")
     planned = {nb.stem: p for nb, p in cli.plan(config, config["only"])}
     assert list(planned) == ["00_environment_check", "10_export", "20_convert", "30_simulator_inference", "40_board_inference",
                              "50_accuracy_analysis", "60_hybrid_quantization"]
@@ -160,7 +160,7 @@ def test_detect_params_file_runs_the_whole_series():
 
 
 def test_index_shows_map_for_a_detection_run(tmp_path):
-    from helpers import summary
+    from helpers.runner import summary
 
     rows = [{"name": "FP32 split head", "role": "fp32", "head": "split", "precision": "FP32", "map50_95": 0.7, "map50": 0.9},
             {"name": "INT8 split head", "role": "int8", "head": "split", "precision": "INT8", "map50_95": 0.69, "map50": 0.89},
@@ -186,11 +186,11 @@ def test_bundle_ships_the_decode_byte_identical_and_the_runner_detects(detect_ru
     the board's runtime library computing the same model's outputs with ONNX Runtime): it letterboxes,
     decodes with the shipped postprocess.py and prints exactly the workbook's detections, and draws them."""
     import numpy as np
-
-    from helpers.detect.postprocess import postprocess
-    from helpers.detect.simulate import load_letterboxed
-    from helpers.evaluate import OnnxBackend
     from test_deploy import run_on_stand_in
+
+    from helpers.steps.detect_simulate import load_letterboxed
+    from helpers.steps.evaluate import OnnxBackend
+    from helpers.tasks.detect.postprocess import postprocess
 
     bundle = detect_run / "board" / "deploy"
     shipped = (bundle / "postprocess.py").read_bytes()
@@ -237,9 +237,9 @@ def test_stock_head_bundle_is_refused_in_one_sentence():
 
 def test_labels_beyond_the_models_classes_are_one_sentence(tiny_onnx, tmp_path):
     """A user's detector (an ONNX whose metadata names 2 classes) with labels using class id 3."""
-    from helpers.detect.sample import write_detect_sample
-    from helpers.detect.series import prepare
-    from helpers.paths import Run
+    from helpers.core.paths import Run
+    from helpers.steps.detect_series import prepare
+    from helpers.tasks.detect.sample import write_detect_sample
 
     detector = _onnx_with_task(tiny_onnx, tmp_path / "det.onnx", "detect")
     model = onnx.load(str(detector))
@@ -265,7 +265,7 @@ def test_rknnlite_snippet_of_a_detector_decodes_with_the_shipped_module():
 @pytest.mark.parametrize("bgr_map,expect", [(0.40, "36.0 pt lower"), (0.765, "(+0.5 pt): on these images the bug moves mAP by less than a point"),
                                              (0.78, "(+2.0 pt): on these images the swapped colours happen to score higher")])
 def test_colour_pitfall_sentence_follows_the_numbers(bgr_map, expect):
-    from helpers.detect.series import BGR, colour_pitfall
+    from helpers.steps.detect_series import BGR, colour_pitfall
 
     rows = [{"head": "split", "precision": "INT8", "map50_95": 0.76, "detections": 10},
             {"head": "split", "precision": BGR, "map50_95": bgr_map, "detections": 9}]

@@ -1,5 +1,5 @@
 """Notebook 50 on a detection run: the per-layer analysis on letterboxed inputs and the algorithm x method sweep
-scored by COCO mAP50-95 through helpers.scoring's judge, on the small shapes detector of tests/detect_support
+scored by COCO mAP50-95 through helpers.tasks.scoring's judge, on the small shapes detector of tests/detect_support
 (trained once per session). Notebooks 10 -> 20 -> 30 -> 50 run under papermill with small parameters; the
 assertions read what the run wrote: sweep.csv in mAP, FP32 equal to notebook 30's on the same images,
 layers.csv, the demo calibration list, and the sentences naming mAP with its bootstrap noise."""
@@ -13,7 +13,6 @@ import cv2
 import nbformat
 import pandas as pd
 import pytest
-
 from detect_support import SMALL, tiny_detector  # noqa: F401  (session fixture: one training per session)
 
 pytestmark = pytest.mark.slow
@@ -24,7 +23,7 @@ DEMO = 2  # demo mode: notebook 50 calibrates on the first 2 images of notebook 
 
 @pytest.fixture(scope="module")
 def detect_analysis_run(tiny_detector, tmp_path_factory) -> Path:  # noqa: F811 (the imported fixture)
-    from helpers.cli import run_series
+    from helpers.runner.cli import run_series
 
     config = {"common": {"data_dir": str(tiny_detector.data_yaml), "imgsz": SMALL["imgsz"]},
               "10_export": {"task": "detect", "model": str(tiny_detector.train.weights)},
@@ -53,14 +52,16 @@ def test_judges_score_like_the_task_evaluations(detect_analysis_run):
     the trip to the sweep's spawned worker (pickle)."""
     import numpy as np
 
-    from helpers import convert, export, scoring
-    from helpers.detect.simulate import evaluate_outputs
-    from helpers.evaluate import OnnxBackend
-    from helpers.paths import Run
+    from helpers.core.paths import Run
+    from helpers.steps import convert
+    from helpers.steps.detect_simulate import evaluate_outputs
+    from helpers.steps.evaluate import OnnxBackend
+    from helpers.steps.export import exporter
+    from helpers.tasks import scoring
 
     run = Run.at(detect_analysis_run)
     record = convert.read_record(run)
-    judge = scoring.judge_for(run, record, export.resolve_data_dir("", run), VAL_IMAGES)
+    judge = scoring.judge_for(run, record, exporter.resolve_data_dir("", run), VAL_IMAGES)
     assert (judge.task, judge.key, judge.label, judge.images) == ("detect", "map50_95", "mAP50-95", VAL_IMAGES)
     outputs = OnnxBackend(run.model / "model.onnx", record.config.mean_values, record.config.std_values).run_raw(judge.pixels)
     theirs = evaluate_outputs("FP32", outputs, judge.geoms, judge.split).metric
@@ -85,7 +86,7 @@ def test_sweep_is_scored_by_map_against_notebook_30s_fp32(detect_analysis_run):
 
 
 def test_accuracy_analysis_reads_letterboxed_inputs_and_writes_layers(detect_analysis_run):
-    from helpers import analysis
+    from helpers.steps import analysis
 
     a = detect_analysis_run / "analysis"
     inputs = sorted((a / "inputs").glob("*.png"))
@@ -104,7 +105,7 @@ def test_accuracy_analysis_reads_letterboxed_inputs_and_writes_layers(detect_ana
 
 
 def test_notebook_50_states_its_conclusion_in_map(detect_analysis_run):
-    from helpers import analysis
+    from helpers.steps import analysis
 
     text = _markdown(detect_analysis_run / "executed" / "50_accuracy_analysis.ipynb")
     sweep = pd.read_csv(detect_analysis_run / "analysis" / "sweep.csv")

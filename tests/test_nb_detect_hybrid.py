@@ -12,9 +12,9 @@ from pathlib import Path
 import cv2
 import pandas as pd
 import pytest
-
 from detect_support import SMALL, tiny_detector  # noqa: F401  (session fixture)
-from helpers import hybrid
+
+from helpers.steps import hybrid
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ COMPARE = ["model", "map50_95", "map50_95_delta_pt", "mean_cosine", "min_cosine"
 @pytest.fixture(scope="module")
 def hybrid_run(tiny_detector, tmp_path_factory) -> Path:  # noqa: F811
     """10 (exporting the tiny detector tests/detect_support trained), 20, then 60 with PARAMS."""
-    from helpers.cli import run_series
+    from helpers.runner.cli import run_series
 
     base = tmp_path_factory.mktemp("detect_hybrid")
     config = {"common": {"data_dir": str(tiny_detector.data_yaml), "imgsz": SMALL["imgsz"]},
@@ -79,12 +79,14 @@ def test_search_scores_every_point_by_map(hybrid_run, tmp_path):
     letterboxed images, and the curve is drawn in mAP."""
     import shutil
 
-    from helpers import analysis, convert, export, scoring
-    from helpers.paths import Run
+    from helpers.core.paths import Run
+    from helpers.steps import analysis, convert
+    from helpers.steps.export import exporter
+    from helpers.tasks import scoring
 
     run = Run.at(shutil.copytree(hybrid_run, tmp_path / "run"))
     record = convert.read_record(run)
-    judge = scoring.judge_for(run, record, export.resolve_data_dir("", run), images=8)
+    judge = scoring.judge_for(run, record, exporter.resolve_data_dir("", run), images=8)
     assert judge.key == "map50_95" and judge.pixels.shape[1:] == (SMALL["imgsz"], SMALL["imgsz"], 3) and judge.step_pt() is None
     files = hybrid.find_step1(run.hybrid / "step1")
     int8, before = hybrid.load_baseline(run)

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers import analysis, hybrid, report
-from helpers.paths import REPO
+from helpers.core.paths import REPO
+from helpers.runner import execute
+from helpers.steps import analysis, hybrid
 
 SMALL = yaml.safe_load((REPO / "tests" / "small_params.yaml").read_text())
 pytestmark = pytest.mark.slow
@@ -107,8 +108,8 @@ def test_30_50_and_60_reuse_their_results_on_a_warm_rerun(series):
     sim_log = root / "logs" / "simulator.log"
     before = sim_log.stat().st_mtime_ns if sim_log.exists() else None
     for name, cached in steps.items():
-        nb = next(p for p in report.notebooks() if p.stem == name)
-        out = _outputs(report.execute(nb, root, report.params_for(nb, series.config)))
+        nb = next(p for p in execute.notebooks() if p.stem == name)
+        out = _outputs(execute.execute(nb, root, execute.params_for(nb, series.config)))
         for step in cached:
             assert f"[cache] {step}:" in out, f"{name} recomputed {step} on an unchanged re-run"
     # issue 11: notebook 30 does not rebuild the simulator model when every result comes from the cache
@@ -119,7 +120,7 @@ def test_30_50_and_60_reuse_their_results_on_a_warm_rerun(series):
 def test_index_reports_the_hybrid_that_was_exported(series):
     """chosen.json names the exported model (relative to the run folder) and says whether it is a demo; the
     index's hybrid figures come from it and carry the demo label."""
-    from helpers import summary
+    from helpers.runner import summary
 
     root = series.ran("60_hybrid_quantization")
     chosen = json.loads((root / "hybrid" / "chosen.json").read_text())

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from helpers import report
+from helpers.runner import execute
 
-ALL = [nb.stem for nb in report.notebooks()]
+ALL = [nb.stem for nb in execute.notebooks()]
 
 
 @pytest.mark.slow

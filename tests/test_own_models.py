@@ -11,12 +11,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from helpers import cli
-from helpers.detect.head import onnx_metadata
-from helpers.detect.sample import train_detect_sample, write_detect_sample
-from helpers.paths import Run
 from yolo26_support import tiny_yolo26  # noqa: F401  (session fixture: one training per session)
+
+from helpers.core.paths import Run
+from helpers.runner import cli
+from helpers.steps.export.detect_head import onnx_metadata
+from helpers.tasks.detect.sample import train_detect_sample, write_detect_sample
 
 # small image counts only: every other parameter is the notebooks' default
 SPEED = {
@@ -81,7 +81,7 @@ def yolo26n_onnx(tiny_yolo26, tmp_path_factory):  # noqa: F811
     (reg_max 1 boxes, NMS) in one [1, 4 + classes, anchors] tensor."""
     from ultralytics import YOLO
 
-    from helpers.detect.sample import offline
+    from helpers.tasks.detect.sample import offline
 
     pt = tmp_path_factory.mktemp("yolo26onnx") / "yolo26n_shapes.pt"
     shutil.copyfile(tiny_yolo26.train.weights, pt)
@@ -123,9 +123,9 @@ def test_yolo26_onnx_exported_end_to_end_is_cut_before_its_topk(tiny_yolo26, tmp
     import onnx
     from ultralytics import YOLO
 
-    from helpers.detect.labels import read_split
-    from helpers.detect.onnx_split import split_user_onnx
-    from helpers.detect.sample import offline
+    from helpers.steps.export.onnx_split import split_user_onnx
+    from helpers.tasks.detect.labels import read_split
+    from helpers.tasks.detect.sample import offline
 
     pt = tmp_path / "yolo26n_e2e.pt"
     shutil.copyfile(tiny_yolo26.train.weights, pt)
@@ -180,8 +180,8 @@ def test_onnx_detector_whose_head_cannot_be_split_is_refused_in_one_sentence_wit
     """A graph with NMS inside, or whose output no per-stride box and class convolutions compute: one sentence, two ways out."""
     import onnx
 
-    from helpers.detect.onnx_split import split_onnx
-    from helpers.errors import WorkbookError
+    from helpers.core.errors import WorkbookError
+    from helpers.steps.export.onnx_split import split_onnx
 
     onnx.save(_graph(kind), str(tmp_path / "detector.onnx"))
     with pytest.raises(WorkbookError, match=rf"^The head of detector.onnx cannot be split for INT8 \({why}.*\); export the \.pt "
@@ -193,8 +193,8 @@ def test_onnx_detector_whose_head_cannot_be_split_is_refused_in_one_sentence_wit
 @pytest.fixture(scope="module")
 def yolo26_cls(tmp_path_factory):
     """A YOLO26n classifier trained briefly from yolo26n-cls.yaml on a subset of the sample digits."""
-    from helpers.data import load_split, write_sample
-    from helpers.models import train_sample_model
+    from helpers.steps.export.models import train_sample_model
+    from helpers.tasks.data import load_split, write_sample
 
     base = tmp_path_factory.mktemp("yolo26cls")
     digits = write_sample()
@@ -231,8 +231,8 @@ def test_yolo26n_classifier_runs_00_to_60_with_only_model_data_and_imgsz(yolo26_
 def test_task_and_imgsz_default_to_what_the_model_says_and_a_contradiction_is_one_sentence(tiny_onnx, tmp_path):
     import onnx
 
-    from helpers.errors import WorkbookError
-    from helpers.task import fit_norm, resolve_imgsz, resolve_task
+    from helpers.core.errors import WorkbookError
+    from helpers.tasks.identify import fit_norm, resolve_imgsz, resolve_task
 
     assert resolve_task("", "") == "classify" and resolve_imgsz("", 0) == 32  # no model: the sample classifier at 32 px
     assert resolve_task(str(tiny_onnx), "") == "classify" and resolve_imgsz(str(tiny_onnx), 0) == 16  # from the graph
@@ -267,9 +267,9 @@ def test_an_onnx_used_as_it_is_must_give_a_layout_the_decode_reads(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from helpers.detect.series import check_decodable
-    from helpers.errors import WorkbookError
-    from helpers.export import onnx_io
+    from helpers.core.errors import WorkbookError
+    from helpers.steps.detect_series import check_decodable
+    from helpers.steps.export.exporter import onnx_io
 
     def graph(shape: list[int]):
         nodes = [helper.make_node("ReduceMean", ["images"], ["m"], axes=[1, 2, 3], keepdims=0),

@@ -1,5 +1,5 @@
 """Paths with spaces or non-ASCII characters: the toolkit splits a list's lines on whitespace, so the lists
-the workbook writes name every image by a plain path (helpers.lists); the real toolkit builds from a data
+the workbook writes name every image by a plain path (helpers.core.lists); the real toolkit builds from a data
 folder named `my imgs ü` into a run folder whose own path has a space and a non-ASCII character."""
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import analysis, cache, convert, hybrid, lists
-from helpers.data import write_calibration_list
-from helpers.errors import RknnError, WorkbookError
-from helpers.rknn import RKNN
+from helpers.core import lists, step_cache
+from helpers.core.errors import RknnError, WorkbookError
+from helpers.steps import analysis, convert, hybrid
+from helpers.tasks.data import write_calibration_list
+from helpers.toolkit.session import RKNN
 
 ULTRA = dict(mean_values=[0, 0, 0], std_values=[255, 255, 255])
 
@@ -31,7 +32,7 @@ def test_every_line_is_one_plain_path_naming_the_same_image(spaced):
     lines = out.read_text(encoding="utf-8").splitlines()
     assert all(lists.plain(ln) for ln in lines), lines
     assert [p.read_bytes() for p in lists.read_image_list(out)] == [p.read_bytes() for p in images]
-    assert [p.read_bytes() for p in cache.listed_images(out)] == [p.read_bytes() for p in images], "the step key reads it too"
+    assert [p.read_bytes() for p in step_cache.listed_images(out)] == [p.read_bytes() for p in images], "the step key reads it too"
     assert convert.check_dataset(out, convert.ConvertConfig(**ULTRA)) == out
     assert sorted(p.name for p in out.parent.iterdir()) == ["calibration.txt", "calibration_links"], "no temporary left"
 

@@ -1,4 +1,4 @@
-"""Users' own models through the real series (helpers.cli.run_series, real toolkit), parameters only: a
+"""Users' own models through the real series (helpers.runner.cli.run_series, real toolkit), parameters only: a
 grayscale ONNX classifier as model zoos ship them (1x1x28x28, opset 9, weights listed among the graph inputs) with its
 own 1-channel image folder (00 -> 60, given only model, data_dir and imgsz), both built here; small image counts keep
 it short. The ultralytics detectors and the YOLO26 classifier users bring are tests/test_own_models.py.
@@ -14,16 +14,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import cli, report
-from helpers.paths import REPO
+from helpers.core.paths import REPO
+from helpers.runner import cli, execute
 
 
 @pytest.fixture(scope="module")
 def gray_model(tmp_path_factory):
     """Grayscale 28x28 shapes (train/val, 4 classes, single-channel PNGs) and a small CNN trained on them a few seconds,
     as an opset-9 ONNX with its weights among the graph inputs."""
-    from helpers.data import write_gray_shapes
-    from helpers.models import train_gray_cnn
+    from helpers.steps.export.models import train_gray_cnn
+    from helpers.tasks.data import write_gray_shapes
 
     tmp = tmp_path_factory.mktemp("gray_model")
     data = write_gray_shapes(tmp / "shapes", size=28, val_per_class=30)
@@ -66,8 +66,8 @@ def test_grayscale_onnx_with_its_own_folder_runs_00_to_60_given_only_model_data_
     assert {"FP32", "INT8"} <= set(hybrid["model"])
 
     # the board bundle preprocesses a grayscale image to exactly the model's 1-channel input
-    from helpers.data import load_split
-    from helpers.preprocess import read_image
+    from helpers.tasks.data import load_split
+    from helpers.tasks.preprocess import read_image
 
     bundle = run / "board" / "deploy"
     assert json.loads((bundle / "model.json").read_text())["mean_values"] == [0.0]
@@ -82,6 +82,6 @@ def test_grayscale_onnx_with_its_own_folder_runs_00_to_60_given_only_model_data_
 
 @pytest.mark.parametrize("name", ["tutorial_480.yaml", "grayscale.yaml"])
 def test_shipped_params_files_only_use_declared_keys(name):
-    config = report.load_params_file(REPO / "params" / name)
-    used = {k for nb in report.notebooks() for k in report.params_for(nb, config)}  # its paths are placeholders to fill in
+    config = execute.load_params_file(REPO / "params" / name)
+    used = {k for nb in execute.notebooks() for k in execute.params_for(nb, config)}  # its paths are placeholders to fill in
     assert set(config["common"]) <= used

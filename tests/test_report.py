@@ -11,10 +11,10 @@ import sys
 import pandas as pd
 import pytest
 
-from helpers import report, summary
-from helpers.paths import REPO
+from helpers.core.paths import REPO
+from helpers.runner import execute, summary
 
-NAMES = [nb.stem for nb in report.notebooks()]
+NAMES = [nb.stem for nb in execute.notebooks()]
 
 
 def figures(root) -> dict[str, summary.Figure]:
@@ -46,7 +46,7 @@ def test_index_survives_broken_artifacts(tmp_path):
     assert all(f.value is None for f in summary.key_figures(tmp_path))
     assert summary.sensitive_layers(tmp_path) == []  # rows exist but hold no numbers: nothing to rank
     assert "unreadable executed notebook" in page
-    assert summary.status_of(tmp_path, report.notebooks()[0]).status == "failed"
+    assert summary.status_of(tmp_path, execute.notebooks()[0]).status == "failed"
 
 
 def test_sensitive_layers_rank_by_single_cosine(tmp_path):
@@ -183,7 +183,7 @@ def test_notebook_status_says_ran_reused_and_skipped(tmp_path):
         nbformat.write(nb, str(tmp_path / "executed" / f"{name}.ipynb"))
     (tmp_path / "executed" / "status.json").write_text(json.dumps({"40_board_inference": {"how": "reused", "seconds": 0.2}}))
     (tmp_path / "board" / "devices.json").write_text(json.dumps({"status": "no board found", "adb": [], "ntb": []}))
-    by = {s.name: s for s in (summary.status_of(tmp_path, nb) for nb in report.notebooks())}
+    by = {s.name: s for s in (summary.status_of(tmp_path, nb) for nb in execute.notebooks())}
     s30, s40 = by["30_simulator_inference"], by["40_board_inference"]
     assert s30.label == "ok" and s30.time_text == "12 s (ran; reused from cache: 30_evaluate)"
     assert s40.label == "ok (executed notebook reused), board parts skipped (no board found)"

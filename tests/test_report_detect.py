@@ -9,7 +9,7 @@ import json
 import re
 from pathlib import Path
 
-from helpers import summary
+from helpers.runner import summary
 
 CALIB = "calibration.txt (50 images)"
 SWEEP = ["algorithm", "method", "map50_95", "map50_95_delta_pt", "mean_cosine", "min_cosine", "map50", "build_s", "why",
@@ -98,7 +98,7 @@ def test_detection_index_reads_50_and_60_in_map(tmp_path):
     assert not any("top-1" in label or "top1" in label for label in figs), "a classification row on a detector's page"
     text = page_text(tmp_path)
     assert "top-1" not in text and "%" not in text.split("Key figures")[1].split("Five most")[0]
-    # notebook 40 with a board writes board/metrics.json (helpers.board.DetectOnBoard.summary): the verdict then says so
+    # notebook 40 with a board writes board/metrics.json (helpers.steps.board.DetectOnBoard.summary): the verdict then says so
     (tmp_path / "board").mkdir(exist_ok=True)
     (tmp_path / "board" / "metrics.json").write_text(json.dumps({"task": "detect", "board": {"map50_95": 0.7412, "map50": 0.97}}))
     assert summary.verdict(tmp_path).endswith("; validated on a board: 0.741 mAP50-95.")

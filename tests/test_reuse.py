@@ -8,15 +8,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from helpers import cli, report, reuse
-from helpers.paths import REPO
-
 from fault_support import corrupt_in_place
 from test_runner import run_cli, write_notebook
 
+from helpers.core import notebook_reuse
+from helpers.core.paths import REPO
+from helpers.runner import cli, execute
+
 PARAMS = ('run_dir = "outputs/sample"\nwhat = "a"', 'run_dir = "outputs/sample"\nextra = 0')
-SETUP = "from helpers.paths import Run\nimport uuid\nrun = Run.at(run_dir)"
+SETUP = "from helpers.core.paths import Run\nimport uuid\nrun = Run.at(run_dir)"
 
 
 @pytest.fixture
@@ -29,16 +29,16 @@ def toy(tmp_path, monkeypatch):
     write_notebook(books / "02_second.ipynb", [("params", PARAMS[1]), ("code", SETUP),
                                                ("code", "(run.root / 'two.txt').write_text((run.root / 'one.txt').read_text()"
                                                         " + f' {extra} ' + uuid.uuid4().hex)")])
-    monkeypatch.setattr(report, "NOTEBOOKS", books)
+    monkeypatch.setattr(execute, "NOTEBOOKS", books)
     return books
 
 
 class Kernels:
-    """Counts kernels the runner starts (every execution starts one through report.Prewarmed)."""
+    """Counts kernels the runner starts (every execution starts one through execute.Prewarmed)."""
 
     def __init__(self, monkeypatch):
         self.started: list[str] = []
-        real = report.Prewarmed
+        real = execute.Prewarmed
         outer = self
 
         class Counting(real):
@@ -46,7 +46,7 @@ class Kernels:
                 outer.started.append(Path(notebook).stem)
                 super().__init__(notebook, *a, **k)
 
-        monkeypatch.setattr(report, "Prewarmed", Counting)
+        monkeypatch.setattr(execute, "Prewarmed", Counting)
 
 
 def status(root: Path) -> dict[str, str]:
@@ -122,21 +122,21 @@ def test_an_upstream_rerun_outside_only_invalidates_the_later_notebook(tmp_path,
 def test_key_covers_the_helpers_sources_a_notebook_imports_transitively(tmp_path, monkeypatch):
     copy = tmp_path / "helpers"
     shutil.copytree(REPO / "helpers", copy, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(reuse, "HELPERS", copy)
-    files = {p.name for p in reuse.code_files(["helpers.paths"])}
+    monkeypatch.setattr(notebook_reuse, "HELPERS", copy)
+    files = {p.name for p in notebook_reuse.code_files(["helpers.core.paths"])}
     assert files == {"__init__.py", "paths.py", "errors.py"}  # paths imports errors; __init__ always runs
-    assert {"report.py", "reuse.py", "cluster.py", "paths.py"} <= {p.name for p in reuse.code_files(["helpers.cli"])}
+    assert {"execute.py", "notebook_reuse.py", "cluster.py", "paths.py"} <= {p.name for p in notebook_reuse.code_files(["helpers.runner.cli"])}
     nb = REPO / "notebooks" / "00_environment_check.ipynb"
-    key = reuse.notebook_key(nb, {"run_dir": "x"}, ["helpers.paths"], [])
-    assert reuse.notebook_key(nb, {"run_dir": "elsewhere"}, ["helpers.paths"], []) == key  # where it runs is not what
-    (copy / "board.py").write_text((copy / "board.py").read_text() + "\n# unrelated edit\n")
-    assert reuse.notebook_key(nb, {"run_dir": "x"}, ["helpers.paths"], []) == key
-    (copy / "errors.py").write_text((copy / "errors.py").read_text() + "\n# a change paths depends on\n")
-    assert reuse.notebook_key(nb, {"run_dir": "x"}, ["helpers.paths"], []) != key
-    key = reuse.notebook_key(nb, {}, ["helpers.paths"], [])
-    assert reuse.notebook_key(nb, {}, ["helpers.paths"], ["another upstream key"]) != key
-    monkeypatch.setattr(reuse, "versions", lambda: (("rknn-toolkit2", "2.6.0"),))
-    assert reuse.notebook_key(nb, {}, ["helpers.paths"], []) != key
+    key = notebook_reuse.notebook_key(nb, {"run_dir": "x"}, ["helpers.core.paths"], [])
+    assert notebook_reuse.notebook_key(nb, {"run_dir": "elsewhere"}, ["helpers.core.paths"], []) == key  # where it runs is not what
+    (copy / "steps" / "board.py").write_text((copy / "steps" / "board.py").read_text() + "\n# unrelated edit\n")
+    assert notebook_reuse.notebook_key(nb, {"run_dir": "x"}, ["helpers.core.paths"], []) == key
+    (copy / "core" / "errors.py").write_text((copy / "core" / "errors.py").read_text() + "\n# a change paths depends on\n")
+    assert notebook_reuse.notebook_key(nb, {"run_dir": "x"}, ["helpers.core.paths"], []) != key
+    key = notebook_reuse.notebook_key(nb, {}, ["helpers.core.paths"], [])
+    assert notebook_reuse.notebook_key(nb, {}, ["helpers.core.paths"], ["another upstream key"]) != key
+    monkeypatch.setattr(notebook_reuse, "versions", lambda: (("rknn-toolkit2", "2.6.0"),))
+    assert notebook_reuse.notebook_key(nb, {}, ["helpers.core.paths"], []) != key
 
 
 def test_key_covers_the_files_path_parameters_name(tmp_path):
@@ -144,9 +144,9 @@ def test_key_covers_the_files_path_parameters_name(tmp_path):
     data = tmp_path / "images"
     data.mkdir()
     (data / "a.png").write_bytes(b"1")
-    key = reuse.notebook_key(nb, {"data_dir": str(data)}, [], [])
+    key = notebook_reuse.notebook_key(nb, {"data_dir": str(data)}, [], [])
     (data / "b.png").write_bytes(b"2")
-    assert reuse.notebook_key(nb, {"data_dir": str(data)}, [], []) != key
+    assert notebook_reuse.notebook_key(nb, {"data_dir": str(data)}, [], []) != key
 
 
 @pytest.mark.slow
@@ -170,23 +170,23 @@ def test_cli_terminal_is_quiet_and_says_when_it_reuses(tmp_path):
 def test_a_board_notebook_key_follows_the_device_named(monkeypatch):
     nb = REPO / "notebooks" / "00_environment_check.ipynb"
     monkeypatch.delenv("RKNN_DEVICE_ID", raising=False)
-    key = reuse.notebook_key(nb, {}, [], [], board=True)
+    key = notebook_reuse.notebook_key(nb, {}, [], [], board=True)
     monkeypatch.setenv("RKNN_DEVICE_ID", "abc123")
-    assert reuse.notebook_key(nb, {}, [], [], board=True) != key
-    assert reuse.notebook_key(nb, {}, [], [], board=False) == reuse.notebook_key(nb, {}, [], [], board=False)
+    assert notebook_reuse.notebook_key(nb, {}, [], [], board=True) != key
+    assert notebook_reuse.notebook_key(nb, {}, [], [], board=False) == notebook_reuse.notebook_key(nb, {}, [], [], board=False)
 
 
 # ----------------------------------------------------------------------------- content, not only size and time
 
 def fake_series_run(root: Path) -> str:
     """What the runner records after a notebook that wrote a model and its record: returns the key."""
-    before = reuse.listing(root)
+    before = notebook_reuse.listing(root)
     (root / "rknn").mkdir(parents=True)
     (root / "rknn" / "model.rknn").write_bytes(bytes(range(256)) * 64)
     (root / "rknn" / "convert.json").write_text('{"target_platform": "rk3566"}')
     (root / "executed").mkdir()
     (root / "executed" / "20_convert.ipynb").write_text("{}")
-    reuse.record(root, "20_convert", "k", before)
+    notebook_reuse.record(root, "20_convert", "k", before)
     return "k"
 
 
@@ -194,9 +194,9 @@ def fake_series_run(root: Path) -> str:
 def test_a_file_corrupted_in_place_with_size_and_mtime_kept_is_not_reused(tmp_path, victim):
     root = tmp_path / "run"
     key = fake_series_run(root)
-    assert reuse.decide(root, "20_convert", key).reuse
+    assert notebook_reuse.decide(root, "20_convert", key).reuse
     corrupt_in_place(root / victim)
-    decision = reuse.decide(root, "20_convert", key)
+    decision = notebook_reuse.decide(root, "20_convert", key)
     assert not decision.reuse
     assert decision.why.startswith(f"{victim} content changed"), decision.why
 
@@ -208,7 +208,7 @@ def test_the_runner_says_why_a_notebook_runs_again(tmp_path, toy):
     (fake / "01_first.ipynb").write_text("{}")
     (root / "one.json").write_text('{"token": 1}')
     planned = cli.plan_reuse(cli.plan({}, "01"), root)
-    reuse.record(root, "01_first", planned[0].decision.key, {})
+    notebook_reuse.record(root, "01_first", planned[0].decision.key, {})
     assert cli.plan_reuse(cli.plan({}, "01"), root)[0].decision.reuse
     corrupt_in_place(root / "one.json")
     lines: list[str] = []
@@ -218,7 +218,7 @@ def test_the_runner_says_why_a_notebook_runs_again(tmp_path, toy):
 
 
 def test_stat_proves_an_old_unchanged_file_without_hashing_it(tmp_path, monkeypatch):
-    from helpers import stamps
+    from helpers.core import stamps
 
     f = tmp_path / "model.rknn"
     f.write_bytes(b"x" * 1000)

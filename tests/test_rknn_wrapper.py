@@ -6,9 +6,9 @@ import logging
 import numpy as np
 import pytest
 
-from helpers.data import write_calibration_list
-from helpers.errors import RknnError, WorkbookError
-from helpers.rknn import RKNN, hinted_rules, toolkit
+from helpers.core.errors import RknnError, WorkbookError
+from helpers.tasks.data import write_calibration_list
+from helpers.toolkit.session import RKNN, hinted_rules, toolkit
 
 
 def _configure(rk, platform="rk3588"):
@@ -122,7 +122,7 @@ def test_hinted_rules_reads_the_toolkits_suggestion():
 
 
 def test_checked_rknn_mirrors_the_five_calls_and_releases_once(tiny_onnx, tiny_images, tmp_path):
-    """helpers.rknn.RKNN: config/load_onnx/build/export_rknn/release as in the tutorial, on the real toolkit."""
+    """helpers.toolkit.session.RKNN: config/load_onnx/build/export_rknn/release as in the tutorial, on the real toolkit."""
     dataset = tmp_path / "calib.txt"
     dataset.write_text("\n".join(str(p) for p in tiny_images[:2]) + "\n")
     rk = RKNN(verbose_file=tmp_path / "build.log")

@@ -15,12 +15,12 @@ import nbformat
 import pytest
 import yaml
 
-from helpers import cli, report, summary
-from helpers.errors import WorkbookError
-from helpers.paths import REPO
+from helpers.core.errors import WorkbookError
+from helpers.core.paths import REPO
+from helpers.runner import cli, execute, summary
 
 PARAMS = REPO / "params"
-NAMES = [nb.stem for nb in report.notebooks()]
+NAMES = [nb.stem for nb in execute.notebooks()]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -51,10 +51,10 @@ def test_unknown_common_key_lists_every_valid_key(tmp_path):
     params = tmp_path / "p.yaml"
     params.write_text("common:\n  tagret_platform: rk3566\n")
     with pytest.raises(WorkbookError) as err:
-        cli.plan(report.load_params_file(params), None)
+        cli.plan(execute.load_params_file(params), None)
     msg = str(err.value)
     assert "tagret_platform" in msg and "valid keys:" in msg
-    for name in {k for nb in report.notebooks() for k in report.declared_parameters(nb)}:
+    for name in {k for nb in execute.notebooks() for k in execute.declared_parameters(nb)}:
         assert name in msg
 
 
@@ -62,17 +62,17 @@ def test_unknown_section_names_the_notebooks(tmp_path):
     params = tmp_path / "p.yaml"
     params.write_text("25_convertt:\n  target_platform: rk3566\n")
     with pytest.raises(WorkbookError, match=r"25_convertt.*match no notebook.*00_environment_check"):
-        cli.plan(report.load_params_file(params), None)
+        cli.plan(execute.load_params_file(params), None)
 
 
 def test_params_file_that_is_not_a_mapping(tmp_path):
     params = tmp_path / "p.yaml"
     params.write_text("- just\n- a list\n")
     with pytest.raises(WorkbookError, match="must be a mapping"):
-        report.load_params_file(params)
+        execute.load_params_file(params)
     params.write_text("common: [1, 2]\n")
     with pytest.raises(WorkbookError, match="Section 'common'.*must be a mapping"):
-        report.load_params_file(params)
+        execute.load_params_file(params)
 
 
 def test_only_names_a_missing_notebook(tmp_path):
@@ -84,9 +84,9 @@ def test_only_names_a_missing_notebook(tmp_path):
 
 
 def test_only_accepts_numbers_and_names():
-    assert [p.stem for p in report.select("00")] == ["00_environment_check"]
-    assert [p.stem for p in report.select(["00_environment_check"])] == ["00_environment_check"]
-    assert [p.stem for p in report.select("")] == NAMES
+    assert [p.stem for p in execute.select("00")] == ["00_environment_check"]
+    assert [p.stem for p in execute.select(["00_environment_check"])] == ["00_environment_check"]
+    assert [p.stem for p in execute.select("")] == NAMES
 
 
 def test_run_dir_that_is_a_file(tmp_path):
@@ -130,7 +130,7 @@ def test_run_executes_and_renders(tmp_path):
 
 FAILING_NB = [
     ("params", 'run_dir = "outputs/sample"\nwhat = "fine"'),
-    ("code", "from helpers.errors import WorkbookError\nfrom helpers.paths import Run\nrun = Run.at(run_dir)"),
+    ("code", "from helpers.core.errors import WorkbookError\nfrom helpers.core.paths import Run\nrun = Run.at(run_dir)"),
     ("code", "(run.root / 'first.txt').write_text(what)"),
     ("code", "if what != 'fine':\n    raise WorkbookError(f'Parameter what={what!r} is not fine; pass what=\"fine\".')"),
     ("code", "(run.root / 'after.txt').write_text('should not exist')"),
@@ -157,7 +157,7 @@ def toy_series(tmp_path, monkeypatch):
     write_notebook(books / "01_first.ipynb", FAILING_NB[:3])
     write_notebook(books / "02_check.ipynb", FAILING_NB)
     write_notebook(books / "03_later.ipynb", [FAILING_NB[0], ("code", "open('never', 'w')")])
-    monkeypatch.setattr(report, "NOTEBOOKS", books)
+    monkeypatch.setattr(execute, "NOTEBOOKS", books)
     return books
 
 
@@ -178,7 +178,7 @@ def test_failing_cell_stops_the_run_with_one_readable_block(tmp_path, toy_series
     row = re.search(r"<tr><td>02_check</td>.*?</tr>", page, re.S)  # the page's CSS names .failed too: look in the row
     assert row and re.search(r"<td[^>]*>failed\b", row.group(0)), "the index must mark 02_check as failed in its own row"
     assert not re.search(r"<td[^>]*>failed\b", re.search(r"<tr><td>01_first</td>.*?</tr>", page, re.S).group(0))
-    statuses = {s.name: s.status for s in (summary.status_of(run_dir, nb) for nb in report.notebooks())}
+    statuses = {s.name: s.status for s in (summary.status_of(run_dir, nb) for nb in execute.notebooks())}
     assert statuses == {"01_first": "ok", "02_check": "failed", "03_later": "not run"}
 
 
@@ -232,8 +232,8 @@ def test_bad_sweep_files(tmp_path):
 def test_example_params_files_are_valid(name):
     """Every key of the shipped examples is declared by a notebook (so a run would accept them); the sample
     passes every check, the own-model template is refused until its placeholder paths are set."""
-    config = report.load_params_file(PARAMS / name)
-    planned = dict((nb.stem, report.params_for(nb, config)) for nb in report.notebooks())
+    config = execute.load_params_file(PARAMS / name)
+    planned = dict((nb.stem, execute.params_for(nb, config)) for nb in execute.notebooks())
     if name == "sample.yaml":
         cli.plan(config, None)
     else:
@@ -278,7 +278,7 @@ def test_own_model_example_runs_on_a_real_onnx_and_image_folder(tmp_path, tiny_o
     missing = [n for n in needed if n not in NAMES]
     if missing:
         pytest.skip(f"{missing} not in notebooks/ yet")
-    config = report.load_params_file(PARAMS / "own_model.yaml")
+    config = execute.load_params_file(PARAMS / "own_model.yaml")
     assert set(config["common"]) >= {"model", "data_dir", "imgsz"}
     config["common"].update(model=str(tiny_onnx), data_dir=str(make_own_data(tmp_path / "images")), imgsz=16)
     own = tmp_path / "my_model.yaml"
@@ -291,7 +291,7 @@ def test_own_model_example_runs_on_a_real_onnx_and_image_folder(tmp_path, tiny_o
     assert params["30_simulator_inference"]["data_dir"] == config["common"]["data_dir"]
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
     assert metrics
-    from helpers import summary
+    from helpers.runner import summary
 
     figs = {f.label: f for f in summary.key_figures(run_dir)}
     for label in ("FP32 top-1 (ONNX Runtime)", "INT8 top-1 (RKNN simulator)", "Final-output cosine INT8 vs FP32 (mean)",
@@ -314,7 +314,7 @@ def test_changing_a_later_parameter_reruns_only_what_depends_on_it(series):
     before = records()
     config = json.loads(json.dumps(series.config))
     section = config.setdefault("30_simulator_inference", {})
-    original = section.get("batch", int(report.declared_parameters(REPO / "notebooks" / "30_simulator_inference.ipynb")["batch"]))
+    original = section.get("batch", int(execute.declared_parameters(REPO / "notebooks" / "30_simulator_inference.ipynb")["batch"]))
     section["batch"] = 8 if original != 8 else 4
     try:
         result = cli.run_series(config, root, only="10,20,30", progress=False, render=False)

@@ -1,4 +1,4 @@
-"""helpers.scoring without a model: which column a table's metric is, how values read, the per-image output
+"""helpers.tasks.scoring without a model: which column a table's metric is, how values read, the per-image output
 cosine, and a classifier judge's top-1, agreement and noise on hand-made outputs."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import scoring
+from helpers.tasks import scoring
 
 
 def test_metric_column_is_found_in_tables_rows_and_records():

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from importlib.metadata import version
 
-from helpers import env
-from helpers.paths import Run
+from helpers.core.paths import Run
+from helpers.steps import env
 
 
 def test_env_json_records_the_installed_toolkit_version(tmp_path):

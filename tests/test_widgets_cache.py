@@ -5,8 +5,10 @@ import json
 
 import pytest
 
-from helpers import cache, summary, widgets
-from helpers.paths import Run
+from helpers import widgets
+from helpers.core import step_cache
+from helpers.core.paths import Run
+from helpers.runner import summary
 
 
 def test_form_reads_declared_parameters_and_records_them(tmp_path, capsys):
@@ -53,7 +55,7 @@ def test_step_cache_reuses_until_inputs_or_params_change(tmp_path, capsys):
     out = run.root / "out.txt"
 
     def step(**params):
-        return cache.Step(run, "demo", {"run_dir": str(run.root), **params}, inputs=[src], outputs=[out])
+        return step_cache.Step(run, "demo", {"run_dir": str(run.root), **params}, inputs=[src], outputs=[out])
 
     s = step(a=1)
     assert not s.check()
@@ -69,12 +71,12 @@ def test_step_cache_reuses_until_inputs_or_params_change(tmp_path, capsys):
     out.unlink()
     assert not step(a=1).fresh, "a missing output invalidates"
     # the run folder's location is not part of the key: a moved run stays warm
-    assert cache.fingerprint({"run_dir": "x", "a": 1}, [src]) == cache.fingerprint({"run_dir": "y", "a": 1}, [src])
+    assert step_cache.fingerprint({"run_dir": "x", "a": 1}, [src]) == step_cache.fingerprint({"run_dir": "y", "a": 1}, [src])
 
 
 def test_step_refuses_to_record_missing_outputs(tmp_path):
     run = Run.at(tmp_path)
-    s = cache.Step(run, "demo", {}, outputs=[tmp_path / "never.txt"])
+    s = step_cache.Step(run, "demo", {}, outputs=[tmp_path / "never.txt"])
     with pytest.raises(RuntimeError, match="did not write"):
         s.done()
 
@@ -82,7 +84,7 @@ def test_step_refuses_to_record_missing_outputs(tmp_path):
 def test_run_dir_that_is_a_file(tmp_path):
     f = tmp_path / "file"
     f.write_text("x")
-    from helpers.errors import WorkbookError
+    from helpers.core.errors import WorkbookError
 
     with pytest.raises(WorkbookError, match="is a file; pass run_dir= a folder path"):
         Run.at(f)
@@ -95,7 +97,7 @@ def _cached_run(run, params, inputs, out, log):
         log.append(params["a"])
         out.write_text(f"result {params['a']}")
         return params["a"]
-    return cache.cached(run, "demo", params, inputs=inputs, outputs=[out], compute=compute, load=lambda: int(out.read_text().split()[1]))
+    return step_cache.cached(run, "demo", params, inputs=inputs, outputs=[out], compute=compute, load=lambda: int(out.read_text().split()[1]))
 
 
 def test_interrupted_recompute_then_reverted_params_recomputes(tmp_path):
@@ -109,7 +111,7 @@ def test_interrupted_recompute_then_reverted_params_recomputes(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        cache.cached(run, "demo", {"a": 2}, outputs=[out], compute=interrupted)
+        step_cache.cached(run, "demo", {"a": 2}, outputs=[out], compute=interrupted)
     # back to a=1: the outputs on disk are the interrupted a=2 ones, so they must not be reused
     assert _cached_run(run, {"a": 1}, [], out, log) == 1 and log == [1, 1]
     assert out.read_text() == "result 1"
@@ -141,7 +143,7 @@ def test_calibration_image_content_and_toolkit_version_are_in_the_key(tmp_path, 
     img.write_bytes(b"pixels v2")  # same list, same path, other image
     _cached_run(run, {"a": 1}, [calib], out, log)
     assert log == [1, 1], "a changed calibration image recomputes"
-    monkeypatch.setattr(cache, "toolkit_version", lambda: "9.9.9")
+    monkeypatch.setattr(step_cache, "toolkit_version", lambda: "9.9.9")
     _cached_run(run, {"a": 1}, [calib], out, log)
     assert log == [1, 1, 1], "another toolkit version recomputes"
 
@@ -153,32 +155,32 @@ def test_record_inputs_follow_the_convert_record(tmp_path):
     (run.rknn / "calibration.txt").write_text("a.png\n")
     record = {"source": "model/model.torchscript", "load_path": "pytorch", "dataset": "rknn/calibration.txt"}
     (run.rknn / "convert.json").write_text(json.dumps(record))
-    names = [p.relative_to(run.root).as_posix() for p in cache.record_inputs(run)]
+    names = [p.relative_to(run.root).as_posix() for p in step_cache.record_inputs(run)]
     assert names == ["rknn/convert.json", "model/model.torchscript", "model/model.onnx", "rknn/calibration.txt"], \
         "with load_path pytorch the ONNX (the FP32 reference) is part of the key"
     demo = run.analysis / "calibration_demo.txt"
-    assert cache.record_inputs(run, demo)[-1] == demo
+    assert step_cache.record_inputs(run, demo)[-1] == demo
     record.update(source=str(run.model / "model.onnx"), load_path="onnx")
     (run.rknn / "convert.json").write_text(json.dumps(record))
-    assert [p.name for p in cache.record_inputs(run)] == ["convert.json", "model.onnx", "calibration.txt"]
+    assert [p.name for p in step_cache.record_inputs(run)] == ["convert.json", "model.onnx", "calibration.txt"]
 
 
 def test_cached_without_load_returns_the_recorded_value(tmp_path, capsys):
     run = Run.at(tmp_path / "run")
     calls = []
     value = lambda: calls.append(1) or {"opset": 19}  # noqa: E731
-    assert cache.cached(run, "v", {"x": 1}, compute=value) == {"opset": 19}
-    assert cache.cached(run, "v", {"x": 1}, compute=value) == {"opset": 19} and len(calls) == 1
+    assert step_cache.cached(run, "v", {"x": 1}, compute=value) == {"opset": 19}
+    assert step_cache.cached(run, "v", {"x": 1}, compute=value) == {"opset": 19} and len(calls) == 1
     # read back in the process that computed it (a notebook asking twice): not announced as a reuse of earlier work
     assert "[cache]" not in capsys.readouterr().out
-    cache._MADE_HERE.clear()  # as in a later kernel
-    assert cache.cached(run, "v", {"x": 1}, compute=value) == {"opset": 19} and len(calls) == 1
+    step_cache._MADE_HERE.clear()  # as in a later kernel
+    assert step_cache.cached(run, "v", {"x": 1}, compute=value) == {"opset": 19} and len(calls) == 1
     assert "[cache] v: inputs and parameters unchanged" in capsys.readouterr().out
 
 
 def test_lazy_makes_only_when_used():
     made = []
-    lazy = cache.Lazy(lambda: made.append(1) or "model")
+    lazy = step_cache.Lazy(lambda: made.append(1) or "model")
     lazy.close()
     assert made == [], "a lazy value nobody asked for is never made"
     assert lazy.get() == "model" and lazy.get() == "model" and made == [1]
@@ -193,7 +195,7 @@ def test_tooltips_are_the_parameters_cells_own_comments(tmp_path):
 
 
 def test_choice_lists_are_converts_lists():
-    from helpers import convert
+    from helpers.steps import convert
 
     assert widgets.CHOICES["target_platform"] is convert.TARGET_PLATFORMS
     assert widgets.CHOICES["quantized_algorithm"] is convert.QUANTIZED_ALGORITHMS
@@ -201,10 +203,10 @@ def test_choice_lists_are_converts_lists():
 
 def test_cached_recomputes_over_a_record_without_result(tmp_path):
     run = Run.at(tmp_path / "run")
-    old = cache.Step(run, "v", {"x": 1})
+    old = step_cache.Step(run, "v", {"x": 1})
     old.check()
     old.done(kind="onnx")  # the older Step API: summary values, no "result"
-    assert cache.cached(run, "v", {"x": 1}, compute=lambda: {"kind": "onnx"}) == {"kind": "onnx"}
+    assert step_cache.cached(run, "v", {"x": 1}, compute=lambda: {"kind": "onnx"}) == {"kind": "onnx"}
 
 
 # ----------------------------------------------------------------------------- Run All keeps the person's edits
@@ -271,8 +273,9 @@ def test_headless_kernel_keeps_nothing_injected_values_stand(tmp_path, monkeypat
 def test_under_the_runner_injected_values_stand_even_after_an_edit(tmp_path):
     """A real papermill execution in the runner's kernel: a second form built after an edit shows the
     injected value, not the edit (the form is not interactive there)."""
-    from helpers import report
     from test_runner import write_notebook
+
+    from helpers.runner import execute
 
     nb = tmp_path / "toy.ipynb"
     code = ("import os\nfrom helpers import widgets\nns = {'run_dir': run_dir, 'calib_images': calib_images}\n"
@@ -280,7 +283,7 @@ def test_under_the_runner_injected_values_stand_even_after_an_edit(tmp_path):
             "again = widgets.form(ns, 'toy').values(record=False)['calib_images']\n"
             "seen = (os.environ.get('WORKBOOK_HEADLESS'), again)\nassert seen == ('1', 8), seen")
     write_notebook(nb, [("params", 'run_dir = "x"\ncalib_images = 50'), ("code", code)])
-    out = report.execute(nb, tmp_path / "run", {"calib_images": 8})
+    out = execute.execute(nb, tmp_path / "run", {"calib_images": 8})
     assert json.loads(out.read_text())["metadata"]["papermill"]["parameters"]["calib_images"] == 8
 
 
@@ -291,13 +294,13 @@ def test_step_output_corrupted_in_place_is_recomputed_and_said(tmp_path, capsys)
     model, log = run.rknn / "model.rknn", run.logs / "build.log"
     model.write_bytes(bytes(range(256)) * 16)
     log.write_text("a toolkit log: not stamped")
-    step = cache.Step(run, "20_convert", {"a": 1}, outputs=[model, log])
+    step = step_cache.Step(run, "20_convert", {"a": 1}, outputs=[model, log])
     step.done()
     assert set(step.record["stamps"]) == {"rknn/model.rknn"}, "stamped by run-relative name: a moved run stays warm"
-    assert cache.Step(run, "20_convert", {"a": 1}, outputs=[model, log]).check()
+    assert step_cache.Step(run, "20_convert", {"a": 1}, outputs=[model, log]).check()
     corrupt_in_place(model)
     capsys.readouterr()
-    again = cache.Step(run, "20_convert", {"a": 1}, outputs=[model, log])
+    again = step_cache.Step(run, "20_convert", {"a": 1}, outputs=[model, log])
     assert not again.check()
     out = capsys.readouterr().out
     assert "[cache] 20_convert recomputes: rknn/model.rknn content changed" in out and not summary._CACHE_LINE.search(out)

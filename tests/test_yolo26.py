@@ -10,20 +10,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from helpers.detect import guard
-from helpers.detect import postprocess as pp
-from helpers.errors import WorkbookError
-from helpers.paths import Run
 from test_deploy_detect import assert_demo_rows, harness, needs_gxx, parsed, printed, run_harness  # noqa: F401  (harness: fixture)
 from yolo26_support import tiny_yolo26  # noqa: F401  (session fixture: one training per session)
+
+from helpers.core.errors import WorkbookError
+from helpers.core.paths import Run
+from helpers.steps.export import guard
+from helpers.tasks.detect import postprocess as pp
 
 pytestmark = pytest.mark.slow
 
 
 def _canvases(tiny, n: int) -> tuple[list[np.ndarray], list]:
-    from helpers.detect.labels import read_split
-    from helpers.detect.simulate import load_letterboxed
+    from helpers.steps.detect_simulate import load_letterboxed
+    from helpers.tasks.detect.labels import read_split
 
     return load_letterboxed(read_split(tiny.data_yaml, "val").subset(n).paths, tiny.imgsz)
 
@@ -73,7 +73,7 @@ def test_guard_passes_both_heads_and_stops_a_yolo11_style_decode(tiny_yolo26, tm
 def test_cpp_topk_matches_postprocess_on_yolo26_outputs(harness, tiny_yolo26, tmp_path, conf):  # noqa: F811
     """The model's split outputs (ONNX Runtime) on 8 val images, quantized to int8 per tensor as the board returns
     them: the C++ decode with --end2end (reg_max 1 distances, top-k, no NMS) gives postprocess.py's boxes."""
-    from helpers.detect.simulate import onnx_runner
+    from helpers.steps.detect_simulate import onnx_runner
 
     canvases, _ = _canvases(tiny_yolo26, 8)
     run = onnx_runner(tiny_yolo26.split_onnx)
@@ -95,7 +95,7 @@ def test_cpp_topk_matches_postprocess_on_yolo26_outputs(harness, tiny_yolo26, tm
 @pytest.fixture(scope="module")
 def series26(tiny_yolo26, tmp_path_factory) -> Path:  # noqa: F811
     """00 -> 60 given the .pt, its data.yaml and imgsz (plus small sizes for 20..60), as a user would."""
-    from helpers.cli import run_series
+    from helpers.runner.cli import run_series
 
     config = {"common": {"data_dir": str(tiny_yolo26.data_yaml), "imgsz": tiny_yolo26.imgsz},
               "10_export": {"model": str(tiny_yolo26.train.weights)},  # the task is read from the model
@@ -156,9 +156,10 @@ def test_series_50_and_60_score_yolo26_by_map(series26):
 def test_series_bundle_runner_decodes_yolo26(series26, tmp_path):
     """The bundle notebook 40 built: model.json says end2end, and run_rknn.py (with the stand-in runtime computing the
     model's outputs) prints postprocess.py's end-to-end detections."""
-    from helpers.detect.simulate import load_letterboxed
-    from helpers.evaluate import OnnxBackend
     from test_deploy import run_on_stand_in
+
+    from helpers.steps.detect_simulate import load_letterboxed
+    from helpers.steps.evaluate import OnnxBackend
 
     bundle = series26 / "board" / "deploy"
     cfg = json.loads((bundle / "model.json").read_text())
@@ -184,10 +185,11 @@ def test_series_cpp_demo_decodes_yolo26_with_a_stand_in_runtime(series26, tmp_pa
     bundle's images: it prints postprocess.py's end-to-end detections."""
     import subprocess
 
-    from helpers.deploy import codegen
-    from helpers.detect.simulate import load_letterboxed
-    from helpers.evaluate import OnnxBackend
     from test_deploy_detect import GXX, HERE, STB, serve_outputs
+
+    from helpers.deploy import codegen
+    from helpers.steps.detect_simulate import load_letterboxed
+    from helpers.steps.evaluate import OnnxBackend
 
     if GXX is None or not (STB / "stb_image.h").is_file():
         pytest.skip("needs g++ and stb_image.h (apt-get install libstb-dev) to build the C++ detector demo")

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from detect_support import TinyDetector, build_tiny_detector
 
 # Sized for the test budget on 2 cores; YOLO26n learns the shapes more slowly than YOLO11n (tests/detect_support), hence more epochs.

@@ -1,2 +1,2 @@
 """Files shipped in the deployment bundle: the on-board runner (run_rknn.py), which imports the
-workbook's own helpers/preprocess.py (copied next to it in the bundle, byte for byte)."""
+workbook's own helpers/tasks/preprocess.py (copied next to it in the bundle, byte for byte)."""

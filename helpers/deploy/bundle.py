@@ -17,19 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..board import model_platform, save_json
-from ..convert import ConvertRecord
-from ..data import LabelledImages
-from ..errors import WorkbookError
-from ..paths import Run
-from ..rknn import toolkit_version
-from . import run_rknn as runner
-from .codegen import DETECT_PROGRAM, CppDemo, detector_head
-from .codegen import end2end as codegen_end2end
+from helpers.core.errors import WorkbookError
+from helpers.core.paths import Run
+from helpers.deploy import run_rknn as runner
+from helpers.deploy.codegen import DETECT_PROGRAM, CppDemo, detector_head
+from helpers.deploy.codegen import end2end as codegen_end2end
+from helpers.steps.board import model_platform, save_json
+from helpers.steps.convert import ConvertRecord
+from helpers.tasks.data import LabelledImages
+from helpers.toolkit.session import toolkit_version
 
 RUNNER = Path(runner.__file__)
-PREPROCESS = Path(__file__).resolve().parent.parent / "preprocess.py"
-POSTPROCESS = Path(__file__).resolve().parent.parent / "detect" / "postprocess.py"
+PREPROCESS = Path(__file__).resolve().parents[1] / "tasks" / "preprocess.py"
+POSTPROCESS = Path(__file__).resolve().parents[1] / "tasks" / "detect" / "postprocess.py"
 README_TEMPLATE = Path(__file__).with_name("README.template.md")
 HYBRID_RKNN = "hybrid/model_hybrid.rknn"
 CHOSEN_JSON = "hybrid/chosen.json"
@@ -125,7 +125,7 @@ def rknnlite_snippet(config: dict[str, Any], image: str = "your_image.jpg", mode
         "import cv2",
         "import numpy as np",
         "from rknnlite.api import RKNNLite",
-        *(["import postprocess   # the bundle's copy of helpers/detect/postprocess.py"] if config.get("task") == "detect" else []),
+        *(["import postprocess   # the bundle's copy of helpers/tasks/detect/postprocess.py"] if config.get("task") == "detect" else []),
         "",
         "lite = RKNNLite()",
         f"assert lite.load_rknn({(model or config['model'])!r}) == 0",
@@ -466,7 +466,7 @@ class RunnerCheck:
 
 def try_runner(bundle: Bundle, images: list[Path], size: int) -> RunnerCheck:
     """Run bundle/run_rknn.py as a subprocess from the bundle folder: once with --preprocess-only
-    (compared bit for bit with helpers.preprocess.read_image in the model's channels and colour order, i.e. what
+    (compared bit for bit with helpers.tasks.preprocess.read_image in the model's channels and colour order, i.e. what
     notebook 30 fed the simulator), once plainly (on a PC without rknn-toolkit-lite2 it must say how
     to install it)."""
     import subprocess
@@ -475,7 +475,7 @@ def try_runner(bundle: Bundle, images: list[Path], size: int) -> RunnerCheck:
 
     import numpy as np
 
-    from ..preprocess import match_channels, read_image
+    from helpers.tasks.preprocess import match_channels, read_image
 
     channels = len(bundle.config.get("mean_values") or [0, 0, 0])
     with tempfile.TemporaryDirectory() as tmp:
@@ -486,7 +486,7 @@ def try_runner(bundle: Bundle, images: list[Path], size: int) -> RunnerCheck:
             raise WorkbookError(f"The bundle's runner failed on this PC ({res.stderr.strip()}); fix the input it names and rebuild the bundle.")
         got = np.load(out)
     if bundle.config.get("task") == "detect":
-        from ..data import LabelledImages
+        from helpers.tasks.data import LabelledImages
 
         want = LabelledImages(list(images), np.zeros(len(images), np.int64), [], letterbox=True).load(size)
     else:

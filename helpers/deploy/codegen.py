@@ -7,9 +7,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..convert import ConvertRecord, rebuild
-from ..errors import WorkbookError
-from ..rknn import toolkit
+from helpers.core.errors import WorkbookError
+from helpers.steps.convert import ConvertRecord, rebuild
+from helpers.toolkit.session import toolkit
 
 CPP_DIR = Path(__file__).with_name("cpp")
 DETECT_SOURCES = (CPP_DIR / "yolo_detect.h", CPP_DIR / "detect_demo.cc")
@@ -45,7 +45,7 @@ def detector_head(record: ConvertRecord) -> str | None:
     """'split' or 'stock' when the converted model is a detector (its ONNX says so), else None."""
     if record.source.suffix.lower() != ".onnx" or not record.source.is_file():
         return None
-    from ..detect.head import onnx_metadata
+    from helpers.steps.export.detect_head import onnx_metadata
 
     meta = onnx_metadata(record.source)
     if meta.get("task") != "detect":
@@ -57,7 +57,7 @@ def end2end(record: ConvertRecord) -> bool:
     """Whether the converted detector has an end-to-end head (its ONNX says so): decoded by top-k, no NMS."""
     if record.source.suffix.lower() != ".onnx" or not record.source.is_file():
         return False
-    from ..detect.head import decode_options
+    from helpers.steps.export.detect_head import decode_options
 
     return bool(decode_options(record.source).get("end2end"))
 
@@ -86,8 +86,8 @@ def codegen_input(record: ConvertRecord, image: Path, folder: Path) -> Path:
     channels = len(record.config.mean_values or [0, 0, 0])
     if channels == 3:
         return Path(image)
-    from ..preprocess import read_rgb
-    from ..scoring import model_input_npy
+    from helpers.tasks.preprocess import read_rgb
+    from helpers.tasks.scoring import model_input_npy
 
     return model_input_npy(read_rgb(image, record.input_size), channels, Path(folder) / f"{Path(image).stem}.npy")
 

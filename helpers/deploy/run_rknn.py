@@ -96,7 +96,7 @@ def bundled(name: str) -> Any:
 
 def detector_postprocess() -> Any:
     """The workbook's detector post-processing module: postprocess.py beside this file in the bundle
-    (byte for byte helpers/detect/postprocess.py), or the workbook's own inside the repository."""
+    (byte for byte helpers/tasks/detect/postprocess.py), or the workbook's own inside the repository."""
     return bundled("postprocess")
 
 

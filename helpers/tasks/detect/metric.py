@@ -1,0 +1,90 @@
+"""COCO mAP with pycocotools (what rknn_model_zoo's evaluation uses): mAP50-95, mAP50, per-class AP."""
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from helpers.tasks.detect.postprocess import Detections
+
+
+@dataclass
+class GroundTruth:
+    """The labelled boxes (xyxy, original image pixels) and class ids of one image."""
+
+    boxes: np.ndarray
+    classes: np.ndarray
+    height: int
+    width: int
+
+
+@dataclass
+class DetectMetric:
+    """COCO box AP over one image set; per-class values keyed by class name (classes without any
+    labelled instance are left out, as pycocotools does)."""
+
+    map50_95: float
+    map50: float
+    per_class: dict[str, float] = field(default_factory=dict)
+    per_class50: dict[str, float] = field(default_factory=dict)
+    images: int = 0
+    instances: int = 0
+    detections: int = 0
+
+    def to_dict(self) -> dict:
+        return {"map50_95": self.map50_95, "map50": self.map50, "per_class": self.per_class, "per_class50": self.per_class50,
+                "images": self.images, "instances": self.instances, "detections": self.detections}
+
+
+def _coco_xywh(boxes: np.ndarray) -> np.ndarray:
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
+
+
+def coco_map(truth: Sequence[GroundTruth], predictions: Sequence[Detections], names: Sequence[str], max_det: int = 100) -> DetectMetric:
+    """Evaluate predictions against truth (same image order) with pycocotools' COCOeval (bbox,
+    101-point interpolated precision, IoU 0.50:0.05:0.95, at most max_det detections per image)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    if len(truth) != len(predictions):
+        raise ValueError(f"{len(predictions)} prediction sets for {len(truth)} labelled images; pass one Detections per image, in the same order.")
+    images, annotations, results = [], [], []
+    for i, (gt, det) in enumerate(zip(truth, predictions)):
+        images.append({"id": i, "height": int(gt.height), "width": int(gt.width)})
+        for box, cls in zip(_coco_xywh(gt.boxes), gt.classes):
+            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": int(cls), "bbox": box.tolist(),
+                                "area": float(box[2] * box[3]), "iscrowd": 0})
+        for box, cls, score in zip(_coco_xywh(det.boxes), det.classes, det.scores):
+            results.append({"image_id": i, "category_id": int(cls), "bbox": box.tolist(), "score": float(score)})
+    metric = DetectMetric(0.0, 0.0, images=len(images), instances=len(annotations), detections=len(results))
+    if not annotations or not results:
+        return metric
+    categories = [{"id": i, "name": str(n)} for i, n in enumerate(names)]
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        gt_api = COCO()
+        gt_api.dataset = {"images": images, "annotations": annotations, "categories": categories}
+        gt_api.createIndex()
+        dt_api = gt_api.loadRes(results)
+        ev = COCOeval(gt_api, dt_api, "bbox")
+        ev.params.maxDets = [1, 10, max_det]
+        ev.evaluate()
+        ev.accumulate()
+    # precision[iou, recall, class, area, maxdets]; area 0 = all, maxdets -1 = max_det; -1 marks "no data"
+    precision = ev.eval["precision"][:, :, :, 0, -1]
+    iou50 = int(np.argmin(np.abs(ev.params.iouThrs - 0.5)))
+
+    def mean(p: np.ndarray) -> float:
+        valid = p[p > -1]
+        return float(valid.mean()) if valid.size else 0.0
+
+    for k, cat in enumerate(ev.params.catIds):
+        if (precision[:, :, k] > -1).any():
+            metric.per_class[str(names[cat])] = mean(precision[:, :, k])
+            metric.per_class50[str(names[cat])] = mean(precision[iou50, :, k])
+    metric.map50_95 = mean(precision)
+    metric.map50 = mean(precision[iou50])
+    return metric

@@ -1,0 +1,43 @@
+"""The rules every comparison in the workbook uses, one definition each: the metric a table holds and how
+sentences name it, the noise of a share measured on a few images, and the cosine of raw outputs to FP32."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+Outputs = list[list[np.ndarray]]  # outputs[image][output], each with a batch dimension of 1
+METRIC_LABELS = {"top1": "top-1", "map50_95": "mAP50-95"}  # metric column -> how sentences name it (in this order of precedence)
+
+
+def metric_text(key: str, value: float) -> str:
+    """A metric value as sentences show it: top-1 as a percentage (98.33%), mAP as a fraction (0.712)."""
+    return f"{100 * value:.2f}%" if key == "top1" else f"{value:.3f}"
+
+
+def metric_heading(label: str) -> str:
+    """A metric's label at the start of a title: 'top-1' -> 'Top-1', 'mAP50-95' stays."""
+    return label if label[1:2].isupper() else label[:1].upper() + label[1:]
+
+
+def binomial_noise_pt(share: float, images: int) -> float:
+    """Two binomial standard deviations of a share (e.g. top-1) measured on `images` images, in points."""
+    return 100.0 * 2.0 * math.sqrt(max(share * (1.0 - share), 0.0) / images) if images else float("nan")
+
+
+def metric_in(columns: Any) -> str | None:
+    """The metric column of a table, row or record: the first of METRIC_LABELS' keys it has (None when none)."""
+    cols = set(columns) if columns is not None else set()
+    return next((k for k in METRIC_LABELS if k in cols), None)
+
+
+def output_cosines(a: Outputs, b: Outputs) -> np.ndarray:
+    """Per image: cosine of all its outputs flattened together, a against b (0 when either is all zeros)."""
+    out = []
+    for x, y in zip(a, b):
+        u = np.concatenate([np.ravel(o) for o in x]).astype(np.float64)
+        v = np.concatenate([np.ravel(o) for o in y]).astype(np.float64)
+        den = np.linalg.norm(u) * np.linalg.norm(v)
+        out.append(float(u @ v / den) if den > 0 else 0.0)
+    return np.asarray(out)
