@@ -12,7 +12,7 @@
    reused), so the ratio is the variants' own work.
 
 Time inside rknn-toolkit2 is measured for real: a sitecustomize (in a temp dir on PYTHONPATH, so the
-notebook kernels load it too) times what the toolkit wrapper runs (`helpers.toolkit.session.toolkit()`: RKNN
+notebook kernels load it too) times what the toolkit wrapper runs (`helpers.toolkit.session.RKNN`: RKNN
 construction and release; every method of its proxy). Per-step seconds come from <run>/.cache/*.json.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ SITECUSTOMIZE = r'''
 import importlib.abc, importlib.util, json, os, sys, time, contextlib
 
 class _TimeToolkit(importlib.abc.MetaPathFinder):
-    """After helpers.toolkit.session is imported, wrap _into_log so the time spent in each toolkit block is logged."""
+    """After helpers.toolkit.session is imported, wrap RKNN's calls so the time spent in each toolkit call is logged."""
     def find_spec(self, name, path, target=None):
         if name != "helpers.toolkit.session":
             return None
@@ -50,39 +50,25 @@ class _TimeToolkit(importlib.abc.MetaPathFinder):
             def log(what, t0):
                 with open(os.environ["WORKBOOK_TOOLKIT_TIMES"], "a") as fh:
                     fh.write(json.dumps({"pid": os.getpid(), "call": what, "s": time.perf_counter() - t0}) + "\n")
-            getattr_ = module.Toolkit.__getattr__
-            def timed_getattr(self, name):
-                attr = getattr_(self, name)
-                if not callable(attr):
-                    return attr
-                def call(*a, **k):
-                    t0 = time.perf_counter()
-                    try:
-                        return attr(*a, **k)
-                    finally:
-                        log(name, t0)
-                return call
-            module.Toolkit.__getattr__ = timed_getattr
-            toolkit_ = module.toolkit
-            @contextlib.contextmanager
-            def timed_toolkit(*a, **k):
+            cls = module.RKNN
+            call_, init_, release_ = cls._call, cls.__init__, cls.release
+            def timed_call(self, name, args, kwargs):
                 t0 = time.perf_counter()
-                cm = toolkit_(*a, **k)
-                proxy = cm.__enter__()
-                log("RKNN()", t0)
                 try:
-                    yield proxy
-                except BaseException:
-                    t1 = time.perf_counter()
-                    if not cm.__exit__(*sys.exc_info()):
-                        log("release", t1)
-                        raise
-                    log("release", t1)
-                else:
-                    t1 = time.perf_counter()
-                    cm.__exit__(None, None, None)
-                    log("release", t1)
-            module.toolkit = timed_toolkit
+                    return call_(self, name, args, kwargs)
+                finally:
+                    log(name, t0)
+            def timed_init(self, *a, **k):
+                t0 = time.perf_counter()
+                init_(self, *a, **k)
+                log("RKNN()", t0)
+            def timed_release(self):
+                if self.released:
+                    return
+                t0 = time.perf_counter()
+                release_(self)
+                log("release", t0)
+            cls._call, cls.__init__, cls.release = timed_call, timed_init, timed_release
         loader.exec_module = exec_module
         return spec
 

@@ -29,14 +29,14 @@ from helpers.steps import convert, evaluate
 from helpers.steps.export import exporter  # noqa: E402
 from helpers.tasks.data import load_split, write_calibration_list  # noqa: E402
 from helpers.tasks.preprocess import read_rgb  # noqa: E402
-from helpers.toolkit.session import toolkit  # noqa: E402
+from helpers.toolkit.session import RKNN  # noqa: E402
 
 MEAN, STD = [0.0, 0.0, 0.0], [255.0, 255.0, 255.0]
 
 
 def one_at_a_time(record: convert.ConvertRecord, paths: list[Path], size: int, log: Path) -> float:
     """The tutorial's loop: build for batch 1, then read and infer image by image. Returns seconds."""
-    with toolkit(log) as rk:
+    with RKNN(log) as rk:
         convert.rebuild(rk, record)
         rk.init_runtime(target=None)
         rk.inference(inputs=[read_rgb(paths[0], size)], data_format="nhwc")  # warm-up call, not timed

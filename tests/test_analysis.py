@@ -11,12 +11,12 @@ from quality_support import CONFIG, SIZE, outlier_onnx
 from helpers.core.errors import WorkbookError
 from helpers.steps import analysis, convert
 from helpers.tasks import data
-from helpers.toolkit.session import toolkit
+from helpers.toolkit.session import RKNN
 
 
 def _analyse(onnx, images, out, config=None, target=None):
     dataset = data.write_calibration_list(images, out / "calib.txt")
-    with toolkit(out / "analysis.log") as rk:
+    with RKNN(out / "analysis.log") as rk:
         rk.config(**(config or {"mean_values": [[0, 0, 0]], "std_values": [[255, 255, 255]], "target_platform": "rk3588"}))
         rk.load_onnx(str(onnx))
         rk.build(do_quantization=True, dataset=str(dataset))

@@ -62,9 +62,9 @@ def test_platform_read_from_the_rknn_file(run3588, run3566):
 def test_the_toolkit_enforces_the_same_platform_we_read(run3566, tmp_path):
     """Cross-check of our reading with the toolkit's own: init_runtime refuses a target that differs
     from the platform stored in the loaded .rknn, before looking for any device."""
-    from helpers.toolkit.session import toolkit
+    from helpers.toolkit.session import RKNN
 
-    with toolkit(tmp_path / "t.log") as rk:
+    with RKNN(tmp_path / "t.log") as rk:
         rk.load_rknn(str(run3566.rknn / "model.rknn"))
         with pytest.raises(RknnError, match="target_platform is 'rk3566'"):
             rk.init_runtime(target="rk3588")

@@ -14,10 +14,13 @@ import torch
 from helpers.core.errors import RknnError, ToolkitCrash, WorkbookError
 from helpers.core.isolate import run_isolated
 from helpers.core.paths import Run
-from helpers.steps import convert
+from helpers.steps import convert, quantize_demo
 from helpers.steps.export import exporter
 from helpers.tasks.data import write_calibration_list
-from helpers.toolkit.session import toolkit
+from helpers.text import convert as convert_text
+from helpers.toolkit.options import DTYPE_PLATFORMS_2_5_0
+from helpers.toolkit.session import RKNN
+from helpers.widgets import tooltips
 
 SDPA_RULE = "fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa"
 
@@ -82,7 +85,7 @@ def test_config_kwargs_are_accepted_by_the_toolkit(tmp_path):
                                 disable_rules=[SDPA_RULE], remove_weight=True, remove_reshape=True, enable_flash_attention=True,
                                 mini_rknn=True, auto_hybrid=True, auto_hybrid_cos_thresh=0.95, auto_hybrid_euc_thresh=2.0)
     cfg.validate(3)
-    with toolkit(tmp_path / "cfg.log") as rk:
+    with RKNN(tmp_path / "cfg.log") as rk:
         rk.config(**cfg.config_kwargs())
     kw = cfg.config_kwargs()
     assert kw["mean_values"] == [[0.0, 0.0, 0.0]] and kw["disable_rules"] == [SDPA_RULE] and kw["auto_hybrid_euc_thresh"] == 2.0
@@ -90,7 +93,7 @@ def test_config_kwargs_are_accepted_by_the_toolkit(tmp_path):
     w4 = convert.ConvertConfig(**ULTRA, target_platform="rk3576", quantized_dtype="w4a16", quantized_algorithm="gdq",
                                quantized_method="group32", sparse_infer=True)
     w4.validate(3)
-    with toolkit(tmp_path / "cfg4.log") as rk:
+    with RKNN(tmp_path / "cfg4.log") as rk:
         rk.config(**w4.config_kwargs())
 
 
@@ -103,12 +106,12 @@ def test_every_config_option_of_the_toolkit_is_a_parameter_or_explained():
     fields = set(convert.ConvertConfig.__dataclass_fields__)
     assert toolkit_options - fields - left_out == set()
     assert "disable_rules" in fields and left_out <= toolkit_options
-    assert all(convert.OPTION_HELP.get(f) for f in fields), "every option has its meaning for the options table"
+    assert all(tooltips("20_convert").get(f) for f in fields), "every option has its meaning for the options table"
 
 
 def test_dtype_table_matches_what_the_toolkit_accepts(tmp_path):
     """DTYPE_PLATFORMS_2_5_0 (which chips have which dtype) against the real toolkit's config."""
-    with toolkit(tmp_path / "dtypes.log") as rk:
+    with RKNN(tmp_path / "dtypes.log") as rk:
         for dtype in convert.QUANTIZED_DTYPES:
             for chip in convert.TARGET_PLATFORMS:
                 try:
@@ -117,7 +120,7 @@ def test_dtype_table_matches_what_the_toolkit_accepts(tmp_path):
                 except RknnError as err:
                     assert "not support in" in err.reason, err.reason
                     accepted = False
-                assert accepted == (chip in convert.DTYPE_PLATFORMS_2_5_0[dtype]), (dtype, chip)
+                assert accepted == (chip in DTYPE_PLATFORMS_2_5_0[dtype]), (dtype, chip)
 
 
 @pytest.mark.parametrize("load_path", ["onnx", "pytorch"])
@@ -146,7 +149,7 @@ def test_record_rebuilds_the_same_model_in_the_simulator(tiny_onnx, calib, tmp_p
     x = np.random.default_rng(1).integers(0, 256, (1, 16, 16, 3), dtype=np.uint8)
     outs = []
     for i in range(2):
-        with toolkit(tmp_path / f"sim{i}.log") as rk:
+        with RKNN(tmp_path / f"sim{i}.log") as rk:
             convert.rebuild(rk, rec)
             rk.init_runtime(target=None)
             outs.append(rk.inference(inputs=[x], data_format="nhwc")[0])
@@ -213,14 +216,14 @@ def test_float_model_needs_no_calibration(tiny_onnx, tmp_path):
 
 
 def test_quantization_demo_per_channel_beats_per_tensor(tiny_onnx):
-    name, w = convert.pick_weight(tiny_onnx)
-    table = convert.quantization_demo(w).set_index(["granularity", "scheme"])
+    name, w = quantize_demo.pick_weight(tiny_onnx)
+    table = quantize_demo.quantization_demo(w).set_index(["granularity", "scheme"])
     assert w.ndim == 4 and name
     per_tensor = table.loc[("per-tensor (layer)", "symmetric"), "SQNR dB"]
     per_channel = table.loc[("per-channel", "symmetric"), "SQNR dB"]
     assert per_channel >= per_tensor
     assert table.loc[("per-channel", "symmetric"), "scales"] == w.shape[0]
-    deq, scale, zero = convert.quantize(w, symmetric=True)
+    deq, scale, zero = quantize_demo.quantize(w, symmetric=True)
     assert np.abs(deq - w).max() <= scale[0] / 2 + 1e-7 and zero[0] == 0
 
 
@@ -304,12 +307,12 @@ def test_failing_rule_is_disabled_recorded_and_reused(yolo_cls_64, tmp_path):
     data = json.loads((run.rknn / "convert.json").read_text())
     assert data["config"]["disable_rules"] == [SDPA_RULE] and data["disable_rules_given"] == []
     assert data["auto_disabled_rules"] == [{"rule": SDPA_RULE, "reason": res.auto_disabled[0].reason}]
-    note = convert.disabled_rules_note(res.auto_disabled)
+    note = convert_text.disabled_rules_note(res.auto_disabled)
     assert SDPA_RULE in note and "every later rebuild" in note
     listing = convert.raw_calls(convert.read_record(run))
     assert f"disable_rules=['{SDPA_RULE}']" in listing and "rknn.export_rknn(" in listing and "rknn.release()" in listing
     # a later step rebuilds through convert.rebuild on a plain toolkit (no retry): it builds only with the recorded rule
-    with toolkit(tmp_path / "sim.log") as rk:
+    with RKNN(tmp_path / "sim.log") as rk:
         convert.rebuild(rk, convert.read_record(run))
         rk.init_runtime(target=None)
         out = rk.inference(inputs=[np.zeros((1, 64, 64, 3), np.uint8)], data_format="nhwc")[0]

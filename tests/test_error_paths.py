@@ -17,7 +17,7 @@ import yaml
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import Run
 from helpers.runner import cli, execute, variants
-from helpers.steps import analysis, convert, hybrid
+from helpers.steps import analysis, convert, hybrid, quantize_demo
 from helpers.steps.export import exporter, models
 from helpers.tasks import data, identify
 
@@ -189,7 +189,7 @@ def test_quantization_demo_on_a_model_without_conv_weights(tmp_path):
     torch.onnx.export(net, torch.zeros(1, 3, 4, 4), str(path), opset_version=12, input_names=["images"])
     with pytest.raises(WorkbookError, match=r"ONNX file \S+/mlp.onnx has no 4-D conv weight with >= 8 output channels to demonstrate "
                                             r"quantization on; skip this demo cell"):
-        convert.pick_weight(path)
+        quantize_demo.pick_weight(path)
 
 
 # ----------------------------------------------------------------------------- notebook 60: the hybrid cfg

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, version_converter
 from helpers.core.errors import RknnError, WorkbookError
 from helpers.steps import evaluate
 from helpers.steps.export import exporter
-from helpers.toolkit.session import toolkit
+from helpers.toolkit.session import RKNN
 
 
 def _net() -> torch.nn.Module:
@@ -81,7 +81,7 @@ def test_toolkit_really_refuses_the_opset_above_our_maximum(tiny_onnx, tmp_path)
         path = tmp_path / f"o{opset}.onnx"
         onnx.save(version_converter.convert_version(model, opset), str(path))
         try:
-            with toolkit(tmp_path / f"load{opset}.log") as rk:
+            with RKNN(tmp_path / f"load{opset}.log") as rk:
                 rk.config(mean_values=[[0, 0, 0]], std_values=[[1, 1, 1]], target_platform="rk3588")
                 rk.load_onnx(str(path))
             loaded = True

@@ -13,7 +13,7 @@ from helpers.core.errors import WorkbookError
 from helpers.steps import analysis, hybrid
 from helpers.steps.evaluate import cosine_rows, first_outputs
 from helpers.tasks import data, scoring
-from helpers.toolkit.session import toolkit
+from helpers.toolkit.session import RKNN
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def made(tiny_images, tmp_path_factory):
     onnx = outlier_onnx(root)
     dataset = data.write_calibration_list(tiny_images, root / "calib.txt")
     folder = root / "step1"
-    with toolkit(folder / "step1.log", workdir=folder) as rk:
+    with RKNN(folder / "step1.log", workdir=folder) as rk:
         rk.config(**CONFIG)
         rk.load_onnx(str(onnx))
         files = hybrid.step1(rk, dataset, proposal=True)
@@ -48,7 +48,7 @@ def test_step1_writes_its_files_in_the_step_folder(made):
 def _plain_step1(made, tmp_path):
     """Step 1 without proposal: the cfg starts with `custom_quantize_layers: {}`."""
     folder = tmp_path / "plain"
-    with toolkit(folder / "step1.log", workdir=folder) as rk:
+    with RKNN(folder / "step1.log", workdir=folder) as rk:
         rk.config(**CONFIG)
         rk.load_onnx(str(made["onnx"]))
         return hybrid.step1(rk, made["dataset"], proposal=False)
@@ -116,7 +116,7 @@ def test_step2_without_step1_files(made, tmp_path):
     files.data.unlink()
     with pytest.raises(WorkbookError, match=r"outlier.data is missing beside outlier.quantization.cfg; re-run hybrid step 1"):
         hybrid.find_step1(files.folder)
-    with toolkit(tmp_path / "s2.log") as rk:
+    with RKNN(tmp_path / "s2.log") as rk:
         with pytest.raises(WorkbookError, match=r"^Hybrid step 2 needs .*outlier.data, which does not exist; run hybrid step 1"):
             hybrid.step2(rk, files, files.cfg)
 
@@ -126,7 +126,7 @@ def test_hybrid_from_the_ranking_repairs_the_output(made, tiny_images, tmp_path)
     files = made["files"]
     pixels = np.stack([data.read_rgb(p, SIZE) for p in tiny_images])
     fp32 = onnx_scores(made["onnx"], pixels)
-    with toolkit(tmp_path / "int8.log") as rk:
+    with RKNN(tmp_path / "int8.log") as rk:
         rk.config(**CONFIG)
         rk.load_onnx(str(made["onnx"]))
         rk.build(do_quantization=True, dataset=str(made["dataset"]))

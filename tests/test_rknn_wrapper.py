@@ -8,7 +8,7 @@ import pytest
 
 from helpers.core.errors import RknnError, WorkbookError
 from helpers.tasks.data import write_calibration_list
-from helpers.toolkit.session import RKNN, hinted_rules, toolkit
+from helpers.toolkit.session import RKNN, hinted_rules
 
 
 def _configure(rk, platform="rk3588"):
@@ -21,7 +21,7 @@ def test_success_path_converts_runs_and_logs(tiny_onnx, tiny_images, tmp_path, c
     monkeypatch.chdir(elsewhere)
     dataset = write_calibration_list(tiny_images, tmp_path / "calib.txt")
     log = tmp_path / "logs" / "build.log"
-    with toolkit(log) as rk:
+    with RKNN(log) as rk:
         _configure(rk)
         rk.load_onnx(str(tiny_onnx))
         rk.build(do_quantization=True, dataset=str(dataset))
@@ -44,7 +44,7 @@ def test_success_path_converts_runs_and_logs(tiny_onnx, tiny_images, tmp_path, c
 def test_missing_model_file_raises_with_log_tail(tmp_path):
     missing = tmp_path / "nope.onnx"
     with pytest.raises(RknnError) as info:
-        with toolkit(tmp_path / "load.log") as rk:
+        with RKNN(tmp_path / "load.log") as rk:
             _configure(rk)
             rk.load_onnx(str(missing))
     err = info.value
@@ -56,7 +56,7 @@ def test_missing_model_file_raises_with_log_tail(tmp_path):
 
 def test_invalid_target_platform_raises(tmp_path):
     with pytest.raises(RknnError) as info:
-        with toolkit(tmp_path / "cfg.log") as rk:
+        with RKNN(tmp_path / "cfg.log") as rk:
             _configure(rk, platform="rk9999")
     assert info.value.call == "config"
     assert "Invalid target_platform 'rk9999'" in info.value.reason
@@ -66,7 +66,7 @@ def test_empty_calibration_list_raises(tiny_onnx, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     with pytest.raises(RknnError) as info:
-        with toolkit(tmp_path / "build.log") as rk:
+        with RKNN(tmp_path / "build.log") as rk:
             _configure(rk)
             rk.load_onnx(str(tiny_onnx))
             rk.build(do_quantization=True, dataset=str(empty))
@@ -80,7 +80,7 @@ def test_empty_calibration_list_raises(tiny_onnx, tmp_path):
 def test_minus_one_return_becomes_error(tmp_path):
     """export_rknn before build returns -1 (no exception): the wrapper raises all the same."""
     with pytest.raises(RknnError) as info:
-        with toolkit(tmp_path / "export.log") as rk:
+        with RKNN(tmp_path / "export.log") as rk:
             rk.export_rknn(str(tmp_path / "x.rknn"))
     assert info.value.call == "export_rknn" and info.value.reason == "returned -1"
     assert not (tmp_path / "x.rknn").exists()
@@ -89,14 +89,14 @@ def test_minus_one_return_becomes_error(tmp_path):
 def test_inference_without_runtime_is_an_error(tmp_path):
     """inference() returns None when there is no runtime; the wrapper treats that as failure."""
     with pytest.raises(RknnError, match="inference failed: returned None"):
-        with toolkit(tmp_path / "inf.log") as rk:
+        with RKNN(tmp_path / "inf.log") as rk:
             rk.inference(inputs=[np.zeros((16, 16, 3), np.uint8)])
 
 
 def test_release_happens_even_when_the_body_fails(tmp_path):
     released = []
     with pytest.raises(ZeroDivisionError):
-        with toolkit(tmp_path / "x.log") as rk:
+        with RKNN(tmp_path / "x.log") as rk:
             real_release = rk._rknn.release
             rk._rknn.release = lambda: (released.append(True), real_release())  # observe the real call
             1 / 0
@@ -105,10 +105,10 @@ def test_release_happens_even_when_the_body_fails(tmp_path):
 
 def test_each_step_log_holds_only_its_own_step(tmp_path):
     """The toolkit's logger is global: a finished step's log must not collect the next step's lines."""
-    with toolkit(tmp_path / "first.log") as rk:
+    with RKNN(tmp_path / "first.log") as rk:
         rk.config(target_platform="rk3588")
     first = (tmp_path / "first.log").read_text()
-    with toolkit(tmp_path / "second.log") as rk:
+    with RKNN(tmp_path / "second.log") as rk:
         rk.config(target_platform="rk3566")
     assert (tmp_path / "first.log").read_text() == first
     assert "second.log" in (tmp_path / "second.log").read_text()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from helpers.core.errors import WorkbookError
 from helpers.steps.convert import ConvertRecord, rebuild
-from helpers.toolkit.session import toolkit
+from helpers.toolkit.session import RKNN
 
 CPP_DIR = Path(__file__).with_name("cpp")
 DETECT_SOURCES = (CPP_DIR / "yolo_detect.h", CPP_DIR / "detect_demo.cc")
@@ -109,7 +109,7 @@ def generate_cpp_demo(record: ConvertRecord, out_dir: str | Path, log_path: str 
     detector = detector_head(record) == "split"
     image = codegen_input(record, image, scratch) if image else None
     try:
-        with toolkit(log_path, workdir=scratch) as rk:
+        with RKNN(log_path, workdir=scratch, auto_disable_rules=False) as rk:
             rebuild(rk, record)
             rk.export_rknn(str(scratch / model_name))
             rk.codegen(output_path=str(scratch / "cpp"), inputs=[str(Path(image).resolve())] if image else None, overwrite=True)

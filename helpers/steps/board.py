@@ -2,7 +2,7 @@
 performance and memory, accuracy analysis with runtime columns. (What goes onto the board, the
 deployment bundle and the C++ demo, lives in helpers.deploy.)
 
-Everything that touches a board goes through helpers.toolkit.session.toolkit and fails with RknnError when the
+Everything that touches a board goes through helpers.toolkit.session.RKNN and fails with RknnError when the
 board does not answer; nothing here fabricates a board result. Bad input (unknown device id, target
 that does not match the model, unknown core mask) is a WorkbookError before any toolkit call.
 """
@@ -25,7 +25,7 @@ from helpers.deploy import run_rknn as runner
 from helpers.steps.convert import TARGET_PLATFORMS, ConvertRecord, rebuild
 from helpers.steps.evaluate import EvalResult, ToolkitSession, first_outputs, load_run, topk_accuracy
 from helpers.tasks.data import LabelledImages
-from helpers.toolkit.session import Toolkit, log_tail, toolkit, toolkit_version
+from helpers.toolkit.session import RKNN, log_tail, toolkit_version
 
 if TYPE_CHECKING:  # pandas and matplotlib are imported where they are used
     import pandas as pd
@@ -109,7 +109,7 @@ class Devices:
 def discover(log_path: str | Path) -> Devices:
     """Ask the toolkit for connected boards (adb and ntb); a failing adb is recorded, not raised."""
     try:
-        with toolkit(log_path) as rk:
+        with RKNN(log_path) as rk:
             adb, ntb = rk.list_devices()
     except Exception as exc:  # noqa: BLE001 - no adb at all is a finding for devices.json, not a crash
         return Devices([], [], str(exc).splitlines()[0])
@@ -206,7 +206,7 @@ class BoardBackend(ToolkitSession):
         self.log_path = Path(log_path)
         self.channels = len(record.config.mean_values) if record else None
 
-        def setup(rk: Toolkit) -> None:
+        def setup(rk: RKNN) -> None:
             adb, ntb = rk.list_devices()
             self.device_id = choose_device(Devices(list(adb or []), list(ntb or [])), device_id)
             if self.device_id is None:
@@ -298,7 +298,7 @@ def board_accuracy_analysis(record: ConvertRecord, images: list[Path], out_dir: 
     out_dir/<NN>_<stem>/, exactly as the simulator path (analysis.run_accuracy_analysis). Returns the txt paths."""
     from helpers.steps.analysis import run_accuracy_analysis
 
-    with toolkit(log_path) as rk:
+    with RKNN(log_path, auto_disable_rules=False) as rk:
         rebuild(rk, record)
         with explained():
             return run_accuracy_analysis(rk, images, out_dir, target=target, device_id=device_id, progress=False)

@@ -11,10 +11,16 @@ from importlib.metadata import PackageNotFoundError, requires, version
 from pathlib import Path
 from typing import Callable
 
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
 from helpers.core.paths import REPO, Run, write_json_atomic
+from helpers.toolkit.session import RKNN
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
-PYTHON_RANGE = ((3, 10), (3, 12))  # requirements.txt resolves for 3.10-3.12 (tests/resolve_requirements.py); the toolkit: 3.8-3.12
+# requirements.txt resolves for 3.10-3.12 (tests/resolve_requirements.py); the toolkit: 3.8-3.12
+PYTHON_RANGE = ((3, 10), (3, 12))
 # The tutorial's apt line for OpenCV's system libraries; Ubuntu 22.04+ and Debian 12 name libgl1-mesa-glx libgl1.
 APT_OPENCV = "sudo apt-get install -y libgl1 libglib2.0-0"
 INSTALL_FIX = "run `make setup` (or `pip install -r requirements.txt` in one call) so the pins resolve together"
@@ -40,8 +46,6 @@ def toolkit_pins() -> dict[str, str]:
 
 
 def _pin_check(package: str, pins: dict[str, str], note: str = "") -> Check:
-    from packaging.specifiers import SpecifierSet
-
     spec = pins.get(package, "")
     try:
         have = version(package)
@@ -67,7 +71,8 @@ def check_toolkit() -> Check:
         importlib.import_module("rknn.api")
         return Check("rknn-toolkit2", OK, f"{version('rknn-toolkit2')} imports")
     except Exception as exc:  # noqa: BLE001 - any import failure is the finding
-        return Check("rknn-toolkit2", FAIL, f"import failed: {exc}", "pip install rknn-toolkit2==2.5.0 together with its pins (`make setup`)")
+        return Check("rknn-toolkit2", FAIL, f"import failed: {exc}", "pip install rknn-toolkit2==2.5.0 together with its pins "
+                                                                     "(`make setup`)")
 
 
 def check_torch(pins: dict[str, str]) -> Check:
@@ -77,14 +82,13 @@ def check_torch(pins: dict[str, str]) -> Check:
 
 
 def check_setuptools() -> Check:
-    from packaging.version import Version
-
     try:
         have = version("setuptools")
     except PackageNotFoundError:
         return Check("setuptools", FAIL, "not installed (the toolkit imports pkg_resources)", "pip install 'setuptools<81'")
     if Version(have) >= Version("81"):
-        return Check("setuptools", FAIL, f"{have}: pkg_resources is gone in 81+, the toolkit imports it", "pip install 'setuptools<81'")
+        return Check("setuptools", FAIL, f"{have}: pkg_resources is gone in 81+, the toolkit imports it", "pip install "
+                                                                                                          "'setuptools<81'")
     return Check("setuptools", OK, f"{have} (< 81, provides pkg_resources)")
 
 
@@ -115,13 +119,14 @@ def check_kernel() -> Check:
 
 def check_widgets() -> Check:
     try:
-        import ipywidgets
+        import ipywidgets  # the import is the check (a broken install is a finding, not a crash)
 
         major = int(ipywidgets.__version__.split(".")[0])
         try:
             version("jupyterlab_widgets")
         except PackageNotFoundError:
-            return Check("ipywidgets", WARN, f"{ipywidgets.__version__} but jupyterlab_widgets missing: forms will not render in JupyterLab", "pip install jupyterlab_widgets")
+            return Check("ipywidgets", WARN, f"{ipywidgets.__version__} but jupyterlab_widgets missing: forms will not render "
+                                             "in JupyterLab", "pip install jupyterlab_widgets")
         if major < 8:
             return Check("ipywidgets", WARN, f"{ipywidgets.__version__} is old for JupyterLab 4", "pip install 'ipywidgets>=8'")
         return Check("ipywidgets", OK, f"{ipywidgets.__version__} with jupyterlab_widgets {version('jupyterlab_widgets')}")
@@ -131,7 +136,7 @@ def check_widgets() -> Check:
 
 def check_onnxruntime() -> Check:
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # the import is the check (a broken install is a finding, not a crash)
 
         return Check("onnxruntime", OK, f"{ort.__version__}, providers {', '.join(ort.get_available_providers())}")
     except Exception as exc:  # noqa: BLE001
@@ -139,10 +144,8 @@ def check_onnxruntime() -> Check:
 
 
 def check_devices(log_path: Path) -> Check:
-    from helpers.toolkit.session import toolkit
-
     try:
-        with toolkit(log_path) as rk:
+        with RKNN(log_path) as rk:
             adb, ntb = rk.list_devices()
     except Exception as exc:  # noqa: BLE001
         return Check("devices", WARN, f"list_devices failed: {exc}", "boards are optional; see notebook 40's checklist")
@@ -158,7 +161,8 @@ def check_disk(min_ok_gb: float = 5.0, min_warn_gb: float = 1.0) -> Check:
     if free >= min_ok_gb:
         return Check("disk", OK, detail)
     if free >= min_warn_gb:
-        return Check("disk", WARN, detail, f"free space: conversions and sweeps write a few hundred MB; {min_ok_gb:.0f} GB is comfortable")
+        return Check("disk", WARN, detail, f"free space: conversions and sweeps write a few hundred MB; {min_ok_gb:.0f} GB is "
+                                           "comfortable")
     return Check("disk", FAIL, detail, "free at least 1 GB before converting models")
 
 
@@ -194,22 +198,22 @@ def save(run: Run, checks: list[Check]) -> Path:
         toolkit_version = version("rknn-toolkit2")
     except PackageNotFoundError:
         toolkit_version = None
-    return write_json_atomic(run.root / "env.json", {"summary": summary, "toolkit_version": toolkit_version, "checks": [asdict(c) for c in checks]})
+    data = {"summary": summary, "toolkit_version": toolkit_version, "checks": [asdict(c) for c in checks]}
+    return write_json_atomic(run.root / "env.json", data)
 
 
 def table(checks: list[Check]):
     """The checks as a DataFrame, colour-coded by status when shown in a notebook."""
-    import pandas as pd
+    import pandas as pd  # optional here: the checks above run (and say what is broken) without it
 
     df = pd.DataFrame([asdict(c) for c in checks])
     colours = {OK: "#d9f2d9", WARN: "#fff2cc", FAIL: "#f8d0d0"}
-    return df.style.apply(lambda col: [f"background-color: {colours.get(v, '')}" for v in col], subset=["status"]).hide(axis="index")
+    paint = lambda col: [f"background-color: {colours.get(v, '')}" for v in col]  # noqa: E731
+    return df.style.apply(paint, subset=["status"]).hide(axis="index")
 
 
 def requirement_pins(path: Path = REPO / "requirements.txt") -> dict[str, str]:
     """{package: '==version'} that requirements.txt selects for this Python (its environment markers evaluated)."""
-    from packaging.requirements import Requirement
-
     pins: dict[str, str] = {}
     for line in path.read_text().splitlines() if path.is_file() else []:
         text = line.split("#", 1)[0].strip()

@@ -26,7 +26,7 @@ from helpers.tasks.preprocess import match_channels, read_rgb, to_float_nchw
 
 if TYPE_CHECKING:  # convert imports the toolkit wrapper; only the types are needed here
     from helpers.steps.convert import ConvertConfig, ConvertRecord
-    from helpers.toolkit.session import Toolkit
+    from helpers.toolkit.session import RKNN
 
 
 @runtime_checkable
@@ -104,7 +104,7 @@ class ToolkitSession:
     """Base of the backends that hold one open toolkit (simulator, board): `_open` runs their setup on
     it and releases it if setup fails; `close()` (or leaving a `with` block) releases it."""
 
-    rk: Toolkit
+    rk: RKNN
     channels: int | None = None  # the model's input channels, when known: batches are brought to it
 
     def fit_channels(self, batch_uint8_nhwc: np.ndarray) -> np.ndarray:
@@ -113,12 +113,12 @@ class ToolkitSession:
 
     auto_disable_rules: bool = False  # True: a build failing in a graph rule the log names is retried without it
 
-    def _open(self, log_path: Path, setup: Callable[[Toolkit], None]) -> None:
-        from helpers.toolkit.session import RKNN, toolkit
+    def _open(self, log_path: Path, setup: Callable[[RKNN], None]) -> None:
+        from helpers.toolkit.session import RKNN
 
         self._stack = contextlib.ExitStack()
         try:
-            self.rk = self._stack.enter_context(RKNN(log_path) if self.auto_disable_rules else toolkit(log_path))
+            self.rk = self._stack.enter_context(RKNN(log_path, auto_disable_rules=self.auto_disable_rules))
             setup(self.rk)
         except BaseException:
             self._stack.close()
@@ -150,7 +150,7 @@ class SimulatorBackend(ToolkitSession):
         self.log_path = Path(log_path)
         self.cfg = ConvertConfig.from_dict({**cfg.to_dict(), "rknn_batch_size": self.batch if self.batch > 1 else None})
 
-        def setup(rk: Toolkit) -> None:
+        def setup(rk: RKNN) -> None:
             build_on(rk, Path(source), self.cfg, Path(dataset) if dataset else None, input_size, load_path)
             rk.init_runtime(target=None)
 

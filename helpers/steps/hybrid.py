@@ -288,10 +288,10 @@ def judged(rk: Any, judge: "Judge") -> "Score":
 @contextlib.contextmanager
 def built(step1_files: Step1Files, layers: Iterable[str] | Mapping[str, str], cfg_out: Path, log_path: Path) -> Iterator[Any]:
     """Write the edited cfg for layers, run step 2 (in step1's folder) and yield the built toolkit."""
-    from helpers.toolkit.session import toolkit
+    from helpers.toolkit.session import RKNN
 
     out = write_cfg(step1_files, layers, cfg_out)
-    with toolkit(log_path, workdir=step1_files.folder) as rk:
+    with RKNN(log_path, workdir=step1_files.folder) as rk:
         step2(rk, step1_files, out)
         rk.input_channels = input_channels(step1_files)
         yield rk
@@ -577,11 +577,11 @@ def strategy_file(run: "Run", name: str) -> Path:
 def measure_int8(bench: Bench) -> tuple[Variant, Any]:
     """The plain INT8 baseline with the same calibration: build, accuracy_analysis, export, the judge's metric."""
     from helpers.steps.convert import build_on
-    from helpers.toolkit.session import toolkit
+    from helpers.toolkit.session import RKNN
 
     run, rec = bench.run, bench.record
     log = run.logs / "60_int8.log"
-    with toolkit(log) as rk:
+    with RKNN(log, auto_disable_rules=False) as rk:
         build_on(rk, rec.source, bench.cfg, bench.dataset, rec.input_size, rec.load_path)
         v, table = measure(rk, "INT8", bench.judge, run.hybrid / "model_int8.rknn", log, bench.analysis_images, run.hybrid / "snapshot_int8")
     v.file = "hybrid/model_int8.rknn"
@@ -591,10 +591,10 @@ def measure_int8(bench: Bench) -> tuple[Variant, Any]:
 def auto_hybrid(bench: Bench) -> Variant:
     """build(auto_hybrid=True) with notebook 20's options (and disabled rules): the toolkit picks float16 layers by cosine."""
     from helpers.steps.convert import load_source
-    from helpers.toolkit.session import toolkit
+    from helpers.toolkit.session import RKNN
 
     rec, log = bench.record, bench.run.logs / "60_auto_hybrid.log"
-    with toolkit(log) as rk:
+    with RKNN(log, auto_disable_rules=False) as rk:
         rk.config(**bench.cfg.config_kwargs())
         load_source(rk, rec.source, rec.input_size, rec.load_path)
         rk.build(**{**bench.cfg.build_kwargs(bench.dataset), "auto_hybrid": True})  # also when notebook 20 already set it

@@ -14,7 +14,7 @@ from helpers.core.errors import WorkbookError
 
 if TYPE_CHECKING:
     from helpers.core.paths import Run
-    from helpers.steps.convert import ConvertRecord
+    from helpers.toolkit.record import ConvertRecord
 
 from helpers.tasks.measures import METRIC_LABELS, Outputs, binomial_noise_pt, metric_heading, metric_in, metric_text, output_cosines  # noqa: F401
 @dataclass

@@ -1,9 +1,9 @@
-"""A context manager around rknn.api.RKNN: quiet notebooks, one log file per step, one exception type.
+"""The one entry point to rknn.api.RKNN: quiet notebooks, one log file per step, one exception type.
 
 The toolkit reports some failures by returning -1 and others by raising (often a ValueError whose
-text is a traceback). `toolkit()` turns both into `RknnError` carrying the log tail, sends the
-toolkit's chatter (Python logger, native stdout/stderr, its progress bars) to the step's log file,
-and always calls `release()`.
+text is a traceback). `RKNN` turns both into `RknnError` carrying the log tail, sends the toolkit's
+chatter (Python logger, native stdout/stderr, its progress bars) to the step's log file, retries a
+build the toolkit attributes to a graph rule, and releases exactly once (`release()` or leaving `with`).
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -68,42 +69,6 @@ def _quiet_toolkit_logger() -> None:
             logger.removeHandler(handler)
 
 
-class Toolkit:
-    """Proxy for an RKNN object: same methods, but failures raise RknnError."""
-
-    def __init__(self, rknn: Any, log_path: Path, workdir: Path):
-        self._rknn = rknn
-        self.log_path = log_path
-        self.workdir = workdir
-
-    def _call(self, name: str, args: tuple, kwargs: dict[str, Any]) -> Any:
-        """One toolkit call with its output in the log; -1 / None / an exception -> RknnError."""
-        attr = getattr(self._rknn, name)
-        try:
-            with into_log(self.log_path, self.workdir):
-                result = attr(*args, **kwargs)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # the toolkit raises ValueError, RuntimeError, even SystemExit
-            raise RknnError(name, _reason(exc), self.log_path, log_tail(self.log_path)) from exc
-        failed = result is None if name in _RETURNS_DATA else (isinstance(result, int) and result != 0)
-        if failed:
-            raise RknnError(name, f"returned {result!r}", self.log_path, log_tail(self.log_path))
-        return result
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._rknn, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return self._call(name, args, kwargs)
-
-        call.__name__ = name
-        call.__doc__ = getattr(attr, "__doc__", None)
-        return call
-
-
 _HINT = re.compile(r"disable_rules=\[([^\]]*)\]")
 
 
@@ -125,41 +90,67 @@ class DisabledRule:
     reason: str
 
 
-def open_rknn(log_path: str | Path, verbose: bool = True, workdir: str | Path | None = None) -> tuple[Any, Path, Path]:
-    """A raw `rknn.api.RKNN` logging to log_path (truncated), its work folder created (default: the
-    log's folder); returns (rknn, absolute log path, absolute workdir)."""
-    log_path = Path(log_path).resolve()
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_text("")
-    workdir = Path(workdir).resolve() if workdir else log_path.parent
-    workdir.mkdir(parents=True, exist_ok=True)
-    _quiet_toolkit_logger()  # an earlier import may have left console handlers bound to the notebook's stderr
-    with into_log(log_path, workdir):
-        from rknn.api import RKNN as ToolkitRKNN
-
-        rknn = ToolkitRKNN(verbose=verbose, verbose_file=str(log_path))
-    _quiet_toolkit_logger()
-    return rknn, log_path, workdir
-
-
-class RKNN(Toolkit):
+class RKNN:
     """The workbook's checked stand-in for `rknn.api.RKNN`, with the same calls as the tutorial:
-    `config`, `load_onnx` / `load_pytorch`, `build`, `export_rknn`, `release` (and any other method).
+    `config`, `load_onnx` / `load_pytorch`, `build`, `export_rknn`, `release`, and any other method.
 
-    Failures raise RknnError with the log tail; the toolkit's output goes to verbose_file. When `build`
-    fails and the log says "You can add disable_rules=[...]", build replays config (with those rules
-    added) and the load call, and builds again (auto_disable_rules=True), or stops naming the rules.
+    Opens an RKNN object logging to verbose_file (truncated). Every call runs with the working directory
+    set to workdir (default: the log's folder), because the toolkit writes intermediate files (check*.onnx,
+    hybrid step1 output) into the current directory; pass absolute paths to the calls. Failures (-1, None
+    from a data call, an exception) raise RknnError with the log tail. When `build` fails and the log says
+    "You can add disable_rules=[...]", build replays config (with those rules added) and the load call, and
+    builds again (auto_disable_rules=True), or stops naming the rules (False).
     """
 
     def __init__(self, verbose_file: str | Path, verbose: bool = True, workdir: str | Path | None = None,
                  auto_disable_rules: bool = True, max_retries: int = 4):
-        rknn, log_path, workdir = open_rknn(verbose_file, verbose, workdir)
-        super().__init__(rknn, log_path, workdir)
+        log_path = Path(verbose_file).resolve()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text("")
+        workdir = Path(workdir).resolve() if workdir else log_path.parent
+        workdir.mkdir(parents=True, exist_ok=True)
+        _quiet_toolkit_logger()  # an earlier import may have left console handlers bound to the notebook's stderr
+        with into_log(log_path, workdir):
+            from rknn.api import RKNN as ToolkitRKNN  # optional and slow (seconds): only when a toolkit is opened
+
+            self._rknn = ToolkitRKNN(verbose=verbose, verbose_file=str(log_path))
+        _quiet_toolkit_logger()
+        self.log_path = log_path
+        self.workdir = workdir
         self.auto_disable_rules = auto_disable_rules
         self.max_retries = max_retries
         self.auto_disabled: list[DisabledRule] = []
         self.replay: dict[str, tuple[str, tuple, dict[str, Any]]] = {}
         self.released = False
+
+    def _call(self, name: str, args: tuple, kwargs: dict[str, Any]) -> Any:
+        """One toolkit call with its output in the log; -1 / None / an exception -> RknnError."""
+        attr = getattr(self._rknn, name)
+        try:
+            with into_log(self.log_path, self.workdir):
+                result = attr(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # the toolkit raises ValueError, RuntimeError, even SystemExit
+            raise RknnError(name, _reason(exc), self.log_path, log_tail(self.log_path)) from exc
+        failed = result is None if name in _RETURNS_DATA else (isinstance(result, int) and result != 0)
+        if failed:
+            raise RknnError(name, f"returned {result!r}", self.log_path, log_tail(self.log_path))
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # not set yet (the toolkit failed to open): no proxying of private names
+            raise AttributeError(name)
+        attr = getattr(self._rknn, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._call(name, args, kwargs)
+
+        call.__name__ = name
+        call.__doc__ = getattr(attr, "__doc__", None)
+        return call
 
     @property
     def disable_rules(self) -> list[str]:
@@ -193,10 +184,12 @@ class RKNN(Toolkit):
                     raise
                 if not self.auto_disable_rules:
                     raise RknnError("build", f"{err.reason} in graph rule {new[0]!r}; the toolkit suggests switching it off: "
-                                    f"add {new!r} to disable_rules (or set auto_disable_rules=True)", self.log_path, err.log_tail) from err
+                                    f"add {new!r} to disable_rules (or set auto_disable_rules=True)",
+                                    self.log_path, err.log_tail) from err
                 self.auto_disabled += [DisabledRule(r, err.reason) for r in new]
                 self._replay_with_rules()
-        raise ValueError(f"max_retries={self.max_retries} leaves no build attempt; pass max_retries >= 0 (0 = build once, no retry).")
+        raise ValueError(f"max_retries={self.max_retries} leaves no build attempt; "
+                         "pass max_retries >= 0 (0 = build once, no retry).")
 
     def _replay_with_rules(self) -> None:
         """config again with the extended disable_rules, then the same load call (same RKNN object)."""
@@ -209,7 +202,7 @@ class RKNN(Toolkit):
         return self._call("export_rknn", args, kwargs)
 
     def release(self) -> None:
-        """rknn.release(), once; detaches the toolkit's file handler from this log."""
+        """rknn.release(), once (the one release path); detaches the toolkit's file handler from this log."""
         if self.released:
             return
         with into_log(self.log_path, self.workdir), contextlib.suppress(Exception):
@@ -230,23 +223,6 @@ def _reason(exc: BaseException) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
-@contextlib.contextmanager
-def toolkit(log_path: str | Path, verbose: bool = True, workdir: str | Path | None = None) -> Iterator[Toolkit]:
-    """Open an RKNN object logging to log_path (truncated), yield its checked proxy, always release.
-
-    Every call runs with the working directory set to workdir (default: the log's folder), because
-    the toolkit writes intermediate files (check*.onnx, hybrid step1 output) into the current
-    directory; pass absolute paths to the calls.
-    """
-    rknn, log_path, workdir = open_rknn(log_path, verbose, workdir)
-    try:
-        yield Toolkit(rknn, log_path, workdir)
-    finally:
-        with into_log(log_path, workdir), contextlib.suppress(Exception):
-            rknn.release()
-        _detach_file_handlers(log_path)
-
-
 def _detach_file_handlers(log_path: Path) -> None:
     """Close the toolkit logger's handler for this log, so later RKNN objects do not write into it."""
     logger = logging.getLogger("rknnLogger")
@@ -258,6 +234,4 @@ def _detach_file_handlers(log_path: Path) -> None:
 
 def toolkit_version() -> str:
     """The installed rknn-toolkit2 version, read from package metadata (no toolkit import)."""
-    from importlib.metadata import version
-
     return version("rknn-toolkit2")
