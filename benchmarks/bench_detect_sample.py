@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from helpers.core.paths import Run
-from helpers.tasks.detect.sample import train_detect_sample, write_detect_sample
+from helpers.steps.export.detect_sample import train_detect_sample
+from helpers.tasks.detect.sample import write_detect_sample
 
 
 def torch_threads() -> int:

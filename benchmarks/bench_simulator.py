@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from helpers.core.paths import Run  # noqa: E402
 from helpers.steps import convert, evaluate
 from helpers.steps.export import exporter  # noqa: E402
-from helpers.tasks.data import load_split, write_calibration_list  # noqa: E402
+from helpers.tasks.data import load_split, resolve_data_dir, write_calibration_list  # noqa: E402
 from helpers.tasks.preprocess import read_rgb  # noqa: E402
 from helpers.toolkit.session import RKNN  # noqa: E402
 
@@ -65,7 +65,7 @@ def main() -> None:
 
     run = Run.at(args.run_dir)
     size = 32
-    data_dir = exporter.resolve_data_dir("")
+    data_dir = resolve_data_dir("")
     model, about = exporter.prepare_model(run, "", data_dir, size)
     print(f"model: {about}")
     exp = exporter.export_model(model, run.model, size, log_path=run.logs / "exporter.log")

@@ -11,7 +11,8 @@ import pytest
 
 from helpers.core.paths import Run
 from helpers.steps.export.detect_head import export_detector
-from helpers.tasks.detect.sample import DetectTrainResult, train_detect_sample, write_detect_sample
+from helpers.steps.export.detect_sample import DetectTrainResult, train_detect_sample
+from helpers.tasks.detect.sample import write_detect_sample
 
 # The same functions as the full-size sample, with small parameters.
 SMALL = {"images": 100, "imgsz": 128, "epochs": 20, "batch": 8}

@@ -9,9 +9,10 @@ from detect_support import tiny_detector  # noqa: F401  (session fixture)
 from helpers.core.errors import WorkbookError
 from helpers.steps.detect_simulate import evaluate_outputs, load_letterboxed, onnx_runner
 from helpers.steps.export.detect_head import export_detector
+from helpers.steps.export.detect_sample import ultralytics_val
 from helpers.steps.export.exporter import quiet
 from helpers.tasks.detect.labels import read_split
-from helpers.tasks.detect.sample import CLASSES, ultralytics_val, write_data_yaml, write_detect_sample
+from helpers.tasks.detect.sample import CLASSES, write_data_yaml, write_detect_sample
 from helpers.tasks.identify import check_task, class_names, task_of
 
 pytestmark = pytest.mark.slow
@@ -119,7 +120,7 @@ def test_offline_guard_blocks_and_records_network_use():
 
     import ultralytics.data.utils as du
 
-    from helpers.tasks.detect.sample import offline
+    from helpers.steps.export.detect_sample import offline
 
     before = socket.socket.connect
     with offline() as attempts:
@@ -133,7 +134,7 @@ def test_offline_guard_blocks_and_records_network_use():
 
 
 def test_prepare_reuses_the_cached_sample_model_and_checks_a_users_model(tiny_detector, tiny_onnx):
-    from helpers.tasks.detect.sample import prepare_detect_model
+    from helpers.steps.export.detect_sample import prepare_detect_model
 
     t = tiny_detector
     path, data, text = prepare_detect_model(t.run, "", t.data_yaml, imgsz=t.imgsz, epochs=t.train.epochs)

@@ -339,6 +339,7 @@ def test_detection_labels_with_class_ids_outside_the_data_names(tmp_path):
 
 
 def test_detection_sample_too_small_and_data_file_missing(tmp_path):
+    from helpers.steps.export import detect_sample
     from helpers.tasks.detect import sample
 
     with pytest.raises(WorkbookError, match=r"images=1 is too few for a train and a val split; use images >= 2"):
@@ -346,7 +347,7 @@ def test_detection_sample_too_small_and_data_file_missing(tmp_path):
     assert not (tmp_path / "shapes").exists()
     with pytest.raises(WorkbookError, match=r"Detection data file \S+/mine.yaml does not exist; pass a data.yaml \(train:, val:, names:\) "
                                             r"or leave it empty for the generated sample"):
-        sample.prepare_detect_model(Run.at(tmp_path / "run"), model="", data=tmp_path / "mine.yaml")
+        detect_sample.prepare_detect_model(Run.at(tmp_path / "run"), model="", data=tmp_path / "mine.yaml")
 
 
 @pytest.fixture(scope="module")

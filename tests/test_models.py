@@ -6,7 +6,7 @@ import json
 import pytest
 
 from helpers.core.errors import WorkbookError
-from helpers.steps.export.models import check_model_path
+from helpers.tasks.model_file import check_model_path
 
 
 def test_missing_model(tmp_path):

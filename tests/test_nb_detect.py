@@ -139,7 +139,7 @@ def test_classifier_given_with_task_detect_is_one_sentence(tiny_onnx):
 
 
 def test_class_folders_given_with_task_detect_is_one_sentence(tmp_path):
-    from helpers.steps.detect_series import resolve_data
+    from helpers.steps.export.heads import resolve_data
     from helpers.tasks.data import write_gray_shapes
 
     folders = write_gray_shapes(tmp_path / "gray", size=16, train_per_class=1, val_per_class=1)
@@ -238,7 +238,7 @@ def test_stock_head_bundle_is_refused_in_one_sentence():
 def test_labels_beyond_the_models_classes_are_one_sentence(tiny_onnx, tmp_path):
     """A user's detector (an ONNX whose metadata names 2 classes) with labels using class id 3."""
     from helpers.core.paths import Run
-    from helpers.steps.detect_series import prepare
+    from helpers.steps.export.heads import prepare
     from helpers.tasks.detect.sample import write_detect_sample
 
     detector = _onnx_with_task(tiny_onnx, tmp_path / "det.onnx", "detect")
@@ -265,7 +265,8 @@ def test_rknnlite_snippet_of_a_detector_decodes_with_the_shipped_module():
 @pytest.mark.parametrize("bgr_map,expect", [(0.40, "36.0 pt lower"), (0.765, "(+0.5 pt): on these images the bug moves mAP by less than a point"),
                                              (0.78, "(+2.0 pt): on these images the swapped colours happen to score higher")])
 def test_colour_pitfall_sentence_follows_the_numbers(bgr_map, expect):
-    from helpers.steps.detect_series import BGR, colour_pitfall
+    from helpers.steps.detect_eval import BGR
+    from helpers.text.detect import colour_pitfall
 
     rows = [{"head": "split", "precision": "INT8", "map50_95": 0.76, "detections": 10},
             {"head": "split", "precision": BGR, "map50_95": bgr_map, "detections": 9}]

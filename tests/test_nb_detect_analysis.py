@@ -56,12 +56,12 @@ def test_judges_score_like_the_task_evaluations(detect_analysis_run):
     from helpers.steps import convert
     from helpers.steps.detect_simulate import evaluate_outputs
     from helpers.steps.evaluate import OnnxBackend
-    from helpers.steps.export import exporter
     from helpers.tasks import scoring
+    from helpers.tasks.data import resolve_data_dir
 
     run = Run.at(detect_analysis_run)
     record = convert.read_record(run)
-    judge = scoring.judge_for(run, record, exporter.resolve_data_dir("", run), VAL_IMAGES)
+    judge = scoring.judge_for(run, record, resolve_data_dir("", run), VAL_IMAGES)
     assert (judge.task, judge.key, judge.label, judge.images) == ("detect", "map50_95", "mAP50-95", VAL_IMAGES)
     outputs = OnnxBackend(run.model / "model.onnx", record.config.mean_values, record.config.std_values).run_raw(judge.pixels)
     theirs = evaluate_outputs("FP32", outputs, judge.geoms, judge.split).metric

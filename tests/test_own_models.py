@@ -16,7 +16,8 @@ from yolo26_support import tiny_yolo26  # noqa: F401  (session fixture: one trai
 from helpers.core.paths import Run
 from helpers.runner import cli
 from helpers.steps.export.detect_head import onnx_metadata
-from helpers.tasks.detect.sample import train_detect_sample, write_detect_sample
+from helpers.steps.export.detect_sample import train_detect_sample
+from helpers.tasks.detect.sample import write_detect_sample
 
 # small image counts only: every other parameter is the notebooks' default
 SPEED = {
@@ -81,7 +82,7 @@ def yolo26n_onnx(tiny_yolo26, tmp_path_factory):  # noqa: F811
     (reg_max 1 boxes, NMS) in one [1, 4 + classes, anchors] tensor."""
     from ultralytics import YOLO
 
-    from helpers.tasks.detect.sample import offline
+    from helpers.steps.export.detect_sample import offline
 
     pt = tmp_path_factory.mktemp("yolo26onnx") / "yolo26n_shapes.pt"
     shutil.copyfile(tiny_yolo26.train.weights, pt)
@@ -123,9 +124,9 @@ def test_yolo26_onnx_exported_end_to_end_is_cut_before_its_topk(tiny_yolo26, tmp
     import onnx
     from ultralytics import YOLO
 
+    from helpers.steps.export.detect_sample import offline
     from helpers.steps.export.onnx_split import split_user_onnx
     from helpers.tasks.detect.labels import read_split
-    from helpers.tasks.detect.sample import offline
 
     pt = tmp_path / "yolo26n_e2e.pt"
     shutil.copyfile(tiny_yolo26.train.weights, pt)
@@ -268,7 +269,7 @@ def test_an_onnx_used_as_it_is_must_give_a_layout_the_decode_reads(tmp_path):
     from onnx import TensorProto, helper
 
     from helpers.core.errors import WorkbookError
-    from helpers.steps.detect_series import check_decodable
+    from helpers.steps.export.heads import check_decodable
     from helpers.steps.export.exporter import onnx_io
 
     def graph(shape: list[int]):

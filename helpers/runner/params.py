@@ -124,7 +124,7 @@ def model_file(nb: str, value: Any, name: str = "") -> None:
     """model: empty (the sample), or an existing .pt/.torchscript/.onnx that really is such a model."""
     if not isinstance(value, str) or not value.strip():
         return
-    from helpers.steps.export.models import check_model_path
+    from helpers.tasks.model_file import check_model_path
 
     try:
         check_model_path(value)
@@ -332,7 +332,7 @@ def check_plan(steps: list[tuple[Path, dict[str, Any]]], run_root: Path | None =
     export = next((v for k, v in full.items() if k.startswith("10_")), None)
     if export is not None and export.get("task", "classify") in ("classify", ""):
         if str(export.get("model", "")).strip():
-            from helpers.steps.export.models import check_model_path
+            from helpers.tasks.model_file import check_model_path
 
             model = check_model_path(export["model"])
             if model.suffix.lower() == ".onnx":  # a .pt would cost torch's import on every run: 20's form checks its export

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +10,9 @@ import numpy as np
 
 from helpers.core.errors import WorkbookError
 from helpers.core.lists import write_image_list
-from helpers.core.paths import SAMPLE_DATA
+from helpers.core.paths import REPO, SAMPLE_DATA, Run, atomic_path
+from helpers.tasks.detect.labels import read_split
+from helpers.tasks.identify import recorded_data, run_task
 from helpers.tasks.preprocess import IMAGE_SUFFIXES, list_images, match_channels, read_image, read_rgb  # noqa: F401 (read_rgb: used as data.read_rgb)
 
 # The digits are drawn amber on navy rather than grey so that a red/blue channel swap is a real
@@ -71,8 +72,6 @@ def detect_yaml(data_dir: str | Path) -> Path | None:
 
 def load_detect_split(data_yaml: Path, split: str) -> LabelledImages:
     """The images of one split of a YOLO detection data set (labels: objects per image), letterboxed when loaded."""
-    from helpers.tasks.detect.labels import read_split
-
     s = read_split(data_yaml, split)
     counts = np.asarray([len(t.classes) for t in s.truth], np.int64)
     return LabelledImages(list(s.paths), counts, list(s.names), data_yaml.parent, letterbox=True)
@@ -80,7 +79,7 @@ def load_detect_split(data_yaml: Path, split: str) -> LabelledImages:
 
 def write_sample(out_dir: str | Path = SAMPLE_DATA, size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> Path:
     """Write the digits as RGB PNGs in train/<class>/ and val/<class>/; reuse a matching earlier copy."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # optional and slow: only when the digits sample is written
     from sklearn.model_selection import train_test_split
 
     out_dir = Path(out_dir)
@@ -92,22 +91,20 @@ def write_sample(out_dir: str | Path = SAMPLE_DATA, size: int = 32, val_fraction
     digits = load_digits()
     idx = np.arange(len(digits.target))
     train_idx, val_idx = train_test_split(idx, test_size=val_fraction, random_state=seed, stratify=digits.target)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for split, ids in (("train", train_idx), ("val", val_idx)):
-        for i in sorted(ids):
-            label = int(digits.target[i])
-            alpha = cv2.resize((digits.images[i] / 16.0).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
-            alpha = np.clip(alpha, 0, 1)[..., None]
-            rgb = BACKGROUND_RGB * (1 - alpha) + FOREGROUND_RGB * alpha
-            folder = tmp / split / str(label)
-            folder.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(folder / f"{i:04d}.png"), cv2.cvtColor(np.round(rgb).astype(np.uint8), cv2.COLOR_RGB2BGR))
-    (tmp / "labels.txt").write_text("\n".join(str(c) for c in range(10)) + "\n")
-    counts = {"train": len(train_idx), "val": len(val_idx)}
-    (tmp / "sample.json").write_text(json.dumps({"spec": spec, "counts": counts, "source": "sklearn.datasets.load_digits"}, indent=2))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    with atomic_path(out_dir) as tmp:
+        for split, ids in (("train", train_idx), ("val", val_idx)):
+            for i in sorted(ids):
+                label = int(digits.target[i])
+                alpha = cv2.resize((digits.images[i] / 16.0).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+                alpha = np.clip(alpha, 0, 1)[..., None]
+                rgb = BACKGROUND_RGB * (1 - alpha) + FOREGROUND_RGB * alpha
+                folder = tmp / split / str(label)
+                folder.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(folder / f"{i:04d}.png"), cv2.cvtColor(np.round(rgb).astype(np.uint8), cv2.COLOR_RGB2BGR))
+        (tmp / "labels.txt").write_text("\n".join(str(c) for c in range(10)) + "\n")
+        counts = {"train": len(train_idx), "val": len(val_idx)}
+        about = {"spec": spec, "counts": counts, "source": "sklearn.datasets.load_digits"}
+        (tmp / "sample.json").write_text(json.dumps(about, indent=2))
     return out_dir
 
 
@@ -146,8 +143,10 @@ def load_split(data_dir: str | Path, split: str) -> LabelledImages:
         return load_detect_split(detect_yaml(data_dir), split)
     if not (data_dir / split).is_dir():
         if not data_dir.exists():
-            raise WorkbookError(f"Data folder {data_dir} does not exist; pass data_dir= a folder with train/ and val/ sub-folders.")
-        raise WorkbookError(f"Data folder {data_dir} has no {split}/ sub-folder; lay it out as {data_dir}/{split}/<class>/<image>.")
+            raise WorkbookError(f"Data folder {data_dir} does not exist; pass data_dir= a folder with train/ and val/ "
+                                "sub-folders.")
+        raise WorkbookError(f"Data folder {data_dir} has no {split}/ sub-folder; lay it out as "
+                            f"{data_dir}/{split}/<class>/<image>.")
     return load_folder(data_dir / split)
 
 
@@ -179,7 +178,8 @@ def write_calibration_list(images: list[Path] | LabelledImages, out_file: str | 
         raise WorkbookError(f"Calibration list {out_file} would be empty; give at least one image (calib_images >= 1).")
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
-        raise WorkbookError(f"Calibration image {missing[0]} does not exist ({len(missing)} missing); fix the image list or data_dir.")
+        raise WorkbookError(f"Calibration image {missing[0]} does not exist ({len(missing)} missing); fix the image list or "
+                            "data_dir.")
     broken = [p for p in paths if cv2.imread(str(p), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None]
     if broken:
         raise WorkbookError(f"Calibration image {broken[0]} cannot be decoded as an image ({len(broken)} such file(s)); "
@@ -190,20 +190,18 @@ def write_calibration_list(images: list[Path] | LabelledImages, out_file: str | 
 def write_letterboxed(images: LabelledImages, folder: Path, size: int, channels: int = 3) -> list[Path]:
     """The images as the model sees them (a detector's letterboxed to size x size, a classifier's resized and
     cropped; grayscale for channels=1) as PNGs in folder (replaced whole); returns their paths."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for i, canvas in enumerate(images.load(size, channels)):
-        cv2.imwrite(str(tmp / f"{i:04d}.png"), canvas if channels == 1 else cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    with atomic_path(folder) as tmp:
+        tmp.mkdir(parents=True)
+        for i, canvas in enumerate(images.load(size, channels)):
+            cv2.imwrite(str(tmp / f"{i:04d}.png"), canvas if channels == 1 else cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
     return sorted(folder.glob("*.png"))
 
 
 GRAY_SHAPES = ("circle", "cross", "square", "triangle")
 
 
-def write_gray_shapes(out_dir: str | Path, size: int = 32, train_per_class: int = 60, val_per_class: int = 50, seed: int = 0) -> Path:
+def write_gray_shapes(out_dir: str | Path, size: int = 32, train_per_class: int = 60, val_per_class: int = 50,
+                      seed: int = 0) -> Path:
     """A grayscale labelled folder (single-channel PNGs of four shapes at random places, sizes and
     brightness, with noise) laid out <out_dir>/{train,val}/<shape>/; reused when its spec matches."""
     out_dir = Path(out_dir)
@@ -212,17 +210,14 @@ def write_gray_shapes(out_dir: str | Path, size: int = 32, train_per_class: int 
     if marker.exists() and json.loads(marker.read_text()).get("spec") == spec:
         return out_dir
     rng = np.random.default_rng(seed)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for split, count in (("train", train_per_class), ("val", val_per_class)):
-        for shape in GRAY_SHAPES:
-            folder = tmp / split / shape
-            folder.mkdir(parents=True)
-            for i in range(count):
-                cv2.imwrite(str(folder / f"{i:04d}.png"), draw_shape(shape, size, rng))
-    (tmp / "sample.json").write_text(json.dumps({"spec": spec}, indent=2))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    with atomic_path(out_dir) as tmp:
+        for split, count in (("train", train_per_class), ("val", val_per_class)):
+            for shape in GRAY_SHAPES:
+                folder = tmp / split / shape
+                folder.mkdir(parents=True)
+                for i in range(count):
+                    cv2.imwrite(str(folder / f"{i:04d}.png"), draw_shape(shape, size, rng))
+        (tmp / "sample.json").write_text(json.dumps({"spec": spec}, indent=2))
     return out_dir
 
 
@@ -244,3 +239,17 @@ def draw_shape(shape: str, size: int, rng: np.random.Generator) -> np.ndarray:
         cv2.line(img, (cx - r, cy + r), (cx + r, cy - r), fg, thick)
     noise = rng.normal(0, 8, img.shape)
     return np.clip(img + noise, 0, 255).astype(np.uint8)
+
+
+def resolve_data_dir(data_dir: str | Path, run: Run | None = None) -> Path:
+    """The labelled image folder of a run: "" = the bundled digits sample (written on first use), or for a
+    detection run (notebook 10 recorded task: detect) the data.yaml notebook 10 used."""
+    if not str(data_dir).strip():
+        if run is not None and run_task(run) == "detect" and recorded_data(run) is not None:
+            return recorded_data(run).resolve()
+        return write_sample().resolve()
+    path = Path(data_dir).expanduser()
+    if not path.is_absolute():
+        path = REPO / path
+    load_split(path, "val")  # clear error when the layout is wrong
+    return path.resolve()

@@ -3,9 +3,12 @@ checks that the run's `task` / `imgsz` parameters agree with it. Empty `task` an
 model says" (the sample's when no model is given)."""
 from __future__ import annotations
 
+import ast
+import json
 from pathlib import Path
 
 from helpers.core.errors import WorkbookError
+from helpers.tasks.model_file import check_model_path
 
 TASKS = ("classify", "detect")
 _WHAT = {"classify": "a classifier", "detect": "a detector"}
@@ -14,7 +17,7 @@ _WHAT = {"classify": "a classifier", "detect": "a detector"}
 def _onnx_task(path: Path) -> str | None:
     """From the ONNX metadata 'task' (ultralytics and helpers.steps.export.detect_head write it), else from the
     output shapes: one [N, classes] -> classify; one [N, 4 + classes, anchors] or 3 per stride -> detect."""
-    import onnx
+    import onnx  # optional and slow: only for an .onnx model
 
     model = onnx.load(str(path), load_external_data=False)
     meta = {p.key: p.value for p in model.metadata_props}
@@ -29,22 +32,20 @@ def _onnx_task(path: Path) -> str | None:
 
 
 def _load_pt(path: Path):
-    import torch
+    import torch  # optional and slow: only for a .pt model
 
     try:
         return torch.load(str(path), map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise WorkbookError(f"Model file {path} cannot be loaded as a PyTorch checkpoint ({type(exc).__name__}); pass an ultralytics .pt or an .onnx.") from exc
+        raise WorkbookError(f"Model file {path} cannot be loaded as a PyTorch checkpoint ({type(exc).__name__}); pass an "
+                            "ultralytics .pt or an .onnx.") from exc
 
 
 def class_names(model_path: str | Path) -> list[str] | None:
     """The class names an ultralytics .pt or an ONNX with ultralytics/export_detector metadata carries."""
-    import ast
-    import json
-
     path = Path(model_path)
     if path.suffix.lower() == ".onnx":
-        import onnx
+        import onnx  # optional and slow: only for an .onnx model
 
         raw = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}.get("names")
         if not raw:
@@ -93,7 +94,8 @@ def check_task(model_path: str | Path, task: str) -> str:
     found = supported(task_of(model_path), model_path)
     if found is not None and found != task:
         raise WorkbookError(
-            f"Model {model_path} is {_WHAT[found]} (task {found}) but task: {task} was given; set task: {found} or pass {_WHAT[task]}."
+            f"Model {model_path} is {_WHAT[found]} (task {found}) but task: {task} was given; set task: {found} or pass "
+            f"{_WHAT[task]}."
         )
     return found or task
 
@@ -104,8 +106,6 @@ def resolve_task(model: str | Path, task: str = "") -> str:
     if not str(task).strip():
         if not str(model).strip():
             return "classify"
-        from helpers.steps.export.models import check_model_path
-
         path = check_model_path(model)
         return supported(task_of(path), path) or "classify"
     if task not in TASKS:
@@ -113,8 +113,6 @@ def resolve_task(model: str | Path, task: str = "") -> str:
                             "or leave it empty for the model's own.")
     if not str(model).strip():
         return task
-    from helpers.steps.export.models import check_model_path
-
     return check_task(check_model_path(model), task)
 
 
@@ -124,11 +122,9 @@ SAMPLE_IMGSZ = 32  # the sample models' input size when imgsz is 0
 def model_imgsz(model_path: str | Path) -> tuple[int | None, bool]:
     """The input size a model file states and whether it is fixed: a fixed-shape (square) ONNX input or an
     ultralytics ONNX's metadata -> (size, True); an ultralytics .pt's training size -> (size, False); else (None, False)."""
-    import ast
-
     path = Path(model_path)
     if path.suffix.lower() == ".onnx":
-        import onnx
+        import onnx  # optional and slow: only for an .onnx model
 
         model = onnx.load(str(path), load_external_data=False)
         inits = {i.name for i in model.graph.initializer}
@@ -161,8 +157,6 @@ def resolve_imgsz(model: str | Path, imgsz: int = 0) -> int:
         raise WorkbookError(f"imgsz={imgsz} is not an input size; give the model's size in pixels, or 0 for the model's own.")
     if not str(model).strip():
         return imgsz or SAMPLE_IMGSZ
-    from helpers.steps.export.models import check_model_path
-
     path = check_model_path(model)
     size, fixed = model_imgsz(path)
     if imgsz and fixed and size and imgsz != size:
@@ -199,8 +193,6 @@ def fit_norms(params: dict, channels) -> dict:  # noqa: ANN001 (an int, or a sym
 
 def run_imgsz(run, imgsz: int = 0) -> int:  # noqa: ANN001 (helpers.core.paths.Run)
     """The input size for notebooks after 10: `imgsz` when given, else the one notebook 10 exported at."""
-    import json
-
     if int(imgsz or 0):
         return int(imgsz)
     record = Path(run.model) / "export_check.json"
@@ -213,8 +205,6 @@ def run_imgsz(run, imgsz: int = 0) -> int:  # noqa: ANN001 (helpers.core.paths.R
 
 def run_task(run) -> str:  # noqa: ANN001 (helpers.core.paths.Run)
     """The task notebook 10 recorded for a run in model/export_check.json ('classify' when it did not say)."""
-    import json
-
     record = Path(run.model) / "export_check.json"
     if not record.is_file():
         return "classify"
@@ -223,8 +213,6 @@ def run_task(run) -> str:  # noqa: ANN001 (helpers.core.paths.Run)
 
 def recorded_data(run) -> Path | None:  # noqa: ANN001 (helpers.core.paths.Run)
     """The data (folder or data.yaml) notebook 10 recorded for a run, when it exists."""
-    import json
-
     record = Path(run.model) / "export_check.json"
     if not record.is_file():
         return None

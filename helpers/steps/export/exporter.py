@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shutil
+import sys
 import warnings
 import zipfile
 from collections import Counter
@@ -16,7 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from helpers.core.errors import WorkbookError
-from helpers.core.paths import Run, write_json_atomic
+from helpers.core.paths import Run, atomic_path, write_json_atomic
+from helpers.steps.export.models import train_sample_model
+from helpers.tasks.data import load_split
+from helpers.tasks.model_file import check_model_path
+from helpers.toolkit.session import into_log
 
 # rknn-toolkit2 2.5.0 refuses anything newer ("Unsupport onnx opset 20, need <= 19!"); tests check this
 # against the real toolkit.
@@ -43,11 +49,6 @@ class ExportResult:
 def quiet(log_path: Path) -> Iterator[None]:
     """Send stdout/stderr, and ultralytics' logger (its handler keeps a reference to the notebook's
     stream), to log_path for the duration of the block."""
-    import logging
-    import sys
-
-    from helpers.toolkit.session import into_log
-
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     logger = logging.getLogger("ultralytics")
@@ -65,25 +66,6 @@ def quiet(log_path: Path) -> Iterator[None]:
             h.stream = sys.stdout  # not setStream(): that flushes the closed stream first
 
 
-def resolve_data_dir(data_dir: str | Path, run: Run | None = None) -> Path:
-    """The labelled image folder of a run: "" = the bundled digits sample (written on first use), or for a
-    detection run (notebook 10 recorded task: detect) the data.yaml notebook 10 used."""
-    from helpers.tasks.data import load_split, write_sample
-    from helpers.tasks.identify import recorded_data, run_task
-
-    if not str(data_dir).strip():
-        if run is not None and run_task(run) == "detect" and recorded_data(run) is not None:
-            return recorded_data(run).resolve()
-        return write_sample().resolve()
-    path = Path(data_dir).expanduser()
-    if not path.is_absolute():
-        from helpers.core.paths import REPO
-
-        path = REPO / path
-    load_split(path, "val")  # clear error when the layout is wrong
-    return path.resolve()
-
-
 def data_marker(data_dir: Path) -> Path:
     """What to hash for a data folder in a cache key: the sample's spec file, else the folder itself."""
     folder = Path(data_dir).parent if Path(data_dir).is_file() else Path(data_dir)  # a detection data.yaml: its folder
@@ -93,8 +75,6 @@ def data_marker(data_dir: Path) -> Path:
 
 def prepare_model(run: Run, model: str | Path, data_dir: Path, imgsz: int, epochs: int = 20) -> tuple[Path, str]:
     """The model file of the run and a one-line description: the user's file, or the trained sample model."""
-    from helpers.steps.export.models import check_model_path, train_sample_model
-
     if str(model).strip():
         path = check_model_path(model)
         check_classes(path, data_dir)
@@ -113,7 +93,7 @@ def model_outputs(path: Path) -> int | None:
         shape = outs[0]["shape"] if len(outs) == 1 else []
         return shape[1] if len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 0 else None  # [N, classes] only
     if kind == "ultralytics":
-        import torch
+        import torch  # optional and slow: only where a PyTorch file is read or written
 
         ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
         net = ckpt.get("model") if isinstance(ckpt, dict) else None
@@ -124,26 +104,24 @@ def model_outputs(path: Path) -> int | None:
 
 def check_classes(model: Path, data_dir: Path) -> None:
     """Raise WorkbookError when the model's number of outputs differs from the number of class folders in data_dir/val."""
-    from helpers.tasks.data import load_split
-
     classes = load_split(data_dir, "val").classes
     n = model_outputs(model)
     if n is not None and n != len(classes):
         raise WorkbookError(f"Model {model} has {n} outputs but {Path(data_dir) / 'val'} has {len(classes)} class folders; "
-                            f"give a data_dir with one sub-folder per model output, or the model trained on these {len(classes)} classes.")
+                            f"give a data_dir with one sub-folder per model output, or the model trained on these "
+                            f"{len(classes)} classes.")
 
 
 # ---------------------------------------------------------------- inspecting files
 
 def model_kind(path: Path) -> str:
     """'onnx', 'torchscript' or 'ultralytics' for a model file (by content, not only by name)."""
-    from helpers.steps.export.models import check_model_path
-
     path = check_model_path(path)
     if path.suffix.lower() == ".onnx":
         return "onnx"
     if not zipfile.is_zipfile(path):
-        raise WorkbookError(f"Model file {path} is not a PyTorch archive; pass an ultralytics .pt, a TorchScript file or an .onnx.")
+        raise WorkbookError(f"Model file {path} is not a PyTorch archive; pass an ultralytics .pt, a TorchScript file or an "
+                            ".onnx.")
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
     # torch.jit.save archives carry compiled code under <archive>/code/; torch.save pickles do not.
@@ -152,7 +130,7 @@ def model_kind(path: Path) -> str:
 
 def load_onnx_model(path: Path):
     """onnx.load with a clear error when the file is not an ONNX model."""
-    import onnx
+    import onnx  # optional and slow: only where an ONNX file is read
 
     path = Path(path)
     if not path.is_file():
@@ -160,9 +138,11 @@ def load_onnx_model(path: Path):
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf DecodeError and friends
-        raise WorkbookError(f"File {path} is not a valid ONNX model ({type(exc).__name__}); re-export it with torch.onnx.export or ultralytics export(format='onnx').") from exc
+        raise WorkbookError(f"File {path} is not a valid ONNX model ({type(exc).__name__}); re-export it with torch.onnx.export "
+                            "or ultralytics export(format='onnx').") from exc
     if not model.graph.node:
-        raise WorkbookError(f"File {path} is not a valid ONNX model (no graph nodes); re-export it with torch.onnx.export or ultralytics export(format='onnx').")
+        raise WorkbookError(f"File {path} is not a valid ONNX model (no graph nodes); re-export it with torch.onnx.export or "
+                            "ultralytics export(format='onnx').")
     return model
 
 
@@ -178,13 +158,14 @@ def _shape(value_info) -> list[int | str]:
 
 def onnx_io(path: Path) -> dict[str, Any]:
     """Graph inputs/outputs (name, shape, dtype) and opset of an ONNX file."""
-    import onnx
+    import onnx  # optional and slow: only where an ONNX file is read
 
     model = load_onnx_model(path)
     inits = {i.name for i in model.graph.initializer}
 
     def row(v):
-        return {"name": v.name, "shape": _shape(v), "dtype": onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name}
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
+        return {"name": v.name, "shape": _shape(v), "dtype": dtype}
 
     return {
         "inputs": [row(v) for v in model.graph.input if v.name not in inits],
@@ -206,18 +187,22 @@ def check_onnx(path: Path, input_size: int | None = None) -> dict[str, Any]:
     if io["opset"] > TOOLKIT_MAX_OPSET:
         raise WorkbookError(
             f"ONNX file {path} uses opset {io['opset']} but rknn-toolkit2 accepts at most {TOOLKIT_MAX_OPSET}; "
-            f"run helpers.steps.export.exporter.downgrade_opset or re-export with opset={TOOLKIT_MAX_OPSET} (torch.onnx.export opset_version=, ultralytics opset=)."
+            f"run helpers.steps.export.exporter.downgrade_opset or re-export with opset={TOOLKIT_MAX_OPSET} (torch.onnx.export "
+            "opset_version=, ultralytics opset=)."
         )
     if len(io["inputs"]) != 1:
-        raise WorkbookError(f"ONNX file {path} has {len(io['inputs'])} inputs; this workbook handles single-input image models only.")
+        raise WorkbookError(f"ONNX file {path} has {len(io['inputs'])} inputs; this workbook handles single-input image models "
+                            "only.")
     if input_size is not None:
         shape = io["inputs"][0]["shape"]
         if len(shape) != 4:
-            raise WorkbookError(f"ONNX input {io['inputs'][0]['name']} of {path} has shape {shape}, not NCHW; pass a 4-D image model.")
+            raise WorkbookError(f"ONNX input {io['inputs'][0]['name']} of {path} has shape {shape}, not NCHW; pass a 4-D image "
+                                "model.")
         hw = [d for d in shape[2:] if isinstance(d, int) and d > 0]
         if hw and any(d != input_size for d in hw):
             raise WorkbookError(
-                f"Input size {input_size} does not match ONNX file {path}, whose input is {shape[2]}x{shape[3]}; set imgsz={hw[0]} or re-export at {input_size}."
+                f"Input size {input_size} does not match ONNX file {path}, whose input is {shape[2]}x{shape[3]}; set "
+                f"imgsz={hw[0]} or re-export at {input_size}."
             )
     return io
 
@@ -225,7 +210,7 @@ def check_onnx(path: Path, input_size: int | None = None) -> dict[str, Any]:
 def downgrade_opset(path: Path, out: Path, target: int = TOOLKIT_MAX_OPSET) -> Path:
     """Convert an ONNX above the toolkit's opset down to target with onnx's version converter
     (written to out atomically), or raise WorkbookError naming both opsets and the export flag."""
-    import onnx
+    import onnx  # optional and slow: only where an ONNX file is read
     from onnx import version_converter
 
     model = load_onnx_model(path)
@@ -237,13 +222,13 @@ def downgrade_opset(path: Path, out: Path, target: int = TOOLKIT_MAX_OPSET) -> P
         ops = sorted({n.op_type for n in model.graph.node})
         raise WorkbookError(
             f"ONNX file {path} uses opset {found}, above the toolkit's maximum {TOOLKIT_MAX_OPSET}, and onnx's version converter "
-            f"cannot lower it ({_first_line(exc).split('failed: ')[-1]}; ops: {', '.join(ops[:8])}); re-export with opset={TOOLKIT_MAX_OPSET} "
+            f"cannot lower it ({_first_line(exc).split('failed: ')[-1]}; ops: {', '.join(ops[:8])}); re-export with "
+            f"opset={TOOLKIT_MAX_OPSET} "
             f"(torch.onnx.export opset_version={TOOLKIT_MAX_OPSET}, ultralytics export(opset={TOOLKIT_MAX_OPSET}))."
         ) from exc
     out = Path(out)
-    tmp = out.with_name(out.stem + ".partial.onnx")
-    onnx.save(converted, str(tmp))
-    tmp.replace(out)
+    with atomic_path(out, ".partial.onnx") as tmp:
+        onnx.save(converted, str(tmp))
     return out
 
 
@@ -260,7 +245,7 @@ def sidecar_path(torchscript: Path) -> Path:
 
 def write_sidecar(torchscript: Path, imgsz: int, channels: int = 3, source: str = "") -> Path:
     """Record the torch version (load_pytorch needs the same one), input size and channels."""
-    import torch
+    import torch  # optional and slow: only where a PyTorch file is read or written
 
     data = {"torch_version": torch.__version__.split("+")[0], "imgsz": int(imgsz), "channels": int(channels),
             "input_size_list": [[1, int(channels), int(imgsz), int(imgsz)]], "source": str(source)}
@@ -275,7 +260,7 @@ def read_sidecar(torchscript: Path) -> dict[str, Any] | None:
 def check_torchscript(path: Path, input_size: int | None = None) -> dict[str, Any] | None:
     """Refuse a TorchScript whose sidecar names another torch version or another input size;
     warn when there is no sidecar (the version cannot be checked)."""
-    import torch
+    import torch  # optional and slow: only where a PyTorch file is read or written
 
     path = Path(path)
     if not path.is_file():
@@ -294,13 +279,15 @@ def check_torchscript(path: Path, input_size: int | None = None) -> dict[str, An
             f"re-export it with torch {here} (load_pytorch needs the same version)."
         )
     if input_size is not None and side.get("imgsz") not in (None, input_size):
-        raise WorkbookError(f"Input size {input_size} does not match TorchScript {path}, exported at {side['imgsz']} px; set imgsz={side['imgsz']} or re-export.")
+        raise WorkbookError(f"Input size {input_size} does not match TorchScript {path}, exported at {side['imgsz']} px; set "
+                            f"imgsz={side['imgsz']} or re-export.")
     return side
 
 
 # ---------------------------------------------------------------- export
 
-def export_model(model: Path, out_dir: Path, imgsz: int, opset: int = DEFAULT_OPSET, log_path: Path | None = None) -> ExportResult:
+def export_model(model: Path, out_dir: Path, imgsz: int, opset: int = DEFAULT_OPSET,
+                 log_path: Path | None = None) -> ExportResult:
     """Write out_dir/model.onnx and (unless the input is an ONNX) out_dir/model.torchscript + sidecar.
 
     ultralytics .pt: ultralytics' own exporters (offline; onnxslim is pinned). TorchScript: copied, and
@@ -309,7 +296,8 @@ def export_model(model: Path, out_dir: Path, imgsz: int, opset: int = DEFAULT_OP
     to log_path (default out_dir/export.log).
     """
     if opset > TOOLKIT_MAX_OPSET or opset < 7:
-        raise WorkbookError(f"opset={opset} is outside what rknn-toolkit2 accepts; use an opset between 7 and {TOOLKIT_MAX_OPSET}.")
+        raise WorkbookError(f"opset={opset} is outside what rknn-toolkit2 accepts; use an opset between 7 and "
+                            f"{TOOLKIT_MAX_OPSET}.")
     kind = model_kind(model)
     model = Path(model).resolve()
     out_dir = Path(out_dir)
@@ -351,7 +339,7 @@ def export_model(model: Path, out_dir: Path, imgsz: int, opset: int = DEFAULT_OP
 
 def _export_ultralytics(model: Path, work: Path, imgsz: int, opset: int, log_path: Path) -> None:
     """Use ultralytics' exporters on a copy of the .pt inside work/ (they write beside the weights)."""
-    from ultralytics import YOLO
+    from ultralytics import YOLO  # optional and slow (seconds): only for an ultralytics .pt
     from ultralytics.utils import SETTINGS
 
     SETTINGS.update({"sync": False})
@@ -366,20 +354,23 @@ def _export_ultralytics(model: Path, work: Path, imgsz: int, opset: int, log_pat
                 yolo.export(format="torchscript", imgsz=imgsz, device="cpu")
                 yolo.export(format="onnx", imgsz=imgsz, opset=opset, simplify=True, dynamic=False, device="cpu")
     except Exception as exc:
-        raise WorkbookError(f"ultralytics could not export {model} ({_first_line(exc)}); check it is an ultralytics classification .pt (log: {log_path}).") from exc
+        raise WorkbookError(f"ultralytics could not export {model} ({_first_line(exc)}); check it is an ultralytics "
+                            f"classification .pt (log: {log_path}).") from exc
     if task != "classify":
-        fix = "leave task empty (it is read from the model) or set task: detect" if task == "detect" else "pass a classify or detect model"
+        fix = ("leave task empty (it is read from the model) or set task: detect" if task == "detect"
+               else "pass a classify or detect model")
         raise WorkbookError(f"Model {model} is an ultralytics {task} model, not a classifier; {fix}.")
 
 
 def _export_torchscript(model: Path, work: Path, imgsz: int, opset: int) -> None:
     """A plain TorchScript module: keep it, and export ONNX from it at imgsz."""
-    import torch
+    import torch  # optional and slow: only where a PyTorch file is read or written
 
     try:
         module = torch.jit.load(str(model), map_location="cpu").eval()
     except Exception as exc:
-        raise WorkbookError(f"TorchScript {model} cannot be loaded by torch {torch.__version__} ({_first_line(exc)}); re-export it with this torch version.") from exc
+        raise WorkbookError(f"TorchScript {model} cannot be loaded by torch {torch.__version__} ({_first_line(exc)}); re-export "
+                            "it with this torch version.") from exc
     x = None
     for channels in (3, 1):  # RGB models, then grayscale ones
         try:
@@ -390,10 +381,12 @@ def _export_torchscript(model: Path, work: Path, imgsz: int, opset: int) -> None
         except Exception as exc:
             error = exc
     if x is None:
-        raise WorkbookError(f"TorchScript {model} accepts neither a 1x3x{imgsz}x{imgsz} nor a 1x1x{imgsz}x{imgsz} input ({_first_line(error)}); set imgsz to the size it was traced at.") from error
+        raise WorkbookError(f"TorchScript {model} accepts neither a 1x3x{imgsz}x{imgsz} nor a 1x1x{imgsz}x{imgsz} input "
+                            f"({_first_line(error)}); set imgsz to the size it was traced at.") from error
     shutil.copy2(model, work / "model.torchscript")
     with torch.no_grad():
-        torch.onnx.export(module, x, str(work / "model.onnx"), opset_version=opset, input_names=["images"], output_names=["output0"])
+        torch.onnx.export(module, x, str(work / "model.onnx"), opset_version=opset, input_names=["images"],
+                          output_names=["output0"])
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:

@@ -69,7 +69,7 @@ def original_predictions(weights: str | Path, canvases: Sequence[np.ndarray], im
     letterbox leaves them alone), val-style thresholds; nms=False selects the end-to-end branch."""
     from ultralytics import YOLO
 
-    from helpers.tasks.detect.sample import offline
+    from helpers.steps.export.detect_sample import offline
 
     with offline():
         results = YOLO(str(weights), task="detect").predict(
@@ -182,7 +182,7 @@ def check_run(run: Any, task: str, model_path: str | Path, data: str | Path, img
 
     rows: list[dict[str, Any]] = []
     if task == "detect" and Path(model_path).suffix.lower() == ".pt":
-        from helpers.steps.detect_series import head_files
+        from helpers.steps.export.heads import head_files
         from helpers.steps.detect_simulate import load_letterboxed
         from helpers.tasks.detect.labels import read_split
 

@@ -5,12 +5,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.core.errors import WorkbookError
-from helpers.core.paths import Run, write_json_atomic
-from helpers.core.step_cache import Step
-from helpers.steps.export import model_check
+import numpy as np
 
-MODEL_SUFFIXES = {".pt": "pytorch", ".pth": "pytorch", ".torchscript": "pytorch", ".onnx": "onnx"}
+from helpers.core.paths import Run, atomic_path, write_json_atomic
+from helpers.core.step_cache import Step
+from helpers.tasks.data import load_split
 
 
 @dataclass
@@ -25,30 +24,6 @@ class TrainResult:
     reused: bool
 
 
-def check_model_path(model: str | Path) -> Path:
-    """Validate a user's model file: exists, readable, and of a type the workbook understands."""
-    path = Path(model).expanduser()
-    if not path.is_absolute() and not path.exists():  # relative = from the repository root, like run_dir and data_dir
-        from helpers.core.paths import REPO
-
-        path = REPO / path
-    if not path.exists():
-        raise WorkbookError(f"Model file {path} does not exist; pass model= an existing .pt or .onnx path, or leave it empty to train the sample model.")
-    if path.is_dir():
-        raise WorkbookError(f"Model path {path} is a folder, not a file; pass model= the .pt or .onnx file inside it.")
-    if path.suffix.lower() not in MODEL_SUFFIXES:
-        raise WorkbookError(f"Model file {path} has unknown type {path.suffix or '(none)'}; pass a .pt/.torchscript (PyTorch) or .onnx file.")
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(16)
-    except OSError as exc:
-        raise WorkbookError(f"Model file {path} cannot be read ({exc.strerror}); fix its permissions or copy the model to a readable regular file.") from exc
-    if not head:
-        raise WorkbookError(f"Model file {path} is empty; re-export or re-download it.")
-    model_check.check(path)  # the content: an ONNX that parses and is whole, a torch archive holding a model
-    return path.resolve()
-
-
 def train_sample_model(run: Run, data_dir: str | Path, imgsz: int = 32, epochs: int = 20, seed: int = 0,
                        arch: str = "yolo11n-cls.yaml", batch: int = 64, warmup_epochs: float | None = None) -> TrainResult:
     """Train YOLO11n-cls (or another ultralytics classify YAML, `arch`) from its architecture YAML on CPU (no
@@ -56,15 +31,17 @@ def train_sample_model(run: Run, data_dir: str | Path, imgsz: int = 32, epochs: 
     take all of a run of a few dozen steps."""
     data_dir = Path(data_dir).resolve()
     out = run.model / "model.pt"
-    params = {"arch": arch, "imgsz": imgsz, "epochs": epochs, "seed": seed, "data": str(data_dir)} | ({"batch": batch} if batch != 64 else {})
+    params = {"arch": arch, "imgsz": imgsz, "epochs": epochs, "seed": seed, "data": str(data_dir)}
+    params |= {"batch": batch} if batch != 64 else {}
     extra = {} if warmup_epochs is None else {"warmup_epochs": warmup_epochs}
     params |= extra
-    step = Step(run, "sample_model", params, inputs=[data_dir / "sample.json"] if (data_dir / "sample.json").exists() else [data_dir], outputs=[out])
+    marker = data_dir / "sample.json"
+    step = Step(run, "sample_model", params, inputs=[marker] if marker.exists() else [data_dir], outputs=[out])
     if step.check():
         rec = step.record
         return TrainResult(out, rec["top1"], rec["top5"], epochs, rec["seconds"], reused=True)
 
-    from ultralytics import YOLO
+    from ultralytics import YOLO  # optional and slow (seconds): only when the sample model is trained
     from ultralytics.utils import SETTINGS
 
     SETTINGS.update({"sync": False})
@@ -80,18 +57,18 @@ def train_sample_model(run: Run, data_dir: str | Path, imgsz: int = 32, epochs: 
         project=str(workdir), name="run", exist_ok=True, **extra,
     )
     best = workdir / "run" / "weights" / "best.pt"
-    tmp = out.with_name("model.pt.tmp")
-    shutil.copy2(best, tmp)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        shutil.copy2(best, tmp)
     top1, top5 = float(metrics.top1), float(metrics.top5)
     step.done(top1=top1, top5=top5, epochs=epochs)
-    write_json_atomic(run.model / "train.json", {"top1": top1, "top5": top5, "epochs": epochs, "imgsz": imgsz, "seconds": step.record["seconds"]})
+    write_json_atomic(run.model / "train.json",
+                      {"top1": top1, "top5": top5, "epochs": epochs, "imgsz": imgsz, "seconds": step.record["seconds"]})
     return TrainResult(out, top1, top5, epochs, step.record["seconds"], reused=False)
 
 
 def gray_cnn(classes: int = 4, channels: int = 1, width: int = 16):
     """A small conv net for channels x H x W inputs (any H, W): three conv blocks, global pool, linear."""
-    import torch.nn as nn
+    import torch.nn as nn  # optional and slow: only the grayscale test model needs torch
 
     def block(cin: int, cout: int) -> list:
         return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
@@ -104,10 +81,7 @@ def train_gray_cnn(data_dir: str | Path, out_onnx: str | Path, size: int = 32, e
                    weights_as_inputs: bool = False) -> float:
     """Train gray_cnn on data_dir/train (grayscale, x / 255) on CPU and export it to ONNX (atomic; weights_as_inputs:
     listed among the graph inputs, as older exporters and model zoos do); returns its FP32 top-1 on data_dir/val."""
-    import numpy as np
-    import torch
-
-    from helpers.tasks.data import load_split
+    import torch  # optional and slow: only the grayscale test model needs torch
 
     torch.manual_seed(seed)
     train, val = load_split(data_dir, "train"), load_split(data_dir, "val")
@@ -131,8 +105,7 @@ def train_gray_cnn(data_dir: str | Path, out_onnx: str | Path, size: int = 32, e
         top1 = float((net(xv).argmax(1) == yv).float().mean())
     out_onnx = Path(out_onnx)
     out_onnx.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_onnx.with_name(out_onnx.stem + ".partial.onnx")
-    torch.onnx.export(net, torch.zeros(1, 1, size, size), str(tmp), opset_version=opset, input_names=["images"],
-                      output_names=["logits"], keep_initializers_as_inputs=weights_as_inputs)
-    tmp.replace(out_onnx)
+    with atomic_path(out_onnx, ".partial.onnx") as tmp:
+        torch.onnx.export(net, torch.zeros(1, 1, size, size), str(tmp), opset_version=opset, input_names=["images"],
+                          output_names=["logits"], keep_initializers_as_inputs=weights_as_inputs)
     return top1

@@ -1,42 +1,19 @@
-"""The offline detection sample: coloured shapes on textured backgrounds in YOLO label format, and a
-YOLO11n detector trained on it from `yolo11n.yaml` on CPU with nothing downloaded (cached per run)."""
+"""The offline detection sample: coloured shapes on textured backgrounds in YOLO label format (the detector
+trained on it lives in helpers.steps.export.detect_sample)."""
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import socket
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from helpers.core.errors import WorkbookError
-from helpers.core.paths import DATA, Run, write_json_atomic, write_text_atomic
-from helpers.core.step_cache import Step
+from helpers.core.paths import DATA, atomic_path, write_text_atomic
 
 CLASSES = ("circle", "square", "triangle", "cross")
 SAMPLE_DIR = DATA / "shapes"
 SAMPLE_VERSION = 1
-LOOPBACK = ("localhost", "127.0.0.1", "::1")
-
-
-@dataclass
-class DetectTrainResult:
-    """Where the sample detector's weights are and how ultralytics' val() scored them."""
-
-    weights: Path
-    map50_95: float
-    map50: float
-    epochs: int
-    imgsz: int
-    seconds: float
-    reused: bool
-    network_attempts: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- the generated data set
@@ -77,7 +54,8 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def make_image(rng: np.random.Generator, width: int, height: int, max_objects: int) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
+def make_image(rng: np.random.Generator, width: int, height: int,
+               max_objects: int) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
     """One RGB image with 1..max_objects shapes and their (class, xyxy pixel box) labels."""
     img = _texture(rng, height, width)
     labels: list[tuple[int, np.ndarray]] = []
@@ -127,156 +105,25 @@ def write_detect_sample(out_dir: str | Path = SAMPLE_DIR, images: int = 250, img
     rng = np.random.default_rng(seed)
     width, height = imgsz, int(round(imgsz * 0.75))
     n_val = max(1, int(round(images * val_fraction)))
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     counts = {"train": 0, "val": 0}
-    for i in range(images):
-        split = "val" if i >= images - n_val else "train"
-        img, labels = make_image(rng, width, height, max_objects)
-        for sub in ("images", "labels"):
-            (tmp / sub / split).mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(tmp / "images" / split / f"{i:04d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-        (tmp / "labels" / split / f"{i:04d}.txt").write_text("".join(yolo_line(c, b, width, height) + "\n" for c, b in labels))
-        counts[split] += 1
-    names = "".join(f"  {i}: {n}\n" for i, n in enumerate(CLASSES))
-    # `path` is left out on purpose: ultralytics resolves train/val against the yaml's own folder.
-    (tmp / "data.yaml").write_text(f"train: images/train\nval: images/val\nnames:\n{names}")
-    (tmp / "sample.json").write_text(json.dumps({"spec": spec, "counts": counts, "size": [width, height]}, indent=2))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    with atomic_path(out_dir) as tmp:
+        for i in range(images):
+            split = "val" if i >= images - n_val else "train"
+            img, labels = make_image(rng, width, height, max_objects)
+            for sub in ("images", "labels"):
+                (tmp / sub / split).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(tmp / "images" / split / f"{i:04d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+            lines = "".join(yolo_line(c, b, width, height) + "\n" for c, b in labels)
+            (tmp / "labels" / split / f"{i:04d}.txt").write_text(lines)
+            counts[split] += 1
+        names = "".join(f"  {i}: {n}\n" for i, n in enumerate(CLASSES))
+        # `path` is left out on purpose: ultralytics resolves train/val against the yaml's own folder.
+        (tmp / "data.yaml").write_text(f"train: images/train\nval: images/val\nnames:\n{names}")
+        (tmp / "sample.json").write_text(json.dumps({"spec": spec, "counts": counts, "size": [width, height]}, indent=2))
     return out_dir / "data.yaml"
-
-
-# ---------------------------------------------------------------- offline training
-
-@contextlib.contextmanager
-def offline() -> Iterator[list[str]]:
-    """Block network use by ultralytics for the duration of the block and yield the list of the
-    connections it attempted (expected empty). The font check of ultralytics' dataset reader would
-    fetch Arial.ttf; it gets matplotlib's bundled DejaVuSans instead."""
-    import matplotlib
-    import ultralytics.data.utils as du
-
-    attempts: list[str] = []
-    font = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-    real_connect, real_getaddrinfo, real_font = socket.socket.connect, socket.getaddrinfo, du.check_font
-    old_env = os.environ.get("YOLO_OFFLINE")
-
-    def connect(self, address):  # noqa: ANN001
-        host = address[0] if isinstance(address, tuple) else address
-        if self.family in (socket.AF_INET, socket.AF_INET6) and host not in LOOPBACK:
-            attempts.append(f"connect {address}")
-            raise OSError(f"network blocked by helpers.tasks.detect.sample.offline: {address}")
-        return real_connect(self, address)
-
-    def getaddrinfo(host, *args, **kwargs):  # noqa: ANN001
-        if host not in LOOPBACK and host is not None:
-            attempts.append(f"resolve {host}")
-            raise socket.gaierror(f"network blocked by helpers.tasks.detect.sample.offline: {host}")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    os.environ["YOLO_OFFLINE"] = "1"
-    socket.socket.connect, socket.getaddrinfo = connect, getaddrinfo
-    du.check_font = lambda *a, **k: font
-    try:
-        yield attempts
-    finally:
-        socket.socket.connect, socket.getaddrinfo, du.check_font = real_connect, real_getaddrinfo, real_font
-        if old_env is None:
-            os.environ.pop("YOLO_OFFLINE", None)
-        else:
-            os.environ["YOLO_OFFLINE"] = old_env
-
-
-def train_detect_sample(run: Run, data_yaml: str | Path, imgsz: int = 160, epochs: int = 12, batch: int = 8,
-                        seed: int = 0, workers: int = 0, nbs: int | None = None, lr0: float | None = 0.005,
-                        mosaic: float = 0.0, arch: str = "yolo11n.yaml", warmup_epochs: float | None = None) -> DetectTrainResult:
-    """Train a detector (YOLO11n by default; `arch`: another ultralytics detect YAML) from its YAML on CPU (offline),
-    cached in run/model/model.pt.
-
-    Tuned for a few hundred images and minutes of CPU: nbs (ultralytics' nominal batch, default: batch)
-    makes every batch an optimizer step (ultralytics accumulates to 64 images, leaving a small sample a
-    few dozen steps), AdamW at lr0, and no mosaic (it shrinks the already small shapes); warmup_epochs=0 skips
-    ultralytics' warm-up (at least 100 steps), which would take most of a run of a few hundred steps. ultralytics
-    trains with cpu_count - 1 torch threads (1 on a 2-core machine)."""
-    nbs = int(nbs or batch)
-    data_yaml = Path(data_yaml).resolve()
-    if not data_yaml.is_file():
-        raise WorkbookError(f"Detection data file {data_yaml} does not exist; pass a data.yaml (train:, val:, names:) or leave it empty for the generated sample.")
-    out = run.model / "model.pt"
-    marker = data_yaml.parent / "sample.json"
-    params = {"arch": arch, "imgsz": imgsz, "epochs": epochs, "batch": batch, "nbs": nbs, "lr0": lr0, "mosaic": mosaic, "seed": seed, "data": str(data_yaml)}
-    extra = {"optimizer": "AdamW", "lr0": lr0} if lr0 else {}
-    if warmup_epochs is not None:  # ultralytics warms up for at least 100 steps: most of a tiny run (0: none)
-        params["warmup_epochs"] = extra["warmup_epochs"] = warmup_epochs
-    step = Step(run, "detect_sample_model", params, inputs=[marker if marker.exists() else data_yaml.parent], outputs=[out])
-    if step.check():
-        rec = step.record
-        return DetectTrainResult(out, rec["map50_95"], rec["map50"], epochs, imgsz, rec["seconds"], reused=True,
-                                 network_attempts=list(rec.get("network_attempts", [])))
-
-    from ultralytics import YOLO
-    from ultralytics.utils import SETTINGS
-
-    SETTINGS.update({"sync": False})
-    workdir = run.model / "train"
-    shutil.rmtree(workdir, ignore_errors=True)
-    started = time.perf_counter()
-    with offline() as attempts:
-        model = YOLO(arch, task="detect")
-        # val=False: ultralytics still validates after the final epoch, which is the figure recorded.
-        metrics = model.train(
-            data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, device="cpu", workers=workers, seed=seed,
-            deterministic=True, pretrained=False, amp=False, plots=False, verbose=False, val=False, nbs=nbs, mosaic=mosaic, **extra,
-            project=str(workdir), name="run", exist_ok=True,
-        )
-    seconds = time.perf_counter() - started
-    best = workdir / "run" / "weights" / "best.pt"
-    tmp = out.with_name("model.pt.tmp")
-    shutil.copy2(best, tmp)
-    tmp.replace(out)
-    m50_95, m50 = float(metrics.box.map), float(metrics.box.map50)
-    step.done(map50_95=m50_95, map50=m50, epochs=epochs, imgsz=imgsz, network_attempts=attempts)
-    write_json_atomic(run.model / "train.json", {"task": "detect", "map50_95": m50_95, "map50": m50, "epochs": epochs,
-                                                  "imgsz": imgsz, "train_seconds": round(seconds, 1)})
-    return DetectTrainResult(out, m50_95, m50, epochs, imgsz, seconds, reused=False, network_attempts=list(attempts))
-
-
-def ultralytics_val(weights: str | Path, data_yaml: str | Path, imgsz: int, log_dir: str | Path, **overrides) -> dict:
-    """ultralytics' own val() of a detector on the val split (conf 0.001, IoU 0.7, max_det 300 unless
-    overridden): mAP50-95, mAP50 and per-class AP50-95 keyed by class name."""
-    from ultralytics import YOLO
-
-    args = {"conf": 0.001, "iou": 0.7, "max_det": 300, **overrides}
-    with offline():
-        res = YOLO(str(weights), task="detect").val(
-            data=str(data_yaml), imgsz=imgsz, batch=16, device="cpu", workers=0, plots=False, verbose=False,
-            project=str(log_dir), name="val", exist_ok=True, **args)
-    names = res.names
-    per_class = {names[int(c)]: float(res.box.maps[int(c)]) for c in res.box.ap_class_index}
-    return {"map50_95": float(res.box.map), "map50": float(res.box.map50), "per_class": per_class}
 
 
 def write_data_yaml(path: Path, train: str, val: str, names: list[str]) -> Path:
     """A minimal ultralytics data.yaml with relative train/val folders."""
     body = "".join(f"  {i}: {n}\n" for i, n in enumerate(names))
     return write_text_atomic(path, f"train: {train}\nval: {val}\nnames:\n{body}")
-
-
-def prepare_detect_model(run: Run, model: str | Path = "", data: str | Path = "", imgsz: int = 160, epochs: int = 12,
-                         images: int = 250) -> tuple[Path, Path, str]:
-    """The detector and data.yaml of a run plus a one-line description: the user's files (checked to be
-    a detector), or the generated sample and the sample model trained on it (cached)."""
-    from helpers.steps.export.exporter import quiet
-    from helpers.steps.export.models import check_model_path
-    from helpers.tasks.identify import check_task
-
-    data_yaml = Path(data).expanduser().resolve() if str(data).strip() else write_detect_sample(images=images, imgsz=imgsz)
-    if str(model).strip():
-        path = check_model_path(model)
-        check_task(path, "detect")
-        return path, data_yaml, f"your detector {path}"
-    with quiet(run.logs / "train.log"):
-        res = train_detect_sample(run, data_yaml, imgsz=imgsz, epochs=epochs)
-    how = "reused from the cache" if res.reused else f"trained in {res.seconds:.0f} s"
-    return res.weights, data_yaml, f"sample YOLO11n detector on the generated shapes, {how}: val mAP50-95 {res.map50_95:.3f}, mAP50 {res.map50:.3f}"

@@ -1,6 +1,7 @@
-"""Whether a model file is what its name says, read without running it: an ONNX that parses and is whole
-(a text file named .onnx or a truncated copy is refused with its path), a PyTorch file that is a torch
-archive holding a model (not only tensors). helpers.steps.export.models.check_model_path calls it for every user model.
+"""Whether a model file is what its name says, read without running it: check_model_path (exists, readable, a
+type the workbook understands) and the content checks it runs for every user model: an ONNX that parses and is
+whole (a text file named .onnx or a truncated copy is refused with its path), a PyTorch file that is a torch
+archive holding a model (not only tensors).
 """
 from __future__ import annotations
 
@@ -10,10 +11,38 @@ from functools import lru_cache
 from pathlib import Path
 
 from helpers.core.errors import WorkbookError
+from helpers.core.paths import REPO
+
+MODEL_SUFFIXES = {".pt": "pytorch", ".pth": "pytorch", ".torchscript": "pytorch", ".onnx": "onnx"}
 
 REEXPORT = "re-export it (torch.onnx.export, ultralytics export(format='onnx')) or copy it again"
 # Classes a bare state_dict or a tensor file pickles; a model also names its module classes.
 TENSOR_ONLY = ("collections", "torch._utils", "torch", "builtins", "_codecs", "numpy", "numpy.core.multiarray", "torch._tensor")
+
+
+def check_model_path(model: str | Path) -> Path:
+    """Validate a user's model file: exists, readable, and of a type the workbook understands."""
+    path = Path(model).expanduser()
+    if not path.is_absolute() and not path.exists():  # relative = from the repository root, like run_dir and data_dir
+        path = REPO / path
+    if not path.exists():
+        raise WorkbookError(f"Model file {path} does not exist; pass model= an existing .pt or .onnx path, or leave it empty to "
+                            "train the sample model.")
+    if path.is_dir():
+        raise WorkbookError(f"Model path {path} is a folder, not a file; pass model= the .pt or .onnx file inside it.")
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise WorkbookError(f"Model file {path} has unknown type {path.suffix or '(none)'}; pass a .pt/.torchscript (PyTorch) "
+                            "or .onnx file.")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise WorkbookError(f"Model file {path} cannot be read ({exc.strerror}); fix its permissions or copy the model to a "
+                            "readable regular file.") from exc
+    if not head:
+        raise WorkbookError(f"Model file {path} is empty; re-export or re-download it.")
+    check(path)  # the content: an ONNX that parses and is whole, a torch archive holding a model
+    return path.resolve()
 
 
 def check(path: Path) -> None:
@@ -34,7 +63,7 @@ def _check(path: str, size: int, mtime_ns: int) -> None:
 
 def check_onnx(path: Path) -> None:
     """Parses as an ONNX model with nodes, outputs and an opset (a copy cut short loses one of these)."""
-    import onnx
+    import onnx  # optional and slow: only for a user's .onnx
 
     try:
         model = onnx.load(str(path), load_external_data=False)

@@ -1,0 +1,127 @@
+"""Notebook 30's detector measurement: FP32 (ONNX Runtime) and INT8 (the simulator) for the converted head and
+the other one notebook 10 exported, on the same val images, with the INT8 model fed BGR as the colour-order
+diagnostic; eval/metrics.json and eval/detections.json, and the tables that read them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from helpers.core.paths import Run, write_json_atomic
+from helpers.core.step_cache import cached, record_inputs
+from helpers.steps.detect_simulate import evaluate_outputs, load_letterboxed, whole_tensor_cosine
+from helpers.steps.evaluate import OnnxBackend, SimulatorBackend
+from helpers.steps.export.detect_head import HEADS, decode_options, onnx_metadata
+from helpers.steps.export.detect_sample import ultralytics_val
+from helpers.steps.export.exporter import data_marker, quiet
+from helpers.steps.export.heads import HEAD_ONNX, head_files, head_of, source_model
+from helpers.tasks.data import detect_yaml
+from helpers.tasks.detect.labels import read_data_yaml, read_split
+from helpers.tasks.detect.postprocess import Detections
+from helpers.tasks.identify import class_names
+
+BGR = "INT8 BGR"  # precision label of the diagnostic row: the INT8 model fed BGR images (the tutorial's colour bug)
+
+
+def _dets_json(dets: Sequence[Detections]) -> list[dict[str, list]]:
+    return [{"boxes": np.round(d.boxes, 2).tolist(), "scores": np.round(d.scores, 4).tolist(), "classes": d.classes.tolist()}
+            for d in dets]
+
+
+def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, val_images: int = 0,
+                      model: str = "") -> dict[str, Any]:
+    """FP32 (ONNX Runtime) and INT8 (simulator, rebuilt from rknn/convert.json) for the converted head and,
+    when notebook 10 exported it, the other head built with the same recorded options, on the same val
+    images: COCO mAP, top class score and whole-tensor cosine per backend. Writes eval/metrics.json and
+    eval/detections.json; returns the metrics."""
+    data_yaml = detect_yaml(data_yaml) or Path(data_yaml)
+    names = class_names(record.source) or read_data_yaml(data_yaml)["names"]
+    val = read_split(data_yaml, "val", num_classes=len(names)).subset(val_images or None)
+    size, cfg = record.input_size, record.config
+    canvases, geoms = load_letterboxed(val.paths, size)
+    pixels = np.stack(canvases)
+    chosen = head_of(record.source)
+    heads = {chosen: record.source}
+    for h in HEADS:
+        if h != chosen and (run.model / HEAD_ONNX.format(head=h)).is_file():
+            heads[h] = run.model / HEAD_ONNX.format(head=h)
+    rows, dets = [], {}
+    for h, onnx_path in heads.items():
+        fp32 = OnnxBackend(onnx_path, cfg.mean_values, cfg.std_values).run_raw(pixels)
+        log = run.logs / f"simulator_{h}.log"
+        sim = (SimulatorBackend.from_record(record, log, batch=batch) if h == chosen else
+               SimulatorBackend(onnx_path, cfg, record.dataset, size, log, "onnx", batch, auto_disable_rules=True))
+        with sim:
+            int8 = sim.run_raw(pixels)
+            extra_rules = [d.rule for d in getattr(sim.rk, "auto_disabled", [])]  # the other head may trip other 2.5.0 rules
+            bgr = sim.run_raw(np.ascontiguousarray(pixels[..., ::-1])) if h == chosen else None  # the colour-order bug
+        cos = [whole_tensor_cosine(a, b) for a, b in zip(fp32, int8)]
+        for precision, outs in (("FP32", fp32), ("INT8", int8), (BGR, bgr)):
+            if outs is None:
+                continue
+            name = f"{precision} {h} head" if precision != BGR else f"INT8 {h} head, BGR input (bug)"
+            ev = evaluate_outputs(name, outs, geoms, val, **decode_options(onnx_path))
+            own = "fp32" if precision == "FP32" else "int8" if precision == "INT8" else "diagnostic"
+            role = own if h == chosen else "diagnostic"
+            rows.append({"name": ev.name, "role": role, "head": h, "precision": precision, **ev.metric.to_dict(),
+                         "top_score": max(ev.top_scores, default=0.0),
+                         "rules_disabled_here": extra_rules if precision == "INT8" else [],
+                         **({"cosine_mean": float(np.mean(cos)), "cosine_min": float(np.min(cos))}
+                            if precision == "INT8" else {})})
+            dets[ev.name] = _dets_json(ev.detections)
+    metrics = {"task": "detect", "head": chosen, "imgsz": size, "backends": rows, "images": len(val), "instances": val.instances,
+               "classes": list(names), "notes": list(val.notes), "batch": batch, "ultralytics_val": None,
+               "end2end": bool(decode_options(record.source).get("end2end")), "reg_max": _reg_max(record.source)}
+    if str(model).endswith(".pt") and not val_images:
+        with quiet(run.logs / "ultralytics_val.log"):
+            # nms=False: ultralytics' own end-to-end mode, the branch an end-to-end export carries
+            e2e = {"nms": False} if metrics["end2end"] else {}
+            metrics["ultralytics_val"] = ultralytics_val(model, data_yaml, size, run.logs / "ultralytics_val", rect=False, **e2e)
+    write_json_atomic(run.eval / "detections.json",
+                      {"images": [str(p) for p in val.paths], "classes": list(names), "backends": dets})
+    write_json_atomic(run.eval / "metrics.json", metrics, default=float)
+    return metrics
+
+
+def _reg_max(onnx_path: Path) -> int | None:
+    value = onnx_metadata(onnx_path).get("reg_max")
+    return int(value) if value and value.isdigit() else None
+
+
+def read_metrics(run: Run) -> dict[str, Any]:
+    """eval/metrics.json of a detection run."""
+    return json.loads((run.eval / "metrics.json").read_text())
+
+
+def table(metrics: dict[str, Any]):
+    """One row per backend: mAP50-95, mAP50, detections, top class score, whole-tensor cosine."""
+    cols = ["name", "role", "map50_95", "map50", "detections", "top_score", "cosine_mean", "cosine_min"]
+    return pd.DataFrame([{k: r.get(k) for k in cols} for r in metrics["backends"]]).set_index("name")
+
+
+def per_class_table(metrics: dict[str, Any]):
+    """Per-class AP50-95 of each backend (classes as rows)."""
+    return pd.DataFrame({r["name"]: r["per_class"] for r in metrics["backends"]}).round(4)
+
+
+def row(metrics: dict[str, Any], head: str, precision: str) -> dict[str, Any] | None:
+    """The backend row of one head and precision ('FP32' or 'INT8'), if measured."""
+    return next((r for r in metrics["backends"] if r["head"] == head and r["precision"] == precision), None)
+
+
+def measured(run: Run, record: Any, data_dir: Path, batch: int, val_images: int) -> dict[str, Any]:
+    """Notebook 30's detector measurement through the step cache: evaluate_detector, or its saved metrics."""
+    key = {"batch": batch, "val_images": val_images, "data": str(data_dir), "rows": "with BGR diagnostic"}
+    return cached(run, "30_detect", key,
+                  inputs=[*record_inputs(run), data_marker(data_dir), *head_files(run)],
+                  outputs=[run.eval / "metrics.json", run.eval / "detections.json"],
+                  compute=lambda: evaluate_detector(run, record, data_dir, batch, val_images, source_model(run)),
+                  load=lambda: read_metrics(run))
+
+
+def colour_columns(metrics: dict[str, Any]) -> list[str]:
+    """The two backends the colour-order picture compares: the INT8 model fed RGB, and fed BGR."""
+    return [r["name"] for r in metrics["backends"] if r["head"] == metrics["head"] and r["precision"] in ("INT8", BGR)]

@@ -1,0 +1,132 @@
+"""Notebook 10's detector export: the run's detector and data.yaml (the user's or the sample), both head layouts
+(model_split.onnx, model_stock.onnx) and the chosen one as model.onnx, which notebook 20 converts; an ONNX the
+workbook's decode cannot read stops here in one sentence."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from helpers.core.errors import WorkbookError
+from helpers.core.paths import REPO, Run, atomic_path
+from helpers.steps.export.detect_head import HEADS, export_detector, onnx_metadata
+from helpers.steps.export.detect_sample import prepare_detect_model
+from helpers.steps.export.exporter import TOOLKIT_MAX_OPSET, downgrade_opset, onnx_io
+from helpers.steps.export.onnx_split import is_stock_ultralytics_detector, split_user_onnx
+from helpers.tasks.data import detect_yaml
+from helpers.tasks.detect.labels import read_split
+from helpers.tasks.identify import class_names
+
+HEAD_ONNX = "model_{head}.onnx"
+
+
+def resolve_data(data: str | Path) -> str:
+    """A data.yaml (or its folder) given relative to the repository root made absolute; "" stays "" (the sample)."""
+    if not str(data).strip():
+        return ""
+    path = Path(data).expanduser()
+    path = path if path.is_absolute() else REPO / path
+    found = detect_yaml(path)
+    if found is None:
+        raise WorkbookError(f"data_dir={str(data)!r} is not a YOLO detection data set (a data.yaml with train:, val:, names:, "
+                            "or its "
+                            "folder), which task: detect needs; pass one, or set task: classify for a class-folder layout.")
+    return str(found)
+
+
+def prepare(run: Run, model: str, data: str, imgsz: int, epochs: int) -> tuple[Path, Path, str]:
+    """The detector, its data.yaml and a one-line description (the user's, or the cached sample); a
+    user's detector is checked against the labels (class ids beyond its classes: one sentence)."""
+    path, data_yaml, about = prepare_detect_model(run, model, resolve_data(data), imgsz=imgsz, epochs=epochs)
+    names = class_names(path) if str(model).strip() else None
+    if names:
+        for split in ("train", "val"):
+            read_split(data_yaml, split, num_classes=len(names))
+    return path, data_yaml, about
+
+
+def export_heads(model_path: Path, model_dir: Path, imgsz: int, head: str, opset: int, data: str | Path = "") -> dict[str, Any]:
+    """Export a detector with both heads (model_split.onnx, model_stock.onnx) and the chosen one as model.onnx, which
+    notebook 20 converts. An ultralytics .pt: helpers.steps.export.detect_head writes both. An ONNX ultralytics exported: it is
+    the
+    stock head, and its head is split by graph surgery (onnx_split), checked against it in FP32 on a few val images of
+    `data`; a graph that cannot be split stops in one sentence unless head is stock. Any other ONNX is used as it is."""
+    if head not in HEADS:
+        raise WorkbookError(f"head={head!r} is not a detector head layout; use one of {', '.join(HEADS)}.")
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("model.torchscript", "model.torchscript.json", *(HEAD_ONNX.format(head=h) for h in HEADS)):
+        (model_dir / stale).unlink(missing_ok=True)  # a classifier exported here earlier, or another model's heads
+    note, check = "", None
+    if model_path.suffix.lower() == ".onnx":
+        source = model_path
+        found = onnx_io(model_path)["opset"]
+        if found > TOOLKIT_MAX_OPSET:
+            source = downgrade_opset(model_path, model_dir / "model.lowered.onnx", TOOLKIT_MAX_OPSET)
+            note = f"opset {found} lowered to {TOOLKIT_MAX_OPSET} with onnx's version converter; "
+        if is_stock_ultralytics_detector(source) and head == "split":
+            check = split_user_onnx(source, model_dir, _check_images(data), imgsz)
+            note += (f"an ultralytics ONNX was given: its head was split by graph surgery (strides {check['strides']}), "
+                     f"model_stock.onnx is the file as given{' cut before its top-k' if check['end2end'] else ''}")
+        else:
+            meta = onnx_metadata(source)
+            head = meta.get("head") if meta.get("head") in HEADS else ("stock" if is_stock_ultralytics_detector(source) else head)
+            check_decodable(source, onnx_io(source), meta)
+            note += "an ONNX was given: used as it is, no second head to compare with"
+        chosen = source if check is None else model_dir / HEAD_ONNX.format(head=head)
+    else:
+        for h in HEADS:
+            export_detector(model_path, model_dir / HEAD_ONNX.format(head=h), imgsz, head=h, opset=opset)
+        chosen = model_dir / HEAD_ONNX.format(head=head)
+    with atomic_path(model_dir / "model.onnx", ".partial.onnx") as partial:
+        shutil.copyfile(chosen, partial)
+    (model_dir / "model.lowered.onnx").unlink(missing_ok=True)
+    return {"kind": "ultralytics detect", "opset": opset, "torchscript": "", "opset_note": note, "head": head,
+            "split_check": check}
+
+
+def _check_images(data: str | Path, n: int = 8) -> list[Path]:
+    """A few val images of a detection data set for the FP32 check of a split ONNX ([] when there is none)."""
+    found = detect_yaml(Path(data)) if str(data).strip() else None
+    return list(read_split(found, "val").paths[:n]) if found else []
+
+
+def check_decodable(path: Path, io: dict[str, Any], meta: dict[str, str]) -> None:
+    """An ONNX detector used as it is must give outputs postprocess.py reads: box/cls/sum per stride (the split head)
+    or one [1, 4 + classes, anchors] tensor (the stock head); anything else (NMS or top-k inside the graph) would be
+    misread and score 0 without a word, so it stops here in one sentence."""
+    shapes = [o["shape"] for o in io["outputs"]]
+    names = [o["name"] for o in io["outputs"]]
+    if len(names) % 3 == 0 and all(n.startswith(("box", "cls", "sum")) for n in names):
+        return
+    raw = meta.get("strides") or ""  # the workbook's heads record theirs; ultralytics' P3-P5 heads use 8, 16, 32
+    strides = json.loads(raw) if raw.startswith("[") else [8, 16, 32]
+    size = int(io["inputs"][0]["shape"][-1]) if isinstance(io["inputs"][0]["shape"][-1], int) else 0
+    anchors = sum((size // int(s)) ** 2 for s in strides) if size else None
+    if len(shapes) == 1 and len(shapes[0]) == 3 and isinstance(shapes[0][1], int) and shapes[0][1] > 4 \
+            and (anchors is None or shapes[0][2] == anchors):
+        return
+    raise WorkbookError(f"The detector {path.name} gives outputs {shapes}, a layout the workbook's decode cannot read (one "
+                        f"[1, 4 + classes, {anchors or 'anchors'}] tensor, or box/cls/sum per stride): NMS or a top-k inside the "
+                        "graph? Give the ultralytics .pt instead (model: the .pt), or an ONNX exported without them.")
+
+
+def head_of(onnx_path: Path) -> str:
+    """'split' or 'stock' for an exported detector (its metadata, else its number of outputs)."""
+    import onnx  # optional and slow: only when the metadata does not say
+
+    head = onnx_metadata(onnx_path).get("head")
+    if head in HEADS:
+        return head
+    return "stock" if len(onnx.load(str(onnx_path), load_external_data=False).graph.output) == 1 else "split"
+
+
+def head_files(run: Run) -> list[Path]:
+    """The per-head exports notebook 10 wrote (model_split.onnx, model_stock.onnx) that exist."""
+    return [f for f in (run.model / HEAD_ONNX.format(head=h) for h in HEADS) if f.is_file()]
+
+
+def source_model(run: Run) -> str:
+    """The model file notebook 10 exported from (model/export_check.json), "" when unknown."""
+    record = run.model / "export_check.json"
+    return str(json.loads(record.read_text()).get("model") or "") if record.is_file() else ""
