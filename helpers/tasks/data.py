@@ -12,6 +12,7 @@ from helpers.core.errors import WorkbookError
 from helpers.core.lists import write_image_list
 from helpers.core.paths import REPO, SAMPLE_DATA, Run, atomic_path
 from helpers.tasks.detect.labels import read_split
+from helpers.tasks.detect.postprocess import letterbox
 from helpers.tasks.identify import recorded_data, run_task
 from helpers.tasks.preprocess import IMAGE_SUFFIXES, list_images, match_channels, read_image, read_rgb  # noqa: F401 (read_rgb: used as data.read_rgb)
 
@@ -48,8 +49,6 @@ class LabelledImages:
         if not self.paths:
             return np.zeros((0, size, size, channels), np.uint8)
         if self.letterbox:
-            from helpers.tasks.detect.postprocess import letterbox
-
             return match_channels(np.stack([letterbox(read_rgb_full(p), size)[0] for p in self.paths]), channels)
         return np.stack([read_image(p, size, channels) for p in self.paths])
 

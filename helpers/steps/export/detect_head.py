@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers.core.errors import WorkbookError
+from helpers.core.paths import atomic_path
 from helpers.steps.export.exporter import TOOLKIT_MAX_OPSET, check_onnx
 
 HEADS = ("split", "stock")
@@ -67,11 +68,12 @@ def load_detector(weights: str | Path) -> Any:
     """The ultralytics DetectionModel inside a .pt, in float32 eval mode with conv+bn fused. A head with an
     end-to-end branch is switched to it before fusing (fusing drops the branch not selected): that branch
     needs no NMS, so the host keeps only a top-k."""
-    from ultralytics import YOLO
+    from ultralytics import YOLO  # optional and slow (seconds): only when a .pt detector is exported
 
     yolo = YOLO(str(weights))
     if yolo.task != "detect":
-        raise WorkbookError(f"Model {weights} is an ultralytics {yolo.task} model, not a detector; pass a detect .pt (e.g. trained from yolo11n.yaml) or set task: {yolo.task}.")
+        raise WorkbookError(f"Model {weights} is an ultralytics {yolo.task} model, not a detector; pass a detect .pt (e.g. "
+                            f"trained from yolo11n.yaml) or set task: {yolo.task}.")
     model = copy.deepcopy(yolo.model).float()
     head = model.model[-1]
     if has_one2one(head) and hasattr(model, "end2end"):
@@ -113,7 +115,7 @@ def _features(model: Any, x: Any) -> list[Any]:
 
 
 def _wrapper(model: Any, head: str) -> Any:
-    import torch
+    import torch  # optional and slow: only when a .pt detector is exported
 
     detect = _detect_layer(model)
     box_convs, cls_convs = branches(detect)
@@ -155,11 +157,12 @@ def _wrapper(model: Any, head: str) -> Any:
     return Split() if head == "split" else Stock()
 
 
-def export_detector(weights: str | Path, out_onnx: str | Path, imgsz: int, head: str = "split", opset: int = TOOLKIT_MAX_OPSET) -> DetectExport:
+def export_detector(weights: str | Path, out_onnx: str | Path, imgsz: int, head: str = "split",
+                    opset: int = TOOLKIT_MAX_OPSET) -> DetectExport:
     """Export the detector in weights (.pt) to out_onnx (written atomically) with the chosen head; the
     task, head, class names, strides, reg_max, end2end and max_det are stored in the ONNX metadata."""
-    import onnx
-    import torch
+    import onnx  # optional and slow: only where an ONNX file is read or written
+    import torch  # optional and slow: only when a .pt detector is exported
 
     if head not in HEADS:
         raise WorkbookError(f"head={head!r} is not a detector head layout; use one of {', '.join(HEADS)}.")
@@ -169,7 +172,8 @@ def export_detector(weights: str | Path, out_onnx: str | Path, imgsz: int, head:
     detect = _detect_layer(model)
     strides = [int(s) for s in detect.stride.tolist()]
     if imgsz % max(strides):
-        raise WorkbookError(f"imgsz={imgsz} is not a multiple of the detector's largest stride {max(strides)}; use e.g. {max(strides) * round(imgsz / max(strides))}.")
+        raise WorkbookError(f"imgsz={imgsz} is not a multiple of the detector's largest stride {max(strides)}; use e.g. "
+                            f"{max(strides) * round(imgsz / max(strides))}.")
     names = [model.names[i] for i in range(len(model.names))]
     net = _wrapper(model, head).eval()
     if head == "split":
@@ -178,30 +182,29 @@ def export_detector(weights: str | Path, out_onnx: str | Path, imgsz: int, head:
         out_names = ["output0"]
     out_onnx = Path(out_onnx)
     out_onnx.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_onnx.with_name(out_onnx.stem + ".partial.onnx")
-    # ultralytics' head caches its anchors behind a Python shape comparison the tracer warns about; the
-    # input size is fixed, so the traced constant is right.
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        torch.onnx.export(net, torch.zeros(1, 3, imgsz, imgsz), str(tmp), opset_version=opset,
-                          input_names=["images"], output_names=out_names, do_constant_folding=True)
-    proto = onnx.load(str(tmp))
-    meta = {"task": "detect", "head": head, "imgsz": str(imgsz), "names": json.dumps(names),
-            "strides": json.dumps(strides), "reg_max": str(int(detect.reg_max)),
-            "end2end": "true" if is_end2end(detect) else "false", "max_det": str(int(detect.max_det))}
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(proto, str(tmp))
-    check_onnx(tmp, imgsz)
-    tmp.replace(out_onnx)
+    with atomic_path(out_onnx, ".partial.onnx") as tmp:
+        # ultralytics' head caches its anchors behind a Python shape comparison the tracer warns about; the
+        # input size is fixed, so the traced constant is right.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            torch.onnx.export(net, torch.zeros(1, 3, imgsz, imgsz), str(tmp), opset_version=opset,
+                              input_names=["images"], output_names=out_names, do_constant_folding=True)
+        proto = onnx.load(str(tmp))
+        meta = {"task": "detect", "head": head, "imgsz": str(imgsz), "names": json.dumps(names),
+                "strides": json.dumps(strides), "reg_max": str(int(detect.reg_max)),
+                "end2end": "true" if is_end2end(detect) else "false", "max_det": str(int(detect.max_det))}
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(proto, str(tmp))
+        check_onnx(tmp, imgsz)
     return DetectExport(out_onnx, head, imgsz, opset, names, strides, int(detect.reg_max), out_names, is_end2end(detect),
                         int(detect.max_det))
 
 
 def onnx_metadata(onnx_path: str | Path) -> dict[str, str]:
     """The key/value metadata of an ONNX file (ultralytics and export_detector both write some)."""
-    import onnx
+    import onnx  # optional and slow: only where an ONNX file is read or written
 
     return {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
 

@@ -8,6 +8,7 @@ TorchScript-vs-ONNX check (one check, judged here).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -15,7 +16,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from helpers.core.errors import WorkbookError
+from helpers.core.paths import write_json_atomic
+from helpers.steps.detect_simulate import load_letterboxed, onnx_runner
 from helpers.steps.export.detect_head import decode_options, onnx_metadata
+from helpers.steps.export.detect_sample import offline
+from helpers.steps.export.heads import head_files
+from helpers.tasks.detect.labels import read_split
 from helpers.tasks.detect.postprocess import Detections, Letterbox, box_iou, postprocess
 
 MIN_IOU = 0.9          # a box found by both must overlap this much
@@ -56,8 +62,6 @@ def structure_of(onnx_path: str | Path) -> str:
 
 
 def _names(meta: dict[str, str]) -> list:
-    import json
-
     try:
         return list(json.loads(meta.get("names", "[]")))
     except ValueError:
@@ -67,9 +71,8 @@ def _names(meta: dict[str, str]) -> list:
 def original_predictions(weights: str | Path, canvases: Sequence[np.ndarray], imgsz: int, end2end: bool) -> list[Detections]:
     """ultralytics' predict() of the original model on letterboxed RGB canvases (size x size, so its own
     letterbox leaves them alone), val-style thresholds; nms=False selects the end-to-end branch."""
-    from ultralytics import YOLO
+    from ultralytics import YOLO  # optional and slow (seconds): only for a .pt original
 
-    from helpers.steps.export.detect_sample import offline
 
     with offline():
         results = YOLO(str(weights), task="detect").predict(
@@ -81,8 +84,6 @@ def original_predictions(weights: str | Path, canvases: Sequence[np.ndarray], im
 
 def export_predictions(onnx_path: str | Path, canvases: Sequence[np.ndarray], decode: Decode = postprocess) -> list[Detections]:
     """The workbook's decode of the exported ONNX (ONNX Runtime) on the same canvases, same thresholds."""
-    from helpers.steps.detect_simulate import onnx_runner
-
     run = onnx_runner(onnx_path)
     opts = decode_options(onnx_path)
     out = []
@@ -157,7 +158,8 @@ def check_detector(weights: str | Path, onnx_path: str | Path, canvases: Sequenc
         raise WorkbookError(
             f"The {head}-head export {onnx_path.name} of {Path(weights).name} ({structure}) does not predict what the original "
             f"model predicts on {result.images} images (the workbook's decode finds {100 * result.found_theirs:.0f}% of "
-            f"ultralytics' {result.theirs} confident boxes, and ultralytics {100 * result.found_ours:.0f}% of its {result.ours}), "
+            f"ultralytics' {result.theirs} confident boxes, and ultralytics {100 * result.found_ours:.0f}% of its "
+            f"{result.ours}), "
             f"so every mAP after this would be wrong: do not convert it; try head: stock, and report this head structure as "
             f"a workbook issue.")
     return result
@@ -167,7 +169,8 @@ def check_classifier(top1_agreement: float, images: int, model: str | Path) -> N
     """A classifier's ONNX must give the original model's top-1 (TorchScript of the original vs ONNX Runtime)."""
     if top1_agreement < MIN_AGREEMENT:
         raise WorkbookError(f"The ONNX export of classifier {Path(model).name} gives the original model's top-1 class on only "
-                            f"{100 * top1_agreement:.0f}% of {images} images, so every accuracy after this would be wrong: do not "
+                            f"{100 * top1_agreement:.0f}% of {images} images, so every accuracy after this would be wrong: do "
+                            "not "
                             f"convert it; check the export (opset, preprocessing) and report the model as a workbook issue.")
 
 
@@ -178,14 +181,8 @@ def check_run(run: Any, task: str, model_path: str | Path, data: str | Path, img
     result, the TorchScript being ultralytics' export of the original) judged by top-1. Writes model/guard.json and
     returns one row per export ([] when there is no original to compare with, e.g. an ONNX was given). Raises
     WorkbookError on a disagreement. decode: the detector decode under test (postprocess.postprocess)."""
-    from helpers.core.paths import write_json_atomic
-
     rows: list[dict[str, Any]] = []
     if task == "detect" and Path(model_path).suffix.lower() == ".pt":
-        from helpers.steps.export.heads import head_files
-        from helpers.steps.detect_simulate import load_letterboxed
-        from helpers.tasks.detect.labels import read_split
-
         canvases, _ = load_letterboxed(read_split(data, "val").subset(images).paths, imgsz)
         for onnx_path in head_files(run):
             rows.append({"export": onnx_path.name, **check_detector(model_path, onnx_path, canvases, imgsz, decode).to_dict()})

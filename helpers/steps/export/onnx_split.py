@@ -12,6 +12,7 @@ split graph with the original's own output in ONNX Runtime (FP32).
 """
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,6 +20,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from helpers.core.errors import WorkbookError
+from helpers.core.paths import atomic_path
+from helpers.steps.detect_simulate import load_letterboxed, onnx_runner
+from helpers.tasks.detect.postprocess import decode, topk
 
 WAY_OUT = ("export the .pt instead (give model: the ultralytics .pt, whose head the workbook splits itself), "
            "or pass head: stock to go on with the stock head knowingly")
@@ -26,7 +30,7 @@ WAY_OUT = ("export the .pt instead (give model: the ultralytics .pt, whose head 
 
 def ultralytics_meta(onnx_path: str | Path) -> dict[str, str]:
     """The metadata of an ONNX file when ultralytics wrote it (author Ultralytics), else {}."""
-    import onnx
+    import onnx  # optional and slow: only where an ONNX file is read or written
 
     meta = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
     return meta if meta.get("author", "").lower().startswith("ultralytics") else {}
@@ -39,8 +43,6 @@ def is_stock_ultralytics_detector(onnx_path: str | Path) -> bool:
 
 
 def _names(meta: dict[str, str]) -> list[str]:
-    import ast
-
     raw = meta.get("names") or "{}"
     names = json.loads(raw) if raw.lstrip().startswith("[") else ast.literal_eval(raw)
     return [str(names[k]) for k in sorted(names)] if isinstance(names, dict) else [str(n) for n in names]
@@ -95,7 +97,7 @@ def _pre_topk(model: Any) -> str:
 
 def _topk_k(model: Any) -> int:
     """The k of the graph's TopK (ultralytics' max_det), 300 when it is not a constant."""
-    from onnx import numpy_helper
+    from onnx import numpy_helper  # optional and slow: only where an ONNX graph is edited
 
     consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     for n in model.graph.node:
@@ -127,11 +129,11 @@ def _head_convs(model: Any, nc: int) -> tuple[list[str], list[str], int]:
 def split_onnx(src: str | Path, out: str | Path, imgsz: int | None = None) -> dict[str, Any]:
     """Write out (atomically): the ONNX detector src with its head split per stride (box{s}: the box distribution
     logits or, reg_max 1, plain distances; cls{s}: sigmoid class scores, sum{s}: their clamped sum), the rest of the graph
-    unchanged, and the metadata of helpers.steps.export.detect_head's split export (end2end "true" when the graph ends in ultralytics'
-    top-k, which is cut off). Raise WorkbookError (one sentence with the way out) when the output is not computed from
+    unchanged, and the metadata of helpers.steps.export.detect_head's split export (end2end "true" when the graph ends in
+    ultralytics' top-k, which is cut off). Raise WorkbookError (one sentence with the way out) when the output is not computed from
     per-stride box and class convolutions (e.g. NMS inside the graph)."""
-    import onnx
-    from onnx import helper, shape_inference
+    import onnx  # optional and slow: only where an ONNX file is read or written
+    from onnx import helper, shape_inference  # optional and slow: only where an ONNX graph is edited
 
     src, out = Path(src), Path(out)
     model = onnx.load(str(src))
@@ -210,9 +212,8 @@ def split_onnx(src: str | Path, out: str | Path, imgsz: int | None = None) -> di
         entry.key, entry.value = key, value
     onnx.checker.check_model(model)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".partial.onnx")
-    onnx.save(model, str(tmp))
-    tmp.replace(out)
+    with atomic_path(out, ".partial.onnx") as tmp:
+        onnx.save(model, str(tmp))
     return {"strides": strides, "reg_max": reg_max, "classes": nc, "imgsz": size, "end2end": end2end,
             "max_det": int(head_meta["max_det"]), "outputs": [o.name for o in outputs]}
 
@@ -242,8 +243,6 @@ def _prune(model: Any) -> None:
 def _topk_rows(outputs: Sequence[np.ndarray], size: int, k: int) -> np.ndarray:
     """One image's outputs as ultralytics' end-to-end rows [k, 6] (xyxy, score, class), best first: the rows
     themselves for an export with top-k inside, else postprocess.py's decode and top-k."""
-    from helpers.tasks.detect.postprocess import decode, topk
-
     if len(outputs) == 1 and outputs[0].ndim == 3 and outputs[0].shape[-1] == 6:
         return np.asarray(outputs[0][0], np.float32)[:k]
     boxes, scores = decode(outputs, size)
@@ -269,9 +268,6 @@ def check_split(original: str | Path, split: str | Path, pixels: np.ndarray, tol
     postprocess.py decodes from each: every anchor's box and class scores, or, end2end_k > 0 (an original with top-k
     inside), its k rows against the split's decode and top-k. Raise WorkbookError when they differ; returns the largest
     differences."""
-    from helpers.steps.detect_simulate import onnx_runner
-    from helpers.tasks.detect.postprocess import decode
-
     runners = {"a": onnx_runner(original), "b": onnx_runner(split)}
     size = pixels.shape[1]
     worst_box = worst_score = 0.0
@@ -299,8 +295,8 @@ def check_split(original: str | Path, split: str | Path, pixels: np.ndarray, tol
 def _cut_before_topk(model: Any, src: Path) -> None:
     """An end-to-end export made a stock head the NPU can run: the graph ends at the tensor its top-k reads, boxes
     turned from xyxy to postprocess.py's xywh: output0 [1, 4 + classes, anchors] (the top-k moves to the host)."""
-    import onnx
-    from onnx import helper
+    import onnx  # optional and slow: only where an ONNX file is read or written
+    from onnx import helper  # optional and slow: only where an ONNX graph is edited
 
     cut = _pre_topk(model)
     if not cut:
@@ -329,9 +325,7 @@ def split_user_onnx(src: Path, model_dir: Path, images: Sequence[Path], imgsz: i
     """Notebook 10 for an ultralytics ONNX detector: model_stock.onnx (the file as given; an end-to-end export cut
     before its top-k), model_split.onnx (its head split), both checked against the file as given in FP32 on the images
     (letterboxed); returns the check's figures."""
-    import onnx
-
-    from helpers.steps.detect_simulate import load_letterboxed
+    import onnx  # optional and slow: only where an ONNX file is read or written
 
     stock, split = model_dir / "model_stock.onnx", model_dir / "model_split.onnx"
     info = split_onnx(src, split, imgsz)
@@ -346,9 +340,8 @@ def split_user_onnx(src: Path, model_dir: Path, images: Sequence[Path], imgsz: i
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(model)
-    tmp = stock.with_name("model_stock.partial.onnx")
-    onnx.save(model, str(tmp))
-    tmp.replace(stock)
+    with atomic_path(stock, ".partial.onnx") as tmp:
+        onnx.save(model, str(tmp))
     if images:
         pixels = np.stack(load_letterboxed(list(images), info["imgsz"])[0])
     else:  # no images to hand: a fixed random batch still exercises every anchor
