@@ -68,7 +68,7 @@ def main() -> None:
     data_dir = resolve_data_dir("")
     model, about = exporter.prepare_model(run, "", data_dir, size)
     print(f"model: {about}")
-    exp = exporter.export_model(model, run.model, size, log_path=run.logs / "exporter.log")
+    exp = exporter.export_model(model, run.model, size, log_path=run.logs / "export.log")
     calib = write_calibration_list(load_split(data_dir, "train").subset(args.calib_images), run.rknn / "calibration.txt")
     val = load_split(data_dir, "val")
     cfg = convert.ConvertConfig(MEAN, STD)
