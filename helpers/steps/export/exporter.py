@@ -303,15 +303,12 @@ def export_model(model: Path, out_dir: Path, imgsz: int, opset: int = DEFAULT_OP
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_out, ts_out = out_dir / "model.onnx", out_dir / "model.torchscript"
-    work = out_dir / ".export_tmp"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
     note = ""
-    try:
-        if kind == "onnx":
-            io = onnx_io(model)
-            found = io["opset"]
-            staged = work / "model.onnx"
+    work = out_dir / ".export_tmp"  # ultralytics and torch write beside their input: a scratch folder, removed after
+    shutil.rmtree(work, ignore_errors=True)  # also one an interrupted export left
+    if kind == "onnx":
+        found = onnx_io(model)["opset"]
+        with atomic_path(onnx_out, ".partial.onnx") as staged:
             if found > TOOLKIT_MAX_OPSET:
                 downgrade_opset(model, staged, TOOLKIT_MAX_OPSET)
                 note = f"opset {found} lowered to {TOOLKIT_MAX_OPSET} with onnx's version converter"
@@ -320,8 +317,9 @@ def export_model(model: Path, out_dir: Path, imgsz: int, opset: int = DEFAULT_OP
             check_onnx(staged, imgsz)
             ts_out.unlink(missing_ok=True)
             sidecar_path(ts_out).unlink(missing_ok=True)
-            staged.replace(onnx_out)
-            return ExportResult(onnx_out, None, kind, imgsz, min(found, TOOLKIT_MAX_OPSET), note)
+        return ExportResult(onnx_out, None, kind, imgsz, min(found, TOOLKIT_MAX_OPSET), note)
+    work.mkdir()
+    try:
         if kind == "ultralytics":
             _export_ultralytics(model, work, imgsz, opset, Path(log_path or out_dir / "export.log"))
         else:

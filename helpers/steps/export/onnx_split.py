@@ -130,8 +130,8 @@ def split_onnx(src: str | Path, out: str | Path, imgsz: int | None = None) -> di
     """Write out (atomically): the ONNX detector src with its head split per stride (box{s}: the box distribution
     logits or, reg_max 1, plain distances; cls{s}: sigmoid class scores, sum{s}: their clamped sum), the rest of the graph
     unchanged, and the metadata of helpers.steps.export.detect_head's split export (end2end "true" when the graph ends in
-    ultralytics' top-k, which is cut off). Raise WorkbookError (one sentence with the way out) when the output is not computed from
-    per-stride box and class convolutions (e.g. NMS inside the graph)."""
+    ultralytics' top-k, which is cut off). Raise WorkbookError (one sentence with the way out) when the output is not
+    computed from per-stride box and class convolutions (e.g. NMS inside the graph)."""
     import onnx  # optional and slow: only where an ONNX file is read or written
     from onnx import helper, shape_inference  # optional and slow: only where an ONNX graph is edited
 
