@@ -135,7 +135,7 @@ def check_dataset(dataset: Path | None, cfg: ConvertConfig) -> Path | None:
 
 
 def build_on(rk: Any, source: Path, cfg: ConvertConfig, dataset: Path | None, input_size: int, load_path: str = "auto") -> None:
-    """config + load + build on an open helpers.toolkit.session toolkit (helpers.toolkit.session.RKNN retries a build the toolkit
+    """config + load + build on an open helpers.toolkit.session.RKNN (which retries a build the toolkit
     attributes to a graph rule); afterwards rk can export or init_runtime(target=None)."""
     source = Path(source)
     if not source.is_file():
