@@ -19,7 +19,8 @@ def flagged_summary(warnings: pd.DataFrame, layers: pd.DataFrame, threshold: flo
     total = int((~layers["fused"]).sum())
     which = f"the {len(shown)} with the lowest cosine" if len(shown) < len(warnings) else "all of them, lowest cosine first"
     blank = ranked.loc[ranked["lowest_cos"].isna(), "name"].tolist()
-    nonum = (f", {len(blank)} of them without a number ({', '.join(f'`{n}`' for n in blank[:4])}{', ...' if len(blank) > 4 else ''}: "
+    nonum = (f", {len(blank)} of them without a number "
+             f"({', '.join(f'`{n}`' for n in blank[:4])}{', ...' if len(blank) > 4 else ''}: "
              "all-zero or overflowing tensors)" if blank else "")
     return f"**{len(warnings)} of {total} layers flagged** (threshold {threshold}){nonum}; {which}:", shown
 
@@ -35,13 +36,15 @@ def outputs_line(layers: pd.DataFrame, outputs: Sequence[str]) -> str:
     text = ""
     if len(cos):
         span = f"{cos.iloc[0]:.4f}" if len(cos) == 1 else f"{cos.min():.4f} to {cos.max():.4f}"
-        text = (f"The model's output{'s' * (len(cos) != 1)} ({names}) end{'s' * (len(cos) == 1)} with an entire cosine of {span}: that is "
+        text = (f"The model's output{'s' * (len(cos) != 1)} ({names}) end{'s' * (len(cos) == 1)} "
+                f"with an entire cosine of {span}: that is "
                 "what the metric reads, so lower cosines inside the network matter only as far as they reach these rows.")
     if blank:
         zeros = rows.loc[rows["entire_cos"].isna(), "flags"].fillna("").astype(str).str.contains("zero").all()
         one = len(blank) == 1
         text += (f" {', '.join(f'`{n}`' for n in blank)} {'has' if one else 'have'} no number: in the quantized model "
-                 f"{'it was' if one else 'they were'} all zeros{'' if zeros else ' or overflowed'} on these images. For a detector's "
+                 f"{'it was' if one else 'they were'} all zeros{'' if zeros else ' or overflowed'} "
+                 "on these images. For a detector's "
                  "class scores that is typical of a stride where nothing scores above one INT8 step; the metric tells whether it "
                  "costs detections.")
     return text.strip()
@@ -61,12 +64,16 @@ def layers_conclusion(ranked: pd.DataFrame, threshold: float) -> str:
     top = ranked.iloc[0]
     below = int((ranked["single_cos"] < threshold).sum())
     if below == 0:
-        return (f"No layer has a single cosine below {threshold} (the lowest is `{top['name']}`, {top['op']}, {top['single_cos']:.5f}): "
+        return (f"No layer has a single cosine below {threshold} "
+                f"(the lowest is `{top['name']}`, {top['op']}, {top['single_cos']:.5f}): "
                 "no layer stands out as a float16 candidate on its own.")
     kind = ("local: a few layers carry it, the case for hybrid quantization (notebook 60)" if share >= 0.5 else
-            "spread over the network: a float16 layer here and there will not fix it; the calibration or the quantization settings are the lever")
-    return (f"{below} of {len(ranked)} layers have a single cosine below {threshold}; the worst is `{top['name']}` ({top['op']}, single cosine "
-            f"{top['single_cos']:.5f}). The three largest single drops make up {100 * share:.0f}% of the total, so the error is {kind}.")
+            "spread over the network: a float16 layer here and there will not fix it; "
+            "the calibration or the quantization settings are the lever")
+    return (f"{below} of {len(ranked)} layers have a single cosine below {threshold}; "
+            f"the worst is `{top['name']}` ({top['op']}, single cosine "
+            f"{top['single_cos']:.5f}). "
+            f"The three largest single drops make up {100 * share:.0f}% of the total, so the error is {kind}.")
 
 
 def noise_pt_of(sweep: pd.DataFrame, value: float, images: int, given: float | None) -> float | None:
@@ -84,8 +91,10 @@ def _best_vs_current(sweep: pd.DataFrame, best: pd.Series, cur: pd.Series, image
     if key == "top1":
         diff = round((best["top1"] - cur["top1"]) * images)
         noise = noise_images(images, float(cur["top1"]))
-        verdict = (f"beyond noise (about ±{noise:.1f} images on {images}), so it is worth trying in notebook 20" if diff > noise else
-                   f"within noise (about ±{noise:.1f} images on {images}): no reason to change notebook 20's setting on this evidence")
+        verdict = (f"beyond noise (about ±{noise:.1f} images on {images}), "
+                   "so it is worth trying in notebook 20" if diff > noise else
+                   f"within noise (about ±{noise:.1f} images on {images}): "
+                   "no reason to change notebook 20's setting on this evidence")
         return f"notebook 20's {a}/{m} gets {100 * cur['top1']:.2f}%: {diff:+d} image(s), {verdict}"
     diff = 100 * (best[key] - cur[key])
     beyond = noise is not None and diff > noise
@@ -105,9 +114,11 @@ def fp32_gap(sweep: pd.DataFrame, cur: pd.Series, images: int, noise: float | No
     if fp32 is None or pd.isna(cur[key]):
         return ""
     loss = 100 * (float(fp32) - float(cur[key]))
-    change = "the same score as FP32" if abs(loss) < 0.05 else f"{'a loss' if loss > 0 else 'a gain'} of {abs(loss):.1f} pt against FP32"
+    change = ("the same score as FP32" if abs(loss) < 0.05 else
+              f"{'a loss' if loss > 0 else 'a gain'} of {abs(loss):.1f} pt against FP32")
     under = " under the demo calibration" if demo_images else ""
-    text = (f" INT8 with {cur['algorithm']}/{cur['method']}{under} scores {METRIC_LABELS[key]} {metric_text(key, cur[key])}, FP32 "
+    text = (f" INT8 with {cur['algorithm']}/{cur['method']}{under} "
+            f"scores {METRIC_LABELS[key]} {metric_text(key, cur[key])}, FP32 "
             f"{metric_text(key, float(fp32))} on the same {images} images: {change}")
     if noise is None:
         return text + "."
@@ -115,7 +126,8 @@ def fp32_gap(sweep: pd.DataFrame, cur: pd.Series, images: int, noise: float | No
         return text + f", within noise (about ±{noise:.1f} pt): on these images INT8 is not measurably worse than FP32."
     if loss < 0:
         return text + f", more than the noise (about ±{noise:.1f} pt) in INT8's favour on these images."
-    return text + (f", beyond noise (about ±{noise:.1f} pt): quantization costs measurable accuracy here; the layer ranking above "
+    return text + (f", beyond noise (about ±{noise:.1f} pt): quantization costs measurable accuracy here; "
+                   "the layer ranking above "
                    "and notebook 60 show where and what float16 layers buy back.")
 
 
@@ -124,8 +136,10 @@ def sweep_headline(sweep: pd.DataFrame, noise_pt: float | None = None) -> str:
     key = sweep_metric(sweep)
     images, fp32 = int(table_value(sweep, "images", None)), float(table_value(sweep, f"fp32_{key}", None))
     scale = (f"1 image = {100 / images:.2f} pt" if key == "top1" else
-             f"noise about ±{noise_pt:.1f} pt, two standard deviations of a bootstrap over the images" if noise_pt is not None else "")
-    return f"FP32 {METRIC_LABELS[key]} on the same {images} images: **{metric_text(key, fp32)}**" + (f" ({scale})." if scale else ".")
+             f"noise about ±{noise_pt:.1f} pt, "
+             "two standard deviations of a bootstrap over the images" if noise_pt is not None else "")
+    return (f"FP32 {METRIC_LABELS[key]} on the same {images} images: **{metric_text(key, fp32)}**"
+            + (f" ({scale})." if scale else "."))
 
 
 def sweep_conclusion(sweep: pd.DataFrame, current: tuple[str, str], images: int = 0, demo_images: int = 0,
@@ -137,7 +151,8 @@ def sweep_conclusion(sweep: pd.DataFrame, current: tuple[str, str], images: int 
     images = images or int(table_value(sweep, "images", None) or 0)
     if key == "top1":
         step = 100.0 / images if images else float("nan")
-        head = f"The sweep's best setting is {best['algorithm']}/{best['method']} ({100 * best['top1']:.2f}% top-1; 1 image = {step:.2f} pt)"
+        head = (f"The sweep's best setting is {best['algorithm']}/{best['method']} "
+                f"({100 * best['top1']:.2f}% top-1; 1 image = {step:.2f} pt)")
     else:
         scale = f"; {images} val images, noise about ±{noise_pt:.1f} pt" if noise_pt is not None else f"; {images} val images"
         head = f"The sweep's best setting is {best['algorithm']}/{best['method']} ({METRIC_LABELS[key]} {best[key]:.3f}{scale})"
@@ -152,6 +167,8 @@ def sweep_conclusion(sweep: pd.DataFrame, current: tuple[str, str], images: int 
                 f"{head}; {_best_vs_current(sweep, best, cur.iloc[0], images, noise)}.")
         text += fp32_gap(sweep, cur.iloc[0], images, noise, demo_images)
     if demo_images:
-        text += (f" Found under demo calibration ({demo_images} image{'s' * (demo_images != 1)}): it says which setting copes best with a "
-                 "poor calibration, not which is best for notebook 20's list; re-run with demo_calib_images = 0 before changing notebook 20.")
+        text += (f" Found under demo calibration ({demo_images} image{'s' * (demo_images != 1)}): "
+                 "it says which setting copes best with a "
+                 "poor calibration, not which is best for notebook 20's list; "
+                 "re-run with demo_calib_images = 0 before changing notebook 20.")
     return text

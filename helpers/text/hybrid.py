@@ -28,7 +28,8 @@ def gap_note(judge: "Judge", value: float, ref: float | None = None, what: str =
     step = judge.step_pt()
     if step:
         n = round(abs(d) / step)
-        return f"{side} ({n} of {judge.images} images; 1 image = {step:.2f} pt)" if n else f"{side} (not one image of {judge.images} differs)"
+        return (f"{side} ({n} of {judge.images} images; 1 image = {step:.2f} pt)" if n else
+                f"{side} (not one image of {judge.images} differs)")
     noise = judge.noise_pt()
     inside = "within" if abs(d) <= noise else "beyond"
     return f"{side}, {inside} the noise of {judge.images} val images (about ±{noise:.1f} pt)"
@@ -44,11 +45,14 @@ def target_note(target_pt: float, judge: "Judge", int8_value: float | None = Non
     elif step:
         text = f"target: within {target_pt:g} pt of FP32 ({target_pt / step:.1f} images of {judge.images})"
     else:
-        hint = " (a hybrid that meets it on these images can still differ from FP32 by that much on others)" if target_pt < noise else ""
-        text = (f"target: {judge.label} within {target_pt:g} pt of FP32's {judge.text(judge.fp32.value)}; the noise of {judge.images} val images "
+        hint = (" (a hybrid that meets it on these images can still differ from FP32 by that much on others)"
+                if target_pt < noise else "")
+        text = (f"target: {judge.label} within {target_pt:g} pt of FP32's {judge.text(judge.fp32.value)}; "
+                f"the noise of {judge.images} val images "
                 f"is about ±{noise:.1f} pt{hint}")
     if int8_value is not None and within(judge.fp32.value, int8_value, target_pt):
-        text += f"\nplain INT8 ({judge.text(int8_value)}) already meets it, so the search built no hybrid: the plot shows INT8 alone"
+        text += (f"\nplain INT8 ({judge.text(int8_value)}) already meets it, so the search built no hybrid: "
+                 "the plot shows INT8 alone")
     return text
 
 
@@ -82,21 +86,25 @@ def reading_notes(table: Any, int8_float16: Sequence[str], proposal: bool, demo:
     prop = rows.get("hybrid (b) toolkit proposal")
     if prop is not None and proposal and pd.isna(prop[key]):
         out.append("- **The toolkit's proposal is empty in this run.** Step 1 judges the error on the calibration images, the "
-                   "images the quantization was fitted to" + (", here a single demo image," if demo else ",") + " so it saw no layer worth changing.")
+                   "images the quantization was fitted to" + (", here a single demo image," if demo else ",")
+                   + " so it saw no layer worth changing.")
     elif prop is not None and proposal:
         out.append(f"- **The toolkit proposed {len(str(prop['layers']).split())} layer(s)**, judged on the calibration images.")
     auto = rows.get("build(auto_hybrid=True)")
     if auto is not None and pd.notna(auto["float16_layers"]):
         extra = int(auto["float16_layers"]) - len(int8_float16)
-        out.append(f"- **`auto_hybrid`** kept {int(auto['float16_layers'])} tensor(s) in float16 ({max(extra, 0)} more than plain INT8): "
-                   "it switches a layer when its cosine on the calibration set falls below `auto_hybrid_cos_thresh` (0.98 by default).")
+        out.append(f"- **`auto_hybrid`** kept {int(auto['float16_layers'])} tensor(s) in float16 "
+                   f"({max(extra, 0)} more than plain INT8): "
+                   "it switches a layer when its cosine on the calibration set "
+                   "falls below `auto_hybrid_cos_thresh` (0.98 by default).")
     return "\n".join(out)
 
 
 def export_note(choice: Mapping[str, Any], count: int, final: Path, int8: Variant, judge: "Judge") -> str:
     """What was exported and how it scores next to INT8 (same calibration) and FP32."""
     value = float(choice[judge.key])
-    return (f"Exported **{choice['model']}** (of {count} candidate{'s' * (count != 1)}) as `{final.as_posix()}`: {judge.label} {judge.text(value)} "
+    return (f"Exported **{choice['model']}** (of {count} candidate{'s' * (count != 1)}) "
+            f"as `{final.as_posix()}`: {judge.label} {judge.text(value)} "
             f"(INT8 with the same calibration {judge.text(int8.value)}, FP32 {judge.text(judge.fp32.value)}), "
             f"mean output cosine {float(choice['mean_cosine']):.5f} (INT8 {int8.mean_cosine:.5f}).")
 
@@ -110,7 +118,8 @@ def _search_sentence(search_table: Any, layers_total: int, int8_value: float, ju
     """How many float16 layers reaching the target took, and whether that makes the error local."""
     met = search_table[search_table["met_target"].astype(bool)] if len(search_table) else search_table
     if not len(search_table):
-        return f"Plain INT8's {judge.label} is {gap_note(judge, int8_value)}, already within the {target_pt:g} pt target: no float16 layer is needed."
+        return (f"Plain INT8's {judge.label} is {gap_note(judge, int8_value)}, already within the {target_pt:g} pt target: "
+                "no float16 layer is needed.")
     lead = f"Plain INT8's {judge.label} is {gap_note(judge, int8_value)}. "
     if len(met):
         n = int(met.iloc[0]["layers"])
@@ -120,14 +129,18 @@ def _search_sentence(search_table: Any, layers_total: int, int8_value: float, ju
                 "(notebook 50's sweep) is the cheaper fix" if share >= 0.5 else "the error is partly local")
         caveat = (" (with INT8's own loss inside the noise of these images, read that as a property of these images rather than "
                   "of the model)") if inside_noise(judge, int8_value) else ""
-        return lead + f"The search needed {n} of {layers_total} layers in float16 to come within {target_pt:g} pt of FP32, so {kind}{caveat}."
+        return lead + (f"The search needed {n} of {layers_total} layers in float16 to come within {target_pt:g} pt of FP32, "
+                       f"so {kind}{caveat}.")
     n = int(search_table["layers"].max())
     if inside_noise(judge, int8_value):
         lo, hi = judge.text(search_table[judge.key].min()), judge.text(search_table[judge.key].max())
-        return lead + (f"None of the search's {len(search_table)} hybrids (up to {n} of {layers_total} layers in float16) came within "
+        return lead + (f"None of the search's {len(search_table)} hybrids "
+                       f"(up to {n} of {layers_total} layers in float16) came within "
                        f"{target_pt:g} pt of FP32 either; they score {lo} to {hi}, inside the same noise. On these images INT8 "
-                       "loses too little for float16 layers to repair measurably, so this search cannot tell whether the error is local.")
-    return lead + f"Even {n} of {layers_total} layers in float16 did not bring {judge.label} within {target_pt:g} pt of FP32: " + (
+                       "loses too little for float16 layers to repair measurably, "
+                       "so this search cannot tell whether the error is local.")
+    return lead + (f"Even {n} of {layers_total} layers in float16 did not bring {judge.label} "
+                   f"within {target_pt:g} pt of FP32: ") + (
         "the error is not local; revisit the calibration set or the quantized_algorithm (notebook 50's sweep)."
         if n >= layers_total / 2 else
         "the search budget ran out before it could tell whether the error is local; raise search_budget to find out.")
@@ -150,7 +163,8 @@ def conclusion(search_table: Any, layers_total: int, int8_value: float, judge: "
     if choice is None:
         return first + " No hybrid was exported."
     value = float(choice[judge.key])
-    second = (f" Exported **{choice['model']}**: {judge.label} {judge.text(value)} vs {judge.text(int8_value)} for INT8 with the same calibration "
+    second = (f" Exported **{choice['model']}**: {judge.label} {judge.text(value)} vs {judge.text(int8_value)} "
+              "for INT8 with the same calibration "
               f"({calibration}) and {judge.text(judge.fp32.value)} for FP32. " + versus_int8(value, int8_value, judge, demo))
     if demo:
         second += (" This is a demo: built on a deliberately poor calibration, it says nothing about the model notebook 20 "

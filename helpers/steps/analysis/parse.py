@@ -77,7 +77,8 @@ def parse_header(lines: Sequence[str]) -> tuple[list[Column], int]:
             while start < len(lines) and set(lines[start].strip()) <= {"-"} and lines[start].strip():
                 start += 1
             return cols, start
-    raise WorkbookError("No 'layer_name' header found; pass the error_analysis.txt that accuracy_analysis wrote (in its output_dir).")
+    raise WorkbookError("No 'layer_name' header found; pass the error_analysis.txt that accuracy_analysis wrote "
+                        "(in its output_dir).")
 
 
 def parse_error_analysis(path: str | Path) -> pd.DataFrame:
@@ -143,7 +144,8 @@ def combine(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
             out[c] = np.nanmean(np.vstack([f[c].to_numpy(float) for f in frames]), axis=0)
         if "single_cos" in base:
             out["min_single_cos"] = np.nanmin(np.vstack([f["single_cos"].to_numpy(float) for f in frames]), axis=0)
-    out["flags"] = [";".join(sorted({x for f in frames for x in str(f["flags"].iloc[i]).split(";") if x})) for i in range(len(base))]
+    out["flags"] = [";".join(sorted({x for f in frames for x in str(f["flags"].iloc[i]).split(";") if x}))
+                    for i in range(len(base))]
     out["images"] = len(frames)
     return out
 

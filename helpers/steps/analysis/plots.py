@@ -80,7 +80,8 @@ def plot_sweep(sweep: pd.DataFrame, fp32: float | None = None, path: str | Path 
             a1.set_ylabel(f"top-1 (%), {images} val images\n1 image = {100 / images:.2f} pt")
     else:
         margin = max(2.0, 1.5 * (noise_pt or 0))
-        lo, hi = np.nanmin([*values, ref if ref is not None else np.nan]), np.nanmax([*values, ref if ref is not None else np.nan])
+        lo, hi = (np.nanmin([*values, ref if ref is not None else np.nan]),
+                  np.nanmax([*values, ref if ref is not None else np.nan]))
         a1.set_ylim(max(0, lo - margin), min(100.5, hi + margin))
         a1.set_ylabel(f"{label} (%), {images} val images" + (f"\nnoise about ±{noise_pt:.1f} pt" if noise_pt else ""))
     if note:

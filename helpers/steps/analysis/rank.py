@@ -41,4 +41,5 @@ def rank_layers(df: pd.DataFrame) -> pd.DataFrame:
     c = c.sort_values(["single_drop", "gap"], ascending=False, na_position="last")
     c["rank_drop"] = np.arange(1, len(c) + 1)
     c["rank_gap"] = c["gap"].rank(ascending=False, method="first", na_option="bottom").astype(int)
-    return c[["index", "op", "name", "entire_cos", "single_cos", "single_drop", "gap", "rank_drop", "rank_gap"]].reset_index(drop=True)
+    columns = ["index", "op", "name", "entire_cos", "single_cos", "single_drop", "gap", "rank_drop", "rank_gap"]
+    return c[columns].reset_index(drop=True)

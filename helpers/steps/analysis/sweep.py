@@ -29,7 +29,8 @@ def parse_grid(grid: Sequence[Sequence[str]] | Sequence[str]) -> list[tuple[str,
             raise WorkbookError(f"Sweep cell {cell!r} must be an [algorithm, method] pair, e.g. ['mmse', 'channel'].")
         a, m = parts
         if a not in QUANTIZED_ALGORITHMS:
-            raise WorkbookError(f"Sweep cell {cell!r} has quantized_algorithm {a!r}; use one of {', '.join(QUANTIZED_ALGORITHMS)}.")
+            raise WorkbookError(f"Sweep cell {cell!r} has quantized_algorithm {a!r}; "
+                                f"use one of {', '.join(QUANTIZED_ALGORITHMS)}.")
         if m not in QUANTIZED_METHODS:
             raise WorkbookError(f"Sweep cell {cell!r} has quantized_method {m!r}; use one of {', '.join(QUANTIZED_METHODS)}.")
         pairs.append((a, m))
@@ -82,7 +83,8 @@ def run_sweep(record: Any, grid: Sequence[tuple[str, str]], judge: Any, log_dir:
     rows, pool = [], None
     try:
         for algorithm, method in tqdm(list(grid), desc="sweep", unit="build"):
-            cfg = ConvertConfig.from_dict({**record.config.to_dict(), "quantized_algorithm": algorithm, "quantized_method": method})
+            cfg = ConvertConfig.from_dict({**record.config.to_dict(), "quantized_algorithm": algorithm,
+                                           "quantized_method": method})
             log_path = Path(log_dir) / f"sweep_{algorithm}_{method}.log"
             pool = pool or cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))
             try:
@@ -120,7 +122,8 @@ def best_row(sweep: pd.DataFrame) -> tuple[pd.Series, str]:
     tied = sweep[sweep[key] == best[key]]
     why = f"highest {label} ({metric_text(key, best[key])})"
     if len(tied) > 1:
-        why += f", and of the {len(tied)} settings with that {label} the highest mean output cosine vs FP32 ({best['mean_cosine']:.5f})"
+        why += (f", and of the {len(tied)} settings with that {label} the highest mean output cosine vs FP32 "
+                f"({best['mean_cosine']:.5f})")
     else:
         why += f"; mean output cosine vs FP32 {best['mean_cosine']:.5f}"
     why += f"; build {best['build_s']:.1f} s"

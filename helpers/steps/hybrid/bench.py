@@ -63,7 +63,8 @@ class Bench:
         j, rules = self.judge, self.cfg.disable_rules
         off = f", graph rules off: {', '.join(rules)}" if rules else ""
         return (f"model: {self.record.source.name}, {self.cfg.quantized_algorithm}/{self.cfg.quantized_method}{off}\n"
-                f"calibration: {self.calibration}\nscored by {j.label} on {j.scale_note()}; FP32 {j.label} {j.text(j.fp32.value)}")
+                f"calibration: {self.calibration}\n"
+                f"scored by {j.label} on {j.scale_note()}; FP32 {j.label} {j.text(j.fp32.value)}")
 
     def selection(self, names: Iterable[str]) -> dict[str, str]:
         return {n: self.dtype for n in names}
@@ -81,7 +82,8 @@ def measure_int8(bench: Bench) -> tuple[Variant, Any]:
     log = run.logs / "60_int8.log"
     with toolkit(log) as rk:
         build_on(rk, rec.source, bench.cfg, bench.dataset, rec.input_size, rec.load_path)
-        v, table = measure(rk, "INT8", bench.judge, run.hybrid / "model_int8.rknn", log, bench.analysis_images, run.hybrid / "snapshot_int8")
+        v, table = measure(rk, "INT8", bench.judge, run.hybrid / "model_int8.rknn", log, bench.analysis_images,
+                           run.hybrid / "snapshot_int8")
     v.file = "hybrid/model_int8.rknn"
     return v, table
 
@@ -109,16 +111,19 @@ def compare_strategies(bench: Bench, files: Step1Files, strategies: Mapping[str,
     results, tables = [int8], {"INT8": before}
     for i, (name, chosen) in enumerate(tqdm(list(strategies.items()), desc="step 2", unit="model")):
         if not chosen:
-            results.append(Variant(name, float("nan"), float("nan"), float("nan"), 0, 0, [], note=why_empty.get(name, "no layers")))
+            results.append(Variant(name, float("nan"), float("nan"), float("nan"), 0, 0, [],
+                                   note=why_empty.get(name, "no layers")))
             continue
         log, out = run.logs / f"60_step2_{i}.log", strategy_file(run, name)
         with built(files, bench.selection(chosen), files.variant_cfg(f"strategy{i}"), log) as rk:
-            v, tables[name] = measure(rk, name, bench.judge, out, log, bench.analysis_images, run.hybrid / f"snapshot_strategy{i}", chosen)
+            v, tables[name] = measure(rk, name, bench.judge, out, log, bench.analysis_images,
+                                      run.hybrid / f"snapshot_strategy{i}", chosen)
         v.file = run.relative(out)
         results.append(v)
     results.append(auto_hybrid(bench))
     onnx = run.root / "model" / "model.onnx"
-    fp32_row = Variant("FP32", bench.judge.fp32.value, 1.0, 1.0, onnx.stat().st_size if onnx.exists() else 0, 0, [])  # size: the ONNX file
+    size = onnx.stat().st_size if onnx.exists() else 0  # FP32's size: the ONNX file
+    fp32_row = Variant("FP32", bench.judge.fp32.value, 1.0, 1.0, size, 0, [])
     table = pd.DataFrame([r.row(bench.judge) for r in [fp32_row, *results]])
     table["calibration"] = ["none (float)"] + [bench.calibration] * len(results)
     return table, pd.concat([t.assign(model=k) for k, t in tables.items()])

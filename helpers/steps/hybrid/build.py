@@ -42,8 +42,10 @@ def step2(rk: Any, step1_files: Step1Files, cfg: Path) -> None:
     """Run hybrid_quantization_step2 with step1's model/data and the given (edited) cfg."""
     for p in (step1_files.model, step1_files.data, cfg):
         if not Path(p).is_file():
-            raise WorkbookError(f"Hybrid step 2 needs {p}, which does not exist; run hybrid step 1 (and write the edited cfg) first.")
-    rk.hybrid_quantization_step2(model_input=str(step1_files.model), data_input=str(step1_files.data), model_quantization_cfg=str(cfg))
+            raise WorkbookError(f"Hybrid step 2 needs {p}, which does not exist; "
+                                "run hybrid step 1 (and write the edited cfg) first.")
+    rk.hybrid_quantization_step2(model_input=str(step1_files.model), data_input=str(step1_files.data),
+                                 model_quantization_cfg=str(cfg))
 
 
 def judged(rk: Any, judge: "Judge") -> "Score":
@@ -97,5 +99,6 @@ def measure(rk: Any, name: str, judge: "Judge", rknn_out: Path, log_path: Path, 
     with atomic_path(rknn_out, suffix=".partial.rknn") as tmp:
         rk.export_rknn(str(tmp))
     score = judged(rk, judge)
-    v = Variant(name, score.value, score.mean_cosine, score.min_cosine, rknn_out.stat().st_size, len(float16_tensors(log_path)), list(layers))
+    v = Variant(name, score.value, score.mean_cosine, score.min_cosine, rknn_out.stat().st_size, len(float16_tensors(log_path)),
+                list(layers))
     return v, table

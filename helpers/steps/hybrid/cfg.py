@@ -75,14 +75,16 @@ def find_step1(folder: str | Path) -> Step1Files:
     cfgs = own or [p for p in cfgs if not p.name.endswith(EDITED_SUFFIX)]
     if not cfgs:
         raise WorkbookError(
-            f"No <model>.quantization.cfg in {folder}; run hybrid step 1 (hybrid.step1 / notebook 60's step 1 cell) before step 2."
+            f"No <model>.quantization.cfg in {folder}; run hybrid step 1 (hybrid.step1 / notebook 60's step 1 cell) "
+            "before step 2."
         )
     cfg = cfgs[0]
     stem = cfg.name[: -len(".quantization.cfg")]
     files = Step1Files(folder / f"{stem}.model", folder / f"{stem}.data", cfg)
     for p in (files.model, files.data):
         if not p.is_file():
-            raise WorkbookError(f"Step 1 file {p} is missing beside {cfg.name}; re-run hybrid step 1 so .model, .data and .cfg match.")
+            raise WorkbookError(f"Step 1 file {p} is missing beside {cfg.name}; "
+                                "re-run hybrid step 1 so .model, .data and .cfg match.")
     return files
 
 
@@ -103,11 +105,13 @@ def read_cfg(path: str | Path, ignore_custom: bool = False) -> QuantCfg:
             "(no '{}' left on its line, one indented '<tensor>: float16' line per layer) or let hybrid.write_cfg write it."
         ) from exc
     if not isinstance(data, dict) or "quantize_parameters" not in data:
-        raise WorkbookError(f"Quantization cfg {path} has no quantize_parameters section; use the .quantization.cfg written by hybrid step 1.")
+        raise WorkbookError(f"Quantization cfg {path} has no quantize_parameters section; "
+                            "use the .quantization.cfg written by hybrid step 1.")
     params = data.get("quantize_parameters") or {}
     custom = data.get(CFG_KEY) or {}
     if not isinstance(custom, dict):
-        raise WorkbookError(f"{CFG_KEY} in {path} is not a mapping; write it as a block mapping, one '    <tensor>: float16' line each.")
+        raise WorkbookError(f"{CFG_KEY} in {path} is not a mapping; "
+                            "write it as a block mapping, one '    <tensor>: float16' line each.")
     dtypes = {str(k): str((v or {}).get("dtype", "")) for k, v in params.items()}
     return QuantCfg(path, {str(k): str(v) for k, v in custom.items()}, list(dtypes), dtypes)
 
@@ -169,7 +173,8 @@ def normalise_dtype(layer: str, dtype: str) -> str:
     if d in DTYPES:
         return d
     if d in DTYPE_ALIASES:
-        raise WorkbookError(f"Layer {layer!r} has dtype {dtype!r}, which the cfg does not accept; write {DTYPE_ALIASES[d]!r} instead.")
+        raise WorkbookError(f"Layer {layer!r} has dtype {dtype!r}, which the cfg does not accept; "
+                            f"write {DTYPE_ALIASES[d]!r} instead.")
     raise WorkbookError(f"Layer {layer!r} has unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}.")
 
 
@@ -185,7 +190,8 @@ def validate_selection(selection: Mapping[str, str], cfg: QuantCfg, inputs: Sequ
             )
         if layer in inputs:
             raise WorkbookError(
-                f"Layer {layer!r} is a graph input, which keeps the dtype the runtime feeds it; choose a layer after the input instead."
+                f"Layer {layer!r} is a graph input, which keeps the dtype the runtime feeds it; "
+                "choose a layer after the input instead."
             )
         out[layer] = normalise_dtype(layer, dtype)
     return out
@@ -224,7 +230,8 @@ def render_cfg(text: str, selection: Mapping[str, str]) -> str:
     return "".join(lines[:start]) + _block(selection) + "".join(lines[end:])
 
 
-def write_cfg(step1: Step1Files, layers: Iterable[str] | Mapping[str, str], out: Path | None = None, dtype: str = "float16") -> Path:
+def write_cfg(step1: Step1Files, layers: Iterable[str] | Mapping[str, str], out: Path | None = None,
+              dtype: str = "float16") -> Path:
     """Validate the selection, then write the edited cfg (default `<stem>.edited.quantization.cfg`,
     atomically) from step1's original cfg, which stays untouched. Same selection -> same bytes."""
     cfg = read_cfg(step1.cfg, ignore_custom=True)
@@ -235,5 +242,6 @@ def write_cfg(step1: Step1Files, layers: Iterable[str] | Mapping[str, str], out:
     text = render_cfg(step1.cfg.read_text(), selection)
     check = yaml.safe_load(text)  # the result must read back as exactly what was asked
     if (check.get(CFG_KEY) or {}) != selection:
-        raise WorkbookError(f"{step1.cfg} has more than one {CFG_KEY} section, so the edit reads back as {check.get(CFG_KEY)!r}; keep one section (or re-run hybrid step 1).")
+        raise WorkbookError(f"{step1.cfg} has more than one {CFG_KEY} section, so the edit reads back as {check.get(CFG_KEY)!r}; "
+                            "keep one section (or re-run hybrid step 1).")
     return write_text_atomic(out, text)

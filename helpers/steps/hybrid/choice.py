@@ -39,7 +39,8 @@ def export_candidates(compare_rows: Sequence[Mapping[str, Any]], search_rows: Se
         name = str(r.get("model", ""))
         return name.startswith("hybrid") or (name == AUTO_HYBRID and (_num(r.get("float16_layers")) or 0.0) > int8_f16)
 
-    cands = [{**r, "metric": key} for r in compare_rows if hybrid_row(r) and _num(r.get(key)) is not None and has_file(r.get("file"))]
+    cands = [{**r, "metric": key} for r in compare_rows
+             if hybrid_row(r) and _num(r.get(key)) is not None and has_file(r.get("file"))]
     met = [r for r in search_rows if str(r.get("met_target")).lower() in ("true", "1", "1.0")]
     if met and has_file(search_file) and _num(met[0].get(key)) is not None:
         r = met[0]

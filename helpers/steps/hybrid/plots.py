@@ -55,16 +55,19 @@ def plot_search(points: Any, int8_value: float, judge: "Judge", target_pt: float
     pos = np.arange(len(xs) + 1)  # evenly spaced: the counts double from one point to the next
     ax.plot(pos, [100 * int8_value, *ys], marker="o", color="tab:blue", label="hybrid (0 = plain INT8)")
     ax.axhline(fp32, color="black", ls="--", lw=1, label=f"FP32 {fp32:.2f}%")
-    band = f"target: equal to FP32 ({target_pt:g} pt < 1 image)" if step and target_pt < step else f"target: within {target_pt:g} pt"
+    band = (f"target: equal to FP32 ({target_pt:g} pt < 1 image)" if step and target_pt < step else
+            f"target: within {target_pt:g} pt")
     ax.axhspan(fp32 - target_pt, fp32, color="green", alpha=0.12, label=band)
     if not step:
         noise = judge.noise_pt()
-        ax.axhspan(fp32 - noise, fp32 + noise, color="grey", alpha=0.1, label=f"FP32 ± {noise:.1f} pt: noise of {judge.images} images")
+        ax.axhspan(fp32 - noise, fp32 + noise, color="grey", alpha=0.1,
+                   label=f"FP32 ± {noise:.1f} pt: noise of {judge.images} images")
     ax.set_xticks(pos, ["0", *(str(int(v)) for v in xs)])
     ax.set_xlabel("float16 layers (added in ranked order, with their inputs)")
     ax.set_ylabel(axis_label(judge))
     ax.set_title(f"Accuracy-driven hybrid search, scored by {judge.label}" + (f"\n{note}" if note else ""))
-    lo, hi = min([100 * int8_value, *ys, fp32 - target_pt]), max([100 * int8_value, *ys, fp32])  # ys is empty when INT8 met the target
+    # ys is empty when INT8 met the target
+    lo, hi = min([100 * int8_value, *ys, fp32 - target_pt]), max([100 * int8_value, *ys, fp32])
     if not step:  # show the whole noise band: a curve that stays inside it has not shown any difference
         lo, hi = min(lo, fp32 - judge.noise_pt()), max(hi, fp32 + judge.noise_pt())
     pad = step if step else max(0.3, 0.15 * (hi - lo))  # one image (or a little) of room around the curve
@@ -84,7 +87,8 @@ def layer_picker(options: Sequence[str], selected: Sequence[str]):
     if unknown:
         close = difflib.get_close_matches(unknown[0], list(options), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise WorkbookError(f"user_layers names {unknown[0]!r}, which is not a layer of this model{hint}; pick names from the step 1 cfg.")
+        raise WorkbookError(f"user_layers names {unknown[0]!r}, which is not a layer of this model{hint}; "
+                            "pick names from the step 1 cfg.")
     try:
         import ipywidgets as w  # optional: only the notebook's picker needs it
     except ImportError:  # no widgets: a stand-in with the same .value

@@ -72,7 +72,8 @@ def within(fp32_value: float, value: float, target_pt: float) -> bool:
 
 
 def accuracy_search(order: Sequence[str], score: Callable[[list[str]], tuple[float, float]], fp32_value: float,
-                    target_pt: float = 0.2, budget: int = 32, int8_value: float | None = None) -> tuple[list[SearchPoint], SearchPoint | None]:
+                    target_pt: float = 0.2, budget: int = 32,
+                    int8_value: float | None = None) -> tuple[list[SearchPoint], SearchPoint | None]:
     """Add float16 layers in ranked order (1, 2, 4, ... up to budget) until the metric is within target_pt
     points of FP32. score(layers) -> (metric, mean_cosine). Returns every point and the first that met
     the target (None if the budget ran out first). No point at all when plain INT8 (int8_value) already
@@ -108,5 +109,5 @@ def search(bench: Bench, files: Step1Files, order: Sequence[str], target_pt: flo
         with built(files, bench.selection(hit.names), files.variant_cfg("search"), log) as rk:
             rk.export_rknn(str(found))
     columns = ["layers", judge.key, "mean_cosine", "met_target", "layers_list"]
-    return pd.DataFrame([dict(zip(columns, (p.layers, p.value, p.mean_cosine, within(judge.fp32.value, p.value, target_pt), " ".join(p.names))))
-                         for p in points], columns=columns)
+    return pd.DataFrame([dict(zip(columns, (p.layers, p.value, p.mean_cosine, within(judge.fp32.value, p.value, target_pt),
+                                            " ".join(p.names)))) for p in points], columns=columns)
