@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pandas as pd
 
-from helpers.steps.analysis import rank_layers
+from helpers.steps.analysis.rank import rank_layers
 from helpers.steps.hybrid.build import Variant
 from helpers.steps.hybrid.choice import not_below_int8
 from helpers.steps.hybrid.search import within

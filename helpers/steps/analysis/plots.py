@@ -46,10 +46,7 @@ def plot_layers(tables: dict[str, pd.DataFrame] | pd.DataFrame, threshold: float
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("layer index (row of error_analysis.txt; names in layers.csv)")
     fig.suptitle(title)
-    fig.tight_layout()
-    if path:
-        fig.savefig(path, dpi=110)
-    return fig
+    return save_figure(fig, path)
 
 
 def plot_sweep(sweep: pd.DataFrame, fp32: float | None = None, path: str | Path | None = None, images: int = 0,

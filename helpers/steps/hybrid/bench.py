@@ -13,7 +13,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from helpers.core.paths import write_json_atomic, write_text_atomic
-from helpers.steps.analysis import demo_note
+from helpers.steps.analysis.plots import demo_note
 from helpers.steps.convert import ConvertConfig, build_on, load_source
 from helpers.steps.hybrid.build import Variant, built, float16_tensors, measure
 from helpers.steps.hybrid.cfg import Step1Files

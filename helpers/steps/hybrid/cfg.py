@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
@@ -116,12 +116,20 @@ def read_cfg(path: str | Path, ignore_custom: bool = False) -> QuantCfg:
     return QuantCfg(path, {str(k): str(v) for k, v in custom.items()}, list(dtypes), dtypes)
 
 
+def step1_graph(step1: Step1Files) -> Any | None:
+    """Step 1's .model as an ONNX graph (external weight files not loaded), or None when it cannot be read as one."""
+    try:
+        import onnx  # slow to import: only reading the step 1 graph needs it
+
+        return onnx.load(str(step1.model), load_external_data=False)
+    except Exception:  # not readable as a graph: the callers fall back to the cfg
+        return None
+
+
 def input_channels(step1: Step1Files) -> int | None:
     """Channel count of the model's (NCHW) image input in step1's .model graph; None when unreadable."""
+    model = step1_graph(step1)
     try:
-        import onnx  # optional and slow: only reading the step 1 graph needs it
-
-        model = onnx.load(str(step1.model), load_external_data=False)
         dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
         return dims[1] if len(dims) == 4 and dims[1] in (1, 3) else None
     except Exception:  # not readable as a graph: leave batches as they are
@@ -131,10 +139,8 @@ def input_channels(step1: Step1Files) -> int | None:
 def graph_inputs(step1: Step1Files) -> list[str]:
     """Names of the model's graph inputs (from step1's .model graph; weights excluded)."""
     cfg = read_cfg(step1.cfg, ignore_custom=True)
+    model = step1_graph(step1)
     try:
-        import onnx  # optional and slow: only reading the step 1 graph needs it
-
-        model = onnx.load(str(step1.model), load_external_data=False)
         weights = {t.name for t in model.graph.initializer}
         names = [i.name for i in model.graph.input if i.name in cfg.dtypes and i.name not in weights]
         if names:
@@ -148,11 +154,8 @@ def layer_graph(step1: Step1Files) -> dict[str, list[str]]:
     """For each activation tensor of step1's graph, the activation tensors its producing node reads
     ({} when the .model cannot be read)."""
     cfg = read_cfg(step1.cfg, ignore_custom=True)
-    try:
-        import onnx  # optional and slow: only reading the step 1 graph needs it
-
-        model = onnx.load(str(step1.model), load_external_data=False)
-    except Exception:
+    model = step1_graph(step1)
+    if model is None:
         return {}
     known = set(cfg.dtypes) - {t.name for t in model.graph.initializer}
     return {out: [i for i in node.input if i in known] for node in model.graph.node for out in node.output if out in known}

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.core.errors import WorkbookError
-from helpers.steps.analysis import save_figure, top1_cosine_bars
+from helpers.steps.analysis.plots import save_figure, top1_cosine_bars
 from helpers.tasks.measures import metric_heading
 
 if TYPE_CHECKING:
@@ -74,10 +74,7 @@ def plot_search(points: Any, int8_value: float, judge: "Judge", target_pt: float
     ax.set_ylim(max(0.0, lo - 2 * pad), min(100.5, hi + pad))
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    if path:
-        fig.savefig(path, dpi=110)
-    return fig
+    return save_figure(fig, path)
 
 
 def layer_picker(options: Sequence[str], selected: Sequence[str]):
