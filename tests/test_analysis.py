@@ -11,6 +11,7 @@ from quality_support import CONFIG, SIZE, outlier_onnx
 from helpers.core.errors import WorkbookError
 from helpers.steps import analysis, convert
 from helpers.tasks import data
+from helpers.text import analysis as text50
 from helpers.toolkit.session import RKNN
 
 
@@ -193,18 +194,18 @@ def _table(key: str, values: list[float], fp32: float, images: int):
 def test_sweep_sentences_name_the_metric_of_the_table():
     """top-1: differences in images against binomial noise; mAP: in points against the judge's bootstrap noise."""
     top1 = _table("top1", [0.95, 0.97], 0.98, 100)
-    text = analysis.sweep_conclusion(top1, ("normal", "channel"))
+    text = text50.sweep_conclusion(top1, ("normal", "channel"))
     assert ("The sweep's best setting is mmse/channel (97.00% top-1; 1 image = 1.00 pt); notebook 20's normal/channel gets 95.00%: "
             "+2 image(s), within noise (about ±4.4 images on 100)") in text
     assert "scores top-1 95.00%, FP32 98.00% on the same 100 images: a loss of 3.0 pt against FP32, within noise (about ±4.4 pt)" in text
     detect = _table("map50_95", [0.70, 0.74], 0.75, 50)
-    text = analysis.sweep_conclusion(detect, ("normal", "channel"), noise_pt=2.0)
+    text = text50.sweep_conclusion(detect, ("normal", "channel"), noise_pt=2.0)
     assert ("The sweep's best setting is mmse/channel (mAP50-95 0.740; 50 val images, noise about ±2.0 pt); notebook 20's normal/channel "
             "gets 0.700: +4.0 pt mAP50-95, beyond noise (about ±2.0 pt on 50 images), so it is worth trying in notebook 20") in text
     assert "a loss of 5.0 pt against FP32, beyond noise (about ±2.0 pt): quantization costs measurable accuracy here" in text
     assert "top-1" not in text and "image(s)" not in text
-    assert analysis.sweep_headline(detect, 2.0) == ("FP32 mAP50-95 on the same 50 images: **0.750** (noise about ±2.0 pt, two standard "
-                                                    "deviations of a bootstrap over the images).")
+    assert text50.sweep_headline(detect, 2.0) == ("FP32 mAP50-95 on the same 50 images: **0.750** (noise about ±2.0 pt, two standard "
+                                                  "deviations of a bootstrap over the images).")
     best, why = analysis.best_row(detect)
     assert best["algorithm"] == "mmse" and "highest mAP50-95 (0.740)" in why
     ax = analysis.plot_sweep(detect, noise_pt=2.0).axes[0]

@@ -13,6 +13,7 @@ from helpers.core.errors import WorkbookError
 from helpers.steps import analysis, hybrid
 from helpers.steps.evaluate import cosine_rows, first_outputs
 from helpers.tasks import data, scoring
+from helpers.text import hybrid as text60
 from helpers.toolkit.session import RKNN
 
 
@@ -258,18 +259,18 @@ def test_conclusions_are_computed_from_the_numbers():
     judge = _top1_judge(0.99, 100)
     assert judge.fp32.value == pytest.approx(0.99) and judge.step_pt() == pytest.approx(1.0)
     search = pd.DataFrame([{"layers": 1, "top1": 0.95, "met_target": False}, {"layers": 2, "top1": 0.99, "met_target": True}])
-    text = hybrid.conclusion(search, 40, 0.90, judge, 0.2, {"model": "hybrid search (2 layers)", "top1": 0.99}, "demo: 1 image", True)
+    text = text60.conclusion(search, 40, 0.90, judge, 0.2, {"model": "hybrid search (2 layers)", "top1": 0.99}, "demo: 1 image", True)
     assert text.startswith("Plain INT8's top-1 is 9.00 pt below FP32 (9 of 100 images; 1 image = 1.00 pt).")
     assert "The search needed 2 of 40 layers in float16" in text and "the error is local" in text
     assert "top-1 99.00% vs 90.00% for INT8 with the same calibration (demo: 1 image) and 99.00% for FP32." in text
     assert "It is 9.00 pt above INT8 (9 of 100 images; 1 image = 1.00 pt), so the exported hybrid's top-1 is not below INT8's." in text
     assert "This is a demo" in text
     spread = pd.DataFrame([{"layers": 32, "top1": 0.99, "met_target": True}])
-    assert "not local" in hybrid.conclusion(spread, 40, 0.90, judge, 0.2, None, "x", False)
-    worse = hybrid.conclusion(spread, 40, 0.90, judge, 0.2, {"model": "hybrid (a) your list", "top1": 0.89}, "x", False)
+    assert "not local" in text60.conclusion(spread, 40, 0.90, judge, 0.2, None, "x", False)
+    worse = text60.conclusion(spread, 40, 0.90, judge, 0.2, {"model": "hybrid (a) your list", "top1": 0.89}, "x", False)
     assert "It is 1.00 pt below INT8 (1 of 100 images; 1 image = 1.00 pt), so no hybrid reached INT8's top-1 here" in worse
-    assert hybrid.target_note(0.2, _top1_judge(0.9, 60)).endswith("so it means: equal to FP32")
-    assert hybrid.target_note(5, _top1_judge(0.9, 60)).startswith("target: within 5 pt of FP32 (3.0 images of 60)")
+    assert text60.target_note(0.2, _top1_judge(0.9, 60)).endswith("so it means: equal to FP32")
+    assert text60.target_note(5, _top1_judge(0.9, 60)).startswith("target: within 5 pt of FP32 (3.0 images of 60)")
 
 
 def test_detector_sentences_name_map_and_its_noise():
@@ -278,30 +279,30 @@ def test_detector_sentences_name_map_and_its_noise():
 
     judge = _map_judge(0.766, 50, 1.2)
     empty = pd.DataFrame(columns=["layers", "map50_95", "mean_cosine", "met_target", "layers_list"])
-    text = hybrid.conclusion(empty, 120, 0.764, judge, 0.5, None, "notebook 20's list (50 images)", False)
+    text = text60.conclusion(empty, 120, 0.764, judge, 0.5, None, "notebook 20's list (50 images)", False)
     assert text == ("Plain INT8's mAP50-95 is 0.20 pt below FP32, within the noise of 50 val images (about ±1.2 pt), already within the 0.5 pt "
                     "target: no float16 layer is needed. No hybrid was exported.")
     search = pd.DataFrame([{"layers": 1, "map50_95": 0.70, "met_target": False}, {"layers": 2, "map50_95": 0.765, "met_target": True}])
-    text = hybrid.conclusion(search, 120, 0.70, judge, 0.2, {"model": "hybrid search (2 layers)", "map50_95": 0.765}, "demo: 1 image", True)
+    text = text60.conclusion(search, 120, 0.70, judge, 0.2, {"model": "hybrid search (2 layers)", "map50_95": 0.765}, "demo: 1 image", True)
     assert text.startswith("Plain INT8's mAP50-95 is 6.60 pt below FP32, beyond the noise of 50 val images (about ±1.2 pt).")
     assert "mAP50-95 0.765 vs 0.700 for INT8" in text and "not below INT8's" in text
-    worse = hybrid.conclusion(search, 120, 0.766, judge, 0.2, {"model": "hybrid search (2 layers)", "map50_95": 0.765}, "x", False)
+    worse = text60.conclusion(search, 120, 0.766, judge, 0.2, {"model": "hybrid search (2 layers)", "map50_95": 0.765}, "x", False)
     assert "It is 0.10 pt below INT8, within the noise of 50 val images (about ±1.2 pt), so no hybrid reached INT8's mAP50-95 here" in worse
     close = pd.DataFrame([{"layers": 1, "map50_95": 0.764, "met_target": True}])
-    text = hybrid.conclusion(close, 120, 0.760, judge, 0.2, None, "x", False)
+    text = text60.conclusion(close, 120, 0.760, judge, 0.2, None, "x", False)
     assert "The search needed 1 of 120 layers in float16 to come within 0.2 pt of FP32, so the error is local: a few layers carry it (with INT8's own loss inside" in text
     flat = pd.DataFrame([{"layers": 1, "map50_95": 0.760, "met_target": False}, {"layers": 2, "map50_95": 0.7617, "met_target": False}])
-    text = hybrid.conclusion(flat, 120, 0.7623, judge, 0.2, {"model": "hybrid (c) auto from ranking", "map50_95": 0.7617}, "x", False)
+    text = text60.conclusion(flat, 120, 0.7623, judge, 0.2, {"model": "hybrid (c) auto from ranking", "map50_95": 0.7617}, "x", False)
     assert text.startswith("Plain INT8's mAP50-95 is 0.37 pt below FP32, within the noise of 50 val images (about ±1.2 pt). None of the "
                            "search's 2 hybrids (up to 2 of 120 layers in float16) came within 0.2 pt of FP32 either; they score 0.760 to 0.762")
     assert "cannot tell whether the error is local" in text and "not local" not in text
     assert "It is 0.06 pt below INT8, within the noise" in text and "plain INT8 is the model to keep" in text
-    note = hybrid.target_note(0.2, judge)
+    note = text60.target_note(0.2, judge)
     assert note.startswith("target: mAP50-95 within 0.2 pt of FP32's 0.766; the noise of 50 val images is about ±1.2 pt")
-    assert "images" not in hybrid.target_note(0.2, judge).split(";")[0]  # no one-image step for mAP
-    assert hybrid.target_note(0.2, judge, 0.765).endswith("plain INT8 (0.765) already meets it, so the search built no hybrid: "
+    assert "images" not in text60.target_note(0.2, judge).split(";")[0]  # no one-image step for mAP
+    assert text60.target_note(0.2, judge, 0.765).endswith("plain INT8 (0.765) already meets it, so the search built no hybrid: "
                                                           "the plot shows INT8 alone")
-    assert "already meets it" not in hybrid.target_note(0.2, judge, 0.76)
+    assert "already meets it" not in text60.target_note(0.2, judge, 0.76)
 
 
 def test_detector_tables_and_choice_use_map(tmp_path):

@@ -1,0 +1,152 @@
+"""Notebook 60's bench (the model, calibration, judge and analysis images every model shares) and its strategies:
+plain INT8 (the baseline, kept on disk), the strategies' hybrids via step 2, and build(auto_hybrid=True)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from helpers.core.paths import write_json_atomic, write_text_atomic
+from helpers.steps.analysis.plots import demo_note
+from helpers.steps.convert import build_on, load_source
+from helpers.toolkit.options import ConvertConfig
+from helpers.steps.hybrid.build import Variant, built, float16_tensors, measure
+from helpers.steps.hybrid.cfg import Step1Files
+from helpers.toolkit.session import RKNN
+
+if TYPE_CHECKING:
+    from helpers.core.paths import Run
+    from helpers.toolkit.record import ConvertRecord
+    from helpers.tasks.scoring import Judge
+
+AUTO_HYBRID = "build(auto_hybrid=True)"  # the comparison row of the toolkit's own one-switch hybrid
+
+
+@dataclass
+class Bench:
+    """What every model notebook 60 measures shares: the recorded model, the calibration list actually used
+    (demo or notebook 20's), the judge (the validation images, FP32's outputs on them and the task's metric)
+    and the images accuracy_analysis reads."""
+
+    run: "Run"
+    record: "ConvertRecord"
+    dataset: Path
+    judge: "Judge"
+    analysis_images: list[Path]
+    dtype: str = "float16"
+    demo_images: int = 0  # > 0: built under demo calibration with this many images
+
+    @property
+    def cfg(self) -> "ConvertConfig":
+        """Notebook 20's options (with the graph rules it had to disable) for a batch-1 build: step 1, step 2 and
+        accuracy_analysis take one image per call."""
+        return ConvertConfig.from_dict({**self.record.config.to_dict(), "rknn_batch_size": None})
+
+    @property
+    def calibration(self) -> str:
+        """How the quantized models here were calibrated, as the tables and chosen.json label it."""
+        n = sum(1 for line in Path(self.dataset).read_text().splitlines() if line.strip())
+        return f"demo: {n} image{'s' * (n != 1)}" if self.demo_images else f"notebook 20's list ({n} images)"
+
+    @property
+    def note(self) -> str:
+        """The demo label for this notebook's figures ('' outside demo mode)."""
+        return demo_note(self.demo_images)
+
+    def describe(self) -> str:
+        """Three lines: the model and its quantization settings, the calibration, and what every model is scored by."""
+        j, rules = self.judge, self.cfg.disable_rules
+        off = f", graph rules off: {', '.join(rules)}" if rules else ""
+        return (f"model: {self.record.source.name}, {self.cfg.quantized_algorithm}/{self.cfg.quantized_method}{off}\n"
+                f"calibration: {self.calibration}\n"
+                f"scored by {j.label} on {j.scale_note()}; FP32 {j.label} {j.text(j.fp32.value)}")
+
+    def selection(self, names: Iterable[str]) -> dict[str, str]:
+        return {n: self.dtype for n in names}
+
+
+def strategy_file(run: "Run", name: str) -> Path:
+    """Where a strategy's model goes, named after the strategy (never after its row position)."""
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    return run.hybrid / f"strategy_{slug}.rknn"
+
+
+def measure_int8(bench: Bench) -> tuple[Variant, Any]:
+    """The plain INT8 baseline with the same calibration: build, accuracy_analysis, export, the judge's metric."""
+    run, rec = bench.run, bench.record
+    log = run.logs / "60_int8.log"
+    with RKNN(log, auto_disable_rules=False) as rk:
+        build_on(rk, rec.source, bench.cfg, bench.dataset, rec.input_size, rec.load_path)
+        v, table = measure(rk, "INT8", bench.judge, run.hybrid / "model_int8.rknn", log, bench.analysis_images,
+                           run.hybrid / "snapshot_int8")
+    v.file = "hybrid/model_int8.rknn"
+    return v, table
+
+
+def auto_hybrid(bench: Bench) -> Variant:
+    """build(auto_hybrid=True) with notebook 20's options (and disabled rules): the toolkit picks float16 layers by cosine."""
+    rec, log = bench.record, bench.run.logs / "60_auto_hybrid.log"
+    with RKNN(log, auto_disable_rules=False) as rk:
+        rk.config(**bench.cfg.config_kwargs())
+        load_source(rk, rec.source, rec.input_size, rec.load_path)
+        rk.build(**{**bench.cfg.build_kwargs(bench.dataset), "auto_hybrid": True})  # also when notebook 20 already set it
+        v, _ = measure(rk, AUTO_HYBRID, bench.judge, bench.run.hybrid / "model_auto_hybrid.rknn", log)
+    v.layers, v.file = float16_tensors(log), "hybrid/model_auto_hybrid.rknn"
+    return v
+
+
+def compare_strategies(bench: Bench, files: Step1Files, strategies: Mapping[str, list[str]], why_empty: Mapping[str, str],
+                       int8: Variant, before: Any) -> tuple[Any, Any]:
+    """Step 2 + accuracy_analysis + the judge's metric for every strategy (an empty one gets a row saying why), then
+    build(auto_hybrid=True); returns the comparison table (FP32 first, a file and calibration column)
+    and every model's per-layer table (column 'model')."""
+    run = bench.run
+    for old in [*run.hybrid.glob("strategy_*.rknn"), *run.hybrid.glob("model_strategy*.rknn")]:
+        old.unlink()  # no model of an earlier selection may pass for this one
+    results, tables = [int8], {"INT8": before}
+    for i, (name, chosen) in enumerate(tqdm(list(strategies.items()), desc="step 2", unit="model")):
+        if not chosen:
+            results.append(Variant(name, float("nan"), float("nan"), float("nan"), 0, 0, [],
+                                   note=why_empty.get(name, "no layers")))
+            continue
+        log, out = run.logs / f"60_step2_{i}.log", strategy_file(run, name)
+        with built(files, bench.selection(chosen), files.variant_cfg(f"strategy{i}"), log) as rk:
+            v, tables[name] = measure(rk, name, bench.judge, out, log, bench.analysis_images,
+                                      run.hybrid / f"snapshot_strategy{i}", chosen)
+        v.file = run.relative(out)
+        results.append(v)
+    results.append(auto_hybrid(bench))
+    onnx = run.root / "model" / "model.onnx"
+    size = onnx.stat().st_size if onnx.exists() else 0  # FP32's size: the ONNX file
+    fp32_row = Variant("FP32", bench.judge.fp32.value, 1.0, 1.0, size, 0, [])
+    table = pd.DataFrame([r.row(bench.judge) for r in [fp32_row, *results]])
+    table["calibration"] = ["none (float)"] + [bench.calibration] * len(results)
+    return table, pd.concat([t.assign(model=k) for k, t in tables.items()])
+
+
+def baseline_files(run: "Run") -> list[Path]:
+    """Where the INT8 baseline is kept: its per-layer table and its Variant."""
+    return [run.hybrid / "int8_layers.csv", run.hybrid / "int8.json"]
+
+
+def save_baseline(run: "Run", variant: Variant, table: Any) -> tuple[Variant, Any]:
+    """Write the baseline (atomically) and return it as load_baseline reads it back."""
+    csv_path, json_path = baseline_files(run)
+    write_text_atomic(csv_path, table.to_csv(index=False))
+    write_json_atomic(json_path, dataclasses.asdict(variant))
+    return load_baseline(run)
+
+
+def load_baseline(run: "Run") -> tuple[Variant, Any]:
+    """The INT8 baseline save_baseline wrote (an int8.json from before the judge holds its metric as "top1")."""
+    csv_path, json_path = baseline_files(run)
+    data = json.loads(json_path.read_text())
+    if "top1" in data:
+        data["value"] = data.pop("top1")
+    return Variant(**data), pd.read_csv(csv_path).fillna({"flags": ""})

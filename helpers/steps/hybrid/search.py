@@ -1,0 +1,113 @@
+"""The float16 search: the ranked order extended by each layer's inputs, and the accuracy-driven search that adds
+layers in that order (1, 2, 4, ...) until the judge's metric is within a target of FP32's; as a table, with the
+first hybrid that met the target exported."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from helpers.core.errors import WorkbookError
+from helpers.steps.hybrid.build import built, judged
+from helpers.steps.hybrid.cfg import Step1Files
+
+if TYPE_CHECKING:
+    from helpers.steps.hybrid.bench import Bench
+
+
+def with_inputs(order: Sequence[str], graph: Mapping[str, list[str]], allowed: Iterable[str],
+                fused: Iterable[str] = ()) -> list[str]:
+    """Each ranked tensor together with the tensors its operation reads, so it computes from float16
+    inputs instead of re-quantized INT8 ones: a layer's 'single' error includes quantizing its
+    inputs, so that is where the fix belongs. Fused layers (rows without values: they run inside
+    their consumer, e.g. Conv inside ConvRelu) go with the tensor they are fused into, on both ends.
+    Order kept, duplicates and non-allowed names dropped."""
+    allowed, fused = set(allowed), set(fused)
+    out: list[str] = []
+
+    def chain(t: str, depth: int = 0) -> list[str]:
+        """t and the fused tensors feeding it (one hardware operation)."""
+        feed = [x for src in graph.get(t, []) if src in fused and depth < 8 for x in chain(src, depth + 1)]
+        return [*feed, t]
+
+    def add(t: str) -> None:
+        for x in chain(t):
+            if x in allowed and x not in out:
+                out.append(x)
+
+    for name in order:
+        op = chain(name)
+        for t in op:
+            for src in graph.get(t, []):
+                if src not in op:
+                    add(src)
+        add(name)
+    return out
+
+
+@dataclass
+class SearchPoint:
+    """One hybrid tried by the accuracy-driven search: its metric (top-1 or mAP50-95, 0..1) and output cosine."""
+
+    layers: int
+    value: float
+    mean_cosine: float
+    names: list[str]
+
+
+def doubling(budget: int) -> list[int]:
+    """Layer counts 1, 2, 4, ... up to and including budget."""
+    counts, n = [], 1
+    while n < budget:
+        counts.append(n)
+        n *= 2
+    return [*counts, budget] if budget >= 1 else []
+
+
+def within(fp32_value: float, value: float, target_pt: float) -> bool:
+    """The metric is within target_pt points of FP32's (the search's stopping rule)."""
+    return 100 * (fp32_value - value) <= target_pt + 1e-9
+
+
+def accuracy_search(order: Sequence[str], score: Callable[[list[str]], tuple[float, float]], fp32_value: float,
+                    target_pt: float = 0.2, budget: int = 32,
+                    int8_value: float | None = None) -> tuple[list[SearchPoint], SearchPoint | None]:
+    """Add float16 layers in ranked order (1, 2, 4, ... up to budget) until the metric is within target_pt
+    points of FP32. score(layers) -> (metric, mean_cosine). Returns every point and the first that met
+    the target (None if the budget ran out first). No point at all when plain INT8 (int8_value) already
+    meets the target."""
+    if budget < 1:
+        raise WorkbookError(f"search_budget={budget} allows no layer; set it to at least 1.")
+    points: list[SearchPoint] = []
+    if int8_value is not None and within(fp32_value, int8_value, target_pt):
+        return points, None
+    for n in tqdm(doubling(min(budget, len(order))), desc="hybrid search", unit="build"):
+        names = list(order[:n])
+        value, cos = score(names)
+        points.append(SearchPoint(n, value, cos, names))
+        if within(fp32_value, value, target_pt):
+            return points, points[-1]
+    return points, None
+
+
+def search(bench: Bench, files: Step1Files, order: Sequence[str], target_pt: float, budget: int, int8_value: float) -> Any:
+    """The accuracy-driven search as a table (layers, <metric>, mean_cosine, met_target, layers_list); the first
+    hybrid that met the target is exported as hybrid/model_search.rknn (removed first, so it never outlives a run)."""
+    judge = bench.judge
+    log, found = bench.run.logs / "60_search.log", bench.run.hybrid / "model_search.rknn"
+    found.unlink(missing_ok=True)
+
+    def score(chosen: list[str]) -> tuple[float, float]:
+        with built(files, bench.selection(chosen), files.variant_cfg("search"), log) as rk:
+            s = judged(rk, judge)
+        return s.value, s.mean_cosine
+
+    points, hit = accuracy_search(order, score, judge.fp32.value, target_pt, budget, int8_value=int8_value)
+    if hit:
+        with built(files, bench.selection(hit.names), files.variant_cfg("search"), log) as rk:
+            rk.export_rknn(str(found))
+    columns = ["layers", judge.key, "mean_cosine", "met_target", "layers_list"]
+    return pd.DataFrame([dict(zip(columns, (p.layers, p.value, p.mean_cosine, within(judge.fp32.value, p.value, target_pt),
+                                            " ".join(p.names)))) for p in points], columns=columns)
