@@ -1,56 +1,21 @@
-"""helpers.toolkit.profile on REAL verbose build logs of four chips: a tiny model with a YOLOv8-style DFL head
-(reshape, softmax over 16 bins, 1x1 conv) that rknn-toolkit2 2.5.0 keeps on the NPU for rk3588, rk3562 and rk3576
-but puts on the CPU for rk3566: the difference a user must see before choosing a chip."""
+"""helpers.toolkit.profile on REAL verbose build logs of four chips (tests/profile_support.py: a tiny model with a
+YOLOv8-style DFL head that rknn-toolkit2 2.5.0 runs on the NPU for rk3588, rk3562, rk3576 and partly on the CPU for rk3566)."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import torch
+from profile_support import build, make_model
 
 from helpers.core.errors import WorkbookError
-from helpers.core.paths import write_text_atomic
 from helpers.toolkit.profile import COLUMNS, parse_profiles, read_profile
-from helpers.toolkit.session import RKNN
 
 CHIPS = ["rk3588", "rk3566", "rk3562", "rk3576"]
-SIZE = 32
-
-
-class DflHead(torch.nn.Module):
-    """conv -> 64 channels -> (4 sides x 16 bins) softmax -> 1x1 conv: the distribution head of YOLOv8/11."""
-
-    def __init__(self):
-        super().__init__()
-        self.stem = torch.nn.Conv2d(3, 16, 3, 2, 1)
-        self.box = torch.nn.Conv2d(16, 64, 1)
-        self.dfl = torch.nn.Conv2d(16, 1, 1, bias=False)
-
-    def forward(self, x):
-        b = self.box(torch.relu(self.stem(x)))
-        n = b.shape[2] * b.shape[3]
-        return self.dfl(b.view(1, 4, 16, n).transpose(2, 1).softmax(1)).view(1, 4, n)
-
-
-def _build(folder, chip, verbose=True, builds=1):
-    """Build the model for chip (INT8, one random calibration image); returns the log path."""
-    log = folder / f"{chip}{'' if verbose else '-quiet'}.log"
-    with RKNN(log, verbose=verbose) as rk:
-        for _ in range(builds):
-            rk.config(mean_values=[[0, 0, 0]], std_values=[[255, 255, 255]], target_platform=chip)
-            rk.load_onnx(model=str(folder / "dfl.onnx"))
-            rk.build(do_quantization=True, dataset=str(folder / "calib.txt"))
-    return log
 
 
 @pytest.fixture(scope="module")
 def logs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("profile")
-    torch.manual_seed(0)
-    torch.onnx.export(DflHead().eval(), torch.rand(1, 3, SIZE, SIZE), str(folder / "dfl.onnx"), opset_version=19,
-                      input_names=["images"], output_names=["box"])
-    np.save(folder / "calib.npy", np.random.default_rng(0).uniform(0, 255, (1, 3, SIZE, SIZE)).astype(np.float32))
-    write_text_atomic(folder / "calib.txt", f"{folder / 'calib.npy'}\n")
-    return {chip: _build(folder, chip) for chip in CHIPS} | {"folder": folder}
+    make_model(folder)
+    return {chip: build(folder, chip) for chip in CHIPS} | {"folder": folder}
 
 
 @pytest.mark.parametrize("chip", CHIPS)
@@ -86,15 +51,19 @@ def test_rk3576_sparse_ratio_column_is_read(logs):
     assert read_profile(logs["rk3588"]).layers["sparse_ratio"].isna().all()
 
 
-def test_a_log_with_two_builds_gives_two_profiles_and_the_last_is_read(logs):
-    log = _build(logs["folder"], "rk3566", builds=2)
-    profiles = parse_profiles(log.read_text())
+def test_a_log_with_two_builds_gives_two_profiles_and_the_last_is_read(logs, tmp_path):
+    # one log, two builds (as when a step builds twice into its log): the toolkit refuses a second build on one
+    # RKNN object, so the two real logs are joined
+    joined = tmp_path / "two.log"
+    joined.write_text(logs["rk3588"].read_text() + logs["rk3566"].read_text())
+    profiles = parse_profiles(joined.read_text())
     assert len(profiles) == 2 and all(p.complete for p in profiles)
-    assert read_profile(log).total_cycles == profiles[-1].total_cycles
+    assert read_profile(joined).total_cycles == profiles[-1].total_cycles == read_profile(logs["rk3566"]).total_cycles
+    assert profiles[0].total_cycles == read_profile(logs["rk3588"]).total_cycles
 
 
 def test_a_log_without_the_profile_names_the_fix(logs, tmp_path):
-    quiet = _build(logs["folder"], "rk3588", verbose=False)
+    quiet = build(logs["folder"], "rk3588", verbose=False)
     with pytest.raises(WorkbookError, match="verbose=True"):
         read_profile(quiet)
     with pytest.raises(WorkbookError, match="does not exist"):

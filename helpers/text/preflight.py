@@ -44,11 +44,11 @@ def memory_text(pf: Preflight) -> str:
 
 def estimate_text(est: Estimate) -> str:
     """The estimated NPU time per inference, labelled an estimate with its band; or why there is no number."""
+    if est.ms is None:  # not even the raw cycles / clock: it is the number that misleads
+        return (f"**No time estimate for {est.chip.upper()}**: {est.reason}, so a time would mislead. The toolkit counts "
+                f"{est.cycles / 1e6:.2f} M cycles for this model; measure the time on a board (notebook 40).")
     raw = (f"{est.cycles / 1e6:.2f} M cycles in the toolkit's cycle model = {est.raw_ms:.1f} ms at the NPU clock of "
            f"{chip_facts(est.chip).npu_hz / 1e9:g} GHz")
-    if est.ms is None:
-        return (f"**No time estimate for {est.chip.upper()}**: {est.reason}, so a number would mislead. ({raw}; "
-                "measure on a board: notebook 40.)")
     cal = est.calibration
     return (f"**Estimated NPU time per inference on {est.chip.upper()}: about {est.ms:.0f} ms (~{est.fps:.0f} FPS), "
             f"likely {est.low_ms:.0f}-{est.high_ms:.0f} ms.** This is an estimate, not a measurement: {raw}, times "
