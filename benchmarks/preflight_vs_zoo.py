@@ -15,7 +15,8 @@ one at a time; a build that fails in a graph rule is retried without the rules t
 Then per chip: raw estimate = total cycles / nominal NPU clock (helpers.steps.preflight.CHIPS); factor = geometric
 mean of zoo time / raw estimate over the models; leave-one-model-out error = the estimate of each model with the
 factor fitted on the others, against the zoo; Spearman rank correlation of cycles with the zoo's times.
-Writes <out>/preflight_vs_zoo.md, .csv and calibration.json, and prints the table.
+Writes <out>/preflight_vs_zoo.md, .csv and calibration.json, and prints the table (the run of 2026-12-06 is kept in
+benchmarks/preflight_vs_zoo.md; its fits are helpers.steps.preflight.CALIBRATION).
 """
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from profile_support import build, make_model
 
+from benchmarks.preflight_vs_zoo import compare
 from helpers.core.errors import WorkbookError
 from helpers.steps import preflight
 from helpers.text import preflight as text
@@ -68,3 +69,15 @@ def test_plot_and_table(profiles, tmp_path):
     assert len(pd.read_csv(path)) == len(prof.layers)
     with pytest.raises(WorkbookError, match="target_platform"):
         preflight.preflight(prof, "rk9999")
+
+
+def test_the_benchmark_fit_leaves_each_model_out():
+    """benchmarks/preflight_vs_zoo.compare on made-up cells: a constant ratio is fitted exactly, an outlier shows
+    up in its own leave-one-out error and costs the chip its number."""
+    cells = pd.DataFrame({"model": list("abcde"), "imgsz": 640, "chip": "rk3588", "cpu_ops": 0,
+                          "cycles": [1e6, 2e6, 4e6, 8e6, 16e6], "zoo_fps": [500.0, 250.0, 125.0, 62.5, 31.25]})
+    per_cell, chips = compare(cells)
+    assert chips.loc[0, "factor"] == pytest.approx(2.0) and per_cell["loo_err"].abs().max() < 1e-9 and chips.loc[0, "useful"]
+    cells.loc[2, "zoo_fps"] = 125.0 / 3  # model c three times slower on the board than its cycles say
+    per_cell, chips = compare(cells)
+    assert per_cell.loc[2, "loo_err"] < -0.5 and not chips.loc[0, "useful"]
