@@ -150,7 +150,7 @@ def run_accuracy_analysis(rk: Any, images: Sequence[Path], out_dir: str | Path, 
 def analysis_images(run: Any, record: Any, data_dir: Path, n: int, folder: Path) -> list[Path]:
     """The n validation images accuracy_analysis reads, the same n a judge on n images scores (helpers.tasks.scoring):
     a classifier's own files, a detector's letterboxed PNGs written to folder."""
-    from helpers.tasks.scoring import analysis_inputs, judge_for
+    from helpers.steps.judge import analysis_inputs, judge_for
 
     if n < 1:
         raise WorkbookError(f"analysis_images={n} gives accuracy_analysis no image; use 1 or more.")
@@ -308,15 +308,15 @@ def sweep_cell(record: Any, cfg: Any, dataset: Path | None, judge: Any, log_path
     score its raw outputs on the judge's images (helpers.tasks.scoring). The worker's native output goes to <log>.out."""
     import os
 
-    from helpers.steps.evaluate import SimulatorBackend
+    from helpers.steps.evaluate import simulator
 
     with open(Path(log_path).with_suffix(".out"), "ab", buffering=0) as out:
         os.dup2(out.fileno(), 1)
         os.dup2(out.fileno(), 2)
     t = time.perf_counter()
-    with SimulatorBackend(record.source, cfg, dataset, record.input_size, log_path, record.load_path, batch, name) as be:
+    with simulator(record.source, cfg, dataset, record.input_size, log_path, record.load_path, batch, name) as be:
         build_s = time.perf_counter() - t
-        outputs = be.run_raw(judge.pixels)
+        outputs = be.outputs(judge.pixels)
     return {**judge.score(outputs).row(judge), "build_s": round(build_s, 2), "why": ""}
 
 

@@ -279,10 +279,11 @@ def step2(rk: Any, step1_files: Step1Files, cfg: Path) -> None:
 def judged(rk: Any, judge: "Judge") -> "Score":
     """Initialise a built toolkit (e.g. by step 2, batch 1) in the simulator and score its raw outputs on the
     judge's images: top-1 or mAP50-95, and the output cosine to FP32."""
-    from helpers.tasks.scoring import toolkit_outputs
+    from helpers.backends.simulator import BuiltSimulator
+    from helpers.tasks.feeds import fitted
 
     rk.init_runtime(target=None)
-    return judge.score(toolkit_outputs(rk, judge.pixels, getattr(rk, "input_channels", None)))  # 1 = grayscale
+    return judge.score(BuiltSimulator(rk, fitted(getattr(rk, "input_channels", None))).outputs(judge.pixels))  # 1 = grayscale
 
 
 @contextlib.contextmanager

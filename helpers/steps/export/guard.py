@@ -81,7 +81,7 @@ def original_predictions(weights: str | Path, canvases: Sequence[np.ndarray], im
 
 def export_predictions(onnx_path: str | Path, canvases: Sequence[np.ndarray], decode: Decode = postprocess) -> list[Detections]:
     """The workbook's decode of the exported ONNX (ONNX Runtime) on the same canvases, same thresholds."""
-    from helpers.steps.detect_simulate import onnx_runner
+    from helpers.tasks.detect.images import onnx_runner
 
     run = onnx_runner(onnx_path)
     opts = decode_options(onnx_path)
@@ -174,7 +174,7 @@ def check_classifier(top1_agreement: float, images: int, model: str | Path) -> N
 def check_run(run: Any, task: str, model_path: str | Path, data: str | Path, imgsz: int, export_check: Any = None,
               images: int = 4, decode: Decode = postprocess) -> list[dict[str, Any]]:
     """Notebook 10's guard over what it exported into run.model: every detector head file against the original
-    .pt's predict(); for a classifier, notebook 10's TorchScript-vs-ONNX check (export_check: evaluate.check_export's
+    .pt's predict(); for a classifier, notebook 10's TorchScript-vs-ONNX check (export_check: check.check_export's
     result, the TorchScript being ultralytics' export of the original) judged by top-1. Writes model/guard.json and
     returns one row per export ([] when there is no original to compare with, e.g. an ONNX was given). Raises
     WorkbookError on a disagreement. decode: the detector decode under test (postprocess.postprocess)."""
@@ -183,7 +183,7 @@ def check_run(run: Any, task: str, model_path: str | Path, data: str | Path, img
     rows: list[dict[str, Any]] = []
     if task == "detect" and Path(model_path).suffix.lower() == ".pt":
         from helpers.steps.detect_series import head_files
-        from helpers.steps.detect_simulate import load_letterboxed
+        from helpers.tasks.detect.images import load_letterboxed
         from helpers.tasks.detect.labels import read_split
 
         canvases, _ = load_letterboxed(read_split(data, "val").subset(images).paths, imgsz)

@@ -269,7 +269,7 @@ def check_split(original: str | Path, split: str | Path, pixels: np.ndarray, tol
     postprocess.py decodes from each: every anchor's box and class scores, or, end2end_k > 0 (an original with top-k
     inside), its k rows against the split's decode and top-k. Raise WorkbookError when they differ; returns the largest
     differences."""
-    from helpers.steps.detect_simulate import onnx_runner
+    from helpers.tasks.detect.images import onnx_runner
     from helpers.tasks.detect.postprocess import decode
 
     runners = {"a": onnx_runner(original), "b": onnx_runner(split)}
@@ -331,7 +331,7 @@ def split_user_onnx(src: Path, model_dir: Path, images: Sequence[Path], imgsz: i
     (letterboxed); returns the check's figures."""
     import onnx
 
-    from helpers.steps.detect_simulate import load_letterboxed
+    from helpers.tasks.detect.images import load_letterboxed
 
     stock, split = model_dir / "model_stock.onnx", model_dir / "model_split.onnx"
     info = split_onnx(src, split, imgsz)
