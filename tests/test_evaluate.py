@@ -6,8 +6,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from helpers.core.errors import WorkbookError
 from helpers.backends.base import Runner
+from helpers.core.errors import WorkbookError
 from helpers.steps import convert, evaluate
 from helpers.tasks.classify import metric
 from helpers.tasks.classify.metric import scores_of
