@@ -51,7 +51,7 @@ def one_at_a_time(record: convert.ConvertRecord, paths: list[Path], size: int, l
 def batched(record: convert.ConvertRecord, images, size: int, batch: int, log: Path) -> tuple[float, metric.EvalResult]:
     """Read and score the whole set through a simulator runner built with rknn_batch_size=batch."""
     with evaluate.simulator_from_record(record, log, batch=batch) as sim:
-        sim.run(np.stack([read_rgb(images.paths[0], size)]))  # warm-up call, not timed
+        sim.outputs(np.stack([read_rgb(images.paths[0], size)]))  # warm-up call, not timed
         start = time.perf_counter()
         res = metric.evaluate(sim, images, size, batch=batch, progress=False)
         return time.perf_counter() - start, res

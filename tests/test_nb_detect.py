@@ -194,7 +194,7 @@ def test_bundle_ships_the_decode_byte_identical_and_the_runner_detects(detect_ru
 
     bundle = detect_run / "board" / "deploy"
     shipped = (bundle / "postprocess.py").read_bytes()
-    assert shipped == (Path(__file__).resolve().parent.parent / "helpers" / "detect" / "postprocess.py").read_bytes()
+    assert shipped == (Path(__file__).resolve().parent.parent / "helpers" / "tasks" / "detect" / "postprocess.py").read_bytes()
     config = json.loads((bundle / "model.json").read_text())
     assert config["task"] == "detect" and config["head"] == "split"
     assert "| postprocess.py |" in (bundle / "README.md").read_text()
