@@ -29,10 +29,10 @@ from helpers.deploy import run_rknn as runner
 from helpers.steps.analysis import run_accuracy_analysis
 from helpers.steps.convert import TARGET_PLATFORMS, ConvertRecord, rebuild
 from helpers.steps.evaluate import load_run, simulator_from_record
-from helpers.steps.judge import analysis_inputs, judge_for, model_input_npy
+from helpers.steps.judge import analysis_inputs, judge_for
 from helpers.tasks.classify.metric import EvalResult, topk_accuracy
 from helpers.tasks.data import LabelledImages
-from helpers.tasks.feeds import fitted
+from helpers.tasks.feeds import fitted, model_input_npy
 from helpers.tasks.identify import run_task
 from helpers.tasks.measures import output_cosines
 from helpers.tasks.preprocess import read_rgb

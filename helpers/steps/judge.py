@@ -16,10 +16,9 @@ from helpers.tasks.data import detect_yaml, load_split
 from helpers.tasks.detect.images import load_letterboxed
 from helpers.tasks.detect.judge import DetectJudge
 from helpers.tasks.detect.labels import read_split
-from helpers.tasks.feeds import fp32_runner
+from helpers.tasks.feeds import fp32_runner, model_input_npy
 from helpers.tasks.identify import class_names, run_task
 from helpers.tasks.measures import Outputs
-from helpers.tasks.preprocess import match_channels
 from helpers.tasks.scoring import Judge
 
 if TYPE_CHECKING:
@@ -73,12 +72,3 @@ def analysis_inputs(judge: Judge, n: int, folder: Path, channels: int = 3) -> li
             cv2.imwrite(str(tmp), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
         out.append(target)
     return out
-
-
-def model_input_npy(pixels_hwc: np.ndarray, channels: int, target: Path) -> Path:
-    """One uint8 HxWx3 image as the model's own input, 1 x C x H x W (what the toolkit's accuracy_analysis and
-    codegen take for a .npy), written atomically to target."""
-    arr = match_channels(np.asarray(pixels_hwc, np.uint8)[None], channels).transpose(0, 3, 1, 2)
-    with atomic_path(target, ".partial.npy") as tmp:  # np.save appends .npy to any other name
-        np.save(tmp, np.ascontiguousarray(arr))
-    return target

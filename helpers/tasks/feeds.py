@@ -11,6 +11,7 @@ import numpy as np
 from helpers.backends.onnxrt import OnnxRunner
 from helpers.backends.torchscript import TorchScriptRunner
 from helpers.core.errors import WorkbookError
+from helpers.core.paths import atomic_path
 from helpers.tasks.preprocess import match_channels, to_float_nchw
 
 Prepare = Callable[[np.ndarray], np.ndarray]
@@ -47,3 +48,12 @@ def torchscript_runner(path: str | Path, mean: Sequence[float], std: Sequence[fl
     """A TorchScript module fed images normalised with mean/std (one value per input channel, checked first)."""
     check_channels(mean, std, channels, str(path))
     return TorchScriptRunner(path, normalised(mean, std))
+
+
+def model_input_npy(pixels_hwc: np.ndarray, channels: int, target: Path) -> Path:
+    """One uint8 HxWx3 image as the model's own input, 1 x C x H x W (what the toolkit's accuracy_analysis and
+    codegen take for a .npy), written atomically to target."""
+    arr = match_channels(np.asarray(pixels_hwc, np.uint8)[None], channels).transpose(0, 3, 1, 2)
+    with atomic_path(target, ".partial.npy") as tmp:  # np.save appends .npy to any other name
+        np.save(tmp, np.ascontiguousarray(arr))
+    return target
