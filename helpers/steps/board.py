@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from helpers.backends.board import (
     BoardRunner,
@@ -38,8 +39,7 @@ from helpers.tasks.measures import output_cosines
 from helpers.tasks.preprocess import read_rgb
 from helpers.toolkit.session import toolkit, toolkit_version
 
-if TYPE_CHECKING:  # pandas and matplotlib are imported where they are used
-    import pandas as pd
+if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn
     from matplotlib.figure import Figure
 
 CORE_MASKS = list(runner.CORE_MASKS)  # auto, 0, 1, 2, 0_1, 0_1_2, all
@@ -171,8 +171,6 @@ class DetectOnBoard:
 
     def table(self) -> pd.DataFrame:
         """One row each for FP32 (ONNX Runtime), the INT8 simulator and the INT8 board."""
-        import pandas as pd  # slow to import, needed only for this table
-
         rows = [("FP32 ONNX Runtime", self.judge.fp32), ("INT8 RKNN simulator", self.simulator), ("INT8 board", self.board)]
         return pd.DataFrame([{"backend": name, "mAP50-95": round(s.value, 4), "mAP50": round(s.agreement, 4),
                               "output cosine to FP32": round(s.mean_cosine, 5)} for name, s in rows]).set_index("backend")

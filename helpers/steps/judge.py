@@ -3,13 +3,13 @@ task's metric, built from the run's convert record; and those images as files ac
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import Run, atomic_path
+from helpers.steps.convert import ConvertRecord
 from helpers.steps.export.detect_head import decode_options
 from helpers.tasks.classify.judge import ClassifyJudge
 from helpers.tasks.data import detect_yaml, load_split
@@ -21,17 +21,14 @@ from helpers.tasks.identify import class_names, run_task
 from helpers.tasks.measures import Outputs
 from helpers.tasks.scoring import Judge
 
-if TYPE_CHECKING:
-    from helpers.steps.convert import ConvertRecord
 
-
-def fp32_outputs(record: "ConvertRecord", onnx_path: Path, pixels: np.ndarray) -> Outputs:
+def fp32_outputs(record: ConvertRecord, onnx_path: Path, pixels: np.ndarray) -> Outputs:
     """The exported ONNX's raw outputs under ONNX Runtime (the FP32 reference) on pixels."""
     with fp32_runner(onnx_path, record.config.mean_values, record.config.std_values) as runner:
         return runner.outputs(pixels)
 
 
-def judge_for(run: Run, record: "ConvertRecord", data_dir: Path, images: int = 0) -> Judge:
+def judge_for(run: Run, record: ConvertRecord, data_dir: Path, images: int = 0) -> Judge:
     """The judge of a run's task on the first `images` validation images (0: all): a classifier's val
     folder scored by top-1, or a detector's val split (notebook 10's data.yaml) scored by mAP50-95."""
     onnx_path = run.need("model/model.onnx", "10_export.ipynb")
