@@ -6,8 +6,8 @@
 2. conversion: `convert()` through load_onnx and through load_pytorch, each timed (toolkit build + export);
 3. simulator speed over the whole val split, image reading included in both:
    - one at a time: the tutorial's loop, per image read -> `rk.inference(inputs=[img])` on a batch-1 build;
-   - batched: `evaluate()` with a SimulatorBackend built with rknn_batch_size=--batch;
-   - for reference, the same SimulatorBackend/evaluate() code built with batch 1;
+   - batched: `metric.evaluate()` with a simulator runner built with rknn_batch_size=--batch;
+   - for reference, the same simulator runner/metric.evaluate() code built with batch 1;
    each after one untimed warm-up call, timed --repeats times, best time kept; the ratio is printed;
 4. accuracy on the val split: FP32 (ONNX Runtime) vs INT8 (simulator) top-1, and the top-1 agreement
    between the RKNN models built from the ONNX and from the TorchScript.
@@ -27,7 +27,9 @@ sys.path.insert(0, str(REPO))
 from helpers.core.paths import Run  # noqa: E402
 from helpers.steps import convert, evaluate
 from helpers.steps.export import exporter  # noqa: E402
+from helpers.tasks.classify import metric  # noqa: E402
 from helpers.tasks.data import load_split, resolve_data_dir, write_calibration_list  # noqa: E402
+from helpers.tasks.feeds import fp32_runner  # noqa: E402
 from helpers.tasks.preprocess import read_rgb  # noqa: E402
 from helpers.toolkit.session import RKNN  # noqa: E402
 
@@ -46,12 +48,12 @@ def one_at_a_time(record: convert.ConvertRecord, paths: list[Path], size: int, l
         return time.perf_counter() - start
 
 
-def batched(record: convert.ConvertRecord, images, size: int, batch: int, log: Path) -> tuple[float, evaluate.EvalResult]:
-    """Read and score the whole set through a SimulatorBackend built with rknn_batch_size=batch."""
-    with evaluate.SimulatorBackend.from_record(record, log, batch=batch) as sim:
-        sim.run(np.stack([read_rgb(images.paths[0], size)]))  # warm-up call, not timed
+def batched(record: convert.ConvertRecord, images, size: int, batch: int, log: Path) -> tuple[float, metric.EvalResult]:
+    """Read and score the whole set through a simulator runner built with rknn_batch_size=batch."""
+    with evaluate.simulator_from_record(record, log, batch=batch) as sim:
+        sim.outputs(np.stack([read_rgb(images.paths[0], size)]))  # warm-up call, not timed
         start = time.perf_counter()
-        res = evaluate.evaluate(sim, images, size, batch=batch, progress=False)
+        res = metric.evaluate(sim, images, size, batch=batch, progress=False)
         return time.perf_counter() - start, res
 
 
@@ -86,8 +88,8 @@ def main() -> None:
     batched_s, int8 = min(runs, key=lambda r: r[0])
     backend1_s = min(batched(records["onnx"], val, size, 1, run.logs / "bench_b1.log")[0] for _ in range(args.repeats))
     _, int8_ts = batched(records["pytorch"], val, size, args.batch, run.logs / "bench_ts.log")
-    fp32 = evaluate.evaluate(evaluate.OnnxBackend(exp.onnx, MEAN, STD), val, size, progress=False)
-    cmp = evaluate.compare(fp32, int8)
+    fp32 = metric.evaluate(fp32_runner(exp.onnx, MEAN, STD), val, size, progress=False)
+    cmp = metric.compare(fp32, int8)
     paths_agree = float((int8.predictions == int8_ts.predictions).mean())
 
     n = len(val)

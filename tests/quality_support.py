@@ -36,6 +36,7 @@ def outlier_onnx(folder: Path) -> Path:
 
 def onnx_scores(onnx: Path, pixels: np.ndarray) -> np.ndarray:
     """FP32 reference scores for uint8 NHWC pixels."""
-    from helpers.steps.evaluate import OnnxBackend
+    from helpers.tasks.classify.metric import scores_of
+    from helpers.tasks.feeds import fp32_runner
 
-    return OnnxBackend(onnx, MEAN, STD).run(pixels)
+    return scores_of(fp32_runner(onnx, MEAN, STD).outputs(pixels))

@@ -136,8 +136,9 @@ def test_sweep_grid_validation():
 
 
 def _classify_judge(record, onnx, images):
-    """The judge notebook 50 builds (helpers.tasks.scoring.judge_for) for a hand-made labelled set."""
-    from helpers.tasks.scoring import ClassifyJudge, fp32_outputs
+    """The judge notebook 50 builds (helpers.steps.judge.judge_for) for a hand-made labelled set."""
+    from helpers.steps.judge import fp32_outputs
+    from helpers.tasks.classify.judge import ClassifyJudge
 
     pixels = images.load(SIZE)
     return ClassifyJudge("classify", "top1", "top-1", "top1_agreement", list(images.paths), pixels, fp32_outputs(record, onnx, pixels),
@@ -146,7 +147,9 @@ def _classify_judge(record, onnx, images):
 
 def test_sweep_builds_each_cell_and_picks_the_best(tiny_images, tmp_path):
     from helpers.core.paths import Run
-    from helpers.steps.evaluate import OnnxBackend, SimulatorBackend, compare, evaluate
+    from helpers.steps.evaluate import simulator_from_record
+    from helpers.tasks.classify.metric import compare, evaluate
+    from helpers.tasks.feeds import fp32_runner
 
     onnx = outlier_onnx(tmp_path)
     run = Run.at(tmp_path / "run")
@@ -157,7 +160,7 @@ def test_sweep_builds_each_cell_and_picks_the_best(tiny_images, tmp_path):
     record = convert.read_record(run)
     images = data.LabelledImages(list(tiny_images), np.arange(len(tiny_images)) % 3, ["a", "b", "c"])
     judge = _classify_judge(record, onnx, images)
-    fp32 = evaluate(OnnxBackend(onnx, [0, 0, 0], [255, 255, 255]), images, SIZE, progress=False, pixels=judge.pixels)
+    fp32 = evaluate(fp32_runner(onnx, [0, 0, 0], [255, 255, 255]), images, SIZE, progress=False, pixels=judge.pixels)
     assert judge.fp32.value == fp32.top1  # the judge's top-1 is evaluate's
     sweep = analysis.run_sweep(record, [("normal", "layer"), ("normal", "channel")], judge, run.logs, batch=1)
     assert list(sweep.columns) == ["algorithm", "method", "top1", "top1_delta_pt", "mean_cosine", "min_cosine", "top1_agreement",
@@ -165,7 +168,7 @@ def test_sweep_builds_each_cell_and_picks_the_best(tiny_images, tmp_path):
     assert list(sweep["method"]) == ["layer", "channel"] and (sweep["build_s"] > 0).all()
     layer, channel = sweep.iloc[0], sweep.iloc[1]
     # the judge scores a cell exactly as evaluate() + compare() did on the same build
-    with SimulatorBackend.from_record(record, run.logs / "check.log", batch=1) as sim:
+    with simulator_from_record(record, run.logs / "check.log", batch=1) as sim:
         int8 = evaluate(sim, images, SIZE, progress=False, pixels=judge.pixels)
     cmp = compare(fp32, int8)
     assert (channel["top1"], channel["top1_delta_pt"], channel["top1_agreement"]) == (int8.top1, cmp.top1_delta_pt, cmp.top1_agreement)

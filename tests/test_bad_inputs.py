@@ -11,8 +11,8 @@ from onnx import TensorProto, helper
 
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import Run
-from helpers.steps import evaluate
 from helpers.steps.export import exporter
+from helpers.steps.export.check import check_export
 from helpers.tasks import data
 
 
@@ -78,8 +78,8 @@ def test_export_check_validates_mean_and_std(tmp_path, mean, std, message):
     ts, onnx_path = _torchscript_and_onnx(tmp_path)
     pixels = np.zeros((2, 8, 8, 3), np.uint8)
     with pytest.raises(WorkbookError, match=message):
-        evaluate.check_export(ts, onnx_path, pixels, mean, std)
-    assert evaluate.check_export(ts, onnx_path, pixels, [0, 0, 0], [255, 255, 255]).top1_agreement == 1.0
+        check_export(ts, onnx_path, pixels, mean, std)
+    assert check_export(ts, onnx_path, pixels, [0, 0, 0], [255, 255, 255]).top1_agreement == 1.0
 
 
 def _onnx(path, inputs, shape=(1, 3, 8, 8), nodes=True):

@@ -15,6 +15,7 @@ from helpers.core.errors import RknnError, WorkbookError
 from helpers.core.paths import Run
 from helpers.deploy import bundle, codegen
 from helpers.steps import board, convert
+from helpers.tasks.classify.metric import EvalResult
 
 
 @pytest.fixture(scope="module")
@@ -110,11 +111,11 @@ def test_core_mask_names():
 def test_board_backend_refuses_bad_input_before_touching_a_board(run3588, tmp_path):
     model = run3588.rknn / "model.rknn"
     with pytest.raises(WorkbookError, match="does not match model.rknn, which was built for rk3588"):
-        board.BoardBackend(model, "rk3568", tmp_path / "a.log")
+        board.open_board(model, "rk3568", tmp_path / "a.log")
     with pytest.raises(WorkbookError, match="device_id='NOPE' is not connected"):
-        board.BoardBackend(model, "rk3588", tmp_path / "b.log", device_id="NOPE")
+        board.open_board(model, "rk3588", tmp_path / "b.log", device_id="NOPE")
     with pytest.raises(WorkbookError, match="No board found for target='rk3588'"):
-        board.BoardBackend(model, "", tmp_path / "c.log")
+        board.open_board(model, "", tmp_path / "c.log")
 
 
 @pytest.mark.skipif(bool(BOARD_ID), reason="a board is attached: this checks the no-board failure")
@@ -218,27 +219,28 @@ def test_hybrid_added_after_the_bundle_was_built(run3588, run3566, cpp_demo, tin
 @needs_board
 def test_board_inference_agrees_with_the_simulator(run3588, tiny_images, tmp_path):
     from helpers.steps import evaluate
+    from helpers.tasks.classify import metric
     from helpers.tasks.data import LabelledImages
 
     record = convert.read_record(run3588)
     target = board.model_platform(run3588.rknn / "model.rknn")
     images = LabelledImages(list(tiny_images), np.zeros(len(tiny_images), np.int64), ["a", "b", "c"])
-    with board.BoardBackend(run3588.rknn / "model.rknn", target, tmp_path / "board.log", device_id=BOARD_ID) as b:
-        on_board = evaluate.evaluate(b, images, TINY_SIZE, progress=False)
-    sim = evaluate.SimulatorBackend.from_record(record, tmp_path / "sim.log", batch=1)
+    with board.open_board(run3588.rknn / "model.rknn", target, tmp_path / "board.log", device_id=BOARD_ID) as b:
+        on_board = metric.evaluate(b, images, TINY_SIZE, progress=False)
+    sim = evaluate.simulator_from_record(record, tmp_path / "sim.log", batch=1)
     try:
-        in_sim = evaluate.evaluate(sim, images, TINY_SIZE, progress=False)
+        in_sim = metric.evaluate(sim, images, TINY_SIZE, progress=False)
     finally:
         sim.close()
-    cmp = evaluate.compare(in_sim, on_board)
+    cmp = metric.compare(in_sim, on_board)
     assert cmp.mean_cosine > 0.99 and cmp.top1_agreement >= 0.875
 
 
 @needs_board
 def test_board_perf_and_memory(run3588, tmp_path):
     target = board.model_platform(run3588.rknn / "model.rknn")
-    with board.BoardBackend(run3588.rknn / "model.rknn", target, tmp_path / "perf.log", device_id=BOARD_ID,
-                            perf_debug=True, eval_mem=True) as b:
+    with board.open_board(run3588.rknn / "model.rknn", target, tmp_path / "perf.log", device_id=BOARD_ID,
+                          perf_debug=True, eval_mem=True) as b:
         perf = b.perf()
         mem = b.memory()
     assert perf.raw and mem
@@ -378,7 +380,7 @@ def test_notebook30_set_needs_a_simulator_result(tmp_path, tiny_images):
     with pytest.raises(WorkbookError, match=r"eval/predictions.npz is missing; run notebooks/30_simulator_inference.ipynb"):
         board.notebook30_set(run)
     images = LabelledImages(list(tiny_images[:2]), np.array([0, 1]), ["a", "b"])
-    fp32 = evaluate.EvalResult("FP32 ONNX Runtime", np.eye(2, dtype=np.float32), images.labels, 1.0, 1.0, 0.1, 20.0)
+    fp32 = EvalResult("FP32 ONNX Runtime", np.eye(2, dtype=np.float32), images.labels, 1.0, 1.0, 0.1, 20.0)
     evaluate.save_predictions(run.eval / "predictions.npz", images, fp32)
     evaluate.write_metrics(run.eval / "metrics.json", [fp32], None)
     with pytest.raises(WorkbookError, match="metrics.json has no INT8 simulator result; re-run notebooks/30_simulator_inference.ipynb"):
@@ -423,7 +425,7 @@ def test_notebook30_set_picks_the_int8_role(tmp_path, tiny_images):
     run = Run.at(tmp_path / "run")
     images = LabelledImages(list(tiny_images[:2]), np.array([0, 1]), ["a", "b"])
     scores = {name: np.random.default_rng(i).random((2, 2)).astype(np.float32) for i, name in enumerate(("fp", "sim", "swap"))}
-    results = [evaluate.EvalResult(n, s, images.labels, 0.5, 1.0, 0.1, 20.0) for n, s in scores.items()]
+    results = [EvalResult(n, s, images.labels, 0.5, 1.0, 0.1, 20.0) for n, s in scores.items()]
     evaluate.save_predictions(run.eval / "predictions.npz", images, *results)
     evaluate.write_metrics(run.eval / "metrics.json", results, None)
     metrics = json.loads((run.eval / "metrics.json").read_text())

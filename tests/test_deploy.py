@@ -23,8 +23,9 @@ from board_support import TINY_SIZE, converted_run
 from helpers.core.paths import SAMPLE_DATA
 from helpers.deploy import bundle, run_rknn
 from helpers.steps import convert
-from helpers.steps.evaluate import OnnxBackend
 from helpers.tasks import data
+from helpers.tasks.classify.metric import scores_of
+from helpers.tasks.feeds import fp32_runner
 from helpers.tasks.preprocess import read_rgb, softmax
 
 
@@ -220,10 +221,10 @@ def test_runner_end_to_end_matches_onnx_runtime(bundle_dir, tiny_onnx, tmp_path)
     ranks = printed_ranks(res.stdout)
     images = sorted((bundle_dir / "images").iterdir())
     assert [Path(k).name for k in ranks] == [p.name for p in images]
-    ort = OnnxBackend(tiny_onnx, [0, 0, 0], [255, 255, 255])
+    ort = fp32_runner(tiny_onnx, [0, 0, 0], [255, 255, 255])
     labels = (bundle_dir / "labels.txt").read_text().split()
     for path, printed in zip(images, ranks.values()):
-        probs = softmax(ort.run(read_rgb(path, TINY_SIZE)[None])[0])
+        probs = softmax(scores_of(ort.outputs(read_rgb(path, TINY_SIZE)[None]))[0])
         want = [(int(i), round(float(probs[i]), 4)) for i in np.argsort(-probs)[:3]]
         assert printed == want
     assert all(f"  1. {labels[r[0][0]]}" in res.stdout for r in ranks.values())

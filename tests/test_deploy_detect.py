@@ -23,8 +23,9 @@ from helpers.core.errors import WorkbookError
 from helpers.core.paths import Run
 from helpers.deploy import bundle, codegen
 from helpers.steps import board, convert
-from helpers.steps.evaluate import SimulatorBackend
-from helpers.tasks import data, scoring
+from helpers.steps.evaluate import simulator_from_record
+from helpers.steps.judge import judge_for
+from helpers.tasks import data
 from helpers.tasks.detect.postprocess import letterbox_geometry, postprocess
 
 HERE = Path(__file__).resolve().parent
@@ -70,9 +71,9 @@ def det_run(tiny_detector, tmp_path_factory) -> Run:
 def judged(det_run, tiny_detector):
     """The judge on 8 val images and the INT8 simulator's raw outputs on its letterboxed pixels."""
     record = convert.read_record(det_run)
-    judge = scoring.judge_for(det_run, record, tiny_detector.data_yaml, 8)
-    with SimulatorBackend.from_record(record, det_run.logs / "sim.log", batch=1) as sim:
-        return judge, sim.run_raw(judge.pixels)
+    judge = judge_for(det_run, record, tiny_detector.data_yaml, 8)
+    with simulator_from_record(record, det_run.logs / "sim.log", batch=1) as sim:
+        return judge, sim.outputs(judge.pixels)
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +197,7 @@ def test_cpp_letterbox_geometry_rounds_like_python(harness, tmp_path, hw, size):
 
 @needs_gxx
 def test_cpp_decode_refuses_the_stock_layout(harness, tiny_detector, tmp_path):
-    from helpers.steps.detect_simulate import load_letterboxed, onnx_runner
+    from helpers.tasks.detect.images import load_letterboxed, onnx_runner
 
     canvases, geoms = load_letterboxed(data.load_detect_split(tiny_detector.data_yaml, "val").paths[:1], tiny_detector.imgsz)
     stock = onnx_runner(tiny_detector.stock_onnx)(canvases[0])  # one [1, 4 + classes, anchors] tensor
@@ -275,13 +276,13 @@ def test_detect_demo_runs_end_to_end_with_a_stand_in_runtime(detect_demo, det_bu
     """The C++ demo as built for the board, on the bundle's sample images: it feeds exactly the workbook's
     letterboxed pixels (uint8 NHWC), asks for int8 outputs, dequantizes them with the zero point and scale it
     queried, and prints postprocess.py's detections (class, score, box) in the Python runner's format."""
-    from helpers.steps.detect_simulate import load_letterboxed
-    from helpers.steps.evaluate import OnnxBackend
+    from helpers.tasks.detect.images import load_letterboxed
+    from helpers.tasks.feeds import fp32_runner
 
     size = json.loads((det_bundle / "model.json").read_text())["input_size"]
     images = sorted((det_bundle / "images").iterdir())
     canvases, geoms = load_letterboxed(images, size)
-    used = serve_outputs(tmp_path, size, OnnxBackend(det_run.model / "model.onnx", [0, 0, 0], [255, 255, 255]).run_raw(np.stack(canvases)))
+    used = serve_outputs(tmp_path, size, fp32_runner(det_run.model / "model.onnx", [0, 0, 0], [255, 255, 255]).outputs(np.stack(canvases)))
     env = {"WORKBOOK_RKNN_STAND_IN": str(tmp_path), "PATH": "/usr/bin:/bin"}
     res = subprocess.run([str(detect_demo), "model.rknn", "labels.txt", *[f"images/{p.name}" for p in images]], cwd=det_bundle,
                          env=env, capture_output=True, text=True, timeout=60)
@@ -333,8 +334,8 @@ def test_runner_prints_and_draws_the_workbook_detections(det_bundle, det_run, tm
     detection (class name, score, box) is postprocess.py's on those outputs, and each image is drawn with its boxes."""
     from test_deploy import run_on_stand_in
 
-    from helpers.steps.detect_simulate import load_letterboxed
-    from helpers.steps.evaluate import OnnxBackend
+    from helpers.tasks.detect.images import load_letterboxed
+    from helpers.tasks.feeds import fp32_runner
 
     onnx = det_run.model / "model.onnx"
     drawn = tmp_path / "drawn"
@@ -343,7 +344,7 @@ def test_runner_prints_and_draws_the_workbook_detections(det_bundle, det_run, tm
     images = sorted((det_bundle / "images").iterdir())
     labels = (det_bundle / "labels.txt").read_text().split()
     canvases, geoms = load_letterboxed(images, json.loads((det_bundle / "model.json").read_text())["input_size"])
-    outs = OnnxBackend(onnx, [0, 0, 0], [255, 255, 255]).run_raw(np.stack(canvases))
+    outs = fp32_runner(onnx, [0, 0, 0], [255, 255, 255]).outputs(np.stack(canvases))
     per_image = printed(res.stdout)
     assert [path for path, _, _ in per_image] == [f"images/{p.name}" for p in images]
     total = 0
@@ -416,16 +417,16 @@ def test_detector_on_board_without_a_board_stops_at_the_board(det_run, tiny_dete
 
 
 class StandInBoard:
-    """A STAND-IN for board.BoardBackend (no board here): same constructor and calls, its outputs are the same
+    """A STAND-IN for board.open_board's runner (no board here): same constructor and calls, its outputs are the same
     model's FP32 outputs under ONNX Runtime; it records what detector_on_board asked of it."""
 
     seen: dict = {}
 
     def __init__(self, rknn_path, target, log_path, device_id="", core_mask="auto", record=None, **_):
-        from helpers.steps.evaluate import OnnxBackend
+        from helpers.tasks.feeds import fp32_runner
 
         self.seen.update(rknn=Path(rknn_path), target=target, device_id=device_id, core_mask=core_mask)
-        self.onnx = OnnxBackend(record.source, record.config.mean_values, record.config.std_values)
+        self.onnx = fp32_runner(record.source, record.config.mean_values, record.config.std_values)
 
     def __enter__(self):
         return self
@@ -433,9 +434,9 @@ class StandInBoard:
     def __exit__(self, *exc):
         self.onnx.close()
 
-    def run_raw(self, pixels):
+    def outputs(self, pixels):
         self.seen["pixels"] = pixels
-        return self.onnx.run_raw(pixels)
+        return self.onnx.outputs(pixels)
 
     def sdk_version(self) -> str:
         return "stand-in (ONNX Runtime)"
@@ -444,7 +445,7 @@ class StandInBoard:
 def test_detector_on_board_runs_the_whole_section_with_a_stand_in_board(det_run, tiny_detector, monkeypatch):
     """detector_on_board end to end with StandInBoard in place of the board: it feeds the board the judge's
     letterboxed pixels with the run's model, target and core mask, rebuilds the simulator, and scores both."""
-    monkeypatch.setattr(board, "BoardBackend", StandInBoard)
+    monkeypatch.setattr(board, "open_board", StandInBoard)
     record = convert.read_record(det_run)
     det = board.detector_on_board(det_run, record, tiny_detector.data_yaml, 4, "rk3588", "SERIAL", "0_1")
     seen = StandInBoard.seen

@@ -6,8 +6,11 @@ from __future__ import annotations
 import pytest
 from detect_support import tiny_detector  # noqa: F401  (session fixture)
 
-from helpers.steps.detect_simulate import evaluate_outputs, load_letterboxed, onnx_runner, simulate_int8, whole_tensor_cosine
+from helpers.steps.evaluate import simulate_int8
+from helpers.tasks.detect.images import load_letterboxed, onnx_runner
 from helpers.tasks.detect.labels import read_split
+from helpers.tasks.detect.metric import evaluate_outputs
+from helpers.tasks.measures import output_cosines
 
 pytestmark = pytest.mark.slow
 
@@ -31,8 +34,8 @@ def int8_vs_fp32(tiny_detector, tmp_path_factory):
         out[head] = {
             "fp32": evaluate_outputs(f"FP32 {head}", fp32, geoms, val),
             "int8": evaluate_outputs(f"INT8 {head}", int8, geoms, val),
-            "cosine": min(whole_tensor_cosine(a, b) for a, b in zip(fp32, int8)),
-            "mean_cosine": sum(whole_tensor_cosine(a, b) for a, b in zip(fp32, int8)) / len(images),
+            "cosine": float(output_cosines(fp32, int8).min()),
+            "mean_cosine": float(output_cosines(fp32, int8).mean()),
         }
     print()
     for head, r in out.items():

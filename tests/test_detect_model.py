@@ -7,11 +7,12 @@ import pytest
 from detect_support import tiny_detector  # noqa: F401  (session fixture)
 
 from helpers.core.errors import WorkbookError
-from helpers.steps.detect_simulate import evaluate_outputs, load_letterboxed, onnx_runner
 from helpers.steps.export.detect_head import export_detector
 from helpers.steps.export.detect_sample import ultralytics_val
 from helpers.steps.export.exporter import quiet
+from helpers.tasks.detect.images import load_letterboxed, onnx_runner
 from helpers.tasks.detect.labels import read_split
+from helpers.tasks.detect.metric import evaluate_outputs
 from helpers.tasks.detect.sample import CLASSES, write_data_yaml, write_detect_sample
 from helpers.tasks.identify import check_task, class_names, task_of
 

@@ -399,7 +399,7 @@ def test_detector_without_a_yolo_detect_head(tmp_path):
 # ----------------------------------------------------------------------------- evaluation, analysis, detection outputs
 
 def _result(name: str, n: int):
-    from helpers.steps.evaluate import EvalResult
+    from helpers.tasks.classify.metric import EvalResult
 
     return EvalResult(name, np.eye(3, dtype=np.float32)[np.arange(n) % 3], np.arange(n) % 3, 1.0, 1.0, 0.1, 10.0)
 
@@ -461,7 +461,7 @@ def test_detector_outputs_of_an_unknown_layout():
 
 
 def test_detection_image_that_is_gone(tmp_path):
-    from helpers.steps import detect_simulate as simulate
+    from helpers.tasks.detect import images as simulate
 
     with pytest.raises(ValueError, match=r"Cannot read image \S+/gone.jpg; check the file exists and is a valid image"):
         simulate.load_letterboxed([tmp_path / "gone.jpg"], 128)

@@ -11,8 +11,8 @@ import torch
 from onnx import TensorProto, helper, version_converter
 
 from helpers.core.errors import RknnError, WorkbookError
-from helpers.steps import evaluate
 from helpers.steps.export import exporter
+from helpers.steps.export.check import check_export
 from helpers.toolkit.session import RKNN
 
 
@@ -53,7 +53,7 @@ def test_torchscript_input_exports_onnx_sidecar_and_matches(tiny_torchscript, tm
     import cv2
 
     pixels = np.stack([cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in tiny_images])
-    check = evaluate.check_export(res.torchscript, res.onnx, pixels, [0, 0, 0], [255, 255, 255])
+    check = check_export(res.torchscript, res.onnx, pixels, [0, 0, 0], [255, 255, 255])
     assert check.images == len(tiny_images) and check.top1_agreement == 1.0
     assert check.max_abs_diff < 1e-5 and check.min_cosine > 0.99999
     assert exporter.op_counts(res.onnx)["Conv"] == 1
@@ -183,7 +183,10 @@ def _logits_net(channels: int = 3) -> torch.nn.Module:
 ], ids=lambda c: c[0])
 def test_older_and_other_onnx_conventions_convert_and_follow_onnx_runtime(case, tmp_path, tiny_images):
     from helpers.steps import convert, evaluate
+    from helpers.tasks.classify.metric import scores_of
     from helpers.tasks.data import write_calibration_list
+    from helpers.tasks.feeds import fp32_runner
+    from helpers.tasks.measures import cosine
     from helpers.tasks.preprocess import read_rgb
 
     _, kind, opset, inits_as_inputs, dynamic, mean, std = case
@@ -202,13 +205,13 @@ def test_older_and_other_onnx_conventions_convert_and_follow_onnx_runtime(case, 
     pixels = np.stack([read_rgb(p, 16) for p in tiny_images])
     cfg = convert.ConvertConfig(mean_values=mean, std_values=std)
     calib = write_calibration_list(tiny_images, tmp_path / "calib.txt")
-    ref = evaluate.OnnxBackend(res.onnx, mean, std).run(pixels)
-    with evaluate.SimulatorBackend(res.onnx, cfg, calib, 16, tmp_path / "sim.log", batch=1) as sim:
-        got = sim.run(pixels)
+    ref = scores_of(fp32_runner(res.onnx, mean, std).outputs(pixels))
+    with evaluate.simulator(res.onnx, cfg, calib, 16, tmp_path / "sim.log", batch=1) as sim:
+        got = scores_of(sim.outputs(pixels))
     assert got.shape == ref.shape == (len(pixels), 3)
     if kind == "probs":
         np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=0.02)  # the probabilities survive quantization
-    assert evaluate.cosine_rows(ref, got).mean() > 0.98
+    assert cosine(ref, got).mean() > 0.98
 
 
 def test_onnx_outputs_that_do_not_match_the_class_folders_stop_notebook_10(tmp_path, tiny_onnx):
@@ -229,7 +232,7 @@ def test_torchscript_export_finds_a_grayscale_input_and_checks_mean_std(tmp_path
     from helpers.tasks.preprocess import read_rgb
 
     pixels = np.stack([read_rgb(p, 16) for p in tiny_images])
-    check = evaluate.check_export(res.torchscript, res.onnx, pixels, [0.0], [255.0])  # RGB images, gray model
+    check = check_export(res.torchscript, res.onnx, pixels, [0.0], [255.0])  # RGB images, gray model
     assert check.top1_agreement == 1.0 and check.min_cosine > 0.9999
     with pytest.raises(WorkbookError, match=r"mean_values=\[0.0, 0.0, 0.0\] has 3 value\(s\) but the model's input has 1 channel"):
-        evaluate.check_export(res.torchscript, res.onnx, pixels, [0.0, 0.0, 0.0], [255.0, 255.0, 255.0])
+        check_export(res.torchscript, res.onnx, pixels, [0.0, 0.0, 0.0], [255.0, 255.0, 255.0])

@@ -9,10 +9,13 @@ import pytest
 import yaml
 from quality_support import CONFIG, SIZE, onnx_scores, outlier_onnx
 
+from helpers.backends.simulator import BuiltSimulator
 from helpers.core.errors import WorkbookError
 from helpers.steps import analysis, hybrid
-from helpers.steps.evaluate import cosine_rows, first_outputs
 from helpers.tasks import data, scoring
+from helpers.tasks.classify.judge import ClassifyJudge
+from helpers.tasks.classify.metric import scores_of
+from helpers.tasks.measures import cosine
 from helpers.text import hybrid as text60
 from helpers.toolkit.session import RKNN
 
@@ -134,7 +137,7 @@ def test_hybrid_from_the_ranking_repairs_the_output(made, tiny_images, tmp_path)
         before = analysis.combine([analysis.parse_error_analysis(p) for p in
                                    analysis.run_accuracy_analysis(rk, tiny_images[:1], tmp_path / "before", progress=False)])
         rk.init_runtime(target=None)
-        int8 = first_outputs(scoring.toolkit_outputs(rk, pixels))
+        int8 = scores_of(BuiltSimulator(rk).outputs(pixels))
     order = [n for n in analysis.rank_layers(before)["name"]]
     fused = before.loc[before["fused"], "name"]
     chosen = hybrid.with_inputs(order[:1], hybrid.layer_graph(files), hybrid.activation_tensors(files), fused)
@@ -145,10 +148,10 @@ def test_hybrid_from_the_ranking_repairs_the_output(made, tiny_images, tmp_path)
         after = analysis.parse_error_analysis(analysis.run_accuracy_analysis(rk, tiny_images[:1], tmp_path / "after", progress=False)[0])
         rk.export_rknn(str(tmp_path / "hybrid.rknn"))
         rk.init_runtime(target=None)
-        mixed = first_outputs(scoring.toolkit_outputs(rk, pixels))
+        mixed = scores_of(BuiltSimulator(rk).outputs(pixels))
     assert (tmp_path / "hybrid.rknn").stat().st_size > 0
     assert set(chosen) <= set(hybrid.float16_tensors(log))
-    c_int8, c_mixed = cosine_rows(fp32, int8).mean(), cosine_rows(fp32, mixed).mean()
+    c_int8, c_mixed = cosine(fp32, int8).mean(), cosine(fp32, mixed).mean()
     assert c_mixed > c_int8 and c_mixed > 0.999, (c_int8, c_mixed)
     worst = after.set_index("name").loc[order[0], "single_cos"]
     assert worst > before.set_index("name").loc[order[0], "single_cos"]
@@ -226,11 +229,11 @@ def test_demo_export_never_becomes_model_hybrid(tmp_path):
     assert chosen["demo"] is True and chosen["calibration"] == "demo: 1 image"
 
 
-def _top1_judge(fp32_top1: float, images: int) -> scoring.ClassifyJudge:
+def _top1_judge(fp32_top1: float, images: int) -> ClassifyJudge:
     """A classifier's judge on `images` images whose FP32 top-1 is fp32_top1 (synthetic outputs, label 0 everywhere)."""
     right = round(fp32_top1 * images)
     outputs = [[np.array([[1.0, 0.0]] if k < right else [[0.0, 1.0]], np.float32)] for k in range(images)]
-    return scoring.ClassifyJudge("classify", "top1", "top-1", "top1_agreement", [f"{k}.png" for k in range(images)],
+    return ClassifyJudge("classify", "top1", "top-1", "top1_agreement", [f"{k}.png" for k in range(images)],
                                  np.zeros((images, 1, 1, 3), np.uint8), outputs, labels=np.zeros(images, np.int64))
 
 

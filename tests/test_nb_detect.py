@@ -188,13 +188,13 @@ def test_bundle_ships_the_decode_byte_identical_and_the_runner_detects(detect_ru
     import numpy as np
     from test_deploy import run_on_stand_in
 
-    from helpers.steps.detect_simulate import load_letterboxed
-    from helpers.steps.evaluate import OnnxBackend
+    from helpers.tasks.detect.images import load_letterboxed
     from helpers.tasks.detect.postprocess import postprocess
+    from helpers.tasks.feeds import fp32_runner
 
     bundle = detect_run / "board" / "deploy"
     shipped = (bundle / "postprocess.py").read_bytes()
-    assert shipped == (Path(__file__).resolve().parent.parent / "helpers" / "detect" / "postprocess.py").read_bytes()
+    assert shipped == (Path(__file__).resolve().parent.parent / "helpers" / "tasks" / "detect" / "postprocess.py").read_bytes()
     config = json.loads((bundle / "model.json").read_text())
     assert config["task"] == "detect" and config["head"] == "split"
     assert "| postprocess.py |" in (bundle / "README.md").read_text()
@@ -203,7 +203,7 @@ def test_bundle_ships_the_decode_byte_identical_and_the_runner_detects(detect_ru
     res = run_on_stand_in(bundle, detect_run / "model" / "model.onnx", tmp_path, "images", "--draw", str(tmp_path / "drawn"))
     assert res.returncode == 0, res.stderr
     canvases, geoms = load_letterboxed(images, config["input_size"])
-    outs = OnnxBackend(detect_run / "model" / "model.onnx", [0, 0, 0], [255, 255, 255]).run_raw(np.stack(canvases))
+    outs = fp32_runner(detect_run / "model" / "model.onnx", [0, 0, 0], [255, 255, 255]).outputs(np.stack(canvases))
     for path, o, lb in zip(images, outs, geoms):
         want = postprocess(o, lb, conf=0.25, iou=0.7)
         assert f"images/{path.name}: {len(want)} detection(s)" in res.stdout

@@ -1,5 +1,5 @@
 """Notebook 50 on a detection run: the per-layer analysis on letterboxed inputs and the algorithm x method sweep
-scored by COCO mAP50-95 through helpers.tasks.scoring's judge, on the small shapes detector of tests/detect_support
+scored by COCO mAP50-95 through helpers.tasks.scoring's judge (helpers.steps.judge), on the small shapes detector of tests/detect_support
 (trained once per session). Notebooks 10 -> 20 -> 30 -> 50 run under papermill with small parameters; the
 assertions read what the run wrote: sweep.csv in mAP, FP32 equal to notebook 30's on the same images,
 layers.csv, the demo calibration list, and the sentences naming mAP with its bootstrap noise."""
@@ -54,16 +54,16 @@ def test_judges_score_like_the_task_evaluations(detect_analysis_run):
 
     from helpers.core.paths import Run
     from helpers.steps import convert
-    from helpers.steps.detect_simulate import evaluate_outputs
-    from helpers.steps.evaluate import OnnxBackend
-    from helpers.tasks import scoring
+    from helpers.steps.judge import judge_for
     from helpers.tasks.data import resolve_data_dir
+    from helpers.tasks.detect.metric import evaluate_outputs
+    from helpers.tasks.feeds import fp32_runner
 
     run = Run.at(detect_analysis_run)
     record = convert.read_record(run)
-    judge = scoring.judge_for(run, record, resolve_data_dir("", run), VAL_IMAGES)
+    judge = judge_for(run, record, resolve_data_dir("", run), VAL_IMAGES)
     assert (judge.task, judge.key, judge.label, judge.images) == ("detect", "map50_95", "mAP50-95", VAL_IMAGES)
-    outputs = OnnxBackend(run.model / "model.onnx", record.config.mean_values, record.config.std_values).run_raw(judge.pixels)
+    outputs = fp32_runner(run.model / "model.onnx", record.config.mean_values, record.config.std_values).outputs(judge.pixels)
     theirs = evaluate_outputs("FP32", outputs, judge.geoms, judge.split).metric
     assert judge.fp32.value == theirs.map50_95 and judge.fp32.agreement == theirs.map50
     assert judge.fp32.value == pytest.approx(_fp32(detect_analysis_run)["map50_95"], abs=1e-9)

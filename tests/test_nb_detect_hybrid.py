@@ -81,12 +81,12 @@ def test_search_scores_every_point_by_map(hybrid_run, tmp_path):
 
     from helpers.core.paths import Run
     from helpers.steps import analysis, convert
-    from helpers.tasks import scoring
+    from helpers.steps.judge import judge_for
     from helpers.tasks.data import resolve_data_dir
 
     run = Run.at(shutil.copytree(hybrid_run, tmp_path / "run"))
     record = convert.read_record(run)
-    judge = scoring.judge_for(run, record, resolve_data_dir("", run), images=8)
+    judge = judge_for(run, record, resolve_data_dir("", run), images=8)
     assert judge.key == "map50_95" and judge.pixels.shape[1:] == (SMALL["imgsz"], SMALL["imgsz"], 3) and judge.step_pt() is None
     files = hybrid.find_step1(run.hybrid / "step1")
     int8, before = hybrid.load_baseline(run)

@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.steps import judge as judging
 from helpers.tasks import scoring
+from helpers.tasks.classify.judge import ClassifyJudge
 
 
 def test_metric_column_is_found_in_tables_rows_and_records():
@@ -26,9 +28,9 @@ def test_output_cosine_flattens_every_output_of_an_image():
     assert scoring.output_cosines([[np.zeros((1, 3))]], [[np.ones((1, 3))]]) == pytest.approx([0.0])  # all zeros: 0, not NaN
 
 
-def _judge(fp32_scores: np.ndarray, labels: list[int]) -> scoring.ClassifyJudge:
+def _judge(fp32_scores: np.ndarray, labels: list[int]) -> ClassifyJudge:
     outs = [[s[None].astype(np.float32)] for s in fp32_scores]
-    return scoring.ClassifyJudge("classify", "top1", "top-1", "top1_agreement", [Path(f"{i}.png") for i in range(len(labels))],
+    return ClassifyJudge("classify", "top1", "top-1", "top1_agreement", [Path(f"{i}.png") for i in range(len(labels))],
                                  np.zeros((len(labels), 2, 2, 3), np.uint8), outs, labels=np.asarray(labels))
 
 
@@ -53,5 +55,5 @@ def test_classify_judge_scores_top1_agreement_and_noise():
 def test_analysis_inputs_needs_an_image():
     judge = _judge(np.array([[0.9, 0.1]]), [0])
     with pytest.raises(Exception, match=r"analysis_images=0 gives accuracy_analysis no image; use 1 or more"):
-        scoring.analysis_inputs(judge, 0, Path("unused"))
-    assert scoring.analysis_inputs(judge, 3, Path("unused")) == [Path("0.png")]  # a classifier's own files, no copies
+        judging.analysis_inputs(judge, 0, Path("unused"))
+    assert judging.analysis_inputs(judge, 3, Path("unused")) == [Path("0.png")]  # a classifier's own files, no copies

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 
 def _canvases(tiny, n: int) -> tuple[list[np.ndarray], list]:
-    from helpers.steps.detect_simulate import load_letterboxed
+    from helpers.tasks.detect.images import load_letterboxed
     from helpers.tasks.detect.labels import read_split
 
     return load_letterboxed(read_split(tiny.data_yaml, "val").subset(n).paths, tiny.imgsz)
@@ -73,7 +73,7 @@ def test_guard_passes_both_heads_and_stops_a_yolo11_style_decode(tiny_yolo26, tm
 def test_cpp_topk_matches_postprocess_on_yolo26_outputs(harness, tiny_yolo26, tmp_path, conf):  # noqa: F811
     """The model's split outputs (ONNX Runtime) on 8 val images, quantized to int8 per tensor as the board returns
     them: the C++ decode with --end2end (reg_max 1 distances, top-k, no NMS) gives postprocess.py's boxes."""
-    from helpers.steps.detect_simulate import onnx_runner
+    from helpers.tasks.detect.images import onnx_runner
 
     canvases, _ = _canvases(tiny_yolo26, 8)
     run = onnx_runner(tiny_yolo26.split_onnx)
@@ -158,8 +158,8 @@ def test_series_bundle_runner_decodes_yolo26(series26, tmp_path):
     model's outputs) prints postprocess.py's end-to-end detections."""
     from test_deploy import run_on_stand_in
 
-    from helpers.steps.detect_simulate import load_letterboxed
-    from helpers.steps.evaluate import OnnxBackend
+    from helpers.tasks.detect.images import load_letterboxed
+    from helpers.tasks.feeds import fp32_runner
 
     bundle = series26 / "board" / "deploy"
     cfg = json.loads((bundle / "model.json").read_text())
@@ -169,7 +169,7 @@ def test_series_bundle_runner_decodes_yolo26(series26, tmp_path):
     assert res.returncode == 0, res.stderr
     images = sorted((bundle / "images").iterdir())
     canvases, geoms = load_letterboxed(images, cfg["input_size"])
-    outs = OnnxBackend(series26 / "model" / "model.onnx", [0, 0, 0], [255, 255, 255]).run_raw(np.stack(canvases))
+    outs = fp32_runner(series26 / "model" / "model.onnx", [0, 0, 0], [255, 255, 255]).outputs(np.stack(canvases))
     total = 0
     for (_, count, rows), o, lb in zip(printed(res.stdout), outs, geoms):
         want = pp.postprocess(o, lb, conf=0.05, iou=0.7, end2end=True)
@@ -188,8 +188,8 @@ def test_series_cpp_demo_decodes_yolo26_with_a_stand_in_runtime(series26, tmp_pa
     from test_deploy_detect import GXX, HERE, STB, serve_outputs
 
     from helpers.deploy import codegen
-    from helpers.steps.detect_simulate import load_letterboxed
-    from helpers.steps.evaluate import OnnxBackend
+    from helpers.tasks.detect.images import load_letterboxed
+    from helpers.tasks.feeds import fp32_runner
 
     if GXX is None or not (STB / "stb_image.h").is_file():
         pytest.skip("needs g++ and stb_image.h (apt-get install libstb-dev) to build the C++ detector demo")
@@ -204,7 +204,7 @@ def test_series_cpp_demo_decodes_yolo26_with_a_stand_in_runtime(series26, tmp_pa
     images = sorted((bundle / "images").iterdir())
     canvases, geoms = load_letterboxed(images, size)
     served = tmp_path / "served"
-    used = serve_outputs(served, size, OnnxBackend(series26 / "model" / "model.onnx", [0, 0, 0], [255] * 3).run_raw(np.stack(canvases)))
+    used = serve_outputs(served, size, fp32_runner(series26 / "model" / "model.onnx", [0, 0, 0], [255] * 3).outputs(np.stack(canvases)))
     res = subprocess.run([str(exe), "model.rknn", "labels.txt", *[f"images/{p.name}" for p in images], "--conf", "0.05", "--end2end"],
                          cwd=bundle, env={"WORKBOOK_RKNN_STAND_IN": str(served), "PATH": "/usr/bin:/bin"}, capture_output=True,
                          text=True, timeout=60)

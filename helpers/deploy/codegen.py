@@ -86,8 +86,8 @@ def codegen_input(record: ConvertRecord, image: Path, folder: Path) -> Path:
     channels = len(record.config.mean_values or [0, 0, 0])
     if channels == 3:
         return Path(image)
+    from helpers.tasks.feeds import model_input_npy
     from helpers.tasks.preprocess import read_rgb
-    from helpers.tasks.scoring import model_input_npy
 
     return model_input_npy(read_rgb(image, record.input_size), channels, Path(folder) / f"{Path(image).stem}.npy")
 

@@ -1,5 +1,5 @@
-"""The board side: device discovery and choice, target checks, a board backend for evaluate(),
-performance and memory, accuracy analysis with runtime columns. (What goes onto the board, the
+"""The board side: device discovery, target checks, the board runner for notebook 40 (open_board; the runner
+itself is helpers.backends.board), performance, accuracy analysis with runtime columns. (What goes onto the board, the
 deployment bundle and the C++ demo, lives in helpers.deploy.)
 
 Everything that touches a board goes through helpers.toolkit.session.RKNN and fails with RknnError when the
@@ -8,33 +8,42 @@ that does not match the model, unknown core mask) is a WorkbookError before any 
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import re
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
-from helpers.core.errors import RknnError, WorkbookError, strip_ansi
+from helpers.backends.board import (
+    BoardRunner,
+    Devices,
+    Perf,
+    choose_device,  # noqa: F401 - notebook 40 picks its device as board.choose_device
+    explained,
+)
+from helpers.core.errors import WorkbookError
 from helpers.core.paths import Run, write_json_atomic
 from helpers.deploy import run_rknn as runner
+from helpers.steps.analysis import run_accuracy_analysis
 from helpers.steps.convert import TARGET_PLATFORMS, ConvertRecord, rebuild
-from helpers.steps.evaluate import EvalResult, ToolkitSession, first_outputs, load_run, topk_accuracy
+from helpers.steps.evaluate import load_run, simulator_from_record
+from helpers.steps.judge import analysis_inputs, judge_for
+from helpers.tasks.classify.metric import EvalResult, topk_accuracy
 from helpers.tasks.data import LabelledImages
-from helpers.toolkit.session import RKNN, log_tail, toolkit_version
+from helpers.tasks.feeds import fitted, model_input_npy
+from helpers.tasks.identify import run_task
+from helpers.tasks.measures import output_cosines
+from helpers.tasks.preprocess import read_rgb
+from helpers.toolkit.session import RKNN, toolkit_version
 
-if TYPE_CHECKING:  # pandas and matplotlib are imported where they are used
-    import pandas as pd
+if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn
     from matplotlib.figure import Figure
 
 CORE_MASKS = list(runner.CORE_MASKS)  # auto, 0, 1, 2, 0_1, 0_1_2, all
 DEVICES_JSON = "board/devices.json"
-NO_BOARD_HINT = ("connect the board by USB OTG, check that `adb devices` lists it, and start rknn_server on the board "
-                 "(checklist: notebooks/40_board_inference.ipynb)")
 
 
 def save_json(path: str | Path, data: Any) -> Path:
@@ -53,58 +62,7 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-@contextlib.contextmanager
-def explained() -> Iterator[None]:
-    """Board failures often reach Python as a bare 'RuntimeError'; re-raise them with the toolkit's own
-    'E <call>: ...' reason from the log (e.g. 'no devices/emulators found') and, for device trouble,
-    what to check."""
-    try:
-        yield
-    except RknnError as exc:
-        text = log_tail(exc.log_path, 400) if exc.log_path else ""
-        prefix = f"E {exc.call}:"
-        reasons = [ln[len(prefix):].strip() for ln in text.splitlines()
-                   if ln.startswith(prefix) and "Traceback" not in ln and ln[len(prefix):].strip()]
-        if not reasons:
-            raise
-        reason = reasons[-1]
-        if any(w in reason.lower() for w in ("device", "adb", "rknn_server", "connect")):
-            reason += f" ({NO_BOARD_HINT})"
-        raise RknnError(exc.call, reason, exc.log_path, exc.log_tail) from exc
-
-
 # ---------------------------------------------------------------- devices
-
-@dataclass
-class Devices:
-    """What `list_devices()` reported: adb serials and ntb ids (both empty without a board)."""
-
-    adb: list[str] = field(default_factory=list)
-    ntb: list[str] = field(default_factory=list)
-    error: str = ""
-
-    @property
-    def ids(self) -> list[str]:
-        return [*self.adb, *self.ntb]
-
-    @property
-    def found(self) -> bool:
-        return bool(self.ids)
-
-    def table(self):
-        """One row per device (id, transport) as a DataFrame; empty with the right columns when none."""
-        import pandas as pd
-
-        rows = [{"device_id": d, "transport": "adb"} for d in self.adb] + [{"device_id": d, "transport": "ntb"} for d in self.ntb]
-        return pd.DataFrame(rows, columns=["device_id", "transport"])
-
-    def status_line(self) -> str:
-        """One line for the notebook: what was found, or 'no board found' and what to check."""
-        if self.found:
-            return f"{len(self.ids)} board(s) found: {', '.join(self.ids)}."
-        why = f" (list_devices failed: {self.error})" if self.error else ""
-        return f"No board found{why}: {NO_BOARD_HINT}; the board cells below are skipped and the bundle is still built."
-
 
 def discover(log_path: str | Path) -> Devices:
     """Ask the toolkit for connected boards (adb and ntb); a failing adb is recorded, not raised."""
@@ -114,22 +72,6 @@ def discover(log_path: str | Path) -> Devices:
     except Exception as exc:  # noqa: BLE001 - no adb at all is a finding for devices.json, not a crash
         return Devices([], [], str(exc).splitlines()[0])
     return Devices([str(d) for d in adb or []], [str(d) for d in ntb or []])
-
-
-def choose_device(devices: Devices, device_id: str = "") -> str | None:
-    """The device to use: device_id when it is connected, else the first found, else None (no board).
-
-    A device_id that is not connected is a WorkbookError listing what is connected.
-    """
-    device_id = (device_id or "").strip()
-    if device_id:
-        if device_id not in devices.ids:
-            have = ", ".join(devices.ids) if devices.ids else "none (no board found)"
-            raise WorkbookError(
-                f"device_id={device_id!r} is not connected (connected: {have}); pass one of those ids or device_id='' for the first board found."
-            )
-        return device_id
-    return devices.ids[0] if devices.ids else None
 
 
 def save_devices(run: Run, devices: Devices, chosen: str | None) -> Path:
@@ -147,7 +89,8 @@ def model_platform(rknn_path: str | Path) -> str:
     """The chip a .rknn was built for, read from the description embedded in the file."""
     rknn_path = Path(rknn_path)
     if not rknn_path.is_file():
-        raise WorkbookError(f"Model file {rknn_path} does not exist; run notebooks/20_convert.ipynb first or pass an existing .rknn.")
+        raise WorkbookError(f"Model file {rknn_path} does not exist; run notebooks/20_convert.ipynb first or pass an "
+                            "existing .rknn.")
     try:
         return runner.rknn_platform(rknn_path)
     except runner.RunnerError as exc:
@@ -180,115 +123,28 @@ def resolve_target(target: str, rknn_path: str | Path, record: ConvertRecord | N
 
 def core_mask_value(core_mask: str, target: str) -> int:
     """The toolkit's NPU core mask for a name (auto, 0, 1, 2, 0_1, 0_1_2, all) on this chip."""
-    from rknn.api import RKNN
+    from rknn.api import RKNN as ToolkitApi  # the toolkit itself: slow to import, needed only for this mask value
 
     if core_mask not in runner.CORE_MASKS:
         raise WorkbookError(f"core_mask={core_mask!r} is unknown; use one of {', '.join(CORE_MASKS)}.")
     try:
-        return runner.core_mask_value(RKNN, core_mask, target)
+        return runner.core_mask_value(ToolkitApi, core_mask, target)
     except runner.RunnerError as exc:
         raise WorkbookError(str(exc).replace("--core-mask ", "core_mask=")) from None
 
 
 # ---------------------------------------------------------------- board backend
 
-class BoardBackend(ToolkitSession):
-    """The .rknn on a real board through the toolkit (load_rknn + init_runtime with a target): an
-    evaluate.Backend, scoring one image per call (the exported model has batch 1)."""
-
-    def __init__(self, rknn_path: str | Path, target: str, log_path: str | Path, device_id: str = "",
-                 core_mask: str = "auto", perf_debug: bool = False, eval_mem: bool = False,
-                 record: ConvertRecord | None = None, name: str | None = None):
-        self.rknn_path = Path(rknn_path)
-        self.target = resolve_target(target, self.rknn_path, record)
-        mask = core_mask_value(core_mask, self.target)
-        self.name = name or f"INT8 board ({self.target})"
-        self.log_path = Path(log_path)
-        self.channels = len(record.config.mean_values) if record else None
-
-        def setup(rk: RKNN) -> None:
-            adb, ntb = rk.list_devices()
-            self.device_id = choose_device(Devices(list(adb or []), list(ntb or [])), device_id)
-            if self.device_id is None:
-                raise WorkbookError(f"No board found for target={self.target!r}; {NO_BOARD_HINT}.")
-            rk.load_rknn(str(self.rknn_path))
-            with explained():
-                rk.init_runtime(target=self.target, device_id=self.device_id, perf_debug=perf_debug,
-                                eval_mem=eval_mem, core_mask=mask)
-
-        self._open(self.log_path, setup)
-
-    def run(self, batch_uint8_nhwc: np.ndarray) -> np.ndarray:
-        """The first output of each image, flattened: [N, K] scores."""
-        return first_outputs(self.run_raw(batch_uint8_nhwc))
-
-    def run_raw(self, batch_uint8_nhwc: np.ndarray) -> list[list[np.ndarray]]:
-        """Every output of each image, as the board gives it: outputs[image][output]."""
-        with explained():
-            return [[np.asarray(o, np.float32) for o in self.rk.inference(inputs=[np.ascontiguousarray(x[None])], data_format="nhwc")]
-                    for x in self.fit_channels(batch_uint8_nhwc)]
-
-    def _log_size(self) -> int:
-        return self.log_path.stat().st_size if self.log_path.exists() else 0
-
-    def _log_since(self, start: int) -> str:
-        with open(self.log_path, "rb") as fh:
-            fh.seek(start)
-            return strip_ansi(fh.read().decode("utf-8", "replace"))
-
-    def perf(self) -> "Perf":
-        """eval_perf on the board: per-layer table (when init_runtime had perf_debug=True) and FPS,
-        keeping the returned structure and the table the toolkit printed (from its log) as they are."""
-        start = self._log_size()
-        with explained():
-            raw = self.rk.eval_perf(is_print=True)
-        return Perf.from_result(raw, self._log_since(start))
-
-    def memory(self) -> dict[str, Any]:
-        """eval_memory on the board (needs init_runtime with eval_mem=True)."""
-        with explained():
-            return dict(self.rk.eval_memory(is_print=True))
-
-    def sdk_version(self) -> str:
-        """Runtime (librknnrt) and driver versions as the board reports them."""
-        return str(self.rk.get_sdk_version())
-
-
-
-@dataclass
-class Perf:
-    """What eval_perf returned, kept whole, with a per-layer table and FPS when they can be found in it."""
-
-    raw: Any
-    layers: pd.DataFrame | None = None
-    total_us: float | None = None
-    printed: str = ""  # what eval_perf printed (its own formatted table)
-
-    @property
-    def fps(self) -> float | None:
-        return 1e6 / self.total_us if self.total_us else None
-
-    @classmethod
-    def from_result(cls, raw: Any, printed: str = "") -> "Perf":
-        """Look for a list of per-layer records and a total time (us) in the returned structure; when
-        the structure has no total, take it from the printed 'Total ... Time(us): N' line."""
-        import pandas as pd
-
-        layers, total = None, None
-        items = raw.items() if isinstance(raw, dict) else []
-        for key, value in items:
-            if layers is None and isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-                layers = pd.DataFrame(value)
-            if total is None and isinstance(value, (int, float)) and "total" in str(key).lower() and "time" in str(key).lower():
-                total = float(value)
-        if total is None:
-            found = re.findall(r"Total[^\n:]*Time\(us\)\s*:\s*([0-9.]+)", printed)
-            total = float(found[-1]) if found else None
-        return cls(raw, layers, total, printed)
-
-    def summary(self) -> dict[str, Any]:
-        return {"total_us": self.total_us, "fps": self.fps, "layers": None if self.layers is None else len(self.layers),
-                "raw": self.raw, "printed": self.printed}
+def open_board(rknn_path: str | Path, target: str, log_path: str | Path, device_id: str = "", core_mask: str = "auto",
+               perf_debug: bool = False, eval_mem: bool = False, record: ConvertRecord | None = None,
+               name: str | None = None) -> BoardRunner:
+    """The .rknn on a real board (helpers.backends.board.BoardRunner), after checking the target against the model
+    (resolve_target) and the core mask (core_mask_value); a record brings batches to the model's channel count."""
+    rknn_path = Path(rknn_path)
+    target = resolve_target(target, rknn_path, record)
+    mask = core_mask_value(core_mask, target)
+    channels = len(record.config.mean_values) if record else None
+    return BoardRunner(rknn_path, target, mask, log_path, device_id, perf_debug, eval_mem, fitted(channels), name)
 
 
 def board_accuracy_analysis(record: ConvertRecord, images: list[Path], out_dir: str | Path, target: str, device_id: str | None,
@@ -296,8 +152,6 @@ def board_accuracy_analysis(record: ConvertRecord, images: list[Path], out_dir: 
     """accuracy_analysis with target set, so error_analysis.txt gains the board's runtime columns; the
     model is rebuilt from convert.json (the analysis needs the float graph). One image per call, into
     out_dir/<NN>_<stem>/, exactly as the simulator path (analysis.run_accuracy_analysis). Returns the txt paths."""
-    from helpers.steps.analysis import run_accuracy_analysis
-
     with RKNN(log_path, auto_disable_rules=False) as rk:
         rebuild(rk, record)
         with explained():
@@ -309,7 +163,7 @@ class DetectOnBoard:
     """A detector on the board vs the simulator on the same letterboxed images: each scored with the
     judge's mAP50-95 (and output cosine to FP32), plus the board's outputs' cosine to the simulator's."""
 
-    judge: Any  # helpers.tasks.scoring.DetectJudge
+    judge: Any  # helpers.tasks.helpers.tasks.detect.judge.DetectJudge
     simulator: Any  # helpers.tasks.scoring.Score
     board: Any
     cosines: np.ndarray  # per image, board outputs vs simulator outputs
@@ -317,8 +171,6 @@ class DetectOnBoard:
 
     def table(self) -> pd.DataFrame:
         """One row each for FP32 (ONNX Runtime), the INT8 simulator and the INT8 board."""
-        import pandas as pd
-
         rows = [("FP32 ONNX Runtime", self.judge.fp32), ("INT8 RKNN simulator", self.simulator), ("INT8 board", self.board)]
         return pd.DataFrame([{"backend": name, "mAP50-95": round(s.value, 4), "mAP50": round(s.agreement, 4),
                               "output cosine to FP32": round(s.mean_cosine, 5)} for name, s in rows]).set_index("backend")
@@ -342,8 +194,6 @@ class DetectOnBoard:
 
 def compare_detector(judge: Any, simulator_outputs: list, board_outputs: list, sdk: str = "") -> DetectOnBoard:
     """Score the simulator's and the board's raw outputs on the judge's images (same order) and compare them."""
-    from helpers.tasks.scoring import output_cosines
-
     return DetectOnBoard(judge, judge.score(simulator_outputs), judge.score(board_outputs),
                          output_cosines(simulator_outputs, board_outputs), sdk)
 
@@ -352,18 +202,15 @@ def detector_on_board(run: Run, record: ConvertRecord, data_dir: Path, images: i
                       core_mask: str = "auto") -> DetectOnBoard:
     """Notebook 40's board-vs-simulator section for a detector: the images notebook 30 scored (the first `images`
     of them, 0 = all) letterboxed once, run on the board (first, so a missing board stops before any rebuild) and
-    in the simulator rebuilt from convert.json, both scored in mAP50-95 by scoring.DetectJudge."""
-    from helpers.steps.evaluate import SimulatorBackend
-    from helpers.tasks.scoring import judge_for
-
+    in the simulator rebuilt from convert.json, both scored in mAP50-95 by helpers.tasks.detect.judge.DetectJudge."""
     scored = int(json.loads(run.need("eval/metrics.json", "30_simulator_inference.ipynb").read_text())["images"])  # 30's first N
     judge = judge_for(run, record, data_dir, min(images, scored) if images else scored)
-    with BoardBackend(run.rknn / "model.rknn", target, run.logs / "40_board.log", device_id=device_id or "",
-                      core_mask=core_mask, record=record) as backend:
-        on_board = backend.run_raw(judge.pixels)
+    with open_board(run.rknn / "model.rknn", target, run.logs / "40_board.log", device_id=device_id or "",
+                    core_mask=core_mask, record=record) as backend:
+        on_board = backend.outputs(judge.pixels)
         sdk = backend.sdk_version()
-    with SimulatorBackend.from_record(record, run.logs / "40_simulator.log", batch=1) as sim:
-        in_sim = sim.run_raw(judge.pixels)
+    with simulator_from_record(record, run.logs / "40_simulator.log", batch=1) as sim:
+        in_sim = sim.outputs(judge.pixels)
     return compare_detector(judge, in_sim, on_board, sdk)
 
 
@@ -379,20 +226,14 @@ def skip_board_comparison(task: str, images: int = 0) -> str:
 
 def analysis_images(run: Run, record: ConvertRecord, data_dir: Path, n: int) -> list[Path]:
     """The first n images notebook 30 evaluated, as files accuracy_analysis reads: a classifier's own files, a
-    detector's letterboxed (scoring.analysis_inputs, into board/analysis_inputs/)."""
-    from helpers.tasks.identify import run_task
-    from helpers.tasks.scoring import analysis_inputs, judge_for, model_input_npy
-
+    detector's letterboxed (helpers.steps.judge.analysis_inputs, into board/analysis_inputs/)."""
     channels = len(record.config.mean_values or [0, 0, 0])
     if run_task(run) != "detect":
         paths = list(notebook30_set(run, n)[0].paths)
         if channels == 3:
             return paths
-        from helpers.tasks.preprocess import (
-            read_rgb,  # a 1-channel model's input as .npy: the toolkit reads image files as 3 channels
-        )
-
         folder = run.board / "analysis_inputs"
+        # a 1-channel model's input as .npy: the toolkit reads image files as 3 channels
         return [model_input_npy(read_rgb(p, record.input_size), channels, folder / f"{i:02d}_{Path(p).stem}.npy")
                 for i, p in enumerate(paths)]
     return analysis_inputs(judge_for(run, record, data_dir, n), n, run.board / "analysis_inputs")
@@ -430,7 +271,7 @@ def notebook30_set(run: Run, n: int = 0) -> tuple[LabelledImages, EvalResult]:
 
 def plot_layer_times(perf: Perf, path: str | Path | None = None, top: int = 15) -> Figure | None:
     """Horizontal bars of the slowest layers from eval_perf's per-layer table (None when it has no time column)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # slow to import, needed only for this figure
 
     if perf.layers is None:
         return None

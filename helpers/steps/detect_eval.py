@@ -12,8 +12,11 @@ import pandas as pd
 
 from helpers.core.paths import Run, write_json_atomic
 from helpers.core.step_cache import cached, record_inputs
-from helpers.steps.detect_simulate import evaluate_outputs, load_letterboxed, whole_tensor_cosine
-from helpers.steps.evaluate import OnnxBackend, SimulatorBackend
+from helpers.steps.evaluate import simulator, simulator_from_record
+from helpers.tasks.detect.images import load_letterboxed
+from helpers.tasks.detect.metric import evaluate_outputs
+from helpers.tasks.feeds import fp32_runner
+from helpers.tasks.measures import output_cosines
 from helpers.steps.export.detect_head import HEADS, decode_options, onnx_metadata
 from helpers.steps.export.detect_sample import ultralytics_val
 from helpers.steps.export.exporter import data_marker, quiet
@@ -50,15 +53,15 @@ def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, va
             heads[h] = run.model / HEAD_ONNX.format(head=h)
     rows, dets = [], {}
     for h, onnx_path in heads.items():
-        fp32 = OnnxBackend(onnx_path, cfg.mean_values, cfg.std_values).run_raw(pixels)
+        fp32 = fp32_runner(onnx_path, cfg.mean_values, cfg.std_values).outputs(pixels)
         log = run.logs / f"simulator_{h}.log"
-        sim = (SimulatorBackend.from_record(record, log, batch=batch) if h == chosen else
-               SimulatorBackend(onnx_path, cfg, record.dataset, size, log, "onnx", batch, auto_disable_rules=True))
+        sim = (simulator_from_record(record, log, batch=batch) if h == chosen else
+               simulator(onnx_path, cfg, record.dataset, size, log, "onnx", batch, auto_disable_rules=True))
         with sim:
-            int8 = sim.run_raw(pixels)
+            int8 = sim.outputs(pixels)
             extra_rules = [d.rule for d in getattr(sim.rk, "auto_disabled", [])]  # the other head may trip other 2.5.0 rules
-            bgr = sim.run_raw(np.ascontiguousarray(pixels[..., ::-1])) if h == chosen else None  # the colour-order bug
-        cos = [whole_tensor_cosine(a, b) for a, b in zip(fp32, int8)]
+            bgr = sim.outputs(np.ascontiguousarray(pixels[..., ::-1])) if h == chosen else None  # the colour-order bug
+        cos = output_cosines(fp32, int8)  # per image: all its outputs as one vector
         for precision, outs in (("FP32", fp32), ("INT8", int8), (BGR, bgr)):
             if outs is None:
                 continue

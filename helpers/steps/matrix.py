@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import html
+import io
 import re
 import shutil
 import time
@@ -23,8 +24,17 @@ from typing import Any
 
 import numpy as np
 
-from helpers.core.errors import WorkbookError
-from helpers.core.paths import write_json_atomic, write_text_atomic
+from helpers.backends.onnxrt import OnnxRunner
+from helpers.core.errors import WorkbookError, strip_ansi
+from helpers.core.isolate import run_isolated
+from helpers.core.paths import atomic_path, write_json_atomic, write_text_atomic
+from helpers.steps.convert import ConvertConfig, build_on
+from helpers.steps.export.models import gray_cnn
+from helpers.tasks.data import load_split, write_calibration_list, write_gray_shapes, write_sample
+from helpers.tasks.feeds import normalised
+from helpers.tasks.measures import cosine
+from helpers.tasks.preprocess import read_image
+from helpers.toolkit.session import RKNN, toolkit_version
 
 CHIPS = ["rk3588", "rk3576", "rk3566", "rk3562", "rv1106", "rv1126b"]
 # What rknn-toolkit2 2.5.0 accepts per chip besides w8a8 (probed: config+build on a tiny model).
@@ -58,7 +68,8 @@ MODELS: dict[str, ModelSpec] = {m.name: m for m in [
     ModelSpec("resnet18-224", "torchvision:resnet18", 224, mean=tuple(IMAGENET_MEAN), std=tuple(IMAGENET_STD)),
     ModelSpec("mobilenetv3s-224", "torchvision:mobilenet_v3_small", 224, mean=tuple(IMAGENET_MEAN), std=tuple(IMAGENET_STD)),
     ModelSpec("gray-cnn-64", "graycnn", 64, channels=1, mean=(0.0,), std=(255.0,)),
-    ModelSpec("resnet18-224-opset11", "torchvision:resnet18", 224, mean=tuple(IMAGENET_MEAN), std=tuple(IMAGENET_STD), opset=11, legacy=True),
+    ModelSpec("resnet18-224-opset11", "torchvision:resnet18", 224, mean=tuple(IMAGENET_MEAN), std=tuple(IMAGENET_STD), opset=11,
+              legacy=True),
 ]}
 
 
@@ -83,41 +94,41 @@ class Cell:
 
 def export_onnx(spec: dict[str, Any], out: str) -> dict[str, Any]:
     """Build the architecture from code (random weights) and write its ONNX to out (atomic)."""
-    import torch
+    import torch  # slow to import, needed only in the child process that exports
 
     s = ModelSpec(**{**spec, "mean": tuple(spec["mean"]), "std": tuple(spec["std"])})
     out_path = Path(out)
-    tmp = out_path.with_name(out_path.stem + ".partial.onnx")
     torch.manual_seed(0)
     kind, _, arg = s.builder.partition(":")
-    if kind == "ultralytics":
-        from ultralytics import YOLO
-        from ultralytics.utils import SETTINGS
+    with atomic_path(out_path, ".partial.onnx") as tmp:
+        if kind == "ultralytics":
+            from ultralytics import YOLO  # slow to import, needed only for the ultralytics architectures
+            from ultralytics.utils import SETTINGS
 
-        SETTINGS.update({"sync": False})
-        work = out_path.parent / f".{out_path.stem}.work"
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        model = YOLO(arg)
-        model.save(str(work / "model.pt"))  # exports land beside the weights file
-        written = YOLO(str(work / "model.pt")).export(format="onnx", imgsz=s.imgsz, opset=s.opset, simplify=True, dynamic=False, device="cpu")
-        shutil.move(str(written), tmp)
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        if kind == "torchvision":
-            import torchvision
-
-            net = getattr(torchvision.models, arg)(weights=None)
+            SETTINGS.update({"sync": False})
+            work = out_path.parent / f".{out_path.stem}.work"
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+            model = YOLO(arg)
+            model.save(str(work / "model.pt"))  # exports land beside the weights file
+            written = YOLO(str(work / "model.pt")).export(format="onnx", imgsz=s.imgsz, opset=s.opset, simplify=True,
+                                                          dynamic=False, device="cpu")
+            shutil.move(str(written), tmp)
+            shutil.rmtree(work, ignore_errors=True)
         else:
-            from helpers.steps.export.models import gray_cnn
+            if kind == "torchvision":
+                import torchvision  # slow to import, needed only for the torchvision architectures
 
-            net = gray_cnn(classes=4, channels=s.channels)
-        net.eval()
-        x = torch.rand(1, s.channels, s.imgsz, s.imgsz)
-        extra = {"dynamic_axes": {"images": {0: "batch"}, "output0": {0: "batch"}}, "keep_initializers_as_inputs": True} if s.legacy else {}
-        with torch.no_grad():
-            torch.onnx.export(net, x, str(tmp), opset_version=s.opset, input_names=["images"], output_names=["output0"], **extra)
-    tmp.replace(out_path)
+                net = getattr(torchvision.models, arg)(weights=None)
+            else:
+                net = gray_cnn(classes=4, channels=s.channels)
+            net.eval()
+            x = torch.rand(1, s.channels, s.imgsz, s.imgsz)
+            extra = {"dynamic_axes": {"images": {0: "batch"}, "output0": {0: "batch"}},
+                     "keep_initializers_as_inputs": True} if s.legacy else {}
+            with torch.no_grad():
+                torch.onnx.export(net, x, str(tmp), opset_version=s.opset, input_names=["images"], output_names=["output0"],
+                                  **extra)
     return {"onnx": str(out_path), "bytes": out_path.stat().st_size}
 
 
@@ -125,12 +136,6 @@ def build_cell(onnx: str, chip: str, dtype: str, imgsz: int, mean: list[float], 
                images: list[str], work: str) -> dict[str, Any]:
     """Build onnx for chip/dtype (helpers.toolkit.session.RKNN retries with the rules the toolkit's log names), export
     the .rknn, and compare the simulator with ONNX Runtime on the images (mean cosine of the outputs)."""
-    from helpers.steps.convert import ConvertConfig, build_on
-    from helpers.steps.evaluate import cosine_rows
-    from helpers.tasks.data import write_calibration_list
-    from helpers.tasks.preprocess import read_image, to_float_nchw
-    from helpers.toolkit.session import RKNN
-
     work_dir = Path(work)
     work_dir.mkdir(parents=True, exist_ok=True)
     cfg = ConvertConfig(mean_values=list(mean), std_values=list(std), target_platform=chip, quantized_dtype=dtype)
@@ -146,27 +151,22 @@ def build_cell(onnx: str, chip: str, dtype: str, imgsz: int, mean: list[float], 
         pixels = np.stack([read_image(p, imgsz, len(mean)) for p in images])
         sim = [np.concatenate([np.ravel(o) for o in rk.inference(inputs=[pixels[i : i + 1]], data_format="nhwc")])
                for i in range(len(pixels))]
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    x = to_float_nchw(pixels, mean, std)
-    ref = [np.concatenate([np.ravel(o) for o in sess.run(None, {name: x[i : i + 1]})]) for i in range(len(x))]
+    with OnnxRunner(onnx, normalised(mean, std)) as ort:  # one image per call, as the simulator ran them
+        ref = [np.concatenate([np.ravel(o) for o in ort.outputs(pixels[i : i + 1])[0]]) for i in range(len(pixels))]
     ref_a, sim_a = np.stack(ref), np.stack(sim)
-    cos = cosine_rows(ref_a, sim_a)
+    cos = cosine(ref_a, sim_a)
     # correlation = cosine of the outputs minus their mean: near-uniform softmax outputs (random weights)
     # have a cosine near 1 whatever the simulator computes, their correlation does not
-    corr = cosine_rows(ref_a - ref_a.mean(axis=1, keepdims=True), sim_a - sim_a.mean(axis=1, keepdims=True))
+    corr = cosine(ref_a - ref_a.mean(axis=1, keepdims=True), sim_a - sim_a.mean(axis=1, keepdims=True))
     return {"built": True, "rules_disabled": ",".join(rules), "build_seconds": round(seconds, 2),
-            "rknn_mb": round(rknn.stat().st_size / 1e6, 3), "cosine": round(float(cos.mean()), 5), "correlation": round(float(corr.mean()), 4)}
+            "rknn_mb": round(rknn.stat().st_size / 1e6, 3), "cosine": round(float(cos.mean()), 5),
+            "correlation": round(float(corr.mean()), 4)}
 
 
 # ---------------------------------------------------------------- parent side
 
 def one_line(exc: BaseException) -> str:
     """The reason of a failed cell in one line: the error's first line plus the toolkit's last E line."""
-    from helpers.core.errors import strip_ansi
-
     text = strip_ansi(str(exc)).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
     first = re.sub(r" \(full log: [^)]*\)", "", first)
@@ -178,8 +178,6 @@ def one_line(exc: BaseException) -> str:
 
 def run_cell(model: str, onnx: str, chip: str, dtype: str, images: list[str], work: str, timeout: float = 900) -> Cell:
     """One cell in a child process; any failure (error, crash, timeout) becomes the row's reason."""
-    from helpers.core.isolate import run_isolated
-
     spec = MODELS[model]
     cell = Cell(model, chip, dtype)
     t0 = time.perf_counter()
@@ -199,7 +197,8 @@ def default_cells(models: list[str], chips: list[str], extra_dtypes: str = "some
     """(model, chip, dtype) for w8a8 everywhere, plus w4a16 / w16a16i_dfp where the chip has them:
     for every model ('all'), for the two smallest models ('some') or none ('none')."""
     cells = [(m, c, "w8a8") for m in models for c in chips]
-    extra_models = models if extra_dtypes == "all" else [m for m in ("gray-cnn-64", "yolo11n-cls-224") if m in models] if extra_dtypes == "some" else []
+    smallest = [m for m in ("gray-cnn-64", "yolo11n-cls-224") if m in models]
+    extra_models = models if extra_dtypes == "all" else smallest if extra_dtypes == "some" else []
     for m in extra_models:
         cells += [(m, c, "w4a16") for c in chips if c in EXTRA_DTYPES["w4a16"]]
         cells += [(m, c, "w16a16i_dfp") for c in chips[:2]]
@@ -210,10 +209,9 @@ def default_cells(models: list[str], chips: list[str], extra_dtypes: str = "some
 
 def sample_images(out: Path, count: int = 4) -> tuple[list[str], list[str]]:
     """A few local RGB (digits sample) and grayscale (shapes) images for calibration and the cosine check."""
-    from helpers.tasks.data import load_split, write_gray_shapes, write_sample
-
     rgb = load_split(write_sample(), "val").subset(count).paths
-    gray = load_split(write_gray_shapes(out / "gray_images", size=64, train_per_class=2, val_per_class=count), "val").subset(count).paths
+    gray_dir = write_gray_shapes(out / "gray_images", size=64, train_per_class=2, val_per_class=count)
+    gray = load_split(gray_dir, "val").subset(count).paths
     return [str(p) for p in rgb], [str(p) for p in gray]
 
 
@@ -222,13 +220,12 @@ def run_matrix(out_dir: str | Path, models: list[str] | None = None, chips: list
                extra_dtypes: str = "some", images: int = 4, timeout: float = 900, log=print) -> list[Cell]:
     """Export the models, run every cell on the executor (a local thread pool of 2 when None: each
     cell is its own child process) and write matrix.csv, matrix.md and matrix.html into out_dir."""
-    from helpers.core.isolate import run_isolated
-
     models = models or list(MODELS)
     chips = chips or list(CHIPS)
     unknown = [m for m in models if m not in MODELS] + [c for c in chips if c not in CHIPS]
     if unknown:
-        raise WorkbookError(f"Unknown matrix model or chip {', '.join(unknown)}; models: {', '.join(MODELS)}; chips: {', '.join(CHIPS)}.")
+        raise WorkbookError(f"Unknown matrix model or chip {', '.join(unknown)}; models: {', '.join(MODELS)}; "
+                            f"chips: {', '.join(CHIPS)}.")
     out = Path(out_dir).resolve()
     (out / "models").mkdir(parents=True, exist_ok=True)
     cells = cells or default_cells(models, chips, extra_dtypes)
@@ -241,7 +238,8 @@ def run_matrix(out_dir: str | Path, models: list[str] | None = None, chips: list
             onnx = out / "models" / f"{m}.onnx"
             if not onnx.exists():
                 try:
-                    run_isolated("helpers.steps.matrix:export_onnx", {"spec": asdict(MODELS[m]), "out": str(onnx)}, out / "models" / f"{m}.log", timeout=timeout)
+                    run_isolated("helpers.steps.matrix:export_onnx", {"spec": asdict(MODELS[m]), "out": str(onnx)},
+                                 out / "models" / f"{m}.log", timeout=timeout)
                 except Exception as exc:
                     return m, "export failed: " + one_line(exc)
             return m, str(onnx)
@@ -258,7 +256,8 @@ def run_matrix(out_dir: str | Path, models: list[str] | None = None, chips: list
         for f in futures:
             cell = f if isinstance(f, Cell) else f.result()
             results.append(cell)
-            log(f"{cell.model:<22} {cell.chip:<8} {cell.dtype:<12} " + (f"ok  {cell.build_seconds:.1f} s  cos {cell.cosine}" if cell.built else f"FAIL {cell.reason[:100]}"))
+            result = f"ok  {cell.build_seconds:.1f} s  cos {cell.cosine}" if cell.built else f"FAIL {cell.reason[:100]}"
+            log(f"{cell.model:<22} {cell.chip:<8} {cell.dtype:<12} " + result)
     finally:
         if own:
             pool.shutdown(wait=True)
@@ -275,7 +274,8 @@ def summary_text(cell: Cell, rule_marks: dict[str, str] | None = None) -> str:
     if not cell.built:
         return f"✗ {cell.reason}"
     marks = rule_marks or {}
-    rules = f" {marks.get(cell.rules_disabled, '')}" if cell.rules_disabled in marks else (f"; rules off: {cell.rules_disabled}" if cell.rules_disabled else "")
+    off = f"; rules off: {cell.rules_disabled}" if cell.rules_disabled else ""
+    rules = f" {marks.get(cell.rules_disabled, '')}" if cell.rules_disabled in marks else off
     return f"✓ {cell.build_seconds:.1f} s, {cell.rknn_mb:.1f} MB, cos {cell.cosine:.4f}{rules}"
 
 
@@ -303,10 +303,6 @@ def markdown_table(cells: list[Cell]) -> str:
 
 def write_outputs(out: Path, cells: list[Cell], seconds: float, images: int = 4) -> None:
     """matrix.csv (one row per cell), matrix.md and matrix.html (the table), matrix.json (run facts)."""
-    import io
-
-    from helpers.toolkit.session import toolkit_version
-
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=[f.name for f in fields(Cell)])
     writer.writeheader()
@@ -314,8 +310,9 @@ def write_outputs(out: Path, cells: list[Cell], seconds: float, images: int = 4)
         writer.writerow(asdict(c))
     write_text_atomic(out / "matrix.csv", buf.getvalue())
     head = (f"rknn-toolkit2 {toolkit_version()}: {len(cells)} cells, {sum(c.built for c in cells)} built, "
-            f"{seconds / 60:.1f} min wall time. A cell: build seconds, .rknn size, mean cosine of simulator vs ONNX Runtime outputs "
-            f"on {images} images (random weights: an agreement check, not accuracy; correlation in matrix.csv); or why it failed.\n\n")
+            f"{seconds / 60:.1f} min wall time. A cell: build seconds, .rknn size, mean cosine of simulator vs ONNX Runtime "
+            f"outputs on {images} images (random weights: an agreement check, not accuracy; correlation in matrix.csv); "
+            "or why it failed.\n\n")
     write_text_atomic(out / "matrix.md", head + markdown_table(cells))
     body = "".join(
         f"<tr><td>{html.escape(c.model)}</td><td>{c.chip}</td><td>{c.dtype}</td><td class={'ok' if c.built else 'fail'}>"
@@ -323,5 +320,5 @@ def write_outputs(out: Path, cells: list[Cell], seconds: float, images: int = 4)
     write_text_atomic(out / "matrix.html", "<!doctype html><meta charset=utf-8><title>Compatibility matrix</title>"
                       "<style>td{border:1px solid #ccc;padding:2px 6px}.ok{background:#e6ffe6}.fail{background:#ffe6e6}</style>"
                       f"<p>{html.escape(head)}</p><table><tr><th>model</th><th>chip</th><th>dtype</th><th>result</th></tr>{body}</table>")
-    write_json_atomic(out / "matrix.json", {"cells": len(cells), "built": sum(c.built for c in cells), "seconds": round(seconds, 1),
-                                            "toolkit_version": toolkit_version()})
+    write_json_atomic(out / "matrix.json", {"cells": len(cells), "built": sum(c.built for c in cells),
+                                            "seconds": round(seconds, 1), "toolkit_version": toolkit_version()})

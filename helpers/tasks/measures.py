@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
-Outputs = list[list[np.ndarray]]  # outputs[image][output], each with a batch dimension of 1
-METRIC_LABELS = {"top1": "top-1", "map50_95": "mAP50-95"}  # metric column -> how sentences name it (in this order of precedence)
+from helpers.backends.base import Outputs  # outputs[image][output] (defined with the runners that return them)
+
+# metric column -> how sentences name it (in this order of precedence)
+METRIC_LABELS = {"top1": "top-1", "map50_95": "mAP50-95"}
 
 
 def metric_text(key: str, value: float) -> str:
@@ -32,12 +34,18 @@ def metric_in(columns: Any) -> str | None:
     return next((k for k in METRIC_LABELS if k in cols), None)
 
 
-def output_cosines(a: Outputs, b: Outputs) -> np.ndarray:
-    """Per image: cosine of all its outputs flattened together, a against b (0 when either is all zeros)."""
+def cosine(a: Any, b: Any) -> np.ndarray:
+    """Per row: cosine similarity of a's row and b's row, each flattened (0 when either is all zeros). The one
+    cosine of the workbook: rows are images' scores, or each image's outputs flattened together."""
     out = []
     for x, y in zip(a, b):
-        u = np.concatenate([np.ravel(o) for o in x]).astype(np.float64)
-        v = np.concatenate([np.ravel(o) for o in y]).astype(np.float64)
+        u = np.ravel(x).astype(np.float64)
+        v = np.ravel(y).astype(np.float64)
         den = np.linalg.norm(u) * np.linalg.norm(v)
         out.append(float(u @ v / den) if den > 0 else 0.0)
     return np.asarray(out)
+
+
+def output_cosines(a: Outputs, b: Outputs) -> np.ndarray:
+    """Per image: cosine of all its outputs flattened together, a against b (0 when either is all zeros)."""
+    return cosine([np.concatenate([np.ravel(o) for o in x]) for x in a], [np.concatenate([np.ravel(o) for o in y]) for y in b])

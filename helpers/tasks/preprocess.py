@@ -40,7 +40,8 @@ def match_channels(batch_nhwc: np.ndarray, channels: int) -> np.ndarray:
         return gray.reshape(n, h, w, 1)
     if have == 1 and channels == 3:
         return np.ascontiguousarray(np.repeat(batch_nhwc, 3, axis=-1))
-    raise ValueError(f"Images with {have} channel(s) cannot feed a model with {channels} input channel(s); use 1 (grayscale) or 3 (RGB).")
+    raise ValueError(f"Images with {have} channel(s) cannot feed a model with {channels} input channel(s); "
+                     "use 1 (grayscale) or 3 (RGB).")
 
 
 def resize_crop(image: np.ndarray, size: int) -> np.ndarray:

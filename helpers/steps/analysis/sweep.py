@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from helpers.core.errors import RknnError, WorkbookError
 from helpers.core.isolate import ADVICE, native_cause
 from helpers.toolkit.options import QUANTIZED_ALGORITHMS, QUANTIZED_METHODS, ConvertConfig
-from helpers.steps.evaluate import SimulatorBackend
+from helpers.steps.evaluate import simulator
 from helpers.tasks.measures import METRIC_LABELS, metric_in, metric_text
 from helpers.toolkit.session import log_tail
 
@@ -61,9 +61,9 @@ def sweep_cell(record: Any, cfg: Any, dataset: Path | None, judge: Any, log_path
         os.dup2(out.fileno(), 1)
         os.dup2(out.fileno(), 2)
     t = time.perf_counter()
-    with SimulatorBackend(record.source, cfg, dataset, record.input_size, log_path, record.load_path, batch, name) as be:
+    with simulator(record.source, cfg, dataset, record.input_size, log_path, record.load_path, batch, name) as be:
         build_s = time.perf_counter() - t
-        outputs = be.run_raw(judge.pixels)
+        outputs = be.outputs(judge.pixels)
     return {**judge.score(outputs).row(judge), "build_s": round(build_s, 2), "why": ""}
 
 

@@ -1,6 +1,6 @@
 """PyTorch -> TorchScript (for `load_pytorch`) and ONNX (for `load_onnx`), with the checks the toolkit
 needs: the ONNX opset it accepts, the torch version a TorchScript came from, the input size. (The
-numeric comparison of the exported ONNX against PyTorch is evaluate.check_export.)
+numeric comparison of the exported ONNX against PyTorch is steps.export.check.check_export.)
 """
 from __future__ import annotations
 

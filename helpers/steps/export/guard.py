@@ -17,7 +17,7 @@ import numpy as np
 
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import write_json_atomic
-from helpers.steps.detect_simulate import load_letterboxed, onnx_runner
+from helpers.tasks.detect.images import load_letterboxed, onnx_runner
 from helpers.steps.export.detect_head import decode_options, onnx_metadata
 from helpers.steps.export.detect_sample import offline
 from helpers.steps.export.heads import head_files
@@ -177,7 +177,7 @@ def check_classifier(top1_agreement: float, images: int, model: str | Path) -> N
 def check_run(run: Any, task: str, model_path: str | Path, data: str | Path, imgsz: int, export_check: Any = None,
               images: int = 4, decode: Decode = postprocess) -> list[dict[str, Any]]:
     """Notebook 10's guard over what it exported into run.model: every detector head file against the original
-    .pt's predict(); for a classifier, notebook 10's TorchScript-vs-ONNX check (export_check: evaluate.check_export's
+    .pt's predict(); for a classifier, notebook 10's TorchScript-vs-ONNX check (export_check: check.check_export's
     result, the TorchScript being ultralytics' export of the original) judged by top-1. Writes model/guard.json and
     returns one row per export ([] when there is no original to compare with, e.g. an ONNX was given). Raises
     WorkbookError on a disagreement. decode: the detector decode under test (postprocess.postprocess)."""

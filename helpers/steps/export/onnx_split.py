@@ -21,7 +21,7 @@ import numpy as np
 
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import atomic_path
-from helpers.steps.detect_simulate import load_letterboxed, onnx_runner
+from helpers.tasks.detect.images import load_letterboxed, onnx_runner
 from helpers.tasks.detect.postprocess import decode, topk
 
 WAY_OUT = ("export the .pt instead (give model: the ultralytics .pt, whose head the workbook splits itself), "

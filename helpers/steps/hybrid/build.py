@@ -13,7 +13,8 @@ from helpers.core.paths import atomic_path
 from helpers.steps.analysis.parse import combine, parse_error_analysis
 from helpers.steps.analysis.run import run_accuracy_analysis
 from helpers.steps.hybrid.cfg import Step1Files, find_step1, input_channels, write_cfg
-from helpers.tasks.scoring import toolkit_outputs
+from helpers.backends.simulator import BuiltSimulator
+from helpers.tasks.feeds import fitted
 from helpers.toolkit.session import RKNN
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ def judged(rk: Any, judge: "Judge") -> "Score":
     """Initialise a built toolkit (e.g. by step 2, batch 1) in the simulator and score its raw outputs on the
     judge's images: top-1 or mAP50-95, and the output cosine to FP32."""
     rk.init_runtime(target=None)
-    return judge.score(toolkit_outputs(rk, judge.pixels, getattr(rk, "input_channels", None)))  # 1 = grayscale
+    return judge.score(BuiltSimulator(rk, fitted(getattr(rk, "input_channels", None))).outputs(judge.pixels))  # 1 = grayscale
 
 
 @contextlib.contextmanager

@@ -46,7 +46,8 @@ def read_data_yaml(data_yaml: str | Path) -> dict:
     data = yaml.safe_load(data_yaml.read_text()) or {}
     missing = [k for k in ("val", "names") if k not in data]
     if missing:
-        raise WorkbookError(f"Detection data file {data_yaml} has no {' or '.join(missing)} entry; add e.g. 'val: images/val' and 'names: {{0: cat}}'.")
+        raise WorkbookError(f"Detection data file {data_yaml} has no {' or '.join(missing)} entry; add e.g. 'val: images/val' "
+                            "and 'names: {0: cat}'.")
     names = data["names"]
     data["names"] = [str(names[i]) for i in sorted(names)] if isinstance(names, dict) else [str(n) for n in names]
     root = Path(data.get("path") or data_yaml.parent)
@@ -78,7 +79,8 @@ def read_split(data_yaml: str | Path, split: str = "val", num_classes: int | Non
         raise WorkbookError(f"The {split} images folder {folder} of {data_yaml} does not exist; fix '{split}:' in the data.yaml.")
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
-        raise WorkbookError(f"The {split} images folder {folder} of {data_yaml} has no images ({', '.join(IMAGE_SUFFIXES)}); add images or fix '{split}:'.")
+        raise WorkbookError(f"The {split} images folder {folder} of {data_yaml} has no images ({', '.join(IMAGE_SUFFIXES)}); "
+                            f"add images or fix '{split}:'.")
     truth, unlabelled, bad = [], [], []
     for p in paths:
         img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
@@ -92,7 +94,8 @@ def read_split(data_yaml: str | Path, split: str = "val", num_classes: int | Non
         else:
             text = [line.split() for line in lp.read_text().splitlines() if line.strip()]
             if any(len(r) != 5 for r in text):
-                raise WorkbookError(f"Label file {lp} has a line that is not 'class cx cy w h' (5 numbers); detection labels only (no segments).")
+                raise WorkbookError(f"Label file {lp} has a line that is not 'class cx cy w h' (5 numbers); "
+                                    "detection labels only (no segments).")
             rows = np.asarray(text, np.float32).reshape(-1, 5)
             for c in rows[:, 0]:
                 if c < 0 or c >= nc or c != int(c):
@@ -109,5 +112,6 @@ def read_split(data_yaml: str | Path, split: str = "val", num_classes: int | Non
         )
     notes = []
     if unlabelled:
-        notes.append(f"{len(unlabelled)} of {len(paths)} {split} images have no label file (e.g. {unlabelled[0].name}); they count as background (no objects).")
+        notes.append(f"{len(unlabelled)} of {len(paths)} {split} images have no label file (e.g. {unlabelled[0].name}); "
+                     "they count as background (no objects).")
     return DetectionSplit(paths, truth, names, notes)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import contextlib
 import io
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from helpers.tasks.detect.postprocess import Detections
+from helpers.tasks.detect.postprocess import Detections, postprocess, top_score
 
 
 @dataclass
@@ -44,14 +44,16 @@ def _coco_xywh(boxes: np.ndarray) -> np.ndarray:
     return np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
 
 
-def coco_map(truth: Sequence[GroundTruth], predictions: Sequence[Detections], names: Sequence[str], max_det: int = 100) -> DetectMetric:
+def coco_map(truth: Sequence[GroundTruth], predictions: Sequence[Detections], names: Sequence[str],
+             max_det: int = 100) -> DetectMetric:
     """Evaluate predictions against truth (same image order) with pycocotools' COCOeval (bbox,
     101-point interpolated precision, IoU 0.50:0.05:0.95, at most max_det detections per image)."""
-    from pycocotools.coco import COCO
+    from pycocotools.coco import COCO  # pycocotools imports matplotlib: slow, needed only when a metric is computed
     from pycocotools.cocoeval import COCOeval
 
     if len(truth) != len(predictions):
-        raise ValueError(f"{len(predictions)} prediction sets for {len(truth)} labelled images; pass one Detections per image, in the same order.")
+        raise ValueError(f"{len(predictions)} prediction sets for {len(truth)} labelled images; pass one Detections per image, "
+                         "in the same order.")
     images, annotations, results = [], [], []
     for i, (gt, det) in enumerate(zip(truth, predictions)):
         images.append({"id": i, "height": int(gt.height), "width": int(gt.width)})
@@ -88,3 +90,24 @@ def coco_map(truth: Sequence[GroundTruth], predictions: Sequence[Detections], na
     metric.map50_95 = mean(precision)
     metric.map50 = mean(precision[iou50])
     return metric
+
+
+@dataclass
+class DetectEval:
+    """Detections per image and their COCO metric for one backend."""
+
+    name: str
+    detections: list[Detections]
+    metric: DetectMetric
+    top_scores: list[float]
+
+
+def evaluate_outputs(name: str, outputs: Sequence[Sequence[np.ndarray]], geoms: Sequence, split: Any,
+                     conf: float = 0.001, iou: float = 0.7, max_det: int = 300, end2end: bool = False) -> DetectEval:
+    """Post-process each image's raw outputs and score them with COCO mAP against split (a
+    helpers.tasks.detect.labels.DetectionSplit; val-style defaults: conf 0.001, IoU 0.7, max_det 300, every
+    class above conf per box; end2end: top-k, no NMS)."""
+    dets = [postprocess(o, lb, conf=conf, iou=iou, max_det=max_det, multi_label=True, end2end=end2end)
+            for o, lb in zip(outputs, geoms)]
+    tops = [top_score(o, lb.size) for o, lb in zip(outputs, geoms)]
+    return DetectEval(name, dets, coco_map(split.truth, dets, split.names, max_det=max_det), tops)

@@ -57,7 +57,7 @@ def letterbox_geometry(height: int, width: int, size: int) -> Letterbox:
 def letterbox(image: np.ndarray, size: int, pad_value: int = PAD_VALUE) -> tuple[np.ndarray, Letterbox]:
     """Resize an HxWx3 uint8 image into a size x size canvas (aspect kept, grey padding); returns the
     canvas and the geometry that `unletterbox` inverts."""
-    import cv2
+    import cv2  # the board may decode without OpenCV: only letterbox needs it (see the module docstring)
 
     h, w = image.shape[:2]
     lb = letterbox_geometry(h, w, size)
@@ -110,7 +110,8 @@ def decode(outputs: Sequence[np.ndarray], input_size: int) -> tuple[np.ndarray, 
         xy, wh = pred[:2].T, pred[2:4].T
         return np.concatenate([xy - wh / 2, xy + wh / 2], axis=1), np.ascontiguousarray(pred[4:].T)
     if len(outs) % 3:
-        raise ValueError(f"Detector gave {len(outs)} outputs; expected 1 (stock head) or 3 per stride (split head: box, class, sum).")
+        raise ValueError(f"Detector gave {len(outs)} outputs; expected 1 (stock head) or 3 per stride "
+                         "(split head: box, class, sum).")
     outs = [o[0] if o.ndim == 4 else o for o in outs]
     boxes, scores = [], []
     for box, cls in zip(outs[0::3], outs[1::3]):
@@ -125,14 +126,16 @@ def layout(outputs: Sequence[np.ndarray]) -> str:
         return "stock"
     if len(outputs) % 3 == 0:
         return "split"
-    raise ValueError(f"Detector gave {len(outputs)} outputs; expected 1 (stock head) or 3 per stride (split head: box, class, sum).")
+    raise ValueError(f"Detector gave {len(outputs)} outputs; expected 1 (stock head) or 3 per stride "
+                     "(split head: box, class, sum).")
 
 
 def require_split(outputs: Sequence[np.ndarray], model: str = "this model") -> None:
     """Refuse the stock layout on INT8 hardware: its class scores share the box coordinates' INT8 scale and collapse."""
     if layout(outputs) == "stock":
         raise ValueError(f"{model} has the stock detector head (one output mixing box pixels and class scores), whose INT8 "
-                         f"class scores collapse to 0 on the NPU; re-export it with head: split (helpers.steps.export.detect_head.export_detector).")
+                         "class scores collapse to 0 on the NPU; re-export it with head: split "
+                         "(helpers.steps.export.detect_head.export_detector).")
 
 
 def candidate_mask(outputs: Sequence[np.ndarray], conf: float) -> np.ndarray | None:

@@ -1,0 +1,45 @@
+"""The judge of a detector: COCO mAP50-95 of its decoded outputs (helpers.tasks.scoring.Judge)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from helpers.tasks.detect.metric import coco_map
+from helpers.tasks.detect.postprocess import postprocess
+from helpers.tasks.measures import Outputs
+from helpers.tasks.scoring import Judge
+
+
+@dataclass
+class DetectJudge(Judge):
+    """COCO mAP50-95 (pycocotools, val-style thresholds) of a detector's decoded outputs; agreement = mAP50."""
+
+    split: Any = field(default=None, repr=False)  # helpers.tasks.detect.labels.DetectionSplit
+    geoms: list = field(default_factory=list, repr=False)
+    _noise: dict = field(default_factory=dict, init=False, repr=False)  # (resamples, seed) -> noise in points
+    decode: dict = field(default_factory=dict, repr=False)  # postprocess keywords from the ONNX (end2end: top-k, no NMS)
+
+    def detections(self, outputs: Outputs) -> list:
+        """Each image's raw outputs decoded into boxes (val-style thresholds), in original image pixels."""
+        return [postprocess(o, lb, conf=0.001, iou=0.7, max_det=300, multi_label=True, **self.decode)
+                for o, lb in zip(outputs, self.geoms)]
+
+    def metric(self, outputs: Outputs) -> tuple[float, float]:
+        """COCO mAP50-95 and mAP50 of the decoded outputs against the labels."""
+        m = coco_map(self.split.truth, self.detections(outputs), self.split.names, max_det=300)
+        return m.map50_95, m.map50
+
+    def noise_pt(self, resamples: int = 20, seed: int = 0) -> float:
+        """Two standard deviations of FP32's mAP50-95 over bootstrap resamples of the images."""
+        if (resamples, seed) not in self._noise:
+            dets = self.detections(self.fp32_outputs)
+            rng = np.random.default_rng(seed)
+            values = []
+            for _ in range(resamples):
+                idx = rng.integers(0, self.images, self.images)
+                values.append(coco_map([self.split.truth[i] for i in idx], [dets[i] for i in idx], self.split.names,
+                                       max_det=300).map50_95)
+            self._noise[(resamples, seed)] = 100.0 * 2.0 * float(np.std(values))
+        return self._noise[(resamples, seed)]
