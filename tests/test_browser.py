@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from helpers.core.paths import KERNEL_NAME, OUTPUTS, REPO
-from helpers.runner import cli, execute, summary
+from helpers.runner import execute, figures, render
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SHOTS = OUTPUTS / "screenshots"
@@ -176,7 +176,7 @@ def latest_series_notebook() -> str:
 def test_index_page_renders_in_chromium(series, browser):
     """index.html served over HTTP: the key-figure table is filled, every plot decodes, links resolve."""
     root = series.ran(latest_series_notebook())
-    index = summary.render(root)
+    index = render.render(root)
     with serve(index.parent) as base:
         browser.goto(f"{base}/index.html")
         state = browser.eval("""(() => {
@@ -198,7 +198,7 @@ def test_index_page_renders_in_chromium(series, browser):
     if metrics_path.exists():
         backends = {b["role"]: b for b in json.loads(metrics_path.read_text())["backends"]}
         loss = 100 * (backends["fp32"]["top1"] - backends["int8"]["top1"])
-        rknn, onnx = (summary.size(float((root / f).stat().st_size)) for f in ("rknn/model.rknn", "model/model.onnx"))
+        rknn, onnx = (figures.size(float((root / f).stat().st_size)) for f in ("rknn/model.rknn", "model/model.onnx"))
         assert state["verdict"].startswith(f"Verdict: INT8: {loss:.1f} pt top-1 loss vs FP32, {rknn} vs {onnx}"), state["verdict"]
         board = (root / "board" / "metrics.json").exists()  # notebook 40 writes it only with a board attached
         assert state["verdict"].endswith("not yet validated on a board.") is not board, state["verdict"]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from helpers.core.paths import REPO
-from helpers.runner import execute, summary
+from helpers.runner import execute, render
 from helpers.steps import convert
 from helpers.tasks import scoring
 
@@ -61,7 +61,7 @@ def test_convert_report_shows_the_raw_calls_theory_first_and_full_meanings(serie
     """The rendered page of 20: the copyable toolkit script with this run's values, quantization theory before
     the options table, every option's meaning in full, the two board terms defined."""
     root = series.ran("20_convert")
-    _, page = summary.render_notebook(root / "executed" / "20_convert.ipynb", root / "report")
+    _, page = render.render_notebook(root / "executed" / "20_convert.ipynb", root / "report")
     plain = html.unescape(re.sub(r"<[^>]+>", "", page.read_text()))
     params = json.loads((root / "params.json").read_text())["20_convert"]
     compact = re.sub(r"\(\s+", "(", re.sub(r",\s+", ", ", plain)).replace(", )", ")")  # long calls are split one argument a line

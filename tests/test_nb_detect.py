@@ -20,7 +20,7 @@ SERIES = "10,20,30,40"
 
 @pytest.fixture(scope="module")
 def detect_run(tmp_path_factory) -> Path:
-    from helpers.runner.cli import run_series
+    from helpers.runner.series import run_series
     from helpers.tasks.detect.sample import write_detect_sample
 
     base = tmp_path_factory.mktemp("detect_series")
@@ -108,9 +108,9 @@ def test_notebook_30_measures_the_colour_order_bug_on_the_detector(detect_run):
     text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert f"**{bgr['map50_95']:.3f}** instead of {rgb['map50_95']:.3f}" in text
     assert (detect_run / "eval" / "colour_order.png").stat().st_size > 0
-    from helpers.runner import summary
+    from helpers.runner import figures
 
-    shown = [caption for caption, _ in summary.plots(detect_run)]
+    shown = [caption for caption, _ in figures.plots(detect_run)]
     assert "eval/detections.png" in shown and "eval/colour_order.png" not in shown  # the lesson's one picture stays in notebook 30
 
 
@@ -149,10 +149,10 @@ def test_class_folders_given_with_task_detect_is_one_sentence(tmp_path):
 
 def test_detect_params_file_runs_the_whole_series():
     from helpers.core.paths import REPO
-    from helpers.runner import cli, execute
+    from helpers.runner import execute, series
 
     config = execute.load_params_file(REPO / "params" / "detect.yaml")
-    planned = {nb.stem: p for nb, p in cli.plan(config, config["only"])}
+    planned = {nb.stem: p for nb, p in series.plan(config, config["only"])}
     assert list(planned) == ["00_environment_check", "10_export", "20_convert", "30_simulator_inference", "40_board_inference",
                              "50_accuracy_analysis", "60_hybrid_quantization"]
     assert planned["10_export"]["task"] == "detect" and planned["10_export"]["head"] == "split"
@@ -160,7 +160,7 @@ def test_detect_params_file_runs_the_whole_series():
 
 
 def test_index_shows_map_for_a_detection_run(tmp_path):
-    from helpers.runner import summary
+    from helpers.runner import figures, index
 
     rows = [{"name": "FP32 split head", "role": "fp32", "head": "split", "precision": "FP32", "map50_95": 0.7, "map50": 0.9},
             {"name": "INT8 split head", "role": "int8", "head": "split", "precision": "INT8", "map50_95": 0.69, "map50": 0.89},
@@ -168,12 +168,12 @@ def test_index_shows_map_for_a_detection_run(tmp_path):
             {"name": "INT8 stock head", "role": "diagnostic", "head": "stock", "precision": "INT8", "map50_95": 0.01, "map50": 0.02}]
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"task": "detect", "head": "split", "backends": rows}))
-    figs = {f.label: f.value for f in summary.key_figures(tmp_path)}
+    figs = {f.label: f.value for f in figures.key_figures(tmp_path)}
     assert figs["FP32 mAP50-95 / mAP50 (ONNX Runtime)"] == "0.700 / 0.900"
     assert figs["INT8 mAP50-95 / mAP50 (RKNN simulator, split head)"] == "0.690 / 0.890"
     assert figs["INT8 mAP50-95 / mAP50, stock head (same images)"] == "0.010 / 0.020"
     assert "FP32 top-1 (ONNX Runtime)" not in figs and "INT8 top-1 (RKNN simulator)" not in figs
-    line = summary.verdict(tmp_path)
+    line = index.verdict(tmp_path)
     assert "+1.0 pt mAP50-95 loss vs FP32 (0.690 vs 0.700)" in line and "stock head INT8 reaches 0.010" in line
 
 

@@ -23,7 +23,7 @@ DEMO = 2  # demo mode: notebook 50 calibrates on the first 2 images of notebook 
 
 @pytest.fixture(scope="module")
 def detect_analysis_run(tiny_detector, tmp_path_factory) -> Path:  # noqa: F811 (the imported fixture)
-    from helpers.runner.cli import run_series
+    from helpers.runner.series import run_series
 
     config = {"common": {"data_dir": str(tiny_detector.data_yaml), "imgsz": SMALL["imgsz"]},
               "10_export": {"task": "detect", "model": str(tiny_detector.train.weights)},

@@ -30,7 +30,7 @@ COMPARE = ["model", "map50_95", "map50_95_delta_pt", "mean_cosine", "min_cosine"
 @pytest.fixture(scope="module")
 def hybrid_run(tiny_detector, tmp_path_factory) -> Path:  # noqa: F811
     """10 (exporting the tiny detector tests/detect_support trained), 20, then 60 with PARAMS."""
-    from helpers.runner.cli import run_series
+    from helpers.runner.series import run_series
 
     base = tmp_path_factory.mktemp("detect_hybrid")
     config = {"common": {"data_dir": str(tiny_detector.data_yaml), "imgsz": SMALL["imgsz"]},

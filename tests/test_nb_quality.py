@@ -120,7 +120,8 @@ def test_30_50_and_60_reuse_their_results_on_a_warm_rerun(series):
 def test_index_reports_the_hybrid_that_was_exported(series):
     """chosen.json names the exported model (relative to the run folder) and says whether it is a demo; the
     index's hybrid figures come from it and carry the demo label."""
-    from helpers.runner import summary
+    from helpers.runner.figures import key_figures
+    from helpers.runner.index import verdict
 
     root = series.ran("60_hybrid_quantization")
     chosen = json.loads((root / "hybrid" / "chosen.json").read_text())
@@ -128,12 +129,12 @@ def test_index_reports_the_hybrid_that_was_exported(series):
     assert chosen["file"] == ("hybrid/model_hybrid_demo.rknn" if demo else "hybrid/model_hybrid.rknn") and (root / chosen["file"]).is_file()
     assert chosen["demo"] is demo
     assert 0.5 <= chosen["top1"] <= 1 and 0.9 <= chosen["mean_cosine"] <= 1
-    figures = {f.label: f for f in summary.key_figures(root)}
+    figures = {f.label: f for f in key_figures(root)}
     assert figures["Hybrid top-1"].raw == chosen["top1"]
     assert chosen["model"] in figures["Hybrid top-1"].value
     assert ("DEMO calibration" in figures["Hybrid top-1"].value) is demo
     assert figures["Final-output cosine hybrid vs FP32 (mean)"].raw == chosen["mean_cosine"]
-    assert ("demo hybrid" in summary.verdict(root)) is demo
+    assert ("demo hybrid" in verdict(root)) is demo
 
 
 def test_50_and_60_state_their_conclusion_from_this_run(series):

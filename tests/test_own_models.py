@@ -14,7 +14,7 @@ import pytest
 from yolo26_support import tiny_yolo26  # noqa: F401  (session fixture: one training per session)
 
 from helpers.core.paths import Run
-from helpers.runner import cli
+from helpers.runner import series
 from helpers.steps.export.detect_head import onnx_metadata
 from helpers.tasks.detect.sample import train_detect_sample, write_detect_sample
 
@@ -35,7 +35,7 @@ def user_config(model, data_dir, imgsz: int) -> dict:
 
 
 def run_user_series(config: dict, run_dir, only: str = "00,10,20,30,40,50,60"):
-    result = cli.run_series(config, run_dir, only=only, progress=False, render=False)
+    result = series.run_series(config, run_dir, only=only, progress=False, render=False)
     assert result.ok, f"the series stopped in {result.failed}:\n{result.failure}"
     return run_dir
 

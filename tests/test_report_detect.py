@@ -9,7 +9,8 @@ import json
 import re
 from pathlib import Path
 
-from helpers.runner import summary
+from helpers.runner import figures as run_figures
+from helpers.runner import index
 
 CALIB = "calibration.txt (50 images)"
 SWEEP = ["algorithm", "method", "map50_95", "map50_95_delta_pt", "mean_cosine", "min_cosine", "map50", "build_s", "why",
@@ -71,12 +72,12 @@ def detect_tables(root: Path, calibration: str = CALIB, chosen: bool = True) -> 
                                                      "calibration": calibration, "demo": calibration.startswith("demo")})
 
 
-def figures(root: Path) -> dict[str, summary.Figure]:
-    return {f.label: f for f in summary.key_figures(root)}
+def figures(root: Path) -> dict[str, run_figures.Figure]:
+    return {f.label: f for f in run_figures.key_figures(root)}
 
 
 def page_text(root: Path) -> str:
-    return html.unescape(re.sub(r"<[^>]+>", " ", summary.index_html(summary.summarize(root))))
+    return html.unescape(re.sub(r"<[^>]+>", " ", index.index_html(index.summarize(root))))
 
 
 def test_detection_index_reads_50_and_60_in_map(tmp_path):
@@ -92,7 +93,7 @@ def test_detection_index_reads_50_and_60_in_map(tmp_path):
     assert figs["INT8 mAP50-95 / mAP50, stock head (same images)"].value == "0.000 / 0.000 (whole-tensor cosine 0.9999)"
     assert figs["Final-output cosine hybrid vs FP32 (mean)"].value.startswith("0.9999 (hybrid search (4 layers); INT8 baseline")
     assert figs["RKNN hybrid model size"].value == "4.20 MB"
-    assert summary.verdict(tmp_path) == (
+    assert index.verdict(tmp_path) == (
         "INT8 (split head): +2.2 pt mAP50-95 loss vs FP32 (0.744 vs 0.766), 4.11 MB vs 10.41 MB; with the stock head INT8 reaches 0.000; "
         "hybrid: 0.758 mAP50-95, +1.4 pt vs the INT8 with the same calibration; not yet validated on a board.")
     assert not any("top-1" in label or "top1" in label for label in figs), "a classification row on a detector's page"
@@ -101,10 +102,10 @@ def test_detection_index_reads_50_and_60_in_map(tmp_path):
     # notebook 40 with a board writes board/metrics.json (helpers.steps.board.DetectOnBoard.summary): the verdict then says so
     (tmp_path / "board").mkdir(exist_ok=True)
     (tmp_path / "board" / "metrics.json").write_text(json.dumps({"task": "detect", "board": {"map50_95": 0.7412, "map50": 0.97}}))
-    assert summary.verdict(tmp_path).endswith("; validated on a board: 0.741 mAP50-95.")
+    assert index.verdict(tmp_path).endswith("; validated on a board: 0.741 mAP50-95.")
     # one calibration for every quantized model: said once above the hybrid table instead of a column of repeats
     assert f"built with the same calibration: {CALIB})" in text
-    hybrid_head = summary.index_html(summary.summarize(tmp_path)).split('id="hybrid">')[1].split("</tr>")[0]
+    hybrid_head = index.index_html(index.summarize(tmp_path)).split('id="hybrid">')[1].split("</tr>")[0]
     assert "<th>map50_95</th>" in hybrid_head and "calibration" not in hybrid_head
     assert "map50_95_delta_pt" in text and "hybrid (c) auto from ranking" in text  # notebook 60's table, its own columns
 
@@ -116,8 +117,8 @@ def test_detection_hybrid_without_chosen_json_follows_notebook_60s_rule(tmp_path
     detect_tables(tmp_path, chosen=False)
     fig = figures(tmp_path)["Hybrid mAP50-95"]
     assert fig.raw == 0.758 and "hybrid search (4 layers)" in fig.value
-    assert summary.exported_hybrid(tmp_path)["map50_95"] == "0.758"
-    assert "top1" not in summary.exported_hybrid(tmp_path)
+    assert run_figures.exported_hybrid(tmp_path)["map50_95"] == "0.758"
+    assert "top1" not in run_figures.exported_hybrid(tmp_path)
 
 
 def test_detection_demo_hybrid_and_sweep_are_labelled(tmp_path):
@@ -127,7 +128,7 @@ def test_detection_demo_hybrid_and_sweep_are_labelled(tmp_path):
     assert figs["Hybrid mAP50-95"].value.startswith("0.758 (DEMO calibration (1 image); hybrid search (4 layers)")
     assert "DEMO calibration (1 image)" in figs["Best quantization setting by mAP50-95 (notebook 50 sweep)"].value
     assert "; demo hybrid (1 image calibration, not for deployment): 0.758 mAP50-95, +1.4 pt vs the INT8 with the same calibration;" \
-        in summary.verdict(tmp_path)
+        in index.verdict(tmp_path)
 
 
 def test_detection_run_before_30_shows_detector_rows_only(tmp_path):

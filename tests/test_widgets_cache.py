@@ -8,7 +8,7 @@ import pytest
 from helpers import widgets
 from helpers.core import step_cache
 from helpers.core.paths import Run
-from helpers.runner import summary
+from helpers.runner import status
 
 
 def test_form_reads_declared_parameters_and_records_them(tmp_path, capsys):
@@ -303,5 +303,5 @@ def test_step_output_corrupted_in_place_is_recomputed_and_said(tmp_path, capsys)
     again = step_cache.Step(run, "20_convert", {"a": 1}, outputs=[model, log])
     assert not again.check()
     out = capsys.readouterr().out
-    assert "[cache] 20_convert recomputes: rknn/model.rknn content changed" in out and not summary._CACHE_LINE.search(out)
+    assert "[cache] 20_convert recomputes: rknn/model.rknn content changed" in out and not status._CACHE_LINE.search(out)
     assert not again.record_path.exists(), "the stale record is gone before recomputing"

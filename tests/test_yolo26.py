@@ -95,7 +95,7 @@ def test_cpp_topk_matches_postprocess_on_yolo26_outputs(harness, tiny_yolo26, tm
 @pytest.fixture(scope="module")
 def series26(tiny_yolo26, tmp_path_factory) -> Path:  # noqa: F811
     """00 -> 60 given the .pt, its data.yaml and imgsz (plus small sizes for 20..60), as a user would."""
-    from helpers.runner.cli import run_series
+    from helpers.runner.series import run_series
 
     config = {"common": {"data_dir": str(tiny_yolo26.data_yaml), "imgsz": tiny_yolo26.imgsz},
               "10_export": {"model": str(tiny_yolo26.train.weights)},  # the task is read from the model

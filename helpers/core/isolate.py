@@ -20,8 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from helpers.core.errors import RknnError, ToolkitCrash, WorkbookError
-from helpers.toolkit.session import log_tail
+from helpers.core.errors import RknnError, ToolkitCrash, WorkbookError, log_tail
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 

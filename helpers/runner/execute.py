@@ -1,4 +1,4 @@
-"""Execute the series headlessly with papermill (the HTML reports and the index page are helpers.runner.summary)."""
+"""Execute the series headlessly with papermill (the HTML reports and the index page are helpers.runner.render and helpers.runner.index)."""
 from __future__ import annotations
 
 import contextlib

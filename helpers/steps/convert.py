@@ -641,21 +641,12 @@ RECORD = "rknn/convert.json"
 
 def _in_run(run: Run, path: Path | None) -> str | None:
     """A path as stored in a run artifact: relative to the run folder when inside it."""
-    if path is None:
-        return None
-    path = Path(path).resolve()
-    try:
-        return str(path.relative_to(run.root))
-    except ValueError:
-        return str(path)
+    return None if path is None else run.relative(path)
 
 
 def _from_run(run: Run, value: str | None) -> Path | None:
     """The inverse of _in_run: absolute paths as stored, relative ones below the run folder."""
-    if not value:
-        return None
-    path = Path(value)
-    return path if path.is_absolute() else run.root / path
+    return run.resolve(value) if value else None
 
 
 def start_record(run: Run) -> None:

@@ -622,7 +622,7 @@ def compare_strategies(bench: Bench, files: Step1Files, strategies: Mapping[str,
         log, out = run.logs / f"60_step2_{i}.log", strategy_file(run, name)
         with built(files, bench.selection(chosen), files.variant_cfg(f"strategy{i}"), log) as rk:
             v, tables[name] = measure(rk, name, bench.judge, out, log, bench.analysis_images, run.hybrid / f"snapshot_strategy{i}", chosen)
-        v.file = out.relative_to(run.root).as_posix()
+        v.file = run.relative(out)
         results.append(v)
     results.append(auto_hybrid(bench))
     onnx = run.root / "model" / "model.onnx"
@@ -708,7 +708,7 @@ def export_choice(run: "Run", choice: Mapping[str, Any], calibration: str, demo:
     (the bundle then leaves it out); returns the exported path."""
     import shutil
 
-    src = run.root / str(choice["file"])
+    src = run.resolve(str(choice["file"]))
     final = run.hybrid / ("model_hybrid_demo.rknn" if demo else "model_hybrid.rknn")
     tmp = final.with_name(final.name + ".tmp")
     shutil.copyfile(src, tmp)
@@ -718,7 +718,7 @@ def export_choice(run: "Run", choice: Mapping[str, Any], calibration: str, demo:
     key = str(choice.get("metric") or metric_key(choice))
     below = int8_value is not None and not not_below_int8(float(choice[key]), int8_value)
     write_chosen(run.hybrid / "chosen.json", {**choice, "calibration": calibration, "demo": demo, "below_int8": below},
-                 final.relative_to(run.root))
+                 run.relative(final))
     return final
 
 
