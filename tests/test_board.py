@@ -404,7 +404,7 @@ def test_model_description_without_platform_and_missing_input_size(tmp_path, cap
     meta = json.dumps({"version": "2.5.0"}).encode()
     fake = tmp_path / "m.rknn"
     fake.write_bytes(b"RKNN" + bytes(12) + struct.pack("<Q", 0) + bytes(40) + struct.pack("<Q", len(meta)) + meta)
-    assert run_rknn.rknn_meta(fake) == {"version": "2.5.0"}
+    assert run_rknn.chips.rknn_meta(fake) == {"version": "2.5.0"}
     with pytest.raises(run_rknn.RunnerError, match="does not record its target platform; re-export it"):
         run_rknn.rknn_platform(fake)
     with pytest.raises(SystemExit):

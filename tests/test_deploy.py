@@ -302,7 +302,7 @@ def test_unreadable_model_and_empty_folder(bundle_dir, tmp_path):
     header_only = tmp_path / "cut.rknn"
     header_only.write_bytes((bundle_dir / "model.rknn").read_bytes()[:200])
     with pytest.raises(run_rknn.RunnerError, match="has an RKNN header but no readable model description"):
-        run_rknn.rknn_meta(header_only)
+        run_rknn.chips.rknn_meta(header_only)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
     res = run_runner(bundle_dir, str(broken), "--preprocess-only", str(tmp_path / "x.npy"), cwd=tmp_path)

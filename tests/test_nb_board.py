@@ -52,7 +52,7 @@ def test_bundle_folder_and_tarball(run_root):
     assert (deploy / "model_hybrid.rknn").exists() == hybrid.exists()  # only when notebook 60 made one
     labels = (deploy / "labels.txt").read_text().split()
     assert labels == [str(i) for i in range(10)] and cfg["classes"] == 10  # the digits sample
-    assert (deploy / "preprocess.py").read_bytes() == (REPO / "helpers" / "preprocess.py").read_bytes()
+    assert (deploy / "preprocess.py").read_bytes() == (REPO / "helpers" / "tasks" / "preprocess.py").read_bytes()
     assert (deploy / "run_rknn.py").read_bytes() == (REPO / "helpers" / "deploy" / "run_rknn.py").read_bytes()
     assert len(list((deploy / "images").iterdir())) == 2  # sample_images in tests/small_params.yaml
     assert (deploy / "cpp" / "CMakeLists.txt").is_file() and "model.rknn" in (deploy / "cpp" / "run.sh").read_text()

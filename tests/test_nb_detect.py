@@ -253,7 +253,7 @@ def test_labels_beyond_the_models_classes_are_one_sentence(tiny_onnx, tmp_path):
 
 
 def test_rknnlite_snippet_of_a_detector_decodes_with_the_shipped_module():
-    from helpers.deploy.bundle import rknnlite_snippet
+    from helpers.deploy.readme import rknnlite_snippet
 
     config = {"input_size": 160, "color_order": "RGB", "model": "model.rknn", "target_platform": "rk3588", "classes": 4, "task": "detect"}
     code = rknnlite_snippet(config, "images/x.png")

@@ -21,7 +21,7 @@ import numpy as np
 
 from helpers.core.errors import RknnError, WorkbookError, strip_ansi
 from helpers.core.paths import Run, write_json_atomic
-from helpers.deploy import run_rknn as runner
+from helpers.deploy import chips
 from helpers.steps.convert import TARGET_PLATFORMS, ConvertRecord, rebuild
 from helpers.steps.evaluate import EvalResult, ToolkitSession, first_outputs, load_run, topk_accuracy
 from helpers.tasks.data import LabelledImages
@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # pandas and matplotlib are imported where they are used
     import pandas as pd
     from matplotlib.figure import Figure
 
-CORE_MASKS = list(runner.CORE_MASKS)  # auto, 0, 1, 2, 0_1, 0_1_2, all
+CORE_MASKS = list(chips.CORE_MASKS)  # auto, 0, 1, 2, 0_1, 0_1_2, all
 DEVICES_JSON = "board/devices.json"
 NO_BOARD_HINT = ("connect the board by USB OTG, check that `adb devices` lists it, and start rknn_server on the board "
                  "(checklist: notebooks/40_board_inference.ipynb)")
@@ -149,8 +149,8 @@ def model_platform(rknn_path: str | Path) -> str:
     if not rknn_path.is_file():
         raise WorkbookError(f"Model file {rknn_path} does not exist; run notebooks/20_convert.ipynb first or pass an existing .rknn.")
     try:
-        return runner.rknn_platform(rknn_path)
-    except runner.RunnerError as exc:
+        return chips.rknn_platform(rknn_path)
+    except chips.RunnerError as exc:
         raise WorkbookError(str(exc)) from None
 
 
@@ -170,7 +170,7 @@ def resolve_target(target: str, rknn_path: str | Path, record: ConvertRecord | N
         return built_for
     if target not in TARGET_PLATFORMS:
         raise WorkbookError(f"target={target!r} is not a known Rockchip chip; use one of {', '.join(TARGET_PLATFORMS)}.")
-    if runner.npu_family(target) != runner.npu_family(built_for):
+    if chips.npu_family(target) != chips.npu_family(built_for):
         raise WorkbookError(
             f"target={target!r} does not match {rknn_path.name}, which was built for {built_for}; set target={built_for!r} "
             f"(or '') or convert again with target_platform={target!r} in notebooks/20_convert.ipynb."
@@ -182,11 +182,11 @@ def core_mask_value(core_mask: str, target: str) -> int:
     """The toolkit's NPU core mask for a name (auto, 0, 1, 2, 0_1, 0_1_2, all) on this chip."""
     from rknn.api import RKNN
 
-    if core_mask not in runner.CORE_MASKS:
+    if core_mask not in chips.CORE_MASKS:
         raise WorkbookError(f"core_mask={core_mask!r} is unknown; use one of {', '.join(CORE_MASKS)}.")
     try:
-        return runner.core_mask_value(RKNN, core_mask, target)
-    except runner.RunnerError as exc:
+        return chips.core_mask_value(RKNN, core_mask, target)
+    except chips.RunnerError as exc:
         raise WorkbookError(str(exc).replace("--core-mask ", "core_mask=")) from None
 
 
