@@ -16,10 +16,10 @@ import yaml
 
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import Run
-from helpers.runner import cli, execute, variants
+from helpers.runner import cli, execute
 from helpers.steps import analysis, convert, hybrid
-from helpers.steps.export import exporter, models
-from helpers.tasks import data, identify
+from helpers.steps.export import exporter
+from helpers.tasks import identify
 
 # ----------------------------------------------------------------------------- helpers of the tests
 

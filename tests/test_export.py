@@ -141,7 +141,7 @@ def test_torchscript_from_another_torch_version(tiny_torchscript, tmp_path):
     here = torch.__version__.split("+")[0]
     with pytest.raises(WorkbookError) as info:
         exporter.check_torchscript(res.torchscript, input_size=16)
-    assert f"torch 2.1.0" in str(info.value) and f"torch {here}" in str(info.value)
+    assert "torch 2.1.0" in str(info.value) and f"torch {here}" in str(info.value)
     side.unlink()
     with pytest.warns(UserWarning, match="cannot be checked"):
         exporter.check_torchscript(res.torchscript, input_size=16)

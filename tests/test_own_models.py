@@ -146,7 +146,6 @@ def test_yolo26_onnx_exported_end_to_end_is_cut_before_its_topk(tiny_yolo26, tmp
 def _graph(kind: str):
     """An ultralytics-labelled detector ONNX whose head cannot be split: NMS inside the graph, or an end-to-end output
     computed from one convolution (no per-stride box and class convolutions to cut at)."""
-    import onnx
     from onnx import TensorProto, helper
 
     f32 = TensorProto.FLOAT
