@@ -8,8 +8,11 @@ RKNN() / config / load / build lines of notebook 20's recorded conversion, for e
 """
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any, Iterable
+
+from IPython.display import display
 
 WIDTH = 100
 # config options a listing always shows (the ones the lessons discuss) and the defaults of the others,
@@ -73,9 +76,7 @@ def markdown(source: str, title: str = "", language: str = "python") -> str:
 def html_block(source: str, title: str = "", language: str = "python") -> str:
     """The block as self-contained HTML (inline colours, a framed background), so it reads as code in
     any static report."""
-    import html
-
-    try:
+    try:  # pygments is optional: without it the block is plain <pre>
         from pygments import highlight
         from pygments.formatters import HtmlFormatter
         from pygments.lexers import get_lexer_by_name
@@ -90,8 +91,6 @@ def html_block(source: str, title: str = "", language: str = "python") -> str:
 
 def show(source: str, title: str = "", language: str = "python") -> None:
     """Display the block in a notebook: framed HTML for the reports, Markdown and plain text as fallbacks."""
-    from IPython.display import display
-
     display({"text/html": html_block(source, title, language), "text/markdown": markdown(source, title, language),
              "text/plain": source}, raw=True)
 

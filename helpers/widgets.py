@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import ast
 import html
+import io
 import json
 import os
+import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ipywidgets as w
+from IPython.display import display
+
 from helpers.core.paths import HEADLESS_ENV, Run, write_json_atomic
 from helpers.runner import params as params_check
+from helpers.runner.execute import NOTEBOOKS, declared_parameters
 from helpers.runner.params import CHOICES
 from helpers.steps import convert
 
@@ -42,9 +48,6 @@ def _cell_source(notebook_path: Path) -> str:
 def comments_of(source: str) -> dict[str, str]:
     """{name: its comment} for a parameters cell: the comment on the assignment's line(s), continued by
     indented comment-only lines right below it. This is the tooltip text: one place to write it."""
-    import io
-    import tokenize
-
     try:
         tree = ast.parse(source)
         tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
@@ -70,15 +73,11 @@ def comments_of(source: str) -> dict[str, str]:
 
 def tooltips(notebook: str) -> dict[str, str]:
     """The comments of notebooks/<notebook>.ipynb's parameters cell, by parameter name ({} if absent)."""
-    from helpers.runner.execute import NOTEBOOKS
-
     path = NOTEBOOKS / f"{notebook}.ipynb"
     return comments_of(_cell_source(path)) if path.exists() else {}
 
 
 def _widget_for(name: str, value: Any, choices: list[Any] | None, tip: str):
-    import ipywidgets as w
-
     style = {"description_width": "180px"}
     layout = w.Layout(width="520px")
     common = dict(description=name, description_tooltip=tip, tooltip=tip, style=style, layout=layout)
@@ -119,9 +118,6 @@ class Form:
     _note: Any = None
 
     def _ipython_display_(self) -> None:
-        import ipywidgets as w
-        from IPython.display import display
-
         self._note = w.HTML(self.note_html())
         reset = w.Button(description=RESET_LABEL, tooltip="Set every field back to the literal in the parameters cell",
                          layout=w.Layout(width="220px"))
@@ -208,8 +204,6 @@ def carry_edits(previous: Form, new: Form) -> None:
 
 def parameter_names(notebook: str) -> list[str] | None:
     """Names declared in notebooks/<notebook>.ipynb's `parameters` cell, or None if it is not there."""
-    from helpers.runner.execute import NOTEBOOKS, declared_parameters
-
     path = NOTEBOOKS / f"{notebook}.ipynb"
     return list(declared_parameters(path)) if path.exists() else None
 

@@ -16,6 +16,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
@@ -93,8 +94,6 @@ def file_digest(path: Path) -> str:
 
 def toolkit_version() -> str:
     """The installed rknn-toolkit2 version ('' when it is not installed): part of every key."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("rknn-toolkit2")
     except PackageNotFoundError:

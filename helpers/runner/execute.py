@@ -1,17 +1,23 @@
 """Execute the series headlessly with papermill (the HTML reports and the index page are helpers.runner.render and helpers.runner.index)."""
 from __future__ import annotations
 
+import ast
 import contextlib
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from helpers.core import leftovers
-from helpers.core.errors import WorkbookError, strip_ansi
+from helpers.core.errors import WorkbookError, log_tail, strip_ansi
+from helpers.core.isolate import ADVICE, native_cause
 from helpers.core.paths import HEADLESS_ENV, KERNEL_NAME, REPO, Run
 
 NOTEBOOKS = REPO / "notebooks"
@@ -37,7 +43,7 @@ def execute(notebook: Path, run_dir: str | Path, params: dict[str, Any] | None =
     kernel talks over local IPC sockets and its own stdout/stderr go to <run>/executed/kernels.log, so
     the terminal shows progress and results only.
     """
-    import papermill as pm
+    import papermill as pm  # slow (~1 s): the parameter form imports this module inside every notebook's kernel
 
     run = Run.at(run_dir)
     out = run.sub("executed") / Path(notebook).name
@@ -74,9 +80,6 @@ def kernel_log(run_root: Path) -> Path:
 
 def notebook_imports(notebook: Path) -> list[str]:
     """Absolute modules a notebook's code cells import (for pre-warming its kernel)."""
-    import ast
-    import json
-
     mods: list[str] = []
     # Plain json, not nbformat: importing nbformat's schema validation costs seconds, and a warm
     # re-run that reuses every notebook should cost little more than reading these files.
@@ -107,10 +110,9 @@ class Prewarmed:
     current one. `execute(..., kernel=)` runs in it; shutdown() always stops it."""
 
     def __init__(self, notebook: Path, preload: bool = True, log: Path | None = None):
-        import threading
-
         # Import on the calling thread: papermill imports the same packages, and two threads importing
-        # one package at once can see it half-initialised.
+        # one package at once can see it half-initialised. (Slow, and not needed by the parameter form's
+        # use of this module inside every kernel: imported here, not at the top.)
         import papermill  # noqa: F401
         from jupyter_client.asynchronous import AsyncKernelClient  # noqa: F401
         from jupyter_client.blocking import BlockingKernelClient  # noqa: F401
@@ -130,7 +132,7 @@ class Prewarmed:
 
     def _start(self) -> None:
         try:
-            from jupyter_client.asynchronous import AsyncKernelClient
+            from jupyter_client.asynchronous import AsyncKernelClient  # slow: see __init__
             from jupyter_client.blocking import BlockingKernelClient
             from jupyter_client.manager import KernelManager
 
@@ -196,9 +198,6 @@ class Prewarmed:
 
 @lru_cache(maxsize=64)
 def _declared(path: str, mtime_ns: int) -> tuple[tuple[str, Any], ...]:
-    import ast
-    import json
-
     # Plain json, not nbformat: this runs inside every notebook's kernel (the parameter form), where
     # importing nbformat (and its JSON-schema machinery) would cost more than a second.
     cells = json.loads(Path(path).read_text(encoding="utf-8")).get("cells", [])
@@ -230,8 +229,6 @@ def declared_parameters(notebook: Path) -> dict[str, Any]:
 
 def read_yaml(path: Path, kind: str, hint: str) -> Any:
     """Parse a YAML file, turning a missing file or a syntax error into one clear sentence."""
-    import yaml
-
     if not path.is_file():
         raise WorkbookError(f"{kind} {path} does not exist; pass {hint}.")
     try:
@@ -303,11 +300,6 @@ def select(only: str | list[str] | None) -> list[Path]:
 
 def dead_kernel_details(executed: Path | None) -> list[str]:
     """For a kernel that died: the cell it was running, the newest step log's last lines, the likely cause."""
-    import json
-
-    from helpers.core.isolate import ADVICE, native_cause
-    from helpers.toolkit.session import log_tail
-
     lines: list[str] = []
     if executed is not None and executed.is_file():
         try:
