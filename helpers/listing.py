@@ -142,7 +142,8 @@ def analysis_calls(record: Any, dataset: Path | None, images: Iterable[Path], ou
     """Notebook 50 as plain toolkit calls: build, then accuracy_analysis once per image (simulator only)."""
     lines = convert_calls(record, dataset=dataset)
     for k, img in enumerate(images):
-        lines.append(call("rknn.accuracy_analysis", inputs=[Path(img)], output_dir=Path(out_dir) / f"{k:02d}_{Path(img).stem}", target=None))
+        lines.append(call("rknn.accuracy_analysis", inputs=[Path(img)], output_dir=Path(out_dir) / f"{k:02d}_{Path(img).stem}",
+                          target=None))
     return code(lines, "rknn.release()")
 
 
@@ -154,7 +155,8 @@ def hybrid_calls(record: Any, dataset: Path | None, step1_dir: Path, stem: str, 
     return code(
         "import os", *head,
         f"os.chdir({literal(step1_dir)})  # step 1 writes {stem}.model, {stem}.data, {stem}.quantization.cfg here",
-        call("rknn.hybrid_quantization_step1", dataset=Path(dataset) if dataset else record.dataset, proposal=proposal, proposal_dataset_size=1),
+        call("rknn.hybrid_quantization_step1", dataset=Path(dataset) if dataset else record.dataset, proposal=proposal,
+             proposal_dataset_size=1),
         "rknn.release()",
         f"# copy {stem}.quantization.cfg, list the float16 layers under custom_quantize_layers (block mapping):",
         f"#   see {Path(edited_cfg).name}",

@@ -39,7 +39,8 @@ TARGET_PLATFORMS = convert.TARGET_PLATFORMS  # kept for notebooks not yet switch
 
 def _cell_source(notebook_path: Path) -> str:
     cells = json.loads(Path(notebook_path).read_text(encoding="utf-8")).get("cells", [])
-    cell = next((c for c in cells if c.get("cell_type") == "code" and "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    cell = next((c for c in cells if c.get("cell_type") == "code" and "parameters" in c.get("metadata", {}).get("tags", [])),
+                None)
     if cell is None:
         return ""
     return "".join(cell["source"]) if isinstance(cell.get("source"), list) else str(cell.get("source", ""))
@@ -102,7 +103,8 @@ def _read(widget: Any, original: Any) -> Any:
     try:
         return ast.literal_eval(value)
     except (ValueError, SyntaxError) as exc:
-        raise ValueError(f"Parameter {widget.description} = {value!r} is not a valid Python literal; fix it in the form.") from exc
+        raise ValueError(f"Parameter {widget.description} = {value!r} is not a valid Python literal; "
+                         "fix it in the form.") from exc
 
 
 @dataclass
@@ -217,7 +219,8 @@ def form(namespace: dict[str, Any], notebook: str, choices: dict[str, list[Any]]
     in the previous form keeps that value while the cell's literal is unchanged (see carry_edits)."""
     names = parameter_names(notebook)
     if names is None:  # a copied notebook outside notebooks/: take the plain literals given
-        names = [k for k, v in namespace.items() if not k.startswith("_") and isinstance(v, (bool, int, float, str, list, tuple, dict, type(None)))]
+        plain = (bool, int, float, str, list, tuple, dict, type(None))
+        names = [k for k, v in namespace.items() if not k.startswith("_") and isinstance(v, plain)]
     missing = [n for n in names if n not in namespace]
     if missing:
         raise NameError(f"Parameters {missing} are not defined; run the cell tagged 'parameters' first.")

@@ -123,7 +123,8 @@ def test_board_accuracy_analysis_without_a_board_fails_honestly(run3588, tiny_im
     with pytest.raises(RknnError) as err:
         board.board_accuracy_analysis(record, tiny_images[:1], tmp_path / "snapshot", "rk3588", None, tmp_path / "aa.log")
     msg = str(err.value).splitlines()[0]  # the toolkit's own reason, not a bare 'RuntimeError'
-    assert msg.startswith("rknn-toolkit2 accuracy_analysis failed: Get board target failed") and "no devices" in msg and "adb devices" in msg
+    assert msg.startswith("rknn-toolkit2 accuracy_analysis failed: Get board target failed") and "no devices" in msg
+    assert "adb devices" in msg
     assert not (tmp_path / "snapshot" / "error_analysis.txt").exists()
 
 
@@ -150,7 +151,8 @@ def test_bundle_contents_and_tarball(run3588, cpp_demo, tiny_images):
     b = bundle.build_bundle(run3588, record, ["cat", "dog", "bird"], cpp_demo=cpp_demo, sample_images=tiny_images[:2])
     names = set(b.files)
     example = f"images/{bundle.example_name(tiny_images[0])}"  # <class folder>_<file name>
-    assert {"model.rknn", "labels.txt", "model.json", "run_rknn.py", "preprocess.py", "README.md", example, "cpp/run.sh"} <= names
+    assert {"model.rknn", "labels.txt", "model.json", "run_rknn.py", "chips.py", "preprocess.py", "README.md", example,
+            "cpp/run.sh"} <= names
     assert "model_hybrid.rknn" not in names  # notebook 60 has not run here
     assert (b.folder / "preprocess.py").read_bytes() == bundle.PREPROCESS.read_bytes()
     assert (b.folder / "run_rknn.py").read_bytes() == bundle.RUNNER.read_bytes()
@@ -173,7 +175,8 @@ def test_bundle_includes_the_hybrid_model_only_when_present(run3588, tmp_path):
     shutil.copyfile(run.rknn / "model.rknn", run.root / "hybrid" / "model_hybrid.rknn")  # a stand-in made by the real toolkit
     record = convert.read_record(run)
     b = bundle.build_bundle(run, record, ["a", "b", "c"])
-    assert "model_hybrid.rknn" in b.files and json.loads((b.folder / "model.json").read_text())["hybrid_model"] == "model_hybrid.rknn"
+    assert "model_hybrid.rknn" in b.files
+    assert json.loads((b.folder / "model.json").read_text())["hybrid_model"] == "model_hybrid.rknn"
     assert "--model model_hybrid.rknn" in (b.folder / "README.md").read_text()
 
 
@@ -381,7 +384,8 @@ def test_notebook30_set_needs_a_simulator_result(tmp_path, tiny_images):
     fp32 = evaluate.EvalResult("FP32 ONNX Runtime", np.eye(2, dtype=np.float32), images.labels, 1.0, 1.0, 0.1, 20.0)
     evaluate.save_predictions(run.eval / "predictions.npz", images, fp32)
     evaluate.write_metrics(run.eval / "metrics.json", [fp32], None)
-    with pytest.raises(WorkbookError, match="metrics.json has no INT8 simulator result; re-run notebooks/30_simulator_inference.ipynb"):
+    with pytest.raises(WorkbookError, match="metrics.json has no INT8 simulator result; re-run "
+                                            "notebooks/30_simulator_inference.ipynb"):
         board.notebook30_set(run)
 
 

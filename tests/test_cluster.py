@@ -54,7 +54,8 @@ def dask_cluster(tmp_path_factory):
                               stdout=subprocess.DEVNULL, stderr=open(folder / "scheduler.log", "w"))]
     try:
         for i in (1, 2):
-            procs.append(subprocess.Popen(receiving_sigint([str(DASK), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+            procs.append(subprocess.Popen(receiving_sigint([str(DASK), "worker", address, "--host", "127.0.0.1", "--nthreads",
+                                                            "1",
                                                             "--nworkers", "1", "--no-dashboard", "--name", f"w{i}",
                                                             "--local-directory", str(folder / f"w{i}")]), cwd=folder, env=env,
                                           stdout=subprocess.DEVNULL, stderr=open(folder / f"worker{i}.log", "w")))
@@ -269,7 +270,8 @@ def test_grid_key_no_notebook_declares(tmp_path, key):
 
 def test_grid_larger_than_the_limit_needs_yes(tmp_path):
     sweep_file = tmp_path / "g.yaml"
-    sweep_file.write_text(yaml.safe_dump({"grid": {"20_convert.calib_images": [1, 2, 3], "20_convert.target_platform": ["rk3588", "rk3566"]}}))
+    sweep_file.write_text(yaml.safe_dump({"grid": {"20_convert.calib_images": [1, 2, 3],
+                                                   "20_convert.target_platform": ["rk3588", "rk3566"]}}))
     with pytest.raises(WorkbookError, match=r"makes 6 variants, more than the limit of 4; pass --yes"):
         variant_runs.run_sweep(sweep_file, tmp_path / "sw", max_variants=4)
     assert not (tmp_path / "sw").exists(), "nothing may start before the sweep is accepted"
@@ -282,13 +284,15 @@ def test_failure_reason_is_one_line():
                        "  RknnError: build failed: Unsupported op Foo", "  full notebook with outputs: /x.ipynb",
                        "  The run stopped here; ...", "─" * 78])
     assert variants.reason(block) == "20_convert: RknnError: build failed: Unsupported op Foo"
-    assert variants.reason("error: Run folder /x is a file; pass --run-dir a folder path.") == "Run folder /x is a file; pass --run-dir a folder path."
+    line = "Run folder /x is a file; pass --run-dir a folder path."
+    assert variants.reason(f"error: {line}") == line
 
 
 def test_plots_across_the_grid(tmp_path):
     params = {f"{a}_{n}": {"20_convert.quantized_algorithm": a, "20_convert.calib_images": n, "20_convert.target_platform": p}
               for a in ("normal", "mmse") for n in (1, 10, 50) for p in ("rk3588",)}
-    params["x"] = {"20_convert.quantized_algorithm": "normal", "20_convert.calib_images": 5, "20_convert.target_platform": "rk3566"}
+    params["x"] = {"20_convert.quantized_algorithm": "normal", "20_convert.calib_images": 5,
+                   "20_convert.target_platform": "rk3566"}
     figures = {v: {"INT8 top-1 (RKNN simulator)": 0.5 + 0.001 * int(p["20_convert.calib_images"]),
                    "Conversion time (load + build + export)": 3.0 if p["20_convert.target_platform"] == "rk3588" else 5.0}
                for v, p in params.items()}
@@ -302,7 +306,8 @@ def test_plots_across_a_grid_of_detectors_are_in_map(tmp_path):
 
     params = {f"c{n}": {"20_convert.calib_images": n} for n in (5, 20, 50)}
     int8 = "INT8 mAP50-95 / mAP50 (RKNN simulator, split head)"
-    figures = {v: {"FP32 mAP50-95 / mAP50 (ONNX Runtime)": 0.766, int8: 0.70 + p["20_convert.calib_images"] / 1000, "Hybrid mAP50-95": None}
+    figures = {v: {"FP32 mAP50-95 / mAP50 (ONNX Runtime)": 0.766, int8: 0.70 + p["20_convert.calib_images"] / 1000,
+                   "Hybrid mAP50-95": None}
                for v, p in params.items()}
     pngs = sorted(p.name for p in variants.plots(tmp_path, params, figures))
     assert pngs == ["FP32-mAP50-95-mAP50-ONNX-Runtime_vs_20_convert.calib_images.png",

@@ -75,11 +75,13 @@ def test_convert_report_shows_the_raw_calls_theory_first_and_full_meanings(serie
         if name in params or name in convert.ConvertConfig.__dataclass_fields__:
             assert meaning in plain, f"meaning of {name} shown in full"
     assert "C runtime API" in plain and "pass-through" in plain
-    code_cells = [c for c in json.loads((REPO / "notebooks" / "20_convert.ipynb").read_text())["cells"] if c["cell_type"] == "code"]
+    cells = json.loads((REPO / "notebooks" / "20_convert.ipynb").read_text())["cells"]
+    code_cells = [c for c in cells if c["cell_type"] == "code"]
     calls = ["RKNN(", ".config(", ".load_onnx(", ".build(", ".export_rknn(", ".release()"]
     for call in calls:
         assert sum(call in "".join(c["source"]) for c in code_cells) >= 1, f"{call} shown in a cell of its own"
-    assert all(len("".join(c["source"]).splitlines()) <= 20 for c in code_cells if "parameters" not in c["metadata"].get("tags", []))
+    assert all(len("".join(c["source"]).splitlines()) <= 20 for c in code_cells if "parameters" not in c["metadata"].get("tags",
+        []))
 
 
 def test_simulator_evaluation_metrics(series):

@@ -126,7 +126,8 @@ def test_index_reports_the_hybrid_that_was_exported(series):
     root = series.ran("60_hybrid_quantization")
     chosen = json.loads((root / "hybrid" / "chosen.json").read_text())
     demo = SMALL["60_hybrid_quantization"].get("demo_calib_images", 1) > 0
-    assert chosen["file"] == ("hybrid/model_hybrid_demo.rknn" if demo else "hybrid/model_hybrid.rknn") and (root / chosen["file"]).is_file()
+    assert chosen["file"] == ("hybrid/model_hybrid_demo.rknn" if demo else "hybrid/model_hybrid.rknn")
+    assert (root / chosen["file"]).is_file()
     assert chosen["demo"] is demo
     assert 0.5 <= chosen["top1"] <= 1 and 0.9 <= chosen["mean_cosine"] <= 1
     figures = {f.label: f for f in key_figures(root)}
@@ -144,7 +145,8 @@ def test_50_and_60_state_their_conclusion_from_this_run(series):
     out50 = _outputs(root / "executed" / "50_accuracy_analysis.ipynb")
     sweep = pd.read_csv(root / "analysis" / "sweep.csv")
     best, _ = analysis.best_row(sweep)
-    assert f"The sweep's best setting is {best['algorithm']}/{best['method']} ({100 * best['top1']:.2f}% top-1; 1 image = " in out50
+    assert (f"The sweep's best setting is {best['algorithm']}/{best['method']} ({100 * best['top1']:.2f}% top-1; "
+            "1 image = ") in out50
     assert "Found under demo calibration" in out50
     out60 = _outputs(root / "executed" / "60_hybrid_quantization.ipynb")
     search = pd.read_csv(root / "hybrid" / "search.csv")
@@ -155,4 +157,5 @@ def test_50_and_60_state_their_conclusion_from_this_run(series):
         assert "None of the search's" in out60 or f"Even {int(search['layers'].max())} of " in out60
     else:
         assert "no float16 layer is needed" in out60
-    assert "This is a demo" in out60 and "was built under demo calibration (set demo_calib_images = 0" in out60 and "it stays out of the bundle" in out60
+    assert "This is a demo" in out60 and "was built under demo calibration (set demo_calib_images = 0" in out60
+    assert "it stays out of the bundle" in out60

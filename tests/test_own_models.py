@@ -207,7 +207,8 @@ def yolo26_cls(tmp_path_factory):
                 target = data / split / images.classes[label] / path.name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)
-    res = train_sample_model(Run.at(base / "train"), data, imgsz=32, epochs=10, arch="yolo26n-cls.yaml", batch=32, warmup_epochs=0)
+    res = train_sample_model(Run.at(base / "train"), data, imgsz=32, epochs=10, arch="yolo26n-cls.yaml", batch=32,
+                             warmup_epochs=0)
     pt = base / "yolo26n_cls_digits.pt"
     shutil.copyfile(res.weights, pt)
     return data, pt
@@ -246,7 +247,8 @@ def test_task_and_imgsz_default_to_what_the_model_says_and_a_contradiction_is_on
         with pytest.raises(WorkbookError, match=r"^Model \S+seg.onnx is an ultralytics segment model; this workbook takes "
                                                 r"classify and detect models so far: pass one of those\.$"):
             resolve_task(str(tmp_path / "seg.onnx"), given)
-    with pytest.raises(WorkbookError, match=r"^imgsz=32 conflicts with model \S+tiny.onnx, whose input is fixed at 16x16; set imgsz: 16 or leave it 0\.$"):
+    with pytest.raises(WorkbookError, match=r"^imgsz=32 conflicts with model \S+tiny.onnx, whose input is fixed at "
+                                            r"16x16; set imgsz: 16 or leave it 0\.$"):
         resolve_imgsz(str(tiny_onnx), 32)
     dynamic = onnx.load(str(tiny_onnx))
     for d in dynamic.graph.input[0].type.tensor_type.shape.dim[2:]:
@@ -283,6 +285,7 @@ def test_an_onnx_used_as_it_is_must_give_a_layout_the_decode_reads(tmp_path):
     raw = graph([1, 8, 64 + 16 + 4])  # 4 box rows + 4 classes over the 8/16/32-stride anchors of 64 px
     check_decodable(raw, onnx_io(raw), {})
     rows = graph([1, 300, 6])
-    with pytest.raises(WorkbookError, match=r"^The detector 1x300x6.onnx gives outputs \[\[1, 300, 6\]\], a layout the workbook's "
+    with pytest.raises(WorkbookError, match=r"^The detector 1x300x6.onnx gives outputs \[\[1, 300, 6\]\], a layout the "
+                                            r"workbook's "
                                             r"decode cannot read .* Give the ultralytics .pt instead"):
         check_decodable(rows, onnx_io(rows), {})

@@ -133,9 +133,11 @@ def test_hybrid_figure_is_the_row_notebook_60_exports(tmp_path):
     pd.DataFrame([
         {"model": "FP32", "top1": 0.99, "mean_cosine": 1.0, "float16_layers": 0, "file": ""},
         {"model": "INT8", "top1": 0.95, "mean_cosine": 0.98, "float16_layers": 2, "file": "hybrid/model_int8.rknn"},
-        {"model": "hybrid (a) your list", "top1": 0.97, "mean_cosine": 0.985, "float16_layers": 4, "file": "hybrid/strategy_a.rknn"},
+        {"model": "hybrid (a) your list", "top1": 0.97, "mean_cosine": 0.985, "float16_layers": 4,
+         "file": "hybrid/strategy_a.rknn"},
         {"model": "hybrid (b) toolkit proposal", "top1": None, "mean_cosine": None, "float16_layers": 0, "file": ""},
-        {"model": "hybrid (c) auto from ranking", "top1": 0.97, "mean_cosine": 0.99, "float16_layers": 9, "file": "hybrid/strategy_c.rknn"},
+        {"model": "hybrid (c) auto from ranking", "top1": 0.97, "mean_cosine": 0.99, "float16_layers": 9,
+         "file": "hybrid/strategy_c.rknn"},
     ]).to_csv(tmp_path / "hybrid" / "compare.csv", index=False)
     figs = figures(tmp_path)
     assert figs["Hybrid top-1"].raw == 0.97
@@ -152,9 +154,11 @@ def test_index_reads_backends_by_role_and_labels_demo(tmp_path):
     backends = [{"name": "BGR bug first", "top1": 0.1, "role": "diagnostic"}, {"name": "quantized", "top1": 0.9, "role": "int8"},
                 {"name": "reference", "top1": 0.95, "role": "fp32"}]
     (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"backends": backends, "comparison": {"mean_cosine": 0.99}}))
-    (tmp_path / "hybrid" / "chosen.json").write_text(json.dumps({"model": "hybrid (c) auto from ranking", "top1": 0.93, "mean_cosine": 0.995,
-                                                                  "file": "hybrid/model_hybrid_demo.rknn", "calibration": "demo: 1 image", "demo": True}))
-    pd.DataFrame([{"model": "INT8", "top1": 0.6, "mean_cosine": 0.9, "calibration": "demo: 1 image"}]).to_csv(tmp_path / "hybrid" / "compare.csv", index=False)
+    (tmp_path / "hybrid" / "chosen.json").write_text(json.dumps({"model": "hybrid (c) auto from ranking", "top1": 0.93,
+                                                                 "mean_cosine": 0.995, "file": "hybrid/model_hybrid_demo.rknn",
+                                                                 "calibration": "demo: 1 image", "demo": True}))
+    pd.DataFrame([{"model": "INT8", "top1": 0.6, "mean_cosine": 0.9,
+                   "calibration": "demo: 1 image"}]).to_csv(tmp_path / "hybrid" / "compare.csv", index=False)
     (tmp_path / "params.json").write_text(json.dumps({"60_hybrid_quantization": {"demo_calib_images": 1}}))
     import cv2
     import numpy as np
@@ -177,7 +181,8 @@ def test_notebook_status_says_ran_reused_and_skipped(tmp_path):
 
     (tmp_path / "executed").mkdir()
     (tmp_path / "board").mkdir()
-    for name, text in (("30_simulator_inference", "[cache] 30_evaluate: inputs and parameters unchanged\n"), ("40_board_inference", "")):
+    for name, text in (("30_simulator_inference", "[cache] 30_evaluate: inputs and parameters unchanged\n"),
+                       ("40_board_inference", "")):
         nb = nbformat.v4.new_notebook()
         nb.cells = [nbformat.v4.new_code_cell("x", outputs=[nbformat.v4.new_output("stream", name="stdout", text=text)])]
         nb.metadata["papermill"] = {"end_time": "2026-01-01", "duration": 12.0}

@@ -125,10 +125,12 @@ def test_key_covers_the_helpers_sources_a_notebook_imports_transitively(tmp_path
     monkeypatch.setattr(notebook_reuse, "HELPERS", copy)
     files = {p.name for p in notebook_reuse.code_files(["helpers.core.paths"])}
     assert files == {"__init__.py", "paths.py", "errors.py"}  # paths imports errors; __init__ always runs
-    assert {"execute.py", "notebook_reuse.py", "cluster.py", "paths.py"} <= {p.name for p in notebook_reuse.code_files(["helpers.runner.cli"])}
+    assert {"execute.py", "notebook_reuse.py", "cluster.py",
+            "paths.py"} <= {p.name for p in notebook_reuse.code_files(["helpers.runner.cli"])}
     nb = REPO / "notebooks" / "00_environment_check.ipynb"
     key = notebook_reuse.notebook_key(nb, {"run_dir": "x"}, ["helpers.core.paths"], [])
-    assert notebook_reuse.notebook_key(nb, {"run_dir": "elsewhere"}, ["helpers.core.paths"], []) == key  # where it runs is not what
+    # where it runs is not part of what it computes
+    assert notebook_reuse.notebook_key(nb, {"run_dir": "elsewhere"}, ["helpers.core.paths"], []) == key
     (copy / "steps" / "board.py").write_text((copy / "steps" / "board.py").read_text() + "\n# unrelated edit\n")
     assert notebook_reuse.notebook_key(nb, {"run_dir": "x"}, ["helpers.core.paths"], []) == key
     (copy / "core" / "errors.py").write_text((copy / "core" / "errors.py").read_text() + "\n# a change paths depends on\n")

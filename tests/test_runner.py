@@ -183,7 +183,8 @@ def test_failing_cell_stops_the_run_with_one_readable_block(tmp_path, toy_series
 
 @pytest.mark.slow
 def test_unexpected_error_shows_the_last_traceback_lines(tmp_path, toy_series):
-    write_notebook(toy_series / "02_check.ipynb", [FAILING_NB[0], ("code", "def inner():\n    return {}['missing_key']\ninner()")])
+    write_notebook(toy_series / "02_check.ipynb",
+                   [FAILING_NB[0], ("code", "def inner():\n    return {}['missing_key']\ninner()")])
     result = series.run_series({}, tmp_path / "run", progress=False, render=False)
     assert result.failed == "02_check"
     assert "KeyError: 'missing_key'" in result.failure
@@ -313,7 +314,8 @@ def test_changing_a_later_parameter_reruns_only_what_depends_on_it(series):
     before = records()
     config = json.loads(json.dumps(series.config))
     section = config.setdefault("30_simulator_inference", {})
-    original = section.get("batch", int(execute.declared_parameters(REPO / "notebooks" / "30_simulator_inference.ipynb")["batch"]))
+    original = section.get("batch",
+                           int(execute.declared_parameters(REPO / "notebooks" / "30_simulator_inference.ipynb")["batch"]))
     section["batch"] = 8 if original != 8 else 4
     try:
         result = series.run_series(config, root, only="10,20,30", progress=False, render=False)
@@ -337,7 +339,8 @@ def test_sweep_runs_shared_leading_notebooks_once(tmp_path, toy_series):
     write_notebook(toy_series / "02_check.ipynb", [("params", 'run_dir = "outputs/sample"\nextra = 0'), FAILING_NB[1],
                                                    ("code", "(run.root / 'extra.txt').write_text(str(extra))")])
     sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(yaml.safe_dump({"only": "01,02", "variants": {"x": {"02_check": {"extra": 1}}, "y": {"02_check": {"extra": 2}}}}))
+    sweep.write_text(yaml.safe_dump({"only": "01,02",
+                                     "variants": {"x": {"02_check": {"extra": 1}}, "y": {"02_check": {"extra": 2}}}}))
     configs, only = variants.load_sweep(sweep)
     assert variants.shared_prefix(configs, only) == ["01_first"]
     root, rows, failures = variant_runs.run_sweep(sweep, tmp_path / "sw")

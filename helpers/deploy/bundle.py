@@ -93,7 +93,8 @@ def hybrid_kept_out(run: Run) -> str:
     if record.get("demo"):
         return "was built under demo calibration (set demo_calib_images = 0 in notebook 60 for a hybrid worth deploying)"
     if record.get("below_int8"):
-        return "scores below plain INT8 with the same calibration, so it would cost NPU time for nothing: INT8 is the model to deploy"
+        return ("scores below plain INT8 with the same calibration, so it would cost NPU time for nothing: INT8 is the "
+                "model to deploy")
     return ""
 
 
@@ -118,7 +119,8 @@ def io_dtypes(record: ConvertRecord) -> dict[str, str]:
     return found
 
 
-def model_config(record: ConvertRecord, platform: str, labels: list[str], hybrid: bool, cpp_demo: CppDemo | None) -> dict[str, Any]:
+def model_config(record: ConvertRecord, platform: str, labels: list[str], hybrid: bool,
+                 cpp_demo: CppDemo | None) -> dict[str, Any]:
     """model.json: what the runner and the README need to know about the model."""
     return {
         "model": "model.rknn",
@@ -252,9 +254,11 @@ def try_runner(bundle: Bundle, images: list[Path], size: int) -> RunnerCheck:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "inputs.npy"
         cmd = [sys.executable, str(bundle.folder / "run_rknn.py"), *map(str, images)]
-        res = subprocess.run([*cmd, "--preprocess-only", str(out)], cwd=bundle.folder, capture_output=True, text=True, timeout=300)
+        res = subprocess.run([*cmd, "--preprocess-only", str(out)], cwd=bundle.folder, capture_output=True, text=True,
+                             timeout=300)
         if res.returncode != 0:
-            raise WorkbookError(f"The bundle's runner failed on this PC ({res.stderr.strip()}); fix the input it names and rebuild the bundle.")
+            raise WorkbookError(f"The bundle's runner failed on this PC ({res.stderr.strip()}); fix the input it names "
+                                "and rebuild the bundle.")
         got = np.load(out)
     if bundle.config.get("task") == "detect":
         want = LabelledImages(list(images), np.zeros(len(images), np.int64), [], letterbox=True).load(size)

@@ -24,14 +24,17 @@ def rknnlite_snippet(config: dict[str, Any], image: str = "your_image.jpg", mode
         "import cv2",
         "import numpy as np",
         "from rknnlite.api import RKNNLite",
-        *(["import postprocess   # the bundle's copy of helpers/tasks/detect/postprocess.py"] if config.get("task") == "detect" else []),
+        *(["import postprocess   # the bundle's copy of helpers/tasks/detect/postprocess.py"]
+          if config.get("task") == "detect" else []),
         "",
         "lite = RKNNLite()",
         f"assert lite.load_rknn({(model or config['model'])!r}) == 0",
-        f"assert lite.init_runtime(core_mask=RKNNLite.NPU_CORE_AUTO) == 0   # {chips.core_mask_meaning('auto', config['target_platform'])}",
+        "assert lite.init_runtime(core_mask=RKNNLite.NPU_CORE_AUTO) == 0   # "
+        f"{chips.core_mask_meaning('auto', config['target_platform'])}",
         f"img = {read}   # {order}, as the model was trained",
         *(detect_lines(size, image, bool(config.get("end2end"))) if config.get("task") == "detect" else [
-            f"img = cv2.resize(img, ({size}, {size}))   # non-square images: resize the short side, crop the centre (preprocess.read_rgb)",
+            f"img = cv2.resize(img, ({size}, {size}))   # non-square images: resize the short side, crop the centre "
+            "(preprocess.read_rgb)",
             f"outputs = lite.inference(inputs=[img[None]], data_format=['nhwc'])   # uint8, 1 x {size} x {size} x 3, NHWC",
             f"scores = np.asarray(outputs[0]).ravel()   # {config['classes']} scores, {out_note}",
             "print('class', int(scores.argmax()))"]),
@@ -44,7 +47,8 @@ def detect_lines(size: int, image: str, end2end: bool = False) -> list[str]:
     head: end2end=True, top-k instead of NMS)."""
     return [
         f"canvas, lb = postprocess.letterbox(img, {size})   # aspect kept, grey padding: what the workbook measured",
-        f"outputs = lite.inference(inputs=[canvas[None]], data_format=['nhwc'])   # uint8, 1 x {size} x {size} x 3; 3 outputs per stride",
+        f"outputs = lite.inference(inputs=[canvas[None]], data_format=['nhwc'])   # uint8, 1 x {size} x {size} x 3; 3 "
+        "outputs per stride",
         ("dets = postprocess.postprocess(outputs, lb, conf=0.25, end2end=True)   # top-k, no NMS (end-to-end head)" if end2end
          else "dets = postprocess.postprocess(outputs, lb, conf=0.25, iou=0.7)   # boxes in the original image's pixels"),
         "print(list(zip(dets.classes.tolist(), dets.scores.round(3).tolist())))",
@@ -200,8 +204,10 @@ def render_readme(config: dict[str, Any], models: list[str], samples: list[str],
         "core_masks": (f" Other masks on {platform}: " + ", ".join(f"`{m}` = {chips.core_mask_meaning(m, platform)}"
                                                             for m in masks if m != "auto") + ".") if len(masks) > 1 else "",
         "snippet": rknnlite_snippet(config, sample),
-        "detector": ("| postprocess.py | the workbook's detector decode (letterbox, distribution-to-box, score threshold, per-class NMS), "
-                     "byte for byte the module notebook 30 measured mAP with; the runner prints each image's detections and draws "
+        "detector": ("| postprocess.py | the workbook's detector decode (letterbox, distribution-to-box, score "
+                     "threshold, per-class NMS), "
+                     "byte for byte the module notebook 30 measured mAP with; the runner prints each image's "
+                     "detections and draws "
                      "them into `detections/` (`--draw DIR`, `--conf`, `--iou`) |\n") if config.get("task") == "detect" else "",
         "input_note": input_note(config),
         "io_dtypes": describe_dtypes(config),

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Classify images (or, for a detector bundle, detect objects) on a Rockchip board with rknn-toolkit-lite2 (RKNNLite): the bundle's runner.
+"""Classify images (or, for a detector bundle, detect objects) on a Rockchip board with rknn-toolkit-lite2 (RKNNLite):
+the bundle's runner.
 
 On the board, inside the unpacked bundle:
     python3 run_rknn.py image.png                      # top-5 for one image
@@ -90,7 +91,8 @@ def check_head(cfg: Dict[str, Any], model: Path) -> None:
     """A detector bundle must carry the split head: the stock one's INT8 class scores collapse on the NPU."""
     if cfg.get("task") == "detect" and cfg.get("head") == "stock":
         raise RunnerError(f"{model.name} has the stock detector head (box pixels and class scores in one INT8 tensor, so the "
-                          "scores collapse on the NPU); export it with head: split in notebook 10, convert again and rebuild the bundle.")
+                          "scores collapse on the NPU); export it with head: split in notebook 10, convert again and "
+                          "rebuild the bundle.")
 
 
 def letterboxed(path: Path, size: int) -> Any:
@@ -114,7 +116,8 @@ def draw_detections(bgr: Any, dets: Any, labels: List[str], out: Path) -> Path:
         colour = tuple(int(c) for c in np.random.default_rng(int(cls)).integers(64, 256, 3))
         cv2.rectangle(img, (x1, y1), (x2, y2), colour, 1)
         name = labels[int(cls)] if int(cls) < len(labels) else str(int(cls))
-        cv2.putText(img, f"{name} {float(score):.2f}", (x1, max(y1 - 2, 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.3, colour, 1, cv2.LINE_AA)
+        cv2.putText(img, f"{name} {float(score):.2f}", (x1, max(y1 - 2, 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.3, colour, 1,
+                    cv2.LINE_AA)
     out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out), img)
     return out
@@ -228,13 +231,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         description="Classify images with an .rknn model on a Rockchip NPU (rknn-toolkit-lite2).",
     )
     p.add_argument("inputs", nargs="+", help="image files and/or folders of images")
-    p.add_argument("--config", type=Path, default=cfg_default, help=f"bundle description (default: {CONFIG_NAME} beside this script)")
+    p.add_argument("--config", type=Path, default=cfg_default, help=f"bundle description (default: {CONFIG_NAME} "
+                                                                    "beside this script)")
     p.add_argument("--model", type=Path, default=None, help="the .rknn file (default: the one named in the config)")
     p.add_argument("--labels", type=Path, default=None, help="class names, one per line (default: the config's labels file)")
     p.add_argument("--size", type=int, default=None, help="model input size in pixels (default: from the config)")
     p.add_argument("--top-k", type=int, default=5, help="how many classes to print per image (default 5)")
     p.add_argument("--conf", type=float, default=0.25, help="detectors: lowest class score kept (default 0.25)")
-    p.add_argument("--iou", type=float, default=0.7, help="detectors: IoU above which NMS drops the weaker box of a class (default 0.7)")
+    p.add_argument("--iou", type=float, default=0.7, help="detectors: IoU above which NMS drops the weaker box of a "
+                                                          "class (default 0.7)")
     p.add_argument("--draw", default="detections", help="detectors: folder for the images with boxes drawn ('' = none)")
     p.add_argument("--core-mask", choices=list(CORE_MASKS), default="auto",
                    help="NPU cores to use: auto, 0, 1, 2, 0_1, 0_1_2, all (rk3588/rk3576 only; default auto)")
@@ -274,7 +279,8 @@ def import_rknnlite(version: str) -> Any:
     except ImportError:
         raise RunnerError(
             f"rknn-toolkit-lite2 is not installed for {sys.executable}; on the board run "
-            f"`python3 -m pip install rknn-toolkit-lite2=={version}` (aarch64 only, the same version as the toolkit that built the model)."
+            f"`python3 -m pip install rknn-toolkit-lite2=={version}` (aarch64 only, the same version as the toolkit "
+            "that built the model)."
         ) from None
     return RKNNLite
 

@@ -51,18 +51,21 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--params", help="parameters YAML (common: + per-notebook sections), e.g. params/sample.yaml")
     run.add_argument("--run-dir", help=f"run folder (default {DEFAULT_RUN.relative_to(REPO)}; for --sweep outputs/<sweep name>)")
     run.add_argument("--only", help="comma-separated notebook numbers or names, e.g. 20,30")
-    run.add_argument("--sweep", help="sweep YAML: variants (and/or a grid) run into sibling run folders, then one comparison page")
+    run.add_argument("--sweep", help="sweep YAML: variants (and/or a grid) run into sibling run folders, then one "
+                                     "comparison page")
     run.add_argument("--scheduler", help="dask scheduler address tcp://HOST:PORT for --sweep (default: DASK_SCHEDULER_ADDRESS, "
                                          "else a local cluster)")
     run.add_argument("--jobs", type=int, help="workers of the local cluster in a sweep (default: number of cores)")
     run.add_argument("--yes", action="store_true", help="run a sweep of more than --max-variants variants")
-    run.add_argument("--max-variants", type=int, default=variants.MAX_VARIANTS, help="largest sweep run without --yes (default %(default)s)")
+    run.add_argument("--max-variants", type=int, default=variants.MAX_VARIANTS, help="largest sweep run without --yes "
+                                                                                     "(default %(default)s)")
     run.add_argument("--board-wait", type=float, default=300.0,
                      help="seconds a board variant waits for a worker offering its chip resource (default %(default)s)")
     run.add_argument("--connect-timeout", type=float, default=cluster.CONNECT_TIMEOUT,
                      help="seconds to wait for the scheduler to answer (default %(default)s)")
     run.add_argument("--rerun", action="store_true", help="execute every notebook even when nothing changed since its last run")
-    run.add_argument("--progress", choices=("bars", "lines"), default="bars", help="a bar per notebook, or one line each (sweep workers)")
+    run.add_argument("--progress", choices=("bars", "lines"), default="bars", help="a bar per notebook, or one line "
+                                                                                   "each (sweep workers)")
     run.add_argument("--notebooks", help=argparse.SUPPRESS)  # the series' folder (tests run toy series)
     run.add_argument("--no-report", action="store_true", help="skip rendering HTML reports")
     rep = sub.add_parser("report", help="render <run>/report/: HTML of every executed notebook + index.html")
@@ -74,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             root = check_run_dir(args.run_dir)
             if not root.is_dir():
-                raise WorkbookError(f"Run folder {root} does not exist; run `python -m helpers run --run-dir {args.run_dir}` first.")
+                raise WorkbookError(f"Run folder {root} does not exist; run `python -m helpers run --run-dir "
+                                    f"{args.run_dir}` first.")
             print(f"report: {render(root)}")
             return 0
         if args.notebooks:
@@ -90,12 +94,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"comparison: {root / 'comparison.csv'} and {root / 'comparison.html'}")
             return 1 if failures else 0
         if args.scheduler:
-            raise WorkbookError("--scheduler applies to --sweep only; add --sweep FILE.yaml (a series runs its notebooks in order).")
+            raise WorkbookError("--scheduler applies to --sweep only; add --sweep FILE.yaml (a series runs its "
+                                "notebooks in order).")
         config = execute.load_params_file(args.params)
         lines = args.progress == "lines"
         only = args.only or config.pop("only", None)  # --only wins over the file's own `only:`
         result = run_series(config, args.run_dir or DEFAULT_RUN, only, progress=not lines, render=not args.no_report,
-                            log=(lambda msg: print(f"progress: {msg}", flush=True)) if lines else print, reuse_runs=not args.rerun)
+                            log=(lambda msg: print(f"progress: {msg}", flush=True)) if lines else print,
+                            reuse_runs=not args.rerun)
         if not result.ok:
             print(result.failure, file=sys.stderr)
         ran = len(result.done) - len(result.reused)

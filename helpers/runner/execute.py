@@ -1,4 +1,5 @@
-"""Execute the series headlessly with papermill (the HTML reports and the index page are helpers.runner.render and helpers.runner.index)."""
+"""Execute the series headlessly with papermill (the HTML reports and the index page are helpers.runner.render and
+helpers.runner.index)."""
 from __future__ import annotations
 
 import ast
@@ -168,7 +169,8 @@ class Prewarmed:
         self._thread.join()
         if self._error is not None and self.log:
             with contextlib.suppress(OSError), open(self.log, "a") as fh:
-                fh.write(f"[workbook] pre-warming a kernel for {self.notebook.name} failed: {type(self._error).__name__}: {self._error}\n")
+                fh.write(f"[workbook] pre-warming a kernel for {self.notebook.name} failed: "
+                         f"{type(self._error).__name__}: {self._error}\n")
         if self._km is not None and self._km.has_kernel and self._km.is_alive():
             return self._km
         self.shutdown()
@@ -201,7 +203,8 @@ def _declared(path: str, mtime_ns: int) -> tuple[tuple[str, Any], ...]:
     # Plain json, not nbformat: this runs inside every notebook's kernel (the parameter form), where
     # importing nbformat (and its JSON-schema machinery) would cost more than a second.
     cells = json.loads(Path(path).read_text(encoding="utf-8")).get("cells", [])
-    cell = next((c for c in cells if c.get("cell_type") == "code" and "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    cell = next((c for c in cells if c.get("cell_type") == "code" and "parameters" in c.get("metadata", {}).get("tags", [])),
+                None)
     if cell is None:
         return ()
     source = "".join(cell["source"]) if isinstance(cell.get("source"), list) else str(cell.get("source", ""))
@@ -211,7 +214,8 @@ def _declared(path: str, mtime_ns: int) -> tuple[tuple[str, Any], ...]:
         raise WorkbookError(f"The parameters cell of {Path(path).name} is not valid Python (line {exc.lineno}); fix it.") from exc
     found: dict[str, Any] = {}
     for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) and node.value else []
+        targets = (node.targets if isinstance(node, ast.Assign)
+                   else [node.target] if isinstance(node, ast.AnnAssign) and node.value else [])
         for target in targets:
             if isinstance(target, ast.Name):
                 found[target.id] = ast.get_source_segment(source, node.value)
@@ -248,10 +252,12 @@ def load_params_file(path: str | Path | None) -> dict[str, Any]:
     for key, section in data.items():
         if key == "only":  # which notebooks the file is for (e.g. a task the later notebooks do not handle yet)
             if not isinstance(section, (str, list)):
-                raise WorkbookError(f"'only' in parameters file {path} must be notebook numbers like \"00,10,20,30\" or a list of them.")
+                raise WorkbookError(f"'only' in parameters file {path} must be notebook numbers like \"00,10,20,30\" "
+                                    "or a list of them.")
             continue
         if section is not None and not isinstance(section, dict):
-            raise WorkbookError(f"Section {key!r} of parameters file {path} must be a mapping of parameter: value, not {section!r}.")
+            raise WorkbookError(f"Section {key!r} of parameters file {path} must be a mapping of parameter: value, not "
+                                f"{section!r}.")
     return data
 
 
@@ -267,7 +273,8 @@ def params_for(notebook: Path, config: dict[str, Any]) -> dict[str, Any]:
     section = config.get(name) or {}
     unknown_sections = [k for k in config if k not in ("common", "only") and k not in {notebook_name(n) for n in notebooks()}]
     if unknown_sections:
-        raise WorkbookError(f"Parameters file has section(s) {unknown_sections} that match no notebook; valid: common, {', '.join(notebook_name(n) for n in notebooks())}.")
+        raise WorkbookError(f"Parameters file has section(s) {unknown_sections} that match no notebook; valid: common, "
+                            f"{', '.join(notebook_name(n) for n in notebooks())}.")
     bad = sorted(set(section) - set(declared))
     if bad:
         raise WorkbookError(f"Unknown parameter(s) {bad} for {name}; valid keys: {', '.join(sorted(declared))}.")
@@ -290,7 +297,8 @@ def select(only: str | list[str] | None) -> list[Path]:
         match = [b for b in books if b.stem == token or b.stem.removesuffix(".ipynb") == token.removesuffix(".ipynb")
                  or b.stem.split("_", 1)[0] == token]
         if not match:
-            raise WorkbookError(f"--only {token!r} matches no notebook in notebooks/; choose from {', '.join(b.stem for b in books)}.")
+            raise WorkbookError(f"--only {token!r} matches no notebook in notebooks/; choose from "
+                                f"{', '.join(b.stem for b in books)}.")
         chosen += match
     return [b for b in books if b in chosen]
 
@@ -306,13 +314,15 @@ def dead_kernel_details(executed: Path | None) -> list[str]:
             cells = json.loads(executed.read_text()).get("cells", [])
         except ValueError:
             cells = []
-        started = [c for c in cells if c.get("cell_type") == "code" and (c.get("metadata", {}).get("papermill") or {}).get("start_time")]
+        started = [c for c in cells
+                   if c.get("cell_type") == "code" and (c.get("metadata", {}).get("papermill") or {}).get("start_time")]
         if started:
             source = "".join(started[-1].get("source", "")).strip().splitlines()
             lines.append("  it was running this cell:")
             lines += [f"    | {ln}" for ln in source[:8]] + (["    | ..."] if len(source) > 8 else [])
     root = executed.parent.parent if executed is not None else None
-    logs = sorted((p for p in root.rglob("*.log") if "executed" not in p.parts), key=lambda p: p.stat().st_mtime) if root and root.is_dir() else []
+    logs = (sorted((p for p in root.rglob("*.log") if "executed" not in p.parts), key=lambda p: p.stat().st_mtime)
+            if root and root.is_dir() else [])
     tail = log_tail(logs[-1], 12) if logs else ""
     if tail:
         lines.append(f"  last lines of the step log {logs[-1]}:")

@@ -121,7 +121,8 @@ def top1_of(row: dict[str, Any] | None) -> float | None:
 def demo_images(root: Path, notebook: str) -> int:
     """demo_calib_images a notebook ran with (params.json), 0 when it ran without demo mode or not at all."""
     params = read_json(Path(root) / "params.json")
-    value = params.get(notebook, {}).get("demo_calib_images") if isinstance(params, dict) and isinstance(params.get(notebook), dict) else 0
+    section = params.get(notebook) if isinstance(params, dict) else None
+    value = section.get("demo_calib_images") if isinstance(section, dict) else 0
     return int(number(value) or 0)
 
 
@@ -222,8 +223,9 @@ def sweep_figure(root: Path, metric: Metric) -> Figure:
     fp32 = number(row.get(f"fp32_{metric.key}"))
     delta = delta if delta is not None else (100 * (value - fp32) if fp32 is not None else None)
     calib = str(row.get("calibration") or "")
-    notes = ([f"{delta:+.1f} pt vs FP32"] if delta is not None else []) + \
-        ([f"DEMO calibration ({calib.removeprefix('demo: ')})"] if calib.startswith("demo") else []) + [f"best of {built} settings built"]
+    notes = (([f"{delta:+.1f} pt vs FP32"] if delta is not None else [])
+             + ([f"DEMO calibration ({calib.removeprefix('demo: ')})"] if calib.startswith("demo") else [])
+             + [f"best of {built} settings built"])
     text = f"{row.get('algorithm')} / {row.get('method')}: {metric.text(value)} {metric.label} ({'; '.join(notes)})"
     return Figure(label, text, "analysis/sweep.csv", value)
 
@@ -268,7 +270,8 @@ def key_figures(root: Path) -> list[Figure]:
     else:
         add("Hybrid top-1", number(best["top1"]) if best else None, lambda x: f"{pct(x)}{note((base or {}).get('top1'), pct)}",
             "hybrid/compare.csv")
-        add("Final-output cosine INT8 vs FP32 (mean)", number(comparison.get("mean_cosine")), lambda x: f"{x:.4f}", "eval/metrics.json")
+        add("Final-output cosine INT8 vs FP32 (mean)", number(comparison.get("mean_cosine")), lambda x: f"{x:.4f}",
+            "eval/metrics.json")
     add("Final-output cosine hybrid vs FP32 (mean)", number(best.get("mean_cosine")) if best else None,
         lambda x: f"{x:.4f}{note((base or {}).get('mean_cosine'), lambda v: f'{v:.4f}')}", "hybrid/compare.csv")
     conv = convert if isinstance(convert, dict) else {}
@@ -277,7 +280,8 @@ def key_figures(root: Path) -> list[Figure]:
     rknn = number(conv.get("rknn_bytes"))
     add("RKNN INT8 model size", rknn if rknn is not None else file_size(root / "rknn" / "model.rknn"), size, "rknn/model.rknn")
     hybrid_file = Run(root).resolve(str(best["file"])) if best and best.get("file") else None
-    add("RKNN hybrid model size", file_size(hybrid_file) if hybrid_file else None, lambda x: f"{size(x)}{' (demo)' if demo else ''}",
+    add("RKNN hybrid model size", file_size(hybrid_file) if hybrid_file else None,
+        lambda x: f"{size(x)}{' (demo)' if demo else ''}",
         f"hybrid/{hybrid_file.name}" if hybrid_file else "hybrid/model_hybrid.rknn")
     add("Conversion time (load + build + export)", number(conv.get("seconds")), lambda x: f"{x:.1f} s", "rknn/convert.json")
     figs.append(board_status(root))
@@ -289,10 +293,11 @@ def board_status(root: Path) -> Figure:
     devices = read_json(root / "board" / "devices.json")
     if not isinstance(devices, dict):
         return Figure("Board", None, "board/devices.json")
-    found = [str(d.get("id", d) if isinstance(d, dict) else d) for key in ("found", "adb", "ntb") for d in (devices.get(key) or [])
-             if isinstance(devices.get(key), list)]
+    found = [str(d.get("id", d) if isinstance(d, dict) else d) for key in ("found", "adb", "ntb")
+             for d in (devices.get(key) or []) if isinstance(devices.get(key), list)]
     found = list(dict.fromkeys(found))
-    text = str(devices.get("status") or "").strip() or (f"{len(found)} device(s): {', '.join(found[:3])}" if found else "no board found")
+    listed = f"{len(found)} device(s): {', '.join(found[:3])}" if found else "no board found"
+    text = str(devices.get("status") or "").strip() or listed
     perf = read_json(root / "board" / "perf.json")
     fps = pick(perf, r"(.*\.)?(total_)?fps") if perf else None
     if fps:

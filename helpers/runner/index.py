@@ -199,12 +199,15 @@ def index_html(s: Summary) -> str:
         shared = calibs.pop() if len(calibs) == 1 else ""  # one calibration for every quantized row: said once, not per row
         skip = {"layers", "file", "note", "min_cosine"} | ({"calibration"} if shared else set())
         cols = [c for c in rows[0] if c and c.lower() not in skip] + (["note"] if "note" in rows[0] else [])
-        out.append('<p class=sub>From hybrid/compare.csv (notebook 60 measures its strategies against its own INT8 baseline, built with '
+        out.append('<p class=sub>From hybrid/compare.csv (notebook 60 measures its strategies against its own INT8 '
+                   'baseline, built with '
                    f'the same calibration{": " + esc(shared) if shared else ""}).</p>')
         demo = demo_images(s.root, "60_hybrid_quantization")
         if demo:
-            out.append(f'<p class=demo id="hybrid-demo">DEMO: notebook 60 ran with demo_calib_images = {demo}, so these models were '
-                       "calibrated on a deliberately poor set. Compare them with the INT8 row of this table, not with notebook 30's "
+            out.append(f'<p class=demo id="hybrid-demo">DEMO: notebook 60 ran with demo_calib_images = {demo}, so '
+                       'these models were '
+                       "calibrated on a deliberately poor set. Compare them with the INT8 row of this table, not with "
+                       "notebook 30's "
                        "INT8; none of them goes into the deployment bundle.</p>")
         out.append('<div style="overflow-x:auto"><table id="hybrid"><tr>' + "".join(f"<th>{esc(c)}</th>" for c in cols) + "</tr>")
         for r in rows:
@@ -226,7 +229,8 @@ def index_html(s: Summary) -> str:
     if s.plots:
         for caption, path in s.plots:
             if Run(s.root).relative(path) in WIDE_PLOTS:
-                out.append(f'<figure style="display:block">{_img(path, "max-width:100%")}<figcaption>{esc(caption)}</figcaption></figure>')
+                out.append(f'<figure style="display:block">{_img(path, "max-width:100%")}'
+                           f"<figcaption>{esc(caption)}</figcaption></figure>")
             else:
                 out.append(f"<figure>{_img(path)}<figcaption>{esc(caption)}</figcaption></figure>")
     else:
@@ -304,7 +308,8 @@ def write_comparison(root: Path, rows: list[dict[str, Any]], dirs: dict[str, Pat
         else f"<td>{esc(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in rows)
     page = (f"<!doctype html><html><head><meta charset=utf-8><title>Sweep {esc(root.name)}</title><style>"
             "body{font-family:system-ui,sans-serif;margin:2rem} table{border-collapse:collapse} th,td{border:1px solid #ccd;"
-            "padding:.3rem .6rem} th{background:#eef1f6} tr.failed td{background:#fdecec} figure{display:inline-block;margin:1rem}"
+            "padding:.3rem .6rem} th{background:#eef1f6} tr.failed td{background:#fdecec} "
+            "figure{display:inline-block;margin:1rem}"
             "</style></head><body>"
             f"<h1>Sweep {esc(root.name)}</h1><table id=comparison><tr>{head}</tr>{body}</table>"
             + (f"<h2>Across the sweep</h2><div id=plots>{images}</div>" if images else "") + "</body></html>")

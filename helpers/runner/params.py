@@ -248,12 +248,14 @@ def check(notebook: str, values: dict[str, Any], declared: dict[str, Any] | None
     full = {**declared, **values}
     size = full.get("imgsz")
     if _whole(size) and 0 < size < 8:
-        raise _say(notebook, "imgsz", full["imgsz"], "is too small for a model input", "give 8 or more pixels, or 0 for the model's own")
+        raise _say(notebook, "imgsz", full["imgsz"], "is too small for a model input", "give 8 or more pixels, or 0 "
+                                                                                       "for the model's own")
     means, stds = full.get("mean_values"), full.get("std_values")
     if isinstance(means, (list, tuple)) and isinstance(stds, (list, tuple)):
         channels = max(len(means), len(stds))
         try:  # the one per-channel rule (task.fit_norm): a single repeated value fits any channel count
-            full |= {"mean_values": fit_norm(means, channels, "mean_values"), "std_values": fit_norm(stds, channels, "std_values")}
+            full |= {"mean_values": fit_norm(means, channels, "mean_values"),
+                     "std_values": fit_norm(stds, channels, "std_values")}
         except WorkbookError:
             given, other = ("mean_values", "std_values") if "std_values" not in values else ("std_values", "mean_values")
             raise _say(notebook, given, full[given], f"has {len(full[given])} value(s) but {other}={full[other]!r} has "

@@ -76,7 +76,8 @@ def run_variants(ex: Executor, configs: dict[str, dict[str, Any]], dirs: dict[st
             ex.on_progress(show)
         started = time.monotonic()
         futures = {_submit(ex, v, configs[v], dirs[v], only): v for v in configs}
-        needs = {v: board_resources(configs[v], only) for v in configs} if isinstance(ex, cluster.DaskExecutor) and not ex.local else {}
+        remote = isinstance(ex, cluster.DaskExecutor) and not ex.local
+        needs = {v: board_resources(configs[v], only) for v in configs} if remote else {}
         pending = set(futures)
         try:
             while pending:
@@ -96,7 +97,8 @@ def run_variants(ex: Executor, configs: dict[str, dict[str, Any]], dirs: dict[st
                             fut.cancel()
                             pending.discard(fut)
                             msg = (f"variant {v} needs a worker with the resource {missing[0]!r} (its board) and none of the "
-                                   f"{ex.workers()} worker(s) at {ex.address} offered it within {board_wait:g} s; start one on the "
+                                   f"{ex.workers()} worker(s) at {ex.address} offered it within {board_wait:g} s; "
+                                   "start one on the "
                                    f"machine wired to the board: dask worker {ex.address} --resources \"{missing[0]}=1\".")
                             results[v] = cluster.VariantResult(v, False, msg, time.monotonic() - started)
                             bar.write(f"[{v}] FAILED: {msg}")
@@ -136,8 +138,9 @@ def run_sweep(sweep_file: str | Path, run_dir: str | Path | None, only: str | No
     with (contextlib.nullcontext(executor) if executor is not None
           else cluster.executor(address, workers, connect_timeout)) as ex:
         Run.at(root)
-        where = (f"the dask cluster at {address} ({ex.workers()} worker(s))" if isinstance(ex, cluster.DaskExecutor) and not ex.local
-                 else f"a local dask cluster of {workers} worker(s)" if isinstance(ex, cluster.DaskExecutor) else "the given executor")
+        dask = isinstance(ex, cluster.DaskExecutor)
+        where = (f"the dask cluster at {address} ({ex.workers()} worker(s))" if dask and not ex.local
+                 else f"a local dask cluster of {workers} worker(s)" if dask else "the given executor")
         print(f"sweep: {len(configs)} variant(s) into {root}/<variant>/ on {where}", flush=True)
         if isinstance(ex, cluster.DaskExecutor) and ex.dashboard:
             print(f"sweep: dashboard {ex.dashboard}", flush=True)

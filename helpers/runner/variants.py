@@ -26,8 +26,10 @@ def grid_key(key: str, path: Path) -> tuple[str, str]:
     else:
         ok = section in books and param in execute.declared_parameters(books[section])
     if not ok:
-        example = next((f"{n}.{p}" for n, nb in books.items() for p in execute.declared_parameters(nb) if p != "run_dir"), "20_convert.calib_images")
-        raise WorkbookError(f"Grid key {key!r} in sweep file {path} is a parameter no notebook declares; write NOTEBOOK.PARAMETER "
+        example = next((f"{n}.{p}" for n, nb in books.items() for p in execute.declared_parameters(nb) if p != "run_dir"),
+                       "20_convert.calib_images")
+        raise WorkbookError(f"Grid key {key!r} in sweep file {path} is a parameter no notebook declares; write "
+                            "NOTEBOOK.PARAMETER "
                             f"(e.g. {example}) or a parameter some notebook declares, as in its parameters cell.")
     return section, param
 
@@ -58,7 +60,8 @@ def slug(value: Any) -> str:
 def expand_grid(grid: Any, path: Path) -> dict[str, tuple[dict[str, dict[str, Any]], dict[str, Any]]]:
     """{variant name: (sections override, {grid key: value})} for every combination of the grid's lists."""
     if not isinstance(grid, dict) or not grid:
-        raise WorkbookError(f"Sweep file {path}: 'grid:' must map NOTEBOOK.PARAMETER to a list of values, e.g. 20_convert.calib_images: [10, 50].")
+        raise WorkbookError(f"Sweep file {path}: 'grid:' must map NOTEBOOK.PARAMETER to a list of values, e.g. "
+                            "20_convert.calib_images: [10, 50].")
     keys = list(grid)
     parsed = [grid_key(k, path) for k in keys]
     lists = []
@@ -137,7 +140,8 @@ def plots(root: Path, params: dict[str, dict[str, Any]], figures: dict[str, dict
                and all(_number(p.get(k)) is not None for p in params.values())]
     for x in numeric:
         for label in plotted(figures):
-            points = {v: (_number(params[v][x]), figures[v].get(label)) for v in params if figures.get(v, {}).get(label) is not None}
+            points = {v: (_number(params[v][x]), figures[v].get(label)) for v in params
+                      if figures.get(v, {}).get(label) is not None}
             if len(points) < 2:
                 continue
             others = [k for k in keys if k != x and len({str(p.get(k)) for p in params.values()}) > 1]
@@ -197,7 +201,8 @@ def load_sweep(path: str | Path) -> tuple[dict[str, dict[str, Any]], str | None]
         raise WorkbookError(f"Sweep file {path} has unknown key(s) {extra}; valid keys: {', '.join(sorted(SWEEP_KEYS))}.")
     variants = data.get("variants") or {}
     if not isinstance(variants, dict) or not (variants or data.get("grid")):
-        raise WorkbookError(f"Sweep file {path} needs a non-empty 'variants:' mapping of name: {{section: {{param: value}}}} or a 'grid:'.")
+        raise WorkbookError(f"Sweep file {path} needs a non-empty 'variants:' mapping of name: {{section: {{param: "
+                            "value}} or a 'grid:'.")
     base: dict[str, Any] = {}
     if data.get("base"):
         base_path = Path(data["base"])
@@ -214,7 +219,8 @@ def load_sweep(path: str | Path) -> tuple[dict[str, dict[str, Any]], str | None]
     configs = {}
     for name, override in overrides.items():
         if not isinstance(override, dict) or not str(name).replace("-", "_").replace(".", "_").isidentifier():
-            raise WorkbookError(f"Sweep variant {name!r} must be a simple name mapped to parameter sections (e.g. rk3566: {{20_convert: {{target_platform: rk3566}}}}).")
+            raise WorkbookError(f"Sweep variant {name!r} must be a simple name mapped to parameter sections (e.g. "
+                                "rk3566: {20_convert: {target_platform: rk3566}}).")
         merged = {k: dict(v or {}) for k, v in base.items()}
         for section, values in override.items():
             if not isinstance(values, dict):
