@@ -17,6 +17,7 @@ import yaml
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import REPO
 from helpers.runner import execute, series, status, variant_runs, variants
+from helpers.runner.series import run_series
 
 PARAMS = REPO / "params"
 NAMES = [nb.stem for nb in execute.notebooks()]
@@ -318,12 +319,12 @@ def test_changing_a_later_parameter_reruns_only_what_depends_on_it(series):
                            int(execute.declared_parameters(REPO / "notebooks" / "30_simulator_inference.ipynb")["batch"]))
     section["batch"] = 8 if original != 8 else 4
     try:
-        result = series.run_series(config, root, only="10,20,30", progress=False, render=False)
+        result = run_series(config, root, only="10,20,30", progress=False, render=False)
         assert result.ok, result.failure
         after = records()
     finally:  # put the shared run folder back as the other tests expect it
         section["batch"] = original
-        series.run_series(config, root, only="30", progress=False, render=False)
+        run_series(config, root, only="30", progress=False, render=False)
     changed = {k for k in after if after[k].get("finished") != before.get(k, {}).get("finished")}
     upstream = {k for k in before if k[:2] in {"10", "20"} or not k[:2].isdigit()}
     assert upstream and not (changed & upstream), f"upstream steps recomputed: {changed & upstream}"
