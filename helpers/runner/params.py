@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from helpers.core.errors import WorkbookError
+from helpers.core.paths import REPO, SAMPLE_DATA
+from helpers.runner.execute import NOTEBOOKS, declared_parameters, notebook_name
 from helpers.steps import convert
+from helpers.steps.convert import QUANTIZED_ALGORITHMS, QUANTIZED_METHODS, ConvertConfig
+from helpers.steps.export import exporter
+from helpers.steps.export.models import check_model_path
+from helpers.tasks.data import detect_yaml, load_split
 from helpers.tasks.identify import TASKS, fit_norm
 
 Rule = Callable[[str, Any, str], None]  # (notebook, value, name) -> None, or raise WorkbookError
@@ -72,8 +78,6 @@ def numbers_per_channel(nb: str, value: Any, name: str = "") -> None:
 
 def sweep_pairs(nb: str, value: Any, name: str = "") -> None:
     """50's sweep_grid: [quantized_algorithm, quantized_method] pairs the toolkit knows."""
-    from helpers.steps.convert import QUANTIZED_ALGORITHMS, QUANTIZED_METHODS
-
     ok = isinstance(value, list) and all(isinstance(p, (list, tuple)) and len(p) == 2 and p[0] in QUANTIZED_ALGORITHMS
                                          and p[1] in QUANTIZED_METHODS for p in value)
     if not ok:
@@ -88,8 +92,6 @@ def names(nb: str, value: Any, name: str = "") -> None:
 
 def resolve(value: str) -> Path:
     """A path parameter as the notebooks read it: ~ expanded, relative = from the repository root."""
-    from helpers.core.paths import REPO
-
     path = Path(value).expanduser()
     return path if path.is_absolute() else REPO / path
 
@@ -111,8 +113,6 @@ def data_folder(nb: str, value: Any, name: str = "") -> None:
         raise _say(nb, name, value, f"has no train/ and val/ sub-folders (nor a data.yaml) in {path}",
                    "lay it out as <dir>/{train,val}/<class>/<image>, or give a YOLO data.yaml")
     if not (path / "data.yaml").is_file():
-        from helpers.tasks.data import load_split
-
         for split in ("train", "val"):
             try:
                 load_split(path, split)
@@ -124,7 +124,6 @@ def model_file(nb: str, value: Any, name: str = "") -> None:
     """model: empty (the sample), or an existing .pt/.torchscript/.onnx that really is such a model."""
     if not isinstance(value, str) or not value.strip():
         return
-    from helpers.steps.export.models import check_model_path
 
     try:
         check_model_path(value)
@@ -197,8 +196,6 @@ def enumeration(name: str) -> Rule | None:
 
 def literals(notebook: str | Path) -> dict[str, Any]:
     """{name: value} of a notebook's parameters cell (a value that is not a plain literal is left out)."""
-    from helpers.runner.execute import NOTEBOOKS, declared_parameters
-
     path = Path(notebook) if str(notebook).endswith(".ipynb") else NOTEBOOKS / f"{notebook}.ipynb"
     if not path.exists():
         return {}
@@ -266,8 +263,6 @@ def check(notebook: str, values: dict[str, Any], declared: dict[str, Any] | None
 
 def convert_options(notebook: str, values: dict[str, Any]) -> None:
     """The toolkit's options through ConvertConfig.validate (the per-channel count waits for the model)."""
-    from helpers.steps.convert import ConvertConfig
-
     try:
         cfg = ConvertConfig.from_dict(values)
     except TypeError as exc:  # a required option missing: the notebook's own cell decides
@@ -281,8 +276,6 @@ def convert_options(notebook: str, values: dict[str, Any]) -> None:
 
 def val_classes(data_dir: Path) -> int | None:
     """How many class folders data_dir/val has (None for a detection data set or an unreadable folder)."""
-    from helpers.tasks.data import detect_yaml, load_split
-
     if detect_yaml(data_dir) is not None:
         return None
     try:
@@ -304,10 +297,8 @@ def check_classes(notebook: str, data_dir: str, outputs: int | None, model_said:
 
 def model_outputs(path: Path) -> int | None:
     """Scores a classification model outputs (None when unknown, e.g. a detector or an unreadable file)."""
-    from helpers.steps.export.exporter import model_outputs as outputs
-
     try:
-        return outputs(path)
+        return exporter.model_outputs(path)
     except Exception:  # noqa: BLE001 - the model's own check says what is wrong with it, elsewhere
         return None
 
@@ -322,8 +313,6 @@ def check_plan(steps: list[tuple[Path, dict[str, Any]]], run_root: Path | None =
     """The runner's check before any notebook starts: every planned notebook's values (its cell's literals
     filling what is not given), then each later data_dir against the model the run will have: notebook
     10's `model` (or the sample trained on 10's data_dir) when 10 is planned, else the run's model.onnx."""
-    from helpers.runner.execute import notebook_name
-
     full: dict[str, dict[str, Any]] = {}
     for nb, params in steps:
         name = notebook_name(nb)
@@ -334,14 +323,10 @@ def check_plan(steps: list[tuple[Path, dict[str, Any]]], run_root: Path | None =
     export = next((v for k, v in full.items() if k.startswith("10_")), None)
     if export is not None and export.get("task", "classify") in ("classify", ""):
         if str(export.get("model", "")).strip():
-            from helpers.steps.export.models import check_model_path
-
             model = check_model_path(export["model"])
             if model.suffix.lower() == ".onnx":  # a .pt would cost torch's import on every run: 20's form checks its export
                 outputs, said = model_outputs(model), f"notebook 10's model {export['model']!r}"
         else:
-            from helpers.core.paths import SAMPLE_DATA
-
             sample = export.get("data_dir") or ""
             digits = val_classes(SAMPLE_DATA) if SAMPLE_DATA.is_dir() else 10  # the bundled sample: ten digits
             outputs = val_classes(resolve(sample)) if sample.strip() else digits
