@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helpers.core.errors import WorkbookError
+from helpers.core.paths import atomic_path
 from helpers.steps.convert import ConvertRecord, rebuild
 from helpers.steps.export.detect_head import decode_options, onnx_metadata
 from helpers.tasks.preprocess import read_rgb
@@ -111,8 +112,8 @@ def generate_cpp_demo(record: ConvertRecord, out_dir: str | Path, log_path: str 
             rk.codegen(output_path=str(scratch / "cpp"), inputs=[str(Path(image).resolve())] if image else None, overwrite=True)
         if detector:
             add_detect_demo(scratch / "cpp", end2end(record))
-        shutil.rmtree(out_dir, ignore_errors=True)
-        (scratch / "cpp").replace(out_dir)
+        with atomic_path(out_dir) as tmp:
+            (scratch / "cpp").replace(tmp)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     with_golden = " with a golden output for the sample image" if image else ""
