@@ -68,7 +68,8 @@ def read_json(path: Path) -> dict:
 
 def notebook_times(run_dir: Path) -> dict[str, tuple[str, float]]:
     """{notebook: (how, seconds)} from the runner's executed/status.json."""
-    return {k: (v.get("how", "?"), float(v.get("seconds") or 0.0)) for k, v in read_json(run_dir / "executed" / "status.json").items()}
+    return {k: (v.get("how", "?"), float(v.get("seconds") or 0.0)) for k,
+            v in read_json(run_dir / "executed" / "status.json").items()}
 
 
 def figures(run_dir: Path) -> list[str]:
@@ -80,7 +81,8 @@ def figures(run_dir: Path) -> list[str]:
     if train:
         out.append(f"training: {train.get('train_seconds')} s, {train.get('epochs')} epochs at {train.get('imgsz')} px; "
                    f"ultralytics val after training mAP50-95 {train.get('map50_95', 0):.3f}")
-    for (head, precision), label in ((("split", "FP32"), "FP32 (ONNX Runtime)"), (("split", "INT8"), "INT8 split head (simulator)"),
+    for (head, precision), label in ((("split", "FP32"), "FP32 (ONNX Runtime)"),
+                                     (("split", "INT8"), "INT8 split head (simulator)"),
                                      (("stock", "INT8"), "INT8 stock head (simulator)")):
         r = rows.get((head, precision))
         if r:
@@ -92,7 +94,8 @@ def figures(run_dir: Path) -> list[str]:
         out.append(f"{'ultralytics val() (same .pt)':<30} mAP50-95 {uv['map50_95']:.3f}  mAP50 {uv['map50']:.3f}  "
                    f"(workbook FP32 {100 * abs(fp32['map50_95'] - uv['map50_95']):.1f} pt apart)")
     if fp32 and rows.get(("split", "INT8")):
-        out.append(f"INT8 split vs FP32: {100 * (rows[('split', 'INT8')]['map50_95'] - fp32['map50_95']):+.1f} pt mAP50-95 (target: within 2 pt)")
+        out.append(f"INT8 split vs FP32: {100 * (rows[('split', 'INT8')]['map50_95'] - fp32['map50_95']):+.1f} pt "
+                   "mAP50-95 (target: within 2 pt)")
     return out + later_figures(run_dir)
 
 
@@ -111,7 +114,8 @@ def later_figures(run_dir: Path) -> list[str]:
     chosen = read_json(run_dir / "hybrid" / "chosen.json")
     if int8 and chosen.get("map50_95") is not None:
         gap = 100 * (chosen["map50_95"] - float(int8["map50_95"]))
-        out.append(f"exported hybrid {chosen['model']} ({chosen['float16_layers']} float16): mAP50-95 {chosen['map50_95']:.3f} vs INT8 "
+        out.append(f"exported hybrid {chosen['model']} ({chosen['float16_layers']} float16): mAP50-95 "
+                   f"{chosen['map50_95']:.3f} vs INT8 "
                    f"{float(int8['map50_95']):.3f} with the same calibration, {gap:+.2f} pt (target: not below INT8)")
     curve = [f"{r['layers']}: {float(r['map50_95']):.3f}" for r in rows("hybrid/search.csv")]
     if curve:
@@ -125,7 +129,8 @@ def load() -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", default="params/detect.yaml", help="parameters file, relative to the repository (default %(default)s)")
+    ap.add_argument("--params", default="params/detect.yaml", help="parameters file, relative to the repository "
+                                                                   "(default %(default)s)")
     ap.add_argument("--only", help="notebooks to run (default: the file's own `only:`)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary copy and its run folder")
     a = ap.parse_args()
@@ -154,7 +159,8 @@ def main() -> int:
         (how_c, s_c), (how_w, s_w) = cold_nb[name], warm_nb.get(name, ("-", 0.0))
         print(f"  {name:<26}{s_c:>8.1f} s {how_c:<6}{s_w:>8.1f} s {how_w:<6}")
     print(f"  {'whole command':<26}{cold:>8.1f} s       {warm:>8.1f} s")
-    print(f"warm/cold = {warm / cold:.3f} (target < 0.25); cold {cold / 60:.1f} min (target < 8 min on 2 cores, training included)")
+    print(f"warm/cold = {warm / cold:.3f} (target < 0.25); cold {cold / 60:.1f} min (target < 8 min on 2 cores, "
+          "training included)")
     print(f"load average (1/5/15 min): after cold {load_cold}, after warm {load_warm}")
     print("\n== the run's own figures")
     for line in figures(run_dir):

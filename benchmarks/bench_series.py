@@ -217,8 +217,10 @@ def main() -> int:
         sweep_par, sweep_seq = bench_sweep(a.params, run_dir, {k: v for k, v in env.items() if k != "WORKBOOK_TOOLKIT_TIMES"})
 
     print("\n== series wall time (python -m helpers run, reports included)")
-    print(f"cold  {cold:7.1f} s   toolkit {cold_tk:6.1f} s ({100 * cold_tk / cold:4.1f} %)   our code + papermill/kernels {cold - cold_tk:6.1f} s ({100 * (cold - cold_tk) / cold:4.1f} %)")
-    print(f"warm  {warm:7.1f} s   toolkit {warm_tk:6.1f} s   warm/cold = {warm / cold:.3f} (target < 0.10)   steps recomputed: {recomputed_warm or 'none'}")
+    print(f"cold  {cold:7.1f} s   toolkit {cold_tk:6.1f} s ({100 * cold_tk / cold:4.1f} %)   our code + "
+          f"papermill/kernels {cold - cold_tk:6.1f} s ({100 * (cold - cold_tk) / cold:4.1f} %)")
+    print(f"warm  {warm:7.1f} s   toolkit {warm_tk:6.1f} s   warm/cold = {warm / cold:.3f} (target < 0.10)   steps "
+          f"recomputed: {recomputed_warm or 'none'}")
     for change, secs, tk, recomputed in lates:
         print(f"change {change}: {secs:.1f} s (toolkit {tk:.1f} s); steps recomputed: {recomputed or 'none'}")
     print("\n== cold, per notebook (papermill duration) and per cached step (.cache/*.json seconds)")
@@ -230,8 +232,10 @@ def main() -> int:
     if sweep_par is not None:
         print(f"\n== 6-variant sweep (notebook 20: 3 chips x 2 algorithms), {os.cpu_count()} cores")
         print(f"local dask cluster {sweep_par:7.1f} s   one after another {sweep_seq:7.1f} s   ratio {sweep_par / sweep_seq:.3f}")
-    print(f"\nsummary: cold {cold:.1f} s, warm {warm:.1f} s (ratio {warm / cold:.3f}, target < 0.10), toolkit share of cold {100 * cold_tk / cold:.1f} %"
-          + (f"; sweep of 6 on the local cluster / one after another = {sweep_par:.1f} / {sweep_seq:.1f} s = {sweep_par / sweep_seq:.3f}"
+    print(f"\nsummary: cold {cold:.1f} s, warm {warm:.1f} s (ratio {warm / cold:.3f}, target < 0.10), toolkit share of "
+          f"cold {100 * cold_tk / cold:.1f} %"
+          + (f"; sweep of 6 on the local cluster / one after another = {sweep_par:.1f} / {sweep_seq:.1f} s = "
+             f"{sweep_par / sweep_seq:.3f}"
              if sweep_par is not None else ""))
     return 0
 

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from helpers.core.paths import Run  # noqa: E402
-from helpers.steps import convert, evaluate
+from helpers.steps import convert, evaluate  # noqa: E402
 from helpers.steps.export import exporter  # noqa: E402
 from helpers.tasks.classify import metric  # noqa: E402
 from helpers.tasks.data import load_split, resolve_data_dir, write_calibration_list  # noqa: E402

@@ -9,7 +9,8 @@ detect at 640, torchvision ResNet18 and MobileNetV3-small at 224, a small graysc
 exported the way older exporters do (opset 11, initializers among the graph inputs, dynamic batch).
 Each cell (model, chip, dtype) builds in a child process: a build that aborts the toolkit's process
 becomes a row with its reason. When a build fails and the toolkit's log names rules to disable, the
-cell retries with them (as long as the log names new ones) and the row says which. Writes <out>/matrix.csv, matrix.md, matrix.html;
+cell retries with them (as long as the log names new ones) and the row says which. Writes <out>/matrix.csv, matrix.md,
+matrix.html;
 prints the wall time (not a pass/fail criterion). Cells run on the sweep executor
 (helpers.core.cluster.executor: a local dask cluster, or the scheduler at --scheduler, whose workers must
 see the same paths); `--executor threads` uses a local thread pool instead.
@@ -40,10 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="cells at once (each is its own child process; default 2)")
     p.add_argument("--images", type=int, default=4, help="images for calibration and the simulator-vs-ONNX cosine (default 4)")
     p.add_argument("--executor", choices=["auto", "dask", "threads"], default="auto",
-                   help="dask: helpers.core.cluster.executor; threads: a local thread pool; auto: dask when helpers.core.cluster exists")
+                   help="dask: helpers.core.cluster.executor; threads: a local thread pool; auto: dask when "
+                        "helpers.core.cluster exists")
     p.add_argument("--scheduler", default=None, help="dask scheduler address (default: a local cluster)")
     args = p.parse_args(argv)
-    use_dask = args.executor == "dask" or (args.executor == "auto" and importlib.util.find_spec("helpers.core.cluster") is not None)
+    has_dask = importlib.util.find_spec("helpers.core.cluster") is not None
+    use_dask = args.executor == "dask" or (args.executor == "auto" and has_dask)
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if use_dask:

@@ -1,4 +1,4 @@
-"""helpers: the code behind the RKNN deployment workbook's notebooks (see ARCHITECTURE in README)."""
+"""helpers: the code behind the RKNN deployment workbook's notebooks (see Layout in README.md)."""
 from __future__ import annotations
 
 import os

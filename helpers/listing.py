@@ -8,8 +8,11 @@ RKNN() / config / load / build lines of notebook 20's recorded conversion, for e
 """
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any, Iterable
+
+from IPython.display import display
 
 WIDTH = 100
 # config options a listing always shows (the ones the lessons discuss) and the defaults of the others,
@@ -73,9 +76,7 @@ def markdown(source: str, title: str = "", language: str = "python") -> str:
 def html_block(source: str, title: str = "", language: str = "python") -> str:
     """The block as self-contained HTML (inline colours, a framed background), so it reads as code in
     any static report."""
-    import html
-
-    try:
+    try:  # pygments is optional: without it the block is plain <pre>
         from pygments import highlight
         from pygments.formatters import HtmlFormatter
         from pygments.lexers import get_lexer_by_name
@@ -90,8 +91,6 @@ def html_block(source: str, title: str = "", language: str = "python") -> str:
 
 def show(source: str, title: str = "", language: str = "python") -> None:
     """Display the block in a notebook: framed HTML for the reports, Markdown and plain text as fallbacks."""
-    from IPython.display import display
-
     display({"text/html": html_block(source, title, language), "text/markdown": markdown(source, title, language),
              "text/plain": source}, raw=True)
 
@@ -143,7 +142,8 @@ def analysis_calls(record: Any, dataset: Path | None, images: Iterable[Path], ou
     """Notebook 50 as plain toolkit calls: build, then accuracy_analysis once per image (simulator only)."""
     lines = convert_calls(record, dataset=dataset)
     for k, img in enumerate(images):
-        lines.append(call("rknn.accuracy_analysis", inputs=[Path(img)], output_dir=Path(out_dir) / f"{k:02d}_{Path(img).stem}", target=None))
+        lines.append(call("rknn.accuracy_analysis", inputs=[Path(img)], output_dir=Path(out_dir) / f"{k:02d}_{Path(img).stem}",
+                          target=None))
     return code(lines, "rknn.release()")
 
 
@@ -155,7 +155,8 @@ def hybrid_calls(record: Any, dataset: Path | None, step1_dir: Path, stem: str, 
     return code(
         "import os", *head,
         f"os.chdir({literal(step1_dir)})  # step 1 writes {stem}.model, {stem}.data, {stem}.quantization.cfg here",
-        call("rknn.hybrid_quantization_step1", dataset=Path(dataset) if dataset else record.dataset, proposal=proposal, proposal_dataset_size=1),
+        call("rknn.hybrid_quantization_step1", dataset=Path(dataset) if dataset else record.dataset, proposal=proposal,
+             proposal_dataset_size=1),
         "rknn.release()",
         f"# copy {stem}.quantization.cfg, list the float16 layers under custom_quantize_layers (block mapping):",
         f"#   see {Path(edited_cfg).name}",

@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import ast
 import html
+import io
 import json
 import os
+import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ipywidgets as w
+from IPython.display import display
+
 from helpers.core.paths import HEADLESS_ENV, Run, write_json_atomic
 from helpers.runner import params as params_check
+from helpers.runner.execute import NOTEBOOKS, declared_parameters
 from helpers.runner.params import CHOICES
 from helpers.steps import convert
 
@@ -33,7 +39,8 @@ TARGET_PLATFORMS = convert.TARGET_PLATFORMS  # kept for notebooks not yet switch
 
 def _cell_source(notebook_path: Path) -> str:
     cells = json.loads(Path(notebook_path).read_text(encoding="utf-8")).get("cells", [])
-    cell = next((c for c in cells if c.get("cell_type") == "code" and "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    cell = next((c for c in cells if c.get("cell_type") == "code" and "parameters" in c.get("metadata", {}).get("tags", [])),
+                None)
     if cell is None:
         return ""
     return "".join(cell["source"]) if isinstance(cell.get("source"), list) else str(cell.get("source", ""))
@@ -42,9 +49,6 @@ def _cell_source(notebook_path: Path) -> str:
 def comments_of(source: str) -> dict[str, str]:
     """{name: its comment} for a parameters cell: the comment on the assignment's line(s), continued by
     indented comment-only lines right below it. This is the tooltip text: one place to write it."""
-    import io
-    import tokenize
-
     try:
         tree = ast.parse(source)
         tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
@@ -70,15 +74,11 @@ def comments_of(source: str) -> dict[str, str]:
 
 def tooltips(notebook: str) -> dict[str, str]:
     """The comments of notebooks/<notebook>.ipynb's parameters cell, by parameter name ({} if absent)."""
-    from helpers.runner.execute import NOTEBOOKS
-
     path = NOTEBOOKS / f"{notebook}.ipynb"
     return comments_of(_cell_source(path)) if path.exists() else {}
 
 
 def _widget_for(name: str, value: Any, choices: list[Any] | None, tip: str):
-    import ipywidgets as w
-
     style = {"description_width": "180px"}
     layout = w.Layout(width="520px")
     common = dict(description=name, description_tooltip=tip, tooltip=tip, style=style, layout=layout)
@@ -103,7 +103,8 @@ def _read(widget: Any, original: Any) -> Any:
     try:
         return ast.literal_eval(value)
     except (ValueError, SyntaxError) as exc:
-        raise ValueError(f"Parameter {widget.description} = {value!r} is not a valid Python literal; fix it in the form.") from exc
+        raise ValueError(f"Parameter {widget.description} = {value!r} is not a valid Python literal; "
+                         "fix it in the form.") from exc
 
 
 @dataclass
@@ -119,9 +120,6 @@ class Form:
     _note: Any = None
 
     def _ipython_display_(self) -> None:
-        import ipywidgets as w
-        from IPython.display import display
-
         self._note = w.HTML(self.note_html())
         reset = w.Button(description=RESET_LABEL, tooltip="Set every field back to the literal in the parameters cell",
                          layout=w.Layout(width="220px"))
@@ -208,8 +206,6 @@ def carry_edits(previous: Form, new: Form) -> None:
 
 def parameter_names(notebook: str) -> list[str] | None:
     """Names declared in notebooks/<notebook>.ipynb's `parameters` cell, or None if it is not there."""
-    from helpers.runner.execute import NOTEBOOKS, declared_parameters
-
     path = NOTEBOOKS / f"{notebook}.ipynb"
     return list(declared_parameters(path)) if path.exists() else None
 
@@ -223,7 +219,8 @@ def form(namespace: dict[str, Any], notebook: str, choices: dict[str, list[Any]]
     in the previous form keeps that value while the cell's literal is unchanged (see carry_edits)."""
     names = parameter_names(notebook)
     if names is None:  # a copied notebook outside notebooks/: take the plain literals given
-        names = [k for k, v in namespace.items() if not k.startswith("_") and isinstance(v, (bool, int, float, str, list, tuple, dict, type(None)))]
+        plain = (bool, int, float, str, list, tuple, dict, type(None))
+        names = [k for k, v in namespace.items() if not k.startswith("_") and isinstance(v, plain)]
     missing = [n for n in names if n not in namespace]
     if missing:
         raise NameError(f"Parameters {missing} are not defined; run the cell tagged 'parameters' first.")

@@ -49,7 +49,8 @@ def tiny_onnx(tmp_path_factory) -> Path:
         torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 3),
     ).eval()
     path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
-    torch.onnx.export(net, torch.randn(1, 3, 16, 16), str(path), opset_version=12, input_names=["images"], output_names=["logits"])
+    torch.onnx.export(net, torch.randn(1, 3, 16, 16), str(path), opset_version=12, input_names=["images"],
+                      output_names=["logits"])
     return path
 
 

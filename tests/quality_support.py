@@ -30,7 +30,8 @@ def outlier_onnx(folder: Path) -> Path:
         net[0].bias[0] += 50
         net[2].weight[:, 0] = 0
     path = Path(folder) / "outlier.onnx"
-    torch.onnx.export(net, torch.randn(1, 3, SIZE, SIZE), str(path), opset_version=12, input_names=["images"], output_names=["logits"])
+    torch.onnx.export(net, torch.randn(1, 3, SIZE, SIZE), str(path), opset_version=12, input_names=["images"],
+                      output_names=["logits"])
     return path
 
 

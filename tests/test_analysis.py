@@ -21,7 +21,8 @@ def _analyse(onnx, images, out, config=None, target=None):
         rk.config(**(config or {"mean_values": [[0, 0, 0]], "std_values": [[255, 255, 255]], "target_platform": "rk3588"}))
         rk.load_onnx(str(onnx))
         rk.build(do_quantization=True, dataset=str(dataset))
-        return analysis.run_accuracy_analysis(rk, images[:2], out / "snapshot", target=target, device_id=BOARD_ID or None, progress=False)
+        return analysis.run_accuracy_analysis(rk, images[:2], out / "snapshot", target=target, device_id=BOARD_ID or None,
+                                              progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,8 @@ def test_parser_splits_values_that_run_into_the_next_column(tmp_path):
     assert df.loc["/model.10/m/m.0/attn/MatMul_output_0_sw_sw", cols].tolist() == [-0.74612, 862.10931, 0.83862, 817.76227]
     assert df.loc["/model.10/m/m.0/attn/MatMul_output_0_sw_sw", "flags"] == ""
     assert df.loc["/cv2.2/cv2.2.0/conv/Conv_output_0", cols].tolist() == [0.68501, 18.50231, 0.99611, 2.19509]
-    assert df.loc["cls16_int8", cols].isna().all() and not df.loc["cls16_int8", "fused"] and "q_zero" in df.loc["cls16_int8", "flags"]
+    assert df.loc["cls16_int8", cols].isna().all() and not df.loc["cls16_int8", "fused"] and "q_zero" in df.loc["cls16_int8",
+        "flags"]
     assert np.isnan(df.loc["sum16", "entire_cos"]) and df.loc["sum16", "single_cos"] == 0.99999
 
 
@@ -141,7 +143,8 @@ def _classify_judge(record, onnx, images):
     from helpers.tasks.classify.judge import ClassifyJudge
 
     pixels = images.load(SIZE)
-    return ClassifyJudge("classify", "top1", "top-1", "top1_agreement", list(images.paths), pixels, fp32_outputs(record, onnx, pixels),
+    return ClassifyJudge("classify", "top1", "top-1", "top1_agreement", list(images.paths), pixels,
+                         fp32_outputs(record, onnx, pixels),
                          labels=np.asarray(images.labels))
 
 
@@ -171,7 +174,8 @@ def test_sweep_builds_each_cell_and_picks_the_best(tiny_images, tmp_path):
     with simulator_from_record(record, run.logs / "check.log", batch=1) as sim:
         int8 = evaluate(sim, images, SIZE, progress=False, pixels=judge.pixels)
     cmp = compare(fp32, int8)
-    assert (channel["top1"], channel["top1_delta_pt"], channel["top1_agreement"]) == (int8.top1, cmp.top1_delta_pt, cmp.top1_agreement)
+    assert (channel["top1"], channel["top1_delta_pt"], channel["top1_agreement"]) == (int8.top1, cmp.top1_delta_pt,
+                                                                                      cmp.top1_agreement)
     assert channel["mean_cosine"] == pytest.approx(cmp.mean_cosine, abs=1e-12)
     assert channel["min_cosine"] == pytest.approx(cmp.min_cosine, abs=1e-12)
     # one scale per channel rescues the seven small channels the outlier crushes in per-layer mode
@@ -198,16 +202,21 @@ def test_sweep_sentences_name_the_metric_of_the_table():
     """top-1: differences in images against binomial noise; mAP: in points against the judge's bootstrap noise."""
     top1 = _table("top1", [0.95, 0.97], 0.98, 100)
     text = text50.sweep_conclusion(top1, ("normal", "channel"))
-    assert ("The sweep's best setting is mmse/channel (97.00% top-1; 1 image = 1.00 pt); notebook 20's normal/channel gets 95.00%: "
+    assert ("The sweep's best setting is mmse/channel (97.00% top-1; 1 image = 1.00 pt); notebook 20's normal/channel gets "
+            "95.00%: "
             "+2 image(s), within noise (about ±4.4 images on 100)") in text
-    assert "scores top-1 95.00%, FP32 98.00% on the same 100 images: a loss of 3.0 pt against FP32, within noise (about ±4.4 pt)" in text
+    assert ("scores top-1 95.00%, FP32 98.00% on the same 100 images: a loss of 3.0 pt against FP32, within noise "
+            "(about ±4.4 pt)") in text
     detect = _table("map50_95", [0.70, 0.74], 0.75, 50)
     text = text50.sweep_conclusion(detect, ("normal", "channel"), noise_pt=2.0)
-    assert ("The sweep's best setting is mmse/channel (mAP50-95 0.740; 50 val images, noise about ±2.0 pt); notebook 20's normal/channel "
-            "gets 0.700: +4.0 pt mAP50-95, beyond noise (about ±2.0 pt on 50 images), so it is worth trying in notebook 20") in text
+    assert ("The sweep's best setting is mmse/channel (mAP50-95 0.740; 50 val images, noise about ±2.0 pt); notebook 20's "
+            "normal/channel "
+            "gets 0.700: +4.0 pt mAP50-95, beyond noise (about ±2.0 pt on 50 images), so it is worth trying in "
+            "notebook 20") in text
     assert "a loss of 5.0 pt against FP32, beyond noise (about ±2.0 pt): quantization costs measurable accuracy here" in text
     assert "top-1" not in text and "image(s)" not in text
-    assert text50.sweep_headline(detect, 2.0) == ("FP32 mAP50-95 on the same 50 images: **0.750** (noise about ±2.0 pt, two standard "
+    assert text50.sweep_headline(detect, 2.0) == ("FP32 mAP50-95 on the same 50 images: **0.750** (noise about ±2.0 pt, two "
+                                                  "standard "
                                                   "deviations of a bootstrap over the images).")
     best, why = analysis.best_row(detect)
     assert best["algorithm"] == "mmse" and "highest mAP50-95 (0.740)" in why
@@ -255,7 +264,8 @@ def test_a_sweep_cell_that_crashes_the_toolkit_becomes_its_row(tiny_images, tmp_
     sweep = analysis.run_sweep(crashing, [("normal", "channel")], judge, run.logs, batch=1)
     row = sweep.iloc[0]
     if not row["why"]:
-        pytest.skip("rknn-toolkit2 built w8a16 for rk3562 without aborting this time (native memory corruption is not deterministic); tests/test_isolate.py covers the crash path")
+        pytest.skip("rknn-toolkit2 built w8a16 for rk3562 without aborting this time (native memory corruption is not "
+                    "deterministic); tests/test_isolate.py covers the crash path")
     assert np.isnan(row["top1"]) and row["why"].startswith("the build crashed its process: "), row["why"]
     assert "try another quantized_dtype, target_platform or optimization_level" in row["why"]
     with pytest.raises(WorkbookError, match=r"No setting of the sweep built \(normal/channel: the build crashed its process"):

@@ -17,7 +17,8 @@ from helpers.tasks import data
 
 
 def test_unwritable_run_dir_names_the_folder_and_the_fix(tmp_path):
-    with pytest.raises(WorkbookError, match=r"Run folder /sys/rknn-workbook-run cannot be written \(.+\); pass run_dir= a folder you can write to"):
+    with pytest.raises(WorkbookError, match=r"Run folder /sys/rknn-workbook-run cannot be written \(.+\); pass "
+                                            r"run_dir= a folder you can write to"):
         Run.at("/sys/rknn-workbook-run")  # sysfs: not writable even for root
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -46,7 +47,8 @@ def test_calibration_image_that_cannot_be_decoded_is_named(tmp_path):
     cv2.imwrite(str(good), np.zeros((8, 8, 3), np.uint8))
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    with pytest.raises(WorkbookError, match=r"Calibration image .*broken.png cannot be decoded as an image \(1 such file\(s\)\); replace or remove it"):
+    with pytest.raises(WorkbookError, match=r"Calibration image .*broken.png cannot be decoded as an image \(1 such "
+                                            r"file\(s\)\); replace or remove it"):
         data.write_calibration_list([good, broken], tmp_path / "calib.txt")
     assert not (tmp_path / "calib.txt").exists()
 
@@ -61,7 +63,8 @@ def test_data_folder_errors(tmp_path):
 
 def _torchscript_and_onnx(folder):
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 2)).eval()
     ts, onnx_path = folder / "m.torchscript", folder / "m.onnx"
     torch.jit.trace(net, torch.zeros(1, 3, 8, 8)).save(str(ts))
     torch.onnx.export(net, torch.zeros(1, 3, 8, 8), str(onnx_path), opset_version=12, input_names=["images"])
@@ -111,6 +114,7 @@ def test_torchscript_file_errors(tmp_path):
 def test_a_pt_that_ultralytics_cannot_read(tmp_path):
     pt = tmp_path / "weights.pt"
     torch.save({"not": "a model"}, str(pt))  # a PyTorch archive, but no ultralytics model inside
-    with pytest.raises(WorkbookError, match=r"ultralytics could not export .*weights.pt \(.+\); check it is an ultralytics classification .pt"):
+    with pytest.raises(WorkbookError, match=r"ultralytics could not export .*weights.pt \(.+\); check it is an "
+                                            r"ultralytics classification .pt"):
         exporter.export_model(pt, tmp_path / "out", imgsz=16)
     assert not (tmp_path / "out" / "model.onnx").exists()

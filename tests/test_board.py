@@ -124,7 +124,8 @@ def test_board_accuracy_analysis_without_a_board_fails_honestly(run3588, tiny_im
     with pytest.raises(RknnError) as err:
         board.board_accuracy_analysis(record, tiny_images[:1], tmp_path / "snapshot", "rk3588", None, tmp_path / "aa.log")
     msg = str(err.value).splitlines()[0]  # the toolkit's own reason, not a bare 'RuntimeError'
-    assert msg.startswith("rknn-toolkit2 accuracy_analysis failed: Get board target failed") and "no devices" in msg and "adb devices" in msg
+    assert msg.startswith("rknn-toolkit2 accuracy_analysis failed: Get board target failed") and "no devices" in msg
+    assert "adb devices" in msg
     assert not (tmp_path / "snapshot" / "error_analysis.txt").exists()
 
 
@@ -151,7 +152,8 @@ def test_bundle_contents_and_tarball(run3588, cpp_demo, tiny_images):
     b = bundle.build_bundle(run3588, record, ["cat", "dog", "bird"], cpp_demo=cpp_demo, sample_images=tiny_images[:2])
     names = set(b.files)
     example = f"images/{bundle.example_name(tiny_images[0])}"  # <class folder>_<file name>
-    assert {"model.rknn", "labels.txt", "model.json", "run_rknn.py", "preprocess.py", "README.md", example, "cpp/run.sh"} <= names
+    assert {"model.rknn", "labels.txt", "model.json", "run_rknn.py", "chips.py", "preprocess.py", "README.md", example,
+            "cpp/run.sh"} <= names
     assert "model_hybrid.rknn" not in names  # notebook 60 has not run here
     assert (b.folder / "preprocess.py").read_bytes() == bundle.PREPROCESS.read_bytes()
     assert (b.folder / "run_rknn.py").read_bytes() == bundle.RUNNER.read_bytes()
@@ -174,7 +176,8 @@ def test_bundle_includes_the_hybrid_model_only_when_present(run3588, tmp_path):
     shutil.copyfile(run.rknn / "model.rknn", run.root / "hybrid" / "model_hybrid.rknn")  # a stand-in made by the real toolkit
     record = convert.read_record(run)
     b = bundle.build_bundle(run, record, ["a", "b", "c"])
-    assert "model_hybrid.rknn" in b.files and json.loads((b.folder / "model.json").read_text())["hybrid_model"] == "model_hybrid.rknn"
+    assert "model_hybrid.rknn" in b.files
+    assert json.loads((b.folder / "model.json").read_text())["hybrid_model"] == "model_hybrid.rknn"
     assert "--model model_hybrid.rknn" in (b.folder / "README.md").read_text()
 
 
@@ -383,7 +386,8 @@ def test_notebook30_set_needs_a_simulator_result(tmp_path, tiny_images):
     fp32 = EvalResult("FP32 ONNX Runtime", np.eye(2, dtype=np.float32), images.labels, 1.0, 1.0, 0.1, 20.0)
     evaluate.save_predictions(run.eval / "predictions.npz", images, fp32)
     evaluate.write_metrics(run.eval / "metrics.json", [fp32], None)
-    with pytest.raises(WorkbookError, match="metrics.json has no INT8 simulator result; re-run notebooks/30_simulator_inference.ipynb"):
+    with pytest.raises(WorkbookError, match="metrics.json has no INT8 simulator result; re-run "
+                                            "notebooks/30_simulator_inference.ipynb"):
         board.notebook30_set(run)
 
 
@@ -406,7 +410,7 @@ def test_model_description_without_platform_and_missing_input_size(tmp_path, cap
     meta = json.dumps({"version": "2.5.0"}).encode()
     fake = tmp_path / "m.rknn"
     fake.write_bytes(b"RKNN" + bytes(12) + struct.pack("<Q", 0) + bytes(40) + struct.pack("<Q", len(meta)) + meta)
-    assert run_rknn.rknn_meta(fake) == {"version": "2.5.0"}
+    assert run_rknn.chips.rknn_meta(fake) == {"version": "2.5.0"}
     with pytest.raises(run_rknn.RunnerError, match="does not record its target platform; re-export it"):
         run_rknn.rknn_platform(fake)
     with pytest.raises(SystemExit):

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from helpers.core.paths import KERNEL_NAME, OUTPUTS, REPO
-from helpers.runner import cli, execute, summary
+from helpers.runner import execute, figures, render
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SHOTS = OUTPUTS / "screenshots"
@@ -82,7 +82,8 @@ class Browser:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             port_file = profile / "DevToolsActivePort"
-            port = int(wait_for(lambda: port_file.exists() and port_file.read_text().split("\n")[0], 30, "Chromium's DevTools port"))
+            port = int(wait_for(lambda: port_file.exists() and port_file.read_text().split("\n")[0], 30,
+                                "Chromium's DevTools port"))
             targets = wait_for(lambda: self._targets(port), 15, "a Chromium page target")
             self.ws = websocket.create_connection(targets[0]["webSocketDebuggerUrl"], timeout=60, suppress_origin=True)
         except BaseException:
@@ -122,7 +123,8 @@ class Browser:
     def eval(self, expression: str, timeout: float = 60):
         res = self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True, timeout=timeout * 1000)
         if "exceptionDetails" in res:
-            raise RuntimeError(f"JS error in {expression[:80]!r}: {res['exceptionDetails'].get('exception', {}).get('description')}")
+            raise RuntimeError(f"JS error in {expression[:80]!r}: "
+                               f"{res['exceptionDetails'].get('exception', {}).get('description')}")
         return res.get("result", {}).get("value")
 
     def screenshot(self, path: Path, full_page: bool = False) -> Path:
@@ -176,13 +178,15 @@ def latest_series_notebook() -> str:
 def test_index_page_renders_in_chromium(series, browser):
     """index.html served over HTTP: the key-figure table is filled, every plot decodes, links resolve."""
     root = series.ran(latest_series_notebook())
-    index = summary.render(root)
+    index = render.render(root)
     with serve(index.parent) as base:
         browser.goto(f"{base}/index.html")
         state = browser.eval("""(() => {
-            const rows = [...document.querySelectorAll('#figures tr')].slice(1).map(tr => [...tr.cells].map(td => td.innerText.trim()));
+            const rows = [...document.querySelectorAll('#figures tr')].slice(1)
+                .map(tr => [...tr.cells].map(td => td.innerText.trim()));
             const imgs = [...document.images].map(i => ({src: i.alt, w: i.naturalWidth, h: i.naturalHeight, done: i.complete}));
-            const steps = [...document.querySelectorAll('#steps tr')].slice(1).map(tr => [...tr.cells].map(td => td.innerText.trim()));
+            const steps = [...document.querySelectorAll('#steps tr')].slice(1)
+                .map(tr => [...tr.cells].map(td => td.innerText.trim()));
             const links = [...document.querySelectorAll('#steps a')].map(a => a.getAttribute('href'));
             const verdict = document.querySelector('#verdict') ? document.querySelector('#verdict').innerText.trim() : '';
             return {title: document.title, rows, imgs, steps, links, verdict};
@@ -198,7 +202,7 @@ def test_index_page_renders_in_chromium(series, browser):
     if metrics_path.exists():
         backends = {b["role"]: b for b in json.loads(metrics_path.read_text())["backends"]}
         loss = 100 * (backends["fp32"]["top1"] - backends["int8"]["top1"])
-        rknn, onnx = (summary.size(float((root / f).stat().st_size)) for f in ("rknn/model.rknn", "model/model.onnx"))
+        rknn, onnx = (figures.size(float((root / f).stat().st_size)) for f in ("rknn/model.rknn", "model/model.onnx"))
         assert state["verdict"].startswith(f"Verdict: INT8: {loss:.1f} pt top-1 loss vs FP32, {rknn} vs {onnx}"), state["verdict"]
         board = (root / "board" / "metrics.json").exists()  # notebook 40 writes it only with a board attached
         assert state["verdict"].endswith("not yet validated on a board.") is not board, state["verdict"]
@@ -212,7 +216,8 @@ def test_index_page_renders_in_chromium(series, browser):
     assert len(state["links"]) == 2 * len(series.done)
     for img in state["imgs"]:
         assert img["done"] and img["w"] > 0 and img["h"] > 0, f"plot {img['src']} did not decode in the browser"
-    expected_plots = sorted(p.name for sub in ("eval", "analysis", "hybrid", "rknn", "model", "board") for p in (root / sub).glob("*.png"))
+    expected_plots = sorted(p.name for sub in ("eval", "analysis", "hybrid", "rknn", "model",
+                                               "board") for p in (root / sub).glob("*.png"))
     assert sorted(i["src"] for i in state["imgs"]) == expected_plots
     assert shot.stat().st_size > 10_000
 
@@ -279,12 +284,15 @@ def test_parameter_form_renders_in_jupyterlab(jupyterlab, browser):
     """Open the convert notebook in JupyterLab, run up to its widget cell, see the ipywidgets form."""
     base, name, log = jupyterlab
     browser.goto(f"{base}/lab/tree/{name}?reset")
-    wait_for(lambda: browser.eval(FIND_PANEL + "; !!(window.nbPanel() && window.nbPanel().content.widgets.length)"), 120, "the notebook to open")
+    wait_for(lambda: browser.eval(FIND_PANEL + "; !!(window.nbPanel() && window.nbPanel().content.widgets.length)"), 120,
+             "the notebook to open")
     wait_for(lambda: browser.eval("(async () => { const p = window.nbPanel(); await p.sessionContext.ready;"
                                   " const k = p.sessionContext.session && p.sessionContext.session.kernel;"
-                                  " return !!k && k.name === %s && p.sessionContext.kernelDisplayStatus === 'idle'; })()" % json.dumps(KERNEL_NAME)),
+                                  " return !!k && k.name === %s && p.sessionContext.kernelDisplayStatus === 'idle'; })()"
+                                  % json.dumps(KERNEL_NAME)),
              120, f"the {KERNEL_NAME} kernel to be idle")
-    form_cell = browser.eval("window.nbPanel().content.widgets.findIndex(c => c.model.sharedModel.getSource().includes('widgets.form('))")
+    form_cell = browser.eval("window.nbPanel().content.widgets.findIndex(c => "
+                             "c.model.sharedModel.getSource().includes('widgets.form('))")
     assert form_cell >= 0, f"{name} has no widgets.form( cell"
     # Run every cell from the top down to the form cell (parameters first, then the form), one at a time.
     for i in range(form_cell + 1):
@@ -293,12 +301,15 @@ def test_parameter_form_renders_in_jupyterlab(jupyterlab, browser):
         wait_for(lambda: browser.eval("window.nbPanel().sessionContext.kernelDisplayStatus") == "idle",
                  180, f"cell {i} to finish")
     errors = browser.eval(f"[...window.nbPanel().content.widgets.slice(0, {form_cell + 1})]"
-                          ".flatMap(c => c.node.querySelectorAll('.jp-RenderedText[data-mime-type=\"application/vnd.jupyter.stderr\"]').length ? [c.node.innerText.slice(-500)] : [])")
+                          ".flatMap(c => "
+                          "c.node.querySelectorAll('.jp-RenderedText[data-mime-type=\"application/vnd.jupyter.stderr\"]').length"
+                          " ? [c.node.innerText.slice(-500)] : [])")
     form = wait_for(lambda: browser.eval(f"""(() => {{
         const cell = window.nbPanel().content.widgets[{form_cell}].node;
         const box = cell.querySelector('.jp-OutputArea .widget-vbox, .jp-OutputArea .jupyter-widgets');
         if (!box) return null;
-        const labels = [...cell.querySelectorAll('.widget-label, .widget-label-basic')].map(l => l.innerText.trim()).filter(Boolean);
+        const labels = [...cell.querySelectorAll('.widget-label, .widget-label-basic')]
+            .map(l => l.innerText.trim()).filter(Boolean);
         const inputs = cell.querySelectorAll('.jp-OutputArea input, .jp-OutputArea select').length;
         return labels.length ? {{labels, inputs, title: (cell.querySelector('.widget-html') || {{}}).innerText || ''}} : null;
     }})()"""), 60, f"the ipywidgets form in {name} (stderr seen: {errors})")

@@ -21,7 +21,7 @@ from test_runner import FAILING_NB, one_sentence, run_cli, write_notebook
 from helpers.core import cluster
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import REPO
-from helpers.runner import cli, execute, variants
+from helpers.runner import execute, series, variant_runs, variants
 
 DASK = Path(sys.executable).parent / "dask"
 
@@ -54,7 +54,8 @@ def dask_cluster(tmp_path_factory):
                               stdout=subprocess.DEVNULL, stderr=open(folder / "scheduler.log", "w"))]
     try:
         for i in (1, 2):
-            procs.append(subprocess.Popen(receiving_sigint([str(DASK), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+            procs.append(subprocess.Popen(receiving_sigint([str(DASK), "worker", address, "--host", "127.0.0.1", "--nthreads",
+                                                            "1",
                                                             "--nworkers", "1", "--no-dashboard", "--name", f"w{i}",
                                                             "--local-directory", str(folder / f"w{i}")]), cwd=folder, env=env,
                                           stdout=subprocess.DEVNULL, stderr=open(folder / f"worker{i}.log", "w")))
@@ -105,11 +106,11 @@ def test_sweep_on_a_scheduler_matches_the_local_cluster(tmp_path, dask_cluster):
     data["grid"].update({f"{s}.{k}": [v] for s, kv in small.items() for k, v in kv.items()})
     sweep_file.write_text(yaml.safe_dump(data))
 
-    local, rows_local, failures = cli.run_sweep(sweep_file, tmp_path / "local")
+    local, rows_local, failures = variant_runs.run_sweep(sweep_file, tmp_path / "local")
     assert not failures, failures
     # The remote sweep starts from the local one's shared model (training is not what is compared).
     shutil.copytree(local / "_shared", tmp_path / "remote" / "_shared")
-    remote, rows_remote, failures = cli.run_sweep(sweep_file, tmp_path / "remote", scheduler=dask_cluster)
+    remote, rows_remote, failures = variant_runs.run_sweep(sweep_file, tmp_path / "remote", scheduler=dask_cluster)
     assert not failures, failures
 
     def table(root: Path) -> dict[str, dict[str, str]]:
@@ -143,7 +144,7 @@ def test_board_variant_waits_for_a_worker_with_its_chip_and_fails_clearly(tmp_pa
     monkeypatch.setattr(execute, "NOTEBOOKS", books)
     sweep_file = tmp_path / "s.yaml"
     sweep_file.write_text(yaml.safe_dump({"variants": {"sim": {}, "board": {"02_board": {"target": "rk3588"}}}}))
-    root, rows, failures = cli.run_sweep(sweep_file, tmp_path / "sw", scheduler=dask_cluster, board_wait=4)
+    root, rows, failures = variant_runs.run_sweep(sweep_file, tmp_path / "sw", scheduler=dask_cluster, board_wait=4)
     assert set(failures) == {"board"}
     msg = failures["board"]
     assert "'rk3588'" in msg and "within 4 s" in msg and f'dask worker {dask_cluster} --resources "rk3588=1"' in msg
@@ -158,9 +159,9 @@ def test_board_variant_waits_for_a_worker_with_its_chip_and_fails_clearly(tmp_pa
 
 def test_board_resource_is_named_after_the_chip(tmp_path, monkeypatch):
     monkeypatch.setattr(execute, "NOTEBOOKS", toy_notebooks(tmp_path / "notebooks"))
-    assert cli.board_resources({"02_board": {"target": "RK3566"}}, None) == {"rk3566": 1}
-    assert cli.board_resources({"02_board": {"target": "rk3566"}}, "01") == {}  # the board notebook is not selected
-    assert cli.board_resources({}, None) == {}
+    assert variant_runs.board_resources({"02_board": {"target": "RK3566"}}, None) == {"rk3566": 1}
+    assert variant_runs.board_resources({"02_board": {"target": "rk3566"}}, "01") == {}  # the board notebook is not selected
+    assert variant_runs.board_resources({}, None) == {}
 
 
 # ----------------------------------------------------------------------------- failures and Ctrl-C
@@ -174,7 +175,7 @@ def test_failing_variant_stops_only_itself_and_its_row_says_why(tmp_path, dask_c
     monkeypatch.setattr(execute, "NOTEBOOKS", books)
     sweep_file = tmp_path / "s.yaml"
     sweep_file.write_text(yaml.safe_dump({"grid": {"what": ["fine", "bad"]}}))
-    root, rows, failures = cli.run_sweep(sweep_file, tmp_path / "sw", scheduler=dask_cluster)
+    root, rows, failures = variant_runs.run_sweep(sweep_file, tmp_path / "sw", scheduler=dask_cluster)
     assert set(failures) == {"bad"}
     assert (root / "fine" / "after.txt").exists() and not (root / "bad" / "after.txt").exists()
     with open(root / "comparison.csv") as fh:
@@ -248,7 +249,7 @@ def test_grid_is_the_cartesian_product_over_the_base(tmp_path):
                  "imgsz": [32]},
         "variants": {"layer": {"20_convert": {"quantized_method": "layer"}}},
     }, sort_keys=False))
-    configs, _ = cli.load_sweep(sweep_file)
+    configs, _ = variants.load_sweep(sweep_file)
     assert sorted(configs) == sorted(["rk3588_normal", "rk3588_mmse", "rk3566_normal", "rk3566_mmse", "layer"])
     assert configs["rk3566_mmse"]["20_convert"]["target_platform"] == "rk3566"
     assert configs["rk3566_mmse"]["20_convert"]["quantized_algorithm"] == "mmse"
@@ -262,16 +263,17 @@ def test_grid_key_no_notebook_declares(tmp_path, key):
     sweep_file = tmp_path / "g.yaml"
     sweep_file.write_text(yaml.safe_dump({"grid": {key: [1, 2]}}))
     with pytest.raises(WorkbookError) as err:
-        cli.load_sweep(sweep_file)
+        variants.load_sweep(sweep_file)
     msg = str(err.value)
     assert f"Grid key {key!r}" in msg and "no notebook declares" in msg and "\n" not in msg
 
 
 def test_grid_larger_than_the_limit_needs_yes(tmp_path):
     sweep_file = tmp_path / "g.yaml"
-    sweep_file.write_text(yaml.safe_dump({"grid": {"20_convert.calib_images": [1, 2, 3], "20_convert.target_platform": ["rk3588", "rk3566"]}}))
+    sweep_file.write_text(yaml.safe_dump({"grid": {"20_convert.calib_images": [1, 2, 3],
+                                                   "20_convert.target_platform": ["rk3588", "rk3566"]}}))
     with pytest.raises(WorkbookError, match=r"makes 6 variants, more than the limit of 4; pass --yes"):
-        cli.run_sweep(sweep_file, tmp_path / "sw", max_variants=4)
+        variant_runs.run_sweep(sweep_file, tmp_path / "sw", max_variants=4)
     assert not (tmp_path / "sw").exists(), "nothing may start before the sweep is accepted"
     proc = run_cli("run", "--sweep", str(sweep_file), "--run-dir", str(tmp_path / "sw"), "--max-variants", "5")
     assert proc.returncode == 2 and "--yes" in one_sentence(proc.stderr)
@@ -282,13 +284,15 @@ def test_failure_reason_is_one_line():
                        "  RknnError: build failed: Unsupported op Foo", "  full notebook with outputs: /x.ipynb",
                        "  The run stopped here; ...", "─" * 78])
     assert variants.reason(block) == "20_convert: RknnError: build failed: Unsupported op Foo"
-    assert variants.reason("error: Run folder /x is a file; pass --run-dir a folder path.") == "Run folder /x is a file; pass --run-dir a folder path."
+    line = "Run folder /x is a file; pass --run-dir a folder path."
+    assert variants.reason(f"error: {line}") == line
 
 
 def test_plots_across_the_grid(tmp_path):
     params = {f"{a}_{n}": {"20_convert.quantized_algorithm": a, "20_convert.calib_images": n, "20_convert.target_platform": p}
               for a in ("normal", "mmse") for n in (1, 10, 50) for p in ("rk3588",)}
-    params["x"] = {"20_convert.quantized_algorithm": "normal", "20_convert.calib_images": 5, "20_convert.target_platform": "rk3566"}
+    params["x"] = {"20_convert.quantized_algorithm": "normal", "20_convert.calib_images": 5,
+                   "20_convert.target_platform": "rk3566"}
     figures = {v: {"INT8 top-1 (RKNN simulator)": 0.5 + 0.001 * int(p["20_convert.calib_images"]),
                    "Conversion time (load + build + export)": 3.0 if p["20_convert.target_platform"] == "rk3588" else 5.0}
                for v, p in params.items()}
@@ -302,7 +306,8 @@ def test_plots_across_a_grid_of_detectors_are_in_map(tmp_path):
 
     params = {f"c{n}": {"20_convert.calib_images": n} for n in (5, 20, 50)}
     int8 = "INT8 mAP50-95 / mAP50 (RKNN simulator, split head)"
-    figures = {v: {"FP32 mAP50-95 / mAP50 (ONNX Runtime)": 0.766, int8: 0.70 + p["20_convert.calib_images"] / 1000, "Hybrid mAP50-95": None}
+    figures = {v: {"FP32 mAP50-95 / mAP50 (ONNX Runtime)": 0.766, int8: 0.70 + p["20_convert.calib_images"] / 1000,
+                   "Hybrid mAP50-95": None}
                for v, p in params.items()}
     pngs = sorted(p.name for p in variants.plots(tmp_path, params, figures))
     assert pngs == ["FP32-mAP50-95-mAP50-ONNX-Runtime_vs_20_convert.calib_images.png",
@@ -312,8 +317,8 @@ def test_plots_across_a_grid_of_detectors_are_in_map(tmp_path):
 
 
 def test_example_grid_sweep_is_valid():
-    configs, only = cli.load_sweep(REPO / "params" / "sweep_grid.yaml")
+    configs, only = variants.load_sweep(REPO / "params" / "sweep_grid.yaml")
     assert len(configs) == 8 and "mmse_calib_images-5" in configs
     for config in configs.values():
-        cli.plan(config, only)
+        series.plan(config, only)
     assert {c["20_convert"]["target_platform"] for c in configs.values()} == {"rk3588", "rk3566", "rk3576"}

@@ -50,9 +50,11 @@ def calib(tmp_path_factory, tiny_images):
     ({"std_values": [255, 0, 255]}, r"contains 0; every std must be non-zero"),
     ({"target_platform": "rk9999"}, r"target_platform='rk9999' is not a known Rockchip chip; use one of rk3588"),
     ({"quantized_dtype": "asymmetric_quantized-8"}, r"not an rknn-toolkit2 2\.5 name; write quantized_dtype='w8a8'"),
-    ({"quantized_dtype": "w16a16i"}, r"quantized_dtype='w16a16i' is not an rknn-toolkit2 2\.5 name; write quantized_dtype='w16a16i_dfp'"),
+    ({"quantized_dtype": "w16a16i"}, r"quantized_dtype='w16a16i' is not an rknn-toolkit2 2\.5 name; write "
+                                     r"quantized_dtype='w16a16i_dfp'"),
     ({"quantized_dtype": "int8"}, r"quantized_dtype='int8' is unknown; use one of w8a8"),
-    ({"quantized_dtype": "w4a16"}, r"quantized_dtype='w4a16' is not available on rk3588 \(rknn-toolkit2 2\.5\.0 builds it only for rk3576, rv1126b\); use quantized_dtype='w8a8' or one of those chips"),
+    ({"quantized_dtype": "w4a16"}, r"quantized_dtype='w4a16' is not available on rk3588 \(rknn-toolkit2 2\.5\.0 builds "
+                                   r"it only for rk3576, rv1126b\); use quantized_dtype='w8a8' or one of those chips"),
     ({"quantized_dtype": "w8a16", "target_platform": "rk3566"}, r"not available on rk3566 .*only for rk3562\)"),
     ({"quantized_algorithm": "minmax"}, r"quantized_algorithm='minmax' is unknown; use one of normal, mmse, kl_divergence"),
     ({"quantized_algorithm": "gdq"}, r"quantized_algorithm='gdq' works only with quantized_dtype 'w4a16' or 'w8a16'"),
@@ -101,7 +103,8 @@ def test_every_config_option_of_the_toolkit_is_a_parameter_or_explained():
     """Compare RKNN.config's signature with ConvertConfig: a new toolkit option cannot slip by unnoticed."""
     from rknn.api import RKNN
 
-    toolkit_options = {n for n, p in inspect.signature(RKNN.config).parameters.items() if n != "self" and p.kind is not p.VAR_KEYWORD}
+    toolkit_options = {n for n, p in inspect.signature(RKNN.config).parameters.items()
+                       if n != "self" and p.kind is not p.VAR_KEYWORD}
     left_out = {name.strip() for key in convert.LEFT_OUT for name in key.split(",")}
     fields = set(convert.ConvertConfig.__dataclass_fields__)
     assert toolkit_options - fields - left_out == set()
@@ -211,7 +214,8 @@ def test_bad_model_inputs(tiny_onnx, tiny_ts, calib, tmp_path):
 
 
 def test_float_model_needs_no_calibration(tiny_onnx, tmp_path):
-    res = convert.convert(tiny_onnx, convert.ConvertConfig(**ULTRA, do_quantization=False), None, tmp_path / "fp16.rknn", tmp_path / "b.log", 16)
+    res = convert.convert(tiny_onnx, convert.ConvertConfig(**ULTRA, do_quantization=False), None, tmp_path / "fp16.rknn",
+                          tmp_path / "b.log", 16)
     assert res.rknn_path.exists() and not any("int8" in n for n in res.dtype_notes)
 
 
@@ -285,7 +289,8 @@ def yolo_cls_64(tmp_path_factory):
     net = ClassificationModel("yolo11n-cls.yaml", nc=3, verbose=False).eval()
     folder = tmp_path_factory.mktemp("yolo64")
     onnx = folder / "yolo11n-cls-64.onnx"
-    torch.onnx.export(net, torch.zeros(1, 3, 64, 64), str(onnx), opset_version=12, input_names=["images"], output_names=["output0"])
+    torch.onnx.export(net, torch.zeros(1, 3, 64, 64), str(onnx), opset_version=12, input_names=["images"],
+                      output_names=["output0"])
     rng = np.random.default_rng(0)
     images = []
     for i in range(2):
@@ -324,8 +329,10 @@ def test_failing_rule_is_disabled_recorded_and_reused(yolo_cls_64, tmp_path):
 def test_failing_rule_with_auto_off_names_the_rule_and_the_parameter(yolo_cls_64, tmp_path):
     onnx, calib = yolo_cls_64
     with pytest.raises(RknnError) as info:
-        convert.convert(onnx, convert.ConvertConfig(**ULTRA), calib, tmp_path / "m.rknn", tmp_path / "b.log", 64, auto_disable_rules=False)
-    assert info.value.reason == (f"IndexError: list index out of range in graph rule '{SDPA_RULE}'; the toolkit suggests switching it off: "
+        convert.convert(onnx, convert.ConvertConfig(**ULTRA), calib, tmp_path / "m.rknn", tmp_path / "b.log", 64,
+                        auto_disable_rules=False)
+    assert info.value.reason == (f"IndexError: list index out of range in graph rule '{SDPA_RULE}'; the toolkit "
+                                 "suggests switching it off: "
                                  f"add ['{SDPA_RULE}'] to disable_rules (or set auto_disable_rules=True)")
     assert not list(tmp_path.glob("*.rknn"))
 
@@ -343,12 +350,15 @@ def test_a_build_that_aborts_the_process_becomes_one_sentence(tiny_onnx, calib, 
     except ToolkitCrash as crash:
         first = str(crash).splitlines()[0]
     else:
-        pytest.skip("rknn-toolkit2 built w8a16 for rk3562 without aborting this time (native memory corruption is not deterministic); tests/test_isolate.py covers the crash path")
+        pytest.skip("rknn-toolkit2 built w8a16 for rk3562 without aborting this time (native memory corruption is not "
+                    "deterministic); tests/test_isolate.py covers the crash path")
     # the abort message varies between runs (native memory corruption): 'buffer overflow!!!', 'munmap_chunk(): ...'
-    assert re.match(r"build of w8a16 for rk3562 crashed \(killed by SIG(ABRT|SEGV)\); likely cause: (the toolkit's native code|native code aborted|a segmentation fault)", first), first
+    assert re.match(r"build of w8a16 for rk3562 crashed \(killed by SIG(ABRT|SEGV)\); likely cause: (the toolkit's "
+                    r"native code|native code aborted|a segmentation fault)", first), first
     assert "try another quantized_dtype, target_platform or optimization_level" in first
     assert not list(tmp_path.glob("*.rknn"))
-    ok = run_isolated("helpers.steps.convert:convert_isolated", {**kwargs, "config": convert.ConvertConfig(**ULTRA, target_platform="rk3562").to_dict()},
+    ok = run_isolated("helpers.steps.convert:convert_isolated",
+                      {**kwargs, "config": convert.ConvertConfig(**ULTRA, target_platform="rk3562").to_dict()},
                       tmp_path / "child2.log")
     assert ok["rknn_bytes"] == (tmp_path / "m.rknn").stat().st_size and ok["auto_disabled"] == []
 

@@ -32,7 +32,9 @@ def test_sample_has_all_real_digits_in_ultralytics_layout(sample):
 
 def test_sample_split_is_deterministic(sample, tmp_path):
     again = write_sample(tmp_path / "digits", size=32)
-    names = lambda root, split: sorted(p.relative_to(root / split).as_posix() for p in load_split(root, split).paths)
+    def names(root, split):
+        return sorted(p.relative_to(root / split).as_posix() for p in load_split(root, split).paths)
+
     assert names(sample, "val") == names(again, "val")
     a, b = load_split(sample, "val").paths[5], load_split(again, "val").paths[5]
     assert np.array_equal(cv2.imread(str(a)), cv2.imread(str(b)))

@@ -35,6 +35,7 @@ def test_dead_kernel_is_described_with_cell_log_and_cause(tiny_onnx, tiny_images
     assert "    | convert.convert(" in text, "the cell that was running"
     assert f"last lines of the step log {run / 'rknn' / 'build.log'}:" in text
     # the abort message varies between runs (native memory corruption): 'buffer overflow!!!', 'munmap_chunk(): ...'
-    assert re.search(r"likely cause: (the toolkit's native code (overflowed a buffer|corrupted its memory) and aborted \('.+'\)|native code)", text)
+    assert re.search(r"likely cause: (the toolkit's native code (overflowed a buffer|corrupted its memory) and aborted "
+                     r"\('.+'\)|native code)", text)
     assert "try another quantized_dtype, target_platform or optimization_level" in text
     assert not (run / "rknn" / "model.rknn").exists()

@@ -103,7 +103,8 @@ def test_arguments_default_from_model_json(bundle_dir):
     assert args.model == bundle_dir / "model.rknn" and args.labels == bundle_dir / "labels.txt"
     assert args.size == TINY_SIZE and args.top_k == 5 and args.core_mask == "auto" and args.loops == 0
     args = mod.parse_args(["a.png", "b/", "--top-k", "3", "--core-mask", "0_1_2", "--loops", "50", "--size", "24"])
-    assert args.inputs == ["a.png", "b/"] and args.top_k == 3 and args.core_mask == "0_1_2" and args.loops == 50 and args.size == 24
+    assert args.inputs == ["a.png",
+                           "b/"] and args.top_k == 3 and args.core_mask == "0_1_2" and args.loops == 50 and args.size == 24
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -303,7 +304,7 @@ def test_unreadable_model_and_empty_folder(bundle_dir, tmp_path):
     header_only = tmp_path / "cut.rknn"
     header_only.write_bytes((bundle_dir / "model.rknn").read_bytes()[:200])
     with pytest.raises(run_rknn.RunnerError, match="has an RKNN header but no readable model description"):
-        run_rknn.rknn_meta(header_only)
+        run_rknn.chips.rknn_meta(header_only)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
     res = run_runner(bundle_dir, str(broken), "--preprocess-only", str(tmp_path / "x.npy"), cwd=tmp_path)
@@ -314,6 +315,17 @@ def test_unreadable_model_and_empty_folder(bundle_dir, tmp_path):
 # Each case unpacks the real deploy.tar.gz into a fresh folder, takes away what a board user loses, and runs
 # `python run_rknn.py` there as a subprocess: FakeRKNNLite (ONNX Runtime on the same model) stands in for
 # rknn-toolkit-lite2, and the workbook's helpers cannot be imported.
+
+def test_a_missing_chips_module_is_named(bundle_tarball, tiny_onnx, tmp_path):
+    """chips.py (the chip and core-mask rules, the workbook's own helpers/deploy/chips.py) ships beside the runner."""
+    board = extracted(bundle_tarball, tmp_path / "board")
+    assert (board / "chips.py").read_bytes() == bundle.CHIPS.read_bytes()
+    (board / "chips.py").unlink()
+    res = run_on_stand_in(board, tiny_onnx, tmp_path, "images")
+    msg = one_line(res.stderr)
+    assert res.returncode == 2 and res.stdout == ""
+    assert f"chips.py is missing from {board.resolve()}" in msg and "extract deploy.tar.gz again" in msg
+
 
 def test_help_needs_nothing_and_a_missing_preprocess_is_named(bundle_tarball, tiny_onnx, tmp_path):
     board = extracted(bundle_tarball, tmp_path / "board")

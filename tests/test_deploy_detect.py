@@ -55,7 +55,8 @@ def det_run(tiny_detector, tmp_path_factory) -> Run:
     for head, src in (("split", tiny_detector.split_onnx), ("stock", tiny_detector.stock_onnx)):
         shutil.copyfile(src, run.model / f"model_{head}.onnx")
     shutil.copyfile(tiny_detector.split_onnx, run.model / "model.onnx")
-    (run.model / "export_check.json").write_text(json.dumps({"task": "detect", "head": "split", "data_dir": str(tiny_detector.data_yaml)}))
+    (run.model / "export_check.json").write_text(json.dumps({"task": "detect", "head": "split",
+                                                             "data_dir": str(tiny_detector.data_yaml)}))
     size = tiny_detector.imgsz
     calib = data.load_detect_split(tiny_detector.data_yaml, "train").subset(16)
     dataset = data.write_calibration_list(calib, run.rknn / "calibration.txt", size)
@@ -96,7 +97,8 @@ def harness(tmp_path_factory) -> Path:
     if GXX is None:
         pytest.skip("needs g++ to compile the C++ decode")
     exe = tmp_path_factory.mktemp("harness") / "decode_harness"
-    subprocess.run([GXX, "-std=c++11", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{codegen.CPP_DIR}", str(HERE / "cpp" / "decode_harness.cc"),
+    subprocess.run([GXX, "-std=c++11", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{codegen.CPP_DIR}",
+                    str(HERE / "cpp" / "decode_harness.cc"),
                     "-o", str(exe)], check=True, capture_output=True, text=True)
     return exe
 
@@ -192,7 +194,8 @@ def test_cpp_letterbox_geometry_rounds_like_python(harness, tmp_path, hw, size):
     out = subprocess.run([str(harness), str(tmp_path / "m.txt")], capture_output=True, text=True, timeout=30).stdout
     scale, left, top, new_w, new_h = (float(v) for v in out.splitlines()[0].split()[1:])
     lb = letterbox_geometry(hw[0], hw[1], size)
-    assert (left, top, new_w, new_h) == (lb.left, lb.top, round(hw[1] * lb.scale), round(hw[0] * lb.scale)) and abs(scale - lb.scale) < 1e-9
+    assert (left, top, new_w, new_h) == (lb.left, lb.top, round(hw[1] * lb.scale),
+                                         round(hw[0] * lb.scale)) and abs(scale - lb.scale) < 1e-9
 
 
 @needs_gxx
@@ -205,7 +208,8 @@ def test_cpp_decode_refuses_the_stock_layout(harness, tiny_detector, tmp_path):
     folder.mkdir()
     a = np.asarray(stock[0], np.float32)[0]
     a.tofile(folder / "out0.bin")
-    (folder / "m.txt").write_text(f"{geoms[0].height} {geoms[0].width} {geoms[0].size} 0.25 0.7 1\n{a.shape[0]} 1 {a.shape[1]} f32 0 1.0 {folder / 'out0.bin'}\n")
+    (folder / "m.txt").write_text(f"{geoms[0].height} {geoms[0].width} {geoms[0].size} 0.25 0.7 1\n{a.shape[0]} 1 "
+                                  f"{a.shape[1]} f32 0 1.0 {folder / 'out0.bin'}\n")
     out = subprocess.run([str(harness), str(folder / "m.txt")], capture_output=True, text=True, timeout=30).stdout
     assert "refused the model has the stock detector head" in out and "export it with head: split in notebook 10" in out
 
@@ -217,7 +221,8 @@ def test_codegen_project_carries_the_detector_demo(det_bundle):
     for src in codegen.DETECT_SOURCES:
         assert (cpp / "src" / src.name).read_bytes() == src.read_bytes()
     cmake = (cpp / "CMakeLists.txt").read_text()
-    assert cmake.count(f"add_executable({codegen.DETECT_PROGRAM} src/detect_demo.cc)") == 1 and "add_executable(rknn_app_demo" in cmake
+    assert cmake.count(f"add_executable({codegen.DETECT_PROGRAM} src/detect_demo.cc)") == 1
+    assert "add_executable(rknn_app_demo" in cmake
     run_detect = cpp / "run_detect.sh"
     assert run_detect.stat().st_mode & 0o111 and "./rknn_detect_demo model.rknn labels.txt images/*" in run_detect.read_text()
     cfg = json.loads((det_bundle / "model.json").read_text())
@@ -227,7 +232,8 @@ def test_codegen_project_carries_the_detector_demo(det_bundle):
 def test_readme_explains_the_detector(det_bundle):
     readme = (det_bundle / "README.md").read_text()
     sample = sorted((det_bundle / "images").iterdir())[0].name
-    for text in ("python3 run_rknn.py images/", f"images/{sample}: 2 detection(s)", "What it means", "the original image's pixels",
+    for text in ("python3 run_rknn.py images/", f"images/{sample}: 2 detection(s)", "What it means",
+                 "the original image's pixels",
                  "--conf", "--iou", "non-maximum suppression", "**letterboxed** to", "## Why the split head", "round to 0",
                  "rknn_detect_demo", "./build_linux.sh rk3588", "./run_detect.sh", "dequantizes it with the zero point"):
         assert text in readme, text
@@ -282,7 +288,8 @@ def test_detect_demo_runs_end_to_end_with_a_stand_in_runtime(detect_demo, det_bu
     size = json.loads((det_bundle / "model.json").read_text())["input_size"]
     images = sorted((det_bundle / "images").iterdir())
     canvases, geoms = load_letterboxed(images, size)
-    used = serve_outputs(tmp_path, size, fp32_runner(det_run.model / "model.onnx", [0, 0, 0], [255, 255, 255]).outputs(np.stack(canvases)))
+    used = serve_outputs(tmp_path, size, fp32_runner(det_run.model / "model.onnx", [0, 0, 0], [255, 255,
+                                                                                               255]).outputs(np.stack(canvases)))
     env = {"WORKBOOK_RKNN_STAND_IN": str(tmp_path), "PATH": "/usr/bin:/bin"}
     res = subprocess.run([str(detect_demo), "model.rknn", "labels.txt", *[f"images/{p.name}" for p in images]], cwd=det_bundle,
                          env=env, capture_output=True, text=True, timeout=60)
@@ -304,12 +311,15 @@ def test_detect_demo_runs_end_to_end_with_a_stand_in_runtime(detect_demo, det_bu
 def test_detect_demo_refuses_a_stock_head_and_a_non_rknn_file(detect_demo, det_bundle, tmp_path):
     (tmp_path / "model.txt").write_text("input 128 128\noutputs 1\n8 1 336 0 0.1\n")
     env = {"WORKBOOK_RKNN_STAND_IN": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    res = subprocess.run([str(detect_demo), "model.rknn", "labels.txt", "images"], cwd=det_bundle, env=env, capture_output=True, text=True)
+    res = subprocess.run([str(detect_demo), "model.rknn", "labels.txt", "images"], cwd=det_bundle, env=env, capture_output=True,
+                         text=True)
     assert res.returncode == 1 and res.stdout == "" and res.stderr.count("\n") == 1
-    assert res.stderr.startswith("error: model.rknn has the stock detector head") and "export it with head: split in notebook 10" in res.stderr
+    assert res.stderr.startswith("error: model.rknn has the stock detector head") and ("export it with head: split in "
+                                                                                       "notebook 10") in res.stderr
     not_rknn = tmp_path / "x.rknn"
     not_rknn.write_bytes(b"ONNX")
-    res = subprocess.run([str(detect_demo), str(not_rknn), "labels.txt", "images"], cwd=det_bundle, env=env, capture_output=True, text=True)
+    res = subprocess.run([str(detect_demo), str(not_rknn), "labels.txt", "images"], cwd=det_bundle, env=env,
+                         capture_output=True, text=True)
     assert res.returncode == 1 and "rknn_init failed; check that librknnrt.so is not older" in res.stderr
     res = subprocess.run([str(detect_demo), "model.rknn"], cwd=det_bundle, env=env, capture_output=True, text=True)
     assert res.returncode == 2 and "usage: rknn_detect_demo model.rknn labels.txt image" in res.stderr
@@ -322,8 +332,10 @@ def test_detect_demo_compiles_against_the_real_sdk(det_bundle):
     sdk = os.environ.get("RKNPU2")
     if not sdk or GXX is None:
         pytest.skip("set RKNPU2 to the rknpu2 SDK (and have g++) to compile the demo against the real rknn_api.h")
-    res = subprocess.run([GXX, "-std=c++11", "-fsyntax-only", f"-I{sdk}/runtime/Linux/librknn_api/include", f"-I{sdk}/examples/3rdparty/stb",
-                          f"-I{det_bundle / 'cpp' / 'src'}", str(det_bundle / "cpp" / "src" / "detect_demo.cc")], capture_output=True, text=True)
+    res = subprocess.run([GXX, "-std=c++11", "-fsyntax-only", f"-I{sdk}/runtime/Linux/librknn_api/include",
+                          f"-I{sdk}/examples/3rdparty/stb",
+                          f"-I{det_bundle / 'cpp' / 'src'}", str(det_bundle / "cpp" / "src" / "detect_demo.cc")],
+                              capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
 
 
@@ -396,7 +408,8 @@ def test_board_comparison_scores_both_in_map(judged):
     assert summary["comparison"]["map50_95_delta_pt"] == round(100 * (judge.fp32.value - det.simulator.value), 2)
     json.dumps(summary, default=board.jsonable)
     line = det.sentence()
-    assert f"mAP50-95 {judge.fp32.value:.3f} on the board vs {det.simulator.value:.3f} in the simulator" in line and "8 val images" in line
+    assert f"mAP50-95 {judge.fp32.value:.3f} on the board vs {det.simulator.value:.3f} in the simulator" in line
+    assert "8 val images" in line
     same = board.compare_detector(judge, sim, sim)
     assert same.summary()["comparison"]["map50_95_delta_pt"] == 0 and same.cosines.min() == pytest.approx(1.0)
 
@@ -411,7 +424,8 @@ def test_detector_on_board_without_a_board_stops_at_the_board(det_run, tiny_dete
     assert (det_run.logs / "40_board.log").is_file() and not (det_run.board / "metrics.json").exists()
     line = board.skip_board_comparison("detect", 0)
     assert capsys.readouterr().out == line + "\n" and "\n" not in line
-    assert line.startswith("[skipped: no board] Running the detector on the board over every val image (letterboxed, as notebook 30 scored them) and "
+    assert line.startswith("[skipped: no board] Running the detector on the board over every val image (letterboxed, "
+                           "as notebook 30 scored them) and "
                            "comparing its mAP50-95 and raw outputs with the simulator's needs a connected board")
     assert "over the first 5 val images (" in board.skip_board_comparison("detect", 5)
 
@@ -454,8 +468,10 @@ def test_detector_on_board_runs_the_whole_section_with_a_stand_in_board(det_run,
     assert det.board.value == pytest.approx(det.judge.fp32.value) and det.sdk == "stand-in (ONNX Runtime)"
     assert 0 <= det.simulator.value <= 1 and 0.9 < det.cosines.mean() < 1.0
     assert (det_run.logs / "40_simulator.log").is_file()
-    assert board.detector_on_board(det_run, record, tiny_detector.data_yaml, 0, "rk3588", "SERIAL").judge.images == 8  # 0: all 30 scored
-    assert board.detector_on_board(det_run, record, tiny_detector.data_yaml, 50, "rk3588", "SERIAL").judge.images == 8  # never more
+    # 0: all 30 scored
+    assert board.detector_on_board(det_run, record, tiny_detector.data_yaml, 0, "rk3588", "SERIAL").judge.images == 8
+    # never more
+    assert board.detector_on_board(det_run, record, tiny_detector.data_yaml, 50, "rk3588", "SERIAL").judge.images == 8
 
 
 @needs_board
@@ -479,10 +495,12 @@ def test_cpp_letterbox_matches_opencv(harness, tmp_path):
     from helpers.tasks.detect.postprocess import letterbox
 
     rng = np.random.default_rng(0)
-    for (h, w), size in (((426, 640), 160), ((240, 320), 160), ((1080, 1920), 640), ((301, 299), 128), ((96, 128), 128), ((100, 60), 160)):
+    for (h, w), size in (((426, 640), 160), ((240, 320), 160), ((1080, 1920), 640), ((301, 299), 128), ((96, 128), 128),
+                         ((100, 60), 160)):
         img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         img.tofile(tmp_path / "in.rgb")
-        subprocess.run([str(harness), "--letterbox", str(h), str(w), str(size), str(tmp_path / "in.rgb"), str(tmp_path / "out.rgb")], check=True)
+        subprocess.run([str(harness), "--letterbox", str(h), str(w), str(size), str(tmp_path / "in.rgb"),
+                        str(tmp_path / "out.rgb")], check=True)
         got = np.fromfile(tmp_path / "out.rgb", np.uint8).reshape(size, size, 3)
         want, lb = letterbox(img, size)
         diff = np.abs(got.astype(int) - want.astype(int))

@@ -30,7 +30,8 @@ def int8_vs_fp32(tiny_detector, tmp_path_factory):
     out = {}
     for head, onnx_path in (("split", tiny.split_onnx), ("stock", tiny.stock_onnx)):
         fp32 = [onnx_runner(onnx_path)(i) for i in images]
-        int8 = simulate_int8(onnx_path, calib_images, images, tmp_path_factory.mktemp(f"int8_{head}"), disable_rules=DISABLE_RULES)
+        int8 = simulate_int8(onnx_path, calib_images, images, tmp_path_factory.mktemp(f"int8_{head}"),
+                             disable_rules=DISABLE_RULES)
         out[head] = {
             "fp32": evaluate_outputs(f"FP32 {head}", fp32, geoms, val),
             "int8": evaluate_outputs(f"INT8 {head}", int8, geoms, val),
@@ -39,9 +40,12 @@ def int8_vs_fp32(tiny_detector, tmp_path_factory):
         }
     print()
     for head, r in out.items():
-        print(f"{head:5s} FP32 mAP50-95 {r['fp32'].metric.map50_95:.4f} mAP50 {r['fp32'].metric.map50:.4f} top score {max(r['fp32'].top_scores):.3f} | "
-              f"INT8 mAP50-95 {r['int8'].metric.map50_95:.4f} mAP50 {r['int8'].metric.map50:.4f} top score {max(r['int8'].top_scores):.3f} "
-              f"| whole-tensor cosine min {r['cosine']:.4f} mean {r['mean_cosine']:.4f} | INT8 detections {r['int8'].metric.detections}")
+        print(f"{head:5s} FP32 mAP50-95 {r['fp32'].metric.map50_95:.4f} mAP50 {r['fp32'].metric.map50:.4f} top score "
+              f"{max(r['fp32'].top_scores):.3f} | "
+              f"INT8 mAP50-95 {r['int8'].metric.map50_95:.4f} mAP50 {r['int8'].metric.map50:.4f} top score "
+              f"{max(r['int8'].top_scores):.3f} "
+              f"| whole-tensor cosine min {r['cosine']:.4f} mean {r['mean_cosine']:.4f} | INT8 detections "
+              f"{r['int8'].metric.detections}")
     return out
 
 

@@ -17,7 +17,8 @@ TRUTH = [
 
 def _dets(boxes, classes, scores=None):
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    return Detections(boxes, np.asarray(scores if scores is not None else [0.9] * len(boxes), np.float32), np.asarray(classes, np.int64))
+    return Detections(boxes, np.asarray(scores if scores is not None else [0.9] * len(boxes), np.float32),
+                      np.asarray(classes, np.int64))
 
 
 def test_perfect_detections_score_one_and_unlabelled_classes_are_left_out():
@@ -40,10 +41,12 @@ def test_wrong_class_and_loose_boxes_cost_what_coco_says():
 
 
 def test_false_positives_below_true_ones_do_not_lower_ap_above_them():
-    extra = [_dets(np.vstack([TRUTH[0].boxes, [[100, 80, 110, 95]]]), [0, 1, 0], [0.9, 0.9, 0.1]), _dets(TRUTH[1].boxes, [0]), _dets([], [])]
+    extra = [_dets(np.vstack([TRUTH[0].boxes, [[100, 80, 110, 95]]]), [0, 1, 0], [0.9, 0.9, 0.1]), _dets(TRUTH[1].boxes, [0]),
+             _dets([], [])]
     assert coco_map(TRUTH, extra, NAMES).map50_95 == pytest.approx(1.0)
 
 
 def test_mismatched_lengths_are_one_sentence():
-    with pytest.raises(ValueError, match=r"^2 prediction sets for 3 labelled images; pass one Detections per image, in the same order\.$"):
+    with pytest.raises(ValueError, match=r"^2 prediction sets for 3 labelled images; pass one Detections per image, in "
+                                         r"the same order\.$"):
         coco_map(TRUTH, [_dets([], [])] * 2, NAMES)

@@ -46,7 +46,8 @@ def test_fp32_map_agrees_with_ultralytics_val(tiny_detector, tmp_path):
     print(f"\nworkbook mAP50-95 {ours.metric.map50_95:.4f} mAP50 {ours.metric.map50:.4f} | "
           f"ultralytics val(rect=False) mAP50-95 {theirs['map50_95']:.4f} mAP50 {theirs['map50']:.4f} | "
           f"val() default rect mAP50-95 {rect['map50_95']:.4f} mAP50 {rect['map50']:.4f}")
-    print("per-class AP50-95 workbook vs val:", {k: (round(v, 3), round(theirs["per_class"][k], 3)) for k, v in ours.metric.per_class.items()})
+    print("per-class AP50-95 workbook vs val:",
+          {k: (round(v, 3), round(theirs["per_class"][k], 3)) for k, v in ours.metric.per_class.items()})
     assert theirs["map50_95"] > 0.2
     assert abs(ours.metric.map50_95 - theirs["map50_95"]) <= 0.01
     assert abs(ours.metric.map50 - theirs["map50"]) <= 0.01
@@ -76,9 +77,11 @@ def test_task_of_reads_the_model_and_mismatches_name_both_tasks(tiny_detector, t
     assert task_of(tiny_detector.split_onnx) == task_of(tiny_detector.stock_onnx) == "detect"
     assert check_task(tiny_detector.train.weights, "detect") == "detect"
     assert class_names(tiny_detector.train.weights) == class_names(tiny_detector.split_onnx) == list(CLASSES)
-    with pytest.raises(WorkbookError, match=r"is a detector \(task detect\) but task: classify was given; set task: detect or pass a classifier\.$"):
+    with pytest.raises(WorkbookError, match=r"is a detector \(task detect\) but task: classify was given; set task: "
+                                            r"detect or pass a classifier\.$"):
         check_task(tiny_detector.train.weights, "classify")
-    with pytest.raises(WorkbookError, match=r"is a classifier \(task classify\) but task: detect was given; set task: classify or pass a detector\.$"):
+    with pytest.raises(WorkbookError, match=r"is a classifier \(task classify\) but task: detect was given; set task: "
+                                            r"classify or pass a detector\.$"):
         check_task(cls_pt, "detect")
     with pytest.raises(WorkbookError, match=r"is a classifier .* but task: detect"):
         check_task(tiny_onnx, "detect")
@@ -106,7 +109,8 @@ def test_image_without_label_file_counts_as_background_once(tmp_path):
         f.unlink()
     split = read_split(data, "val")
     assert len(split) == 6 and [len(t.classes) for t in split.truth[:2]] == [0, 0]
-    assert split.notes == [f"2 of 6 val images have no label file (e.g. {labels[0].stem}.png); they count as background (no objects)."]
+    assert split.notes == [f"2 of 6 val images have no label file (e.g. {labels[0].stem}.png); they count as "
+                           "background (no objects)."]
 
 
 def test_data_yaml_without_val_is_one_sentence(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import REPO
-from helpers.runner import cli, execute
+from helpers.runner import execute, series
 
 ALL = "00,10,20,30,40,50,60"
 
@@ -20,7 +20,7 @@ def config() -> dict:
 
 
 def planned(config: dict) -> dict[str, dict]:
-    return {nb.stem: params for nb, params in cli.plan(config, ALL)}
+    return {nb.stem: params for nb, params in series.plan(config, ALL)}
 
 
 def test_imgsz_is_set_once_in_common_for_export_and_conversion(config):

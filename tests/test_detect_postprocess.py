@@ -155,7 +155,8 @@ def test_end2end_topk_is_ultralytics_selection(anchors, nc, max_det):
     head.max_det = max_det
     out = head.postprocess(torch.from_numpy(np.concatenate([xyxy, scores], 1))[None])[0].numpy()
     theirs = out[out[:, 4] > 0.25]  # ultralytics' end-to-end "NMS": scores above conf, nothing else
-    stock = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2], scores], 1).T[None]  # [1, 4 + nc, anchors]
+    # [1, 4 + nc, anchors]
+    stock = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2], scores], 1).T[None]
     lb = pp.Letterbox(96, 96, 96, 1.0, 0, 0)
     ours = pp.postprocess([stock], lb, conf=0.25, iou=0.7, max_det=max_det, end2end=True)
     assert len(ours) == len(theirs) > 0

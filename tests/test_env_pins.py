@@ -14,7 +14,8 @@ def test_toolkit_requirements_are_listed_apart_from_the_workbooks_pins():
     declared = {r.split()[0].split(";")[0].lower() for r in requires("rknn-toolkit2")}
     assert {r["package"] for r in toolkit_rows} == declared, "exactly what the toolkit's metadata declares"
     torch = next(r for r in toolkit_rows if r["package"] == "torch")
-    assert torch["toolkit requires"].startswith("<=") and torch["workbook pins"] == "==2.4.0" and torch["installed"].startswith("2.4.0")
+    assert torch["toolkit requires"].startswith("<=") and torch["workbook pins"] == "==2.4.0"
+    assert torch["installed"].startswith("2.4.0")
     others = {r["package"] for r in other_rows}
     assert "papermill" in others and not (others & declared), "a package appears in one table only"
 
@@ -56,4 +57,5 @@ def test_requirements_resolve_for_python_3_10_and_3_12(pytestconfig):
         errors = [ln for ln in out.splitlines() if ln.startswith("ERROR")]
         assert code == 0, f"requirements.txt does not resolve for Python {version}: {errors or out[-1500:]}"
         pins = would_install(out)
-        assert (pins["rknn-toolkit2"], pins["torch"], pins["numpy"], pins["onnx"]) == ("2.5.0", "2.4.0", "1.26.4", "1.18.0"), version
+        assert (pins["rknn-toolkit2"], pins["torch"], pins["numpy"], pins["onnx"]) == ("2.5.0", "2.4.0", "1.26.4",
+                                                                                       "1.18.0"), version

@@ -16,10 +16,10 @@ import yaml
 
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import Run
-from helpers.runner import cli, execute, variants
+from helpers.runner import cli, execute
 from helpers.steps import analysis, convert, hybrid, quantize_demo
-from helpers.steps.export import exporter, models
-from helpers.tasks import data, identify
+from helpers.steps.export import exporter
+from helpers.tasks import identify
 
 # ----------------------------------------------------------------------------- helpers of the tests
 
@@ -118,7 +118,8 @@ def test_executing_a_notebook_that_does_not_exist(tmp_path):
     ({"variants": {"small": {"20_convert": 8}}},
      r"Sweep variant 'small' section '20_convert' must be a mapping of parameter: value"),
     ({"variants": {"my variant": {"20_convert": {"calib_images": 8}}}},
-     r"Sweep variant 'my variant' must be a simple name mapped to parameter sections \(e\.g\. rk3566: \{20_convert: \{target_platform: rk3566\}\}\)"),
+     r"Sweep variant 'my variant' must be a simple name mapped to parameter sections \(e\.g\. rk3566: \{20_convert: "
+     r"\{target_platform: rk3566\}\}\)"),
 ], ids=["grid-not-mapping", "grid-empty-list", "name-collision", "section-not-mapping", "name-not-simple"])
 def test_cli_bad_sweep_file(tmp_path, run_cli, content, message):
     sweep_file = write_yaml(tmp_path / "s.yaml", content)
@@ -140,8 +141,10 @@ NB20 = {"mean_values": [0, 0, 0], "std_values": [255, 255, 255], "target_platfor
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"dynamic_input": [1, 3, 16, 16]}, r"dynamic_input=\[1, 3, 16, 16\] must be None or a list of input-shape sets, e\.g\. \[\[\[1, 3, 224, 224\]\]"),
-    ({"op_target": {"Conv_0": "dsp"}}, r"op_target=\{'Conv_0': 'dsp'\} must be None or a dict \{op name: 'cpu' \| 'npu' \| 'gpu' \| 'auto'\}"),
+    ({"dynamic_input": [1, 3, 16, 16]}, r"dynamic_input=\[1, 3, 16, 16\] must be None or a list of input-shape sets, "
+                                        r"e\.g\. \[\[\[1, 3, 224, 224\]\]"),
+    ({"op_target": {"Conv_0": "dsp"}}, r"op_target=\{'Conv_0': 'dsp'\} must be None or a dict \{op name: 'cpu' \| "
+                                       r"'npu' \| 'gpu' \| 'auto'\}"),
     ({"custom_string": 7}, r"custom_string=7 must be None or a string \(at most 1024 characters\)"),
     ({"custom_string": "x" * 1025}, r"custom_string is 1025 characters long; shorten it to at most 1024"),
 ], ids=["dynamic_input", "op_target", "custom_string-type", "custom_string-length"])
@@ -154,7 +157,8 @@ def test_notebook20_options_are_checked(changes, message):
 def test_source_for_pytorch_when_notebook10_got_an_onnx(tmp_path):
     run = Run.at(tmp_path / "run")
     (run.model / "model.onnx").write_bytes(b"onnx")  # notebook 10 given an .onnx writes no TorchScript
-    with pytest.raises(WorkbookError, match=r"\S+/model/model.torchscript does not exist because notebook 10 was given an ONNX model; "
+    with pytest.raises(WorkbookError, match=r"\S+/model/model.torchscript does not exist because notebook 10 was given "
+                                            r"an ONNX model; "
                                             r"use load_path='onnx' \(or give notebook 10 a \.pt\)"):
         convert.source_for(run, "pytorch")
     with pytest.raises(WorkbookError, match=r"load_path='tflite' is unknown; use 'onnx' \(load_onnx\) or 'pytorch'"):
@@ -162,13 +166,16 @@ def test_source_for_pytorch_when_notebook10_got_an_onnx(tmp_path):
 
 
 def test_load_arguments_for_a_missing_or_unknown_model_file(tmp_path):
-    with pytest.raises(WorkbookError, match=r"Model file \S+/gone.onnx does not exist; run notebooks/10_export.ipynb or pass an existing"):
+    with pytest.raises(WorkbookError, match=r"Model file \S+/gone.onnx does not exist; run notebooks/10_export.ipynb "
+                                            r"or pass an existing"):
         convert.load_arguments(tmp_path / "gone.onnx", 16)
     odd = tmp_path / "model.tflite"
     odd.write_bytes(b"TFL3")
-    with pytest.raises(WorkbookError, match=r"Model file \S+/model.tflite has unknown type .tflite; pass a .onnx or a TorchScript"):
+    with pytest.raises(WorkbookError, match=r"Model file \S+/model.tflite has unknown type .tflite; pass a .onnx or a "
+                                            r"TorchScript"):
         convert.load_arguments(odd, 16)
-    with pytest.raises(WorkbookError, match=r"load_path='tflite' is unknown; use 'onnx' \(load_onnx\) or 'pytorch' \(load_pytorch with TorchScript\)"):
+    with pytest.raises(WorkbookError, match=r"load_path='tflite' is unknown; use 'onnx' \(load_onnx\) or 'pytorch' "
+                                            r"\(load_pytorch with TorchScript\)"):
         convert.load_arguments(odd, 16, "tflite")
 
 
@@ -177,7 +184,8 @@ def test_build_on_a_missing_model_and_without_a_calibration_list(tmp_path, tiny_
     cfg = convert.ConvertConfig.from_dict(NB20)
     with pytest.raises(WorkbookError, match=r"Model file \S+/model.onnx does not exist; run notebooks/10_export.ipynb"):
         convert.build_on(None, tmp_path / "model.onnx", cfg, None, 16)
-    with pytest.raises(WorkbookError, match=r"do_quantization=True needs a calibration list; pass dataset= a text file with one image path per line"):
+    with pytest.raises(WorkbookError, match=r"do_quantization=True needs a calibration list; pass dataset= a text file "
+                                            r"with one image path per line"):
         convert.build_on(None, tiny_onnx, cfg, None, 16)
 
 
@@ -187,7 +195,8 @@ def test_quantization_demo_on_a_model_without_conv_weights(tmp_path):
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2)).eval()
     path = tmp_path / "mlp.onnx"
     torch.onnx.export(net, torch.zeros(1, 3, 4, 4), str(path), opset_version=12, input_names=["images"])
-    with pytest.raises(WorkbookError, match=r"ONNX file \S+/mlp.onnx has no 4-D conv weight with >= 8 output channels to demonstrate "
+    with pytest.raises(WorkbookError, match=r"ONNX file \S+/mlp.onnx has no 4-D conv weight with >= 8 output channels "
+                                            r"to demonstrate "
                                             r"quantization on; skip this demo cell"):
         quantize_demo.pick_weight(path)
 
@@ -209,13 +218,15 @@ def step1_folder(tmp_path, cfg_text: str):
 
 
 def test_hybrid_cfg_that_is_missing(tmp_path):
-    with pytest.raises(WorkbookError, match=r"Quantization cfg \S+/gone.quantization.cfg does not exist; run hybrid step 1 to create it"):
+    with pytest.raises(WorkbookError, match=r"Quantization cfg \S+/gone.quantization.cfg does not exist; run hybrid "
+                                            r"step 1 to create it"):
         hybrid.read_cfg(tmp_path / "gone.quantization.cfg")
 
 
 def test_hybrid_cfg_without_quantize_parameters(tmp_path):
     files = step1_folder(tmp_path, "custom_quantize_layers: {}\n")
-    with pytest.raises(WorkbookError, match=r"Quantization cfg \S+/m.quantization.cfg has no quantize_parameters section; use the "
+    with pytest.raises(WorkbookError, match=r"Quantization cfg \S+/m.quantization.cfg has no quantize_parameters "
+                                            r"section; use the "
                                             r"\.quantization\.cfg written by hybrid step 1"):
         hybrid.write_cfg(files, ["relu_out"])
     assert not files.edited_cfg.exists()
@@ -224,14 +235,16 @@ def test_hybrid_cfg_without_quantize_parameters(tmp_path):
 def test_hybrid_cfg_with_custom_layers_as_a_list(tmp_path):
     """Notebook 60 reads the cfg as the user left it (hybrid.read_cfg(files.cfg))."""
     files = step1_folder(tmp_path, "custom_quantize_layers:\n    - relu_out\n" + CFG_BODY)
-    with pytest.raises(WorkbookError, match=r"custom_quantize_layers in \S+/m.quantization.cfg is not a mapping; write it as a block "
+    with pytest.raises(WorkbookError, match=r"custom_quantize_layers in \S+/m.quantization.cfg is not a mapping; write "
+                                            r"it as a block "
                                             r"mapping, one '    <tensor>: float16' line each"):
         hybrid.read_cfg(files.cfg)
 
 
 def test_hybrid_cfg_with_two_custom_sections(tmp_path):
     files = step1_folder(tmp_path, "custom_quantize_layers: {}\n" + CFG_BODY + "custom_quantize_layers: {}\n")
-    with pytest.raises(WorkbookError, match=r"\S+/m.quantization.cfg has more than one custom_quantize_layers section, so the edit reads "
+    with pytest.raises(WorkbookError, match=r"\S+/m.quantization.cfg has more than one custom_quantize_layers section, "
+                                            r"so the edit reads "
                                             r"back as \{\}; keep one section \(or re-run hybrid step 1\)"):
         hybrid.write_cfg(files, ["relu_out"])
     assert not files.edited_cfg.exists()
@@ -268,14 +281,16 @@ def test_export_of_a_torchscript_at_the_wrong_size(tmp_path):
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2)).eval()  # only 8x8 inputs fit
     ts = tmp_path / "fixed8.torchscript"
     torch.jit.trace(net, torch.zeros(1, 3, 8, 8)).save(str(ts))
-    with pytest.raises(WorkbookError, match=r"TorchScript \S+/fixed8.torchscript accepts neither a 1x3x16x16 nor a 1x1x16x16 input \(.+\); "
+    with pytest.raises(WorkbookError, match=r"TorchScript \S+/fixed8.torchscript accepts neither a 1x3x16x16 nor a "
+                                            r"1x1x16x16 input \(.+\); "
                                             r"set imgsz to the size it was traced at"):
         exporter.export_model(ts, tmp_path / "model", 16)
     assert not (tmp_path / "model" / "model.onnx").exists()
 
 
 def test_onnx_file_missing(tmp_path):
-    with pytest.raises(WorkbookError, match=r"ONNX file \S+/model.onnx does not exist; run notebooks/10_export.ipynb or pass an existing .onnx path"):
+    with pytest.raises(WorkbookError, match=r"ONNX file \S+/model.onnx does not exist; run notebooks/10_export.ipynb "
+                                            r"or pass an existing .onnx path"):
         exporter.check_onnx(tmp_path / "model.onnx")
 
 
@@ -291,13 +306,15 @@ def detect_data(tmp_path, labels: dict[str, str] | None = None, images: int = 1,
         cv2.imwrite(str(root / "images" / "val" / f"{i}.png"), np.full((16, 16, 3), 80, np.uint8))
     for stem, text in (labels or {}).items():
         (root / "labels" / "val" / f"{stem}.txt").write_text(text)
-    return Path(write_yaml(root / "data.yaml", {"path": str(root), "train": "images/val", "val": "images/val", "names": dict(enumerate(names))}))
+    return Path(write_yaml(root / "data.yaml",
+                           {"path": str(root), "train": "images/val", "val": "images/val", "names": dict(enumerate(names))}))
 
 
 def test_detection_data_file_missing(tmp_path):
     from helpers.tasks.detect import labels
 
-    with pytest.raises(WorkbookError, match=r"Detection data file \S+/data.yaml does not exist; pass a data.yaml with train:, val: and names:"):
+    with pytest.raises(WorkbookError, match=r"Detection data file \S+/data.yaml does not exist; pass a data.yaml with "
+                                            r"train:, val: and names:"):
         labels.read_split(tmp_path / "data.yaml")
 
 
@@ -307,7 +324,8 @@ def test_detection_split_folder_missing(tmp_path):
     data_yaml = detect_data(tmp_path)
     cfg = yaml.safe_load(data_yaml.read_text())
     write_yaml(data_yaml, {**cfg, "val": "images/valid"})
-    with pytest.raises(WorkbookError, match=r"The val images folder \S+/images/valid of \S+/data.yaml does not exist; fix 'val:' in the data.yaml"):
+    with pytest.raises(WorkbookError, match=r"The val images folder \S+/images/valid of \S+/data.yaml does not exist; "
+                                            r"fix 'val:' in the data.yaml"):
         labels.read_split(data_yaml)
 
 
@@ -324,7 +342,8 @@ def test_detection_label_that_is_a_segment(tmp_path):
     from helpers.tasks.detect import labels
 
     data_yaml = detect_data(tmp_path, {"0": "0 0.1 0.1 0.5 0.1 0.5 0.5\n"})
-    with pytest.raises(WorkbookError, match=r"Label file \S+/labels/val/0.txt has a line that is not 'class cx cy w h' \(5 numbers\); "
+    with pytest.raises(WorkbookError, match=r"Label file \S+/labels/val/0.txt has a line that is not 'class cx cy w h' "
+                                            r"\(5 numbers\); "
                                             r"detection labels only \(no segments\)"):
         labels.read_split(data_yaml)
 
@@ -333,7 +352,8 @@ def test_detection_labels_with_class_ids_outside_the_data_names(tmp_path):
     from helpers.tasks.detect import labels
 
     data_yaml = detect_data(tmp_path, {"0": "0 0.5 0.5 0.2 0.2\n3 0.5 0.5 0.2 0.2\n", "1": "3 0.4 0.4 0.1 0.1\n"}, images=2)
-    with pytest.raises(WorkbookError, match=r"^2 labels in 2 files \(e\.g\. \S+/labels/val/\d.txt\) use class ids \[3\], outside \S+/data.yaml's "
+    with pytest.raises(WorkbookError, match=r"^2 labels in 2 files \(e\.g\. \S+/labels/val/\d.txt\) use class ids "
+                                            r"\[3\], outside \S+/data.yaml's "
                                             r"1 classes \(0\.\.0\); fix the labels or use a model trained on these classes\.$"):
         labels.read_split(data_yaml)
 
@@ -345,7 +365,8 @@ def test_detection_sample_too_small_and_data_file_missing(tmp_path):
     with pytest.raises(WorkbookError, match=r"images=1 is too few for a train and a val split; use images >= 2"):
         sample.write_detect_sample(tmp_path / "shapes", images=1)
     assert not (tmp_path / "shapes").exists()
-    with pytest.raises(WorkbookError, match=r"Detection data file \S+/mine.yaml does not exist; pass a data.yaml \(train:, val:, names:\) "
+    with pytest.raises(WorkbookError, match=r"Detection data file \S+/mine.yaml does not exist; pass a data.yaml "
+                                            r"\(train:, val:, names:\) "
                                             r"or leave it empty for the generated sample"):
         detect_sample.prepare_detect_model(Run.at(tmp_path / "run"), model="", data=tmp_path / "mine.yaml")
 
@@ -387,10 +408,12 @@ def test_detector_without_a_yolo_detect_head(tmp_path):
 
     cfg = tmp_path / "rtdetr-tiny.yaml"
     cfg.write_text("nc: 2\nbackbone:\n" + "".join(f"  - [-1, 1, Conv, [{c}, 3, 2]]\n" for c in (8, 16, 16, 16, 16))
-                   + "head:\n  - [[2, 3, 4], 1, RTDETRDecoder, [nc, 32, 10, 1, 2, 1]]\n")  # hidden 32, 10 queries, 1 point, 2 heads, 1 layer
+                   # hidden 32, 10 queries, 1 point, 2 heads, 1 layer
+                   + "head:\n  - [[2, 3, 4], 1, RTDETRDecoder, [nc, 32, 10, 1, 2, 1]]\n")
     pt = tmp_path / "rtdetr-tiny.pt"
     RTDETR(str(cfg)).save(str(pt))
-    with pytest.raises(WorkbookError, match=r"The last layer of this model is RTDETRDecoder, not a YOLO Detect head with box and class "
+    with pytest.raises(WorkbookError, match=r"The last layer of this model is RTDETRDecoder, not a YOLO Detect head "
+                                            r"with box and class "
                                             r"branches; .*pass such a detect \.pt\.$"):
         export_detector(pt, tmp_path / "d.onnx", 128)
     assert not (tmp_path / "d.onnx").exists()
@@ -407,7 +430,8 @@ def _result(name: str, n: int):
 def test_metrics_roles_must_match_the_results(tmp_path):
     from helpers.steps import evaluate
 
-    with pytest.raises(ValueError, match=r"roles=\['fp32', 'npu'\] must give one of \('fp32', 'int8', .*\) for each of the 2 results"):
+    with pytest.raises(ValueError, match=r"roles=\['fp32', 'npu'\] must give one of \('fp32', 'int8', .*\) for each of "
+                                         r"the 2 results"):
         evaluate.write_metrics(tmp_path / "metrics.json", [_result("FP32", 3), _result("INT8", 3)], None, roles=["fp32", "npu"])
     assert not (tmp_path / "metrics.json").exists()
 
@@ -425,7 +449,8 @@ TABLE = """layer_name                       simulator_error
 def test_error_analysis_header_in_another_form(tmp_path):
     path = tmp_path / "error_analysis.txt"
     path.write_text(TABLE.format(name="relu").replace("cos      euc    cos      euc", "cosine   euclidean"))
-    with pytest.raises(WorkbookError, match=r"The header of the error analysis table is not in the expected form \(line 1: 'layer_name\s+simulator_error'\); "
+    with pytest.raises(WorkbookError, match=r"The header of the error analysis table is not in the expected form "
+                                            r"\(line 1: 'layer_name\s+simulator_error'\); "
                                             r"pass an error_analysis.txt written by rknn-toolkit2 accuracy_analysis"):
         analysis.parse_error_analysis(path)
 
@@ -437,7 +462,8 @@ def test_combining_error_analysis_tables(tmp_path):
         (tmp_path / name / "error_analysis.txt").write_text(TABLE.format(name=name))
         tables.append(analysis.parse_error_analysis(tmp_path / name))
     assert len(analysis.combine(tables[:1])) == 2
-    with pytest.raises(WorkbookError, match=r"The error analysis tables list different layers; combine only tables of the same model"):
+    with pytest.raises(WorkbookError, match=r"The error analysis tables list different layers; combine only tables of "
+                                            r"the same model"):
         analysis.combine(tables)
     with pytest.raises(WorkbookError, match=r"No error analysis tables to combine; run accuracy_analysis on at least one image"):
         analysis.combine([])
@@ -448,7 +474,8 @@ def test_accuracy_analysis_without_images_and_a_bad_sweep_cell(tmp_path):
     (both are refused before the toolkit object is touched, so rk is not needed)."""
     with pytest.raises(WorkbookError, match=r"accuracy_analysis needs at least one image; set analysis_images >= 1"):
         analysis.run_accuracy_analysis(None, [], tmp_path / "snapshot")
-    with pytest.raises(WorkbookError, match=r"Sweep cell \['mmse'\] must be an \[algorithm, method\] pair, e\.g\. \['mmse', 'channel'\]"):
+    with pytest.raises(WorkbookError, match=r"Sweep cell \['mmse'\] must be an \[algorithm, method\] pair, e\.g\. "
+                                            r"\['mmse', 'channel'\]"):
         analysis.parse_grid([["mmse"]])
 
 
@@ -456,7 +483,8 @@ def test_detector_outputs_of_an_unknown_layout():
     from helpers.tasks.detect import postprocess
 
     outs = [np.zeros((1, 64, 16, 16), np.float32), np.zeros((1, 3, 16, 16), np.float32)]
-    with pytest.raises(ValueError, match=r"Detector gave 2 outputs; expected 1 \(stock head\) or 3 per stride \(split head: box, class, sum\)"):
+    with pytest.raises(ValueError, match=r"Detector gave 2 outputs; expected 1 \(stock head\) or 3 per stride \(split "
+                                         r"head: box, class, sum\)"):
         postprocess.layout(outs)
 
 
@@ -467,7 +495,7 @@ def test_detection_image_that_is_gone(tmp_path):
         simulate.load_letterboxed([tmp_path / "gone.jpg"], 128)
 
 
-# ----------------------------------------------------------------------------- errors raised in a child process (helpers.core.isolate)
+# ------------------------------------------------------------------- errors raised in a child process (helpers.core.isolate)
 
 def test_toolkit_failure_in_the_child_comes_back_as_rknn_error(tmp_path):
     """The sweep converts in a child process: the toolkit's refusal reaches the parent as RknnError with its log."""
@@ -481,11 +509,14 @@ def test_toolkit_failure_in_the_child_comes_back_as_rknn_error(tmp_path):
                               [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 16, 16])],
                               [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 16, 16])])
     model = tmp_path / "custom_op.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12), helper.make_opsetid("com.example", 1)]), str(model))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12), helper.make_opsetid("com.example", 1)]),
+              str(model))
     config = {"mean_values": [0, 0, 0], "std_values": [255, 255, 255], "target_platform": "rk3588", "do_quantization": False}
-    with pytest.raises(RknnError, match=r"rknn-toolkit2 (load_onnx|build) failed: .*FooBar.* \(full log: \S+/convert.log\)") as info:
+    message = r"rknn-toolkit2 (load_onnx|build) failed: .*FooBar.* \(full log: \S+/convert.log\)"
+    with pytest.raises(RknnError, match=message) as info:
         run_isolated("helpers.steps.convert:convert_isolated", {"source": str(model), "config": config, "dataset": None,
-                     "out_rknn": str(tmp_path / "m.rknn"), "log_path": str(tmp_path / "convert.log"), "input_size": 16}, tmp_path / "child.log")
+                     "out_rknn": str(tmp_path / "m.rknn"), "log_path": str(tmp_path / "convert.log"), "input_size": 16},
+                         tmp_path / "child.log")
     assert info.value.log_path == tmp_path / "convert.log" and info.value.log_tail
     assert not list(tmp_path.glob("*.rknn"))
 
@@ -495,7 +526,8 @@ def test_crash_inside_a_nested_child_keeps_its_type_and_cause(tmp_path):
     from helpers.core.isolate import run_isolated
 
     with pytest.raises(ToolkitCrash, match=r"^abort inside crashed \(killed by SIGABRT\); likely cause: ") as info:
-        run_isolated("helpers.core.isolate:run_isolated", {"func": "os:abort", "kwargs": {}, "log_path": str(tmp_path / "inner.log"),
+        run_isolated("helpers.core.isolate:run_isolated",
+                     {"func": "os:abort", "kwargs": {}, "log_path": str(tmp_path / "inner.log"),
                                                       "what": "abort inside"}, tmp_path / "outer.log")
     assert info.value.how == "killed by SIGABRT" and "Fatal Python error: Aborted" in info.value.log_tail
 
@@ -512,7 +544,8 @@ def test_bundle_of_a_model_replaced_after_conversion(tmp_path, tiny_onnx, tiny_i
     rec = json.loads((run.rknn / "convert.json").read_text())
     rec["config"]["target_platform"] = "rk3588"
     (run.rknn / "convert.json").write_text(json.dumps(rec))
-    with pytest.raises(WorkbookError, match=r"rknn/model.rknn was built for rk3566 but rknn/convert.json records rk3588; re-run notebooks/20_convert.ipynb"):
+    with pytest.raises(WorkbookError, match=r"rknn/model.rknn was built for rk3566 but rknn/convert.json records "
+                                            r"rk3588; re-run notebooks/20_convert.ipynb"):
         deploy.build_bundle(run, convert.read_record(run), ["a", "b", "c"])
     assert not (run.board / "deploy").exists() and not (run.board / "deploy.tar.gz").exists()
 
@@ -520,7 +553,8 @@ def test_bundle_of_a_model_replaced_after_conversion(tmp_path, tiny_onnx, tiny_i
 def test_detector_demo_into_a_folder_that_is_not_a_codegen_project(tmp_path):
     from helpers.deploy import codegen
 
-    with pytest.raises(WorkbookError, match=r"\S+/cpp has no CMakeLists.txt, so it is not the toolkit's codegen project; generate it with "
+    with pytest.raises(WorkbookError, match=r"\S+/cpp has no CMakeLists.txt, so it is not the toolkit's codegen "
+                                            r"project; generate it with "
                                             r"generate_cpp_demo \(codegen=True in notebook 40\)"):
         codegen.add_detect_demo(tmp_path / "cpp")
     assert not (tmp_path / "cpp").exists()
@@ -533,7 +567,8 @@ def test_build_with_a_negative_retry_count(tmp_path, tiny_onnx):
     with RKNN(tmp_path / "build.log", max_retries=-1) as rk:
         rk.config(mean_values=[[0, 0, 0]], std_values=[[255, 255, 255]], target_platform="rk3588")
         rk.load_onnx(model=str(tiny_onnx))
-        with pytest.raises(ValueError, match=r"max_retries=-1 leaves no build attempt; pass max_retries >= 0 \(0 = build once, no retry\)"):
+        with pytest.raises(ValueError, match=r"max_retries=-1 leaves no build attempt; pass max_retries >= 0 \(0 = "
+                                             r"build once, no retry\)"):
             rk.build(do_quantization=False)
 
 
@@ -542,6 +577,7 @@ def test_detection_split_folder_without_images(tmp_path):
 
     data_yaml = detect_data(tmp_path, images=0)
     (data_yaml.parent / "images" / "val" / "notes.txt").write_text("no pictures here")
-    with pytest.raises(WorkbookError, match=r"The val images folder \S+/images/val of \S+/data.yaml has no images \(\.\w+(, \.\w+)*\); "
+    with pytest.raises(WorkbookError, match=r"The val images folder \S+/images/val of \S+/data.yaml has no images "
+                                            r"\(\.\w+(, \.\w+)*\); "
                                             r"add images or fix 'val:'"):
         labels.read_split(data_yaml)

@@ -28,7 +28,8 @@ def setup(tiny_onnx, tiny_images, tmp_path_factory):
 def test_onnx_backend_is_onnxruntime_with_the_models_normalisation(tiny_onnx, setup):
     _, _, pixels, _ = setup
     sess = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
-    expected = np.concatenate([sess.run(None, {"images": to_float_nchw(pixels[i : i + 1], [0, 0, 0], [255, 255, 255])})[0] for i in range(len(pixels))])
+    feeds = [{"images": to_float_nchw(pixels[i : i + 1], [0, 0, 0], [255, 255, 255])} for i in range(len(pixels))]
+    expected = np.concatenate([sess.run(None, feed)[0] for feed in feeds])
     backend = fp32_runner(tiny_onnx, [0, 0, 0], [255, 255, 255])
     assert isinstance(backend, Runner)
     got = scores_of(backend.outputs(pixels))
@@ -65,7 +66,9 @@ def test_simulator_follows_fp32(tiny_onnx, tiny_images, setup):
 
 def _result(name, scores, labels):
     scores, labels = np.asarray(scores, np.float32), np.asarray(labels)
-    return metric.EvalResult(name, scores, labels, metric.topk_accuracy(scores, labels, 1), metric.topk_accuracy(scores, labels, 5), 1.0, len(labels))
+    return metric.EvalResult(name, scores, labels, metric.topk_accuracy(scores, labels, 1), metric.topk_accuracy(scores, labels,
+                                                                                                                 5), 1.0,
+                             len(labels))
 
 
 def test_metrics_on_known_scores():
@@ -124,7 +127,8 @@ def test_onnx_backend_feeds_a_grayscale_model_from_rgb_or_gray_batches(gray):
 
 def test_mean_std_with_the_wrong_channel_count_is_one_sentence(gray, tiny_onnx):
     onnx_path, _, _ = gray
-    with pytest.raises(WorkbookError, match=r"mean_values=\[0.0, 0.0, 0.0\] has 3 value\(s\) but model .*gray.onnx has 1 input channel") as err:
+    with pytest.raises(WorkbookError, match=r"mean_values=\[0.0, 0.0, 0.0\] has 3 value\(s\) but model .*gray.onnx has 1 input "
+                       r"channel") as err:
         fp32_runner(onnx_path, [0.0, 0.0, 0.0], [255.0, 255.0, 255.0])
     assert "\n" not in str(err.value)
     with pytest.raises(WorkbookError, match=r"std_values=\[255.0\] has 1 value\(s\) but model .* has 3 input channel"):

@@ -1,4 +1,5 @@
-"""helpers.steps.export.exporter: TorchScript/ONNX export, opset handling, sidecar checks, numeric check (real torch, onnx, ORT)."""
+"""helpers.steps.export.exporter: TorchScript/ONNX export, opset handling, sidecar checks, numeric check (real torch,
+onnx, ORT)."""
 from __future__ import annotations
 
 import json
@@ -19,7 +20,8 @@ from helpers.toolkit.session import RKNN
 def _net() -> torch.nn.Module:
     torch.manual_seed(0)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 3),
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+            torch.nn.Linear(8, 3),
         torch.nn.Softmax(dim=1),
     ).eval()
 
@@ -119,7 +121,8 @@ def test_missing_and_unknown_model_paths(tmp_path):
         exporter.export_model(weird, tmp_path / "out", imgsz=16)
     notzip = tmp_path / "model.pt"
     notzip.write_bytes(b"not a zip archive")
-    with pytest.raises(WorkbookError, match=r"model.pt is not a PyTorch file \(torch.save and torch.jit.save write a zip archive"):
+    with pytest.raises(WorkbookError, match=r"model.pt is not a PyTorch file \(torch.save and torch.jit.save write a "
+                                            r"zip archive"):
         exporter.export_model(notzip, tmp_path / "out", imgsz=16)
 
 
@@ -141,7 +144,7 @@ def test_torchscript_from_another_torch_version(tiny_torchscript, tmp_path):
     here = torch.__version__.split("+")[0]
     with pytest.raises(WorkbookError) as info:
         exporter.check_torchscript(res.torchscript, input_size=16)
-    assert f"torch 2.1.0" in str(info.value) and f"torch {here}" in str(info.value)
+    assert "torch 2.1.0" in str(info.value) and f"torch {here}" in str(info.value)
     side.unlink()
     with pytest.warns(UserWarning, match="cannot be checked"):
         exporter.check_torchscript(res.torchscript, input_size=16)
@@ -168,7 +171,8 @@ class _Scaled(torch.nn.Module):
 def _logits_net(channels: int = 3) -> torch.nn.Module:
     torch.manual_seed(1)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(channels, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(channels, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, stride=2, padding=1),
+            torch.nn.ReLU(),
         torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 3),
     ).eval()
 
@@ -234,5 +238,6 @@ def test_torchscript_export_finds_a_grayscale_input_and_checks_mean_std(tmp_path
     pixels = np.stack([read_rgb(p, 16) for p in tiny_images])
     check = check_export(res.torchscript, res.onnx, pixels, [0.0], [255.0])  # RGB images, gray model
     assert check.top1_agreement == 1.0 and check.min_cosine > 0.9999
-    with pytest.raises(WorkbookError, match=r"mean_values=\[0.0, 0.0, 0.0\] has 3 value\(s\) but the model's input has 1 channel"):
+    with pytest.raises(WorkbookError,
+                       match=r"mean_values=\[0.0, 0.0, 0.0\] has 3 value\(s\) but the model's input has 1 channel"):
         check_export(res.torchscript, res.onnx, pixels, [0.0, 0.0, 0.0], [255.0, 255.0, 255.0])

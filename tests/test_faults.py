@@ -22,13 +22,13 @@ from helpers import widgets
 from helpers.core import leftovers
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import REPO
-from helpers.runner import cli
 from helpers.runner import params as params_check
+from helpers.runner import series, variant_runs
 
 
 def plan_error(config: dict, only: str | None = None, run_root: Path | None = None) -> str:
     with pytest.raises(WorkbookError) as err:
-        cli.plan(config, only, run_root)
+        series.plan(config, only, run_root)
     msg = str(err.value)
     assert "\n" not in msg and msg.endswith("."), f"one sentence: {msg!r}"
     return msg
@@ -83,7 +83,7 @@ def test_a_sweep_grid_over_a_notebook_only_leaves_out_is_refused(tmp_path):
                      "grid:\n  60_hybrid_quantization.target_pt: [0.1, 0.5]\n")
     with pytest.raises(WorkbookError, match=r"sweeps '60_hybrid_quantization.target_pt' but only: 00,10,20,30 leaves "
                                             r"60_hybrid_quantization out"):
-        cli.run_sweep(sweep, tmp_path / "out")
+        variant_runs.run_sweep(sweep, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -152,7 +152,7 @@ def test_class_folders_must_match_the_models_outputs_both_ways_before_20_convert
         with pytest.raises(WorkbookError, match=f"has {classes} class folder"):  # the notebook's form says the same
             cell = {**params_check.literals("20_convert"), "run_dir": str(run), "data_dir": str(data)}
             widgets.form(cell, "20_convert").values(record=False)
-    cli.plan({"20_convert": {"data_dir": str(image_folder(tmp_path / "d10", 10))}}, "20", run)  # matching: accepted
+    series.plan({"20_convert": {"data_dir": str(image_folder(tmp_path / "d10", 10))}}, "20", run)  # matching: accepted
     # Before notebook 10 has run: its model (the sample, trained on the 10 digits, or the ONNX given) is what 20 converts.
     msg = plan_error({"20_convert": {"data_dir": str(tmp_path / "d3")}}, "00,10,20", tmp_path / "fresh")
     assert "has 3 class folder(s)" in msg and "the sample model" in msg

@@ -66,7 +66,8 @@ def test_edit_writes_a_block_mapping_and_keeps_the_original(made, tmp_path):
     assert out == files.edited_cfg and out.name == "outlier.edited.quantization.cfg"
     assert files.cfg.read_bytes() == original, "the toolkit's cfg must stay untouched"
     text = out.read_text()
-    assert text.startswith("custom_quantize_layers:\n    /1/Relu_output_0: float16\n    /2/Conv_output_0: float16\nquantize_parameters:")
+    assert text.startswith("custom_quantize_layers:\n    /1/Relu_output_0: float16\n    /2/Conv_output_0: "
+                           "float16\nquantize_parameters:")
     assert yaml.safe_load(text)["quantize_parameters"] == yaml.safe_load(original)["quantize_parameters"]
     # only the section changed: the rest of the file is byte for byte the toolkit's
     assert text.split("quantize_parameters:", 1)[1] == original.decode().split("quantize_parameters:", 1)[1]
@@ -85,7 +86,8 @@ def test_edit_is_idempotent_over_a_hand_edited_cfg(made, tmp_path):
     assert hybrid.write_cfg(files, sel).read_bytes() == first
     text = files.cfg.read_text()
     # the tutorial's trap: entries added under the `{}` line -> invalid YAML, named as such
-    files.cfg.write_text(text.replace("custom_quantize_layers: {}", "custom_quantize_layers: {}\n    /1/Relu_output_0: float16", 1))
+    files.cfg.write_text(text.replace("custom_quantize_layers: {}", "custom_quantize_layers: {}\n    /1/Relu_output_0: float16",
+                                      1))
     with pytest.raises(WorkbookError, match="not valid YAML at line 2; write custom_quantize_layers as a block mapping"):
         hybrid.read_cfg(files.cfg)
     assert hybrid.write_cfg(files, sel).read_bytes() == first
@@ -102,7 +104,8 @@ def test_bad_selections_are_refused_before_writing(made, tmp_path):
     msg = str(info.value)
     assert msg == ("Layer '/1/Relu_output' is not under quantize_parameters in outlier.quantization.cfg "
                    "(did you mean '/1/Relu_output_0'?); pick tensor names from that list.")
-    with pytest.raises(WorkbookError, match=r"^Layer '/1/Relu_output_0' has dtype 'fp16', which the cfg does not accept; write 'float16' instead\.$"):
+    with pytest.raises(WorkbookError, match=r"^Layer '/1/Relu_output_0' has dtype 'fp16', which the cfg does not "
+                                            r"accept; write 'float16' instead\.$"):
         hybrid.write_cfg(files, {"/1/Relu_output_0": "fp16"})
     with pytest.raises(WorkbookError, match=r"unknown dtype 'int4'; use one of int8, int16, float16\.$"):
         hybrid.write_cfg(files, {"/1/Relu_output_0": "int4"})
@@ -145,7 +148,8 @@ def test_hybrid_from_the_ranking_repairs_the_output(made, tiny_images, tmp_path)
     assert chosen == ["/0/Conv_output_0", "/1/Relu_output_0", "/2/Conv_output_0", "/3/Relu_output_0"] and order[0] == chosen[-1]
     log = tmp_path / "step2.log"
     with hybrid.built(files, chosen, tmp_path / "edited.cfg", log) as rk:
-        after = analysis.parse_error_analysis(analysis.run_accuracy_analysis(rk, tiny_images[:1], tmp_path / "after", progress=False)[0])
+        after = analysis.parse_error_analysis(analysis.run_accuracy_analysis(rk, tiny_images[:1], tmp_path / "after",
+                                                                             progress=False)[0])
         rk.export_rknn(str(tmp_path / "hybrid.rknn"))
         rk.init_runtime(target=None)
         mixed = scores_of(BuiltSimulator(rk).outputs(pixels))
@@ -179,7 +183,8 @@ def test_layer_picker_offers_the_cfg_names_and_refuses_unknown_ones(made):
     names = hybrid.activation_tensors(made["files"])
     picker = hybrid.layer_picker(names, ["/1/Relu_output_0"])
     assert tuple(picker.value) == ("/1/Relu_output_0",) and list(picker.options) == names
-    with pytest.raises(WorkbookError, match=r"^user_layers names '/1/relu_output_0', which is not a layer of this model \(did you mean '/1/Relu_output_0'\?\)"):
+    with pytest.raises(WorkbookError, match=r"^user_layers names '/1/relu_output_0', which is not a layer of this "
+                                            r"model \(did you mean '/1/Relu_output_0'\?\)"):
         hybrid.layer_picker(names, ["/1/relu_output_0"])
 
 
@@ -195,8 +200,10 @@ def test_export_choice_search_competes_with_strategies_and_files_go_by_name(tmp_
     compare = [
         {"model": "FP32", "top1": 0.99, "mean_cosine": 1.0, "float16_layers": 0, "file": ""},
         {"model": "INT8", "top1": 0.90, "mean_cosine": 0.98, "float16_layers": 1, "file": "hybrid/model_int8.rknn"},
-        {"model": "hybrid (a) your list", "top1": 0.97, "mean_cosine": 0.990, "float16_layers": 4, "file": "hybrid/strategy_hybrid_a_your_list.rknn"},
-        {"model": "hybrid (b) toolkit proposal", "top1": float("nan"), "mean_cosine": float("nan"), "float16_layers": 0, "file": ""},
+        {"model": "hybrid (a) your list", "top1": 0.97, "mean_cosine": 0.990, "float16_layers": 4,
+         "file": "hybrid/strategy_hybrid_a_your_list.rknn"},
+        {"model": "hybrid (b) toolkit proposal", "top1": float("nan"), "mean_cosine": float("nan"), "float16_layers": 0,
+         "file": ""},
         {"model": "hybrid (c) auto from ranking", "top1": 0.96, "mean_cosine": 0.995, "float16_layers": 9,
          "file": "hybrid/strategy_hybrid_c_auto_from_ranking.rknn"},
     ]
@@ -222,7 +229,8 @@ def test_demo_export_never_becomes_model_hybrid(tmp_path):
     run = Run.at(tmp_path / "run")
     (run.hybrid / "model_hybrid.rknn").write_bytes(b"an earlier real hybrid")
     (run.hybrid / "strategy_x.rknn").write_bytes(b"demo")
-    choice = {"model": "hybrid (c) auto from ranking", "top1": 0.9, "mean_cosine": 0.99, "float16_layers": 3, "file": "hybrid/strategy_x.rknn"}
+    choice = {"model": "hybrid (c) auto from ranking", "top1": 0.9, "mean_cosine": 0.99, "float16_layers": 3,
+              "file": "hybrid/strategy_x.rknn"}
     out = hybrid.export_choice(run, choice, "demo: 1 image", demo=True)
     assert out.name == "model_hybrid_demo.rknn" and not (run.hybrid / "model_hybrid.rknn").exists()
     chosen = json.loads((run.hybrid / "chosen.json").read_text())
@@ -252,7 +260,8 @@ class _MapJudge(scoring.Judge):
 
 
 def _map_judge(fp32_map: float = 0.766, images: int = 50, noise: float = 1.2) -> _MapJudge:
-    return _MapJudge("detect", "map50_95", "mAP50-95", "map50", [f"{k}.png" for k in range(images)], np.zeros((images, 1, 1, 3), np.uint8),
+    return _MapJudge("detect", "map50_95", "mAP50-95", "map50", [f"{k}.png" for k in range(images)],
+                     np.zeros((images, 1, 1, 3), np.uint8),
                      [[np.zeros((1, 2), np.float32)]] * images, fp32_map=fp32_map, noise=noise)
 
 
@@ -262,11 +271,13 @@ def test_conclusions_are_computed_from_the_numbers():
     judge = _top1_judge(0.99, 100)
     assert judge.fp32.value == pytest.approx(0.99) and judge.step_pt() == pytest.approx(1.0)
     search = pd.DataFrame([{"layers": 1, "top1": 0.95, "met_target": False}, {"layers": 2, "top1": 0.99, "met_target": True}])
-    text = text60.conclusion(search, 40, 0.90, judge, 0.2, {"model": "hybrid search (2 layers)", "top1": 0.99}, "demo: 1 image", True)
+    text = text60.conclusion(search, 40, 0.90, judge, 0.2, {"model": "hybrid search (2 layers)", "top1": 0.99}, "demo: 1 image",
+                             True)
     assert text.startswith("Plain INT8's top-1 is 9.00 pt below FP32 (9 of 100 images; 1 image = 1.00 pt).")
     assert "The search needed 2 of 40 layers in float16" in text and "the error is local" in text
     assert "top-1 99.00% vs 90.00% for INT8 with the same calibration (demo: 1 image) and 99.00% for FP32." in text
-    assert "It is 9.00 pt above INT8 (9 of 100 images; 1 image = 1.00 pt), so the exported hybrid's top-1 is not below INT8's." in text
+    assert ("It is 9.00 pt above INT8 (9 of 100 images; 1 image = 1.00 pt), so the exported hybrid's top-1 is not below "
+            "INT8's.") in text
     assert "This is a demo" in text
     spread = pd.DataFrame([{"layers": 32, "top1": 0.99, "met_target": True}])
     assert "not local" in text60.conclusion(spread, 40, 0.90, judge, 0.2, None, "x", False)
@@ -283,21 +294,31 @@ def test_detector_sentences_name_map_and_its_noise():
     judge = _map_judge(0.766, 50, 1.2)
     empty = pd.DataFrame(columns=["layers", "map50_95", "mean_cosine", "met_target", "layers_list"])
     text = text60.conclusion(empty, 120, 0.764, judge, 0.5, None, "notebook 20's list (50 images)", False)
-    assert text == ("Plain INT8's mAP50-95 is 0.20 pt below FP32, within the noise of 50 val images (about ±1.2 pt), already within the 0.5 pt "
+    assert text == ("Plain INT8's mAP50-95 is 0.20 pt below FP32, within the noise of 50 val images (about ±1.2 pt), already "
+                    "within the 0.5 pt "
                     "target: no float16 layer is needed. No hybrid was exported.")
-    search = pd.DataFrame([{"layers": 1, "map50_95": 0.70, "met_target": False}, {"layers": 2, "map50_95": 0.765, "met_target": True}])
-    text = text60.conclusion(search, 120, 0.70, judge, 0.2, {"model": "hybrid search (2 layers)", "map50_95": 0.765}, "demo: 1 image", True)
+    search = pd.DataFrame([{"layers": 1, "map50_95": 0.70, "met_target": False}, {"layers": 2, "map50_95": 0.765,
+                                                                                  "met_target": True}])
+    text = text60.conclusion(search, 120, 0.70, judge, 0.2, {"model": "hybrid search (2 layers)", "map50_95": 0.765},
+                             "demo: 1 image", True)
     assert text.startswith("Plain INT8's mAP50-95 is 6.60 pt below FP32, beyond the noise of 50 val images (about ±1.2 pt).")
     assert "mAP50-95 0.765 vs 0.700 for INT8" in text and "not below INT8's" in text
-    worse = text60.conclusion(search, 120, 0.766, judge, 0.2, {"model": "hybrid search (2 layers)", "map50_95": 0.765}, "x", False)
-    assert "It is 0.10 pt below INT8, within the noise of 50 val images (about ±1.2 pt), so no hybrid reached INT8's mAP50-95 here" in worse
+    worse = text60.conclusion(search, 120, 0.766, judge, 0.2, {"model": "hybrid search (2 layers)", "map50_95": 0.765}, "x",
+                              False)
+    assert ("It is 0.10 pt below INT8, within the noise of 50 val images (about ±1.2 pt), so no hybrid reached INT8's "
+            "mAP50-95 here") in worse
     close = pd.DataFrame([{"layers": 1, "map50_95": 0.764, "met_target": True}])
     text = text60.conclusion(close, 120, 0.760, judge, 0.2, None, "x", False)
-    assert "The search needed 1 of 120 layers in float16 to come within 0.2 pt of FP32, so the error is local: a few layers carry it (with INT8's own loss inside" in text
-    flat = pd.DataFrame([{"layers": 1, "map50_95": 0.760, "met_target": False}, {"layers": 2, "map50_95": 0.7617, "met_target": False}])
-    text = text60.conclusion(flat, 120, 0.7623, judge, 0.2, {"model": "hybrid (c) auto from ranking", "map50_95": 0.7617}, "x", False)
-    assert text.startswith("Plain INT8's mAP50-95 is 0.37 pt below FP32, within the noise of 50 val images (about ±1.2 pt). None of the "
-                           "search's 2 hybrids (up to 2 of 120 layers in float16) came within 0.2 pt of FP32 either; they score 0.760 to 0.762")
+    assert ("The search needed 1 of 120 layers in float16 to come within 0.2 pt of FP32, so the error is local: a few "
+            "layers carry it (with INT8's own loss inside") in text
+    flat = pd.DataFrame([{"layers": 1, "map50_95": 0.760, "met_target": False}, {"layers": 2, "map50_95": 0.7617,
+                                                                                 "met_target": False}])
+    text = text60.conclusion(flat, 120, 0.7623, judge, 0.2, {"model": "hybrid (c) auto from ranking", "map50_95": 0.7617}, "x",
+                             False)
+    assert text.startswith("Plain INT8's mAP50-95 is 0.37 pt below FP32, within the noise of 50 val images (about ±1.2 pt). "
+                           "None of the "
+                           "search's 2 hybrids (up to 2 of 120 layers in float16) came within 0.2 pt of FP32 either; they score "
+                           "0.760 to 0.762")
     assert "cannot tell whether the error is local" in text and "not local" not in text
     assert "It is 0.06 pt below INT8, within the noise" in text and "plain INT8 is the model to keep" in text
     note = text60.target_note(0.2, judge)
@@ -317,11 +338,13 @@ def test_detector_tables_and_choice_use_map(tmp_path):
         (run.hybrid / f).write_bytes(f.encode())
     compare = [{"model": "FP32", "map50_95": 0.77, "mean_cosine": 1.0, "float16_layers": 0, "file": ""},
                {"model": "INT8", "map50_95": 0.76, "mean_cosine": 0.99, "float16_layers": 0, "file": "hybrid/model_int8.rknn"},
-               {"model": "hybrid (a) your list", "map50_95": 0.755, "mean_cosine": 0.995, "float16_layers": 3, "file": "hybrid/strategy_a.rknn"}]
+               {"model": "hybrid (a) your list", "map50_95": 0.755, "mean_cosine": 0.995, "float16_layers": 3,
+                "file": "hybrid/strategy_a.rknn"}]
     search = [{"layers": 1, "map50_95": 0.762, "mean_cosine": 0.992, "met_target": True}]
     # the toolkit's auto_hybrid competes when it kept a tensor in float16 that INT8 does not; with none it is INT8
     (run.hybrid / "model_auto_hybrid.rknn").write_bytes(b"auto")
-    auto = {"model": "build(auto_hybrid=True)", "map50_95": 0.761, "mean_cosine": 0.99, "float16_layers": 0, "file": "hybrid/model_auto_hybrid.rknn"}
+    auto = {"model": "build(auto_hybrid=True)", "map50_95": 0.761, "mean_cosine": 0.99, "float16_layers": 0,
+            "file": "hybrid/model_auto_hybrid.rknn"}
     assert [c["model"] for c in hybrid.export_candidates([*compare, auto], search, root=run.root)][:1] == ["hybrid (a) your list"]
     compare.append({**auto, "float16_layers": 2})
     cands = hybrid.export_candidates(compare, search, root=run.root)
@@ -333,6 +356,7 @@ def test_detector_tables_and_choice_use_map(tmp_path):
     chosen = json.loads((run.hybrid / "chosen.json").read_text())
     assert chosen["metric"] == "map50_95" and chosen["map50_95"] == 0.762 and "top1" not in chosen
     variant = hybrid.Variant("INT8", 0.76, 0.99, 0.98, 2048, 0)
-    assert list(variant.row(_map_judge(0.77))) == ["model", "map50_95", "map50_95_delta_pt", "mean_cosine", "min_cosine", "size_kb",
+    assert list(variant.row(_map_judge(0.77))) == ["model", "map50_95", "map50_95_delta_pt", "mean_cosine", "min_cosine",
+                                                   "size_kb",
                                                    "float16_layers", "note", "file", "layers"]
     assert variant.row(_map_judge(0.77))["map50_95_delta_pt"] == -1.0

@@ -16,7 +16,8 @@ from test_runner import write_notebook
 
 from helpers.core import leftovers
 from helpers.core.paths import REPO, write_text_atomic
-from helpers.runner import cli, execute, summary
+from helpers.runner import execute, series
+from helpers.runner.status import status_of
 
 # Writes what a step writes mid-way (a model, a record, a bundle folder under temporary names), then works.
 WRITES_TEMPORARIES = ("from pathlib import Path\nimport time\nroot = Path(run_dir)\nroot.mkdir(parents=True, exist_ok=True)\n"
@@ -81,7 +82,7 @@ def test_ctrl_c_then_a_kill_then_a_plain_rerun(tmp_path):
     assert (root / "kept.txt").read_text() == "a result", "finished files are left alone"
     executed = root / "executed" / "01_work.ipynb"
     assert not executed.exists() or leftovers.whole_notebook(executed), "the executed notebook is whole or absent"
-    assert summary.status_of(root, books / "01_work.ipynb").status == "failed"
+    assert status_of(root, books / "01_work.ipynb").status == "failed"
 
     (root / "started").unlink()
     proc = runner(books, root)  # killed outright: nothing can clean up now
@@ -112,7 +113,7 @@ def test_a_failing_cell_is_said_in_status_and_its_temporaries_are_removed(tmp_pa
     write_notebook(books / "01_work.ipynb", [("params", 'run_dir = "outputs/sample"'),
                                              ("code", WRITES_TEMPORARIES + "raise ValueError('the calibration set is empty')")])
     monkeypatch.setattr(execute, "NOTEBOOKS", books)
-    res = cli.run_series({}, root, progress=False, render=False, prewarm=False)
+    res = series.run_series({}, root, progress=False, render=False, prewarm=False)
     assert res.failed == "01_work"
     entry = status(root)["01_work"]
     assert entry["how"] == "failed" and entry["error"] == "ValueError: the calibration set is empty", entry

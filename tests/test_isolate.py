@@ -26,7 +26,8 @@ def test_aborting_child_becomes_one_line_with_signal_and_cause(tmp_path):
 
 def test_workbook_error_in_child_keeps_its_type_and_sentence(tmp_path):
     with pytest.raises(WorkbookError, match=r"func='nocolon' must be 'package.module:function'") as info:
-        run_isolated("helpers.core.isolate:run_isolated", {"func": "nocolon", "kwargs": {}, "log_path": str(tmp_path / "inner.log")}, tmp_path / "child.log")
+        run_isolated("helpers.core.isolate:run_isolated",
+                     {"func": "nocolon", "kwargs": {}, "log_path": str(tmp_path / "inner.log")}, tmp_path / "child.log")
     assert not isinstance(info.value, ToolkitCrash)
 
 

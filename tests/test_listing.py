@@ -11,7 +11,8 @@ from helpers.steps.convert import ConvertConfig, ConvertRecord
 def test_call_renders_values_and_wraps_long_lines():
     line = listing.call("rknn.inference", inputs=[listing.Expr("img")], data_format="nhwc", assign="outputs")
     assert line == "outputs = rknn.inference(inputs=[img], data_format='nhwc')"
-    long = listing.call("rknn.accuracy_analysis", inputs=[Path("/data/val/3/img_0001.png")], output_dir=Path("/run/analysis/snapshot/00"),
+    long = listing.call("rknn.accuracy_analysis", inputs=[Path("/data/val/3/img_0001.png")],
+                        output_dir=Path("/run/analysis/snapshot/00"),
                         target=None, extra=[255.0] * 12)
     assert long.splitlines()[0] == "rknn.accuracy_analysis(" and "    target=None," in long
     ast.parse(long)
@@ -26,7 +27,8 @@ def test_convert_calls_follow_the_record(tmp_path):
     src = listing.code(listing.convert_calls(rec, dataset=tmp_path / "demo.txt", quantized_method="layer"))
     ast.parse(src)
     assert "target_platform='rk3566'" in src and "quantized_algorithm='mmse'" in src and "quantized_method='layer'" in src
-    assert "rknn.load_pytorch(" in src and f"model='{tmp_path / 'model.torchscript'}'" in src and "input_size_list=[[1, 3, 32, 32]]" in src
+    assert "rknn.load_pytorch(" in src and f"model='{tmp_path / 'model.torchscript'}'" in src
+    assert "input_size_list=[[1, 3, 32, 32]]" in src
     assert f"dataset='{tmp_path / 'demo.txt'}'" in src
     md = listing.markdown(src, "In your own script:")
     assert md.startswith("In your own script:\n\n```python\nfrom rknn.api import RKNN") and md.endswith("```")
@@ -34,7 +36,8 @@ def test_convert_calls_follow_the_record(tmp_path):
 
 def test_config_listing_shows_the_lessons_options_and_only_changed_others(tmp_path):
     cfg = ConvertConfig(mean_values=[0, 0, 0], std_values=[255, 255, 255], compress_weight=True)
-    rec = ConvertRecord(source=tmp_path / "m.onnx", load_path="onnx", input_size=32, dataset=None, config=cfg, rknn_path=tmp_path / "m.rknn",
+    rec = ConvertRecord(source=tmp_path / "m.onnx", load_path="onnx", input_size=32, dataset=None, config=cfg,
+                        rknn_path=tmp_path / "m.rknn",
                         seconds=1.0, source_bytes=1, rknn_bytes=1, dtype_notes=[], toolkit_version="2.5.0")
     src = listing.code(listing.convert_calls(rec))
     assert "quantized_algorithm='normal'" in src and "compress_weight=True" in src

@@ -28,7 +28,8 @@ def test_small_matrix_rows_say_what_built_and_why_the_others_did_not(tmp_path):
     assert unsupported["built"] == "False" and "w4a16" in unsupported["reason"] and "rk3566" in unsupported["reason"]
     crashed = rows[("rk3562", "w8a16")]
     if crashed["built"] == "True":
-        pytest.skip("rknn-toolkit2 built w8a16 for rk3562 without aborting this time (native memory corruption is not deterministic); tests/test_isolate.py covers the crash path")
+        pytest.skip("rknn-toolkit2 built w8a16 for rk3562 without aborting this time (native memory corruption is not "
+                    "deterministic); tests/test_isolate.py covers the crash path")
     assert crashed["built"] == "False" and "crashed" in crashed["reason"] and "SIG" in crashed["reason"]
     assert all("\n" not in r["reason"] for r in rows.values())  # one line each
     md = (tmp_path / "matrix.md").read_text()

@@ -75,7 +75,7 @@ def test_rknnlite_snippet_and_core_mask_words_use_this_runs_values(run_root, tmp
     """The RKNNLite calls a learner can paste, with this run's model, size and colour order, in the
     notebook's output and its rendered report; 'core mask auto' reads the same in form, output and README."""
     from helpers.deploy import run_rknn
-    from helpers.runner import summary
+    from helpers.runner import render
 
     cfg = json.loads((run_root / "board" / "deploy" / "model.json").read_text())
     size, meaning = cfg["input_size"], run_rknn.core_mask_meaning("auto", cfg["target_platform"])
@@ -84,7 +84,7 @@ def test_rknnlite_snippet_and_core_mask_words_use_this_runs_values(run_root, tmp
                  "lite.inference(inputs=[img[None]], data_format=['nhwc'])", f"cv2.resize(img, ({size}, {size}))",
                  f"1 x {size} x {size} x 3, NHWC", "cv2.COLOR_BGR2RGB", "lite.release()"):
         assert call in snippet, call
-    _, page = summary.render_notebook(run_root / "executed" / f"{NB}.ipynb", tmp_path)
+    _, page = render.render_notebook(run_root / "executed" / f"{NB}.ipynb", tmp_path)
     assert "NPU_CORE_AUTO" in page.read_text() and f"1 x {size} x {size} x 3" in page.read_text()
     assert f"core mask auto: {meaning} (toolkit value 0)" in _outputs(run_root)
     assert f"means {meaning}" in (run_root / "board" / "deploy" / "README.md").read_text()

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from helpers.core.paths import REPO
-from helpers.runner import execute, summary
+from helpers.runner import execute, render
 from helpers.steps import convert
 from helpers.tasks import scoring
 from helpers.widgets import tooltips
@@ -62,7 +62,7 @@ def test_convert_report_shows_the_raw_calls_theory_first_and_full_meanings(serie
     """The rendered page of 20: the copyable toolkit script with this run's values, quantization theory before
     the options table, every option's meaning in full, the two board terms defined."""
     root = series.ran("20_convert")
-    _, page = summary.render_notebook(root / "executed" / "20_convert.ipynb", root / "report")
+    _, page = render.render_notebook(root / "executed" / "20_convert.ipynb", root / "report")
     plain = html.unescape(re.sub(r"<[^>]+>", "", page.read_text()))
     params = json.loads((root / "params.json").read_text())["20_convert"]
     compact = re.sub(r"\(\s+", "(", re.sub(r",\s+", ", ", plain)).replace(", )", ")")  # long calls are split one argument a line
@@ -77,11 +77,13 @@ def test_convert_report_shows_the_raw_calls_theory_first_and_full_meanings(serie
             table = plain[plain.index("The options"):]  # the parameters cell above shows the same comment
             assert meaning in table, f"meaning of {name} shown in full"
     assert "C runtime API" in plain and "pass-through" in plain
-    code_cells = [c for c in json.loads((REPO / "notebooks" / "20_convert.ipynb").read_text())["cells"] if c["cell_type"] == "code"]
+    cells = json.loads((REPO / "notebooks" / "20_convert.ipynb").read_text())["cells"]
+    code_cells = [c for c in cells if c["cell_type"] == "code"]
     calls = ["RKNN(", ".config(", ".load_onnx(", ".build(", ".export_rknn(", ".release()"]
     for call in calls:
         assert sum(call in "".join(c["source"]) for c in code_cells) >= 1, f"{call} shown in a cell of its own"
-    assert all(len("".join(c["source"]).splitlines()) <= 20 for c in code_cells if "parameters" not in c["metadata"].get("tags", []))
+    assert all(len("".join(c["source"]).splitlines()) <= 20 for c in code_cells if "parameters" not in c["metadata"].get("tags",
+        []))
 
 
 def test_simulator_evaluation_metrics(series):

@@ -20,7 +20,7 @@ SERIES = "10,20,30,40"
 
 @pytest.fixture(scope="module")
 def detect_run(tmp_path_factory) -> Path:
-    from helpers.runner.cli import run_series
+    from helpers.runner.series import run_series
     from helpers.tasks.detect.sample import write_detect_sample
 
     base = tmp_path_factory.mktemp("detect_series")
@@ -89,7 +89,8 @@ def test_export_and_conversion_records(detect_run):
 def test_notebook_30_states_this_runs_numbers(detect_run):
     m = _metrics(detect_run)
     nb = nbformat.read(detect_run / "executed" / "30_simulator_inference.ipynb", 4)
-    text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    text = "".join(o.get("data", {}).get("text/markdown",
+                                         "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert f"{_row(m, 'split', 'INT8')['map50_95']:.3f}" in text and f"{_row(m, 'stock', 'INT8')['map50_95']:.3f}" in text
     assert (detect_run / "eval" / "detections.png").stat().st_size > 0
     saved = json.loads((detect_run / "eval" / "detections.json").read_text())
@@ -105,13 +106,15 @@ def test_notebook_30_measures_the_colour_order_bug_on_the_detector(detect_run):
     saved = json.loads((detect_run / "eval" / "detections.json").read_text())["backends"]
     assert saved[bgr["name"]] != saved[rgb["name"]]  # other inputs, other boxes: the row is measured, not copied
     nb = nbformat.read(detect_run / "executed" / "30_simulator_inference.ipynb", 4)
-    text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    text = "".join(o.get("data", {}).get("text/markdown",
+                                         "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert f"**{bgr['map50_95']:.3f}** instead of {rgb['map50_95']:.3f}" in text
     assert (detect_run / "eval" / "colour_order.png").stat().st_size > 0
-    from helpers.runner import summary
+    from helpers.runner import figures
 
-    shown = [caption for caption, _ in summary.plots(detect_run)]
-    assert "eval/detections.png" in shown and "eval/colour_order.png" not in shown  # the lesson's one picture stays in notebook 30
+    shown = [caption for caption, _ in figures.plots(detect_run)]
+    # the lesson's one picture stays in notebook 30
+    assert "eval/detections.png" in shown and "eval/colour_order.png" not in shown
 
 
 def _onnx_with_task(src: Path, dst: Path, task: str) -> Path:
@@ -126,7 +129,8 @@ def test_detector_given_with_task_classify_is_one_sentence(tiny_onnx, tmp_path):
     from helpers.tasks.identify import resolve_task
 
     detector = _onnx_with_task(tiny_onnx, tmp_path / "det.onnx", "detect")
-    with pytest.raises(WorkbookError, match=r"det.onnx is a detector \(task detect\) but task: classify was given; set task: detect") as err:
+    with pytest.raises(WorkbookError, match=r"det.onnx is a detector \(task detect\) but task: classify was given; set "
+                                            r"task: detect") as err:
         resolve_task(str(detector), "classify")
     assert "\n" not in str(err.value)
 
@@ -134,7 +138,8 @@ def test_detector_given_with_task_classify_is_one_sentence(tiny_onnx, tmp_path):
 def test_classifier_given_with_task_detect_is_one_sentence(tiny_onnx):
     from helpers.tasks.identify import resolve_task
 
-    with pytest.raises(WorkbookError, match=r"is a classifier \(task classify\) but task: detect was given; set task: classify or pass a detector"):
+    with pytest.raises(WorkbookError, match=r"is a classifier \(task classify\) but task: detect was given; set task: "
+                                            r"classify or pass a detector"):
         resolve_task(str(tiny_onnx), "detect")
 
 
@@ -149,10 +154,10 @@ def test_class_folders_given_with_task_detect_is_one_sentence(tmp_path):
 
 def test_detect_params_file_runs_the_whole_series():
     from helpers.core.paths import REPO
-    from helpers.runner import cli, execute
+    from helpers.runner import execute, series
 
     config = execute.load_params_file(REPO / "params" / "detect.yaml")
-    planned = {nb.stem: p for nb, p in cli.plan(config, config["only"])}
+    planned = {nb.stem: p for nb, p in series.plan(config, config["only"])}
     assert list(planned) == ["00_environment_check", "10_export", "20_convert", "30_simulator_inference", "40_board_inference",
                              "50_accuracy_analysis", "60_hybrid_quantization"]
     assert planned["10_export"]["task"] == "detect" and planned["10_export"]["head"] == "split"
@@ -160,20 +165,22 @@ def test_detect_params_file_runs_the_whole_series():
 
 
 def test_index_shows_map_for_a_detection_run(tmp_path):
-    from helpers.runner import summary
+    from helpers.runner import figures, index
 
     rows = [{"name": "FP32 split head", "role": "fp32", "head": "split", "precision": "FP32", "map50_95": 0.7, "map50": 0.9},
             {"name": "INT8 split head", "role": "int8", "head": "split", "precision": "INT8", "map50_95": 0.69, "map50": 0.89},
-            {"name": "FP32 stock head", "role": "diagnostic", "head": "stock", "precision": "FP32", "map50_95": 0.7, "map50": 0.9},
-            {"name": "INT8 stock head", "role": "diagnostic", "head": "stock", "precision": "INT8", "map50_95": 0.01, "map50": 0.02}]
+            {"name": "FP32 stock head", "role": "diagnostic", "head": "stock", "precision": "FP32", "map50_95": 0.7,
+             "map50": 0.9},
+            {"name": "INT8 stock head", "role": "diagnostic", "head": "stock", "precision": "INT8", "map50_95": 0.01,
+             "map50": 0.02}]
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"task": "detect", "head": "split", "backends": rows}))
-    figs = {f.label: f.value for f in summary.key_figures(tmp_path)}
+    figs = {f.label: f.value for f in figures.key_figures(tmp_path)}
     assert figs["FP32 mAP50-95 / mAP50 (ONNX Runtime)"] == "0.700 / 0.900"
     assert figs["INT8 mAP50-95 / mAP50 (RKNN simulator, split head)"] == "0.690 / 0.890"
     assert figs["INT8 mAP50-95 / mAP50, stock head (same images)"] == "0.010 / 0.020"
     assert "FP32 top-1 (ONNX Runtime)" not in figs and "INT8 top-1 (RKNN simulator)" not in figs
-    line = summary.verdict(tmp_path)
+    line = index.verdict(tmp_path)
     assert "+1.0 pt mAP50-95 loss vs FP32 (0.690 vs 0.700)" in line and "stock head INT8 reaches 0.010" in line
 
 
@@ -219,7 +226,8 @@ def test_notebook_40_on_a_detection_run(detect_run):
 
     nb = nbformat.read(detect_run / "executed" / "40_board_inference.ipynb", 4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "[skipped: no board] Running the detector on the board over every val image (letterboxed, as notebook 30 scored them) and comparing its mAP50-95" in text
+    assert ("[skipped: no board] Running the detector on the board over every val image (letterboxed, as notebook 30 "
+            "scored them) and comparing its mAP50-95") in text
     cpp = detect_run / "board" / "deploy" / "cpp"
     assert all((cpp / "src" / s.name).read_bytes() == s.read_bytes() for s in DETECT_SOURCES)
     assert "add_executable(rknn_detect_demo" in (cpp / "CMakeLists.txt").read_text() and (cpp / "run_detect.sh").is_file()
@@ -229,7 +237,8 @@ def test_notebook_40_on_a_detection_run(detect_run):
 def test_stock_head_bundle_is_refused_in_one_sentence():
     from helpers.deploy.run_rknn import RunnerError, check_head
 
-    with pytest.raises(RunnerError, match=r"model.rknn has the stock detector head .* export it with head: split in notebook 10") as err:
+    with pytest.raises(RunnerError,
+                       match=r"model.rknn has the stock detector head .* export it with head: split in notebook 10") as err:
         check_head({"task": "detect", "head": "stock"}, Path("model.rknn"))
     assert "\n" not in str(err.value)
     check_head({"task": "detect", "head": "split"}, Path("model.rknn"))
@@ -247,22 +256,26 @@ def test_labels_beyond_the_models_classes_are_one_sentence(tiny_onnx, tmp_path):
     entry.key, entry.value = "names", json.dumps(["a", "b"])
     onnx.save(model, str(detector))
     data = write_detect_sample(tmp_path / "shapes", images=6, imgsz=64, seed=1)
-    with pytest.raises(WorkbookError, match=r"use class ids \[.*3.*\], outside the model's 2 classes \(0..1\); fix the labels") as err:
+    with pytest.raises(WorkbookError,
+                       match=r"use class ids \[.*3.*\], outside the model's 2 classes \(0..1\); fix the labels") as err:
         prepare(Run.at(tmp_path / "run"), str(detector), str(data), 64, 1)
     assert "\n" not in str(err.value)
 
 
 def test_rknnlite_snippet_of_a_detector_decodes_with_the_shipped_module():
-    from helpers.deploy.bundle import rknnlite_snippet
+    from helpers.deploy.readme import rknnlite_snippet
 
-    config = {"input_size": 160, "color_order": "RGB", "model": "model.rknn", "target_platform": "rk3588", "classes": 4, "task": "detect"}
+    config = {"input_size": 160, "color_order": "RGB", "model": "model.rknn", "target_platform": "rk3588", "classes": 4,
+              "task": "detect"}
     code = rknnlite_snippet(config, "images/x.png")
-    assert "import postprocess" in code and "postprocess.letterbox(img, 160)" in code and "postprocess.postprocess(outputs, lb" in code
+    assert "import postprocess" in code and "postprocess.letterbox(img, 160)" in code
+    assert "postprocess.postprocess(outputs, lb" in code
     assert "argmax" not in code
     compile(code, "snippet", "exec")
 
 
-@pytest.mark.parametrize("bgr_map,expect", [(0.40, "36.0 pt lower"), (0.765, "(+0.5 pt): on these images the bug moves mAP by less than a point"),
+@pytest.mark.parametrize("bgr_map,expect", [(0.40, "36.0 pt lower"), (0.765, "(+0.5 pt): on these images the bug moves "
+                                                                             "mAP by less than a point"),
                                              (0.78, "(+2.0 pt): on these images the swapped colours happen to score higher")])
 def test_colour_pitfall_sentence_follows_the_numbers(bgr_map, expect):
     from helpers.steps.detect_eval import BGR

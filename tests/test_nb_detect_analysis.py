@@ -1,5 +1,5 @@
 """Notebook 50 on a detection run: the per-layer analysis on letterboxed inputs and the algorithm x method sweep
-scored by COCO mAP50-95 through helpers.tasks.scoring's judge (helpers.steps.judge), on the small shapes detector of tests/detect_support
+scored by COCO mAP50-95 through the task's judge (helpers.steps.judge), on the small shapes detector of tests/detect_support
 (trained once per session). Notebooks 10 -> 20 -> 30 -> 50 run under papermill with small parameters; the
 assertions read what the run wrote: sweep.csv in mAP, FP32 equal to notebook 30's on the same images,
 layers.csv, the demo calibration list, and the sentences naming mAP with its bootstrap noise."""
@@ -23,14 +23,14 @@ DEMO = 2  # demo mode: notebook 50 calibrates on the first 2 images of notebook 
 
 @pytest.fixture(scope="module")
 def detect_analysis_run(tiny_detector, tmp_path_factory) -> Path:  # noqa: F811 (the imported fixture)
-    from helpers.runner.cli import run_series
+    from helpers.runner.series import run_series
 
     config = {"common": {"data_dir": str(tiny_detector.data_yaml), "imgsz": SMALL["imgsz"]},
               "10_export": {"task": "detect", "model": str(tiny_detector.train.weights)},
               "20_convert": {"calib_images": 16},
               "30_simulator_inference": {"batch": 4, "pictures": 1, "val_images": VAL_IMAGES},
-              "50_accuracy_analysis": {"analysis_images": 1, "val_images": VAL_IMAGES, "sweep_grid": GRID, "demo_calib_images": DEMO,
-                                       "batch": 4}}
+              "50_accuracy_analysis": {"analysis_images": 1, "val_images": VAL_IMAGES, "sweep_grid": GRID,
+                                       "demo_calib_images": DEMO, "batch": 4}}
     root = tmp_path_factory.mktemp("detect_analysis") / "run"
     result = run_series(config, root, only="10,20,30,50", progress=False, render=False, log=lambda *_: None)
     assert result.failed is None, result.failure
@@ -39,7 +39,8 @@ def detect_analysis_run(tiny_detector, tmp_path_factory) -> Path:  # noqa: F811 
 
 def _markdown(executed: Path) -> str:
     nb = nbformat.read(executed, 4)
-    return "\n".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    return "\n".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
+                     for o in c.get("outputs", []))
 
 
 def _fp32(root: Path) -> dict:
@@ -78,7 +79,8 @@ def test_sweep_is_scored_by_map_against_notebook_30s_fp32(detect_analysis_run):
                                    "build_s", "why", "fp32_map50_95", "images", "calibration"]
     assert [list(x) for x in zip(sweep["algorithm"], sweep["method"])] == GRID
     fp32 = _fp32(detect_analysis_run)["map50_95"]
-    assert sweep["fp32_map50_95"].tolist() == pytest.approx([fp32] * len(sweep), abs=1e-9) and (sweep["images"] == VAL_IMAGES).all()
+    assert sweep["fp32_map50_95"].tolist() == pytest.approx([fp32] * len(sweep), abs=1e-9)
+    assert (sweep["images"] == VAL_IMAGES).all()
     assert sweep["map50_95"].between(0.05, 1).all() and sweep["map50"].between(sweep["map50_95"], 1).all()
     assert sweep["map50_95_delta_pt"].tolist() == pytest.approx((100 * (sweep["map50_95"] - fp32)).tolist(), abs=0.006)
     assert sweep["mean_cosine"].between(0.9, 1).all() and (sweep["min_cosine"] <= sweep["mean_cosine"]).all()
@@ -111,9 +113,10 @@ def test_notebook_50_states_its_conclusion_in_map(detect_analysis_run):
     sweep = pd.read_csv(detect_analysis_run / "analysis" / "sweep.csv")
     best, why = analysis.best_row(sweep)
     assert why in text and f"highest mAP50-95 ({best['map50_95']:.3f})" in why
-    assert f"FP32 mAP50-95 on the same {VAL_IMAGES} images: **{_fp32(detect_analysis_run)['map50_95']:.3f}** (noise about ±" in text
-    assert f"The sweep's best setting is {best['algorithm']}/{best['method']} (mAP50-95 {best['map50_95']:.3f}; {VAL_IMAGES} val images, " \
-           "noise about ±" in text
+    fp32 = _fp32(detect_analysis_run)["map50_95"]
+    assert f"FP32 mAP50-95 on the same {VAL_IMAGES} images: **{fp32:.3f}** (noise about ±" in text
+    assert (f"The sweep's best setting is {best['algorithm']}/{best['method']} (mAP50-95 {best['map50_95']:.3f}; "
+            f"{VAL_IMAGES} val images, noise about ±") in text
     current = sweep[(sweep["algorithm"] == "normal") & (sweep["method"] == "channel")].iloc[0]
     assert f"INT8 with normal/channel under the demo calibration scores mAP50-95 {current['map50_95']:.3f}" in text
     assert "Found under demo calibration (2 images)" in text

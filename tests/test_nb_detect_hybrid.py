@@ -30,7 +30,7 @@ COMPARE = ["model", "map50_95", "map50_95_delta_pt", "mean_cosine", "min_cosine"
 @pytest.fixture(scope="module")
 def hybrid_run(tiny_detector, tmp_path_factory) -> Path:  # noqa: F811
     """10 (exporting the tiny detector tests/detect_support trained), 20, then 60 with PARAMS."""
-    from helpers.runner.cli import run_series
+    from helpers.runner.series import run_series
 
     base = tmp_path_factory.mktemp("detect_hybrid")
     config = {"common": {"data_dir": str(tiny_detector.data_yaml), "imgsz": SMALL["imgsz"]},
@@ -58,9 +58,11 @@ def test_compare_and_search_are_scored_by_map(hybrid_run):
     assert fp32["map50_95"] > 0.2, "the small detector learned too little for the comparison to mean anything"
     assert 0 <= int8["map50_95"] <= 1 and int8["mean_cosine"] > 0.9 and int8["size_kb"] > 100
     assert int8["map50_95_delta_pt"] == pytest.approx(round(100 * (int8["map50_95"] - fp32["map50_95"]), 2))
-    assert rows.loc["hybrid (a) your list", "note"] == "no layers picked (user_layers is empty)"  # the default works for a detector
+    # the default works for a detector
+    assert rows.loc["hybrid (a) your list", "note"] == "no layers picked (user_layers is empty)"
     auto = rows.loc["hybrid (c) auto from ranking"]
-    assert len(auto["layers"].split()) >= PARAMS["auto_layers"] and 0 <= auto["map50_95"] <= 1 and (hybrid_run / auto["file"]).is_file()
+    assert len(auto["layers"].split()) >= PARAMS["auto_layers"] and 0 <= auto["map50_95"] <= 1
+    assert (hybrid_run / auto["file"]).is_file()
     assert 0 <= rows.loc["build(auto_hybrid=True)", "map50_95"] <= 1, "build(auto_hybrid=True) must build the detector"
     search = pd.read_csv(h / "search.csv")
     assert list(search.columns) == ["layers", "map50_95", "mean_cosine", "met_target", "layers_list"]
@@ -91,8 +93,10 @@ def test_search_scores_every_point_by_map(hybrid_run, tmp_path):
     files = hybrid.find_step1(run.hybrid / "step1")
     int8, before = hybrid.load_baseline(run)
     ranked = analysis.rank_layers(before)
-    order = hybrid.with_inputs(list(ranked["name"]), hybrid.layer_graph(files), hybrid.activation_tensors(files), before.loc[before["fused"], "name"])
-    table = hybrid.search(hybrid.Bench(run, record, record.dataset, judge, []), files, order, target_pt=-100.0, budget=2, int8_value=0.0)
+    order = hybrid.with_inputs(list(ranked["name"]), hybrid.layer_graph(files), hybrid.activation_tensors(files),
+                               before.loc[before["fused"], "name"])
+    table = hybrid.search(hybrid.Bench(run, record, record.dataset, judge, []), files, order, target_pt=-100.0, budget=2,
+                          int8_value=0.0)
     print(f"\nFP32 {judge.fp32.value:.4f} on 8 images; search points {list(zip(table['layers'], table['map50_95'].round(4)))}")
     assert list(table.columns) == ["layers", "map50_95", "mean_cosine", "met_target", "layers_list"]
     assert list(table["layers"]) == [1, 2] and not table["met_target"].any() and not (run.hybrid / "model_search.rknn").exists()
@@ -120,10 +124,12 @@ def test_chosen_hybrid_names_map_and_the_conclusion_matches_the_numbers(hybrid_r
     assert chosen["file"] == "hybrid/model_hybrid_demo.rknn" and (hybrid_run / chosen["file"]).is_file()
     rows = pd.read_csv(h / "compare.csv").set_index("model")
     search = pd.read_csv(h / "search.csv")
-    scored = {**rows["map50_95"].dropna().to_dict(), **{f"hybrid search ({n} layers)": v for n, v in zip(search["layers"], search["map50_95"])}}
+    scored = {**rows["map50_95"].dropna().to_dict(),
+              **{f"hybrid search ({n} layers)": v for n, v in zip(search["layers"], search["map50_95"])}}
     assert chosen["map50_95"] == pytest.approx(scored[chosen["model"]])
     hybrids = [v for k, v in scored.items() if k.startswith("hybrid (")]
-    if rows.loc["build(auto_hybrid=True)", "float16_layers"] > rows.loc["INT8", "float16_layers"]:  # the toolkit's hybrid competes too
+    # the toolkit's hybrid competes too
+    if rows.loc["build(auto_hybrid=True)", "float16_layers"] > rows.loc["INT8", "float16_layers"]:
         hybrids.append(rows.loc["build(auto_hybrid=True)", "map50_95"])
     assert chosen["map50_95"] >= max(hybrids) - 1e-12, "the rule takes the best mAP among the hybrids"
     int8 = float(rows.loc["INT8", "map50_95"])

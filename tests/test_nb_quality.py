@@ -120,20 +120,22 @@ def test_30_50_and_60_reuse_their_results_on_a_warm_rerun(series):
 def test_index_reports_the_hybrid_that_was_exported(series):
     """chosen.json names the exported model (relative to the run folder) and says whether it is a demo; the
     index's hybrid figures come from it and carry the demo label."""
-    from helpers.runner import summary
+    from helpers.runner.figures import key_figures
+    from helpers.runner.index import verdict
 
     root = series.ran("60_hybrid_quantization")
     chosen = json.loads((root / "hybrid" / "chosen.json").read_text())
     demo = SMALL["60_hybrid_quantization"].get("demo_calib_images", 1) > 0
-    assert chosen["file"] == ("hybrid/model_hybrid_demo.rknn" if demo else "hybrid/model_hybrid.rknn") and (root / chosen["file"]).is_file()
+    assert chosen["file"] == ("hybrid/model_hybrid_demo.rknn" if demo else "hybrid/model_hybrid.rknn")
+    assert (root / chosen["file"]).is_file()
     assert chosen["demo"] is demo
     assert 0.5 <= chosen["top1"] <= 1 and 0.9 <= chosen["mean_cosine"] <= 1
-    figures = {f.label: f for f in summary.key_figures(root)}
+    figures = {f.label: f for f in key_figures(root)}
     assert figures["Hybrid top-1"].raw == chosen["top1"]
     assert chosen["model"] in figures["Hybrid top-1"].value
     assert ("DEMO calibration" in figures["Hybrid top-1"].value) is demo
     assert figures["Final-output cosine hybrid vs FP32 (mean)"].raw == chosen["mean_cosine"]
-    assert ("demo hybrid" in summary.verdict(root)) is demo
+    assert ("demo hybrid" in verdict(root)) is demo
 
 
 def test_50_and_60_state_their_conclusion_from_this_run(series):
@@ -143,7 +145,8 @@ def test_50_and_60_state_their_conclusion_from_this_run(series):
     out50 = _outputs(root / "executed" / "50_accuracy_analysis.ipynb")
     sweep = pd.read_csv(root / "analysis" / "sweep.csv")
     best, _ = analysis.best_row(sweep)
-    assert f"The sweep's best setting is {best['algorithm']}/{best['method']} ({100 * best['top1']:.2f}% top-1; 1 image = " in out50
+    assert (f"The sweep's best setting is {best['algorithm']}/{best['method']} ({100 * best['top1']:.2f}% top-1; "
+            "1 image = ") in out50
     assert "Found under demo calibration" in out50
     out60 = _outputs(root / "executed" / "60_hybrid_quantization.ipynb")
     search = pd.read_csv(root / "hybrid" / "search.csv")
@@ -154,4 +157,5 @@ def test_50_and_60_state_their_conclusion_from_this_run(series):
         assert "None of the search's" in out60 or f"Even {int(search['layers'].max())} of " in out60
     else:
         assert "no float16 layer is needed" in out60
-    assert "This is a demo" in out60 and "was built under demo calibration (set demo_calib_images = 0" in out60 and "it stays out of the bundle" in out60
+    assert "This is a demo" in out60 and "was built under demo calibration (set demo_calib_images = 0" in out60
+    assert "it stays out of the bundle" in out60

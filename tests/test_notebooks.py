@@ -51,5 +51,6 @@ def test_toolkit_console_noise_stays_in_the_step_logs(series):
     root = series.ran("20_convert")
     for name in ("00_environment_check", "10_export", "20_convert"):
         nb = json.loads((root / "executed" / f"{name}.ipynb").read_text())
-        streams = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "stream")
+        streams = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", [])
+                          if o.get("output_type") == "stream")
         assert "Save log info to" not in streams and "I rknn-toolkit2 version" not in streams, name

@@ -14,7 +14,7 @@ import pytest
 from yolo26_support import tiny_yolo26  # noqa: F401  (session fixture: one training per session)
 
 from helpers.core.paths import Run
-from helpers.runner import cli
+from helpers.runner import series
 from helpers.steps.export.detect_head import onnx_metadata
 from helpers.steps.export.detect_sample import train_detect_sample
 from helpers.tasks.detect.sample import write_detect_sample
@@ -36,7 +36,7 @@ def user_config(model, data_dir, imgsz: int) -> dict:
 
 
 def run_user_series(config: dict, run_dir, only: str = "00,10,20,30,40,50,60"):
-    result = cli.run_series(config, run_dir, only=only, progress=False, render=False)
+    result = series.run_series(config, run_dir, only=only, progress=False, render=False)
     assert result.ok, f"the series stopped in {result.failed}:\n{result.failure}"
     return run_dir
 
@@ -147,7 +147,6 @@ def test_yolo26_onnx_exported_end_to_end_is_cut_before_its_topk(tiny_yolo26, tmp
 def _graph(kind: str):
     """An ultralytics-labelled detector ONNX whose head cannot be split: NMS inside the graph, or an end-to-end output
     computed from one convolution (no per-stride box and class convolutions to cut at)."""
-    import onnx
     from onnx import TensorProto, helper
 
     f32 = TensorProto.FLOAT
@@ -209,7 +208,8 @@ def yolo26_cls(tmp_path_factory):
                 target = data / split / images.classes[label] / path.name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)
-    res = train_sample_model(Run.at(base / "train"), data, imgsz=32, epochs=10, arch="yolo26n-cls.yaml", batch=32, warmup_epochs=0)
+    res = train_sample_model(Run.at(base / "train"), data, imgsz=32, epochs=10, arch="yolo26n-cls.yaml", batch=32,
+                             warmup_epochs=0)
     pt = base / "yolo26n_cls_digits.pt"
     shutil.copyfile(res.weights, pt)
     return data, pt
@@ -248,7 +248,8 @@ def test_task_and_imgsz_default_to_what_the_model_says_and_a_contradiction_is_on
         with pytest.raises(WorkbookError, match=r"^Model \S+seg.onnx is an ultralytics segment model; this workbook takes "
                                                 r"classify and detect models so far: pass one of those\.$"):
             resolve_task(str(tmp_path / "seg.onnx"), given)
-    with pytest.raises(WorkbookError, match=r"^imgsz=32 conflicts with model \S+tiny.onnx, whose input is fixed at 16x16; set imgsz: 16 or leave it 0\.$"):
+    with pytest.raises(WorkbookError, match=r"^imgsz=32 conflicts with model \S+tiny.onnx, whose input is fixed at "
+                                            r"16x16; set imgsz: 16 or leave it 0\.$"):
         resolve_imgsz(str(tiny_onnx), 32)
     dynamic = onnx.load(str(tiny_onnx))
     for d in dynamic.graph.input[0].type.tensor_type.shape.dim[2:]:
@@ -269,8 +270,8 @@ def test_an_onnx_used_as_it_is_must_give_a_layout_the_decode_reads(tmp_path):
     from onnx import TensorProto, helper
 
     from helpers.core.errors import WorkbookError
-    from helpers.steps.export.heads import check_decodable
     from helpers.steps.export.exporter import onnx_io
+    from helpers.steps.export.heads import check_decodable
 
     def graph(shape: list[int]):
         nodes = [helper.make_node("ReduceMean", ["images"], ["m"], axes=[1, 2, 3], keepdims=0),
@@ -285,6 +286,7 @@ def test_an_onnx_used_as_it_is_must_give_a_layout_the_decode_reads(tmp_path):
     raw = graph([1, 8, 64 + 16 + 4])  # 4 box rows + 4 classes over the 8/16/32-stride anchors of 64 px
     check_decodable(raw, onnx_io(raw), {})
     rows = graph([1, 300, 6])
-    with pytest.raises(WorkbookError, match=r"^The detector 1x300x6.onnx gives outputs \[\[1, 300, 6\]\], a layout the workbook's "
+    with pytest.raises(WorkbookError, match=r"^The detector 1x300x6.onnx gives outputs \[\[1, 300, 6\]\], a layout the "
+                                            r"workbook's "
                                             r"decode cannot read .* Give the ultralytics .pt instead"):
         check_decodable(rows, onnx_io(rows), {})

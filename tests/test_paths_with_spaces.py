@@ -32,7 +32,8 @@ def test_every_line_is_one_plain_path_naming_the_same_image(spaced):
     lines = out.read_text(encoding="utf-8").splitlines()
     assert all(lists.plain(ln) for ln in lines), lines
     assert [p.read_bytes() for p in lists.read_image_list(out)] == [p.read_bytes() for p in images]
-    assert [p.read_bytes() for p in step_cache.listed_images(out)] == [p.read_bytes() for p in images], "the step key reads it too"
+    listed = [p.read_bytes() for p in step_cache.listed_images(out)]
+    assert listed == [p.read_bytes() for p in images], "the step key reads it too"
     assert convert.check_dataset(out, convert.ConvertConfig(**ULTRA)) == out
     assert sorted(p.name for p in out.parent.iterdir()) == ["calibration.txt", "calibration_links"], "no temporary left"
 

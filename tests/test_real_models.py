@@ -1,4 +1,4 @@
-"""Users' own models through the real series (helpers.runner.cli.run_series, real toolkit), parameters only: a
+"""Users' own models through the real series (helpers.runner.series.run_series, real toolkit), parameters only: a
 grayscale ONNX classifier as model zoos ship them (1x1x28x28, opset 9, weights listed among the graph inputs) with its
 own 1-channel image folder (00 -> 60, given only model, data_dir and imgsz), both built here; small image counts keep
 it short. The ultralytics detectors and the YOLO26 classifier users bring are tests/test_own_models.py.
@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from helpers.core.paths import REPO
-from helpers.runner import cli, execute
+from helpers.runner import execute, series
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_grayscale_onnx_with_its_own_folder_runs_00_to_60_given_only_model_data_
         "60_hybrid_quantization": {"analysis_images": 1, "auto_layers": 2, "search_budget": 2},
     }
     run = tmp_path / "run"
-    result = cli.run_series(config, run, only="00,10,20,30,40,50,60", progress=False, render=False)
+    result = series.run_series(config, run, only="00,10,20,30,40,50,60", progress=False, render=False)
     assert result.ok, f"the series stopped in {result.failed}:\n{result.failure}"
 
     assert json.loads((run / "model" / "export_check.json").read_text())["task"] == "classify"

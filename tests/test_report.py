@@ -12,20 +12,21 @@ import pandas as pd
 import pytest
 
 from helpers.core.paths import REPO
-from helpers.runner import execute, summary
+from helpers.runner import execute, index, render, status
+from helpers.runner import figures as run_figures
 
 NAMES = [nb.stem for nb in execute.notebooks()]
 
 
-def figures(root) -> dict[str, summary.Figure]:
-    return {f.label: f for f in summary.key_figures(root)}
+def figures(root) -> dict[str, run_figures.Figure]:
+    return {f.label: f for f in run_figures.key_figures(root)}
 
 
 def test_index_of_an_empty_run_says_not_run(tmp_path):
-    page = summary.write_index(tmp_path).read_text()
-    for f in summary.key_figures(tmp_path):
+    page = index.write_index(tmp_path).read_text()
+    for f in run_figures.key_figures(tmp_path):
         assert f.value is None and f.raw is None, f
-    assert page.count('class="notrun">not run</td>') == len(summary.key_figures(tmp_path))
+    assert page.count('class="notrun">not run</td>') == len(run_figures.key_figures(tmp_path))
     assert "<img" not in page
     rows = re.findall(r"<tr><td>(\d\d_\w+)</td><td class=(\w+)>([^<]+)", page)
     assert [r[0] for r in rows] == NAMES and {r[2] for r in rows} == {"not run"}
@@ -42,11 +43,11 @@ def test_index_survives_broken_artifacts(tmp_path):
     (tmp_path / "board" / "devices.json").write_text("null")
     (tmp_path / "executed").mkdir()
     (tmp_path / "executed" / f"{NAMES[0]}.ipynb").write_text("{not a notebook")
-    page = summary.write_index(tmp_path).read_text()
-    assert all(f.value is None for f in summary.key_figures(tmp_path))
-    assert summary.sensitive_layers(tmp_path) == []  # rows exist but hold no numbers: nothing to rank
+    page = index.write_index(tmp_path).read_text()
+    assert all(f.value is None for f in run_figures.key_figures(tmp_path))
+    assert run_figures.sensitive_layers(tmp_path) == []  # rows exist but hold no numbers: nothing to rank
     assert "unreadable executed notebook" in page
-    assert summary.status_of(tmp_path, execute.notebooks()[0]).status == "failed"
+    assert status.status_of(tmp_path, execute.notebooks()[0]).status == "failed"
 
 
 def test_sensitive_layers_rank_by_single_cosine(tmp_path):
@@ -54,7 +55,7 @@ def test_sensitive_layers_rank_by_single_cosine(tmp_path):
     rows = [{"index": i, "op": "Conv", "name": f"t{i}", "entire_cos": 1 - i / 100, "single_cos": c}
             for i, c in enumerate([0.999, 0.95, None, 0.99, 0.9, 0.97, 0.998, 0.5])]
     pd.DataFrame(rows).to_csv(tmp_path / "analysis" / "layers.csv", index=False)
-    top = summary.sensitive_layers(tmp_path)
+    top = run_figures.sensitive_layers(tmp_path)
     assert [r["layer"] for r in top] == ["t7", "t4", "t1", "t5", "t3"]  # fused row (blank) never ranks
     assert top[0]["single cosine"] == 0.5 and top[0]["entire cosine"] == pytest.approx(0.93)
 
@@ -67,7 +68,7 @@ def last_ran(series) -> str:
 @pytest.mark.slow
 def test_index_figures_come_from_the_run(series):
     root = last_ran(series)
-    page = summary.render(root).read_text()
+    page = render.render(root).read_text()
     figs = figures(root)
     assert (root / "eval" / "metrics.json").exists(), "the series ran through its last notebook, so this artifact must exist"
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
@@ -86,13 +87,13 @@ def test_index_figures_come_from_the_run(series):
     assert figs["Board"].value.startswith(devices["status"])
     assert (root / "analysis" / "layers.csv").exists(), "the series ran through its last notebook, so this artifact must exist"
     layers = pd.read_csv(root / "analysis" / "layers.csv").dropna(subset=["single_cos"]).nsmallest(5, "single_cos")
-    assert [r["layer"] for r in summary.sensitive_layers(root)] == list(layers["name"])
+    assert [r["layer"] for r in run_figures.sensitive_layers(root)] == list(layers["name"])
     assert 'id="layers"' in page and str(layers["name"].iloc[0]) in page
     for label, f in figs.items():  # a figure is filled exactly when its artifact exists
         artifact = root / f.source
         if "*" not in f.source:
             assert (f.value is not None) == artifact.exists(), (label, f)
-    pngs = [p for sub in summary.PLOT_DIRS for p in sorted((root / sub).glob("*.png"))]
+    pngs = [p for sub in run_figures.PLOT_DIRS for p in sorted((root / sub).glob("*.png"))]
     assert page.count("<img ") == len(pngs)
     for name in series.done:
         assert f'href="{name}.report.html"' in page and (root / "report" / f"{name}.report.html").exists()
@@ -102,7 +103,7 @@ def test_index_figures_come_from_the_run(series):
 def test_notebook_reports_full_and_report_only(series):
     name = "20_convert" if "20_convert" in NAMES else NAMES[0]
     root = series.ran(name)
-    full, only = summary.render_notebook(root / "executed" / f"{name}.ipynb", root / "report")
+    full, only = render.render_notebook(root / "executed" / f"{name}.ipynb", root / "report")
     full_html, only_html = (html.unescape(re.sub(r"<[^>]+>", "", f.read_text())) for f in (full, only))
     assert "widgets.form(" in full_html and "widgets.form(" not in only_html  # code only in the full flavour
     assert "injected-parameters" in full_html or "Parameters" in full_html
@@ -132,9 +133,11 @@ def test_hybrid_figure_is_the_row_notebook_60_exports(tmp_path):
     pd.DataFrame([
         {"model": "FP32", "top1": 0.99, "mean_cosine": 1.0, "float16_layers": 0, "file": ""},
         {"model": "INT8", "top1": 0.95, "mean_cosine": 0.98, "float16_layers": 2, "file": "hybrid/model_int8.rknn"},
-        {"model": "hybrid (a) your list", "top1": 0.97, "mean_cosine": 0.985, "float16_layers": 4, "file": "hybrid/strategy_a.rknn"},
+        {"model": "hybrid (a) your list", "top1": 0.97, "mean_cosine": 0.985, "float16_layers": 4,
+         "file": "hybrid/strategy_a.rknn"},
         {"model": "hybrid (b) toolkit proposal", "top1": None, "mean_cosine": None, "float16_layers": 0, "file": ""},
-        {"model": "hybrid (c) auto from ranking", "top1": 0.97, "mean_cosine": 0.99, "float16_layers": 9, "file": "hybrid/strategy_c.rknn"},
+        {"model": "hybrid (c) auto from ranking", "top1": 0.97, "mean_cosine": 0.99, "float16_layers": 9,
+         "file": "hybrid/strategy_c.rknn"},
     ]).to_csv(tmp_path / "hybrid" / "compare.csv", index=False)
     figs = figures(tmp_path)
     assert figs["Hybrid top-1"].raw == 0.97
@@ -151,9 +154,11 @@ def test_index_reads_backends_by_role_and_labels_demo(tmp_path):
     backends = [{"name": "BGR bug first", "top1": 0.1, "role": "diagnostic"}, {"name": "quantized", "top1": 0.9, "role": "int8"},
                 {"name": "reference", "top1": 0.95, "role": "fp32"}]
     (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"backends": backends, "comparison": {"mean_cosine": 0.99}}))
-    (tmp_path / "hybrid" / "chosen.json").write_text(json.dumps({"model": "hybrid (c) auto from ranking", "top1": 0.93, "mean_cosine": 0.995,
-                                                                  "file": "hybrid/model_hybrid_demo.rknn", "calibration": "demo: 1 image", "demo": True}))
-    pd.DataFrame([{"model": "INT8", "top1": 0.6, "mean_cosine": 0.9, "calibration": "demo: 1 image"}]).to_csv(tmp_path / "hybrid" / "compare.csv", index=False)
+    (tmp_path / "hybrid" / "chosen.json").write_text(json.dumps({"model": "hybrid (c) auto from ranking", "top1": 0.93,
+                                                                 "mean_cosine": 0.995, "file": "hybrid/model_hybrid_demo.rknn",
+                                                                 "calibration": "demo: 1 image", "demo": True}))
+    pd.DataFrame([{"model": "INT8", "top1": 0.6, "mean_cosine": 0.9,
+                   "calibration": "demo: 1 image"}]).to_csv(tmp_path / "hybrid" / "compare.csv", index=False)
     (tmp_path / "params.json").write_text(json.dumps({"60_hybrid_quantization": {"demo_calib_images": 1}}))
     import cv2
     import numpy as np
@@ -162,11 +167,11 @@ def test_index_reads_backends_by_role_and_labels_demo(tmp_path):
     figs = figures(tmp_path)
     assert figs["FP32 top-1 (ONNX Runtime)"].raw == 0.95 and figs["INT8 top-1 (RKNN simulator)"].raw == 0.9
     assert figs["Hybrid top-1"].value.startswith("93.0 % (DEMO calibration (1 image); hybrid (c)")
-    line = summary.verdict(tmp_path)
+    line = index.verdict(tmp_path)
     assert line.startswith("INT8: 5.0 pt top-1 loss vs FP32")
     assert "demo hybrid (1 image calibration, not for deployment): 93.0 %, +33.0 pt vs the INT8 with the same calibration" in line
     assert line.endswith("not yet validated on a board.")
-    page = summary.index_html(summary.summarize(tmp_path))
+    page = index.index_html(index.summarize(tmp_path))
     assert 'id="hybrid-demo"' in page and "hybrid/compare.png (DEMO calibration: 1 image)" in page
 
 
@@ -176,14 +181,15 @@ def test_notebook_status_says_ran_reused_and_skipped(tmp_path):
 
     (tmp_path / "executed").mkdir()
     (tmp_path / "board").mkdir()
-    for name, text in (("30_simulator_inference", "[cache] 30_evaluate: inputs and parameters unchanged\n"), ("40_board_inference", "")):
+    for name, text in (("30_simulator_inference", "[cache] 30_evaluate: inputs and parameters unchanged\n"),
+                       ("40_board_inference", "")):
         nb = nbformat.v4.new_notebook()
         nb.cells = [nbformat.v4.new_code_cell("x", outputs=[nbformat.v4.new_output("stream", name="stdout", text=text)])]
         nb.metadata["papermill"] = {"end_time": "2026-01-01", "duration": 12.0}
         nbformat.write(nb, str(tmp_path / "executed" / f"{name}.ipynb"))
     (tmp_path / "executed" / "status.json").write_text(json.dumps({"40_board_inference": {"how": "reused", "seconds": 0.2}}))
     (tmp_path / "board" / "devices.json").write_text(json.dumps({"status": "no board found", "adb": [], "ntb": []}))
-    by = {s.name: s for s in (summary.status_of(tmp_path, nb) for nb in execute.notebooks())}
+    by = {s.name: s for s in (status.status_of(tmp_path, nb) for nb in execute.notebooks())}
     s30, s40 = by["30_simulator_inference"], by["40_board_inference"]
     assert s30.label == "ok" and s30.time_text == "12 s (ran; reused from cache: 30_evaluate)"
     assert s40.label == "ok (executed notebook reused), board parts skipped (no board found)"
@@ -192,7 +198,7 @@ def test_notebook_status_says_ran_reused_and_skipped(tmp_path):
 
 
 def _report_text(root, name: str) -> str:
-    _, only = summary.render_notebook(root / "executed" / f"{name}.ipynb", root / "report")
+    _, only = render.render_notebook(root / "executed" / f"{name}.ipynb", root / "report")
     return html.unescape(re.sub(r"<[^>]+>", "", only.read_text()))
 
 

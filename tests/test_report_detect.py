@@ -9,12 +9,14 @@ import json
 import re
 from pathlib import Path
 
-from helpers.runner import summary
+from helpers.runner import figures as run_figures
+from helpers.runner import index
 
 CALIB = "calibration.txt (50 images)"
 SWEEP = ["algorithm", "method", "map50_95", "map50_95_delta_pt", "mean_cosine", "min_cosine", "map50", "build_s", "why",
          "fp32_map50_95", "images", "calibration"]
-COMPARE = ["model", "map50_95", "map50_95_delta_pt", "mean_cosine", "min_cosine", "size_kb", "float16_layers", "note", "file", "layers",
+COMPARE = ["model", "map50_95", "map50_95_delta_pt", "mean_cosine", "min_cosine", "size_kb", "float16_layers", "note", "file",
+           "layers",
            "calibration"]
 SEARCH = ["layers", "map50_95", "mean_cosine", "met_target", "layers_list"]
 
@@ -37,22 +39,29 @@ def detect_metrics(root: Path, fp32: float = 0.766, int8: float = 0.744) -> None
     rows = [{"name": "FP32 split head", "role": "fp32", "head": "split", "precision": "FP32", "map50_95": fp32, "map50": 0.975},
             {"name": "INT8 split head", "role": "int8", "head": "split", "precision": "INT8", "map50_95": int8, "map50": 0.970,
              "cosine_mean": 0.99987, "cosine_min": 0.9997},
-            {"name": "FP32 stock head", "role": "diagnostic", "head": "stock", "precision": "FP32", "map50_95": fp32, "map50": 0.975},
+            {"name": "FP32 stock head", "role": "diagnostic", "head": "stock", "precision": "FP32", "map50_95": fp32,
+             "map50": 0.975},
             {"name": "INT8 stock head", "role": "diagnostic", "head": "stock", "precision": "INT8", "map50_95": 0.0, "map50": 0.0,
              "cosine_mean": 0.99993}]
     write_json(root / "eval" / "metrics.json", {"task": "detect", "head": "split", "imgsz": 160, "backends": rows, "images": 50})
-    write_json(root / "rknn" / "convert.json", {"load_path": "onnx", "source_bytes": 10_410_000, "rknn_bytes": 4_110_000, "seconds": 5.1,
+    write_json(root / "rknn" / "convert.json",
+               {"load_path": "onnx", "source_bytes": 10_410_000, "rknn_bytes": 4_110_000, "seconds": 5.1,
                                                 "config": {"target_platform": "rk3588"}})
 
 
 def detect_tables(root: Path, calibration: str = CALIB, chosen: bool = True) -> None:
-    """analysis/sweep.csv, hybrid/compare.csv, hybrid/search.csv and hybrid/chosen.json of notebooks 50 and 60, scored in mAP50-95."""
+    """analysis/sweep.csv, hybrid/compare.csv, hybrid/search.csv and hybrid/chosen.json of notebooks 50 and 60, scored
+    in mAP50-95."""
     fp32 = 0.766
-    sweep = [("normal", "channel", 0.744, 0.99987, 5.2), ("normal", "layer", 0.701, 0.9990, 5.0), ("mmse", "channel", 0.752, 0.99990, 31.0)]
+    sweep = [("normal", "channel", 0.744, 0.99987, 5.2), ("normal", "layer", 0.701, 0.9990, 5.0),
+             ("mmse", "channel", 0.752, 0.99990, 31.0)]
     write_csv(root / "analysis" / "sweep.csv", SWEEP, [
-        {"algorithm": a, "method": m, "map50_95": v, "map50_95_delta_pt": round(100 * (v - fp32), 2), "mean_cosine": c, "min_cosine": c - 0.001,
-         "map50": 0.97, "build_s": b, "why": "", "fp32_map50_95": fp32, "images": 50, "calibration": calibration} for a, m, v, c, b in sweep]
-        + [{"algorithm": "kl_divergence", "method": "layer", "why": "build failed: RknnError", "fp32_map50_95": fp32, "images": 50,
+        {"algorithm": a, "method": m, "map50_95": v, "map50_95_delta_pt": round(100 * (v - fp32), 2), "mean_cosine": c,
+         "min_cosine": c - 0.001,
+         "map50": 0.97, "build_s": b, "why": "", "fp32_map50_95": fp32, "images": 50, "calibration": calibration} for a, m, v,
+             c, b in sweep]
+        + [{"algorithm": "kl_divergence", "method": "layer", "why": "build failed: RknnError", "fp32_map50_95": fp32,
+            "images": 50,
             "calibration": calibration}])
     compare = [("FP32", fp32, 1.0, 10166.0, 0, "", ""), ("INT8", 0.744, 0.99987, 4013.7, 2, "hybrid/model_int8.rknn", ""),
                ("hybrid (a) your list", None, None, None, 0, "", "no layers picked (user_layers is empty)"),
@@ -64,19 +73,21 @@ def detect_tables(root: Path, calibration: str = CALIB, chosen: bool = True) -> 
         for name, v, c, kb, n, f, note in compare])
     write_csv(root / "hybrid" / "search.csv", SEARCH, [
         {"layers": n, "map50_95": v, "mean_cosine": c, "met_target": met, "layers_list": "a b"}
-        for n, v, c, met in ((1, 0.746, 0.99988, False), (2, 0.749, 0.99989, False), (4, 0.758, 0.99992, True), (8, 0.760, 0.99993, True))])
+        for n, v, c, met in ((1, 0.746, 0.99988, False), (2, 0.749, 0.99989, False), (4, 0.758, 0.99992, True),
+                             (8, 0.760, 0.99993, True))])
     if chosen:
         write_json(root / "hybrid" / "chosen.json", {"model": "hybrid search (4 layers)", "map50_95": 0.758, "metric": "map50_95",
-                                                     "mean_cosine": 0.99992, "float16_layers": 4, "file": "hybrid/model_hybrid.rknn",
+                                                     "mean_cosine": 0.99992, "float16_layers": 4,
+                                                         "file": "hybrid/model_hybrid.rknn",
                                                      "calibration": calibration, "demo": calibration.startswith("demo")})
 
 
-def figures(root: Path) -> dict[str, summary.Figure]:
-    return {f.label: f for f in summary.key_figures(root)}
+def figures(root: Path) -> dict[str, run_figures.Figure]:
+    return {f.label: f for f in run_figures.key_figures(root)}
 
 
 def page_text(root: Path) -> str:
-    return html.unescape(re.sub(r"<[^>]+>", " ", summary.index_html(summary.summarize(root))))
+    return html.unescape(re.sub(r"<[^>]+>", " ", index.index_html(index.summarize(root))))
 
 
 def test_detection_index_reads_50_and_60_in_map(tmp_path):
@@ -85,15 +96,17 @@ def test_detection_index_reads_50_and_60_in_map(tmp_path):
     (tmp_path / "hybrid" / "model_hybrid.rknn").write_bytes(b"\0" * 4_200_000)
     figs = figures(tmp_path)
     assert figs["Hybrid mAP50-95"].raw == 0.758
-    assert figs["Hybrid mAP50-95"].value == "0.758 (hybrid search (4 layers); INT8 baseline of notebook 60: 0.744, hybrid +1.4 pt)"
+    assert figs["Hybrid mAP50-95"].value == ("0.758 (hybrid search (4 layers); INT8 baseline of notebook 60: 0.744, "
+                                             "hybrid +1.4 pt)")
     best = figs["Best quantization setting by mAP50-95 (notebook 50 sweep)"]
     assert best.raw == 0.752 and best.value == "mmse / channel: 0.752 mAP50-95 (-1.4 pt vs FP32; best of 3 settings built)"
     assert figs["Final-output cosine INT8 vs FP32 (mean, split head)"].value == "0.9999"  # metrics.json's INT8 split-head row
     assert figs["INT8 mAP50-95 / mAP50, stock head (same images)"].value == "0.000 / 0.000 (whole-tensor cosine 0.9999)"
     assert figs["Final-output cosine hybrid vs FP32 (mean)"].value.startswith("0.9999 (hybrid search (4 layers); INT8 baseline")
     assert figs["RKNN hybrid model size"].value == "4.20 MB"
-    assert summary.verdict(tmp_path) == (
-        "INT8 (split head): +2.2 pt mAP50-95 loss vs FP32 (0.744 vs 0.766), 4.11 MB vs 10.41 MB; with the stock head INT8 reaches 0.000; "
+    assert index.verdict(tmp_path) == (
+        "INT8 (split head): +2.2 pt mAP50-95 loss vs FP32 (0.744 vs 0.766), 4.11 MB vs 10.41 MB; with the stock head "
+        "INT8 reaches 0.000; "
         "hybrid: 0.758 mAP50-95, +1.4 pt vs the INT8 with the same calibration; not yet validated on a board.")
     assert not any("top-1" in label or "top1" in label for label in figs), "a classification row on a detector's page"
     text = page_text(tmp_path)
@@ -101,10 +114,10 @@ def test_detection_index_reads_50_and_60_in_map(tmp_path):
     # notebook 40 with a board writes board/metrics.json (helpers.steps.board.DetectOnBoard.summary): the verdict then says so
     (tmp_path / "board").mkdir(exist_ok=True)
     (tmp_path / "board" / "metrics.json").write_text(json.dumps({"task": "detect", "board": {"map50_95": 0.7412, "map50": 0.97}}))
-    assert summary.verdict(tmp_path).endswith("; validated on a board: 0.741 mAP50-95.")
+    assert index.verdict(tmp_path).endswith("; validated on a board: 0.741 mAP50-95.")
     # one calibration for every quantized model: said once above the hybrid table instead of a column of repeats
     assert f"built with the same calibration: {CALIB})" in text
-    hybrid_head = summary.index_html(summary.summarize(tmp_path)).split('id="hybrid">')[1].split("</tr>")[0]
+    hybrid_head = index.index_html(index.summarize(tmp_path)).split('id="hybrid">')[1].split("</tr>")[0]
     assert "<th>map50_95</th>" in hybrid_head and "calibration" not in hybrid_head
     assert "map50_95_delta_pt" in text and "hybrid (c) auto from ranking" in text  # notebook 60's table, its own columns
 
@@ -116,8 +129,8 @@ def test_detection_hybrid_without_chosen_json_follows_notebook_60s_rule(tmp_path
     detect_tables(tmp_path, chosen=False)
     fig = figures(tmp_path)["Hybrid mAP50-95"]
     assert fig.raw == 0.758 and "hybrid search (4 layers)" in fig.value
-    assert summary.exported_hybrid(tmp_path)["map50_95"] == "0.758"
-    assert "top1" not in summary.exported_hybrid(tmp_path)
+    assert run_figures.exported_hybrid(tmp_path)["map50_95"] == "0.758"
+    assert "top1" not in run_figures.exported_hybrid(tmp_path)
 
 
 def test_detection_demo_hybrid_and_sweep_are_labelled(tmp_path):
@@ -126,8 +139,9 @@ def test_detection_demo_hybrid_and_sweep_are_labelled(tmp_path):
     figs = figures(tmp_path)
     assert figs["Hybrid mAP50-95"].value.startswith("0.758 (DEMO calibration (1 image); hybrid search (4 layers)")
     assert "DEMO calibration (1 image)" in figs["Best quantization setting by mAP50-95 (notebook 50 sweep)"].value
-    assert "; demo hybrid (1 image calibration, not for deployment): 0.758 mAP50-95, +1.4 pt vs the INT8 with the same calibration;" \
-        in summary.verdict(tmp_path)
+    assert ("; demo hybrid (1 image calibration, not for deployment): 0.758 mAP50-95, +1.4 pt vs the INT8 with the same "
+            "calibration;") \
+        in index.verdict(tmp_path)
 
 
 def test_detection_run_before_30_shows_detector_rows_only(tmp_path):

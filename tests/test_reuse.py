@@ -13,7 +13,7 @@ from test_runner import run_cli, write_notebook
 
 from helpers.core import notebook_reuse
 from helpers.core.paths import REPO
-from helpers.runner import cli, execute
+from helpers.runner import execute, series
 
 PARAMS = ('run_dir = "outputs/sample"\nwhat = "a"', 'run_dir = "outputs/sample"\nextra = 0')
 SETUP = "from helpers.core.paths import Run\nimport uuid\nrun = Run.at(run_dir)"
@@ -60,7 +60,7 @@ def tokens(root: Path) -> tuple[str, str]:
 @pytest.mark.slow
 def test_unchanged_rerun_starts_no_kernel_and_a_changed_parameter_reruns(tmp_path, toy, monkeypatch):
     root = tmp_path / "run"
-    first = cli.run_series({}, root, progress=False, render=False)
+    first = series.run_series({}, root, progress=False, render=False)
     assert first.ok and first.reused == []
     assert status(root) == {"01_first": "ran", "02_second": "ran"}
     entry = json.loads((root / "executed" / "status.json").read_text())["02_second"]
@@ -69,14 +69,14 @@ def test_unchanged_rerun_starts_no_kernel_and_a_changed_parameter_reruns(tmp_pat
 
     kernels = Kernels(monkeypatch)
     lines: list[str] = []
-    again = cli.run_series({}, root, progress=False, render=False, log=lines.append)
+    again = series.run_series({}, root, progress=False, render=False, log=lines.append)
     assert again.ok and again.reused == ["01_first", "02_second"]
     assert kernels.started == [], "an unchanged re-run must not start a kernel"
     assert tokens(root) == before
     assert status(root) == {"01_first": "reused", "02_second": "reused"}
     assert any("01_first" in ln and "reused" in ln and "unchanged since" in ln for ln in lines), lines
 
-    changed = cli.run_series({"02_second": {"extra": 5}}, root, progress=False, render=False)
+    changed = series.run_series({"02_second": {"extra": 5}}, root, progress=False, render=False)
     assert changed.ok and changed.reused == ["01_first"]
     assert kernels.started and set(kernels.started) == {"02_second"}
     one, two = tokens(root)
@@ -84,7 +84,7 @@ def test_unchanged_rerun_starts_no_kernel_and_a_changed_parameter_reruns(tmp_pat
     assert status(root) == {"01_first": "reused", "02_second": "ran"}
 
     kernels.started.clear()
-    upstream = cli.run_series({"common": {"what": "b"}, "02_second": {"extra": 5}}, root, progress=False, render=False)
+    upstream = series.run_series({"common": {"what": "b"}, "02_second": {"extra": 5}}, root, progress=False, render=False)
     assert upstream.reused == [] and set(kernels.started) == {"01_first", "02_second"}  # 02 reads what 01 wrote
     assert tokens(root)[1].startswith("b ")
 
@@ -92,30 +92,30 @@ def test_unchanged_rerun_starts_no_kernel_and_a_changed_parameter_reruns(tmp_pat
 @pytest.mark.slow
 def test_missing_output_edited_notebook_and_rerun_flag(tmp_path, toy, monkeypatch):
     root = tmp_path / "run"
-    assert cli.run_series({}, root, progress=False, render=False).ok
+    assert series.run_series({}, root, progress=False, render=False).ok
     kernels = Kernels(monkeypatch)
 
     (root / "one.txt").unlink()  # an output of 01 is gone: 01 runs again, and so does 02 after it
-    res = cli.run_series({}, root, progress=False, render=False)
+    res = series.run_series({}, root, progress=False, render=False)
     assert res.ok and res.reused == [] and (root / "one.txt").exists()
 
     nb = toy / "02_second.ipynb"  # the notebook itself changed: it runs, 01 is reused
     write_notebook(nb, [("params", PARAMS[1]), ("code", SETUP),
                         ("code", "(run.root / 'two.txt').write_text('edited ' + uuid.uuid4().hex)")])
-    res = cli.run_series({}, root, progress=False, render=False)
+    res = series.run_series({}, root, progress=False, render=False)
     assert res.reused == ["01_first"] and (root / "two.txt").read_text().startswith("edited ")
 
     kernels.started.clear()
-    res = cli.run_series({}, root, progress=False, render=False, reuse_runs=False)  # --rerun
+    res = series.run_series({}, root, progress=False, render=False, reuse_runs=False)  # --rerun
     assert res.reused == [] and set(kernels.started) == {"01_first", "02_second"}
 
 
 @pytest.mark.slow
 def test_an_upstream_rerun_outside_only_invalidates_the_later_notebook(tmp_path, toy, monkeypatch):
     root = tmp_path / "run"
-    assert cli.run_series({}, root, progress=False, render=False).ok
-    assert cli.run_series({"common": {"what": "c"}}, root, only="01", progress=False, render=False).reused == []
-    res = cli.run_series({}, root, only="02", progress=False, render=False)
+    assert series.run_series({}, root, progress=False, render=False).ok
+    assert series.run_series({"common": {"what": "c"}}, root, only="01", progress=False, render=False).reused == []
+    res = series.run_series({}, root, only="02", progress=False, render=False)
     assert res.reused == [] and (root / "two.txt").read_text().startswith("c ")
 
 
@@ -125,10 +125,12 @@ def test_key_covers_the_helpers_sources_a_notebook_imports_transitively(tmp_path
     monkeypatch.setattr(notebook_reuse, "HELPERS", copy)
     files = {p.name for p in notebook_reuse.code_files(["helpers.core.paths"])}
     assert files == {"__init__.py", "paths.py", "errors.py"}  # paths imports errors; __init__ always runs
-    assert {"execute.py", "notebook_reuse.py", "cluster.py", "paths.py"} <= {p.name for p in notebook_reuse.code_files(["helpers.runner.cli"])}
+    assert {"execute.py", "notebook_reuse.py", "cluster.py",
+            "paths.py"} <= {p.name for p in notebook_reuse.code_files(["helpers.runner.cli"])}
     nb = REPO / "notebooks" / "00_environment_check.ipynb"
     key = notebook_reuse.notebook_key(nb, {"run_dir": "x"}, ["helpers.core.paths"], [])
-    assert notebook_reuse.notebook_key(nb, {"run_dir": "elsewhere"}, ["helpers.core.paths"], []) == key  # where it runs is not what
+    # where it runs is not part of what it computes
+    assert notebook_reuse.notebook_key(nb, {"run_dir": "elsewhere"}, ["helpers.core.paths"], []) == key
     (copy / "steps" / "board.py").write_text((copy / "steps" / "board.py").read_text() + "\n# unrelated edit\n")
     assert notebook_reuse.notebook_key(nb, {"run_dir": "x"}, ["helpers.core.paths"], []) == key
     (copy / "core" / "errors.py").write_text((copy / "core" / "errors.py").read_text() + "\n# a change paths depends on\n")
@@ -207,12 +209,12 @@ def test_the_runner_says_why_a_notebook_runs_again(tmp_path, toy):
     fake.mkdir(parents=True)
     (fake / "01_first.ipynb").write_text("{}")
     (root / "one.json").write_text('{"token": 1}')
-    planned = cli.plan_reuse(cli.plan({}, "01"), root)
+    planned = series.plan_reuse(series.plan({}, "01"), root)
     notebook_reuse.record(root, "01_first", planned[0].decision.key, {})
-    assert cli.plan_reuse(cli.plan({}, "01"), root)[0].decision.reuse
+    assert series.plan_reuse(series.plan({}, "01"), root)[0].decision.reuse
     corrupt_in_place(root / "one.json")
     lines: list[str] = []
-    res = cli.run_series({}, root, only="01", progress=False, render=False, log=lines.append, prewarm=False)
+    res = series.run_series({}, root, only="01", progress=False, render=False, log=lines.append, prewarm=False)
     assert res.ok and res.reused == []
     assert any(ln.startswith("01_first") and "runs again: one.json content changed" in ln for ln in lines), lines
 

@@ -115,8 +115,10 @@ def test_each_step_log_holds_only_its_own_step(tmp_path):
 
 
 def test_hinted_rules_reads_the_toolkits_suggestion():
-    log = ("\x1b[1;33mW\x1b[0m \x1b[1;33mYou can add disable_rules=['fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa'] in rknn.config() "
-           "to temporarily disable the error rule!\nW You can add disable_rules=[\"seperate_conv_rs_split\", 'fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa']")
+    log = ("\x1b[1;33mW\x1b[0m \x1b[1;33mYou can add "
+           "disable_rules=['fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa'] in rknn.config() "
+           "to temporarily disable the error rule!\nW You can add disable_rules=[\"seperate_conv_rs_split\", "
+           "'fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa']")
     assert hinted_rules(log) == ["fuse_exmatmul_add_mul_exsoftmax13_exmatmul_to_sdpa", "seperate_conv_rs_split"]
     assert hinted_rules("E build: IndexError: list index out of range") == []
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,8 @@ import yaml
 
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import REPO
-from helpers.runner import cli, execute, summary
+from helpers.runner import execute, series, status, variant_runs, variants
+from helpers.runner.series import run_series
 
 PARAMS = REPO / "params"
 NAMES = [nb.stem for nb in execute.notebooks()]
@@ -51,7 +51,7 @@ def test_unknown_common_key_lists_every_valid_key(tmp_path):
     params = tmp_path / "p.yaml"
     params.write_text("common:\n  tagret_platform: rk3566\n")
     with pytest.raises(WorkbookError) as err:
-        cli.plan(execute.load_params_file(params), None)
+        series.plan(execute.load_params_file(params), None)
     msg = str(err.value)
     assert "tagret_platform" in msg and "valid keys:" in msg
     for name in {k for nb in execute.notebooks() for k in execute.declared_parameters(nb)}:
@@ -62,7 +62,7 @@ def test_unknown_section_names_the_notebooks(tmp_path):
     params = tmp_path / "p.yaml"
     params.write_text("25_convertt:\n  target_platform: rk3566\n")
     with pytest.raises(WorkbookError, match=r"25_convertt.*match no notebook.*00_environment_check"):
-        cli.plan(execute.load_params_file(params), None)
+        series.plan(execute.load_params_file(params), None)
 
 
 def test_params_file_that_is_not_a_mapping(tmp_path):
@@ -164,7 +164,7 @@ def toy_series(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_failing_cell_stops_the_run_with_one_readable_block(tmp_path, toy_series):
     run_dir = tmp_path / "run"
-    result = cli.run_series({"common": {"what": "bad"}}, run_dir, progress=False)
+    result = series.run_series({"common": {"what": "bad"}}, run_dir, progress=False)
     assert result.done == ["01_first", "02_check"][:1] and result.failed == "02_check"
     block = result.failure
     assert "02_check failed" in block
@@ -178,14 +178,15 @@ def test_failing_cell_stops_the_run_with_one_readable_block(tmp_path, toy_series
     row = re.search(r"<tr><td>02_check</td>.*?</tr>", page, re.S)  # the page's CSS names .failed too: look in the row
     assert row and re.search(r"<td[^>]*>failed\b", row.group(0)), "the index must mark 02_check as failed in its own row"
     assert not re.search(r"<td[^>]*>failed\b", re.search(r"<tr><td>01_first</td>.*?</tr>", page, re.S).group(0))
-    statuses = {s.name: s.status for s in (summary.status_of(run_dir, nb) for nb in execute.notebooks())}
+    statuses = {s.name: s.status for s in (status.status_of(run_dir, nb) for nb in execute.notebooks())}
     assert statuses == {"01_first": "ok", "02_check": "failed", "03_later": "not run"}
 
 
 @pytest.mark.slow
 def test_unexpected_error_shows_the_last_traceback_lines(tmp_path, toy_series):
-    write_notebook(toy_series / "02_check.ipynb", [FAILING_NB[0], ("code", "def inner():\n    return {}['missing_key']\ninner()")])
-    result = cli.run_series({}, tmp_path / "run", progress=False, render=False)
+    write_notebook(toy_series / "02_check.ipynb",
+                   [FAILING_NB[0], ("code", "def inner():\n    return {}['missing_key']\ninner()")])
+    result = series.run_series({}, tmp_path / "run", progress=False, render=False)
     assert result.failed == "02_check"
     assert "KeyError: 'missing_key'" in result.failure
     assert "traceback (last lines):" in result.failure and "inner()" in result.failure
@@ -196,7 +197,7 @@ def test_sweep_runs_variants_in_sibling_folders_and_compares(tmp_path, toy_serie
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(yaml.safe_dump({"only": "01,02", "variants": {"good": {"common": {"what": "fine"}},
                                                                     "bad": {"common": {"what": "bad"}}}}))
-    root, rows, failures = cli.run_sweep(sweep, tmp_path / "sw")
+    root, rows, failures = variant_runs.run_sweep(sweep, tmp_path / "sw")
     assert (root / "good" / "first.txt").read_text() == "fine" and (root / "bad" / "first.txt").read_text() == "bad"
     assert set(failures) == {"bad"} and "02_check failed" in failures["bad"]
     with open(root / "comparison.csv") as fh:
@@ -214,14 +215,14 @@ def test_bad_sweep_files(tmp_path):
     sweep = tmp_path / "s.yaml"
     sweep.write_text("variants: {}\n")
     with pytest.raises(WorkbookError, match="non-empty 'variants:'"):
-        cli.load_sweep(sweep)
+        variants.load_sweep(sweep)
     sweep.write_text("variants: {a: {}}\nvariant_dir: x\n")
     with pytest.raises(WorkbookError, match=r"unknown key\(s\) \['variant_dir'\]; valid keys: base, grid, only, variants"):
-        cli.load_sweep(sweep)
+        variants.load_sweep(sweep)
     sweep.write_text("variants: {a: {20_convert: {tagret: rk3566}}}\n")
-    configs, _ = cli.load_sweep(sweep)
+    configs, _ = variants.load_sweep(sweep)
     with pytest.raises(WorkbookError, match="tagret"):
-        cli.run_sweep(sweep, tmp_path / "sw")
+        variant_runs.run_sweep(sweep, tmp_path / "sw")
     assert not (tmp_path / "sw").exists()
 
 
@@ -235,20 +236,20 @@ def test_example_params_files_are_valid(name):
     config = execute.load_params_file(PARAMS / name)
     planned = dict((nb.stem, execute.params_for(nb, config)) for nb in execute.notebooks())
     if name == "sample.yaml":
-        cli.plan(config, None)
+        series.plan(config, None)
     else:
         with pytest.raises(WorkbookError, match="model='/path/to/my_model.onnx' in 10_export"):
-            cli.plan(config, None)
+            series.plan(config, None)
     assert planned
     used = {k for p in planned.values() for k in p}
     assert set(config.get("common") or {}) <= used
 
 
 def test_example_sweep_is_valid():
-    configs, only = cli.load_sweep(PARAMS / "sweep_platforms.yaml")
+    configs, only = variants.load_sweep(PARAMS / "sweep_platforms.yaml")
     assert len(configs) >= 2
     for config in configs.values():
-        cli.plan(config, only)
+        series.plan(config, only)
     platforms = {c["20_convert"]["target_platform"] for c in configs.values()}
     assert len(platforms) >= 2
 
@@ -291,9 +292,9 @@ def test_own_model_example_runs_on_a_real_onnx_and_image_folder(tmp_path, tiny_o
     assert params["30_simulator_inference"]["data_dir"] == config["common"]["data_dir"]
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
     assert metrics
-    from helpers.runner import summary
+    from helpers.runner import figures
 
-    figs = {f.label: f for f in summary.key_figures(run_dir)}
+    figs = {f.label: f for f in figures.key_figures(run_dir)}
     for label in ("FP32 top-1 (ONNX Runtime)", "INT8 top-1 (RKNN simulator)", "Final-output cosine INT8 vs FP32 (mean)",
                   "ONNX model size", "RKNN INT8 model size", "Conversion time (load + build + export)"):
         assert figs[label].value is not None, label
@@ -314,15 +315,16 @@ def test_changing_a_later_parameter_reruns_only_what_depends_on_it(series):
     before = records()
     config = json.loads(json.dumps(series.config))
     section = config.setdefault("30_simulator_inference", {})
-    original = section.get("batch", int(execute.declared_parameters(REPO / "notebooks" / "30_simulator_inference.ipynb")["batch"]))
+    original = section.get("batch",
+                           int(execute.declared_parameters(REPO / "notebooks" / "30_simulator_inference.ipynb")["batch"]))
     section["batch"] = 8 if original != 8 else 4
     try:
-        result = cli.run_series(config, root, only="10,20,30", progress=False, render=False)
+        result = run_series(config, root, only="10,20,30", progress=False, render=False)
         assert result.ok, result.failure
         after = records()
     finally:  # put the shared run folder back as the other tests expect it
         section["batch"] = original
-        cli.run_series(config, root, only="30", progress=False, render=False)
+        run_series(config, root, only="30", progress=False, render=False)
     changed = {k for k in after if after[k].get("finished") != before.get(k, {}).get("finished")}
     upstream = {k for k in before if k[:2] in {"10", "20"} or not k[:2].isdigit()}
     assert upstream and not (changed & upstream), f"upstream steps recomputed: {changed & upstream}"
@@ -338,10 +340,11 @@ def test_sweep_runs_shared_leading_notebooks_once(tmp_path, toy_series):
     write_notebook(toy_series / "02_check.ipynb", [("params", 'run_dir = "outputs/sample"\nextra = 0'), FAILING_NB[1],
                                                    ("code", "(run.root / 'extra.txt').write_text(str(extra))")])
     sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(yaml.safe_dump({"only": "01,02", "variants": {"x": {"02_check": {"extra": 1}}, "y": {"02_check": {"extra": 2}}}}))
-    configs, only = cli.load_sweep(sweep)
-    assert cli.shared_prefix(configs, only) == ["01_first"]
-    root, rows, failures = cli.run_sweep(sweep, tmp_path / "sw")
+    sweep.write_text(yaml.safe_dump({"only": "01,02",
+                                     "variants": {"x": {"02_check": {"extra": 1}}, "y": {"02_check": {"extra": 2}}}}))
+    configs, only = variants.load_sweep(sweep)
+    assert variants.shared_prefix(configs, only) == ["01_first"]
+    root, rows, failures = variant_runs.run_sweep(sweep, tmp_path / "sw")
     assert not failures
     token = (root / "_shared" / "token.txt").read_text()
     assert (root / "x" / "token.txt").read_text() == token == (root / "y" / "token.txt").read_text()

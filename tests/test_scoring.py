@@ -43,7 +43,8 @@ def test_classify_judge_scores_top1_agreement_and_noise():
     s = judge.score(other)
     assert s.value == 0.75 and s.agreement == 0.5  # images 0 and 2 changed class: one became right, one wrong
     row = s.row(judge)
-    assert row == {"top1": 0.75, "top1_delta_pt": 0.0, "mean_cosine": pytest.approx(s.mean_cosine), "min_cosine": pytest.approx(s.min_cosine),
+    assert row == {"top1": 0.75, "top1_delta_pt": 0.0, "mean_cosine": pytest.approx(s.mean_cosine),
+                   "min_cosine": pytest.approx(s.min_cosine),
                    "top1_agreement": 0.5}
     assert judge.step_pt() == 25.0 and judge.scale_note() == "4 val images, 1 image = 25.00 pt"
     assert judge.noise_pt() == pytest.approx(100 * 2 * np.sqrt(0.75 * 0.25 / 4))

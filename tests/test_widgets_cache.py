@@ -8,7 +8,7 @@ import pytest
 from helpers import widgets
 from helpers.core import step_cache
 from helpers.core.paths import Run
-from helpers.runner import summary
+from helpers.runner import status
 
 
 def test_form_reads_declared_parameters_and_records_them(tmp_path, capsys):
@@ -97,7 +97,8 @@ def _cached_run(run, params, inputs, out, log):
         log.append(params["a"])
         out.write_text(f"result {params['a']}")
         return params["a"]
-    return step_cache.cached(run, "demo", params, inputs=inputs, outputs=[out], compute=compute, load=lambda: int(out.read_text().split()[1]))
+    return step_cache.cached(run, "demo", params, inputs=inputs, outputs=[out], compute=compute,
+                             load=lambda: int(out.read_text().split()[1]))
 
 
 def test_interrupted_recompute_then_reverted_params_recomputes(tmp_path):
@@ -187,9 +188,11 @@ def test_lazy_makes_only_when_used():
 
 
 def test_tooltips_are_the_parameters_cells_own_comments(tmp_path):
-    src = 'a = 1  # first line of help\n    # continued below\nb = "x"\nc = [1,\n     2]  # on the closing line\n# a header, not help\nd = 0\n'
+    src = ('a = 1  # first line of help\n    # continued below\nb = "x"\nc = [1,\n     2]  # on the closing line\n# a '
+           'header, not help\nd = 0\n')
     assert widgets.comments_of(src) == {"a": "first line of help continued below", "c": "on the closing line"}
-    form = widgets.form({"run_dir": str(tmp_path), "data_dir": "", "batch": 4, "val_images": 0, "image_index": 0, "pictures": 4}, "30_simulator_inference")
+    form = widgets.form({"run_dir": str(tmp_path), "data_dir": "", "batch": 4, "val_images": 0, "image_index": 0,
+                         "pictures": 4}, "30_simulator_inference")
     assert form.widgets["batch"].description_tooltip.startswith("images per simulator call"), "the tooltip is the cell's comment"
     assert not hasattr(widgets, "HELP"), "one place for help text: the parameters cell"
 
@@ -303,5 +306,5 @@ def test_step_output_corrupted_in_place_is_recomputed_and_said(tmp_path, capsys)
     again = step_cache.Step(run, "20_convert", {"a": 1}, outputs=[model, log])
     assert not again.check()
     out = capsys.readouterr().out
-    assert "[cache] 20_convert recomputes: rknn/model.rknn content changed" in out and not summary._CACHE_LINE.search(out)
+    assert "[cache] 20_convert recomputes: rknn/model.rknn content changed" in out and not status._CACHE_LINE.search(out)
     assert not again.record_path.exists(), "the stale record is gone before recomputing"

@@ -95,14 +95,15 @@ def test_cpp_topk_matches_postprocess_on_yolo26_outputs(harness, tiny_yolo26, tm
 @pytest.fixture(scope="module")
 def series26(tiny_yolo26, tmp_path_factory) -> Path:  # noqa: F811
     """00 -> 60 given the .pt, its data.yaml and imgsz (plus small sizes for 20..60), as a user would."""
-    from helpers.runner.cli import run_series
+    from helpers.runner.series import run_series
 
     config = {"common": {"data_dir": str(tiny_yolo26.data_yaml), "imgsz": tiny_yolo26.imgsz},
               "10_export": {"model": str(tiny_yolo26.train.weights)},  # the task is read from the model
               "20_convert": {"calib_images": 16},
               "30_simulator_inference": {"batch": 4, "pictures": 1},
               "40_board_inference": {"sample_images": 2, "codegen": False},
-              "50_accuracy_analysis": {"analysis_images": 1, "sweep_grid": [["normal", "layer"]], "demo_calib_images": 0, "batch": 4},
+              "50_accuracy_analysis": {"analysis_images": 1, "sweep_grid": [["normal", "layer"]], "demo_calib_images": 0,
+                                       "batch": 4},
               "60_hybrid_quantization": {"analysis_images": 1, "auto_layers": 2, "search_budget": 2, "demo_calib_images": 0,
                                          "proposal": False}}
     root = tmp_path_factory.mktemp("yolo26_series") / "run"
@@ -204,8 +205,10 @@ def test_series_cpp_demo_decodes_yolo26_with_a_stand_in_runtime(series26, tmp_pa
     images = sorted((bundle / "images").iterdir())
     canvases, geoms = load_letterboxed(images, size)
     served = tmp_path / "served"
-    used = serve_outputs(served, size, fp32_runner(series26 / "model" / "model.onnx", [0, 0, 0], [255] * 3).outputs(np.stack(canvases)))
-    res = subprocess.run([str(exe), "model.rknn", "labels.txt", *[f"images/{p.name}" for p in images], "--conf", "0.05", "--end2end"],
+    used = serve_outputs(served, size, fp32_runner(series26 / "model" / "model.onnx", [0, 0, 0],
+                                                   [255] * 3).outputs(np.stack(canvases)))
+    res = subprocess.run([str(exe), "model.rknn", "labels.txt", *[f"images/{p.name}" for p in images], "--conf", "0.05",
+                          "--end2end"],
                          cwd=bundle, env={"WORKBOOK_RKNN_STAND_IN": str(served), "PATH": "/usr/bin:/bin"}, capture_output=True,
                          text=True, timeout=60)
     assert res.returncode == 0, res.stderr

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from detect_support import TinyDetector, build_tiny_detector
 
-# Sized for the test budget on 2 cores; YOLO26n learns the shapes more slowly than YOLO11n (tests/detect_support), hence more epochs.
+# Sized for the test budget on 2 cores; YOLO26n learns the shapes more slowly than YOLO11n (tests/detect_support),
+# hence more epochs.
 SMALL26 = {"images": 100, "imgsz": 128, "epochs": 30, "batch": 8}
 TinyYolo26 = TinyDetector
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import yaml
+
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import REPO
 
@@ -81,7 +83,7 @@ class DaskExecutor(Executor):
     def cancel_all(self) -> None:
         """Tell every task of this executor to stop: running ones stop their child run (and its kernels)
         and return; ones not started yet return at once when they start."""
-        from distributed import Event
+        from distributed import Event  # slow: see executor()
 
         with contextlib.suppress(Exception):
             Event(self.cancel_event, client=self.client).set()
@@ -105,7 +107,7 @@ def executor(scheduler: str | None = None, workers: int | None = None,
     No address (and no DASK_SCHEDULER_ADDRESS): a local cluster on 127.0.0.1 with `workers` workers
     (default: one per core), each running one task at a time. An address: that cluster's workers.
     """
-    import dask
+    import dask  # slow (~1 s) and only a sweep needs it: the runner imports this module for every run
     from distributed import Client, LocalCluster
 
     address = scheduler_address(scheduler)
@@ -178,7 +180,7 @@ def unpack(archive: bytes, folder: Path) -> None:
 def report_progress(msg: dict[str, Any]) -> None:
     """Send a progress event to the client (no-op outside a dask worker)."""
     with contextlib.suppress(Exception):
-        from distributed import get_worker
+        from distributed import get_worker  # slow: see executor()
 
         get_worker().log_event(PROGRESS_TOPIC, msg)
 
@@ -187,7 +189,7 @@ def _cancelled(name: str | None) -> Callable[[], bool]:
     if not name:
         return lambda: False
     try:
-        from distributed import Event, get_client
+        from distributed import Event, get_client  # slow: see executor()
 
         event = Event(name, client=get_client())
     except Exception:  # not inside a dask worker
@@ -229,8 +231,6 @@ def run_variant(variant: str, config: dict[str, Any], only: str | None, run_dir:
     unpack it into a temporary folder on this worker, run there and return the folder as an archive.
     Progress lines become events; the cancel Event stops the child (and its kernels) cleanly.
     """
-    import yaml
-
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"workbook-{variant}-") as tmp:
         folder = Path(run_dir) if run_dir else Path(tmp) / variant
@@ -273,7 +273,7 @@ def run_variant(variant: str, config: dict[str, Any], only: str | None, run_dir:
         packed = pack(folder) if archive is not None else None
     worker = ""
     with contextlib.suppress(Exception):
-        from distributed import get_worker
+        from distributed import get_worker  # slow: see executor()
 
         worker = get_worker().address
     return VariantResult(variant, ok, failure if not ok else "", time.perf_counter() - started, packed, worker)

@@ -12,6 +12,15 @@ def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
 
 
+def log_tail(log_path: Path, lines: int = 25) -> str:
+    """The last lines of a log file (the toolkit's, a crashed child's), colour codes stripped; '' when unreadable."""
+    try:
+        text = strip_ansi(Path(log_path).read_text(errors="replace"))
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
 class WorkbookError(ValueError):
     """Bad input: the message is one sentence naming the input and the fix."""
 

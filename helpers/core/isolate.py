@@ -20,8 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from helpers.core.errors import RknnError, ToolkitCrash, WorkbookError
-from helpers.toolkit.session import log_tail
+from helpers.core.errors import RknnError, ToolkitCrash, WorkbookError, log_tail
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,7 +49,8 @@ def native_cause(tail: str) -> str | None:
 def likely_cause(returncode: int | None, tail: str, timeout: float | None = None) -> tuple[str, str]:
     """(how it died, likely cause) from the child's return code (negative = signal) and the log's last lines."""
     if returncode is None:
-        return f"no result within {timeout:g} s, stopped", "the call hung or is far slower than expected; raise the timeout or try a smaller input size"
+        return f"no result within {timeout:g} s, stopped", ("the call hung or is far slower than expected; raise the "
+                                                            "timeout or try a smaller input size")
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
@@ -58,7 +58,8 @@ def likely_cause(returncode: int | None, tail: str, timeout: float | None = None
             name = f"signal {-returncode}"
         how = f"killed by {name}"
         if name == "SIGKILL":
-            return how, "killed from outside, most often by the out-of-memory killer; free memory or use a smaller model or input size"
+            return how, ("killed from outside, most often by the out-of-memory killer; free memory or use a smaller "
+                         "model or input size")
     else:
         how = f"exit code {returncode}"
     native = native_cause(tail)
@@ -83,9 +84,11 @@ def _raise_child_error(err: dict[str, Any], log_path: Path) -> None:
     """Raise the child's exception again in the parent, with its type where it is one of ours."""
     kind, message = err.get("type", ""), err.get("message", "")
     if kind.endswith("RknnError"):
-        raise RknnError(err.get("call", "?"), err.get("reason", message), Path(err["log_path"]) if err.get("log_path") else log_path, err.get("log_tail", ""))
+        raise RknnError(err.get("call", "?"), err.get("reason", message),
+                        Path(err["log_path"]) if err.get("log_path") else log_path, err.get("log_tail", ""))
     if kind.endswith("ToolkitCrash"):
-        raise ToolkitCrash(err.get("what", "?"), err.get("how", "?"), err.get("cause", message), log_path, err.get("log_tail", ""))
+        raise ToolkitCrash(err.get("what", "?"), err.get("how", "?"), err.get("cause", message), log_path,
+                           err.get("log_tail", ""))
     if kind.endswith("WorkbookError"):
         raise WorkbookError(message)
     raise RuntimeError(f"{kind}: {message} (traceback in {log_path})")

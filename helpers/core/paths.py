@@ -90,7 +90,7 @@ class Run:
         be moved or shared), else absolute."""
         path = Path(path).expanduser().resolve()
         try:
-            return path.relative_to(self.root).as_posix()
+            return path.relative_to(self.root.resolve()).as_posix()
         except ValueError:
             return str(path)
 

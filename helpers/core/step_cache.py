@@ -16,6 +16,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
@@ -93,8 +94,6 @@ def file_digest(path: Path) -> str:
 
 def toolkit_version() -> str:
     """The installed rknn-toolkit2 version ('' when it is not installed): part of every key."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("rknn-toolkit2")
     except PackageNotFoundError:
@@ -124,10 +123,10 @@ def record_inputs(run: Run, dataset: Path | None = None) -> list[Path]:
         data = json.loads(conv.read_text())
     except (OSError, ValueError):
         return out
-    resolve = lambda v: (Path(v) if Path(v).is_absolute() else run.root / v) if v else None  # noqa: E731
-    source, calib = resolve(data.get("source")), resolve(data.get("dataset"))
+    source, calib = (run.resolve(data[k]) if data.get(k) else None for k in ("source", "dataset"))
     onnx = run.root / "model" / "model.onnx"
-    for p in (source, onnx if data.get("load_path") == "pytorch" or source is None else None, Path(dataset) if dataset else calib):
+    traced = onnx if data.get("load_path") == "pytorch" or source is None else None
+    for p in (source, traced, Path(dataset) if dataset else calib):
         if p is not None and p not in out:
             out.append(p)
     return out
@@ -207,7 +206,8 @@ class Step:
         """Record success (key, outputs, duration, any summary values) atomically."""
         missing = [str(p) for p in self.outputs if not Path(p).exists()]
         if missing:
-            raise RuntimeError(f"Step {self.name} finished but did not write {missing}; nothing was recorded, so make its code write them (it recomputes on the next run).")
+            raise RuntimeError(f"Step {self.name} finished but did not write {missing}; nothing was recorded, so make "
+                               "its code write them (it recomputes on the next run).")
         rec = {
             "key": self.key,
             "outputs": [str(p) for p in self.outputs],

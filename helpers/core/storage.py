@@ -15,6 +15,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from helpers.core.leftovers import is_temporary
+
 FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
 _ERRNO = re.compile(r"\[Errno (\d+)\] ([^:'\n]+)(?:: '([^']*)'(?: -> '([^']*)')?)?")
@@ -72,8 +74,6 @@ def mb(n: float) -> str:
 
 def half_written(root: Path) -> list[tuple[Path, int]]:
     """The temporary files below root (what a fault cut short), largest first, with their sizes."""
-    from helpers.core.leftovers import is_temporary
-
     found = []
     for folder, _, files in os.walk(root):
         for name in files:

@@ -8,7 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helpers.core.errors import WorkbookError
+from helpers.core.paths import atomic_path
 from helpers.steps.convert import ConvertRecord, rebuild
+from helpers.steps.export.detect_head import decode_options, onnx_metadata
+from helpers.tasks.feeds import model_input_npy
+from helpers.tasks.preprocess import read_rgb
 from helpers.toolkit.session import RKNN
 
 CPP_DIR = Path(__file__).with_name("cpp")
@@ -45,8 +49,6 @@ def detector_head(record: ConvertRecord) -> str | None:
     """'split' or 'stock' when the converted model is a detector (its ONNX says so), else None."""
     if record.source.suffix.lower() != ".onnx" or not record.source.is_file():
         return None
-    from helpers.steps.export.detect_head import onnx_metadata
-
     meta = onnx_metadata(record.source)
     if meta.get("task") != "detect":
         return None
@@ -57,8 +59,6 @@ def end2end(record: ConvertRecord) -> bool:
     """Whether the converted detector has an end-to-end head (its ONNX says so): decoded by top-k, no NMS."""
     if record.source.suffix.lower() != ".onnx" or not record.source.is_file():
         return False
-    from helpers.steps.export.detect_head import decode_options
-
     return bool(decode_options(record.source).get("end2end"))
 
 
@@ -86,9 +86,6 @@ def codegen_input(record: ConvertRecord, image: Path, folder: Path) -> Path:
     channels = len(record.config.mean_values or [0, 0, 0])
     if channels == 3:
         return Path(image)
-    from helpers.tasks.feeds import model_input_npy
-    from helpers.tasks.preprocess import read_rgb
-
     return model_input_npy(read_rgb(image, record.input_size), channels, Path(folder) / f"{Path(image).stem}.npy")
 
 
@@ -115,8 +112,8 @@ def generate_cpp_demo(record: ConvertRecord, out_dir: str | Path, log_path: str 
             rk.codegen(output_path=str(scratch / "cpp"), inputs=[str(Path(image).resolve())] if image else None, overwrite=True)
         if detector:
             add_detect_demo(scratch / "cpp", end2end(record))
-        shutil.rmtree(out_dir, ignore_errors=True)
-        (scratch / "cpp").replace(out_dir)
+        with atomic_path(out_dir) as tmp:
+            (scratch / "cpp").replace(tmp)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     with_golden = " with a golden output for the sample image" if image else ""

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Classify images (or, for a detector bundle, detect objects) on a Rockchip board with rknn-toolkit-lite2 (RKNNLite): the bundle's runner.
+"""Classify images (or, for a detector bundle, detect objects) on a Rockchip board with rknn-toolkit-lite2 (RKNNLite):
+the bundle's runner.
 
 On the board, inside the unpacked bundle:
     python3 run_rknn.py image.png                      # top-5 for one image
@@ -16,9 +17,8 @@ The file stands alone: --help needs only the standard library, and a missing pie
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
-import re
-import struct
 import sys
 import time
 from pathlib import Path
@@ -34,33 +34,20 @@ HERE = Path(__file__).resolve().parent
 IN_REPOSITORY = (HERE / "__init__.py").is_file()
 PIP_LINE = "python3 -m pip install numpy opencv-python-headless"
 
+if not IN_REPOSITORY:  # the bundle: chips.py beside this file, byte for byte the workbook's helpers/deploy/chips.py
+    sys.path.insert(0, str(HERE))
+try:
+    chips = importlib.import_module("helpers.deploy.chips" if IN_REPOSITORY else "chips")
+except ImportError:
+    print(f"error: chips.py is missing from {HERE} (run_rknn.py imports it from beside itself); copy chips.py from the "
+          "bundle (board/deploy/ in the workbook's run folder), or extract deploy.tar.gz again.", file=sys.stderr)
+    sys.exit(2)
+RunnerError, CORE_MASKS, rknn_platform = chips.RunnerError, chips.CORE_MASKS, chips.rknn_platform
+board_platform, check_platform, check_core_mask = chips.board_platform, chips.check_platform, chips.check_core_mask
+core_mask_meaning, core_mask_value = chips.core_mask_meaning, chips.core_mask_value
+
 CONFIG_NAME = "model.json"
-# --core-mask names -> the RKNNLite / RKNN class attribute holding the mask value.
-CORE_MASKS = {
-    "auto": "NPU_CORE_AUTO", "0": "NPU_CORE_0", "1": "NPU_CORE_1", "2": "NPU_CORE_2",
-    "0_1": "NPU_CORE_0_1", "0_1_2": "NPU_CORE_0_1_2", "all": "NPU_CORE_ALL",
-}
-# Which masks each multi-core chip accepts; every other chip has one NPU core (only "auto").
-CORE_MASKS_BY_CHIP = {
-    "rk3588": set(CORE_MASKS),
-    "rk3576": {"auto", "0", "1", "0_1", "all"},
-}
 DEFAULT_LITE_VERSION = "2.5.0"
-# Chips that share one NPU, so a model built for one runs on the other. Sources: the RKNN-Toolkit-Lite2
-# examples ship a single "rk3566_rk3568" model for both chips and treat every rk3588 variant (rk3588s)
-# as rk3588; the rknn-toolkit2 README lists RV1103/RV1106 and RV1103B/RV1106B as one series each.
-NPU_FAMILY = {
-    "rk3566": "rk3566/rk3568", "rk3568": "rk3566/rk3568",
-    "rk3588": "rk3588", "rk3588s": "rk3588",
-    "rv1103": "rv1103/rv1106", "rv1106": "rv1103/rv1106",
-    "rv1103b": "rv1103b/rv1106b", "rv1106b": "rv1103b/rv1106b",
-}
-TOOLKIT_NAME = {"rk3588s": "rk3588"}  # chip variants the toolkit knows under another target_platform name
-_CHIP = re.compile(r"^((?:rk|rv)\d{4}[a-z]?)(?:-|$)")
-
-
-class RunnerError(Exception):
-    """Bad input or a missing piece on the board: the message is one sentence with the fix."""
 
 
 class ImageError(RunnerError):
@@ -82,7 +69,7 @@ def bundled(name: str) -> Any:
                 sys.path.insert(0, str(HERE))
             module = __import__(name)
         elif IN_REPOSITORY:
-            module = __import__(f"helpers.{'detect.' if name == 'postprocess' else ''}{name}", fromlist=[name])
+            module = __import__(f"helpers.tasks.{'detect.' if name == 'postprocess' else ''}{name}", fromlist=[name])
         else:
             raise RunnerError(f"{name}.py is missing from {HERE} (run_rknn.py imports it from beside itself); copy {name}.py "
                               "from the bundle (board/deploy/ in the workbook's run folder), or extract deploy.tar.gz again.")
@@ -104,7 +91,8 @@ def check_head(cfg: Dict[str, Any], model: Path) -> None:
     """A detector bundle must carry the split head: the stock one's INT8 class scores collapse on the NPU."""
     if cfg.get("task") == "detect" and cfg.get("head") == "stock":
         raise RunnerError(f"{model.name} has the stock detector head (box pixels and class scores in one INT8 tensor, so the "
-                          "scores collapse on the NPU); export it with head: split in notebook 10, convert again and rebuild the bundle.")
+                          "scores collapse on the NPU); export it with head: split in notebook 10, convert again and "
+                          "rebuild the bundle.")
 
 
 def letterboxed(path: Path, size: int) -> Any:
@@ -128,7 +116,8 @@ def draw_detections(bgr: Any, dets: Any, labels: List[str], out: Path) -> Path:
         colour = tuple(int(c) for c in np.random.default_rng(int(cls)).integers(64, 256, 3))
         cv2.rectangle(img, (x1, y1), (x2, y2), colour, 1)
         name = labels[int(cls)] if int(cls) < len(labels) else str(int(cls))
-        cv2.putText(img, f"{name} {float(score):.2f}", (x1, max(y1 - 2, 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.3, colour, 1, cv2.LINE_AA)
+        cv2.putText(img, f"{name} {float(score):.2f}", (x1, max(y1 - 2, 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.3, colour, 1,
+                    cv2.LINE_AA)
     out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out), img)
     return out
@@ -154,80 +143,6 @@ def detect_image(lite: Any, path: Path, args: argparse.Namespace, labels: List[s
     if args.draw:
         print(f"  drawn: {draw_detections(bgr, dets, labels, Path(args.draw) / Path(path).name)}")
     return x
-
-
-# ---------------------------------------------------------------- model file
-
-def rknn_meta(path: str | Path) -> Dict[str, Any]:
-    """The JSON description embedded in a .rknn file (holds "target_platform" and "version").
-
-    Layout seen in files written by rknn-toolkit2 2.x: b"RKNN" magic, a 64-byte header whose
-    little-endian u64 at offset 16 is the size of the compiled model, the model, then a u64 length
-    and that many bytes of JSON. Anything else raises RunnerError.
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RunnerError(f"Cannot read model file {path} ({exc.strerror}); pass --model an existing .rknn file.") from None
-    if data[:4] != b"RKNN" or len(data) < 72:
-        raise RunnerError(f"{path} is not an RKNN model (no 'RKNN' header); pass the .rknn exported by rknn-toolkit2.")
-    (model_size,) = struct.unpack_from("<Q", data, 16)
-    at = 64 + model_size
-    if at + 8 <= len(data):
-        (json_size,) = struct.unpack_from("<Q", data, at)
-        blob = data[at + 8 : at + 8 + json_size]
-        if json_size and len(blob) == json_size:
-            try:
-                return json.loads(blob.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
-                pass
-    raise RunnerError(f"{path} has an RKNN header but no readable model description; re-export it with rknn-toolkit2 2.x.")
-
-
-def rknn_platform(path: str | Path) -> str:
-    """The chip a .rknn was built for (e.g. 'rk3588'), read from the file itself."""
-    meta = rknn_meta(path)
-    plats = meta.get("target_platform")
-    if isinstance(plats, list) and plats and isinstance(plats[0], str):
-        return plats[0].lower()
-    if isinstance(plats, str) and plats:
-        return plats.lower()
-    raise RunnerError(f"{path} does not record its target platform; re-export it with rknn-toolkit2 2.x.")
-
-
-def npu_family(chip: str) -> str:
-    """The NPU a chip carries ('rk3568' -> 'rk3566/rk3568'); a chip not listed is its own family."""
-    return NPU_FAMILY.get(chip.lower(), chip.lower())
-
-
-def board_platform(compatible: str | Path = "/proc/device-tree/compatible") -> Optional[str]:
-    """The Rockchip chip this program runs on, from the device tree ('rk3588'), or None off-board.
-
-    Every 'rockchip,<chip>[-board]' entry is looked at (boards list e.g. 'rockchip,rk3588-evb1-v10'
-    before 'rockchip,rk3588'). Variants are named as the toolkit names them (rk3588s -> rk3588).
-    """
-    try:
-        entries = Path(compatible).read_bytes().split(b"\0")
-    except OSError:
-        return None
-    chips: List[str] = []
-    for entry in entries:
-        vendor, _, rest = entry.decode("ascii", "ignore").strip().lower().partition(",")
-        found = _CHIP.match(rest) if vendor == "rockchip" else None
-        if found and found.group(1) not in chips:
-            chips.append(found.group(1))
-    known = [c for c in chips if c in NPU_FAMILY] or chips
-    return TOOLKIT_NAME.get(known[0], known[0]) if known else None
-
-
-def check_platform(model_platform: str, chip: Optional[str], model: Path) -> None:
-    """A model runs on the chips that share the NPU it was built for; say how to rebuild it otherwise."""
-    if chip is not None and npu_family(chip) != npu_family(model_platform):
-        raise RunnerError(
-            f"{model.name} was built for {model_platform} but this board is {chip}; "
-            f"convert again with target_platform='{chip}' (notebook 20) and copy the new bundle."
-        )
 
 
 # ---------------------------------------------------------------- inputs
@@ -316,13 +231,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         description="Classify images with an .rknn model on a Rockchip NPU (rknn-toolkit-lite2).",
     )
     p.add_argument("inputs", nargs="+", help="image files and/or folders of images")
-    p.add_argument("--config", type=Path, default=cfg_default, help=f"bundle description (default: {CONFIG_NAME} beside this script)")
+    p.add_argument("--config", type=Path, default=cfg_default, help=f"bundle description (default: {CONFIG_NAME} "
+                                                                    "beside this script)")
     p.add_argument("--model", type=Path, default=None, help="the .rknn file (default: the one named in the config)")
     p.add_argument("--labels", type=Path, default=None, help="class names, one per line (default: the config's labels file)")
     p.add_argument("--size", type=int, default=None, help="model input size in pixels (default: from the config)")
     p.add_argument("--top-k", type=int, default=5, help="how many classes to print per image (default 5)")
     p.add_argument("--conf", type=float, default=0.25, help="detectors: lowest class score kept (default 0.25)")
-    p.add_argument("--iou", type=float, default=0.7, help="detectors: IoU above which NMS drops the weaker box of a class (default 0.7)")
+    p.add_argument("--iou", type=float, default=0.7, help="detectors: IoU above which NMS drops the weaker box of a "
+                                                          "class (default 0.7)")
     p.add_argument("--draw", default="detections", help="detectors: folder for the images with boxes drawn ('' = none)")
     p.add_argument("--core-mask", choices=list(CORE_MASKS), default="auto",
                    help="NPU cores to use: auto, 0, 1, 2, 0_1, 0_1_2, all (rk3588/rk3576 only; default auto)")
@@ -362,32 +279,10 @@ def import_rknnlite(version: str) -> Any:
     except ImportError:
         raise RunnerError(
             f"rknn-toolkit-lite2 is not installed for {sys.executable}; on the board run "
-            f"`python3 -m pip install rknn-toolkit-lite2=={version}` (aarch64 only, the same version as the toolkit that built the model)."
+            f"`python3 -m pip install rknn-toolkit-lite2=={version}` (aarch64 only, the same version as the toolkit "
+            "that built the model)."
         ) from None
     return RKNNLite
-
-
-def check_core_mask(name: str, platform: str) -> None:
-    """Multi-core masks exist on rk3588 (3 cores) and rk3576 (2 cores) only."""
-    allowed = CORE_MASKS_BY_CHIP.get(platform, {"auto"})
-    if name not in allowed:
-        raise RunnerError(f"--core-mask {name} is not available on {platform}; use one of {', '.join(sorted(allowed))}.")
-
-
-def core_mask_meaning(name: str, platform: str) -> str:
-    """What a core mask name does on this chip, in words (the same words in the workbook and here)."""
-    if name == "auto":
-        return "one idle core, picked by the runtime" if platform in CORE_MASKS_BY_CHIP else "the chip's single NPU core"
-    if name == "all":
-        return "all NPU cores together"
-    cores = name.split("_")
-    return f"core {cores[0]}" if len(cores) == 1 else f"cores {', '.join(cores[:-1])} and {cores[-1]} together"
-
-
-def core_mask_value(cls: Any, name: str, platform: str) -> int:
-    """The mask constant for --core-mask on this chip, read from the RKNNLite (or RKNN) class."""
-    check_core_mask(name, platform)
-    return int(getattr(cls, CORE_MASKS[name]))
 
 
 def needed_modules(cfg: Dict[str, Any]) -> None:

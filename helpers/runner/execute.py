@@ -1,17 +1,24 @@
-"""Execute the series headlessly with papermill (the HTML reports and the index page are helpers.runner.summary)."""
+"""Execute the series headlessly with papermill (the HTML reports and the index page are helpers.runner.render and
+helpers.runner.index)."""
 from __future__ import annotations
 
+import ast
 import contextlib
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from helpers.core import leftovers
-from helpers.core.errors import WorkbookError, strip_ansi
+from helpers.core.errors import WorkbookError, log_tail, strip_ansi
+from helpers.core.isolate import ADVICE, native_cause
 from helpers.core.paths import HEADLESS_ENV, KERNEL_NAME, REPO, Run
 
 NOTEBOOKS = REPO / "notebooks"
@@ -37,7 +44,7 @@ def execute(notebook: Path, run_dir: str | Path, params: dict[str, Any] | None =
     kernel talks over local IPC sockets and its own stdout/stderr go to <run>/executed/kernels.log, so
     the terminal shows progress and results only.
     """
-    import papermill as pm
+    import papermill as pm  # slow (~1 s): the parameter form imports this module inside every notebook's kernel
 
     run = Run.at(run_dir)
     out = run.sub("executed") / Path(notebook).name
@@ -74,9 +81,6 @@ def kernel_log(run_root: Path) -> Path:
 
 def notebook_imports(notebook: Path) -> list[str]:
     """Absolute modules a notebook's code cells import (for pre-warming its kernel)."""
-    import ast
-    import json
-
     mods: list[str] = []
     # Plain json, not nbformat: importing nbformat's schema validation costs seconds, and a warm
     # re-run that reuses every notebook should cost little more than reading these files.
@@ -107,10 +111,9 @@ class Prewarmed:
     current one. `execute(..., kernel=)` runs in it; shutdown() always stops it."""
 
     def __init__(self, notebook: Path, preload: bool = True, log: Path | None = None):
-        import threading
-
         # Import on the calling thread: papermill imports the same packages, and two threads importing
-        # one package at once can see it half-initialised.
+        # one package at once can see it half-initialised. (Slow, and not needed by the parameter form's
+        # use of this module inside every kernel: imported here, not at the top.)
         import papermill  # noqa: F401
         from jupyter_client.asynchronous import AsyncKernelClient  # noqa: F401
         from jupyter_client.blocking import BlockingKernelClient  # noqa: F401
@@ -130,7 +133,7 @@ class Prewarmed:
 
     def _start(self) -> None:
         try:
-            from jupyter_client.asynchronous import AsyncKernelClient
+            from jupyter_client.asynchronous import AsyncKernelClient  # slow: see __init__
             from jupyter_client.blocking import BlockingKernelClient
             from jupyter_client.manager import KernelManager
 
@@ -166,7 +169,8 @@ class Prewarmed:
         self._thread.join()
         if self._error is not None and self.log:
             with contextlib.suppress(OSError), open(self.log, "a") as fh:
-                fh.write(f"[workbook] pre-warming a kernel for {self.notebook.name} failed: {type(self._error).__name__}: {self._error}\n")
+                fh.write(f"[workbook] pre-warming a kernel for {self.notebook.name} failed: "
+                         f"{type(self._error).__name__}: {self._error}\n")
         if self._km is not None and self._km.has_kernel and self._km.is_alive():
             return self._km
         self.shutdown()
@@ -196,13 +200,11 @@ class Prewarmed:
 
 @lru_cache(maxsize=64)
 def _declared(path: str, mtime_ns: int) -> tuple[tuple[str, Any], ...]:
-    import ast
-    import json
-
     # Plain json, not nbformat: this runs inside every notebook's kernel (the parameter form), where
     # importing nbformat (and its JSON-schema machinery) would cost more than a second.
     cells = json.loads(Path(path).read_text(encoding="utf-8")).get("cells", [])
-    cell = next((c for c in cells if c.get("cell_type") == "code" and "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    cell = next((c for c in cells if c.get("cell_type") == "code" and "parameters" in c.get("metadata", {}).get("tags", [])),
+                None)
     if cell is None:
         return ()
     source = "".join(cell["source"]) if isinstance(cell.get("source"), list) else str(cell.get("source", ""))
@@ -212,7 +214,8 @@ def _declared(path: str, mtime_ns: int) -> tuple[tuple[str, Any], ...]:
         raise WorkbookError(f"The parameters cell of {Path(path).name} is not valid Python (line {exc.lineno}); fix it.") from exc
     found: dict[str, Any] = {}
     for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) and node.value else []
+        targets = (node.targets if isinstance(node, ast.Assign)
+                   else [node.target] if isinstance(node, ast.AnnAssign) and node.value else [])
         for target in targets:
             if isinstance(target, ast.Name):
                 found[target.id] = ast.get_source_segment(source, node.value)
@@ -230,8 +233,6 @@ def declared_parameters(notebook: Path) -> dict[str, Any]:
 
 def read_yaml(path: Path, kind: str, hint: str) -> Any:
     """Parse a YAML file, turning a missing file or a syntax error into one clear sentence."""
-    import yaml
-
     if not path.is_file():
         raise WorkbookError(f"{kind} {path} does not exist; pass {hint}.")
     try:
@@ -251,10 +252,12 @@ def load_params_file(path: str | Path | None) -> dict[str, Any]:
     for key, section in data.items():
         if key == "only":  # which notebooks the file is for (e.g. a task the later notebooks do not handle yet)
             if not isinstance(section, (str, list)):
-                raise WorkbookError(f"'only' in parameters file {path} must be notebook numbers like \"00,10,20,30\" or a list of them.")
+                raise WorkbookError(f"'only' in parameters file {path} must be notebook numbers like \"00,10,20,30\" "
+                                    "or a list of them.")
             continue
         if section is not None and not isinstance(section, dict):
-            raise WorkbookError(f"Section {key!r} of parameters file {path} must be a mapping of parameter: value, not {section!r}.")
+            raise WorkbookError(f"Section {key!r} of parameters file {path} must be a mapping of parameter: value, not "
+                                f"{section!r}.")
     return data
 
 
@@ -270,7 +273,8 @@ def params_for(notebook: Path, config: dict[str, Any]) -> dict[str, Any]:
     section = config.get(name) or {}
     unknown_sections = [k for k in config if k not in ("common", "only") and k not in {notebook_name(n) for n in notebooks()}]
     if unknown_sections:
-        raise WorkbookError(f"Parameters file has section(s) {unknown_sections} that match no notebook; valid: common, {', '.join(notebook_name(n) for n in notebooks())}.")
+        raise WorkbookError(f"Parameters file has section(s) {unknown_sections} that match no notebook; valid: common, "
+                            f"{', '.join(notebook_name(n) for n in notebooks())}.")
     bad = sorted(set(section) - set(declared))
     if bad:
         raise WorkbookError(f"Unknown parameter(s) {bad} for {name}; valid keys: {', '.join(sorted(declared))}.")
@@ -293,7 +297,8 @@ def select(only: str | list[str] | None) -> list[Path]:
         match = [b for b in books if b.stem == token or b.stem.removesuffix(".ipynb") == token.removesuffix(".ipynb")
                  or b.stem.split("_", 1)[0] == token]
         if not match:
-            raise WorkbookError(f"--only {token!r} matches no notebook in notebooks/; choose from {', '.join(b.stem for b in books)}.")
+            raise WorkbookError(f"--only {token!r} matches no notebook in notebooks/; choose from "
+                                f"{', '.join(b.stem for b in books)}.")
         chosen += match
     return [b for b in books if b in chosen]
 
@@ -303,24 +308,21 @@ def select(only: str | list[str] | None) -> list[Path]:
 
 def dead_kernel_details(executed: Path | None) -> list[str]:
     """For a kernel that died: the cell it was running, the newest step log's last lines, the likely cause."""
-    import json
-
-    from helpers.core.isolate import ADVICE, native_cause
-    from helpers.toolkit.session import log_tail
-
     lines: list[str] = []
     if executed is not None and executed.is_file():
         try:
             cells = json.loads(executed.read_text()).get("cells", [])
         except ValueError:
             cells = []
-        started = [c for c in cells if c.get("cell_type") == "code" and (c.get("metadata", {}).get("papermill") or {}).get("start_time")]
+        started = [c for c in cells
+                   if c.get("cell_type") == "code" and (c.get("metadata", {}).get("papermill") or {}).get("start_time")]
         if started:
             source = "".join(started[-1].get("source", "")).strip().splitlines()
             lines.append("  it was running this cell:")
             lines += [f"    | {ln}" for ln in source[:8]] + (["    | ..."] if len(source) > 8 else [])
     root = executed.parent.parent if executed is not None else None
-    logs = sorted((p for p in root.rglob("*.log") if "executed" not in p.parts), key=lambda p: p.stat().st_mtime) if root and root.is_dir() else []
+    logs = (sorted((p for p in root.rglob("*.log") if "executed" not in p.parts), key=lambda p: p.stat().st_mtime)
+            if root and root.is_dir() else [])
     tail = log_tail(logs[-1], 12) if logs else ""
     if tail:
         lines.append(f"  last lines of the step log {logs[-1]}:")

@@ -14,8 +14,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from helpers.core.errors import WorkbookError
-from helpers.steps import convert
+from helpers.core.paths import REPO, SAMPLE_DATA
+from helpers.runner.execute import NOTEBOOKS, declared_parameters, notebook_name
+from helpers.steps.export import exporter
+from helpers.tasks.data import detect_yaml, load_split
 from helpers.tasks.identify import TASKS, fit_norm
+from helpers.tasks.model_file import check_model_path
+from helpers.toolkit import options
+from helpers.toolkit.options import QUANTIZED_ALGORITHMS, QUANTIZED_METHODS, ConvertConfig
 
 Rule = Callable[[str, Any, str], None]  # (notebook, value, name) -> None, or raise WorkbookError
 
@@ -72,8 +78,6 @@ def numbers_per_channel(nb: str, value: Any, name: str = "") -> None:
 
 def sweep_pairs(nb: str, value: Any, name: str = "") -> None:
     """50's sweep_grid: [quantized_algorithm, quantized_method] pairs the toolkit knows."""
-    from helpers.steps.convert import QUANTIZED_ALGORITHMS, QUANTIZED_METHODS
-
     ok = isinstance(value, list) and all(isinstance(p, (list, tuple)) and len(p) == 2 and p[0] in QUANTIZED_ALGORITHMS
                                          and p[1] in QUANTIZED_METHODS for p in value)
     if not ok:
@@ -88,8 +92,6 @@ def names(nb: str, value: Any, name: str = "") -> None:
 
 def resolve(value: str) -> Path:
     """A path parameter as the notebooks read it: ~ expanded, relative = from the repository root."""
-    from helpers.core.paths import REPO
-
     path = Path(value).expanduser()
     return path if path.is_absolute() else REPO / path
 
@@ -111,8 +113,6 @@ def data_folder(nb: str, value: Any, name: str = "") -> None:
         raise _say(nb, name, value, f"has no train/ and val/ sub-folders (nor a data.yaml) in {path}",
                    "lay it out as <dir>/{train,val}/<class>/<image>, or give a YOLO data.yaml")
     if not (path / "data.yaml").is_file():
-        from helpers.tasks.data import load_split
-
         for split in ("train", "val"):
             try:
                 load_split(path, split)
@@ -124,7 +124,6 @@ def model_file(nb: str, value: Any, name: str = "") -> None:
     """model: empty (the sample), or an existing .pt/.torchscript/.onnx that really is such a model."""
     if not isinstance(value, str) or not value.strip():
         return
-    from helpers.tasks.model_file import check_model_path
 
     try:
         check_model_path(value)
@@ -170,20 +169,20 @@ OVERRIDES: dict[str, Rule] = {
     "50_accuracy_analysis.analysis_images": count(1, "images for accuracy_analysis"),
     "60_hybrid_quantization.analysis_images": count(1, "images for the before/after accuracy_analysis"),
 }
-# The toolkit's own options (notebook 20) are checked by helpers.steps.convert.ConvertConfig.validate.
+# The toolkit's own options (notebook 20) are checked by helpers.toolkit.options.ConvertConfig.validate.
 CONVERT_SIGNS = ("target_platform", "quantized_dtype")
 
 
 # The accepted values of the parameters that take one of a list: the form's dropdowns and the rule both read them.
 CHOICES: dict[str, list[Any]] = {
-    "target_platform": convert.TARGET_PLATFORMS,
-    "target": convert.TARGET_PLATFORMS,
-    "quantized_dtype": convert.QUANTIZED_DTYPES,
-    "quantized_algorithm": convert.QUANTIZED_ALGORITHMS,
-    "quantized_method": convert.QUANTIZED_METHODS,
-    "float_dtype": convert.FLOAT_DTYPES,
+    "target_platform": options.TARGET_PLATFORMS,
+    "target": options.TARGET_PLATFORMS,
+    "quantized_dtype": options.QUANTIZED_DTYPES,
+    "quantized_algorithm": options.QUANTIZED_ALGORITHMS,
+    "quantized_method": options.QUANTIZED_METHODS,
+    "float_dtype": options.FLOAT_DTYPES,
     "optimization_level": [0, 1, 2, 3],
-    "load_path": convert.LOAD_PATHS,
+    "load_path": options.LOAD_PATHS,
     "core_mask": ["auto", "0", "1", "2", "0_1", "0_1_2", "all"],
     "task": ["", *TASKS],  # "": what the model says
     "head": ["split", "stock"],
@@ -197,8 +196,6 @@ def enumeration(name: str) -> Rule | None:
 
 def literals(notebook: str | Path) -> dict[str, Any]:
     """{name: value} of a notebook's parameters cell (a value that is not a plain literal is left out)."""
-    from helpers.runner.execute import NOTEBOOKS, declared_parameters
-
     path = Path(notebook) if str(notebook).endswith(".ipynb") else NOTEBOOKS / f"{notebook}.ipynb"
     if not path.exists():
         return {}
@@ -248,12 +245,14 @@ def check(notebook: str, values: dict[str, Any], declared: dict[str, Any] | None
     full = {**declared, **values}
     size = full.get("imgsz")
     if _whole(size) and 0 < size < 8:
-        raise _say(notebook, "imgsz", full["imgsz"], "is too small for a model input", "give 8 or more pixels, or 0 for the model's own")
+        raise _say(notebook, "imgsz", full["imgsz"], "is too small for a model input", "give 8 or more pixels, or 0 "
+                                                                                       "for the model's own")
     means, stds = full.get("mean_values"), full.get("std_values")
     if isinstance(means, (list, tuple)) and isinstance(stds, (list, tuple)):
         channels = max(len(means), len(stds))
         try:  # the one per-channel rule (task.fit_norm): a single repeated value fits any channel count
-            full |= {"mean_values": fit_norm(means, channels, "mean_values"), "std_values": fit_norm(stds, channels, "std_values")}
+            full |= {"mean_values": fit_norm(means, channels, "mean_values"),
+                     "std_values": fit_norm(stds, channels, "std_values")}
         except WorkbookError:
             given, other = ("mean_values", "std_values") if "std_values" not in values else ("std_values", "mean_values")
             raise _say(notebook, given, full[given], f"has {len(full[given])} value(s) but {other}={full[other]!r} has "
@@ -264,8 +263,6 @@ def check(notebook: str, values: dict[str, Any], declared: dict[str, Any] | None
 
 def convert_options(notebook: str, values: dict[str, Any]) -> None:
     """The toolkit's options through ConvertConfig.validate (the per-channel count waits for the model)."""
-    from helpers.steps.convert import ConvertConfig
-
     try:
         cfg = ConvertConfig.from_dict(values)
     except TypeError as exc:  # a required option missing: the notebook's own cell decides
@@ -279,8 +276,6 @@ def convert_options(notebook: str, values: dict[str, Any]) -> None:
 
 def val_classes(data_dir: Path) -> int | None:
     """How many class folders data_dir/val has (None for a detection data set or an unreadable folder)."""
-    from helpers.tasks.data import detect_yaml, load_split
-
     if detect_yaml(data_dir) is not None:
         return None
     try:
@@ -302,10 +297,8 @@ def check_classes(notebook: str, data_dir: str, outputs: int | None, model_said:
 
 def model_outputs(path: Path) -> int | None:
     """Scores a classification model outputs (None when unknown, e.g. a detector or an unreadable file)."""
-    from helpers.steps.export.exporter import model_outputs as outputs
-
     try:
-        return outputs(path)
+        return exporter.model_outputs(path)
     except Exception:  # noqa: BLE001 - the model's own check says what is wrong with it, elsewhere
         return None
 
@@ -320,8 +313,6 @@ def check_plan(steps: list[tuple[Path, dict[str, Any]]], run_root: Path | None =
     """The runner's check before any notebook starts: every planned notebook's values (its cell's literals
     filling what is not given), then each later data_dir against the model the run will have: notebook
     10's `model` (or the sample trained on 10's data_dir) when 10 is planned, else the run's model.onnx."""
-    from helpers.runner.execute import notebook_name
-
     full: dict[str, dict[str, Any]] = {}
     for nb, params in steps:
         name = notebook_name(nb)
@@ -332,14 +323,10 @@ def check_plan(steps: list[tuple[Path, dict[str, Any]]], run_root: Path | None =
     export = next((v for k, v in full.items() if k.startswith("10_")), None)
     if export is not None and export.get("task", "classify") in ("classify", ""):
         if str(export.get("model", "")).strip():
-            from helpers.tasks.model_file import check_model_path
-
             model = check_model_path(export["model"])
             if model.suffix.lower() == ".onnx":  # a .pt would cost torch's import on every run: 20's form checks its export
                 outputs, said = model_outputs(model), f"notebook 10's model {export['model']!r}"
         else:
-            from helpers.core.paths import SAMPLE_DATA
-
             sample = export.get("data_dir") or ""
             digits = val_classes(SAMPLE_DATA) if SAMPLE_DATA.is_dir() else 10  # the bundled sample: ten digits
             outputs = val_classes(resolve(sample)) if sample.strip() else digits

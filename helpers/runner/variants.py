@@ -1,5 +1,6 @@
-"""Sweep files beyond named variants: a grid (the cartesian product of parameter lists), the reason a
-variant failed in one line, and the comparison page's plots across the grid."""
+"""What a sweep file means: its named variants laid over the base parameters, a grid (the cartesian product of
+parameter lists), the notebooks every variant shares; the reason a variant failed in one line, and the
+comparison page's plots across the grid."""
 from __future__ import annotations
 
 import itertools
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers.core.errors import WorkbookError
+from helpers.core.paths import REPO
 from helpers.runner import execute
 
 MAX_VARIANTS = 24  # a grid larger than this needs --yes (or --max-variants N)
@@ -24,8 +26,10 @@ def grid_key(key: str, path: Path) -> tuple[str, str]:
     else:
         ok = section in books and param in execute.declared_parameters(books[section])
     if not ok:
-        example = next((f"{n}.{p}" for n, nb in books.items() for p in execute.declared_parameters(nb) if p != "run_dir"), "20_convert.calib_images")
-        raise WorkbookError(f"Grid key {key!r} in sweep file {path} is a parameter no notebook declares; write NOTEBOOK.PARAMETER "
+        example = next((f"{n}.{p}" for n, nb in books.items() for p in execute.declared_parameters(nb) if p != "run_dir"),
+                       "20_convert.calib_images")
+        raise WorkbookError(f"Grid key {key!r} in sweep file {path} is a parameter no notebook declares; write "
+                            "NOTEBOOK.PARAMETER "
                             f"(e.g. {example}) or a parameter some notebook declares, as in its parameters cell.")
     return section, param
 
@@ -56,7 +60,8 @@ def slug(value: Any) -> str:
 def expand_grid(grid: Any, path: Path) -> dict[str, tuple[dict[str, dict[str, Any]], dict[str, Any]]]:
     """{variant name: (sections override, {grid key: value})} for every combination of the grid's lists."""
     if not isinstance(grid, dict) or not grid:
-        raise WorkbookError(f"Sweep file {path}: 'grid:' must map NOTEBOOK.PARAMETER to a list of values, e.g. 20_convert.calib_images: [10, 50].")
+        raise WorkbookError(f"Sweep file {path}: 'grid:' must map NOTEBOOK.PARAMETER to a list of values, e.g. "
+                            "20_convert.calib_images: [10, 50].")
     keys = list(grid)
     parsed = [grid_key(k, path) for k in keys]
     lists = []
@@ -96,7 +101,7 @@ def reason(failure: str) -> str:
 # ----------------------------------------------------------------------------- plots across the grid
 
 PLOTTED = ("INT8 top-1 (RKNN simulator)", "Hybrid top-1", "FP32 top-1 (ONNX Runtime)")
-# a detector's index rows (helpers.runner.summary): the INT8 label names the converted head, so they are matched by their start
+# a detector's index rows (helpers.runner.figures): the INT8 label names the converted head, so they are matched by their start
 PLOTTED_MAP = ("INT8 mAP50-95 / mAP50 (RKNN simulator", "Hybrid mAP50-95", "FP32 mAP50-95 / mAP50 (ONNX Runtime)")
 
 
@@ -122,7 +127,7 @@ def _number(value: Any) -> float | None:
 def plots(root: Path, params: dict[str, dict[str, Any]], figures: dict[str, dict[str, float | None]]) -> list[Path]:
     """PNG plots into <root>/plots/: each accuracy figure against every numeric swept parameter (one line
     per combination of the other swept parameters), and build time per target platform."""
-    import matplotlib
+    import matplotlib  # optional and slow: only a sweep's comparison page draws plots
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -135,7 +140,8 @@ def plots(root: Path, params: dict[str, dict[str, Any]], figures: dict[str, dict
                and all(_number(p.get(k)) is not None for p in params.values())]
     for x in numeric:
         for label in plotted(figures):
-            points = {v: (_number(params[v][x]), figures[v].get(label)) for v in params if figures.get(v, {}).get(label) is not None}
+            points = {v: (_number(params[v][x]), figures[v].get(label)) for v in params
+                      if figures.get(v, {}).get(label) is not None}
             if len(points) < 2:
                 continue
             others = [k for k in keys if k != x and len({str(p.get(k)) for p in params.values()}) > 1]
@@ -177,3 +183,59 @@ def plots(root: Path, params: dict[str, dict[str, Any]], figures: dict[str, dict
             plt.close(fig)
             written.append(path)
     return written
+
+
+# ----------------------------------------------------------------------------- sweep files
+
+SWEEP_KEYS = {"base", "only", "variants", "grid"}
+
+
+def load_sweep(path: str | Path) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """Read a sweep file -> ({variant: full parameters config}, only). Each variant's sections are laid
+    over the `base:` parameters file (path relative to the repo root or to the sweep file); `grid:`
+    (NOTEBOOK.PARAMETER: [values]) adds one variant per combination of its lists."""
+    path = Path(path)
+    data = execute.read_yaml(path, "Sweep file", "--sweep an existing YAML file (see params/sweep_platforms.yaml)")
+    if not isinstance(data, dict) or set(data) - SWEEP_KEYS:
+        extra = sorted(set(data) - SWEEP_KEYS) if isinstance(data, dict) else data
+        raise WorkbookError(f"Sweep file {path} has unknown key(s) {extra}; valid keys: {', '.join(sorted(SWEEP_KEYS))}.")
+    variants = data.get("variants") or {}
+    if not isinstance(variants, dict) or not (variants or data.get("grid")):
+        raise WorkbookError(f"Sweep file {path} needs a non-empty 'variants:' mapping of name: {{section: {{param: "
+                            "value}} or a 'grid:'.")
+    base: dict[str, Any] = {}
+    if data.get("base"):
+        base_path = Path(data["base"])
+        if not base_path.is_absolute():
+            base_path = (REPO / base_path) if (REPO / base_path).exists() else path.parent / base_path
+        base = execute.load_params_file(base_path)
+    overrides: dict[str, Any] = {}
+    if data.get("grid") is not None:
+        overrides.update({name: sections for name, (sections, _) in expand_grid(data["grid"], path).items()})
+    for name, override in variants.items():
+        if str(name) in overrides:
+            raise WorkbookError(f"Sweep variant {name!r} has the name of a grid combination; rename it.")
+        overrides[str(name)] = override
+    configs = {}
+    for name, override in overrides.items():
+        if not isinstance(override, dict) or not str(name).replace("-", "_").replace(".", "_").isidentifier():
+            raise WorkbookError(f"Sweep variant {name!r} must be a simple name mapped to parameter sections (e.g. "
+                                "rk3566: {20_convert: {target_platform: rk3566}}).")
+        merged = {k: dict(v or {}) for k, v in base.items()}
+        for section, values in override.items():
+            if not isinstance(values, dict):
+                raise WorkbookError(f"Sweep variant {name!r} section {section!r} must be a mapping of parameter: value.")
+            merged[section] = {**merged.get(section, {}), **values}
+        configs[str(name)] = merged
+    only = data.get("only")
+    return configs, (",".join(str(x) for x in only) if isinstance(only, list) else (str(only) if only else None))
+
+
+def shared_prefix(configs: dict[str, dict[str, Any]], only: str | None) -> list[str]:
+    """The leading notebooks whose parameters are the same in every variant (their results are too)."""
+    prefix = []
+    for nb in execute.select(only):
+        if len({repr(sorted(execute.params_for(nb, c).items())) for c in configs.values()}) != 1:
+            break
+        prefix.append(execute.notebook_name(nb))
+    return prefix

@@ -26,7 +26,7 @@ from helpers.backends.board import (
 )
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import Run, write_json_atomic
-from helpers.deploy import run_rknn as runner
+from helpers.deploy import chips
 from helpers.steps.analysis import run_accuracy_analysis
 from helpers.steps.convert import TARGET_PLATFORMS, ConvertRecord, rebuild
 from helpers.steps.evaluate import load_run, simulator_from_record
@@ -42,7 +42,7 @@ from helpers.toolkit.session import RKNN, toolkit_version
 if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn
     from matplotlib.figure import Figure
 
-CORE_MASKS = list(runner.CORE_MASKS)  # auto, 0, 1, 2, 0_1, 0_1_2, all
+CORE_MASKS = list(chips.CORE_MASKS)  # auto, 0, 1, 2, 0_1, 0_1_2, all
 DEVICES_JSON = "board/devices.json"
 
 
@@ -92,8 +92,8 @@ def model_platform(rknn_path: str | Path) -> str:
         raise WorkbookError(f"Model file {rknn_path} does not exist; run notebooks/20_convert.ipynb first or pass an "
                             "existing .rknn.")
     try:
-        return runner.rknn_platform(rknn_path)
-    except runner.RunnerError as exc:
+        return chips.rknn_platform(rknn_path)
+    except chips.RunnerError as exc:
         raise WorkbookError(str(exc)) from None
 
 
@@ -113,7 +113,7 @@ def resolve_target(target: str, rknn_path: str | Path, record: ConvertRecord | N
         return built_for
     if target not in TARGET_PLATFORMS:
         raise WorkbookError(f"target={target!r} is not a known Rockchip chip; use one of {', '.join(TARGET_PLATFORMS)}.")
-    if runner.npu_family(target) != runner.npu_family(built_for):
+    if chips.npu_family(target) != chips.npu_family(built_for):
         raise WorkbookError(
             f"target={target!r} does not match {rknn_path.name}, which was built for {built_for}; set target={built_for!r} "
             f"(or '') or convert again with target_platform={target!r} in notebooks/20_convert.ipynb."
@@ -125,11 +125,11 @@ def core_mask_value(core_mask: str, target: str) -> int:
     """The toolkit's NPU core mask for a name (auto, 0, 1, 2, 0_1, 0_1_2, all) on this chip."""
     from rknn.api import RKNN as ToolkitApi  # the toolkit itself: slow to import, needed only for this mask value
 
-    if core_mask not in runner.CORE_MASKS:
+    if core_mask not in chips.CORE_MASKS:
         raise WorkbookError(f"core_mask={core_mask!r} is unknown; use one of {', '.join(CORE_MASKS)}.")
     try:
-        return runner.core_mask_value(ToolkitApi, core_mask, target)
-    except runner.RunnerError as exc:
+        return chips.core_mask_value(ToolkitApi, core_mask, target)
+    except chips.RunnerError as exc:
         raise WorkbookError(str(exc).replace("--core-mask ", "core_mask=")) from None
 
 

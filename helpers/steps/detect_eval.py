@@ -13,18 +13,18 @@ import pandas as pd
 from helpers.core.paths import Run, write_json_atomic
 from helpers.core.step_cache import cached, record_inputs
 from helpers.steps.evaluate import simulator, simulator_from_record
-from helpers.tasks.detect.images import load_letterboxed
-from helpers.tasks.detect.metric import evaluate_outputs
-from helpers.tasks.feeds import fp32_runner
-from helpers.tasks.measures import output_cosines
 from helpers.steps.export.detect_head import HEADS, decode_options, onnx_metadata
 from helpers.steps.export.detect_sample import ultralytics_val
 from helpers.steps.export.exporter import data_marker, quiet
 from helpers.steps.export.heads import HEAD_ONNX, head_files, head_of, source_model
 from helpers.tasks.data import detect_yaml
+from helpers.tasks.detect.images import load_letterboxed
 from helpers.tasks.detect.labels import read_data_yaml, read_split
+from helpers.tasks.detect.metric import evaluate_outputs
 from helpers.tasks.detect.postprocess import Detections
+from helpers.tasks.feeds import fp32_runner
 from helpers.tasks.identify import class_names
+from helpers.tasks.measures import output_cosines
 
 BGR = "INT8 BGR"  # precision label of the diagnostic row: the INT8 model fed BGR images (the tutorial's colour bug)
 

@@ -19,19 +19,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from helpers.core.errors import RknnError, strip_ansi
+from helpers.core.errors import RknnError, log_tail, strip_ansi
 
 # Calls whose normal result is not a status code; None from them means failure.
 _RETURNS_DATA = {"inference", "list_devices", "get_sdk_version", "eval_perf", "eval_memory"}
-
-
-def log_tail(log_path: Path, lines: int = 25) -> str:
-    """The last lines of a toolkit log, colour codes stripped."""
-    try:
-        text = strip_ansi(Path(log_path).read_text(errors="replace"))
-    except OSError:
-        return ""
-    return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
 @contextlib.contextmanager

@@ -13,8 +13,8 @@ from helpers.core.errors import WorkbookError
 from helpers.core.lists import read_image_list
 from helpers.core.paths import atomic_path
 from helpers.steps.analysis.parse import ERROR_FILE
-from helpers.tasks.data import write_calibration_list
 from helpers.steps.judge import analysis_inputs, judge_for
+from helpers.tasks.data import write_calibration_list
 
 
 def run_accuracy_analysis(rk: Any, images: Sequence[Path], out_dir: str | Path, target: str | None = None,

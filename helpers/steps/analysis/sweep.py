@@ -14,9 +14,9 @@ from tqdm.auto import tqdm
 
 from helpers.core.errors import RknnError, WorkbookError
 from helpers.core.isolate import ADVICE, native_cause
-from helpers.toolkit.options import QUANTIZED_ALGORITHMS, QUANTIZED_METHODS, ConvertConfig
 from helpers.steps.evaluate import simulator
 from helpers.tasks.measures import METRIC_LABELS, metric_in, metric_text
+from helpers.toolkit.options import QUANTIZED_ALGORITHMS, QUANTIZED_METHODS, ConvertConfig
 from helpers.toolkit.session import log_tail
 
 

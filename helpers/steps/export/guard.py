@@ -17,10 +17,10 @@ import numpy as np
 
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import write_json_atomic
-from helpers.tasks.detect.images import load_letterboxed, onnx_runner
 from helpers.steps.export.detect_head import decode_options, onnx_metadata
 from helpers.steps.export.detect_sample import offline
 from helpers.steps.export.heads import head_files
+from helpers.tasks.detect.images import load_letterboxed, onnx_runner
 from helpers.tasks.detect.labels import read_split
 from helpers.tasks.detect.postprocess import Detections, Letterbox, box_iou, postprocess
 

@@ -15,15 +15,15 @@ from tqdm.auto import tqdm
 from helpers.core.paths import write_json_atomic, write_text_atomic
 from helpers.steps.analysis.plots import demo_note
 from helpers.steps.convert import build_on, load_source
-from helpers.toolkit.options import ConvertConfig
 from helpers.steps.hybrid.build import Variant, built, float16_tensors, measure
 from helpers.steps.hybrid.cfg import Step1Files
+from helpers.toolkit.options import ConvertConfig
 from helpers.toolkit.session import RKNN
 
 if TYPE_CHECKING:
     from helpers.core.paths import Run
-    from helpers.toolkit.record import ConvertRecord
     from helpers.tasks.scoring import Judge
+    from helpers.toolkit.record import ConvertRecord
 
 AUTO_HYBRID = "build(auto_hybrid=True)"  # the comparison row of the toolkit's own one-switch hybrid
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
+from helpers.backends.simulator import BuiltSimulator
 from helpers.core.errors import WorkbookError, strip_ansi
 from helpers.core.paths import atomic_path
 from helpers.steps.analysis.parse import combine, parse_error_analysis
 from helpers.steps.analysis.run import run_accuracy_analysis
 from helpers.steps.hybrid.cfg import Step1Files, find_step1, input_channels, write_cfg
-from helpers.backends.simulator import BuiltSimulator
 from helpers.tasks.feeds import fitted
 from helpers.toolkit.session import RKNN
 

@@ -69,7 +69,7 @@ def export_choice(run: "Run", choice: Mapping[str, Any], calibration: str, demo:
     which nothing deploys; a real model_hybrid.rknn of an earlier run is removed, as chosen.json no longer
     describes it) and record the choice in hybrid/chosen.json, with whether it scores below INT8's int8_value
     (the bundle then leaves it out); returns the exported path."""
-    src = run.root / str(choice["file"])
+    src = run.resolve(str(choice["file"]))
     final = run.hybrid / ("model_hybrid_demo.rknn" if demo else "model_hybrid.rknn")
     with atomic_path(final) as tmp:
         shutil.copyfile(src, tmp)

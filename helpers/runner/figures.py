@@ -1,0 +1,342 @@
+"""The run's key figures, read defensively from its JSON/CSV artifacts.
+
+Every reader returns None when its artifact is missing or lacks the value, so a step that has not run
+shows as "not run" and nothing is invented. Backends are picked by the "role" field of
+eval/metrics.json (fp32, int8, hybrid, board, diagnostic), never by their display names.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from helpers.core.paths import Run
+from helpers.steps.analysis import best_row
+from helpers.steps.hybrid import choose_export, export_candidates
+from helpers.tasks.measures import metric_in
+from helpers.text.index import MAP, METRICS, TOP1, Metric, pct
+
+NOT_RUN = "not run"
+
+
+@dataclass
+class Figure:
+    """One key figure: its label, the formatted value (None = not available) and where it came from."""
+
+    label: str
+    value: str | None
+    source: str
+    raw: float | None = None
+
+
+# ----------------------------------------------------------------------------- tolerant readers
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_csv(path: Path) -> list[dict[str, str]] | None:
+    try:
+        with open(path, newline="") as fh:
+            return list(csv.DictReader(fh))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return None
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """{'a.b.c': value} for nested dicts (lists are kept as values)."""
+    out: dict[str, Any] = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if isinstance(v, dict):
+                out.update(flatten(v, key))
+            else:
+                out[key] = v
+    return out
+
+
+def number(value: Any) -> float | None:
+    """A finite float from a JSON/CSV value, else None."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if x == x and abs(x) != float("inf") else None
+
+
+def pick(obj: Any, *patterns: str) -> tuple[str, float] | None:
+    """The first numeric leaf whose dotted key matches one of the regex patterns (tried in order)."""
+    flat = flatten(obj) if isinstance(obj, dict) else {}
+    for pattern in patterns:
+        rx = re.compile(pattern, re.I)
+        for key, value in flat.items():
+            if rx.fullmatch(key) and number(value) is not None:
+                return key, float(value)
+    return None
+
+
+
+def size(nbytes: float | None) -> str | None:
+    if nbytes is None:
+        return None
+    return f"{nbytes / 1e6:.2f} MB" if nbytes >= 1e5 else f"{nbytes / 1e3:.1f} kB"
+
+
+def file_size(path: Path) -> float | None:
+    return float(path.stat().st_size) if path.is_file() else None
+
+
+# ----------------------------------------------------------------------------- the figures
+
+
+def compare_rows(root: Path) -> list[dict[str, str]]:
+    return read_csv(root / "hybrid" / "compare.csv") or []
+
+
+def backend(metrics: Any, role: str) -> dict[str, Any] | None:
+    """The first eval/metrics.json backend with this role; files written before roles existed fall back
+    to their fixed order (FP32 first, INT8 second)."""
+    rows = metrics.get("backends") if isinstance(metrics, dict) else None
+    rows = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+    if any("role" in r for r in rows):
+        return next((r for r in rows if r.get("role") == role), None)
+    legacy = {"fp32": 0, "int8": 1}.get(role)
+    return rows[legacy] if legacy is not None and len(rows) > legacy else None
+
+
+def top1_of(row: dict[str, Any] | None) -> float | None:
+    return number(row.get("top1")) if row else None
+
+
+def demo_images(root: Path, notebook: str) -> int:
+    """demo_calib_images a notebook ran with (params.json), 0 when it ran without demo mode or not at all."""
+    params = read_json(Path(root) / "params.json")
+    section = params.get(notebook) if isinstance(params, dict) else None
+    value = section.get("demo_calib_images") if isinstance(section, dict) else 0
+    return int(number(value) or 0)
+
+
+def hybrid_choice(compare: list[dict[str, str]], search: list[dict[str, str]]) -> dict[str, Any] | None:
+    """Notebook 60's own rule (hybrid.choose_export over hybrid.export_candidates), which reads the tables' metric column."""
+    return choose_export(export_candidates(compare, search))
+
+
+def exported_hybrid(root: Path, metric: Metric | None = None) -> dict[str, Any] | None:
+    """What notebook 60 exported (hybrid/chosen.json), else the same rule applied to its tables."""
+    key = (metric or run_metric(root)).key
+    chosen = read_json(Path(root) / "hybrid" / "chosen.json")
+    if isinstance(chosen, dict) and number(chosen.get(key)) is not None:
+        return chosen
+    return hybrid_choice(compare_rows(root), read_csv(Path(root) / "hybrid" / "search.csv") or [])
+
+
+def int8_row(rows: list[dict[str, str]]) -> dict[str, str] | None:
+    return next((r for r in rows if str(r.get("model", "")) == "INT8"), None)
+
+
+def is_detect(metrics: Any) -> bool:
+    """Whether eval/metrics.json was written for a detector (notebook 30, task: detect)."""
+    return isinstance(metrics, dict) and metrics.get("task") == "detect"
+
+
+def table_metric(columns: Any) -> Metric | None:
+    """The metric of a table row or JSON record (helpers.tasks.measures.metric_in), as the page names it."""
+    key = metric_in(columns)
+    return next((m for m in METRICS if m.key == key), None)
+
+
+def run_metric(root: Path) -> Metric:
+    """mAP50-95 for a detection run, else top-1: from eval/metrics.json, else the task notebook 10 recorded,
+    else the metric column of notebook 50's / 60's tables."""
+    root = Path(root)
+    metrics = read_json(root / "eval" / "metrics.json")
+    if isinstance(metrics, dict) and "backends" in metrics:
+        return MAP if is_detect(metrics) else TOP1
+    export = read_json(root / "model" / "export_check.json")
+    if isinstance(export, dict) and export.get("task"):
+        return MAP if export["task"] == "detect" else TOP1
+    for rows in (compare_rows(root), read_csv(root / "analysis" / "sweep.csv"), read_csv(root / "hybrid" / "search.csv")):
+        found = table_metric(rows[0]) if rows else None
+        if found:
+            return found
+    return TOP1
+
+
+def map_of(row: dict[str, Any] | None) -> float | None:
+    return number(row.get("map50_95")) if row else None
+
+
+def detect_figures(metrics: dict[str, Any]) -> list[Figure]:
+    """A detector's headline numbers: mAP50-95 (and mAP50) of FP32, INT8 with the converted head and INT8
+    with the other head (the output-head pitfall), from eval/metrics.json."""
+    figs = []
+    head = metrics.get("head", "split")
+    rows = [(backend(metrics, "fp32"), "FP32 mAP50-95 / mAP50 (ONNX Runtime)"),
+            (backend(metrics, "int8"), f"INT8 mAP50-95 / mAP50 (RKNN simulator, {head} head)")]
+    other = next((r for r in metrics.get("backends", []) if r.get("role") == "diagnostic" and r.get("precision") == "INT8"), None)
+    if other:
+        rows.append((other, f"INT8 mAP50-95 / mAP50, {other.get('head')} head (same images)"))
+    for row, label in rows:
+        raw = map_of(row)
+        text = f"{raw:.3f} / {number(row.get('map50')) or 0:.3f}" if raw is not None else None
+        cos = number(row.get("cosine_mean")) if text and row is other else None
+        if cos is not None:  # the pitfall: the whole-tensor cosine does not warn
+            text += f" (whole-tensor cosine {cos:.4f})"
+        figs.append(Figure(label, text, "eval/metrics.json", raw))
+    return figs
+
+
+def sweep_best(root: Path, metric: Metric) -> tuple[dict[str, Any], int] | None:
+    """Notebook 50's best setting in analysis/sweep.csv by its own rule (analysis.best_row) and how many settings
+    built; None when the table is missing, scores another metric or has no built row."""
+    path = Path(root) / "analysis" / "sweep.csv"
+    rows = read_csv(path)
+    if not rows or table_metric(rows[0]) is not metric or not any(number(r.get(metric.key)) is not None for r in rows):
+        return None
+    try:
+        frame = pd.read_csv(path)
+        best, _ = best_row(frame)
+    except Exception:  # a table the rule cannot rank shows as not run, as every unreadable artifact does
+        return None
+    return best.to_dict(), int(frame[metric.key].notna().sum())
+
+
+def sweep_figure(root: Path, metric: Metric) -> Figure:
+    """The sweep's best quantized_algorithm / quantized_method in the run's metric, with its distance to FP32."""
+    found = sweep_best(root, metric)
+    label = f"Best quantization setting by {metric.label} (notebook 50 sweep)"
+    if found is None:
+        return Figure(label, None, "analysis/sweep.csv")
+    row, built = found
+    value = float(row[metric.key])
+    delta = number(row.get(f"{metric.key}_delta_pt"))
+    fp32 = number(row.get(f"fp32_{metric.key}"))
+    delta = delta if delta is not None else (100 * (value - fp32) if fp32 is not None else None)
+    calib = str(row.get("calibration") or "")
+    notes = (([f"{delta:+.1f} pt vs FP32"] if delta is not None else [])
+             + ([f"DEMO calibration ({calib.removeprefix('demo: ')})"] if calib.startswith("demo") else [])
+             + [f"best of {built} settings built"])
+    text = f"{row.get('algorithm')} / {row.get('method')}: {metric.text(value)} {metric.label} ({'; '.join(notes)})"
+    return Figure(label, text, "analysis/sweep.csv", value)
+
+
+def key_figures(root: Path) -> list[Figure]:
+    """The run's headline numbers, each from its artifact or None."""
+    root = Path(root)
+    metrics = read_json(root / "eval" / "metrics.json")
+    convert = read_json(root / "rknn" / "convert.json")
+    compare = compare_rows(root)
+    figs: list[Figure] = []
+
+    def add(label: str, raw: float | None, fmt: Callable[[float], str | None], source: str) -> None:
+        figs.append(Figure(label, fmt(raw) if raw is not None else None, source, raw))
+
+    comparison = metrics.get("comparison") if isinstance(metrics, dict) and isinstance(metrics.get("comparison"), dict) else {}
+    metric = run_metric(root)
+    if metric is MAP:
+        figs += detect_figures(metrics if isinstance(metrics, dict) else {})
+    else:
+        add("FP32 top-1 (ONNX Runtime)", top1_of(backend(metrics, "fp32")), pct, "eval/metrics.json")
+        add("INT8 top-1 (RKNN simulator)", top1_of(backend(metrics, "int8")), pct, "eval/metrics.json")
+    base = int8_row(compare)
+    best = exported_hybrid(root, metric)
+    calib = str(best.get("calibration") or (base or {}).get("calibration") or "") if best else ""
+    demo = bool(best and (best.get("demo") is True or calib.startswith("demo")))
+
+    def note(value: Any, fmt: Callable[[float], str | None], delta_of: float | None = None) -> str:
+        label = f"DEMO calibration ({calib.removeprefix('demo: ')}); " if demo else ""
+        base_txt = f"; INT8 baseline of notebook 60: {fmt(float(value))}" if number(value) is not None else ""
+        if base_txt and delta_of is not None:  # the hybrid against the INT8 built with the same calibration
+            base_txt += f", hybrid {100 * (delta_of - float(value)):+.1f} pt"
+        return f" ({label}{best['model']}{base_txt})" if best else ""
+
+    if metric is MAP:
+        add("Hybrid mAP50-95", number(best.get(MAP.key)) if best else None,
+            lambda x: f"{x:.3f}{note((base or {}).get(MAP.key), MAP.text, x)}", "hybrid/compare.csv")
+        figs.append(sweep_figure(root, MAP))
+        head = metrics.get("head", "split") if isinstance(metrics, dict) else "split"
+        add(f"Final-output cosine INT8 vs FP32 (mean, {head} head)", number((backend(metrics, "int8") or {}).get("cosine_mean")),
+            lambda x: f"{x:.4f}", "eval/metrics.json")
+    else:
+        add("Hybrid top-1", number(best["top1"]) if best else None, lambda x: f"{pct(x)}{note((base or {}).get('top1'), pct)}",
+            "hybrid/compare.csv")
+        add("Final-output cosine INT8 vs FP32 (mean)", number(comparison.get("mean_cosine")), lambda x: f"{x:.4f}",
+            "eval/metrics.json")
+    add("Final-output cosine hybrid vs FP32 (mean)", number(best.get("mean_cosine")) if best else None,
+        lambda x: f"{x:.4f}{note((base or {}).get('mean_cosine'), lambda v: f'{v:.4f}')}", "hybrid/compare.csv")
+    conv = convert if isinstance(convert, dict) else {}
+    onnx = number(conv.get("source_bytes")) if conv.get("load_path", "onnx") == "onnx" else None
+    add("ONNX model size", onnx if onnx is not None else file_size(root / "model" / "model.onnx"), size, "model/model.onnx")
+    rknn = number(conv.get("rknn_bytes"))
+    add("RKNN INT8 model size", rknn if rknn is not None else file_size(root / "rknn" / "model.rknn"), size, "rknn/model.rknn")
+    hybrid_file = Run(root).resolve(str(best["file"])) if best and best.get("file") else None
+    add("RKNN hybrid model size", file_size(hybrid_file) if hybrid_file else None,
+        lambda x: f"{size(x)}{' (demo)' if demo else ''}",
+        f"hybrid/{hybrid_file.name}" if hybrid_file else "hybrid/model_hybrid.rknn")
+    add("Conversion time (load + build + export)", number(conv.get("seconds")), lambda x: f"{x:.1f} s", "rknn/convert.json")
+    figs.append(board_status(root))
+    return figs
+
+
+def board_status(root: Path) -> Figure:
+    """The status line of board/devices.json ('no board found ...'), plus FPS when a board ran; or not run."""
+    devices = read_json(root / "board" / "devices.json")
+    if not isinstance(devices, dict):
+        return Figure("Board", None, "board/devices.json")
+    found = [str(d.get("id", d) if isinstance(d, dict) else d) for key in ("found", "adb", "ntb")
+             for d in (devices.get(key) or []) if isinstance(devices.get(key), list)]
+    found = list(dict.fromkeys(found))
+    listed = f"{len(found)} device(s): {', '.join(found[:3])}" if found else "no board found"
+    text = str(devices.get("status") or "").strip() or listed
+    perf = read_json(root / "board" / "perf.json")
+    fps = pick(perf, r"(.*\.)?(total_)?fps") if perf else None
+    if fps:
+        text += f"; {fps[1]:.1f} FPS on the board"
+    return Figure("Board", text, "board/devices.json", len(found))
+
+
+def sensitive_layers(root: Path, n: int = 5) -> list[dict[str, Any]] | None:
+    """The n layers with the lowest single-layer cosine in analysis/layers.csv (None if not there)."""
+    rows = read_csv(Path(root) / "analysis" / "layers.csv")
+    if not rows:
+        return None
+    cols = list(rows[0])
+    single = next((c for c in cols if re.search(r"single.*cos", c, re.I)), None)
+    entire = next((c for c in cols if re.search(r"entire.*cos", c, re.I)), None)
+    name = next((c for c in cols if re.search(r"tensor|name|layer", c, re.I) and c not in {single, entire}), cols[0])
+    op = next((c for c in cols if re.search(r"op", c, re.I) and c not in {name, single, entire}), None)
+    key = single or entire
+    if key is None:
+        return None
+    scored = [r for r in rows if number(r.get(key)) is not None]
+    scored.sort(key=lambda r: float(r[key]))
+    return [{"layer": r.get(name, ""), "op": r.get(op, "") if op else "",
+             "single cosine": number(r.get(single)) if single else None,
+             "entire cosine": number(r.get(entire)) if entire else None} for r in scored[:n]]
+
+
+PLOT_DIRS = ("model", "rknn", "eval", "board", "analysis", "hybrid")
+LESSON_ONLY = ("eval/colour_order.png",)  # one image drawn to teach a pitfall in its notebook, not a figure of the run
+
+
+def plots(root: Path) -> list[tuple[str, Path]]:
+    """Every PNG the notebooks saved in their artifact folders (but LESSON_ONLY), in series order; captions of
+    plots made under demo calibration say so."""
+    demo = {"analysis": demo_images(root, "50_accuracy_analysis"), "hybrid": demo_images(root, "60_hybrid_quantization")}
+    found = []
+    for sub in PLOT_DIRS:
+        folder = Path(root) / sub
+        label = f" (DEMO calibration: {demo[sub]} image{'s' * (demo[sub] != 1)})" if demo.get(sub) else ""
+        if folder.is_dir():
+            found += [(f"{sub}/{p.name}{label}", p) for p in sorted(folder.glob("*.png")) if f"{sub}/{p.name}" not in LESSON_ONLY]
+    return found

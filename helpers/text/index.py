@@ -1,0 +1,73 @@
+"""The sentences of the run's index page: how a metric value is shown and the one-line verdict, built from
+values the runner read from the run's artifacts (helpers.runner.figures), never from files here."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from helpers.tasks.measures import METRIC_LABELS
+
+NO_VERDICT = "No verdict yet: notebook 30 has not measured INT8 against FP32 in this run folder."
+
+
+def pct(x: float | None) -> str | None:
+    """Top-1 as a percentage; accepts fractions (0.97) or percentages (97.0)."""
+    if x is None:
+        return None
+    return f"{x * 100:.1f} %" if x <= 1.0 else f"{x:.1f} %"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What a run is scored by: its column / JSON key in every artifact, and its label."""
+
+    key: str
+    label: str
+
+    def text(self, x: float) -> str:
+        """A value as the page shows it: top-1 as a percentage, mAP to 3 decimals."""
+        return pct(x) if self.key == "top1" else f"{x:.3f}"
+
+
+TOP1, MAP = (Metric(key, METRIC_LABELS[key]) for key in ("top1", "map50_95"))  # keys and labels: helpers.tasks.measures
+METRICS = (TOP1, MAP)  # a table's metric column is the first of these keys it has
+
+
+def sizes_clause(onnx: str | None, rknn: str | None) -> str:
+    """', <rknn size> vs <onnx size>' as the key figures show them ('' when either is missing)."""
+    return f", {rknn} vs {onnx}" if onnx and rknn else ""
+
+
+def hybrid_clause(metric: Metric, value: float, base: float | None, calib: str, demo: bool) -> str:
+    """The exported hybrid against the INT8 built with the same calibration (labelled when demo)."""
+    delta = 100 * (value - base) if base is not None else None
+    vs = ("" if delta is None else f", {delta:+.1f} pt vs the INT8 with the same calibration" if round(delta, 1)
+          else f", the same {metric.label} as the INT8 with the same calibration")
+    shown = metric.text(value) + ("" if metric is TOP1 else f" {metric.label}")
+    if demo:
+        return f"demo hybrid ({calib.removeprefix('demo: ')} calibration, not for deployment): {shown}{vs}"
+    return f"hybrid: {shown}{vs}"
+
+
+def board_clause(metric: Metric, board: float | None, speed_measured: bool) -> str:
+    """Whether a board has validated the model (its metric there), only run it (speed), or not yet."""
+    if board is not None:
+        return f"validated on a board: {metric.text(board)} {metric.label}"
+    if speed_measured:
+        return "run on a board (speed measured), accuracy on the board not yet checked"
+    return "not yet validated on a board"
+
+
+def classify_verdict(fp32: float, int8: float, sizes: str, tail: list[str]) -> str:
+    """A classifier's line: INT8's top-1 loss and size against FP32, then the hybrid and board clauses."""
+    parts = [f"INT8: {100 * (fp32 - int8):.1f} pt top-1 loss vs FP32{sizes}"]
+    return "; ".join(parts + tail) + "."
+
+
+def detect_verdict(head: str, fp32: float, int8: float, sizes: str, other_head: str | None, other_map: float | None,
+                   tail: list[str]) -> str:
+    """A detector's line: INT8's mAP50-95 loss and size against FP32 with the converted head, the other
+    head's INT8 (the output-head pitfall), then the hybrid and board clauses."""
+    parts = [f"INT8 ({head} head): {100 * (fp32 - int8):+.1f} pt mAP50-95 loss vs FP32 ({int8:.3f} vs {fp32:.3f}){sizes}"]
+    if other_map is not None:
+        parts.append(f"with the {other_head} head INT8 reaches {other_map:.3f}")
+    return "; ".join(parts + tail) + "."
