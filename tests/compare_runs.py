@@ -19,8 +19,9 @@ from pathlib import Path
 
 FILES = ["eval/metrics.json", "analysis/layers.csv", "analysis/sweep.csv", "hybrid/compare.csv", "hybrid/search.csv",
          "hybrid/chosen.json", "rknn/convert.json", "board/metrics.json"]
-# keys and columns that hold a time or a duration, not a result
-TIMING = re.compile(r"(^|_|\b)(seconds?|secs?|build_s|time|times|elapsed|duration|finished|started|date|when|at)($|_|\b)", re.I)
+# keys and columns that hold a time, a duration or a throughput (images per second), not a result
+TIMING = re.compile(r"(^|_|\b)(seconds?|secs?|build_s|time|times|elapsed|duration|finished|started|date|when|at|per_s)($|_|\b)",
+                    re.I)
 SECONDS = re.compile(r"\b\d+(\.\d+)?\s?(s|ms|min)\b|\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d)?(\.\d+)?( UTC)?")
 
 

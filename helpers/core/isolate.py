@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers.core.errors import RknnError, ToolkitCrash, WorkbookError, log_tail
+from helpers.core.paths import write_text_atomic
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -148,10 +149,7 @@ def _child(request_path: str) -> int:
     except Exception as exc:
         traceback.print_exc()
         text = json.dumps({"error": _error_record(exc)})
-    out = Path(req["result"])
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    write_text_atomic(req["result"], text)
     sys.stdout.flush()
     sys.stderr.flush()
     return 0
