@@ -69,3 +69,9 @@ def heaviest_text(pf: Preflight) -> str:
 def preflight_markdown(pf: Preflight) -> str:
     """The whole pre-flight summary as markdown paragraphs."""
     return "\n\n".join(t for t in (cpu_text(pf), memory_text(pf), estimate_text(pf.estimate), heaviest_text(pf)) if t)
+
+
+def no_profile_text(missing: str) -> str:
+    """Said instead of the pre-flight when rknn/build.log holds no per-op profile, with the way to get one."""
+    return (f"**No pre-flight for this build**: {missing} A `.rknn` reused from a run older than the pre-flight keeps its "
+            "old log: delete `rknn/model.rknn` and run this notebook again to rebuild it with the profile.")
