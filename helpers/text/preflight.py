@@ -10,9 +10,9 @@ from collections import Counter
 from helpers.steps.preflight import CALIBRATION_SOURCE, Estimate, Preflight, chip_facts
 
 WHY_CPU = ("Each one hands its tensor from the NPU to the CPU and back on every inference: the CPU runs it in its own "
-           "(often float) code, the copies cost memory bandwidth, and the cycle model counts none of that time, so the board "
-           "is slower than the estimate below by that much. Common fixes: cut the graph before these ops and run them in "
-           "post-processing (the model zoo does this for YOLO heads), or pick a chip that keeps them on the NPU.")
+           "(often float) code, the copies cost memory bandwidth, and the cycle model counts none of that time. Common "
+           "fixes: cut the graph before these ops and run them in post-processing (the model zoo does this for YOLO "
+           "heads), or pick a chip that keeps them on the NPU.")
 
 
 def cpu_text(pf: Preflight) -> str:
