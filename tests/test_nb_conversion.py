@@ -58,6 +58,20 @@ def test_convert_writes_rknn_record_and_calibration(series):
     assert rec["auto_disabled_rules"] == [] and rec["config"]["disable_rules"] == []
 
 
+def test_convert_shows_the_preflight_of_its_own_build(series):
+    """Notebook 20's pre-flight, from this build's rknn/build.log: the CPU fallback (or that there is none), the memory
+    against the chip, and no time (no chip's estimate proved useful); rknn/preflight.json keeps it for the index."""
+    root = series.ran("20_convert")
+    facts = json.loads((root / "rknn" / "preflight.json").read_text())
+    params = json.loads((root / "params.json").read_text())["20_convert"]
+    assert facts["profile"] is True and facts["chip"] == params["target_platform"] and facts["model_mb"] > 0
+    assert (root / "rknn" / "profile.csv").stat().st_size > 0
+    executed = (root / "executed" / "20_convert.ipynb").read_text()
+    assert "run on the CPU" in executed or "No op runs on the CPU" in executed
+    assert "of internal (activation) memory" in executed
+    assert f"No time estimate for {params['target_platform'].upper()}" in executed
+
+
 def test_convert_report_shows_the_raw_calls_theory_first_and_full_meanings(series):
     """The rendered page of 20: the copyable toolkit script with this run's values, quantization theory before
     the options table, every option's meaning in full, the two board terms defined."""

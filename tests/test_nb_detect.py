@@ -83,6 +83,11 @@ def test_export_and_conversion_records(detect_run):
     assert len(calib) == 16
     shape = cv2.imread(str(calib[0])).shape  # letterboxed to the model's input, not the 4:3 originals
     assert shape[:2] == (SMALL["imgsz"], SMALL["imgsz"])
+    preflight = json.loads((detect_run / "rknn" / "preflight.json").read_text())  # notebook 20's pre-flight of this build
+    assert preflight["profile"] is True and preflight["chip"] == record["config"]["target_platform"]
+    assert preflight["model_mb"] > 0 and isinstance(preflight["cpu_ops"], list)
+    executed = (detect_run / "executed" / "20_convert.ipynb").read_text()
+    assert ("run on the CPU" in executed or "No op runs on the CPU" in executed) and "No time estimate for" in executed
 
 
 @pytest.mark.slow

@@ -3,6 +3,11 @@ fallback is named with why it matters, memory is held against the RAM in the pac
 estimate with its band, and a chip without a useful fit gets no number."""
 from __future__ import annotations
 
+import html
+import json
+import re
+import shutil
+
 import matplotlib
 import pandas as pd
 import pytest
@@ -10,6 +15,8 @@ from profile_support import build, make_model
 
 from benchmarks.preflight_vs_zoo import compare
 from helpers.core.errors import WorkbookError
+from helpers.core.paths import Run
+from helpers.runner import index
 from helpers.steps import preflight
 from helpers.text import preflight as text
 from helpers.toolkit.profile import read_profile
@@ -18,10 +25,15 @@ matplotlib.use("Agg")
 
 
 @pytest.fixture(scope="module")
-def profiles(tmp_path_factory):
+def logs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("preflight")
     make_model(folder)
-    return {chip: read_profile(build(folder, chip)) for chip in ("rk3566", "rk3588", "rv1106")}
+    return {chip: build(folder, chip) for chip in ("rk3566", "rk3588", "rv1106")}
+
+
+@pytest.fixture(scope="module")
+def profiles(logs):
+    return {chip: read_profile(log) for chip, log in logs.items()}
 
 
 def test_cpu_ops_are_named_with_why_they_matter(profiles):
@@ -81,3 +93,33 @@ def test_the_benchmark_fit_leaves_each_model_out():
     cells.loc[2, "zoo_fps"] = 125.0 / 3  # model c three times slower on the board than its cycles say
     per_cell, chips = compare(cells)
     assert per_cell.loc[2, "loo_err"] < -0.5 and not chips.loc[0, "useful"]
+
+
+def index_text(root) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", " ", index.index_html(index.summarize(root))))
+
+
+def test_the_index_shows_the_cpu_ops_and_the_memory_never_a_time(logs, tmp_path):
+    """Notebook 20's of_run writes rknn/profile.csv and rknn/preflight.json from the run's build log; the index's key
+    figures name the ops on the CPU and the memory against the in-package RAM, and print no time; a log without the
+    per-op table (a build older than the pre-flight) is said to be one, and leaves no stale profile.csv."""
+    run = Run.at(tmp_path / "run")
+    shutil.copy(logs["rk3566"], run.rknn / "build.log")
+    pf, missing = preflight.of_run(run, "rk3566")
+    assert pf is not None and not missing and len(pd.read_csv(run.root / preflight.PROFILE_CSV)) == len(pf.profile.layers)
+    facts = json.loads((run.root / preflight.PREFLIGHT_JSON).read_text())
+    assert facts["profile"] and len(facts["cpu_ops"]) == len(pf.cpu_ops) > 0
+    assert not any("ms" in key or "fps" in key or "time" in key for key in facts), "the artifact holds no time estimate"
+    page = index_text(run.root)
+    figures = page.split("Key figures")[1].split("Five most")[0]
+    assert f"{len(pf.cpu_ops)} on RK3566: " in figures and "exSoftmax13" in figures
+    assert f"{pf.memory.iloc[0].model_mb:.2f} MB (" in figures and "weights" in figures and "board's RAM" in figures
+    assert not re.search(r"\d ms\b|FPS", figures), "the index shows no time estimate"
+    shutil.copy(logs["rv1106"], run.rknn / "build.log")
+    preflight.of_run(run, "rv1106")
+    assert "RAM in the package: RV1106G2 128 MB, RV1106G3 256 MB" in index_text(run.root)
+    (run.rknn / "build.log").write_text("I rknn building ...\nI rknn building done.\n")  # no per-op table
+    pf, missing = preflight.of_run(run, "rk3588")
+    assert pf is None and "verbose=True" in missing and "No pre-flight for this build" in text.no_profile_text(missing)
+    assert not (run.root / preflight.PROFILE_CSV).exists(), "a profile.csv of another build must not stay"
+    assert "no per-op profile in rknn/build.log" in index_text(run.root)

@@ -37,6 +37,7 @@ def test_index_survives_broken_artifacts(tmp_path):
     (tmp_path / "eval" / "metrics.json").write_text('{"backends": [{"name": "FP32", "top1": ')  # truncated
     (tmp_path / "rknn").mkdir()
     (tmp_path / "rknn" / "convert.json").write_text("[1, 2]")  # valid JSON, wrong shape
+    (tmp_path / "rknn" / "preflight.json").write_text('{"profile": "yes", "cpu_ops": 3}')  # wrong types
     (tmp_path / "analysis").mkdir()
     (tmp_path / "analysis" / "layers.csv").write_text("index,op,name,entire_cos,single_cos\n0,Conv,a,,\n1,Relu,b,x,y\n")
     (tmp_path / "board").mkdir()

@@ -18,8 +18,9 @@ import pandas as pd
 from helpers.core.paths import Run
 from helpers.steps.analysis import best_row
 from helpers.steps.hybrid import choose_export, export_candidates
+from helpers.steps.preflight import PREFLIGHT_JSON
 from helpers.tasks.measures import metric_in
-from helpers.text.index import MAP, METRICS, TOP1, Metric, pct
+from helpers.text.index import MAP, METRICS, NO_PROFILE, TOP1, Metric, cpu_ops_figure, memory_figure, pct
 
 NOT_RUN = "not run"
 
@@ -284,8 +285,32 @@ def key_figures(root: Path) -> list[Figure]:
         lambda x: f"{size(x)}{' (demo)' if demo else ''}",
         f"hybrid/{hybrid_file.name}" if hybrid_file else "hybrid/model_hybrid.rknn")
     add("Conversion time (load + build + export)", number(conv.get("seconds")), lambda x: f"{x:.1f} s", "rknn/convert.json")
+    figs += preflight_figures(root)
     figs.append(board_status(root))
     return figs
+
+
+PREFLIGHT_LABELS = ("Ops on the CPU (pre-flight: the toolkit's placement)", "Model memory: weights + internal (pre-flight)")
+
+
+def preflight_figures(root: Path) -> list[Figure]:
+    """Notebook 20's pre-flight (rknn/preflight.json): the ops the toolkit put on the CPU, named, and weight + internal
+    memory against the chip's in-package RAM. Never a time: no chip's cycle-model estimate proved useful
+    (benchmarks/preflight_vs_zoo.md)."""
+    data = read_json(Path(root) / PREFLIGHT_JSON)
+    if not isinstance(data, dict) or not isinstance(data.get("profile"), bool):
+        return [Figure(label, None, PREFLIGHT_JSON) for label in PREFLIGHT_LABELS]
+    if not data["profile"]:
+        return [Figure(label, NO_PROFILE, PREFLIGHT_JSON) for label in PREFLIGHT_LABELS]
+    chip = str(data.get("chip") or "")
+    ops = data.get("cpu_ops")
+    ops = [o for o in ops if isinstance(o, dict)] if isinstance(ops, list) else None
+    weight, internal = number(data.get("weight_mb")), number(data.get("internal_mb"))
+    ram = data.get("ram_mb") if isinstance(data.get("ram_mb"), dict) else {}
+    memory = memory_figure(chip, weight, internal, ram) if weight is not None and internal is not None else None
+    return [Figure(PREFLIGHT_LABELS[0], cpu_ops_figure(chip, ops) if ops is not None else None, PREFLIGHT_JSON,
+                   len(ops) if ops is not None else None),
+            Figure(PREFLIGHT_LABELS[1], memory, PREFLIGHT_JSON, weight + internal if memory else None)]
 
 
 def board_status(root: Path) -> Figure:

@@ -3,21 +3,26 @@
 Reads helpers.toolkit.profile.BuildProfile (the toolkit's own verbose per-op table). The time is an ESTIMATE from the
 toolkit's cycle model: total cycles / the chip's NPU clock, times a per-chip factor fitted against the rknn_model_zoo's
 measured FPS (benchmarks/preflight_vs_zoo.py), with that fit's leave-one-model-out error as its band; a chip without a
-useful fit gets no number. Sentences live in helpers.text.preflight; this module computes.
+useful fit gets no number. Sentences live in helpers.text.preflight; this module computes. `of_run` is notebook 20's
+entry: it writes rknn/profile.csv and rknn/preflight.json (what the index page reads: facts, never a time).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from helpers.core.errors import WorkbookError
-from helpers.core.paths import atomic_path
-from helpers.toolkit.profile import BuildProfile
+from helpers.core.paths import Run, atomic_path, write_json_atomic
+from helpers.toolkit.profile import BuildProfile, read_profile
 
 ZOO_CLOCKS = "rknn_model_zoo scaling_frequency.sh (the NPU clock the zoo's FPS table is measured at)"
-IN_PACKAGE = "Rockchip product briefs: the DRAM is inside the chip's package, so it is fixed per variant"
+# RV1103/RV1106 carry their DDR inside the package, so the RAM is fixed per chip variant. The figures below are those
+# the Luckfox Pico boards (built on these chips) publish in their specifications; other boards' variants may differ.
+IN_PACKAGE = ("DDR inside the chip's package, sizes as the Luckfox Pico boards' published specifications give them; "
+              "check your board's own")
 EXTERNAL = "external LPDDR on the board (boards ship with 1-32 GB)"
 
 
@@ -193,3 +198,35 @@ def plot_cycles(profile: BuildProfile, chip: str = "", top: int = 5, ax=None):
                  f"the {top} heaviest {share:.0%}")
     ax.legend(loc="upper center", fontsize=8)
     return ax.figure
+
+
+PROFILE_CSV = "rknn/profile.csv"
+PREFLIGHT_JSON = "rknn/preflight.json"  # the index page's pre-flight figures: CPU ops and memory, never a time
+
+
+def summary(pf: Preflight | None, chip: str, missing: str = "") -> dict[str, Any]:
+    """The facts rknn/preflight.json keeps: the ops on the CPU (type, name), weight + internal memory (MB) and the
+    chip's in-package RAM variants; or profile False and why. No time: no chip has a useful estimate."""
+    if pf is None:
+        return {"chip": str(chip).lower(), "profile": False, "missing": missing, "source": "rknn/build.log"}
+    row = pf.memory.iloc[0]
+    return {"chip": pf.chip, "profile": True, "source": "rknn/build.log", "ops": len(pf.profile.ops),
+            "cpu_ops": [{"op_type": r.op_type, "name": r.name} for r in pf.cpu_ops.itertuples()],
+            "weight_mb": float(row.weight_mb), "internal_mb": float(row.internal_mb), "model_mb": float(row.model_mb),
+            "ram_mb": dict(chip_facts(pf.chip).ram_mb)}
+
+
+def of_run(run: Run, chip: str, top: int = 5) -> tuple[Preflight | None, str]:
+    """Notebook 20's pre-flight of the run's rknn/build.log for chip; writes rknn/profile.csv and rknn/preflight.json.
+    (None, why) when the log holds no per-op profile (e.g. a .rknn reused from a run older than the pre-flight);
+    a stale profile.csv is then removed, so no artifact describes another build."""
+    try:
+        profile = read_profile(run.rknn / "build.log")
+    except WorkbookError as exc:
+        (run.root / PROFILE_CSV).unlink(missing_ok=True)
+        write_json_atomic(run.root / PREFLIGHT_JSON, summary(None, chip, str(exc)))
+        return None, str(exc)
+    pf = preflight(profile, chip, top)
+    write_profile(profile, run.root / PROFILE_CSV)
+    write_json_atomic(run.root / PREFLIGHT_JSON, summary(pf, chip))
+    return pf, ""

@@ -2,7 +2,9 @@
 values the runner read from the run's artifacts (helpers.runner.figures), never from files here."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from helpers.tasks.measures import METRIC_LABELS
 
@@ -71,3 +73,24 @@ def detect_verdict(head: str, fp32: float, int8: float, sizes: str, other_head: 
     if other_map is not None:
         parts.append(f"with the {other_head} head INT8 reaches {other_map:.3f}")
     return "; ".join(parts + tail) + "."
+
+
+NO_PROFILE = "no per-op profile in rknn/build.log (a build older than the pre-flight): rebuild it with notebook 20"
+
+
+def cpu_ops_figure(chip: str, ops: list[dict[str, Any]], shown: int = 4) -> str:
+    """The ops the toolkit placed on the CPU for chip (notebook 20's pre-flight), counted by type and named."""
+    if not ops:
+        return f"0 on {chip.upper()}: the whole graph runs on the NPU"
+    kinds = ", ".join(f"{t} x{n}" if n > 1 else str(t) for t, n in Counter(o.get("op_type") for o in ops).items())
+    names = ", ".join(str(o.get("name", "")).split(":", 1)[-1] for o in ops[:shown])
+    more = f" and {len(ops) - shown} more" if len(ops) > shown else ""
+    return f"{len(ops)} on {chip.upper()}: {kinds} ({names}{more}); each is a hand-over NPU -> CPU -> NPU per inference"
+
+
+def memory_figure(chip: str, weight_mb: float, internal_mb: float, ram_mb: dict[str, Any]) -> str:
+    """Weight + internal memory (the toolkit's totals) and the chip's in-package RAM variants, or the board's RAM."""
+    need = f"{weight_mb + internal_mb:.2f} MB ({weight_mb:.2f} MB weights + {internal_mb:.2f} MB internal)"
+    if not ram_mb:
+        return f"{need}; {chip.upper()} uses the board's RAM"
+    return f"{need}; RAM in the package: " + ", ".join(f"{name} {mb} MB" for name, mb in ram_mb.items())

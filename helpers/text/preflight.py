@@ -10,9 +10,9 @@ from collections import Counter
 from helpers.steps.preflight import CALIBRATION_SOURCE, Estimate, Preflight, chip_facts
 
 WHY_CPU = ("Each one hands its tensor from the NPU to the CPU and back on every inference: the CPU runs it in its own "
-           "(often float) code, the copies cost memory bandwidth, and the cycle model counts none of that time, so the board "
-           "is slower than the estimate below by that much. Common fixes: cut the graph before these ops and run them in "
-           "post-processing (the model zoo does this for YOLO heads), or pick a chip that keeps them on the NPU.")
+           "(often float) code, the copies cost memory bandwidth, and the cycle model counts none of that time. Common "
+           "fixes: cut the graph before these ops and run them in post-processing (the model zoo does this for YOLO "
+           "heads), or pick a chip that keeps them on the NPU.")
 
 
 def cpu_text(pf: Preflight) -> str:
@@ -69,3 +69,9 @@ def heaviest_text(pf: Preflight) -> str:
 def preflight_markdown(pf: Preflight) -> str:
     """The whole pre-flight summary as markdown paragraphs."""
     return "\n\n".join(t for t in (cpu_text(pf), memory_text(pf), estimate_text(pf.estimate), heaviest_text(pf)) if t)
+
+
+def no_profile_text(missing: str) -> str:
+    """Said instead of the pre-flight when rknn/build.log holds no per-op profile, with the way to get one."""
+    return (f"**No pre-flight for this build**: {missing} A `.rknn` reused from a run older than the pre-flight keeps its "
+            "old log: delete `rknn/model.rknn` and run this notebook again to rebuild it with the profile.")
