@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--run-dir", help=f"run folder (default {DEFAULT_RUN.relative_to(REPO)}; for --variants "
                                        "outputs/<variants file name>)")
     run.add_argument("--only", help="comma-separated notebook numbers or names, e.g. 20,30")
-    run.add_argument("--variants", metavar="FILE.yaml", help="variants YAML: named parameter sets (and/or a grid) run into sibling run "
-                                                             "folders, then one comparison page")
+    run.add_argument("--variants", metavar="FILE.yaml", help="named parameter sets (and/or a grid) run into sibling "
+                                                             "run folders, then one comparison page")
     run.add_argument("--sweep", dest="old_sweep", help=argparse.SUPPRESS)  # the former name of --variants (users' scripts)
     run.add_argument("--scheduler", help="dask scheduler address tcp://HOST:PORT for --variants (default: "
                                          "DASK_SCHEDULER_ADDRESS, else a local cluster)")
