@@ -7,7 +7,7 @@
 2. warm: the same command again (every Step should reuse its artifacts);
 3. late changes: a parameter of 30, then of 20: only the changed notebook's steps and the steps
    after it that read its artifacts may recompute (the cache records say which did);
-4. sweep: 6 variants of notebook 20 (3 chips x 2 algorithms) on the default local dask cluster vs the
+4. variants: 6 variants of notebook 20 (3 chips x 2 algorithms) on the default local dask cluster vs the
    same 6 one after another (`--jobs 1`), both seeded with the cold run's model (notebooks 00 and 10,
    reused), so the ratio is the variants' own work.
 
@@ -131,26 +131,26 @@ def seed_from(run_dir: Path, keep: tuple[str, ...], dest: Path) -> None:
         shutil.copy2(run_dir / "params.json", dest / "params.json")
 
 
-def bench_sweep(params: str, run_dir: Path, env: dict[str, str]) -> tuple[float, float]:
-    """Seconds of the 6-variant sweep on the local cluster, and with one worker (one after another)."""
+def bench_variants(params: str, run_dir: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Seconds of the 6 variants (--variants) on the local cluster, and with one worker (one after another)."""
     import yaml
 
-    sweep = run_dir.parent / f"{run_dir.name}-sweep.yaml"
-    sweep.write_text(yaml.safe_dump({"base": str(REPO / params), "only": "00,10,20", "grid": {
+    variants_file = run_dir.parent / f"{run_dir.name}-variants.yaml"
+    variants_file.write_text(yaml.safe_dump({"base": str(REPO / params), "only": "00,10,20", "grid": {
         "20_convert.target_platform": ["rk3588", "rk3566", "rk3576"], "20_convert.quantized_algorithm": ["normal", "mmse"]}}))
     out = []
     for label, extra in (("local cluster", []), ("one after another", ["--jobs", "1"])):
-        root = run_dir.parent / f"{run_dir.name}-sweep-{'par' if not extra else 'seq'}"
+        root = run_dir.parent / f"{run_dir.name}-variants-{'par' if not extra else 'seq'}"
         seed_from(run_dir, ("00", "10"), root / "_shared")
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "helpers", "run", "--sweep", str(sweep), "--run-dir", str(root), *extra],
-                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cmd = [sys.executable, "-m", "helpers", "run", "--variants", str(variants_file), "--run-dir", str(root), *extra]
+        proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         out.append(time.perf_counter() - t0)
         if proc.returncode != 0:
             print(proc.stdout[-4000:])
-            raise SystemExit(f"sweep ({label}) failed (exit {proc.returncode}); see above")
-        print(f"sweep ({label}): {out[-1]:.1f} s", flush=True)
-    sweep.unlink()
+            raise SystemExit(f"variants ({label}) failed (exit {proc.returncode}); see above")
+        print(f"variants ({label}): {out[-1]:.1f} s", flush=True)
+    variants_file.unlink()
     return out[0], out[1]
 
 
@@ -159,7 +159,7 @@ def main() -> int:
     ap.add_argument("--params", default="params/sample.yaml")
     ap.add_argument("--run-dir", help="run folder (default: a fresh temp folder under outputs/)")
     ap.add_argument("--only", help="notebooks to run, e.g. 00,10,20,30")
-    ap.add_argument("--no-sweep", action="store_true", help="skip the 6-variant sweep comparison")
+    ap.add_argument("--no-variants", action="store_true", help="skip the 6-variant comparison (cluster vs one after another)")
     ap.add_argument("--late-param", action="append",
                     help="NOTEBOOK.KEY=VALUE to change after the warm run (repeatable, cumulative); "
                          "default: 30_simulator_inference.batch=16 then 20_convert.calib_images=40")
@@ -212,9 +212,9 @@ def main() -> int:
                           [k for k in after if after[k].get("finished") != previous.get(k, {}).get("finished")]))
             previous = after
 
-    sweep_par = sweep_seq = None
-    if not a.no_sweep:
-        sweep_par, sweep_seq = bench_sweep(a.params, run_dir, {k: v for k, v in env.items() if k != "WORKBOOK_TOOLKIT_TIMES"})
+    par_s = seq_s = None
+    if not a.no_variants:
+        par_s, seq_s = bench_variants(a.params, run_dir, {k: v for k, v in env.items() if k != "WORKBOOK_TOOLKIT_TIMES"})
 
     print("\n== series wall time (python -m helpers run, reports included)")
     print(f"cold  {cold:7.1f} s   toolkit {cold_tk:6.1f} s ({100 * cold_tk / cold:4.1f} %)   our code + "
@@ -229,14 +229,14 @@ def main() -> int:
     for name, rec in cold_steps.items():
         print(f"  step {name:<23} {float(rec.get('seconds', 0)):6.1f} s")
     shutil.rmtree(tmp, ignore_errors=True)
-    if sweep_par is not None:
-        print(f"\n== 6-variant sweep (notebook 20: 3 chips x 2 algorithms), {os.cpu_count()} cores")
-        print(f"local dask cluster {sweep_par:7.1f} s   one after another {sweep_seq:7.1f} s   ratio {sweep_par / sweep_seq:.3f}")
+    if par_s is not None:
+        print(f"\n== 6 variants (notebook 20: 3 chips x 2 algorithms), {os.cpu_count()} cores")
+        print(f"local dask cluster {par_s:7.1f} s   one after another {seq_s:7.1f} s   ratio {par_s / seq_s:.3f}")
     print(f"\nsummary: cold {cold:.1f} s, warm {warm:.1f} s (ratio {warm / cold:.3f}, target < 0.10), toolkit share of "
           f"cold {100 * cold_tk / cold:.1f} %"
-          + (f"; sweep of 6 on the local cluster / one after another = {sweep_par:.1f} / {sweep_seq:.1f} s = "
-             f"{sweep_par / sweep_seq:.3f}"
-             if sweep_par is not None else ""))
+          + (f"; 6 variants on the local cluster / one after another = {par_s:.1f} / {seq_s:.1f} s = "
+             f"{par_s / seq_s:.3f}"
+             if par_s is not None else ""))
     return 0
 
 

@@ -11,7 +11,7 @@ Each cell (model, chip, dtype) builds in a child process: a build that aborts th
 becomes a row with its reason. When a build fails and the toolkit's log names rules to disable, the
 cell retries with them (as long as the log names new ones) and the row says which. Writes <out>/matrix.csv, matrix.md,
 matrix.html;
-prints the wall time (not a pass/fail criterion). Cells run on the sweep executor
+prints the wall time (not a pass/fail criterion). Cells run on the variants' executor
 (helpers.core.cluster.executor: a local dask cluster, or the scheduler at --scheduler, whose workers must
 see the same paths); `--executor threads` uses a local thread pool instead.
 """

@@ -15,7 +15,8 @@ from helpers.core.errors import RknnError, WorkbookError
 from helpers.core.paths import Run
 from helpers.deploy import bundle, codegen
 from helpers.steps import board, convert
-from helpers.tasks.classify.metric import EvalResult
+from helpers.tasks.classify.metric import EvalResult, compare
+from helpers.text import board as board_text
 
 
 @pytest.fixture(scope="module")
@@ -438,3 +439,19 @@ def test_notebook30_set_picks_the_int8_role(tmp_path, tiny_images):
     (run.eval / "metrics.json").write_text(json.dumps(metrics))
     got, sim = board.notebook30_set(run)
     assert sim.name == "sim" and np.array_equal(sim.scores, scores["sim"]) and list(got.paths) == list(images.paths)
+
+
+def test_notebook_40_sentences_come_from_its_text_module(capsys):
+    """The skip line of a board-only cell (printed, so reports show it) and the classifier's board-vs-simulator
+    line, computed from the comparison: 2 of 3 images agree on top-1."""
+    line = board_text.skipped("eval_perf (per-layer times, FPS) and eval_memory")
+    assert capsys.readouterr().out == line + "\n"
+    assert line == ("[skipped: no board] eval_perf (per-layer times, FPS) and eval_memory needs a connected board; "
+                    "see the 'No board found' line above.")
+    assert board_text.skip_board_comparison("classify").startswith("[skipped: no board] Board inference and the board-vs")
+    labels = np.array([0, 1, 0])
+    sim = EvalResult("INT8 RKNN simulator", np.eye(3, 2, dtype=np.float32) + 0.1, labels, 1.0, 1.0, 0.1, 30.0)
+    on_board = EvalResult("INT8 board", np.array([[1, 0.1], [0.1, 1], [0.1, 1]], np.float32), labels, 0.67, 1.0, 0.1, 30.0)
+    text = board_text.classify_comparison(compare(sim, on_board), "librknnrt 2.5.0")
+    assert text.startswith("**Board vs simulator:** top-1 agreement 66.7%, mean output cosine ")
+    assert text.endswith("). Runtime: librknnrt 2.5.0")

@@ -1,5 +1,5 @@
-"""Sweeps on dask.distributed: a real `dask scheduler` and two `dask worker` processes on 127.0.0.1 run
-a small sweep whose comparison equals the same sweep on the default local cluster; a board variant is
+"""Variants runs on dask.distributed: a real `dask scheduler` and two `dask worker` processes on 127.0.0.1 run
+a small variants file whose comparison equals the same file run on the default local cluster; a board variant is
 never sent to a worker without its chip resource; bad inputs are one clear sentence."""
 from __future__ import annotations
 
@@ -91,26 +91,26 @@ FIGURES = ("FP32 top-1 (ONNX Runtime)", "INT8 top-1 (RKNN simulator)", "Final-ou
 
 
 @pytest.mark.slow
-def test_sweep_on_a_scheduler_matches_the_local_cluster(tmp_path, dask_cluster):
+def test_variants_on_a_scheduler_match_the_local_cluster(tmp_path, dask_cluster):
     """A grid of two calibration sizes (notebooks 00-30, small parameters) on the default local cluster,
     then through --scheduler on the two workers: the comparison's figures are the same, the remote
-    variants' artifacts came back into outputs/<sweep>/<variant>/, and the grid's plot was drawn."""
-    sweep_file = tmp_path / "grid.yaml"
-    sweep_file.write_text(yaml.safe_dump({
+    variants' artifacts came back into outputs/<variants file>/<variant>/, and the grid's plot was drawn."""
+    variants_file = tmp_path / "grid.yaml"
+    variants_file.write_text(yaml.safe_dump({
         "base": str(REPO / "params" / "sample.yaml"), "only": "00,10,20,30",
         "grid": {"20_convert.calib_images": [4, 8]},
         "variants": {},
     }))
     small = {"10_export": {"epochs": 2, "check_images": 4}, "30_simulator_inference": {"val_images": 40, "batch": 8}}
-    data = yaml.safe_load(sweep_file.read_text())
+    data = yaml.safe_load(variants_file.read_text())
     data["grid"].update({f"{s}.{k}": [v] for s, kv in small.items() for k, v in kv.items()})
-    sweep_file.write_text(yaml.safe_dump(data))
+    variants_file.write_text(yaml.safe_dump(data))
 
-    local, rows_local, failures = variant_runs.run_sweep(sweep_file, tmp_path / "local")
+    local, rows_local, failures = variant_runs.run_variants(variants_file, tmp_path / "local")
     assert not failures, failures
-    # The remote sweep starts from the local one's shared model (training is not what is compared).
+    # The remote run starts from the local one's shared model (training is not what is compared).
     shutil.copytree(local / "_shared", tmp_path / "remote" / "_shared")
-    remote, rows_remote, failures = variant_runs.run_sweep(sweep_file, tmp_path / "remote", scheduler=dask_cluster)
+    remote, rows_remote, failures = variant_runs.run_variants(variants_file, tmp_path / "remote", scheduler=dask_cluster)
     assert not failures, failures
 
     def table(root: Path) -> dict[str, dict[str, str]]:
@@ -142,9 +142,9 @@ def test_sweep_on_a_scheduler_matches_the_local_cluster(tmp_path, dask_cluster):
 def test_board_variant_waits_for_a_worker_with_its_chip_and_fails_clearly(tmp_path, dask_cluster, monkeypatch):
     books = toy_notebooks(tmp_path / "notebooks")
     monkeypatch.setattr(execute, "NOTEBOOKS", books)
-    sweep_file = tmp_path / "s.yaml"
-    sweep_file.write_text(yaml.safe_dump({"variants": {"sim": {}, "board": {"02_board": {"target": "rk3588"}}}}))
-    root, rows, failures = variant_runs.run_sweep(sweep_file, tmp_path / "sw", scheduler=dask_cluster, board_wait=4)
+    variants_file = tmp_path / "s.yaml"
+    variants_file.write_text(yaml.safe_dump({"variants": {"sim": {}, "board": {"02_board": {"target": "rk3588"}}}}))
+    root, rows, failures = variant_runs.run_variants(variants_file, tmp_path / "sw", scheduler=dask_cluster, board_wait=4)
     assert set(failures) == {"board"}
     msg = failures["board"]
     assert "'rk3588'" in msg and "within 4 s" in msg and f'dask worker {dask_cluster} --resources "rk3588=1"' in msg
@@ -173,9 +173,9 @@ def test_failing_variant_stops_only_itself_and_its_row_says_why(tmp_path, dask_c
     books.mkdir()
     write_notebook(books / "01_check.ipynb", FAILING_NB)
     monkeypatch.setattr(execute, "NOTEBOOKS", books)
-    sweep_file = tmp_path / "s.yaml"
-    sweep_file.write_text(yaml.safe_dump({"grid": {"what": ["fine", "bad"]}}))
-    root, rows, failures = variant_runs.run_sweep(sweep_file, tmp_path / "sw", scheduler=dask_cluster)
+    variants_file = tmp_path / "s.yaml"
+    variants_file.write_text(yaml.safe_dump({"grid": {"what": ["fine", "bad"]}}))
+    root, rows, failures = variant_runs.run_variants(variants_file, tmp_path / "sw", scheduler=dask_cluster)
     assert set(failures) == {"bad"}
     assert (root / "fine" / "after.txt").exists() and not (root / "bad" / "after.txt").exists()
     with open(root / "comparison.csv") as fh:
@@ -186,8 +186,8 @@ def test_failing_variant_stops_only_itself_and_its_row_says_why(tmp_path, dask_c
 
 
 @pytest.mark.slow
-def test_ctrl_c_cancels_the_sweep_and_its_kernels(tmp_path):
-    """SIGINT to `python -m helpers run --sweep`: exit 130 with one line, no kernel or run left behind."""
+def test_ctrl_c_cancels_the_variants_run_and_its_kernels(tmp_path):
+    """SIGINT to `python -m helpers run --variants`: exit 130 with one line, no kernel or run left behind."""
     import psutil
 
     books = tmp_path / "notebooks"
@@ -195,10 +195,10 @@ def test_ctrl_c_cancels_the_sweep_and_its_kernels(tmp_path):
     write_notebook(books / "01_slow.ipynb", [("params", 'run_dir = "outputs/sample"\nn = 0'),
                                              ("code", "import time\nfrom pathlib import Path\n"
                                                       "Path(run_dir, 'started.txt').write_text('yes')\ntime.sleep(300)")])
-    sweep_file = tmp_path / "s.yaml"
-    sweep_file.write_text(yaml.safe_dump({"grid": {"n": [1, 2]}}))
-    proc = subprocess.Popen(receiving_sigint([sys.executable, "-m", "helpers", "run", "--sweep", str(sweep_file), "--run-dir",
-                                              str(tmp_path / "sw"), "--notebooks", str(books)]),
+    variants_file = tmp_path / "s.yaml"
+    variants_file.write_text(yaml.safe_dump({"grid": {"n": [1, 2]}}))
+    proc = subprocess.Popen(receiving_sigint([sys.executable, "-m", "helpers", "run", "--variants", str(variants_file),
+                                              "--run-dir", str(tmp_path / "sw"), "--notebooks", str(books)]),
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
@@ -220,10 +220,10 @@ def test_ctrl_c_cancels_the_sweep_and_its_kernels(tmp_path):
 
 
 def test_unreachable_scheduler_is_one_sentence(tmp_path):
-    sweep_file = tmp_path / "s.yaml"
-    sweep_file.write_text(yaml.safe_dump({"variants": {"a": {}}, "only": "00"}))
+    variants_file = tmp_path / "s.yaml"
+    variants_file.write_text(yaml.safe_dump({"variants": {"a": {}}, "only": "00"}))
     address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
-    proc = run_cli("run", "--sweep", str(sweep_file), "--run-dir", str(tmp_path / "sw"), "--scheduler", address,
+    proc = run_cli("run", "--variants", str(variants_file), "--run-dir", str(tmp_path / "sw"), "--scheduler", address,
                    "--connect-timeout", "2")
     assert proc.returncode == 2
     msg = one_sentence(proc.stderr)
@@ -242,14 +242,14 @@ def test_scheduler_address_comes_from_the_environment(monkeypatch):
 
 
 def test_grid_is_the_cartesian_product_over_the_base(tmp_path):
-    sweep_file = tmp_path / "g.yaml"
-    sweep_file.write_text(yaml.safe_dump({
+    variants_file = tmp_path / "g.yaml"
+    variants_file.write_text(yaml.safe_dump({
         "base": str(REPO / "params" / "sample.yaml"),
         "grid": {"20_convert.target_platform": ["rk3588", "rk3566"], "20_convert.quantized_algorithm": ["normal", "mmse"],
                  "imgsz": [32]},
         "variants": {"layer": {"20_convert": {"quantized_method": "layer"}}},
     }, sort_keys=False))
-    configs, _ = variants.load_sweep(sweep_file)
+    configs, _ = variants.load_variants(variants_file)
     assert sorted(configs) == sorted(["rk3588_normal", "rk3588_mmse", "rk3566_normal", "rk3566_mmse", "layer"])
     assert configs["rk3566_mmse"]["20_convert"]["target_platform"] == "rk3566"
     assert configs["rk3566_mmse"]["20_convert"]["quantized_algorithm"] == "mmse"
@@ -260,22 +260,22 @@ def test_grid_is_the_cartesian_product_over_the_base(tmp_path):
 
 @pytest.mark.parametrize("key", ["20_convert.tagret_platform", "25_convert.target_platform", "no_such_param"])
 def test_grid_key_no_notebook_declares(tmp_path, key):
-    sweep_file = tmp_path / "g.yaml"
-    sweep_file.write_text(yaml.safe_dump({"grid": {key: [1, 2]}}))
+    variants_file = tmp_path / "g.yaml"
+    variants_file.write_text(yaml.safe_dump({"grid": {key: [1, 2]}}))
     with pytest.raises(WorkbookError) as err:
-        variants.load_sweep(sweep_file)
+        variants.load_variants(variants_file)
     msg = str(err.value)
     assert f"Grid key {key!r}" in msg and "no notebook declares" in msg and "\n" not in msg
 
 
 def test_grid_larger_than_the_limit_needs_yes(tmp_path):
-    sweep_file = tmp_path / "g.yaml"
-    sweep_file.write_text(yaml.safe_dump({"grid": {"20_convert.calib_images": [1, 2, 3],
+    variants_file = tmp_path / "g.yaml"
+    variants_file.write_text(yaml.safe_dump({"grid": {"20_convert.calib_images": [1, 2, 3],
                                                    "20_convert.target_platform": ["rk3588", "rk3566"]}}))
     with pytest.raises(WorkbookError, match=r"makes 6 variants, more than the limit of 4; pass --yes"):
-        variant_runs.run_sweep(sweep_file, tmp_path / "sw", max_variants=4)
-    assert not (tmp_path / "sw").exists(), "nothing may start before the sweep is accepted"
-    proc = run_cli("run", "--sweep", str(sweep_file), "--run-dir", str(tmp_path / "sw"), "--max-variants", "5")
+        variant_runs.run_variants(variants_file, tmp_path / "sw", max_variants=4)
+    assert not (tmp_path / "sw").exists(), "nothing may start before the variants file is accepted"
+    proc = run_cli("run", "--variants", str(variants_file), "--run-dir", str(tmp_path / "sw"), "--max-variants", "5")
     assert proc.returncode == 2 and "--yes" in one_sentence(proc.stderr)
 
 
@@ -301,7 +301,7 @@ def test_plots_across_the_grid(tmp_path):
 
 
 def test_plots_across_a_grid_of_detectors_are_in_map(tmp_path):
-    """A detection sweep's variants carry mAP rows (the INT8 one names its head): those are plotted, in mAP50-95."""
+    """A detection run's variants carry mAP rows (the INT8 one names its head): those are plotted, in mAP50-95."""
     import matplotlib.image as mpimg
 
     params = {f"c{n}": {"20_convert.calib_images": n} for n in (5, 20, 50)}
@@ -316,8 +316,8 @@ def test_plots_across_a_grid_of_detectors_are_in_map(tmp_path):
     assert mpimg.imread(tmp_path / "plots" / pngs[1]).shape[0] > 100
 
 
-def test_example_grid_sweep_is_valid():
-    configs, only = variants.load_sweep(REPO / "params" / "sweep_grid.yaml")
+def test_example_grid_variants_file_is_valid():
+    configs, only = variants.load_variants(REPO / "params" / "variants_grid.yaml")
     assert len(configs) == 8 and "mmse_calib_images-5" in configs
     for config in configs.values():
         series.plan(config, only)

@@ -27,6 +27,7 @@ from helpers.steps.evaluate import simulator_from_record
 from helpers.steps.judge import judge_for
 from helpers.tasks import data
 from helpers.tasks.detect.postprocess import letterbox_geometry, postprocess
+from helpers.text import board as board_text
 
 HERE = Path(__file__).resolve().parent
 GXX = shutil.which("g++")
@@ -407,7 +408,7 @@ def test_board_comparison_scores_both_in_map(judged):
     assert summary["task"] == "detect" and summary["images"] == 8 and summary["board"]["map50_95"] == judge.fp32.value
     assert summary["comparison"]["map50_95_delta_pt"] == round(100 * (judge.fp32.value - det.simulator.value), 2)
     json.dumps(summary, default=board.jsonable)
-    line = det.sentence()
+    line = board_text.detect_comparison(det)
     assert f"mAP50-95 {judge.fp32.value:.3f} on the board vs {det.simulator.value:.3f} in the simulator" in line
     assert "8 val images" in line
     same = board.compare_detector(judge, sim, sim)
@@ -422,12 +423,12 @@ def test_detector_on_board_without_a_board_stops_at_the_board(det_run, tiny_dete
     with pytest.raises(WorkbookError, match=r"No board found for target='rk3588'; connect the board by USB OTG"):
         board.detector_on_board(det_run, record, tiny_detector.data_yaml, 2, "", None)
     assert (det_run.logs / "40_board.log").is_file() and not (det_run.board / "metrics.json").exists()
-    line = board.skip_board_comparison("detect", 0)
+    line = board_text.skip_board_comparison("detect", 0)
     assert capsys.readouterr().out == line + "\n" and "\n" not in line
     assert line.startswith("[skipped: no board] Running the detector on the board over every val image (letterboxed, "
                            "as notebook 30 scored them) and "
                            "comparing its mAP50-95 and raw outputs with the simulator's needs a connected board")
-    assert "over the first 5 val images (" in board.skip_board_comparison("detect", 5)
+    assert "over the first 5 val images (" in board_text.skip_board_comparison("detect", 5)
 
 
 class StandInBoard:

@@ -55,19 +55,19 @@ def write_yaml(path, content) -> str:
 
 # ----------------------------------------------------------------------------- the CLI
 
-def test_cli_params_and_sweep_together(tmp_path, run_cli):
+def test_cli_params_and_variants_together(tmp_path, run_cli):
     params = write_yaml(tmp_path / "p.yaml", {"common": {"imgsz": 32}})
-    sweep_file = write_yaml(tmp_path / "s.yaml", {"variants": {"a": {"20_convert": {"calib_images": 2}}}})
-    code, err = run_cli("run", "--params", params, "--sweep", sweep_file, "--run-dir", tmp_path / "run")
+    variants_file = write_yaml(tmp_path / "s.yaml", {"variants": {"a": {"20_convert": {"calib_images": 2}}}})
+    code, err = run_cli("run", "--params", params, "--variants", variants_file, "--run-dir", tmp_path / "run")
     assert code == 2
-    assert "--params and --sweep do not combine; put `base: FILE.yaml` in the sweep file instead." in err
+    assert "--params and --variants do not combine; put `base: FILE.yaml` in the variants file instead." in err
     assert not (tmp_path / "run").exists()
 
 
-def test_cli_scheduler_without_sweep(tmp_path, run_cli):
+def test_cli_scheduler_without_variants(tmp_path, run_cli):
     code, err = run_cli("run", "--scheduler", "tcp://127.0.0.1:1", "--run-dir", tmp_path / "run")
     assert code == 2
-    assert "--scheduler applies to --sweep only; add --sweep FILE.yaml" in err
+    assert "--scheduler applies to --variants only; add --variants FILE.yaml" in err
     assert not (tmp_path / "run").exists()
 
 
@@ -106,33 +106,44 @@ def test_executing_a_notebook_that_does_not_exist(tmp_path):
         execute.execute(tmp_path / "99_typo.ipynb", tmp_path / "run")
 
 
-# ----------------------------------------------------------------------------- sweep files
+# ----------------------------------------------------------------------------- variants files
 
 @pytest.mark.parametrize("content, message", [
     ({"grid": ["20_convert.calib_images", 10]},
-     r"Sweep file \S+s.yaml: 'grid:' must map NOTEBOOK.PARAMETER to a list of values, e.g. 20_convert.calib_images: \[10, 50\]"),
+     r"Variants file \S+s.yaml: 'grid:' must map NOTEBOOK.PARAMETER to a list of values, e.g. "
+     r"20_convert.calib_images: \[10, 50\]"),
     ({"grid": {"20_convert.calib_images": []}},
-     r"Grid key '20_convert.calib_images' in sweep file \S+s.yaml has an empty list; give it at least one value"),
+     r"Grid key '20_convert.calib_images' in variants file \S+s.yaml has an empty list; give it at least one value"),
     ({"grid": {"20_convert.calib_images": [2, 4]}, "variants": {"calib_images-2": {"20_convert": {"calib_images": 3}}}},
-     r"Sweep variant 'calib_images-2' has the name of a grid combination; rename it"),
+     r"Variant 'calib_images-2' has the name of a grid combination; rename it"),
     ({"variants": {"small": {"20_convert": 8}}},
-     r"Sweep variant 'small' section '20_convert' must be a mapping of parameter: value"),
+     r"Variant 'small' section '20_convert' must be a mapping of parameter: value"),
     ({"variants": {"my variant": {"20_convert": {"calib_images": 8}}}},
-     r"Sweep variant 'my variant' must be a simple name mapped to parameter sections \(e\.g\. rk3566: \{20_convert: "
+     r"Variant 'my variant' must be a simple name mapped to parameter sections \(e\.g\. rk3566: \{20_convert: "
      r"\{target_platform: rk3566\}\}\)"),
 ], ids=["grid-not-mapping", "grid-empty-list", "name-collision", "section-not-mapping", "name-not-simple"])
-def test_cli_bad_sweep_file(tmp_path, run_cli, content, message):
-    sweep_file = write_yaml(tmp_path / "s.yaml", content)
-    code, err = run_cli("run", "--sweep", sweep_file, "--run-dir", tmp_path / "sw")
+def test_cli_bad_variants_file(tmp_path, run_cli, content, message):
+    variants_file = write_yaml(tmp_path / "s.yaml", content)
+    code, err = run_cli("run", "--variants", variants_file, "--run-dir", tmp_path / "sw")
     assert code == 2 and re.search(message, err), err
     assert not (tmp_path / "sw").exists()
 
 
-def test_cli_sweep_file_that_does_not_exist(tmp_path, run_cli):
+def test_cli_variants_file_that_does_not_exist(tmp_path, run_cli):
+    code, err = run_cli("run", "--variants", tmp_path / "s.yaml", "--run-dir", tmp_path / "sw")
+    message = (r"Variants file \S+/s.yaml does not exist; pass --variants an existing YAML file "
+               r"\(see params/variants_platforms.yaml\)")
+    assert code == 2 and re.search(message, err), err
+    assert not (tmp_path / "sw").exists()
+
+
+def test_cli_old_sweep_option_still_runs_the_variants_file(tmp_path, run_cli):
+    """Users' scripts still pass --sweep: one line says it is now --variants, then the file is read as with --variants."""
     code, err = run_cli("run", "--sweep", tmp_path / "s.yaml", "--run-dir", tmp_path / "sw")
-    message = r"Sweep file \S+/s.yaml does not exist; pass --sweep an existing YAML file \(see params/sweep_platforms.yaml\)"
-    assert code == 2 and re.search(message, err), err
-    assert not (tmp_path / "sw").exists()
+    lines = err.splitlines()
+    assert code == 2 and lines[0] == "note: --sweep is now --variants (same file, same behaviour); please use --variants."
+    assert re.search(r"Variants file \S+/s.yaml does not exist; pass --variants an existing YAML file", lines[1]), err
+    assert len(lines) == 2 and not (tmp_path / "sw").exists()
 
 
 # ----------------------------------------------------------------------------- notebook 20: options and model files

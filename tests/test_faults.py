@@ -77,13 +77,13 @@ def test_the_form_refuses_the_same_values_in_the_notebook(tmp_path):
         widgets.form(cell, "10_export").values(record=False)
 
 
-def test_a_sweep_grid_over_a_notebook_only_leaves_out_is_refused(tmp_path):
-    sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(f"base: {REPO / 'params' / 'sample.yaml'}\nonly: 00,10,20,30\n"
+def test_a_variants_grid_over_a_notebook_only_leaves_out_is_refused(tmp_path):
+    variants_file = tmp_path / "variants.yaml"
+    variants_file.write_text(f"base: {REPO / 'params' / 'sample.yaml'}\nonly: 00,10,20,30\n"
                      "grid:\n  60_hybrid_quantization.target_pt: [0.1, 0.5]\n")
-    with pytest.raises(WorkbookError, match=r"sweeps '60_hybrid_quantization.target_pt' but only: 00,10,20,30 leaves "
+    with pytest.raises(WorkbookError, match=r"varies '60_hybrid_quantization.target_pt' but only: 00,10,20,30 leaves "
                                             r"60_hybrid_quantization out"):
-        variant_runs.run_sweep(sweep, tmp_path / "out")
+        variant_runs.run_variants(variants_file, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

@@ -146,11 +146,11 @@ def test_temporaries_are_removed_but_not_inside_a_nested_run_or_through_a_link(t
     outside.mkdir()
     (outside / "a.png.tmp").write_text("not the run's")
     for rel in ("rknn/model.partial.rknn", "x.json.tmp", "board/deploy.partial/run_rknn.py", "report/index.html.tmp",
-                "sweep/v1/executed/status.json", "sweep/v1/rknn/model.partial.rknn", "rknn/model.rknn"):
+                "variants/v1/executed/status.json", "variants/v1/rknn/model.partial.rknn", "rknn/model.rknn"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text("x")
     (root / "linked").symlink_to(outside)
     removed = leftovers.remove_temporaries(root, skip=("report",))
     assert removed == ["board/deploy.partial", "rknn/model.partial.rknn", "x.json.tmp"]
-    assert (root / "report/index.html.tmp").exists() and (root / "sweep/v1/rknn/model.partial.rknn").exists()
+    assert (root / "report/index.html.tmp").exists() and (root / "variants/v1/rknn/model.partial.rknn").exists()
     assert (outside / "a.png.tmp").exists() and (root / "rknn/model.rknn").exists()

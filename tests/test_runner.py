@@ -1,5 +1,5 @@
 """The runner (`python -m helpers run|report`): bad input refused up front with one clear sentence,
-a failing notebook stops the run with its cell's error in one block, sweeps, and the example
+a failing notebook stops the run with its cell's error in one block, variants files, and the example
 parameter files (including "my own ONNX model + my own image folder", made for real here)."""
 from __future__ import annotations
 
@@ -193,11 +193,11 @@ def test_unexpected_error_shows_the_last_traceback_lines(tmp_path, toy_series):
 
 
 @pytest.mark.slow
-def test_sweep_runs_variants_in_sibling_folders_and_compares(tmp_path, toy_series):
-    sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(yaml.safe_dump({"only": "01,02", "variants": {"good": {"common": {"what": "fine"}},
+def test_variants_runs_variants_in_sibling_folders_and_compares(tmp_path, toy_series):
+    variants_file = tmp_path / "variants.yaml"
+    variants_file.write_text(yaml.safe_dump({"only": "01,02", "variants": {"good": {"common": {"what": "fine"}},
                                                                     "bad": {"common": {"what": "bad"}}}}))
-    root, rows, failures = variant_runs.run_sweep(sweep, tmp_path / "sw")
+    root, rows, failures = variant_runs.run_variants(variants_file, tmp_path / "sw")
     assert (root / "good" / "first.txt").read_text() == "fine" and (root / "bad" / "first.txt").read_text() == "bad"
     assert set(failures) == {"bad"} and "02_check failed" in failures["bad"]
     with open(root / "comparison.csv") as fh:
@@ -211,18 +211,18 @@ def test_sweep_runs_variants_in_sibling_folders_and_compares(tmp_path, toy_serie
     assert (root / "good" / "report" / "index.html").exists()
 
 
-def test_bad_sweep_files(tmp_path):
-    sweep = tmp_path / "s.yaml"
-    sweep.write_text("variants: {}\n")
+def test_bad_variants_files(tmp_path):
+    variants_file = tmp_path / "s.yaml"
+    variants_file.write_text("variants: {}\n")
     with pytest.raises(WorkbookError, match="non-empty 'variants:'"):
-        variants.load_sweep(sweep)
-    sweep.write_text("variants: {a: {}}\nvariant_dir: x\n")
+        variants.load_variants(variants_file)
+    variants_file.write_text("variants: {a: {}}\nvariant_dir: x\n")
     with pytest.raises(WorkbookError, match=r"unknown key\(s\) \['variant_dir'\]; valid keys: base, grid, only, variants"):
-        variants.load_sweep(sweep)
-    sweep.write_text("variants: {a: {20_convert: {tagret: rk3566}}}\n")
-    configs, _ = variants.load_sweep(sweep)
+        variants.load_variants(variants_file)
+    variants_file.write_text("variants: {a: {20_convert: {tagret: rk3566}}}\n")
+    configs, _ = variants.load_variants(variants_file)
     with pytest.raises(WorkbookError, match="tagret"):
-        variant_runs.run_sweep(sweep, tmp_path / "sw")
+        variant_runs.run_variants(variants_file, tmp_path / "sw")
     assert not (tmp_path / "sw").exists()
 
 
@@ -245,8 +245,8 @@ def test_example_params_files_are_valid(name):
     assert set(config.get("common") or {}) <= used
 
 
-def test_example_sweep_is_valid():
-    configs, only = variants.load_sweep(PARAMS / "sweep_platforms.yaml")
+def test_example_variants_file_is_valid():
+    configs, only = variants.load_variants(PARAMS / "variants_platforms.yaml")
     assert len(configs) >= 2
     for config in configs.values():
         series.plan(config, only)
@@ -332,19 +332,19 @@ def test_changing_a_later_parameter_reruns_only_what_depends_on_it(series):
 
 
 @pytest.mark.slow
-def test_sweep_runs_shared_leading_notebooks_once(tmp_path, toy_series):
+def test_variants_runs_shared_leading_notebooks_once(tmp_path, toy_series):
     """Notebooks whose parameters agree in every variant run once (into _shared) and seed the variants."""
     write_notebook(toy_series / "01_first.ipynb", [FAILING_NB[0], FAILING_NB[1], (
         "code", "import uuid\ntoken = run.root / 'token.txt'\nif not token.exists():  # a cached step: made once, then reused\n"
                 "    token.write_text(uuid.uuid4().hex)")])
     write_notebook(toy_series / "02_check.ipynb", [("params", 'run_dir = "outputs/sample"\nextra = 0'), FAILING_NB[1],
                                                    ("code", "(run.root / 'extra.txt').write_text(str(extra))")])
-    sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(yaml.safe_dump({"only": "01,02",
+    variants_file = tmp_path / "variants.yaml"
+    variants_file.write_text(yaml.safe_dump({"only": "01,02",
                                      "variants": {"x": {"02_check": {"extra": 1}}, "y": {"02_check": {"extra": 2}}}}))
-    configs, only = variants.load_sweep(sweep)
+    configs, only = variants.load_variants(variants_file)
     assert variants.shared_prefix(configs, only) == ["01_first"]
-    root, rows, failures = variant_runs.run_sweep(sweep, tmp_path / "sw")
+    root, rows, failures = variant_runs.run_variants(variants_file, tmp_path / "sw")
     assert not failures
     token = (root / "_shared" / "token.txt").read_text()
     assert (root / "x" / "token.txt").read_text() == token == (root / "y" / "token.txt").read_text()

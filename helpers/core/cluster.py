@@ -1,7 +1,7 @@
 """Parallel work on dask.distributed: a local cluster sized to the machine, or an existing scheduler.
 
 `executor()` yields a concurrent.futures.Executor (callers accept any); `run_variant` is the task a
-sweep sends to a worker: one `python -m helpers run` in a child process, cancellable, its progress
+variants run sends to a worker: one `python -m helpers run` in a child process, cancellable, its progress
 sent back as events, and (for a remote cluster) its run folder shipped both ways as a tar archive.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ CONNECT_TIMEOUT = 10.0  # seconds to wait for a scheduler address to answer
 
 
 class DaskExecutor(Executor):
-    """A concurrent.futures.Executor on a dask Client, plus what a sweep needs: the dashboard address,
+    """A concurrent.futures.Executor on a dask Client, plus what a variants run needs: the dashboard address,
     executors that request worker resources (a board), progress events and a cancel signal."""
 
     def __init__(self, client: Any, address: str, local: bool):
@@ -107,7 +107,7 @@ def executor(scheduler: str | None = None, workers: int | None = None,
     No address (and no DASK_SCHEDULER_ADDRESS): a local cluster on 127.0.0.1 with `workers` workers
     (default: one per core), each running one task at a time. An address: that cluster's workers.
     """
-    import dask  # slow (~1 s) and only a sweep needs it: the runner imports this module for every run
+    import dask  # slow (~1 s) and only a variants run needs it: the runner imports this module for every run
     from distributed import Client, LocalCluster
 
     address = scheduler_address(scheduler)
@@ -245,7 +245,7 @@ def run_variant(variant: str, config: dict[str, Any], only: str | None, run_dir:
         if is_cancelled():
             return VariantResult(variant, False, f"variant {variant} was cancelled (Ctrl-C) before it started.", 0.0)
         with open(stderr_path, "w") as err:
-            # Its own session: a Ctrl-C in the terminal reaches the sweep, which stops the runs in order.
+            # Its own session: a Ctrl-C in the terminal reaches the variants run, which stops the runs in order.
             proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
             RUNNING.add(proc)
             try:

@@ -135,7 +135,7 @@ def notebook_key(notebook: Path, params: dict[str, Any], modules: list[str], ups
 
 def listing(root: Path) -> dict[str, tuple[int, int]]:
     """{relative path: (size, whole-second mtime)} of the run folder's files, runner files excluded.
-    Whole seconds: a folder shipped as a tar archive (a remote sweep) keeps them."""
+    Whole seconds: a folder shipped as a tar archive (a remote variants run) keeps them."""
     out: dict[str, tuple[int, int]] = {}
     if not root.is_dir():
         return out

@@ -1,1 +1,1 @@
-"""Running the series headlessly (papermill), rendering its pages, the command line and variant sweeps."""
+"""Running the series headlessly (papermill), rendering its pages, the command line and variants runs."""

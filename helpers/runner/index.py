@@ -1,5 +1,5 @@
 """The run's index page (key figures, verdict, sensitive layers, hybrid table, notebooks, plots) and the
-comparison page of a sweep's variants, both written atomically from what helpers.runner.figures reads."""
+comparison page of a variants run, both written atomically from what helpers.runner.figures reads."""
 from __future__ import annotations
 
 import base64
@@ -257,7 +257,7 @@ def injected_parameters(root: Path) -> dict[str, Any]:
 
 
 def comparison(roots: dict[str, Path]) -> list[dict[str, Any]]:
-    """One row per run folder (e.g. sweep variants): the parameters that differ between them, the
+    """One row per run folder (e.g. the variants of a variants file): the parameters that differ between them, the
     status of the series and the key figures (figures no run has are left out)."""
     params = {v: injected_parameters(Path(r)) for v, r in roots.items()}
     keys = sorted({k for p in params.values() for k in p if not k.endswith(".run_dir")})
@@ -279,7 +279,7 @@ def comparison(roots: dict[str, Path]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k not in empty} for r in rows]
 
 
-# ----------------------------------------------------------------------------- a sweep's comparison page
+# ----------------------------------------------------------------------------- the variants' comparison page
 
 PARAM_COLUMN = re.compile(r"^\d\d_\w+\.\w+$")
 
@@ -306,11 +306,11 @@ def write_comparison(root: Path, rows: list[dict[str, Any]], dirs: dict[str, Pat
     body = "".join(f'<tr class="{esc(r.get("status", ""))}">' + "".join(
         f'<td><a href="{esc(r["variant"])}/report/index.html">{esc(r[c])}</a></td>' if c == "variant"
         else f"<td>{esc(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in rows)
-    page = (f"<!doctype html><html><head><meta charset=utf-8><title>Sweep {esc(root.name)}</title><style>"
+    page = (f"<!doctype html><html><head><meta charset=utf-8><title>Variants {esc(root.name)}</title><style>"
             "body{font-family:system-ui,sans-serif;margin:2rem} table{border-collapse:collapse} th,td{border:1px solid #ccd;"
             "padding:.3rem .6rem} th{background:#eef1f6} tr.failed td{background:#fdecec} "
             "figure{display:inline-block;margin:1rem}"
             "</style></head><body>"
-            f"<h1>Sweep {esc(root.name)}</h1><table id=comparison><tr>{head}</tr>{body}</table>"
-            + (f"<h2>Across the sweep</h2><div id=plots>{images}</div>" if images else "") + "</body></html>")
+            f"<h1>Variants {esc(root.name)}</h1><table id=comparison><tr>{head}</tr>{body}</table>"
+            + (f"<h2>Across the variants</h2><div id=plots>{images}</div>" if images else "") + "</body></html>")
     write_text_atomic(root / "comparison.html", page)

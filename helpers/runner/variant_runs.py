@@ -1,4 +1,4 @@
-"""A sweep's variants run on dask.distributed (a local cluster sized to the cores, or the scheduler given):
+"""The variants of a variants file run on dask.distributed (a local cluster sized to the cores, or the scheduler given):
 the leading notebooks every variant shares run once, each variant runs into its own run folder (as an archive
 on a remote cluster, a board variant on a worker offering its chip), then the comparison page is written."""
 from __future__ import annotations
@@ -62,13 +62,13 @@ def _collect(fut: Future, variant: str, folder: Path) -> cluster.VariantResult:
     return res
 
 
-def run_variants(ex: Executor, configs: dict[str, dict[str, Any]], dirs: dict[str, Path], only: str | None,
+def run_each(ex: Executor, configs: dict[str, dict[str, Any]], dirs: dict[str, Path], only: str | None,
                  board_wait: float = 300.0) -> dict[str, cluster.VariantResult]:
     """Run every variant on the executor with a progress bar; a variant needing a board resource that no
     worker offers fails after board_wait seconds; Ctrl-C cancels every task (and its child run)."""
     per = len(execute.select(only))
     results: dict[str, cluster.VariantResult] = {}
-    with tqdm(total=len(configs) * per, desc="sweep", unit="notebook") as bar:
+    with tqdm(total=len(configs) * per, desc="variants", unit="notebook") as bar:
         if isinstance(ex, cluster.DaskExecutor):
             def show(msg: dict[str, Any]) -> None:
                 bar.write(f"[{msg.get('variant')}] {msg.get('line')}")
@@ -103,7 +103,7 @@ def run_variants(ex: Executor, configs: dict[str, dict[str, Any]], dirs: dict[st
                             results[v] = cluster.VariantResult(v, False, msg, time.monotonic() - started)
                             bar.write(f"[{v}] FAILED: {msg}")
         except KeyboardInterrupt:
-            bar.write("Ctrl-C: cancelling the sweep's tasks (their runs stop and shut their kernels down) ...")
+            bar.write("Ctrl-C: cancelling the variants' tasks (their runs stop and shut their kernels down) ...")
             if isinstance(ex, cluster.DaskExecutor):
                 ex.cancel_all()
                 wait(pending, timeout=45)  # each task stops its child run, then returns
@@ -117,20 +117,20 @@ def run_variants(ex: Executor, configs: dict[str, dict[str, Any]], dirs: dict[st
     return results
 
 
-def run_sweep(sweep_file: str | Path, run_dir: str | Path | None, only: str | None = None, jobs: int | None = None,
-              scheduler: str | None = None, yes: bool = False, max_variants: int = variants.MAX_VARIANTS,
-              board_wait: float = 300.0, connect_timeout: float = cluster.CONNECT_TIMEOUT,
-              executor: Executor | None = None) -> tuple[Path, list[dict[str, Any]], dict[str, str]]:
+def run_variants(variants_file: str | Path, run_dir: str | Path | None, only: str | None = None, jobs: int | None = None,
+                 scheduler: str | None = None, yes: bool = False, max_variants: int = variants.MAX_VARIANTS,
+                 board_wait: float = 300.0, connect_timeout: float = cluster.CONNECT_TIMEOUT,
+                 executor: Executor | None = None) -> tuple[Path, list[dict[str, Any]], dict[str, str]]:
     """Run every variant into <run_dir>/<variant>/ on dask.distributed (a local cluster, or the one at
     `scheduler`); write comparison.csv/.html (with plots across the grid); return them."""
-    configs, file_only = variants.load_sweep(sweep_file)
+    configs, file_only = variants.load_variants(variants_file)
     if len(configs) > max_variants and not yes:
-        raise WorkbookError(f"Sweep file {sweep_file} makes {len(configs)} variants, more than the limit of {max_variants}; "
-                            "pass --yes to run them all (or raise --max-variants).")
+        raise WorkbookError(f"Variants file {variants_file} makes {len(configs)} variants, more than the limit of "
+                            f"{max_variants}; pass --yes to run them all (or raise --max-variants).")
     only = only or file_only
-    root = check_run_dir(run_dir or OUTPUTS / Path(sweep_file).stem)
+    root = check_run_dir(run_dir or OUTPUTS / Path(variants_file).stem)
     dirs = {v: check_run_dir(root / v) for v in configs}
-    variants.check_selected(sweep_file, only)  # a grid or variant over a notebook `only` leaves out sweeps nothing
+    variants.check_selected(variants_file, only)  # a grid or variant over a notebook `only` leaves out changes nothing
     for v, config in configs.items():  # every variant's parameters are valid before anything runs
         plan(config, only, dirs[v])
     address = cluster.scheduler_address(scheduler)
@@ -141,11 +141,11 @@ def run_sweep(sweep_file: str | Path, run_dir: str | Path | None, only: str | No
         dask = isinstance(ex, cluster.DaskExecutor)
         where = (f"the dask cluster at {address} ({ex.workers()} worker(s))" if dask and not ex.local
                  else f"a local dask cluster of {workers} worker(s)" if dask else "the given executor")
-        print(f"sweep: {len(configs)} variant(s) into {root}/<variant>/ on {where}", flush=True)
+        print(f"variants: {len(configs)} variant(s) into {root}/<variant>/ on {where}", flush=True)
         if isinstance(ex, cluster.DaskExecutor) and ex.dashboard:
-            print(f"sweep: dashboard {ex.dashboard}", flush=True)
+            print(f"variants: dashboard {ex.dashboard}", flush=True)
         seed_variants(configs, dirs, root / "_shared", only, ex)
-        results = run_variants(ex, configs, dirs, only, board_wait)
+        results = run_each(ex, configs, dirs, only, board_wait)
     failures = {v: r.failure for v, r in results.items() if not r.ok}
     rows = comparison(dirs)
     for row in rows:
@@ -166,7 +166,7 @@ def seed_variants(configs: dict[str, dict[str, Any]], dirs: dict[str, Path], sha
     fresh = [v for v, d in dirs.items() if not (d / ".cache").exists()]
     if len(fresh) < 2 or not prefix:
         return []
-    print(f"sweep: {', '.join(prefix)} have the same parameters in every variant; running them once into {shared}", flush=True)
+    print(f"variants: {', '.join(prefix)} have the same parameters in every variant; running them once into {shared}", flush=True)
     config = next(iter(configs.values()))
     if ex is None:
         result = run_series(config, shared, prefix, progress=True, render=False)

@@ -1,4 +1,4 @@
-"""What a sweep file means: its named variants laid over the base parameters, a grid (the cartesian product of
+"""What a variants file means: its named variants laid over the base parameters, a grid (the cartesian product of
 parameter lists), the notebooks every variant shares; the reason a variant failed in one line, and the
 comparison page's plots across the grid."""
 from __future__ import annotations
@@ -28,16 +28,16 @@ def grid_key(key: str, path: Path) -> tuple[str, str]:
     if not ok:
         example = next((f"{n}.{p}" for n, nb in books.items() for p in execute.declared_parameters(nb) if p != "run_dir"),
                        "20_convert.calib_images")
-        raise WorkbookError(f"Grid key {key!r} in sweep file {path} is a parameter no notebook declares; write "
+        raise WorkbookError(f"Grid key {key!r} in variants file {path} is a parameter no notebook declares; write "
                             "NOTEBOOK.PARAMETER "
                             f"(e.g. {example}) or a parameter some notebook declares, as in its parameters cell.")
     return section, param
 
 
 def check_selected(path: str | Path, only: str | None) -> None:
-    """Every grid key and variant section sweeps a notebook that runs: one that `only` leaves out (or a common
+    """Every grid key and variant section changes a notebook that runs: one that `only` leaves out (or a common
     key no selected notebook declares) would make variants that differ in nothing that runs."""
-    data = execute.read_yaml(Path(path), "Sweep file", "--sweep an existing YAML file")
+    data = execute.read_yaml(Path(path), "Variants file", "--variants an existing YAML file")
     selected = {execute.notebook_name(nb): nb for nb in execute.select(only)}
     swept = [(key, *grid_key(key, Path(path))) for key in (data.get("grid") or {})]
     for variant, sections in (data.get("variants") or {}).items():
@@ -47,7 +47,7 @@ def check_selected(path: str | Path, only: str | None) -> None:
         runs = (any(param in execute.declared_parameters(nb) for nb in selected.values()) if section == "common"
                 else section in selected)
         if not runs:
-            raise WorkbookError(f"Sweep file {path} sweeps {key!r} but only: {only} leaves "
+            raise WorkbookError(f"Variants file {path} varies {key!r} but only: {only} leaves "
                                 f"{'every notebook declaring ' + param if section == 'common' else section} out, so its variants "
                                 "would not differ; add that notebook to only, or drop the key.")
 
@@ -60,7 +60,7 @@ def slug(value: Any) -> str:
 def expand_grid(grid: Any, path: Path) -> dict[str, tuple[dict[str, dict[str, Any]], dict[str, Any]]]:
     """{variant name: (sections override, {grid key: value})} for every combination of the grid's lists."""
     if not isinstance(grid, dict) or not grid:
-        raise WorkbookError(f"Sweep file {path}: 'grid:' must map NOTEBOOK.PARAMETER to a list of values, e.g. "
+        raise WorkbookError(f"Variants file {path}: 'grid:' must map NOTEBOOK.PARAMETER to a list of values, e.g. "
                             "20_convert.calib_images: [10, 50].")
     keys = list(grid)
     parsed = [grid_key(k, path) for k in keys]
@@ -68,7 +68,7 @@ def expand_grid(grid: Any, path: Path) -> dict[str, tuple[dict[str, dict[str, An
     for k in keys:
         values = grid[k] if isinstance(grid[k], list) else [grid[k]]
         if not values:
-            raise WorkbookError(f"Grid key {k!r} in sweep file {path} has an empty list; give it at least one value.")
+            raise WorkbookError(f"Grid key {k!r} in variants file {path} has an empty list; give it at least one value.")
         lists.append(values)
     out: dict[str, tuple[dict[str, dict[str, Any]], dict[str, Any]]] = {}
     for combo in itertools.product(*lists):
@@ -106,7 +106,7 @@ PLOTTED_MAP = ("INT8 mAP50-95 / mAP50 (RKNN simulator", "Hybrid mAP50-95", "FP32
 
 
 def plotted(figures: dict[str, dict[str, float | None]]) -> list[str]:
-    """The accuracy figures of the sweep's variants worth a plot across the grid: top-1 for classifiers,
+    """The accuracy figures of the variants worth a plot across the grid: top-1 for classifiers,
     mAP50-95 for detectors (the raw value of a 'mAP50-95 / mAP50' row is its mAP50-95)."""
     labels = {label for f in figures.values() for label in f}
     return [label for label in PLOTTED if label in labels] + sorted(label for label in labels if label.startswith(PLOTTED_MAP))
@@ -127,7 +127,7 @@ def _number(value: Any) -> float | None:
 def plots(root: Path, params: dict[str, dict[str, Any]], figures: dict[str, dict[str, float | None]]) -> list[Path]:
     """PNG plots into <root>/plots/: each accuracy figure against every numeric swept parameter (one line
     per combination of the other swept parameters), and build time per target platform."""
-    import matplotlib  # optional and slow: only a sweep's comparison page draws plots
+    import matplotlib  # optional and slow: only the variants' comparison page draws plots
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -185,23 +185,23 @@ def plots(root: Path, params: dict[str, dict[str, Any]], figures: dict[str, dict
     return written
 
 
-# ----------------------------------------------------------------------------- sweep files
+# ----------------------------------------------------------------------------- variants files
 
-SWEEP_KEYS = {"base", "only", "variants", "grid"}
+FILE_KEYS = {"base", "only", "variants", "grid"}
 
 
-def load_sweep(path: str | Path) -> tuple[dict[str, dict[str, Any]], str | None]:
-    """Read a sweep file -> ({variant: full parameters config}, only). Each variant's sections are laid
-    over the `base:` parameters file (path relative to the repo root or to the sweep file); `grid:`
+def load_variants(path: str | Path) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """Read a variants file -> ({variant: full parameters config}, only). Each variant's sections are laid
+    over the `base:` parameters file (path relative to the repo root or to the variants file); `grid:`
     (NOTEBOOK.PARAMETER: [values]) adds one variant per combination of its lists."""
     path = Path(path)
-    data = execute.read_yaml(path, "Sweep file", "--sweep an existing YAML file (see params/sweep_platforms.yaml)")
-    if not isinstance(data, dict) or set(data) - SWEEP_KEYS:
-        extra = sorted(set(data) - SWEEP_KEYS) if isinstance(data, dict) else data
-        raise WorkbookError(f"Sweep file {path} has unknown key(s) {extra}; valid keys: {', '.join(sorted(SWEEP_KEYS))}.")
+    data = execute.read_yaml(path, "Variants file", "--variants an existing YAML file (see params/variants_platforms.yaml)")
+    if not isinstance(data, dict) or set(data) - FILE_KEYS:
+        extra = sorted(set(data) - FILE_KEYS) if isinstance(data, dict) else data
+        raise WorkbookError(f"Variants file {path} has unknown key(s) {extra}; valid keys: {', '.join(sorted(FILE_KEYS))}.")
     variants = data.get("variants") or {}
     if not isinstance(variants, dict) or not (variants or data.get("grid")):
-        raise WorkbookError(f"Sweep file {path} needs a non-empty 'variants:' mapping of name: {{section: {{param: "
+        raise WorkbookError(f"Variants file {path} needs a non-empty 'variants:' mapping of name: {{section: {{param: "
                             "value}} or a 'grid:'.")
     base: dict[str, Any] = {}
     if data.get("base"):
@@ -214,17 +214,17 @@ def load_sweep(path: str | Path) -> tuple[dict[str, dict[str, Any]], str | None]
         overrides.update({name: sections for name, (sections, _) in expand_grid(data["grid"], path).items()})
     for name, override in variants.items():
         if str(name) in overrides:
-            raise WorkbookError(f"Sweep variant {name!r} has the name of a grid combination; rename it.")
+            raise WorkbookError(f"Variant {name!r} has the name of a grid combination; rename it.")
         overrides[str(name)] = override
     configs = {}
     for name, override in overrides.items():
         if not isinstance(override, dict) or not str(name).replace("-", "_").replace(".", "_").isidentifier():
-            raise WorkbookError(f"Sweep variant {name!r} must be a simple name mapped to parameter sections (e.g. "
+            raise WorkbookError(f"Variant {name!r} must be a simple name mapped to parameter sections (e.g. "
                                 "rk3566: {20_convert: {target_platform: rk3566}}).")
         merged = {k: dict(v or {}) for k, v in base.items()}
         for section, values in override.items():
             if not isinstance(values, dict):
-                raise WorkbookError(f"Sweep variant {name!r} section {section!r} must be a mapping of parameter: value.")
+                raise WorkbookError(f"Variant {name!r} section {section!r} must be a mapping of parameter: value.")
             merged[section] = {**merged.get(section, {}), **values}
         configs[str(name)] = merged
     only = data.get("only")

@@ -1,6 +1,6 @@
 """The board side: device discovery, target checks, the board runner for notebook 40 (open_board; the runner
 itself is helpers.backends.board), performance, accuracy analysis with runtime columns. (What goes onto the board, the
-deployment bundle and the C++ demo, lives in helpers.deploy.)
+deployment bundle and the C++ demo, lives in helpers.deploy; the sentences notebook 40 prints, in helpers.text.board.)
 
 Everything that touches a board goes through helpers.toolkit.session.RKNN and fails with RknnError when the
 board does not answer; nothing here fabricates a board result. Bad input (unknown device id, target
@@ -182,15 +182,6 @@ class DetectOnBoard:
                 "comparison": {"map50_95_delta_pt": round(100 * (self.board.value - self.simulator.value), 2),
                                "mean_cosine": float(self.cosines.mean()), "min_cosine": float(self.cosines.min())}}
 
-    def sentence(self) -> str:
-        """What the comparison says, with this run's numbers."""
-        delta = 100 * (self.board.value - self.simulator.value)
-        return (f"**Board vs simulator ({self.judge.images} images):** mAP50-95 {self.board.value:.3f} on the board vs "
-                f"{self.simulator.value:.3f} in the simulator ({delta:+.1f} pt; {self.judge.scale_note()}), mAP50 "
-                f"{self.board.agreement:.3f} vs {self.simulator.agreement:.3f}; the board's raw outputs follow the "
-                f"simulator's with mean cosine {self.cosines.mean():.5f} (min {self.cosines.min():.5f}). "
-                f"Runtime: {self.sdk or 'not reported'}")
-
 
 def compare_detector(judge: Any, simulator_outputs: list, board_outputs: list, sdk: str = "") -> DetectOnBoard:
     """Score the simulator's and the board's raw outputs on the judge's images (same order) and compare them."""
@@ -214,16 +205,6 @@ def detector_on_board(run: Run, record: ConvertRecord, data_dir: Path, images: i
     return compare_detector(judge, in_sim, on_board, sdk)
 
 
-def skip_board_comparison(task: str, images: int = 0) -> str:
-    """The skip line of notebook 40's board-vs-simulator section: what it would do for this task (a
-    detector: mAP50-95 on the board vs the simulator), and where to read how to enable it."""
-    if task != "detect":
-        return skipped("Board inference and the board-vs-simulator comparison")
-    n = f"the first {images} val images" if images else "every val image"
-    return skipped(f"Running the detector on the board over {n} (letterboxed, as notebook 30 scored them) and "
-                   "comparing its mAP50-95 and raw outputs with the simulator's")
-
-
 def analysis_images(run: Run, record: ConvertRecord, data_dir: Path, n: int) -> list[Path]:
     """The first n images notebook 30 evaluated, as files accuracy_analysis reads: a classifier's own files, a
     detector's letterboxed (helpers.steps.judge.analysis_inputs, into board/analysis_inputs/)."""
@@ -237,13 +218,6 @@ def analysis_images(run: Run, record: ConvertRecord, data_dir: Path, n: int) -> 
         return [model_input_npy(read_rgb(p, record.input_size), channels, folder / f"{i:02d}_{Path(p).stem}.npy")
                 for i, p in enumerate(paths)]
     return analysis_inputs(judge_for(run, record, data_dir, n), n, run.board / "analysis_inputs")
-
-
-def skipped(what: str) -> str:
-    """The line a board-only cell prints when there is no board (so the skip is visible in reports)."""
-    line = f"[skipped: no board] {what} needs a connected board; see the 'No board found' line above."
-    print(line)
-    return line
 
 
 def notebook30_set(run: Run, n: int = 0) -> tuple[LabelledImages, EvalResult]:

@@ -44,7 +44,7 @@ def disabled_rules_note(auto_disabled: list[DisabledRule], given: list[str] | No
     rows = "\n".join(f"> - `{d.rule}`: build failed in it with `{d.reason}`" for d in auto_disabled)
     return ("> **Graph rules switched off automatically.** The build failed and the toolkit's log named the rule to skip "
             "(\"You can add disable_rules=[...] in rknn.config()\"), so the build was repeated without it:\n"
-            f"{rows}\n>\n> They are recorded in `rknn/convert.json`, and every later rebuild (30, 40, 50, 60, sweeps) "
+            f"{rows}\n>\n> They are recorded in `rknn/convert.json`, and every later rebuild (30, 40, 50, 60, variants) "
             "uses the same rules. Whether this cost accuracy shows in notebook 30's FP32 vs INT8 figures.")
 
 
