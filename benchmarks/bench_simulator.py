@@ -31,12 +31,14 @@ from helpers.tasks.classify import metric  # noqa: E402
 from helpers.tasks.data import load_split, resolve_data_dir, write_calibration_list  # noqa: E402
 from helpers.tasks.feeds import fp32_runner  # noqa: E402
 from helpers.tasks.preprocess import read_rgb  # noqa: E402
+from helpers.toolkit.options import ConvertConfig  # noqa: E402
+from helpers.toolkit.record import ConvertRecord  # noqa: E402
 from helpers.toolkit.session import RKNN  # noqa: E402
 
 MEAN, STD = [0.0, 0.0, 0.0], [255.0, 255.0, 255.0]
 
 
-def one_at_a_time(record: convert.ConvertRecord, paths: list[Path], size: int, log: Path) -> float:
+def one_at_a_time(record: ConvertRecord, paths: list[Path], size: int, log: Path) -> float:
     """The tutorial's loop: build for batch 1, then read and infer image by image. Returns seconds."""
     with RKNN(log) as rk:
         convert.rebuild(rk, record)
@@ -48,7 +50,7 @@ def one_at_a_time(record: convert.ConvertRecord, paths: list[Path], size: int, l
         return time.perf_counter() - start
 
 
-def batched(record: convert.ConvertRecord, images, size: int, batch: int, log: Path) -> tuple[float, metric.EvalResult]:
+def batched(record: ConvertRecord, images, size: int, batch: int, log: Path) -> tuple[float, metric.EvalResult]:
     """Read and score the whole set through a simulator runner built with rknn_batch_size=batch."""
     with evaluate.simulator_from_record(record, log, batch=batch) as sim:
         sim.outputs(np.stack([read_rgb(images.paths[0], size)]))  # warm-up call, not timed
@@ -73,14 +75,14 @@ def main() -> None:
     exp = exporter.export_model(model, run.model, size, log_path=run.logs / "export.log")
     calib = write_calibration_list(load_split(data_dir, "train").subset(args.calib_images), run.rknn / "calibration.txt")
     val = load_split(data_dir, "val")
-    cfg = convert.ConvertConfig(MEAN, STD)
+    cfg = ConvertConfig(MEAN, STD)
 
-    records: dict[str, convert.ConvertRecord] = {}
+    records: dict[str, ConvertRecord] = {}
     seconds: dict[str, float] = {}
     for path, source in (("onnx", exp.onnx), ("pytorch", exp.torchscript)):
         res = convert.convert(source, cfg, calib, run.rknn / f"model_{path}.rknn", run.logs / f"build_{path}.log", size, path)
         seconds[path] = res.seconds
-        records[path] = convert.ConvertRecord(source, path, size, calib, cfg, res.rknn_path, res.seconds, res.source_bytes,
+        records[path] = ConvertRecord(source, path, size, calib, cfg, res.rknn_path, res.seconds, res.source_bytes,
                                               res.rknn_bytes, res.dtype_notes, "")
 
     single_s = min(one_at_a_time(records["onnx"], val.paths, size, run.logs / "bench_single.log") for _ in range(args.repeats))

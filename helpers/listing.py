@@ -96,7 +96,7 @@ def show(source: str, title: str = "", language: str = "python") -> None:
 
 
 def convert_calls(record: Any, dataset: Path | None = None, var: str = "rknn", **overrides: Any) -> list[str]:
-    """RKNN() + config + load_onnx / load_pytorch + build for a convert record (helpers.steps.convert.ConvertRecord),
+    """RKNN() + config + load_onnx / load_pytorch + build for a convert record (helpers.toolkit.record.ConvertRecord),
     with `dataset` instead of the recorded calibration list and config overrides (e.g. quantized_algorithm)."""
     cfg = type(record.config).from_dict({**record.config.to_dict(), **overrides})
     source = Path(record.source)

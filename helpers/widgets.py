@@ -27,11 +27,11 @@ from helpers.core.paths import HEADLESS_ENV, Run, write_json_atomic
 from helpers.runner import params as params_check
 from helpers.runner.execute import NOTEBOOKS, declared_parameters
 from helpers.runner.params import CHOICES
-from helpers.steps import convert
+from helpers.toolkit.options import TARGET_PLATFORMS
 
 RESET_LABEL = "Reset to the cell's values"
 
-TARGET_PLATFORMS = convert.TARGET_PLATFORMS  # kept for notebooks not yet switched to convert's list
+TARGET_PLATFORMS = TARGET_PLATFORMS  # kept for notebooks not yet switched to convert's list
 
 # Enumerations shown as dropdowns wherever a parameter of that name appears: convert's own lists,
 # so the form offers exactly what the conversion accepts.

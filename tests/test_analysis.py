@@ -12,6 +12,8 @@ from helpers.core.errors import WorkbookError
 from helpers.steps import analysis, convert
 from helpers.tasks import data
 from helpers.text import analysis as text50
+from helpers.toolkit.options import ConvertConfig
+from helpers.toolkit.record import read_record, write_record
 from helpers.toolkit.session import RKNN
 
 
@@ -156,11 +158,11 @@ def test_sweep_builds_each_cell_and_picks_the_best(tiny_images, tmp_path):
 
     onnx = outlier_onnx(tmp_path)
     run = Run.at(tmp_path / "run")
-    cfg = convert.ConvertConfig(mean_values=[0, 0, 0], std_values=[255, 255, 255])
+    cfg = ConvertConfig(mean_values=[0, 0, 0], std_values=[255, 255, 255])
     dataset = data.write_calibration_list(tiny_images, run.rknn / "calibration.txt")
     result = convert.convert(onnx, cfg, dataset, run.rknn / "model.rknn", run.logs / "convert.log", SIZE)
-    convert.write_record(run, result, cfg, onnx, dataset, SIZE, "onnx")
-    record = convert.read_record(run)
+    write_record(run, result, cfg, onnx, dataset, SIZE, "onnx")
+    record = read_record(run)
     images = data.LabelledImages(list(tiny_images), np.arange(len(tiny_images)) % 3, ["a", "b", "c"])
     judge = _classify_judge(record, onnx, images)
     fp32 = evaluate(fp32_runner(onnx, [0, 0, 0], [255, 255, 255]), images, SIZE, progress=False, pixels=judge.pixels)
@@ -252,11 +254,11 @@ def test_a_sweep_cell_that_crashes_the_toolkit_becomes_its_row(tiny_images, tmp_
 
     onnx = outlier_onnx(tmp_path)
     run = Run.at(tmp_path / "run")
-    cfg = convert.ConvertConfig(mean_values=[0, 0, 0], std_values=[255, 255, 255], target_platform="rk3562")
+    cfg = ConvertConfig(mean_values=[0, 0, 0], std_values=[255, 255, 255], target_platform="rk3562")
     dataset = data.write_calibration_list(tiny_images, run.rknn / "calibration.txt")
     result = convert.convert(onnx, cfg, dataset, run.rknn / "model.rknn", run.logs / "convert.log", SIZE)
-    convert.write_record(run, result, cfg, onnx, dataset, SIZE, "onnx")
-    good = convert.read_record(run)
+    write_record(run, result, cfg, onnx, dataset, SIZE, "onnx")
+    good = read_record(run)
     crashing = replace(good, config=replace(good.config, quantized_dtype="w8a16"))
     images = data.LabelledImages(list(tiny_images), np.arange(len(tiny_images)) % 3, ["a", "b", "c"])
     judge = _classify_judge(good, onnx, images)

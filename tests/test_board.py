@@ -14,9 +14,10 @@ from board_support import BOARD_ID, TINY_SIZE, converted_run, needs_board
 from helpers.core.errors import RknnError, WorkbookError
 from helpers.core.paths import Run
 from helpers.deploy import bundle, codegen
-from helpers.steps import board, convert
+from helpers.steps import board
 from helpers.tasks.classify.metric import EvalResult, compare
 from helpers.text import board as board_text
+from helpers.toolkit.record import read_record
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def test_the_toolkit_enforces_the_same_platform_we_read(run3566, tmp_path):
 
 def test_target_mismatch_and_unknown_target(run3588):
     model = run3588.rknn / "model.rknn"
-    record = convert.read_record(run3588)
+    record = read_record(run3588)
     assert board.resolve_target("", model, record) == "rk3588"
     assert board.resolve_target("RK3588", model, record) == "rk3588"
     with pytest.raises(WorkbookError, match=r"target='rk3566' does not match model.rknn, which was built for rk3588"):
@@ -85,7 +86,7 @@ def test_target_mismatch_and_unknown_target(run3588):
 
 def test_rknn_built_for_another_platform_than_recorded(run3588, run3566, tmp_path):
     """A .rknn swapped for one built for another chip: the file says rk3566, convert.json says rk3588."""
-    record = convert.read_record(run3588)
+    record = read_record(run3588)
     with pytest.raises(WorkbookError, match="model.rknn was built for rk3566 but rknn/convert.json records rk3588"):
         board.resolve_target("", run3566.rknn / "model.rknn", record)
     not_rknn = tmp_path / "model.rknn"
@@ -121,7 +122,7 @@ def test_board_backend_refuses_bad_input_before_touching_a_board(run3588, tmp_pa
 
 @pytest.mark.skipif(bool(BOARD_ID), reason="a board is attached: this checks the no-board failure")
 def test_board_accuracy_analysis_without_a_board_fails_honestly(run3588, tiny_images, tmp_path):
-    record = convert.read_record(run3588)
+    record = read_record(run3588)
     with pytest.raises(RknnError) as err:
         board.board_accuracy_analysis(record, tiny_images[:1], tmp_path / "snapshot", "rk3588", None, tmp_path / "aa.log")
     msg = str(err.value).splitlines()[0]  # the toolkit's own reason, not a bare 'RuntimeError'
@@ -134,7 +135,7 @@ def test_board_accuracy_analysis_without_a_board_fails_honestly(run3588, tiny_im
 
 @pytest.fixture(scope="module")
 def cpp_demo(run3588, tiny_images):
-    record = convert.read_record(run3588)
+    record = read_record(run3588)
     return codegen.generate_cpp_demo(record, run3588.board / "cpp", run3588.logs / "codegen.log", image=tiny_images[0])
 
 
@@ -149,7 +150,7 @@ def test_codegen_writes_a_cpp_project_for_model_rknn(cpp_demo):
 
 
 def test_bundle_contents_and_tarball(run3588, cpp_demo, tiny_images):
-    record = convert.read_record(run3588)
+    record = read_record(run3588)
     b = bundle.build_bundle(run3588, record, ["cat", "dog", "bird"], cpp_demo=cpp_demo, sample_images=tiny_images[:2])
     names = set(b.files)
     example = f"images/{bundle.example_name(tiny_images[0])}"  # <class folder>_<file name>
@@ -175,7 +176,7 @@ def test_bundle_includes_the_hybrid_model_only_when_present(run3588, tmp_path):
     shutil.copytree(run3588.rknn, run.rknn, dirs_exist_ok=True)
     (run.root / "hybrid").mkdir()
     shutil.copyfile(run.rknn / "model.rknn", run.root / "hybrid" / "model_hybrid.rknn")  # a stand-in made by the real toolkit
-    record = convert.read_record(run)
+    record = read_record(run)
     b = bundle.build_bundle(run, record, ["a", "b", "c"])
     assert "model_hybrid.rknn" in b.files
     assert json.loads((b.folder / "model.json").read_text())["hybrid_model"] == "model_hybrid.rknn"
@@ -185,7 +186,7 @@ def test_bundle_includes_the_hybrid_model_only_when_present(run3588, tmp_path):
 def test_bad_bundle_input_leaves_the_previous_bundle_untouched(run3588, run3566, tmp_path):
     run = Run.at(tmp_path / "run")
     shutil.copytree(run3588.rknn, run.rknn, dirs_exist_ok=True)
-    record = convert.read_record(run)
+    record = read_record(run)
     good = bundle.build_bundle(run, record, ["a", "b", "c"])
     before = good.tarball.read_bytes()
     (run.root / "hybrid").mkdir()
@@ -202,7 +203,7 @@ def test_hybrid_added_after_the_bundle_was_built(run3588, run3566, cpp_demo, tin
     """Notebook 60 runs after 40: its hybrid joins the existing bundle; one for another chip is refused."""
     run = Run.at(tmp_path / "run")
     shutil.copytree(run3588.rknn, run.rknn, dirs_exist_ok=True)
-    record = convert.read_record(run)
+    record = read_record(run)
     assert bundle.add_hybrid_to_bundle(run, run.rknn / "model.rknn") is None  # no bundle yet: says to run 40
     first = bundle.build_bundle(run, record, ["a", "b", "c"], cpp_demo=cpp_demo, sample_images=tiny_images[:1])
     before = first.tarball.read_bytes()
@@ -226,7 +227,7 @@ def test_board_inference_agrees_with_the_simulator(run3588, tiny_images, tmp_pat
     from helpers.tasks.classify import metric
     from helpers.tasks.data import LabelledImages
 
-    record = convert.read_record(run3588)
+    record = read_record(run3588)
     target = board.model_platform(run3588.rknn / "model.rknn")
     images = LabelledImages(list(tiny_images), np.zeros(len(tiny_images), np.int64), ["a", "b", "c"])
     with board.open_board(run3588.rknn / "model.rknn", target, tmp_path / "board.log", device_id=BOARD_ID) as b:
@@ -256,7 +257,7 @@ def test_board_perf_and_memory(run3588, tmp_path):
 def test_readme_states_toolkit_version_and_real_tensor_types(run3588):
     import dataclasses
 
-    record = convert.read_record(run3588)
+    record = read_record(run3588)
     b = bundle.build_bundle(run3588, record, ["a", "b", "c"])
     readme = (b.folder / "README.md").read_text()
     version = record.toolkit_version
@@ -277,7 +278,7 @@ def test_readme_states_toolkit_version_and_real_tensor_types(run3588):
 def test_failed_tarball_keeps_the_previous_folder_and_tarball_together(run3588, tmp_path, monkeypatch):
     run = Run.at(tmp_path / "run")
     shutil.copytree(run3588.rknn, run.rknn, dirs_exist_ok=True)
-    record = convert.read_record(run)
+    record = read_record(run)
     good = bundle.build_bundle(run, record, ["a", "b", "c"])
     before = good.tarball.read_bytes()
 
@@ -298,7 +299,7 @@ def test_demo_hybrid_never_enters_the_bundle(run3588, tmp_path):
     shutil.copyfile(run.rknn / "model.rknn", run.hybrid / "model_hybrid.rknn")
     (run.hybrid / "chosen.json").write_text(json.dumps({"model": "search", "demo": True}))
     assert "model_hybrid.rknn" not in bundle.bundle_models(run)
-    record = convert.read_record(run)
+    record = read_record(run)
     b = bundle.build_bundle(run, record, ["a", "b", "c"])
     assert "model_hybrid.rknn" not in b.files
     assert bundle.add_hybrid_to_bundle(run, run.hybrid / "model_hybrid.rknn") is None
@@ -315,7 +316,7 @@ def test_hybrid_below_int8_stays_out_and_an_earlier_one_is_taken_out(run3588, tm
     shutil.copytree(run3588.rknn, run.rknn, dirs_exist_ok=True)
     shutil.copyfile(run.rknn / "model.rknn", run.hybrid / "model_hybrid.rknn")
     (run.hybrid / "chosen.json").write_text(json.dumps({"model": "hybrid (c)", "demo": False, "below_int8": False}))
-    bundle.build_bundle(run, convert.read_record(run), ["a", "b", "c"])
+    bundle.build_bundle(run, read_record(run), ["a", "b", "c"])
     assert (run.board / "deploy" / "model_hybrid.rknn").is_file()  # an earlier run shipped it
     assert "model_hybrid.rknn" in (run.board / "deploy" / "README.md").read_text()
     (run.hybrid / "chosen.json").write_text(json.dumps({"model": "hybrid (c)", "demo": False, "below_int8": True}))
@@ -345,7 +346,7 @@ def test_export_choice_records_whether_the_hybrid_is_below_int8(tmp_path):
 
 def test_same_npu_target_is_accepted(run3566, tmp_path):
     model = run3566.rknn / "model.rknn"
-    assert board.resolve_target("rk3568", model, convert.read_record(run3566)) == "rk3568"
+    assert board.resolve_target("rk3568", model, read_record(run3566)) == "rk3568"
     with pytest.raises(WorkbookError, match="target='rk3588' does not match model.rknn, which was built for rk3566"):
         board.resolve_target("rk3588", model)
 
@@ -393,7 +394,7 @@ def test_notebook30_set_needs_a_simulator_result(tmp_path, tiny_images):
 
 
 def test_try_runner_failure_names_the_image(run3588, tiny_images, tmp_path):
-    record = convert.read_record(run3588)
+    record = read_record(run3588)
     b = bundle.build_bundle(run3588, record, ["a", "b", "c"])
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"no image")

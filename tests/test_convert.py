@@ -18,7 +18,8 @@ from helpers.steps import convert, quantize_demo
 from helpers.steps.export import exporter
 from helpers.tasks.data import write_calibration_list
 from helpers.text import convert as convert_text
-from helpers.toolkit.options import DTYPE_PLATFORMS_2_5_0
+from helpers.toolkit.options import DTYPE_PLATFORMS_2_5_0, LEFT_OUT, QUANTIZED_DTYPES, TARGET_PLATFORMS, ConvertConfig
+from helpers.toolkit.record import read_record, write_record
 from helpers.toolkit.session import RKNN
 from helpers.widgets import tooltips
 
@@ -75,14 +76,14 @@ def calib(tmp_path_factory, tiny_images):
     ({"rknn_batch_size": 0}, r"rknn_batch_size=0 must be None or a positive integer"),
 ])
 def test_bad_config_values_are_refused_before_the_toolkit(changes, message, tiny_onnx, calib, tmp_path):
-    cfg = convert.ConvertConfig(**{**ULTRA, **changes})
+    cfg = ConvertConfig(**{**ULTRA, **changes})
     with pytest.raises(WorkbookError, match=message):
         convert.convert(tiny_onnx, cfg, calib, tmp_path / "m.rknn", tmp_path / "build.log", 16)
     assert not list(tmp_path.glob("*.rknn")), "nothing half-written"
 
 
 def test_config_kwargs_are_accepted_by_the_toolkit(tmp_path):
-    cfg = convert.ConvertConfig(**ULTRA, quantized_algorithm="mmse", quantized_method="layer", custom_string="v1",
+    cfg = ConvertConfig(**ULTRA, quantized_algorithm="mmse", quantized_method="layer", custom_string="v1",
                                 op_target=None, compress_weight=True, model_pruning=True, single_core_mode=True,
                                 disable_rules=[SDPA_RULE], remove_weight=True, remove_reshape=True, enable_flash_attention=True,
                                 mini_rknn=True, auto_hybrid=True, auto_hybrid_cos_thresh=0.95, auto_hybrid_euc_thresh=2.0)
@@ -92,7 +93,7 @@ def test_config_kwargs_are_accepted_by_the_toolkit(tmp_path):
     kw = cfg.config_kwargs()
     assert kw["mean_values"] == [[0.0, 0.0, 0.0]] and kw["disable_rules"] == [SDPA_RULE] and kw["auto_hybrid_euc_thresh"] == 2.0
     assert cfg.build_kwargs(None)["auto_hybrid"] is True
-    w4 = convert.ConvertConfig(**ULTRA, target_platform="rk3576", quantized_dtype="w4a16", quantized_algorithm="gdq",
+    w4 = ConvertConfig(**ULTRA, target_platform="rk3576", quantized_dtype="w4a16", quantized_algorithm="gdq",
                                quantized_method="group32", sparse_infer=True)
     w4.validate(3)
     with RKNN(tmp_path / "cfg4.log") as rk:
@@ -105,8 +106,8 @@ def test_every_config_option_of_the_toolkit_is_a_parameter_or_explained():
 
     toolkit_options = {n for n, p in inspect.signature(RKNN.config).parameters.items()
                        if n != "self" and p.kind is not p.VAR_KEYWORD}
-    left_out = {name.strip() for key in convert.LEFT_OUT for name in key.split(",")}
-    fields = set(convert.ConvertConfig.__dataclass_fields__)
+    left_out = {name.strip() for key in LEFT_OUT for name in key.split(",")}
+    fields = set(ConvertConfig.__dataclass_fields__)
     assert toolkit_options - fields - left_out == set()
     assert "disable_rules" in fields and left_out <= toolkit_options
     assert all(tooltips("20_convert").get(f) for f in fields), "every option has its meaning for the options table"
@@ -115,8 +116,8 @@ def test_every_config_option_of_the_toolkit_is_a_parameter_or_explained():
 def test_dtype_table_matches_what_the_toolkit_accepts(tmp_path):
     """DTYPE_PLATFORMS_2_5_0 (which chips have which dtype) against the real toolkit's config."""
     with RKNN(tmp_path / "dtypes.log") as rk:
-        for dtype in convert.QUANTIZED_DTYPES:
-            for chip in convert.TARGET_PLATFORMS:
+        for dtype in QUANTIZED_DTYPES:
+            for chip in TARGET_PLATFORMS:
                 try:
                     rk.config(mean_values=[[0, 0, 0]], std_values=[[255, 255, 255]], target_platform=chip, quantized_dtype=dtype)
                     accepted = True
@@ -129,7 +130,7 @@ def test_dtype_table_matches_what_the_toolkit_accepts(tmp_path):
 @pytest.mark.parametrize("load_path", ["onnx", "pytorch"])
 def test_convert_both_load_paths(load_path, tiny_onnx, tiny_ts, calib, tmp_path):
     source = tiny_onnx if load_path == "onnx" else tiny_ts
-    cfg = convert.ConvertConfig(**ULTRA)
+    cfg = ConvertConfig(**ULTRA)
     res = convert.convert(source, cfg, calib, tmp_path / "model.rknn", tmp_path / "build.log", 16, load_path)
     assert res.rknn_path.read_bytes()[:4] == b"RKNN"
     assert res.rknn_bytes == (tmp_path / "model.rknn").stat().st_size and res.source_bytes == source.stat().st_size
@@ -140,10 +141,10 @@ def test_convert_both_load_paths(load_path, tiny_onnx, tiny_ts, calib, tmp_path)
 
 def test_record_rebuilds_the_same_model_in_the_simulator(tiny_onnx, calib, tmp_path, tiny_images):
     run = Run.at(tmp_path / "run")
-    cfg = convert.ConvertConfig(**ULTRA, quantized_method="layer")
+    cfg = ConvertConfig(**ULTRA, quantized_method="layer")
     res = convert.convert(tiny_onnx, cfg, calib, run.rknn / "model.rknn", run.rknn / "build.log", 16)
-    convert.write_record(run, res, cfg, tiny_onnx, calib, 16, "auto")
-    rec = convert.read_record(run)
+    write_record(run, res, cfg, tiny_onnx, calib, 16, "auto")
+    rec = read_record(run)
     assert rec.config == cfg and rec.load_path == "onnx" and rec.input_size == 16 and rec.dataset == calib.resolve()
     data = json.loads((run.rknn / "convert.json").read_text())
     assert data["toolkit_version"] == "2.5.0" and data["imgsz"] == 16 and data["auto_disabled_rules"] == []
@@ -161,11 +162,11 @@ def test_record_rebuilds_the_same_model_in_the_simulator(tiny_onnx, calib, tmp_p
 
 def test_read_record_names_the_notebook_to_run(tmp_path):
     with pytest.raises(WorkbookError, match=r"convert\.json is missing; run notebooks/20_convert\.ipynb"):
-        convert.read_record(Run.at(tmp_path))
+        read_record(Run.at(tmp_path))
 
 
 def test_calibration_list_empty_or_missing_images(tiny_onnx, tiny_images, tmp_path):
-    cfg = convert.ConvertConfig(**ULTRA)
+    cfg = ConvertConfig(**ULTRA)
     empty = tmp_path / "empty.txt"
     empty.write_text("\n")
     with pytest.raises(WorkbookError, match=r"Calibration list .*empty.txt is empty"):
@@ -186,12 +187,12 @@ def test_toolkit_failure_leaves_no_rknn(tiny_onnx, tmp_path):
     dataset = tmp_path / "calib.txt"
     dataset.write_text(f"{bad}\n")
     with pytest.raises(RknnError):
-        convert.convert(tiny_onnx, convert.ConvertConfig(**ULTRA), dataset, tmp_path / "m.rknn", tmp_path / "b.log", 16)
+        convert.convert(tiny_onnx, ConvertConfig(**ULTRA), dataset, tmp_path / "m.rknn", tmp_path / "b.log", 16)
     assert not list(tmp_path.glob("*.rknn"))
 
 
 def test_bad_model_inputs(tiny_onnx, tiny_ts, calib, tmp_path):
-    cfg = convert.ConvertConfig(**ULTRA)
+    cfg = ConvertConfig(**ULTRA)
     with pytest.raises(WorkbookError, match="does not exist"):
         convert.convert(tmp_path / "none.onnx", cfg, calib, tmp_path / "m.rknn", tmp_path / "b.log", 16)
     odd = tmp_path / "model.tflite"
@@ -214,7 +215,7 @@ def test_bad_model_inputs(tiny_onnx, tiny_ts, calib, tmp_path):
 
 
 def test_float_model_needs_no_calibration(tiny_onnx, tmp_path):
-    res = convert.convert(tiny_onnx, convert.ConvertConfig(**ULTRA, do_quantization=False), None, tmp_path / "fp16.rknn",
+    res = convert.convert(tiny_onnx, ConvertConfig(**ULTRA, do_quantization=False), None, tmp_path / "fp16.rknn",
                           tmp_path / "b.log", 16)
     assert res.rknn_path.exists() and not any("int8" in n for n in res.dtype_notes)
 
@@ -238,7 +239,7 @@ def test_onnx_with_dynamic_axes_is_fixed_to_the_input_size(tmp_path, calib):
     torch.onnx.export(net, torch.zeros(1, 3, 16, 16), str(path), opset_version=17, input_names=["images"], output_names=["out"],
                       dynamic_axes={"images": {0: "batch", 2: "h", 3: "w"}})
     assert exporter.onnx_io(path)["inputs"][0]["shape"] == ["batch", 3, "h", "w"]
-    res = convert.convert(path, convert.ConvertConfig(**ULTRA), calib, tmp_path / "m.rknn", tmp_path / "b.log", 16)
+    res = convert.convert(path, ConvertConfig(**ULTRA), calib, tmp_path / "m.rknn", tmp_path / "b.log", 16)
     assert res.rknn_path.exists()
 
 
@@ -248,10 +249,10 @@ def test_record_paths_are_relative_so_a_run_folder_can_move(tiny_onnx, calib, tm
     run = Run.at(tmp_path / "a")
     src = run.model / "model.onnx"
     shutil.copy(tiny_onnx, src)
-    res = convert.convert(src, convert.ConvertConfig(**ULTRA), calib, run.rknn / "model.rknn", run.rknn / "build.log", 16)
-    convert.write_record(run, res, convert.ConvertConfig(**ULTRA), src, calib, 16, "onnx")
+    res = convert.convert(src, ConvertConfig(**ULTRA), calib, run.rknn / "model.rknn", run.rknn / "build.log", 16)
+    write_record(run, res, ConvertConfig(**ULTRA), src, calib, 16, "onnx")
     shutil.move(str(run.root), str(tmp_path / "b"))
-    rec = convert.read_record(Run.at(tmp_path / "b"))
+    rec = read_record(Run.at(tmp_path / "b"))
     assert rec.source == tmp_path / "b" / "model" / "model.onnx" and rec.source.is_file()
     assert rec.rknn_path == tmp_path / "b" / "rknn" / "model.rknn" and rec.rknn_path.is_file()
 
@@ -259,21 +260,21 @@ def test_record_paths_are_relative_so_a_run_folder_can_move(tiny_onnx, calib, tm
 def test_a_rebuild_start_removes_the_old_record(tiny_onnx, calib, tmp_path):
     """Notebook 20's step: when it must recompute, convert.json goes first (nothing half-written looks valid)."""
     run = Run.at(tmp_path / "run")
-    cfg = convert.ConvertConfig(**ULTRA)
+    cfg = ConvertConfig(**ULTRA)
     params = {"load_path": "onnx", "imgsz": 16, "auto_disable_rules": True}
     step = convert.conversion_step(run, cfg, params, tiny_onnx, calib)
     assert not step.fresh
     res = convert.convert(tiny_onnx, cfg, calib, run.rknn / "model.rknn", run.rknn / "build.log", 16)
-    convert.write_record(run, res, cfg, tiny_onnx, calib, 16, "onnx")
+    write_record(run, res, cfg, tiny_onnx, calib, 16, "onnx")
     step.done()
     assert convert.conversion_step(run, cfg, params, tiny_onnx, calib).fresh
     assert (run.rknn / "convert.json").exists()
-    changed = convert.ConvertConfig(**ULTRA, quantized_method="layer")
+    changed = ConvertConfig(**ULTRA, quantized_method="layer")
     assert not convert.conversion_step(run, changed, params, tiny_onnx, calib).fresh
     assert not (run.rknn / "convert.json").exists(), "the record of the old model is gone once a rebuild starts"
     assert not (run.rknn / "model.rknn").exists(), "and so is the old model (a failed rebuild leaves no model that looks current)"
     with pytest.raises(WorkbookError, match="run notebooks/20_convert.ipynb"):
-        convert.read_record(run)
+        read_record(run)
 
 
 # ---------------------------------------------------------------- the toolkit's disable_rules hint
@@ -303,22 +304,22 @@ def yolo_cls_64(tmp_path_factory):
 def test_failing_rule_is_disabled_recorded_and_reused(yolo_cls_64, tmp_path):
     onnx, calib = yolo_cls_64
     run = Run.at(tmp_path / "run")
-    cfg = convert.ConvertConfig(**ULTRA, target_platform="rk3588")
+    cfg = ConvertConfig(**ULTRA, target_platform="rk3588")
     res = convert.convert(onnx, cfg, calib, run.rknn / "model.rknn", run.rknn / "build.log", 64)
     assert [d.rule for d in res.auto_disabled] == [SDPA_RULE]
     assert "IndexError" in res.auto_disabled[0].reason
     assert res.rknn_path.read_bytes()[:4] == b"RKNN"
-    convert.write_record(run, res, cfg, onnx, calib, 64, "onnx")
+    write_record(run, res, cfg, onnx, calib, 64, "onnx")
     data = json.loads((run.rknn / "convert.json").read_text())
     assert data["config"]["disable_rules"] == [SDPA_RULE] and data["disable_rules_given"] == []
     assert data["auto_disabled_rules"] == [{"rule": SDPA_RULE, "reason": res.auto_disabled[0].reason}]
     note = convert_text.disabled_rules_note(res.auto_disabled)
     assert SDPA_RULE in note and "every later rebuild" in note
-    listing = convert.raw_calls(convert.read_record(run))
+    listing = convert.raw_calls(read_record(run))
     assert f"disable_rules=['{SDPA_RULE}']" in listing and "rknn.export_rknn(" in listing and "rknn.release()" in listing
     # a later step rebuilds through convert.rebuild on a plain toolkit (no retry): it builds only with the recorded rule
     with RKNN(tmp_path / "sim.log") as rk:
-        convert.rebuild(rk, convert.read_record(run))
+        convert.rebuild(rk, read_record(run))
         rk.init_runtime(target=None)
         out = rk.inference(inputs=[np.zeros((1, 64, 64, 3), np.uint8)], data_format="nhwc")[0]
     assert np.asarray(out).size == 3
@@ -329,7 +330,7 @@ def test_failing_rule_is_disabled_recorded_and_reused(yolo_cls_64, tmp_path):
 def test_failing_rule_with_auto_off_names_the_rule_and_the_parameter(yolo_cls_64, tmp_path):
     onnx, calib = yolo_cls_64
     with pytest.raises(RknnError) as info:
-        convert.convert(onnx, convert.ConvertConfig(**ULTRA), calib, tmp_path / "m.rknn", tmp_path / "b.log", 64,
+        convert.convert(onnx, ConvertConfig(**ULTRA), calib, tmp_path / "m.rknn", tmp_path / "b.log", 64,
                         auto_disable_rules=False)
     assert info.value.reason == (f"IndexError: list index out of range in graph rule '{SDPA_RULE}'; the toolkit "
                                  "suggests switching it off: "
@@ -341,7 +342,7 @@ def test_failing_rule_with_auto_off_names_the_rule_and_the_parameter(yolo_cls_64
 def test_a_build_that_aborts_the_process_becomes_one_sentence(tiny_onnx, calib, tmp_path):
     """rknn-toolkit2 2.5.0 aborts the whole process building w8a16 for rk3562 (measured: 'buffer overflow!!!'
     on this model, 'munmap_chunk(): invalid pointer' on others); in a child process that is one ToolkitCrash."""
-    cfg = convert.ConvertConfig(**ULTRA, target_platform="rk3562", quantized_dtype="w8a16")
+    cfg = ConvertConfig(**ULTRA, target_platform="rk3562", quantized_dtype="w8a16")
     cfg.validate(3)
     kwargs = {"source": str(tiny_onnx), "config": cfg.to_dict(), "dataset": str(calib), "out_rknn": str(tmp_path / "m.rknn"),
               "log_path": str(tmp_path / "build.log"), "input_size": 16}
@@ -358,7 +359,7 @@ def test_a_build_that_aborts_the_process_becomes_one_sentence(tiny_onnx, calib, 
     assert "try another quantized_dtype, target_platform or optimization_level" in first
     assert not list(tmp_path.glob("*.rknn"))
     ok = run_isolated("helpers.steps.convert:convert_isolated",
-                      {**kwargs, "config": convert.ConvertConfig(**ULTRA, target_platform="rk3562").to_dict()},
+                      {**kwargs, "config": ConvertConfig(**ULTRA, target_platform="rk3562").to_dict()},
                       tmp_path / "child2.log")
     assert ok["rknn_bytes"] == (tmp_path / "m.rknn").stat().st_size and ok["auto_disabled"] == []
 
@@ -370,7 +371,7 @@ def test_every_option_is_a_parameter_of_notebook_20_with_a_tooltip():
 
     declared = execute.declared_parameters(execute.NOTEBOOKS / "20_convert.ipynb")
     tips = widgets.tooltips("20_convert")
-    assert set(convert.ConvertConfig.__dataclass_fields__) <= set(declared)
+    assert set(ConvertConfig.__dataclass_fields__) <= set(declared)
     assert list(declared)[5:7] == ["auto_disable_rules", "disable_rules"], "disable_rules first among the options"
     assert all(tips.get(name) for name in declared), [n for n in declared if not tips.get(n)]
     assert "codegen" not in declared, "the C++ demo lives in notebook 40"

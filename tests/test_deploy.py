@@ -22,11 +22,11 @@ from board_support import TINY_SIZE, converted_run
 
 from helpers.core.paths import SAMPLE_DATA
 from helpers.deploy import bundle, run_rknn
-from helpers.steps import convert
 from helpers.tasks import data
 from helpers.tasks.classify.metric import scores_of
 from helpers.tasks.feeds import fp32_runner
 from helpers.tasks.preprocess import read_rgb, softmax
+from helpers.toolkit.record import read_record
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def sample_val() -> data.LabelledImages:
 def bundle_tarball(tmp_path_factory, tiny_onnx, tiny_images, sample_val) -> Path:
     """board/deploy.tar.gz of a real bundle (tiny rk3588 model, input 16, classes a, b, c, three sample images)."""
     run = converted_run(tmp_path_factory.mktemp("run"), tiny_onnx, tiny_images, "rk3588")
-    return bundle.build_bundle(run, convert.read_record(run), ["a", "b", "c"], sample_images=sample_val.paths[:3]).tarball
+    return bundle.build_bundle(run, read_record(run), ["a", "b", "c"], sample_images=sample_val.paths[:3]).tarball
 
 
 def extracted(tarball: Path, folder: Path) -> Path:

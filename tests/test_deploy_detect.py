@@ -28,6 +28,8 @@ from helpers.steps.judge import judge_for
 from helpers.tasks import data
 from helpers.tasks.detect.postprocess import letterbox_geometry, postprocess
 from helpers.text import board as board_text
+from helpers.toolkit.options import ConvertConfig
+from helpers.toolkit.record import read_record, write_record
 
 HERE = Path(__file__).resolve().parent
 GXX = shutil.which("g++")
@@ -61,9 +63,9 @@ def det_run(tiny_detector, tmp_path_factory) -> Run:
     size = tiny_detector.imgsz
     calib = data.load_detect_split(tiny_detector.data_yaml, "train").subset(16)
     dataset = data.write_calibration_list(calib, run.rknn / "calibration.txt", size)
-    cfg = convert.ConvertConfig(mean_values=[0, 0, 0], std_values=[255, 255, 255], target_platform="rk3588")
+    cfg = ConvertConfig(mean_values=[0, 0, 0], std_values=[255, 255, 255], target_platform="rk3588")
     result = convert.convert(run.model / "model.onnx", cfg, dataset, run.rknn / "model.rknn", run.logs / "convert.log", size)
-    convert.write_record(run, result, cfg, run.model / "model.onnx", dataset, size, "onnx")
+    write_record(run, result, cfg, run.model / "model.onnx", dataset, size, "onnx")
     # notebook 30's record of how many val images it scored (the first 8): notebook 40's board section scores the same
     (run.eval / "metrics.json").write_text(json.dumps({"task": "detect", "head": "split", "images": 8, "backends": []}))
     return run
@@ -72,7 +74,7 @@ def det_run(tiny_detector, tmp_path_factory) -> Run:
 @pytest.fixture(scope="module")
 def judged(det_run, tiny_detector):
     """The judge on 8 val images and the INT8 simulator's raw outputs on its letterboxed pixels."""
-    record = convert.read_record(det_run)
+    record = read_record(det_run)
     judge = judge_for(det_run, record, tiny_detector.data_yaml, 8)
     with simulator_from_record(record, det_run.logs / "sim.log", batch=1) as sim:
         return judge, sim.outputs(judge.pixels)
@@ -81,7 +83,7 @@ def judged(det_run, tiny_detector):
 @pytest.fixture(scope="module")
 def det_bundle(det_run, tiny_detector, tmp_path_factory) -> Path:
     """The detector's bundle with the C++ demo, extracted from its tarball into a fresh folder."""
-    record = convert.read_record(det_run)
+    record = read_record(det_run)
     val = data.load_detect_split(tiny_detector.data_yaml, "val")
     demo = codegen.generate_cpp_demo(record, det_run.board / "cpp", det_run.logs / "codegen.log", image=val.paths[0])
     b = bundle.build_bundle(det_run, record, list(val.classes), cpp_demo=demo, sample_images=val.paths[:3])
@@ -381,7 +383,7 @@ def test_runner_refuses_a_stock_head_in_one_sentence(det_bundle, det_run, tmp_pa
 
     stock_run = Run.at(tmp_path / "stock_run")
     shutil.copytree(det_run.rknn, stock_run.rknn, dirs_exist_ok=True)
-    record = replace(convert.read_record(det_run), source=det_run.model / "model_stock.onnx")
+    record = replace(read_record(det_run), source=det_run.model / "model_stock.onnx")
     assert codegen.detector_head(record) == "stock"
     b = bundle.build_bundle(stock_run, record, ["a", "b", "c", "d"])
     res = run_on_stand_in(b.folder, det_run.model / "model_stock.onnx", tmp_path, str(det_bundle / "images"))
@@ -419,7 +421,7 @@ def test_board_comparison_scores_both_in_map(judged):
 def test_detector_on_board_without_a_board_stops_at_the_board(det_run, tiny_detector, capsys):
     """The real path runs up to the board (judge built, the toolkit asked for devices) and stops there in one sentence;
     the notebook's skip line says what it would do."""
-    record = convert.read_record(det_run)
+    record = read_record(det_run)
     with pytest.raises(WorkbookError, match=r"No board found for target='rk3588'; connect the board by USB OTG"):
         board.detector_on_board(det_run, record, tiny_detector.data_yaml, 2, "", None)
     assert (det_run.logs / "40_board.log").is_file() and not (det_run.board / "metrics.json").exists()
@@ -461,7 +463,7 @@ def test_detector_on_board_runs_the_whole_section_with_a_stand_in_board(det_run,
     """detector_on_board end to end with StandInBoard in place of the board: it feeds the board the judge's
     letterboxed pixels with the run's model, target and core mask, rebuilds the simulator, and scores both."""
     monkeypatch.setattr(board, "open_board", StandInBoard)
-    record = convert.read_record(det_run)
+    record = read_record(det_run)
     det = board.detector_on_board(det_run, record, tiny_detector.data_yaml, 4, "rk3588", "SERIAL", "0_1")
     seen = StandInBoard.seen
     assert seen["rknn"] == det_run.rknn / "model.rknn" and seen["target"] == "rk3588" and seen["device_id"] == "SERIAL"
@@ -477,13 +479,13 @@ def test_detector_on_board_runs_the_whole_section_with_a_stand_in_board(det_run,
 
 @needs_board
 def test_detector_on_the_board_agrees_with_the_simulator(det_run, tiny_detector):
-    record = convert.read_record(det_run)
+    record = read_record(det_run)
     det = board.detector_on_board(det_run, record, tiny_detector.data_yaml, 8, "", BOARD_ID)
     assert abs(det.board.value - det.simulator.value) < 0.02 and det.cosines.mean() > 0.99
 
 
 def test_analysis_images_of_a_detector_are_letterboxed(det_run, tiny_detector):
-    record = convert.read_record(det_run)
+    record = read_record(det_run)
     files = board.analysis_images(det_run, record, tiny_detector.data_yaml, 2)
     assert len(files) == 2 and all(f.parent == det_run.board / "analysis_inputs" for f in files)
     assert all(cv2.imread(str(f)).shape == (tiny_detector.imgsz, tiny_detector.imgsz, 3) for f in files)

@@ -20,6 +20,8 @@ from helpers.runner import cli, execute
 from helpers.steps import analysis, convert, hybrid, quantize_demo
 from helpers.steps.export import exporter
 from helpers.tasks import identify
+from helpers.toolkit.options import ConvertConfig
+from helpers.toolkit.record import read_record
 
 # ----------------------------------------------------------------------------- helpers of the tests
 
@@ -162,7 +164,7 @@ NB20 = {"mean_values": [0, 0, 0], "std_values": [255, 255, 255], "target_platfor
 def test_notebook20_options_are_checked(changes, message):
     """Notebook 20: ConvertConfig.from_dict(params).validate(channels), before the toolkit is started."""
     with pytest.raises(WorkbookError, match=message):
-        convert.ConvertConfig.from_dict({**NB20, **changes}).validate(3)
+        ConvertConfig.from_dict({**NB20, **changes}).validate(3)
 
 
 def test_source_for_pytorch_when_notebook10_got_an_onnx(tmp_path):
@@ -192,7 +194,7 @@ def test_load_arguments_for_a_missing_or_unknown_model_file(tmp_path):
 
 def test_build_on_a_missing_model_and_without_a_calibration_list(tmp_path, tiny_onnx):
     """Notebook 50 rebuilds with convert.build_on; the checks come before any toolkit call (rk=None)."""
-    cfg = convert.ConvertConfig.from_dict(NB20)
+    cfg = ConvertConfig.from_dict(NB20)
     with pytest.raises(WorkbookError, match=r"Model file \S+/model.onnx does not exist; run notebooks/10_export.ipynb"):
         convert.build_on(None, tmp_path / "model.onnx", cfg, None, 16)
     with pytest.raises(WorkbookError, match=r"do_quantization=True needs a calibration list; pass dataset= a text file "
@@ -557,7 +559,7 @@ def test_bundle_of_a_model_replaced_after_conversion(tmp_path, tiny_onnx, tiny_i
     (run.rknn / "convert.json").write_text(json.dumps(rec))
     with pytest.raises(WorkbookError, match=r"rknn/model.rknn was built for rk3566 but rknn/convert.json records "
                                             r"rk3588; re-run notebooks/20_convert.ipynb"):
-        deploy.build_bundle(run, convert.read_record(run), ["a", "b", "c"])
+        deploy.build_bundle(run, read_record(run), ["a", "b", "c"])
     assert not (run.board / "deploy").exists() and not (run.board / "deploy.tar.gz").exists()
 
 

@@ -8,12 +8,13 @@ import pytest
 
 from helpers.backends.base import Runner
 from helpers.core.errors import WorkbookError
-from helpers.steps import convert, evaluate
+from helpers.steps import evaluate
 from helpers.tasks.classify import metric
 from helpers.tasks.classify.metric import scores_of
 from helpers.tasks.data import LabelledImages, write_calibration_list
 from helpers.tasks.feeds import fp32_runner
 from helpers.tasks.preprocess import read_rgb, to_float_nchw
+from helpers.toolkit.options import ConvertConfig
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def setup(tiny_onnx, tiny_images, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
     calib = write_calibration_list(tiny_images, tmp / "calibration.txt")
     pixels = np.stack([read_rgb(p, 16) for p in tiny_images])
-    cfg = convert.ConvertConfig(mean_values=[0, 0, 0], std_values=[255, 255, 255])
+    cfg = ConvertConfig(mean_values=[0, 0, 0], std_values=[255, 255, 255])
     return tmp, calib, pixels, cfg
 
 
@@ -138,7 +139,7 @@ def test_mean_std_with_the_wrong_channel_count_is_one_sentence(gray, tiny_onnx):
 def test_simulator_runs_a_grayscale_model_fed_rgb_batches(gray, tmp_path):
     onnx_path, val, train = gray
     calib = write_calibration_list(train.paths[:4], tmp_path / "calib.txt")
-    cfg = convert.ConvertConfig(mean_values=[0.0], std_values=[255.0])
+    cfg = ConvertConfig(mean_values=[0.0], std_values=[255.0])
     fp32 = metric.evaluate(fp32_runner(onnx_path, [0.0], [255.0]), val, 24, progress=False)
     with evaluate.simulator(onnx_path, cfg, calib, 24, tmp_path / "sim.log", batch=4) as sim:
         assert sim.channels == 1

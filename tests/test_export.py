@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, version_converter
 from helpers.core.errors import RknnError, WorkbookError
 from helpers.steps.export import exporter
 from helpers.steps.export.check import check_export
+from helpers.toolkit.options import ConvertConfig
 from helpers.toolkit.session import RKNN
 
 
@@ -186,7 +187,7 @@ def _logits_net(channels: int = 3) -> torch.nn.Module:
     ("0-255 float input", "scaled", 12, False, False, [0, 0, 0], [1, 1, 1]),
 ], ids=lambda c: c[0])
 def test_older_and_other_onnx_conventions_convert_and_follow_onnx_runtime(case, tmp_path, tiny_images):
-    from helpers.steps import convert, evaluate
+    from helpers.steps import evaluate
     from helpers.tasks.classify.metric import scores_of
     from helpers.tasks.data import write_calibration_list
     from helpers.tasks.feeds import fp32_runner
@@ -207,7 +208,7 @@ def test_older_and_other_onnx_conventions_convert_and_follow_onnx_runtime(case, 
     assert len(io["inputs"]) == 1 and io["inputs"][0]["name"] == "images"  # initializers are not taken for inputs
 
     pixels = np.stack([read_rgb(p, 16) for p in tiny_images])
-    cfg = convert.ConvertConfig(mean_values=mean, std_values=std)
+    cfg = ConvertConfig(mean_values=mean, std_values=std)
     calib = write_calibration_list(tiny_images, tmp_path / "calib.txt")
     ref = scores_of(fp32_runner(res.onnx, mean, std).outputs(pixels))
     with evaluate.simulator(res.onnx, cfg, calib, 16, tmp_path / "sim.log", batch=1) as sim:

@@ -16,6 +16,7 @@ from helpers.tasks import data, scoring
 from helpers.tasks.classify.judge import ClassifyJudge
 from helpers.tasks.classify.metric import scores_of
 from helpers.tasks.measures import cosine
+from helpers.tasks.preprocess import read_rgb
 from helpers.text import hybrid as text60
 from helpers.toolkit.session import RKNN
 
@@ -131,7 +132,7 @@ def test_step2_without_step1_files(made, tmp_path):
 def test_hybrid_from_the_ranking_repairs_the_output(made, tiny_images, tmp_path):
     """INT8 vs float16 for the ranked layers (with their inputs): output cosine vs FP32 goes up."""
     files = made["files"]
-    pixels = np.stack([data.read_rgb(p, SIZE) for p in tiny_images])
+    pixels = np.stack([read_rgb(p, SIZE) for p in tiny_images])
     fp32 = onnx_scores(made["onnx"], pixels)
     with RKNN(tmp_path / "int8.log") as rk:
         rk.config(**CONFIG)

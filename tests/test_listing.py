@@ -5,7 +5,8 @@ import ast
 from pathlib import Path
 
 from helpers import listing
-from helpers.steps.convert import ConvertConfig, ConvertRecord
+from helpers.toolkit.options import ConvertConfig
+from helpers.toolkit.record import ConvertRecord
 
 
 def test_call_renders_values_and_wraps_long_lines():

@@ -12,8 +12,8 @@ import torch
 
 from helpers.core.paths import REPO
 from helpers.runner import execute, render
-from helpers.steps import convert
-from helpers.tasks import scoring
+from helpers.tasks import measures
+from helpers.toolkit.options import ConvertConfig
 from helpers.widgets import tooltips
 
 pytestmark = pytest.mark.slow
@@ -87,7 +87,7 @@ def test_convert_report_shows_the_raw_calls_theory_first_and_full_meanings(serie
         assert call in compact, call
     assert plain.index("Linear quantization in one tensor") < plain.index("The options")
     for name, meaning in tooltips("20_convert").items():
-        if name in ("load_path", "calib_images", "auto_disable_rules") or name in convert.ConvertConfig.__dataclass_fields__:
+        if name in ("load_path", "calib_images", "auto_disable_rules") or name in ConvertConfig.__dataclass_fields__:
             table = plain[plain.index("The options"):]  # the parameters cell above shows the same comment
             assert meaning in table, f"meaning of {name} shown in full"
     assert "C runtime API" in plain and "pass-through" in plain
@@ -110,10 +110,10 @@ def test_simulator_evaluation_metrics(series):
     assert fp32["top1"] >= 0.9, "the sample model is accurate"
     # the lessons, with a tolerance of the images' noise (never less than 3 images): INT8 stays close to FP32 and
     # agrees with it image by image; the discarded cvtColor costs accuracy beyond that noise
-    tol = max(scoring.binomial_noise_pt(fp32["top1"], n) / 100, 3 / n)
+    tol = max(measures.binomial_noise_pt(fp32["top1"], n) / 100, 3 / n)
     assert int8["top1"] >= fp32["top1"] - tol, "INT8 stays close to FP32"
     assert m["comparison"]["top1_agreement"] >= 1 - tol and m["comparison"]["mean_cosine"] > 0.99
-    assert bgr["top1"] < int8["top1"] - max(scoring.binomial_noise_pt(int8["top1"], n) / 100, 0.05), \
+    assert bgr["top1"] < int8["top1"] - max(measures.binomial_noise_pt(int8["top1"], n) / 100, 0.05), \
         "the discarded cvtColor costs accuracy, as the notebook shows"
     assert m["verdict"].startswith("INT8 RKNN simulator")
     z = np.load(ev / "predictions.npz")

@@ -15,6 +15,8 @@ import pandas as pd
 import pytest
 from detect_support import SMALL, tiny_detector  # noqa: F401  (session fixture: one training per session)
 
+from helpers.toolkit.record import read_record
+
 pytestmark = pytest.mark.slow
 VAL_IMAGES = 20  # the whole val split of the small sample (100 images, 20% val); 30 and 50 score the same images
 GRID = [["normal", "channel"], ["mmse", "layer"]]
@@ -54,14 +56,13 @@ def test_judges_score_like_the_task_evaluations(detect_analysis_run):
     import numpy as np
 
     from helpers.core.paths import Run
-    from helpers.steps import convert
     from helpers.steps.judge import judge_for
     from helpers.tasks.data import resolve_data_dir
     from helpers.tasks.detect.metric import evaluate_outputs
     from helpers.tasks.feeds import fp32_runner
 
     run = Run.at(detect_analysis_run)
-    record = convert.read_record(run)
+    record = read_record(run)
     judge = judge_for(run, record, resolve_data_dir("", run), VAL_IMAGES)
     assert (judge.task, judge.key, judge.label, judge.images) == ("detect", "map50_95", "mAP50-95", VAL_IMAGES)
     outputs = fp32_runner(run.model / "model.onnx", record.config.mean_values, record.config.std_values).outputs(judge.pixels)

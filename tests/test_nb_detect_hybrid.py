@@ -15,6 +15,7 @@ import pytest
 from detect_support import SMALL, tiny_detector  # noqa: F401  (session fixture)
 
 from helpers.steps import hybrid
+from helpers.toolkit.record import read_record
 
 pytestmark = pytest.mark.slow
 
@@ -82,12 +83,12 @@ def test_search_scores_every_point_by_map(hybrid_run, tmp_path):
     import shutil
 
     from helpers.core.paths import Run
-    from helpers.steps import analysis, convert
+    from helpers.steps import analysis
     from helpers.steps.judge import judge_for
     from helpers.tasks.data import resolve_data_dir
 
     run = Run.at(shutil.copytree(hybrid_run, tmp_path / "run"))
-    record = convert.read_record(run)
+    record = read_record(run)
     judge = judge_for(run, record, resolve_data_dir("", run), images=8)
     assert judge.key == "map50_95" and judge.pixels.shape[1:] == (SMALL["imgsz"], SMALL["imgsz"], 3) and judge.step_pt() is None
     files = hybrid.find_step1(run.hybrid / "step1")

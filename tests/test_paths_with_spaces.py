@@ -12,6 +12,7 @@ from helpers.core import lists, step_cache
 from helpers.core.errors import RknnError, WorkbookError
 from helpers.steps import analysis, convert, hybrid
 from helpers.tasks.data import write_calibration_list
+from helpers.toolkit.options import ConvertConfig
 from helpers.toolkit.session import RKNN
 
 ULTRA = dict(mean_values=[0, 0, 0], std_values=[255, 255, 255])
@@ -34,7 +35,7 @@ def test_every_line_is_one_plain_path_naming_the_same_image(spaced):
     assert [p.read_bytes() for p in lists.read_image_list(out)] == [p.read_bytes() for p in images]
     listed = [p.read_bytes() for p in step_cache.listed_images(out)]
     assert listed == [p.read_bytes() for p in images], "the step key reads it too"
-    assert convert.check_dataset(out, convert.ConvertConfig(**ULTRA)) == out
+    assert convert.check_dataset(out, ConvertConfig(**ULTRA)) == out
     assert sorted(p.name for p in out.parent.iterdir()) == ["calibration.txt", "calibration_links"], "no temporary left"
 
     plain_dir = run.parent / "plain"  # plain paths are written as before (absolute) and the links go
@@ -67,7 +68,7 @@ def test_the_toolkit_builds_analyses_and_runs_hybrid_step1_from_spaced_folders(s
     onnx = run / "model" / "model ü.onnx"
     onnx.parent.mkdir(parents=True)
     shutil.copy(tiny_onnx, onnx)
-    cfg = convert.ConvertConfig(**ULTRA, target_platform="rk3566")
+    cfg = ConvertConfig(**ULTRA, target_platform="rk3566")
 
     raw = run / "rknn" / "raw.txt"  # the lesson: the toolkit itself cannot read such a line
     raw.parent.mkdir(parents=True)

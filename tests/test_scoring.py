@@ -9,23 +9,23 @@ import pandas as pd
 import pytest
 
 from helpers.steps import judge as judging
-from helpers.tasks import scoring
+from helpers.tasks import measures
 from helpers.tasks.classify.judge import ClassifyJudge
 
 
 def test_metric_column_is_found_in_tables_rows_and_records():
-    assert scoring.metric_in(pd.DataFrame(columns=["model", "map50_95", "mean_cosine"]).columns) == "map50_95"
-    assert scoring.metric_in({"model": "INT8", "top1": 0.9, "map50_95": 0.5}) == "top1"  # the precedence of METRIC_LABELS
-    assert scoring.metric_in(["model", "mean_cosine"]) is None and scoring.metric_in(None) is None
-    assert scoring.metric_text("top1", 0.98333) == "98.33%" and scoring.metric_text("map50_95", 0.7123) == "0.712"
+    assert measures.metric_in(pd.DataFrame(columns=["model", "map50_95", "mean_cosine"]).columns) == "map50_95"
+    assert measures.metric_in({"model": "INT8", "top1": 0.9, "map50_95": 0.5}) == "top1"  # the precedence of METRIC_LABELS
+    assert measures.metric_in(["model", "mean_cosine"]) is None and measures.metric_in(None) is None
+    assert measures.metric_text("top1", 0.98333) == "98.33%" and measures.metric_text("map50_95", 0.7123) == "0.712"
 
 
 def test_output_cosine_flattens_every_output_of_an_image():
     a = [[np.ones((1, 2)), np.ones((1, 2))], [np.array([[1.0, 0.0]]), np.array([[0.0]])]]
     b = [[np.ones((1, 2)), -np.ones((1, 2))], [np.array([[0.0, 1.0]]), np.array([[0.0]])]]
-    assert scoring.output_cosines(a, b) == pytest.approx([0.0, 0.0])
-    assert scoring.output_cosines(a, a) == pytest.approx([1.0, 1.0])
-    assert scoring.output_cosines([[np.zeros((1, 3))]], [[np.ones((1, 3))]]) == pytest.approx([0.0])  # all zeros: 0, not NaN
+    assert measures.output_cosines(a, b) == pytest.approx([0.0, 0.0])
+    assert measures.output_cosines(a, a) == pytest.approx([1.0, 1.0])
+    assert measures.output_cosines([[np.zeros((1, 3))]], [[np.ones((1, 3))]]) == pytest.approx([0.0])  # all zeros: 0, not NaN
 
 
 def _judge(fp32_scores: np.ndarray, labels: list[int]) -> ClassifyJudge:

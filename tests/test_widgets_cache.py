@@ -9,6 +9,7 @@ from helpers import widgets
 from helpers.core import step_cache
 from helpers.core.paths import Run
 from helpers.runner import status
+from helpers.toolkit.options import QUANTIZED_ALGORITHMS, TARGET_PLATFORMS
 
 
 def test_form_reads_declared_parameters_and_records_them(tmp_path, capsys):
@@ -198,10 +199,9 @@ def test_tooltips_are_the_parameters_cells_own_comments(tmp_path):
 
 
 def test_choice_lists_are_converts_lists():
-    from helpers.steps import convert
 
-    assert widgets.CHOICES["target_platform"] is convert.TARGET_PLATFORMS
-    assert widgets.CHOICES["quantized_algorithm"] is convert.QUANTIZED_ALGORITHMS
+    assert widgets.CHOICES["target_platform"] is TARGET_PLATFORMS
+    assert widgets.CHOICES["quantized_algorithm"] is QUANTIZED_ALGORITHMS
 
 
 def test_cached_recomputes_over_a_record_without_result(tmp_path):

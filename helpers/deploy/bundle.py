@@ -29,9 +29,9 @@ from helpers.deploy.codegen import CppDemo, detector_head
 from helpers.deploy.codegen import end2end as codegen_end2end
 from helpers.deploy.readme import render_readme
 from helpers.steps.board import model_platform, save_json
-from helpers.steps.convert import ConvertRecord
 from helpers.tasks.data import LabelledImages
 from helpers.tasks.preprocess import match_channels, read_image
+from helpers.toolkit.record import ConvertRecord
 from helpers.toolkit.session import toolkit_version
 
 RUNNER = Path(run_rknn.__file__)

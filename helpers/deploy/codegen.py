@@ -9,10 +9,11 @@ from pathlib import Path
 
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import atomic_path
-from helpers.steps.convert import ConvertRecord, rebuild
+from helpers.steps.convert import rebuild
 from helpers.steps.export.detect_head import decode_options, onnx_metadata
 from helpers.tasks.feeds import model_input_npy
 from helpers.tasks.preprocess import read_rgb
+from helpers.toolkit.record import ConvertRecord
 from helpers.toolkit.session import RKNN
 
 CPP_DIR = Path(__file__).with_name("cpp")

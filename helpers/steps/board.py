@@ -21,14 +21,13 @@ from helpers.backends.board import (
     BoardRunner,
     Devices,
     Perf,
-    choose_device,  # noqa: F401 - notebook 40 picks its device as board.choose_device
     explained,
 )
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import Run, write_json_atomic
 from helpers.deploy import chips
 from helpers.steps.analysis import run_accuracy_analysis
-from helpers.steps.convert import TARGET_PLATFORMS, ConvertRecord, rebuild
+from helpers.steps.convert import rebuild
 from helpers.steps.evaluate import load_run, simulator_from_record
 from helpers.steps.judge import analysis_inputs, judge_for
 from helpers.tasks.classify.metric import EvalResult, topk_accuracy
@@ -37,6 +36,8 @@ from helpers.tasks.feeds import fitted, model_input_npy
 from helpers.tasks.identify import run_task
 from helpers.tasks.measures import output_cosines
 from helpers.tasks.preprocess import read_rgb
+from helpers.toolkit.options import TARGET_PLATFORMS
+from helpers.toolkit.record import ConvertRecord
 from helpers.toolkit.session import RKNN, toolkit_version
 
 if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn

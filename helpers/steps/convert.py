@@ -20,24 +20,15 @@ from helpers.core.errors import WorkbookError, strip_ansi
 from helpers.core.paths import Run, atomic_path
 from helpers.core.step_cache import Step
 from helpers.steps.export import exporter
-from helpers.toolkit.options import (  # noqa: F401 - re-exported: callers read the options as convert.X
-    FLOAT_DTYPES,
-    LEFT_OUT,
-    LOAD_PATHS,
-    QUANTIZED_ALGORITHMS,
-    QUANTIZED_DTYPES,
-    QUANTIZED_METHODS,
-    TARGET_PLATFORMS,
+from helpers.toolkit.options import (
     ConvertConfig,
     source_kind,
 )
-from helpers.toolkit.record import (  # noqa: F401 - re-exported: callers read the record as convert.X
+from helpers.toolkit.record import (
     RECORD,
     ConvertRecord,
     ConvertResult,
-    read_record,
     start_record,
-    write_record,
 )
 from helpers.toolkit.session import RKNN
 

@@ -12,11 +12,13 @@ import numpy as np
 
 from helpers.backends.simulator import SimulatorRunner
 from helpers.core.paths import atomic_path, write_json_atomic, write_text_atomic
-from helpers.steps.convert import ConvertConfig, ConvertRecord, build_on, model_channels
+from helpers.steps.convert import build_on, model_channels
 from helpers.tasks.classify.metric import Comparison, EvalResult, compare, topk_accuracy, verdict
 from helpers.tasks.data import LabelledImages
 from helpers.tasks.detect.images import MEAN, STD
 from helpers.tasks.feeds import fitted
+from helpers.toolkit.options import ConvertConfig
+from helpers.toolkit.record import ConvertRecord
 
 ROLES = ("fp32", "int8", "hybrid", "board", "diagnostic")
 
@@ -35,7 +37,7 @@ def simulator(source: str | Path, cfg: ConvertConfig, dataset: str | Path | None
 
 def simulator_from_record(record: ConvertRecord, log_path: str | Path, batch: int = 8, name: str = "INT8 RKNN simulator",
                           **overrides: Any) -> SimulatorRunner:
-    """Rebuild the model notebook 20 converted (helpers.steps.convert.read_record), with optional config overrides."""
+    """Rebuild the model notebook 20 converted (helpers.toolkit.record.read_record), with optional config overrides."""
     cfg = ConvertConfig.from_dict({**record.config.to_dict(), **overrides})
     return simulator(record.source, cfg, record.dataset, record.input_size, log_path, record.load_path, batch, name)
 

@@ -9,7 +9,6 @@ import numpy as np
 
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import Run, atomic_path
-from helpers.steps.convert import ConvertRecord
 from helpers.steps.export.detect_head import decode_options
 from helpers.tasks.classify.judge import ClassifyJudge
 from helpers.tasks.data import detect_yaml, load_split
@@ -20,6 +19,7 @@ from helpers.tasks.feeds import fp32_runner, model_input_npy
 from helpers.tasks.identify import class_names, run_task
 from helpers.tasks.measures import Outputs
 from helpers.tasks.scoring import Judge
+from helpers.toolkit.record import ConvertRecord
 
 
 def fp32_outputs(record: ConvertRecord, onnx_path: Path, pixels: np.ndarray) -> Outputs:

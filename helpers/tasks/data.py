@@ -14,7 +14,7 @@ from helpers.core.paths import REPO, SAMPLE_DATA, Run, atomic_path
 from helpers.tasks.detect.labels import read_split
 from helpers.tasks.detect.postprocess import letterbox
 from helpers.tasks.identify import recorded_data, run_task
-from helpers.tasks.preprocess import IMAGE_SUFFIXES, list_images, match_channels, read_image, read_rgb  # noqa: F401 (read_rgb: used as data.read_rgb)
+from helpers.tasks.preprocess import IMAGE_SUFFIXES, list_images, match_channels, read_image
 
 # The digits are drawn amber on navy rather than grey so that a red/blue channel swap is a real
 # input change: notebook 30 uses it to show what the tutorial's discarded cvtColor costs.

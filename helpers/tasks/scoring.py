@@ -10,15 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from helpers.tasks.measures import (  # noqa: F401 - the measures' names, still imported from here by notebooks 50/60's steps
-    METRIC_LABELS,
-    Outputs,
-    binomial_noise_pt,
-    metric_heading,
-    metric_in,
-    metric_text,
-    output_cosines,
-)
+from helpers.tasks.measures import Outputs, metric_text, output_cosines
 
 
 @dataclass

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from helpers.steps.convert import ConvertConfig
 from helpers.steps.export.exporter import read_sidecar
 from helpers.tasks.classify.metric import scores_of
 from helpers.tasks.feeds import fp32_runner, torchscript_runner
 from helpers.tasks.measures import cosine
+from helpers.toolkit.options import ConvertConfig
 
 
 @dataclass
