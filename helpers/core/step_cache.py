@@ -16,12 +16,12 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
 from helpers.core import stamps
 from helpers.core.paths import Run, write_json_atomic
+from helpers.core.versions import toolkit_version
 
 T = TypeVar("T")
 
@@ -90,14 +90,6 @@ def file_digest(path: Path) -> str:
             else:
                 h.update(b"<missing>")
     return h.hexdigest()
-
-
-def toolkit_version() -> str:
-    """The installed rknn-toolkit2 version ('' when it is not installed): part of every key."""
-    try:
-        return version("rknn-toolkit2")
-    except PackageNotFoundError:
-        return ""
 
 
 def fingerprint(params: dict[str, Any], inputs: Sequence[Path]) -> str:

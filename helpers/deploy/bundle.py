@@ -24,6 +24,7 @@ import pandas as pd
 
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import Run, atomic_path
+from helpers.core.versions import toolkit_version
 from helpers.deploy import chips, run_rknn
 from helpers.deploy.codegen import CppDemo, detector_head
 from helpers.deploy.codegen import end2end as codegen_end2end
@@ -32,7 +33,6 @@ from helpers.steps.board import model_platform, save_json
 from helpers.tasks.data import LabelledImages
 from helpers.tasks.preprocess import match_channels, read_image
 from helpers.toolkit.record import ConvertRecord
-from helpers.toolkit.session import toolkit_version
 
 RUNNER = Path(run_rknn.__file__)
 CHIPS = Path(chips.__file__)  # run_rknn.py imports it from beside itself on the board

@@ -25,6 +25,7 @@ from helpers.backends.board import (
 )
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import Run, write_json_atomic
+from helpers.core.versions import toolkit_version
 from helpers.deploy import chips
 from helpers.steps.analysis import run_accuracy_analysis
 from helpers.steps.convert import rebuild
@@ -38,7 +39,7 @@ from helpers.tasks.measures import output_cosines
 from helpers.tasks.preprocess import read_rgb
 from helpers.toolkit.options import TARGET_PLATFORMS
 from helpers.toolkit.record import ConvertRecord
-from helpers.toolkit.session import RKNN, toolkit_version
+from helpers.toolkit.session import RKNN
 
 if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn
     from matplotlib.figure import Figure

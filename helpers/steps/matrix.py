@@ -28,6 +28,7 @@ from helpers.backends.onnxrt import OnnxRunner
 from helpers.core.errors import WorkbookError, strip_ansi
 from helpers.core.isolate import run_isolated
 from helpers.core.paths import atomic_path, write_json_atomic, write_text_atomic
+from helpers.core.versions import toolkit_version
 from helpers.steps.convert import build_on
 from helpers.steps.export.models import gray_cnn
 from helpers.tasks.data import load_split, write_calibration_list, write_gray_shapes, write_sample
@@ -35,7 +36,7 @@ from helpers.tasks.feeds import normalised
 from helpers.tasks.measures import cosine
 from helpers.tasks.preprocess import read_image
 from helpers.toolkit.options import ConvertConfig
-from helpers.toolkit.session import RKNN, toolkit_version
+from helpers.toolkit.session import RKNN
 
 CHIPS = ["rk3588", "rk3576", "rk3566", "rk3562", "rv1106", "rv1126b"]
 # What rknn-toolkit2 2.5.0 accepts per chip besides w8a8 (probed: config+build on a tiny model).

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers.core.errors import WorkbookError
-from helpers.toolkit.session import toolkit_version
+from helpers.core.versions import toolkit_version
 
 TARGET_PLATFORMS = ["rk3588", "rk3576", "rk3568", "rk3566", "rk3562", "rv1103", "rv1106", "rv1103b", "rv1106b", "rk2118",
                     "rv1126b"]

@@ -11,8 +11,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from helpers.core.paths import Run, write_json_atomic
+from helpers.core.versions import toolkit_version
 from helpers.toolkit.options import ConvertConfig, source_kind
-from helpers.toolkit.session import DisabledRule, toolkit_version
+from helpers.toolkit.session import DisabledRule
 
 
 @dataclass

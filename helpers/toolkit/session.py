@@ -15,7 +15,6 @@ import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -222,7 +221,3 @@ def _detach_file_handlers(log_path: Path) -> None:
             logger.removeHandler(handler)
             handler.close()
 
-
-def toolkit_version() -> str:
-    """The installed rknn-toolkit2 version, read from package metadata (no toolkit import)."""
-    return version("rknn-toolkit2")
