@@ -19,7 +19,8 @@ def test_dead_kernel_is_described_with_cell_log_and_cause(tiny_onnx, tiny_images
     run = tmp_path / "run"
     calib = write_calibration_list(tiny_images[:2], tmp_path / "calibration.txt")
     crash = (  # rknn-toolkit2 2.5.0 aborts the process building w8a16 for rk3562 (measured)
-        "from helpers import convert\n"
+        "from helpers.steps import convert\n"
+        "from helpers.toolkit.options import ConvertConfig\n"
         "cfg = ConvertConfig([0, 0, 0], [255, 255, 255], target_platform='rk3562', quantized_dtype='w8a16')\n"
         f"convert.convert(r'{tiny_onnx}', cfg, r'{calib}', r'{run}/rknn/model.rknn', r'{run}/rknn/build.log', 16)"
     )
