@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from board_support import BOARD_ID, TINY_SIZE, converted_run, needs_board
 
+from helpers.backends.board import Devices, choose_device
 from helpers.core.errors import RknnError, WorkbookError
 from helpers.core.paths import Run
 from helpers.deploy import bundle, codegen
@@ -46,13 +47,13 @@ def test_discover_without_board_reports_none_found(tmp_path):
 
 def test_choose_device_unknown_id_is_a_clear_error():
     with pytest.raises(WorkbookError, match=r"device_id='NOPE' is not connected \(connected: none \(no board found\)\)"):
-        board.choose_device(board.Devices(), "NOPE")
-    two = board.Devices(adb=["0123ABC", "4567DEF"])
+        choose_device(Devices(), "NOPE")
+    two = Devices(adb=["0123ABC", "4567DEF"])
     with pytest.raises(WorkbookError, match="connected: 0123ABC, 4567DEF"):
-        board.choose_device(two, "0123ABD")
-    assert board.choose_device(two, "") == "0123ABC"
-    assert board.choose_device(two, " 4567DEF ") == "4567DEF"
-    assert board.choose_device(board.Devices(), "") is None
+        choose_device(two, "0123ABD")
+    assert choose_device(two, "") == "0123ABC"
+    assert choose_device(two, " 4567DEF ") == "4567DEF"
+    assert choose_device(Devices(), "") is None
 
 
 # ---------------------------------------------------------------- target / platform
