@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from helpers.tasks.measures import Outputs, metric_text, output_cosines
+from helpers.tasks.noise import Paired
 
 
 @dataclass
@@ -73,6 +74,11 @@ class Judge:
         cos = output_cosines(self.fp32_outputs, outputs)
         mean, low = (float(cos.mean()), float(cos.min())) if len(cos) else (float("nan"), float("nan"))
         return Score(value, mean, low, agreement)
+
+    def paired(self, outputs: Outputs, reference: Outputs | None = None) -> Paired:
+        """These outputs' metric against the reference's (FP32 by default) on the same images, by the workbook's
+        one noise rule (helpers.tasks.noise): the difference in points, its 95 % interval and the verdict."""
+        raise NotImplementedError
 
     def step_pt(self) -> float | None:
         """The metric's resolution in points (one image of top-1); None when it has no fixed step (mAP)."""

@@ -7,6 +7,7 @@ import numpy as np
 
 from helpers.tasks.classify.metric import scores_of, topk_accuracy
 from helpers.tasks.measures import Outputs, binomial_noise_pt
+from helpers.tasks.noise import Paired, mcnemar
 from helpers.tasks.scoring import Judge
 
 
@@ -21,6 +22,14 @@ class ClassifyJudge(Judge):
         scores = scores_of(outputs)
         same = float((scores_of(self.fp32_outputs).argmax(1) == scores.argmax(1)).mean()) if len(scores) else float("nan")
         return topk_accuracy(scores, np.asarray(self.labels), 1), same
+
+    def correct(self, outputs: Outputs) -> np.ndarray:
+        """Per image: is the top-1 class the folder label?"""
+        return scores_of(outputs).argmax(1) == np.asarray(self.labels)
+
+    def paired(self, outputs: Outputs, reference: Outputs | None = None) -> Paired:
+        """Top-1 against the reference's (FP32 by default): exact McNemar on the images only one gets right."""
+        return mcnemar(self.correct(self.fp32_outputs if reference is None else reference), self.correct(outputs))
 
     def step_pt(self) -> float | None:
         """One image of top-1, in points."""
