@@ -153,18 +153,18 @@ These commands are how you measure it, on the board.
 noisier. The runner prints the NPU's governor and frequency when the kernel exposes them. As root on the board:
 
 ```
-ls /sys/class/devfreq/                         # the NPU's entry has npu in its name (e.g. <address>.npu); DDR's is often dmc
-NPU=$(ls -d /sys/class/devfreq/*npu* | head -n 1)
-cat $NPU/available_governors $NPU/available_frequencies
-echo performance > $NPU/governor               # holds the maximum frequency
-cat $NPU/cur_freq                              # check it took
-for p in /sys/devices/system/cpu/cpufreq/policy*; do echo performance > $p/scaling_governor; done    # the CPU
+ls /sys/class/devfreq/                   # the NPU's entry has npu in its name (e.g. <address>.npu); DDR's is often dmc
+cd /sys/class/devfreq/*npu*              # that entry
+cat available_governors available_frequencies
+echo performance > governor              # holds the maximum frequency
+cat cur_freq                             # check it took
+echo performance | tee /sys/devices/system/cpu/cpufreq/policy*/scaling_governor    # the CPU
 ```
 
-Without a `performance` governor: `echo userspace > $NPU/governor`, then write the highest of
-`available_frequencies` to `$NPU/userspace/set_freq`; DDR's entry takes the same. The entry's name differs by chip and
-kernel (some vendor kernels have none for the NPU, or cap the maximum in firmware), so find it with `ls` as above rather
-than copying a path from elsewhere. rknn_model_zoo ships `scaling_frequency.sh` (`scaling_frequency.sh -c {platform}`),
+Without a `performance` governor: `echo userspace > governor`, then write the highest of `available_frequencies` to
+`userspace/set_freq` in the same folder; DDR's entry takes the same. The entry's name differs by chip and kernel (some
+vendor kernels have none for the NPU, or cap the maximum in firmware), so find it with `ls` as above rather than
+copying a path from elsewhere. rknn_model_zoo ships `scaling_frequency.sh` (`scaling_frequency.sh -c {platform}`),
 which pins CPU, DDR and NPU for each chip it knows and reports whether each setting took. On chips with big and little
 CPU cores (RK3588, RK3576) run the benchmark on the big ones: the cores with the highest
 `cat /sys/devices/system/cpu/cpu*/cpufreq/cpuinfo_max_freq`, then `taskset -c <those cores> python3 run_rknn.py ...`.
