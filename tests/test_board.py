@@ -155,8 +155,8 @@ def test_bundle_contents_and_tarball(run3588, cpp_demo, tiny_images):
     b = bundle.build_bundle(run3588, record, ["cat", "dog", "bird"], cpp_demo=cpp_demo, sample_images=tiny_images[:2])
     names = set(b.files)
     example = f"images/{bundle.example_name(tiny_images[0])}"  # <class folder>_<file name>
-    assert {"model.rknn", "labels.txt", "model.json", "run_rknn.py", "chips.py", "preprocess.py", "README.md", example,
-            "cpp/run.sh"} <= names
+    assert {"model.rknn", "labels.txt", "model.json", "run_rknn.py", "chips.py", "throughput.py", "preprocess.py", "README.md",
+            example, "cpp/run.sh"} <= names
     assert "model_hybrid.rknn" not in names  # notebook 60 has not run here
     assert (b.folder / "preprocess.py").read_bytes() == bundle.PREPROCESS.read_bytes()
     assert (b.folder / "run_rknn.py").read_bytes() == bundle.RUNNER.read_bytes()

@@ -101,17 +101,18 @@ def test_arguments_default_from_model_json(bundle_dir):
     mod = load_bundled_runner(bundle_dir)
     args = mod.parse_args(["images/x.png"])
     assert args.model == bundle_dir / "model.rknn" and args.labels == bundle_dir / "labels.txt"
-    assert args.size == TINY_SIZE and args.top_k == 5 and args.core_mask == "auto" and args.loops == 0
-    args = mod.parse_args(["a.png", "b/", "--top-k", "3", "--core-mask", "0_1_2", "--loops", "50", "--size", "24"])
-    assert args.inputs == ["a.png",
-                           "b/"] and args.top_k == 3 and args.core_mask == "0_1_2" and args.loops == 50 and args.size == 24
+    assert args.size == TINY_SIZE and args.top_k == 5 and args.core_mask == "auto" and args.benchmark is None
+    assert args.warmup == 5 and args.cores is None
+    args = mod.parse_args(["a.png", "b/", "--top-k", "3", "--core-mask", "0_1_2", "--benchmark", "50", "--size", "24"])
+    assert args.inputs == ["a.png", "b/"] and args.top_k == 3 and args.core_mask == "0_1_2" and args.size == 24
+    assert args.benchmark == 50 and mod.parse_args(["a.png", "--loops", "7"]).benchmark == 7  # the older name still works
 
 
 @pytest.mark.parametrize("argv, message", [
     ([], "the following arguments are required: inputs"),
     (["x.png", "--top-k", "0"], "--top-k must be at least 1"),
     (["x.png", "--core-mask", "fast"], "invalid choice: 'fast'"),
-    (["x.png", "--loops", "-1"], "--loops must be 0 or more"),
+    (["x.png", "--benchmark", "0"], "--benchmark 0: the number of timed inferences must be at least 1"),
 ])
 def test_bad_arguments_exit_2_with_the_reason(bundle_dir, tmp_path, argv, message):
     res = run_runner(bundle_dir, *argv, cwd=tmp_path)
@@ -214,9 +215,9 @@ def printed_ranks(stdout: str) -> dict[str, list[tuple[int, float]]]:
 
 
 def test_runner_end_to_end_matches_onnx_runtime(bundle_dir, tiny_onnx, tmp_path):
-    """Preprocessing, the loop over a folder, top-k output and the timing loop, against a stand-in
+    """Preprocessing, the loop over a folder, top-k output and the benchmark, against a stand-in
     runtime: every printed class and probability equals ONNX Runtime on the workbook's own input."""
-    res = run_on_stand_in(bundle_dir, tiny_onnx, tmp_path, "images", "--top-k", "3", "--loops", "4")
+    res = run_on_stand_in(bundle_dir, tiny_onnx, tmp_path, "images", "--top-k", "3", "--benchmark", "4")
     assert res.returncode == 0, res.stderr
     assert f"input {TINY_SIZE}x{TINY_SIZE} RGB uint8 NHWC, core mask auto (one idle core, picked by the runtime)" in res.stdout
     ranks = printed_ranks(res.stdout)
@@ -230,8 +231,8 @@ def test_runner_end_to_end_matches_onnx_runtime(bundle_dir, tiny_onnx, tmp_path)
         assert printed == want
     assert all(f"  1. {labels[r[0][0]]}" in res.stdout for r in ranks.values())
     calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
-    assert len(calls) == len(images) + 1 + 4  # one call per image, a warm-up, then --loops
-    assert "timing over 4 runs" in res.stdout
+    assert len(calls) == len(images) + 5 + 4  # one call per image, the default warm-up, then --benchmark
+    assert "5 warm-up run(s), then 4 timed run(s)" in res.stdout
 
 
 def test_runner_honours_the_models_colour_order(bundle_dir, tiny_onnx, tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 
 import nbformat
@@ -54,6 +55,7 @@ def test_bundle_folder_and_tarball(run_root):
     assert labels == [str(i) for i in range(10)] and cfg["classes"] == 10  # the digits sample
     assert (deploy / "preprocess.py").read_bytes() == (REPO / "helpers" / "tasks" / "preprocess.py").read_bytes()
     assert (deploy / "run_rknn.py").read_bytes() == (REPO / "helpers" / "deploy" / "run_rknn.py").read_bytes()
+    assert (deploy / "throughput.py").read_bytes() == (REPO / "helpers" / "deploy" / "throughput.py").read_bytes()
     assert len(list((deploy / "images").iterdir())) == 2  # sample_images in tests/small_params.yaml
     assert (deploy / "cpp" / "CMakeLists.txt").is_file() and "model.rknn" in (deploy / "cpp" / "run.sh").read_text()
     golden = next((deploy / "cpp" / "data").rglob("*.npy"))
@@ -139,3 +141,33 @@ def test_hybrid_from_notebook_60_joins_the_bundle(series):
     assert cfg["hybrid_model"] == "model_hybrid.rknn"
     assert "--model model_hybrid.rknn" in (deploy / "README.md").read_text()
     assert "deploy/model_hybrid.rknn" in names
+
+
+def _script(root) -> str:
+    """The notebook's closing PC-to-board script, as its output shows it (the listing's plain-text form)."""
+    nb = nbformat.read(root / "executed" / f"{NB}.ipynb", as_version=4)
+    found = [out["data"]["text/plain"] for cell in nb.cells for out in cell.get("outputs", [])
+             if out.get("data", {}).get("text/plain", "").startswith("# Notebook 40's board calls")]
+    assert len(found) == 1
+    return found[0]
+
+
+def test_it_ends_with_the_board_calls_as_a_plain_script_with_this_runs_values(run_root):
+    """Issue 21.8: like 20/30/50/60, the notebook ends with its toolkit calls as a script to copy (tests/
+    test_deploy_pc_script.py runs that script's control flow against a stand-in board)."""
+    script = _script(run_root)
+    compile(script, "board_script.py", "exec")
+    devices = json.loads((run_root / "board" / "devices.json").read_text())
+    platform = board.model_platform(run_root / "rknn" / "model.rknn")
+    assert f"MODEL = {str((run_root / 'rknn' / 'model.rknn').resolve())!r}" in script
+    assert f"target={platform!r}" in script and "rknn.list_devices()" in script and "rknn.eval_perf(" in script
+    chosen = devices["chosen"]
+    assert (f"device_id = {chosen!r}" if chosen else "device_id = devices[0]") in script
+
+
+@pytest.mark.skipif(bool(BOARD_ID), reason="a board is attached (RKNN_DEVICE_ID set): the no-board path does not apply")
+def test_without_a_board_no_fps_is_shown_and_the_benchmark_is_for_the_board(run_root):
+    note = _markdown_outputs(run_root)
+    assert "No board here, so no FPS is shown: the benchmark is for the board" in note
+    assert "--benchmark 200" in note and "README.md, section 5" in note
+    assert not re.search(r"\d\s*FPS", _outputs(run_root) + note)  # no figure nobody measured

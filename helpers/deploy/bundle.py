@@ -1,5 +1,5 @@
-"""The deployment bundle: board/deploy/ (models, labels, model.json, the runner, the workbook's
-preprocess.py, README, optional C++ demo and example images) and board/deploy.tar.gz.
+"""The deployment bundle: board/deploy/ (models, labels, model.json, the runner with its chips.py and throughput.py,
+the workbook's preprocess.py, README, optional C++ demo and example images) and board/deploy.tar.gz.
 
 Folder and tarball are built under temporary names and swapped in together, so a failure at any
 step leaves the previous bundle (folder and tarball) as it was.
@@ -25,7 +25,7 @@ import pandas as pd
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import Run, atomic_path
 from helpers.core.versions import toolkit_version
-from helpers.deploy import chips, run_rknn
+from helpers.deploy import chips, run_rknn, throughput
 from helpers.deploy.codegen import CppDemo, detector_head
 from helpers.deploy.codegen import end2end as codegen_end2end
 from helpers.deploy.readme import render_readme
@@ -36,6 +36,7 @@ from helpers.toolkit.record import ConvertRecord
 
 RUNNER = Path(run_rknn.__file__)
 CHIPS = Path(chips.__file__)  # run_rknn.py imports it from beside itself on the board
+THROUGHPUT = Path(throughput.__file__)  # the benchmark kit (--benchmark, --cores), imported the same way
 PREPROCESS = Path(__file__).resolve().parents[1] / "tasks" / "preprocess.py"
 POSTPROCESS = Path(__file__).resolve().parents[1] / "tasks" / "detect" / "postprocess.py"
 HYBRID_RKNN = "hybrid/model_hybrid.rknn"
@@ -165,6 +166,7 @@ def build_bundle(run: Run, record: ConvertRecord, labels: list[str], models: dic
         (tmp / "labels.txt").write_text("".join(f"{name}\n" for name in labels))
         shutil.copyfile(RUNNER, tmp / "run_rknn.py")
         shutil.copyfile(CHIPS, tmp / "chips.py")
+        shutil.copyfile(THROUGHPUT, tmp / "throughput.py")
         shutil.copyfile(PREPROCESS, tmp / "preprocess.py")  # the workbook's own module, byte for byte
         detector = detector_head(record)
         if detector:

@@ -6,7 +6,7 @@ import string
 from pathlib import Path
 from typing import Any
 
-from helpers.deploy import chips
+from helpers.deploy import chips, throughput
 from helpers.deploy.codegen import DETECT_PROGRAM, CppDemo
 
 README_TEMPLATE = Path(__file__).with_name("README.template.md")
@@ -81,7 +81,7 @@ RUN_CLASSIFY = """```
 cd /userdata/deploy
 python3 run_rknn.py {sample}    # top-5 for one image
 python3 run_rknn.py images/ --top-k 3    # a folder
-python3 run_rknn.py {sample} --loops 100 --core-mask {mask}    # timing
+python3 run_rknn.py {sample} --benchmark 200 --core-mask {mask}    # latency and FPS (section 5)
 ```
 
 Expected output (numbers depend on the image):
@@ -96,7 +96,7 @@ RUN_DETECT = """```
 cd /userdata/deploy
 python3 run_rknn.py images/    # every sample image: detections printed and drawn into detections/
 python3 run_rknn.py {sample} --conf 0.5 --iou 0.5 --draw out/    # fewer, surer boxes; drawn into out/
-python3 run_rknn.py {sample} --loops 100 --core-mask {mask}    # timing
+python3 run_rknn.py {sample} --benchmark 200 --core-mask {mask}    # latency and FPS (section 5)
 ```
 
 Expected output (numbers depend on the image):
@@ -131,6 +131,70 @@ gives a tensor one scale, so on the NPU the scores round to 0 and the detections
 FP32 still reads almost 1 (notebook 30 shows it on this model). Split, each output gets its own scale, and the sum
 lets the decode skip empty cells cheaply. The runner and the C++ demo refuse a stock-head model in one sentence.
 """
+
+
+BENCHMARK = """
+## 5. Benchmark: latency and frames per second
+
+```
+python3 run_rknn.py {sample} --benchmark 200                 # {warmup} warm-up runs, then 200 timed ones
+python3 run_rknn.py {sample} --benchmark 200 --warmup 20     # more warm-up{cores_line}
+```
+
+The runner first runs the image(s) as usual, then times `RKNNLite.inference` on the first image's preprocessed input:
+mean, p50, p90 and p99 latency in ms (min and max too) and frames per second. **Inference only**: reading,
+preprocessing and post-processing are not timed, and the Python call is (the C API the zoo measures with is faster).
+{cores_text}
+Without a board the workbook prints no board FPS (notebook 40 measures with `eval_perf` only on a connected board),
+and its pre-flight (notebook 20) shows no time estimate: the toolkit's cycle model missed the zoo's figures by too much.
+These commands are how you measure it, on the board.
+
+**Pin the clocks first.** The NPU, CPU and DDR frequencies follow the load (DVFS), so an unpinned run is slower and
+noisier. The runner prints the NPU's governor and frequency when the kernel exposes them. As root on the board:
+
+```
+ls /sys/class/devfreq/                   # the NPU's entry has npu in its name (e.g. <address>.npu); DDR's is often dmc
+cd /sys/class/devfreq/*npu*              # that entry
+cat available_governors available_frequencies
+echo performance > governor              # holds the maximum frequency
+cat cur_freq                             # check it took
+echo performance | tee /sys/devices/system/cpu/cpufreq/policy*/scaling_governor    # the CPU
+```
+
+Without a `performance` governor: `echo userspace > governor`, then write the highest of `available_frequencies` to
+`userspace/set_freq` in the same folder; DDR's entry takes the same. The entry's name differs by chip and kernel (some
+vendor kernels have none for the NPU, or cap the maximum in firmware), so find it with `ls` as above rather than
+copying a path from elsewhere. rknn_model_zoo ships `scaling_frequency.sh` (`scaling_frequency.sh -c {platform}`),
+which pins CPU, DDR and NPU for each chip it knows and reports whether each setting took. On chips with big and little
+CPU cores (RK3588, RK3576) run the benchmark on the big ones: the cores with the highest
+`cat /sys/devices/system/cpu/cpu*/cpufreq/cpuinfo_max_freq`, then `taskset -c <those cores> python3 run_rknn.py ...`.
+
+**Comparing with rknn_model_zoo's table.** The zoo's published FPS are measured with CPU, DDR and NPU pinned to their
+maximum frequency, with the C API, timing the inference call (`rknn_run`) only: no pre- or post-processing, nothing
+else loading the board, single core unless the table says otherwise. A figure from a run without pinned clocks, with
+pre/post-processing, or from Python, is lower; that is not a fault of the model.
+"""
+CORES_LINE = "\npython3 run_rknn.py {sample} --benchmark 200 --cores {cores}     # one context per NPU core, all at once"
+CORES_TEXT = """
+`--cores {cores}` opens one RKNNLite context per NPU core ({platform} has {n}; each pinned with `core_mask =
+RKNNLite.NPU_CORE_<n>`), drives them from a thread pool with the same input, starts their timed runs together and
+reports each core's latency and FPS and the FPS of all cores together (inferences / wall time): the throughput of a
+pipeline that keeps every core busy with its own frame. `--core-mask 0_1_2` instead splits **one** inference over
+several cores; how much that helps depends on the model. A core number the chip does not have is refused in one line.
+"""
+
+
+def benchmark_section(config: dict[str, Any], sample: str) -> str:
+    """The README's benchmark section: --benchmark, --cores on a multi-core chip, pinning the clocks, the zoo's terms."""
+    platform = config["target_platform"]
+    cores = throughput.npu_cores(platform)
+    listed = ",".join(map(str, cores))
+    multi = len(cores) > 1
+    return BENCHMARK.format(
+        sample=sample, platform=platform, warmup=throughput.DEFAULT_WARMUP,
+        cores_line=CORES_LINE.format(sample=sample, cores=listed) if multi else "",
+        cores_text=CORES_TEXT.format(cores=listed, platform=platform, n=len(cores)) if multi else
+        f"\n{platform} has one NPU core, so `--cores` does not apply (the runner says so if you try).\n")
 
 
 def run_section(config: dict[str, Any], sample: str, mask: str) -> str:
@@ -213,5 +277,6 @@ def render_readme(config: dict[str, Any], models: list[str], samples: list[str],
         "io_dtypes": describe_dtypes(config),
         "why_split": WHY_SPLIT.format(size=config["input_size"]) if config.get("task") == "detect" else "",
         "cpp": cpp_section(config, cpp_demo),
+        "benchmark": benchmark_section(config, sample),
     }
     return string.Template(README_TEMPLATE.read_text(encoding="utf-8")).substitute(values)

@@ -5,7 +5,8 @@ the bundle's runner.
 On the board, inside the unpacked bundle:
     python3 run_rknn.py image.png                      # top-5 for one image
     python3 run_rknn.py images/ --top-k 3              # every image in a folder
-    python3 run_rknn.py image.png --loops 100 --core-mask 0_1_2   # plus a timing loop
+    python3 run_rknn.py image.png --benchmark 200 --core-mask 0_1_2   # plus latency percentiles and FPS
+    python3 run_rknn.py image.png --benchmark 200 --cores 0,1,2       # one context per NPU core: FPS per core, in all
     python3 run_rknn.py image.png --preprocess-only x.npy         # save the exact input, no NPU
 
 Preprocessing is the workbook's own module, preprocess.py, shipped beside this file: the board
@@ -13,6 +14,7 @@ feeds the model exactly the uint8 NHWC array the workbook fed the simulator, in 
 model.json names. Mean/std are inside the .rknn (the NPU applies them), so no normalisation happens here.
 The file stands alone: --help needs only the standard library, and a missing piece of the bundle
 (preprocess.py, postprocess.py, labels.txt) or of the board's Python (numpy, OpenCV) is named in one line.
+The benchmark (throughput.py beside this file) times inference only; see README.md, 'Benchmark', before comparing figures.
 """
 from __future__ import annotations
 
@@ -20,7 +22,6 @@ import argparse
 import importlib
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -34,12 +35,16 @@ HERE = Path(__file__).resolve().parent
 IN_REPOSITORY = (HERE / "__init__.py").is_file()
 PIP_LINE = "python3 -m pip install numpy opencv-python-headless"
 
-if not IN_REPOSITORY:  # the bundle: chips.py beside this file, byte for byte the workbook's helpers/deploy/chips.py
+if not IN_REPOSITORY:  # the bundle: chips.py and throughput.py beside this file, byte for byte the workbook's
     sys.path.insert(0, str(HERE))
 try:
     chips = importlib.import_module("helpers.deploy.chips" if IN_REPOSITORY else "chips")
-except ImportError:
-    print(f"error: chips.py is missing from {HERE} (run_rknn.py imports it from beside itself); copy chips.py from the "
+    throughput = importlib.import_module("helpers.deploy.throughput" if IN_REPOSITORY else "throughput")
+except ImportError as exc:
+    if (exc.name or "").rsplit(".", 1)[-1] not in ("chips", "throughput"):
+        raise
+    name = f"{exc.name.rsplit('.', 1)[-1]}.py"
+    print(f"error: {name} is missing from {HERE} (run_rknn.py imports it from beside itself); copy {name} from the "
           "bundle (board/deploy/ in the workbook's run folder), or extract deploy.tar.gz again.", file=sys.stderr)
     sys.exit(2)
 RunnerError, CORE_MASKS, rknn_platform = chips.RunnerError, chips.CORE_MASKS, chips.rknn_platform
@@ -243,7 +248,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--draw", default="detections", help="detectors: folder for the images with boxes drawn ('' = none)")
     p.add_argument("--core-mask", choices=list(CORE_MASKS), default="auto",
                    help="NPU cores to use: auto, 0, 1, 2, 0_1, 0_1_2, all (rk3588/rk3576 only; default auto)")
-    p.add_argument("--loops", type=int, default=0, help="after classifying, time this many runs on the first image")
+    throughput.add_arguments(p)  # --benchmark N, --warmup W, --cores 0,1,2
     p.add_argument("--preprocess-only", type=Path, default=None, metavar="OUT.npy",
                    help="write the preprocessed input batch (N x H x W x 3 uint8) to OUT.npy and stop (no NPU needed)")
     args = p.parse_args(argv)
@@ -262,8 +267,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         p.error(f"--size must be a positive number of pixels, got {args.size}")
     if args.top_k < 1:
         p.error(f"--top-k must be at least 1, got {args.top_k}")
-    if args.loops < 0:
-        p.error(f"--loops must be 0 or more, got {args.loops}")
     args.color_order = str(cfg.get("color_order", "RGB")).upper()
     if args.color_order not in ("RGB", "BGR"):
         p.error(f"{args.config} has color_order={args.color_order!r}; it must be RGB or BGR")
@@ -308,19 +311,6 @@ def classify_image(lite: Any, path: Path, args: argparse.Namespace, labels: List
     return x
 
 
-def time_loops(lite: Any, first: Any, loops: int) -> None:
-    """A warm-up, then `loops` timed inferences on one input; prints mean, median, min and FPS."""
-    lite.inference(inputs=[first], data_format=["nhwc"])  # warm-up
-    times = []
-    for _ in range(loops):
-        t0 = time.perf_counter()
-        lite.inference(inputs=[first], data_format=["nhwc"])
-        times.append(time.perf_counter() - t0)
-    ms = np.asarray(times) * 1000
-    print(f"timing over {loops} runs: mean {ms.mean():.2f} ms, median {np.median(ms):.2f} ms, "
-          f"min {ms.min():.2f} ms -> {1000 / ms.mean():.1f} FPS (one image per call, Python API overhead included)")
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Exit 0 when every image ran; 1 when the runtime failed or some images could not be read (each named on its
     own line, the others still run); 2 for bad input or a missing piece (one sentence)."""
@@ -330,6 +320,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         needed_modules(cfg)
         model = Path(args.model)
         platform = rknn_platform(model)
+        throughput.check_args(args, platform)  # --benchmark, --warmup, --cores against each other and the model's chip
         images = collect_images(args.inputs)
         channels = len(cfg.get("mean_values") or [0, 0, 0])
         detect = cfg.get("task") == "detect"
@@ -382,8 +373,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f"error: inference on {path} returned nothing; see the RKNNLite messages above.", file=sys.stderr)
                 return 1
             first = x if first is None else first
-        if args.loops and first is not None:
-            time_loops(lite, first, args.loops)
+        if args.benchmark and first is not None:
+            try:
+                throughput.run(RKNNLite, lite, model, first, args, f"{model.name} on {platform}, core mask {mask}")
+            except RunnerError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
         if unreadable:
             print(f"error: {unreadable} of {len(images)} image(s) could not be read (named above), the other "
                   f"{len(images) - unreadable} ran; replace or remove the unreadable file(s).", file=sys.stderr)

@@ -2,6 +2,7 @@
 classifier) and the skip line of each board-only cell when no board is connected (so the skip shows in reports)."""
 from __future__ import annotations
 
+from helpers.deploy import throughput
 from helpers.steps.board import DetectOnBoard
 from helpers.tasks.classify.metric import Comparison
 
@@ -37,3 +38,15 @@ def classify_comparison(cmp: Comparison, sdk: str) -> str:
     """What a classifier's board-vs-simulator comparison (helpers.tasks.classify.metric.compare) says."""
     return (f"**Board vs simulator:** top-1 agreement {100 * cmp.top1_agreement:.1f}%, "
             f"mean output cosine {cmp.mean_cosine:.5f} (min {cmp.min_cosine:.5f}). Runtime: {sdk}")
+
+
+def benchmark_note(config: dict, sample: str, board: bool) -> str:
+    """Where notebook 40's reader measures frames per second on the board: the bundle's --benchmark / --cores commands
+    with this bundle's values; no figure is printed unless a board measured it."""
+    cores = throughput.npu_cores(config["target_platform"])
+    per_core = f" --cores {','.join(map(str, cores))}" if len(cores) > 1 else ""
+    where = ("eval_perf above measured this board from the PC" if board else
+             "No board here, so no FPS is shown: the benchmark is for the board")
+    return (f"{where}. On the board, inside the unpacked bundle: `python3 run_rknn.py {sample} --benchmark 200{per_core}` "
+            f"(warm-up, then 200 timed runs: mean, p50/p90/p99 ms and FPS{', per core and in all' if per_core else ''}; "
+            "inference only). Pin the NPU frequency first and read what rknn_model_zoo's FPS assume: README.md, section 5.")
