@@ -79,6 +79,11 @@ def test_model_hash_ignores_timing_and_follows_the_options(tmp_path):
     assert model_hash(tmp_path) == first
     write_json(tmp_path / "rknn" / "convert.json", {**CONVERT, "config": {**CONVERT["config"], "quantized_algorithm": "mmse"}})
     assert model_hash(tmp_path) != first
+    write_json(tmp_path / "rknn" / "convert.json", {**CONVERT, "dataset": "rknn/calibration.txt"})
+    (tmp_path / "rknn" / "calibration.txt").write_text("/data/a.png\n/data/b.png\n")
+    fifty = model_hash(tmp_path)
+    (tmp_path / "rknn" / "calibration.txt").write_text("/data/a.png\n")  # same record, another calibration set
+    assert model_hash(tmp_path) != fifty
 
 
 def test_figures_of_an_older_model_are_stale_with_the_step_to_rerun(tmp_path):

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from helpers.core.paths import Run, write_json_atomic
+from helpers.core.stamps import sha256
 from helpers.core.versions import toolkit_version
 from helpers.toolkit.options import ConvertConfig, source_kind
 from helpers.toolkit.session import DisabledRule
@@ -103,9 +104,11 @@ def read_record(run: Run) -> ConvertRecord:
 
 
 def model_hash(run: Run | Path) -> str | None:
-    """A short hash (7 hex digits) of rknn/convert.json's content minus its timing fields, naming the model every
-    later figure was computed from: an identical re-conversion keeps it, any other option, source or toolkit changes
-    it. None when there is no readable record (no model yet, or a conversion that did not finish)."""
+    """A short hash (7 hex digits) naming the model every later figure was computed from: rknn/convert.json's content
+    minus its timing fields, with the content of the two files it names whose change makes another model under the
+    same record (the source model and the calibration list). An identical re-conversion keeps it; another option,
+    source, calibration set or toolkit changes it. None when there is no readable record (no model yet, or a
+    conversion that did not finish)."""
     root = run.root if isinstance(run, Run) else Path(run)
     try:
         data = json.loads((root / RECORD).read_text())
@@ -114,4 +117,10 @@ def model_hash(run: Run | Path) -> str | None:
     if not isinstance(data, dict):
         return None
     content = {k: v for k, v in data.items() if k not in TIMING_FIELDS}
+    for key in ("source", "dataset"):  # paths relative to the run folder, or absolute
+        path = root / str(data[key]) if isinstance(data.get(key), str) and data[key] else None
+        try:
+            content[f"{key} sha256"] = sha256(path) if path and path.is_file() else None
+        except OSError:
+            content[f"{key} sha256"] = None
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:7]
