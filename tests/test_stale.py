@@ -129,7 +129,7 @@ def test_a_notebook_run_by_hand_is_judged_by_file_times(tmp_path):
     now = time.time()
     os.utime(tmp_path / "eval" / "metrics.json", (now - 600, now - 600))  # measured, then 20 converted again
     page = index.index_html(index.summarize(tmp_path))
-    assert (f"written before the current model {model_hash(tmp_path)} (its file is older than rknn/convert.json"
+    assert (f"written before the current model {model_hash(tmp_path)} (by file times"
             in rows(page)[FROM_30[0]]) and "re-run 30" in rows(page)[FROM_30[0]]
     os.utime(tmp_path / "eval" / "metrics.json", (now + 5, now + 5))  # 30 run again by hand afterwards
     page = index.index_html(index.summarize(tmp_path))
@@ -168,6 +168,7 @@ def test_an_interrupted_or_killed_notebook_is_said_so_and_its_figures_are_stale(
     page = (root / "report" / "index.html").read_text()  # the runner rewrote the page on its way out
     row = step_row(page, "30_simulator_inference")
     assert "<td class=failed>interrupted" in row and "ok" not in row.split("</td>")[1], row
+    assert " s (until it was interrupted)" in row
     assert "30 was interrupted, so these are from an earlier run of it: re-run 30" in rows(page)[FROM_30[0]]
     assert "STALE" not in rows(page)["Conversion time (load + build + export)"]
 

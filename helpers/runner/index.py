@@ -155,7 +155,7 @@ th,td{border:1px solid #d5dae3;padding:.35rem .7rem;text-align:left;vertical-ali
 th{background:#eef1f6} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .notrun{color:#8a93a3;font-style:italic} .ok{color:#1b7f3b;font-weight:600} .failed{color:#b3261e;font-weight:600}
 .src{color:#7a8494;font-size:.85em} figure{display:inline-block;margin:0 1rem 1.5rem 0;vertical-align:top}
-figure img{max-width:520px;border:1px solid #d5dae3} figcaption{color:#5a6372;font-size:.9em}
+figure img{max-width:520px;border:1px solid #d5dae3} figcaption{color:#5a6372;font-size:.9em;max-width:520px}
 .verdict{font-size:1.15em;background:#eef6ee;border-left:4px solid #1b7f3b;padding:.5rem .8rem}
 .demo{background:#fff4d6;border-left:4px solid #c98a00;padding:.4rem .8rem}
 .tag,.tagline{color:#5a6372;font-size:.85em} p.tagline{margin-top:-.2rem}

@@ -54,6 +54,9 @@ class NotebookStatus:
                     else "reused (the time of its last run is not recorded)")
         if self.seconds is None:
             return ""
+        if self.status == "failed" and self.how in STOPPED_LABELS:
+            until = {"failed": "it failed", "interrupted": "it was interrupted", "running": "the run stopped"}[self.how]
+            return f"{self.seconds:.0f} s (until {until})"
         if self.reused:
             return f"{self.seconds:.0f} s (ran; reused from cache: {', '.join(self.reused)})"
         return f"{self.seconds:.0f} s (computed)"

@@ -129,5 +129,4 @@ def other_model_why(recorded: str, current: str) -> str:
 
 
 def older_file_why(current: str) -> str:
-    return (f"written before the current model {current} (its file is older than rknn/convert.json; no runner record says "
-            "which model it came from)")
+    return f"written before the current model {current} (by file times: no runner record of its model)"
