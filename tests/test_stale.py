@@ -111,6 +111,18 @@ def test_figures_of_an_older_model_are_stale_with_the_step_to_rerun(tmp_path):
     assert model_hash(tmp_path) == old and "STALE" not in index.index_html(index.summarize(tmp_path)).split("<h2>Plots")[0]
 
 
+def test_a_new_export_without_a_new_conversion_makes_20_and_later_stale(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.onnx").write_bytes(b"first export")
+    converted_and_measured(tmp_path)
+    assert "STALE" not in index.index_html(index.summarize(tmp_path)).split("<h2>Plots")[0]
+    (tmp_path / "model" / "model.onnx").write_bytes(b"second export")  # `--only 10`: 20 has not converted it
+    by = rows(index.index_html(index.summarize(tmp_path)))
+    assert "the source model or calibration list changed after this conversion" in by["Conversion time (load + build + export)"]
+    assert "re-run 20" in by["Conversion time (load + build + export)"]
+    assert "re-run 20, then 30" in by[FROM_30[0]]
+
+
 def test_a_conversion_that_failed_makes_every_later_figure_stale(tmp_path):
     model = converted_and_measured(tmp_path)
     write_status(tmp_path, "20_convert", "failed", 3.0, error="RknnError: build failed")

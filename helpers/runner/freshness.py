@@ -96,17 +96,21 @@ class Freshness:
             if step == MODEL_STEP:
                 return Tag(None)
             return Tag(entry.get("model"), text.NO_MODEL_WHY, [MODEL_STEP, step])
-        if step == MODEL_STEP:
-            return Tag(self.current)
+        if step > MODEL_STEP:  # a conversion whose inputs changed since it ran: its model is not the one asked for
+            conv = self.of_step(MODEL_STEP, self.root / RECORD)
+            if conv.stale:
+                return Tag(entry.get("model") or conv.model, conv.why, [MODEL_STEP, step])
         recorded = entry.get("model")
         ran = last_ran(entry) or {}
         at = ran.get("at") if isinstance(ran.get("at"), (int, float)) else None
         written = artifact.stat().st_mtime if artifact.exists() else None
         by_hand = written is not None and at is not None and written > at + SLACK_S
         if recorded and not by_hand:  # the runner's record describes what is on disk
-            if recorded != self.current:
-                return Tag(recorded, text.other_model_why(recorded, self.current), [step])
-            return Tag(recorded)
+            if recorded == self.current:
+                return Tag(recorded)
+            if step == MODEL_STEP:
+                return Tag(recorded, text.inputs_changed_why(recorded, self.current), [step])
+            return Tag(recorded, text.other_model_why(recorded, self.current), [step])
         if written is not None and self.model_time is not None and written + SLACK_S < self.model_time:
             return Tag(None, text.older_file_why(self.current), [step])
         return Tag(self.current, by_time=not recorded and written is not None)

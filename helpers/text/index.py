@@ -128,5 +128,11 @@ def other_model_why(recorded: str, current: str) -> str:
     return f"computed from model {recorded}, the current model is {current}"
 
 
+def inputs_changed_why(recorded: str, current: str) -> str:
+    """The files rknn/convert.json names changed after notebook 20 converted (e.g. notebook 10 exported again)."""
+    return (f"the source model or calibration list changed after this conversion (model {recorded} when converted, "
+            f"{current} with today's files)")
+
+
 def older_file_why(current: str) -> str:
     return f"written before the current model {current} (by file times: no runner record of its model)"
