@@ -111,13 +111,15 @@ def verdict(root: Path) -> str:
 
 
 def verdict_tag(root: Path, fresh: Freshness) -> Tag:
-    """The verdict's model: notebook 30's measurement, with the hybrid (60) and the board (40) when it quotes them."""
-    sources = ["eval/metrics.json"]
+    """The verdict's model: notebook 30's measurement, with the hybrid (60) and the board (40) when it quotes them;
+    a stale part is named (the verdict's hybrid, its board clause)."""
+    parts = [("", "eval/metrics.json")]
     if exported_hybrid(root) is not None:
-        sources.append("hybrid/compare.csv")
+        parts.append(("the hybrid clause: ", "hybrid/compare.csv"))
     if any((root / "board" / f).exists() for f in ("metrics.json", "perf.json")):
-        sources.append("board/devices.json")
-    return combine([fresh.of(src) for src in sources])
+        parts.append(("the board clause: ", "board/devices.json"))
+    tags = [(label, fresh.of(src)) for label, src in parts]
+    return combine([Tag(t.model, f"{label}{t.why}", t.rerun) if t.stale and label else t for label, t in tags])
 
 
 def tag_html(tag: Tag | None) -> str:
