@@ -194,7 +194,7 @@ def test_notebook_status_says_ran_reused_and_skipped(tmp_path):
     s30, s40 = by["30_simulator_inference"], by["40_board_inference"]
     assert s30.label == "ok" and s30.time_text == "12 s (ran; reused from cache: 30_evaluate)"
     assert s40.label == "ok (executed notebook reused), board parts skipped (no board found)"
-    assert s40.time_text == "0 s (reused, nothing recomputed)"
+    assert s40.time_text == "reused; took 12 s when it last ran"  # its cost (the executed notebook's), not the reuse's 0 s
     assert by["00_environment_check"].label == "not run"
 
 

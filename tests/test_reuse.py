@@ -64,7 +64,7 @@ def test_unchanged_rerun_starts_no_kernel_and_a_changed_parameter_reruns(tmp_pat
     assert first.ok and first.reused == []
     assert status(root) == {"01_first": "ran", "02_second": "ran"}
     entry = json.loads((root / "executed" / "status.json").read_text())["02_second"]
-    assert set(entry) == {"how", "seconds", "finished"} and entry["seconds"] > 0
+    assert set(entry) == {"how", "seconds", "finished", "at", "model"} and entry["seconds"] > 0
     before = tokens(root)
 
     kernels = Kernels(monkeypatch)
@@ -74,6 +74,8 @@ def test_unchanged_rerun_starts_no_kernel_and_a_changed_parameter_reruns(tmp_pat
     assert kernels.started == [], "an unchanged re-run must not start a kernel"
     assert tokens(root) == before
     assert status(root) == {"01_first": "reused", "02_second": "reused"}
+    reused = json.loads((root / "executed" / "status.json").read_text())["02_second"]
+    assert reused["ran"]["seconds"] == entry["seconds"], "a reused notebook keeps what it took when it last ran"
     assert any("01_first" in ln and "reused" in ln and "unchanged since" in ln for ln in lines), lines
 
     changed = series.run_series({"02_second": {"extra": 5}}, root, progress=False, render=False)

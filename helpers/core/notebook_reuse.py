@@ -1,4 +1,4 @@
-"""Nothing changed, nothing runs: whole-notebook reuse for the runner, and <run>/executed/status.json.
+"""Nothing changed, nothing runs: whole-notebook reuse for the runner (its outcomes: helpers.core.run_status).
 
 A notebook's reuse key hashes its file, its parameters (minus run_dir), the sources of the helpers
 modules it imports (and theirs, transitively), the versions of the toolkit and the libraries whose
@@ -31,7 +31,6 @@ IGNORED_PARAMS = {"run_dir"}
 # Written by the runner, or by every notebook (the effective-parameters file): not a notebook's output.
 NOT_OUTPUTS = {"executed", "report", "params.json", ".tmp"}
 RECORDS = "reuse.json"
-STATUS = "status.json"
 
 
 def sha(*parts: Any) -> str:
@@ -224,15 +223,3 @@ def recorded_key(root: Path, name: str) -> str:
 def stamp() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S")
 
-
-def write_status(root: Path, name: str, how: str, seconds: float, error: str = "") -> None:
-    """<run>/executed/status.json: {notebook: {how: ran|reused|failed|interrupted, seconds, finished[, error]}},
-    atomically; error says in one line what failed."""
-    path = root / "executed" / STATUS
-    try:
-        data = json.loads(path.read_text())
-        data = data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        data = {}
-    data[name] = {"how": how, "seconds": round(float(seconds), 3), "finished": stamp(), **({"error": error} if error else {})}
-    write_json_atomic(path, data)

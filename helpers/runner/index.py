@@ -33,6 +33,7 @@ from helpers.runner.figures import (
     sensitive_layers,
     top1_of,
 )
+from helpers.runner.freshness import Freshness, Tag, combine
 from helpers.runner.status import NotebookStatus, status_of
 from helpers.text import index as text
 from helpers.text.index import MAP, TOP1, Metric
@@ -48,13 +49,14 @@ class Summary:
     layers: list[dict[str, Any]] | None
     plots: list[tuple[str, Path]] = field(default_factory=list)
     verdict: str = ""
+    fresh: Freshness | None = None  # which model each figure was computed from, and whether it still is the run's
 
 
 def summarize(root: Path) -> Summary:
     """Read everything the index page shows from the run folder."""
     root = Path(root)
     return Summary(root, [status_of(root, nb) for nb in notebooks()], key_figures(root), sensitive_layers(root), plots(root),
-                   verdict(root))
+                   verdict(root), Freshness(root))
 
 
 # ----------------------------------------------------------------------------- the verdict
@@ -108,6 +110,35 @@ def verdict(root: Path) -> str:
     return text.classify_verdict(fp32, int8, model_sizes(root), hybrid_and_board(root, TOP1))
 
 
+def verdict_tag(root: Path, fresh: Freshness) -> Tag:
+    """The verdict's model: notebook 30's measurement, with the hybrid (60) and the board (40) when it quotes them;
+    a stale part is named (the verdict's hybrid, its board clause)."""
+    parts = [("", "eval/metrics.json")]
+    if exported_hybrid(root) is not None:
+        parts.append(("the hybrid clause: ", "hybrid/compare.csv"))
+    if any((root / "board" / f).exists() for f in ("metrics.json", "perf.json")):
+        parts.append(("the board clause: ", "board/devices.json"))
+    tags = [(label, fresh.of(src)) for label, src in parts]
+    return combine([Tag(t.model, f"{label}{t.why}", t.rerun) if t.stale and label else t for label, t in tags])
+
+
+def tag_html(tag: Tag | None) -> str:
+    """A figure's model tag, or the STALE mark with why and the notebooks to re-run."""
+    if tag is None:
+        return ""
+    if tag.stale:
+        return f'<span class=stale-mark>STALE</span> <span class=stale-why>{esc(tag.text.removeprefix("STALE: "))}</span>'
+    return f"<span class=tag>{esc(tag.text)}</span>"
+
+
+def tagged(tag: Tag | None, element: str = "p", ident: str = "") -> str:
+    """The tag as its own line under a section or the verdict (a stale one styled to be seen)."""
+    if tag is None:
+        return ""
+    attr = f' id="{ident}"' if ident else ""
+    return f'<{element} class="{"stale" if tag.stale else "tagline"}"{attr}>{tag_html(tag)}</{element}>'
+
+
 def esc(value: Any) -> str:
     return html.escape(str(value))
 
@@ -126,9 +157,14 @@ th,td{border:1px solid #d5dae3;padding:.35rem .7rem;text-align:left;vertical-ali
 th{background:#eef1f6} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .notrun{color:#8a93a3;font-style:italic} .ok{color:#1b7f3b;font-weight:600} .failed{color:#b3261e;font-weight:600}
 .src{color:#7a8494;font-size:.85em} figure{display:inline-block;margin:0 1rem 1.5rem 0;vertical-align:top}
-figure img{max-width:520px;border:1px solid #d5dae3} figcaption{color:#5a6372;font-size:.9em}
+figure img{max-width:520px;border:1px solid #d5dae3} figcaption{color:#5a6372;font-size:.9em;max-width:520px}
 .verdict{font-size:1.15em;background:#eef6ee;border-left:4px solid #1b7f3b;padding:.5rem .8rem}
 .demo{background:#fff4d6;border-left:4px solid #c98a00;padding:.4rem .8rem}
+.tag,.tagline{color:#5a6372;font-size:.85em} p.tagline{margin-top:-.2rem}
+.stale-mark{background:#b3261e;color:#fff;font-weight:700;padding:0 .35em;border-radius:3px;font-size:.85em}
+.stale-why{color:#b3261e} tr.stale td{background:#fdf0ec}
+p.stale{background:#fdf0ec;border-left:4px solid #b3261e;padding:.3rem .8rem}
+.verdict.stale{background:#f4f4f4;border-left-color:#b3261e;color:#5a6372}
 """
 
 
@@ -172,13 +208,20 @@ def index_html(s: Summary) -> str:
         meta.append(f"rknn-toolkit2 {esc(tk)}")
     out = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>RKNN workbook run: {esc(s.root.name)}</title>",
            f"<style>{CSS}</style></head><body>", f"<h1>RKNN workbook run: {esc(s.root.name)}</h1>",
-           f"<p class=sub>{' · '.join(meta)}</p>", f'<p id="verdict" class=verdict><b>Verdict:</b> {esc(s.verdict)}</p>',
-           '<h2>Key figures</h2><table id="figures"><tr><th>figure</th><th>value</th><th>from</th></tr>']
+           f"<p class=sub>{' · '.join(meta)}</p>"]
+    fresh = s.fresh or Freshness(s.root)
+    vtag = verdict_tag(s.root, fresh) if s.verdict != text.NO_VERDICT else None
+    out += [f'<p id="verdict" class="verdict{" stale" if vtag and vtag.stale else ""}"><b>Verdict:</b> {esc(s.verdict)}</p>',
+            tagged(vtag, ident="verdict-model"),
+            '<h2>Key figures</h2><table id="figures"><tr><th>figure</th><th>value</th><th>from (model)</th></tr>']
     for f in s.figures:
-        out.append(f"<tr><td>{esc(f.label)}</td>{_cell(f.value)}<td class=src>{esc(f.source)}</td></tr>")
+        tag = fresh.of(f.source) if f.value is not None else None
+        out.append(f"<tr{' class=stale' if tag and tag.stale else ''}><td>{esc(f.label)}</td>{_cell(f.value)}"
+                   f"<td class=src>{esc(f.source)}{'<br>' + tag_html(tag) if tag else ''}</td></tr>")
     out.append("</table><h2>Five most quantization-sensitive layers</h2>")
     if s.layers:
         out.append('<p class=sub>Lowest single-layer cosine (INT8 vs FP32 with FP32 inputs) from analysis/layers.csv.</p>')
+        out.append(tagged(fresh.of("analysis/layers.csv"), ident="layers-model"))
         demo50 = demo_images(s.root, "50_accuracy_analysis")
         if demo50:
             out.append(f'<p class=demo id="layers-demo">DEMO: notebook 50 analysed a model calibrated on {demo50} image'
@@ -202,6 +245,7 @@ def index_html(s: Summary) -> str:
         out.append('<p class=sub>From hybrid/compare.csv (notebook 60 measures its strategies against its own INT8 '
                    'baseline, built with '
                    f'the same calibration{": " + esc(shared) if shared else ""}).</p>')
+        out.append(tagged(fresh.of("hybrid/compare.csv"), ident="hybrid-model"))
         demo = demo_images(s.root, "60_hybrid_quantization")
         if demo:
             out.append(f'<p class=demo id="hybrid-demo">DEMO: notebook 60 ran with demo_calib_images = {demo}, so '
@@ -215,7 +259,8 @@ def index_html(s: Summary) -> str:
         out.append("</table></div>")
     else:
         out.append(f'<p class="notrun" id="hybrid">{NOT_RUN}: notebooks/60_hybrid_quantization writes hybrid/compare.csv.</p>')
-    out.append('<h2>Notebooks</h2><table id="steps"><tr><th>notebook</th><th>status</th><th>time</th><th>report</th></tr>')
+    out.append('<h2>Notebooks</h2><table id="steps"><tr><th>notebook</th><th>status</th><th>time</th><th>report</th>'
+               "<th>its figures</th></tr>")
     for st in s.steps:
         links = ""
         if (s.root / "report" / f"{st.name}.html").exists():
@@ -224,15 +269,16 @@ def index_html(s: Summary) -> str:
         klass = {"ok": "ok", "failed": "failed"}.get(st.status, "notrun")
         err = f"<br><span class=src>{esc(st.error[:300])}</span>" if st.error else ""
         out.append(f"<tr><td>{esc(st.name)}</td><td class={klass}>{esc(st.label)}{err}</td><td>{esc(st.time_text)}</td>"
-                   f"<td>{links}</td></tr>")
+                   f"<td>{links}</td><td>{tag_html(fresh.of_notebook(st.name))}</td></tr>")
     out.append("</table><h2>Plots</h2>")
     if s.plots:
         for caption, path in s.plots:
-            if Run(s.root).relative(path) in WIDE_PLOTS:
-                out.append(f'<figure style="display:block">{_img(path, "max-width:100%")}'
-                           f"<figcaption>{esc(caption)}</figcaption></figure>")
+            rel = Run(s.root).relative(path)
+            caption = f"<figcaption>{esc(caption)}<br>{tag_html(fresh.of(rel))}</figcaption>"
+            if rel in WIDE_PLOTS:
+                out.append(f'<figure style="display:block">{_img(path, "max-width:100%")}{caption}</figure>')
             else:
-                out.append(f"<figure>{_img(path)}<figcaption>{esc(caption)}</figcaption></figure>")
+                out.append(f"<figure>{_img(path)}{caption}</figure>")
     else:
         out.append(f"<p class=notrun>{NOT_RUN}: no plots in this run folder yet.</p>")
     out.append("</body></html>")

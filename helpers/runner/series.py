@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers.core import leftovers, notebook_reuse, storage
+from helpers.core import leftovers, notebook_reuse, run_status, storage
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import REPO, Run
 from helpers.runner import execute
 from helpers.runner import params as params_check
 from helpers.runner.index import write_index
 from helpers.runner.render import render_notebook
+from helpers.toolkit.record import model_hash
 
 
 @dataclass
@@ -129,7 +130,7 @@ def run_series(config: dict[str, Any], run_dir: str | Path, only: str | list[str
             name, nb = step.name, step.notebook
             t0 = time.perf_counter()
             if step.decision.reuse:
-                notebook_reuse.write_status(root, name, "reused", time.perf_counter() - t0)
+                run_status.write_status(root, name, "reused", time.perf_counter() - t0, model=model_hash(root))
                 log(f"{name:<26} reused: parameters, inputs and code unchanged since {step.decision.finished}")
                 result.done.append(name)
                 result.reused.append(name)
@@ -142,15 +143,19 @@ def run_series(config: dict[str, Any], run_dir: str | Path, only: str | list[str
             try:
                 before = notebook_reuse.listing(root)
                 notebook_reuse.forget(root, name)
+                run_status.write_status(root, name, "running", 0.0)  # a run killed outright leaves this, not an old "ran"
                 later = to_run[to_run.index(step) + 1:]
                 if prewarm and later:
                     kernel = execute.Prewarmed(later[0].notebook, log=klog)
                 execute.execute(nb, root, step.params, progress={"desc": f"{name:<26}", "leave": True} if progress else False,
                                kernel=current)
                 notebook_reuse.record(root, name, step.decision.key, before)
-                notebook_reuse.write_status(root, name, "ran", time.perf_counter() - t0)
+                run_status.write_status(root, name, "ran", time.perf_counter() - t0, model=model_hash(root))
             except KeyboardInterrupt as exc:
                 stopped(root, name, "interrupted", time.perf_counter() - t0, exc)
+                if render:  # the page must not go on showing this notebook's old figures as current
+                    with contextlib.suppress(Exception):
+                        write_index(root)
                 raise
             except Exception as exc:  # papermill's execution error, a dead kernel, a full disk, ...
                 result.failed = name
@@ -202,10 +207,13 @@ def stopped(root: Path, name: str, how: str, seconds: float, exc: BaseException,
     status.json is removed rather than left saying it ran)."""
     leftovers.remove_temporaries(root, skip=("report",))  # the renderer may be writing there right now
     try:
-        notebook_reuse.write_status(root, name, how, seconds, error=error or execute.failure_line(exc))
+        line = error or execute.failure_line(exc)
+        if how == "interrupted":  # which notebook the stop caught, as the index lists it
+            line = f"interrupted during {name} (Ctrl-C or a stop request)"
+        run_status.write_status(root, name, how, seconds, error=line)
     except OSError:
         with contextlib.suppress(OSError):
-            (root / "executed" / notebook_reuse.STATUS).unlink(missing_ok=True)
+            (root / "executed" / run_status.STATUS).unlink(missing_ok=True)
 
 
 def report_is_current(root: Path, name: str) -> bool:

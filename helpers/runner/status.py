@@ -10,10 +10,15 @@ from typing import Any
 import nbformat
 
 from helpers.core.errors import strip_ansi
+from helpers.core.run_status import STOPPED, last_ran, read_status
 from helpers.runner.execute import notebook_name
 from helpers.runner.figures import number, read_json
 
 _CACHE_LINE = re.compile(r"\[cache\] ([\w.-]+):")
+
+
+# What the index says of a notebook the runner did not see finish (status.json's "how").
+STOPPED_LABELS = {"failed": "failed", "interrupted": "interrupted", "running": "unfinished"}
 
 
 @dataclass
@@ -21,37 +26,45 @@ class NotebookStatus:
     """What happened to one notebook of the series in a run folder."""
 
     name: str
-    status: str  # "ok" | "failed" | "not run"
+    status: str  # "ok" | "failed" (failed, interrupted or unfinished: see how) | "not run"
     seconds: float | None = None
     error: str = ""
     full_html: str = ""
     report_html: str = ""
-    how: str = ""  # "ran" | "reused" (the runner reused the executed notebook) | "failed" | "" (unknown)
+    how: str = ""  # "ran" | "reused" (the runner reused the executed notebook) | "failed" | "interrupted" | "running" | ""
     reused: list[str] = field(default_factory=list)  # cached steps inside the notebook that were reused
     skipped: str = ""  # parts that could not run here (e.g. the board cells without a board)
+    last_ran: float | None = None  # seconds its last real execution took (shown for a reused notebook)
 
     @property
     def label(self) -> str:
-        """'ok', 'ok (reused)', 'ok, board parts skipped (no board found)', 'failed', 'not run'."""
+        """'ok', 'ok (executed notebook reused)', 'ok, board parts skipped (no board found)', 'failed', 'interrupted',
+        'unfinished', 'not run'."""
+        if self.status == "failed":
+            return STOPPED_LABELS.get(self.how, "failed")
         text = self.status + (" (executed notebook reused)" if self.status == "ok" and self.how == "reused" else "")
         return text + (f", {self.skipped}" if self.skipped and self.status == "ok" else "")
 
     @property
     def time_text(self) -> str:
-        """The time, saying whether it was spent computing or mostly reusing cached results."""
+        """The time, saying whether it was spent computing or mostly reusing cached results; a reused notebook
+        shows what it took when it last ran (its cost), not the moment its reuse took."""
+        if self.how == "reused":
+            return (f"reused; took {self.last_ran:.0f} s when it last ran" if self.last_ran is not None
+                    else "reused (the time of its last run is not recorded)")
         if self.seconds is None:
             return ""
-        if self.how == "reused":
-            return f"{self.seconds:.0f} s (reused, nothing recomputed)"
+        if self.status == "failed" and self.how in STOPPED_LABELS:
+            until = {"failed": "it failed", "interrupted": "it was interrupted", "running": "the run stopped"}[self.how]
+            return f"{self.seconds:.0f} s (until {until})"
         if self.reused:
             return f"{self.seconds:.0f} s (ran; reused from cache: {', '.join(self.reused)})"
         return f"{self.seconds:.0f} s (computed)"
 
 
 def runner_status(run_root: Path) -> dict[str, Any]:
-    """<run>/executed/status.json as the runner writes it ({stem: {how, seconds, finished}}), or {}."""
-    data = read_json(Path(run_root) / "executed" / "status.json")
-    return data if isinstance(data, dict) else {}
+    """<run>/executed/status.json as the runner writes it (helpers.core.run_status), or {}."""
+    return read_status(Path(run_root))
 
 
 def skipped_parts(run_root: Path, name: str) -> str:
@@ -72,11 +85,11 @@ def status_of(run_root: Path, notebook: Path) -> NotebookStatus:
     runner = runner_status(run_root).get(name)
     runner = runner if isinstance(runner, dict) else {}
     how, seconds = str(runner.get("how", "")), number(runner.get("seconds"))
-    stopped = how in ("failed", "interrupted")  # the runner's word when the notebook itself cannot say it
+    stopped = how in STOPPED  # the runner's word when the notebook itself cannot say it (or is an older run's)
     if not path.exists() and not stopped:
         return NotebookStatus(name, "not run")
     if not path.exists():
-        return NotebookStatus(name, "failed", seconds, str(runner.get("error") or how), how=how)
+        return NotebookStatus(name, "failed", seconds, stopped_error(name, runner), how=how)
     try:
         nb = nbformat.read(str(path), as_version=4)
     except Exception as exc:  # a half-written or corrupt file is reported, not raised
@@ -92,8 +105,18 @@ def status_of(run_root: Path, notebook: Path) -> NotebookStatus:
     if meta.get("exception") or error:
         return NotebookStatus(name, "failed", meta.get("duration"), error or "stopped with an exception", how="failed")
     if stopped:
-        return NotebookStatus(name, "failed", seconds, str(runner.get("error") or how), how=how)
+        return NotebookStatus(name, "failed", seconds, stopped_error(name, runner), how=how)
     if not meta.get("end_time"):
         return NotebookStatus(name, "not run", error="started but did not finish")
+    ran = last_ran(runner) or {}
+    took = number(ran.get("seconds"))
     return NotebookStatus(name, "ok", seconds if seconds is not None else meta.get("duration"), how=how or "ran", reused=reused,
-                          skipped=skipped_parts(run_root, name))
+                          skipped=skipped_parts(run_root, name),
+                          last_ran=took if took is not None else number(meta.get("duration")))
+
+
+def stopped_error(name: str, entry: dict[str, Any]) -> str:
+    """The line the index shows under a notebook the runner did not see finish."""
+    if entry.get("how") == "running":
+        return f"the run stopped during {name} (killed?) before it finished; re-run it"
+    return str(entry.get("error") or entry.get("how"))

@@ -94,3 +94,45 @@ def memory_figure(chip: str, weight_mb: float, internal_mb: float, ram_mb: dict[
     if not ram_mb:
         return f"{need}; {chip.upper()} uses the board's RAM"
     return f"{need}; RAM in the package: " + ", ".join(f"{name} {mb} MB" for name, mb in ram_mb.items())
+
+
+# ----------------------------------------------------------------------------- which model a figure describes
+STOPPED_WORDS = {"failed": "failed", "interrupted": "was interrupted", "running": "did not finish (the run stopped during it)"}
+
+
+def model_tag(model: str | None, why: str = "", rerun: list[str] | tuple[str, ...] = (), by_time: bool = False) -> str:
+    """'model 8be01d2', or 'STALE: computed from model 3f2a91c, the current model is 8be01d2: re-run 30'."""
+    if why:
+        return f"STALE: {why}: re-run {', then '.join(rerun)}"
+    if not model:
+        return "model unknown"
+    return f"model {model}" + (" (judged by file times: no runner record of its model)" if by_time else "")
+
+
+def stopped_why(step: str, how: str) -> str:
+    """The notebook itself did not finish: what is on disk is an earlier run's (or half of one)."""
+    return f"{step} {STOPPED_WORDS.get(how, how)}, so these are from an earlier run of it"
+
+
+def conversion_stopped_why(step: str, how: str, current: str | None) -> str:
+    """The conversion (20) did not finish: the model on disk is not the one it was asked for."""
+    now = (f"rknn/convert.json (model {current}) is an earlier conversion's" if current
+           else "there is no current model (rknn/convert.json is missing)")
+    return f"{step} {STOPPED_WORDS.get(how, how)}: {now}"
+
+
+NO_MODEL_WHY = "there is no current model (rknn/convert.json is missing or unreadable)"
+
+
+def other_model_why(recorded: str, current: str) -> str:
+    return f"computed from model {recorded}, the current model is {current}"
+
+
+def inputs_changed_why(recorded: str, current: str) -> str:
+    """The files rknn/convert.json names changed after notebook 20 converted (e.g. notebook 10 exported again)."""
+    return (f"the source model or calibration list changed after this conversion (model {recorded} when converted, "
+            f"{current} with today's files)")
+
+
+def older_file_why(current: str) -> str:
+    return f"written before the current model {current} (by file times: no runner record of its model)"

@@ -2,15 +2,18 @@
 switched off automatically) and the calibration list, from which later notebooks rebuild the very same model.
 
 start_record removes the old record and model before a rebuild; write_record writes it atomically after the
-.rknn; read_record reads it back (paths relative to the run folder, so a run folder can move).
+.rknn; read_record reads it back (paths relative to the run folder, so a run folder can move); model_hash names
+the model a figure was computed from.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from helpers.core.paths import Run, write_json_atomic
+from helpers.core.stamps import sha256
 from helpers.core.versions import toolkit_version
 from helpers.toolkit.options import ConvertConfig, source_kind
 from helpers.toolkit.session import DisabledRule
@@ -52,6 +55,7 @@ class ConvertRecord:
 
 
 RECORD = "rknn/convert.json"
+TIMING_FIELDS = ("seconds",)  # how long a conversion took, not what it made: left out of model_hash
 
 
 def start_record(run: Run) -> None:
@@ -97,3 +101,26 @@ def read_record(run: Run) -> ConvertRecord:
         rknn_bytes=int(d["rknn_bytes"]), dtype_notes=list(d.get("dtype_notes", [])), toolkit_version=d.get("toolkit_version", ""),
         auto_disabled=[DisabledRule(**r) for r in d.get("auto_disabled_rules", [])],
     )
+
+
+def model_hash(run: Run | Path) -> str | None:
+    """A short hash (7 hex digits) naming the model every later figure was computed from: rknn/convert.json's content
+    minus its timing fields, with the content of the two files it names whose change makes another model under the
+    same record (the source model and the calibration list). An identical re-conversion keeps it; another option,
+    source, calibration set or toolkit changes it. None when there is no readable record (no model yet, or a
+    conversion that did not finish)."""
+    root = run.root if isinstance(run, Run) else Path(run)
+    try:
+        data = json.loads((root / RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    content = {k: v for k, v in data.items() if k not in TIMING_FIELDS}
+    for key in ("source", "dataset"):  # paths relative to the run folder, or absolute
+        path = root / str(data[key]) if isinstance(data.get(key), str) and data[key] else None
+        try:
+            content[f"{key} sha256"] = sha256(path) if path and path.is_file() else None
+        except OSError:
+            content[f"{key} sha256"] = None
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:7]
