@@ -68,6 +68,10 @@ def plot_compare(table: Any, judge: "Judge", path: str | Path | None = None, not
     for xi, e in zip(x[shown], err[shown]):
         a2.annotate(f"{1 - e:.5f}", (xi, max(e, floor)), textcoords="offset points", xytext=(6, 0), fontsize=8, va="center")
     a2.set_yscale("log")
+    if shown.any():  # whole decades, so the log axis reads as one
+        span = np.log10(np.maximum(err[shown], floor))
+        a2.set_ylim(10 ** np.floor(span.min() - 0.5), 10 ** np.ceil(span.max() + 0.5))
+    a2.yaxis.set_minor_formatter(plt.NullFormatter())
     a2.set_xticks(x, labels, fontsize=8)
     a2.set_ylabel("1 - mean output cosine to FP32\n(log scale; lower = closer to FP32)")
     a2.set_title("Agreement with the float model (labels: mean cosine)")
@@ -108,8 +112,9 @@ def plot_search(points: Any, int8: Any, judge: "Judge", target_pt: float, path: 
     total = int(t["layers_total"].iloc[0]) if len(t) and "layers_total" in t and pd.notna(t["layers_total"].iloc[0]) else 0
     ticks = ["0"] + [f"all {v}" if total and v >= total else str(v) for v in xs]
     ax.set_xticks(pos, ticks)
-    of = f" of {total}" if total else ""
-    ax.set_xlabel(f"float16 layers chosen{of}, in ranked order with their inputs (doubling steps, evenly spaced: not to scale)")
+    of = f" (of {total})" if total else ""
+    ax.set_xlabel(f"float16 layers chosen{of}, in ranked order with their inputs\n"
+                  "(the count doubles from point to point: evenly spaced, not to scale)")
     ax.set_ylabel(axis_label(judge))
     ax.set_title(f"Accuracy-driven hybrid search, scored by {judge.label}" + (f"\n{note}" if note else ""))
     ends = [v for v in [*(yy - np.nan_to_num(lo)), *(yy + np.nan_to_num(hi)), fp32 - target_pt, fp32] if np.isfinite(v)]
