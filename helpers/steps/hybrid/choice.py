@@ -77,15 +77,14 @@ def not_below_int8(value: float, int8_value: float) -> bool:
 
 def export_choice(run: "Run", choice: Mapping[str, Any], calibration: str, demo: bool, int8_value: float | None = None) -> Path:
     """Copy the chosen model to hybrid/model_hybrid.rknn (hybrid/model_hybrid_demo.rknn under demo calibration,
-    which nothing deploys; a real model_hybrid.rknn of an earlier run is removed, as chosen.json no longer
+    which nothing deploys; the other name's file from an earlier run is removed, as chosen.json no longer
     describes it) and record the choice in hybrid/chosen.json, with whether it scores below INT8's int8_value
     (the bundle then leaves it out); returns the exported path."""
     src = run.resolve(str(choice["file"]))
     final = run.hybrid / ("model_hybrid_demo.rknn" if demo else "model_hybrid.rknn")
     with atomic_path(final) as tmp:
         shutil.copyfile(src, tmp)
-    if demo:
-        (run.hybrid / "model_hybrid.rknn").unlink(missing_ok=True)
+    (run.hybrid / ("model_hybrid.rknn" if demo else "model_hybrid_demo.rknn")).unlink(missing_ok=True)  # not described
     key = str(choice.get("metric") or metric_in(choice))
     below = int8_value is not None and not not_below_int8(float(choice[key]), int8_value)
     write_chosen(run.hybrid / "chosen.json", {**choice, "calibration": calibration, "demo": demo, "below_int8": below},

@@ -45,7 +45,7 @@ def plot_compare(table: Any, judge: "Judge", path: str | Path | None = None, not
     fp32 = t.index[t["model"] == "FP32"]
     if len(int8) and len(fp32):  # FP32 minus INT8 = -(INT8 minus FP32): the same interval, mirrored
         d, lo, hi = (float(pd.to_numeric(t.loc[int8[0], f"vs_fp32{c}"], errors="coerce")) for c in ("_pt", "_low_pt", "_high_pt"))
-        y[fp32[0]], below[fp32[0]], above[fp32[0]] = -d, hi - d, d - lo
+        y[fp32[0]], below[fp32[0]], above[fp32[0]] = 0.0 - d, hi - d, d - lo  # 0.0 - d: no "-0.0"
         y[int8[0]], below[int8[0]], above[int8[0]] = 0.0, 0.0, 0.0
     x = np.arange(len(t))
     colors = ["black" if m == "FP32" else "tab:grey" if m == "INT8" else "tab:blue" for m in t["model"]]
