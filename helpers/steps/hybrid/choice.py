@@ -45,9 +45,12 @@ def export_candidates(compare_rows: Sequence[Mapping[str, Any]], search_rows: Se
     met = [r for r in search_rows if str(r.get("met_target")).lower() in ("true", "1", "1.0")]
     if met and has_file(search_file) and _num(met[0].get(key)) is not None:
         r = met[0]
-        n = int(_num(r.get("float16_layers")) if _num(r.get("float16_layers")) is not None else float(r["layers"]))
+        f16 = _num(r.get("float16_layers"))
+        n = int(f16) if f16 is not None else int(float(r["layers"]))
+        # a search.csv written before its float16 count keeps its old name: the layers the search chose
+        name = search_name(n, _num(r.get("layers_total"))) if f16 is not None else f"hybrid search ({n} layers)"
         paired = {c: v for p in PAIRED_PREFIXES for c, v in paired_columns(p, paired_of(r, p)).items()}
-        cands.append({"model": search_name(n, _num(r.get("layers_total"))), key: r[key], "mean_cosine": r["mean_cosine"],
+        cands.append({"model": name, key: r[key], "mean_cosine": r["mean_cosine"],
                       "float16_layers": n, "file": search_file, "metric": key, **paired})
     return cands
 
