@@ -495,6 +495,7 @@ def test_rules_sentence_follows_the_numbers():
     assert "numbers side with the tutorial" in text60.rules_note(rules(99, 90), int8, judge)
     tie = text60.rules_note(rules(94, 95), int8, judge)
     assert "within noise of each other" in tie and "measurably more" not in tie
+    assert text60.rules_note(pd.DataFrame(columns=["model"]), int8, judge).startswith("auto_layers is 0")
     nothing = text60.rules_note(rules(98, 98), _int8(judge, _right(98)), judge)
     assert "this run cannot tell the rules apart" in nothing and "measurably more" not in nothing
 

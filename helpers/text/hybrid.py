@@ -142,6 +142,8 @@ def rules_note(rules: Any, int8: Variant, judge: "Judge") -> str:
     """The tutorial's rule against the workbook's, same k: both hybrids against INT8 (and each other), and a sentence
     that follows the numbers, saying plainly where and why the workbook departs from the tutorial."""
     rows = {str(r["model"]): r for r in rules.to_dict("records")}
+    if TUTORIAL_RULE not in rows or WORKBOOK_RULE not in rows:
+        return "auto_layers is 0, so no rule picked a layer and the tutorial's rule was not tested; set auto_layers to 1 or more."
     tut, wb = rows[TUTORIAL_RULE], rows[WORKBOOK_RULE]
     k = int(tut["chosen_layers"])
     a, b = _paired(tut, "vs_int8"), _paired(wb, "vs_int8")

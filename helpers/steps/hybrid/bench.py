@@ -183,7 +183,11 @@ def rule_layers(ranked: Any, k: int, allowed: Iterable[str] | None = None) -> di
 def compare_rules(bench: Bench, files: Step1Files, ranked: Any, k: int, int8_outputs: Outputs) -> Any:
     """The tutorial's rule tested: a hybrid for each rule of rule_layers (two step 2 builds), scored on the judge's
     images with the paired comparisons to FP32 and INT8; the workbook's row also holds its comparison with the
-    tutorial's (prefix vs_tutorial). Returns the table (one row per rule)."""
+    tutorial's (prefix vs_tutorial). Returns the table (one row per rule; none when k < 1)."""
+    if k < 1:
+        return pd.DataFrame(columns=["model", bench.judge.key, "mean_cosine", "chosen_layers", "float16_layers", "layers",
+                                     "float16_list",
+                                     *[c for p in ("vs_fp32", "vs_int8", "vs_tutorial") for c in paired_columns(p, None)]])
     rows, outs = [], {}
     picks = rule_layers(ranked, k, bench.layers or None)
     for i, (name, chosen) in enumerate(tqdm(list(picks.items()), desc="rules", unit="build")):
