@@ -104,7 +104,7 @@ def test_60_compares_every_strategy_and_exports_the_hybrid(series):
 def test_30_50_and_60_reuse_their_results_on_a_warm_rerun(series):
     root = series.ran("60_hybrid_quantization")
     steps = {"30_simulator_inference": ["30_one_image", "30_evaluate"], "50_accuracy_analysis": ["50_analysis", "50_sweep"],
-             "60_hybrid_quantization": ["60_step1", "60_int8", "60_hybrid", "60_search"]}
+             "60_hybrid_quantization": ["60_step1", "60_int8", "60_hybrid", "60_rules", "60_search"]}
     sim_log = root / "logs" / "simulator.log"
     before = sim_log.stat().st_mtime_ns if sim_log.exists() else None
     for name, cached in steps.items():
