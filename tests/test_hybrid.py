@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import yaml
-from quality_support import CONFIG, SIZE, onnx_scores, outlier_onnx
+from quality_support import CONFIG, MEAN, SIZE, STD, onnx_scores, outlier_onnx
 
 from helpers.backends.simulator import BuiltSimulator
 from helpers.core.errors import WorkbookError
@@ -15,7 +15,9 @@ from helpers.steps import analysis, hybrid
 from helpers.tasks import data, scoring
 from helpers.tasks.classify.judge import ClassifyJudge
 from helpers.tasks.classify.metric import scores_of
+from helpers.tasks.feeds import fp32_runner
 from helpers.tasks.measures import cosine
+from helpers.tasks.noise import Paired
 from helpers.tasks.preprocess import read_rgb
 from helpers.text import hybrid as text60
 from helpers.toolkit.session import RKNN
@@ -162,6 +164,44 @@ def test_hybrid_from_the_ranking_repairs_the_output(made, tiny_images, tmp_path)
     assert worst > before.set_index("name").loc[order[0], "single_cos"]
 
 
+def test_tutorial_rule_experiment_scores_two_hybrids_with_the_same_k(made, tiny_images, tmp_path):
+    """Issue 21 part 6 on the outlier model: the tutorial's rule (largest entire-single gap) and the workbook's (lowest
+    single cosine) each pick k layers from the INT8 ranking; two step 2 builds, both scored by the one noise rule
+    against INT8 and each other, and every float16 count is of the build's own float16 layers."""
+    from helpers.core.paths import Run
+
+    files = made["files"]
+    pixels = np.stack([read_rgb(p, SIZE) for p in tiny_images])
+    fp32 = fp32_runner(made["onnx"], MEAN, STD).outputs(pixels)
+    judge = ClassifyJudge("classify", "top1", "top-1", "top1_agreement", list(tiny_images), pixels, fp32,
+                          labels=scores_of(fp32).argmax(1))
+    with RKNN(tmp_path / "int8.log") as rk:
+        rk.config(**CONFIG)
+        rk.load_onnx(str(made["onnx"]))
+        rk.build(do_quantization=True, dataset=str(made["dataset"]))
+        before = analysis.combine([analysis.parse_error_analysis(p) for p in
+                                   analysis.run_accuracy_analysis(rk, tiny_images[:1], tmp_path / "before", progress=False)])
+        rk.init_runtime(target=None)
+        int8_outputs = BuiltSimulator(rk).outputs(pixels)
+    ranked = analysis.rank_layers(before)
+    layers = hybrid.activation_tensors(files)
+    picks = hybrid.rule_layers(ranked, 1, layers)
+    assert set(picks) == {hybrid.TUTORIAL_RULE, hybrid.WORKBOOK_RULE} and all(len(v) == 1 for v in picks.values())
+    assert picks[hybrid.WORKBOOK_RULE] == [n for n in ranked["name"] if n in layers][:1], "the workbook's rule is the ranking's"
+    bench = hybrid.Bench(Run.at(tmp_path / "run"), None, made["dataset"], judge, [], layers=layers)
+    rules = hybrid.compare_rules(bench, files, ranked, 1, int8_outputs)
+    assert list(rules["model"]) == [hybrid.TUTORIAL_RULE, hybrid.WORKBOOK_RULE]
+    assert (rules["chosen_layers"] == 1).all() and rules["top1"].between(0, 1).all()
+    for r in rules.to_dict("records"):
+        f16 = r["float16_list"].split()
+        assert r["float16_layers"] == len(f16) and set(r["layers"].split()) <= set(f16), r["model"]
+        assert hybrid.paired_of(r, "vs_int8").images == len(tiny_images) and hybrid.paired_of(r, "vs_fp32") is not None
+    assert hybrid.paired_of(rules.iloc[1], "vs_tutorial") is not None and hybrid.paired_of(rules.iloc[0], "vs_tutorial") is None
+    int8 = hybrid.Variant("INT8", judge.score(int8_outputs).value, 0.9, 0.9, 0, 0, vs_fp32=judge.paired(int8_outputs).to_dict())
+    note = text60.rules_note(rules, int8, judge)
+    assert "k = 1 layers each" in note and "departs from the tutorial" in note
+
+
 def test_search_stops_at_target_and_respects_budget():
     calls = []
 
@@ -193,6 +233,8 @@ def test_export_choice_search_competes_with_strategies_and_files_go_by_name(tmp_
     """Issue 11 item 3: the search's model is one more candidate; it never overwrites a strategy's row (the
     old `candidates.loc[len(candidates)]` did when a strategy row had been dropped), and each candidate's
     file is the one its own row names, not the one at its position."""
+    import pandas as pd
+
     from helpers.core.paths import Run
 
     run = Run.at(tmp_path / "run")
@@ -208,17 +250,29 @@ def test_export_choice_search_competes_with_strategies_and_files_go_by_name(tmp_
         {"model": "hybrid (c) auto from ranking", "top1": 0.96, "mean_cosine": 0.995, "float16_layers": 9,
          "file": "hybrid/strategy_hybrid_c_auto_from_ranking.rknn"},
     ]
-    search = [{"layers": 1, "top1": 0.93, "mean_cosine": 0.99, "met_target": False},
-              {"layers": 2, "top1": 0.97, "mean_cosine": 0.991, "met_target": True}]
+    judge = _top1_judge(0.99, 100)
+    search = [{"layers": 1, "top1": 0.93, "mean_cosine": 0.99, "float16_layers": 2, "layers_total": 40, "met_target": False},
+              _scored(judge, "", _right(97), _right(90), layers=2, mean_cosine=0.991, float16_layers=4, layers_total=40,
+                      met_target=True)]
     cands = hybrid.export_candidates(compare, search, root=run.root)
-    assert [c["model"] for c in cands] == ["hybrid (a) your list", "hybrid (c) auto from ranking", "hybrid search (2 layers)"]
+    assert [c["model"] for c in cands] == ["hybrid (a) your list", "hybrid (c) auto from ranking",
+                                           "hybrid search (4 of 40 layers in float16)"]
     best = hybrid.choose_export(cands)
-    assert best["model"] == "hybrid search (2 layers)", "same top-1 as (a), higher output cosine: the search's model wins"
+    assert best["model"] == "hybrid search (4 of 40 layers in float16)", "same top-1 as (a), higher cosine: the search wins"
     out = hybrid.export_choice(run, best, "notebook 20's list (20 images)", demo=False)
     assert out == run.hybrid / "model_hybrid.rknn" and out.read_bytes() == b"model_search.rknn"
     chosen = json.loads((run.hybrid / "chosen.json").read_text())
     assert chosen["file"] == "hybrid/model_hybrid.rknn" and chosen["demo"] is False, "relative to the run folder: relocatable"
-    assert chosen["metric"] == "top1" and chosen["top1"] == 0.97
+    assert chosen["metric"] == "top1" and chosen["top1"] == 0.97 and chosen["float16_layers"] == 4
+    # the one noise rule's verdicts, whole (Paired.to_dict), and the sentences quote exactly them
+    assert Paired.from_dict(chosen["vs_int8"]) == judge.paired(_outs(_right(97)), _outs(_right(90)))
+    assert Paired.from_dict(chosen["vs_fp32"]) == judge.paired(_outs(_right(97)))
+    assert chosen["vs_int8"]["text"].startswith("+7.0 pt (95 % CI +") and chosen["vs_int8"]["text"].endswith(", better")
+    int8 = _int8(judge, _right(90))
+    text = text60.conclusion(pd.DataFrame(search), 40, int8, judge, 2.0, chosen, chosen["calibration"], False)
+    assert f"Against plain INT8 it is {chosen['vs_int8']['text']}" in text and f"(vs FP32 {chosen['vs_fp32']['text']})" in text
+    note = text60.export_note(chosen, 3, out.relative_to(run.root), int8, judge)
+    assert f"vs INT8 {chosen['vs_int8']['text']}; vs FP32 {chosen['vs_fp32']['text']}" in note
     # a strategy whose file is missing is not a candidate; without the search, (a) beats (c) on top-1
     (run.hybrid / "model_search.rknn").unlink()
     assert hybrid.choose_export(hybrid.export_candidates(compare, search, root=run.root))["model"] == "hybrid (a) your list"
@@ -248,86 +302,202 @@ def _top1_judge(fp32_top1: float, images: int) -> ClassifyJudge:
 
 @dataclass
 class _MapJudge(scoring.Judge):
-    """A detector's judge with known numbers: mAP50-95 `fp32_map` for FP32, no one-image step, noise `noise`."""
+    """A detector's judge with known numbers: mAP50-95 `fp32_map` for FP32, no one-image step."""
 
     fp32_map: float = 0.766
-    noise: float = 1.2
 
     def metric(self, outputs):
         return self.fp32_map, 0.97
 
-    def noise_pt(self) -> float:
-        return self.noise
 
-
-def _map_judge(fp32_map: float = 0.766, images: int = 50, noise: float = 1.2) -> _MapJudge:
+def _map_judge(fp32_map: float = 0.766, images: int = 50) -> _MapJudge:
     return _MapJudge("detect", "map50_95", "mAP50-95", "map50", [f"{k}.png" for k in range(images)],
                      np.zeros((images, 1, 1, 3), np.uint8),
-                     [[np.zeros((1, 2), np.float32)]] * images, fp32_map=fp32_map, noise=noise)
+                     [[np.zeros((1, 2), np.float32)]] * images, fp32_map=fp32_map)
 
 
-def test_conclusions_are_computed_from_the_numbers():
+def _outs(correct) -> list:
+    """A classifier's raw outputs on images labelled 0: right where correct is True."""
+    return [[np.array([[1.0, 0.0]] if c else [[0.0, 1.0]], np.float32)] for c in correct]
+
+
+def _right(first: int, images: int = 100) -> np.ndarray:
+    return np.arange(images) < first
+
+
+def _scored(judge, name: str, correct, int8_correct=None, **row) -> dict:
+    """A comparison row scored by the one noise rule: the model minus FP32 and minus INT8 on the judge's images."""
+    outs = _outs(correct)
+    vs_int8 = judge.paired(outs, _outs(int8_correct)) if int8_correct is not None else None
+    return {"model": name, "top1": float(np.mean(correct)), "mean_cosine": 0.99,
+            **hybrid.paired_columns("vs_fp32", judge.paired(outs)), **hybrid.paired_columns("vs_int8", vs_int8), **row}
+
+
+def _int8(judge, correct) -> hybrid.Variant:
+    return hybrid.Variant("INT8", float(np.mean(correct)), 0.98, 0.9, 2048, 2,
+                          vs_fp32=judge.paired(_outs(correct)).to_dict(), float16=["output0", "output0-rs"])
+
+
+def test_paired_columns_round_trip_through_a_csv(tmp_path):
     import pandas as pd
 
     judge = _top1_judge(0.99, 100)
-    assert judge.fp32.value == pytest.approx(0.99) and judge.step_pt() == pytest.approx(1.0)
-    search = pd.DataFrame([{"layers": 1, "top1": 0.95, "met_target": False}, {"layers": 2, "top1": 0.99, "met_target": True}])
-    text = text60.conclusion(search, 40, 0.90, judge, 0.2, {"model": "hybrid search (2 layers)", "top1": 0.99}, "demo: 1 image",
-                             True)
-    assert text.startswith("Plain INT8's top-1 is 9.00 pt below FP32 (9 of 100 images; 1 image = 1.00 pt).")
-    assert "The search needed 2 of 40 layers in float16" in text and "the error is local" in text
-    assert "top-1 99.00% vs 90.00% for INT8 with the same calibration (demo: 1 image) and 99.00% for FP32." in text
-    assert ("It is 9.00 pt above INT8 (9 of 100 images; 1 image = 1.00 pt), so the exported hybrid's top-1 is not below "
-            "INT8's.") in text
-    assert "This is a demo" in text
-    spread = pd.DataFrame([{"layers": 32, "top1": 0.99, "met_target": True}])
-    assert "not local" in text60.conclusion(spread, 40, 0.90, judge, 0.2, None, "x", False)
-    worse = text60.conclusion(spread, 40, 0.90, judge, 0.2, {"model": "hybrid (a) your list", "top1": 0.89}, "x", False)
-    assert "It is 1.00 pt below INT8 (1 of 100 images; 1 image = 1.00 pt), so no hybrid reached INT8's top-1 here" in worse
-    assert text60.target_note(0.2, _top1_judge(0.9, 60)).endswith("so it means: equal to FP32")
+    row = _scored(judge, "hybrid (a) your list", _right(97), _right(90))
+    pd.DataFrame([row, {"model": "FP32", **hybrid.paired_columns("vs_int8", None)}]).to_csv(tmp_path / "t.csv", index=False)
+    back = pd.read_csv(tmp_path / "t.csv").fillna("").to_dict("records")
+    p = hybrid.paired_of(back[0], "vs_int8")
+    assert p == judge.paired(_outs(_right(97)), _outs(_right(90))) and back[0]["vs_int8"] == p.text
+    assert p.verdict == "better" and back[0]["vs_int8_low_pt"] == pytest.approx(p.low_pt, abs=1e-3)
+    assert hybrid.paired_of(back[1], "vs_int8") is None
+
+
+def test_conclusion_when_int8_loses_measurably_reports_the_share_recovered():
+    import pandas as pd
+
+    judge = _top1_judge(0.99, 100)
+    int8 = _int8(judge, _right(90))  # 9 images FP32 gets right and INT8 does not: a measurable loss
+    loss = judge.paired(_outs(_right(90)))
+    assert loss.verdict == "worse"
+    search = pd.DataFrame([{"layers": 1, "top1": 0.95, "float16_layers": 3, "met_target": False},
+                           {"layers": 2, "top1": 0.99, "float16_layers": 4, "met_target": True}])
+    choice = _scored(judge, "hybrid search (4 of 40 layers in float16)", _right(99), _right(90))
+    text = text60.conclusion(search, 40, int8, judge, 0.2, choice, "notebook 20's list (50 images)", False)
+    assert text.startswith(f"Plain INT8's top-1 is 90.00% against FP32's 99.00%: {loss.text} (a measurable loss).")
+    assert "The search needed 4 of 40 layers in float16" in text and "the error is local" in text
+    vs_int8, vs_fp32 = hybrid.paired_of(choice, "vs_int8"), hybrid.paired_of(choice, "vs_fp32")
+    assert f"(vs FP32 {vs_fp32.text})" in text and f"Against plain INT8 it is {vs_int8.text}" in text
+    assert "it recovers +9.0 of INT8's 9.0 pt loss (100 %, at least half of it), a measurable gain." in text
+    half = _scored(judge, "hybrid (c) auto from ranking", _right(93), _right(90))  # 3 of 9 points back, within noise
+    text = text60.conclusion(search, 40, int8, judge, 0.2, half, "x", False)
+    assert "(33 %, less than half of it)" in text and "not measurably different from INT8" in text
+    assert "plain INT8 (faster) is the model to keep" in text
+    spread = pd.DataFrame([{"layers": 32, "top1": 0.99, "float16_layers": 40, "met_target": True}])
+    assert "all 40 of 40 layers in float16" in text60.conclusion(spread, 40, int8, judge, 0.2, None, "x", False)
+    assert "not local" in text60.conclusion(spread, 40, int8, judge, 0.2, None, "x", False)
+
+
+def test_conclusion_when_int8_loses_nothing_says_there_is_nothing_to_recover():
+    import pandas as pd
+
+    judge = _top1_judge(0.99, 100)
+    int8 = _int8(judge, _right(98))  # one image: within noise
+    empty = pd.DataFrame(columns=hybrid.search_columns("top1"))
+    choice = _scored(judge, "hybrid (c) auto from ranking", _right(97), _right(98))
+    text = text60.conclusion(empty, 112, int8, judge, 2.0, choice, "notebook 20's list (50 images)", False)
+    assert "(not a measurable loss on these images). It is already within the 2 pt target: no float16 layer is needed." in text
+    assert "recovers" not in text, "no measurable loss: no share of it to recover"
+    assert "not measurably different from INT8" in text and "This is a demo" not in text
+    flat = pd.DataFrame([{"layers": 1, "top1": 0.98, "float16_layers": 3, "met_target": False}])
+    text = text60.conclusion(flat, 112, int8, judge, 0.2, None, "x", False)
+    assert "with no measurable loss to repair, this search cannot tell whether the error is local" in text
+    demo = text60.conclusion(flat, 112, int8, judge, 0.2, choice, "demo: 1 image", True)
+    assert "This is a demo" in demo and "model to keep" not in demo
+    assert text60.target_note(0.2, _top1_judge(0.9, 60)).splitlines()[0].endswith("so it means: equal to FP32")
     assert text60.target_note(5, _top1_judge(0.9, 60)).startswith("target: within 5 pt of FP32 (3.0 images of 60)")
 
 
-def test_detector_sentences_name_map_and_its_noise():
-    """mAP has no one-image step: differences are read against the noise of the images, in mAP points."""
+def test_detector_sentences_name_map_and_carry_the_interval():
+    """mAP's comparisons come from the paired bootstrap (here given as Paired values): the sentences quote them."""
     import pandas as pd
 
-    judge = _map_judge(0.766, 50, 1.2)
-    empty = pd.DataFrame(columns=["layers", "map50_95", "mean_cosine", "met_target", "layers_list"])
-    text = text60.conclusion(empty, 120, 0.764, judge, 0.5, None, "notebook 20's list (50 images)", False)
-    assert text == ("Plain INT8's mAP50-95 is 0.20 pt below FP32, within the noise of 50 val images (about ±1.2 pt), already "
-                    "within the 0.5 pt "
-                    "target: no float16 layer is needed. No hybrid was exported.")
+    judge = _map_judge(0.766, 50)
+    loss = Paired(-6.6, -9.0, -4.2, "worse", "paired bootstrap over 50 images (50 resamples, normal interval)", 50)
+    int8 = hybrid.Variant("INT8", 0.70, 0.99, 0.9, 2048, 0, vs_fp32=loss.to_dict())
+    gain = Paired(6.5, 4.0, 9.0, "better", "paired bootstrap over 50 images", 50)
+    near = Paired(-0.1, -1.5, 1.3, "within noise", "paired bootstrap over 50 images", 50)
+    choice = {"model": "hybrid search (2 of 120 layers in float16)", "map50_95": 0.765, "mean_cosine": 0.99,
+              **hybrid.paired_columns("vs_int8", gain), **hybrid.paired_columns("vs_fp32", near)}
     search = pd.DataFrame([{"layers": 1, "map50_95": 0.70, "met_target": False}, {"layers": 2, "map50_95": 0.765,
                                                                                   "met_target": True}])
-    text = text60.conclusion(search, 120, 0.70, judge, 0.2, {"model": "hybrid search (2 layers)", "map50_95": 0.765},
-                             "demo: 1 image", True)
-    assert text.startswith("Plain INT8's mAP50-95 is 6.60 pt below FP32, beyond the noise of 50 val images (about ±1.2 pt).")
-    assert "mAP50-95 0.765 vs 0.700 for INT8" in text and "not below INT8's" in text
-    worse = text60.conclusion(search, 120, 0.766, judge, 0.2, {"model": "hybrid search (2 layers)", "map50_95": 0.765}, "x",
-                              False)
-    assert ("It is 0.10 pt below INT8, within the noise of 50 val images (about ±1.2 pt), so no hybrid reached INT8's "
-            "mAP50-95 here") in worse
-    close = pd.DataFrame([{"layers": 1, "map50_95": 0.764, "met_target": True}])
-    text = text60.conclusion(close, 120, 0.760, judge, 0.2, None, "x", False)
-    assert ("The search needed 1 of 120 layers in float16 to come within 0.2 pt of FP32, so the error is local: a few "
-            "layers carry it (with INT8's own loss inside") in text
-    flat = pd.DataFrame([{"layers": 1, "map50_95": 0.760, "met_target": False}, {"layers": 2, "map50_95": 0.7617,
-                                                                                 "met_target": False}])
-    text = text60.conclusion(flat, 120, 0.7623, judge, 0.2, {"model": "hybrid (c) auto from ranking", "map50_95": 0.7617}, "x",
-                             False)
-    assert text.startswith("Plain INT8's mAP50-95 is 0.37 pt below FP32, within the noise of 50 val images (about ±1.2 pt). "
-                           "None of the "
-                           "search's 2 hybrids (up to 2 of 120 layers in float16) came within 0.2 pt of FP32 either; they score "
-                           "0.760 to 0.762")
-    assert "cannot tell whether the error is local" in text and "not local" not in text
-    assert "It is 0.06 pt below INT8, within the noise" in text and "plain INT8 is the model to keep" in text
+    text = text60.conclusion(search, 120, int8, judge, 0.2, choice, "demo: 1 image", True)
+    assert text.startswith("Plain INT8's mAP50-95 is 0.700 against FP32's 0.766: -6.6 pt (95 % CI -9.0 to -4.2), worse")
+    assert "mAP50-95 0.765 vs 0.700 for INT8" in text and "+6.5 pt (95 % CI +4.0 to +9.0), better" in text
+    assert "(98 %, at least half of it)" in text and "top-1" not in text
     note = text60.target_note(0.2, judge)
-    assert note.startswith("target: mAP50-95 within 0.2 pt of FP32's 0.766; the noise of 50 val images is about ±1.2 pt")
-    assert "images" not in text60.target_note(0.2, judge).split(";")[0]  # no one-image step for mAP
+    assert note.startswith("target: mAP50-95 within 0.2 pt of FP32's 0.766 on 50 val images") and "interval" in note
     assert text60.target_note(0.2, judge, 0.765).endswith("plain INT8 (0.765) already meets it, so the search built no hybrid: "
                                                           "the plot shows INT8 alone")
     assert "already meets it" not in text60.target_note(0.2, judge, 0.76)
+
+
+def test_float16_count_in_the_text_is_the_tables():
+    """Issue 21: '(c) auto from ranking: 11 layer(s)' beside 15 float16 layers in the table. The text now quotes the
+    table's count and says what it is made of: the chosen layers, INT8's own float16 layers, the toolkit's additions."""
+    import re
+
+    import pandas as pd
+
+    table = pd.DataFrame([
+        {"model": "FP32", "top1": 0.99, "float16_layers": 0, "layers": "", "float16_list": ""},
+        {"model": "INT8", "top1": 0.98, "float16_layers": 2, "layers": "", "float16_list": "output0 output0-rs"},
+        {"model": "hybrid (a) your list", "top1": float("nan"), "float16_layers": 0, "layers": "", "float16_list": ""},
+        {"model": "hybrid (c) auto from ranking", "top1": 0.98, "float16_layers": 6, "layers": "a b c",
+         "float16_list": "a b c split_1 output0 output0-rs"},
+        {"model": "build(auto_hybrid=True)", "top1": 0.98, "float16_layers": 3, "layers": "x output0 output0-rs",
+         "float16_list": "x output0 output0-rs"}])
+    text = text60.float16_counts(table, 112)
+    assert "This model has 112 layers; plain INT8 runs 2 of them in float16" in text
+    line = next(x for x in text.splitlines() if "(c) auto" in x)
+    assert line == ("- **hybrid (c) auto from ranking**: 6 of 112 layers in float16 = 3 chosen + 2 plain INT8 already keeps "
+                    "in float16 + 1 the toolkit added (`split_1`).")
+    for row in table.to_dict("records"):
+        said = re.search(rf"\*\*{re.escape(row['model'])}\*\*: (\d+) of 112", text)
+        if said:
+            assert int(said[1]) == row["float16_layers"], row["model"]
+    assert "(a) your list" not in text, "a strategy that built nothing has no count"
+    assert hybrid.search_name(112, 112) == "hybrid search (all 112 of 112 layers in float16)"
+    assert hybrid.search_name(18, 112) == "hybrid search (18 of 112 layers in float16)"
+
+
+def test_plots_show_paired_intervals_and_say_the_axis_is_not_to_scale():
+    """Issue 21 part 5: compare.png is a dot plot of each model minus INT8 with its interval whiskers (no axis cut to
+    make one image look decisive), search.png says its doubling x axis is not to scale and names the layer total."""
+    import pandas as pd
+
+    judge = _top1_judge(0.99, 100)
+    int8 = _int8(judge, _right(90))
+    table = pd.DataFrame([{"model": "FP32", "top1": 0.99, "mean_cosine": 1.0, "float16_layers": 0,
+                           **hybrid.paired_columns("vs_fp32", None), **hybrid.paired_columns("vs_int8", None)},
+                          {**int8.row(judge)},
+                          _scored(judge, "hybrid (c) auto from ranking", _right(97), _right(90), float16_layers=15)])
+    fig = hybrid.plot_compare(table, judge)
+    left, right = fig.axes[:2]
+    assert "95 % interval" in left.get_ylabel() and right.get_yscale() == "log"
+    bars = [c for c in left.containers if hasattr(c, "lines")]
+    assert len(bars) == 3, "one whiskered dot per scored model (FP32 mirrored from INT8's loss, INT8 at 0, the hybrid)"
+    search = pd.DataFrame([_scored(judge, "", _right(95), _right(90), layers=n, float16_layers=n + 2, layers_total=40,
+                                   met_target=False) for n in (1, 2, 4, 40)])
+    ax = hybrid.plot_search(search, int8, judge, 0.2).axes[0]
+    assert "not to scale" in ax.get_xlabel() and "(of 40)" in ax.get_xlabel()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2", "4", "all 40"]
+    assert len([c for c in ax.containers if hasattr(c, "lines")]) == 1
+
+
+def test_rules_sentence_follows_the_numbers():
+    """The tutorial's rule against the workbook's: the sentence names the winner only when the paired test does, and
+    always says that (and why) the workbook departs from the tutorial."""
+    import pandas as pd
+
+    judge = _top1_judge(0.99, 100)
+    int8 = _int8(judge, _right(90))
+
+    def rules(tutorial: int, workbook: int) -> pd.DataFrame:
+        t, w = _right(tutorial), _right(workbook)
+        rows = [_scored(judge, hybrid.TUTORIAL_RULE, t, _right(90), chosen_layers=8,
+                        **hybrid.paired_columns("vs_tutorial", None)),
+                _scored(judge, hybrid.WORKBOOK_RULE, w, _right(90), chosen_layers=8,
+                        **hybrid.paired_columns("vs_tutorial", judge.paired(_outs(w), _outs(t))))]
+        return pd.DataFrame(rows)
+
+    wins = text60.rules_note(rules(90, 99), int8, judge)
+    assert "k = 8 layers each" in wins and "the workbook's rule recovers measurably more" in wins
+    assert "The workbook departs from the tutorial on purpose" in wins and "inherited" in wins
+    assert "numbers side with the tutorial" in text60.rules_note(rules(99, 90), int8, judge)
+    tie = text60.rules_note(rules(94, 95), int8, judge)
+    assert "within noise of each other" in tie and "measurably more" not in tie
+    assert text60.rules_note(pd.DataFrame(columns=["model"]), int8, judge).startswith("auto_layers is 0")
+    nothing = text60.rules_note(rules(98, 98), _int8(judge, _right(98)), judge)
+    assert "this run cannot tell the rules apart" in nothing and "measurably more" not in nothing
 
 
 def test_detector_tables_and_choice_use_map(tmp_path):
@@ -349,7 +519,8 @@ def test_detector_tables_and_choice_use_map(tmp_path):
     assert [c["model"] for c in hybrid.export_candidates([*compare, auto], search, root=run.root)][:1] == ["hybrid (a) your list"]
     compare.append({**auto, "float16_layers": 2})
     cands = hybrid.export_candidates(compare, search, root=run.root)
-    assert [c["model"] for c in cands] == ["hybrid (a) your list", "build(auto_hybrid=True)", "hybrid search (1 layers)"]
+    assert [c["model"] for c in cands] == ["hybrid (a) your list", "build(auto_hybrid=True)",
+                                           "hybrid search (1 layers)"]  # a search.csv without float16 counts: the old name
     assert {c["metric"] for c in cands} == {"map50_95"}
     best = hybrid.choose_export(cands)
     assert best["model"] == "hybrid search (1 layers)", "higher mAP wins before the higher cosine"
@@ -357,7 +528,8 @@ def test_detector_tables_and_choice_use_map(tmp_path):
     chosen = json.loads((run.hybrid / "chosen.json").read_text())
     assert chosen["metric"] == "map50_95" and chosen["map50_95"] == 0.762 and "top1" not in chosen
     variant = hybrid.Variant("INT8", 0.76, 0.99, 0.98, 2048, 0)
+    paired = [f"{p}{c}" for p in ("vs_fp32", "vs_int8") for c in ("", "_pt", "_low_pt", "_high_pt", "_verdict", "_paired")]
     assert list(variant.row(_map_judge(0.77))) == ["model", "map50_95", "map50_95_delta_pt", "mean_cosine", "min_cosine",
-                                                   "size_kb",
-                                                   "float16_layers", "note", "file", "layers"]
+                                                   "size_kb", "float16_layers", "note", "file", "layers", "float16_list",
+                                                   *paired]
     assert variant.row(_map_judge(0.77))["map50_95_delta_pt"] == -1.0

@@ -75,7 +75,7 @@ def test_60_compares_every_strategy_and_exports_the_hybrid(series):
     assert rows.loc["hybrid (a) your list", "float16_layers"] >= rows.loc["INT8", "float16_layers"] + len(user)
     if rows.loc["hybrid (b) toolkit proposal", "note"]:
         assert pd.isna(rows.loc["hybrid (b) toolkit proposal", "top1"])
-    demo = SMALL["60_hybrid_quantization"].get("demo_calib_images", 1)  # the notebook's default is demo mode
+    demo = SMALL["60_hybrid_quantization"].get("demo_calib_images", 0)  # demo mode is an opt-in (issue 21)
     exported = "model_hybrid_demo.rknn" if demo else "model_hybrid.rknn"
     for name in ("compare.png", "search.png", "layers_before_after.png", "search.csv", exported):
         assert (h / name).stat().st_size > 0, name
@@ -104,7 +104,7 @@ def test_60_compares_every_strategy_and_exports_the_hybrid(series):
 def test_30_50_and_60_reuse_their_results_on_a_warm_rerun(series):
     root = series.ran("60_hybrid_quantization")
     steps = {"30_simulator_inference": ["30_one_image", "30_evaluate"], "50_accuracy_analysis": ["50_analysis", "50_sweep"],
-             "60_hybrid_quantization": ["60_step1", "60_int8", "60_hybrid", "60_search"]}
+             "60_hybrid_quantization": ["60_step1", "60_int8", "60_hybrid", "60_rules", "60_search"]}
     sim_log = root / "logs" / "simulator.log"
     before = sim_log.stat().st_mtime_ns if sim_log.exists() else None
     for name, cached in steps.items():
@@ -125,7 +125,7 @@ def test_index_reports_the_hybrid_that_was_exported(series):
 
     root = series.ran("60_hybrid_quantization")
     chosen = json.loads((root / "hybrid" / "chosen.json").read_text())
-    demo = SMALL["60_hybrid_quantization"].get("demo_calib_images", 1) > 0
+    demo = SMALL["60_hybrid_quantization"].get("demo_calib_images", 0) > 0
     assert chosen["file"] == ("hybrid/model_hybrid_demo.rknn" if demo else "hybrid/model_hybrid.rknn")
     assert (root / chosen["file"]).is_file()
     assert chosen["demo"] is demo
@@ -151,11 +151,22 @@ def test_50_and_60_state_their_conclusion_from_this_run(series):
     out60 = _outputs(root / "executed" / "60_hybrid_quantization.ipynb")
     search = pd.read_csv(root / "hybrid" / "search.csv")
     met = search[search["met_target"]]
-    if len(met):
-        assert f"The search needed {int(met.iloc[0]['layers'])} of " in out60
-    elif len(search):  # no point met the target: the sentence says so, inside the noise or not
-        assert "None of the search's" in out60 or f"Even {int(search['layers'].max())} of " in out60
+    if len(met):  # the count is the built model's float16 layers, the table's
+        assert re.search(rf"The search needed (all )?{int(met.iloc[0]['float16_layers'])} of \d+ layers in float16", out60)
+    elif len(search):  # no point met the target: the sentence says so, with or without a measurable loss
+        assert "None of the search's" in out60 or f"Even {int(search['float16_layers'].max())} of " in out60
     else:
         assert "no float16 layer is needed" in out60
-    assert "This is a demo" in out60 and "was built under demo calibration (set demo_calib_images = 0" in out60
-    assert "it stays out of the bundle" in out60
+    # every comparison carries the one noise rule's interval, and INT8's is the one int8.json holds
+    int8 = json.loads((root / "hybrid" / "int8.json").read_text())
+    assert f"Plain INT8's top-1 is {100 * int8['value']:.2f}% against FP32's" in out60 and int8["vs_fp32"]["text"] in out60
+    chosen = json.loads((root / "hybrid" / "chosen.json").read_text())
+    assert chosen["vs_int8"]["text"] in out60 and chosen["vs_fp32"]["text"] in out60
+    # the tutorial's rule, tested: two scored rows with the same k, and a sentence that names the departure
+    rules = pd.read_csv(root / "hybrid" / "rules.csv")
+    assert len(rules) == 2 and rules["top1"].between(0.5, 1).all() and rules["vs_int8"].str.contains("95 % CI").all()
+    assert rules["chosen_layers"].nunique() == 1 and "The workbook departs from the tutorial on purpose" in out60
+    demo = SMALL["60_hybrid_quantization"].get("demo_calib_images", 0) > 0
+    assert ("This is a demo" in out60) is demo
+    if demo:
+        assert "was built under demo calibration (set demo_calib_images = 0" in out60 and "it stays out of the bundle" in out60

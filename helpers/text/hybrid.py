@@ -1,55 +1,56 @@
-"""Notebook 60's sentences, computed from its results: a gap to FP32 or INT8 on these images, the search's target,
-how the ranking relates to notebook 50's, what the comparison table shows, what was exported and the conclusion."""
+"""Notebook 60's sentences, computed from its results: every comparison by the one noise rule (helpers.tasks.noise,
+stored in the tables by helpers.steps.hybrid.build.paired_columns) with its 95 % interval; the search's target, how
+the ranking relates to notebook 50's, what the float16 counts are made of, the tutorial's layer rule against the
+workbook's, what was exported and the conclusion."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping
 
 import pandas as pd
 
 from helpers.steps.analysis.rank import rank_layers
-from helpers.steps.hybrid.build import Variant
-from helpers.steps.hybrid.choice import not_below_int8
+from helpers.steps.hybrid.bench import TUTORIAL_RULE, WORKBOOK_RULE
+from helpers.steps.hybrid.build import Variant, paired_of
 from helpers.steps.hybrid.search import within
 from helpers.tasks.measures import metric_in
+from helpers.tasks.noise import Paired
 
 if TYPE_CHECKING:
     from helpers.core.paths import Run
     from helpers.tasks.scoring import Judge
 
+LAYERS = ("a *layer* here is a quantized activation tensor of step 1's cfg (a name `custom_quantize_layers` accepts); "
+          "a model's float16 count is how many of them its build log reports in float16")
 
-def gap_note(judge: "Judge", value: float, ref: float | None = None, what: str = "FP32") -> str:
-    """How far value is from ref (default FP32's metric) in points, and how to read that on these images:
-    in images for top-1, against the noise of the images for mAP."""
-    ref = judge.fp32.value if ref is None else ref
-    d = 100 * (value - ref)
-    side = f"{abs(d):.2f} pt {'below' if d < 0 else 'above'} {what}" if round(d, 2) else f"equal to {what}"
-    step = judge.step_pt()
-    if step:
-        n = round(abs(d) / step)
-        return (f"{side} ({n} of {judge.images} images; 1 image = {step:.2f} pt)" if n else
-                f"{side} (not one image of {judge.images} differs)")
-    noise = judge.noise_pt()
-    inside = "within" if abs(d) <= noise else "beyond"
-    return f"{side}, {inside} the noise of {judge.images} val images (about ±{noise:.1f} pt)"
+
+def _paired(row: Mapping[str, Any] | Variant | None, prefix: str) -> Paired | None:
+    """The Paired a table row, a chosen.json record or a Variant holds under prefix (vs_fp32 / vs_int8)."""
+    if row is None:
+        return None
+    if isinstance(row, Variant):
+        d = getattr(row, prefix)
+        return Paired.from_dict(d) if d else None
+    if isinstance(row.get(prefix), dict):
+        return Paired.from_dict(row[prefix])
+    return paired_of(row, prefix)
 
 
 def target_note(target_pt: float, judge: "Judge", int8_value: float | None = None) -> str:
-    """The search's target in words: below one image of top-1 it can only mean 'equal to FP32'; for mAP, how it
-    compares with the noise of these images. With int8_value, also whether plain INT8 already meets it (no search)."""
-    step, noise = judge.step_pt(), judge.noise_pt()
+    """The search's target in words (below one image of top-1 it can only mean 'equal to FP32'), and how to read the
+    intervals on the plot. With int8_value, also whether plain INT8 already meets it (no search)."""
+    step = judge.step_pt()
     if step and target_pt < step:
         text = (f"target {target_pt:g} pt is smaller than one image ({step:.2f} pt on {judge.images} images), "
                 "so it means: equal to FP32")
     elif step:
         text = f"target: within {target_pt:g} pt of FP32 ({target_pt / step:.1f} images of {judge.images})"
     else:
-        hint = (" (a hybrid that meets it on these images can still differ from FP32 by that much on others)"
-                if target_pt < noise else "")
-        text = (f"target: {judge.label} within {target_pt:g} pt of FP32's {judge.text(judge.fp32.value)}; "
-                f"the noise of {judge.images} val images "
-                f"is about ±{noise:.1f} pt{hint}")
+        text = (f"target: {judge.label} within {target_pt:g} pt of FP32's {judge.text(judge.fp32.value)} "
+                f"on {judge.images} val images")
+    text += ("\neach point's whisker is its paired 95 % interval against FP32 on these images: a whisker that reaches "
+             "FP32's line is within noise of FP32")
     if int8_value is not None and within(judge.fp32.value, int8_value, target_pt):
         text += (f"\nplain INT8 ({judge.text(int8_value)}) already meets it, so the search built no hybrid: "
                  "the plot shows INT8 alone")
@@ -72,73 +73,142 @@ def ranking_note(ranked: Any, run: "Run", analysis_images: int, calibration: str
     return f"{how}{why}. {len(same)} of the top {k} layers here are also in notebook 50's top {k}."
 
 
-def reading_notes(table: Any, int8_float16: Sequence[str], proposal: bool, demo: bool) -> str:
+def _names(cell: Any) -> list[str]:
+    return str(cell).split() if isinstance(cell, str) else []
+
+
+def _shown(names: list[str], n: int = 2) -> str:
+    return ", ".join(f"`{x}`" for x in names[:n]) + (" ..." if len(names) > n else "")
+
+
+def float16_counts(table: Any, total: int) -> str:
+    """For every built hybrid of the comparison table: its float16 count (the table's float16_layers) out of the
+    model's layers, and what it is made of: the layers chosen, those plain INT8 already runs in float16, and those
+    the toolkit added on its own (e.g. a Split's other outputs). The counts are the table's, so they always agree."""
+    rows = table.to_dict("records")
+    int8 = next((r for r in rows if r["model"] == "INT8"), {})
+    base = set(_names(int8.get("float16_list")))
+    out = [f"One count of layers throughout: {LAYERS}. This model has {total} layers; plain INT8 runs "
+           f"{len(base)} of them in float16{' (' + _shown(sorted(base)) + ')' if base else ''}."]
+    for r in rows:
+        f16 = _names(r.get("float16_list"))
+        if r["model"] in ("FP32", "INT8") or pd.isna(r.get(metric_in(table.columns))):
+            continue
+        n = int(r["float16_layers"])
+        if r["model"] == "build(auto_hybrid=True)":
+            out.append(f"- **{r['model']}**: {n} of {total} layers in float16, all chosen by the toolkit "
+                       f"({max(n - len(base), 0)} more than plain INT8).")
+            continue
+        chosen = [x for x in _names(r.get("layers")) if x in f16]
+        kept = [x for x in f16 if x in base and x not in chosen]
+        added = [x for x in f16 if x not in base and x not in chosen]
+        parts = [f"{len(chosen)} chosen"] + ([f"{len(kept)} plain INT8 already keeps in float16"] if kept else []) + (
+            [f"{len(added)} the toolkit added ({_shown(added)})"] if added else [])
+        out.append(f"- **{r['model']}**: {n} of {total} layers in float16 = {' + '.join(parts)}.")
+    return "\n".join(out)
+
+
+def reading_notes(table: Any, int8_float16: list[str], proposal: bool, demo: bool) -> str:
     """What this run's comparison table shows, as bullet points built from its rows."""
     rows = {str(r["model"]): r for r in table.to_dict("records")}
     key = metric_in(table.columns)
     out = []
     if int8_float16:
-        shown = ", ".join(f"`{n}`" for n in int8_float16[:3]) + (" ..." if len(int8_float16) > 3 else "")
-        out.append(f"- **Plain INT8 already has {len(int8_float16)} float16 tensor(s)** ({shown}): operators the NPU only runs "
-                   "in float stay float16 in every build, and the hybrids' counts include them.")
+        out.append(f"- **Plain INT8 already has {len(int8_float16)} float16 layer(s)** ({_shown(int8_float16, 3)}): "
+                   "operators the NPU only runs in float stay float16 in every build, and the hybrids' counts include them.")
     else:
-        out.append("- Plain INT8 has no float16 tensor in this model, so every float16 layer in a hybrid's row was chosen.")
+        out.append("- Plain INT8 has no float16 layer in this model, so every float16 layer in a hybrid's row was chosen.")
+    for name, r in rows.items():
+        p = _paired(r, "vs_int8")
+        if p is not None and name != "INT8":
+            out.append(f"- {name} vs plain INT8: {p.text}.")
     prop = rows.get("hybrid (b) toolkit proposal")
     if prop is not None and proposal and pd.isna(prop[key]):
         out.append("- **The toolkit's proposal is empty in this run.** Step 1 judges the error on the calibration images, the "
                    "images the quantization was fitted to" + (", here a single demo image," if demo else ",")
                    + " so it saw no layer worth changing.")
     elif prop is not None and proposal:
-        out.append(f"- **The toolkit proposed {len(str(prop['layers']).split())} layer(s)**, judged on the calibration images.")
+        out.append(f"- **The toolkit proposed {len(_names(prop['layers']))} layer(s)**, judged on the calibration images.")
     auto = rows.get("build(auto_hybrid=True)")
     if auto is not None and pd.notna(auto["float16_layers"]):
         extra = int(auto["float16_layers"]) - len(int8_float16)
-        out.append(f"- **`auto_hybrid`** kept {int(auto['float16_layers'])} tensor(s) in float16 "
-                   f"({max(extra, 0)} more than plain INT8): "
-                   "it switches a layer when its cosine on the calibration set "
+        out.append(f"- **`auto_hybrid`** kept {int(auto['float16_layers'])} layer(s) in float16 "
+                   f"({max(extra, 0)} more than plain INT8): it switches a layer when its cosine on the calibration set "
                    "falls below `auto_hybrid_cos_thresh` (0.98 by default).")
     return "\n".join(out)
 
 
+def rules_note(rules: Any, int8: Variant, judge: "Judge") -> str:
+    """The tutorial's rule against the workbook's, same k: both hybrids against INT8 (and each other), and a sentence
+    that follows the numbers, saying plainly where and why the workbook departs from the tutorial."""
+    rows = {str(r["model"]): r for r in rules.to_dict("records")}
+    if TUTORIAL_RULE not in rows or WORKBOOK_RULE not in rows:
+        return "auto_layers is 0, so no rule picked a layer and the tutorial's rule was not tested; set auto_layers to 1 or more."
+    tut, wb = rows[TUTORIAL_RULE], rows[WORKBOOK_RULE]
+    k = int(tut["chosen_layers"])
+    a, b = _paired(tut, "vs_int8"), _paired(wb, "vs_int8")
+    versus = _paired(wb, "vs_tutorial")
+    loss = _paired(int8, "vs_fp32")
+    head = (f"Same count, k = {k} layers each, no inputs added. **Tutorial's rule** (largest gap between entire and single "
+            f"cosine): {judge.label} {judge.text(tut[judge.key])}, vs INT8 {a.text}. **Workbook's rule** (lowest single "
+            f"cosine): {judge.text(wb[judge.key])}, vs INT8 {b.text}. Workbook's minus tutorial's: {versus.text}.")
+    if loss is not None and loss.verdict != "worse":
+        result = (f" Plain INT8 is not measurably worse than FP32 here ({loss.text}), so neither rule has a loss to "
+                  "recover and this run cannot tell the rules apart; a model whose INT8 loses measurably can.")
+    elif versus.verdict == "better":
+        result = " On these images the workbook's rule recovers measurably more than the tutorial's."
+    elif versus.verdict == "worse":
+        result = (" On these images the tutorial's rule recovers measurably more than the workbook's: the numbers side "
+                  "with the tutorial here.")
+    else:
+        result = " The two rules are within noise of each other on these images: neither is shown to be better."
+    why = (" **The workbook departs from the tutorial on purpose:** the tutorial keeps in float16 the layers whose entire "
+           "and single cosines differ most; notebook 50 reads a large gap as error *inherited* from upstream (fed exact "
+           "inputs, the layer itself quantizes well), so float16 there repairs nothing at its source. The workbook "
+           "picks the layers with the lowest single cosine, those that quantize badly on their own.")
+    return head + result + why
+
+
 def export_note(choice: Mapping[str, Any], count: int, final: Path, int8: Variant, judge: "Judge") -> str:
-    """What was exported and how it scores next to INT8 (same calibration) and FP32."""
+    """What was exported, with the one noise rule's verdicts against INT8 (same calibration) and FP32."""
     value = float(choice[judge.key])
+    vs_int8, vs_fp32 = _paired(choice, "vs_int8"), _paired(choice, "vs_fp32")
+    versus = (f": vs INT8 {vs_int8.text}; vs FP32 {vs_fp32.text}" if vs_int8 and vs_fp32 else "")
     return (f"Exported **{choice['model']}** (of {count} candidate{'s' * (count != 1)}) "
             f"as `{final.as_posix()}`: {judge.label} {judge.text(value)} "
-            f"(INT8 with the same calibration {judge.text(int8.value)}, FP32 {judge.text(judge.fp32.value)}), "
+            f"(INT8 with the same calibration {judge.text(int8.value)}, FP32 {judge.text(judge.fp32.value)}){versus}; "
             f"mean output cosine {float(choice['mean_cosine']):.5f} (INT8 {int8.mean_cosine:.5f}).")
 
 
-def inside_noise(judge: "Judge", value: float) -> bool:
-    """For a metric without a one-image step (mAP): value is within the noise of FP32's on these images."""
-    return judge.step_pt() is None and abs(100 * (value - judge.fp32.value)) <= judge.noise_pt()
-
-
-def _search_sentence(search_table: Any, layers_total: int, int8_value: float, judge: "Judge", target_pt: float) -> str:
-    """How many float16 layers reaching the target took, and whether that makes the error local."""
-    met = search_table[search_table["met_target"].astype(bool)] if len(search_table) else search_table
+def _search_sentence(search_table: Any, layers_total: int, int8: Variant, judge: "Judge", target_pt: float) -> str:
+    """INT8 against FP32 by the noise rule, then how many float16 layers reaching the target took (local or not)."""
+    loss = _paired(int8, "vs_fp32")
+    measurable = loss is not None and loss.verdict == "worse"
+    lead = (f"Plain INT8's {judge.label} is {judge.text(int8.value)} against FP32's {judge.text(judge.fp32.value)}: "
+            f"{loss.text if loss else 'not compared'}"
+            + (" (a measurable loss). " if measurable else " (not a measurable loss on these images). "))
     if not len(search_table):
-        return (f"Plain INT8's {judge.label} is {gap_note(judge, int8_value)}, already within the {target_pt:g} pt target: "
-                "no float16 layer is needed.")
-    lead = f"Plain INT8's {judge.label} is {gap_note(judge, int8_value)}. "
+        return lead + f"It is already within the {target_pt:g} pt target: no float16 layer is needed."
+    met = search_table[search_table["met_target"].astype(bool)]
+
+    def count(r: Any) -> int:
+        return int(r["float16_layers"]) if "float16_layers" in r and pd.notna(r["float16_layers"]) else int(r["layers"])
     if len(met):
-        n = int(met.iloc[0]["layers"])
+        n = count(met.iloc[0])
         share = n / max(layers_total, 1)
         kind = ("the error is local: a few layers carry it" if share <= 0.1 else
                 "the error is not local: it is spread over the network, so a better calibration or another quantized_algorithm "
                 "(notebook 50's sweep) is the cheaper fix" if share >= 0.5 else "the error is partly local")
-        caveat = (" (with INT8's own loss inside the noise of these images, read that as a property of these images rather than "
-                  "of the model)") if inside_noise(judge, int8_value) else ""
-        return lead + (f"The search needed {n} of {layers_total} layers in float16 to come within {target_pt:g} pt of FP32, "
-                       f"so {kind}{caveat}.")
-    n = int(search_table["layers"].max())
-    if inside_noise(judge, int8_value):
-        lo, hi = judge.text(search_table[judge.key].min()), judge.text(search_table[judge.key].max())
-        return lead + (f"None of the search's {len(search_table)} hybrids "
-                       f"(up to {n} of {layers_total} layers in float16) came within "
-                       f"{target_pt:g} pt of FP32 either; they score {lo} to {hi}, inside the same noise. On these images INT8 "
-                       "loses too little for float16 layers to repair measurably, "
-                       "so this search cannot tell whether the error is local.")
+        if not measurable:
+            kind += " (with INT8's own loss within noise, read that as a property of these images rather than of the model)"
+        every = "all " if n >= layers_total else ""
+        return lead + (f"The search needed {every}{n} of {layers_total} layers in float16 to come within {target_pt:g} pt "
+                       f"of FP32, so {kind}.")
+    n = max(count(r) for _, r in search_table.iterrows())
+    if not measurable:
+        return lead + (f"None of the search's {len(search_table)} hybrids (up to {n} of {layers_total} layers in float16) "
+                       f"came within {target_pt:g} pt of FP32 either; with no measurable loss to repair, this search cannot "
+                       "tell whether the error is local.")
     return lead + (f"Even {n} of {layers_total} layers in float16 did not bring {judge.label} "
                    f"within {target_pt:g} pt of FP32: ") + (
         "the error is not local; revisit the calibration set or the quantized_algorithm (notebook 50's sweep)."
@@ -146,26 +216,36 @@ def _search_sentence(search_table: Any, layers_total: int, int8_value: float, ju
         "the search budget ran out before it could tell whether the error is local; raise search_budget to find out.")
 
 
-def versus_int8(value: float, int8_value: float, judge: "Judge", demo: bool = False) -> str:
-    """Whether the exported hybrid's metric is at least INT8's (same calibration), with the numbers."""
-    gap = gap_note(judge, value, int8_value, "INT8")
-    if not_below_int8(value, int8_value):
-        return f"It is {gap}, so the exported hybrid's {judge.label} is not below INT8's."
-    keep = "" if demo else " and plain INT8 is the model to keep"
-    return f"It is {gap}, so no hybrid reached INT8's {judge.label} here: on this evidence the float16 layers buy nothing{keep}."
+def versus_int8(choice: Mapping[str, Any], int8: Variant, judge: "Judge", demo: bool = False) -> str:
+    """The exported hybrid against plain INT8 by the noise rule, and how much of INT8's loss it recovers."""
+    p, loss = _paired(choice, "vs_int8"), _paired(int8, "vs_fp32")
+    if p is None:
+        return ""
+    text = f" Against plain INT8 it is {p.text}"
+    if loss is not None and loss.verdict == "worse" and loss.difference_pt < 0:
+        share = p.difference_pt / -loss.difference_pt
+        half = "at least half" if share >= 0.5 else "less than half"
+        text += (f": it recovers {p.difference_pt:+.1f} of INT8's {-loss.difference_pt:.1f} pt loss ({100 * share:.0f} %, "
+                 f"{half} of it)")
+    if p.verdict == "better":
+        return text + ", a measurable gain."
+    keep = "" if demo else ", and plain INT8 (faster) is the model to keep"
+    if p.verdict == "worse":
+        return text + f": the hybrid is measurably worse than INT8 here{keep}."
+    return text + f": not measurably different from INT8, so the float16 layers buy nothing shown on these images{keep}."
 
 
-def conclusion(search_table: Any, layers_total: int, int8_value: float, judge: "Judge", target_pt: float,
+def conclusion(search_table: Any, layers_total: int, int8: Variant, judge: "Judge", target_pt: float,
                choice: Mapping[str, Any] | None, calibration: str, demo: bool) -> str:
-    """The run's conclusion: how far INT8 is from FP32, how many float16 layers reaching the target took (local
-    or not), what was exported and whether its metric is at least INT8's, all with this run's numbers."""
-    first = _search_sentence(search_table, layers_total, int8_value, judge, target_pt)
+    """The run's conclusion: INT8 against FP32 (the noise rule), how many float16 layers reaching the target took
+    (local or not), what was exported, against INT8 and FP32 with intervals, and the share of INT8's loss recovered."""
+    first = _search_sentence(search_table, layers_total, int8, judge, target_pt)
     if choice is None:
         return first + " No hybrid was exported."
-    value = float(choice[judge.key])
-    second = (f" Exported **{choice['model']}**: {judge.label} {judge.text(value)} vs {judge.text(int8_value)} "
-              "for INT8 with the same calibration "
-              f"({calibration}) and {judge.text(judge.fp32.value)} for FP32. " + versus_int8(value, int8_value, judge, demo))
+    value, vs_fp32 = float(choice[judge.key]), _paired(choice, "vs_fp32")
+    second = (f" Exported **{choice['model']}**: {judge.label} {judge.text(value)} vs {judge.text(int8.value)} "
+              f"for INT8 with the same calibration ({calibration}) and {judge.text(judge.fp32.value)} for FP32"
+              + (f" (vs FP32 {vs_fp32.text})" if vs_fp32 else "") + "." + versus_int8(choice, int8, judge, demo))
     if demo:
         second += (" This is a demo: built on a deliberately poor calibration, it says nothing about the model notebook 20 "
                    "converted; run with demo_calib_images = 0 for a hybrid worth deploying.")

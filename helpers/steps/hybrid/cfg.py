@@ -20,6 +20,7 @@ import yaml
 
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import write_text_atomic
+from helpers.steps.analysis.parse import NON_LAYER_OPS
 
 DTYPES = ("int8", "int16", "float16")
 # Spellings people try, and the one the cfg needs.
@@ -162,12 +163,16 @@ def layer_graph(step1: Step1Files) -> dict[str, list[str]]:
 
 
 def activation_tensors(step1: Step1Files) -> list[str]:
-    """The tensors a user may choose: quantized node outputs (not inputs, not weights), in cfg order."""
+    """The layers: quantized node outputs a user may choose (not inputs, not weights, not the dtype conversions the
+    toolkit inserts, e.g. images_int8: the rows notebook 50 does not rank either), in cfg order. Every layer count
+    in notebook 60 counts these."""
     cfg = read_cfg(step1.cfg, ignore_custom=True)
     graph = layer_graph(step1)
     inputs = set(graph_inputs(step1))
+    model = step1_graph(step1) if graph else None
+    helpers = {o for n in model.graph.node if n.op_type in NON_LAYER_OPS for o in n.output} if model is not None else set()
     names = [t for t in cfg.tensors if t in graph] if graph else cfg.tensors
-    return [t for t in names if t not in inputs]
+    return [t for t in names if t not in inputs and t not in helpers]
 
 
 def normalise_dtype(layer: str, dtype: str) -> str:

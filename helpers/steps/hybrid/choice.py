@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from helpers.core.paths import atomic_path, write_json_atomic
 from helpers.steps.hybrid.bench import AUTO_HYBRID
+from helpers.steps.hybrid.build import PAIRED_PREFIXES, paired_columns, paired_of
 from helpers.tasks.measures import metric_in
 
 if TYPE_CHECKING:
@@ -44,9 +45,22 @@ def export_candidates(compare_rows: Sequence[Mapping[str, Any]], search_rows: Se
     met = [r for r in search_rows if str(r.get("met_target")).lower() in ("true", "1", "1.0")]
     if met and has_file(search_file) and _num(met[0].get(key)) is not None:
         r = met[0]
-        cands.append({"model": f"hybrid search ({int(float(r['layers']))} layers)", key: r[key], "mean_cosine": r["mean_cosine"],
-                      "float16_layers": int(float(r["layers"])), "file": search_file, "metric": key})
+        f16 = _num(r.get("float16_layers"))
+        n = int(f16) if f16 is not None else int(float(r["layers"]))
+        # a search.csv written before its float16 count keeps its old name: the layers the search chose
+        name = search_name(n, _num(r.get("layers_total"))) if f16 is not None else f"hybrid search ({n} layers)"
+        paired = {c: v for p in PAIRED_PREFIXES for c, v in paired_columns(p, paired_of(r, p)).items()}
+        cands.append({"model": name, key: r[key], "mean_cosine": r["mean_cosine"],
+                      "float16_layers": n, "file": search_file, "metric": key, **paired})
     return cands
+
+
+def search_name(float16_layers: int, total: float | None) -> str:
+    """How the search's model is named: its float16 layers out of the model's ('all 112 of 112' when every one is)."""
+    if not total:
+        return f"hybrid search ({float16_layers} layers in float16)"
+    total = int(total)
+    return f"hybrid search ({'all ' if float16_layers >= total else ''}{float16_layers} of {total} layers in float16)"
 
 
 def choose_export(candidates: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
@@ -66,15 +80,14 @@ def not_below_int8(value: float, int8_value: float) -> bool:
 
 def export_choice(run: "Run", choice: Mapping[str, Any], calibration: str, demo: bool, int8_value: float | None = None) -> Path:
     """Copy the chosen model to hybrid/model_hybrid.rknn (hybrid/model_hybrid_demo.rknn under demo calibration,
-    which nothing deploys; a real model_hybrid.rknn of an earlier run is removed, as chosen.json no longer
+    which nothing deploys; the other name's file from an earlier run is removed, as chosen.json no longer
     describes it) and record the choice in hybrid/chosen.json, with whether it scores below INT8's int8_value
     (the bundle then leaves it out); returns the exported path."""
     src = run.resolve(str(choice["file"]))
     final = run.hybrid / ("model_hybrid_demo.rknn" if demo else "model_hybrid.rknn")
     with atomic_path(final) as tmp:
         shutil.copyfile(src, tmp)
-    if demo:
-        (run.hybrid / "model_hybrid.rknn").unlink(missing_ok=True)
+    (run.hybrid / ("model_hybrid.rknn" if demo else "model_hybrid_demo.rknn")).unlink(missing_ok=True)  # not described
     key = str(choice.get("metric") or metric_in(choice))
     below = int8_value is not None and not not_below_int8(float(choice[key]), int8_value)
     write_chosen(run.hybrid / "chosen.json", {**choice, "calibration": calibration, "demo": demo, "below_int8": below},
@@ -84,7 +97,10 @@ def export_choice(run: "Run", choice: Mapping[str, Any], calibration: str, demo:
 
 def write_chosen(path: Path, row: Mapping[str, Any], model: Path) -> None:
     """Record which hybrid was exported (name, its metric under the metric's own key plus "metric" naming it,
-    output cosine, float16 layers, calibration, demo flag; model relative to the run folder) as JSON, atomically."""
+    output cosine, float16 layers, calibration, demo flag; model relative to the run folder) as JSON, atomically,
+    with the one noise rule's verdicts: "vs_int8" and "vs_fp32", each Paired.to_dict() (the hybrid minus plain INT8 /
+    FP32 on the same images: difference_pt, low_pt, high_pt, verdict, method, images, p_value, discordant, text) or
+    null when the row has none."""
     def plain(v: Any) -> Any:
         return v.item() if hasattr(v, "item") else v
 
@@ -93,4 +109,7 @@ def write_chosen(path: Path, row: Mapping[str, Any], model: Path) -> None:
             "float16_layers": plain(row.get("float16_layers")), "file": Path(model).as_posix(),
             "calibration": str(row.get("calibration", "")), "demo": bool(row.get("demo", False)),
             "below_int8": bool(row.get("below_int8", False))}
+    for prefix in PAIRED_PREFIXES:
+        paired = paired_of(row, prefix)
+        data[prefix] = paired.to_dict() if paired else None
     write_json_atomic(path, data)

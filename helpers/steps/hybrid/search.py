@@ -1,17 +1,19 @@
 """The float16 search: the ranked order extended by each layer's inputs, and the accuracy-driven search that adds
-layers in that order (1, 2, 4, ...) until the judge's metric is within a target of FP32's; as a table, with the
-first hybrid that met the target exported."""
+layers in that order (1, 2, 4, ...) until the judge's metric is within a target of FP32's; as a table (each point with
+its float16 count and the one noise rule's comparisons to FP32 and INT8), with the first hybrid that met the target
+exported."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from helpers.core.errors import WorkbookError
-from helpers.steps.hybrid.build import built, judged
+from helpers.steps.hybrid.build import PAIRED_PREFIXES, built, float16_tensors, judged, paired_columns
 from helpers.steps.hybrid.cfg import Step1Files
+from helpers.tasks.measures import Outputs
 
 if TYPE_CHECKING:
     from helpers.steps.hybrid.bench import Bench
@@ -55,6 +57,7 @@ class SearchPoint:
     value: float
     mean_cosine: float
     names: list[str]
+    extra: dict[str, Any] = field(default_factory=dict)  # what else score() measured (float16 count, paired comparisons)
 
 
 def doubling(budget: int) -> list[int]:
@@ -85,29 +88,42 @@ def accuracy_search(order: Sequence[str], score: Callable[[list[str]], tuple[flo
         return points, None
     for n in tqdm(doubling(min(budget, len(order))), desc="hybrid search", unit="build"):
         names = list(order[:n])
-        value, cos = score(names)
-        points.append(SearchPoint(n, value, cos, names))
+        value, cos, *extra = score(names)
+        points.append(SearchPoint(n, value, cos, names, extra[0] if extra else {}))
         if within(fp32_value, value, target_pt):
             return points, points[-1]
     return points, None
 
 
-def search(bench: Bench, files: Step1Files, order: Sequence[str], target_pt: float, budget: int, int8_value: float) -> Any:
-    """The accuracy-driven search as a table (layers, <metric>, mean_cosine, met_target, layers_list); the first
-    hybrid that met the target is exported as hybrid/model_search.rknn (removed first, so it never outlives a run)."""
+def search_columns(key: str) -> list[str]:
+    """search.csv's columns: the layers chosen (the search's step), the metric, cosine, the built model's float16 layers
+    and the count they are out of, whether it met the target, the paired comparisons, the chosen names."""
+    paired = [c for p in PAIRED_PREFIXES for c in paired_columns(p, None)]
+    return ["layers", key, "mean_cosine", "float16_layers", "layers_total", "met_target", *paired, "layers_list"]
+
+
+def search(bench: Bench, files: Step1Files, order: Sequence[str], target_pt: float, budget: int, int8_value: float,
+           int8_outputs: Outputs | None = None) -> Any:
+    """The accuracy-driven search as a table (search_columns); the first hybrid that met the target is exported as
+    hybrid/model_search.rknn (removed first, so it never outlives a run). Float16 counts are of step 1's activation
+    tensors (bench.layers; order's length when not set)."""
     judge = bench.judge
     log, found = bench.run.logs / "60_search.log", bench.run.hybrid / "model_search.rknn"
     found.unlink(missing_ok=True)
+    total = len(bench.layers) or len(order)
 
-    def score(chosen: list[str]) -> tuple[float, float]:
+    def score(chosen: list[str]) -> tuple[float, float, dict[str, Any]]:
         with built(files, bench.selection(chosen), files.variant_cfg("search"), log) as rk:
-            s = judged(rk, judge)
-        return s.value, s.mean_cosine
+            j = judged(rk, judge, int8_outputs)
+        return j.score.value, j.score.mean_cosine, {"float16_layers": len(float16_tensors(log, bench.layers or None)),
+                                                    **paired_columns("vs_fp32", j.vs_fp32),
+                                                    **paired_columns("vs_int8", j.vs_int8)}
 
     points, hit = accuracy_search(order, score, judge.fp32.value, target_pt, budget, int8_value=int8_value)
     if hit:
         with built(files, bench.selection(hit.names), files.variant_cfg("search"), log) as rk:
             rk.export_rknn(str(found))
-    columns = ["layers", judge.key, "mean_cosine", "met_target", "layers_list"]
-    return pd.DataFrame([dict(zip(columns, (p.layers, p.value, p.mean_cosine, within(judge.fp32.value, p.value, target_pt),
-                                            " ".join(p.names)))) for p in points], columns=columns)
+    rows = [{"layers": p.layers, judge.key: p.value, "mean_cosine": p.mean_cosine, "layers_total": total,
+             "met_target": within(judge.fp32.value, p.value, target_pt), **p.extra, "layers_list": " ".join(p.names)}
+            for p in points]
+    return pd.DataFrame(rows, columns=search_columns(judge.key))
