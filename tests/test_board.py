@@ -457,3 +457,20 @@ def test_notebook_40_sentences_come_from_its_text_module(capsys):
     text = board_text.classify_comparison(compare(sim, on_board), "librknnrt 2.5.0")
     assert text.startswith("**Board vs simulator:** top-1 agreement 66.7%, mean output cosine ")
     assert text.endswith("). Runtime: librknnrt 2.5.0")
+
+
+def test_hybrid_within_noise_of_int8_stays_out_and_a_measurably_better_one_ships(run3588, tmp_path):
+    """The bundle follows notebook 60's paired verdict: a hybrid not measurably better than plain INT8 (the one noise
+    rule, chosen.json "vs_int8") would cost NPU time for nothing, so INT8 ships alone and the reason quotes the interval."""
+    from helpers.tasks.noise import mcnemar
+
+    run = Run.at(tmp_path / "run")
+    shutil.copytree(run3588.rknn, run.rknn, dirs_exist_ok=True)
+    shutil.copyfile(run.rknn / "model.rknn", run.hybrid / "model_hybrid.rknn")
+    same = mcnemar([True] * 50 + [False] * 10, [True] * 51 + [False] * 9).to_dict()
+    (run.hybrid / "chosen.json").write_text(json.dumps({"model": "hybrid (c)", "demo": False, "vs_int8": same}))
+    assert "model_hybrid.rknn" not in bundle.bundle_models(run)
+    assert same["text"] in bundle.hybrid_kept_out(run) and "INT8 is the model to deploy" in bundle.hybrid_kept_out(run)
+    better = mcnemar([True] * 40 + [False] * 20, [True] * 60).to_dict()
+    (run.hybrid / "chosen.json").write_text(json.dumps({"model": "hybrid (c)", "demo": False, "vs_int8": better}))
+    assert "model_hybrid.rknn" in bundle.bundle_models(run)

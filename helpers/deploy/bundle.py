@@ -88,7 +88,8 @@ def sha256(path: Path) -> str:
 
 def hybrid_kept_out(run: Run) -> str:
     """Why notebook 60's hybrid stays out of the bundle ("" when it may ship): built under demo calibration,
-    or scoring below plain INT8 with the same calibration (hybrid/chosen.json)."""
+    scoring below plain INT8 with the same calibration, or not measurably better than it by the workbook's noise
+    rule (hybrid/chosen.json's vs_int8: float16 layers cost NPU time, so a hybrid must earn its place)."""
     chosen = run.root / CHOSEN_JSON
     record = json.loads(chosen.read_text()) if chosen.is_file() else {}
     if record.get("demo"):
@@ -96,6 +97,10 @@ def hybrid_kept_out(run: Run) -> str:
     if record.get("below_int8"):
         return ("scores below plain INT8 with the same calibration, so it would cost NPU time for nothing: INT8 is the "
                 "model to deploy")
+    paired = record.get("vs_int8")
+    if isinstance(paired, dict) and paired.get("verdict") != "better":
+        return (f"is not measurably better than plain INT8 on these images ({paired.get('text', '')}), so its float16 "
+                "layers would cost NPU time for nothing: INT8 is the model to deploy")
     return ""
 
 
