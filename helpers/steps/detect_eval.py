@@ -20,13 +20,15 @@ from helpers.steps.export.heads import HEAD_ONNX, head_files, head_of, source_mo
 from helpers.tasks.data import detect_yaml
 from helpers.tasks.detect.images import load_letterboxed
 from helpers.tasks.detect.labels import read_data_yaml, read_split
-from helpers.tasks.detect.metric import evaluate_outputs
+from helpers.tasks.detect.metric import evaluate_outputs, paired_map
 from helpers.tasks.detect.postprocess import Detections
 from helpers.tasks.feeds import fp32_runner
 from helpers.tasks.identify import class_names
 from helpers.tasks.measures import output_cosines
+from helpers.tasks.noise import Paired
 
 BGR = "INT8 BGR"  # precision label of the diagnostic row: the INT8 model fed BGR images (the tutorial's colour bug)
+RESAMPLES = 50  # bootstrap resamples of each paired mAP verdict: 2 COCO evaluations each (about 10 s on the sample's 50 images)
 
 
 def _dets_json(dets: Sequence[Detections]) -> list[dict[str, list]]:
@@ -35,10 +37,12 @@ def _dets_json(dets: Sequence[Detections]) -> list[dict[str, list]]:
 
 
 def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, val_images: int = 0,
-                      model: str = "") -> dict[str, Any]:
+                      model: str = "", resamples: int = RESAMPLES) -> dict[str, Any]:
     """FP32 (ONNX Runtime) and INT8 (simulator, rebuilt from rknn/convert.json) for the converted head and,
     when notebook 10 exported it, the other head built with the same recorded options, on the same val
-    images: COCO mAP, top class score and whole-tensor cosine per backend. Writes eval/metrics.json and
+    images: COCO mAP, top class score and whole-tensor cosine per backend, and each INT8 row's mAP50-95 against
+    its FP32 (the BGR row: against INT8 fed RGB) by the one noise rule ("paired"; a bootstrap of `resamples`).
+    Writes eval/metrics.json ("comparison" and "verdict": the converted head's INT8 vs FP32) and
     eval/detections.json; returns the metrics."""
     data_yaml = detect_yaml(data_yaml) or Path(data_yaml)
     names = class_names(record.source) or read_data_yaml(data_yaml)["names"]
@@ -51,7 +55,7 @@ def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, va
     for h in HEADS:
         if h != chosen and (run.model / HEAD_ONNX.format(head=h)).is_file():
             heads[h] = run.model / HEAD_ONNX.format(head=h)
-    rows, dets = [], {}
+    rows, dets, found = [], {}, {}  # found: (head, precision) -> decoded detections, the references of the paired verdicts
     for h, onnx_path in heads.items():
         fp32 = fp32_runner(onnx_path, cfg.mean_values, cfg.std_values).outputs(pixels)
         log = run.logs / f"simulator_{h}.log"
@@ -69,7 +73,11 @@ def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, va
             ev = evaluate_outputs(name, outs, geoms, val, **decode_options(onnx_path))
             own = "fp32" if precision == "FP32" else "int8" if precision == "INT8" else "diagnostic"
             role = own if h == chosen else "diagnostic"
+            found[(h, precision)] = ev.detections
+            reference = found.get((h, "FP32") if precision == "INT8" else (h, "INT8"))
+            judged = paired_map(val.truth, reference, ev.detections, val.names, resamples) if precision != "FP32" else None
             rows.append({"name": ev.name, "role": role, "head": h, "precision": precision, **ev.metric.to_dict(),
+                         "paired": judged.to_dict() if judged else None,
                          "top_score": max(ev.top_scores, default=0.0),
                          "rules_disabled_here": extra_rules if precision == "INT8" else [],
                          **({"cosine_mean": float(np.mean(cos)), "cosine_min": float(np.min(cos))}
@@ -78,6 +86,8 @@ def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, va
     metrics = {"task": "detect", "head": chosen, "imgsz": size, "backends": rows, "images": len(val), "instances": val.instances,
                "classes": list(names), "notes": list(val.notes), "batch": batch, "ultralytics_val": None,
                "end2end": bool(decode_options(record.source).get("end2end")), "reg_max": _reg_max(record.source)}
+    metrics["comparison"] = comparison(metrics)
+    metrics["verdict"] = verdict(metrics)
     if str(model).endswith(".pt") and not val_images:
         with quiet(run.logs / "ultralytics_val.log"):
             # nms=False: ultralytics' own end-to-end mode, the branch an end-to-end export carries
@@ -92,6 +102,23 @@ def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, va
 def _reg_max(onnx_path: Path) -> int | None:
     value = onnx_metadata(onnx_path).get("reg_max")
     return int(value) if value and value.isdigit() else None
+
+
+def comparison(metrics: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json's "comparison": the converted head's INT8 against its FP32, with the paired verdict."""
+    head = metrics["head"]
+    fp32, int8 = row(metrics, head, "FP32"), row(metrics, head, "INT8")
+    return {"reference": fp32["name"], "other": int8["name"], "metric": "map50_95", "paired": int8["paired"]}
+
+
+def verdict(metrics: dict[str, Any]) -> str:
+    """The one line metrics.json keeps: the converted head's INT8 mAP50-95 against FP32 with its 95 % interval
+    and what it means (the one noise rule), and mAP50 beside it."""
+    head = metrics["head"]
+    fp32, int8 = row(metrics, head, "FP32"), row(metrics, head, "INT8")
+    judged = Paired.from_dict(int8["paired"])
+    return (f"INT8 RKNN simulator ({head} head): mAP50-95 {int8['map50_95']:.3f} vs FP32 {fp32['map50_95']:.3f}: "
+            f"{judged.text} ({judged.method}); mAP50 {int8['map50']:.3f} vs {fp32['map50']:.3f}.")
 
 
 def read_metrics(run: Run) -> dict[str, Any]:
@@ -117,7 +144,8 @@ def row(metrics: dict[str, Any], head: str, precision: str) -> dict[str, Any] | 
 
 def measured(run: Run, record: Any, data_dir: Path, batch: int, val_images: int) -> dict[str, Any]:
     """Notebook 30's detector measurement through the step cache: evaluate_detector, or its saved metrics."""
-    key = {"batch": batch, "val_images": val_images, "data": str(data_dir), "rows": "with BGR diagnostic"}
+    key = {"batch": batch, "val_images": val_images, "data": str(data_dir), "rows": "with BGR diagnostic",
+           "paired": f"bootstrap {RESAMPLES}", "order": "stratified"}
     return cached(run, "30_detect", key,
                   inputs=[*record_inputs(run), data_marker(data_dir), *head_files(run)],
                   outputs=[run.eval / "metrics.json", run.eval / "detections.json"],
