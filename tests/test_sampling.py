@@ -91,7 +91,7 @@ def test_notebook_20_shows_the_file_its_rule_and_its_class_counts(digits, tmp_pa
     assert str(calib.paths[0].resolve()) in shown and "(17 more)" in shown and "holds 20 line(s)" in shown
     assert "one image per line" in shown and "absolute" in shown and "separated by spaces" in shown
     text, table = convert_text.calibration_counts(calib.class_counts(), len(calib), True, detector=False)
-    assert text.startswith("20 calibration images, drawn stratified") and "2 to 2 images per class" in text
+    assert text.startswith("20 calibration images, drawn stratified") and ": 2 images per class." in text
     assert table.loc["images"].tolist() == [2] * 10
     off, _ = convert_text.calibration_counts(load_split(digits, "train").subset(20, stratified=False).class_counts(), 20,
                                              False, detector=False)

@@ -4,6 +4,7 @@ diagnostic; eval/metrics.json and eval/detections.json, and the tables that read
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -56,6 +57,7 @@ def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, va
         if h != chosen and (run.model / HEAD_ONNX.format(head=h)).is_file():
             heads[h] = run.model / HEAD_ONNX.format(head=h)
     rows, dets, found = [], {}, {}  # found: (head, precision) -> decoded detections, the references of the paired verdicts
+    paired_seconds = 0.0
     for h, onnx_path in heads.items():
         fp32 = fp32_runner(onnx_path, cfg.mean_values, cfg.std_values).outputs(pixels)
         log = run.logs / f"simulator_{h}.log"
@@ -75,7 +77,9 @@ def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, va
             role = own if h == chosen else "diagnostic"
             found[(h, precision)] = ev.detections
             reference = found.get((h, "FP32") if precision == "INT8" else (h, "INT8"))
+            started = time.perf_counter()
             judged = paired_map(val.truth, reference, ev.detections, val.names, resamples) if precision != "FP32" else None
+            paired_seconds += time.perf_counter() - started
             rows.append({"name": ev.name, "role": role, "head": h, "precision": precision, **ev.metric.to_dict(),
                          "paired": judged.to_dict() if judged else None,
                          "top_score": max(ev.top_scores, default=0.0),
@@ -87,6 +91,7 @@ def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, va
                "classes": list(names), "notes": list(val.notes), "batch": batch, "ultralytics_val": None,
                "end2end": bool(decode_options(record.source).get("end2end")), "reg_max": _reg_max(record.source)}
     metrics["comparison"] = comparison(metrics)
+    metrics["paired_seconds"] = round(paired_seconds, 1)  # what the bootstraps cost (their resamples: RESAMPLES)
     metrics["verdict"] = verdict(metrics)
     if str(model).endswith(".pt") and not val_images:
         with quiet(run.logs / "ultralytics_val.log"):
@@ -127,9 +132,11 @@ def read_metrics(run: Run) -> dict[str, Any]:
 
 
 def table(metrics: dict[str, Any]):
-    """One row per backend: mAP50-95, mAP50, detections, top class score, whole-tensor cosine."""
+    """One row per backend: mAP50-95, mAP50, detections, top class score, whole-tensor cosine, and its mAP50-95
+    against its reference (an INT8 row: its FP32; the BGR row: INT8 fed RGB) by the one noise rule."""
     cols = ["name", "role", "map50_95", "map50", "detections", "top_score", "cosine_mean", "cosine_min"]
-    return pd.DataFrame([{k: r.get(k) for k in cols} for r in metrics["backends"]]).set_index("name")
+    return pd.DataFrame([{**{k: r.get(k) for k in cols}, "mAP50-95 vs reference": (r.get("paired") or {}).get("text", "")}
+                         for r in metrics["backends"]]).set_index("name")
 
 
 def per_class_table(metrics: dict[str, Any]):

@@ -93,5 +93,6 @@ def calibration_counts(counts: dict[str, int], images: int, stratified: bool, de
     how = ("drawn stratified (round-robin across the classes" + (", a detector's images by the classes of their boxes)"
            if detector else ")") if stratified else "drawn at random without regard to class (calib_stratified=False)")
     low, high = min(counts.values(), default=0), max(counts.values(), default=0)
-    text = f"{images} calibration images, {how}: {low} to {high} {what} per class."
+    spread = f"{low}" if low == high else f"{low} to {high}"
+    text = f"{images} calibration images, {how}: {spread} {what} per class."
     return text, pd.DataFrame([counts], index=[what])
