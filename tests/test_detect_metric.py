@@ -70,3 +70,19 @@ def test_paired_map_judges_by_the_one_noise_rule_and_the_verdict_quotes_it():
              "paired": lost.to_dict()}]
     line = verdict({"head": "split", "backends": rows})
     assert line.startswith("INT8 RKNN simulator (split head): mAP50-95 0.000 vs FP32 1.000: ") and lost.text in line
+
+
+def test_a_selection_of_images_scores_as_coco_map_on_those_images():
+    """map_of_images (the bootstrap's fast path: match once, re-accumulate per resample) gives exactly coco_map's
+    mAP50-95 on any selection, repeated images included."""
+    from helpers.tasks.detect.metric import map_of_images
+
+    rng = np.random.default_rng(0)
+    truth = TRUTH * 4
+    preds = [_dets(np.asarray(t.boxes) + rng.normal(0, 3, np.shape(t.boxes)), t.classes, rng.uniform(0.2, 1, len(t.classes)))
+             for t in truth]
+    preds[1] = _dets([[0, 0, 20, 20]], [2], [0.95])  # a false positive of a class labelled nowhere
+    score = map_of_images(truth, preds, NAMES)
+    for idx in (np.arange(len(truth)), np.array([0, 0, 1, 5, 5, 5, 2]), np.array([2, 2]), rng.integers(0, len(truth), 12)):
+        want = coco_map([truth[i] for i in idx], [preds[i] for i in idx], NAMES, max_det=300).map50_95
+        assert score(idx) == pytest.approx(want, abs=1e-12), idx

@@ -36,11 +36,11 @@ def round_robin(classes_of: Sequence[Iterable[int]], seed: int = 0, names: Seque
             queues.setdefault(c, deque()).append(int(i))
         if not held:
             background.append(int(i))
-    keys = [queues[c] for c in sorted(queues)] + [background]
+    lanes = [queues[c] for c in sorted(queues)] + [background]  # one per class, then the background images
     taken = np.zeros(n, bool)
     order: list[int] = []
     while len(order) < n:
-        for queue in keys:
+        for queue in lanes:
             while queue and taken[queue[0]]:
                 queue.popleft()
             if queue:

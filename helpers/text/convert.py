@@ -89,10 +89,10 @@ def calibration_markdown(path: Path, first: int = 5) -> str:
 
 def calibration_counts(counts: dict[str, int], images: int, stratified: bool, detector: bool) -> tuple[str, pd.DataFrame]:
     """The sentence and the one-row table of how many calibration images hold each class."""
-    what = "images with a box of the class" if detector else "images"
     how = ("drawn stratified (round-robin across the classes" + (", a detector's images by the classes of their boxes)"
            if detector else ")") if stratified else "drawn at random without regard to class (calib_stratified=False)")
     low, high = min(counts.values(), default=0), max(counts.values(), default=0)
     spread = f"{low}" if low == high else f"{low} to {high}"
-    text = f"{images} calibration images, {how}: {spread} {what} per class."
-    return text, pd.DataFrame([counts], index=[what])
+    held = f"each class has boxes in {spread} of them" if detector else f"{spread} images per class"
+    return f"{images} calibration images, {how}: {held}.", pd.DataFrame([counts], index=["images with a box of it" if detector
+                                                                                         else "images"])
