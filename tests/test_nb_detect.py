@@ -59,6 +59,24 @@ def test_split_head_int8_keeps_the_map_and_stock_head_collapses(detect_run):
     assert stock_int8["map50_95"] < int8["map50_95"] - 0.1
     assert stock_int8["cosine_mean"] > 0.95  # while the whole-tensor cosine did not warn
     assert set(fp32["per_class"]) == set(m["classes"])
+    # judged by the one noise rule (paired bootstrap): the stock head's collapse is beyond noise, and the verdict
+    # sentence quotes the split head's interval as metrics.json stores it
+    from helpers.tasks.noise import Paired
+
+    assert Paired.from_dict(stock_int8["paired"]).verdict == "worse"
+    assert m["comparison"]["paired"] == int8["paired"] and m["comparison"]["reference"] == fp32["name"]
+    assert m["verdict"].startswith("INT8 RKNN simulator (split head): mAP50-95 ") and int8["paired"]["text"] in m["verdict"]
+    assert m["paired_seconds"] < 30, "the bootstraps stay affordable"
+
+
+@pytest.mark.slow
+def test_calibration_of_a_detector_holds_every_class(detect_run):
+    """Notebook 20 draws the detector's calibration images spread over the classes of their boxes and says so."""
+    nb = nbformat.read(detect_run / "executed" / "20_convert.ipynb", 4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    line = next(x for x in text.splitlines() if "calibration images, drawn stratified" in x)
+    assert line.startswith("16 calibration images") and "each class has boxes in" in line
+    assert int(line.split("each class has boxes in ")[1].split()[0].rstrip(".")) >= 1, "no class left out"
 
 
 @pytest.mark.slow
