@@ -122,8 +122,9 @@ def verdict(metrics: dict[str, Any]) -> str:
     head = metrics["head"]
     fp32, int8 = row(metrics, head, "FP32"), row(metrics, head, "INT8")
     judged = Paired.from_dict(int8["paired"])
+    how = judged.method.replace(" (", ", ").replace(")", "")  # 'paired bootstrap over 50 images, 50 resamples, normal interval'
     return (f"INT8 RKNN simulator ({head} head): mAP50-95 {int8['map50_95']:.3f} vs FP32 {fp32['map50_95']:.3f}: "
-            f"{judged.text} ({judged.method}); mAP50 {int8['map50']:.3f} vs {fp32['map50']:.3f}.")
+            f"{judged.text} ({how}); mAP50 {int8['map50']:.3f} vs {fp32['map50']:.3f}.")
 
 
 def read_metrics(run: Run) -> dict[str, Any]:
