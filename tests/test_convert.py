@@ -372,6 +372,6 @@ def test_every_option_is_a_parameter_of_notebook_20_with_a_tooltip():
     declared = execute.declared_parameters(execute.NOTEBOOKS / "20_convert.ipynb")
     tips = widgets.tooltips("20_convert")
     assert set(ConvertConfig.__dataclass_fields__) <= set(declared)
-    assert list(declared)[5:7] == ["auto_disable_rules", "disable_rules"], "disable_rules first among the options"
+    assert list(declared)[6:8] == ["auto_disable_rules", "disable_rules"], "disable_rules first among the options"
     assert all(tips.get(name) for name in declared), [n for n in declared if not tips.get(n)]
     assert "codegen" not in declared, "the C++ demo lives in notebook 40"

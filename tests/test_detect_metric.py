@@ -50,3 +50,39 @@ def test_mismatched_lengths_are_one_sentence():
     with pytest.raises(ValueError, match=r"^2 prediction sets for 3 labelled images; pass one Detections per image, in "
                                          r"the same order\.$"):
         coco_map(TRUTH, [_dets([], [])] * 2, NAMES)
+
+
+def test_paired_map_judges_by_the_one_noise_rule_and_the_verdict_quotes_it():
+    """mAP50-95 of one detector against another on the same images: a paired bootstrap (helpers.tasks.noise); the
+    detect metrics.json's verdict sentence quotes its interval word for word."""
+    from helpers.steps.detect_eval import verdict
+    from helpers.tasks.detect.metric import paired_map
+
+    truth = TRUTH[:2] * 10  # 20 labelled images
+    perfect = [_dets(t.boxes, t.classes) for t in truth]
+    same = paired_map(truth, perfect, perfect, NAMES, resamples=10)
+    assert same.verdict == "within noise" and same.difference_pt == 0.0 and "10 resamples" in same.method
+    missed = [_dets(np.zeros((0, 4)), []) for _ in truth]
+    lost = paired_map(truth, perfect, missed, NAMES, resamples=10)
+    assert lost.difference_pt == pytest.approx(-100.0) and lost.verdict == "worse"
+    rows = [{"name": "FP32 split head", "head": "split", "precision": "FP32", "map50_95": 1.0, "map50": 1.0, "paired": None},
+            {"name": "INT8 split head", "head": "split", "precision": "INT8", "map50_95": 0.0, "map50": 0.0,
+             "paired": lost.to_dict()}]
+    line = verdict({"head": "split", "backends": rows})
+    assert line.startswith("INT8 RKNN simulator (split head): mAP50-95 0.000 vs FP32 1.000: ") and lost.text in line
+
+
+def test_a_selection_of_images_scores_as_coco_map_on_those_images():
+    """map_of_images (the bootstrap's fast path: match once, re-accumulate per resample) gives exactly coco_map's
+    mAP50-95 on any selection, repeated images included."""
+    from helpers.tasks.detect.metric import map_of_images
+
+    rng = np.random.default_rng(0)
+    truth = TRUTH * 4
+    preds = [_dets(np.asarray(t.boxes) + rng.normal(0, 3, np.shape(t.boxes)), t.classes, rng.uniform(0.2, 1, len(t.classes)))
+             for t in truth]
+    preds[1] = _dets([[0, 0, 20, 20]], [2], [0.95])  # a false positive of a class labelled nowhere
+    score = map_of_images(truth, preds, NAMES)
+    for idx in (np.arange(len(truth)), np.array([0, 0, 1, 5, 5, 5, 2]), np.array([2, 2]), rng.integers(0, len(truth), 12)):
+        want = coco_map([truth[i] for i in idx], [preds[i] for i in idx], NAMES, max_det=300).map50_95
+        assert score(idx) == pytest.approx(want, abs=1e-12), idx

@@ -62,7 +62,7 @@ def test_simulator_follows_fp32(tiny_onnx, tiny_images, setup):
     cmp = metric.compare(ref, q)
     assert cmp.mean_cosine > 0.98 and len(cmp.cosine) == 8
     assert cmp.top1_agreement == q.top1  # the labels are the FP32 predictions
-    assert "against FP32 ONNX Runtime" in metric.verdict(cmp)
+    assert "vs FP32 ONNX Runtime 100.00%: " in metric.verdict(cmp) and cmp.paired.text in metric.verdict(cmp)
 
 
 def _result(name, scores, labels):
@@ -81,7 +81,10 @@ def test_metrics_on_known_scores():
     cmp = metric.compare(a, b)
     assert cmp.top1_agreement == 0.75 and cmp.top1_delta_pt == -25.0
     assert cmp.cosine[2] == pytest.approx(1.0) and cmp.cosine[1] < 0.8
-    assert metric.verdict(cmp).startswith("int8 loses 25.0 pt top-1 against fp32")
+    # one image of four only FP32 gets right: -25 pt, but one discordant image cannot prove a loss (the one noise rule)
+    assert cmp.paired.discordant == (1, 0) and cmp.paired.verdict == "within noise" and cmp.paired.difference_pt == -25.0
+    assert metric.verdict(cmp).startswith(f"int8: top-1 50.00% vs fp32 75.00%: {cmp.paired.text}; the two agree on 75.0%")
+    assert cmp.summary()["paired"] == cmp.paired.to_dict()
     assert metric.confusion_matrix(b.labels, b.predictions, 3).tolist() == [[1, 0, 0], [1, 0, 0], [1, 0, 1]]
     with pytest.raises(ValueError, match="same images"):
         metric.compare(a, _result("x", [[1, 0, 0]], [0]))

@@ -59,6 +59,24 @@ def test_split_head_int8_keeps_the_map_and_stock_head_collapses(detect_run):
     assert stock_int8["map50_95"] < int8["map50_95"] - 0.1
     assert stock_int8["cosine_mean"] > 0.95  # while the whole-tensor cosine did not warn
     assert set(fp32["per_class"]) == set(m["classes"])
+    # judged by the one noise rule (paired bootstrap): the stock head's collapse is beyond noise, and the verdict
+    # sentence quotes the split head's interval as metrics.json stores it
+    from helpers.tasks.noise import Paired
+
+    assert Paired.from_dict(stock_int8["paired"]).verdict == "worse"
+    assert m["comparison"]["paired"] == int8["paired"] and m["comparison"]["reference"] == fp32["name"]
+    assert m["verdict"].startswith("INT8 RKNN simulator (split head): mAP50-95 ") and int8["paired"]["text"] in m["verdict"]
+    assert m["paired_seconds"] < 30, "the bootstraps stay affordable"
+
+
+@pytest.mark.slow
+def test_calibration_of_a_detector_holds_every_class(detect_run):
+    """Notebook 20 draws the detector's calibration images spread over the classes of their boxes and says so."""
+    nb = nbformat.read(detect_run / "executed" / "20_convert.ipynb", 4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    line = next(x for x in text.splitlines() if "calibration images, drawn stratified" in x)
+    assert line.startswith("16 calibration images") and "each class has boxes in" in line
+    assert int(line.split("each class has boxes in ")[1].split()[0].rstrip(".")) >= 1, "no class left out"
 
 
 @pytest.mark.slow
@@ -279,15 +297,23 @@ def test_rknnlite_snippet_of_a_detector_decodes_with_the_shipped_module():
     compile(code, "snippet", "exec")
 
 
-@pytest.mark.parametrize("bgr_map,expect", [(0.40, "36.0 pt lower"), (0.765, "(+0.5 pt): on these images the bug moves "
-                                                                             "mAP by less than a point"),
-                                             (0.78, "(+2.0 pt): on these images the swapped colours happen to score higher")])
-def test_colour_pitfall_sentence_follows_the_numbers(bgr_map, expect):
+@pytest.mark.parametrize("bgr_map,low,high,expect", [
+    (0.40, -40.0, -32.0, "-36.0 pt (95 % CI -40.0 to -32.0), worse against the same model fed RGB. How much"),
+    (0.765, -1.0, 2.0, "+0.5 pt (95 % CI -1.0 to +2.0), within noise against the same model fed RGB: on these images the "
+                       "bug's effect is within noise"),
+    (0.78, 0.5, 3.5, "+2.0 pt (95 % CI +0.5 to +3.5), better against the same model fed RGB: on these images the swapped "
+                     "colours happen to score higher")])
+def test_colour_pitfall_sentence_follows_the_numbers(bgr_map, low, high, expect):
+    """The colour-order sentence quotes the paired verdict notebook 30 stored (the one noise rule), never a threshold."""
     from helpers.steps.detect_eval import BGR
+    from helpers.tasks.noise import Paired
     from helpers.text.detect import colour_pitfall
 
+    diff = 100 * (bgr_map - 0.76)
+    verdict = "worse" if high < 0 else "better" if low > 0 else "within noise"
+    judged = Paired(diff, low, high, verdict, "paired bootstrap over 50 images (50 resamples, normal interval)", 50)
     rows = [{"head": "split", "precision": "INT8", "map50_95": 0.76, "detections": 10},
-            {"head": "split", "precision": BGR, "map50_95": bgr_map, "detections": 9}]
+            {"head": "split", "precision": BGR, "map50_95": bgr_map, "detections": 9, "paired": judged.to_dict()}]
     text = colour_pitfall({"head": "split", "images": 50, "backends": rows})
     assert expect in text and f"**{bgr_map:.3f}** instead of 0.760 on these 50 images" in text
     assert "re-run notebook 30" in colour_pitfall({"head": "split", "images": 50, "backends": rows[:1]})

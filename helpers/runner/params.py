@@ -141,6 +141,7 @@ RULES: dict[str, Rule] = {
     "epochs": count(1, "training epochs"),
     "check_images": count(1, "validation images to compare PyTorch and ONNX Runtime on"),
     "calib_images": count(1, "calibration images (20-100 is typical)"),
+    "calib_stratified": choice(lambda: [True, False], "True or False"),
     "batch": count(1, "images per simulator call", 1024),
     "val_images": count(0, "validation images (0: all)"),
     "image_index": count(0, "the validation image to show (0 is the first)"),

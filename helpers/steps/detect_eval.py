@@ -4,6 +4,7 @@ diagnostic; eval/metrics.json and eval/detections.json, and the tables that read
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,13 +21,15 @@ from helpers.steps.export.heads import HEAD_ONNX, head_files, head_of, source_mo
 from helpers.tasks.data import detect_yaml
 from helpers.tasks.detect.images import load_letterboxed
 from helpers.tasks.detect.labels import read_data_yaml, read_split
-from helpers.tasks.detect.metric import evaluate_outputs
+from helpers.tasks.detect.metric import evaluate_outputs, paired_map
 from helpers.tasks.detect.postprocess import Detections
 from helpers.tasks.feeds import fp32_runner
 from helpers.tasks.identify import class_names
 from helpers.tasks.measures import output_cosines
+from helpers.tasks.noise import Paired
 
 BGR = "INT8 BGR"  # precision label of the diagnostic row: the INT8 model fed BGR images (the tutorial's colour bug)
+RESAMPLES = 50  # bootstrap resamples of each paired mAP verdict (each re-accumulates the matches: about 10 ms on 20 images)
 
 
 def _dets_json(dets: Sequence[Detections]) -> list[dict[str, list]]:
@@ -35,10 +38,12 @@ def _dets_json(dets: Sequence[Detections]) -> list[dict[str, list]]:
 
 
 def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, val_images: int = 0,
-                      model: str = "") -> dict[str, Any]:
+                      model: str = "", resamples: int = RESAMPLES) -> dict[str, Any]:
     """FP32 (ONNX Runtime) and INT8 (simulator, rebuilt from rknn/convert.json) for the converted head and,
     when notebook 10 exported it, the other head built with the same recorded options, on the same val
-    images: COCO mAP, top class score and whole-tensor cosine per backend. Writes eval/metrics.json and
+    images: COCO mAP, top class score and whole-tensor cosine per backend, and each INT8 row's mAP50-95 against
+    its FP32 (the BGR row: against INT8 fed RGB) by the one noise rule ("paired"; a bootstrap of `resamples`).
+    Writes eval/metrics.json ("comparison" and "verdict": the converted head's INT8 vs FP32) and
     eval/detections.json; returns the metrics."""
     data_yaml = detect_yaml(data_yaml) or Path(data_yaml)
     names = class_names(record.source) or read_data_yaml(data_yaml)["names"]
@@ -51,7 +56,8 @@ def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, va
     for h in HEADS:
         if h != chosen and (run.model / HEAD_ONNX.format(head=h)).is_file():
             heads[h] = run.model / HEAD_ONNX.format(head=h)
-    rows, dets = [], {}
+    rows, dets, found = [], {}, {}  # found: (head, precision) -> decoded detections, the references of the paired verdicts
+    paired_seconds = 0.0
     for h, onnx_path in heads.items():
         fp32 = fp32_runner(onnx_path, cfg.mean_values, cfg.std_values).outputs(pixels)
         log = run.logs / f"simulator_{h}.log"
@@ -69,7 +75,13 @@ def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, va
             ev = evaluate_outputs(name, outs, geoms, val, **decode_options(onnx_path))
             own = "fp32" if precision == "FP32" else "int8" if precision == "INT8" else "diagnostic"
             role = own if h == chosen else "diagnostic"
+            found[(h, precision)] = ev.detections
+            reference = found.get((h, "FP32") if precision == "INT8" else (h, "INT8"))
+            started = time.perf_counter()
+            judged = paired_map(val.truth, reference, ev.detections, val.names, resamples) if precision != "FP32" else None
+            paired_seconds += time.perf_counter() - started
             rows.append({"name": ev.name, "role": role, "head": h, "precision": precision, **ev.metric.to_dict(),
+                         "paired": judged.to_dict() if judged else None,
                          "top_score": max(ev.top_scores, default=0.0),
                          "rules_disabled_here": extra_rules if precision == "INT8" else [],
                          **({"cosine_mean": float(np.mean(cos)), "cosine_min": float(np.min(cos))}
@@ -78,6 +90,9 @@ def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, va
     metrics = {"task": "detect", "head": chosen, "imgsz": size, "backends": rows, "images": len(val), "instances": val.instances,
                "classes": list(names), "notes": list(val.notes), "batch": batch, "ultralytics_val": None,
                "end2end": bool(decode_options(record.source).get("end2end")), "reg_max": _reg_max(record.source)}
+    metrics["comparison"] = comparison(metrics)
+    metrics["paired_seconds"] = round(paired_seconds, 1)  # what the bootstraps cost (their resamples: RESAMPLES)
+    metrics["verdict"] = verdict(metrics)
     if str(model).endswith(".pt") and not val_images:
         with quiet(run.logs / "ultralytics_val.log"):
             # nms=False: ultralytics' own end-to-end mode, the branch an end-to-end export carries
@@ -94,15 +109,35 @@ def _reg_max(onnx_path: Path) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
+def comparison(metrics: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json's "comparison": the converted head's INT8 against its FP32, with the paired verdict."""
+    head = metrics["head"]
+    fp32, int8 = row(metrics, head, "FP32"), row(metrics, head, "INT8")
+    return {"reference": fp32["name"], "other": int8["name"], "metric": "map50_95", "paired": int8["paired"]}
+
+
+def verdict(metrics: dict[str, Any]) -> str:
+    """The one line metrics.json keeps: the converted head's INT8 mAP50-95 against FP32 with its 95 % interval
+    and what it means (the one noise rule), and mAP50 beside it."""
+    head = metrics["head"]
+    fp32, int8 = row(metrics, head, "FP32"), row(metrics, head, "INT8")
+    judged = Paired.from_dict(int8["paired"])
+    how = judged.method.replace(" (", ", ").replace(")", "")  # 'paired bootstrap over 50 images, 50 resamples, normal interval'
+    return (f"INT8 RKNN simulator ({head} head): mAP50-95 {int8['map50_95']:.3f} vs FP32 {fp32['map50_95']:.3f}: "
+            f"{judged.text} ({how}); mAP50 {int8['map50']:.3f} vs {fp32['map50']:.3f}.")
+
+
 def read_metrics(run: Run) -> dict[str, Any]:
     """eval/metrics.json of a detection run."""
     return json.loads((run.eval / "metrics.json").read_text())
 
 
 def table(metrics: dict[str, Any]):
-    """One row per backend: mAP50-95, mAP50, detections, top class score, whole-tensor cosine."""
+    """One row per backend: mAP50-95, mAP50, detections, top class score, whole-tensor cosine, and its mAP50-95
+    against its reference (an INT8 row: its FP32; the BGR row: INT8 fed RGB) by the one noise rule."""
     cols = ["name", "role", "map50_95", "map50", "detections", "top_score", "cosine_mean", "cosine_min"]
-    return pd.DataFrame([{k: r.get(k) for k in cols} for r in metrics["backends"]]).set_index("name")
+    return pd.DataFrame([{**{k: r.get(k) for k in cols}, "mAP50-95 vs reference": (r.get("paired") or {}).get("text", "")}
+                         for r in metrics["backends"]]).set_index("name")
 
 
 def per_class_table(metrics: dict[str, Any]):
@@ -117,7 +152,8 @@ def row(metrics: dict[str, Any], head: str, precision: str) -> dict[str, Any] | 
 
 def measured(run: Run, record: Any, data_dir: Path, batch: int, val_images: int) -> dict[str, Any]:
     """Notebook 30's detector measurement through the step cache: evaluate_detector, or its saved metrics."""
-    key = {"batch": batch, "val_images": val_images, "data": str(data_dir), "rows": "with BGR diagnostic"}
+    key = {"batch": batch, "val_images": val_images, "data": str(data_dir), "rows": "with BGR diagnostic",
+           "paired": f"bootstrap {RESAMPLES}", "order": "stratified"}
     return cached(run, "30_detect", key,
                   inputs=[*record_inputs(run), data_marker(data_dir), *head_files(run)],
                   outputs=[run.eval / "metrics.json", run.eval / "detections.json"],

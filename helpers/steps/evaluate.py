@@ -11,12 +11,14 @@ import cv2
 import numpy as np
 
 from helpers.backends.simulator import SimulatorRunner
-from helpers.core.paths import atomic_path, write_json_atomic, write_text_atomic
+from helpers.core.paths import Run, atomic_path, write_json_atomic, write_text_atomic
+from helpers.core.step_cache import cached, record_inputs
 from helpers.steps.convert import build_on, model_channels
-from helpers.tasks.classify.metric import Comparison, EvalResult, compare, topk_accuracy, verdict
+from helpers.steps.export.exporter import data_marker
+from helpers.tasks.classify.metric import Comparison, EvalResult, compare, evaluate, paired, topk_accuracy, verdict
 from helpers.tasks.data import LabelledImages
 from helpers.tasks.detect.images import MEAN, STD
-from helpers.tasks.feeds import fitted
+from helpers.tasks.feeds import fitted, fp32_runner
 from helpers.toolkit.options import ConvertConfig
 from helpers.toolkit.record import ConvertRecord
 
@@ -107,3 +109,28 @@ def load_run(metrics_path: Path, predictions_path: Path) -> tuple[list[EvalResul
     cmp = compare(results[0], results[1]) if len(results) >= 2 else None
     extra = {k: v for k, v in metrics.items() if k not in ("backends", "comparison", "verdict")}
     return results, cmp, extra
+
+
+def measured(run: Run, record: ConvertRecord, val: LabelledImages, data_dir: Path, sim: Any, batch: int,
+             val_images: int) -> tuple[list[EvalResult], Comparison | None, dict[str, Any]]:
+    """Notebook 30's classifier measurement through the step cache: FP32 (ONNX Runtime), INT8 and INT8 fed BGR (the
+    simulator: sim, a step_cache.Lazy built on first use) on the same images, with the paired verdicts of the one
+    noise rule (INT8 vs FP32 in "comparison", the BGR bug vs INT8 in "bgr_paired"); or its saved results."""
+    metrics_path, preds_path = run.eval / "metrics.json", run.eval / "predictions.npz"
+    size = record.input_size
+
+    def compute():
+        pixels = val.load(size)
+        onnx_path = run.need("model/model.onnx", "10_export.ipynb")
+        fp32 = evaluate(fp32_runner(onnx_path, record.config.mean_values, record.config.std_values), val, size, pixels=pixels)
+        int8 = evaluate(sim.get(), val, size, batch=batch, pixels=pixels)
+        bgr = evaluate(sim.get(), val, size, batch=batch, pixels=np.ascontiguousarray(pixels[..., ::-1]))
+        bgr.name = "INT8 simulator, BGR input (bug)"
+        save_predictions(preds_path, val, fp32, int8, bgr)
+        extra = {"bgr_top1": bgr.top1, "bgr_paired": paired(int8, bgr).to_dict(), "batch": batch, "images": len(val)}
+        write_metrics(metrics_path, [fp32, int8, bgr], compare(fp32, int8), extra, roles=["fp32", "int8", "diagnostic"])
+        return load_run(metrics_path, preds_path)
+
+    key = {"batch": batch, "val_images": val_images, "data": str(data_dir), "paired": "mcnemar", "order": "stratified"}
+    return cached(run, "30_evaluate", key, inputs=[*record_inputs(run), data_marker(data_dir)],
+                  outputs=[metrics_path, preds_path], compute=compute, load=lambda: load_run(metrics_path, preds_path))

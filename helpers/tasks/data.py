@@ -11,6 +11,7 @@ import numpy as np
 from helpers.core.errors import WorkbookError
 from helpers.core.lists import write_image_list
 from helpers.core.paths import REPO, SAMPLE_DATA, Run, atomic_path
+from helpers.tasks import sampling
 from helpers.tasks.detect.labels import read_split
 from helpers.tasks.detect.postprocess import letterbox
 from helpers.tasks.identify import recorded_data, run_task
@@ -32,17 +33,33 @@ class LabelledImages:
     classes: list[str]
     root: Path = field(default=Path("."))
     letterbox: bool = False  # detection images: fitted into size x size with grey padding, not centre-cropped
+    objects: list | None = None  # detection images: per image, the class ids of its boxes (labels then count them)
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def subset(self, n: int | None, seed: int = 0) -> "LabelledImages":
-        """A deterministic class-balanced-ish subset of n images (all when n is None or too big)."""
-        if n is None or n >= len(self):
+    @property
+    def classes_of(self) -> list[list[int]]:
+        """Per image, the class ids it holds: its label, or a detector's classes of its boxes."""
+        return [list(o) for o in self.objects] if self.objects is not None else [[int(x)] for x in self.labels]
+
+    def subset(self, n: int | None, seed: int = 0, stratified: bool = True) -> "LabelledImages":
+        """n images drawn deterministically (all when n is None or too big). Stratified: spread over the classes and
+        ordered round-robin across them, so the first k hold k different classes (helpers.tasks.sampling);
+        otherwise the plain draw: a seeded random n in folder order (all: the folder order)."""
+        if stratified:
+            order = sampling.stratified(self.classes_of, n, seed, self.paths)
+        elif n is None or n >= len(self):
             return self
-        order = np.random.default_rng(seed).permutation(len(self))[:n]
-        order.sort()
-        return LabelledImages([self.paths[i] for i in order], self.labels[order], self.classes, self.root, self.letterbox)
+        else:
+            order = np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
+        objects = [self.objects[i] for i in order] if self.objects is not None else None
+        return LabelledImages([self.paths[i] for i in order], self.labels[order], self.classes, self.root, self.letterbox,
+                              objects)
+
+    def class_counts(self) -> dict[str, int]:
+        """Per class name, how many of these images hold it (a detector's: images with a box of it)."""
+        return sampling.class_counts(self.classes_of, self.classes)
 
     def load(self, size: int, channels: int = 3) -> np.ndarray:
         """All images as one uint8 NHWC array: RGB, or grayscale when channels is 1."""
@@ -73,7 +90,8 @@ def load_detect_split(data_yaml: Path, split: str) -> LabelledImages:
     """The images of one split of a YOLO detection data set (labels: objects per image), letterboxed when loaded."""
     s = read_split(data_yaml, split)
     counts = np.asarray([len(t.classes) for t in s.truth], np.int64)
-    return LabelledImages(list(s.paths), counts, list(s.names), data_yaml.parent, letterbox=True)
+    return LabelledImages(list(s.paths), counts, list(s.names), data_yaml.parent, letterbox=True,
+                          objects=[[int(c) for c in t.classes] for t in s.truth])
 
 
 def write_sample(out_dir: str | Path = SAMPLE_DATA, size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> Path:

@@ -1,8 +1,9 @@
 """The sentences and tables notebook 20 shows about a conversion: the options table (each meaning read from
 notebook 20's parameters comments, the one place they are written), the sizes, the graph rules switched off,
-the input/output dtype change."""
+the input/output dtype change, and the calibration file (its first lines, its format rule, its classes)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -70,3 +71,28 @@ def dtype_callout(record: ConvertRecord) -> str:
             "you pass the quantized type yourself (without pass-through, ask for float and let the runtime convert, "
             "which costs time). The full message is in `rknn/build.log`.\n>\n"
             f"> - {C_RUNTIME_API}\n> - {PASS_THROUGH}")
+
+
+# The rule of the toolkit's `dataset` file, as the tutorial states it for its datasets.txt.
+CALIBRATION_RULE = ("**Format of the calibration file** (`build(dataset=...)`): one image per line, as an **absolute** path "
+                    "(a relative line is read from the list's own folder, not from where you run). A model with several "
+                    "inputs lists one file per input on the same line, separated by spaces; so the toolkit cannot read a path "
+                    "that itself contains a space: the workbook lists such an image through a plain-named link beside the file.")
+
+
+def calibration_markdown(path: Path, first: int = 5) -> str:
+    """The calibration file's first lines, how many it has, and its format rule."""
+    lines = Path(path).read_text().splitlines()
+    shown = "\n".join(lines[:first]) + (f"\n... ({len(lines) - first} more)" if len(lines) > first else "")
+    return f"`{path}` holds {len(lines)} line(s); the first {min(first, len(lines))}:\n\n```\n{shown}\n```\n\n{CALIBRATION_RULE}"
+
+
+def calibration_counts(counts: dict[str, int], images: int, stratified: bool, detector: bool) -> tuple[str, pd.DataFrame]:
+    """The sentence and the one-row table of how many calibration images hold each class."""
+    how = ("drawn stratified (round-robin across the classes" + (", a detector's images by the classes of their boxes)"
+           if detector else ")") if stratified else "drawn at random without regard to class (calib_stratified=False)")
+    low, high = min(counts.values(), default=0), max(counts.values(), default=0)
+    spread = f"{low}" if low == high else f"{low} to {high}"
+    held = f"each class has boxes in {spread} of them" if detector else f"{spread} images per class"
+    return f"{images} calibration images, {how}: {held}.", pd.DataFrame([counts], index=["images with a box of it" if detector
+                                                                                         else "images"])

@@ -1,21 +1,21 @@
 """The sentences notebook 30 shows about a detector, computed from its eval/metrics.json: the verdict, the
-stock-vs-split head pitfall, the end-to-end head, and the colour-order bug."""
+stock-vs-split head pitfall, the end-to-end head, and the colour-order bug; every INT8-vs-reference difference is
+quoted with its paired interval (helpers.tasks.noise, stored per row as "paired" by helpers.steps.detect_eval)."""
 from __future__ import annotations
 
 from typing import Any
 
 from helpers.steps.detect_eval import BGR, row
+from helpers.tasks.noise import Paired
 
 
 def verdict(metrics: dict[str, Any]) -> str:
-    """What the run's numbers say about INT8 on this detector, in sentences computed from them."""
+    """What the run's numbers say about INT8 on this detector, in sentences computed from them: metrics.json's
+    verdict (the paired mAP50-95 interval of the one noise rule), then the check against ultralytics' val()."""
     head = metrics["head"]
-    fp32, int8 = row(metrics, head, "FP32"), row(metrics, head, "INT8")
-    drop = 100 * (fp32["map50_95"] - int8["map50_95"])
-    size = "within 2 points of" if abs(drop) <= 2 else ("above" if drop < 0 else f"{drop:.1f} points below")
-    text = (f"**Verdict ({head} head, {metrics['images']} images, {metrics['instances']} objects):** INT8 mAP50-95 "
-            f"{int8['map50_95']:.3f} vs FP32 {fp32['map50_95']:.3f}, {size} FP32; mAP50 {int8['map50']:.3f} vs "
-            f"{fp32['map50']:.3f}.")
+    fp32 = row(metrics, head, "FP32")
+    line = metrics.get("verdict") or "This run's metrics predate the paired verdict; re-run notebook 30."
+    text = f"**Verdict ({head} head, {metrics['images']} images, {metrics['instances']} objects):** {line}"
     uv = metrics.get("ultralytics_val")
     if uv:
         gap = 100 * abs(fp32["map50_95"] - uv["map50_95"])
@@ -26,9 +26,9 @@ def verdict(metrics: dict[str, Any]) -> str:
     return text
 
 
-def _moved(drop_pt: float) -> str:
-    """'loses 1.2 pt' or 'gains 0.1 pt'."""
-    return f"{'loses' if drop_pt >= 0 else 'gains'} {abs(drop_pt):.1f} pt"
+def _judged(r: dict[str, Any] | None) -> Paired | None:
+    """A row's paired verdict against its reference (None when the row or its verdict is missing)."""
+    return Paired.from_dict(r["paired"]) if r and r.get("paired") else None
 
 
 def end_to_end(metrics: dict[str, Any]) -> str:
@@ -37,7 +37,7 @@ def end_to_end(metrics: dict[str, Any]) -> str:
     if not metrics.get("end2end"):
         return ""
     split_fp, split_q = row(metrics, "split", "FP32"), row(metrics, "split", "INT8")
-    stock_fp, stock_q = row(metrics, "stock", "FP32"), row(metrics, "stock", "INT8")
+    stock_q = row(metrics, "stock", "INT8")
     reg = metrics.get("reg_max")
     text = ("**End-to-end head.** This detector was trained with a one-to-one assignment (one prediction per object), so it "
             "needs no non-maximum suppression: the workbook exports that branch and keeps ultralytics' top-k on the host "
@@ -47,14 +47,13 @@ def end_to_end(metrics: dict[str, Any]) -> str:
     if uv and split_fp:
         text += (f"ultralytics' own val() in its end-to-end mode (nms=False) gives mAP50-95 {uv['map50_95']:.3f}, the workbook's "
                  f"FP32 decode {split_fp['map50_95']:.3f} ({100 * abs(split_fp['map50_95'] - uv['map50_95']):.1f} pt apart). ")
-    if split_fp and split_q and stock_fp and stock_q:
-        split_drop = 100 * (split_fp["map50_95"] - split_q["map50_95"])
-        stock_drop = 100 * (stock_fp["map50_95"] - stock_q["map50_95"])
-        text += (f"In INT8 the split head {_moved(split_drop)} of mAP50-95 and the stock head {_moved(stock_drop)} on these "
-                 f"{metrics['images']} images: ")
+    split, stock = _judged(split_q), _judged(stock_q)
+    if split and stock:
+        text += (f"INT8 against FP32 in mAP50-95 on these {metrics['images']} images: split head {split.text}, stock head "
+                 f"{stock.text}: ")
         text += ("the one-INT8-scale pitfall above is about the output layout, not the family, and the split head is the "
-                 "fix for an end-to-end head too." if stock_drop > split_drop + 2 else
-                 "here the two layouts end close together, so this model does not show the layout pitfall strongly.")
+                 "fix for an end-to-end head too." if stock.verdict == "worse" and stock.high_pt < split.low_pt else
+                 "here the two layouts' intervals overlap, so this model does not show the layout pitfall clearly.")
     return text
 
 
@@ -65,10 +64,11 @@ def pitfall(metrics: dict[str, Any]) -> str:
     if not (split_q and stock_q):
         return "Only one head was exported (an ONNX was given), so there is no stock-vs-split comparison in this run."
     collapsed = stock_q["map50_95"] < 0.5 * stock_fp["map50_95"]
+    against = {h: f": {_judged(r).text}" if _judged(r) else "" for h, r in (("stock", stock_q), ("split", split_q))}
     text = (f"On the same {metrics['images']} images, INT8 with the **stock** head reaches mAP50-95 {stock_q['map50_95']:.3f} "
-            f"(FP32 {stock_fp['map50_95']:.3f}, top class score {stock_q['top_score']:.3f} vs {stock_fp['top_score']:.3f}), "
-            f"INT8 with the **split** head {split_q['map50_95']:.3f} (FP32 {split_fp['map50_95']:.3f}, top score "
-            f"{split_q['top_score']:.3f}). ")
+            f"(FP32 {stock_fp['map50_95']:.3f}{against['stock']}; top class score {stock_q['top_score']:.3f} vs "
+            f"{stock_fp['top_score']:.3f}), INT8 with the **split** head {split_q['map50_95']:.3f} (FP32 "
+            f"{split_fp['map50_95']:.3f}{against['split']}; top score {split_q['top_score']:.3f}). ")
     text += (f"The whole-tensor cosine of the stock head's INT8 output to its FP32 output is {stock_q['cosine_mean']:.4f} on "
              f"average (lowest {stock_q['cosine_min']:.4f}); the split head's outputs, flattened together the same way, give "
              f"{split_q['cosine_mean']:.4f}. ")
@@ -91,13 +91,15 @@ def colour_pitfall(metrics: dict[str, Any]) -> str:
     rgb, bgr = row(metrics, head, "INT8"), row(metrics, head, BGR)
     if bgr is None:
         return "This run's metrics predate the colour-order row; re-run notebook 30 to measure it."
-    drop = 100 * (rgb["map50_95"] - bgr["map50_95"])
+    judged = _judged(bgr)
     text = (f"With the tutorial's colour bug the INT8 model ({head} head) reaches mAP50-95 **{bgr['map50_95']:.3f}** instead of "
             f"{rgb['map50_95']:.3f} on these {metrics['images']} images")
-    if drop >= 1.0:
-        return (text + f": {drop:.1f} pt lower. How much a detector loses depends on how much colour tells its classes apart; "
-                "expect a different size on your own data, never zero risk.")
-    what = ("the swapped colours happen to score higher" if drop <= -1.0 else "the bug moves mAP by less than a point")
-    return (text + f" ({-drop:+.1f} pt): on these images {what}. That says something about these images and classes, not "
-            "about the bug: a model whose classes differ by colour (traffic lights, ripe fruit) loses much more. Keep the "
-            "conversion.")
+    if judged is None:
+        return text + ". Re-run notebook 30 for its paired interval."
+    text += f": {judged.text} against the same model fed RGB"
+    if judged.verdict == "worse":
+        return (text + ". How much a detector loses depends on how much colour tells its classes apart; expect a different "
+                "size on your own data, never zero risk.")
+    what = "the swapped colours happen to score higher" if judged.verdict == "better" else "the bug's effect is within noise"
+    return (text + f": on these images {what}. That says something about these images and classes, not about the bug: a "
+            "model whose classes differ by colour (traffic lights, ripe fruit) loses much more. Keep the conversion.")

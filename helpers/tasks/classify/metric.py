@@ -13,6 +13,7 @@ from helpers.backends.base import Outputs, Runner
 from helpers.core.errors import WorkbookError
 from helpers.tasks.data import LabelledImages
 from helpers.tasks.measures import cosine
+from helpers.tasks.noise import Paired, mcnemar
 from helpers.tasks.preprocess import read_rgb
 
 
@@ -38,6 +39,11 @@ class EvalResult:
     @property
     def predictions(self) -> np.ndarray:
         return self.scores.argmax(axis=1)
+
+    @property
+    def correct(self) -> np.ndarray:
+        """Per image: is the top-1 class the label?"""
+        return self.predictions == self.labels
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "images": int(len(self.labels)), "top1": self.top1, "top5": self.top5,
@@ -92,6 +98,9 @@ class Comparison:
     top1_agreement: float
     cosine: np.ndarray = field(repr=False)
     top1_delta_pt: float = 0.0
+    reference_top1: float = float("nan")
+    other_top1: float = float("nan")
+    paired: Paired | None = None  # other's top-1 against reference's by the one noise rule (exact McNemar)
 
     @property
     def mean_cosine(self) -> float:
@@ -103,24 +112,32 @@ class Comparison:
 
     def summary(self) -> dict[str, Any]:
         return {"reference": self.reference, "other": self.other, "top1_agreement": self.top1_agreement,
-                "mean_cosine": self.mean_cosine, "min_cosine": self.min_cosine, "top1_delta_pt": self.top1_delta_pt}
+                "mean_cosine": self.mean_cosine, "min_cosine": self.min_cosine, "top1_delta_pt": self.top1_delta_pt,
+                "paired": self.paired.to_dict() if self.paired else None}
+
+
+def paired(reference: EvalResult, other: EvalResult) -> Paired:
+    """other's top-1 against reference's on the same images, by the workbook's one noise rule (exact McNemar)."""
+    return mcnemar(reference.correct, other.correct)
 
 
 def compare(fp32: EvalResult, int8: EvalResult) -> Comparison:
-    """Top-1 agreement and per-sample output cosine of int8 against fp32 (same images, same order)."""
+    """Top-1 agreement, per-sample output cosine and the paired top-1 verdict of int8 against fp32 (same images,
+    same order)."""
     if fp32.scores.shape != int8.scores.shape:
         raise ValueError(f"Cannot compare {fp32.name} {fp32.scores.shape} with {int8.name} {int8.scores.shape}: "
                          "evaluate both on the same images.")
     agree = float((fp32.predictions == int8.predictions).mean()) if len(fp32.labels) else float("nan")
-    return Comparison(fp32.name, int8.name, agree, cosine(fp32.scores, int8.scores), round(100 * (int8.top1 - fp32.top1), 2))
+    return Comparison(fp32.name, int8.name, agree, cosine(fp32.scores, int8.scores), round(100 * (int8.top1 - fp32.top1), 2),
+                      fp32.top1, int8.top1, paired(fp32, int8) if len(fp32.labels) else None)
 
 
 def verdict(cmp: Comparison) -> str:
-    """One line: how much top-1 the second model loses (or gains) against the reference."""
-    d = cmp.top1_delta_pt
-    change = f"loses {-d:.1f} pt top-1" if d < 0 else f"gains {d:.1f} pt top-1" if d > 0 else "keeps top-1 exactly"
-    return (f"{cmp.other} {change} against {cmp.reference}; the two agree on {100 * cmp.top1_agreement:.1f}% "
-            f"of images, mean output cosine {cmp.mean_cosine:.4f}.")
+    """One line: the second model's top-1 against the reference's with its 95 % interval and what it means (the
+    one noise rule), then how often the two agree and how closely their outputs follow each other."""
+    judged = f": {cmp.paired.text}" if cmp.paired else ""
+    return (f"{cmp.other}: top-1 {100 * cmp.other_top1:.2f}% vs {cmp.reference} {100 * cmp.reference_top1:.2f}%{judged}; "
+            f"the two agree on {100 * cmp.top1_agreement:.1f}% of images, mean output cosine {cmp.mean_cosine:.4f}.")
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:

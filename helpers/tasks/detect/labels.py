@@ -9,6 +9,7 @@ import numpy as np
 import yaml
 
 from helpers.core.errors import WorkbookError
+from helpers.tasks import sampling
 from helpers.tasks.detect.metric import GroundTruth
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -31,8 +32,13 @@ class DetectionSplit:
     def instances(self) -> int:
         return int(sum(len(t.classes) for t in self.truth))
 
-    def subset(self, n: int | None) -> "DetectionSplit":
-        """The first n images (all when n is None or larger)."""
+    def subset(self, n: int | None, seed: int = 0, stratified: bool = True) -> "DetectionSplit":
+        """n images (all when n is None or larger). Stratified: spread over the classes of their boxes and ordered
+        round-robin across them, so every class present comes early (helpers.tasks.sampling); otherwise the first n
+        in file order."""
+        if stratified:
+            order = sampling.stratified([t.classes for t in self.truth], n, seed, self.paths)
+            return DetectionSplit([self.paths[i] for i in order], [self.truth[i] for i in order], self.names, self.notes)
         if n is None or n >= len(self):
             return self
         return DetectionSplit(self.paths[:n], self.truth[:n], self.names, self.notes)

@@ -4,11 +4,12 @@ from __future__ import annotations
 import contextlib
 import io
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from helpers.tasks.detect.postprocess import Detections, postprocess, top_score
+from helpers.tasks.noise import Paired, bootstrap
 
 
 @dataclass
@@ -44,10 +45,10 @@ def _coco_xywh(boxes: np.ndarray) -> np.ndarray:
     return np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
 
 
-def coco_map(truth: Sequence[GroundTruth], predictions: Sequence[Detections], names: Sequence[str],
-             max_det: int = 100) -> DetectMetric:
-    """Evaluate predictions against truth (same image order) with pycocotools' COCOeval (bbox,
-    101-point interpolated precision, IoU 0.50:0.05:0.95, at most max_det detections per image)."""
+def _evaluated(truth: Sequence[GroundTruth], predictions: Sequence[Detections], names: Sequence[str], max_det: int):
+    """pycocotools' per-image matching of predictions to truth (COCOeval.evaluate) over all areas and at most max_det
+    detections per image (the only slice the metrics read), and the counts; None for the evaluator when there is
+    nothing to match (no labelled box or no detection)."""
     from pycocotools.coco import COCO  # pycocotools imports matplotlib: slow, needed only when a metric is computed
     from pycocotools.cocoeval import COCOeval
 
@@ -64,7 +65,7 @@ def coco_map(truth: Sequence[GroundTruth], predictions: Sequence[Detections], na
             results.append({"image_id": i, "category_id": int(cls), "bbox": box.tolist(), "score": float(score)})
     metric = DetectMetric(0.0, 0.0, images=len(images), instances=len(annotations), detections=len(results))
     if not annotations or not results:
-        return metric
+        return None, metric
     categories = [{"id": i, "name": str(n)} for i, n in enumerate(names)]
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         gt_api = COCO()
@@ -72,24 +73,67 @@ def coco_map(truth: Sequence[GroundTruth], predictions: Sequence[Detections], na
         gt_api.createIndex()
         dt_api = gt_api.loadRes(results)
         ev = COCOeval(gt_api, dt_api, "bbox")
-        ev.params.maxDets = [1, 10, max_det]
+        ev.params.areaRng, ev.params.areaRngLbl = [ev.params.areaRng[0]], ["all"]  # the metrics read area "all" only
+        ev.params.maxDets = [max_det]
         ev.evaluate()
+    return ev, metric
+
+
+def _mean(p: np.ndarray) -> float:
+    valid = p[p > -1]  # -1 marks "no data" (a class without a labelled box)
+    return float(valid.mean()) if valid.size else 0.0
+
+
+def _precision(ev: Any) -> np.ndarray:
+    """COCOeval.accumulate's precision [iou, recall, class] at area "all" and max_det."""
+    with contextlib.redirect_stdout(io.StringIO()):
         ev.accumulate()
-    # precision[iou, recall, class, area, maxdets]; area 0 = all, maxdets -1 = max_det; -1 marks "no data"
-    precision = ev.eval["precision"][:, :, :, 0, -1]
+    return ev.eval["precision"][:, :, :, 0, -1]
+
+
+def coco_map(truth: Sequence[GroundTruth], predictions: Sequence[Detections], names: Sequence[str],
+             max_det: int = 100) -> DetectMetric:
+    """Evaluate predictions against truth (same image order) with pycocotools' COCOeval (bbox,
+    101-point interpolated precision, IoU 0.50:0.05:0.95, at most max_det detections per image)."""
+    ev, metric = _evaluated(truth, predictions, names, max_det)
+    if ev is None:
+        return metric
+    precision = _precision(ev)
     iou50 = int(np.argmin(np.abs(ev.params.iouThrs - 0.5)))
-
-    def mean(p: np.ndarray) -> float:
-        valid = p[p > -1]
-        return float(valid.mean()) if valid.size else 0.0
-
     for k, cat in enumerate(ev.params.catIds):
         if (precision[:, :, k] > -1).any():
-            metric.per_class[str(names[cat])] = mean(precision[:, :, k])
-            metric.per_class50[str(names[cat])] = mean(precision[iou50, :, k])
-    metric.map50_95 = mean(precision)
-    metric.map50 = mean(precision[iou50])
+            metric.per_class[str(names[cat])] = _mean(precision[:, :, k])
+            metric.per_class50[str(names[cat])] = _mean(precision[iou50, :, k])
+    metric.map50_95 = _mean(precision)
+    metric.map50 = _mean(precision[iou50])
     return metric
+
+
+def map_of_images(truth: Sequence[GroundTruth], predictions: Sequence[Detections], names: Sequence[str],
+                  max_det: int = 300) -> Callable[[np.ndarray], float]:
+    """mAP50-95 of any selection of these images (indices, repeats allowed), equal to coco_map on that selection: the
+    per-image matching is computed once and each selection only re-accumulates it, so a bootstrap costs a fraction
+    of a COCO evaluation per resample."""
+    ev, _ = _evaluated(truth, predictions, names, max_det)
+    if ev is None:
+        return lambda idx: 0.0
+    per_image = list(ev.evalImgs)  # [class][image] (one area), None where an image has neither box nor detection
+    images, classes = len(truth), len(ev.params.catIds)
+
+    def on(idx: np.ndarray) -> float:
+        idx = [int(i) for i in idx]
+        ev.evalImgs = [per_image[k * images + i] for k in range(classes) for i in idx]
+        ev.params.imgIds = ev._paramsEval.imgIds = list(range(len(idx)))  # positions: a repeated image counts twice
+        return _mean(_precision(ev))
+    return on
+
+
+def paired_map(truth: Sequence[GroundTruth], reference: Sequence[Detections], other: Sequence[Detections],
+               names: Sequence[str], resamples: int = 50, seed: int = 0, max_det: int = 300) -> Paired:
+    """other's mAP50-95 minus reference's on the same images, by the workbook's one noise rule: a paired bootstrap
+    over the images (helpers.tasks.noise.bootstrap; each resample re-accumulates the matches of map_of_images)."""
+    return bootstrap(map_of_images(truth, reference, names, max_det), map_of_images(truth, other, names, max_det), len(truth),
+                     resamples=resamples, seed=seed)
 
 
 @dataclass
