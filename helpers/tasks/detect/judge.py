@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from helpers.tasks.detect.metric import coco_map
+from helpers.tasks.detect.metric import coco_map, paired_map
 from helpers.tasks.detect.postprocess import postprocess
 from helpers.tasks.measures import Outputs
-from helpers.tasks.noise import Paired, bootstrap
+from helpers.tasks.noise import Paired
 from helpers.tasks.scoring import Judge
 
 
@@ -34,14 +34,8 @@ class DetectJudge(Judge):
 
     def paired(self, outputs: Outputs, reference: Outputs | None = None, resamples: int = 50) -> Paired:
         """mAP50-95 against the reference's (FP32 by default): paired bootstrap over the same images."""
-        truth = self.split.truth
         a = self.detections(self.fp32_outputs if reference is None else reference)
-        b = self.detections(outputs)
-
-        def on(dets: list):
-            return lambda idx: coco_map([truth[i] for i in idx], [dets[i] for i in idx], self.split.names,
-                                        max_det=300).map50_95
-        return bootstrap(on(a), on(b), self.images, resamples=resamples)
+        return paired_map(self.split.truth, a, self.detections(outputs), self.split.names, resamples=resamples)
 
     def noise_pt(self, resamples: int = 20, seed: int = 0) -> float:
         """Two standard deviations of FP32's mAP50-95 over bootstrap resamples of the images."""
