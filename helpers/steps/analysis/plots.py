@@ -40,7 +40,7 @@ def plot_layers(tables: dict[str, pd.DataFrame] | pd.DataFrame, threshold: float
                 ax.scatter(nan["index"], [threshold] * len(nan), marker="x", color="red", zorder=3, label="NaN/inf values")
     for ax, what in zip(axes, ("entire: accumulated error (whole quantized model)", "single: this layer alone (exact inputs)")):
         ax.axhline(threshold, color="red", ls="--", lw=1, label=f"threshold {threshold}")
-        ax.set_ylabel("cosine vs float")
+        ax.set_ylabel("cosine vs float\n(linear, not from 0)")
         ax.set_title(what, fontsize=10)
         lo = np.nanmin([np.nanmin(df[c]) for df in tables.values() for c in ("entire_cos", "single_cos")])
         ax.set_ylim(min(lo, threshold) - 0.005, 1.001)
