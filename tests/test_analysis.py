@@ -265,6 +265,7 @@ def test_sweep_sentences_print_the_paired_columns_of_sweep_csv(tmp_path):
     assert (f"The sweep's best setting is mmse/channel (top-1 {100 * best['top1']:.2f}%); against notebook 20's "
             f"normal/channel ({100 * cur['top1']:.2f}%) on the same images: {gain.text}, so it is worth trying in notebook 20"
             ) in text
+    assert f"; against FP32 it scores {analysis.row_paired(best, 'vs_fp32').text}." in text  # what the better setting leaves
     assert gain.text.startswith("+2.8 pt (95 % CI +") and gain.verdict == "better"
     assert (f"INT8 with normal/channel scores top-1 {100 * cur['top1']:.2f}%, FP32 97.00% on the same 400 images: "
             f"{int8.text}: quantization costs measurable accuracy here") in text

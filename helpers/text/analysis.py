@@ -197,8 +197,10 @@ def _best_vs_current(sweep: pd.DataFrame, best: pd.Series, cur: pd.Series) -> st
     if paired is None:
         return f"{against} there is no paired comparison in the table (re-run notebook 50's sweep to add it)"
     if paired.verdict == "better":
+        vs_fp32 = row_paired(best, "vs_fp32")
         return (f"{against}: {paired.text}, so it is worth trying in notebook 20 (quantized_algorithm="
-                f"{best['algorithm']!r}, quantized_method={best['method']!r})")
+                f"{best['algorithm']!r}, quantized_method={best['method']!r})"
+                + (f"; against FP32 it scores {vs_fp32.text}" if vs_fp32 else ""))
     return f"{against}: {paired.text}: no reason to change notebook 20's setting on this evidence"
 
 

@@ -89,6 +89,7 @@ def plot_sweep(sweep: pd.DataFrame, path: str | Path | None = None, note: str = 
     a2.legend(loc="lower right", fontsize=8)
     for ax in (a1, a2):
         ax.set_xticks(x, labels, fontsize=8)
+        ax.set_xlim(-0.6, len(sweep) - 0.4)
         ax.set_xlabel("quantized_algorithm / quantized_method / build time")
         ax.grid(axis="y", alpha=0.3)
     if note:
