@@ -150,12 +150,15 @@ def _classify_judge(record, onnx, images):
                          labels=np.asarray(images.labels))
 
 
-def test_sweep_builds_each_cell_and_picks_the_best(tiny_images, tmp_path):
-    from helpers.core.paths import Run
-    from helpers.steps.evaluate import simulator_from_record
-    from helpers.tasks.classify.metric import compare, evaluate
-    from helpers.tasks.feeds import fp32_runner
+@pytest.fixture(scope="module")
+def outlier_run(tiny_images, tmp_path_factory):
+    """A run folder whose notebook 20 converted the outlier model (normal/channel, the 8 tiny images as calibration),
+    with the judge notebook 50 would build on those 8 images."""
+    from types import SimpleNamespace
 
+    from helpers.core.paths import Run
+
+    tmp_path = tmp_path_factory.mktemp("sweep")
     onnx = outlier_onnx(tmp_path)
     run = Run.at(tmp_path / "run")
     cfg = ConvertConfig(mean_values=[0, 0, 0], std_values=[255, 255, 255])
@@ -164,17 +167,38 @@ def test_sweep_builds_each_cell_and_picks_the_best(tiny_images, tmp_path):
     write_record(run, result, cfg, onnx, dataset, SIZE, "onnx")
     record = read_record(run)
     images = data.LabelledImages(list(tiny_images), np.arange(len(tiny_images)) % 3, ["a", "b", "c"])
-    judge = _classify_judge(record, onnx, images)
+    return SimpleNamespace(onnx=onnx, run=run, dataset=dataset, record=record, images=images,
+                           judge=_classify_judge(record, onnx, images))
+
+
+def test_sweep_builds_each_cell_and_picks_the_best(outlier_run):
+    from dataclasses import replace
+
+    from helpers.steps.evaluate import simulator_from_record
+    from helpers.tasks.classify.metric import compare, evaluate
+    from helpers.tasks.feeds import fp32_runner
+
+    onnx, run, record, images, judge = (outlier_run.onnx, outlier_run.run, outlier_run.record, outlier_run.images,
+                                        outlier_run.judge)
     fp32 = evaluate(fp32_runner(onnx, [0, 0, 0], [255, 255, 255]), images, SIZE, progress=False, pixels=judge.pixels)
     assert judge.fp32.value == fp32.top1  # the judge's top-1 is evaluate's
-    sweep = analysis.run_sweep(record, [("normal", "layer"), ("normal", "channel")], judge, run.logs, batch=1)
+    grid = [("normal", "layer"), ("normal", "channel"), ("kl_divergence", "channel")]
+    sweep = analysis.run_sweep(record, grid, judge, run.logs, batch=1)
     assert list(sweep.columns) == ["algorithm", "method", "top1", "top1_delta_pt", "mean_cosine", "min_cosine", "top1_agreement",
-                                   "build_s", "why"]
-    assert list(sweep["method"]) == ["layer", "channel"] and (sweep["build_s"] > 0).all()
+                                   "build_s", "why", *analysis.PAIRED_COLUMNS, "log_names_algorithm", "same_outputs_as"]
+    assert list(sweep["method"]) == ["layer", "channel", "channel"] and (sweep["build_s"] > 0).all()
     layer, channel = sweep.iloc[0], sweep.iloc[1]
     # the judge scores a cell exactly as evaluate() + compare() did on the same build
     with simulator_from_record(record, run.logs / "check.log", batch=1) as sim:
         int8 = evaluate(sim, images, SIZE, progress=False, pixels=judge.pixels)
+        int8_outputs = sim.outputs(judge.pixels)
+    # the paired columns are Judge.paired's, against FP32 and against notebook 20's setting (the record's: channel)
+    paired = judge.paired(int8_outputs)
+    assert analysis.row_paired(channel, "vs_fp32") == replace(paired, method="", images=0, p_value=None, discordant=None)
+    assert channel["vs_current_verdict"] == "reference" and np.isnan(channel["vs_current_pt"])
+    assert analysis.row_paired(layer, "vs_current").verdict in ("better", "worse", "within noise")
+    assert (sweep["log_names_algorithm"] == "none").all(), "rknn-toolkit2 2.5.0 names neither normal nor kl_divergence"
+    assert (sweep["same_outputs_as"] == "").all(), "calibrated on 8 images, kl_divergence builds its own model"
     cmp = compare(fp32, int8)
     assert (channel["top1"], channel["top1_delta_pt"], channel["top1_agreement"]) == (int8.top1, cmp.top1_delta_pt,
                                                                                       cmp.top1_agreement)
@@ -183,49 +207,162 @@ def test_sweep_builds_each_cell_and_picks_the_best(tiny_images, tmp_path):
     # one scale per channel rescues the seven small channels the outlier crushes in per-layer mode
     assert channel["mean_cosine"] > layer["mean_cosine"]
     best, why = analysis.best_row(sweep)
-    assert best["method"] == "channel" and why.startswith("Best: quantized_algorithm='normal', quantized_method='channel'")
+    assert best["method"] == "channel" and why.startswith(f"Best: quantized_algorithm={best['algorithm']!r}, "
+                                                          "quantized_method='channel'")
     stored = analysis.sweep_table(sweep, judge, "notebook 20's list")
     assert list(stored.columns)[-3:] == ["fp32_top1", "images", "calibration"] and (stored["images"] == len(images)).all()
     assert analysis.write_csv(stored, run.analysis / "sweep.csv").exists()
 
 
-def _table(key: str, values: list[float], fp32: float, images: int):
-    """A two-row sweep.csv as notebook 50 writes it, for the metric column `key`."""
+def _outcomes(n: int, only_a: int, only_b: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image correctness of two models on n images: only_a images only A gets right, only_b only B, the rest both."""
+    a, b = np.ones(n, bool), np.ones(n, bool)
+    a[only_a:only_a + only_b] = False
+    b[:only_a] = False
+    return a, b
+
+
+def _top1_table(tmp_path, n: int, fp32_top1: float, lost: tuple[int, int], gained: tuple[int, int]):
+    """sweep.csv as notebook 50 writes it, read back: notebook 20's normal/channel (losing lost[0] images to FP32 and
+    winning lost[1]) and mmse/channel (gained = (images it loses, images it wins) against normal/channel), the paired
+    columns from the one noise rule."""
     import pandas as pd
 
-    agreement = {"top1": "top1_agreement", "map50_95": "map50"}[key]
-    return pd.DataFrame({"algorithm": ["normal", "mmse"], "method": ["channel", "channel"], key: values,
-                         f"{key}_delta_pt": [round(100 * (v - fp32), 2) for v in values], "mean_cosine": [0.99, 0.995],
-                         "min_cosine": [0.9, 0.95], agreement: [0.9, 0.95], "build_s": [1.0, 2.0], "why": ["", ""],
-                         f"fp32_{key}": fp32, "images": images, "calibration": "notebook 20's list (50 images)"})
+    from helpers.steps.analysis.sweep import paired_columns
+    from helpers.tasks.noise import mcnemar
+
+    cur_vs_fp32 = mcnemar(*_outcomes(n, *lost))
+    best_vs_cur = mcnemar(*_outcomes(n, *gained))
+    cur = fp32_top1 + cur_vs_fp32.difference_pt / 100
+    best = cur + best_vs_cur.difference_pt / 100
+    best_vs_fp32 = mcnemar(*_outcomes(n, lost[0] - min(lost[0], gained[1]), lost[1] + max(0, gained[1] - lost[0])))
+    rows = [{"algorithm": "normal", "method": "channel", "top1": cur, "top1_delta_pt": round(100 * (cur - fp32_top1), 2),
+             "mean_cosine": 0.99, "min_cosine": 0.31, "top1_agreement": 1 - 7 / n, "build_s": 1.0, "why": "",
+             **paired_columns("vs_fp32", cur_vs_fp32), **paired_columns("vs_current", None, "reference"),
+             "log_names_algorithm": "none", "same_outputs_as": ""},
+            {"algorithm": "mmse", "method": "channel", "top1": best, "top1_delta_pt": round(100 * (best - fp32_top1), 2),
+             "mean_cosine": 0.995, "min_cosine": 0.95, "top1_agreement": 0.99, "build_s": 2.0, "why": "",
+             **paired_columns("vs_fp32", best_vs_fp32), **paired_columns("vs_current", best_vs_cur),
+             "log_names_algorithm": "mmse", "same_outputs_as": ""}]
+    table = pd.DataFrame(rows).assign(fp32_top1=fp32_top1, images=n, calibration="notebook 20's list (50 images)")
+    path = analysis.write_csv(table, tmp_path / "sweep.csv")
+    return pd.read_csv(path).fillna({"why": "", "same_outputs_as": "", "vs_current_verdict": ""}), cur_vs_fp32, best_vs_cur
 
 
-def test_sweep_sentences_name_the_metric_of_the_table():
-    """top-1: differences in images against binomial noise; mAP: in points against the judge's bootstrap noise."""
-    top1 = _table("top1", [0.95, 0.97], 0.98, 100)
-    text = text50.sweep_conclusion(top1, ("normal", "channel"))
-    assert ("The sweep's best setting is mmse/channel (97.00% top-1; 1 image = 1.00 pt); notebook 20's normal/channel gets "
-            "95.00%: "
-            "+2 image(s), within noise (about ±4.4 images on 100)") in text
-    assert ("scores top-1 95.00%, FP32 98.00% on the same 100 images: a loss of 3.0 pt against FP32, within noise "
-            "(about ±4.4 pt)") in text
-    detect = _table("map50_95", [0.70, 0.74], 0.75, 50)
-    text = text50.sweep_conclusion(detect, ("normal", "channel"), noise_pt=2.0)
-    assert ("The sweep's best setting is mmse/channel (mAP50-95 0.740; 50 val images, noise about ±2.0 pt); notebook 20's "
-            "normal/channel "
-            "gets 0.700: +4.0 pt mAP50-95, beyond noise (about ±2.0 pt on 50 images), so it is worth trying in "
-            "notebook 20") in text
-    assert "a loss of 5.0 pt against FP32, beyond noise (about ±2.0 pt): quantization costs measurable accuracy here" in text
+def test_sweep_sentences_print_the_paired_columns_of_sweep_csv(tmp_path):
+    """Every comparison the conclusion prints is the difference, 95 % interval and verdict stored in sweep.csv
+    (helpers.tasks.noise via Judge.paired), and it reads right both when INT8 loses several points and when it loses
+    nothing."""
+    from helpers.tasks.noise import Paired
+
+    # INT8 loses 20 of 400 images (-5 pt, worse); mmse wins back 12 and loses 1 against it (+2.75 pt, better)
+    sweep, int8, gain = _top1_table(tmp_path, 400, 0.97, (20, 0), (1, 12))
+    text = text50.sweep_conclusion(sweep, ("normal", "channel"))
+    cur, best = sweep.iloc[0], sweep.iloc[1]
+    stored = [Paired(r[f"{p}_pt"], r[f"{p}_low_pt"], r[f"{p}_high_pt"], r[f"{p}_verdict"], "", 400).text
+              for r, p in ((cur, "vs_fp32"), (best, "vs_current"))]
+    assert stored == [int8.text, gain.text]  # the CSV round trip keeps what the noise rule said
+    assert (f"The sweep's best setting is mmse/channel (top-1 {100 * best['top1']:.2f}%); against notebook 20's "
+            f"normal/channel ({100 * cur['top1']:.2f}%) on the same images: {gain.text}, so it is worth trying in notebook 20"
+            ) in text
+    assert f"; against FP32 it scores {analysis.row_paired(best, 'vs_fp32').text}." in text  # what the better setting leaves
+    assert gain.text.startswith("+2.8 pt (95 % CI +") and gain.verdict == "better"
+    assert (f"INT8 with normal/channel scores top-1 {100 * cur['top1']:.2f}%, FP32 97.00% on the same 400 images: "
+            f"{int8.text}: quantization costs measurable accuracy here") in text
+    assert int8.text.startswith("-5.0 pt (95 % CI -") and int8.text.endswith(", worse")
+    assert "noise about" not in text and "±" not in text  # one rule: no binomial band beside the interval
+
+    # INT8 loses nothing (2 images each way); mmse's one extra image is within noise
+    sweep, int8, gain = _top1_table(tmp_path, 360, 0.9861, (2, 2), (0, 1))
+    text = text50.sweep_conclusion(sweep, ("normal", "channel"), demo_images=1)
+    assert f"on the same images: {gain.text}: no reason to change notebook 20's setting on this evidence" in text
+    assert (f"INT8 with normal/channel under the demo calibration scores top-1 98.61%, FP32 98.61% on the same 360 images: "
+            f"{int8.text}: on these images INT8 is not measurably worse than FP32, and a loss larger than "
+            f"{-int8.low_pt:.1f} pt is outside the interval.") in text
+    assert int8.text.startswith("+0.0 pt (95 % CI -") and "Found under demo calibration (1 image)" in text
+    assert text50.sweep_headline(sweep).startswith("FP32 top-1 on the same 360 images: **98.61%** (1 image = 0.28 pt). ")
+    assert "exact McNemar test" in text50.sweep_headline(sweep)
+    note = text50.low_cosine_note(sweep)
+    assert note.startswith("**The lowest output cosine, 0.31** (normal/channel; its mean over the 360 images is 0.9900)")
+    assert "on the 7 images where INT8's top class differs from FP32's" in note
+    view = text50.sweep_view(sweep)
+    assert view["vs FP32"].tolist()[0] == int8.text and view["vs notebook 20's setting"].tolist() == ["reference", gain.text]
+
+
+def test_sweep_plot_draws_the_paired_intervals_of_the_table(tmp_path):
+    """sweep.png: dots with the stored 95 % interval as whiskers around 0 = FP32 (no bars from an arbitrary baseline),
+    notebook 20's setting and the demo labelled."""
+    sweep, int8, _ = _top1_table(tmp_path, 400, 0.97, (20, 0), (1, 12))
+    fig = analysis.plot_sweep(sweep, note=analysis.demo_note(1))
+    left, right = fig.axes[:2]
+    assert "change vs FP32 (pt)" in left.get_ylabel() and "paired 95 % interval" in left.get_title()
+    whiskers = [c for c in left.containers][0].lines[2][0].get_segments()[0]
+    assert whiskers[:, 1].tolist() == pytest.approx([int8.low_pt, int8.high_pt])
+    lo, hi = left.get_ylim()
+    assert lo < min(sweep["vs_fp32_low_pt"]) and hi > 0  # every interval and the FP32 line are inside the axis
+    assert not left.patches and not right.patches, "dots, not bars"
+    assert "not from zero" in right.get_ylabel() and "(notebook 20)" in left.get_xticklabels()[0].get_text()
+    assert fig._suptitle.get_text().startswith("DEMO calibration: 1 image")
+
+
+def test_detector_sentences_name_map_and_its_bootstrap(tmp_path):
+    import pandas as pd
+
+    from helpers.steps.analysis.sweep import paired_columns
+    from helpers.tasks.noise import bootstrap
+
+    quality = np.random.default_rng(0).uniform(0.5, 1.0, 50)
+
+    def metric(shift: float):
+        return lambda idx: float(np.mean(quality[idx] + shift))
+
+    drop, gain = bootstrap(metric(0.0), metric(-0.05), 50), bootstrap(metric(-0.05), metric(-0.01), 50)
+    sweep = pd.DataFrame([
+        {"algorithm": "normal", "method": "channel", "map50_95": 0.70, "mean_cosine": 0.99, "min_cosine": 0.97, "map50": 0.9,
+         "build_s": 1.0, "why": "", **paired_columns("vs_fp32", drop), **paired_columns("vs_current", None, "reference")},
+        {"algorithm": "mmse", "method": "layer", "map50_95": 0.74, "mean_cosine": 0.995, "min_cosine": 0.98, "map50": 0.92,
+         "build_s": 2.0, "why": "", **paired_columns("vs_fp32", bootstrap(metric(0.0), metric(-0.01), 50)),
+         **paired_columns("vs_current", gain)}]).assign(fp32_map50_95=0.75, images=50, calibration="notebook 20's list")
+    text = text50.sweep_conclusion(sweep, ("normal", "channel"))
+    assert ("The sweep's best setting is mmse/layer (mAP50-95 0.740); against notebook 20's normal/channel (0.700) on the "
+            f"same images: {gain.text}") in text
+    assert f"scores mAP50-95 0.700, FP32 0.750 on the same 50 images: {drop.text}" in text
     assert "top-1" not in text and "image(s)" not in text
-    assert text50.sweep_headline(detect, 2.0) == ("FP32 mAP50-95 on the same 50 images: **0.750** (noise about ±2.0 pt, two "
-                                                  "standard "
-                                                  "deviations of a bootstrap over the images).")
-    best, why = analysis.best_row(detect)
+    assert "paired bootstrap over the images" in text50.sweep_headline(sweep)
+    best, why = analysis.best_row(sweep)
     assert best["algorithm"] == "mmse" and "highest mAP50-95 (0.740)" in why
-    ax = analysis.plot_sweep(detect, noise_pt=2.0).axes[0]
-    assert ax.get_title() == "mAP50-95 per quantization setting" and "noise about ±2.0 pt" in ax.get_ylabel()
+    assert analysis.plot_sweep(sweep).axes[0].get_title() == "mAP50-95 vs FP32, with the paired 95 % interval"
     with pytest.raises(WorkbookError, match="no metric column"):
-        analysis.best_row(detect.drop(columns=["map50_95"]))
+        analysis.best_row(sweep.drop(columns=["map50_95"]))
+
+
+def test_flagged_and_ranked_layers_are_counted_over_one_definition(outlier_tables):
+    """'N of M layers flagged' and 'K of the same M layers' use one M: the rows with values that are layers
+    (analysis.LAYERS_MEANING), which is what the ranking holds."""
+    df = analysis.combine([analysis.parse_error_analysis(p) for p in outlier_tables])
+    ranked = analysis.rank_layers(df)
+    warnings = analysis.warning_signs(df, 0.99)
+    headline, _ = text50.flagged_summary(warnings, df, 0.99)
+    m = len(ranked)
+    assert m == len(analysis.candidates(df)) < int((~df["fused"]).sum())  # the input and its conversion are not layers
+    flagged = int(warnings["name"].isin(set(ranked["name"])).sum())
+    assert headline.startswith(f"**{flagged} of {m} layers flagged** (an entire or single cosine below 0.99")
+    assert f"Layers, in every count of this notebook: the {m} rows of error_analysis.txt with values" in headline
+    assert f" of the same {m} layers have a single cosine below 0.99" in text50.layers_conclusion(ranked, 0.99)
+
+
+def test_kl_divergence_on_one_calibration_image_is_normal(outlier_run, tmp_path):
+    """What notebook 50's sweep found on the sample (demo calibration): rknn-toolkit2 2.5.0's kl_divergence, calibrated
+    on a single image, builds the model normal builds (bit-identical outputs), and its log names no algorithm (only
+    mmse shows itself); with several calibration images it builds its own model (test above)."""
+    grid = [("normal", "channel"), ("kl_divergence", "channel"), ("mmse", "channel")]
+    one = analysis.run_sweep(outlier_run.record, grid, outlier_run.judge, tmp_path,
+                             analysis.small_calibration(outlier_run.dataset, 1, tmp_path / "one.txt"), batch=1)
+    assert one["same_outputs_as"].tolist() == ["", "normal/channel", ""]
+    assert one["log_names_algorithm"].tolist() == ["none", "none", "mmse"]
+    text = text50.identical_outputs_note(one.assign(images=outlier_run.judge.images), 1)
+    assert text.startswith("**Identical rows are identical models.** kl_divergence/channel = normal/channel")
+    assert "With a single calibration image" in text and "names no quantization algorithm except mmse" in text
 
 
 def test_small_calibration_keeps_first_n(tiny_images, tmp_path):

@@ -2,7 +2,7 @@
 scored by COCO mAP50-95 through the task's judge (helpers.steps.judge), on the small shapes detector of tests/detect_support
 (trained once per session). Notebooks 10 -> 20 -> 30 -> 50 run under papermill with small parameters; the
 assertions read what the run wrote: sweep.csv in mAP, FP32 equal to notebook 30's on the same images,
-layers.csv, the demo calibration list, and the sentences naming mAP with its bootstrap noise."""
+layers.csv, the demo calibration list, and the sentences naming mAP with the paired bootstrap's interval."""
 from __future__ import annotations
 
 import json
@@ -75,9 +75,12 @@ def test_judges_score_like_the_task_evaluations(detect_analysis_run):
 
 
 def test_sweep_is_scored_by_map_against_notebook_30s_fp32(detect_analysis_run):
+    from helpers.steps import analysis
+
     sweep = pd.read_csv(detect_analysis_run / "analysis" / "sweep.csv")
     assert list(sweep.columns) == ["algorithm", "method", "map50_95", "map50_95_delta_pt", "mean_cosine", "min_cosine", "map50",
-                                   "build_s", "why", "fp32_map50_95", "images", "calibration"]
+                                   "build_s", "why", *analysis.PAIRED_COLUMNS, "log_names_algorithm", "same_outputs_as",
+                                   "fp32_map50_95", "images", "calibration"]
     assert [list(x) for x in zip(sweep["algorithm"], sweep["method"])] == GRID
     fp32 = _fp32(detect_analysis_run)["map50_95"]
     assert sweep["fp32_map50_95"].tolist() == pytest.approx([fp32] * len(sweep), abs=1e-9)
@@ -86,6 +89,10 @@ def test_sweep_is_scored_by_map_against_notebook_30s_fp32(detect_analysis_run):
     assert sweep["map50_95_delta_pt"].tolist() == pytest.approx((100 * (sweep["map50_95"] - fp32)).tolist(), abs=0.006)
     assert sweep["mean_cosine"].between(0.9, 1).all() and (sweep["min_cosine"] <= sweep["mean_cosine"]).all()
     assert (sweep["build_s"] > 0).all() and set(sweep["calibration"]) == {f"demo: {DEMO} image(s)"}
+    # the paired bootstrap's difference is the table's own mAP difference, inside its 95 % interval
+    assert sweep["vs_fp32_pt"].tolist() == pytest.approx((100 * (sweep["map50_95"] - fp32)).tolist(), abs=1e-9)
+    assert ((sweep["vs_fp32_low_pt"] <= sweep["vs_fp32_pt"]) & (sweep["vs_fp32_pt"] <= sweep["vs_fp32_high_pt"])).all()
+    assert sweep["vs_current_verdict"].tolist()[0] == "reference" and sweep["vs_current_pt"].notna().tolist()[1:] == [True]
 
 
 def test_accuracy_analysis_reads_letterboxed_inputs_and_writes_layers(detect_analysis_run):
@@ -115,10 +122,11 @@ def test_notebook_50_states_its_conclusion_in_map(detect_analysis_run):
     best, why = analysis.best_row(sweep)
     assert why in text and f"highest mAP50-95 ({best['map50_95']:.3f})" in why
     fp32 = _fp32(detect_analysis_run)["map50_95"]
-    assert f"FP32 mAP50-95 on the same {VAL_IMAGES} images: **{fp32:.3f}** (noise about ±" in text
-    assert (f"The sweep's best setting is {best['algorithm']}/{best['method']} (mAP50-95 {best['map50_95']:.3f}; "
-            f"{VAL_IMAGES} val images, noise about ±") in text
+    assert f"FP32 mAP50-95 on the same {VAL_IMAGES} images: **{fp32:.3f}**. " in text
+    assert "by a paired bootstrap over the images" in text and "noise about" not in text
+    assert f"The sweep's best setting is {best['algorithm']}/{best['method']} (mAP50-95 {best['map50_95']:.3f})" in text
     current = sweep[(sweep["algorithm"] == "normal") & (sweep["method"] == "channel")].iloc[0]
-    assert f"INT8 with normal/channel under the demo calibration scores mAP50-95 {current['map50_95']:.3f}" in text
+    assert (f"INT8 with normal/channel under the demo calibration scores mAP50-95 {current['map50_95']:.3f}, FP32 {fp32:.3f} "
+            f"on the same {VAL_IMAGES} images: {analysis.row_paired(current, 'vs_fp32').text}") in text
     assert "Found under demo calibration (2 images)" in text
     assert "top-1" not in text and "image(s)," not in text  # no classifier wording in the sentences computed for a detector

@@ -14,13 +14,16 @@ from helpers.steps.analysis.parse import (
     parse_header,
     value_columns,
 )
-from helpers.steps.analysis.plots import demo_note, plot_layers, plot_sweep, save_figure, top1_cosine_bars
-from helpers.steps.analysis.rank import candidates, rank_layers, warning_signs
+from helpers.steps.analysis.plots import demo_note, paired_dots, plot_layers, plot_sweep, save_figure, top1_cosine_bars
+from helpers.steps.analysis.rank import LAYERS_MEANING, candidates, rank_layers, warning_signs
 from helpers.steps.analysis.run import analysis_images, run_accuracy_analysis, small_calibration, write_csv
 from helpers.steps.analysis.sweep import (
+    PAIRED_COLUMNS,
+    algorithm_in_log,
     best_row,
     crash_reason,
     parse_grid,
+    row_paired,
     run_sweep,
     sweep_cell,
     sweep_figures,
@@ -30,6 +33,7 @@ from helpers.steps.analysis.sweep import (
 )
 
 __all__ = ["ERROR_FILE", "NON_LAYER_OPS", "Column", "combine", "excerpt", "parse_error_analysis", "parse_header", "value_columns",
-           "demo_note", "plot_layers", "plot_sweep", "save_figure", "top1_cosine_bars", "candidates", "rank_layers",
-           "warning_signs", "analysis_images", "run_accuracy_analysis", "small_calibration", "write_csv", "best_row",
-           "crash_reason", "parse_grid", "run_sweep", "sweep_cell", "sweep_figures", "sweep_metric", "sweep_table", "table_value"]
+           "demo_note", "paired_dots", "plot_layers", "plot_sweep", "save_figure", "top1_cosine_bars", "LAYERS_MEANING",
+           "candidates", "rank_layers", "warning_signs", "analysis_images", "run_accuracy_analysis", "small_calibration",
+           "write_csv", "PAIRED_COLUMNS", "algorithm_in_log", "best_row", "crash_reason", "parse_grid", "row_paired",
+           "run_sweep", "sweep_cell", "sweep_figures", "sweep_metric", "sweep_table", "table_value"]

@@ -6,9 +6,14 @@ import pandas as pd
 
 from helpers.steps.analysis.parse import NON_LAYER_OPS
 
+# The one definition of "layers" every count of notebooks 50 and 60 uses ("N of M layers ..."): candidates() below.
+LAYERS_MEANING = ("rows of error_analysis.txt with values, without the input and its dtype conversions (exDataConvert); "
+                  "layers the compiler fused into the next one have no output of their own and are not counted")
+
 
 def candidates(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows that are real layers with values (not the input, dtype conversions or fused rows)."""
+    """The layers every count is over (LAYERS_MEANING): rows with values that are real layers (not the input,
+    dtype conversions or fused rows)."""
     return df[~df["op"].isin(NON_LAYER_OPS) & ~df["fused"]]
 
 
