@@ -5,8 +5,11 @@
                                                  [--scheduler ADDRESS]
 
 Models are built from code with random weights (no downloads): YOLO11n-cls at 224 and 480, YOLO11n
-detect at 640, torchvision ResNet18 and MobileNetV3-small at 224, a small grayscale CNN, and ResNet18
-exported the way older exporters do (opset 11, initializers among the graph inputs, dynamic batch).
+detect at 640 (and the YOLOv5u / v8 / v10 / YOLO26 detectors), YOLO11n-seg and -pose at 640 (build and cosine only:
+the workbook does not support their tasks yet, and their rows say so), torchvision ResNet18 and MobileNetV3-small at
+224, a small grayscale CNN, and ResNet18 exported the way older exporters do (opset 11, initializers among the graph
+inputs, dynamic batch). Every built cell also reports, from its verbose build log, the ops the toolkit put on the CPU,
+the weight + internal memory, and why no NPU time is shown for its chip (benchmarks/preflight_vs_zoo.py).
 Each cell (model, chip, dtype) builds in a child process: a build that aborts the toolkit's process
 becomes a row with its reason. When a build fails and the toolkit's log names rules to disable, the
 cell retries with them (as long as the log names new ones) and the row says which. Writes <out>/matrix.csv, matrix.md,

@@ -28,10 +28,11 @@ def fp32_outputs(record: ConvertRecord, onnx_path: Path, pixels: np.ndarray) -> 
         return runner.outputs(pixels)
 
 
-def judge_for(run: Run, record: ConvertRecord, data_dir: Path, images: int = 0) -> Judge:
-    """The judge of a run's task on the first `images` validation images (0: all): a classifier's val
-    folder scored by top-1, or a detector's val split (notebook 10's data.yaml) scored by mAP50-95."""
-    onnx_path = run.need("model/model.onnx", "10_export.ipynb")
+def judge_for(run: Run, record: ConvertRecord, data_dir: Path, images: int = 0, onnx: Path | None = None) -> Judge:
+    """The judge of a run's task on the first `images` validation images (0: all) at record.input_size: a classifier's
+    val folder scored by top-1, or a detector's val split (notebook 10's data.yaml) scored by mAP50-95. onnx: the FP32
+    reference when not the run's model/model.onnx (e.g. a copy that runs at another input shape)."""
+    onnx_path = Path(onnx) if onnx else run.need("model/model.onnx", "10_export.ipynb")
     if run_task(run) == "detect":
         data_yaml = detect_yaml(data_dir)
         if data_yaml is None:

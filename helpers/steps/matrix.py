@@ -5,7 +5,10 @@ Models are built from code (ultralytics YAMLs, torchvision with weights=None, a 
 nothing is downloaded and random weights are fine, the question is "does it build and compute the
 same". Every export and every cell runs in a child process (helpers.core.isolate.run_isolated), so a
 build that aborts the process becomes a row with its reason. Cells run on any
-concurrent.futures.Executor; results go to matrix.csv, matrix.md and matrix.html.
+concurrent.futures.Executor; results go to matrix.csv, matrix.md and matrix.html. Every built cell also carries
+the pre-flight of its verbose build log (helpers.toolkit.profile): the ops the toolkit put on the CPU, the weight +
+internal memory, and the NPU-time estimate's verdict (helpers.steps.preflight: no chip has a useful fit, so the
+column says why there is no number instead of giving one).
 
     python benchmarks/compat_matrix.py --out outputs/matrix [--models a,b] [--chips rk3588,rv1106] [--jobs 2]
 """
@@ -31,11 +34,13 @@ from helpers.core.paths import atomic_path, write_json_atomic, write_text_atomic
 from helpers.core.versions import toolkit_version
 from helpers.steps.convert import build_on
 from helpers.steps.export.models import gray_cnn
+from helpers.steps.preflight import estimate
 from helpers.tasks.data import load_split, write_calibration_list, write_gray_shapes, write_sample
 from helpers.tasks.feeds import normalised
 from helpers.tasks.measures import cosine
 from helpers.tasks.preprocess import read_image
 from helpers.toolkit.options import ConvertConfig
+from helpers.toolkit.profile import read_profile
 from helpers.toolkit.session import RKNN
 
 CHIPS = ["rk3588", "rk3576", "rk3566", "rk3562", "rv1106", "rv1126b"]
@@ -56,6 +61,10 @@ class ModelSpec:
     std: tuple[float, ...] = (255.0, 255.0, 255.0)
     opset: int = 19
     legacy: bool = False  # initializers listed among the graph inputs, dynamic batch (older exporters)
+    note: str = ""  # said in every row of the model (e.g. a task the workbook does not score yet)
+
+
+UNSCORED = "{task}: the workbook does not support this task yet (no decode, no metric): build and output cosine only"
 
 
 MODELS: dict[str, ModelSpec] = {m.name: m for m in [
@@ -67,6 +76,9 @@ MODELS: dict[str, ModelSpec] = {m.name: m for m in [
     ModelSpec("yolov8n-det-640", "ultralytics:yolov8n.yaml", 640),
     ModelSpec("yolov10n-det-640", "ultralytics:yolov10n.yaml", 640),
     ModelSpec("yolo26n-det-640", "ultralytics:yolo26n.yaml", 640),
+    # tasks the workbook does not score yet: does the architecture build, does the simulator agree with ONNX Runtime
+    ModelSpec("yolo11n-seg-640", "ultralytics:yolo11n-seg.yaml", 640, note=UNSCORED.format(task="segment")),
+    ModelSpec("yolo11n-pose-640", "ultralytics:yolo11n-pose.yaml", 640, note=UNSCORED.format(task="pose")),
     ModelSpec("resnet18-224", "torchvision:resnet18", 224, mean=tuple(IMAGENET_MEAN), std=tuple(IMAGENET_STD)),
     ModelSpec("mobilenetv3s-224", "torchvision:mobilenet_v3_small", 224, mean=tuple(IMAGENET_MEAN), std=tuple(IMAGENET_STD)),
     ModelSpec("gray-cnn-64", "graycnn", 64, channels=1, mean=(0.0,), std=(255.0,)),
@@ -90,6 +102,13 @@ class Cell:
     correlation: float | None = None
     reason: str = ""
     cell_seconds: float | None = None
+    cpu_ops: int | None = None  # ops the toolkit placed on the CPU (its verbose per-op table)
+    cpu_op_names: str = ""  # "OpType name; ..." of those ops
+    weight_mb: float | None = None  # the toolkit's Total Weight Memory Size
+    internal_mb: float | None = None  # the toolkit's Total Internal Memory Size (activations)
+    npu_ms: float | None = None  # the estimated NPU time, only where the chip's fit is useful (none is today)
+    npu_time: str = ""  # the estimate as a phrase, or why none is shown
+    note: str = ""  # the model's note (ModelSpec.note)
 
 
 # ---------------------------------------------------------------- children (run in their own process)
@@ -162,7 +181,19 @@ def build_cell(onnx: str, chip: str, dtype: str, imgsz: int, mean: list[float], 
     corr = cosine(ref_a - ref_a.mean(axis=1, keepdims=True), sim_a - sim_a.mean(axis=1, keepdims=True))
     return {"built": True, "rules_disabled": ",".join(rules), "build_seconds": round(seconds, 2),
             "rknn_mb": round(rknn.stat().st_size / 1e6, 3), "cosine": round(float(cos.mean()), 5),
-            "correlation": round(float(corr.mean()), 4)}
+            "correlation": round(float(corr.mean()), 4), **preflight_columns(work_dir / "build.log", chip)}
+
+
+def preflight_columns(log: Path, chip: str) -> dict[str, Any]:
+    """The pre-flight of a cell's verbose build log: CPU ops (count, names), memory (MB), the time estimate or why none."""
+    profile = read_profile(log)  # the last complete build: after a retry without a graph rule, the one that was exported
+    cpu = profile.cpu_ops
+    est = estimate(profile, chip)
+    time_text = (f"~{est.ms:.1f} ms (estimate, {est.low_ms:.1f}-{est.high_ms:.1f})" if est.ms is not None
+                 else f"not shown: {est.reason}")
+    return {"cpu_ops": len(cpu), "cpu_op_names": "; ".join(f"{r.op_type} {r.name.split(':', 1)[-1]}" for r in cpu.itertuples()),
+            "weight_mb": round((profile.weight_kb or 0) / 1024, 3), "internal_mb": round((profile.internal_kb or 0) / 1024, 3),
+            "npu_ms": round(est.ms, 2) if est.ms is not None else None, "npu_time": time_text}
 
 
 # ---------------------------------------------------------------- parent side
@@ -181,7 +212,7 @@ def one_line(exc: BaseException) -> str:
 def run_cell(model: str, onnx: str, chip: str, dtype: str, images: list[str], work: str, timeout: float = 900) -> Cell:
     """One cell in a child process; any failure (error, crash, timeout) becomes the row's reason."""
     spec = MODELS[model]
-    cell = Cell(model, chip, dtype)
+    cell = Cell(model, chip, dtype, note=spec.note)
     t0 = time.perf_counter()
     kwargs = {"onnx": onnx, "chip": chip, "dtype": dtype, "imgsz": spec.imgsz, "mean": list(spec.mean), "std": list(spec.std),
               "images": images, "work": work}
@@ -250,7 +281,7 @@ def run_matrix(out_dir: str | Path, models: list[str] | None = None, chips: list
         futures = []
         for m, c, d in cells:
             if exported[m].startswith("export failed"):
-                futures.append(Cell(m, c, d, reason=exported[m]))
+                futures.append(Cell(m, c, d, reason=exported[m], note=MODELS[m].note))
                 continue
             imgs = gray if MODELS[m].channels == 1 else rgb
             futures.append(pool.submit(run_cell, m, exported[m], c, d, imgs, str(out / "cells" / f"{m}_{c}_{d}"), timeout))
@@ -271,14 +302,29 @@ def run_matrix(out_dir: str | Path, models: list[str] | None = None, chips: list
 
 # ---------------------------------------------------------------- outputs
 
+def cpu_text(cell: Cell) -> str:
+    """The CPU ops of a built cell: 'CPU ops: none' or their count and types (names in matrix.csv)."""
+    if cell.cpu_ops is None:
+        return ""
+    if not cell.cpu_ops:
+        return "CPU ops: none"
+    kinds = [name.split(" ", 1)[0] for name in cell.cpu_op_names.split("; ")]
+    counts = {k: kinds.count(k) for k in dict.fromkeys(kinds)}
+    return f"CPU ops: {cell.cpu_ops} (" + ", ".join(f"{k} x{n}" if n > 1 else k for k, n in counts.items()) + ")"
+
+
 def summary_text(cell: Cell, rule_marks: dict[str, str] | None = None) -> str:
-    """One table cell: built (seconds, MB, cosine, rules disabled) or the reason it failed."""
+    """One table cell: built (seconds, MB, cosine, rules disabled, CPU ops, memory, time) or the reason it failed."""
     if not cell.built:
         return f"✗ {cell.reason}"
     marks = rule_marks or {}
     off = f"; rules off: {cell.rules_disabled}" if cell.rules_disabled else ""
     rules = f" {marks.get(cell.rules_disabled, '')}" if cell.rules_disabled in marks else off
-    return f"✓ {cell.build_seconds:.1f} s, {cell.rknn_mb:.1f} MB, cos {cell.cosine:.4f}{rules}"
+    text = f"✓ {cell.build_seconds:.1f} s, {cell.rknn_mb:.1f} MB, cos {cell.cosine:.4f}{rules}"
+    if cell.cpu_ops is not None:
+        npu = f"~{cell.npu_ms:.1f} ms est." if cell.npu_ms is not None else "time: not shown"
+        text += f"; {cpu_text(cell)}; mem {cell.weight_mb:.1f} + {cell.internal_mb:.1f} MB; {npu}"
+    return text
 
 
 def markdown_table(cells: list[Cell]) -> str:
@@ -300,7 +346,23 @@ def markdown_table(cells: list[Cell]) -> str:
     if marks:
         lines += ["", "Rules disabled after the toolkit's own hint (`You can add disable_rules=[...]`):", ""]
         lines += [f"- {mark} `{rules.replace(',', '`, `')}`" for rules, mark in marks.items()]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + notes_lines(cells)) + "\n"
+
+
+def notes_lines(cells: list[Cell]) -> list[str]:
+    """Below the tables: what the columns are, the models' notes, and per chip why no NPU time is shown."""
+    built = [c for c in cells if c.built and c.cpu_ops is not None]
+    lines = []
+    if built:
+        lines += ["", "CPU ops, memory (weights + internal, MB) and time come from each cell's verbose build log (the "
+                  "toolkit's per-op table, helpers/toolkit/profile.py); the ops' names are in matrix.csv (cpu_op_names). "
+                  "NPU time per inference, by chip:", ""]
+        why = {c.chip: c.npu_time for c in built}
+        lines += [f"- {chip}: {text}" for chip, text in why.items()]
+    notes = {c.model: c.note for c in cells if c.note}
+    if notes:
+        lines += ["", "Models:", ""] + [f"- {m}: {note}" for m, note in notes.items()]
+    return lines
 
 
 def write_outputs(out: Path, cells: list[Cell], seconds: float, images: int = 4) -> None:
@@ -313,14 +375,16 @@ def write_outputs(out: Path, cells: list[Cell], seconds: float, images: int = 4)
     write_text_atomic(out / "matrix.csv", buf.getvalue())
     head = (f"rknn-toolkit2 {toolkit_version()}: {len(cells)} cells, {sum(c.built for c in cells)} built, "
             f"{seconds / 60:.1f} min wall time. A cell: build seconds, .rknn size, mean cosine of simulator vs ONNX Runtime "
-            f"outputs on {images} images (random weights: an agreement check, not accuracy; correlation in matrix.csv); "
-            "or why it failed.\n\n")
+            f"outputs on {images} images (random weights: an agreement check, not accuracy; correlation in matrix.csv), "
+            "the ops the toolkit put on the CPU, weight + internal memory, whether an NPU time is shown; or why it failed.\n\n")
     write_text_atomic(out / "matrix.md", head + markdown_table(cells))
     body = "".join(
         f"<tr><td>{html.escape(c.model)}</td><td>{c.chip}</td><td>{c.dtype}</td><td class={'ok' if c.built else 'fail'}>"
-        f"{html.escape(summary_text(c))}</td></tr>" for c in cells)
+        f"{html.escape(summary_text(c))}</td><td>{html.escape(c.cpu_op_names)}</td><td>{html.escape(c.npu_time)}</td>"
+        f"<td>{html.escape(c.note)}</td></tr>" for c in cells)
     write_text_atomic(out / "matrix.html", "<!doctype html><meta charset=utf-8><title>Compatibility matrix</title>"
                       "<style>td{border:1px solid #ccc;padding:2px 6px}.ok{background:#e6ffe6}.fail{background:#ffe6e6}</style>"
-                      f"<p>{html.escape(head)}</p><table><tr><th>model</th><th>chip</th><th>dtype</th><th>result</th></tr>{body}</table>")
+                      f"<p>{html.escape(head)}</p><table><tr><th>model</th><th>chip</th><th>dtype</th><th>result</th>"
+                      f"<th>ops on the CPU</th><th>NPU time</th><th>note</th></tr>{body}</table>")
     write_json_atomic(out / "matrix.json", {"cells": len(cells), "built": sum(c.built for c in cells),
                                             "seconds": round(seconds, 1), "toolkit_version": toolkit_version()})

@@ -147,6 +147,7 @@ class ConvertConfig:
                 f"dynamic_input={self.dynamic_input!r} must be None or a list of input-shape sets, e.g. [[[1, 3, 224, 224]], "
                 "[[1, 3, 160, 160]]]."
             )
+        self.validate_shapes(channels)
         targets = self.op_target
         places = ("cpu", "npu", "gpu", "auto")
         if targets is not None and not (isinstance(targets, dict) and all(v in places for v in targets.values())):
@@ -156,6 +157,23 @@ class ConvertConfig:
             raise WorkbookError(f"custom_string={self.custom_string!r} must be None or a string (at most 1024 characters).")
         if isinstance(self.custom_string, str) and len(self.custom_string) > 1024:
             raise WorkbookError(f"custom_string is {len(self.custom_string)} characters long; shorten it to at most 1024.")
+
+    def validate_shapes(self, channels: int) -> None:
+        """Each dynamic_input set is one [1, channels, height, width]: the workbook's models have one image input, and
+        the toolkit calibrates one image at a time (rknn_batch_size gives several images per call)."""
+        for k, shapes in enumerate(self.dynamic_input or [], 1):
+            shape = shapes[0]
+            if len(shapes) != 1 or not (isinstance(shape, list) and len(shape) == 4
+                                        and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+                raise WorkbookError(f"dynamic_input set {k} is {shapes!r}; give one input shape of four positive integers per "
+                                    f"set, e.g. [[1, {channels}, 224, 224]].")
+            if shape[1] != channels:
+                raise WorkbookError(f"dynamic_input set {k} gives the input shape {shape} with {shape[1]} channel(s) but the "
+                                    f"model's input has {channels}; write [{shape[0]}, {channels}, {shape[2]}, {shape[3]}].")
+            if shape[0] != 1:
+                raise WorkbookError(f"dynamic_input set {k} has batch {shape[0]} ({shape}), which rknn-toolkit2 cannot calibrate "
+                                    f"(one image at a time); write [1, {channels}, {shape[2]}, {shape[3]}] and set "
+                                    "rknn_batch_size for several images per call.")
 
     def validate_rules(self) -> None:
         """disable_rules must be a list of rule names the installed toolkit knows (it silently ignores others)."""
