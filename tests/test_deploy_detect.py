@@ -412,7 +412,8 @@ def test_board_comparison_scores_both_in_map(judged):
     json.dumps(summary, default=board.jsonable)
     line = board_text.detect_comparison(det)
     assert f"mAP50-95 {judge.fp32.value:.3f} on the board vs {det.simulator.value:.3f} in the simulator" in line
-    assert "8 val images" in line
+    assert det.paired.text in line and "paired bootstrap over 8 images" in line
+    assert summary["comparison"]["paired"]["text"] == det.paired.text
     same = board.compare_detector(judge, sim, sim)
     assert same.summary()["comparison"]["map50_95_delta_pt"] == 0 and same.cosines.min() == pytest.approx(1.0)
 

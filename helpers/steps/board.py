@@ -169,6 +169,7 @@ class DetectOnBoard:
     simulator: Any  # helpers.tasks.scoring.Score
     board: Any
     cosines: np.ndarray  # per image, board outputs vs simulator outputs
+    paired: Any  # helpers.tasks.noise.Paired: the board's mAP50-95 minus the simulator's, by the one noise rule
     sdk: str = ""
 
     def table(self) -> pd.DataFrame:
@@ -182,13 +183,14 @@ class DetectOnBoard:
         return {"task": "detect", "images": self.judge.images, "fp32": self.judge.fp32.row(self.judge),
                 "simulator": self.simulator.row(self.judge), "board": self.board.row(self.judge),
                 "comparison": {"map50_95_delta_pt": round(100 * (self.board.value - self.simulator.value), 2),
-                               "mean_cosine": float(self.cosines.mean()), "min_cosine": float(self.cosines.min())}}
+                               "paired": self.paired.to_dict(), "mean_cosine": float(self.cosines.mean()),
+                               "min_cosine": float(self.cosines.min())}}
 
 
 def compare_detector(judge: Any, simulator_outputs: list, board_outputs: list, sdk: str = "") -> DetectOnBoard:
     """Score the simulator's and the board's raw outputs on the judge's images (same order) and compare them."""
     return DetectOnBoard(judge, judge.score(simulator_outputs), judge.score(board_outputs),
-                         output_cosines(simulator_outputs, board_outputs), sdk)
+                         output_cosines(simulator_outputs, board_outputs), judge.paired(board_outputs, simulator_outputs), sdk)
 
 
 def detector_on_board(run: Run, record: ConvertRecord, data_dir: Path, images: int, target: str, device_id: str | None,

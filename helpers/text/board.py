@@ -26,9 +26,8 @@ def skip_board_comparison(task: str, images: int = 0) -> str:
 
 def detect_comparison(det: DetectOnBoard) -> str:
     """What a detector's board-vs-simulator comparison says, with this run's numbers."""
-    delta = 100 * (det.board.value - det.simulator.value)
     return (f"**Board vs simulator ({det.judge.images} images):** mAP50-95 {det.board.value:.3f} on the board vs "
-            f"{det.simulator.value:.3f} in the simulator ({delta:+.1f} pt; {det.judge.scale_note()}), mAP50 "
+            f"{det.simulator.value:.3f} in the simulator ({det.paired.text}; {det.paired.method}), mAP50 "
             f"{det.board.agreement:.3f} vs {det.simulator.agreement:.3f}; the board's raw outputs follow the "
             f"simulator's with mean cosine {det.cosines.mean():.5f} (min {det.cosines.min():.5f}). "
             f"Runtime: {det.sdk or 'not reported'}")
