@@ -62,3 +62,19 @@ def test_detection_labels_for_a_segment_data_set_are_one_sentence(tmp_path):
     msg = str(err.value)
     assert "labels/val/0003.txt" in msg and "polygon" in msg and "task: detect" in msg
     assert msg.count(". ") == 0 and msg.endswith(".")
+
+
+def test_ultralytics_reads_the_labels_as_segments(tmp_path):
+    """ultralytics' own label check sees polygons (not boxes) in every file, with the boxes the workbook derives."""
+    from ultralytics.data.utils import verify_image_label
+
+    data = sample.write_segment_sample(tmp_path / "seg", images=5, seed=2)
+    split = read_segment_split(data, "train")
+    for path, gt in zip(split.paths, split.truth):
+        lp = data.parent / "labels" / "train" / f"{path.stem}.txt"
+        _, lb, shape, segments, *_, msg = verify_image_label((str(path), str(lp), "", False, 4, 0, 0, False))
+        assert msg == "" and len(segments) == len(gt.classes) > 0 and all(len(s) >= 3 for s in segments)
+        h, w = shape
+        xywh = lb[:, 1:] * np.array([w, h, w, h])
+        ours = np.concatenate([(gt.boxes[:, :2] + gt.boxes[:, 2:]) / 2, gt.boxes[:, 2:] - gt.boxes[:, :2]], 1)
+        assert lb[:, 0].tolist() == gt.classes.tolist() and np.allclose(xywh, ours, atol=0.05)

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 PAD_VALUE = 114  # ultralytics' letterbox grey
+CHUNK_PIXELS = 8_000_000  # mask pixels assembled at a time: a few hundred masks of a large image stay within ~100 MB
 
 
 @dataclass(frozen=True)
@@ -203,17 +204,22 @@ def assemble_masks(coefs: np.ndarray, protos: np.ndarray, boxes: np.ndarray, lb:
     logits upsampled to the letterboxed input, padding cut, resized to the original, sigmoid > threshold, and zeroed
     outside each box (xyxy, original pixels)."""
     nm, ph, pw = protos.shape
-    logits = (np.asarray(coefs, np.float32) @ protos.reshape(nm, -1).astype(np.float32)).reshape(-1, ph, pw)
-    canvas = _resize(logits, lb.size, lb.size)
+    coefs = np.asarray(coefs, np.float32).reshape(-1, nm)
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)[:, :, None, None]
     new_w, new_h = int(round(lb.width * lb.scale)), int(round(lb.height * lb.scale))
-    content = canvas[:, lb.top : lb.top + new_h, lb.left : lb.left + new_w]
-    if content.shape[1:] != (lb.height, lb.width):
-        content = _resize(content, lb.width, lb.height)
-    masks = content > np.log(threshold / (1 - threshold))  # sigmoid(x) > t  <=>  x > logit(t)
     cols = np.arange(lb.width, dtype=np.float32)[None, None, :]
     rows = np.arange(lb.height, dtype=np.float32)[None, :, None]
-    b = np.asarray(boxes, np.float32).reshape(-1, 4)[:, :, None, None]
-    return masks & (cols >= b[:, 0]) & (cols < b[:, 2]) & (rows >= b[:, 1]) & (rows < b[:, 3])
+    masks = np.zeros((len(coefs), lb.height, lb.width), bool)
+    step = max(1, CHUNK_PIXELS // (lb.size * lb.size + lb.height * lb.width))  # bounds the float intermediates
+    for i in range(0, len(coefs), step):
+        logits = (coefs[i : i + step] @ protos.reshape(nm, -1).astype(np.float32)).reshape(-1, ph, pw)
+        content = _resize(logits, lb.size, lb.size)[:, lb.top : lb.top + new_h, lb.left : lb.left + new_w]
+        if content.shape[1:] != (lb.height, lb.width):
+            content = _resize(content, lb.width, lb.height)
+        c = b[i : i + step]
+        masks[i : i + step] = ((content > np.log(threshold / (1 - threshold)))  # sigmoid(x) > t  <=>  x > logit(t)
+                               & (cols >= c[:, 0]) & (cols < c[:, 2]) & (rows >= c[:, 1]) & (rows < c[:, 3]))
+    return masks
 
 
 def postprocess(outputs: Sequence[np.ndarray], lb: Letterbox, conf: float = 0.25, iou: float = 0.7, max_det: int = 300,
