@@ -143,3 +143,12 @@ def test_masks_match_ultralytics_native_masks(monkeypatch):
 def test_wrong_number_of_outputs_is_named():
     with pytest.raises(ValueError, match="3 outputs"):
         pp.layout([np.zeros(1)] * 3)
+
+
+@pytest.mark.parametrize("hw", [(120, 160), (160, 120), (37, 211), (240, 320)])
+def test_letterbox_is_the_detectors(hw):
+    """The standalone copy letterboxes exactly as helpers/tasks/detect/postprocess.py (same canvas, same geometry)."""
+    img = np.random.default_rng(hw[0]).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    ours, lb = pp.letterbox(img, SIZE)
+    theirs, dlb = det.letterbox(img, SIZE)
+    assert np.array_equal(ours, theirs) and vars(lb) == vars(dlb)
