@@ -1,0 +1,1 @@
+"""Instance segmentation (task: segment): the offline shapes sample with polygon labels, mask decode, COCO segm mAP."""
