@@ -57,19 +57,20 @@ def _split() -> list[np.ndarray]:
     return outs + [_protos()]
 
 
-def test_postprocess_is_standalone():
-    """It ships byte-identical in the board bundle: numpy and OpenCV only, no helpers imports."""
+def test_postprocess_ships_beside_the_detectors():
+    """It ships byte-identical in the board bundle: numpy and OpenCV, plus the detector's postprocess.py it ships beside
+    (the one letterbox, DFL decode and NMS), which it also finds there under its bundle name."""
     tree = ast.parse(Path(pp.__file__).read_text())
-    top = {n.names[0].name.split(".")[0] for n in tree.body if isinstance(n, ast.Import)}
-    top |= {n.module.split(".")[0] for n in tree.body if isinstance(n, ast.ImportFrom) and n.module}
-    assert top <= {"numpy", "cv2", "dataclasses", "typing", "__future__"}, top
+    top = {n.names[0].name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)}
+    top |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert top <= {"numpy", "cv2", "dataclasses", "typing", "__future__", "helpers.tasks.detect.postprocess", "postprocess"}, top
 
 
 @pytest.mark.parametrize("outputs", [_stock, _split], ids=["stock", "split"])
 def test_known_box_and_prototype_give_the_expected_mask(outputs):
     """A 160x120 image letterboxed to 160 (20 px of padding on top): the mask is prototype 3's rectangle (x4, moved up
     by the padding) cut to the box, in original pixels; the weaker duplicate is suppressed."""
-    lb = pp.letterbox_geometry(120, 160, SIZE)
+    lb = det.letterbox_geometry(120, 160, SIZE)
     seg = pp.postprocess(outputs(), lb, conf=0.25)
     assert len(seg) == 1 and seg.classes.tolist() == [1] and np.allclose(seg.scores, [0.9])
     assert np.allclose(seg.boxes[0], [40, 10, 90, 80], atol=1e-4)
@@ -80,7 +81,7 @@ def test_known_box_and_prototype_give_the_expected_mask(outputs):
 
 def test_mask_maps_back_to_a_larger_original():
     """A 320x240 original (scale 0.5): the same rectangle lands at twice the coordinates, give or take an edge pixel."""
-    lb = pp.letterbox_geometry(240, 320, SIZE)
+    lb = det.letterbox_geometry(240, 320, SIZE)
     seg = pp.postprocess(_stock(), lb)
     expected = np.zeros((240, 320), bool)
     expected[40:128, 80:180] = True
@@ -93,7 +94,7 @@ def test_mask_maps_back_to_a_larger_original():
 def test_detections_are_the_detector_decode(layout):
     """Boxes, scores and classes equal helpers/tasks/detect/postprocess.py on the same raw outputs: one selection rule."""
     rng = np.random.default_rng(4)
-    lb = pp.letterbox_geometry(120, 160, SIZE)
+    lb = det.letterbox_geometry(120, 160, SIZE)
     protos = rng.normal(0, 1, (1, NM, 40, 40)).astype(np.float32)
     if layout == "stock":
         xy, wh = rng.uniform(10, 150, (ANCHORS, 2)), rng.uniform(4, 50, (ANCHORS, 2))
@@ -125,7 +126,7 @@ def test_masks_match_ultralytics_native_masks(monkeypatch):
     from ultralytics.utils.ops import process_mask_native
 
     rng = np.random.default_rng(7)
-    lb = pp.letterbox_geometry(240, 320, SIZE)
+    lb = det.letterbox_geometry(240, 320, SIZE)
     protos = np.stack([np.sin(np.add.outer(np.arange(40) * rng.uniform(0.05, 0.3), np.arange(40) * rng.uniform(0.05, 0.3))
                               + rng.uniform(0, 6)) for _ in range(NM)]).astype(np.float32)
     coefs = rng.normal(0, 1, (12, NM)).astype(np.float32)
@@ -143,12 +144,3 @@ def test_masks_match_ultralytics_native_masks(monkeypatch):
 def test_wrong_number_of_outputs_is_named():
     with pytest.raises(ValueError, match="3 outputs"):
         pp.layout([np.zeros(1)] * 3)
-
-
-@pytest.mark.parametrize("hw", [(120, 160), (160, 120), (37, 211), (240, 320)])
-def test_letterbox_is_the_detectors(hw):
-    """The standalone copy letterboxes exactly as helpers/tasks/detect/postprocess.py (same canvas, same geometry)."""
-    img = np.random.default_rng(hw[0]).integers(0, 256, (*hw, 3), dtype=np.uint8)
-    ours, lb = pp.letterbox(img, SIZE)
-    theirs, dlb = det.letterbox(img, SIZE)
-    assert np.array_equal(ours, theirs) and vars(lb) == vars(dlb)

@@ -1,9 +1,9 @@
 """Instance-segmentation post-processing shared by ONNX Runtime, the simulator and the board runner.
 
-Self-contained on purpose (numpy + OpenCV, no helpers imports): the deployment bundle ships this very file, so the
-board decodes masks exactly as the workbook. Boxes, scores and the selection (conf, per-class NMS or an end-to-end
-top-k, max_det) follow helpers/tasks/detect/postprocess.py rule for rule; tests/test_segment_postprocess.py holds the
-two to the same detections on the same raw outputs.
+Shipped in the deployment bundle beside the detector's postprocess.py (numpy + OpenCV, nothing else), so the board
+decodes masks exactly as the workbook: the letterbox, DFL decode, NMS and top-k are the detector's own (imported from
+helpers/tasks/detect/postprocess.py here, from the bundle's postprocess.py on the board); boxes, scores and the
+selection follow it rule for rule.
 
 Two output layouts, told apart by their number (nm = the prototype tensor's channels, 32 for YOLO11n-seg):
   stock  2 tensors: [1, 4 + classes + nm, anchors] (xywh boxes in input pixels, class scores, mask coefficients),
@@ -22,20 +22,12 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-PAD_VALUE = 114  # ultralytics' letterbox grey
+try:  # the workbook: the detector's decode is the one definition of the letterbox, DFL, NMS and top-k
+    from helpers.tasks.detect.postprocess import Letterbox, dfl_decode, nms, topk, unletterbox
+except ImportError:  # the board bundle: this file ships beside the detector's postprocess.py
+    from postprocess import Letterbox, dfl_decode, nms, topk, unletterbox  # type: ignore[no-redef]
+
 CHUNK_PIXELS = 8_000_000  # mask pixels assembled at a time: a few hundred masks of a large image stay within ~100 MB
-
-
-@dataclass(frozen=True)
-class Letterbox:
-    """How an image of (height, width) was scaled by `scale` and padded (left, top) into size x size."""
-
-    height: int
-    width: int
-    size: int
-    scale: float
-    left: int
-    top: int
 
 
 @dataclass
@@ -49,52 +41,6 @@ class Segmentation:
 
     def __len__(self) -> int:
         return len(self.scores)
-
-
-def letterbox_geometry(height: int, width: int, size: int) -> Letterbox:
-    """Scale to fit size x size keeping the aspect ratio, padding split evenly (ultralytics' rounding)."""
-    scale = min(size / height, size / width)
-    new_w, new_h = int(round(width * scale)), int(round(height * scale))
-    dw, dh = (size - new_w) / 2, (size - new_h) / 2
-    return Letterbox(height, width, size, scale, int(round(dw - 0.1)), int(round(dh - 0.1)))
-
-
-def letterbox(image: np.ndarray, size: int, pad_value: int = PAD_VALUE) -> tuple[np.ndarray, Letterbox]:
-    """Resize an HxWx3 uint8 image into a size x size canvas (aspect kept, grey padding) and return its geometry."""
-    h, w = image.shape[:2]
-    lb = letterbox_geometry(h, w, size)
-    new_w, new_h = int(round(w * lb.scale)), int(round(h * lb.scale))
-    if (new_h, new_w) != (h, w):
-        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    canvas = np.full((size, size, image.shape[2]), pad_value, np.uint8)
-    canvas[lb.top : lb.top + new_h, lb.left : lb.left + new_w] = image
-    return canvas, lb
-
-
-def unletterbox(boxes: np.ndarray, lb: Letterbox) -> np.ndarray:
-    """Map xyxy boxes from the letterboxed canvas back to the original image, clipped to it."""
-    out = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
-    out[:, [0, 2]] = (out[:, [0, 2]] - lb.left) / lb.scale
-    out[:, [1, 3]] = (out[:, [1, 3]] - lb.top) / lb.scale
-    out[:, [0, 2]] = out[:, [0, 2]].clip(0, lb.width)
-    out[:, [1, 3]] = out[:, [1, 3]].clip(0, lb.height)
-    return out
-
-
-def dfl_decode(box_logits: np.ndarray, stride: int) -> np.ndarray:
-    """Box regression [4*reg_max, h, w] of one stride -> xyxy [h*w, 4] in input pixels (softmax expectation over the
-    bins, or the plain distances when reg_max == 1), as helpers/tasks/detect/postprocess.dfl_decode."""
-    c, h, w = box_logits.shape
-    reg_max = c // 4
-    if reg_max == 1:
-        ltrb = box_logits.reshape(4, h * w).astype(np.float32)
-    else:
-        z = box_logits.reshape(4, reg_max, h * w).astype(np.float32)
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        ltrb = ((e / e.sum(axis=1, keepdims=True)) * np.arange(reg_max, dtype=np.float32)[None, :, None]).sum(axis=1)
-    gy, gx = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
-    cx, cy = gx.ravel() + 0.5, gy.ravel() + 0.5
-    return np.stack([cx - ltrb[0], cy - ltrb[1], cx + ltrb[2], cy + ltrb[3]], axis=1) * stride
 
 
 def layout(outputs: Sequence[np.ndarray]) -> str:
@@ -127,40 +73,6 @@ def decode(outputs: Sequence[np.ndarray], input_size: int) -> tuple[np.ndarray, 
         sums.append(tot.reshape(-1))
         coefs.append(coef.reshape(coef.shape[0], -1).T)
     return np.concatenate(boxes), np.concatenate(scores), np.concatenate(coefs), np.concatenate(sums)
-
-
-def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one xyxy box with each of boxes."""
-    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = ix * iy
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Greedy non-maximum suppression: indices of kept boxes, best score first."""
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size:
-        i = order[0]
-        keep.append(i)
-        rest = order[1:]
-        order = rest[box_iou(boxes[i], boxes[rest]) <= iou] if rest.size else rest
-    return np.asarray(keep, np.int64)
-
-
-def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ultralytics' end-to-end selection: the k anchors with the best class score, then the k best (anchor, class)
-    pairs among them; anchor rows, class ids and scores, best first."""
-    if not len(scores) or k <= 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    nc = scores.shape[1]
-    anchors = np.argsort(-scores.max(axis=1), kind="stable")[:k]
-    flat = scores[anchors].reshape(-1)
-    pick = np.argsort(-flat, kind="stable")[:k]
-    return anchors[pick // nc], (pick % nc).astype(np.int64), flat[pick].astype(np.float32)
 
 
 def select(scores: np.ndarray, boxes: np.ndarray, conf: float, iou: float, max_det: int, multi_label: bool,
