@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -90,18 +91,51 @@ def yolo_line(cls: int, box: np.ndarray, width: int, height: int) -> str:
     return f"{cls} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} {(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}"
 
 
+Draw = Callable[[np.random.Generator, int, int], tuple[np.ndarray, list[str]]]  # (rng, width, height) -> image, label lines
+
+
+def write_yolo_sample(out_dir: str | Path, spec: dict, draw: Draw, yaml_head: str = "") -> Path:
+    """Write a generated YOLO data set: images/{train,val}, labels/{train,val} and data.yaml (landscape imgsz x 3/4 imgsz
+    images, the last val_fraction of them val), atomically; a copy written with the same spec is reused. `draw(rng, w, h)`
+    makes one RGB image and its label lines, so detect, segment and pose samples share one writer. Returns data.yaml."""
+    out_dir = Path(out_dir)
+    images = int(spec["images"])
+    if images < 2:
+        raise WorkbookError(f"images={images} is too few for a train and a val split; use images >= 2.")
+    marker = out_dir / "sample.json"
+    if marker.exists() and json.loads(marker.read_text()).get("spec") == spec and (out_dir / "data.yaml").exists():
+        return out_dir / "data.yaml"
+    rng = np.random.default_rng(spec["seed"])
+    width, height = spec["imgsz"], int(round(spec["imgsz"] * 0.75))
+    n_val = max(1, int(round(images * spec["val_fraction"])))
+    counts = {"train": 0, "val": 0}
+    with atomic_path(out_dir) as tmp:
+        for i in range(images):
+            split = "val" if i >= images - n_val else "train"
+            img, lines = draw(rng, width, height)
+            for sub in ("images", "labels"):
+                (tmp / sub / split).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(tmp / "images" / split / f"{i:04d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+            (tmp / "labels" / split / f"{i:04d}.txt").write_text("".join(line + "\n" for line in lines))
+            counts[split] += 1
+        names = "".join(f"  {i}: {n}\n" for i, n in enumerate(spec["classes"]))
+        # `path` is left out on purpose: ultralytics resolves train/val against the yaml's own folder.
+        (tmp / "data.yaml").write_text(f"{yaml_head}train: images/train\nval: images/val\nnames:\n{names}")
+        (tmp / "sample.json").write_text(json.dumps({"spec": spec, "counts": counts, "size": [width, height]}, indent=2))
+    return out_dir / "data.yaml"
+
+
 def write_detect_sample(out_dir: str | Path = SAMPLE_DIR, images: int = 250, imgsz: int = 160, val_fraction: float = 0.2,
                         max_objects: int = 4, seed: int = 0) -> Path:
     """Write images/{train,val}, labels/{train,val} and data.yaml (landscape imgsz x 3/4 imgsz images);
     reuse a matching earlier copy. Returns the path of data.yaml."""
-    out_dir = Path(out_dir)
-    if images < 2:
-        raise WorkbookError(f"images={images} is too few for a train and a val split; use images >= 2.")
     spec = {"version": SAMPLE_VERSION, "images": images, "imgsz": imgsz, "val_fraction": val_fraction,
             "max_objects": max_objects, "seed": seed, "classes": list(CLASSES)}
-    marker = out_dir / "sample.json"
-    if marker.exists() and json.loads(marker.read_text()).get("spec") == spec and (out_dir / "data.yaml").exists():
-        return out_dir / "data.yaml"
+
+    def draw(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarray, list[str]]:
+        img, labels = make_image(rng, width, height, max_objects)
+        return img, [yolo_line(c, b, width, height) for c, b in labels]
+    return write_yolo_sample(out_dir, spec, draw)
     rng = np.random.default_rng(seed)
     width, height = imgsz, int(round(imgsz * 0.75))
     n_val = max(1, int(round(images * val_fraction)))

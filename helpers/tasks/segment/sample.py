@@ -8,9 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from helpers.core.errors import WorkbookError
 from helpers.core.paths import DATA, atomic_path
-from helpers.tasks.detect.sample import CLASSES, _draw, _texture
+from helpers.tasks.detect.sample import CLASSES, _draw, _texture, write_yolo_sample
 
 SAMPLE_DIR = DATA / "shapes_seg"
 SAMPLE_VERSION = 1
@@ -72,14 +71,13 @@ def write_segment_sample(out_dir: str | Path = SAMPLE_DIR, images: int = 250, im
                          max_objects: int = 4, seed: int = 0) -> Path:
     """Write images/{train,val}, labels/{train,val} (polygons) and data.yaml (landscape imgsz x 3/4 imgsz images) into
     out_dir atomically; a copy written with the same settings and version is reused. Returns the path of data.yaml."""
-    out_dir = Path(out_dir)
-    if images < 2:
-        raise WorkbookError(f"images={images} is too few for a train and a val split; use images >= 2.")
     spec = {"version": SAMPLE_VERSION, "images": images, "imgsz": imgsz, "val_fraction": val_fraction,
             "max_objects": max_objects, "seed": seed, "classes": list(CLASSES), "task": "segment"}
-    marker = out_dir / "sample.json"
-    if marker.exists() and json.loads(marker.read_text()).get("spec") == spec and (out_dir / "data.yaml").exists():
-        return out_dir / "data.yaml"
+
+    def draw(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarray, list[str]]:
+        img, labels = make_image(rng, width, height, max_objects)
+        return img, [yolo_segment_line(c, poly, width, height) for c, poly, _ in labels]
+    return write_yolo_sample(out_dir, spec, draw, yaml_head="task: segment\n")
     rng = np.random.default_rng(seed)
     width, height = imgsz, int(round(imgsz * 0.75))
     n_val = max(1, int(round(images * val_fraction)))
