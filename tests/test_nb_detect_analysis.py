@@ -71,7 +71,7 @@ def test_judges_score_like_the_task_evaluations(detect_analysis_run):
     assert judge.fp32.value == pytest.approx(_fp32(detect_analysis_run)["map50_95"], abs=1e-9)
     copy = pickle.loads(pickle.dumps(judge))
     assert copy.score([[np.copy(o) for o in img] for img in outputs]).value == judge.fp32.value
-    assert 0 < judge.noise_pt() < 50 and judge.step_pt() is None
+    assert judge.step_pt() is None
 
 
 def test_sweep_is_scored_by_map_against_notebook_30s_fp32(detect_analysis_run):

@@ -46,8 +46,7 @@ def test_classify_judge_scores_top1_agreement_and_noise():
     assert row == {"top1": 0.75, "top1_delta_pt": 0.0, "mean_cosine": pytest.approx(s.mean_cosine),
                    "min_cosine": pytest.approx(s.min_cosine),
                    "top1_agreement": 0.5}
-    assert judge.step_pt() == 25.0 and judge.scale_note() == "4 val images, 1 image = 25.00 pt"
-    assert judge.noise_pt() == pytest.approx(100 * 2 * np.sqrt(0.75 * 0.25 / 4))
+    assert judge.step_pt() == 25.0
     assert judge.text(0.75) == "75.00%"
     with pytest.raises(ValueError, match="3 output sets for 4 images"):
         judge.score(other[:3])

@@ -1,8 +1,7 @@
 """The rules every comparison in the workbook uses, one definition each: the metric a table holds and how
-sentences name it, the noise of a share measured on a few images, and the cosine of raw outputs to FP32."""
+sentences name it, and the cosine of raw outputs to FP32 (whether a difference is noise: helpers.tasks.noise)."""
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -21,11 +20,6 @@ def metric_text(key: str, value: float) -> str:
 def metric_heading(label: str) -> str:
     """A metric's label at the start of a title: 'top-1' -> 'Top-1', 'mAP50-95' stays."""
     return label if label[1:2].isupper() else label[:1].upper() + label[1:]
-
-
-def binomial_noise_pt(share: float, images: int) -> float:
-    """Two binomial standard deviations of a share (e.g. top-1) measured on `images` images, in points."""
-    return 100.0 * 2.0 * math.sqrt(max(share * (1.0 - share), 0.0) / images) if images else float("nan")
 
 
 def metric_in(columns: Any) -> str | None:

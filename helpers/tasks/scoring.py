@@ -84,14 +84,3 @@ class Judge:
         """The metric's resolution in points (one image of top-1); None when it has no fixed step (mAP)."""
         return None
 
-    def noise_pt(self) -> float:
-        """About two standard deviations of FP32's metric on these images, in points: what a difference
-        between two models must exceed before it means more than the choice of images."""
-        raise NotImplementedError
-
-    def scale_note(self) -> str:
-        """How to read a difference of this metric on this many images, for axis labels and sentences."""
-        step = self.step_pt()
-        if step:
-            return f"{self.images} val images, 1 image = {step:.2f} pt"
-        return f"{self.images} val images, noise about ±{self.noise_pt():.1f} pt"

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from helpers.tasks.classify.metric import scores_of, topk_accuracy
-from helpers.tasks.measures import Outputs, binomial_noise_pt
+from helpers.tasks.measures import Outputs
 from helpers.tasks.noise import Paired, mcnemar
 from helpers.tasks.scoring import Judge
 
@@ -34,7 +34,3 @@ class ClassifyJudge(Judge):
     def step_pt(self) -> float | None:
         """One image of top-1, in points."""
         return 100.0 / self.images if self.images else None
-
-    def noise_pt(self) -> float:
-        """Two binomial standard deviations of FP32's top-1 on this many images, in points."""
-        return binomial_noise_pt(self.fp32.value, self.images)

@@ -4,8 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from helpers.tasks.detect.metric import coco_map, paired_map
 from helpers.tasks.detect.postprocess import postprocess
 from helpers.tasks.measures import Outputs
@@ -19,7 +17,6 @@ class DetectJudge(Judge):
 
     split: Any = field(default=None, repr=False)  # helpers.tasks.detect.labels.DetectionSplit
     geoms: list = field(default_factory=list, repr=False)
-    _noise: dict = field(default_factory=dict, init=False, repr=False)  # (resamples, seed) -> noise in points
     decode: dict = field(default_factory=dict, repr=False)  # postprocess keywords from the ONNX (end2end: top-k, no NMS)
 
     def detections(self, outputs: Outputs) -> list:
@@ -37,15 +34,3 @@ class DetectJudge(Judge):
         a = self.detections(self.fp32_outputs if reference is None else reference)
         return paired_map(self.split.truth, a, self.detections(outputs), self.split.names, resamples=resamples)
 
-    def noise_pt(self, resamples: int = 20, seed: int = 0) -> float:
-        """Two standard deviations of FP32's mAP50-95 over bootstrap resamples of the images."""
-        if (resamples, seed) not in self._noise:
-            dets = self.detections(self.fp32_outputs)
-            rng = np.random.default_rng(seed)
-            values = []
-            for _ in range(resamples):
-                idx = rng.integers(0, self.images, self.images)
-                values.append(coco_map([self.split.truth[i] for i in idx], [dets[i] for i in idx], self.split.names,
-                                       max_det=300).map50_95)
-            self._noise[(resamples, seed)] = 100.0 * 2.0 * float(np.std(values))
-        return self._noise[(resamples, seed)]
