@@ -123,7 +123,7 @@ def _img(path: Path, style: str = "") -> str:
 
 
 # The hybrid table's columns behind its text columns (vs_int8, vs_fp32): the numbers and JSON they are made of.
-HIDDEN_COLUMN = re.compile(r"(_pt|_low_pt|_high_pt|_verdict|_paired)$")
+HIDDEN_COLUMN = re.compile(r"^vs_\w+?_(pt|low_pt|high_pt|verdict|paired)$")
 
 # Plots shown at the page's width: the detector's box grid, whose score labels are unreadable at the default 520 px.
 WIDE_PLOTS = ("eval/detections.png",)
@@ -157,7 +157,8 @@ def index_html(s: Summary) -> str:
                    f"<td class=src>{esc(f.source)}{'<br>' + tag_html(tag) if tag else ''}</td></tr>")
     out.append("</table><h2>Five most quantization-sensitive layers</h2>")
     if s.layers:
-        out.append('<p class=sub>Lowest single-layer cosine (INT8 vs FP32 with FP32 inputs) from analysis/layers.csv.</p>')
+        out.append(f"<p class=sub>Lowest single-layer cosine ({esc(quant)} vs FP32 with FP32 inputs) from "
+                   "analysis/layers.csv.</p>")
         out.append(tagged(fresh.of("analysis/layers.csv"), ident="layers-model"))
         demo50 = demo_images(s.root, "50_accuracy_analysis")
         if demo50:
@@ -178,10 +179,12 @@ def index_html(s: Summary) -> str:
         calibs = {str(r.get("calibration") or "") for r in rows if r.get("model") != "FP32"}
         shared = calibs.pop() if len(calibs) == 1 else ""  # one calibration for every quantized row: said once, not per row
         skip = {"layers", "file", "note", "min_cosine", "float16_list"} | ({"calibration"} if shared else set())
-        cols = [c for c in rows[0] if c and c.lower() not in skip and not HIDDEN_COLUMN.search(c)]
+        paired = "vs_fp32" in rows[0]  # then its text says what <metric>_delta_pt says, with the interval
+        cols = [c for c in rows[0] if c and c.lower() not in skip and not HIDDEN_COLUMN.search(c)
+                and not (paired and c.endswith("_delta_pt"))]
         cols += ["note"] if "note" in rows[0] else []
         heads = {"vs_int8": f"vs {quant} (paired, 95 % CI)", "vs_fp32": "vs FP32 (paired, 95 % CI)"}
-        out.append('<p class=sub>From hybrid/compare.csv (notebook 60 measures its strategies against its own INT8 '
+        out.append(f'<p class=sub>From hybrid/compare.csv (notebook 60 measures its strategies against its own {esc(quant)} '
                    'baseline, built with '
                    f'the same calibration{": " + esc(shared) if shared else ""}).</p>')
         out.append(tagged(fresh.of("hybrid/compare.csv"), ident="hybrid-model"))
@@ -189,14 +192,15 @@ def index_html(s: Summary) -> str:
         if demo:
             out.append(f'<p class=demo id="hybrid-demo">DEMO: notebook 60 ran with demo_calib_images = {demo}, so '
                        'these models were '
-                       "calibrated on a deliberately poor set. Compare them with the INT8 row of this table, not with "
+                       f"calibrated on a deliberately poor set. Compare them with the {esc(quant)} row of this table, not with "
                        "notebook 30's "
-                       "INT8; none of them goes into the deployment bundle.</p>")
+                       f"{esc(quant)}; none of them goes into the deployment bundle.</p>")
         head = "".join(f"<th>{esc(heads.get(c, c))}</th>" for c in cols)
         out.append(f'<div style="overflow-x:auto"><table id="hybrid"><tr>{head}</tr>')
         for r in rows:
             shown = {**r, "model": quant} if r.get("model") == "INT8" else r
-            out.append("<tr>" + "".join(_cell(_fmt(shown.get(c), c)) for c in cols) + "</tr>")
+            out.append("<tr>" + "".join(f"<td>{esc(shown.get(c) or '')}</td>" if c in heads else _cell(_fmt(shown.get(c), c))
+                                        for c in cols) + "</tr>")  # a paired text column reads as text, left-aligned
         out.append("</table></div>")
     else:
         out.append(f'<p class="notrun" id="hybrid">{NOT_RUN}: notebooks/60_hybrid_quantization writes hybrid/compare.csv.</p>')
