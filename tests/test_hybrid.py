@@ -561,3 +561,22 @@ def test_a_w4a16_run_is_named_by_its_dtype_and_skips_the_refused_proposal(tmp_pa
     assert hybrid.float16_tensors(log, ["a", "b", "c"], chosen=["b", "a", "z"]) == ["b", "a"]
     log.write_text("Meet hybrid type, dtype: float16, tensor: c\n")
     assert hybrid.float16_tensors(log, ["a", "b", "c"], chosen=["b", "a"]) == ["c"], "a log that reports them wins"
+
+
+def test_a_loss_one_layer_removes_is_called_local_even_when_the_strict_target_needs_more():
+    """The sample's case: the first convolution in float16 brings w4a16 within noise of FP32, the 0.2 pt target needs 64
+    layers. The conclusion judges locality where the noise rule can no longer tell the hybrid from FP32."""
+    import pandas as pd
+
+    judge = _top1_judge(0.99, 100)
+    int8 = _int8(judge, _right(80))
+    near = Paired(-1.0, -3.0, 0.5, "within noise", "exact McNemar", 100)
+    far = Paired(-10.0, -14.0, -6.0, "worse", "exact McNemar", 100)
+    rows = [{"layers": 1, "top1": 0.98, "float16_layers": 1, "met_target": False, **hybrid.paired_columns("vs_fp32", near)},
+            {"layers": 64, "top1": 0.99, "float16_layers": 64, "met_target": True, **hybrid.paired_columns("vs_fp32", near)}]
+    text = text60.conclusion(pd.DataFrame(rows), 110, int8, judge, 0.2, None, "x", False, quant="w4a16")
+    assert ("The search needed 64 of 110 layers in float16 to come within 0.2 pt of FP32, but already 1 of 110 layer(s) in "
+            f"float16 bring it within noise of FP32 ({near.text}), so the error is local") in text
+    rows[0].update(hybrid.paired_columns("vs_fp32", far))  # one layer is not enough: judged by the target, as before
+    assert "The search needed 64 of 110 layers in float16" in text60.conclusion(pd.DataFrame(rows), 110, int8, judge, 0.2,
+                                                                                 None, "x", False)

@@ -198,12 +198,24 @@ def _search_sentence(search_table: Any, layers_total: int, int8: Variant, judge:
 
     def count(r: Any) -> int:
         return int(r["float16_layers"]) if "float16_layers" in r and pd.notna(r["float16_layers"]) else int(r["layers"])
-    if len(met):
-        n = count(met.iloc[0])
+    def locality(n: int) -> str:
         share = n / max(layers_total, 1)
-        kind = ("the error is local: a few layers carry it" if share <= 0.1 else
+        return ("the error is local: a few layers carry it" if share <= 0.1 else
                 "the error is not local: it is spread over the network, so a better calibration or another quantized_algorithm "
                 "(notebook 50's sweep) is the cheaper fix" if share >= 0.5 else "the error is partly local")
+    # the first hybrid the noise rule cannot tell from FP32: where the loss is gone as far as these images can measure
+    early = next(((count(r), p) for _, r in search_table.iterrows()
+                  if (p := paired_of(r, "vs_fp32")) is not None and p.verdict != "worse"), None) if measurable else None
+    if early and (not len(met) or early[0] < count(met.iloc[0])):
+        n0, p0 = early
+        reached = (f"The search needed {count(met.iloc[0])} of {layers_total} layers in float16 to come within {target_pt:g} pt "
+                   "of FP32, but " if len(met) else "")
+        return lead + (f"{reached}{'a' if reached else 'A'}lready {n0} of {layers_total} layer(s) in float16 bring it within "
+                       f"noise of FP32 ({p0.text}), so {locality(n0)}; the rest of the way is smaller than these images "
+                       "can measure.")
+    if len(met):
+        n = count(met.iloc[0])
+        kind = locality(n)
         if not measurable:
             kind += f" (with {quant}'s own loss within noise, read that as a property of these images rather than of the model)"
         every = "all " if n >= layers_total else ""
