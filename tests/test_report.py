@@ -208,7 +208,7 @@ def test_a_w4a16_run_is_named_by_its_dtype_and_quotes_the_paired_intervals(tmp_p
                  ).to_csv(tmp_path / "hybrid" / "compare.csv", index=False)
     line = index.verdict(tmp_path)
     assert line.startswith(f"w4a16 vs FP32, top-1: {loss['text']} (86.7 % vs 98.6 %)"), line
-    assert (f"hybrid (hybrid search (64 of 110 layers in float16)): 98.9 %, vs w4a16 {gain['text']}, "
+    assert (f"hybrid search (64 of 110 layers in float16): 98.9 %, vs w4a16 {gain['text']}, "
             f"vs FP32 {left['text']}") in line
     assert "INT8" not in line
     page = index.index_html(index.summarize(tmp_path))

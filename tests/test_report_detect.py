@@ -107,7 +107,7 @@ def test_detection_index_reads_50_and_60_in_map(tmp_path):
     assert index.verdict(tmp_path) == (
         "INT8 (split head): +2.2 pt mAP50-95 loss vs FP32 (0.744 vs 0.766), 4.11 MB vs 10.41 MB; with the stock head "
         "INT8 reaches 0.000; "
-        "hybrid (hybrid search (4 layers)): 0.758 mAP50-95, +1.4 pt vs the INT8 with the same calibration; "
+        "hybrid search (4 layers): 0.758 mAP50-95, +1.4 pt vs the INT8 with the same calibration; "
         "not yet validated on a board.")
     assert not any("top-1" in label or "top1" in label for label in figs), "a classification row on a detector's page"
     text = page_text(tmp_path)

@@ -44,13 +44,13 @@ def hybrid_clause(metric: Metric, value: float, base: float | None, quant: str =
     """The exported hybrid against the quantized model built with the same calibration: the paired comparisons
     chosen.json holds (their text, with the 95 % intervals) when present, else the plain difference."""
     shown = metric.text(value) + ("" if metric is TOP1 else f" {metric.label}")
-    name = f" ({model})" if model else ""
+    name = model if model.startswith("hybrid") else f"hybrid ({model})" if model else "hybrid"  # never "hybrid (hybrid ...)"
     if vs_quant:
-        return f"hybrid{name}: {shown}, vs {quant} {vs_quant}" + (f", vs FP32 {vs_fp32}" if vs_fp32 else "")
+        return f"{name}: {shown}, vs {quant} {vs_quant}" + (f", vs FP32 {vs_fp32}" if vs_fp32 else "")
     delta = 100 * (value - base) if base is not None else None
     vs = ("" if delta is None else f", {delta:+.1f} pt vs the {quant} with the same calibration" if round(delta, 1)
           else f", the same {metric.label} as the {quant} with the same calibration")
-    return f"hybrid{name}: {shown}{vs}"
+    return f"{name}: {shown}{vs}"
 
 
 def demo_hybrid_clause(images: int) -> str:
