@@ -4,8 +4,9 @@ same parameters before and after into two folders, then
     .venv/bin/python tests/compare_runs.py outputs/before outputs/after      # exit 0: same results
 
 Compared: eval/metrics.json, analysis/layers.csv, analysis/sweep.csv, hybrid/compare.csv, hybrid/search.csv,
-hybrid/chosen.json, rknn/convert.json and the index page's text (key figures, verdict, tables). Ignored: what a
-re-run may change without being a different result: times, dates, durations, and the run folder's own path.
+hybrid/rules.csv, hybrid/chosen.json, rknn/convert.json and the index page's text (key figures, verdict, tables). Ignored:
+what a re-run may change without being a different result: times, dates, durations, the run folder's own path, and
+the index's model tags ("model 8be01d2": a hash of rknn/convert.json, which holds paths).
 It reads files only (no workbook code), so it judges the code before and after alike.
 """
 from __future__ import annotations
@@ -18,10 +19,11 @@ import sys
 from pathlib import Path
 
 FILES = ["eval/metrics.json", "analysis/layers.csv", "analysis/sweep.csv", "hybrid/compare.csv", "hybrid/search.csv",
-         "hybrid/chosen.json", "rknn/convert.json", "board/metrics.json"]
+         "hybrid/rules.csv", "hybrid/chosen.json", "rknn/convert.json", "board/metrics.json"]
 # keys and columns that hold a time, a duration or a throughput (images per second), not a result
 TIMING = re.compile(r"(^|_|\b)(seconds?|secs?|build_s|time|times|elapsed|duration|finished|started|date|when|at|per_s)($|_|\b)",
                     re.I)
+MODEL_TAG = re.compile(r"\bmodel [0-9a-f]{7}\b")  # the index's tag of the model a figure was computed from
 SECONDS = re.compile(r"\b\d+(\.\d+)?\s?(s|ms|min)\b|\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d)?(\.\d+)?( UTC)?")
 
 
@@ -66,7 +68,7 @@ def index_text(root: Path) -> list[str]:
     text = re.sub(r"<(script|style)\b.*?</\1>", " ", page.read_text(), flags=re.S | re.I)
     text = html.unescape(re.sub(r"<[^>]+>", "\n", text))
     lines = [" ".join(ln.split()) for ln in text.splitlines()]
-    return [SECONDS.sub("<time>", _norm(ln, root)) for ln in lines if ln]
+    return [MODEL_TAG.sub("model <hash>", SECONDS.sub("<time>", _norm(ln, root))) for ln in lines if ln]
 
 
 def differences(a: Path, b: Path) -> list[str]:

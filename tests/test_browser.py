@@ -26,6 +26,7 @@ import pytest
 
 from helpers.core.paths import KERNEL_NAME, OUTPUTS, REPO
 from helpers.runner import execute, figures, render
+from helpers.toolkit.options import quantized_name
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SHOTS = OUTPUTS / "screenshots"
@@ -197,13 +198,19 @@ def test_index_page_renders_in_chromium(series, browser):
             with urllib.request.urlopen(f"{base}/{href}", timeout=10) as r:
                 assert r.status == 200 and len(r.read()) > 1000, href
     assert root.name in state["title"]
-    # the verdict line a lead reads first: its figures are metrics.json's (found by role) and the model files' sizes
+    # the verdict line a lead reads first: its figures are metrics.json's (found by role), its interval is metrics.json's
+    # paired comparison (the one noise rule), the quantized model is named by its dtype, then the model files' sizes
     metrics_path = root / "eval" / "metrics.json"
     if metrics_path.exists():
-        backends = {b["role"]: b for b in json.loads(metrics_path.read_text())["backends"]}
-        loss = 100 * (backends["fp32"]["top1"] - backends["int8"]["top1"])
+        metrics = json.loads(metrics_path.read_text())
+        backends = {b["role"]: b for b in metrics["backends"]}
+        paired = metrics["comparison"]["paired"]
+        dtype = json.loads((root / "rknn" / "convert.json").read_text())["config"].get("quantized_dtype")
         rknn, onnx = (figures.size(float((root / f).stat().st_size)) for f in ("rknn/model.rknn", "model/model.onnx"))
-        assert state["verdict"].startswith(f"Verdict: INT8: {loss:.1f} pt top-1 loss vs FP32, {rknn} vs {onnx}"), state["verdict"]
+        fp32, int8 = (f"{100 * backends[r]['top1']:.1f} %" for r in ("fp32", "int8"))
+        assert state["verdict"].startswith(f"Verdict: {quantized_name(dtype)} vs FP32, top-1: {paired['text']} "
+                                           f"({int8} vs {fp32}), {rknn} vs {onnx}"), state["verdict"]
+        assert f"(95 % CI {paired['low_pt']:+.1f} to {paired['high_pt']:+.1f})" in state["verdict"], state["verdict"]
         board = (root / "board" / "metrics.json").exists()  # notebook 40 writes it only with a board attached
         assert state["verdict"].endswith("not yet validated on a board.") is not board, state["verdict"]
     else:

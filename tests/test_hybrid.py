@@ -49,6 +49,9 @@ def test_step1_writes_its_files_in_the_step_folder(made):
     assert hybrid.graph_inputs(files) == ["images"]
     acts = hybrid.activation_tensors(files)
     assert "images" not in acts and "/1/Relu_output_0" in acts and not any(t.endswith(".weight") for t in acts)
+    # nor the input conversions the toolkit inserts (images_int8, images_float16 for w4a16): the ranking and the search
+    # offer real layers only, so the search never spends its first build on one
+    assert not [t for t in acts if t.startswith("images")], acts
     assert hybrid.layer_graph(files)["/2/Conv_output_0"] == ["/1/Relu_output_0"]
 
 
@@ -533,3 +536,47 @@ def test_detector_tables_and_choice_use_map(tmp_path):
                                                    "size_kb", "float16_layers", "note", "file", "layers", "float16_list",
                                                    *paired]
     assert variant.row(_map_judge(0.77))["map50_95_delta_pt"] == -1.0
+
+
+def test_a_w4a16_run_is_named_by_its_dtype_and_skips_the_refused_proposal(tmp_path):
+    """One name per dtype (w8a8 -> INT8, w4a16 -> w4a16, ...) in every sentence a user reads; the toolkit's proposal is
+    skipped with one sentence for a dtype it refuses; a w4a16 build log (no 'Meet hybrid type' lines) counts the
+    layers chosen, so a hybrid never reads as '0 layers in float16'."""
+    import pandas as pd
+
+    from helpers.toolkit.options import proposal_refusal, quantized_name
+
+    names = {d: quantized_name(d) for d in ("w8a8", "w4a16", "w8a16", "w16a16i_dfp", "w16a16i", None)}
+    assert names == {"w8a8": "INT8", "w4a16": "w4a16", "w8a16": "w8a16", "w16a16i_dfp": "INT16", "w16a16i": "INT16",
+                     None: "INT8"}
+    assert proposal_refusal("w8a8") == "" and "quantized_dtype='w4a16'" in proposal_refusal("w4a16")
+    judge = _top1_judge(0.99, 100)
+    int8 = _int8(judge, _right(80))
+    search = pd.DataFrame([{"layers": 2, "top1": 0.99, "float16_layers": 4, "met_target": True}])
+    choice = _scored(judge, "hybrid search (4 of 40 layers in float16)", _right(99), _right(80))
+    text = text60.conclusion(search, 40, int8, judge, 0.2, choice, "notebook 20's list (50 images)", False, quant="w4a16")
+    assert "Plain w4a16's top-1" in text and "of w4a16's 19.0 pt loss" in text and "INT8" not in text
+    log = tmp_path / "w4a16.log"
+    log.write_text("I rknn building ...\nW RKNN: Tensor x need parameter qtype, type is set to float16 by default!\n")
+    assert hybrid.float16_tensors(log, ["a", "b", "c"], chosen=["b", "a", "z"]) == ["b", "a"]
+    log.write_text("Meet hybrid type, dtype: float16, tensor: c\n")
+    assert hybrid.float16_tensors(log, ["a", "b", "c"], chosen=["b", "a"]) == ["c"], "a log that reports them wins"
+
+
+def test_a_loss_one_layer_removes_is_called_local_even_when_the_strict_target_needs_more():
+    """The sample's case: the first convolution in float16 brings w4a16 within noise of FP32, the 0.2 pt target needs 64
+    layers. The conclusion judges locality where the noise rule can no longer tell the hybrid from FP32."""
+    import pandas as pd
+
+    judge = _top1_judge(0.99, 100)
+    int8 = _int8(judge, _right(80))
+    near = Paired(-1.0, -3.0, 0.5, "within noise", "exact McNemar", 100)
+    far = Paired(-10.0, -14.0, -6.0, "worse", "exact McNemar", 100)
+    rows = [{"layers": 1, "top1": 0.98, "float16_layers": 1, "met_target": False, **hybrid.paired_columns("vs_fp32", near)},
+            {"layers": 64, "top1": 0.99, "float16_layers": 64, "met_target": True, **hybrid.paired_columns("vs_fp32", near)}]
+    text = text60.conclusion(pd.DataFrame(rows), 110, int8, judge, 0.2, None, "x", False, quant="w4a16")
+    assert ("The search needed 64 of 110 layers in float16 to come within 0.2 pt of FP32, but already 1 of 110 layer(s) in "
+            f"float16 bring it within noise of FP32 ({near.text}), so the error is local") in text
+    rows[0].update(hybrid.paired_columns("vs_fp32", far))  # one layer is not enough: judged by the target, as before
+    assert "The search needed 64 of 110 layers in float16" in text60.conclusion(pd.DataFrame(rows), 110, int8, judge, 0.2,
+                                                                                 None, "x", False)

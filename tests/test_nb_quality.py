@@ -142,11 +142,13 @@ def test_index_reports_the_hybrid_that_was_exported(series):
     assert chosen["demo"] is demo
     assert 0.5 <= chosen["top1"] <= 1 and 0.9 <= chosen["mean_cosine"] <= 1
     figures = {f.label: f for f in key_figures(root)}
-    assert figures["Hybrid top-1"].raw == chosen["top1"]
-    assert chosen["model"] in figures["Hybrid top-1"].value
-    assert ("DEMO calibration" in figures["Hybrid top-1"].value) is demo
-    assert figures["Final-output cosine hybrid vs FP32 (mean)"].raw == chosen["mean_cosine"]
-    assert ("demo hybrid" in verdict(root)) is demo
+    if demo:  # a demo's figures stay in its labelled section: the key figures and the verdict only say it ran
+        assert figures["Hybrid top-1"].raw is None and "DEMO run of notebook 60" in figures["Hybrid top-1"].value
+        assert "notebook 60 ran as a demo" in verdict(root)
+    else:
+        assert figures["Hybrid top-1"].raw == chosen["top1"]
+        assert chosen["model"] in figures["Hybrid top-1"].value and chosen["model"] in verdict(root)
+        assert figures["Final-output cosine hybrid vs FP32 (mean)"].raw == chosen["mean_cosine"]
 
 
 def test_50_and_60_state_their_conclusion_from_this_run(series):

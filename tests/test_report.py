@@ -147,9 +147,9 @@ def test_hybrid_figure_is_the_row_notebook_60_exports(tmp_path):
     assert figs["FP32 top-1 (ONNX Runtime)"].value is None  # eval/metrics.json is what that figure reads
 
 
-def test_index_reads_backends_by_role_and_labels_demo(tmp_path):
-    """Backends are found by their role, whatever their display name; a demo hybrid is labelled as one
-    in the figures, the verdict, the hybrid table and the plot captions."""
+def test_index_reads_backends_by_role_and_keeps_a_demo_out_of_the_verdict(tmp_path):
+    """Backends are found by their role, whatever their display name; a demo hybrid's figures never reach the verdict
+    or the key figures (they say a demo ran), only its labelled DEMO section and the plot captions."""
     (tmp_path / "eval").mkdir()
     (tmp_path / "hybrid").mkdir()
     backends = [{"name": "BGR bug first", "top1": 0.1, "role": "diagnostic"}, {"name": "quantized", "top1": 0.9, "role": "int8"},
@@ -167,13 +167,56 @@ def test_index_reads_backends_by_role_and_labels_demo(tmp_path):
     cv2.imwrite(str(tmp_path / "hybrid" / "compare.png"), np.zeros((4, 4, 3), np.uint8))
     figs = figures(tmp_path)
     assert figs["FP32 top-1 (ONNX Runtime)"].raw == 0.95 and figs["INT8 top-1 (RKNN simulator)"].raw == 0.9
-    assert figs["Hybrid top-1"].value.startswith("93.0 % (DEMO calibration (1 image); hybrid (c)")
+    for label in ("Hybrid top-1", "Final-output cosine hybrid vs FP32 (mean)", "RKNN hybrid model size"):
+        assert figs[label].raw is None and figs[label].value.startswith("DEMO run of notebook 60 (demo_calib_images = 1)")
     line = index.verdict(tmp_path)
     assert line.startswith("INT8: 5.0 pt top-1 loss vs FP32")
-    assert "demo hybrid (1 image calibration, not for deployment): 93.0 %, +33.0 pt vs the INT8 with the same calibration" in line
+    assert "93.0" not in line and "notebook 60 ran as a demo (demo_calib_images = 1)" in line
     assert line.endswith("not yet validated on a board.")
     page = index.index_html(index.summarize(tmp_path))
     assert 'id="hybrid-demo"' in page and "hybrid/compare.png (DEMO calibration: 1 image)" in page
+
+
+def paired(d: float, low: float, high: float, verdict: str) -> dict:
+    """A Paired.to_dict() as notebooks 30 and 60 store it."""
+    return {"difference_pt": d, "low_pt": low, "high_pt": high, "verdict": verdict, "method": "exact McNemar", "images": 360,
+            "text": f"{d:+.1f} pt (95 % CI {low:+.1f} to {high:+.1f}), {verdict}"}
+
+
+def test_a_w4a16_run_is_named_by_its_dtype_and_quotes_the_paired_intervals(tmp_path):
+    """The verdict quotes metrics.json's paired comparison and chosen.json's vs_int8 / vs_fp32 (their 95 % intervals),
+    the quantized model is called what notebook 20 built (w4a16, never INT8), and the hybrid table shows the paired
+    text columns, not the numbers and JSON behind them nor the float16 list."""
+    for d in ("eval", "hybrid", "rknn"):
+        (tmp_path / d).mkdir()
+    loss, gain = paired(-11.9, -15.3, -8.6, "worse"), paired(12.2, 8.7, 15.6, "better")
+    left = paired(0.3, -0.5, 1.0, "within noise")
+    backends = [{"name": "FP32", "top1": 0.986, "role": "fp32"}, {"name": "w4a16", "top1": 0.867, "role": "int8"}]
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"backends": backends,
+                                                                "comparison": {"mean_cosine": 0.89, "paired": loss}}))
+    (tmp_path / "rknn" / "convert.json").write_text(json.dumps({"config": {"quantized_dtype": "w4a16",
+                                                                           "target_platform": "rk3576"}}))
+    (tmp_path / "hybrid" / "chosen.json").write_text(json.dumps({
+        "model": "hybrid search (64 of 110 layers in float16)", "top1": 0.989, "mean_cosine": 0.9998,
+        "file": "hybrid/model_hybrid.rknn", "calibration": "notebook 20's list (50 images)", "demo": False,
+        "vs_int8": gain, "vs_fp32": left}))
+    pd.DataFrame([{"model": "FP32", "top1": 0.986, "vs_int8": "", "vs_int8_pt": None, "vs_int8_paired": "", "float16_list": ""},
+                  {"model": "INT8", "top1": 0.867, "vs_int8": "", "vs_fp32": loss["text"], "vs_fp32_low_pt": -15.3,
+                   "vs_fp32_verdict": "worse", "float16_list": ""},
+                  {"model": "hybrid (c) auto from ranking", "top1": 0.975, "vs_int8": gain["text"], "vs_fp32": left["text"],
+                   "vs_fp32_low_pt": -0.5, "vs_fp32_verdict": "within noise", "float16_list": "a b"}]
+                 ).to_csv(tmp_path / "hybrid" / "compare.csv", index=False)
+    line = index.verdict(tmp_path)
+    assert line.startswith(f"w4a16 vs FP32, top-1: {loss['text']} (86.7 % vs 98.6 %)"), line
+    assert (f"hybrid search (64 of 110 layers in float16): 98.9 %, vs w4a16 {gain['text']}, "
+            f"vs FP32 {left['text']}") in line
+    assert "INT8" not in line
+    page = index.index_html(index.summarize(tmp_path))
+    assert "<td>w4a16 top-1 (RKNN simulator)</td>" in page and "INT8 top-1" not in page
+    table = page.split('id="hybrid">')[1].split("</table>")[0]
+    heads = re.findall(r"<th>([^<]+)</th>", table)
+    assert heads == ["model", "top1", "vs w4a16 (paired, 95 % CI)", "vs FP32 (paired, 95 % CI)"]
+    assert "<td>w4a16</td>" in table and html.escape(gain["text"]) in table and "float16" not in table
 
 
 def test_notebook_status_says_ran_reused_and_skipped(tmp_path):

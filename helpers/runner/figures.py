@@ -20,7 +20,8 @@ from helpers.steps.analysis import best_row
 from helpers.steps.hybrid import choose_export, export_candidates
 from helpers.steps.preflight import PREFLIGHT_JSON
 from helpers.tasks.measures import metric_in
-from helpers.text.index import MAP, METRICS, NO_PROFILE, TOP1, Metric, cpu_ops_figure, memory_figure, pct
+from helpers.text.index import DEMO_FIGURE, MAP, METRICS, NO_PROFILE, TOP1, Metric, cpu_ops_figure, memory_figure, pct
+from helpers.toolkit.options import quantized_name
 
 NOT_RUN = "not run"
 
@@ -127,6 +128,21 @@ def demo_images(root: Path, notebook: str) -> int:
     return int(number(value) or 0)
 
 
+def quant_name(root: Path) -> str:
+    """What the page calls the run's quantized model (helpers.toolkit.options.quantized_name of rknn/convert.json's
+    quantized_dtype): 'INT8' for w8a8, 'w4a16' for w4a16, ..."""
+    convert = read_json(Path(root) / "rknn" / "convert.json")
+    config = convert.get("config") if isinstance(convert, dict) else None
+    return quantized_name(config.get("quantized_dtype") if isinstance(config, dict) else None)
+
+
+def demo_hybrid(root: Path) -> int:
+    """demo_calib_images notebook 60 ran with (also when only chosen.json or the table says demo): 0 = not a demo."""
+    chosen = read_json(Path(root) / "hybrid" / "chosen.json")
+    flagged = isinstance(chosen, dict) and (chosen.get("demo") is True or str(chosen.get("calibration", "")).startswith("demo"))
+    return demo_images(root, "60_hybrid_quantization") or int(flagged)
+
+
 def hybrid_choice(compare: list[dict[str, str]], search: list[dict[str, str]]) -> dict[str, Any] | None:
     """Notebook 60's own rule (hybrid.choose_export over hybrid.export_candidates), which reads the tables' metric column."""
     return choose_export(export_candidates(compare, search))
@@ -219,14 +235,14 @@ def sweep_figure(root: Path, metric: Metric) -> Figure:
     if found is None:
         return Figure(label, None, "analysis/sweep.csv")
     row, built = found
+    demo = demo_images(root, "50_accuracy_analysis") or int(str(row.get("calibration") or "").startswith("demo"))
+    if demo:  # a demo's figures stay in their labelled section, never among the key figures
+        return Figure(label, DEMO_FIGURE.format(nb=50, n=demo), "analysis/sweep.csv")
     value = float(row[metric.key])
     delta = number(row.get(f"{metric.key}_delta_pt"))
     fp32 = number(row.get(f"fp32_{metric.key}"))
     delta = delta if delta is not None else (100 * (value - fp32) if fp32 is not None else None)
-    calib = str(row.get("calibration") or "")
-    notes = (([f"{delta:+.1f} pt vs FP32"] if delta is not None else [])
-             + ([f"DEMO calibration ({calib.removeprefix('demo: ')})"] if calib.startswith("demo") else [])
-             + [f"best of {built} settings built"])
+    notes = ([f"{delta:+.1f} pt vs FP32"] if delta is not None else []) + [f"best of {built} settings built"]
     text = f"{row.get('algorithm')} / {row.get('method')}: {metric.text(value)} {metric.label} ({'; '.join(notes)})"
     return Figure(label, text, "analysis/sweep.csv", value)
 
@@ -250,16 +266,14 @@ def key_figures(root: Path) -> list[Figure]:
         add("FP32 top-1 (ONNX Runtime)", top1_of(backend(metrics, "fp32")), pct, "eval/metrics.json")
         add("INT8 top-1 (RKNN simulator)", top1_of(backend(metrics, "int8")), pct, "eval/metrics.json")
     base = int8_row(compare)
-    best = exported_hybrid(root, metric)
-    calib = str(best.get("calibration") or (base or {}).get("calibration") or "") if best else ""
-    demo = bool(best and (best.get("demo") is True or calib.startswith("demo")))
+    demo, quant = demo_hybrid(root), quant_name(root)
+    best = None if demo else exported_hybrid(root, metric)  # a demo's hybrid stays in its DEMO section
 
     def note(value: Any, fmt: Callable[[float], str | None], delta_of: float | None = None) -> str:
-        label = f"DEMO calibration ({calib.removeprefix('demo: ')}); " if demo else ""
-        base_txt = f"; INT8 baseline of notebook 60: {fmt(float(value))}" if number(value) is not None else ""
-        if base_txt and delta_of is not None:  # the hybrid against the INT8 built with the same calibration
+        base_txt = f"; {quant} baseline of notebook 60: {fmt(float(value))}" if number(value) is not None else ""
+        if base_txt and delta_of is not None:  # the hybrid against the quantized model built with the same calibration
             base_txt += f", hybrid {100 * (delta_of - float(value)):+.1f} pt"
-        return f" ({label}{best['model']}{base_txt})" if best else ""
+        return f" ({best['model']}{base_txt})" if best else ""
 
     if metric is MAP:
         add("Hybrid mAP50-95", number(best.get(MAP.key)) if best else None,
@@ -281,9 +295,11 @@ def key_figures(root: Path) -> list[Figure]:
     rknn = number(conv.get("rknn_bytes"))
     add("RKNN INT8 model size", rknn if rknn is not None else file_size(root / "rknn" / "model.rknn"), size, "rknn/model.rknn")
     hybrid_file = Run(root).resolve(str(best["file"])) if best and best.get("file") else None
-    add("RKNN hybrid model size", file_size(hybrid_file) if hybrid_file else None,
-        lambda x: f"{size(x)}{' (demo)' if demo else ''}",
+    add("RKNN hybrid model size", file_size(hybrid_file) if hybrid_file else None, size,
         f"hybrid/{hybrid_file.name}" if hybrid_file else "hybrid/model_hybrid.rknn")
+    if demo:
+        hybrid_labels = ("Hybrid top-1", "Hybrid mAP50-95", "Final-output cosine hybrid vs FP32 (mean)", "RKNN hybrid model size")
+        figs = [Figure(f.label, DEMO_FIGURE.format(nb=60, n=demo), f.source) if f.label in hybrid_labels else f for f in figs]
     add("Conversion time (load + build + export)", number(conv.get("seconds")), lambda x: f"{x:.1f} s", "rknn/convert.json")
     figs += preflight_figures(root)
     figs.append(board_status(root))

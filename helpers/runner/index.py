@@ -19,24 +19,19 @@ from helpers.runner.execute import notebooks
 from helpers.runner.figures import (
     NOT_RUN,
     Figure,
-    backend,
     compare_rows,
     demo_images,
-    exported_hybrid,
-    int8_row,
-    is_detect,
     key_figures,
-    map_of,
     number,
     plots,
+    quant_name,
     read_json,
     sensitive_layers,
-    top1_of,
 )
-from helpers.runner.freshness import Freshness, Tag, combine
+from helpers.runner.freshness import Freshness, Tag
 from helpers.runner.status import NotebookStatus, status_of
+from helpers.runner.verdict import verdict, verdict_tag
 from helpers.text import index as text
-from helpers.text.index import MAP, TOP1, Metric
 
 
 @dataclass
@@ -57,69 +52,6 @@ def summarize(root: Path) -> Summary:
     root = Path(root)
     return Summary(root, [status_of(root, nb) for nb in notebooks()], key_figures(root), sensitive_layers(root), plots(root),
                    verdict(root), Freshness(root))
-
-
-# ----------------------------------------------------------------------------- the verdict
-
-
-def model_sizes(root: Path) -> str:
-    """', <rknn size> vs <onnx size>' as the key figures read them ('' when either is missing)."""
-    figs = {f.label: f for f in key_figures(root)}
-    return text.sizes_clause(figs["ONNX model size"].value, figs["RKNN INT8 model size"].value)
-
-
-def hybrid_and_board(root: Path, metric: Metric) -> list[str]:
-    """The verdict's last clauses: the exported hybrid against the INT8 with the same calibration (labelled when
-    demo), then whether a board has validated the model, in the run's metric."""
-    parts = []
-    best = exported_hybrid(root, metric)
-    if best and number(best.get(metric.key)) is not None:
-        base = number((int8_row(compare_rows(root)) or {}).get(metric.key))
-        calib = str(best.get("calibration", ""))
-        demo = best.get("demo") is True or calib.startswith("demo")
-        parts.append(text.hybrid_clause(metric, float(best[metric.key]), base, calib, demo))
-    on_board = read_json(root / "board" / "metrics.json")  # notebook 40 with a board: {"board": {<metric>: ...}, ...}
-    board = number((on_board.get("board") or {}).get(metric.key)) if isinstance(on_board, dict) else None
-    perf = read_json(root / "board" / "perf.json")
-    parts.append(text.board_clause(metric, board, isinstance(perf, dict) and bool(perf)))
-    return parts
-
-
-def detect_verdict(root: Path, metrics: dict[str, Any]) -> str:
-    """One line for a detector: INT8's mAP50-95 loss and size against FP32 with the converted head, the other
-    head's INT8, the hybrid (labelled when demo) and whether a board has validated the model."""
-    fp32, int8 = map_of(backend(metrics, "fp32")), map_of(backend(metrics, "int8"))
-    if fp32 is None or int8 is None:
-        return text.NO_VERDICT
-    other = next((r for r in metrics.get("backends", []) if r.get("role") == "diagnostic" and r.get("precision") == "INT8"),
-                 None)
-    return text.detect_verdict(metrics.get("head", "split"), fp32, int8, model_sizes(root), other.get("head") if other else None,
-                               map_of(other) if other else None, hybrid_and_board(root, MAP))
-
-
-def verdict(root: Path) -> str:
-    """One line for a lead: INT8's top-1 loss and size against FP32, the hybrid (labelled when demo), and
-    whether a board has validated the model (mAP50-95 for a detector)."""
-    root = Path(root)
-    metrics = read_json(root / "eval" / "metrics.json")
-    if is_detect(metrics):
-        return detect_verdict(root, metrics)
-    fp32, int8 = top1_of(backend(metrics, "fp32")), top1_of(backend(metrics, "int8"))
-    if fp32 is None or int8 is None:
-        return text.NO_VERDICT
-    return text.classify_verdict(fp32, int8, model_sizes(root), hybrid_and_board(root, TOP1))
-
-
-def verdict_tag(root: Path, fresh: Freshness) -> Tag:
-    """The verdict's model: notebook 30's measurement, with the hybrid (60) and the board (40) when it quotes them;
-    a stale part is named (the verdict's hybrid, its board clause)."""
-    parts = [("", "eval/metrics.json")]
-    if exported_hybrid(root) is not None:
-        parts.append(("the hybrid clause: ", "hybrid/compare.csv"))
-    if any((root / "board" / f).exists() for f in ("metrics.json", "perf.json")):
-        parts.append(("the board clause: ", "board/devices.json"))
-    tags = [(label, fresh.of(src)) for label, src in parts]
-    return combine([Tag(t.model, f"{label}{t.why}", t.rerun) if t.stale and label else t for label, t in tags])
 
 
 def tag_html(tag: Tag | None) -> str:
@@ -190,6 +122,9 @@ def _img(path: Path, style: str = "") -> str:
     return f'<img alt="{esc(path.name)}"{attr} src="data:image/png;base64,{data}">'
 
 
+# The hybrid table's columns behind its text columns (vs_int8, vs_fp32): the numbers and JSON they are made of.
+HIDDEN_COLUMN = re.compile(r"^vs_\w+?_(pt|low_pt|high_pt|verdict|paired)$")
+
 # Plots shown at the page's width: the detector's box grid, whose score labels are unreadable at the default 520 px.
 WIDE_PLOTS = ("eval/detections.png",)
 
@@ -210,17 +145,20 @@ def index_html(s: Summary) -> str:
            f"<style>{CSS}</style></head><body>", f"<h1>RKNN workbook run: {esc(s.root.name)}</h1>",
            f"<p class=sub>{' · '.join(meta)}</p>"]
     fresh = s.fresh or Freshness(s.root)
+    quant = quant_name(s.root)  # 'INT8' for w8a8, 'w4a16' for w4a16: the words change, the figures' keys do not
     vtag = verdict_tag(s.root, fresh) if s.verdict != text.NO_VERDICT else None
     out += [f'<p id="verdict" class="verdict{" stale" if vtag and vtag.stale else ""}"><b>Verdict:</b> {esc(s.verdict)}</p>',
             tagged(vtag, ident="verdict-model"),
             '<h2>Key figures</h2><table id="figures"><tr><th>figure</th><th>value</th><th>from (model)</th></tr>']
     for f in s.figures:
         tag = fresh.of(f.source) if f.value is not None else None
-        out.append(f"<tr{' class=stale' if tag and tag.stale else ''}><td>{esc(f.label)}</td>{_cell(f.value)}"
+        out.append(f"<tr{' class=stale' if tag and tag.stale else ''}><td>{esc(f.label.replace('INT8', quant))}</td>"
+                   f"{_cell(f.value)}"
                    f"<td class=src>{esc(f.source)}{'<br>' + tag_html(tag) if tag else ''}</td></tr>")
     out.append("</table><h2>Five most quantization-sensitive layers</h2>")
     if s.layers:
-        out.append('<p class=sub>Lowest single-layer cosine (INT8 vs FP32 with FP32 inputs) from analysis/layers.csv.</p>')
+        out.append(f"<p class=sub>Lowest single-layer cosine ({esc(quant)} vs FP32 with FP32 inputs) from "
+                   "analysis/layers.csv.</p>")
         out.append(tagged(fresh.of("analysis/layers.csv"), ident="layers-model"))
         demo50 = demo_images(s.root, "50_accuracy_analysis")
         if demo50:
@@ -240,9 +178,13 @@ def index_html(s: Summary) -> str:
     if rows:
         calibs = {str(r.get("calibration") or "") for r in rows if r.get("model") != "FP32"}
         shared = calibs.pop() if len(calibs) == 1 else ""  # one calibration for every quantized row: said once, not per row
-        skip = {"layers", "file", "note", "min_cosine"} | ({"calibration"} if shared else set())
-        cols = [c for c in rows[0] if c and c.lower() not in skip] + (["note"] if "note" in rows[0] else [])
-        out.append('<p class=sub>From hybrid/compare.csv (notebook 60 measures its strategies against its own INT8 '
+        skip = {"layers", "file", "note", "min_cosine", "float16_list"} | ({"calibration"} if shared else set())
+        paired = "vs_fp32" in rows[0]  # then its text says what <metric>_delta_pt says, with the interval
+        cols = [c for c in rows[0] if c and c.lower() not in skip and not HIDDEN_COLUMN.search(c)
+                and not (paired and c.endswith("_delta_pt"))]
+        cols += ["note"] if "note" in rows[0] else []
+        heads = {"vs_int8": f"vs {quant} (paired, 95 % CI)", "vs_fp32": "vs FP32 (paired, 95 % CI)"}
+        out.append(f'<p class=sub>From hybrid/compare.csv (notebook 60 measures its strategies against its own {esc(quant)} '
                    'baseline, built with '
                    f'the same calibration{": " + esc(shared) if shared else ""}).</p>')
         out.append(tagged(fresh.of("hybrid/compare.csv"), ident="hybrid-model"))
@@ -250,12 +192,15 @@ def index_html(s: Summary) -> str:
         if demo:
             out.append(f'<p class=demo id="hybrid-demo">DEMO: notebook 60 ran with demo_calib_images = {demo}, so '
                        'these models were '
-                       "calibrated on a deliberately poor set. Compare them with the INT8 row of this table, not with "
+                       f"calibrated on a deliberately poor set. Compare them with the {esc(quant)} row of this table, not with "
                        "notebook 30's "
-                       "INT8; none of them goes into the deployment bundle.</p>")
-        out.append('<div style="overflow-x:auto"><table id="hybrid"><tr>' + "".join(f"<th>{esc(c)}</th>" for c in cols) + "</tr>")
+                       f"{esc(quant)}; none of them goes into the deployment bundle.</p>")
+        head = "".join(f"<th>{esc(heads.get(c, c))}</th>" for c in cols)
+        out.append(f'<div style="overflow-x:auto"><table id="hybrid"><tr>{head}</tr>')
         for r in rows:
-            out.append("<tr>" + "".join(_cell(_fmt(r.get(c), c)) for c in cols) + "</tr>")
+            shown = {**r, "model": quant} if r.get("model") == "INT8" else r
+            out.append("<tr>" + "".join(f"<td>{esc(shown.get(c) or '')}</td>" if c in heads else _cell(_fmt(shown.get(c), c))
+                                        for c in cols) + "</tr>")  # a paired text column reads as text, left-aligned
         out.append("</table></div>")
     else:
         out.append(f'<p class="notrun" id="hybrid">{NOT_RUN}: notebooks/60_hybrid_quantization writes hybrid/compare.csv.</p>')

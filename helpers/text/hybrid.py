@@ -37,7 +37,7 @@ def _paired(row: Mapping[str, Any] | Variant | None, prefix: str) -> Paired | No
     return paired_of(row, prefix)
 
 
-def target_note(target_pt: float, judge: "Judge", int8_value: float | None = None) -> str:
+def target_note(target_pt: float, judge: "Judge", int8_value: float | None = None, quant: str = "INT8") -> str:
     """The search's target in words (below one image of top-1 it can only mean 'equal to FP32'), and how to read the
     intervals on the plot. With int8_value, also whether plain INT8 already meets it (no search)."""
     step = judge.step_pt()
@@ -52,8 +52,8 @@ def target_note(target_pt: float, judge: "Judge", int8_value: float | None = Non
     text += ("\neach point's whisker is its paired 95 % interval against FP32 on these images: a whisker that reaches "
              "FP32's line is within noise of FP32")
     if int8_value is not None and within(judge.fp32.value, int8_value, target_pt):
-        text += (f"\nplain INT8 ({judge.text(int8_value)}) already meets it, so the search built no hybrid: "
-                 "the plot shows INT8 alone")
+        text += (f"\nplain {quant} ({judge.text(int8_value)}) already meets it, so the search built no hybrid: "
+                 f"the plot shows {quant} alone")
     return text
 
 
@@ -81,14 +81,14 @@ def _shown(names: list[str], n: int = 2) -> str:
     return ", ".join(f"`{x}`" for x in names[:n]) + (" ..." if len(names) > n else "")
 
 
-def float16_counts(table: Any, total: int) -> str:
+def float16_counts(table: Any, total: int, quant: str = "INT8") -> str:
     """For every built hybrid of the comparison table: its float16 count (the table's float16_layers) out of the
     model's layers, and what it is made of: the layers chosen, those plain INT8 already runs in float16, and those
     the toolkit added on its own (e.g. a Split's other outputs). The counts are the table's, so they always agree."""
     rows = table.to_dict("records")
     int8 = next((r for r in rows if r["model"] == "INT8"), {})
     base = set(_names(int8.get("float16_list")))
-    out = [f"One count of layers throughout: {LAYERS}. This model has {total} layers; plain INT8 runs "
+    out = [f"One count of layers throughout: {LAYERS}. This model has {total} layers; plain {quant} runs "
            f"{len(base)} of them in float16{' (' + _shown(sorted(base)) + ')' if base else ''}."]
     for r in rows:
         f16 = _names(r.get("float16_list"))
@@ -97,33 +97,36 @@ def float16_counts(table: Any, total: int) -> str:
         n = int(r["float16_layers"])
         if r["model"] == "build(auto_hybrid=True)":
             out.append(f"- **{r['model']}**: {n} of {total} layers in float16, all chosen by the toolkit "
-                       f"({max(n - len(base), 0)} more than plain INT8).")
+                       f"({max(n - len(base), 0)} more than plain {quant}).")
             continue
         chosen = [x for x in _names(r.get("layers")) if x in f16]
         kept = [x for x in f16 if x in base and x not in chosen]
         added = [x for x in f16 if x not in base and x not in chosen]
-        parts = [f"{len(chosen)} chosen"] + ([f"{len(kept)} plain INT8 already keeps in float16"] if kept else []) + (
+        parts = [f"{len(chosen)} chosen"] + ([f"{len(kept)} plain {quant} already keeps in float16"] if kept else []) + (
             [f"{len(added)} the toolkit added ({_shown(added)})"] if added else [])
         out.append(f"- **{r['model']}**: {n} of {total} layers in float16 = {' + '.join(parts)}.")
     return "\n".join(out)
 
 
-def reading_notes(table: Any, int8_float16: list[str], proposal: bool, demo: bool) -> str:
+def reading_notes(table: Any, int8_float16: list[str], proposal: bool, demo: bool, quant: str = "INT8",
+                  proposal_skipped: str = "") -> str:
     """What this run's comparison table shows, as bullet points built from its rows."""
     rows = {str(r["model"]): r for r in table.to_dict("records")}
     key = metric_in(table.columns)
     out = []
     if int8_float16:
-        out.append(f"- **Plain INT8 already has {len(int8_float16)} float16 layer(s)** ({_shown(int8_float16, 3)}): "
+        out.append(f"- **Plain {quant} already has {len(int8_float16)} float16 layer(s)** ({_shown(int8_float16, 3)}): "
                    "operators the NPU only runs in float stay float16 in every build, and the hybrids' counts include them.")
     else:
-        out.append("- Plain INT8 has no float16 layer in this model, so every float16 layer in a hybrid's row was chosen.")
+        out.append(f"- Plain {quant} has no float16 layer in this model, so every float16 layer in a hybrid's row was chosen.")
     for name, r in rows.items():
         p = _paired(r, "vs_int8")
         if p is not None and name != "INT8":
-            out.append(f"- {name} vs plain INT8: {p.text}.")
+            out.append(f"- {name} vs plain {quant}: {p.text}.")
     prop = rows.get("hybrid (b) toolkit proposal")
-    if prop is not None and proposal and pd.isna(prop[key]):
+    if proposal_skipped:
+        out.append(f"- {proposal_skipped}")
+    elif prop is not None and proposal and pd.isna(prop[key]):
         out.append("- **The toolkit's proposal is empty in this run.** Step 1 judges the error on the calibration images, the "
                    "images the quantization was fitted to" + (", here a single demo image," if demo else ",")
                    + " so it saw no layer worth changing.")
@@ -133,12 +136,12 @@ def reading_notes(table: Any, int8_float16: list[str], proposal: bool, demo: boo
     if auto is not None and pd.notna(auto["float16_layers"]):
         extra = int(auto["float16_layers"]) - len(int8_float16)
         out.append(f"- **`auto_hybrid`** kept {int(auto['float16_layers'])} layer(s) in float16 "
-                   f"({max(extra, 0)} more than plain INT8): it switches a layer when its cosine on the calibration set "
+                   f"({max(extra, 0)} more than plain {quant}): it switches a layer when its cosine on the calibration set "
                    "falls below `auto_hybrid_cos_thresh` (0.98 by default).")
     return "\n".join(out)
 
 
-def rules_note(rules: Any, int8: Variant, judge: "Judge") -> str:
+def rules_note(rules: Any, int8: Variant, judge: "Judge", quant: str = "INT8") -> str:
     """The tutorial's rule against the workbook's, same k: both hybrids against INT8 (and each other), and a sentence
     that follows the numbers, saying plainly where and why the workbook departs from the tutorial."""
     rows = {str(r["model"]): r for r in rules.to_dict("records")}
@@ -150,11 +153,11 @@ def rules_note(rules: Any, int8: Variant, judge: "Judge") -> str:
     versus = _paired(wb, "vs_tutorial")
     loss = _paired(int8, "vs_fp32")
     head = (f"Same count, k = {k} layers each, no inputs added. **Tutorial's rule** (largest gap between entire and single "
-            f"cosine): {judge.label} {judge.text(tut[judge.key])}, vs INT8 {a.text}. **Workbook's rule** (lowest single "
-            f"cosine): {judge.text(wb[judge.key])}, vs INT8 {b.text}. Workbook's minus tutorial's: {versus.text}.")
+            f"cosine): {judge.label} {judge.text(tut[judge.key])}, vs {quant} {a.text}. **Workbook's rule** (lowest single "
+            f"cosine): {judge.text(wb[judge.key])}, vs {quant} {b.text}. Workbook's minus tutorial's: {versus.text}.")
     if loss is not None and loss.verdict != "worse":
-        result = (f" Plain INT8 is not measurably worse than FP32 here ({loss.text}), so neither rule has a loss to "
-                  "recover and this run cannot tell the rules apart; a model whose INT8 loses measurably can.")
+        result = (f" Plain {quant} is not measurably worse than FP32 here ({loss.text}), so neither rule has a loss to "
+                  f"recover and this run cannot tell the rules apart; a model whose {quant} loses measurably can.")
     elif versus.verdict == "better":
         result = " On these images the workbook's rule recovers measurably more than the tutorial's."
     elif versus.verdict == "worse":
@@ -169,22 +172,24 @@ def rules_note(rules: Any, int8: Variant, judge: "Judge") -> str:
     return head + result + why
 
 
-def export_note(choice: Mapping[str, Any], count: int, final: Path, int8: Variant, judge: "Judge") -> str:
+def export_note(choice: Mapping[str, Any], count: int, final: Path, int8: Variant, judge: "Judge",
+                quant: str = "INT8") -> str:
     """What was exported, with the one noise rule's verdicts against INT8 (same calibration) and FP32."""
     value = float(choice[judge.key])
     vs_int8, vs_fp32 = _paired(choice, "vs_int8"), _paired(choice, "vs_fp32")
-    versus = (f": vs INT8 {vs_int8.text}; vs FP32 {vs_fp32.text}" if vs_int8 and vs_fp32 else "")
+    versus = (f": vs {quant} {vs_int8.text}; vs FP32 {vs_fp32.text}" if vs_int8 and vs_fp32 else "")
     return (f"Exported **{choice['model']}** (of {count} candidate{'s' * (count != 1)}) "
             f"as `{final.as_posix()}`: {judge.label} {judge.text(value)} "
-            f"(INT8 with the same calibration {judge.text(int8.value)}, FP32 {judge.text(judge.fp32.value)}){versus}; "
-            f"mean output cosine {float(choice['mean_cosine']):.5f} (INT8 {int8.mean_cosine:.5f}).")
+            f"({quant} with the same calibration {judge.text(int8.value)}, FP32 {judge.text(judge.fp32.value)}){versus}; "
+            f"mean output cosine {float(choice['mean_cosine']):.5f} ({quant} {int8.mean_cosine:.5f}).")
 
 
-def _search_sentence(search_table: Any, layers_total: int, int8: Variant, judge: "Judge", target_pt: float) -> str:
+def _search_sentence(search_table: Any, layers_total: int, int8: Variant, judge: "Judge", target_pt: float,
+                     quant: str = "INT8") -> str:
     """INT8 against FP32 by the noise rule, then how many float16 layers reaching the target took (local or not)."""
     loss = _paired(int8, "vs_fp32")
     measurable = loss is not None and loss.verdict == "worse"
-    lead = (f"Plain INT8's {judge.label} is {judge.text(int8.value)} against FP32's {judge.text(judge.fp32.value)}: "
+    lead = (f"Plain {quant}'s {judge.label} is {judge.text(int8.value)} against FP32's {judge.text(judge.fp32.value)}: "
             f"{loss.text if loss else 'not compared'}"
             + (" (a measurable loss). " if measurable else " (not a measurable loss on these images). "))
     if not len(search_table):
@@ -193,14 +198,26 @@ def _search_sentence(search_table: Any, layers_total: int, int8: Variant, judge:
 
     def count(r: Any) -> int:
         return int(r["float16_layers"]) if "float16_layers" in r and pd.notna(r["float16_layers"]) else int(r["layers"])
-    if len(met):
-        n = count(met.iloc[0])
+    def locality(n: int) -> str:
         share = n / max(layers_total, 1)
-        kind = ("the error is local: a few layers carry it" if share <= 0.1 else
+        return ("the error is local: a few layers carry it" if share <= 0.1 else
                 "the error is not local: it is spread over the network, so a better calibration or another quantized_algorithm "
                 "(notebook 50's sweep) is the cheaper fix" if share >= 0.5 else "the error is partly local")
+    # the first hybrid the noise rule cannot tell from FP32: where the loss is gone as far as these images can measure
+    early = next(((count(r), p) for _, r in search_table.iterrows()
+                  if (p := paired_of(r, "vs_fp32")) is not None and p.verdict != "worse"), None) if measurable else None
+    if early and (not len(met) or early[0] < count(met.iloc[0])):
+        n0, p0 = early
+        reached = (f"The search needed {count(met.iloc[0])} of {layers_total} layers in float16 to come within {target_pt:g} pt "
+                   "of FP32, but " if len(met) else "")
+        return lead + (f"{reached}{'a' if reached else 'A'}lready {n0} of {layers_total} layer(s) in float16 bring it within "
+                       f"noise of FP32 ({p0.text}), so {locality(n0)}; the rest of the way is smaller than these images "
+                       "can measure.")
+    if len(met):
+        n = count(met.iloc[0])
+        kind = locality(n)
         if not measurable:
-            kind += " (with INT8's own loss within noise, read that as a property of these images rather than of the model)"
+            kind += f" (with {quant}'s own loss within noise, read that as a property of these images rather than of the model)"
         every = "all " if n >= layers_total else ""
         return lead + (f"The search needed {every}{n} of {layers_total} layers in float16 to come within {target_pt:g} pt "
                        f"of FP32, so {kind}.")
@@ -216,36 +233,36 @@ def _search_sentence(search_table: Any, layers_total: int, int8: Variant, judge:
         "the search budget ran out before it could tell whether the error is local; raise search_budget to find out.")
 
 
-def versus_int8(choice: Mapping[str, Any], int8: Variant, judge: "Judge", demo: bool = False) -> str:
+def versus_int8(choice: Mapping[str, Any], int8: Variant, judge: "Judge", demo: bool = False, quant: str = "INT8") -> str:
     """The exported hybrid against plain INT8 by the noise rule, and how much of INT8's loss it recovers."""
     p, loss = _paired(choice, "vs_int8"), _paired(int8, "vs_fp32")
     if p is None:
         return ""
-    text = f" Against plain INT8 it is {p.text}"
+    text = f" Against plain {quant} it is {p.text}"
     if loss is not None and loss.verdict == "worse" and loss.difference_pt < 0:
         share = p.difference_pt / -loss.difference_pt
         half = "at least half" if share >= 0.5 else "less than half"
-        text += (f": it recovers {p.difference_pt:+.1f} of INT8's {-loss.difference_pt:.1f} pt loss ({100 * share:.0f} %, "
+        text += (f": it recovers {p.difference_pt:+.1f} of {quant}'s {-loss.difference_pt:.1f} pt loss ({100 * share:.0f} %, "
                  f"{half} of it)")
     if p.verdict == "better":
         return text + ", a measurable gain."
-    keep = "" if demo else ", and plain INT8 (faster) is the model to keep"
+    keep = "" if demo else f", and plain {quant} (faster) is the model to keep"
     if p.verdict == "worse":
-        return text + f": the hybrid is measurably worse than INT8 here{keep}."
-    return text + f": not measurably different from INT8, so the float16 layers buy nothing shown on these images{keep}."
+        return text + f": the hybrid is measurably worse than {quant} here{keep}."
+    return text + f": not measurably different from {quant}, so the float16 layers buy nothing shown on these images{keep}."
 
 
 def conclusion(search_table: Any, layers_total: int, int8: Variant, judge: "Judge", target_pt: float,
-               choice: Mapping[str, Any] | None, calibration: str, demo: bool) -> str:
+               choice: Mapping[str, Any] | None, calibration: str, demo: bool, quant: str = "INT8") -> str:
     """The run's conclusion: INT8 against FP32 (the noise rule), how many float16 layers reaching the target took
     (local or not), what was exported, against INT8 and FP32 with intervals, and the share of INT8's loss recovered."""
-    first = _search_sentence(search_table, layers_total, int8, judge, target_pt)
+    first = _search_sentence(search_table, layers_total, int8, judge, target_pt, quant)
     if choice is None:
         return first + " No hybrid was exported."
     value, vs_fp32 = float(choice[judge.key]), _paired(choice, "vs_fp32")
     second = (f" Exported **{choice['model']}**: {judge.label} {judge.text(value)} vs {judge.text(int8.value)} "
-              f"for INT8 with the same calibration ({calibration}) and {judge.text(judge.fp32.value)} for FP32"
-              + (f" (vs FP32 {vs_fp32.text})" if vs_fp32 else "") + "." + versus_int8(choice, int8, judge, demo))
+              f"for {quant} with the same calibration ({calibration}) and {judge.text(judge.fp32.value)} for FP32"
+              + (f" (vs FP32 {vs_fp32.text})" if vs_fp32 else "") + "." + versus_int8(choice, int8, judge, demo, quant))
     if demo:
         second += (" This is a demo: built on a deliberately poor calibration, it says nothing about the model notebook 20 "
                    "converted; run with demo_calib_images = 0 for a hybrid worth deploying.")

@@ -39,15 +39,28 @@ def sizes_clause(onnx: str | None, rknn: str | None) -> str:
     return f", {rknn} vs {onnx}" if onnx and rknn else ""
 
 
-def hybrid_clause(metric: Metric, value: float, base: float | None, calib: str, demo: bool) -> str:
-    """The exported hybrid against the INT8 built with the same calibration (labelled when demo)."""
-    delta = 100 * (value - base) if base is not None else None
-    vs = ("" if delta is None else f", {delta:+.1f} pt vs the INT8 with the same calibration" if round(delta, 1)
-          else f", the same {metric.label} as the INT8 with the same calibration")
+def hybrid_clause(metric: Metric, value: float, base: float | None, quant: str = "INT8", model: str = "",
+                  vs_quant: str = "", vs_fp32: str = "") -> str:
+    """The exported hybrid against the quantized model built with the same calibration: the paired comparisons
+    chosen.json holds (their text, with the 95 % intervals) when present, else the plain difference."""
     shown = metric.text(value) + ("" if metric is TOP1 else f" {metric.label}")
-    if demo:
-        return f"demo hybrid ({calib.removeprefix('demo: ')} calibration, not for deployment): {shown}{vs}"
-    return f"hybrid: {shown}{vs}"
+    name = model if model.startswith("hybrid") else f"hybrid ({model})" if model else "hybrid"  # never "hybrid (hybrid ...)"
+    if vs_quant:
+        return f"{name}: {shown}, vs {quant} {vs_quant}" + (f", vs FP32 {vs_fp32}" if vs_fp32 else "")
+    delta = 100 * (value - base) if base is not None else None
+    vs = ("" if delta is None else f", {delta:+.1f} pt vs the {quant} with the same calibration" if round(delta, 1)
+          else f", the same {metric.label} as the {quant} with the same calibration")
+    return f"{name}: {shown}{vs}"
+
+
+def demo_hybrid_clause(images: int) -> str:
+    """What the verdict says when notebook 60 ran as a demo: its figures stay in their DEMO section."""
+    return (f"hybrid: notebook 60 ran as a demo (demo_calib_images = {images}), so no hybrid of this model was measured "
+            "(the demo's figures are in its section below)")
+
+
+DEMO_FIGURE = ("DEMO run of notebook {nb} (demo_calib_images = {n}): not a figure of this model; "
+               "shown only in its DEMO section below")
 
 
 def board_clause(metric: Metric, board: float | None, speed_measured: bool) -> str:
@@ -59,19 +72,27 @@ def board_clause(metric: Metric, board: float | None, speed_measured: bool) -> s
     return "not yet validated on a board"
 
 
-def classify_verdict(fp32: float, int8: float, sizes: str, tail: list[str]) -> str:
-    """A classifier's line: INT8's top-1 loss and size against FP32, then the hybrid and board clauses."""
-    parts = [f"INT8: {100 * (fp32 - int8):.1f} pt top-1 loss vs FP32{sizes}"]
-    return "; ".join(parts + tail) + "."
+def classify_verdict(fp32: float, int8: float, sizes: str, tail: list[str], quant: str = "INT8", paired: str = "") -> str:
+    """A classifier's line: the quantized model's top-1 against FP32 (metrics.json's paired comparison, with its 95 %
+    interval, when present) and its size, then the hybrid and board clauses."""
+    if paired:
+        head = f"{quant} vs FP32, top-1: {paired} ({pct(int8)} vs {pct(fp32)}){sizes}"
+    else:
+        head = f"{quant}: {100 * (fp32 - int8):.1f} pt top-1 loss vs FP32{sizes}"
+    return "; ".join([head, *tail]) + "."
 
 
 def detect_verdict(head: str, fp32: float, int8: float, sizes: str, other_head: str | None, other_map: float | None,
-                   tail: list[str]) -> str:
-    """A detector's line: INT8's mAP50-95 loss and size against FP32 with the converted head, the other
-    head's INT8 (the output-head pitfall), then the hybrid and board clauses."""
-    parts = [f"INT8 ({head} head): {100 * (fp32 - int8):+.1f} pt mAP50-95 loss vs FP32 ({int8:.3f} vs {fp32:.3f}){sizes}"]
+                   tail: list[str], quant: str = "INT8", paired: str = "") -> str:
+    """A detector's line: the quantized model's mAP50-95 against FP32 with the converted head (the paired comparison
+    with its interval when metrics.json has one) and its size, the other head's (the output-head pitfall), then the
+    hybrid and board clauses."""
+    if paired:
+        parts = [f"{quant} ({head} head) vs FP32, mAP50-95: {paired} ({int8:.3f} vs {fp32:.3f}){sizes}"]
+    else:
+        parts = [f"{quant} ({head} head): {100 * (fp32 - int8):+.1f} pt mAP50-95 loss vs FP32 ({int8:.3f} vs {fp32:.3f}){sizes}"]
     if other_map is not None:
-        parts.append(f"with the {other_head} head INT8 reaches {other_map:.3f}")
+        parts.append(f"with the {other_head} head {quant} reaches {other_map:.3f}")
     return "; ".join(parts + tail) + "."
 
 

@@ -57,6 +57,31 @@ LEFT_OUT: dict[str, str] = {
 
 
 
+# What users read for a quantized model of each dtype: "INT8" only when it is one (w8a8); keys in tables and JSON
+# ("INT8" rows, "int8" fields) stay as they are, only the words change.
+QUANTIZED_NAMES = {"w8a8": "INT8", "w8a16": "w8a16", "w16a16i_dfp": "INT16", "w16a16i": "INT16", "w4a16": "w4a16"}
+# Dtypes whose hybrid proposal rknn-toolkit2 2.5.0 refuses (measured: hybrid_quantization_step1(proposal=True) on a
+# w4a16 build fails with "Hybrid proposal not support dtype_w = int4 & dtype_a = float16!").
+PROPOSAL_REFUSED = {"w4a16": "int4 weights with float16 activations"}
+
+
+def quantized_name(dtype: str | None) -> str:
+    """The name sentences, labels and plots give a model quantized with `dtype`: w8a8 -> 'INT8', w4a16 -> 'w4a16',
+    w8a16 -> 'w8a16', w16a16i_dfp -> 'INT16' (a legacy spelling reads as its 2.x dtype; unknown or missing -> 'INT8',
+    the toolkit's default)."""
+    d = str(dtype or "w8a8").strip()
+    return QUANTIZED_NAMES.get(LEGACY_DTYPES.get(d, d), d or "INT8")
+
+
+def proposal_refusal(dtype: str | None) -> str:
+    """'' when the toolkit's hybrid proposal works for `dtype`, else one sentence saying why it is skipped."""
+    d = str(dtype or "w8a8")
+    if d not in PROPOSAL_REFUSED:
+        return ""
+    return (f"The toolkit's proposal (b) is skipped: rknn-toolkit2 refuses it for quantized_dtype={d!r} "
+            f"({PROPOSAL_REFUSED[d]}), so step 1 runs without it and (a) and (c) still choose layers.")
+
+
 def known_rules() -> set[str]:
     """The graph rule names of the installed toolkit (2.5.0 keeps them in rknn.api.graph_optimizer's
     convert_rules / fuse_rules / hardware_rules tables); empty when they cannot be read."""

@@ -20,7 +20,7 @@ from helpers.steps.convert import build_on, load_source
 from helpers.steps.hybrid.build import Variant, built, float16_tensors, judged, measure, paired_columns
 from helpers.steps.hybrid.cfg import Step1Files
 from helpers.tasks.measures import Outputs
-from helpers.toolkit.options import ConvertConfig
+from helpers.toolkit.options import ConvertConfig, quantized_name
 from helpers.toolkit.session import RKNN
 
 if TYPE_CHECKING:
@@ -61,6 +61,11 @@ class Bench:
         """How the quantized models here were calibrated, as the tables and chosen.json label it."""
         n = sum(1 for line in Path(self.dataset).read_text().splitlines() if line.strip())
         return f"demo: {n} image{'s' * (n != 1)}" if self.demo_images else f"notebook 20's list ({n} images)"
+
+    @property
+    def quant(self) -> str:
+        """What the sentences, tables and plots call the quantized model: 'INT8' for w8a8, 'w4a16' for w4a16, ..."""
+        return quantized_name(self.cfg.quantized_dtype)
 
     @property
     def note(self) -> str:
@@ -195,7 +200,7 @@ def compare_rules(bench: Bench, files: Step1Files, ranked: Any, k: int, int8_out
         with built(files, bench.selection(chosen), files.variant_cfg(f"rule{i}"), log) as rk:
             j = judged(rk, bench.judge, int8_outputs)
         outs[name] = j.outputs
-        f16 = float16_tensors(log, bench.layers or None)
+        f16 = float16_tensors(log, bench.layers or None, chosen)
         v = Variant(name, j.score.value, j.score.mean_cosine, j.score.min_cosine, 0, len(f16), chosen,
                     vs_fp32=j.vs_fp32.to_dict(), vs_int8=j.vs_int8.to_dict() if j.vs_int8 else None, float16=f16)
         rows.append({**v.row(bench.judge), "rule": RULE_COLUMNS[name], "chosen_layers": len(chosen)})

@@ -31,12 +31,15 @@ if TYPE_CHECKING:
 _HYBRID_LOG = re.compile(r"Meet hybrid type, dtype: (\w+), tensor: (\S+)")
 
 
-def float16_tensors(log_path: str | Path, layers: Iterable[str] | None = None) -> list[str]:
+def float16_tensors(log_path: str | Path, layers: Iterable[str] | None = None, chosen: Iterable[str] = ()) -> list[str]:
     """The tensors the compiler reported as float16 in a build log ('Meet hybrid type' lines), without
     dtype-conversion helpers (names ending __float16 / __int8) and in first-seen order; with layers (step 1's
-    activation tensors), only those: the layers notebook 60 counts."""
+    activation tensors), only those: the layers notebook 60 counts. A log with no such line at all (a w4a16 build's
+    compiler prints none) counts the chosen layers instead, so a hybrid never reads as '0 layers in float16'."""
     text = strip_ansi(Path(log_path).read_text(errors="replace")) if Path(log_path).exists() else ""
     allowed = set(layers) if layers else None
+    if not _HYBRID_LOG.search(text):
+        return [c for c in dict.fromkeys(chosen) if allowed is None or c in allowed]
     seen: list[str] = []
     for dtype, name in _HYBRID_LOG.findall(text):
         if dtype == "float16" and not re.search(r"__(float16|int8|int16|uint8)$", name) and name not in seen:
@@ -158,7 +161,7 @@ def measure(rk: Any, name: str, judge: "Judge", rknn_out: Path, log_path: Path, 
     with atomic_path(rknn_out, suffix=".partial.rknn") as tmp:
         rk.export_rknn(str(tmp))
     j = judged(rk, judge, int8_outputs)
-    s, f16 = j.score, float16_tensors(log_path, counted)
+    s, f16 = j.score, float16_tensors(log_path, counted, layers)
     v = Variant(name, s.value, s.mean_cosine, s.min_cosine, rknn_out.stat().st_size, len(f16), list(layers),
                 vs_fp32=j.vs_fp32.to_dict(), vs_int8=j.vs_int8.to_dict() if j.vs_int8 else None, float16=f16)
     return v, table, j.outputs

@@ -31,14 +31,16 @@ def _whiskers(table: Any, prefix: str, centre: float = 0.0) -> tuple[np.ndarray,
     return centre + d, d - lo, hi - d
 
 
-def plot_compare(table: Any, judge: "Judge", path: str | Path | None = None, note: str = ""):
+def plot_compare(table: Any, judge: "Judge", path: str | Path | None = None, note: str = "", quant: str = "INT8"):
     """Every model against plain INT8 by the one noise rule: the paired difference in points with its 95 % interval
-    (FP32 is INT8's loss, mirrored), and each model's output error 1 - mean cosine to FP32 on a log scale."""
+    (FP32 is INT8's loss, mirrored), and each model's output error 1 - mean cosine to FP32 on a log scale. quant: what
+    the quantized model is called (helpers.toolkit.options.quantized_name: 'INT8', 'w4a16', ...)."""
     import matplotlib.pyplot as plt  # slow to import, and only the figures need it
 
     t = table.reset_index(drop=True)
     f16 = pd.to_numeric(t["float16_layers"], errors="coerce")
-    labels = [SHORT.get(m, m) + ("" if m in ("FP32", "INT8") else f"\n{n:g} float16" if pd.notna(v) else "\nnot built")
+    labels = [(quant if m == "INT8" else SHORT.get(m, m))
+              + ("" if m in ("FP32", "INT8") else f"\n{n:g} float16" if pd.notna(v) else "\nnot built")
               for m, n, v in zip(t["model"], f16, t[judge.key])]
     y, below, above = _whiskers(t, "vs_int8")
     int8 = t.index[t["model"] == "INT8"]
@@ -55,10 +57,10 @@ def plot_compare(table: Any, judge: "Judge", path: str | Path | None = None, not
             a1.errorbar([xi], [yi], yerr=[[b if np.isfinite(b) else 0], [a if np.isfinite(a) else 0]], fmt="o", color=c,
                         capsize=4)
             a1.annotate(f"{yi:+.1f}", (xi, yi), textcoords="offset points", xytext=(6, 0), fontsize=8, va="center")
-    a1.axhline(0, color="tab:grey", lw=1, ls="--", label="plain INT8 (same calibration)")
+    a1.axhline(0, color="tab:grey", lw=1, ls="--", label=f"plain {quant} (same calibration)")
     a1.set_xticks(x, labels, fontsize=8)
-    a1.set_ylabel(f"{judge.label} minus INT8's (pt)\npaired 95 % interval, {judge.images} val images")
-    a1.set_title(f"{judge.label} against plain INT8 (FP32's point = INT8's loss)")
+    a1.set_ylabel(f"{judge.label} minus {quant}'s (pt)\npaired 95 % interval, {judge.images} val images")
+    a1.set_title(f"{judge.label} against plain {quant} (FP32's point = {quant}'s loss)")
     a1.legend(fontsize=8, loc="best")
     a1.grid(alpha=0.3, axis="y")
     err = 1.0 - pd.to_numeric(t["mean_cosine"], errors="coerce").to_numpy(float)
@@ -83,7 +85,8 @@ def plot_compare(table: Any, judge: "Judge", path: str | Path | None = None, not
     return save_figure(fig, path)
 
 
-def plot_search(points: Any, int8: Any, judge: "Judge", target_pt: float, path: str | Path | None = None, note: str = ""):
+def plot_search(points: Any, int8: Any, judge: "Judge", target_pt: float, path: str | Path | None = None, note: str = "",
+                quant: str = "INT8"):
     """The judge's metric against the float16 layers chosen in ranked order (search.csv), each point with its paired
     95 % interval against FP32 (plain INT8 at 0); the counts double from point to point, so they are evenly spaced
     and the axis says so. int8: the INT8 Variant (its value and vs_fp32) or just its metric value."""
@@ -104,7 +107,7 @@ def plot_search(points: Any, int8: Any, judge: "Judge", target_pt: float, path: 
     lo, hi = np.array([b0, *below]), np.array([a0, *above])
     ax.plot(pos, yy, color="tab:blue", lw=1, alpha=0.6)
     ax.errorbar(pos, yy, yerr=[np.nan_to_num(lo), np.nan_to_num(hi)], fmt="o", color="tab:blue", capsize=4,
-                label="hybrid (0 = plain INT8), paired 95 % interval vs FP32")
+                label=f"hybrid (0 = plain {quant}), paired 95 % interval vs FP32")
     ax.axhline(fp32, color="black", ls="--", lw=1, label=f"FP32 {fp32:.2f}%")
     band = (f"target: equal to FP32 ({target_pt:g} pt < 1 image)" if step and target_pt < step else
             f"target: within {target_pt:g} pt")

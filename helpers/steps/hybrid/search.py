@@ -115,7 +115,7 @@ def search(bench: Bench, files: Step1Files, order: Sequence[str], target_pt: flo
     def score(chosen: list[str]) -> tuple[float, float, dict[str, Any]]:
         with built(files, bench.selection(chosen), files.variant_cfg("search"), log) as rk:
             j = judged(rk, judge, int8_outputs)
-        return j.score.value, j.score.mean_cosine, {"float16_layers": len(float16_tensors(log, bench.layers or None)),
+        return j.score.value, j.score.mean_cosine, {"float16_layers": len(float16_tensors(log, bench.layers or None, chosen)),
                                                     **paired_columns("vs_fp32", j.vs_fp32),
                                                     **paired_columns("vs_int8", j.vs_int8)}
 
