@@ -22,7 +22,7 @@ def test_identical_models_are_within_noise_with_a_nonzero_interval():
     a, b = outcomes(360, 0, 0, 355)
     paired = mcnemar(a, b)
     assert paired.verdict == "within noise" and paired.difference_pt == 0.0
-    assert paired.low_pt < 0 < paired.high_pt < 1.0  # 360 images cannot prove a difference below ~0.5 pt
+    assert -1.5 < paired.low_pt < 0 < paired.high_pt < 1.5  # 360 images cannot rule out about 1 pt either way
     assert paired.p_value == 1.0 and paired.discordant == (0, 0)
 
 
@@ -30,7 +30,7 @@ def test_a_loss_on_ten_images_and_no_gain_is_worse():
     a, b = outcomes(360, 10, 0, 340)
     paired = mcnemar(a, b)
     assert paired.verdict == "worse" and paired.difference_pt == pytest.approx(-100 * 10 / 360)
-    assert paired.high_pt < 0 and paired.low_pt < paired.difference_pt
+    assert paired.low_pt < paired.difference_pt < paired.high_pt < 0
     assert paired.p_value == pytest.approx(2 / 2 ** 10)  # exact: both tails of Binomial(10, 1/2) at 0
 
 
@@ -46,6 +46,15 @@ def test_gains_are_better_and_the_text_carries_the_interval():
     paired = mcnemar(a, b)
     assert paired.verdict == "better" and paired.low_pt > 0
     assert paired.text.startswith("+9.0 pt (95 % CI +") and paired.text.endswith(", better")
+
+
+@pytest.mark.parametrize("n", [60, 360])
+def test_the_interval_excludes_zero_exactly_when_the_exact_test_finds_a_difference(n):
+    for only_a in range(0, 12):
+        for only_b in range(0, 12):
+            paired = mcnemar(*outcomes(n, only_a, only_b, n // 2))
+            assert (paired.verdict != "within noise") == (paired.low_pt > 0 or paired.high_pt < 0), (only_a, only_b)
+            assert paired.low_pt <= paired.difference_pt <= paired.high_pt
 
 
 def test_the_json_form_round_trips():

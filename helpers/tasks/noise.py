@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import numpy as np
+from scipy.stats import beta
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 VERDICTS = ("better", "worse", "within noise")
@@ -65,10 +66,18 @@ def _binomial_two_sided(k: int, n: int) -> float:
     return min(1.0, 2.0 * tail)
 
 
+def _clopper_pearson(k: int, n: int) -> tuple[float, float]:
+    """Exact 95 % interval of a binomial share seen k times in n ([0, 1] when n is 0)."""
+    low = float(beta.ppf(0.025, k, n - k + 1)) if k > 0 else 0.0
+    high = float(beta.ppf(0.975, k + 1, n - k)) if k < n else 1.0
+    return low, high
+
+
 def mcnemar(a_correct: Any, b_correct: Any) -> Paired:
-    """B's top-1 minus A's on the same images: exact McNemar test on the discordant images (verdict at 5 %),
-    Agresti-Min interval for the paired difference (adds half an image to each cell, so 0 discordant images
-    still gets an honest, non-zero interval)."""
+    """B's top-1 minus A's on the same images. The verdict is the exact McNemar test on the discordant images (5 %);
+    the interval writes the difference as (share of discordant images) x (2 x share of them B gets right - 1) and
+    takes both shares' exact intervals, so it excludes 0 exactly when the test finds a difference, and 0 discordant
+    images still gets an honest, non-zero interval."""
     a = np.asarray(a_correct, bool).ravel()
     b = np.asarray(b_correct, bool).ravel()
     if a.shape != b.shape:
@@ -77,16 +86,16 @@ def mcnemar(a_correct: Any, b_correct: Any) -> Paired:
     if n == 0:
         raise ValueError("no images to compare: score both models on at least one image.")
     only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
-    p = _binomial_two_sided(min(only_a, only_b), only_a + only_b)
-    diff = 100.0 * (only_b - only_a) / n
-    a_, b_, n_ = only_a + 0.5, only_b + 0.5, n + 2.0
-    centre = (b_ - a_) / n_
-    se = math.sqrt(max((a_ + b_) - (b_ - a_) ** 2 / n_, 0.0)) / n_
-    low, high = 100.0 * (centre - Z95 * se), 100.0 * (centre + Z95 * se)
+    discordant = only_a + only_b
+    p = _binomial_two_sided(min(only_a, only_b), discordant)
+    q_low, q_high = _clopper_pearson(discordant, n)  # share of images only one model gets right
+    s_low, s_high = _clopper_pearson(only_b, discordant)  # share of those that B gets right
+    low = (q_high if s_low < 0.5 else q_low) * (2 * s_low - 1)
+    high = (q_high if s_high > 0.5 else q_low) * (2 * s_high - 1)
     verdict = "within noise" if p >= 0.05 else ("better" if only_b > only_a else "worse")
-    method = (f"exact McNemar test on the {only_a + only_b} image(s) only one model gets right "
+    method = (f"exact McNemar test on the {discordant} image(s) only one model gets right "
               f"({only_a} only A, {only_b} only B) of {n}, p = {p:.2g}")
-    return Paired(diff, low, high, verdict, method, n, p, (only_a, only_b))
+    return Paired(100.0 * (only_b - only_a) / n, 100.0 * low, 100.0 * high, verdict, method, n, p, (only_a, only_b))
 
 
 def bootstrap(a_metric: Callable[[np.ndarray], float], b_metric: Callable[[np.ndarray], float], images: int,
