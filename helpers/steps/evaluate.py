@@ -19,17 +19,18 @@ from helpers.tasks.classify.metric import Comparison, EvalResult, compare, evalu
 from helpers.tasks.data import LabelledImages
 from helpers.tasks.detect.images import MEAN, STD
 from helpers.tasks.feeds import fitted, fp32_runner
-from helpers.toolkit.options import ConvertConfig
+from helpers.toolkit.options import ConvertConfig, quantized_name
 from helpers.toolkit.record import ConvertRecord
 
 ROLES = ("fp32", "int8", "hybrid", "board", "diagnostic")
 
 
 def simulator(source: str | Path, cfg: ConvertConfig, dataset: str | Path | None, input_size: int, log_path: str | Path,
-              load_path: str = "auto", batch: int = 8, name: str = "INT8 RKNN simulator",
-              auto_disable_rules: bool = False) -> SimulatorRunner:
-    """The INT8 model in the toolkit's simulator, built from its source (ONNX or TorchScript) in this process;
-    with batch > 1 the model is built with rknn_batch_size=batch and fed batch images per call."""
+              load_path: str = "auto", batch: int = 8, name: str = "", auto_disable_rules: bool = False) -> SimulatorRunner:
+    """The quantized model in the toolkit's simulator, built from its source (ONNX or TorchScript) in this process;
+    with batch > 1 the model is built with rknn_batch_size=batch and fed batch images per call. Its default name says
+    its dtype ("INT8 RKNN simulator", "w4a16 RKNN simulator": helpers.toolkit.options.quantized_name)."""
+    name = name or f"{quantized_name(cfg.quantized_dtype)} RKNN simulator"
     channels = model_channels(Path(source), load_path)
     cfg = ConvertConfig.from_dict({**cfg.to_dict(), "rknn_batch_size": int(batch) if int(batch) > 1 else None})
     data = Path(dataset) if dataset else None
@@ -37,7 +38,7 @@ def simulator(source: str | Path, cfg: ConvertConfig, dataset: str | Path | None
                            fitted(channels), name, auto_disable_rules, channels)
 
 
-def simulator_from_record(record: ConvertRecord, log_path: str | Path, batch: int = 8, name: str = "INT8 RKNN simulator",
+def simulator_from_record(record: ConvertRecord, log_path: str | Path, batch: int = 8, name: str = "",
                           **overrides: Any) -> SimulatorRunner:
     """Rebuild the model notebook 20 converted (helpers.toolkit.record.read_record), with optional config overrides."""
     cfg = ConvertConfig.from_dict({**record.config.to_dict(), **overrides})
@@ -125,7 +126,7 @@ def measured(run: Run, record: ConvertRecord, val: LabelledImages, data_dir: Pat
         fp32 = evaluate(fp32_runner(onnx_path, record.config.mean_values, record.config.std_values), val, size, pixels=pixels)
         int8 = evaluate(sim.get(), val, size, batch=batch, pixels=pixels)
         bgr = evaluate(sim.get(), val, size, batch=batch, pixels=np.ascontiguousarray(pixels[..., ::-1]))
-        bgr.name = "INT8 simulator, BGR input (bug)"
+        bgr.name = f"{quantized_name(record.config.quantized_dtype)} simulator, BGR input (bug)"
         save_predictions(preds_path, val, fp32, int8, bgr)
         extra = {"bgr_top1": bgr.top1, "bgr_paired": paired(int8, bgr).to_dict(), "batch": batch, "images": len(val)}
         write_metrics(metrics_path, [fp32, int8, bgr], compare(fp32, int8), extra, roles=["fp32", "int8", "diagnostic"])

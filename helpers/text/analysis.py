@@ -145,7 +145,7 @@ def identical_outputs_note(sweep: pd.DataFrame, calib_images: int) -> str:
                    "except mmse (its MmseQuant2 step), which the column `algorithm the toolkit's log names` shows.")
 
 
-def low_cosine_note(sweep: pd.DataFrame, threshold: float = LOW_COSINE) -> str:
+def low_cosine_note(sweep: pd.DataFrame, threshold: float = LOW_COSINE, quant: str = "INT8") -> str:
     """A lowest-image output cosine far below the mean, explained: one image whose outputs point elsewhere than FP32's."""
     built = sweep.dropna(subset=["min_cosine"])
     if built.empty or float(built["min_cosine"].min()) >= threshold:
@@ -159,14 +159,14 @@ def low_cosine_note(sweep: pd.DataFrame, threshold: float = LOW_COSINE) -> str:
     if key == "top1" and "top1_agreement" in row and pd.notna(row["top1_agreement"]):
         moved = round((1 - float(row["top1_agreement"])) * images)
         text += (f"A classifier's output is its class-score vector; on the {moved} image{'s' * (moved != 1)} where "
-                 "INT8's top class differs from FP32's, that vector points at another class and its cosine to FP32's "
+                 f"{quant}'s top class differs from FP32's, that vector points at another class and its cosine to FP32's "
                  "falls far below 1. ")
     else:
-        text += "On that image INT8's outputs point elsewhere than FP32's (e.g. scores moved between boxes or classes). "
+        text += f"On that image {quant}'s outputs point elsewhere than FP32's (e.g. scores moved between boxes or classes). "
     return text + f"Whether such images cost accuracy is what the {METRIC_LABELS[key]} comparison with its interval says."
 
 
-def fp32_gap(sweep: pd.DataFrame, cur: pd.Series, demo_images: int = 0) -> str:
+def fp32_gap(sweep: pd.DataFrame, cur: pd.Series, demo_images: int = 0, quant: str = "INT8") -> str:
     """Notebook 20's setting, as the sweep built it, against FP32 on the same images: the paired difference, its
     interval and what the verdict means."""
     key = sweep_metric(sweep)
@@ -176,15 +176,15 @@ def fp32_gap(sweep: pd.DataFrame, cur: pd.Series, demo_images: int = 0) -> str:
         return ""
     images = int(table_value(sweep, "images", None) or 0)
     under = " under the demo calibration" if demo_images else ""
-    text = (f" INT8 with {cur['algorithm']}/{cur['method']}{under} scores {METRIC_LABELS[key]} {metric_text(key, cur[key])}, "
+    text = (f" {quant} with {cur['algorithm']}/{cur['method']}{under} scores {METRIC_LABELS[key]} {metric_text(key, cur[key])}, "
             f"FP32 {metric_text(key, float(fp32))} on the same {images} images: {paired.text}")
     if paired.verdict == "worse":
         return text + (": quantization costs measurable accuracy here; the layer ranking above and notebook 60 show "
                        "where and what float16 layers buy back.")
     if paired.verdict == "better":
-        return text + (": INT8 scores measurably higher on these images; rounding happened to help, which is no reason "
+        return text + (f": {quant} scores measurably higher on these images; rounding happened to help, which is no reason "
                        "to expect it on other images.")
-    return text + (f": on these images INT8 is not measurably worse than FP32, and a loss larger than "
+    return text + (f": on these images {quant} is not measurably worse than FP32, and a loss larger than "
                    f"{max(-paired.low_pt, 0.0):.1f} pt is outside the interval.")
 
 
@@ -204,9 +204,10 @@ def _best_vs_current(sweep: pd.DataFrame, best: pd.Series, cur: pd.Series) -> st
     return f"{against}: {paired.text}: no reason to change notebook 20's setting on this evidence"
 
 
-def sweep_conclusion(sweep: pd.DataFrame, current: tuple[str, str], demo_images: int = 0) -> str:
-    """The sweep's best setting against notebook 20's and INT8 against FP32, each with its paired interval and verdict
-    (analysis/sweep.csv's vs_current_* and vs_fp32_* columns); with the demo caveat."""
+def sweep_conclusion(sweep: pd.DataFrame, current: tuple[str, str], demo_images: int = 0, quant: str = "INT8") -> str:
+    """The sweep's best setting against notebook 20's and the quantized model (named `quant`: "INT8", "w4a16", ...)
+    against FP32, each with its paired interval and verdict (analysis/sweep.csv's vs_current_* and vs_fp32_* columns);
+    with the demo caveat."""
     best, _ = best_row(sweep)
     key = sweep_metric(sweep)
     head = (f"The sweep's best setting is {best['algorithm']}/{best['method']} "
@@ -219,7 +220,7 @@ def sweep_conclusion(sweep: pd.DataFrame, current: tuple[str, str], demo_images:
     else:
         text = (f"{head}, which is what notebook 20 already uses: keep it." if (best["algorithm"], best["method"]) == current else
                 f"{head}; {_best_vs_current(sweep, best, cur.iloc[0])}.")
-        text += fp32_gap(sweep, cur.iloc[0], demo_images)
+        text += fp32_gap(sweep, cur.iloc[0], demo_images, quant)
     if demo_images:
         text += (f" Found under demo calibration ({demo_images} image{'s' * (demo_images != 1)}): "
                  "it says which setting copes best with a "
