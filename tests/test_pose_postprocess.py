@@ -145,3 +145,30 @@ def test_keypoints_without_visibility_and_wrong_shapes():
         pp.decode(_split_outputs(np.random.default_rng(0), 1, 5), SIZE, (17, 3))
     with pytest.raises(ValueError, match=r"^Pose model gave 9 outputs; expected 1 \(stock head\) or 4 per stride"):
         pp.layout([pred] * 9)
+
+
+
+def test_real_pose_head_output_decodes_like_ultralytics():
+    """ultralytics' own Pose head (2 classes, 7 keypoints, random weights) on random P3-P5 features: its inference output
+    (the stock layout it exports) through this decode gives ultralytics' NMS + scale_boxes / scale_coords, pose for pose,
+    on a 160x120 image letterboxed into 160x160."""
+    import torch
+    from ultralytics.nn.modules.head import Pose
+    from ultralytics.utils import ops
+    from ultralytics.utils.nms import non_max_suppression
+
+    torch.manual_seed(0)
+    head = Pose(nc=2, kpt_shape=(7, 3), ch=(16, 32, 64)).eval()
+    head.stride = torch.tensor(STRIDES, dtype=torch.float32)
+    feats = [torch.randn(1, c, SIZE // s, SIZE // s) for c, s in zip((16, 32, 64), STRIDES)]
+    with torch.no_grad():
+        raw = head(feats)[0]  # [1, 4 + 2 + 21, 525]
+    assert raw.shape == (1, 27, sum((SIZE // s) ** 2 for s in STRIDES))
+    lb = det.letterbox_geometry(120, 160, SIZE)
+    theirs = non_max_suppression(raw.clone(), 0.5, 0.7, nc=2, multi_label=True, max_det=300)[0]
+    boxes = ops.scale_boxes((SIZE, SIZE), theirs[:, :4].clone(), (120, 160)).numpy()
+    kpts = ops.scale_coords((SIZE, SIZE), theirs[:, 6:].view(-1, 7, 3).clone(), (120, 160)).numpy()
+    ours = pp.postprocess([raw.numpy()], lb, (7, 3), conf=0.5, iou=0.7, max_det=300, multi_label=True)
+    assert len(ours) == len(theirs) > 3
+    assert np.allclose(ours.scores, theirs[:, 4].numpy(), atol=1e-6) and ours.classes.tolist() == theirs[:, 5].int().tolist()
+    assert np.allclose(ours.boxes, boxes, atol=1e-2) and np.allclose(ours.keypoints, kpts, atol=1e-2)
