@@ -65,10 +65,11 @@ def _draw_figure(mask: np.ndarray, pts: np.ndarray, bends: np.ndarray, height: f
 
 def make_image(rng: np.random.Generator, width: int, height: int,
                max_figures: int) -> tuple[np.ndarray, list[tuple[int, np.ndarray, np.ndarray]]]:
-    """One RGB image with 1..max_figures stick figures and their labels (class, xyxy pixel box of the figure's visible
-    part, keypoints [7, 3]: x, y in pixels and v = 2 visible, 1 occluded by a crate, 0 outside the frame with x = y = 0)."""
+    """One RGB image with 1..max_figures stick figures and their labels (class, xyxy pixel box of the figure's part
+    inside the frame, keypoints [7, 3]: x, y in pixels and v = 2 visible, 1 occluded by a crate, 0 outside the frame
+    with x = y = 0)."""
     img = texture(rng, height, width)
-    figures: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+    figures: list[tuple[int, np.ndarray, np.ndarray, float]] = []
     for _ in range(int(rng.integers(1, max_figures + 1))):
         for _attempt in range(30):
             size = float(rng.uniform(0.4, 0.85) * height)
@@ -96,12 +97,12 @@ def make_image(rng: np.random.Generator, width: int, height: int,
         img = img * (1 - a) + colour * a
         kpts = np.concatenate([pts, np.where(inside, 2.0, 0.0)[:, None]], axis=1).astype(np.float32)
         kpts[~inside, :2] = 0.0
-        figures.append((0, box, kpts, np.array([size])))
+        figures.append((0, box, kpts, size))
     for _cls, _box, kpts, size in figures:  # crates hide a hand or a foot of some figures: v = 1 (labelled, not seen)
         if rng.random() < 0.25:
             k = int(rng.choice([2, 3, 5, 6]))
             if kpts[k, 2] == 2:
-                half = max(4, int(0.1 * size[0]))
+                half = max(4, int(0.1 * size))
                 cx, cy = (int(round(v)) for v in kpts[k, :2])
                 grey = rng.integers(60, 200, 3).astype(np.float32)
                 img[max(0, cy - half):cy + half, max(0, cx - half):cx + half] = grey
