@@ -16,12 +16,13 @@ STRIDES = (8, 16, 32)
 SIZE = 160
 
 
-def test_postprocess_is_standalone():
-    """It ships byte-identical in the board bundle: numpy only, no helpers imports."""
+def test_postprocess_ships_beside_the_detectors():
+    """It ships byte-identical in the board bundle: numpy, plus the detector's postprocess.py it ships beside (the one
+    DFL decode, NMS, top-k and un-letterboxing), which it also finds there under its bundle name."""
     tree = ast.parse(Path(pp.__file__).read_text())
     top = {n.names[0].name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)}
-    top |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    assert top <= {"numpy", "dataclasses", "typing", "__future__"}, top
+    top |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert top <= {"numpy", "dataclasses", "typing", "__future__", "helpers.tasks.detect.postprocess", "postprocess"}, top
 
 
 def _stock(nc: int, k: int, objects: list[tuple[int, list[float], int, float, np.ndarray]]) -> np.ndarray:
@@ -128,7 +129,7 @@ def test_boxes_scores_classes_are_the_detection_tasks(layout, end2end, multi_lab
     assert np.array_equal(ours.classes, theirs.classes) and ours.keypoints.shape == (len(ours), k, 3)
     boxes, _, kpts = pp.decode(outs, SIZE, (k, 3))  # each pose carries the keypoints of the anchor its box came from
     rows = np.round(ours.keypoints[:, 0, 2]).astype(np.int64)  # the anchor's index, planted in a visibility channel
-    assert np.array_equal(ours.boxes, pp.unletterbox(boxes[rows], lb))
+    assert np.array_equal(ours.boxes, det.unletterbox(boxes[rows], lb))
     assert np.array_equal(ours.keypoints, pp.unletterbox_keypoints(kpts[rows], lb))
 
 

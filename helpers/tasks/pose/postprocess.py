@@ -1,9 +1,9 @@
 """Pose post-processing shared by ONNX Runtime, the simulator and the board runner: boxes, scores, classes and keypoints.
 
-Self-contained on purpose (numpy only, no helpers imports): the deployment bundle ships this very file, so the board
-decodes exactly as the workbook. The image geometry `lb` comes from the detector's letterbox (postprocess.py of the
-detection task, shipped beside it); any object with height, width, size, scale, left, top will do. The box and class
-decode and the NMS follow the detection task's rules line for line (tests/test_pose_postprocess.py holds them equal).
+Shipped in the deployment bundle beside the detector's postprocess.py (numpy only, nothing else), so the board decodes
+exactly as the workbook: the image geometry `lb` comes from the detector's letterbox, and the DFL decode, NMS, top-k and
+un-letterboxing are the detector's own (imported from helpers/tasks/detect/postprocess.py here, from the bundle's
+postprocess.py on the board).
 
 kpt_shape (K, ndim) is the model's (ultralytics' metadata and data.yaml both carry it): ndim 3 is x, y, visibility,
 ndim 2 is x, y alone. Two output layouts are understood, told apart by their number:
@@ -23,6 +23,11 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+
+try:  # the workbook: the detector's decode is the one definition of the DFL decode, NMS, top-k and un-letterboxing
+    from helpers.tasks.detect.postprocess import dfl_decode, nms, topk, unletterbox
+except ImportError:  # the board bundle: this file ships beside the detector's postprocess.py
+    from postprocess import dfl_decode, nms, topk, unletterbox  # type: ignore[no-redef]
 
 
 @dataclass
@@ -49,31 +54,10 @@ def layout(outputs: Sequence[np.ndarray]) -> str:
                      "(split head: box, cls, sum, kpt).")
 
 
-def softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    """Numerically stable softmax along one axis."""
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
 def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """Column and row index of each cell of an h x w map, flattened row by row (ultralytics' anchor order)."""
     gy, gx = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
     return gx.ravel(), gy.ravel()
-
-
-def dfl_decode(box_logits: np.ndarray, stride: int) -> np.ndarray:
-    """Box regression [4*reg_max, h, w] of one stride -> xyxy boxes [h*w, 4] in input pixels (DFL expectation over
-    reg_max bins, or plain distances for reg_max 1), as the detection task decodes them."""
-    c, h, w = box_logits.shape
-    reg_max = c // 4
-    if reg_max == 1:
-        ltrb = box_logits.reshape(4, h * w).astype(np.float32)
-    else:
-        dist = softmax(box_logits.reshape(4, reg_max, h * w).astype(np.float32), axis=1)
-        ltrb = (dist * np.arange(reg_max, dtype=np.float32)[None, :, None]).sum(axis=1)
-    gx, gy = _grid(h, w)
-    cx, cy = gx + 0.5, gy + 0.5
-    return np.stack([cx - ltrb[0], cy - ltrb[1], cx + ltrb[2], cy + ltrb[3]], axis=1) * stride
 
 
 def kpt_decode(kpt: np.ndarray, stride: int, ndim: int) -> np.ndarray:
@@ -125,50 +109,6 @@ def candidate_mask(outputs: Sequence[np.ndarray], conf: float) -> np.ndarray | N
     if len(outputs) == 1:
         return None
     return np.concatenate([np.asarray(s, np.float32).reshape(-1) for s in outputs[2::4]]) >= conf
-
-
-def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one xyxy box with each of boxes."""
-    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = ix * iy
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Greedy non-maximum suppression: indices of kept boxes, best score first."""
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size:
-        i = order[0]
-        keep.append(i)
-        if order.size == 1:
-            break
-        rest = order[1:]
-        order = rest[box_iou(boxes[i], boxes[rest]) <= iou]
-    return np.asarray(keep, np.int64)
-
-
-def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ultralytics' end-to-end selection: the k anchors with the best class score, then the k best (anchor, class)
-    pairs among them; anchor rows, class ids and scores, best first."""
-    if not len(scores) or k <= 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    nc = scores.shape[1]
-    anchors = np.argsort(-scores.max(axis=1), kind="stable")[:k]
-    flat = scores[anchors].reshape(-1)
-    pick = np.argsort(-flat, kind="stable")[:k]
-    return anchors[pick // nc], (pick % nc).astype(np.int64), flat[pick].astype(np.float32)
-
-
-def unletterbox(boxes: np.ndarray, lb: Any) -> np.ndarray:
-    """Map xyxy boxes from the letterboxed canvas back to the original image, clipped to it."""
-    out = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
-    out[:, [0, 2]] = ((out[:, [0, 2]] - lb.left) / lb.scale).clip(0, lb.width)
-    out[:, [1, 3]] = ((out[:, [1, 3]] - lb.top) / lb.scale).clip(0, lb.height)
-    return out
 
 
 def unletterbox_keypoints(kpts: np.ndarray, lb: Any) -> np.ndarray:
