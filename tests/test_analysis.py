@@ -365,6 +365,20 @@ def test_kl_divergence_on_one_calibration_image_is_normal(outlier_run, tmp_path)
     assert "With a single calibration image" in text and "names no quantization algorithm except mmse" in text
 
 
+def test_kl_divergence_has_nothing_to_choose_when_activations_stay_16_bit(outlier_run, tmp_path):
+    """The sample's case (w4a16 on rk3576): with float16 activations, kl_divergence builds normal's model even on all
+    calibration images, since it only picks activation ranges; the note says so instead of blaming the image count."""
+    from dataclasses import replace
+
+    cfg = replace(outlier_run.record.config, target_platform="rk3576", quantized_dtype="w4a16")
+    record = replace(outlier_run.record, config=cfg)
+    sweep = analysis.run_sweep(record, [("normal", "channel"), ("kl_divergence", "channel")], outlier_run.judge, tmp_path,
+                               outlier_run.dataset, batch=1)
+    assert sweep["same_outputs_as"].tolist() == ["", "normal/channel"]
+    text = text50.identical_outputs_note(sweep.assign(images=outlier_run.judge.images), 8, "w4a16")
+    assert "With w4a16 the activations stay in 16 bits" in text and "single calibration image" not in text
+
+
 def test_small_calibration_keeps_first_n(tiny_images, tmp_path):
     full = data.write_calibration_list(tiny_images, tmp_path / "calib.txt")
     small = analysis.small_calibration(full, 2, tmp_path / "small.txt")

@@ -125,7 +125,7 @@ def sweep_view(sweep: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def identical_outputs_note(sweep: pd.DataFrame, calib_images: int) -> str:
+def identical_outputs_note(sweep: pd.DataFrame, calib_images: int, dtype: str = "w8a8") -> str:
     """Settings whose model gave bit-identical raw outputs to an earlier row's (same_outputs_as), why, and what the
     toolkit's log can and cannot confirm."""
     if "same_outputs_as" not in sweep:
@@ -137,7 +137,11 @@ def identical_outputs_note(sweep: pd.DataFrame, calib_images: int) -> str:
     pairs = "; ".join(f"{a}/{m} = {s}" for a, m, s in zip(same["algorithm"], same["method"], same["same_outputs_as"]))
     text = (f"**Identical rows are identical models.** {pairs}: the raw outputs are bit for bit the same on all {images} "
             "images, so those rows repeat each other; the setting reached the toolkit but changed nothing here. ")
-    if calib_images == 1 and same["algorithm"].eq("kl_divergence").any():
+    if str(dtype).endswith("a16") and same["algorithm"].eq("kl_divergence").any():
+        text += (f"With {dtype} the activations stay in 16 bits: only the weights are quantized, from their own values, "
+                 "and kl_divergence versus normal is a choice of activation ranges from the calibration images, so there "
+                 "is nothing for it to change. ")
+    elif calib_images == 1 and same["algorithm"].eq("kl_divergence").any():
         text += ("With a single calibration image, rknn-toolkit2 2.5.0's kl_divergence ends at the same ranges as normal "
                  "(measured on the sample model and on a tiny test model: from 2 calibration images on, the two give "
                  "different models); it needs a calibration set to choose ranges from. ")
