@@ -223,6 +223,19 @@ def test_search_stops_at_target_and_respects_budget():
         hybrid.accuracy_search(["a"], score, 0.9, budget=0)
 
 
+def test_search_stops_at_the_first_hybrid_the_noise_rule_cannot_tell_from_fp32():
+    """More float16 layers cost NPU time; once a hybrid is within noise of FP32 on these images (the one noise rule),
+    the search stops there even if the point estimate is short of the target, and it does not start when plain INT8
+    itself is within noise of FP32."""
+    def score(names):
+        verdict = "worse" if len(names) < 4 else "within noise"
+        return 0.90 + 0.005 * len(names), 0.99, {"vs_fp32_verdict": verdict}
+
+    points, hit = hybrid.accuracy_search([f"t{i}" for i in range(20)], score, fp32_value=0.95, target_pt=0.2, budget=16)
+    assert [p.layers for p in points] == [1, 2, 4] and hit is points[-1] and hit.value < 0.95 - 0.002
+    assert hybrid.accuracy_search(["a", "b"], score, fp32_value=0.95, budget=4, int8_value=0.9, int8_close=True) == ([], None)
+
+
 def test_layer_picker_offers_the_cfg_names_and_refuses_unknown_ones(made):
     names = hybrid.activation_tensors(made["files"])
     picker = hybrid.layer_picker(names, ["/1/Relu_output_0"])

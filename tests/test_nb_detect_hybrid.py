@@ -71,9 +71,10 @@ def test_compare_and_search_are_scored_by_map(hybrid_run):
     assert hybrid.paired_of(auto, "vs_int8").verdict in ("better", "worse", "within noise")
     search = pd.read_csv(h / "search.csv")
     assert list(search.columns) == hybrid.search_columns("map50_95")
-    if hybrid.within(fp32["map50_95"], int8["map50_95"], 0.2):  # INT8 already meets the default target: nothing to search
+    int8_close = hybrid.paired_of(int8, "vs_fp32").verdict != "worse"  # the noise rule cannot tell INT8 from FP32
+    if int8_close or hybrid.within(fp32["map50_95"], int8["map50_95"], 0.2):  # nothing to search
         assert search.empty
-        assert "already within the 0.2 pt target: no float16 layer is needed" in _markdown(hybrid_run)[-1]
+        assert "no float16 layer is needed" in _markdown(hybrid_run)[-1]
     else:
         assert list(search["layers"]) == [1, 2, 4][: len(search)] and search["map50_95"].between(0, 1).all()
     for name in ("compare.png", "search.png", "layers_before_after.png"):

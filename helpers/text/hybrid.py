@@ -193,7 +193,8 @@ def _search_sentence(search_table: Any, layers_total: int, int8: Variant, judge:
             f"{loss.text if loss else 'not compared'}"
             + (" (a measurable loss). " if measurable else " (not a measurable loss on these images). "))
     if not len(search_table):
-        return lead + f"It is already within the {target_pt:g} pt target: no float16 layer is needed."
+        why = f"within the {target_pt:g} pt target" if within(judge.fp32.value, int8.value, target_pt) else "within noise of FP32"
+        return lead + f"It is already {why}: no float16 layer is needed."
     met = search_table[search_table["met_target"].astype(bool)]
 
     def count(r: Any) -> int:
@@ -219,8 +220,11 @@ def _search_sentence(search_table: Any, layers_total: int, int8: Variant, judge:
         if not measurable:
             kind += f" (with {quant}'s own loss within noise, read that as a property of these images rather than of the model)"
         every = "all " if n >= layers_total else ""
-        return lead + (f"The search needed {every}{n} of {layers_total} layers in float16 to come within {target_pt:g} pt "
-                       f"of FP32, so {kind}.")
+        row = met.iloc[0]
+        reach = (f"within {target_pt:g} pt of FP32" if within(judge.fp32.value, float(row[judge.key]), target_pt) else
+                 f"within noise of FP32 ({paired_of(row, 'vs_fp32').text}; more float16 layers could not be shown to buy "
+                 "anything on these images)")
+        return lead + f"The search needed {every}{n} of {layers_total} layers in float16 to come {reach}, so {kind}."
     n = max(count(r) for _, r in search_table.iterrows())
     if not measurable:
         return lead + (f"None of the search's {len(search_table)} hybrids (up to {n} of {layers_total} layers in float16) "

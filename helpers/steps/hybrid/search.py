@@ -74,23 +74,30 @@ def within(fp32_value: float, value: float, target_pt: float) -> bool:
     return 100 * (fp32_value - value) <= target_pt + 1e-9
 
 
+def met(fp32_value: float, point: SearchPoint, target_pt: float) -> bool:
+    """The search's stopping rule: within target_pt points of FP32, or a hybrid the one noise rule cannot tell from
+    FP32 on these images (its paired verdict against FP32 is not 'worse'): more float16 layers could not be shown to
+    buy anything, and each costs NPU time."""
+    return within(fp32_value, point.value, target_pt) or point.extra.get("vs_fp32_verdict") in ("within noise", "better")
+
+
 def accuracy_search(order: Sequence[str], score: Callable[[list[str]], tuple[float, float]], fp32_value: float,
-                    target_pt: float = 0.2, budget: int = 32,
-                    int8_value: float | None = None) -> tuple[list[SearchPoint], SearchPoint | None]:
-    """Add float16 layers in ranked order (1, 2, 4, ... up to budget) until the metric is within target_pt
-    points of FP32. score(layers) -> (metric, mean_cosine). Returns every point and the first that met
-    the target (None if the budget ran out first). No point at all when plain INT8 (int8_value) already
-    meets the target."""
+                    target_pt: float = 0.2, budget: int = 32, int8_value: float | None = None,
+                    int8_close: bool = False) -> tuple[list[SearchPoint], SearchPoint | None]:
+    """Add float16 layers in ranked order (1, 2, 4, ... up to budget) until a hybrid meets the stopping rule (`met`).
+    score(layers) -> (metric, mean_cosine[, extra columns]). Returns every point and the first that met it (None if
+    the budget ran out first). No point at all when plain INT8 (int8_value) is already within target_pt of FP32, or
+    the noise rule cannot tell it from FP32 (int8_close)."""
     if budget < 1:
         raise WorkbookError(f"search_budget={budget} allows no layer; set it to at least 1.")
     points: list[SearchPoint] = []
-    if int8_value is not None and within(fp32_value, int8_value, target_pt):
+    if int8_close or (int8_value is not None and within(fp32_value, int8_value, target_pt)):
         return points, None
     for n in tqdm(doubling(min(budget, len(order))), desc="hybrid search", unit="build"):
         names = list(order[:n])
         value, cos, *extra = score(names)
         points.append(SearchPoint(n, value, cos, names, extra[0] if extra else {}))
-        if within(fp32_value, value, target_pt):
+        if met(fp32_value, points[-1], target_pt):
             return points, points[-1]
     return points, None
 
@@ -119,11 +126,13 @@ def search(bench: Bench, files: Step1Files, order: Sequence[str], target_pt: flo
                                                     **paired_columns("vs_fp32", j.vs_fp32),
                                                     **paired_columns("vs_int8", j.vs_int8)}
 
-    points, hit = accuracy_search(order, score, judge.fp32.value, target_pt, budget, int8_value=int8_value)
+    int8_close = int8_outputs is not None and judge.paired(int8_outputs).verdict != "worse"
+    points, hit = accuracy_search(order, score, judge.fp32.value, target_pt, budget, int8_value=int8_value,
+                                  int8_close=int8_close)
     if hit:
         with built(files, bench.selection(hit.names), files.variant_cfg("search"), log) as rk:
             rk.export_rknn(str(found))
     rows = [{"layers": p.layers, judge.key: p.value, "mean_cosine": p.mean_cosine, "layers_total": total,
-             "met_target": within(judge.fp32.value, p.value, target_pt), **p.extra, "layers_list": " ".join(p.names)}
+             "met_target": met(judge.fp32.value, p, target_pt), **p.extra, "layers_list": " ".join(p.names)}
             for p in points]
     return pd.DataFrame(rows, columns=search_columns(judge.key))
