@@ -593,3 +593,18 @@ def test_a_loss_one_layer_removes_is_called_local_even_when_the_strict_target_ne
     rows[0].update(hybrid.paired_columns("vs_fp32", far))  # one layer is not enough: judged by the target, as before
     assert "The search needed 64 of 110 layers in float16" in text60.conclusion(pd.DataFrame(rows), 110, int8, judge, 0.2,
                                                                                  None, "x", False)
+
+
+def test_the_cheapest_hybrid_within_noise_of_fp32_is_exported():
+    """Of the hybrids the one noise rule cannot tell from FP32, the one with the fewest float16 layers is exported (each
+    layer costs NPU time, and the better top-1 of a bigger one is not measurable on these images); when every hybrid is
+    measurably worse than FP32, the best top-1 wins."""
+    judge = _top1_judge(0.99, 100)
+    big = _scored(judge, "hybrid (c) auto from ranking", _right(98), float16_layers=15, file="c.rknn", metric="top1")
+    small = _scored(judge, "hybrid search (1 of 110 layers in float16)", _right(97), float16_layers=1, file="s.rknn",
+                    metric="top1")
+    assert hybrid.paired_of(small, "vs_fp32").verdict == "within noise"
+    assert hybrid.choose_export([big, small])["model"] == "hybrid search (1 of 110 layers in float16)"
+    worse_big = _scored(judge, "big", _right(90), float16_layers=15, metric="top1")
+    worse_small = _scored(judge, "small", _right(80), float16_layers=1, metric="top1")
+    assert hybrid.choose_export([worse_small, worse_big])["model"] == "big"

@@ -64,12 +64,23 @@ def search_name(float16_layers: int, total: float | None) -> str:
 
 
 def choose_export(candidates: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The rule: best validation metric (top-1 or mAP50-95), then higher mean output cosine, then fewer float16 layers."""
+    """The rule: of the hybrids the one noise rule cannot tell from FP32 (paired verdict vs FP32 not 'worse'), the one
+    with the fewest float16 layers (each costs NPU time; among these the difference cannot be shown on these images);
+    when none is, the best validation metric (top-1 or mAP50-95), then higher mean output cosine, then fewer layers."""
     if not candidates:
         return None
     key = str(candidates[0].get("metric") or metric_in(candidates[0]))
-    best = min(candidates, key=lambda r: (-(_num(r.get(key)) or 0.0), -(_num(r.get("mean_cosine")) or 0.0),
-                                          _num(r.get("float16_layers")) or 0.0))
+
+    def close(r: Mapping[str, Any]) -> bool:
+        p = paired_of(r, "vs_fp32")
+        return p is not None and p.verdict != "worse"
+
+    def metric_first(r: Mapping[str, Any]) -> tuple[float, float, float]:
+        return -(_num(r.get(key)) or 0.0), -(_num(r.get("mean_cosine")) or 0.0), _num(r.get("float16_layers")) or 0.0
+
+    near = [r for r in candidates if close(r)]
+    best = (min(near, key=lambda r: ((_num(r.get("float16_layers")) or 0.0), *metric_first(r)[:2])) if near
+            else min(candidates, key=metric_first))
     return {**best, "metric": key}
 
 
