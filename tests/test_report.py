@@ -272,4 +272,6 @@ def test_reports_show_the_raw_toolkit_calls_with_this_runs_values(series):
     stem = next(step1.glob("*.model")).stem
     assert "rknn.hybrid_quantization_step1(" in text and f"proposal={params['60_hybrid_quantization']['proposal']}" in text
     assert "rknn.hybrid_quantization_step2(" in text and f"model_input='{step1 / (stem + '.model')}'" in text
-    assert f"dataset='{root / 'hybrid' / 'calibration_demo.txt'}'" in text
+    demo60 = params["60_hybrid_quantization"]["demo_calib_images"] > 0  # the small parameters opt 50 into the demo, not 60
+    calib60 = root / "hybrid" / "calibration_demo.txt" if demo60 else dataset
+    assert f"dataset='{calib60}'" in text, "60's calls name the calibration list it used"
