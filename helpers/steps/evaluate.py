@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import cv2
 import numpy as np
 
 from helpers.backends.simulator import SimulatorRunner
-from helpers.core.paths import Run, atomic_path, write_json_atomic, write_text_atomic
+from helpers.core.paths import Run, atomic_path, write_json_atomic
 from helpers.core.step_cache import cached, record_inputs
 from helpers.steps.convert import build_on, model_channels
 from helpers.steps.export.exporter import data_marker
 from helpers.tasks.classify.metric import Comparison, EvalResult, compare, evaluate, paired, topk_accuracy, verdict
 from helpers.tasks.data import LabelledImages
-from helpers.tasks.detect.images import MEAN, STD
 from helpers.tasks.feeds import fitted, fp32_runner
 from helpers.toolkit.options import ConvertConfig, quantized_name
 from helpers.toolkit.record import ConvertRecord
@@ -43,29 +41,6 @@ def simulator_from_record(record: ConvertRecord, log_path: str | Path, batch: in
     """Rebuild the model notebook 20 converted (helpers.toolkit.record.read_record), with optional config overrides."""
     cfg = ConvertConfig.from_dict({**record.config.to_dict(), **overrides})
     return simulator(record.source, cfg, record.dataset, record.input_size, log_path, record.load_path, batch, name)
-
-
-def simulate_int8(onnx_path: str | Path, calibration: Sequence[np.ndarray], images: Sequence[np.ndarray], work_dir: str | Path,
-                  target_platform: str = "rk3588", disable_rules: Sequence[str] | None = None) -> list[list[np.ndarray]]:
-    """Quantize a detector's ONNX to INT8 with the real toolkit (calibration = letterboxed RGB images, written as
-    PNGs) through the workbook's own path (simulator(), which retries without a graph rule the toolkit's log
-    names), run `images` in its simulator and return each image's raw outputs. disable_rules: rules to skip
-    from the start."""
-    work_dir = Path(work_dir).resolve()
-    calib_dir = work_dir / "calibration"
-    calib_dir.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i, img in enumerate(calibration):
-        p = calib_dir / f"{i:04d}.png"
-        cv2.imwrite(str(p), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-        lines.append(f"{p}\n")
-    dataset = write_text_atomic(work_dir / "calibration.txt", "".join(lines))
-    cfg = ConvertConfig.from_dict({"mean_values": MEAN, "std_values": STD, "target_platform": target_platform,
-                                   "disable_rules": list(disable_rules or [])})
-    size = int(images[0].shape[0]) if len(images) else int(calibration[0].shape[0])
-    with simulator(Path(onnx_path).resolve(), cfg, dataset, size, work_dir / "int8.log", "onnx", batch=1,
-                   auto_disable_rules=True) as sim:
-        return sim.outputs(np.stack(images)) if len(images) else []
 
 
 def save_predictions(path: Path, images: LabelledImages, *results: EvalResult) -> Path:
