@@ -16,7 +16,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from helpers.core.paths import Run
-from helpers.steps.analysis import best_row
+from helpers.steps.analysis import best_row, row_paired
 from helpers.steps.hybrid import choose_export, export_candidates
 from helpers.steps.preflight import PREFLIGHT_JSON
 from helpers.tasks.measures import metric_in
@@ -239,10 +239,12 @@ def sweep_figure(root: Path, metric: Metric) -> Figure:
     if demo:  # a demo's figures stay in their labelled section, never among the key figures
         return Figure(label, DEMO_FIGURE.format(nb=50, n=demo), "analysis/sweep.csv")
     value = float(row[metric.key])
+    paired = row_paired(row, "vs_fp32")  # the one noise rule's comparison the sweep stored
     delta = number(row.get(f"{metric.key}_delta_pt"))
     fp32 = number(row.get(f"fp32_{metric.key}"))
     delta = delta if delta is not None else (100 * (value - fp32) if fp32 is not None else None)
-    notes = ([f"{delta:+.1f} pt vs FP32"] if delta is not None else []) + [f"best of {built} settings built"]
+    against = f"vs FP32 {paired.text}" if paired else f"{delta:+.1f} pt vs FP32" if delta is not None else ""
+    notes = ([against] if against else []) + [f"best of {built} settings built"]
     text = f"{row.get('algorithm')} / {row.get('method')}: {metric.text(value)} {metric.label} ({'; '.join(notes)})"
     return Figure(label, text, "analysis/sweep.csv", value)
 
@@ -271,7 +273,10 @@ def key_figures(root: Path) -> list[Figure]:
 
     def note(value: Any, fmt: Callable[[float], str | None], delta_of: float | None = None) -> str:
         base_txt = f"; {quant} baseline of notebook 60: {fmt(float(value))}" if number(value) is not None else ""
-        if base_txt and delta_of is not None:  # the hybrid against the quantized model built with the same calibration
+        paired = best.get("vs_int8") if best else None  # notebook 60's paired comparison with that baseline
+        if base_txt and delta_of is not None and isinstance(paired, dict) and paired.get("text"):
+            base_txt += f", hybrid {paired['text']}"
+        elif base_txt and delta_of is not None:  # a chosen.json written before the noise rule: the bare difference
             base_txt += f", hybrid {100 * (delta_of - float(value)):+.1f} pt"
         return f" ({best['model']}{base_txt})" if best else ""
 
@@ -283,8 +288,8 @@ def key_figures(root: Path) -> list[Figure]:
         add(f"Final-output cosine INT8 vs FP32 (mean, {head} head)", number((backend(metrics, "int8") or {}).get("cosine_mean")),
             lambda x: f"{x:.4f}", "eval/metrics.json")
     else:
-        add("Hybrid top-1", number(best["top1"]) if best else None, lambda x: f"{pct(x)}{note((base or {}).get('top1'), pct)}",
-            "hybrid/compare.csv")
+        add("Hybrid top-1", number(best["top1"]) if best else None,
+            lambda x: f"{pct(x)}{note((base or {}).get('top1'), pct, x)}", "hybrid/compare.csv")
         add("Final-output cosine INT8 vs FP32 (mean)", number(comparison.get("mean_cosine")), lambda x: f"{x:.4f}",
             "eval/metrics.json")
     add("Final-output cosine hybrid vs FP32 (mean)", number(best.get("mean_cosine")) if best else None,
