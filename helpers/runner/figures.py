@@ -271,12 +271,12 @@ def key_figures(root: Path) -> list[Figure]:
     demo, quant = demo_hybrid(root), quant_name(root)
     best = None if demo else exported_hybrid(root, metric)  # a demo's hybrid stays in its DEMO section
 
-    def note(value: Any, fmt: Callable[[float], str | None], delta_of: float | None = None) -> str:
+    def note(value: Any, fmt: Callable[[float], str | None], delta_of: float | None = None, bare: bool = True) -> str:
         base_txt = f"; {quant} baseline of notebook 60: {fmt(float(value))}" if number(value) is not None else ""
         paired = best.get("vs_int8") if best else None  # notebook 60's paired comparison with that baseline
         if base_txt and delta_of is not None and isinstance(paired, dict) and paired.get("text"):
             base_txt += f", hybrid {paired['text']}"
-        elif base_txt and delta_of is not None:  # a chosen.json written before the noise rule: the bare difference
+        elif base_txt and delta_of is not None and bare:  # a chosen.json from before the noise rule: the bare difference
             base_txt += f", hybrid {100 * (delta_of - float(value)):+.1f} pt"
         return f" ({best['model']}{base_txt})" if best else ""
 
@@ -289,7 +289,7 @@ def key_figures(root: Path) -> list[Figure]:
             lambda x: f"{x:.4f}", "eval/metrics.json")
     else:
         add("Hybrid top-1", number(best["top1"]) if best else None,
-            lambda x: f"{pct(x)}{note((base or {}).get('top1'), pct, x)}", "hybrid/compare.csv")
+            lambda x: f"{pct(x)}{note((base or {}).get('top1'), pct, x, bare=False)}", "hybrid/compare.csv")
         add("Final-output cosine INT8 vs FP32 (mean)", number(comparison.get("mean_cosine")), lambda x: f"{x:.4f}",
             "eval/metrics.json")
     add("Final-output cosine hybrid vs FP32 (mean)", number(best.get("mean_cosine")) if best else None,
