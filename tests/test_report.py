@@ -145,6 +145,13 @@ def test_hybrid_figure_is_the_row_notebook_60_exports(tmp_path):
     assert figs["Hybrid top-1"].value == "97.0 % (hybrid (c) auto from ranking; INT8 baseline of notebook 60: 95.0 %)"
     assert figs["Final-output cosine hybrid vs FP32 (mean)"].raw == 0.99
     assert figs["FP32 top-1 (ONNX Runtime)"].value is None  # eval/metrics.json is what that figure reads
+    from helpers.tasks.noise import mcnemar
+
+    # notebook 60's chosen.json carries its paired comparison with INT8: the figure quotes it, interval and verdict
+    paired = mcnemar([True] * 95 + [False] * 5, [True] * 97 + [False] * 3).to_dict()
+    (tmp_path / "hybrid" / "chosen.json").write_text(json.dumps({"model": "hybrid (c) auto from ranking", "top1": 0.97,
+                                                                 "mean_cosine": 0.99, "vs_int8": paired}))
+    assert figures(tmp_path)["Hybrid top-1"].value.endswith(f"INT8 baseline of notebook 60: 95.0 %, hybrid {paired['text']})")
 
 
 def test_index_reads_backends_by_role_and_keeps_a_demo_out_of_the_verdict(tmp_path):
