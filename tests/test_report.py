@@ -224,6 +224,13 @@ def test_a_w4a16_run_is_named_by_its_dtype_and_quotes_the_paired_intervals(tmp_p
     heads = re.findall(r"<th>([^<]+)</th>", table)
     assert heads == ["model", "top1", "vs w4a16 (paired, 95 % CI)", "vs FP32 (paired, 95 % CI)"]
     assert "<td>w4a16</td>" in table and html.escape(gain["text"]) in table and "float16" not in table
+    assert "is the model to deploy" not in line  # measurably better than w4a16: it ships
+    # a hybrid within noise of the plain quantized model: the verdict says the plain model is the one to deploy
+    chosen = json.loads((tmp_path / "hybrid" / "chosen.json").read_text())
+    (tmp_path / "hybrid" / "chosen.json").write_text(json.dumps({**chosen, "vs_int8": left}))
+    line = index.verdict(tmp_path)
+    assert f"vs w4a16 {left['text']}" in line
+    assert "so plain w4a16 is the model to deploy (the bundle leaves the hybrid out)" in line
 
 
 def test_notebook_status_says_ran_reused_and_skipped(tmp_path):

@@ -50,6 +50,9 @@ def hybrid_and_board(root: Path, metric: Metric) -> list[str]:
         base = number((int8_row(compare_rows(root)) or {}).get(metric.key))
         parts.append(text.hybrid_clause(metric, float(best[metric.key]), base, quant, str(best.get("model") or ""),
                                         paired_text(best, "vs_int8"), paired_text(best, "vs_fp32")))
+        vs_int8 = best.get("vs_int8")
+        if isinstance(vs_int8, dict) and vs_int8.get("verdict") not in (None, "better"):  # the bundle's rule, too
+            parts.append(text.hybrid_not_shipped(quant))
     on_board = read_json(root / "board" / "metrics.json")  # notebook 40 with a board: {"board": {<metric>: ...}, ...}
     board = number((on_board.get("board") or {}).get(metric.key)) if isinstance(on_board, dict) else None
     perf = read_json(root / "board" / "perf.json")

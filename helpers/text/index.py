@@ -53,6 +53,12 @@ def hybrid_clause(metric: Metric, value: float, base: float | None, quant: str =
     return f"{name}: {shown}{vs}"
 
 
+def hybrid_not_shipped(quant: str = "INT8") -> str:
+    """The verdict's note when the exported hybrid is not measurably better than the plain quantized model."""
+    return (f"the hybrid is not measurably better than plain {quant}, so plain {quant} is the model to deploy "
+            "(the bundle leaves the hybrid out)")
+
+
 def demo_hybrid_clause(images: int) -> str:
     """What the verdict says when notebook 60 ran as a demo: its figures stay in their DEMO section."""
     return (f"hybrid: notebook 60 ran as a demo (demo_calib_images = {images}), so no hybrid of this model was measured "
