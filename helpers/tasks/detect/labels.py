@@ -1,7 +1,7 @@
 """YOLO-format detection data: a data.yaml (train:, val:, names:) with images/ and labels/ folders."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -18,7 +18,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 @dataclass
 class DetectionSplit:
     """The images of one split with their labelled boxes (original pixels); notes are one sentence
-    each about what was tolerated (e.g. images without a label file, counted as background)."""
+    each about what was tolerated (e.g. images without a label file, counted as background). The segment and pose
+    splits extend it (their truth adds masks or keypoints to the boxes and classes)."""
 
     paths: list[Path]
     truth: list[GroundTruth]
@@ -38,10 +39,10 @@ class DetectionSplit:
         in file order."""
         if stratified:
             order = sampling.stratified([t.classes for t in self.truth], n, seed, self.paths)
-            return DetectionSplit([self.paths[i] for i in order], [self.truth[i] for i in order], self.names, self.notes)
+            return replace(self, paths=[self.paths[i] for i in order], truth=[self.truth[i] for i in order])
         if n is None or n >= len(self):
             return self
-        return DetectionSplit(self.paths[:n], self.truth[:n], self.names, self.notes)
+        return replace(self, paths=self.paths[:n], truth=self.truth[:n])
 
 
 def read_data_yaml(data_yaml: str | Path) -> dict:

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from helpers.core.errors import WorkbookError
-from helpers.tasks.detect.labels import IMAGE_SUFFIXES, label_path, read_data_yaml
+from helpers.tasks.detect.labels import IMAGE_SUFFIXES, DetectionSplit, label_path, read_data_yaml
 from helpers.tasks.pose.metric import PoseTruth
 
 # pycocotools' and ultralytics' sigmas of COCO's 17 person keypoints (nose, eyes, ears, shoulders, elbows, wrists, hips,
@@ -20,29 +20,13 @@ COCO_SIGMAS = (0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.
 
 
 @dataclass
-class PoseSplit:
+class PoseSplit(DetectionSplit):
     """The images of one split with their labelled figures (original pixels), the keypoint shape and the OKS sigmas
-    every pose metric of it uses; notes are one sentence each about what was tolerated."""
+    every pose metric of it uses; subsets as DetectionSplit's (stratified), keeping kpt_shape and sigmas."""
 
-    paths: list[Path]
     truth: list[PoseTruth]
-    names: list[str]
-    kpt_shape: tuple[int, int]
-    sigmas: list[float]
-    notes: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    @property
-    def instances(self) -> int:
-        return int(sum(len(t.classes) for t in self.truth))
-
-    def subset(self, n: int | None) -> "PoseSplit":
-        """The first n images (all when n is None or larger)."""
-        if n is None or n >= len(self):
-            return self
-        return PoseSplit(self.paths[:n], self.truth[:n], self.names, self.kpt_shape, self.sigmas, self.notes)
+    kpt_shape: tuple[int, int] = (0, 3)
+    sigmas: list[float] = field(default_factory=list)
 
 
 def read_pose_yaml(data_yaml: str | Path) -> dict:
@@ -134,7 +118,7 @@ def read_pose_split(data_yaml: str | Path, split: str = "val", num_classes: int 
     if unlabelled:
         notes.append(f"{len(unlabelled)} of {len(paths)} {split} images have no label file (e.g. {unlabelled[0].name}); "
                      "they count as background (no figures).")
-    return PoseSplit(paths, truth, names, kpt_shape, data["sigmas"], notes)
+    return PoseSplit(paths, truth, names, notes, kpt_shape=kpt_shape, sigmas=data["sigmas"])
 
 
 def check_keypoints(data_yaml: str | Path, channels: int, num_classes: int | None = None, model: str = "The model") -> None:

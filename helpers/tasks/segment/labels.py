@@ -2,39 +2,23 @@
 read into the masks pycocotools' segm evaluation needs; detection labels (plain boxes) are refused in one sentence."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from helpers.core.errors import WorkbookError
-from helpers.tasks.detect.labels import label_path, read_data_yaml
+from helpers.tasks.detect.labels import DetectionSplit, label_path, read_data_yaml
 from helpers.tasks.preprocess import IMAGE_SUFFIXES
 from helpers.tasks.segment.metric import SegmentTruth
 
 
 @dataclass
-class SegmentationSplit:
-    """The images of one split with their labelled masks (original pixels); notes as in DetectionSplit."""
+class SegmentationSplit(DetectionSplit):
+    """The images of one split with their labelled masks (original pixels); subsets as DetectionSplit's (stratified)."""
 
-    paths: list[Path]
     truth: list[SegmentTruth]
-    names: list[str]
-    notes: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    @property
-    def instances(self) -> int:
-        return int(sum(len(t.classes) for t in self.truth))
-
-    def subset(self, n: int | None) -> "SegmentationSplit":
-        """The first n images (all when n is None or larger)."""
-        if n is None or n >= len(self):
-            return self
-        return SegmentationSplit(self.paths[:n], self.truth[:n], self.names, self.notes)
 
 
 def parse_polygons(label_file: Path, data_yaml: str | Path) -> tuple[np.ndarray, list[np.ndarray]]:
