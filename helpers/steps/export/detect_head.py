@@ -1,4 +1,5 @@
-"""Export an ultralytics detector to ONNX with either its stock head or a head split for the NPU.
+"""Export an ultralytics detector, instance-segmentation or pose model to ONNX with either its stock head or a head
+split for the NPU.
 
 The head's structure is read from the model (Detect layer): reg_max, number of classes, strides and
 whether it has an end-to-end (one-to-one, NMS-free) branch, as YOLO26 and YOLOv10 do. Never from a
@@ -17,10 +18,16 @@ stride s in ascending order, three outputs named:
   cls{s}  [1, classes, h, w]    sigmoid class scores
   sum{s}  [1, 1, h, w]          their sum clamped to 0..1 (a cheap "anything here?" filter)
 each with its own INT8 scale; the box decode moves to helpers/tasks/detect/postprocess.py.
+A segmentation head adds, per stride, coef{s} [1, nm, h, w] (mask coefficients) and, after the last stride, protos
+[1, nm, H/4, W/4]; a pose head adds kpt{s} [1, K*ndim, h, w]: keypoint offsets from the cell's top-left corner in
+stride units and the sigmoid visibility (helpers/tasks/segment/postprocess.py and tasks/pose/postprocess.py decode
+them). The stock layouts are ultralytics' own: [1, 4 + classes + nm, anchors] plus the prototypes, and
+[1, 4 + classes + K*ndim, anchors] with keypoints in input pixels; each gets one INT8 scale, as for detection.
 
-Metadata (both layouts): task=detect, head (split|stock), imgsz, names (JSON list), strides (JSON list),
+Metadata (both layouts): task (detect|segment|pose), head (split|stock), imgsz, names (JSON list), strides (JSON list),
 reg_max, end2end ("true": one-to-one branch, decode with top-k and no NMS; "false" or absent: NMS) and
-max_det (the top-k of an end-to-end head). postprocess.py needs only the outputs plus end2end.
+max_det (the top-k of an end-to-end head); nm (segment) and kpt_shape (pose, JSON [K, ndim]). postprocess.py needs
+only the outputs plus end2end (and kpt_shape for pose).
 
 Which branch: a head with a one-to-one branch (one2one_cv2/one2one_cv3) is exported through it. ultralytics
 8.4.190 itself predicts, validates and exports through the one-to-many branch unless nms=False, so an ONNX it
@@ -29,6 +36,7 @@ the workbook's comparisons with ultralytics use nms=False whenever the export is
 """
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import warnings
@@ -41,6 +49,8 @@ from helpers.core.paths import atomic_path
 from helpers.steps.export.exporter import TOOLKIT_MAX_OPSET, check_onnx
 
 HEADS = ("split", "stock")
+FAMILY = ("detect", "segment", "pose")  # the tasks whose head is a YOLO Detect head (Segment and Pose extend it)
+_WHAT = {"detect": "a detector", "segment": "an instance-segmentation model", "pose": "a pose model"}
 
 
 @dataclass
@@ -57,6 +67,8 @@ class DetectExport:
     outputs: list[str]
     end2end: bool = False
     max_det: int = 300
+    task: str = "detect"
+    kpt_shape: list[int] | None = None  # pose: [K, ndim]
 
 
 def has_one2one(head: Any) -> bool:
@@ -64,16 +76,17 @@ def has_one2one(head: Any) -> bool:
     return getattr(head, "one2one_cv2", None) is not None and getattr(head, "one2one_cv3", None) is not None
 
 
-def load_detector(weights: str | Path) -> Any:
-    """The ultralytics DetectionModel inside a .pt, in float32 eval mode with conv+bn fused. A head with an
-    end-to-end branch is switched to it before fusing (fusing drops the branch not selected): that branch
-    needs no NMS, so the host keeps only a top-k."""
+def load_detector(weights: str | Path, task: str = "detect") -> Any:
+    """The ultralytics model of `task` (detect, segment or pose) inside a .pt, in float32 eval mode with conv+bn fused.
+    A head with an end-to-end branch is switched to it before fusing (fusing drops the branch not selected): that
+    branch needs no NMS, so the host keeps only a top-k."""
     from ultralytics import YOLO  # optional and slow (seconds): only when a .pt detector is exported
 
     yolo = YOLO(str(weights))
-    if yolo.task != "detect":
-        raise WorkbookError(f"Model {weights} is an ultralytics {yolo.task} model, not a detector; pass a detect .pt (e.g. "
-                            f"trained from yolo11n.yaml) or set task: {yolo.task}.")
+    if yolo.task != task:
+        arch = {"detect": "yolo11n.yaml", "segment": "yolo11n-seg.yaml", "pose": "yolo11n-pose.yaml"}.get(task, "")
+        raise WorkbookError(f"Model {weights} is an ultralytics {yolo.task} model, not {_WHAT.get(task, task)}; pass a {task} "
+                            f".pt (e.g. trained from {arch}) or set task: {yolo.task} (or leave task empty).")
     model = copy.deepcopy(yolo.model).float()
     head = model.model[-1]
     if has_one2one(head) and hasattr(model, "end2end"):
@@ -101,6 +114,45 @@ def branches(head: Any) -> tuple[Any, Any]:
     return head.cv2, head.cv3
 
 
+def head_parts(head: Any) -> dict[str, Any]:
+    """The branch's convolution lists by ultralytics' forward_head names (box_head, cls_head, and mask_head for
+    segment, pose_head (+ kpts_head for YOLO26) for pose): its one-to-one branch when end-to-end."""
+    parts = dict(head.one2one if is_end2end(head) else head.one2many)
+    parts["box_head"], parts["cls_head"] = branches(head)
+    return parts
+
+
+def head_task(head: Any) -> str:
+    """detect, segment or pose, from the head's own parts (prototypes: segment; keypoints: pose)."""
+    return "segment" if hasattr(head, "proto") else "pose" if hasattr(head, "kpt_shape") else "detect"
+
+
+def _protos(head: Any, feats: list[Any]) -> Any:
+    """The mask prototypes [1, nm, H/4, W/4]: YOLO26's Proto26 reads every feature map, YOLOv8/11's the finest."""
+    from ultralytics.nn.modules.head import Segment26  # optional and slow: only when a .pt is exported
+
+    out = head.proto(feats) if isinstance(head, Segment26) else head.proto(feats[0])
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _keypoint_offsets(head: Any, parts: dict[str, Any], i: int, f: Any) -> Any:
+    """One stride's keypoints [1, K*ndim, h, w] as offsets from the cell's top-left corner in stride units, then the
+    sigmoid visibility: ultralytics' own decode (x = (2 * raw + column) * stride for Pose, (raw + 0.5 + column) *
+    stride for YOLO26's Pose26) without the grid, so the offsets stay small and INT8 keeps a fine step."""
+    import torch  # optional and slow: only when a .pt is exported
+
+    raw = parts["pose_head"][i](f)
+    if parts.get("kpts_head") is not None:  # YOLO26: a shared trunk, then the keypoint convolution
+        raw = parts["kpts_head"][i](raw)
+        scale, shift = 1.0, 0.5
+    else:
+        scale, shift = 2.0, 0.0
+    k, ndim = int(head.kpt_shape[0]), int(head.kpt_shape[1])
+    y = raw.view(raw.shape[0], k, ndim, raw.shape[2], raw.shape[3])
+    pieces = [y[:, :, :2] * scale + shift] + ([y[:, :, 2:3].sigmoid()] if ndim == 3 else [])
+    return torch.cat(pieces, 2).view(raw.shape[0], k * ndim, raw.shape[2], raw.shape[3])
+
+
 def _features(model: Any, x: Any) -> list[Any]:
     """Run every layer but the head, routing inputs by each layer's `f` like ultralytics does;
     return the feature maps the head reads."""
@@ -118,11 +170,13 @@ def _wrapper(model: Any, head: str) -> Any:
     import torch  # optional and slow: only when a .pt detector is exported
 
     detect = _detect_layer(model)
-    box_convs, cls_convs = branches(detect)
+    parts = head_parts(detect)
     end2end = is_end2end(detect)
+    task = head_task(detect)
 
     class Split(torch.nn.Module):
-        """Per stride: box regression (DFL logits or plain distances), sigmoid class scores, clamped score sum."""
+        """Per stride: box regression (DFL logits or plain distances), sigmoid class scores, clamped score sum, and
+        the mask coefficients or keypoints; then a segmenter's prototypes."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -130,13 +184,19 @@ def _wrapper(model: Any, head: str) -> Any:
 
         def forward(self, x):  # noqa: ANN001
             outs = []
-            for i, f in enumerate(_features(self.model, x)):
-                scores = cls_convs[i](f).sigmoid()
-                outs += [box_convs[i](f), scores, scores.sum(1, keepdim=True).clamp(0, 1)]
-            return tuple(outs)
+            feats = _features(self.model, x)
+            for i, f in enumerate(feats):
+                scores = parts["cls_head"][i](f).sigmoid()
+                outs += [parts["box_head"][i](f), scores, scores.sum(1, keepdim=True).clamp(0, 1)]
+                if task == "segment":
+                    outs.append(parts["mask_head"][i](f))
+                elif task == "pose":
+                    outs.append(_keypoint_offsets(detect, parts, i, f))
+            return tuple(outs + ([_protos(detect, feats)] if task == "segment" else []))
 
     class Stock(torch.nn.Module):
-        """ultralytics' own export output: decoded xywh boxes and sigmoid scores in one tensor."""
+        """ultralytics' own export output: decoded xywh boxes and sigmoid scores in one tensor (with the mask
+        coefficients and the prototypes, or the keypoints in input pixels)."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -149,18 +209,24 @@ def _wrapper(model: Any, head: str) -> Any:
                 return detect(feats)
             # The one-to-one branch decoded like ultralytics (xyxy for end-to-end), written as xywh + scores; ultralytics'
             # own top-k that would follow is left to the host.
-            preds = detect.forward_head(feats, box_head=box_convs, cls_head=cls_convs)
+            preds = detect.forward_head(feats, **parts)
             xyxy = detect._get_decode_boxes(preds)
             xywh = torch.cat(((xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]), 1)
-            return torch.cat((xywh, preds["scores"].sigmoid()), 1)
+            cols = [xywh, preds["scores"].sigmoid()]
+            if task == "segment":
+                return torch.cat(cols + [preds["mask_coefficient"]], 1), _protos(detect, feats)
+            if task == "pose":
+                cols.append(detect.kpts_decode(preds["kpts"]))
+            return torch.cat(cols, 1)
 
     return Split() if head == "split" else Stock()
 
 
 def export_detector(weights: str | Path, out_onnx: str | Path, imgsz: int, head: str = "split",
-                    opset: int = TOOLKIT_MAX_OPSET) -> DetectExport:
-    """Export the detector in weights (.pt) to out_onnx (written atomically) with the chosen head; the
-    task, head, class names, strides, reg_max, end2end and max_det are stored in the ONNX metadata."""
+                    opset: int = TOOLKIT_MAX_OPSET, task: str = "detect") -> DetectExport:
+    """Export the detector (or segmentation / pose model: `task`) in weights (.pt) to out_onnx (written atomically)
+    with the chosen head; the task, head, class names, strides, reg_max, end2end, max_det (and nm / kpt_shape) are
+    stored in the ONNX metadata."""
     import onnx  # optional and slow: only where an ONNX file is read or written
     import torch  # optional and slow: only when a .pt detector is exported
 
@@ -168,7 +234,7 @@ def export_detector(weights: str | Path, out_onnx: str | Path, imgsz: int, head:
         raise WorkbookError(f"head={head!r} is not a detector head layout; use one of {', '.join(HEADS)}.")
     if opset > TOOLKIT_MAX_OPSET:
         raise WorkbookError(f"opset={opset} is above what rknn-toolkit2 accepts; use opset <= {TOOLKIT_MAX_OPSET}.")
-    model = load_detector(weights)
+    model = load_detector(weights, task)
     detect = _detect_layer(model)
     strides = [int(s) for s in detect.stride.tolist()]
     if imgsz % max(strides):
@@ -176,10 +242,13 @@ def export_detector(weights: str | Path, out_onnx: str | Path, imgsz: int, head:
                             f"{max(strides) * round(imgsz / max(strides))}.")
     names = [model.names[i] for i in range(len(model.names))]
     net = _wrapper(model, head).eval()
+    extra = {"segment": ("coef",), "pose": ("kpt",)}.get(task, ())
     if head == "split":
-        out_names = [f"{kind}{s}" for s in strides for kind in ("box", "cls", "sum")]
+        out_names = [f"{kind}{s}" for s in strides for kind in ("box", "cls", "sum", *extra)]
+        out_names += ["protos"] if task == "segment" else []
     else:
-        out_names = ["output0"]
+        out_names = ["output0", "output1"] if task == "segment" else ["output0"]
+    kpt_shape = [int(v) for v in detect.kpt_shape] if task == "pose" else None
     out_onnx = Path(out_onnx)
     out_onnx.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_onnx, ".partial.onnx") as tmp:
@@ -190,16 +259,20 @@ def export_detector(weights: str | Path, out_onnx: str | Path, imgsz: int, head:
             torch.onnx.export(net, torch.zeros(1, 3, imgsz, imgsz), str(tmp), opset_version=opset,
                               input_names=["images"], output_names=out_names, do_constant_folding=True)
         proto = onnx.load(str(tmp))
-        meta = {"task": "detect", "head": head, "imgsz": str(imgsz), "names": json.dumps(names),
+        meta = {"task": task, "head": head, "imgsz": str(imgsz), "names": json.dumps(names),
                 "strides": json.dumps(strides), "reg_max": str(int(detect.reg_max)),
                 "end2end": "true" if is_end2end(detect) else "false", "max_det": str(int(detect.max_det))}
+        if task == "segment":
+            meta["nm"] = str(int(detect.nm))
+        if task == "pose":
+            meta["kpt_shape"] = json.dumps(kpt_shape)
         for key, value in meta.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(proto, str(tmp))
         check_onnx(tmp, imgsz)
     return DetectExport(out_onnx, head, imgsz, opset, names, strides, int(detect.reg_max), out_names, is_end2end(detect),
-                        int(detect.max_det))
+                        int(detect.max_det), task, kpt_shape)
 
 
 def onnx_metadata(onnx_path: str | Path) -> dict[str, str]:
@@ -210,6 +283,10 @@ def onnx_metadata(onnx_path: str | Path) -> dict[str, str]:
 
 
 def decode_options(onnx_path: str | Path) -> dict[str, Any]:
-    """The postprocess() keywords an exported detector needs from its metadata: {"end2end": True} for an
-    end-to-end head (top-k, no NMS), {} otherwise (an NMS head, or an ONNX that does not say)."""
-    return {"end2end": True} if str(onnx_metadata(onnx_path).get("end2end", "")).lower() in ("true", "1") else {}
+    """The postprocess() keywords an exported model needs from its metadata: {"end2end": True} for an end-to-end head
+    (top-k, no NMS), and a pose model's kpt_shape; {} for an NMS detector or an ONNX that does not say."""
+    meta = onnx_metadata(onnx_path)
+    out: dict[str, Any] = {"end2end": True} if str(meta.get("end2end", "")).lower() in ("true", "1") else {}
+    if meta.get("task") == "pose" and meta.get("kpt_shape"):
+        out["kpt_shape"] = [int(v) for v in ast.literal_eval(meta["kpt_shape"])]
+    return out
