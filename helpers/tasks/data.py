@@ -12,8 +12,8 @@ from helpers.core.errors import WorkbookError
 from helpers.core.lists import write_image_list
 from helpers.core.paths import REPO, SAMPLE_DATA, Run, atomic_path
 from helpers.tasks import sampling
-from helpers.tasks.detect.labels import read_split
 from helpers.tasks.detect.postprocess import letterbox
+from helpers.tasks.family import data_task, in_family, member
 from helpers.tasks.identify import recorded_data, run_task
 from helpers.tasks.preprocess import IMAGE_SUFFIXES, list_images, match_channels, read_image
 
@@ -87,8 +87,9 @@ def detect_yaml(data_dir: str | Path) -> Path | None:
 
 
 def load_detect_split(data_yaml: Path, split: str) -> LabelledImages:
-    """The images of one split of a YOLO detection data set (labels: objects per image), letterboxed when loaded."""
-    s = read_split(data_yaml, split)
+    """The images of one split of a YOLO detection, segmentation or pose data set (labels: objects per image, read as
+    the data's task reads them), letterboxed when loaded."""
+    s = member(data_task(data_yaml)).read_split(data_yaml, split)
     counts = np.asarray([len(t.classes) for t in s.truth], np.int64)
     return LabelledImages(list(s.paths), counts, list(s.names), data_yaml.parent, letterbox=True,
                           objects=[[int(c) for c in t.classes] for t in s.truth])
@@ -262,7 +263,7 @@ def resolve_data_dir(data_dir: str | Path, run: Run | None = None) -> Path:
     """The labelled image folder of a run: "" = the bundled digits sample (written on first use), or for a
     detection run (notebook 10 recorded task: detect) the data.yaml notebook 10 used."""
     if not str(data_dir).strip():
-        if run is not None and run_task(run) == "detect" and recorded_data(run) is not None:
+        if run is not None and in_family(run_task(run)) and recorded_data(run) is not None:
             return recorded_data(run).resolve()
         return write_sample().resolve()
     path = Path(data_dir).expanduser()

@@ -1,4 +1,4 @@
-"""What a model file says about itself (its task: classify | detect; its input size when fixed), and the
+"""What a model file says about itself (its task: classify | detect | segment | pose; its input size when fixed), and the
 checks that the run's `task` / `imgsz` parameters agree with it. Empty `task` and `imgsz: 0` mean "what the
 model says" (the sample's when no model is given)."""
 from __future__ import annotations
@@ -10,8 +10,9 @@ from pathlib import Path
 from helpers.core.errors import WorkbookError
 from helpers.tasks.model_file import check_model_path
 
-TASKS = ("classify", "detect")
-_WHAT = {"classify": "a classifier", "detect": "a detector"}
+TASKS = ("classify", "detect", "segment", "pose")
+_WHAT = {"classify": "a classifier", "detect": "a detector", "segment": "an instance-segmentation model",
+         "pose": "a pose model"}
 
 
 def _onnx_task(path: Path) -> str | None:
@@ -60,6 +61,22 @@ def class_names(model_path: str | Path) -> list[str] | None:
     if isinstance(names, dict):
         return [str(names[k]) for k in sorted(names)]
     return [str(n) for n in names] if names else None
+
+
+def model_kpt_shape(model_path: str | Path) -> list[int] | None:
+    """A pose model's keypoint shape [K, ndim]: its head's (ultralytics .pt) or its ONNX metadata's; None if not stated."""
+    path = Path(model_path)
+    if path.suffix.lower() == ".onnx":
+        import onnx  # optional and slow: only for an .onnx model
+
+        raw = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}.get("kpt_shape")
+        return [int(v) for v in ast.literal_eval(raw)] if raw else None
+    if path.suffix.lower() in (".pt", ".pth"):
+        ckpt = _load_pt(path)
+        model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else ckpt
+        shape = getattr(getattr(model, "model", [None])[-1], "kpt_shape", None) if hasattr(model, "model") else None
+        return [int(v) for v in shape] if shape is not None else None
+    return None
 
 
 def task_of(model_path: str | Path) -> str | None:

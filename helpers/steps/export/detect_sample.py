@@ -1,6 +1,6 @@
-"""The sample detector: YOLO11n trained on the generated shapes (helpers.tasks.detect.sample) from `yolo11n.yaml`
-on CPU with nothing downloaded (cached per run), ultralytics' own val() of a detector, and the run's detector
-(the user's, checked to be one, or that sample model)."""
+"""The sample models of the detector family: YOLO11n (detect, -seg, -pose) trained on the generated shapes, masks or
+figures (helpers.tasks.family) from their YAML on CPU with nothing downloaded (cached per run), ultralytics' own val(),
+and the run's model (the user's, checked to be of the task, or that sample model)."""
 from __future__ import annotations
 
 import contextlib
@@ -16,7 +16,7 @@ from helpers.core.errors import WorkbookError
 from helpers.core.paths import Run, atomic_path, write_json_atomic
 from helpers.core.step_cache import Step
 from helpers.steps.export.exporter import quiet
-from helpers.tasks.detect.sample import write_detect_sample
+from helpers.tasks.family import member
 from helpers.tasks.identify import check_task
 from helpers.tasks.model_file import check_model_path
 
@@ -78,9 +78,10 @@ def offline() -> Iterator[list[str]]:
 
 def train_detect_sample(run: Run, data_yaml: str | Path, imgsz: int = 160, epochs: int = 12, batch: int = 8,
                         seed: int = 0, workers: int = 0, nbs: int | None = None, lr0: float | None = 0.005,
-                        mosaic: float = 0.0, arch: str = "yolo11n.yaml", warmup_epochs: float | None = None) -> DetectTrainResult:
-    """Train a detector (YOLO11n by default; `arch`: another ultralytics detect YAML) from its YAML on CPU (offline),
-    cached in run/model/model.pt.
+                        mosaic: float = 0.0, arch: str = "", warmup_epochs: float | None = None,
+                        task: str = "detect") -> DetectTrainResult:
+    """Train a model of `task` (detect, segment, pose; `arch`: its ultralytics YAML, default the family's YOLO11n) from
+    its YAML on CPU (offline), cached in run/model/model.pt; map50_95 is the task's primary metric (box, mask or pose).
 
     Tuned for a few hundred images and minutes of CPU: nbs (ultralytics' nominal batch, default: batch)
     makes every batch an optimizer step (ultralytics accumulates to 64 images, leaving a small sample a
@@ -88,6 +89,7 @@ def train_detect_sample(run: Run, data_yaml: str | Path, imgsz: int = 160, epoch
     ultralytics' warm-up (at least 100 steps), which would take most of a run of a few hundred steps. ultralytics
     trains with cpu_count - 1 torch threads (1 on a 2-core machine)."""
     nbs = int(nbs or batch)
+    arch = arch or member(task).arch
     data_yaml = Path(data_yaml).resolve()
     if not data_yaml.is_file():
         raise WorkbookError(f"Detection data file {data_yaml} does not exist; pass a data.yaml (train:, val:, names:) or leave "
@@ -113,7 +115,7 @@ def train_detect_sample(run: Run, data_yaml: str | Path, imgsz: int = 160, epoch
     shutil.rmtree(workdir, ignore_errors=True)
     started = time.perf_counter()
     with offline() as attempts:
-        model = YOLO(arch, task="detect")
+        model = YOLO(arch, task=task)
         # val=False: ultralytics still validates after the final epoch, which is the figure recorded.
         metrics = model.train(
             data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, device="cpu", workers=workers, seed=seed,
@@ -125,39 +127,55 @@ def train_detect_sample(run: Run, data_yaml: str | Path, imgsz: int = 160, epoch
     best = workdir / "run" / "weights" / "best.pt"
     with atomic_path(out) as tmp:
         shutil.copy2(best, tmp)
-    m50_95, m50 = float(metrics.box.map), float(metrics.box.map50)
+    primary = {"segment": "seg", "pose": "pose"}.get(task, "box")  # ultralytics' name of the task's own metric
+    m50_95, m50 = float(getattr(metrics, primary).map), float(getattr(metrics, primary).map50)
     step.done(map50_95=m50_95, map50=m50, epochs=epochs, imgsz=imgsz, network_attempts=attempts)
-    write_json_atomic(run.model / "train.json", {"task": "detect", "map50_95": m50_95, "map50": m50, "epochs": epochs,
+    write_json_atomic(run.model / "train.json", {"task": task, "map50_95": m50_95, "map50": m50, "epochs": epochs,
                                                   "imgsz": imgsz, "train_seconds": round(seconds, 1)})
     return DetectTrainResult(out, m50_95, m50, epochs, imgsz, seconds, reused=False, network_attempts=list(attempts))
 
 
-def ultralytics_val(weights: str | Path, data_yaml: str | Path, imgsz: int, log_dir: str | Path, **overrides) -> dict:
-    """ultralytics' own val() of a detector on the val split (conf 0.001, IoU 0.7, max_det 300 unless
-    overridden): mAP50-95, mAP50 and per-class AP50-95 keyed by class name."""
+def ultralytics_val(weights: str | Path, data_yaml: str | Path, imgsz: int, log_dir: str | Path, task: str = "detect",
+                    **overrides) -> dict:
+    """ultralytics' own val() of a detect, segment or pose model on the val split (conf 0.001, IoU 0.7, max_det 300
+    unless overridden): the task's primary mAP50-95 / mAP50 and per-class AP50-95 keyed by class name, plus the box
+    mAP of a segment or pose model. A segmenter's masks are scored at the input's full resolution (save_txt selects
+    ultralytics' native-size masks, mask_ratio=1 rasterises the labels at full size), as the workbook's pycocotools
+    segm does; by default ultralytics scores them at a quarter of it, a different number."""
     from ultralytics import YOLO  # optional and slow (seconds): only for a val() run
 
-    args = {"conf": 0.001, "iou": 0.7, "max_det": 300, **overrides}
+    args = {"conf": 0.001, "iou": 0.7, "max_det": 300, **({"save_txt": True, "mask_ratio": 1} if task == "segment" else {}),
+            **overrides}
     with offline():
-        res = YOLO(str(weights), task="detect").val(
+        res = YOLO(str(weights), task=task).val(
             data=str(data_yaml), imgsz=imgsz, batch=16, device="cpu", workers=0, plots=False, verbose=False,
             project=str(log_dir), name="val", exist_ok=True, **args)
     names = res.names
-    per_class = {names[int(c)]: float(res.box.maps[int(c)]) for c in res.box.ap_class_index}
-    return {"map50_95": float(res.box.map), "map50": float(res.box.map50), "per_class": per_class}
+    own = getattr(res, {"segment": "seg", "pose": "pose"}.get(task, "box"))
+    per_class = {names[int(c)]: float(own.maps[int(c)]) for c in own.ap_class_index}
+    out = {"map50_95": float(own.map), "map50": float(own.map50), "per_class": per_class}
+    if task != "detect":
+        out |= {"box_map50_95": float(res.box.map), "box_map50": float(res.box.map50)}
+    return out
+
+
+SAMPLE_WORDS = {"detect": ("YOLO11n detector", "shapes"), "segment": ("YOLO11n-seg model", "shapes with polygon masks"),
+                "pose": ("YOLO11n-pose model", "stick figures")}
 
 
 def prepare_detect_model(run: Run, model: str | Path = "", data: str | Path = "", imgsz: int = 160, epochs: int = 12,
-                         images: int = 250) -> tuple[Path, Path, str]:
-    """The detector and data.yaml of a run plus a one-line description: the user's files (checked to be
-    a detector), or the generated sample and the sample model trained on it (cached)."""
-    data_yaml = Path(data).expanduser().resolve() if str(data).strip() else write_detect_sample(images=images, imgsz=imgsz)
+                         images: int = 250, task: str = "detect") -> tuple[Path, Path, str]:
+    """The model and data.yaml of a detect, segment or pose run plus a one-line description: the user's files
+    (checked to be of the task), or the task's generated sample and the sample model trained on it (cached)."""
+    kind = member(task)
+    data_yaml = Path(data).expanduser().resolve() if str(data).strip() else kind.write_sample(images=images, imgsz=imgsz)
     if str(model).strip():
         path = check_model_path(model)
-        check_task(path, "detect")
-        return path, data_yaml, f"your detector {path}"
+        check_task(path, task)
+        return path, data_yaml, f"your {kind.what.split(' ', 1)[1]} {path}"
     with quiet(run.logs / "train.log"):
-        res = train_detect_sample(run, data_yaml, imgsz=imgsz, epochs=epochs)
+        res = train_detect_sample(run, data_yaml, imgsz=imgsz, epochs=epochs, task=task)
     how = "reused from the cache" if res.reused else f"trained in {res.seconds:.0f} s"
-    return res.weights, data_yaml, (f"sample YOLO11n detector on the generated shapes, {how}: val mAP50-95 {res.map50_95:.3f}, "
-                                    f"mAP50 {res.map50:.3f}")
+    name, on = SAMPLE_WORDS[task]
+    return res.weights, data_yaml, (f"sample {name} on the generated {on}, {how}: val {kind.metric_label} "
+                                    f"{res.map50_95:.3f}, mAP50 {res.map50:.3f}")

@@ -1,8 +1,9 @@
 """Notebook 10's guard: an export must predict what the ORIGINAL model predicts, so a wrong head rewrite or
 decode stops the run in notebook 10 instead of scoring 0.000 three notebooks later.
 
-Detector: ultralytics' own predict() of the .pt on a few letterboxed images against the workbook's decode
-(postprocess.py) of the exported ONNX run in ONNX Runtime, box by box (same class, IoU, score), both ways.
+Detector (and segmentation / pose model: their boxes): ultralytics' own predict() of the .pt on a few letterboxed
+images against the workbook's decode (postprocess.py) of the exported ONNX run in ONNX Runtime, box by box (same
+class, IoU, score), both ways.
 Classifier: top-1 of the original (ultralytics' TorchScript of the .pt) against the ONNX, from notebook 10's
 TorchScript-vs-ONNX check (one check, judged here).
 """
@@ -21,8 +22,10 @@ from helpers.steps.export.detect_head import decode_options, onnx_metadata
 from helpers.steps.export.detect_sample import offline
 from helpers.steps.export.heads import head_files
 from helpers.tasks.detect.images import load_letterboxed, onnx_runner
-from helpers.tasks.detect.labels import read_split
 from helpers.tasks.detect.postprocess import Detections, Letterbox, box_iou, postprocess
+from helpers.tasks.family import in_family, member
+from helpers.tasks.pose import postprocess as pose_postprocess
+from helpers.tasks.segment import postprocess as segment_postprocess
 
 MIN_IOU = 0.9          # a box found by both must overlap this much
 MIN_AGREEMENT = 0.9    # share of the confident boxes of each side the other side must find
@@ -68,14 +71,27 @@ def _names(meta: dict[str, str]) -> list:
         return []
 
 
-def original_predictions(weights: str | Path, canvases: Sequence[np.ndarray], imgsz: int, end2end: bool) -> list[Detections]:
+def boxes_decode(task: str) -> Decode:
+    """The task's decode reduced to its boxes, scores and classes (what the guard compares)."""
+    if task == "detect":
+        return postprocess
+    full = segment_postprocess.postprocess if task == "segment" else pose_postprocess.postprocess
+
+    def decode(outputs: Any, lb: Letterbox, **kwargs: Any) -> Detections:
+        found = full(outputs, lb, **kwargs)
+        return Detections(found.boxes, found.scores, found.classes)
+    return decode
+
+
+def original_predictions(weights: str | Path, canvases: Sequence[np.ndarray], imgsz: int, end2end: bool,
+                         task: str = "detect") -> list[Detections]:
     """ultralytics' predict() of the original model on letterboxed RGB canvases (size x size, so its own
     letterbox leaves them alone), val-style thresholds; nms=False selects the end-to-end branch."""
     from ultralytics import YOLO  # optional and slow (seconds): only for a .pt original
 
 
     with offline():
-        results = YOLO(str(weights), task="detect").predict(
+        results = YOLO(str(weights), task=task).predict(
             [np.ascontiguousarray(c[..., ::-1]) for c in canvases], imgsz=imgsz, conf=0.001, iou=0.7, max_det=300,
             device="cpu", verbose=False, **({"nms": False} if end2end else {}))
     return [Detections(r.boxes.xyxy.numpy().astype(np.float32), r.boxes.conf.numpy().astype(np.float32),
@@ -144,7 +160,7 @@ def compare(theirs: Sequence[Detections], ours: Sequence[Detections], head: str 
 
 
 def check_detector(weights: str | Path, onnx_path: str | Path, canvases: Sequence[np.ndarray], imgsz: int,
-                   decode: Decode = postprocess) -> GuardResult:
+                   decode: Decode = postprocess, task: str = "detect") -> GuardResult:
     """Compare the export's decoded boxes with the original model's predict(); a disagreement raises
     WorkbookError in one sentence naming the head, its structure and what to do."""
     onnx_path = Path(onnx_path)
@@ -152,8 +168,8 @@ def check_detector(weights: str | Path, onnx_path: str | Path, canvases: Sequenc
     head = meta.get("head", "exported")
     structure = structure_of(onnx_path)
     end2end = bool(decode_options(onnx_path).get("end2end"))
-    result = compare(original_predictions(weights, canvases, imgsz, end2end), export_predictions(onnx_path, canvases, decode),
-                     head, structure)
+    theirs = original_predictions(weights, canvases, imgsz, end2end, task)
+    result = compare(theirs, export_predictions(onnx_path, canvases, decode), head, structure)
     if not result.ok:
         raise WorkbookError(
             f"The {head}-head export {onnx_path.name} of {Path(weights).name} ({structure}) does not predict what the original "
@@ -175,18 +191,19 @@ def check_classifier(top1_agreement: float, images: int, model: str | Path) -> N
 
 
 def check_run(run: Any, task: str, model_path: str | Path, data: str | Path, imgsz: int, export_check: Any = None,
-              images: int = 4, decode: Decode = postprocess) -> list[dict[str, Any]]:
+              images: int = 4, decode: Decode | None = None) -> list[dict[str, Any]]:
     """Notebook 10's guard over what it exported into run.model: every detector head file against the original
     .pt's predict(); for a classifier, notebook 10's TorchScript-vs-ONNX check (export_check: check.check_export's
     result, the TorchScript being ultralytics' export of the original) judged by top-1. Writes model/guard.json and
     returns one row per export ([] when there is no original to compare with, e.g. an ONNX was given). Raises
-    WorkbookError on a disagreement. decode: the detector decode under test (postprocess.postprocess)."""
+    WorkbookError on a disagreement. decode: the decode under test (default: the task's, boxes_decode)."""
     rows: list[dict[str, Any]] = []
-    if task == "detect" and Path(model_path).suffix.lower() == ".pt":
-        canvases, _ = load_letterboxed(read_split(data, "val").subset(images).paths, imgsz)
+    if in_family(task) and Path(model_path).suffix.lower() == ".pt":
+        canvases, _ = load_letterboxed(member(task).read_split(data, "val").subset(images).paths, imgsz)
         for onnx_path in head_files(run):
-            rows.append({"export": onnx_path.name, **check_detector(model_path, onnx_path, canvases, imgsz, decode).to_dict()})
-    elif task != "detect" and export_check is not None:
+            found = check_detector(model_path, onnx_path, canvases, imgsz, decode or boxes_decode(task), task)
+            rows.append({"export": onnx_path.name, **found.to_dict()})
+    elif not in_family(task) and export_check is not None:
         check_classifier(export_check.top1_agreement, export_check.images, model_path)
         rows.append({"export": "model.onnx", "images": export_check.images, "top1_agreement": export_check.top1_agreement,
                      "min_cosine": export_check.min_cosine, "ok": True})

@@ -1,6 +1,6 @@
-"""Notebook 10's detector export: the run's detector and data.yaml (the user's or the sample), both head layouts
-(model_split.onnx, model_stock.onnx) and the chosen one as model.onnx, which notebook 20 converts; an ONNX the
-workbook's decode cannot read stops here in one sentence."""
+"""Notebook 10's export of a detector, segmentation or pose model: the run's model and data.yaml (the user's or the
+task's sample), both head layouts (model_split.onnx, model_stock.onnx) and the chosen one as model.onnx, which
+notebook 20 converts; an ONNX the workbook's decode cannot read stops here in one sentence."""
 from __future__ import annotations
 
 import json
@@ -16,12 +16,13 @@ from helpers.steps.export.exporter import TOOLKIT_MAX_OPSET, downgrade_opset, on
 from helpers.steps.export.onnx_split import is_stock_ultralytics_detector, split_user_onnx
 from helpers.tasks.data import detect_yaml
 from helpers.tasks.detect.labels import read_split
-from helpers.tasks.identify import class_names
+from helpers.tasks.family import check_keypoint_shape, member
+from helpers.tasks.identify import class_names, model_kpt_shape
 
 HEAD_ONNX = "model_{head}.onnx"
 
 
-def resolve_data(data: str | Path) -> str:
+def resolve_data(data: str | Path, task: str = "detect") -> str:
     """A data.yaml (or its folder) given relative to the repository root made absolute; "" stays "" (the sample)."""
     if not str(data).strip():
         return ""
@@ -29,29 +30,32 @@ def resolve_data(data: str | Path) -> str:
     path = path if path.is_absolute() else REPO / path
     found = detect_yaml(path)
     if found is None:
-        raise WorkbookError(f"data_dir={str(data)!r} is not a YOLO detection data set (a data.yaml with train:, val:, names:, "
-                            "or its "
-                            "folder), which task: detect needs; pass one, or set task: classify for a class-folder layout.")
+        raise WorkbookError(f"data_dir={str(data)!r} is not a YOLO data set (a data.yaml with train:, val:, names:, or its "
+                            f"folder), which task: {task} needs; pass one, or set task: classify for a class-folder layout.")
     return str(found)
 
 
-def prepare(run: Run, model: str, data: str, imgsz: int, epochs: int) -> tuple[Path, Path, str]:
-    """The detector, its data.yaml and a one-line description (the user's, or the cached sample); a
-    user's detector is checked against the labels (class ids beyond its classes: one sentence)."""
-    path, data_yaml, about = prepare_detect_model(run, model, resolve_data(data), imgsz=imgsz, epochs=epochs)
+def prepare(run: Run, model: str, data: str, imgsz: int, epochs: int, task: str = "detect") -> tuple[Path, Path, str]:
+    """The detect, segment or pose model, its data.yaml and a one-line description (the user's, or the task's cached
+    sample); the labels are read as the task reads them, so a segmentation model given box-only labels, a pose data.yaml
+    without kpt_shape, class ids beyond the model's classes or another keypoint count stop here in one sentence."""
+    path, data_yaml, about = prepare_detect_model(run, model, resolve_data(data, task), imgsz=imgsz, epochs=epochs, task=task)
     names = class_names(path) if str(model).strip() else None
-    if names:
-        for split in ("train", "val"):
-            read_split(data_yaml, split, num_classes=len(names))
+    for split in ("train", "val"):
+        member(task).read_split(data_yaml, split, num_classes=len(names) if names else None)
+    if task == "pose":
+        check_keypoint_shape(data_yaml, model_kpt_shape(path), f"Model {path}")
     return path, data_yaml, about
 
 
-def export_heads(model_path: Path, model_dir: Path, imgsz: int, head: str, opset: int, data: str | Path = "") -> dict[str, Any]:
+def export_heads(model_path: Path, model_dir: Path, imgsz: int, head: str, opset: int, data: str | Path = "",
+                 task: str = "detect") -> dict[str, Any]:
     """Export a detector with both heads (model_split.onnx, model_stock.onnx) and the chosen one as model.onnx, which
     notebook 20 converts. An ultralytics .pt: helpers.steps.export.detect_head writes both. An ONNX ultralytics exported: it is
     the
     stock head, and its head is split by graph surgery (onnx_split), checked against it in FP32 on a few val images of
-    `data`; a graph that cannot be split stops in one sentence unless head is stock. Any other ONNX is used as it is."""
+    `data`; a graph that cannot be split stops in one sentence unless head is stock. Any other ONNX (a segmentation or
+    pose ONNX too: only their .pt is split) is used as it is."""
     if head not in HEADS:
         raise WorkbookError(f"head={head!r} is not a detector head layout; use one of {', '.join(HEADS)}.")
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -70,18 +74,22 @@ def export_heads(model_path: Path, model_dir: Path, imgsz: int, head: str, opset
                      f"model_stock.onnx is the file as given{' cut before its top-k' if check['end2end'] else ''}")
         else:
             meta = onnx_metadata(source)
-            head = meta.get("head") if meta.get("head") in HEADS else ("stock" if is_stock_ultralytics_detector(source) else head)
-            check_decodable(source, onnx_io(source), meta)
+            stock_outputs = 2 if task == "segment" else 1  # ultralytics' own layout: one tensor (+ the prototypes)
+            head = meta.get("head") if meta.get("head") in HEADS else (
+                "stock" if is_stock_ultralytics_detector(source) or len(onnx_io(source)["outputs"]) == stock_outputs else head)
+            check_decodable(source, onnx_io(source), meta, task)
             note += "an ONNX was given: used as it is, no second head to compare with"
+            if task != "detect" and head == "stock":
+                note += "; its stock head gives INT8 one scale for every output: give the .pt to get the split head"
         chosen = source if check is None else model_dir / HEAD_ONNX.format(head=head)
     else:
         for h in HEADS:
-            export_detector(model_path, model_dir / HEAD_ONNX.format(head=h), imgsz, head=h, opset=opset)
+            export_detector(model_path, model_dir / HEAD_ONNX.format(head=h), imgsz, head=h, opset=opset, task=task)
         chosen = model_dir / HEAD_ONNX.format(head=head)
     with atomic_path(model_dir / "model.onnx", ".partial.onnx") as partial:
         shutil.copyfile(chosen, partial)
     (model_dir / "model.lowered.onnx").unlink(missing_ok=True)
-    return {"kind": "ultralytics detect", "opset": opset, "torchscript": "", "opset_note": note, "head": head,
+    return {"kind": f"ultralytics {task}", "opset": opset, "torchscript": "", "opset_note": note, "head": head,
             "split_check": check}
 
 
@@ -91,24 +99,34 @@ def _check_images(data: str | Path, n: int = 8) -> list[Path]:
     return list(read_split(found, "val").paths[:n]) if found else []
 
 
-def check_decodable(path: Path, io: dict[str, Any], meta: dict[str, str]) -> None:
-    """An ONNX detector used as it is must give outputs postprocess.py reads: box/cls/sum per stride (the split head)
-    or one [1, 4 + classes, anchors] tensor (the stock head); anything else (NMS or top-k inside the graph) would be
+SPLIT_KINDS = {"detect": ("box", "cls", "sum"), "segment": ("box", "cls", "sum", "coef"), "pose": ("box", "cls", "sum", "kpt")}
+
+
+def check_decodable(path: Path, io: dict[str, Any], meta: dict[str, str], task: str = "detect") -> None:
+    """An ONNX used as it is must give outputs the task's decode reads: its split head (box/cls/sum per stride, plus
+    coef and the prototypes for segment, kpt for pose) or ultralytics' stock layout (one [1, 4 + classes (+ nm or
+    K*ndim), anchors] tensor, plus the prototypes for segment); anything else (NMS or top-k inside the graph) would be
     misread and score 0 without a word, so it stops here in one sentence."""
     shapes = [o["shape"] for o in io["outputs"]]
     names = [o["name"] for o in io["outputs"]]
-    if len(names) % 3 == 0 and all(n.startswith(("box", "cls", "sum")) for n in names):
+    kinds = SPLIT_KINDS.get(task, SPLIT_KINDS["detect"])
+    body = names[:-1] if task == "segment" else names
+    if body and len(body) % len(kinds) == 0 and all(n.startswith(kinds) for n in body):
         return
     raw = meta.get("strides") or ""  # the workbook's heads record theirs; ultralytics' P3-P5 heads use 8, 16, 32
     strides = json.loads(raw) if raw.startswith("[") else [8, 16, 32]
     size = int(io["inputs"][0]["shape"][-1]) if isinstance(io["inputs"][0]["shape"][-1], int) else 0
     anchors = sum((size // int(s)) ** 2 for s in strides) if size else None
-    if len(shapes) == 1 and len(shapes[0]) == 3 and isinstance(shapes[0][1], int) and shapes[0][1] > 4 \
-            and (anchors is None or shapes[0][2] == anchors):
+    first = shapes[0] if shapes else []
+    count = 2 if task == "segment" else 1
+    if len(shapes) == count and len(first) == 3 and isinstance(first[1], int) and first[1] > 4 \
+            and (anchors is None or first[2] == anchors):
         return
-    raise WorkbookError(f"The detector {path.name} gives outputs {shapes}, a layout the workbook's decode cannot read (one "
-                        f"[1, 4 + classes, {anchors or 'anchors'}] tensor, or box/cls/sum per stride): NMS or a top-k inside the "
-                        "graph? Give the ultralytics .pt instead (model: the .pt), or an ONNX exported without them.")
+    extra = {"segment": " + mask coefficients, and the prototypes", "pose": " + keypoints"}.get(task, "")
+    raise WorkbookError(f"The {task} model {path.name} gives outputs {shapes}, a layout the workbook's decode cannot read (one "
+                        f"[1, 4 + classes{extra}, {anchors or 'anchors'}] tensor, or {'/'.join(kinds)} per stride): NMS or a "
+                        "top-k inside the graph? Give the ultralytics .pt instead (model: the .pt), or an ONNX exported "
+                        "without them.")
 
 
 def head_of(onnx_path: Path) -> str:
