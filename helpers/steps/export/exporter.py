@@ -355,8 +355,8 @@ def _export_ultralytics(model: Path, work: Path, imgsz: int, opset: int, log_pat
         raise WorkbookError(f"ultralytics could not export {model} ({_first_line(exc)}); check it is an ultralytics "
                             f"classification .pt (log: {log_path}).") from exc
     if task != "classify":
-        fix = ("leave task empty (it is read from the model) or set task: detect" if task == "detect"
-               else "pass a classify or detect model")
+        fix = (f"leave task empty (it is read from the model) or set task: {task}" if task in ("detect", "segment", "pose")
+               else "pass a classify, detect, segment or pose model")
         raise WorkbookError(f"Model {model} is an ultralytics {task} model, not a classifier; {fix}.")
 
 
