@@ -266,8 +266,9 @@ def test_hybrid_cfg_with_two_custom_sections(tmp_path):
 # ----------------------------------------------------------------------------- notebook 10: the user's model file
 
 def test_task_check(tmp_path, tiny_onnx):
-    with pytest.raises(WorkbookError, match=r"task='segment' is not a task of this workbook; use one of classify, detect"):
-        identify.check_task(tiny_onnx, "segment")
+    with pytest.raises(WorkbookError, match=r"task='obb' is not a task of this workbook; use one of classify, detect, segment, "
+                                            r"pose"):
+        identify.check_task(tiny_onnx, "obb")
     garbage = tmp_path / "best.pt"
     garbage.write_bytes(b"PK\x03\x04 not a checkpoint")
     with pytest.raises(WorkbookError, match=r"Model file \S+/best.pt cannot be loaded as a PyTorch checkpoint \(\w+\); "

@@ -242,12 +242,12 @@ def test_task_and_imgsz_default_to_what_the_model_says_and_a_contradiction_is_on
     entry.key, entry.value = "task", "detect"
     onnx.save(detector, str(tmp_path / "det.onnx"))
     assert resolve_task(str(tmp_path / "det.onnx"), "") == "detect"
-    entry.value = "segment"  # a task the workbook does not run yet is named, never read as a detector
-    onnx.save(detector, str(tmp_path / "seg.onnx"))
+    entry.value = "obb"  # a task the workbook does not run yet is named, never read as a detector
+    onnx.save(detector, str(tmp_path / "obb.onnx"))
     for given in ("", "detect"):
-        with pytest.raises(WorkbookError, match=r"^Model \S+seg.onnx is an ultralytics segment model; this workbook takes "
-                                                r"classify and detect models so far: pass one of those\.$"):
-            resolve_task(str(tmp_path / "seg.onnx"), given)
+        with pytest.raises(WorkbookError, match=r"^Model \S+obb.onnx is an ultralytics obb model; this workbook takes "
+                                                r"classify, detect, segment and pose models so far: pass one of those\.$"):
+            resolve_task(str(tmp_path / "obb.onnx"), given)
     with pytest.raises(WorkbookError, match=r"^imgsz=32 conflicts with model \S+tiny.onnx, whose input is fixed at "
                                             r"16x16; set imgsz: 16 or leave it 0\.$"):
         resolve_imgsz(str(tiny_onnx), 32)

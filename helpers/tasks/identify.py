@@ -100,7 +100,7 @@ def supported(found: str | None, model_path: str | Path) -> str | None:
     if found is None or found in TASKS:
         return found
     raise WorkbookError(f"Model {model_path} is an ultralytics {found} model; this workbook takes "
-                        f"{' and '.join(TASKS)} models so far: pass one of those.")
+                        f"{', '.join(TASKS[:-1])} and {TASKS[-1]} models so far: pass one of those.")
 
 
 def check_task(model_path: str | Path, task: str) -> str:
