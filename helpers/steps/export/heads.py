@@ -123,7 +123,8 @@ def check_decodable(path: Path, io: dict[str, Any], meta: dict[str, str], task: 
             and (anchors is None or first[2] == anchors):
         return
     extra = {"segment": " + mask coefficients, and the prototypes", "pose": " + keypoints"}.get(task, "")
-    raise WorkbookError(f"The {member(task).what.split(' ', 1)[1]} {path.name} gives outputs {shapes}, a layout the workbook's decode cannot read (one "
+    what = member(task).what.split(" ", 1)[1]  # "detector", "pose model", ...
+    raise WorkbookError(f"The {what} {path.name} gives outputs {shapes}, a layout the workbook's decode cannot read (one "
                         f"[1, 4 + classes{extra}, {anchors or 'anchors'}] tensor, or {'/'.join(kinds)} per stride): NMS or a "
                         "top-k inside the graph? Give the ultralytics .pt instead (model: the .pt), or an ONNX exported "
                         "without them.")
