@@ -1,36 +1,105 @@
-"""The judge of a detector: COCO mAP50-95 of its decoded outputs (helpers.tasks.scoring.Judge)."""
+"""The judges whose metric is a COCO mAP50-95 of decoded outputs (helpers.tasks.scoring.Judge): CocoJudge, the part
+detect, segment and pose share (decode once, match once, paired bootstrap), and DetectJudge (box mAP50-95)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Sequence
 
-from helpers.tasks.detect.metric import coco_map, paired_map
+import numpy as np
+
+from helpers.tasks.detect.metric import Matching, box_records, match, paired_matchings
 from helpers.tasks.detect.postprocess import postprocess
 from helpers.tasks.measures import Outputs
 from helpers.tasks.noise import Paired
 from helpers.tasks.scoring import Judge
 
+MAX_DET = 300  # val-style decoding and scoring: conf 0.001, IoU 0.7, at most 300 predictions per image
+
 
 @dataclass
-class DetectJudge(Judge):
-    """COCO mAP50-95 (pycocotools, val-style thresholds) of a detector's decoded outputs; agreement = mAP50."""
+class CocoJudge(Judge):
+    """A judge of decoded predictions by a COCO mAP50-95: FP32's predictions and matching are kept, and so are the last
+    other outputs' (score() then paired() of one model decodes and matches it once)."""
 
-    split: Any = field(default=None, repr=False)  # helpers.tasks.detect.labels.DetectionSplit
+    TASK: ClassVar[str] = ""
+    KEY: ClassVar[str] = ""
+    LABEL: ClassVar[str] = ""
+    AGREEMENT: ClassVar[str] = ""
+
+    split: Any = field(default=None, repr=False)  # the task's split: truth and names (pose: kpt_shape, sigmas)
     geoms: list = field(default_factory=list, repr=False)
     decode: dict = field(default_factory=dict, repr=False)  # postprocess keywords from the ONNX (end2end: top-k, no NMS)
+    _memo: dict = field(default_factory=dict, init=False, repr=False)
+
+    @classmethod
+    def of(cls, paths: Sequence[Any], pixels: np.ndarray, fp32_outputs: Outputs, split: Any, geoms: Sequence[Any],
+           decode: dict | None = None) -> "CocoJudge":
+        """The judge of this task on these images (letterboxed pixels, their geoms) with its metric's names filled in."""
+        return cls(cls.TASK, cls.KEY, cls.LABEL, cls.AGREEMENT, list(paths), pixels, fp32_outputs, split=split,
+                   geoms=list(geoms), decode=dict(decode or {}))
+
+    def decoded(self, outputs: Outputs) -> list:
+        """Each image's raw outputs decoded (val-style thresholds), in original image pixels; implemented per task."""
+        raise NotImplementedError
+
+    def matched(self, predictions: list) -> Matching:
+        """pycocotools' matching of decoded predictions to the split's truth; implemented per task."""
+        raise NotImplementedError
+
+    def _kept(self, outputs: Outputs) -> dict:
+        """The memo of these outputs (FP32's, or the last others'; compared by identity, the outputs held alive)."""
+        slot = "fp32" if outputs is self.fp32_outputs else "last"
+        if self._memo.get(slot, {}).get("outputs") is not outputs:
+            self._memo[slot] = {"outputs": outputs}
+        return self._memo[slot]
+
+    def predictions(self, outputs: Outputs) -> list:
+        """Each image's raw outputs decoded into predictions (val-style thresholds), in original image pixels."""
+        kept = self._kept(outputs)
+        if "predictions" not in kept:
+            kept["predictions"] = self.decoded(outputs)
+        return kept["predictions"]
+
+    def matching(self, outputs: Outputs) -> Matching:
+        """The COCO matching of these outputs' predictions (computed once per outputs)."""
+        kept = self._kept(outputs)
+        if "matching" not in kept:
+            kept["matching"] = self.matched(self.predictions(outputs))
+        return kept["matching"]
+
+    def box_map(self, outputs: Outputs) -> float:
+        """Box mAP50-95 of these outputs' predictions (any task's: boxes, scores, classes against the truth's boxes)."""
+        return match(*box_records(self.split.truth, self.predictions(outputs)), self.split.names, "bbox", MAX_DET).map_of()
+
+    def paired(self, outputs: Outputs, reference: Outputs | None = None, resamples: int = 50) -> Paired:
+        """The metric against the reference's (FP32 by default): paired bootstrap over the same images."""
+        ref = self.matching(self.fp32_outputs if reference is None else reference)
+        return paired_matchings(ref, self.matching(outputs), resamples)
+
+
+@dataclass
+class DetectJudge(CocoJudge):
+    """COCO mAP50-95 (pycocotools, val-style thresholds) of a detector's decoded outputs; agreement = mAP50."""
+
+    TASK: ClassVar[str] = "detect"
+    KEY: ClassVar[str] = "map50_95"
+    LABEL: ClassVar[str] = "mAP50-95"
+    AGREEMENT: ClassVar[str] = "map50"
+
+    def decoded(self, outputs: Outputs) -> list:
+        """Boxes, scores and classes per image (helpers.tasks.detect.postprocess)."""
+        return [postprocess(o, lb, conf=0.001, iou=0.7, max_det=MAX_DET, multi_label=True, **self.decode)
+                for o, lb in zip(outputs, self.geoms)]
 
     def detections(self, outputs: Outputs) -> list:
         """Each image's raw outputs decoded into boxes (val-style thresholds), in original image pixels."""
-        return [postprocess(o, lb, conf=0.001, iou=0.7, max_det=300, multi_label=True, **self.decode)
-                for o, lb in zip(outputs, self.geoms)]
+        return self.predictions(outputs)
+
+    def matched(self, predictions: list) -> Matching:
+        """bbox matching of the boxes."""
+        return match(*box_records(self.split.truth, predictions), self.split.names, "bbox", MAX_DET)
 
     def metric(self, outputs: Outputs) -> tuple[float, float]:
         """COCO mAP50-95 and mAP50 of the decoded outputs against the labels."""
-        m = coco_map(self.split.truth, self.detections(outputs), self.split.names, max_det=300)
+        m = self.matching(outputs).metric(self.split.names)
         return m.map50_95, m.map50
-
-    def paired(self, outputs: Outputs, reference: Outputs | None = None, resamples: int = 50) -> Paired:
-        """mAP50-95 against the reference's (FP32 by default): paired bootstrap over the same images."""
-        a = self.detections(self.fp32_outputs if reference is None else reference)
-        return paired_map(self.split.truth, a, self.detections(outputs), self.split.names, resamples=resamples)
-
