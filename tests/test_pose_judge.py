@@ -66,3 +66,14 @@ def test_drifting_keypoints_cost_pose_map_not_box_map_and_the_verdict_says_worse
     assert judge.paired(outputs).verdict == "within noise"
     wide = PoseSplit(split.paths, split.truth, NAMES, kpt_shape=(K, 3), sigmas=[0.2] * K)  # the split's sigmas are used
     assert _judge(wide, outputs).score(drifted).value > score.value
+
+
+def test_the_judge_scores_as_notebook_30s_evaluation():
+    """The judge's FP32 figures are what pose.metric.evaluate_outputs (notebook 30's measurement) gives."""
+    from helpers.tasks.pose.metric import evaluate_outputs
+
+    split, drifted = _case(shift=3.0)
+    judge = _judge(split, drifted)
+    theirs = evaluate_outputs("FP32", drifted, judge.geoms, split)
+    assert (judge.fp32.value, judge.fp32.agreement) == (theirs.metric.map50_95, theirs.metric.box.map50_95)
+    assert theirs.top_scores == pytest.approx([0.9] * len(split))

@@ -74,3 +74,14 @@ def test_spoilt_masks_cost_mask_map_not_box_map_and_the_verdict_says_worse():
     assert same.difference_pt == 0.0 and same.verdict == "within noise"
     back = judge.paired(outputs, reference=holed)  # against another reference: the sign turns
     assert back.verdict == "better" and back.difference_pt == pytest.approx(-worse.difference_pt)
+
+
+def test_the_judge_scores_as_notebook_30s_evaluation():
+    """The judge's FP32 figures are what segment.metric.evaluate_outputs (notebook 30's measurement) gives."""
+    from helpers.tasks.segment.metric import evaluate_outputs
+
+    split, outputs = _case()
+    judge = _judge(split, _holed(outputs))
+    theirs = evaluate_outputs("FP32", _holed(outputs), judge.geoms, split).metric
+    assert (judge.fp32.value, judge.fp32.agreement) == (theirs.mask.map50_95, theirs.box.map50_95)
+    assert judge.score(outputs).value == pytest.approx(1.0) and judge.predictions(outputs) is judge.predictions(outputs)

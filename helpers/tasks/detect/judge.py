@@ -14,12 +14,13 @@ from helpers.tasks.noise import Paired
 from helpers.tasks.scoring import Judge
 
 MAX_DET = 300  # val-style decoding and scoring: conf 0.001, IoU 0.7, at most 300 predictions per image
+MEMO = 3  # decoded outputs a judge keeps besides FP32's (a score and the paired verdicts of a model reuse them)
 
 
 @dataclass
 class CocoJudge(Judge):
     """A judge of decoded predictions by a COCO mAP50-95: FP32's predictions and matching are kept, and so are the last
-    other outputs' (score() then paired() of one model decodes and matches it once)."""
+    few other outputs' (score() then paired() of one model decode and match it once)."""
 
     TASK: ClassVar[str] = ""
     KEY: ClassVar[str] = ""
@@ -47,11 +48,16 @@ class CocoJudge(Judge):
         raise NotImplementedError
 
     def _kept(self, outputs: Outputs) -> dict:
-        """The memo of these outputs (FP32's, or the last others'; compared by identity, the outputs held alive)."""
-        slot = "fp32" if outputs is self.fp32_outputs else "last"
-        if self._memo.get(slot, {}).get("outputs") is not outputs:
-            self._memo[slot] = {"outputs": outputs}
-        return self._memo[slot]
+        """The memo of these outputs (compared by identity, held alive while kept): FP32's always, and the last
+        MEMO others' (a comparison against another reference decodes neither twice)."""
+        if outputs is self.fp32_outputs:
+            return self._memo.setdefault("fp32", {"outputs": outputs})
+        others = self._memo.setdefault("others", [])
+        kept = next((m for m in others if m["outputs"] is outputs), None)
+        if kept is None:
+            kept = {"outputs": outputs}
+            others[:] = [kept, *others][:MEMO]
+        return kept
 
     def predictions(self, outputs: Outputs) -> list:
         """Each image's raw outputs decoded into predictions (val-style thresholds), in original image pixels."""
