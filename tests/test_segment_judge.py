@@ -55,7 +55,7 @@ def test_the_judge_names_mask_map_and_scores_fp32_as_the_labels_say():
                                                                          "box_map50_95")
     assert judge.fp32.value == pytest.approx(1.0) and judge.fp32.agreement == pytest.approx(1.0)
     assert judge.text(0.5) == "0.500" and measures.metric_heading(judge.label) == "Mask mAP50-95"
-    assert judge.step_pt() is None and judge.predictions(outputs) is judge.predictions(outputs)  # decoded once
+    assert judge.step_pt() is None and judge.matching(outputs) is judge.matching(outputs)  # matched once
     assert _judge(split, outputs, end2end=True).fp32.value == pytest.approx(1.0)  # the decode keywords reach postprocess
 
 
@@ -77,11 +77,15 @@ def test_spoilt_masks_cost_mask_map_not_box_map_and_the_verdict_says_worse():
 
 
 def test_the_judge_scores_as_notebook_30s_evaluation():
-    """The judge's FP32 figures are what segment.metric.evaluate_outputs (notebook 30's measurement) gives."""
+    """The judge's FP32 figures are what segment.metric.evaluate_outputs (notebook 30's measurement) gives, and the paired
+    verdict from two evaluations' matchings is the judge's."""
+    from helpers.tasks.detect.metric import paired_matchings
     from helpers.tasks.segment.metric import evaluate_outputs
 
     split, outputs = _case()
     judge = _judge(split, _holed(outputs))
-    theirs = evaluate_outputs("FP32", _holed(outputs), judge.geoms, split).metric
-    assert (judge.fp32.value, judge.fp32.agreement) == (theirs.mask.map50_95, theirs.box.map50_95)
-    assert judge.score(outputs).value == pytest.approx(1.0) and judge.predictions(outputs) is judge.predictions(outputs)
+    theirs = evaluate_outputs("FP32", _holed(outputs), judge.geoms, split)
+    assert (judge.fp32.value, judge.fp32.agreement) == (theirs.metric.mask.map50_95, theirs.metric.box.map50_95)
+    other = evaluate_outputs("other", outputs, judge.geoms, split)
+    assert paired_matchings(theirs.matching, other.matching, resamples=10) == judge.paired(outputs, resamples=10)
+    assert judge.score(outputs).value == pytest.approx(1.0) and judge.matching(outputs) is judge.matching(outputs)

@@ -14,15 +14,17 @@ from helpers.tasks.noise import Paired
 from helpers.tasks.scoring import Judge
 
 MAX_DET = 300  # val-style decoding and scoring: conf 0.001, IoU 0.7, at most 300 predictions per image
-MEMO = 3  # decoded outputs a judge keeps besides FP32's (a score and the paired verdicts of a model reuse them)
+MEMO = 3  # outputs whose matchings a judge keeps besides FP32's (a score and the paired verdicts of a model reuse them)
 
 
 @dataclass
 class CocoJudge(Judge):
-    """A judge of decoded predictions by a COCO mAP50-95: FP32's predictions and matching are kept, and so are the last
-    few other outputs' (score() then paired() of one model decode and match it once)."""
+    """A judge of decoded predictions by a COCO mAP50-95: FP32's matchings are kept, and so are the last few other
+    outputs' (score() then paired() of one model decode and match it once; outputs are compared by identity, so a
+    caller passes a new list per model rather than refilling one)."""
 
     TASK: ClassVar[str] = ""
+    IOU_TYPE: ClassVar[str] = "bbox"  # what matched() compares: bbox, segm or keypoints (helpers.tasks.detect.metric)
     KEY: ClassVar[str] = ""
     LABEL: ClassVar[str] = ""
     AGREEMENT: ClassVar[str] = ""
@@ -60,22 +62,27 @@ class CocoJudge(Judge):
         return kept
 
     def predictions(self, outputs: Outputs) -> list:
-        """Each image's raw outputs decoded into predictions (val-style thresholds), in original image pixels."""
-        kept = self._kept(outputs)
-        if "predictions" not in kept:
-            kept["predictions"] = self.decoded(outputs)
-        return kept["predictions"]
+        """Each image's raw outputs decoded into predictions (val-style thresholds), in original image pixels; decoded
+        on each call, not kept (a seg model's full-size masks are large; the matchings are what the metric reads)."""
+        return self.decoded(outputs)
 
-    def matching(self, outputs: Outputs) -> Matching:
-        """The COCO matching of these outputs' predictions (computed once per outputs)."""
+    def _matchings(self, outputs: Outputs) -> dict:
+        """These outputs' task matching and box matching, from one decode, kept (see _kept)."""
         kept = self._kept(outputs)
         if "matching" not in kept:
-            kept["matching"] = self.matched(self.predictions(outputs))
-        return kept["matching"]
+            preds = self.predictions(outputs)
+            kept["matching"] = self.matched(preds)
+            kept["box"] = kept["matching"] if self.IOU_TYPE == "bbox" else match(
+                *box_records(self.split.truth, preds), self.split.names, "bbox", MAX_DET)
+        return kept
+
+    def matching(self, outputs: Outputs) -> Matching:
+        """The COCO matching of these outputs' predictions in the task's own terms (boxes, masks or keypoints)."""
+        return self._matchings(outputs)["matching"]
 
     def box_map(self, outputs: Outputs) -> float:
         """Box mAP50-95 of these outputs' predictions (any task's: boxes, scores, classes against the truth's boxes)."""
-        return match(*box_records(self.split.truth, self.predictions(outputs)), self.split.names, "bbox", MAX_DET).map_of()
+        return self._matchings(outputs)["box"].map_of()
 
     def paired(self, outputs: Outputs, reference: Outputs | None = None, resamples: int = 50) -> Paired:
         """The metric against the reference's (FP32 by default): paired bootstrap over the same images."""
@@ -99,7 +106,7 @@ class DetectJudge(CocoJudge):
 
     def detections(self, outputs: Outputs) -> list:
         """Each image's raw outputs decoded into boxes (val-style thresholds), in original image pixels."""
-        return self.predictions(outputs)
+        return self.decoded(outputs)
 
     def matched(self, predictions: list) -> Matching:
         """bbox matching of the boxes."""

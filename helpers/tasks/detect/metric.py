@@ -179,12 +179,14 @@ def predictions_json(detections: Sequence[Detections]) -> list[dict[str, list]]:
 
 @dataclass
 class DetectEval:
-    """Detections per image and their COCO metric for one backend."""
+    """Detections per image, their COCO metric and top class scores for one backend, with the matching a paired verdict
+    against another backend re-accumulates (paired_matchings)."""
 
     name: str
     detections: list[Detections]
     metric: DetectMetric
     top_scores: list[float]
+    matching: Matching | None = field(default=None, repr=False)  # what a paired verdict needs (paired_matchings)
 
 
 def evaluate_outputs(name: str, outputs: Sequence[Sequence[np.ndarray]], geoms: Sequence, split: Any,
@@ -195,4 +197,5 @@ def evaluate_outputs(name: str, outputs: Sequence[Sequence[np.ndarray]], geoms: 
     dets = [postprocess(o, lb, conf=conf, iou=iou, max_det=max_det, multi_label=True, end2end=end2end)
             for o, lb in zip(outputs, geoms)]
     tops = [top_score(o, lb.size) for o, lb in zip(outputs, geoms)]
-    return DetectEval(name, dets, coco_map(split.truth, dets, split.names, max_det=max_det), tops)
+    matched = match(*box_records(split.truth, dets), split.names, "bbox", max_det)
+    return DetectEval(name, dets, matched.metric(split.names), tops, matched)

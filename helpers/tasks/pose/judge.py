@@ -18,6 +18,7 @@ class PoseJudge(CocoJudge):
     agreement = box mAP50-95 of the same predictions (keypoints drifting while boxes hold is the INT8 symptom)."""
 
     TASK: ClassVar[str] = "pose"
+    IOU_TYPE: ClassVar[str] = "keypoints"
     KEY: ClassVar[str] = "pose_map50_95"
     LABEL: ClassVar[str] = "pose mAP50-95"
     AGREEMENT: ClassVar[str] = "box_map50_95"

@@ -95,12 +95,17 @@ def coco_pose_map(truth: Sequence[PoseTruth], predictions: Sequence[Poses], name
     params.kpt_oks_sigmas = sigmas (one per keypoint) for the pose figures, `bbox` for the box ones; at most max_det
     predictions per image, 101-point interpolated precision. A labelled figure without any labelled keypoint is ignored
     by pycocotools (ultralytics counts it as missed)."""
-    sigmas = [float(s) for s in np.ravel(sigmas)]
-    kp = keypoint_matching(truth, predictions, names, sigmas, max_det).metric(names)
+    return _metric(truth, predictions, names, sigmas, max_det, keypoint_matching(truth, predictions, names, sigmas, max_det))
+
+
+def _metric(truth: Sequence[PoseTruth], predictions: Sequence[Poses], names: Sequence[str], sigmas: Sequence[float],
+            max_det: int, keypoints: Matching) -> PoseMetric:
+    """The OKS figures of a keypoints matching and the box figures of the same predictions."""
+    kp = keypoints.metric(names)
     box = coco_map([GroundTruth(t.boxes, t.classes, t.height, t.width) for t in truth],
                    [Detections(p.boxes, p.scores, p.classes) for p in predictions], names, max_det=max_det)
-    return PoseMetric(kp.map50_95, kp.map50, box, sigmas, per_class=kp.per_class, per_class50=kp.per_class50,
-                      images=kp.images, instances=kp.instances, detections=kp.detections)
+    return PoseMetric(kp.map50_95, kp.map50, box, [float(s) for s in np.ravel(sigmas)], per_class=kp.per_class,
+                      per_class50=kp.per_class50, images=kp.images, instances=kp.instances, detections=kp.detections)
 
 
 def pose_map_of_images(truth: Sequence[PoseTruth], predictions: Sequence[Poses], names: Sequence[str],
@@ -120,12 +125,14 @@ def paired_pose_map(truth: Sequence[PoseTruth], reference: Sequence[Poses], othe
 
 @dataclass
 class PoseEval:
-    """Poses per image and their COCO metric for one backend."""
+    """Poses per image, their COCO metric and each image's top class score for one backend, with the keypoints matching
+    a paired verdict against another backend re-accumulates (paired_matchings)."""
 
     name: str
     poses: list[Poses]
     metric: PoseMetric
     top_scores: list[float] = field(default_factory=list)
+    matching: Matching | None = field(default=None, repr=False)
 
 
 def top_score(outputs: Sequence[np.ndarray], input_size: int, kpt_shape: Sequence[int]) -> float:
@@ -141,7 +148,8 @@ def evaluate_outputs(name: str, outputs: Sequence[Sequence[np.ndarray]], geoms: 
     poses = [postprocess(o, lb, split.kpt_shape, conf=conf, iou=iou, max_det=max_det, multi_label=True, end2end=end2end)
              for o, lb in zip(outputs, geoms)]
     tops = [top_score(o, lb.size, split.kpt_shape) for o, lb in zip(outputs, geoms)]
-    return PoseEval(name, poses, coco_pose_map(split.truth, poses, split.names, split.sigmas, max_det=max_det), tops)
+    kps = keypoint_matching(split.truth, poses, split.names, split.sigmas, max_det)
+    return PoseEval(name, poses, _metric(split.truth, poses, split.names, split.sigmas, max_det, kps), tops, kps)
 
 
 def predictions_json(poses: Sequence[Poses]) -> list[dict[str, list]]:

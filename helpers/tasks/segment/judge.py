@@ -18,6 +18,7 @@ class SegmentJudge(CocoJudge):
     mAP50-95 of the same predictions (masks suffering more than boxes is what INT8 on the prototypes does)."""
 
     TASK: ClassVar[str] = "segment"
+    IOU_TYPE: ClassVar[str] = "segm"
     KEY: ClassVar[str] = "mask_map50_95"
     LABEL: ClassVar[str] = "mask mAP50-95"
     AGREEMENT: ClassVar[str] = "box_map50_95"

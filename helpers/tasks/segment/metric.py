@@ -3,7 +3,7 @@ rknn_model_zoo's seg demos and ultralytics' COCO evaluation report; the paired b
 decode-and-score of raw outputs notebook 30 runs per backend."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -91,10 +91,15 @@ def coco_segment_map(truth: Sequence[SegmentTruth], predictions: Sequence[Segmen
                      max_det: int = 100) -> SegmentMetric:
     """Evaluate predictions against truth (same image order) with pycocotools' COCOeval: `segm` on RLE masks at the
     original image size, and `bbox` on the same detections (at most max_det per image)."""
-    mask = mask_matching(truth, predictions, names, max_det).metric(names)
+    return _metric(truth, predictions, names, max_det, mask_matching(truth, predictions, names, max_det))
+
+
+def _metric(truth: Sequence[SegmentTruth], predictions: Sequence[Segmentation], names: Sequence[str], max_det: int,
+            masks: Matching) -> SegmentMetric:
+    """The mask figures of a segm matching and the box figures of the same predictions."""
     box = coco_map([GroundTruth(t.boxes, t.classes, t.height, t.width) for t in truth],
                    [Detections(p.boxes, p.scores, p.classes) for p in predictions], names, max_det=max_det)
-    return SegmentMetric(mask=mask, box=box)
+    return SegmentMetric(mask=masks.metric(names), box=box)
 
 
 def mask_map_of_images(truth: Sequence[SegmentTruth], predictions: Sequence[Segmentation], names: Sequence[str],
@@ -114,12 +119,15 @@ def paired_segment_map(truth: Sequence[SegmentTruth], reference: Sequence[Segmen
 
 @dataclass
 class SegmentEval:
-    """Segmentations per image, their COCO metric and each image's top class score for one backend."""
+    """Segmentations per image, their COCO metric and each image's top class score for one backend, with the mask
+    matching a paired verdict against another backend re-accumulates (keep it, not the full-size masks:
+    paired_matchings)."""
 
     name: str
     segmentations: list[Segmentation]
     metric: SegmentMetric
     top_scores: list[float]
+    matching: Matching | None = field(default=None, repr=False)
 
 
 def top_score(outputs: Sequence[np.ndarray], input_size: int) -> float:
@@ -135,7 +143,8 @@ def evaluate_outputs(name: str, outputs: Sequence[Sequence[np.ndarray]], geoms: 
     segs = [postprocess(o, lb, conf=conf, iou=iou, max_det=max_det, multi_label=True, end2end=end2end)
             for o, lb in zip(outputs, geoms)]
     tops = [top_score(o, lb.size) for o, lb in zip(outputs, geoms)]
-    return SegmentEval(name, segs, coco_segment_map(split.truth, segs, split.names, max_det=max_det), tops)
+    masks = mask_matching(split.truth, segs, split.names, max_det)
+    return SegmentEval(name, segs, _metric(split.truth, segs, split.names, max_det, masks), tops, masks)
 
 
 def predictions_json(segmentations: Sequence[Segmentation], mask_score: float = MASK_SCORE) -> list[dict[str, list]]:
