@@ -96,3 +96,59 @@ def test_bad_inputs_are_one_sentence():
     with pytest.raises(ValueError, match=r"^Keypoints per figure \[3\] differ from the 17 OKS sigmas; pass one sigma per "
                                          r"keypoint \(the data\.yaml's kpt_oks_sigmas\)\.$"):
         coco_pose_map(truth, _perfect(truth), NAMES, [0.05] * 17)
+
+
+def _noisy(truth: list[PoseTruth], seed: int = 0) -> list[Poses]:
+    """Poses of mixed quality: keypoints moved by random pixels, scores random, one false positive."""
+    rng = np.random.default_rng(seed)
+    out = _perfect(truth)
+    for p in out:
+        p.keypoints[..., :2] += rng.normal(0, 2.5, p.keypoints[..., :2].shape)
+        p.scores[:] = rng.uniform(0.2, 1, len(p))
+    out[2] = Poses(np.array([[0, 0, 30, 30]], np.float32), np.array([0.95], np.float32), np.array([1]),
+                   np.array([[[5, 5, 1], [10, 10, 1], [15, 15, 1]]], np.float32))
+    return out
+
+
+def test_a_selection_of_images_scores_as_coco_pose_map_on_those_images():
+    """pose_map_of_images (match once, re-accumulate per selection) is coco_pose_map's OKS mAP50-95 exactly: on all
+    images, and on a selection with repeats as on the duplicated lists."""
+    from helpers.tasks.pose.metric import pose_map_of_images
+
+    truth = _truth() * 3
+    preds = _noisy(truth)
+    score = pose_map_of_images(truth, preds, NAMES, SIGMAS, max_det=100)
+    whole = coco_pose_map(truth, preds, NAMES, SIGMAS).map50_95
+    assert 0.1 < whole < 0.95 and score(np.arange(len(truth))) == whole
+    for idx in (np.array([0, 0, 1, 5, 5, 2]), np.array([4, 4]), np.random.default_rng(1).integers(0, len(truth), 10)):
+        want = coco_pose_map([truth[i] for i in idx], [preds[i] for i in idx], NAMES, SIGMAS).map50_95
+        assert score(idx) == pytest.approx(want, abs=1e-12), idx
+
+
+def test_paired_pose_map_judges_keypoints_by_the_one_noise_rule():
+    """Keypoints moved to OKS 0.72 on every figure are measurably worse (-50 pt); the same poses are within noise, 0."""
+    from helpers.tasks.pose.metric import paired_pose_map
+
+    truth = _truth() * 4
+    moved = _perfect(truth)
+    shifts = iter(_shift_for_oks(truth, 0.72))
+    for p in moved:
+        for kp in p.keypoints:
+            kp[:, 0] += next(shifts)
+    same = paired_pose_map(truth, _perfect(truth), _perfect(truth), NAMES, SIGMAS, resamples=10)
+    assert same.difference_pt == 0.0 and same.verdict == "within noise"
+    worse = paired_pose_map(truth, _perfect(truth), moved, NAMES, SIGMAS, resamples=10)
+    assert worse.difference_pt == pytest.approx(-50.0, abs=1e-6) and worse.verdict == "worse"
+
+
+def test_predictions_json_rounds_keypoints():
+    import json
+
+    from helpers.tasks.pose.metric import predictions_json
+
+    preds = _noisy(_truth())
+    saved = predictions_json(preds)
+    assert json.loads(json.dumps(saved)) == saved
+    assert np.asarray(saved[0]["keypoints"]).shape == (2, 3, 3)
+    assert np.allclose(saved[0]["keypoints"], preds[0].keypoints, atol=0.01)
+    assert np.asarray(saved[2]["keypoints"]).shape == (1, 3, 3) and saved[2]["classes"] == [1]

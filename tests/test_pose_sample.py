@@ -91,3 +91,15 @@ def test_bad_sigmas_and_flip_idx_are_refused(small, tmp_path):
         bad.write_text(small.read_text().replace(old, new))
         with pytest.raises(WorkbookError, match=says):
             read_pose_yaml(bad)
+
+
+def test_skeleton_is_read_and_checked(small, tmp_path):
+    """The sample's data.yaml names its skeleton (what the picture grid draws); one out of range is one sentence."""
+    assert read_pose_yaml(small)["skeleton"] == list(ps.SKELETON)
+    bad = tmp_path / "data.yaml"
+    bad.write_text(small.read_text().replace("skeleton: [[0, 1]", "skeleton: [[0, 9]"))
+    with pytest.raises(WorkbookError, match=r"^skeleton .* is not a list of keypoint index pairs within 0\.\.6; write "):
+        read_pose_yaml(bad)
+    none = tmp_path / "none.yaml"
+    none.write_text("\n".join(ln for ln in small.read_text().splitlines() if not ln.startswith("skeleton")) + "\n")
+    assert read_pose_yaml(none)["skeleton"] is None

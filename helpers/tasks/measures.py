@@ -8,12 +8,14 @@ import numpy as np
 
 from helpers.backends.base import Outputs  # outputs[image][output] (defined with the runners that return them)
 
-# metric column -> how sentences name it (in this order of precedence)
-METRIC_LABELS = {"top1": "top-1", "map50_95": "mAP50-95"}
+# metric column -> how sentences name it (in this order of precedence: a task's own mAP before the plain box one, so a
+# segment or pose table that also carries a box column is read by its mask or keypoint figure)
+METRIC_LABELS = {"top1": "top-1", "mask_map50_95": "mask mAP50-95", "pose_map50_95": "pose mAP50-95", "map50_95": "mAP50-95"}
 
 
 def metric_text(key: str, value: float) -> str:
-    """A metric value as sentences show it: top-1 as a percentage (98.33%), mAP as a fraction (0.712)."""
+    """A metric value as sentences show it: top-1 as a percentage (98.33%), any mAP (box, mask, pose) as a fraction
+    (0.712)."""
     return f"{100 * value:.2f}%" if key == "top1" else f"{value:.3f}"
 
 

@@ -1,7 +1,7 @@
-"""One score per model, whatever the run's task: top-1 for a classifier, COCO mAP50-95 for a detector, with
-how closely its raw outputs follow FP32 (cosine). Notebook 50's sweep and notebook 60's hybrids rank models
-through a `Judge` (tasks/classify/judge.py, tasks/detect/judge.py; helpers.steps.judge builds one for a run),
-so both tasks share one code path and the tables name the metric they hold."""
+"""One score per model, whatever the run's task: top-1 for a classifier, COCO mAP50-95 for a detector, mask mAP50-95
+for a seg model, OKS mAP50-95 for a pose model, with how closely its raw outputs follow FP32 (cosine). Notebook 50's
+sweep and notebook 60's hybrids rank models through a `Judge` (tasks/<task>/judge.py; helpers.steps.judge builds one
+for a run), so every task shares one code path and the tables name the metric they hold."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,7 +21,7 @@ class Score:
     value: float
     mean_cosine: float
     min_cosine: float
-    agreement: float  # classify: share of images with FP32's top-1 class; detect: mAP50
+    agreement: float  # classify: share of images with FP32's top-1 class; detect: mAP50; segment, pose: box mAP50-95
 
     def row(self, judge: "Judge") -> dict[str, Any]:
         """The columns a table stores for this score, named after the judge's metric."""
@@ -35,9 +35,9 @@ class Judge:
     detector), the FP32 reference's raw outputs on them, and the task's metric."""
 
     task: str
-    key: str  # table column of the metric: "top1" or "map50_95"
-    label: str  # how sentences and axes name it: "top-1" or "mAP50-95"
-    agreement_key: str  # "top1_agreement" or "map50"
+    key: str  # table column of the metric: "top1", "map50_95", "mask_map50_95" or "pose_map50_95"
+    label: str  # how sentences and axes name it: "top-1", "mAP50-95", "mask mAP50-95" or "pose mAP50-95"
+    agreement_key: str  # "top1_agreement", "map50" or "box_map50_95"
     paths: list[Path]
     pixels: np.ndarray
     fp32_outputs: Outputs = field(repr=False)

@@ -1,4 +1,4 @@
-"""YOLO pose data: a data.yaml with kpt_shape (flip_idx, kpt_oks_sigmas optional) whose label lines are
+"""YOLO pose data: a data.yaml with kpt_shape (flip_idx, kpt_oks_sigmas, skeleton optional) whose label lines are
 `class cx cy w h  x1 y1 v1 ...` (normalised), and the check that a model's keypoints match it."""
 from __future__ import annotations
 
@@ -51,7 +51,21 @@ def read_pose_yaml(data_yaml: str | Path) -> dict:
         raise WorkbookError(f"kpt_oks_sigmas {given} in {data_yaml} must be {k} positive numbers, one per keypoint; fix it or "
                             "remove it (then the default applies).")
     data["sigmas"] = oks_sigmas(data)
+    data["skeleton"] = skeleton_of(data, data_yaml)
     return data
+
+
+def skeleton_of(data: dict, data_yaml: str | Path = "data.yaml") -> list[tuple[int, int]] | None:
+    """The data.yaml's optional `skeleton` (pairs of keypoint indices, the lines pictures draw between keypoints) checked
+    against kpt_shape; None when it gives none (pictures then draw the points alone)."""
+    given, k = data.get("skeleton"), data["kpt_shape"][0]
+    if given is None:
+        return None
+    pairs = given if isinstance(given, (list, tuple)) else [given]
+    if not all(isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(i, int) and 0 <= i < k for i in p) for p in pairs):
+        raise WorkbookError(f"skeleton {given!r} in {data_yaml} is not a list of keypoint index pairs within 0..{k - 1}; write "
+                            "e.g. 'skeleton: [[0, 1], [1, 2]]' or remove it.")
+    return [(int(a), int(b)) for a, b in pairs]
 
 
 def oks_sigmas(data: dict) -> list[float]:

@@ -24,7 +24,7 @@ SKELETON = ((0, 1), (1, 2), (1, 3), (1, 4), (4, 5), (4, 6))
 # feet = ankles. The generated labels are exact; the sigmas set how far a prediction may be, not annotator noise.
 OKS_SIGMAS = (0.026, 0.079, 0.062, 0.062, 0.107, 0.089, 0.089)
 SAMPLE_DIR = DATA / "pose_sample"
-SAMPLE_VERSION = 1
+SAMPLE_VERSION = 2  # 2: data.yaml names the skeleton (the picture grid draws it)
 MIN_LABELLED = 3  # keypoints inside the frame per figure: a figure with none would be ignored by pycocotools
 
 
@@ -121,14 +121,16 @@ def pose_line(cls: int, box: np.ndarray, kpts: np.ndarray, width: int, height: i
 
 def data_yaml_text(train: str = "images/train", val: str = "images/val") -> str:
     """The pose data.yaml: ultralytics reads kpt_shape, flip_idx and kpt_oks_sigmas (its val and its keypoint loss use
-    them), the workbook's OKS metric reads the same sigmas."""
+    them), the workbook's OKS metric reads the same sigmas and its pictures the skeleton."""
     names = "".join(f"  {i}: {n}\n" for i, n in enumerate(CLASSES))
     listing = lambda v: "[" + ", ".join(str(x) for x in v) + "]"  # noqa: E731
     # `path` is left out on purpose: ultralytics resolves train/val against the yaml's own folder.
     return (f"train: {train}\nval: {val}\nkpt_shape: [{len(KEYPOINTS)}, 3]\nflip_idx: {listing(FLIP_IDX)}\n"
             "# OKS sigmas: COCO's for the matching body part (head = nose, neck = shoulders, hands = wrists, hip = hips,\n"
             "# feet = ankles), see helpers/tasks/pose/sample.py\n"
-            f"kpt_oks_sigmas: {listing(OKS_SIGMAS)}\nnames:\n{names}kpt_names:\n  0: {listing(KEYPOINTS)}\n")
+            f"kpt_oks_sigmas: {listing(OKS_SIGMAS)}\nnames:\n{names}kpt_names:\n  0: {listing(KEYPOINTS)}\n"
+            "# the lines a picture draws between keypoints (index pairs; the workbook's pictures read it, training does not)\n"
+            f"skeleton: {listing(listing(pair) for pair in SKELETON)}\n")
 
 
 def write_pose_sample(out_dir: str | Path = SAMPLE_DIR, images: int = 250, imgsz: int = 160, val_fraction: float = 0.2,

@@ -1,16 +1,20 @@
 """COCO mask and box mAP with pycocotools (`segm` on RLE-encoded masks, `bbox` on the same detections): what
-rknn_model_zoo's seg demos and ultralytics' COCO evaluation report."""
+rknn_model_zoo's seg demos and ultralytics' COCO evaluation report; the paired bootstrap of mask mAP50-95 and the
+decode-and-score of raw outputs notebook 30 runs per backend."""
 from __future__ import annotations
 
-import contextlib
-import io
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 import numpy as np
+from pycocotools import mask as mask_utils
 
-from helpers.tasks.detect.metric import DetectMetric
-from helpers.tasks.segment.postprocess import Segmentation
+from helpers.tasks.detect.metric import DetectMetric, GroundTruth, Matching, coco_map, match, paired_matchings
+from helpers.tasks.detect.postprocess import Detections
+from helpers.tasks.noise import Paired
+from helpers.tasks.segment.postprocess import Segmentation, decode, postprocess
+
+MASK_SCORE = 0.25  # predictions_json keeps the masks of detections scoring at least this (the ones pictures draw)
 
 
 @dataclass
@@ -43,10 +47,13 @@ class SegmentMetric:
 
 def encode(mask: np.ndarray) -> dict:
     """One bool [h, w] mask as pycocotools' compressed RLE (counts as str, so the record is JSON-serialisable)."""
-    from pycocotools import mask as mask_utils  # pycocotools imports matplotlib: slow, needed only for a metric
-
     rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, np.uint8)))
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def decode_rle(rle: dict) -> np.ndarray:
+    """encode's record back to a bool [h, w] mask."""
+    return mask_utils.decode({"size": list(rle["size"]), "counts": str(rle["counts"]).encode("ascii")}).astype(bool)
 
 
 def _xywh(boxes: np.ndarray) -> np.ndarray:
@@ -54,47 +61,13 @@ def _xywh(boxes: np.ndarray) -> np.ndarray:
     return np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
 
 
-def _evaluate(images: list, annotations: list, results: list, names: Sequence[str], iou_type: str,
-              max_det: int) -> DetectMetric:
-    """One COCOeval run (101-point interpolated precision, IoU 0.50:0.05:0.95) -> DetectMetric."""
-    from pycocotools.coco import COCO  # pycocotools imports matplotlib: slow, needed only for a metric
-    from pycocotools.cocoeval import COCOeval
-
-    metric = DetectMetric(0.0, 0.0, images=len(images), instances=len(annotations), detections=len(results))
-    if not annotations or not results:
-        return metric
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-        gt_api = COCO()
-        gt_api.dataset = {"images": images, "annotations": annotations,
-                          "categories": [{"id": i, "name": str(n)} for i, n in enumerate(names)]}
-        gt_api.createIndex()
-        ev = COCOeval(gt_api, gt_api.loadRes(results), iou_type)
-        ev.params.maxDets = [1, 10, max_det]
-        ev.evaluate()
-        ev.accumulate()
-    precision = ev.eval["precision"][:, :, :, 0, -1]  # [iou, recall, class]; area all, maxdets max_det; -1 = no data
-    iou50 = int(np.argmin(np.abs(ev.params.iouThrs - 0.5)))
-
-    def mean(p: np.ndarray) -> float:
-        valid = p[p > -1]
-        return float(valid.mean()) if valid.size else 0.0
-
-    for k, cat in enumerate(ev.params.catIds):
-        if (precision[:, :, k] > -1).any():
-            metric.per_class[str(names[cat])] = mean(precision[:, :, k])
-            metric.per_class50[str(names[cat])] = mean(precision[iou50, :, k])
-    metric.map50_95, metric.map50 = mean(precision), mean(precision[iou50])
-    return metric
-
-
-def coco_segment_map(truth: Sequence[SegmentTruth], predictions: Sequence[Segmentation], names: Sequence[str],
-                     max_det: int = 100) -> SegmentMetric:
-    """Evaluate predictions against truth (same image order) with pycocotools' COCOeval: `segm` on RLE masks at the
-    original image size, and `bbox` on the same detections (at most max_det per image)."""
+def mask_records(truth: Sequence[SegmentTruth], predictions: Sequence[Segmentation]) -> tuple[list, list, list]:
+    """COCO images, mask annotations and mask results (RLE at the original image size) of labelled images and their
+    segmentations (same order); masks of another size are refused in one sentence."""
     if len(truth) != len(predictions):
         raise ValueError(f"{len(predictions)} prediction sets for {len(truth)} labelled images; pass one Segmentation per "
                          "image, in the same order.")
-    images, annotations, box_results, mask_results = [], [], [], []
+    images, annotations, results = [], [], []
     for i, (gt, det) in enumerate(zip(truth, predictions)):
         images.append({"id": i, "height": int(gt.height), "width": int(gt.width)})
         if len(det) and tuple(det.masks.shape[1:]) != (gt.height, gt.width):
@@ -103,9 +76,82 @@ def coco_segment_map(truth: Sequence[SegmentTruth], predictions: Sequence[Segmen
         for box, cls, mask in zip(_xywh(gt.boxes), gt.classes, gt.masks):
             annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": int(cls), "bbox": box.tolist(),
                                 "area": float(mask.sum()), "iscrowd": 0, "segmentation": encode(mask)})
-        for box, cls, score, mask in zip(_xywh(det.boxes), det.classes, det.scores, det.masks):
-            common = {"image_id": i, "category_id": int(cls), "score": float(score)}
-            box_results.append({**common, "bbox": box.tolist()})
-            mask_results.append({**common, "segmentation": encode(mask)})
-    return SegmentMetric(mask=_evaluate(images, annotations, mask_results, names, "segm", max_det),
-                         box=_evaluate(images, annotations, box_results, names, "bbox", max_det))
+        for cls, score, mask in zip(det.classes, det.scores, det.masks):
+            results.append({"image_id": i, "category_id": int(cls), "score": float(score), "segmentation": encode(mask)})
+    return images, annotations, results
+
+
+def mask_matching(truth: Sequence[SegmentTruth], predictions: Sequence[Segmentation], names: Sequence[str],
+                  max_det: int = 300) -> Matching:
+    """pycocotools' segm matching of the masks, once (helpers.tasks.detect.metric.match)."""
+    return match(*mask_records(truth, predictions), names, "segm", max_det)
+
+
+def coco_segment_map(truth: Sequence[SegmentTruth], predictions: Sequence[Segmentation], names: Sequence[str],
+                     max_det: int = 100) -> SegmentMetric:
+    """Evaluate predictions against truth (same image order) with pycocotools' COCOeval: `segm` on RLE masks at the
+    original image size, and `bbox` on the same detections (at most max_det per image)."""
+    return _metric(truth, predictions, names, max_det, mask_matching(truth, predictions, names, max_det))
+
+
+def _metric(truth: Sequence[SegmentTruth], predictions: Sequence[Segmentation], names: Sequence[str], max_det: int,
+            masks: Matching) -> SegmentMetric:
+    """The mask figures of a segm matching and the box figures of the same predictions."""
+    box = coco_map([GroundTruth(t.boxes, t.classes, t.height, t.width) for t in truth],
+                   [Detections(p.boxes, p.scores, p.classes) for p in predictions], names, max_det=max_det)
+    return SegmentMetric(mask=masks.metric(names), box=box)
+
+
+def mask_map_of_images(truth: Sequence[SegmentTruth], predictions: Sequence[Segmentation], names: Sequence[str],
+                       max_det: int = 300) -> Callable[[np.ndarray], float]:
+    """Mask mAP50-95 of any selection of these images (indices, repeats allowed), equal to coco_segment_map's on that
+    selection: matched once, re-accumulated per selection."""
+    return mask_matching(truth, predictions, names, max_det).map_of
+
+
+def paired_segment_map(truth: Sequence[SegmentTruth], reference: Sequence[Segmentation], other: Sequence[Segmentation],
+                       names: Sequence[str], resamples: int = 50, seed: int = 0, max_det: int = 300) -> Paired:
+    """other's mask mAP50-95 minus reference's on the same images, by the workbook's one noise rule (a paired bootstrap
+    over the images, each resample re-accumulating one segm matching per model)."""
+    return paired_matchings(mask_matching(truth, reference, names, max_det), mask_matching(truth, other, names, max_det),
+                            resamples, seed)
+
+
+@dataclass
+class SegmentEval:
+    """Segmentations per image, their COCO metric and each image's top class score for one backend, with the mask
+    matching a paired verdict against another backend re-accumulates (keep it, not the full-size masks:
+    paired_matchings)."""
+
+    name: str
+    segmentations: list[Segmentation]
+    metric: SegmentMetric
+    top_scores: list[float]
+    matching: Matching | None = field(default=None, repr=False)
+
+
+def top_score(outputs: Sequence[np.ndarray], input_size: int) -> float:
+    """The highest class score anywhere in one image's raw outputs (the number the INT8 pitfall wrecks)."""
+    scores = decode(outputs, input_size)[1]
+    return float(scores.max()) if scores.size else 0.0
+
+
+def evaluate_outputs(name: str, outputs: Sequence[Sequence[np.ndarray]], geoms: Sequence, split: Any, conf: float = 0.001,
+                     iou: float = 0.7, max_det: int = 300, end2end: bool = False) -> SegmentEval:
+    """Post-process each image's raw outputs and score them against split (a helpers.tasks.segment.labels
+    .SegmentationSplit) with val-style defaults: conf 0.001, IoU 0.7, max_det 300, every class above conf per box."""
+    segs = [postprocess(o, lb, conf=conf, iou=iou, max_det=max_det, multi_label=True, end2end=end2end)
+            for o, lb in zip(outputs, geoms)]
+    tops = [top_score(o, lb.size) for o, lb in zip(outputs, geoms)]
+    masks = mask_matching(split.truth, segs, split.names, max_det)
+    return SegmentEval(name, segs, _metric(split.truth, segs, split.names, max_det, masks), tops, masks)
+
+
+def predictions_json(segmentations: Sequence[Segmentation], mask_score: float = MASK_SCORE) -> list[dict[str, list]]:
+    """Each image's segmentations as eval/detections.json stores them: boxes (xyxy, 0.01 px), scores, classes, and
+    masks as RLE (encode) for the detections scoring at least mask_score, None for the rest (val-style decoding keeps
+    hundreds of faint ones per image that no picture draws)."""
+    return [{"boxes": np.round(s.boxes, 2).tolist(), "scores": np.round(s.scores, 4).tolist(),
+             "classes": np.asarray(s.classes).tolist(),
+             "masks": [encode(m) if score >= mask_score else None for m, score in zip(s.masks, s.scores)]}
+            for s in segmentations]
