@@ -114,19 +114,27 @@ def convert_calls(record: Any, dataset: Path | None = None, var: str = "rknn", *
     return lines
 
 
-def simulator_calls(record: Any, image: Path, task: str = "classify") -> str:
+def simulator_calls(record: Any, image: Path, task: str = "classify", kpt_shape: list | None = None) -> str:
     """Notebook 30 as plain toolkit calls: rebuild in this process, init_runtime(target=None), one image
-    (a detector's image letterboxed and its raw outputs decoded by helpers/tasks/detect/postprocess.py)."""
+    (a detector's, segmentation or pose model's image letterboxed and its raw outputs decoded by the task's
+    helpers/tasks/<task>/postprocess.py; a pose model's decode needs its kpt_shape)."""
     size = int(record.input_size)
-    if task == "detect":
+    family = task in ("detect", "segment", "pose")
+    if family:
         fit = [f"img, lb = letterbox(img, {size})  # keep the aspect ratio, pad to {size}x{size} (lb undoes it)"]
-        show = ["dets = postprocess(outputs, lb)  # decode, score threshold, per-class NMS (CPU)",
-                "print(dets.boxes, dets.scores, dets.classes)"]
+        extra = f", kpt_shape={list(kpt_shape or [])}" if task == "pose" else ""
+        found = {"segment": "masks", "pose": "keypoints"}.get(task)
+        show = [f"dets = postprocess(outputs, lb{extra})  # decode, score threshold, per-class NMS (CPU)",
+                f"print(dets.boxes, dets.scores, dets.classes{f', dets.{found}.shape' if found else ''})"]
+        imports = ["from helpers.tasks.detect.postprocess import letterbox"
+                   + (", postprocess" if task == "detect" else ""),
+                   *([f"from helpers.tasks.{task}.postprocess import postprocess"] if task != "detect" else [])]
     else:
         fit = [f"img = cv2.resize(img, ({size}, {size}))  # the workbook scales the short side and centre-crops"]
         show = ["print(outputs[0].argmax())"]
+        imports = []
     return code(
-        "import cv2", *(["from helpers.tasks.detect.postprocess import letterbox, postprocess"] if task == "detect" else []),
+        "import cv2", *imports,
         *convert_calls(record),
         call("rknn.init_runtime", target=None) + "  # the simulator: a model built in this process, no board",
         call("cv2.imread", Path(image), assign="bgr"),

@@ -1,12 +1,13 @@
-"""Notebook 30's detector measurement: FP32 (ONNX Runtime) and INT8 (the simulator) for the converted head and
-the other one notebook 10 exported, on the same val images, with the INT8 model fed BGR as the colour-order
-diagnostic; eval/metrics.json and eval/detections.json, and the tables that read them."""
+"""Notebook 30's measurement of a detector, segmentation or pose model: FP32 (ONNX Runtime) and INT8 (the simulator)
+for the converted head and the other one notebook 10 exported, on the same val images, with the INT8 model fed BGR as
+the colour-order diagnostic, scored by the task's COCO metric (box, mask or keypoint mAP; helpers.tasks.family);
+eval/metrics.json and eval/detections.json, and the tables that read them."""
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,34 +21,32 @@ from helpers.steps.export.exporter import data_marker, quiet
 from helpers.steps.export.heads import HEAD_ONNX, head_files, head_of, source_model
 from helpers.tasks.data import detect_yaml
 from helpers.tasks.detect.images import load_letterboxed
-from helpers.tasks.detect.labels import read_data_yaml, read_split
-from helpers.tasks.detect.metric import evaluate_outputs, paired_map
-from helpers.tasks.detect.postprocess import Detections
+from helpers.tasks.detect.labels import read_data_yaml
+from helpers.tasks.detect.metric import paired_matchings
+from helpers.tasks.family import evaluate, member
 from helpers.tasks.feeds import fp32_runner
-from helpers.tasks.identify import class_names
+from helpers.tasks.identify import class_names, run_task
 from helpers.tasks.measures import output_cosines
 from helpers.tasks.noise import Paired
+from helpers.tasks.pose.labels import read_pose_yaml
 
 BGR = "INT8 BGR"  # precision label of the diagnostic row: the INT8 model fed BGR images (the tutorial's colour bug)
 RESAMPLES = 50  # bootstrap resamples of each paired mAP verdict (each re-accumulates the matches: about 10 ms on 20 images)
-
-
-def _dets_json(dets: Sequence[Detections]) -> list[dict[str, list]]:
-    return [{"boxes": np.round(d.boxes, 2).tolist(), "scores": np.round(d.scores, 4).tolist(), "classes": d.classes.tolist()}
-            for d in dets]
 
 
 def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, val_images: int = 0,
                       model: str = "", resamples: int = RESAMPLES) -> dict[str, Any]:
     """FP32 (ONNX Runtime) and INT8 (simulator, rebuilt from rknn/convert.json) for the converted head and,
     when notebook 10 exported it, the other head built with the same recorded options, on the same val
-    images: COCO mAP, top class score and whole-tensor cosine per backend, and each INT8 row's mAP50-95 against
-    its FP32 (the BGR row: against INT8 fed RGB) by the one noise rule ("paired"; a bootstrap of `resamples`).
-    Writes eval/metrics.json ("comparison" and "verdict": the converted head's INT8 vs FP32) and
-    eval/detections.json; returns the metrics."""
+    images: the task's COCO mAP (box; mask or keypoint for segment and pose, with their box mAP beside it), top class
+    score and whole-tensor cosine per backend, and each INT8 row's mAP50-95 against its FP32 (the BGR row: against
+    INT8 fed RGB) by the one noise rule ("paired"; a bootstrap of `resamples`). Writes eval/metrics.json
+    ("comparison" and "verdict": the converted head's INT8 vs FP32) and eval/detections.json; returns the metrics."""
+    task = run_task(run)
+    kind = member(task)
     data_yaml = detect_yaml(data_yaml) or Path(data_yaml)
     names = class_names(record.source) or read_data_yaml(data_yaml)["names"]
-    val = read_split(data_yaml, "val", num_classes=len(names)).subset(val_images or None)
+    val = kind.read_split(data_yaml, "val", num_classes=len(names)).subset(val_images or None)
     size, cfg = record.input_size, record.config
     canvases, geoms = load_letterboxed(val.paths, size)
     pixels = np.stack(canvases)
@@ -56,7 +55,7 @@ def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, va
     for h in HEADS:
         if h != chosen and (run.model / HEAD_ONNX.format(head=h)).is_file():
             heads[h] = run.model / HEAD_ONNX.format(head=h)
-    rows, dets, found = [], {}, {}  # found: (head, precision) -> decoded detections, the references of the paired verdicts
+    rows, dets, found = [], {}, {}  # found: (head, precision) -> its COCO matching, the references of the paired verdicts
     paired_seconds = 0.0
     for h, onnx_path in heads.items():
         fp32 = fp32_runner(onnx_path, cfg.mean_values, cfg.std_values).outputs(pixels)
@@ -72,22 +71,23 @@ def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, va
             if outs is None:
                 continue
             name = f"{precision} {h} head" if precision != BGR else f"INT8 {h} head, BGR input (bug)"
-            ev = evaluate_outputs(name, outs, geoms, val, **decode_options(onnx_path))
+            ev = evaluate(task, name, outs, geoms, val, **decode_options(onnx_path))
             own = "fp32" if precision == "FP32" else "int8" if precision == "INT8" else "diagnostic"
             role = own if h == chosen else "diagnostic"
-            found[(h, precision)] = ev.detections
+            found[(h, precision)] = ev.matching
             reference = found.get((h, "FP32") if precision == "INT8" else (h, "INT8"))
             started = time.perf_counter()
-            judged = paired_map(val.truth, reference, ev.detections, val.names, resamples) if precision != "FP32" else None
+            judged = paired_matchings(reference, ev.matching, resamples) if precision != "FP32" else None
             paired_seconds += time.perf_counter() - started
-            rows.append({"name": ev.name, "role": role, "head": h, "precision": precision, **ev.metric.to_dict(),
+            rows.append({"name": ev.name, "role": role, "head": h, "precision": precision, **ev.row,
                          "paired": judged.to_dict() if judged else None,
                          "top_score": max(ev.top_scores, default=0.0),
                          "rules_disabled_here": extra_rules if precision == "INT8" else [],
                          **({"cosine_mean": float(np.mean(cos)), "cosine_min": float(np.min(cos))}
                             if precision == "INT8" else {})})
-            dets[ev.name] = _dets_json(ev.detections)
-    metrics = {"task": "detect", "head": chosen, "imgsz": size, "backends": rows, "images": len(val), "instances": val.instances,
+            dets[ev.name] = ev.stored
+    metrics = {"task": task, "metric_key": kind.metric_key, "metric_label": kind.metric_label,
+               "head": chosen, "imgsz": size, "backends": rows, "images": len(val), "instances": val.instances,
                "classes": list(names), "notes": list(val.notes), "batch": batch, "ultralytics_val": None,
                "end2end": bool(decode_options(record.source).get("end2end")), "reg_max": _reg_max(record.source)}
     metrics["comparison"] = comparison(metrics)
@@ -97,9 +97,11 @@ def evaluate_detector(run: Run, record: Any, data_yaml: Path, batch: int = 8, va
         with quiet(run.logs / "ultralytics_val.log"):
             # nms=False: ultralytics' own end-to-end mode, the branch an end-to-end export carries
             e2e = {"nms": False} if metrics["end2end"] else {}
-            metrics["ultralytics_val"] = ultralytics_val(model, data_yaml, size, run.logs / "ultralytics_val", rect=False, **e2e)
+            metrics["ultralytics_val"] = ultralytics_val(model, data_yaml, size, run.logs / "ultralytics_val", task=task,
+                                                         rect=False, **e2e)
+    extra = {"kpt_shape": list(val.kpt_shape), "skeleton": read_pose_yaml(data_yaml)["skeleton"]} if task == "pose" else {}
     write_json_atomic(run.eval / "detections.json",
-                      {"images": [str(p) for p in val.paths], "classes": list(names), "backends": dets})
+                      {"task": task, "images": [str(p) for p in val.paths], "classes": list(names), "backends": dets, **extra})
     write_json_atomic(run.eval / "metrics.json", metrics, default=float)
     return metrics
 
@@ -123,8 +125,10 @@ def verdict(metrics: dict[str, Any]) -> str:
     fp32, int8 = row(metrics, head, "FP32"), row(metrics, head, "INT8")
     judged = Paired.from_dict(int8["paired"])
     how = judged.method.replace(" (", ", ").replace(")", "")  # 'paired bootstrap over 50 images, 50 resamples, normal interval'
-    return (f"INT8 RKNN simulator ({head} head): mAP50-95 {int8['map50_95']:.3f} vs FP32 {fp32['map50_95']:.3f}: "
-            f"{judged.text} ({how}); mAP50 {int8['map50']:.3f} vs {fp32['map50']:.3f}.")
+    label = metrics.get("metric_label", "mAP50-95")
+    short = label.replace("mAP50-95", "mAP50").split(" (")[0]  # "mask mAP50-95" -> "mask mAP50"
+    return (f"INT8 RKNN simulator ({head} head): {label} {int8['map50_95']:.3f} vs FP32 {fp32['map50_95']:.3f}: "
+            f"{judged.text} ({how}); {short} {int8['map50']:.3f} vs {fp32['map50']:.3f}.")
 
 
 def read_metrics(run: Run) -> dict[str, Any]:
@@ -133,10 +137,16 @@ def read_metrics(run: Run) -> dict[str, Any]:
 
 
 def table(metrics: dict[str, Any]):
-    """One row per backend: mAP50-95, mAP50, detections, top class score, whole-tensor cosine, and its mAP50-95
-    against its reference (an INT8 row: its FP32; the BGR row: INT8 fed RGB) by the one noise rule."""
-    cols = ["name", "role", "map50_95", "map50", "detections", "top_score", "cosine_mean", "cosine_min"]
-    return pd.DataFrame([{**{k: r.get(k) for k in cols}, "mAP50-95 vs reference": (r.get("paired") or {}).get("text", "")}
+    """One row per backend: the task's mAP50-95 and mAP50 (named after it: mask / pose for segment and pose, with the
+    box mAP50-95 beside them), detections, top class score, whole-tensor cosine, and its mAP50-95 against its reference
+    (an INT8 row: its FP32; the BGR row: INT8 fed RGB) by the one noise rule."""
+    label = metrics.get("metric_label", "mAP50-95").split(" (")[0]
+    key = metrics.get("metric_key", "map50_95")
+    box = ["box_map50_95"] if metrics.get("task", "detect") != "detect" else []
+    cols = ["name", "role", "map50_95", "map50", *box, "detections", "top_score", "cosine_mean", "cosine_min"]
+    names = {"map50_95": key, "map50": key.replace("50_95", "50")}
+    vs = f"{label} vs reference"
+    return pd.DataFrame([{**{names.get(k, k): r.get(k) for k in cols}, vs: (r.get("paired") or {}).get("text", "")}
                          for r in metrics["backends"]]).set_index("name")
 
 

@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from helpers.core.errors import WorkbookError
+from helpers.tasks.detect import metric as detect_metric
 from helpers.tasks.detect.labels import IMAGE_SUFFIXES, label_path, read_data_yaml, read_split
 from helpers.tasks.detect.sample import write_detect_sample
+from helpers.tasks.pose import metric as pose_metric
 from helpers.tasks.pose.labels import read_pose_split, read_pose_yaml
 from helpers.tasks.pose.sample import write_pose_sample
+from helpers.tasks.segment import metric as segment_metric
 from helpers.tasks.segment.labels import read_segment_split
 from helpers.tasks.segment.sample import write_segment_sample
 
@@ -78,3 +81,34 @@ def data_task(data_yaml: Any) -> str:
             if lines:
                 return "segment" if len(lines[0]) > 5 else "detect"
     return "detect"
+
+
+@dataclass
+class Scored:
+    """One backend's decoded predictions on a split, scored by the task: its metrics as a flat row (map50_95 / map50 the
+    task's primary metric, box_map50_95 / box_map50 beside it for segment and pose), top class scores, the matching a
+    paired verdict re-accumulates, and the predictions as eval/detections.json stores them."""
+
+    name: str
+    row: dict
+    top_scores: list
+    matching: Any
+    stored: list
+
+
+def evaluate(task: str, name: str, outputs: Any, geoms: Any, split: Any, **decode: Any) -> Scored:
+    """Decode and score one backend's raw outputs (val-style thresholds) by the task's COCO metric; decode: the export's
+    postprocess keywords (end2end; a pose model's kpt_shape, which the split states too)."""
+    end2end = bool(decode.get("end2end"))
+    if task == "segment":
+        ev = segment_metric.evaluate_outputs(name, outputs, geoms, split, end2end=end2end)
+        box = ev.metric.box
+        row = {**ev.metric.mask.to_dict(), "box_map50_95": box.map50_95, "box_map50": box.map50}
+        return Scored(name, row, ev.top_scores, ev.matching, segment_metric.predictions_json(ev.segmentations))
+    if task == "pose":
+        ev = pose_metric.evaluate_outputs(name, outputs, geoms, split, end2end=end2end)
+        row = {k: v for k, v in ev.metric.to_dict().items() if k != "box"}
+        row |= {"box_map50_95": ev.metric.box.map50_95, "box_map50": ev.metric.box.map50}
+        return Scored(name, row, ev.top_scores, ev.matching, pose_metric.predictions_json(ev.poses))
+    ev = detect_metric.evaluate_outputs(name, outputs, geoms, split, end2end=end2end)
+    return Scored(name, ev.metric.to_dict(), ev.top_scores, ev.matching, detect_metric.predictions_json(ev.detections))

@@ -1,4 +1,5 @@
-"""The sentences notebook 30 shows about a detector, computed from its eval/metrics.json: the verdict, the
+"""The sentences notebook 30 shows about a detector (or segmentation / pose model: their mask or keypoint mAP, named
+as metrics.json's metric_label), computed from its eval/metrics.json: the verdict, the
 stock-vs-split head pitfall, the end-to-end head, and the colour-order bug; every INT8-vs-reference difference is
 quoted with its paired interval (helpers.tasks.noise, stored per row as "paired" by helpers.steps.detect_eval)."""
 from __future__ import annotations
@@ -12,6 +13,7 @@ from helpers.tasks.noise import Paired
 def verdict(metrics: dict[str, Any]) -> str:
     """What the run's numbers say about INT8 on this detector, in sentences computed from them: metrics.json's
     verdict (the paired mAP50-95 interval of the one noise rule), then the check against ultralytics' val()."""
+    label = _label(metrics)
     head = metrics["head"]
     fp32 = row(metrics, head, "FP32")
     line = metrics.get("verdict") or "This run's metrics predate the paired verdict; re-run notebook 30."
@@ -20,10 +22,15 @@ def verdict(metrics: dict[str, Any]) -> str:
     if uv:
         gap = 100 * abs(fp32["map50_95"] - uv["map50_95"])
         agree = "agrees with" if gap <= 1 else "differs from"
-        text += (f" The workbook's FP32 mAP50-95 {agree} ultralytics' own val() of the same weights ({uv['map50_95']:.3f}, "
+        text += (f" The workbook's FP32 {label} {agree} ultralytics' own val() of the same weights ({uv['map50_95']:.3f}, "
                  f"{gap:.1f} pt apart), which checks the decode and "
                  f"{'the top-k selection' if metrics.get('end2end') else 'NMS'}.")
     return text
+
+
+def _label(metrics: dict[str, Any]) -> str:
+    """How sentences name the run's metric: "mAP50-95" for a detector, "mask mAP50-95" or "pose mAP50-95" otherwise."""
+    return str(metrics.get("metric_label", "mAP50-95")).split(" (")[0]
 
 
 def _judged(r: dict[str, Any] | None) -> Paired | None:
@@ -34,6 +41,7 @@ def _judged(r: dict[str, Any] | None) -> Paired | None:
 def end_to_end(metrics: dict[str, Any]) -> str:
     """For an end-to-end head (YOLO26, YOLOv10): how it is decoded and what INT8 did to it, from this run's
     numbers; "" for an NMS head."""
+    label = _label(metrics)
     if not metrics.get("end2end"):
         return ""
     split_fp, split_q = row(metrics, "split", "FP32"), row(metrics, "split", "INT8")
@@ -45,11 +53,11 @@ def end_to_end(metrics: dict[str, Any]) -> str:
             + (f"Its boxes are regressed as plain distances (reg_max {reg}), not as 16-bin distributions. " if reg == 1 else ""))
     uv = metrics.get("ultralytics_val")
     if uv and split_fp:
-        text += (f"ultralytics' own val() in its end-to-end mode (nms=False) gives mAP50-95 {uv['map50_95']:.3f}, the workbook's "
+        text += (f"ultralytics' own val() in its end-to-end mode (nms=False) gives {label} {uv['map50_95']:.3f}, the workbook's "
                  f"FP32 decode {split_fp['map50_95']:.3f} ({100 * abs(split_fp['map50_95'] - uv['map50_95']):.1f} pt apart). ")
     split, stock = _judged(split_q), _judged(stock_q)
     if split and stock:
-        text += (f"INT8 against FP32 in mAP50-95 on these {metrics['images']} images: split head {split.text}, stock head "
+        text += (f"INT8 against FP32 in {label} on these {metrics['images']} images: split head {split.text}, stock head "
                  f"{stock.text}: ")
         text += ("the one-INT8-scale pitfall above is about the output layout, not the family, and the split head is the "
                  "fix for an end-to-end head too." if stock.verdict == "worse" and stock.high_pt < split.low_pt else
@@ -59,13 +67,14 @@ def end_to_end(metrics: dict[str, Any]) -> str:
 
 def pitfall(metrics: dict[str, Any]) -> str:
     """The stock-vs-split lesson with this run's numbers: mAP, top class score and whole-tensor cosine."""
+    label = _label(metrics)
     split_fp, split_q = row(metrics, "split", "FP32"), row(metrics, "split", "INT8")
     stock_fp, stock_q = row(metrics, "stock", "FP32"), row(metrics, "stock", "INT8")
     if not (split_q and stock_q):
         return "Only one head was exported (an ONNX was given), so there is no stock-vs-split comparison in this run."
     collapsed = stock_q["map50_95"] < 0.5 * stock_fp["map50_95"]
     against = {h: f": {_judged(r).text}" if _judged(r) else "" for h, r in (("stock", stock_q), ("split", split_q))}
-    text = (f"On the same {metrics['images']} images, INT8 with the **stock** head reaches mAP50-95 {stock_q['map50_95']:.3f} "
+    text = (f"On the same {metrics['images']} images, INT8 with the **stock** head reaches {label} {stock_q['map50_95']:.3f} "
             f"(FP32 {stock_fp['map50_95']:.3f}{against['stock']}; top class score {stock_q['top_score']:.3f} vs "
             f"{stock_fp['top_score']:.3f}), INT8 with the **split** head {split_q['map50_95']:.3f} (FP32 "
             f"{split_fp['map50_95']:.3f}{against['split']}; top score {split_q['top_score']:.3f}). ")
@@ -87,12 +96,13 @@ def pitfall(metrics: dict[str, Any]) -> str:
 
 def colour_pitfall(metrics: dict[str, Any]) -> str:
     """The colour-order bug in this run's mAP: the INT8 model fed BGR images against the same model fed RGB."""
+    label = _label(metrics)
     head = metrics["head"]
     rgb, bgr = row(metrics, head, "INT8"), row(metrics, head, BGR)
     if bgr is None:
         return "This run's metrics predate the colour-order row; re-run notebook 30 to measure it."
     judged = _judged(bgr)
-    text = (f"With the tutorial's colour bug the INT8 model ({head} head) reaches mAP50-95 **{bgr['map50_95']:.3f}** instead of "
+    text = (f"With the tutorial's colour bug the INT8 model ({head} head) reaches {label} **{bgr['map50_95']:.3f}** instead of "
             f"{rgb['map50_95']:.3f} on these {metrics['images']} images")
     if judged is None:
         return text + ". Re-run notebook 30 for its paired interval."
