@@ -20,6 +20,7 @@ from helpers.steps.export.detect_sample import ultralytics_val
 from helpers.steps.export.exporter import data_marker, quiet
 from helpers.steps.export.heads import HEAD_ONNX, head_files, head_of, source_model
 from helpers.tasks.data import detect_yaml
+from helpers.tasks.detect import plots as detect_plots
 from helpers.tasks.detect.images import load_letterboxed
 from helpers.tasks.detect.labels import read_data_yaml
 from helpers.tasks.detect.metric import paired_matchings
@@ -28,7 +29,9 @@ from helpers.tasks.feeds import fp32_runner
 from helpers.tasks.identify import class_names, run_task
 from helpers.tasks.measures import output_cosines
 from helpers.tasks.noise import Paired
+from helpers.tasks.pose import plots as pose_plots
 from helpers.tasks.pose.labels import read_pose_yaml
+from helpers.tasks.segment import plots as segment_plots
 
 BGR = "INT8 BGR"  # precision label of the diagnostic row: the INT8 model fed BGR images (the tutorial's colour bug)
 RESAMPLES = 50  # bootstrap resamples of each paired mAP verdict (each re-accumulates the matches: about 10 ms on 20 images)
@@ -174,3 +177,13 @@ def measured(run: Run, record: Any, data_dir: Path, batch: int, val_images: int)
 def colour_columns(metrics: dict[str, Any]) -> list[str]:
     """The two backends the colour-order picture compares: the INT8 model fed RGB, and fed BGR."""
     return [r["name"] for r in metrics["backends"] if r["head"] == metrics["head"] and r["precision"] in ("INT8", BGR)]
+
+
+def pictures(run: Run, task: str, **kwargs: Any):
+    """The task's picture grid from eval/detections.json: boxes (detect), masks (segment) or skeletons (pose), each
+    backend side by side (kwargs: images, first, path, backends, min_score)."""
+    if task == "segment":
+        return segment_plots.plot_masks(run, **kwargs)
+    if task == "pose":
+        return pose_plots.plot_poses(run, **kwargs)
+    return detect_plots.plot_boxes(run, **kwargs)
