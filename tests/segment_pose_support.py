@@ -121,7 +121,8 @@ def split_model_onnx(path: Path, task: str, size: int, classes: int = 3, nm: int
     torch.onnx.export(Split().eval(), torch.zeros(1, 3, size, size), str(path), opset_version=12, input_names=["images"],
                       output_names=names)
     model = onnx.load(str(path))
-    meta = {"task": task, "head": "split", "imgsz": json.dumps([size, size]), "names": json.dumps([f"c{i}" for i in range(classes)]),
+    meta = {"task": task, "head": "split", "imgsz": json.dumps([size, size]),
+            "names": json.dumps([f"c{i}" for i in range(classes)]),
             "strides": json.dumps(list(STRIDES)), "reg_max": str(REG_MAX), "end2end": "false",
             **({"kpt_shape": json.dumps(list(kpt_shape))} if task == "pose" else {}), **(metadata or {})}
     for k, v in meta.items():

@@ -54,8 +54,16 @@ def skeleton_of(raw: Any, keypoints: int) -> list[list[int]] | None:
     return [[int(v) for v in c] for c in chains]
 
 
+def _output_channels(path: Path, index: int) -> int | None:
+    """The channel count (dimension 1) of one of the ONNX's outputs, None when the graph leaves it unnamed."""
+    import onnx  # optional and slow: only where an ONNX file is read
+
+    dims = onnx.load(str(path), load_external_data=False).graph.output[index].type.tensor_type.shape.dim
+    return int(dims[1].dim_value) if len(dims) > 1 and dims[1].dim_value else None
+
+
 def model_meta(record: ConvertRecord, skeleton: Any = None) -> dict[str, Any]:
-    """{task, head, end2end[, kpt_shape, skeleton]} of a detector, segmentation or pose model (its ONNX says so;
+    """{task, head, end2end[, mask_channels | kpt_shape, skeleton]} of a detector, segmentation or pose model (its ONNX says so;
     head 'stock' when it does not say); {} for anything else (a classifier, a model converted from PyTorch).
     `skeleton` (chains of keypoint indices) overrides the one the metadata may carry."""
     source = Path(record.source)
@@ -67,6 +75,8 @@ def model_meta(record: ConvertRecord, skeleton: Any = None) -> dict[str, Any]:
         return {}
     found: dict[str, Any] = {"task": task, "head": meta.get("head") or "stock",
                              "end2end": str(meta.get("end2end", "")).lower() in ("true", "1")}
+    if task == "segment":
+        found["mask_channels"] = _output_channels(source, -1)  # nm: the prototypes' channels (the decode reads them itself)
     if task == "pose":
         found["kpt_shape"] = kpt_shape_of(meta.get("kpt_shape"), str(source))
         found["skeleton"] = skeleton_of(skeleton if skeleton is not None else meta.get("skeleton"), found["kpt_shape"][0])
