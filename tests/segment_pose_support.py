@@ -41,12 +41,12 @@ def split_outputs(task: str, size: int, classes: int = 3, nm: int = 8, kpt_shape
         for j, (g, cell) in enumerate(cells):
             if g != i:
                 continue
-            bins = rng.integers(4, 8, 4)  # the pair's box sides, in stride units: one cell apart they overlap by IoU > 0.7
-            for c in (cell, min(cell + 1, h * h - 1)):  # the anchor and its right neighbour: NMS keeps the better one
-                r, col = divmod(c, h)
+            sides = rng.integers(1, 4, 4)  # left, top, right, bottom in stride units (the DFL bin that peaks)
+            for shift, c in enumerate((cell, min(cell + 1, h * h - 1))):  # the anchor and its right neighbour, whose
+                r, col = divmod(c, h)  # box is nearly the same (left one bin longer, right one shorter): NMS keeps one
                 cls[j % classes, r, col] = rng.uniform(0.5, 0.95)
-                for side in range(4):
-                    box[side, bins[side], r, col] += 8.0
+                for side, peak in enumerate(sides + np.array([shift, 0, -shift, 0])):
+                    box[side, peak, r, col] += 8.0
         total = np.clip(cls.sum(0, keepdims=True), 0, 1)
         extra = (rng.normal(0, 1.0, (nm, h, h)) if task == "segment"
                  else np.concatenate([np.stack([rng.uniform(-0.5, 1.5, (h, h)), rng.uniform(-0.5, 1.5, (h, h))]

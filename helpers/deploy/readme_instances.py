@@ -21,10 +21,11 @@ Expected output (numbers depend on the image):
 ```
 
 What it means: one line per object found, best first: the class name (from `labels.txt`), its score (only scores above
-`--conf`, default 0.25, are kept), the box corners in **the original image's pixels** and the area of its mask (pixels of
-the original image). Of two boxes of one class that overlap by IoU above `--iou` (default 0.7) only the better one stays
-(non-maximum suppression). `--draw DIR` (default `detections/`, `''` for none) writes each image with its masks blended in
-and its boxes. The decode is `postprocess_segment.py`, byte for byte the module the workbook measured mask mAP with.
+`--conf`, default 0.25, are kept), the box corners in **the original image's pixels** and the area of its mask (pixels
+of the original image). Of two boxes of one class that overlap by IoU above `--iou` (default 0.7) only the better one
+stays (non-maximum suppression). `--draw DIR` (default `detections/`, `''` for none) writes each image with its masks
+blended in and its boxes. The decode is `postprocess_segment.py`, byte for byte the module the workbook measured mask
+mAP with.
 """
 RUN_POSE = """```
 cd /userdata/deploy
@@ -43,34 +44,35 @@ Expected output (numbers depend on the image):
 ```
 
 What it means: one line per object found, best first: the class name (from `labels.txt`), its score (only scores above
-`--conf`, default 0.25, are kept) and the box corners in **the original image's pixels**; under it, its {k} keypoints
-in the model's order as `x,y,v`: the position in the original image's pixels (clipped to the image) and {visibility}.
-Of two boxes of one class that overlap by IoU above `--iou` (default 0.7) only the better one stays. `--draw DIR`
-(default `detections/`, `''` for none) writes each image with its boxes and the keypoints whose visibility is above 0.5,
+`--conf`, default 0.25, are kept) and the box corners in **the original image's pixels**; under it, its {k} keypoints in
+the model's order as `x,y,v`: the position in the original image's pixels (clipped to the image) and {visibility}. Of
+two boxes of one class that overlap by IoU above `--iou` (default 0.7) only the better one stays. `--draw DIR` (default
+`detections/`, `''` for none) writes each image with its boxes and the keypoints whose visibility is above 0.5,
 {skeleton} The decode is `postprocess_pose.py`, byte for byte the module the workbook measured pose mAP with.
 """
 OUTPUTS_SEGMENT = """
 ## Outputs and decode (split segmentation head)
 
-The model gives four outputs per stride (8, 16, 32 pixels), then one more: `box` (4 sides as DFL logits over reg_max bins,
-or plain distances), `cls` (class scores, 0 to 1), `sum` (the class scores summed, clamped to 1: the decode skips cells
-where it is below `--conf`), `coef` (the instance's {nm} mask coefficients), and finally the prototypes `[1, {nm}, {proto},
-{proto}]`, {nm} mask planes at a quarter of the input size. Boxes, scores and NMS are the detector's (`postprocess.py`). Each
-kept instance's mask is its coefficients times the prototypes (a weighted sum of the {nm} planes, one logit per pixel),
-upsampled to the letterboxed {size}x{size} input, the grey padding cut off, resized to the original image, sigmoid > 0.5,
-and zeroed outside its box. Ultralytics' stock head concatenates box pixels (0 to {size}), class scores (0 to 1) and the
-coefficients into one tensor, which INT8 gives one scale, so the scores round to 0 on the NPU; split, each output keeps its
-own scale. The runner and the C++ demo refuse a stock-head model in one sentence.
+The model gives four outputs per stride (8, 16, 32 pixels), then one more: `box` (4 sides as DFL logits over reg_max
+bins, or plain distances), `cls` (class scores, 0 to 1), `sum` (the class scores summed, clamped to 1: the decode skips
+cells where it is below `--conf`), `coef` (the instance's {nm} mask coefficients), and finally the prototypes
+`[1, {nm}, {proto}, {proto}]`, {nm} mask planes at a quarter of the input size. Boxes, scores and NMS are the detector's
+(`postprocess.py`). Each kept instance's mask is its coefficients times the prototypes (a weighted sum of the {nm}
+planes, one logit per pixel), upsampled to the letterboxed {size}x{size} input, the grey padding cut off, resized to the
+original image, sigmoid > 0.5, and zeroed outside its box. Ultralytics' stock head concatenates box pixels
+(0 to {size}), class scores (0 to 1) and the coefficients into one tensor, which INT8 gives one scale, so the scores round
+to 0 on the NPU; split, each output keeps its own scale. The runner and the C++ demo refuse a stock-head model in one
+sentence.
 """
 OUTPUTS_POSE = """
 ## Outputs and decode (split pose head)
 
 The model gives four outputs per stride (8, 16, 32 pixels): `box` (4 sides as DFL logits over reg_max bins, or plain
-distances), `cls` (class scores, 0 to 1), `sum` (the class scores summed, clamped to 1: the decode skips cells where it is
-below `--conf`) and `kpt` ({k} x {ndim} channels: per keypoint dx, dy, {vis_channel}). Boxes, scores and NMS are the
-detector's (`postprocess.py`). A kept box's keypoints are read at its own cell: x = (dx + column) x stride,
-y = (dy + row) x stride in input pixels, then mapped out of the letterbox into the original image (`model.json`'s
-`kpt_shape` is [{k}, {ndim}]). The offsets are small numbers in stride units rather than pixels, so INT8 keeps a fine step;
+distances), `cls` (class scores, 0 to 1), `sum` (the class scores summed, clamped to 1: the decode skips cells where it
+is below `--conf`) and `kpt` ({k} x {ndim} channels: per keypoint dx, dy, {vis_channel}). Boxes, scores and NMS are the
+detector's (`postprocess.py`). A kept box's keypoints are read at its own cell: `x = (dx + column) x stride`,
+`y = (dy + row) x stride` in input pixels, then mapped out of the letterbox into the original image (`model.json`'s `kpt_shape` is
+[{k}, {ndim}]). The offsets are small numbers in stride units rather than pixels, so INT8 keeps a fine step;
 ultralytics' stock head concatenates box and keypoint pixels (0 to {size}) with class scores (0 to 1) into one tensor
 whose one INT8 scale rounds the scores to 0. The runner and the C++ demo refuse a stock-head model in one sentence.
 """
