@@ -337,3 +337,27 @@ def test_cpp_demo_refuses_a_stock_head(task, outputs, message, demos, seg_bundle
                          env={"WORKBOOK_RKNN_STAND_IN": str(tmp_path), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
     assert res.returncode == 1 and res.stdout == "" and res.stderr.count("\n") == 1
     assert res.stderr.startswith(f"error: {message}") and "export it with head: split in notebook 10" in res.stderr
+
+
+# ---------------------------------------------------------------- notebook 40's PC-to-board script
+
+@pytest.mark.parametrize("task", ["segment", "pose"])
+def test_pc_script_decodes_with_the_bundles_task_module(task, rknn_run, seg_bundle, pose_bundle, tmp_path):
+    """The script notebook 40 prints, run as a user runs it with FakeBoardRKNN (a STAND-IN for rknn.api.RKNN on a board)
+    and no workbook importable: it letterboxes, infers and decodes with the bundle's postprocess_<task>.py, printing the
+    same instances as the workbook's decode of that image."""
+    from test_deploy_pc_script import run_script
+
+    from helpers.deploy import pc_script
+
+    folder, onnx = seg_bundle if task == "segment" else pose_bundle
+    cfg = json.loads((folder / "model.json").read_text())
+    image = sorted((folder / "images").iterdir())[0]
+    script = pc_script.for_bundle(cfg, folder, rknn_run.rknn / "model.rknn", "rk3588", None, {"core_mask": "auto"}, image)
+    source = pc_script.board_calls(script)
+    assert f"from postprocess_{task} import postprocess as postprocess_{task}" in source
+    res = run_script(source, onnx, tmp_path, "SERIAL")
+    assert res.returncode == 0, res.stderr
+    want = python_decode(folder, onnx, task)[0]
+    noun = "instance(s)" if task == "segment" else "pose(s)"
+    assert f"{len(want)} {noun}: {want.classes.tolist()} {want.scores.round(3).tolist()}" in res.stdout and len(want)
