@@ -14,6 +14,8 @@
 //      An end-to-end head (YOLO26, YOLOv10: one-to-one, no NMS) instead takes ultralytics' top-k:
 //      the max_det anchors with the best class score, then the max_det best (anchor, class) pairs
 //      among them, scores above conf (end2end = true).
+// Steps 3-4 are `select`, which also serves yolo_segment.h and yolo_pose.h (4 outputs per stride there): each kept
+// detection remembers its anchor (group, cell), where those read the mask coefficients or keypoints.
 // tests/test_deploy_detect.py compiles this header into a small harness and checks its boxes against
 // postprocess.py on the same raw outputs.
 #ifndef WORKBOOK_YOLO_DETECT_H
