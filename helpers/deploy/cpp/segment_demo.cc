@@ -26,7 +26,12 @@ static bool segment(const demo::Model& m, const char* path, const std::vector<st
     std::vector<workbook::Output> floats;
     workbook::Letterbox lb;
     if (!demo::infer(m, path, floats, lb)) return false;
-    std::vector<workbook::Instance> found = workbook::postprocess_segment(floats, lb, o.conf, o.iou, 300, 30000, o.end2end);
+    std::vector<workbook::Instance> found;
+    try {
+        found = workbook::postprocess_segment(floats, lb, o.conf, o.iou, 300, 30000, o.end2end);
+    } catch (const std::invalid_argument& e) {
+        return demo::fail(e.what(), 2), false;
+    }
     printf("%s: %zu instance(s)\n", path, found.size());
     for (size_t i = 0; i < found.size(); ++i) {
         const workbook::Detection& d = found[i].box;
