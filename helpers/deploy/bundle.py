@@ -1,5 +1,6 @@
-"""The deployment bundle: board/deploy/ (models, labels, model.json, the runner with its chips.py and throughput.py,
-the workbook's preprocess.py, README, optional C++ demo and example images) and board/deploy.tar.gz.
+"""The deployment bundle: board/deploy/ (models, labels, model.json, the runner with its chips.py, throughput.py and
+instances.py, the workbook's preprocess.py and, for detect / segment / pose, its postprocess modules, README, optional C++
+demo and example images) and board/deploy.tar.gz.
 
 Folder and tarball are built under temporary names and swapped in together, so a failure at any
 step leaves the previous bundle (folder and tarball) as it was.
@@ -25,9 +26,9 @@ import pandas as pd
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import Run, atomic_path
 from helpers.core.versions import toolkit_version
-from helpers.deploy import chips, run_rknn, throughput
-from helpers.deploy.codegen import CppDemo, detector_head
-from helpers.deploy.codegen import end2end as codegen_end2end
+from helpers.deploy import chips, instances, run_rknn, throughput
+from helpers.deploy.codegen import CppDemo
+from helpers.deploy.meta import INSTANCE_TASKS, model_meta
 from helpers.deploy.readme import render_readme
 from helpers.steps.board import model_platform, save_json
 from helpers.tasks.data import LabelledImages
@@ -37,8 +38,12 @@ from helpers.toolkit.record import ConvertRecord
 RUNNER = Path(run_rknn.__file__)
 CHIPS = Path(chips.__file__)  # run_rknn.py imports it from beside itself on the board
 THROUGHPUT = Path(throughput.__file__)  # the benchmark kit (--benchmark, --cores), imported the same way
+INSTANCES = Path(instances.__file__)  # detect / segment / pose: decode, print and draw, imported the same way
 PREPROCESS = Path(__file__).resolve().parents[1] / "tasks" / "preprocess.py"
 POSTPROCESS = Path(__file__).resolve().parents[1] / "tasks" / "detect" / "postprocess.py"
+# the task's own decode, shipped beside postprocess.py (which it imports on the board) under these names
+TASK_POSTPROCESS = {"segment": ("postprocess_segment.py", POSTPROCESS.parents[1] / "segment" / "postprocess.py"),
+                    "pose": ("postprocess_pose.py", POSTPROCESS.parents[1] / "pose" / "postprocess.py")}
 HYBRID_RKNN = "hybrid/model_hybrid.rknn"
 CHOSEN_JSON = "hybrid/chosen.json"
 _NOTE = re.compile(r"^(input|output) '([^']+)': (\w+) -> (\w+)$")
@@ -149,8 +154,10 @@ def model_config(record: ConvertRecord, platform: str, labels: list[str], hybrid
 
 
 def build_bundle(run: Run, record: ConvertRecord, labels: list[str], models: dict[str, Path] | None = None,
-                 cpp_demo: CppDemo | None = None, sample_images: list[Path] | None = None) -> Bundle:
-    """Assemble board/deploy/ and board/deploy.tar.gz under temporary names, then swap both in."""
+                 cpp_demo: CppDemo | None = None, sample_images: list[Path] | None = None, skeleton: Any = None) -> Bundle:
+    """Assemble board/deploy/ and board/deploy.tar.gz under temporary names, then swap both in. A detector, segmentation
+    or pose model (its ONNX says so) gets its decode modules and model.json's task, head, end2end (pose: kpt_shape and
+    `skeleton`, chains of keypoint indices the runner draws lines along, else the model's own if its metadata has one)."""
     models = models or bundle_models(run)
     if not labels:
         raise WorkbookError("labels is empty; pass the class names (one per model output) so the runner can print them.")
@@ -172,10 +179,14 @@ def build_bundle(run: Run, record: ConvertRecord, labels: list[str], models: dic
         shutil.copyfile(RUNNER, tmp / "run_rknn.py")
         shutil.copyfile(CHIPS, tmp / "chips.py")
         shutil.copyfile(THROUGHPUT, tmp / "throughput.py")
+        shutil.copyfile(INSTANCES, tmp / "instances.py")
         shutil.copyfile(PREPROCESS, tmp / "preprocess.py")  # the workbook's own module, byte for byte
-        detector = detector_head(record)
-        if detector:
+        meta = model_meta(record, skeleton)
+        if meta.get("task") in INSTANCE_TASKS:
             shutil.copyfile(POSTPROCESS, tmp / "postprocess.py")  # the decode notebook 30 measured, byte for byte
+        if meta.get("task") in TASK_POSTPROCESS:
+            name, src = TASK_POSTPROCESS[meta["task"]]
+            shutil.copyfile(src, tmp / name)  # byte for byte; it imports the letterbox, DFL and NMS from postprocess.py
         if sample_images:
             (tmp / "images").mkdir()
             for p in sample_images:  # <class folder>_<file>: unique, and says what the image shows
@@ -183,8 +194,7 @@ def build_bundle(run: Run, record: ConvertRecord, labels: list[str], models: dic
         if cpp_demo is not None and cpp_demo.folder is not None and cpp_demo.folder.is_dir():
             shutil.copytree(cpp_demo.folder, tmp / "cpp")
         config = model_config(record, platforms["model.rknn"], labels, "model_hybrid.rknn" in models, cpp_demo)
-        if detector:
-            config = {**config, "task": "detect", "head": detector, "end2end": codegen_end2end(record)}
+        config = {**config, **meta}
         save_json(tmp / "model.json", config)
         readme = render_readme(config, sorted(models), [example_name(p) for p in sample_images or []], cpp_demo)
         (tmp / "README.md").write_text(readme, encoding="utf-8")
@@ -267,7 +277,7 @@ def try_runner(bundle: Bundle, images: list[Path], size: int) -> RunnerCheck:
             raise WorkbookError(f"The bundle's runner failed on this PC ({res.stderr.strip()}); fix the input it names "
                                 "and rebuild the bundle.")
         got = np.load(out)
-    if bundle.config.get("task") == "detect":
+    if bundle.config.get("task") in INSTANCE_TASKS:
         want = LabelledImages(list(images), np.zeros(len(images), np.int64), [], letterbox=True).load(size)
     else:
         want = np.stack([read_image(p, size, channels) for p in images])

@@ -1,41 +1,56 @@
-"""The C++ demo project of the bundle: the toolkit's `codegen`, the workbook's one codegen function, and
-for a split-head detector the workbook's own C++ decode (cpp/yolo_detect.h) and demo (cpp/detect_demo.cc)
-added to that project as a second program, `rknn_detect_demo`."""
+"""The C++ demo project of the bundle: the toolkit's `codegen`, the workbook's one codegen function, and for a split-head
+detector, segmentation or pose model the workbook's own C++ decode and demo for its task (cpp/yolo_detect.h with
+detect_demo.cc, + yolo_segment.h with segment_demo.cc, + yolo_pose.h with pose_demo.cc; demo_io.h around the rknn C API)
+added to that project as a second program, `rknn_<task>_demo`, with a `run_<task>.sh`."""
 from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import atomic_path
+from helpers.deploy.meta import model_meta
 from helpers.steps.convert import rebuild
-from helpers.steps.export.detect_head import decode_options, onnx_metadata
 from helpers.tasks.feeds import model_input_npy
 from helpers.tasks.preprocess import read_rgb
 from helpers.toolkit.record import ConvertRecord
 from helpers.toolkit.session import RKNN
 
 CPP_DIR = Path(__file__).with_name("cpp")
-DETECT_SOURCES = (CPP_DIR / "yolo_detect.h", CPP_DIR / "detect_demo.cc")
-DEMO_SOURCES = (Path(__file__), *DETECT_SOURCES)  # what the generated cpp/ folder depends on besides the run (a cache input)
+_HEADERS = (CPP_DIR / "yolo_detect.h", CPP_DIR / "demo_io.h")
+TASK_SOURCES = {  # the files of each task's demo, copied into the codegen project's src/
+    "detect": (*_HEADERS, CPP_DIR / "detect_demo.cc"),
+    "segment": (*_HEADERS, CPP_DIR / "yolo_segment.h", CPP_DIR / "segment_demo.cc"),
+    "pose": (*_HEADERS, CPP_DIR / "yolo_pose.h", CPP_DIR / "pose_demo.cc"),
+}
+DETECT_SOURCES = TASK_SOURCES["detect"]
+DEMO_SOURCES = (Path(__file__), Path(__file__).with_name("meta.py"),
+                *sorted({p for files in TASK_SOURCES.values() for p in files}))  # what cpp/ depends on besides the run (cache)
 DETECT_PROGRAM = "rknn_detect_demo"
-CMAKE_DETECT = f"""
-# ---- added by the RKNN deployment workbook: the detector demo (src/detect_demo.cc + src/yolo_detect.h)
-add_executable({DETECT_PROGRAM} src/detect_demo.cc)
-target_include_directories({DETECT_PROGRAM} PRIVATE ${{STB}} ${{CMAKE_SOURCE_DIR}}/src)
-target_link_libraries({DETECT_PROGRAM} ${{RKNN_RT_LIB}} ${{PTHREAD_LIB}} dl)
-install(TARGETS {DETECT_PROGRAM} DESTINATION ./)
-install(PROGRAMS ${{CMAKE_SOURCE_DIR}}/run_detect.sh DESTINATION ./)
+CMAKE_DEMO = """
+# ---- added by the RKNN deployment workbook: the {task} demo (src/{task}_demo.cc + its headers in src/)
+add_executable({program} src/{task}_demo.cc)
+target_include_directories({program} PRIVATE ${{STB}} ${{CMAKE_SOURCE_DIR}}/src)
+target_link_libraries({program} ${{RKNN_RT_LIB}} ${{PTHREAD_LIB}} dl)
+install(TARGETS {program} DESTINATION ./)
+install(PROGRAMS ${{CMAKE_SOURCE_DIR}}/run_{task}.sh DESTINATION ./)
 install(FILES ${{CMAKE_SOURCE_DIR}}/../labels.txt DESTINATION ./)
 install(DIRECTORY ${{CMAKE_SOURCE_DIR}}/../images DESTINATION ./ OPTIONAL)
 """
-RUN_DETECT = f"""#!/bin/sh
-# The workbook's detector demo on the bundle's sample images (after build_linux.sh and adb push).
+CMAKE_DETECT = CMAKE_DEMO.format(task="detect", program=DETECT_PROGRAM)
+RUN_DEMO = """#!/bin/sh
+# The workbook's {task} demo on the bundle's sample images (after build_linux.sh and adb push).
 ROOT_PWD=$(cd "$(dirname "$0")" && pwd)
 export LD_LIBRARY_PATH="$ROOT_PWD/lib/"
-cd "$ROOT_PWD" && ./{DETECT_PROGRAM} model.rknn labels.txt images/* --conf 0.25 --iou 0.7{{end2end}}
+cd "$ROOT_PWD" && ./{program} model.rknn labels.txt images/* --conf 0.25 --iou 0.7{options}
 """
+
+
+def program(task: str) -> str:
+    """The demo program's name for a task: rknn_detect_demo, rknn_segment_demo, rknn_pose_demo."""
+    return f"rknn_{task}_demo"
 
 
 @dataclass
@@ -48,37 +63,43 @@ class CppDemo:
 
 def detector_head(record: ConvertRecord) -> str | None:
     """'split' or 'stock' when the converted model is a detector (its ONNX says so), else None."""
-    if record.source.suffix.lower() != ".onnx" or not record.source.is_file():
-        return None
-    meta = onnx_metadata(record.source)
-    if meta.get("task") != "detect":
-        return None
-    return meta.get("head") or "stock"
+    meta = model_meta(record)
+    return meta["head"] if meta.get("task") == "detect" else None
 
 
 def end2end(record: ConvertRecord) -> bool:
-    """Whether the converted detector has an end-to-end head (its ONNX says so): decoded by top-k, no NMS."""
-    if record.source.suffix.lower() != ".onnx" or not record.source.is_file():
-        return False
-    return bool(decode_options(record.source).get("end2end"))
+    """Whether the converted model has an end-to-end head (its ONNX says so): decoded by top-k, no NMS."""
+    return bool(model_meta(record).get("end2end"))
 
 
-def add_detect_demo(folder: Path, end_to_end: bool = False) -> None:
-    """Add the workbook's detector demo to a codegen project: the two sources into src/, a second
-    executable (and its install rules) at the end of CMakeLists.txt, and run_detect.sh (with --end2end for
-    an end-to-end head)."""
+def demo_options(meta: dict[str, Any]) -> str:
+    """The demo's options beyond --conf/--iou for this model: --end2end, and for pose --kpt-shape K,ndim."""
+    kpt = f" --kpt-shape {meta['kpt_shape'][0]},{meta['kpt_shape'][1]}" if meta.get("task") == "pose" else ""
+    return kpt + (" --end2end" if meta.get("end2end") else "")
+
+
+def add_task_demo(folder: Path, meta: dict[str, Any]) -> None:
+    """Add the workbook's demo for meta's task (model_meta: task, end2end, kpt_shape) to a codegen project: its sources
+    into src/, a second executable (and its install rules) at the end of CMakeLists.txt, and run_<task>.sh."""
+    task = meta["task"]
     cmake = folder / "CMakeLists.txt"
     if not cmake.is_file():
         raise WorkbookError(f"{folder} has no CMakeLists.txt, so it is not the toolkit's codegen project; "
                             "generate it with generate_cpp_demo (codegen=True in notebook 40).")
     (folder / "src").mkdir(exist_ok=True)
-    for src in DETECT_SOURCES:
+    for src in TASK_SOURCES[task]:
         shutil.copyfile(src, folder / "src" / src.name)
     text = cmake.read_text()
-    if DETECT_PROGRAM not in text:
-        cmake.write_text(text.rstrip("\n") + "\n" + CMAKE_DETECT)
-    (folder / "run_detect.sh").write_text(RUN_DETECT.format(end2end=" --end2end" if end_to_end else ""))
-    (folder / "run_detect.sh").chmod(0o755)
+    if program(task) not in text:
+        cmake.write_text(text.rstrip("\n") + "\n" + CMAKE_DEMO.format(task=task, program=program(task)))
+    script = folder / f"run_{task}.sh"
+    script.write_text(RUN_DEMO.format(task=task, program=program(task), options=demo_options(meta)))
+    script.chmod(0o755)
+
+
+def add_detect_demo(folder: Path, end_to_end: bool = False) -> None:
+    """add_task_demo for a detector (with --end2end for an end-to-end head)."""
+    add_task_demo(folder, {"task": "detect", "end2end": end_to_end})
 
 
 def codegen_input(record: ConvertRecord, image: Path, folder: Path) -> Path:
@@ -93,7 +114,7 @@ def codegen_input(record: ConvertRecord, image: Path, folder: Path) -> Path:
 def generate_cpp_demo(record: ConvertRecord, out_dir: str | Path, log_path: str | Path, image: Path | None = None,
                       model_name: str = "model.rknn") -> CppDemo:
     """The C++ demo project from the toolkit's `codegen`, written to out_dir (swapped in when complete);
-    for a split-head detector with the workbook's detector demo added (add_detect_demo).
+    for a split-head detector, segmentation or pose model with the workbook's demo for its task (add_task_demo).
 
     In rknn-toolkit2 2.5.0 codegen needs the model built in the same session (after load_rknn it
     refuses), so the model is rebuilt with convert.rebuild (every recorded option, disable_rules
@@ -104,23 +125,25 @@ def generate_cpp_demo(record: ConvertRecord, out_dir: str | Path, log_path: str 
     scratch = out_dir.with_name(out_dir.name + ".work")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
-    detector = detector_head(record) == "split"
+    meta = model_meta(record)
+    demo = meta.get("task") in TASK_SOURCES and meta.get("head") == "split"
     image = codegen_input(record, image, scratch) if image else None
     try:
         with RKNN(log_path, workdir=scratch, auto_disable_rules=False) as rk:
             rebuild(rk, record)
             rk.export_rknn(str(scratch / model_name))
             rk.codegen(output_path=str(scratch / "cpp"), inputs=[str(Path(image).resolve())] if image else None, overwrite=True)
-        if detector:
-            add_detect_demo(scratch / "cpp", end2end(record))
+        if demo:
+            add_task_demo(scratch / "cpp", meta)
         with atomic_path(out_dir) as tmp:
             (scratch / "cpp").replace(tmp)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     with_golden = " with a golden output for the sample image" if image else ""
-    detect = (f"; plus the workbook's detector demo {DETECT_PROGRAM} (src/detect_demo.cc: letterbox, int8 outputs "
-              "dequantized with their zero point and scale, box decode and per-class NMS (an end-to-end head: top-k) in "
-              "src/yolo_detect.h, "
-              "run_detect.sh)") if detector else ""
+    what = {"detect": "box decode", "segment": "box and mask decode (src/yolo_segment.h)",
+            "pose": "box and keypoint decode (src/yolo_pose.h)"}.get(meta.get("task"), "")
+    detect = (f"; plus the workbook's {meta['task']} demo {program(meta['task'])} (src/{meta['task']}_demo.cc: letterbox, "
+              f"int8 outputs dequantized with their zero point and scale, {what} and per-class NMS (an end-to-end head: "
+              f"top-k) over src/yolo_detect.h, run_{meta['task']}.sh)") if demo else ""
     return CppDemo(out_dir, f"generated by rk.codegen (model rebuilt from convert.json{with_golden}){detect}; "
                             "build it with the rknpu2 SDK and an aarch64 cross compiler (cpp/README_EN.md)")

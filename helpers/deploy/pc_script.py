@@ -8,6 +8,7 @@ from pathlib import Path
 
 from helpers import listing
 from helpers.deploy import chips
+from helpers.deploy.meta import INSTANCE_TASKS
 
 NO_BOARD = ("No board found: connect it by USB OTG, check that `adb devices` lists it, and start rknn_server on the "
             "board (notebook 40's checklist).")
@@ -28,8 +29,9 @@ class BoardScript:
     color_order: str = "RGB"
     channels: int = 3
     task: str = "classify"
-    bundle: Path | None = None  # board/deploy/, whose postprocess.py decodes a detector's outputs
+    bundle: Path | None = None  # board/deploy/, whose postprocess*.py decode a detector's, segmenter's or pose model's outputs
     end2end: bool = False
+    kpt_shape: list[int] | None = None  # pose: [K, ndim], model.json's
     toolkit_version: str = ""  # the rknn-toolkit2 that built the model; the board's rknn_server and librknnrt.so match it
 
 
@@ -48,7 +50,7 @@ def _device_lines(s: BoardScript) -> list[str]:
 
 def _input_lines(s: BoardScript) -> list[str]:
     """The image as the model's input, exactly as the workbook prepares it (helpers/tasks/preprocess.py for a
-    classifier: short side resized, centre crop; a detector: the bundle's postprocess.letterbox)."""
+    classifier: short side resized, centre crop; detect / segment / pose: the bundle's postprocess.letterbox)."""
     size = int(s.input_size)
     lines = [listing.call("cv2.imread", s.image, assign="bgr"),
              "if bgr is None:",
@@ -57,7 +59,7 @@ def _input_lines(s: BoardScript) -> list[str]:
         lines.append("img = bgr  # the model was trained on BGR images: no colour conversion")
     else:
         lines.append("img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # the model takes RGB; cvtColor returns a new image")
-    if s.task == "detect":
+    if s.task in INSTANCE_TASKS:
         return lines + [f"canvas, lb = letterbox(img, {size})  # aspect kept, grey padding (lb maps boxes back)",
                         "x = canvas[None]  # 1 x H x W x 3 uint8, NHWC"]
     lines += [f"size = {size}",
@@ -80,7 +82,7 @@ def board_calls(s: BoardScript) -> str:
                "eval_mem": s.eval_mem}
     if s.core_mask != "auto":
         runtime["core_mask"] = listing.Expr(f"RKNN.{chips.CORE_MASKS[s.core_mask]}")
-    detect = s.task == "detect"
+    detect = s.task in INSTANCE_TASKS
     version = f" {s.toolkit_version}" if s.toolkit_version else ""
     head = [f"# Notebook 40's board calls with this run's values. Run it on a PC with rknn-toolkit2{version} installed and",
             f"# the {s.target} board attached over adb, rknn_server{version} running on it (python3 this_file.py).",
@@ -88,10 +90,13 @@ def board_calls(s: BoardScript) -> str:
     if detect:
         head += ["", listing.call("sys.path.insert", 0, Path(s.bundle or "board/deploy"))
                  + "  # the bundle's postprocess.py: the workbook's decode",
-                 "from postprocess import letterbox, postprocess"]
-        result = [listing.call("postprocess", listing.Expr("outputs"), listing.Expr("lb"), conf=0.25,
-                               **({"end2end": True} if s.end2end else {"iou": 0.7}), assign="dets"),
-                  "print(f'{len(dets)} detection(s):', dets.classes.tolist(), dets.scores.round(3).tolist())"]
+                 "from postprocess import letterbox, postprocess"
+                 + (f"\nfrom postprocess_{s.task} import postprocess as postprocess_{s.task}" if s.task != "detect" else "")]
+        decode = "postprocess" if s.task == "detect" else f"postprocess_{s.task}"
+        found = [listing.Expr("outputs"), listing.Expr("lb"), *([list(s.kpt_shape or [])] if s.task == "pose" else [])]
+        noun = {"detect": "detection(s)", "segment": "instance(s)", "pose": "pose(s)"}[s.task]
+        result = [listing.call(decode, *found, conf=0.25, **({"end2end": True} if s.end2end else {"iou": 0.7}), assign="dets"),
+                  f"print(f'{{len(dets)}} {noun}:', dets.classes.tolist(), dets.scores.round(3).tolist())"]
     else:
         result = ["scores = np.asarray(outputs[0]).ravel()",
                   "print('top-5 classes, best first:', np.argsort(-scores)[:5].tolist())"]
@@ -126,4 +131,4 @@ def for_bundle(config: dict, folder: Path, model: Path, target: str, device_id: 
         eval_mem=bool(params.get("eval_mem")), color_order=str(config.get("color_order", "RGB")),
         channels=len(config.get("mean_values") or [0, 0, 0]), task=str(config.get("task") or "classify"),
         bundle=Path(folder).resolve(), end2end=bool(config.get("end2end")),
-        toolkit_version=str(config.get("toolkit_version", "")))
+        toolkit_version=str(config.get("toolkit_version", "")), kpt_shape=config.get("kpt_shape"))

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Classify images (or, for a detector bundle, detect objects) on a Rockchip board with rknn-toolkit-lite2 (RKNNLite):
-the bundle's runner.
+"""Classify images (or, for a detector, segmentation or pose bundle, find objects, their masks or keypoints) on a
+Rockchip board with rknn-toolkit-lite2 (RKNNLite): the bundle's runner.
 
 On the board, inside the unpacked bundle:
     python3 run_rknn.py image.png                      # top-5 for one image
@@ -13,7 +13,8 @@ Preprocessing is the workbook's own module, preprocess.py, shipped beside this f
 feeds the model exactly the uint8 NHWC array the workbook fed the simulator, in the colour order
 model.json names. Mean/std are inside the .rknn (the NPU applies them), so no normalisation happens here.
 The file stands alone: --help needs only the standard library, and a missing piece of the bundle
-(preprocess.py, postprocess.py, labels.txt) or of the board's Python (numpy, OpenCV) is named in one line.
+(preprocess.py, postprocess*.py, labels.txt) or of the board's Python (numpy, OpenCV) is named in one line.
+Detector, segmentation and pose models are decoded, printed and drawn by instances.py beside this file.
 The benchmark (throughput.py beside this file) times inference only; see README.md, 'Benchmark', before comparing figures.
 """
 from __future__ import annotations
@@ -35,13 +36,14 @@ HERE = Path(__file__).resolve().parent
 IN_REPOSITORY = (HERE / "__init__.py").is_file()
 PIP_LINE = "python3 -m pip install numpy opencv-python-headless"
 
-if not IN_REPOSITORY:  # the bundle: chips.py and throughput.py beside this file, byte for byte the workbook's
+if not IN_REPOSITORY:  # the bundle: chips.py, throughput.py, instances.py beside this file, byte for byte the workbook's
     sys.path.insert(0, str(HERE))
 try:
     chips = importlib.import_module("helpers.deploy.chips" if IN_REPOSITORY else "chips")
     throughput = importlib.import_module("helpers.deploy.throughput" if IN_REPOSITORY else "throughput")
+    instances = importlib.import_module("helpers.deploy.instances" if IN_REPOSITORY else "instances")
 except ImportError as exc:
-    if (exc.name or "").rsplit(".", 1)[-1] not in ("chips", "throughput"):
+    if (exc.name or "").rsplit(".", 1)[-1] not in ("chips", "throughput", "instances"):
         raise
     name = f"{exc.name.rsplit('.', 1)[-1]}.py"
     print(f"error: {name} is missing from {HERE} (run_rknn.py imports it from beside itself); copy {name} from the "
@@ -55,15 +57,13 @@ CONFIG_NAME = "model.json"
 DEFAULT_LITE_VERSION = "2.5.0"
 
 
-class ImageError(RunnerError):
-    """One input image cannot be read: reported on its own line, the other images still run."""
-
-
+ImageError = instances.ImageError  # one unreadable image: named on its own line, the others still run
 _MODULES: Dict[str, Any] = {}
 
 
 def bundled(name: str) -> Any:
-    """The workbook module `name` ('preprocess' or 'postprocess'): the file beside this one in the bundle
+    """The workbook module `name` ('preprocess', 'postprocess', 'postprocess_segment', 'postprocess_pose'): the file
+    beside this one in the bundle
     (byte for byte the workbook's), the workbook's own inside the repository, else one sentence saying which
     file is missing and how to get it back."""
     if name in _MODULES:
@@ -74,7 +74,7 @@ def bundled(name: str) -> Any:
                 sys.path.insert(0, str(HERE))
             module = __import__(name)
         elif IN_REPOSITORY:
-            module = __import__(f"helpers.tasks.{'detect.' if name == 'postprocess' else ''}{name}", fromlist=[name])
+            module = importlib.import_module(instances.IN_WORKBOOK[name])
         else:
             raise RunnerError(f"{name}.py is missing from {HERE} (run_rknn.py imports it from beside itself); copy {name}.py "
                               "from the bundle (board/deploy/ in the workbook's run folder), or extract deploy.tar.gz again.")
@@ -84,70 +84,6 @@ def bundled(name: str) -> Any:
                           f"on the board run `{PIP_LINE}`.") from None
     _MODULES[name] = module
     return module
-
-
-def detector_postprocess() -> Any:
-    """The workbook's detector post-processing module: postprocess.py beside this file in the bundle
-    (byte for byte helpers/tasks/detect/postprocess.py), or the workbook's own inside the repository."""
-    return bundled("postprocess")
-
-
-def check_head(cfg: Dict[str, Any], model: Path) -> None:
-    """A detector bundle must carry the split head: the stock one's INT8 class scores collapse on the NPU."""
-    if cfg.get("task") == "detect" and cfg.get("head") == "stock":
-        raise RunnerError(f"{model.name} has the stock detector head (box pixels and class scores in one INT8 tensor, so the "
-                          "scores collapse on the NPU); export it with head: split in notebook 10, convert again and "
-                          "rebuild the bundle.")
-
-
-def letterboxed(path: Path, size: int) -> Any:
-    """One image letterboxed for a detector: (1 x size x size x 3 uint8 RGB, geometry, the original BGR image)."""
-    import cv2
-
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ImageError(f"Cannot read image {path}; check the file exists and is a valid image.")
-    canvas, lb = detector_postprocess().letterbox(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size)
-    return canvas[None], lb, bgr
-
-
-def draw_detections(bgr: Any, dets: Any, labels: List[str], out: Path) -> Path:
-    """The image with its boxes, class names and scores drawn (OpenCV's built-in font), written to out."""
-    import cv2
-
-    img = bgr.copy()
-    for box, score, cls in zip(dets.boxes, dets.scores, dets.classes):
-        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
-        colour = tuple(int(c) for c in np.random.default_rng(int(cls)).integers(64, 256, 3))
-        cv2.rectangle(img, (x1, y1), (x2, y2), colour, 1)
-        name = labels[int(cls)] if int(cls) < len(labels) else str(int(cls))
-        cv2.putText(img, f"{name} {float(score):.2f}", (x1, max(y1 - 2, 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.3, colour, 1,
-                    cv2.LINE_AA)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out), img)
-    return out
-
-
-def detect_image(lite: Any, path: Path, args: argparse.Namespace, labels: List[str], end2end: bool = False) -> Any:
-    """Letterbox, infer, decode with postprocess.py (end2end, from model.json: an end-to-end head's top-k instead
-    of NMS), print the detections and draw them; the input array, or None if inference failed."""
-    pp = detector_postprocess()
-    x, lb, bgr = letterboxed(path, args.size)
-    outputs = lite.inference(inputs=[x], data_format=["nhwc"])
-    if outputs is None:
-        return None
-    try:
-        pp.require_split(outputs, str(args.model))
-    except ValueError as exc:
-        raise RunnerError(str(exc)) from None
-    dets = pp.postprocess(outputs, lb, conf=args.conf, iou=args.iou, end2end=end2end)
-    print(f"{path}: {len(dets)} detection(s)")
-    for box, score, cls in zip(dets.boxes, dets.scores, dets.classes):
-        name = labels[int(cls)] if int(cls) < len(labels) else str(int(cls))
-        print(f"  {name:<12} {float(score):.3f}  box x1={box[0]:.0f} y1={box[1]:.0f} x2={box[2]:.0f} y2={box[3]:.0f}")
-    if args.draw:
-        print(f"  drawn: {draw_detections(bgr, dets, labels, Path(args.draw) / Path(path).name)}")
-    return x
 
 
 # ---------------------------------------------------------------- inputs
@@ -242,10 +178,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--labels", type=Path, default=None, help="class names, one per line (default: the config's labels file)")
     p.add_argument("--size", type=int, default=None, help="model input size in pixels (default: from the config)")
     p.add_argument("--top-k", type=int, default=5, help="how many classes to print per image (default 5)")
-    p.add_argument("--conf", type=float, default=0.25, help="detectors: lowest class score kept (default 0.25)")
-    p.add_argument("--iou", type=float, default=0.7, help="detectors: IoU above which NMS drops the weaker box of a "
-                                                          "class (default 0.7)")
-    p.add_argument("--draw", default="detections", help="detectors: folder for the images with boxes drawn ('' = none)")
+    p.add_argument("--conf", type=float, default=0.25, help="detect/segment/pose: lowest class score kept (default 0.25)")
+    p.add_argument("--iou", type=float, default=0.7, help="detect/segment/pose: IoU above which NMS drops the weaker box "
+                                                          "of a class (default 0.7)")
+    p.add_argument("--draw", default="detections", help="detect/segment/pose: folder for the images with boxes (masks, "
+                                                        "skeletons) drawn ('' = none)")
     p.add_argument("--core-mask", choices=list(CORE_MASKS), default="auto",
                    help="NPU cores to use: auto, 0, 1, 2, 0_1, 0_1_2, all (rk3588/rk3576 only; default auto)")
     throughput.add_arguments(p)  # --benchmark N, --warmup W, --cores 0,1,2
@@ -293,8 +230,8 @@ def needed_modules(cfg: Dict[str, Any]) -> None:
     if np is None:
         raise RunnerError(f"numpy is not installed for {sys.executable}; on the board run `{PIP_LINE}`.")
     bundled("preprocess")
-    if cfg.get("task") == "detect":
-        bundled("postprocess")
+    for name in instances.MODULES.get(cfg.get("task"), ()):
+        bundled(name)
 
 
 def classify_image(lite: Any, path: Path, args: argparse.Namespace, labels: List[str], channels: int) -> Any:
@@ -323,14 +260,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         throughput.check_args(args, platform)  # --benchmark, --warmup, --cores against each other and the model's chip
         images = collect_images(args.inputs)
         channels = len(cfg.get("mean_values") or [0, 0, 0])
-        detect = cfg.get("task") == "detect"
+        detect = cfg.get("task") in instances.TASKS  # letterboxed, decoded by instances.py
         if args.preprocess_only is not None:
-            batch = np.concatenate([letterboxed(p, args.size)[0] if detect else prepare(p, args.size, args.color_order, channels)
-                                    for p in images])
+            batch = np.concatenate([instances.letterboxed(p, args.size, bundled)[0] if detect
+                                    else prepare(p, args.size, args.color_order, channels) for p in images])
             np.save(args.preprocess_only, batch)
             print(f"wrote {batch.shape} {batch.dtype} input batch to {args.preprocess_only}")
             return 0
-        check_head(cfg, model)
+        instances.check_head(cfg, model)
         check_platform(platform, board_platform(), model)
         mask = args.core_mask
         check_core_mask(mask, platform)
@@ -360,7 +297,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         first, unreadable = None, 0
         for path in images:
             try:
-                x = (detect_image(lite, path, args, labels, end2end=bool(cfg.get("end2end"))) if detect
+                x = (instances.run_image(lite, path, args, labels, cfg, bundled) if detect
                      else classify_image(lite, path, args, labels, channels))
             except ImageError as exc:  # this image only: say so and go on with the rest
                 print(f"error: {exc}", file=sys.stderr)

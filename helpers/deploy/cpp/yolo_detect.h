@@ -14,6 +14,8 @@
 //      An end-to-end head (YOLO26, YOLOv10: one-to-one, no NMS) instead takes ultralytics' top-k:
 //      the max_det anchors with the best class score, then the max_det best (anchor, class) pairs
 //      among them, scores above conf (end2end = true).
+// Steps 3-4 are `select`, which also serves yolo_segment.h and yolo_pose.h (4 outputs per stride there): each kept
+// detection remembers its anchor (group, cell), where those read the mask coefficients or keypoints.
 // tests/test_deploy_detect.py compiles this header into a small harness and checks its boxes against
 // postprocess.py on the same raw outputs.
 #ifndef WORKBOOK_YOLO_DETECT_H
@@ -44,10 +46,13 @@ struct Output {
     int channels, height, width;
 };
 
-// One detection in original image pixels.
+// One detection in original image pixels, with the anchor it came from: `group`, the index of its stride's first
+// output (the box regression), and `cell`, its cell in that stride's map (segment and pose read the mask
+// coefficients or keypoints there).
 struct Detection {
     float x1, y1, x2, y2, score;
     int cls;
+    int group, cell;
 };
 
 // Python's round(): halves go to the even neighbour (std::nearbyint in the default rounding mode).
@@ -183,20 +188,20 @@ inline void dfl_sides(const Output& box, int cell, float sides[4]) {
 }
 
 // The box of one cell of one stride, xyxy in input (letterboxed) pixels.
-inline Detection cell_box(const Output& box, int cell, int input_size, float score, int cls) {
+inline Detection cell_box(const Output& box, int cell, int input_size, float score, int cls, int group = 0) {
     int stride = input_size / box.width;
     float sides[4];
     dfl_sides(box, cell, sides);
     float cx = static_cast<float>(cell % box.width) + 0.5f, cy = static_cast<float>(cell / box.width) + 0.5f;
     Detection d = {(cx - sides[0]) * stride, (cy - sides[1]) * stride, (cx + sides[2]) * stride, (cy + sides[3]) * stride,
-                   score, cls};
+                   score, cls, group, cell};
     return d;
 }
 
 // Candidates of one stride: cells whose score sum reaches conf and whose best class score exceeds it,
 // boxes xyxy in input (letterboxed) pixels.
 inline void decode_stride(const Output& box, const Output& cls, const Output& sum, int input_size, float conf,
-                          std::vector<Detection>& out) {
+                          std::vector<Detection>& out, int group = 0) {
     int hw = box.height * box.width;
     for (int cell = 0; cell < hw; ++cell) {
         if (sum.data[cell] < conf) continue;
@@ -207,7 +212,7 @@ inline void decode_stride(const Output& box, const Output& cls, const Output& su
             if (s > score) { score = s; best = c; }
         }
         if (!(score > conf)) continue;
-        out.push_back(cell_box(box, cell, input_size, score, best));
+        out.push_back(cell_box(box, cell, input_size, score, best, group));
     }
 }
 
@@ -238,12 +243,16 @@ inline Detection unletterbox(Detection d, const Letterbox& lb) {
 
 // An end-to-end head's selection, as postprocess.topk: cells whose score sum reaches conf, the k with the best
 // class score, then the k best (cell, class) pairs among them (stable: ties keep their order), scores above conf;
-// k = min(max_det, all cells). Boxes in input pixels, best first.
-inline std::vector<Detection> topk_select(const std::vector<Output>& outputs, int input_size, float conf, size_t max_det) {
+// k = min(max_det, all cells). Boxes in input pixels, best first. The split head's box, cls and sum come first in
+// each stride's `per_stride` outputs (3 for a detector; 4 for segment and pose, whose fourth is coefficients or
+// keypoints), for the first `groups` strides.
+inline std::vector<Detection> topk_select(const std::vector<Output>& outputs, int input_size, float conf, size_t max_det,
+                                          size_t per_stride = 3, size_t groups = 0) {
     struct Cell { size_t out; int cell; float best; };
     std::vector<Cell> cells;
     size_t total = 0;
-    for (size_t i = 0; i + 2 < outputs.size(); i += 3) {
+    if (groups == 0) groups = outputs.size() / per_stride;
+    for (size_t i = 0; i < groups * per_stride; i += per_stride) {
         const Output& cls = outputs[i + 1];
         int hw = cls.height * cls.width;
         total += static_cast<size_t>(hw);
@@ -274,22 +283,24 @@ inline std::vector<Detection> topk_select(const std::vector<Output>& outputs, in
     for (size_t j = 0; j < pairs.size(); ++j) {
         if (!(pairs[j].score > conf)) continue;
         const Cell& c = cells[pairs[j].cell];
-        out.push_back(cell_box(outputs[c.out], c.cell, input_size, pairs[j].score, pairs[j].cls));
+        out.push_back(cell_box(outputs[c.out], c.cell, input_size, pairs[j].score, pairs[j].cls, static_cast<int>(c.out)));
     }
     return out;
 }
 
-// Raw split-head outputs of one image -> detections in original image pixels, best first; end2end: top-k, no NMS.
-inline std::vector<Detection> postprocess(const std::vector<Output>& outputs, const Letterbox& lb, float conf = 0.25f,
-                                          float iou = 0.7f, size_t max_det = 300, size_t max_nms = 30000, bool end2end = false) {
-    require_split(outputs);
+// The detection rule on split-head outputs (`per_stride` per stride, box, cls and sum first, `groups` strides):
+// detections in original image pixels, best first, each with its anchor (group, cell); end2end: top-k, no NMS.
+// postprocess (the detector), yolo_segment.h and yolo_pose.h all select through it.
+inline std::vector<Detection> select(const std::vector<Output>& outputs, size_t per_stride, size_t groups, const Letterbox& lb,
+                                     float conf, float iou, size_t max_det, size_t max_nms, bool end2end) {
     if (end2end) {
-        std::vector<Detection> kept = topk_select(outputs, lb.size, conf, max_det);
+        std::vector<Detection> kept = topk_select(outputs, lb.size, conf, max_det, per_stride, groups);
         for (size_t i = 0; i < kept.size(); ++i) kept[i] = unletterbox(kept[i], lb);
         return kept;
     }
     std::vector<Detection> cand;
-    for (size_t i = 0; i + 2 < outputs.size(); i += 3) decode_stride(outputs[i], outputs[i + 1], outputs[i + 2], lb.size, conf, cand);
+    for (size_t i = 0; i < groups * per_stride; i += per_stride)
+        decode_stride(outputs[i], outputs[i + 1], outputs[i + 2], lb.size, conf, cand, static_cast<int>(i));
     if (cand.size() > max_nms) {
         std::stable_sort(cand.begin(), cand.end(), [](const Detection& a, const Detection& b) { return a.score > b.score; });
         cand.resize(max_nms);
@@ -308,6 +319,13 @@ inline std::vector<Detection> postprocess(const std::vector<Output>& outputs, co
     if (kept.size() > max_det) kept.resize(max_det);
     for (size_t i = 0; i < kept.size(); ++i) kept[i] = unletterbox(kept[i], lb);
     return kept;
+}
+
+// Raw split-head outputs of one image -> detections in original image pixels, best first; end2end: top-k, no NMS.
+inline std::vector<Detection> postprocess(const std::vector<Output>& outputs, const Letterbox& lb, float conf = 0.25f,
+                                          float iou = 0.7f, size_t max_det = 300, size_t max_nms = 30000, bool end2end = false) {
+    require_split(outputs);
+    return select(outputs, 3, outputs.size() / 3, lb, conf, iou, max_det, max_nms, end2end);
 }
 
 }  // namespace workbook
