@@ -34,6 +34,7 @@ from helpers.steps.judge import analysis_inputs, judge_for
 from helpers.tasks.classify.metric import EvalResult, topk_accuracy
 from helpers.tasks.data import LabelledImages
 from helpers.tasks.feeds import fitted, model_input_npy
+from helpers.tasks.family import in_family
 from helpers.tasks.identify import run_task
 from helpers.tasks.measures import output_cosines
 from helpers.tasks.preprocess import read_rgb
@@ -197,7 +198,7 @@ def detector_on_board(run: Run, record: ConvertRecord, data_dir: Path, images: i
                       core_mask: str = "auto") -> DetectOnBoard:
     """Notebook 40's board-vs-simulator section for a detector: the images notebook 30 scored (the first `images`
     of them, 0 = all) letterboxed once, run on the board (first, so a missing board stops before any rebuild) and
-    in the simulator rebuilt from convert.json, both scored in mAP50-95 by helpers.tasks.detect.judge.DetectJudge."""
+    in the simulator rebuilt from convert.json, both scored by the task's judge (box, mask or pose mAP50-95)."""
     scored = int(json.loads(run.need("eval/metrics.json", "30_simulator_inference.ipynb").read_text())["images"])  # 30's first N
     judge = judge_for(run, record, data_dir, min(images, scored) if images else scored)
     with open_board(run.rknn / "model.rknn", target, run.logs / "40_board.log", device_id=device_id or "",
@@ -213,7 +214,7 @@ def analysis_images(run: Run, record: ConvertRecord, data_dir: Path, n: int) -> 
     """The first n images notebook 30 evaluated, as files accuracy_analysis reads: a classifier's own files, a
     detector's letterboxed (helpers.steps.judge.analysis_inputs, into board/analysis_inputs/)."""
     channels = len(record.config.mean_values or [0, 0, 0])
-    if run_task(run) != "detect":
+    if not in_family(run_task(run)):
         paths = list(notebook30_set(run, n)[0].paths)
         if channels == 3:
             return paths
