@@ -33,8 +33,8 @@ from helpers.steps.evaluate import load_run, simulator_from_record
 from helpers.steps.judge import analysis_inputs, judge_for
 from helpers.tasks.classify.metric import EvalResult, topk_accuracy
 from helpers.tasks.data import LabelledImages
-from helpers.tasks.feeds import fitted, model_input_npy
 from helpers.tasks.family import in_family
+from helpers.tasks.feeds import fitted, model_input_npy
 from helpers.tasks.identify import run_task
 from helpers.tasks.measures import output_cosines
 from helpers.tasks.preprocess import read_rgb
