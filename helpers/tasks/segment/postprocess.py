@@ -76,11 +76,12 @@ def decode(outputs: Sequence[np.ndarray], input_size: int) -> tuple[np.ndarray, 
 
 
 def select(scores: np.ndarray, boxes: np.ndarray, conf: float, iou: float, max_det: int, multi_label: bool,
-           max_nms: int, end2end: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           max_nms: int, end2end: bool, k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The detection rule of helpers/tasks/detect/postprocess.postprocess: anchor rows, class ids and scores kept,
-    best first."""
+    best first; k: an end-to-end head's top-k, min(max_det, every anchor) as ultralytics takes it (counted before
+    the split layout's score-sum filter, like the detector's)."""
     if end2end:
-        rows, cls, conf_of = topk(scores, min(max_det, len(scores)))
+        rows, cls, conf_of = topk(scores, min(max_det, len(scores)) if k is None else k)
         keep = conf_of > conf
         return rows[keep], cls[keep], conf_of[keep]
     if multi_label:
@@ -140,10 +141,11 @@ def postprocess(outputs: Sequence[np.ndarray], lb: Letterbox, conf: float = 0.25
     """Raw outputs of one image (stock or split layout) -> boxes, scores, classes and masks in original image pixels,
     selected exactly as the detector decode selects (conf, per-class NMS or end2end top-k, max_det)."""
     boxes, scores, coefs, sums = decode(outputs, lb.size)
+    k = min(max_det, len(scores))  # the end-to-end top-k counts every anchor, as the detector's and ultralytics' do
     if sums is not None:  # split layout: no class score can pass where the clamped sum does not
         cand = sums >= conf
         boxes, scores, coefs = boxes[cand], scores[cand], coefs[cand]
-    rows, cls, conf_of = select(scores, boxes, conf, iou, max_det, multi_label, max_nms, end2end)
+    rows, cls, conf_of = select(scores, boxes, conf, iou, max_det, multi_label, max_nms, end2end, k)
     out_boxes = unletterbox(boxes[rows], lb)
     protos = np.asarray(outputs[-1], np.float32)
     protos = protos[0] if protos.ndim == 4 else protos
