@@ -1,9 +1,11 @@
-"""The detection series cold (as on a fresh clone: the shapes sample generated, YOLO11n trained) vs warm
-(the same command again, everything reused), with the run's own figures.
+"""The detection, segmentation or pose series cold (as on a fresh clone: the task's sample generated, its YOLO11n
+trained) vs warm (the same command again, everything reused), with the run's own figures in the task's metric.
 
     .venv/bin/python benchmarks/bench_detect_series.py [--params params/detect.yaml] [--only 00,10,20,30,40] [--keep]
+    .venv/bin/python benchmarks/bench_detect_series.py --params params/segment.yaml
+    .venv/bin/python benchmarks/bench_detect_series.py --params params/pose.yaml
 
-Issue 10's targets: cold < 8 min on 2 cores (training included), warm < 25 % of cold.
+Issue 10's and issue 24's targets: cold < 8 min on 2 cores (training included), warm < 25 % of cold.
 
 Nothing cached may be reused by the cold run: the generated sample (data/shapes), the trained weights
 (<run>/model/model.pt, a step of the run folder) and ultralytics' / matplotlib's settings and font caches
@@ -73,9 +75,11 @@ def notebook_times(run_dir: Path) -> dict[str, tuple[str, float]]:
 
 
 def figures(run_dir: Path) -> list[str]:
-    """The run's own figures: training time and val mAP, FP32 vs INT8 (split) vs INT8 (stock) mAP50-95 and ultralytics' val()."""
+    """The run's own figures: training time and val mAP, FP32 vs INT8 (split) vs INT8 (stock) in the task's mAP50-95
+    (box, mask or pose) and ultralytics' val()."""
     train = read_json(run_dir / "model" / "train.json")
     metrics = read_json(run_dir / "eval" / "metrics.json")
+    name = metrics.get("metric_label", "mAP50-95").split(" (")[0]
     rows = {(r.get("head"), r.get("precision")): r for r in metrics.get("backends", [])}
     out = []
     if train:
@@ -87,39 +91,40 @@ def figures(run_dir: Path) -> list[str]:
         r = rows.get((head, precision))
         if r:
             cos = f", whole-tensor cosine {r['cosine_mean']:.4f}" if "cosine_mean" in r else ""
-            out.append(f"{label:<30} mAP50-95 {r['map50_95']:.3f}  mAP50 {r['map50']:.3f}{cos}")
+            box = f"  box mAP50-95 {r['box_map50_95']:.3f}" if "box_map50_95" in r else ""
+            out.append(f"{label:<30} {name} {r['map50_95']:.3f}  mAP50 {r['map50']:.3f}{box}{cos}")
     uv = metrics.get("ultralytics_val")
     fp32 = rows.get(("split", "FP32"))
     if uv and fp32:
-        out.append(f"{'ultralytics val() (same .pt)':<30} mAP50-95 {uv['map50_95']:.3f}  mAP50 {uv['map50']:.3f}  "
+        out.append(f"{'ultralytics val() (same .pt)':<30} {name} {uv['map50_95']:.3f}  mAP50 {uv['map50']:.3f}  "
                    f"(workbook FP32 {100 * abs(fp32['map50_95'] - uv['map50_95']):.1f} pt apart)")
     if fp32 and rows.get(("split", "INT8")):
         out.append(f"INT8 split vs FP32: {100 * (rows[('split', 'INT8')]['map50_95'] - fp32['map50_95']):+.1f} pt "
-                   "mAP50-95 (target: within 2 pt)")
-    return out + later_figures(run_dir)
+                   f"{name} (target: within 2 pt)")
+    return out + later_figures(run_dir, metrics.get("metric_key", "map50_95"))
 
 
-def later_figures(run_dir: Path) -> list[str]:
-    """Notebooks 50 and 60 in mAP50-95: the sweep's rows, the exported hybrid against the INT8 of the same
-    calibration (target: not below it) and the search's curve."""
+def later_figures(run_dir: Path, key: str = "map50_95") -> list[str]:
+    """Notebooks 50 and 60 in the task's mAP50-95 (their tables' column `key`): the sweep's rows, the exported hybrid
+    against the INT8 of the same calibration (target: not below it) and the search's curve."""
     import csv
 
     def rows(rel: str) -> list[dict]:
         path = run_dir / rel
         return list(csv.DictReader(path.open())) if path.is_file() else []
 
-    out = [f"sweep {r['algorithm']}/{r['method']}: mAP50-95 {float(r['map50_95']):.3f}, build {r['build_s']} s"
-           for r in rows("analysis/sweep.csv") if r.get("map50_95")]
-    int8 = next((r for r in rows("hybrid/compare.csv") if r["model"] == "INT8" and r.get("map50_95")), None)
+    out = [f"sweep {r['algorithm']}/{r['method']}: {key} {float(r[key]):.3f}, build {r['build_s']} s"
+           for r in rows("analysis/sweep.csv") if r.get(key)]
+    int8 = next((r for r in rows("hybrid/compare.csv") if r["model"] == "INT8" and r.get(key)), None)
     chosen = read_json(run_dir / "hybrid" / "chosen.json")
-    if int8 and chosen.get("map50_95") is not None:
-        gap = 100 * (chosen["map50_95"] - float(int8["map50_95"]))
-        out.append(f"exported hybrid {chosen['model']} ({chosen['float16_layers']} float16): mAP50-95 "
-                   f"{chosen['map50_95']:.3f} vs INT8 "
-                   f"{float(int8['map50_95']):.3f} with the same calibration, {gap:+.2f} pt (target: not below INT8)")
-    curve = [f"{r['layers']}: {float(r['map50_95']):.3f}" for r in rows("hybrid/search.csv")]
+    if int8 and chosen.get(key) is not None:
+        gap = 100 * (chosen[key] - float(int8[key]))
+        out.append(f"exported hybrid {chosen['model']} ({chosen['float16_layers']} float16): {key} "
+                   f"{chosen[key]:.3f} vs INT8 "
+                   f"{float(int8[key]):.3f} with the same calibration, {gap:+.2f} pt (target: not below INT8)")
+    curve = [f"{r['layers']}: {float(r[key]):.3f}" for r in rows("hybrid/search.csv")]
     if curve:
-        out.append("search curve (float16 layers: mAP50-95): " + ", ".join(curve))
+        out.append(f"search curve (float16 layers: {key}): " + ", ".join(curve))
     return out
 
 
@@ -135,12 +140,12 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temporary copy and its run folder")
     a = ap.parse_args()
 
-    clone = Path(tempfile.mkdtemp(prefix="bench-detect-"))
+    clone = Path(tempfile.mkdtemp(prefix="bench-series-"))
     fresh_copy(clone)
     params = clone / a.params
     if not params.is_file():
         raise SystemExit(f"{a.params} is not a file of the repository; pass --params a path relative to {REPO}")
-    run_dir = clone / "outputs" / "detect"
+    run_dir = clone / "outputs" / Path(a.params).stem
     args = ["--params", str(params), "--run-dir", str(run_dir)] + (["--only", a.only] if a.only else [])
     env = clean_env(clone)
     print(f"fresh copy {clone}; {os.cpu_count()} cores; load average (1/5/15 min) {load()}", flush=True)
@@ -153,7 +158,7 @@ def main() -> int:
     warm_nb = notebook_times(run_dir)
     load_warm = load()
 
-    print("\n== detection series wall time (python -m helpers run, reports included)")
+    print(f"\n== {Path(a.params).stem} series wall time (python -m helpers run, reports included)")
     print(f"{'':<28}{'cold':>16}{'warm':>16}")
     for name in cold_nb:
         (how_c, s_c), (how_w, s_w) = cold_nb[name], warm_nb.get(name, ("-", 0.0))
