@@ -1,0 +1,100 @@
+"""The segmentation and pose series (task: segment, task: pose): notebooks 10 -> 40 under papermill on the small
+generated samples (tests/family_support.SMALL), asserting on what each run wrote: the task's own metric (mask or pose
+mAP50-95, box mAP beside it) for FP32 vs INT8 with the split head, the stock head's INT8 collapse, the agreement with
+ultralytics' own val(), the pictures, and the bundle that ships the task's decode byte for byte."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import onnx
+import pytest
+from family_support import SMALL, pose_series, segment_series  # noqa: F401  (session fixtures)
+
+from helpers.tasks.family import member
+from helpers.tasks.noise import Paired
+
+pytestmark = pytest.mark.slow
+TASKS = ["segment", "pose"]
+FLOOR = {"segment": 0.1, "pose": 0.1}  # the small samples' models learn at least this much (full samples: 0.6 / 0.26)
+
+
+@pytest.fixture(params=TASKS)
+def run(request) -> tuple[str, Path]:
+    return request.param, request.getfixturevalue(f"{request.param}_series")
+
+
+def _metrics(root: Path) -> dict:
+    return json.loads((root / "eval" / "metrics.json").read_text())
+
+
+def _row(metrics: dict, head: str, precision: str) -> dict:
+    return next(r for r in metrics["backends"] if r["head"] == head and r["precision"] == precision)
+
+
+def test_split_head_int8_keeps_the_tasks_metric_and_the_stock_head_collapses(run):
+    task, root = run
+    m = _metrics(root)
+    assert m["task"] == task and m["metric_key"] == member(task).metric_key and m["head"] == "split"
+    fp32, int8 = _row(m, "split", "FP32"), _row(m, "split", "INT8")
+    stock_fp32, stock_int8 = _row(m, "stock", "FP32"), _row(m, "stock", "INT8")
+    print(f"\n{task}: FP32 {fp32['map50_95']:.4f} (box {fp32['box_map50_95']:.4f})  INT8 split {int8['map50_95']:.4f} "
+          f"cos {int8['cosine_mean']:.4f}  INT8 stock {stock_int8['map50_95']:.4f} cos {stock_int8['cosine_mean']:.4f}  "
+          f"ultralytics val {m['ultralytics_val']['map50_95']:.4f}")
+    assert fp32["map50_95"] > FLOOR[task], "the small sample model learned too little for the comparison to mean anything"
+    assert int8["map50_95"] >= fp32["map50_95"] - 0.03  # the small model's honest bound (the issue's: within 2 pt)
+    assert stock_fp32["map50_95"] == pytest.approx(fp32["map50_95"], abs=2e-3)  # same network, other output layout
+    assert stock_int8["map50_95"] < 0.5 * stock_fp32["map50_95"]  # one INT8 scale for pixels and scores
+    assert Paired.from_dict(stock_int8["paired"]).verdict == "worse"
+    assert m["comparison"]["paired"] == int8["paired"]
+    assert m["verdict"].startswith(f"INT8 RKNN simulator (split head): {member(task).metric_label} ")
+
+
+def test_workbook_fp32_agrees_with_ultralytics_val(run):
+    """Mask mAP at the input's full resolution and OKS keypoint mAP with the data set's sigmas, as ultralytics' val()
+    scores them on the same weights: within 1 pt (its box mAP too)."""
+    task, root = run
+    m = _metrics(root)
+    fp32, theirs = _row(m, "split", "FP32"), m["ultralytics_val"]
+    assert abs(fp32["map50_95"] - theirs["map50_95"]) <= 0.01
+    assert abs(fp32["box_map50_95"] - theirs["box_map50_95"]) <= 0.01
+
+
+def test_the_split_head_gives_each_part_its_own_output(run):
+    task, root = run
+    exported = json.loads((root / "model" / "export_check.json").read_text())
+    assert exported["task"] == task and exported["head"] == "split"
+    outputs = [o.name for o in onnx.load(str(root / "model" / "model.onnx")).graph.output]
+    extra = "coef" if task == "segment" else "kpt"
+    assert outputs[:4] == ["box8", "cls8", "sum8", f"{extra}8"] and (outputs[-1] == "protos") == (task == "segment")
+    assert len(onnx.load(str(root / "model" / "model_stock.onnx")).graph.output) == (2 if task == "segment" else 1)
+
+
+def test_notebook_30_names_the_tasks_metric_and_draws_its_pictures(run):
+    task, root = run
+    m = _metrics(root)
+    nb = nbformat.read(root / "executed" / "30_simulator_inference.ipynb", 4)
+    text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+    label = member(task).metric_label.split(" (")[0]
+    assert f"{label} {_row(m, 'stock', 'INT8')['map50_95']:.3f}" in text and "top-1" not in text
+    assert (root / "eval" / "detections.png").stat().st_size > 0 and (root / "eval" / "colour_order.png").stat().st_size > 0
+    saved = json.loads((root / "eval" / "detections.json").read_text())
+    first = saved["backends"][_row(m, "split", "FP32")["name"]][0]
+    if task == "segment":  # the confident instances keep their masks (RLE)
+        assert any(mask and mask["size"] for mask in first["masks"])
+    else:
+        assert len(first["keypoints"][0]) == saved["kpt_shape"][0] and saved["skeleton"]
+
+
+def test_the_bundle_ships_the_tasks_decode_byte_for_byte(run):
+    task, root = run
+    deploy = root / "board" / "deploy"
+    ours = Path(__file__).resolve().parents[1] / "helpers" / "tasks" / task / "postprocess.py"
+    assert (deploy / f"postprocess_{task}.py").read_bytes() == ours.read_bytes()
+    assert (deploy / "postprocess.py").is_file()  # the detector's decode it imports
+    config = json.loads((deploy / "model.json").read_text())
+    assert config["task"] == task and config["head"] == "split"
+    if task == "pose":
+        assert config["kpt_shape"] == [7, 3]
