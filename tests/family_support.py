@@ -9,7 +9,7 @@ import pytest
 
 # Small sizes that still learn enough for the comparisons to mean something (the full samples: 250 images at 160 px).
 SMALL = {"segment": {"images": 100, "imgsz": 128, "epochs": 20},
-         "pose": {"images": 160, "imgsz": 96, "epochs": 20}}
+         "pose": {"images": 160, "imgsz": 128, "epochs": 20}}
 FIRST = "10,20,30,40"
 
 
