@@ -17,7 +17,7 @@ from helpers.tasks.noise import Paired
 
 pytestmark = pytest.mark.slow
 TASKS = ["segment", "pose"]
-X
+FLOOR = {"segment": 0.1, "pose": 0.07}  # the small samples' models learn at least this much (seen: 0.23 / 0.14)
 
 
 @pytest.fixture(params=TASKS)
