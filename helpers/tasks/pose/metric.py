@@ -157,7 +157,7 @@ def predictions_json(poses: Sequence[Poses]) -> list[dict[str, list]]:
     [n, K, 3] (x, y to 0.01 px, visibility score to 0.001)."""
     out = []
     for p in poses:
-        kp = np.asarray(p.keypoints, np.float64).reshape(len(p), -1, 3)
+        kp = np.asarray(p.keypoints, np.float64).reshape(len(p), -1, 3) if len(p) else np.zeros((0, 0, 3))  # none found
         kp = np.concatenate([np.round(kp[..., :2], 2), np.round(kp[..., 2:], 3)], axis=-1)
         out.append({"boxes": np.round(p.boxes, 2).tolist(), "scores": np.round(p.scores, 4).tolist(),
                     "classes": np.asarray(p.classes).tolist(), "keypoints": kp.tolist()})
