@@ -158,3 +158,23 @@ def test_hybrids_are_scored_and_chosen_by_the_task_metric(family_run):
     assert label in text and "top-1" not in text
     images = sorted((h / "analysis_inputs").glob("*.png"))
     assert len(images) == HYBRID["analysis_images"] and cv2.imread(str(images[0])).shape[:2] == (IMGSZ, IMGSZ)
+
+
+def test_plots_name_the_task_metric(family_run, tmp_path):
+    """Every plot of 50 and 60 names the task's metric on its axis: the sweep, the comparison and the search curve."""
+    from helpers.steps import analysis, hybrid
+    from helpers.steps.judge import judge_for
+    from helpers.tasks.data import resolve_data_dir
+
+    task, root = family_run
+    _, label = METRIC[task]
+    run = Run.at(root)
+    judge = judge_for(run, read_record(run), resolve_data_dir("", run), images=4)
+    int8, _, _ = hybrid.load_baseline(run)
+    fig = hybrid.plot_search(pd.read_csv(root / "hybrid" / "search.csv").fillna({"layers_list": ""}), int8.value, judge, 0.2)
+    assert fig.axes[0].get_ylabel().startswith(f"{label} (%)") and label in fig.axes[0].get_title()
+    compare = pd.read_csv(root / "hybrid" / "compare.csv").fillna({"note": "", "file": "", "layers": "", "float16_list": ""})
+    fig = hybrid.plot_compare(compare, judge, tmp_path / "compare.png")
+    assert fig.axes[0].get_ylabel().startswith(f"{label} minus INT8's (pt)")
+    fig = analysis.plot_sweep(pd.read_csv(root / "analysis" / "sweep.csv"), path=tmp_path / "sweep.png")
+    assert fig.axes[0].get_ylabel().startswith(f"{label} change vs FP32 (pt)")
