@@ -12,9 +12,11 @@ from helpers.steps.analysis.rank import LAYERS_MEANING, candidates
 from helpers.steps.analysis.sweep import best_row, row_paired, sweep_metric, table_value
 from helpers.tasks.measures import METRIC_LABELS, metric_text
 
-# How each metric's paired comparison is made (helpers.tasks.noise), for the headline.
+# How each metric's paired comparison is made (helpers.tasks.noise), for the headline: McNemar for top-1, the paired
+# bootstrap for every COCO mAP (box, mask, pose), one sentence for all of them.
+BOOTSTRAP = "a paired bootstrap over the images (both models scored on the same resampled images)"
 PAIRED_TEST = {"top1": "an exact McNemar test on the images only one of the two gets right",
-               "map50_95": "a paired bootstrap over the images (both models scored on the same resampled images)"}
+               **{key: BOOTSTRAP for key in METRIC_LABELS if key != "top1"}}
 LOW_COSINE = 0.9  # a lowest-image output cosine below this gets its explanation
 
 
@@ -61,7 +63,7 @@ def outputs_line(layers: pd.DataFrame, outputs: Sequence[str]) -> str:
         one = len(blank) == 1
         text += (f" {', '.join(f'`{n}`' for n in blank)} {'has' if one else 'have'} no number: in the quantized model "
                  f"{'it was' if one else 'they were'} all zeros{'' if zeros else ' or overflowed'} "
-                 "on these images. For a detector's "
+                 "on these images. For a detector's (or a seg or pose model's) "
                  "class scores that is typical of a stride where nothing scores above one INT8 step; the metric tells whether it "
                  "costs detections.")
     return text.strip()

@@ -36,7 +36,7 @@ def run_accuracy_analysis(rk: Any, images: Sequence[Path], out_dir: str | Path, 
 
 def analysis_images(run: Any, record: Any, data_dir: Path, n: int, folder: Path) -> list[Path]:
     """The n validation images accuracy_analysis reads, the same n a judge on n images scores (helpers.tasks.scoring):
-    a classifier's own files, a detector's letterboxed PNGs written to folder."""
+    a classifier's own files, a detector's (segment, pose: the same) letterboxed PNGs written to folder."""
     if n < 1:
         raise WorkbookError(f"analysis_images={n} gives accuracy_analysis no image; use 1 or more.")
     return analysis_inputs(judge_for(run, record, data_dir, n), n, folder, len(record.config.mean_values or [0, 0, 0]))

@@ -52,7 +52,8 @@ def parse_grid(grid: Sequence[Sequence[str]] | Sequence[str]) -> list[tuple[str,
 
 
 def sweep_metric(table: pd.DataFrame) -> str:
-    """The metric column of a sweep (or any score) table: the first of top1, map50_95 present in it."""
+    """The metric column of a sweep (or any score) table: the first of METRIC_LABELS' keys present in it (a task's own
+    mAP before the box one)."""
     key = metric_in(table.columns)
     if key:
         return key
@@ -131,13 +132,13 @@ def crash_reason(log_path: Path) -> str:
 def run_sweep(record: Any, grid: Sequence[tuple[str, str]], judge: Any, log_dir: Path, dataset: Path | None = None,
               batch: int = 8) -> pd.DataFrame:
     """Build the recorded model once per (algorithm, method) in the simulator and score it with the judge
-    (helpers.tasks.scoring: top-1 or mAP50-95): the metric, output cosine, build time; against FP32 and against notebook
-    20's setting (record.config's, when in the grid) by Judge.paired (PAIRED_COLUMNS); `same_outputs_as`, the earlier
-    row whose raw outputs are bit-identical; `log_names_algorithm`, what the toolkit's log says it ran.
-
-    Notebook 20's setting is built first (its outputs are every other row's reference); the table keeps the grid's order.
-    Each cell runs in a worker process (spawned once, replaced after a crash), so a setting that makes
-    the toolkit abort costs its row (with the reason in `why`), not the notebook's kernel."""
+    (helpers.tasks.scoring: top-1, or the task's mAP50-95: box, mask, pose): the metric, output cosine, build time;
+    against FP32 and against notebook 20's setting (record.config's, when in the grid) by Judge.paired
+    (PAIRED_COLUMNS); `same_outputs_as`, the earlier row whose raw outputs are bit-identical; `log_names_algorithm`,
+    what the toolkit's log says it ran. Notebook 20's setting is built first (its outputs are every other row's
+    reference); the table keeps the grid's order. Each cell runs in a worker process (spawned once, replaced after a
+    crash), so a setting that makes the toolkit abort costs its row (with the reason in `why`), not the notebook's
+    kernel."""
     current = (record.config.quantized_algorithm, record.config.quantized_method)
     order = sorted(range(len(grid)), key=lambda i: tuple(grid[i]) != current)  # notebook 20's setting first (stable)
     rows: dict[int, dict[str, Any]] = {}
@@ -190,7 +191,8 @@ def sweep_table(sweep: pd.DataFrame, judge: Any, calibration: str) -> pd.DataFra
 
 
 def best_row(sweep: pd.DataFrame) -> tuple[pd.Series, str]:
-    """The best setting: highest metric (top-1 or mAP50-95), then highest mean output cosine, then fastest build; with why."""
+    """The best setting: highest metric (top-1 or the task's mAP50-95), then highest mean output cosine, then fastest
+    build; with why."""
     key = sweep_metric(sweep)
     label = METRIC_LABELS[key]
     built = sweep.dropna(subset=[key])

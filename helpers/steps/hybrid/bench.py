@@ -76,7 +76,7 @@ class Bench:
         """Three lines: the model and its quantization settings, the calibration, and what every model is scored by."""
         j, rules = self.judge, self.cfg.disable_rules
         off = f", graph rules off: {', '.join(rules)}" if rules else ""
-        return (f"model: {self.record.source.name}, {self.cfg.quantized_algorithm}/{self.cfg.quantized_method}{off}\n"
+        return (f"model: {self.record.source.name} ({j.task}), {self.cfg.quantized_algorithm}/{self.cfg.quantized_method}{off}\n"
                 f"calibration: {self.calibration}\n"
                 f"scored by {j.label} on {j.images} val images; FP32 {j.label} {j.text(j.fp32.value)}; every comparison is "
                 "paired on these images (helpers.tasks.noise: difference, 95 % interval, verdict)")

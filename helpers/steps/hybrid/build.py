@@ -101,7 +101,8 @@ class Judged:
 
 def judged(rk: Any, judge: "Judge", int8_outputs: Outputs | None = None) -> Judged:
     """Initialise a built toolkit (e.g. by step 2, batch 1) in the simulator, run it on the judge's images and score
-    it: top-1 or mAP50-95, the output cosine to FP32, and judge.paired against FP32 and plain INT8."""
+    it: top-1 or the task's mAP50-95 (box, mask, pose), the output cosine to FP32, and judge.paired against FP32 and
+    plain INT8."""
     rk.init_runtime(target=None)
     outputs = BuiltSimulator(rk, fitted(getattr(rk, "input_channels", None))).outputs(judge.pixels)  # 1 = grayscale
     return Judged(judge.score(outputs), outputs, judge.paired(outputs),
@@ -136,8 +137,8 @@ class Variant:
     float16: list[str] = field(default_factory=list)  # the layers its build log reports in float16 (float16_layers of them)
 
     def row(self, judge: "Judge") -> dict[str, Any]:
-        """The comparison table's columns, the metric's named after the judge (top1 / map50_95), then the paired
-        comparisons to FP32 and INT8 (paired_columns)."""
+        """The comparison table's columns, the metric's named after the judge (top1, map50_95, mask_map50_95,
+        pose_map50_95), then the paired comparisons to FP32 and INT8 (paired_columns)."""
         return {"model": self.name, judge.key: self.value, judge.delta_key: round(100 * (self.value - judge.fp32.value), 2),
                 "mean_cosine": self.mean_cosine, "min_cosine": self.min_cosine,
                 "size_kb": round(self.rknn_bytes / 1024, 1) if self.rknn_bytes else float("nan"),

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from helpers.core.paths import atomic_path, write_json_atomic
 from helpers.steps.hybrid.bench import AUTO_HYBRID
 from helpers.steps.hybrid.build import PAIRED_PREFIXES, paired_columns, paired_of
-from helpers.tasks.measures import metric_in
+from helpers.tasks.measures import METRIC_LABELS, metric_in
 
 if TYPE_CHECKING:
     from helpers.core.paths import Run
@@ -25,10 +25,11 @@ def _num(value: Any) -> float | None:
 
 def export_candidates(compare_rows: Sequence[Mapping[str, Any]], search_rows: Sequence[Mapping[str, Any]] = (),
                       root: Path | None = None, search_file: str = "hybrid/model_search.rknn") -> list[dict[str, Any]]:
-    """Every hybrid that may be exported: the strategy rows with a metric value (top1 or map50_95, whichever the
-    table holds) and a model file, build(auto_hybrid=True) when it kept more tensors in float16 than plain INT8 (else it
-    is INT8), plus the search's first point that met its target (a new candidate beside them, never in place of one).
-    Each candidate names its metric ("metric"). With root (the run folder) only candidates whose file exists there are kept."""
+    """Every hybrid that may be exported: the strategy rows with a metric value (top1, map50_95, mask_map50_95 or
+    pose_map50_95, whichever the table holds) and a model file, build(auto_hybrid=True) when it kept more tensors in
+    float16 than plain INT8 (else it is INT8), plus the search's first point that met its target (a new candidate beside
+    them, never in place of one). Each candidate names its metric ("metric"). With root (the run folder) only candidates
+    whose file exists there are kept."""
     def has_file(f: Any) -> bool:
         f = "" if f is None or (isinstance(f, float) and f != f) else str(f)
         return bool(f) and (root is None or (Path(root) / f).is_file())
@@ -66,7 +67,7 @@ def search_name(float16_layers: int, total: float | None) -> str:
 def choose_export(candidates: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """The rule: of the hybrids the one noise rule cannot tell from FP32 (paired verdict vs FP32 not 'worse'), the one
     with the fewest float16 layers (each costs NPU time; among these the difference cannot be shown on these images);
-    when none is, the best validation metric (top-1 or mAP50-95), then higher mean output cosine, then fewer layers."""
+    when none is, the best validation metric (top-1 or the task's mAP50-95), then higher mean output cosine, then fewer layers."""
     if not candidates:
         return None
     key = str(candidates[0].get("metric") or metric_in(candidates[0]))
@@ -107,7 +108,8 @@ def export_choice(run: "Run", choice: Mapping[str, Any], calibration: str, demo:
 
 
 def write_chosen(path: Path, row: Mapping[str, Any], model: Path) -> None:
-    """Record which hybrid was exported (name, its metric under the metric's own key plus "metric" naming it,
+    """Record which hybrid was exported (name, its metric under the metric's own key plus "metric" and "metric_label"
+    naming it: map50_95 / mAP50-95, mask_map50_95 / mask mAP50-95, ...,
     output cosine, float16 layers, calibration, demo flag; model relative to the run folder) as JSON, atomically,
     with the one noise rule's verdicts: "vs_int8" and "vs_fp32", each Paired.to_dict() (the hybrid minus plain INT8 /
     FP32 on the same images: difference_pt, low_pt, high_pt, verdict, method, images, p_value, discordant, text) or
@@ -116,7 +118,8 @@ def write_chosen(path: Path, row: Mapping[str, Any], model: Path) -> None:
         return v.item() if hasattr(v, "item") else v
 
     key = str(row.get("metric") or metric_in(row))
-    data = {"model": str(row["model"]), key: plain(row[key]), "metric": key, "mean_cosine": plain(row["mean_cosine"]),
+    data = {"model": str(row["model"]), key: plain(row[key]), "metric": key, "metric_label": METRIC_LABELS.get(key, key),
+            "mean_cosine": plain(row["mean_cosine"]),
             "float16_layers": plain(row.get("float16_layers")), "file": Path(model).as_posix(),
             "calibration": str(row.get("calibration", "")), "demo": bool(row.get("demo", False)),
             "below_int8": bool(row.get("below_int8", False))}

@@ -51,7 +51,7 @@ def with_inputs(order: Sequence[str], graph: Mapping[str, list[str]], allowed: I
 
 @dataclass
 class SearchPoint:
-    """One hybrid tried by the accuracy-driven search: its metric (top-1 or mAP50-95, 0..1) and output cosine."""
+    """One hybrid tried by the accuracy-driven search: its metric (top-1 or the task's mAP50-95, 0..1) and output cosine."""
 
     layers: int
     value: float
