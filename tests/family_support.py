@@ -20,19 +20,19 @@ def config(task: str, data: Path) -> dict:
             "10_export": {"task": task, "epochs": size["epochs"]},
             "20_convert": {"calib_images": 16},
             "30_simulator_inference": {"batch": 8, "pictures": 2},
-            "40_board_inference": {"sample_images": 2},
-            "50_accuracy_analysis": {"analysis_images": 1, "sweep_grid": [["normal", "layer"]], "batch": 8},
-            "60_hybrid_quantization": {"analysis_images": 1, "auto_layers": 4, "search_budget": 2, "target_pt": 0.0}}
+            "40_board_inference": {"sample_images": 2}}
 
 
-def run_family(base: Path, task: str, only: str = FIRST) -> Path:
-    """Generate the task's small sample and run the notebooks `only` into base/run (the step cache reuses what ran)."""
+def run_family(base: Path, task: str, only: str = FIRST, more: dict | None = None) -> Path:
+    """Generate the task's small sample and run the notebooks `only` into base/run (the step cache reuses what ran);
+    more: parameters of later notebooks (e.g. 50's and 60's small settings)."""
     from helpers.runner.series import run_series
     from helpers.tasks.family import member
 
     size = SMALL[task]
     data = member(task).write_sample(out_dir=base / "data", images=size["images"], imgsz=size["imgsz"])
-    result = run_series(config(task, data), base / "run", only=only, progress=False, render=False, log=lambda *_: None)
+    params = {**config(task, data), **(more or {})}
+    result = run_series(params, base / "run", only=only, progress=False, render=False, log=lambda *_: None)
     assert result.failed is None, result.failure
     return base / "run"
 
@@ -49,6 +49,6 @@ def pose_series(tmp_path_factory) -> Path:
     return run_family(tmp_path_factory.getbasetemp() / "pose_series", "pose")
 
 
-def series_through(run: Path, task: str, only: str) -> Path:
-    """Continue a session's run with more notebooks (e.g. "50,60"), in the same folder."""
-    return run_family(run.parent, task, only)
+def series_through(run: Path, task: str, only: str, more: dict | None = None) -> Path:
+    """Continue a session's run with more notebooks (e.g. "50,60" and their parameters), in the same folder."""
+    return run_family(run.parent, task, only, more)

@@ -7,7 +7,6 @@ letterboxed images the deployed model sees."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from pathlib import Path
 
@@ -15,47 +14,35 @@ import cv2
 import nbformat
 import pandas as pd
 import pytest
+from family_support import SMALL, pose_series, segment_series, series_through  # noqa: F401  (session fixtures)
 
 from helpers.core.paths import Run
 from helpers.toolkit.record import read_record
 
 pytestmark = pytest.mark.slow
-IMGSZ = 96
 GRID = [["normal", "channel"], ["normal", "layer"]]
 # Small and fast: no toolkit proposal (most of step 1's time) and auto_layers 0 (no strategy (c), no two-build rules
 # experiment: both are task-agnostic, measured by the detect and classify tests); your list (a) keeps the backbone's
 # first activation (the same tensor name in YOLO11n-seg and -pose) in float16, so one hybrid is built, scored and exported.
 FIRST = "/model.0/act/Mul_output_0"
-HYBRID = {"analysis_images": 1, "val_images": 0, "auto_layers": 0, "user_layers": [FIRST], "search_budget": 4, "proposal": False}
+HYBRID = {"analysis_images": 1, "val_images": 0, "auto_layers": 0, "user_layers": [FIRST], "search_budget": 2, "proposal": False}
+ANALYSIS = {"analysis_images": 1, "val_images": 0, "sweep_grid": GRID, "batch": 8}
 METRIC = {"segment": ("mask_map50_95", "mask mAP50-95"), "pose": ("pose_map50_95", "pose mAP50-95")}
 VERDICTS = {"better", "worse", "within noise"}
 
 
-def _sample(task: str, folder: Path) -> Path:
-    from helpers.tasks.family import member
-
-    return member(task).write_sample(folder, images=100, imgsz=IMGSZ)
-
-
 @pytest.fixture(scope="module", params=["segment", "pose"])
-def family_run(request, tmp_path_factory) -> tuple[str, Path]:
-    """(task, run folder) after 10 (training on the task's sample), 20, 50 and 60 with small parameters.
-    FAMILY_TEST_CACHE=<folder> keeps the runs between sessions (notebook reuse then skips what did not change)."""
-    from helpers.runner.series import run_series
-
+def family_run(request) -> tuple[str, Path]:
+    """(task, run folder): the session's series of the task (tests/family_support: trained, 10-40) continued with
+    50 and 60 at small parameters in the same folder."""
     task = request.param
-    cache = os.environ.get("FAMILY_TEST_CACHE")
-    base = Path(cache) / task if cache else tmp_path_factory.mktemp(f"family_{task}")
-    data = base / "data" / "data.yaml"
-    data = data if data.is_file() else _sample(task, base / "data")
-    config = {"common": {"data_dir": str(data), "imgsz": IMGSZ},
-              "10_export": {"task": task, "epochs": 20},
-              "20_convert": {"calib_images": 16},
-              "50_accuracy_analysis": {"analysis_images": 1, "val_images": 0, "sweep_grid": GRID, "batch": 4},
-              "60_hybrid_quantization": HYBRID}
-    result = run_series(config, base / "run", only="10,20,50,60", progress=False, render=False, log=lambda *_: None)
-    assert result.failed is None, result.failure
-    return task, base / "run"
+    root = request.getfixturevalue(f"{task}_series")
+    return task, series_through(root, task, "50,60", {"50_accuracy_analysis": ANALYSIS, "60_hybrid_quantization": HYBRID})
+
+
+def _square(task: str) -> tuple[int, int]:
+    """The letterboxed input's height and width of the task's small series."""
+    return SMALL[task]["imgsz"], SMALL[task]["imgsz"]
 
 
 def _outputs(root: Path, notebook: str) -> tuple[str, str]:
@@ -84,7 +71,7 @@ def test_judge_scores_the_task_metric_on_letterboxed_images(family_run):
     run = Run.at(root)
     judge = judge_for(run, read_record(run), resolve_data_dir("", run))
     assert (judge.task, judge.key, judge.label, judge.agreement_key) == (task, key, label, "box_map50_95")
-    assert judge.pixels.shape[1:] == (IMGSZ, IMGSZ, 3) and judge.step_pt() is None
+    assert judge.pixels.shape[1:] == (*_square(task), 3) and judge.step_pt() is None
     assert 0 < judge.fp32.value <= 1, f"FP32 {label} is 0: the small {task} model learned nothing to compare"
     sweep = pd.read_csv(root / "analysis" / "sweep.csv")
     assert (sweep["images"] == judge.images).all()
@@ -94,7 +81,7 @@ def test_judge_scores_the_task_metric_on_letterboxed_images(family_run):
     same = copy.paired(judge.fp32_outputs)
     assert same.verdict == "within noise" and same.difference_pt == 0 and "bootstrap" in same.method
     files = analysis_inputs(judge, 1, root / "probe")  # like a detector's: letterboxed PNGs, never the originals
-    assert files[0].suffix == ".png" and cv2.imread(str(files[0])).shape[:2] == (IMGSZ, IMGSZ)
+    assert files[0].suffix == ".png" and cv2.imread(str(files[0])).shape[:2] == _square(task)
 
 
 def test_sweep_is_scored_by_the_task_metric_with_paired_verdicts(family_run):
@@ -116,7 +103,7 @@ def test_sweep_is_scored_by_the_task_metric_with_paired_verdicts(family_run):
     heads = {"segment": {"box8", "cls8", "coef8", "protos"}, "pose": {"box8", "cls8", "kpt8"}}[task]
     assert heads <= set(layers["name"]), "the split head's outputs are rows of the per-layer table"
     inputs = sorted((root / "analysis" / "inputs").glob("*.png"))
-    assert len(inputs) == 1 and cv2.imread(str(inputs[0])).shape[:2] == (IMGSZ, IMGSZ)
+    assert len(inputs) == 1 and cv2.imread(str(inputs[0])).shape[:2] == _square(task)
 
 
 def test_notebook_50_names_the_task_metric(family_run):
@@ -161,7 +148,7 @@ def test_hybrids_are_scored_and_chosen_by_the_task_metric(family_run):
     assert f"({task})" in printed and f"scored by {label} on" in printed
     assert label in text and "top-1" not in text
     images = sorted((h / "analysis_inputs").glob("*.png"))
-    assert len(images) == HYBRID["analysis_images"] and cv2.imread(str(images[0])).shape[:2] == (IMGSZ, IMGSZ)
+    assert len(images) == HYBRID["analysis_images"] and cv2.imread(str(images[0])).shape[:2] == _square(task)
 
 
 def test_plots_name_the_task_metric(family_run, tmp_path):
