@@ -220,10 +220,17 @@ def other_head(metrics: dict[str, Any]) -> dict[str, Any] | None:
                 None)
 
 
+def ultralytics_val(metrics: dict[str, Any]) -> float | None:
+    """The task's mAP50-95 ultralytics' own val() gave the same weights (notebook 30's check of the decode), if it ran."""
+    found = metrics.get("ultralytics_val")
+    return number(found.get("map50_95")) if isinstance(found, dict) else None
+
+
 def detect_figures(metrics: dict[str, Any], metric: Metric) -> list[Figure]:
     """A detector-family run's headline numbers in its metric (mAP50-95; mask or pose mAP50-95, the box mAP beside it):
-    FP32, INT8 with the converted head and INT8 with the other head (the output-head pitfall), each INT8 with the
-    paired comparison notebook 30 stored against its FP32 (the one noise rule), from eval/metrics.json."""
+    FP32 (with ultralytics' val() of the same weights when it ran), INT8 with the converted head and INT8 with the other
+    head (the output-head pitfall), each INT8 with the paired comparison notebook 30 stored against its FP32 (the one
+    noise rule), from eval/metrics.json."""
     figs = []
     head = metrics.get("head", "split")
     label = f"{metric.label} / {metric.at50}"
@@ -242,6 +249,8 @@ def detect_figures(metrics: dict[str, Any], metric: Metric) -> list[Figure]:
         cos = number(row.get("cosine_mean")) if row is other else None  # the pitfall: the whole-tensor cosine does not warn
         notes = [f"vs FP32 {paired['text']}"] if paired.get("text") else []
         notes += [f"box {MAP.label} {box:.3f}"] if box is not None else []
+        checked = ultralytics_val(metrics) if row.get("role") == "fp32" else None
+        notes += [f"ultralytics val() {checked:.3f}"] if checked is not None else []
         notes += [f"whole-tensor cosine {cos:.4f}"] if cos is not None else []
         figs.append(Figure(name, figure_value(metric, raw, number(row.get("map50")), notes), "eval/metrics.json", raw))
     return figs
