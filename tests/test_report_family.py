@@ -47,6 +47,7 @@ def paired(d: float, low: float, high: float, verdict: str) -> dict:
 
 INT8_VS_FP32 = paired(-1.2, -2.6, +0.2, "within noise")
 STOCK_VS_FP32 = paired(-61.0, -64.1, -57.9, "worse")
+HYBRID_VS_INT8, HYBRID_VS_FP32 = paired(+0.9, +0.1, +1.7, "better"), paired(-0.3, -1.2, +0.6, "within noise")
 
 
 def family_run(root: Path, task: str) -> Path:
@@ -82,8 +83,8 @@ def family_tables(root: Path, task: str) -> None:
     fp32 = 0.672
 
     def vs(prefix: str, p: dict) -> dict:
-        return {f"{prefix}_pt": p["difference_pt"], f"{prefix}_low_pt": p["low_pt"], f"{prefix}_high_pt": p["high_pt"],
-                f"{prefix}_verdict": p["verdict"]}
+        return {f"{prefix}_{col}": p.get(field) for col, field in
+                (("pt", "difference_pt"), ("low_pt", "low_pt"), ("high_pt", "high_pt"), ("verdict", "verdict"))}
 
     sweep = [("normal", "channel", 0.660, INT8_VS_FP32), ("mmse", "channel", 0.668, paired(-0.4, -1.5, +0.7, "within noise")),
              ("normal", "layer", 0.610, paired(-6.2, -8.0, -4.4, "worse"))]
@@ -91,15 +92,15 @@ def family_tables(root: Path, task: str) -> None:
         {"algorithm": a, "method": m, key: v, f"{key}_delta_pt": round(100 * (v - fp32), 2), "box_map50_95": v + 0.1,
          "mean_cosine": 0.9997, "min_cosine": 0.999, "build_s": 20.0, "why": "", f"fp32_{key}": fp32, "images": 50,
          "calibration": CALIB, **vs("vs_fp32", p)} for a, m, v, p in sweep])
-    hybrid_vs_int8, hybrid_vs_fp32 = paired(+0.9, +0.1, +1.7, "better"), paired(-0.3, -1.2, +0.6, "within noise")
     write_csv(root / "hybrid" / "compare.csv", [
-        {"model": name, key: v, "box_map50_95": v + 0.1, "mean_cosine": c, "size_kb": kb, "float16_layers": n, "file": f,
-         "calibration": CALIB} for name, v, c, kb, n, f in (
-            ("FP32", fp32, 1.0, 11150.0, 0, ""), ("INT8", 0.660, 0.9997, 4400.0, 0, "hybrid/model_int8.rknn"),
-            ("hybrid (c) auto from ranking", 0.669, 0.9998, 4600.0, 8, "hybrid/model_hybrid.rknn"))])
+        {"model": name, key: v, f"{key}_delta_pt": round(100 * (v - fp32), 2), "mean_cosine": c, "size_kb": kb,
+         "float16_layers": n, "file": f, "vs_fp32": p["text"] if p else "", **vs("vs_fp32", p or {}), "calibration": CALIB}
+        for name, v, c, kb, n, f, p in (
+            ("FP32", fp32, 1.0, 11150.0, 0, "", None), ("INT8", 0.660, 0.9997, 4400.0, 0, "hybrid/model_int8.rknn", INT8_VS_FP32),
+            ("hybrid (c) auto from ranking", 0.669, 0.9998, 4600.0, 8, "hybrid/model_hybrid.rknn", HYBRID_VS_FP32))])
     write_json(root / "hybrid" / "chosen.json", {"model": "hybrid (c) auto from ranking", key: 0.669, "metric": key,
                                                  "mean_cosine": 0.9998, "float16_layers": 8, "file": "hybrid/model_hybrid.rknn",
-                                                 "calibration": CALIB, "vs_int8": hybrid_vs_int8, "vs_fp32": hybrid_vs_fp32})
+                                                 "calibration": CALIB, "vs_int8": HYBRID_VS_INT8, "vs_fp32": HYBRID_VS_FP32})
     (root / "hybrid" / "model_hybrid.rknn").write_bytes(b"\0" * 4_600_000)
 
 
@@ -155,8 +156,9 @@ def test_hybrid_sweep_and_board_are_read_in_the_tasks_metric(tmp_path, task):
     # notebook 40 with a board scores it by the same judge: board/metrics.json keyed by the task's column
     write_json(tmp_path / "board" / "metrics.json", {"task": task, "board": {key: 0.6581, "box_map50_95": 0.77}})
     assert index.verdict(tmp_path).endswith(f"; validated on a board: 0.658 {label}.")
-    hybrid_head = page(tmp_path).split('id="hybrid">')[1].split("</tr>")[0]
-    assert f"<th>{key}</th>" in hybrid_head and "<th>box_map50_95</th>" in hybrid_head  # notebook 60's own columns
+    hybrid = page(tmp_path).split('id="hybrid">')[1].split("</table>")[0]
+    assert f"<th>{key}</th>" in hybrid.split("</tr>")[0]  # notebook 60's table in its own metric column
+    assert HYBRID_VS_FP32["text"] in html.unescape(hybrid)  # each row against FP32 with its paired interval
     assert "top-1" not in page_text(tmp_path)
 
 
