@@ -102,9 +102,12 @@ p.stale{background:#fdf0ec;border-left:4px solid #b3261e;padding:.3rem .8rem}
 
 
 def _cell(value: str | None) -> str:
+    """A table cell: a figure (a number, with its unit) right-aligned; a sentence, even one opening with a number, reads
+    left-aligned as text."""
     if value is None:
         return f'<td class="notrun">{NOT_RUN}</td>'
-    return f'<td class="num">{esc(value)}</td>' if re.match(r"[-+]?[\d.]", value) else f"<td>{esc(value)}</td>"
+    figure = re.match(r"[-+]?[\d.]", value) and len(value) <= 24 and not re.search(r"[(;:]", value)
+    return f'<td class="num">{esc(value)}</td>' if figure else f"<td>{esc(value)}</td>"
 
 
 def _fmt(value: Any, column: str = "") -> str:
