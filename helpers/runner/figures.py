@@ -6,8 +6,6 @@ eval/metrics.json (fp32, int8, hybrid, board, diagnostic), never by their displa
 """
 from __future__ import annotations
 
-import csv
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +14,24 @@ from typing import Any, Callable
 import pandas as pd
 
 from helpers.core.paths import Run
+from helpers.runner.artifacts import file_size, number, pick, read_csv, read_json, size
 from helpers.steps.analysis import best_row, row_paired
 from helpers.steps.hybrid import choose_export, export_candidates
 from helpers.steps.preflight import PREFLIGHT_JSON
+from helpers.tasks.family import in_family, member
 from helpers.tasks.measures import metric_in
-from helpers.text.index import DEMO_FIGURE, MAP, METRICS, NO_PROFILE, TOP1, Metric, cpu_ops_figure, memory_figure, pct
+from helpers.text.index import (
+    DEMO_FIGURE,
+    MAP,
+    NO_PROFILE,
+    TOP1,
+    Metric,
+    cpu_ops_figure,
+    figure_value,
+    memory_figure,
+    metric_named,
+    pct,
+)
 from helpers.toolkit.options import quantized_name
 
 NOT_RUN = "not run"
@@ -34,68 +45,6 @@ class Figure:
     value: str | None
     source: str
     raw: float | None = None
-
-
-# ----------------------------------------------------------------------------- tolerant readers
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def read_csv(path: Path) -> list[dict[str, str]] | None:
-    try:
-        with open(path, newline="") as fh:
-            return list(csv.DictReader(fh))
-    except (OSError, csv.Error, UnicodeDecodeError):
-        return None
-
-
-def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """{'a.b.c': value} for nested dicts (lists are kept as values)."""
-    out: dict[str, Any] = {}
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            key = f"{prefix}.{k}" if prefix else str(k)
-            if isinstance(v, dict):
-                out.update(flatten(v, key))
-            else:
-                out[key] = v
-    return out
-
-
-def number(value: Any) -> float | None:
-    """A finite float from a JSON/CSV value, else None."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if x == x and abs(x) != float("inf") else None
-
-
-def pick(obj: Any, *patterns: str) -> tuple[str, float] | None:
-    """The first numeric leaf whose dotted key matches one of the regex patterns (tried in order)."""
-    flat = flatten(obj) if isinstance(obj, dict) else {}
-    for pattern in patterns:
-        rx = re.compile(pattern, re.I)
-        for key, value in flat.items():
-            if rx.fullmatch(key) and number(value) is not None:
-                return key, float(value)
-    return None
-
-
-
-def size(nbytes: float | None) -> str | None:
-    if nbytes is None:
-        return None
-    return f"{nbytes / 1e6:.2f} MB" if nbytes >= 1e5 else f"{nbytes / 1e3:.1f} kB"
-
-
-def file_size(path: Path) -> float | None:
-    return float(path.stat().st_size) if path.is_file() else None
 
 
 # ----------------------------------------------------------------------------- the figures
@@ -161,27 +110,35 @@ def int8_row(rows: list[dict[str, str]]) -> dict[str, str] | None:
     return next((r for r in rows if str(r.get("model", "")) == "INT8"), None)
 
 
-def is_detect(metrics: Any) -> bool:
-    """Whether eval/metrics.json was written for a detector (notebook 30, task: detect)."""
-    return isinstance(metrics, dict) and metrics.get("task") == "detect"
+def task_metric(task: Any) -> Metric | None:
+    """The primary metric of a detector-family task (helpers.tasks.family: mAP50-95, mask or pose mAP50-95), None for a
+    classifier's."""
+    return metric_named(member(task).metric_key) if isinstance(task, str) and in_family(task) else None
+
+
+def family_metric(metrics: Any) -> Metric | None:
+    """The primary metric eval/metrics.json was scored by when notebook 30 wrote it for the detector family (detect,
+    segment, pose; its metric_key, else its task's); None for a classifier's."""
+    if not isinstance(metrics, dict) or task_metric(metrics.get("task")) is None:
+        return None
+    return metric_named(metrics.get("metric_key")) or task_metric(metrics["task"])
 
 
 def table_metric(columns: Any) -> Metric | None:
     """The metric of a table row or JSON record (helpers.tasks.measures.metric_in), as the page names it."""
-    key = metric_in(columns)
-    return next((m for m in METRICS if m.key == key), None)
+    return metric_named(metric_in(columns))
 
 
 def run_metric(root: Path) -> Metric:
-    """mAP50-95 for a detection run, else top-1: from eval/metrics.json, else the task notebook 10 recorded,
-    else the metric column of notebook 50's / 60's tables."""
+    """The run's primary metric (top-1; mAP50-95, mask or pose mAP50-95 for the detector family): from
+    eval/metrics.json, else the task notebook 10 recorded, else the metric column of notebook 50's / 60's tables."""
     root = Path(root)
     metrics = read_json(root / "eval" / "metrics.json")
     if isinstance(metrics, dict) and "backends" in metrics:
-        return MAP if is_detect(metrics) else TOP1
+        return family_metric(metrics) or TOP1
     export = read_json(root / "model" / "export_check.json")
     if isinstance(export, dict) and export.get("task"):
-        return MAP if export["task"] == "detect" else TOP1
+        return task_metric(export["task"]) or TOP1
     for rows in (compare_rows(root), read_csv(root / "analysis" / "sweep.csv"), read_csv(root / "hybrid" / "search.csv")):
         found = table_metric(rows[0]) if rows else None
         if found:
@@ -193,23 +150,46 @@ def map_of(row: dict[str, Any] | None) -> float | None:
     return number(row.get("map50_95")) if row else None
 
 
-def detect_figures(metrics: dict[str, Any]) -> list[Figure]:
-    """A detector's headline numbers: mAP50-95 (and mAP50) of FP32, INT8 with the converted head and INT8
-    with the other head (the output-head pitfall), from eval/metrics.json."""
+def other_head(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The INT8 row of the head notebook 20 did not convert (the output-head pitfall), if notebook 30 measured it."""
+    rows = metrics.get("backends") if isinstance(metrics.get("backends"), list) else []
+    return next((r for r in rows if isinstance(r, dict) and r.get("role") == "diagnostic" and r.get("precision") == "INT8"),
+                None)
+
+
+def ultralytics_val(metrics: dict[str, Any]) -> float | None:
+    """The task's mAP50-95 ultralytics' own val() gave the same weights (notebook 30's check of the decode), if it ran."""
+    found = metrics.get("ultralytics_val")
+    return number(found.get("map50_95")) if isinstance(found, dict) else None
+
+
+def detect_figures(metrics: dict[str, Any], metric: Metric) -> list[Figure]:
+    """A detector-family run's headline numbers in its metric (mAP50-95; mask or pose mAP50-95, the box mAP beside it):
+    FP32 (with ultralytics' val() of the same weights when it ran), INT8 with the converted head and INT8 with the other
+    head (the output-head pitfall), each INT8 with the paired comparison notebook 30 stored against its FP32 (the one
+    noise rule), from eval/metrics.json."""
     figs = []
     head = metrics.get("head", "split")
-    rows = [(backend(metrics, "fp32"), "FP32 mAP50-95 / mAP50 (ONNX Runtime)"),
-            (backend(metrics, "int8"), f"INT8 mAP50-95 / mAP50 (RKNN simulator, {head} head)")]
-    other = next((r for r in metrics.get("backends", []) if r.get("role") == "diagnostic" and r.get("precision") == "INT8"), None)
+    label = f"{metric.label} / {metric.at50}"
+    other = other_head(metrics)
+    rows = [(backend(metrics, "fp32"), f"FP32 {label} (ONNX Runtime)"),
+            (backend(metrics, "int8"), f"INT8 {label} (RKNN simulator, {head} head)")]
     if other:
-        rows.append((other, f"INT8 mAP50-95 / mAP50, {other.get('head')} head (same images)"))
-    for row, label in rows:
+        rows.append((other, f"INT8 {label}, {other.get('head')} head (same images)"))
+    for row, name in rows:
         raw = map_of(row)
-        text = f"{raw:.3f} / {number(row.get('map50')) or 0:.3f}" if raw is not None else None
-        cos = number(row.get("cosine_mean")) if text and row is other else None
-        if cos is not None:  # the pitfall: the whole-tensor cosine does not warn
-            text += f" (whole-tensor cosine {cos:.4f})"
-        figs.append(Figure(label, text, "eval/metrics.json", raw))
+        if raw is None:
+            figs.append(Figure(name, None, "eval/metrics.json"))
+            continue
+        paired = row.get("paired") if isinstance(row.get("paired"), dict) else {}
+        box = number(row.get("box_map50_95"))
+        cos = number(row.get("cosine_mean")) if row is other else None  # the pitfall: the whole-tensor cosine does not warn
+        notes = [f"vs FP32 {paired['text']}"] if paired.get("text") else []
+        notes += [f"box {MAP.label} {box:.3f}"] if box is not None else []
+        checked = ultralytics_val(metrics) if row.get("role") == "fp32" else None
+        notes += [f"ultralytics val() {checked:.3f}"] if checked is not None else []
+        notes += [f"whole-tensor cosine {cos:.4f}"] if cos is not None else []
+        figs.append(Figure(name, figure_value(metric, raw, number(row.get("map50")), notes), "eval/metrics.json", raw))
     return figs
 
 
@@ -262,8 +242,9 @@ def key_figures(root: Path) -> list[Figure]:
 
     comparison = metrics.get("comparison") if isinstance(metrics, dict) and isinstance(metrics.get("comparison"), dict) else {}
     metric = run_metric(root)
-    if metric is MAP:
-        figs += detect_figures(metrics if isinstance(metrics, dict) else {})
+    family = metric is not TOP1  # the detector family (detect, segment, pose): one code path, named by the run's metric
+    if family:
+        figs += detect_figures(metrics if isinstance(metrics, dict) else {}, metric)
     else:
         add("FP32 top-1 (ONNX Runtime)", top1_of(backend(metrics, "fp32")), pct, "eval/metrics.json")
         add("INT8 top-1 (RKNN simulator)", top1_of(backend(metrics, "int8")), pct, "eval/metrics.json")
@@ -280,10 +261,10 @@ def key_figures(root: Path) -> list[Figure]:
             base_txt += f", hybrid {100 * (delta_of - float(value)):+.1f} pt"
         return f" ({best['model']}{base_txt})" if best else ""
 
-    if metric is MAP:
-        add("Hybrid mAP50-95", number(best.get(MAP.key)) if best else None,
-            lambda x: f"{x:.3f}{note((base or {}).get(MAP.key), MAP.text, x)}", "hybrid/compare.csv")
-        figs.append(sweep_figure(root, MAP))
+    if family:
+        add(f"Hybrid {metric.label}", number(best.get(metric.key)) if best else None,
+            lambda x: f"{x:.3f}{note((base or {}).get(metric.key), metric.text, x)}", "hybrid/compare.csv")
+        figs.append(sweep_figure(root, metric))
         head = metrics.get("head", "split") if isinstance(metrics, dict) else "split"
         add(f"Final-output cosine INT8 vs FP32 (mean, {head} head)", number((backend(metrics, "int8") or {}).get("cosine_mean")),
             lambda x: f"{x:.4f}", "eval/metrics.json")
@@ -303,7 +284,7 @@ def key_figures(root: Path) -> list[Figure]:
     add("RKNN hybrid model size", file_size(hybrid_file) if hybrid_file else None, size,
         f"hybrid/{hybrid_file.name}" if hybrid_file else "hybrid/model_hybrid.rknn")
     if demo:
-        hybrid_labels = ("Hybrid top-1", "Hybrid mAP50-95", "Final-output cosine hybrid vs FP32 (mean)", "RKNN hybrid model size")
+        hybrid_labels = (f"Hybrid {metric.label}", "Final-output cosine hybrid vs FP32 (mean)", "RKNN hybrid model size")
         figs = [Figure(f.label, DEMO_FIGURE.format(nb=60, n=demo), f.source) if f.label in hybrid_labels else f for f in figs]
     add("Conversion time (load + build + export)", number(conv.get("seconds")), lambda x: f"{x:.1f} s", "rknn/convert.json")
     figs += preflight_figures(root)

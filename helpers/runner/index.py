@@ -26,6 +26,7 @@ from helpers.runner.figures import (
     plots,
     quant_name,
     read_json,
+    run_metric,
     sensitive_layers,
 )
 from helpers.runner.freshness import Freshness, Tag
@@ -101,9 +102,12 @@ p.stale{background:#fdf0ec;border-left:4px solid #b3261e;padding:.3rem .8rem}
 
 
 def _cell(value: str | None) -> str:
+    """A table cell: a figure (a number, with its unit) right-aligned; a sentence, even one opening with a number, reads
+    left-aligned as text."""
     if value is None:
         return f'<td class="notrun">{NOT_RUN}</td>'
-    return f'<td class="num">{esc(value)}</td>' if re.match(r"[-+]?[\d.]", value) else f"<td>{esc(value)}</td>"
+    figure = re.match(r"[-+]?[\d.]", value) and len(value) <= 24 and not re.search(r"[(;:]", value)
+    return f'<td class="num">{esc(value)}</td>' if figure else f"<td>{esc(value)}</td>"
 
 
 def _fmt(value: Any, column: str = "") -> str:
@@ -125,7 +129,8 @@ def _img(path: Path, style: str = "") -> str:
 # The hybrid table's columns behind its text columns (vs_int8, vs_fp32): the numbers and JSON they are made of.
 HIDDEN_COLUMN = re.compile(r"^vs_\w+?_(pt|low_pt|high_pt|verdict|paired)$")
 
-# Plots shown at the page's width: the detector's box grid, whose score labels are unreadable at the default 520 px.
+# Plots shown at the page's width: the detector family's picture grid (boxes, masks or skeletons), whose score labels are
+# unreadable at the default 520 px.
 WIDE_PLOTS = ("eval/detections.png",)
 
 
@@ -219,9 +224,10 @@ def index_html(s: Summary) -> str:
     if s.plots:
         for caption, path in s.plots:
             rel = Run(s.root).relative(path)
-            caption = f"<figcaption>{esc(caption)}<br>{tag_html(fresh.of(rel))}</figcaption>"
+            said = text.picture_caption(run_metric(s.root)) if rel in WIDE_PLOTS else ""  # what the picture grid shows
+            caption = f"<figcaption>{esc(caption + (': ' + said if said else ''))}<br>{tag_html(fresh.of(rel))}</figcaption>"
             if rel in WIDE_PLOTS:
-                out.append(f'<figure style="display:block">{_img(path, "max-width:100%")}{caption}</figure>')
+                out.append(f'<figure style="display:block" id="pictures">{_img(path, "max-width:100%")}{caption}</figure>')
             else:
                 out.append(f"<figure>{_img(path)}{caption}</figure>")
     else:

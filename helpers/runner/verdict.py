@@ -11,18 +11,19 @@ from helpers.runner.figures import (
     compare_rows,
     demo_hybrid,
     exported_hybrid,
+    family_metric,
     int8_row,
-    is_detect,
     key_figures,
     map_of,
     number,
+    other_head,
     quant_name,
     read_json,
     top1_of,
 )
 from helpers.runner.freshness import Freshness, Tag, combine
 from helpers.text import index as text
-from helpers.text.index import MAP, TOP1, Metric
+from helpers.text.index import TOP1, Metric
 
 
 def model_sizes(root: Path) -> str:
@@ -60,26 +61,29 @@ def hybrid_and_board(root: Path, metric: Metric) -> list[str]:
     return parts
 
 
-def detect_verdict(root: Path, metrics: dict[str, Any]) -> str:
-    """One line for a detector: the quantized model's mAP50-95 against FP32 with the converted head (with its
-    interval), its size, the other head's, the hybrid and whether a board has validated the model."""
-    fp32, int8 = map_of(backend(metrics, "fp32")), map_of(backend(metrics, "int8"))
+def detect_verdict(root: Path, metrics: dict[str, Any], metric: Metric) -> str:
+    """One line for the detector family in the run's metric (mAP50-95; mask or pose mAP50-95 with the box mAP beside
+    it): the quantized model against FP32 with the converted head (with its interval), its size, the other head's, the
+    hybrid and whether a board has validated the model."""
+    fp32_b, int8_b = backend(metrics, "fp32"), backend(metrics, "int8")
+    fp32, int8 = map_of(fp32_b), map_of(int8_b)
     if fp32 is None or int8 is None:
         return text.NO_VERDICT
-    other = next((r for r in metrics.get("backends", []) if r.get("role") == "diagnostic" and r.get("precision") == "INT8"),
-                 None)
+    other = other_head(metrics)
+    box = text.box_clause(number(fp32_b.get("box_map50_95")), number(int8_b.get("box_map50_95")))
     return text.detect_verdict(metrics.get("head", "split"), fp32, int8, model_sizes(root), other.get("head") if other else None,
-                               map_of(other) if other else None, hybrid_and_board(root, MAP), quant_name(root),
-                               paired_text(metrics.get("comparison")))
+                               map_of(other) if other else None, hybrid_and_board(root, metric), quant_name(root),
+                               paired_text(metrics.get("comparison")), metric, box)
 
 
 def verdict(root: Path) -> str:
     """One line for a lead: the quantized model's top-1 against FP32 with its 95 % interval, its size, the hybrid
-    and whether a board has validated the model (mAP50-95 for a detector)."""
+    and whether a board has validated the model (the detector family: its mAP50-95, mask or pose mAP50-95)."""
     root = Path(root)
     metrics = read_json(root / "eval" / "metrics.json")
-    if is_detect(metrics):
-        return detect_verdict(root, metrics)
+    metric = family_metric(metrics)
+    if metric is not None:
+        return detect_verdict(root, metrics, metric)
     fp32, int8 = top1_of(backend(metrics, "fp32")), top1_of(backend(metrics, "int8"))
     if fp32 is None or int8 is None:
         return text.NO_VERDICT

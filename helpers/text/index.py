@@ -1,5 +1,6 @@
 """The sentences of the run's index page: how a metric value is shown and the one-line verdict, built from
-values the runner read from the run's artifacts (helpers.runner.figures), never from files here."""
+values the runner read from the run's artifacts (helpers.runner.figures), never from files here. A run is scored by
+one Metric (top-1; mAP50-95, mask mAP50-95 or pose mAP50-95 for the detector family), named the same everywhere."""
 from __future__ import annotations
 
 from collections import Counter
@@ -24,14 +25,28 @@ class Metric:
 
     key: str
     label: str
+    drawn: str = ""  # what notebook 30's picture grid draws for a run scored by it (eval/detections.png)
 
     def text(self, x: float) -> str:
         """A value as the page shows it: top-1 as a percentage, mAP to 3 decimals."""
         return pct(x) if self.key == "top1" else f"{x:.3f}"
 
+    @property
+    def at50(self) -> str:
+        """The metric at IoU (OKS) 0.5 that metrics.json keeps beside an mAP50-95 as map50: 'mask mAP50-95' -> 'mask mAP50'."""
+        return self.label.replace("mAP50-95", "mAP50")
 
-TOP1, MAP = (Metric(key, METRIC_LABELS[key]) for key in ("top1", "map50_95"))  # keys and labels: helpers.tasks.measures
-METRICS = (TOP1, MAP)  # a table's metric column is the first of these keys it has
+
+# What the picture grid of a run scored by each metric shows (helpers.steps.detect_eval.pictures draws them)
+DRAWN = {"map50_95": "boxes", "mask_map50_95": "masks", "pose_map50_95": "skeletons (keypoints)"}
+# One Metric per metric column, in helpers.tasks.measures' precedence (a task's own mAP before the box one): keys and labels
+METRICS = tuple(Metric(key, label, DRAWN.get(key, "")) for key, label in METRIC_LABELS.items())
+TOP1, MAP = (next(m for m in METRICS if m.key == key) for key in ("top1", "map50_95"))
+
+
+def metric_named(key: Any) -> Metric | None:
+    """The Metric of a metric column or metrics.json's metric_key ("mask_map50_95" -> mask mAP50-95), None for another."""
+    return next((m for m in METRICS if m.key == key), None)
 
 
 def sizes_clause(onnx: str | None, rknn: str | None) -> str:
@@ -89,17 +104,40 @@ def classify_verdict(fp32: float, int8: float, sizes: str, tail: list[str], quan
 
 
 def detect_verdict(head: str, fp32: float, int8: float, sizes: str, other_head: str | None, other_map: float | None,
-                   tail: list[str], quant: str = "INT8", paired: str = "") -> str:
-    """A detector's line: the quantized model's mAP50-95 against FP32 with the converted head (the paired comparison
-    with its interval when metrics.json has one) and its size, the other head's (the output-head pitfall), then the
-    hybrid and board clauses."""
+                   tail: list[str], quant: str = "INT8", paired: str = "", metric: Metric = MAP, box: str = "") -> str:
+    """A detector-family line, in the run's metric (mAP50-95; mask or pose mAP50-95): the quantized model against FP32
+    with the converted head (the paired comparison with its interval when metrics.json has one), the box mAP beside it
+    (box: box_clause, segment and pose), its size, the other head's (the output-head pitfall), then the hybrid and board
+    clauses."""
+    label, beside = metric.label, f"; {box}" if box else ""
     if paired:
-        parts = [f"{quant} ({head} head) vs FP32, mAP50-95: {paired} ({int8:.3f} vs {fp32:.3f}){sizes}"]
+        parts = [f"{quant} ({head} head) vs FP32, {label}: {paired} ({int8:.3f} vs {fp32:.3f}{beside}){sizes}"]
     else:
-        parts = [f"{quant} ({head} head): {100 * (fp32 - int8):+.1f} pt mAP50-95 loss vs FP32 ({int8:.3f} vs {fp32:.3f}){sizes}"]
+        parts = [f"{quant} ({head} head): {100 * (fp32 - int8):+.1f} pt {label} loss vs FP32 ({int8:.3f} vs {fp32:.3f}{beside})"
+                 f"{sizes}"]
     if other_map is not None:
         parts.append(f"with the {other_head} head {quant} reaches {other_map:.3f}")
     return "; ".join(parts + tail) + "."
+
+
+def box_clause(fp32_box: float | None, int8_box: float | None) -> str:
+    """'box mAP50-95 0.702 vs 0.710': the box mAP a segment or pose run keeps beside its primary metric ('' without it)."""
+    return f"box {MAP.label} {int8_box:.3f} vs {fp32_box:.3f}" if fp32_box is not None and int8_box is not None else ""
+
+
+def figure_value(metric: Metric, value: float, at50: float | None, notes: list[str]) -> str:
+    """A detector-family key figure: '<mAP50-95> / <mAP50>' and its notes in brackets (the paired comparison, the box
+    mAP beside a mask or pose mAP, the whole-tensor cosine)."""
+    text = f"{metric.text(value)} / {at50 or 0:.3f}"
+    return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def picture_caption(metric: Metric) -> str:
+    """What the run's picture grid shows, under it on the index page ('' for a run without one)."""
+    if not metric.drawn:
+        return ""
+    return (f"validation images with each backend's {metric.drawn} side by side (notebook 30): the quantized model should "
+            f"find what FP32 finds; the run is scored by {metric.label}")
 
 
 NO_PROFILE = "no per-op profile in rknn/build.log (a build older than the pre-flight): rebuild it with notebook 20"
