@@ -102,14 +102,15 @@ def reason(failure: str) -> str:
 
 PLOTTED = ("INT8 top-1 (RKNN simulator)", "Hybrid top-1", "FP32 top-1 (ONNX Runtime)")
 # a detector's index rows (helpers.runner.figures): the INT8 label names the converted head, so they are matched by their start
-PLOTTED_MAP = ("INT8 mAP50-95 / mAP50 (RKNN simulator", "Hybrid mAP50-95", "FP32 mAP50-95 / mAP50 (ONNX Runtime)")
+PLOTTED_MAP = ("INT8 ", "Hybrid ", "FP32 ")  # a detector's, segmenter's or pose model's "<precision> <metric>" figures
 
 
 def plotted(figures: dict[str, dict[str, float | None]]) -> list[str]:
-    """The accuracy figures of the variants worth a plot across the grid: top-1 for classifiers,
-    mAP50-95 for detectors (the raw value of a 'mAP50-95 / mAP50' row is its mAP50-95)."""
+    """The accuracy figures of the variants worth a plot across the grid: top-1 for classifiers, the task's mAP50-95
+    (box, mask or pose) for the detector family (the raw value of a 'mAP50-95 / mAP50' row is its mAP50-95)."""
     labels = {label for f in figures.values() for label in f}
-    return [label for label in PLOTTED if label in labels] + sorted(label for label in labels if label.startswith(PLOTTED_MAP))
+    maps = (label for label in labels if label.startswith(PLOTTED_MAP) and "mAP50-95" in label and "same images" not in label)
+    return [label for label in PLOTTED if label in labels] + sorted(maps)
 BUILD = "Conversion time (load + build + export)"
 
 
