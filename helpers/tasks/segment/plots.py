@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 
 from helpers.core.paths import Run
@@ -16,7 +17,7 @@ ALPHA = 0.45  # how much of a mask's colour covers the image under it
 
 def blend(image: np.ndarray, det: dict[str, list], min_score: float, alpha: float = ALPHA) -> np.ndarray:
     """The RGB image with the masks scoring at least min_score laid over it in their class colours (lowest score first,
-    so the best mask is on top)."""
+    so the best mask is on top), each outlined in white so the mask reads apart from the object under it."""
     from matplotlib.colors import to_rgb  # optional and slow: only when a picture is drawn
 
     out = image.astype(np.float32)
@@ -29,6 +30,8 @@ def blend(image: np.ndarray, det: dict[str, list], min_score: float, alpha: floa
         if m.shape != image.shape[:2]:
             continue  # a mask of another image size: not this picture's (left out rather than misplaced)
         out[m] = (1 - alpha) * out[m] + alpha * 255 * np.asarray(to_rgb(colour(det["classes"][k])), np.float32)
+        edges, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(out, edges, -1, (255.0, 255.0, 255.0), 1)
     return out.round().astype(np.uint8)
 
 
