@@ -96,5 +96,5 @@ def test_the_bundle_ships_the_tasks_decode_byte_for_byte(run):
     assert (deploy / "postprocess.py").is_file()  # the detector's decode it imports
     config = json.loads((deploy / "model.json").read_text())
     assert config["task"] == task and config["head"] == "split"
-    if task == "pose":
-        assert config["kpt_shape"] == [7, 3]
+    if task == "pose":  # the data set's skeleton travels in the export's metadata: run_rknn.py --draw joins it
+        assert config["kpt_shape"] == [7, 3] and config["skeleton"] and all(len(chain) >= 2 for chain in config["skeleton"])

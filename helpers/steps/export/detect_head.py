@@ -223,10 +223,10 @@ def _wrapper(model: Any, head: str) -> Any:
 
 
 def export_detector(weights: str | Path, out_onnx: str | Path, imgsz: int, head: str = "split",
-                    opset: int = TOOLKIT_MAX_OPSET, task: str = "detect") -> DetectExport:
+                    opset: int = TOOLKIT_MAX_OPSET, task: str = "detect", skeleton: Any = None) -> DetectExport:
     """Export the detector (or segmentation / pose model: `task`) in weights (.pt) to out_onnx (written atomically)
-    with the chosen head; the task, head, class names, strides, reg_max, end2end, max_det (and nm / kpt_shape) are
-    stored in the ONNX metadata."""
+    with the chosen head; the task, head, class names, strides, reg_max, end2end, max_det (and nm / kpt_shape, and a pose
+    data set's skeleton: the lines pictures and the board runner draw) are stored in the ONNX metadata."""
     import onnx  # optional and slow: only where an ONNX file is read or written
     import torch  # optional and slow: only when a .pt detector is exported
 
@@ -266,6 +266,8 @@ def export_detector(weights: str | Path, out_onnx: str | Path, imgsz: int, head:
             meta["nm"] = str(int(detect.nm))
         if task == "pose":
             meta["kpt_shape"] = json.dumps(kpt_shape)
+            if skeleton:
+                meta["skeleton"] = json.dumps([list(map(int, pair)) for pair in skeleton])
         for key, value in meta.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value

@@ -18,6 +18,7 @@ from helpers.tasks.data import detect_yaml
 from helpers.tasks.detect.labels import read_split
 from helpers.tasks.family import check_keypoint_shape, member
 from helpers.tasks.identify import class_names, model_kpt_shape
+from helpers.tasks.pose.labels import read_pose_yaml
 
 HEAD_ONNX = "model_{head}.onnx"
 
@@ -83,8 +84,10 @@ def export_heads(model_path: Path, model_dir: Path, imgsz: int, head: str, opset
                 note += "; its stock head gives INT8 one scale for every output: give the .pt to get the split head"
         chosen = source if check is None else model_dir / HEAD_ONNX.format(head=head)
     else:
+        skeleton = read_pose_yaml(data)["skeleton"] if task == "pose" and str(data).strip() else None  # drawn on the board
         for h in HEADS:
-            export_detector(model_path, model_dir / HEAD_ONNX.format(head=h), imgsz, head=h, opset=opset, task=task)
+            export_detector(model_path, model_dir / HEAD_ONNX.format(head=h), imgsz, head=h, opset=opset, task=task,
+                            skeleton=skeleton)
         chosen = model_dir / HEAD_ONNX.format(head=head)
     with atomic_path(model_dir / "model.onnx", ".partial.onnx") as partial:
         shutil.copyfile(chosen, partial)
