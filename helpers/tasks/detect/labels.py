@@ -75,12 +75,9 @@ def label_path(image: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
-def read_split(data_yaml: str | Path, split: str = "val", num_classes: int | None = None) -> DetectionSplit:
-    """Images and labels of one split. Raises WorkbookError for class ids outside the data's (or, when
-    given, the model's) classes; an image without a label file counts as background (one note)."""
-    data = read_data_yaml(data_yaml)
-    names = data["names"]
-    nc = len(names) if num_classes is None else int(num_classes)
+def split_images(data: dict, split: str, data_yaml: str | Path) -> list[Path]:
+    """The image files of one split of a parsed YOLO data.yaml (its `split:` folder, searched recursively), sorted; a
+    missing or empty folder stops in one sentence. Shared by the detect, segment and pose readers."""
     folder = data.get(split)
     if not isinstance(folder, Path) or not folder.is_dir():
         raise WorkbookError(f"The {split} images folder {folder} of {data_yaml} does not exist; fix '{split}:' in the data.yaml.")
@@ -88,12 +85,27 @@ def read_split(data_yaml: str | Path, split: str = "val", num_classes: int | Non
     if not paths:
         raise WorkbookError(f"The {split} images folder {folder} of {data_yaml} has no images ({', '.join(IMAGE_SUFFIXES)}); "
                             f"add images or fix '{split}:'.")
+    return paths
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of a labelled image, which its normalised labels are scaled by; one sentence when unreadable."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise WorkbookError(f"Image {path} cannot be read; replace or remove it.")
+    return img.shape[:2]
+
+
+def read_split(data_yaml: str | Path, split: str = "val", num_classes: int | None = None) -> DetectionSplit:
+    """Images and labels of one split. Raises WorkbookError for class ids outside the data's (or, when
+    given, the model's) classes; an image without a label file counts as background (one note)."""
+    data = read_data_yaml(data_yaml)
+    names = data["names"]
+    nc = len(names) if num_classes is None else int(num_classes)
+    paths = split_images(data, split, data_yaml)
     truth, unlabelled, bad = [], [], []
     for p in paths:
-        img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            raise WorkbookError(f"Image {p} cannot be read; replace or remove it.")
-        h, w = img.shape[:2]
+        h, w = image_size(p)
         lp = label_path(p)
         rows = np.zeros((0, 5), np.float32)
         if not lp.exists():

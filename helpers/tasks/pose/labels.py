@@ -6,11 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 
 from helpers.core.errors import WorkbookError
-from helpers.tasks.detect.labels import IMAGE_SUFFIXES, DetectionSplit, label_path, read_data_yaml
+from helpers.tasks.detect.labels import DetectionSplit, image_size, label_path, read_data_yaml, split_images
 from helpers.tasks.pose.metric import PoseTruth
 
 # pycocotools' and ultralytics' sigmas of COCO's 17 person keypoints (nose, eyes, ears, shoulders, elbows, wrists, hips,
@@ -104,19 +103,10 @@ def read_pose_split(data_yaml: str | Path, split: str = "val", num_classes: int 
     data = read_pose_yaml(data_yaml)
     names, kpt_shape = data["names"], data["kpt_shape"]
     nc = len(names) if num_classes is None else int(num_classes)
-    folder = data.get(split)
-    if not isinstance(folder, Path) or not folder.is_dir():
-        raise WorkbookError(f"The {split} images folder {folder} of {data_yaml} does not exist; fix '{split}:' in the data.yaml.")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise WorkbookError(f"The {split} images folder {folder} of {data_yaml} has no images ({', '.join(IMAGE_SUFFIXES)}); "
-                            f"add images or fix '{split}:'.")
+    paths = split_images(data, split, data_yaml)
     truth, unlabelled, bad = [], [], []
     for p in paths:
-        img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            raise WorkbookError(f"Image {p} cannot be read; replace or remove it.")
-        h, w = img.shape[:2]
+        h, w = image_size(p)
         lp = label_path(p)
         if not lp.exists():
             unlabelled.append(p)

@@ -9,8 +9,7 @@ import cv2
 import numpy as np
 
 from helpers.core.errors import WorkbookError
-from helpers.tasks.detect.labels import DetectionSplit, label_path, read_data_yaml
-from helpers.tasks.preprocess import IMAGE_SUFFIXES
+from helpers.tasks.detect.labels import DetectionSplit, image_size, label_path, read_data_yaml, split_images
 from helpers.tasks.segment.metric import SegmentTruth
 
 
@@ -56,18 +55,10 @@ def read_segment_split(data_yaml: str | Path, split: str = "val", num_classes: i
     data = read_data_yaml(data_yaml)
     names = data["names"]
     nc = len(names) if num_classes is None else int(num_classes)
-    folder = data.get(split)
-    if not isinstance(folder, Path) or not folder.is_dir():
-        raise WorkbookError(f"The {split} images folder {folder} of {data_yaml} does not exist; fix '{split}:' in the data.yaml.")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise WorkbookError(f"The {split} images folder {folder} of {data_yaml} has no images; add images or fix '{split}:'.")
+    paths = split_images(data, split, data_yaml)
     truth, unlabelled = [], []
     for p in paths:
-        img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            raise WorkbookError(f"Image {p} cannot be read; replace or remove it.")
-        h, w = img.shape[:2]
+        h, w = image_size(p)
         lp = label_path(p)
         classes, polygons = (np.zeros(0), []) if not lp.exists() else parse_polygons(lp, data_yaml)
         if not lp.exists():
