@@ -177,5 +177,6 @@ def prepare_detect_model(run: Run, model: str | Path = "", data: str | Path = ""
         res = train_detect_sample(run, data_yaml, imgsz=imgsz, epochs=epochs, task=task)
     how = "reused from the cache" if res.reused else f"trained in {res.seconds:.0f} s"
     name, on = SAMPLE_WORDS[task]
+    quarter = " (ultralytics' training-time val scores masks at a quarter of the input's resolution)" if task == "segment" else ""
     return res.weights, data_yaml, (f"sample {name} on the generated {on}, {how}: val {kind.metric_label} "
-                                    f"{res.map50_95:.3f}, mAP50 {res.map50:.3f}")
+                                    f"{res.map50_95:.3f}, mAP50 {res.map50:.3f}{quarter}")
