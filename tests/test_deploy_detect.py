@@ -17,19 +17,18 @@ import cv2
 import numpy as np
 import pytest
 from board_support import BOARD_ID, needs_board
-from detect_support import tiny_detector  # noqa: F401  (session fixture)
+from detect_support import detect_series, tiny_detector  # noqa: F401  (session fixtures)
 
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import Run
 from helpers.deploy import bundle, codegen
-from helpers.steps import board, convert
+from helpers.steps import board
 from helpers.steps.evaluate import simulator_from_record
 from helpers.steps.judge import judge_for
 from helpers.tasks import data
 from helpers.tasks.detect.postprocess import letterbox_geometry, postprocess
 from helpers.text import board as board_text
-from helpers.toolkit.options import ConvertConfig
-from helpers.toolkit.record import read_record, write_record
+from helpers.toolkit.record import read_record
 
 HERE = Path(__file__).resolve().parent
 GXX = shutil.which("g++")
@@ -52,20 +51,14 @@ def assert_demo_rows(rows: list[tuple[str, ...]], want, labels: list[str]) -> No
 
 
 @pytest.fixture(scope="module")
-def det_run(tiny_detector, tmp_path_factory) -> Run:
-    """Notebooks 10 and 20's outputs for the tiny detector (split head), converted by the real toolkit."""
+def det_run(detect_series, tmp_path_factory) -> Run:  # noqa: F811 (the imported fixture)
+    """Notebooks 10 and 20's outputs for the tiny detector (split head, converted by the real toolkit for rk3588 on 16
+    calibration images): copied from the session's detection series run (tests/detect_support.detect_series)."""
     run = Run.at(tmp_path_factory.mktemp("det40") / "run")
-    for head, src in (("split", tiny_detector.split_onnx), ("stock", tiny_detector.stock_onnx)):
-        shutil.copyfile(src, run.model / f"model_{head}.onnx")
-    shutil.copyfile(tiny_detector.split_onnx, run.model / "model.onnx")
-    (run.model / "export_check.json").write_text(json.dumps({"task": "detect", "head": "split",
-                                                             "data_dir": str(tiny_detector.data_yaml)}))
-    size = tiny_detector.imgsz
-    calib = data.load_detect_split(tiny_detector.data_yaml, "train").subset(16)
-    dataset = data.write_calibration_list(calib, run.rknn / "calibration.txt", size)
-    cfg = ConvertConfig(mean_values=[0, 0, 0], std_values=[255, 255, 255], target_platform="rk3588")
-    result = convert.convert(run.model / "model.onnx", cfg, dataset, run.rknn / "model.rknn", run.logs / "convert.log", size)
-    write_record(run, result, cfg, run.model / "model.onnx", dataset, size, "onnx")
+    for folder in ("model", "rknn"):
+        shutil.copytree(detect_series / folder, run.root / folder, dirs_exist_ok=True)
+    record = read_record(run)
+    assert record.config.target_platform == "rk3588" and len(record.dataset.read_text().split()) == 16
     # notebook 30's record of how many val images it scored (the first 8): notebook 40's board section scores the same
     (run.eval / "metrics.json").write_text(json.dumps({"task": "detect", "head": "split", "images": 8, "backends": []}))
     return run

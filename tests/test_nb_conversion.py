@@ -135,15 +135,6 @@ def test_simulator_evaluation_metrics(series):
     assert (ev / "confusion.png").stat().st_size > 5000 and (ev / "cosine_hist.png").stat().st_size > 5000
 
 
-def test_warm_rerun_reuses_conversion_and_evaluation(series):
-    root = series.ran("30_simulator_inference")
-    for name, step in (("20_convert", "20_convert"), ("30_simulator_inference", "30_evaluate")):
-        nb = REPO / "notebooks" / f"{name}.ipynb"
-        out = execute.execute(nb, root, execute.params_for(nb, series.config))
-        text = out.read_text()
-        assert f"[cache] {step}: inputs and parameters unchanged" in text, f"{name} redid its work on a warm re-run"
-
-
 def test_tutorial_case_480_px_runs_10_to_30_with_parameters_only(series, tmp_path):
     """Issue 9: the sample YOLO11n-cls exported at 480 px for rk3588 (params/tutorial_480.yaml). rknn-toolkit2
     2.5.0's build fails in a graph rule; notebook 20 switches it off after the toolkit's hint, records it, and

@@ -1,5 +1,5 @@
-"""The detection series (task: detect): notebooks 10 -> 20 -> 30 under papermill on the small generated
-shapes sample (tests/detect_support.SMALL), asserting on what the run wrote: the mAP of FP32 vs INT8
+"""The detection series (task: detect): notebooks 10 -> 20 -> 30 -> 40 under papermill on the small generated
+shapes sample (tests/detect_support.detect_series), asserting on what the run wrote: the mAP of FP32 vs INT8
 with the split head, the stock head's INT8 collapse next to its whole-tensor cosine, the agreement with
 ultralytics' own val(), and what notebook 20 recorded. Plus the task/data mismatches, one sentence each."""
 from __future__ import annotations
@@ -11,28 +11,16 @@ import cv2
 import nbformat
 import onnx
 import pytest
-from detect_support import SMALL
+from detect_support import SMALL, detect_series, tiny_detector  # noqa: F401  (session fixtures)
 
 from helpers.core.errors import WorkbookError
 
-SERIES = "10,20,30,40"
-
 
 @pytest.fixture(scope="module")
-def detect_run(tmp_path_factory) -> Path:
-    from helpers.runner.series import run_series
-    from helpers.tasks.detect.sample import write_detect_sample
-
-    base = tmp_path_factory.mktemp("detect_series")
-    data = write_detect_sample(base / "shapes", images=SMALL["images"], imgsz=SMALL["imgsz"])
-    config = {"common": {"data_dir": str(data), "imgsz": SMALL["imgsz"]},
-              "10_export": {"task": "detect", "epochs": SMALL["epochs"]},
-              "20_convert": {"calib_images": 16},
-              "30_simulator_inference": {"batch": 4, "pictures": 2},
-              "40_board_inference": {"sample_images": 2}}
-    result = run_series(config, base / "run", only=SERIES, progress=False, render=False, log=lambda *_: None)
-    assert result.failed is None, result.failure
-    return base / "run"
+def detect_run(detect_series) -> Path:  # noqa: F811 (the imported fixture)
+    """Notebooks 10 -> 40 on the small sample (tests/detect_support.detect_series: run once per session, shared with the
+    tests of notebooks 50 and 60)."""
+    return detect_series
 
 
 def _metrics(root: Path) -> dict:

@@ -1,8 +1,9 @@
 """Notebook 50 on a detection run: the per-layer analysis on letterboxed inputs and the algorithm x method sweep
 scored by COCO mAP50-95 through the task's judge (helpers.steps.judge), on the small shapes detector of tests/detect_support
-(trained once per session). Notebooks 10 -> 20 -> 30 -> 50 run under papermill with small parameters; the
-assertions read what the run wrote: sweep.csv in mAP, FP32 equal to notebook 30's on the same images,
-layers.csv, the demo calibration list, and the sentences naming mAP with the paired bootstrap's interval."""
+(trained once per session). Notebook 50 runs under papermill with small parameters on a copy of the session's
+detection series run (10 -> 40, tests/detect_support.detect_series); the assertions read what the run wrote:
+sweep.csv in mAP, FP32 equal to notebook 30's on the same images, layers.csv, the demo calibration list, and the
+sentences naming mAP with the paired bootstrap's interval."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ import cv2
 import nbformat
 import pandas as pd
 import pytest
-from detect_support import SMALL, tiny_detector  # noqa: F401  (session fixture: one training per session)
+from detect_support import SMALL, continue_series, detect_series, tiny_detector  # noqa: F401  (session fixtures)
 
 from helpers.toolkit.record import read_record
 
@@ -24,18 +25,12 @@ DEMO = 2  # demo mode: notebook 50 calibrates on the first 2 images of notebook 
 
 
 @pytest.fixture(scope="module")
-def detect_analysis_run(tiny_detector, tmp_path_factory) -> Path:  # noqa: F811 (the imported fixture)
-    from helpers.runner.series import run_series
-
-    config = {"common": {"data_dir": str(tiny_detector.data_yaml), "imgsz": SMALL["imgsz"]},
-              "10_export": {"task": "detect", "model": str(tiny_detector.train.weights)},
-              "20_convert": {"calib_images": 16},
-              "30_simulator_inference": {"batch": 4, "pictures": 1, "val_images": VAL_IMAGES},
-              "50_accuracy_analysis": {"analysis_images": 1, "val_images": VAL_IMAGES, "sweep_grid": GRID,
+def detect_analysis_run(detect_series, tiny_detector, tmp_path_factory) -> Path:  # noqa: F811 (the imported fixtures)
+    """Notebook 50 on a copy of the session's detection series run (10 -> 40, tests/detect_support)."""
+    params = {"50_accuracy_analysis": {"analysis_images": 1, "val_images": VAL_IMAGES, "sweep_grid": GRID,
                                        "demo_calib_images": DEMO, "batch": 4}}
-    root = tmp_path_factory.mktemp("detect_analysis") / "run"
-    result = run_series(config, root, only="10,20,30,50", progress=False, render=False, log=lambda *_: None)
-    assert result.failed is None, result.failure
+    root = continue_series(detect_series, tmp_path_factory.mktemp("detect_analysis") / "run", tiny_detector, "50", params)
+    assert json.loads((root / "eval" / "metrics.json").read_text())["images"] == VAL_IMAGES  # 30 scored the whole val split
     return root
 
 

@@ -1,8 +1,8 @@
-"""Notebook 60 on a detection run (task: detect): notebooks 10 -> 20 -> 60 under papermill on the small shapes
-detector (tests/detect_support), asserting on what the run wrote: the comparison and the search scored by COCO
-mAP50-95 (the map50_95 columns of hybrid/compare.csv and hybrid/search.csv), chosen.json naming its metric, the
-toolkit's own auto_hybrid build of the detector, letterboxed accuracy_analysis inputs, and a conclusion whose
-sentence about INT8 matches the numbers."""
+"""Notebook 60 on a detection run (task: detect): notebook 60 under papermill on a copy of the session's detection
+series run of the small shapes detector (10 -> 40, tests/detect_support.detect_series), asserting on what the run
+wrote: the comparison and the search scored by COCO mAP50-95 (the map50_95 columns of hybrid/compare.csv and
+hybrid/search.csv), chosen.json naming its metric, the toolkit's own auto_hybrid build of the detector, letterboxed
+accuracy_analysis inputs, and a conclusion whose sentence about INT8 matches the numbers."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import pandas as pd
 import pytest
-from detect_support import SMALL, tiny_detector  # noqa: F401  (session fixture)
+from detect_support import SMALL, continue_series, detect_series, tiny_detector  # noqa: F401  (session fixtures)
 
 from helpers.steps import hybrid
 from helpers.toolkit.record import read_record
@@ -29,18 +29,10 @@ COMPARE = ["model", "map50_95", "map50_95_delta_pt", "mean_cosine", "min_cosine"
 
 
 @pytest.fixture(scope="module")
-def hybrid_run(tiny_detector, tmp_path_factory) -> Path:  # noqa: F811
-    """10 (exporting the tiny detector tests/detect_support trained), 20, then 60 with PARAMS."""
-    from helpers.runner.series import run_series
-
-    base = tmp_path_factory.mktemp("detect_hybrid")
-    config = {"common": {"data_dir": str(tiny_detector.data_yaml), "imgsz": SMALL["imgsz"]},
-              "10_export": {"task": "detect", "model": str(tiny_detector.train.weights)},
-              "20_convert": {"calib_images": 16},
-              "60_hybrid_quantization": PARAMS}
-    result = run_series(config, base / "run", only="10,20,60", progress=False, render=False, log=lambda *_: None)
-    assert result.failed is None, result.failure
-    return base / "run"
+def hybrid_run(detect_series, tiny_detector, tmp_path_factory) -> Path:  # noqa: F811 (the imported fixtures)
+    """Notebook 60 with PARAMS on a copy of the session's detection series run (10 -> 40, tests/detect_support)."""
+    return continue_series(detect_series, tmp_path_factory.mktemp("detect_hybrid") / "run", tiny_detector, "60",
+                           {"60_hybrid_quantization": PARAMS})
 
 
 def _markdown(root: Path) -> list[str]:

@@ -113,9 +113,12 @@ def test_60_compares_every_strategy_and_exports_the_hybrid(series):
         assert b[("hybrid (a) your list", layer)] >= b[("INT8", layer)] - 1e-6
 
 
-def test_30_50_and_60_reuse_their_results_on_a_warm_rerun(series):
+def test_20_30_50_and_60_reuse_their_results_on_a_warm_rerun(series):
+    """Re-executing 20, 30, 50 and 60 on the finished run: each says it reused its results (the conversion too, and 30's
+    evaluation after 20 ran again)."""
     root = series.ran("60_hybrid_quantization")
-    steps = {"30_simulator_inference": ["30_one_image", "30_evaluate"], "50_accuracy_analysis": ["50_analysis", "50_sweep"],
+    steps = {"20_convert": ["20_convert"], "30_simulator_inference": ["30_one_image", "30_evaluate"],
+             "50_accuracy_analysis": ["50_analysis", "50_sweep"],
              "60_hybrid_quantization": ["60_step1", "60_int8", "60_hybrid", "60_rules", "60_search"]}
     sim_log = root / "logs" / "simulator.log"
     before = sim_log.stat().st_mtime_ns if sim_log.exists() else None
