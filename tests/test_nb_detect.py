@@ -159,7 +159,8 @@ def test_class_folders_given_with_task_detect_is_one_sentence(tmp_path):
     from helpers.tasks.data import write_gray_shapes
 
     folders = write_gray_shapes(tmp_path / "gray", size=16, train_per_class=1, val_per_class=1)
-    with pytest.raises(WorkbookError, match=r"is not a YOLO detection data set .* set task: classify for a class-folder layout"):
+    with pytest.raises(WorkbookError, match=r"is not a YOLO data set \(a data.yaml with train:, val:, names:, or its folder\), "
+                                            r"which task: detect needs; .* set task: classify for a class-folder layout"):
         resolve_data(str(folders))
 
 
@@ -246,7 +247,8 @@ def test_notebook_40_on_a_detection_run(detect_run):
 
 
 def test_stock_head_bundle_is_refused_in_one_sentence():
-    from helpers.deploy.run_rknn import RunnerError, check_head
+    from helpers.deploy.instances import check_head  # shipped beside run_rknn.py: detect, segment and pose
+    from helpers.deploy.run_rknn import RunnerError
 
     with pytest.raises(RunnerError,
                        match=r"model.rknn has the stock detector head .* export it with head: split in notebook 10") as err:
