@@ -183,3 +183,17 @@ def test_a_run_stopped_before_30_shows_the_tasks_rows_not_run(tmp_path, task):
     assert figs[f"Best quantization setting by {label} (notebook 50 sweep)"].value is None
     assert not any("top-1" in lab for lab in figs)
     assert index.verdict(tmp_path) == index.text.NO_VERDICT
+
+
+def test_a_model_that_finds_nothing_even_in_fp32_gets_no_quantization_verdict():
+    """A YOLO26n-seg trained 8 epochs with ultralytics' defaults scored 0.000 in FP32 (ultralytics' val() too): 'INT8
+    within noise' would read as 'no loss'. Both verdicts say there is nothing to judge, and why."""
+    from helpers.steps.detect_eval import verdict
+    from helpers.text.index import MAP, detect_verdict
+
+    line = detect_verdict("split", 0.0, 0.0, ", 4.69 MB vs 10.86 MB", "stock", 0.0, [], metric=MAP)
+    assert line.startswith("nothing to judge: the FP32 model itself scores mAP50-95 0.000") and "within noise (" not in line
+    rows = [{"name": n, "head": "split", "precision": p, "map50_95": 0.0, "map50": 0.0, "paired": None}
+            for n, p in (("FP32 split head", "FP32"), ("INT8 split head", "INT8"))]
+    said = verdict({"head": "split", "images": 50, "backends": rows, "metric_label": "mask mAP50-95"})
+    assert said.startswith("Nothing to judge: FP32 itself reaches mask mAP50-95 0.000 on these 50 images")

@@ -126,9 +126,13 @@ def verdict(metrics: dict[str, Any]) -> str:
     and what it means (the one noise rule), and mAP50 beside it."""
     head = metrics["head"]
     fp32, int8 = row(metrics, head, "FP32"), row(metrics, head, "INT8")
+    label = metrics.get("metric_label", "mAP50-95")
+    if fp32["map50_95"] < 0.01:  # the model finds (almost) nothing even in FP32: there is no loss to measure
+        return (f"Nothing to judge: FP32 itself reaches {label} {fp32['map50_95']:.3f} on these {metrics['images']} images, "
+                f"so INT8's {int8['map50_95']:.3f} says nothing about quantization; check the model was trained on this data "
+                "(ultralytics' own val() below) and that data_dir is its data set.")
     judged = Paired.from_dict(int8["paired"])
     how = judged.method.replace(" (", ", ").replace(")", "")  # 'paired bootstrap over 50 images, 50 resamples, normal interval'
-    label = metrics.get("metric_label", "mAP50-95")
     short = label.replace("mAP50-95", "mAP50").split(" (")[0]  # "mask mAP50-95" -> "mask mAP50"
     return (f"INT8 RKNN simulator ({head} head): {label} {int8['map50_95']:.3f} vs FP32 {fp32['map50_95']:.3f}: "
             f"{judged.text} ({how}); {short} {int8['map50']:.3f} vs {fp32['map50']:.3f}.")

@@ -103,6 +103,9 @@ def classify_verdict(fp32: float, int8: float, sizes: str, tail: list[str], quan
     return "; ".join([head, *tail]) + "."
 
 
+NOTHING_FOUND = 0.01  # a detector-family FP32 below 1 pt of mAP finds (almost) nothing: no quantization verdict to give
+
+
 def detect_verdict(head: str, fp32: float, int8: float, sizes: str, other_head: str | None, other_map: float | None,
                    tail: list[str], quant: str = "INT8", paired: str = "", metric: Metric = MAP, box: str = "") -> str:
     """A detector-family line, in the run's metric (mAP50-95; mask or pose mAP50-95): the quantized model against FP32
@@ -110,6 +113,10 @@ def detect_verdict(head: str, fp32: float, int8: float, sizes: str, other_head: 
     (box: box_clause, segment and pose), its size, the other head's (the output-head pitfall), then the hybrid and board
     clauses."""
     label, beside = metric.label, f"; {box}" if box else ""
+    if fp32 < NOTHING_FOUND:
+        return (f"nothing to judge: the FP32 model itself scores {label} {fp32:.3f} on these images, so {quant} cannot "
+                "lose anything and every comparison below reads 'within noise'; check the model was trained on this data "
+                "(notebook 30 compares it with ultralytics' own val()) and that data_dir is its data set.")
     if paired:
         parts = [f"{quant} ({head} head) vs FP32, {label}: {paired} ({int8:.3f} vs {fp32:.3f}{beside}){sizes}"]
     else:
