@@ -34,7 +34,8 @@ def command(version: str, requirements: Path, target: Path) -> list[str]:
     """The pip call that resolves `requirements` for Python `version` into a dry run (wheels only)."""
     platforms = [arg for tag in PLATFORMS for arg in ("--platform", tag)]
     return [sys.executable, "-c", _PIP_AS, version, "install", "--dry-run", "--ignore-installed", "--only-binary=:all:",
-            "--disable-pip-version-check", *platforms, "--target", str(target), "-r", str(requirements)]
+            "--disable-pip-version-check", "--retries", "10", "--timeout", "60", *platforms, "--target", str(target),
+            "-r", str(requirements)]
 
 
 def start(version: str, requirements: Path = REPO / "requirements.txt") -> tuple[subprocess.Popen, tempfile.TemporaryDirectory]:
@@ -52,15 +53,36 @@ def would_install(pip_output: str) -> dict[str, str]:
     return {name.lower().replace("_", "-"): version for name, version in pairs}
 
 
+def crashed(pip_output: str) -> bool:
+    """pip stopped on an exception of its own (a dropped or timed-out download prints 'ERROR: Exception:' and a
+    traceback), not on an answer about the pins (those are 'ERROR: Could not find ...', 'ResolutionImpossible')."""
+    return "ERROR: Exception:" in pip_output
+
+
+def why(pip_output: str) -> str:
+    """pip's own error lines, and the last line of its traceback when it crashed (the exception that stopped it)."""
+    lines = pip_output.splitlines()
+    errors = [ln for ln in lines if ln.startswith("ERROR")]
+    if crashed(pip_output):
+        errors.append(next((ln for ln in reversed(lines) if ln.strip()), ""))
+    return "; ".join(errors) or pip_output[-1500:]
+
+
+def _finish(proc: subprocess.Popen, scratch: tempfile.TemporaryDirectory) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=1800)
+    scratch.cleanup()
+    return proc.returncode, out
+
+
 def resolve(versions: list[str], running: dict | None = None) -> dict[str, tuple[int, str]]:
     """{version: (pip's exit code, its output)} for each Python version, resolved side by side (`running`: the
-    resolutions already started with start(), by version)."""
+    resolutions already started with start(), by version). A resolution that ended in a crash of pip itself
+    (the network, not the pins) runs once more, alone, before its answer counts."""
     running = {v: (running or {}).get(v) or start(v) for v in versions}
-    results = {}
-    for version, (proc, scratch) in running.items():
-        out, _ = proc.communicate(timeout=1800)
-        scratch.cleanup()
-        results[version] = (proc.returncode, out)
+    results = {version: _finish(*started) for version, started in running.items()}
+    for version, (code, out) in results.items():
+        if code != 0 and crashed(out):
+            results[version] = _finish(*start(version))
     return results
 
 
@@ -73,6 +95,5 @@ if __name__ == "__main__":
                   f"rknn-toolkit2 {pins.get('rknn-toolkit2')})")
         else:
             failed += 1
-            errors = [ln for ln in out.splitlines() if ln.startswith("ERROR")]
-            print(f"Python {version}: does not resolve: {errors[-1] if errors else out[-500:]}")
+            print(f"Python {version}: does not resolve: {why(out)}")
     sys.exit(1 if failed else 0)

@@ -51,11 +51,23 @@ def test_requirements_resolve_for_python_3_10_and_3_12(pytestconfig):
     a pin that drops a version fails here (the resolution runs as on that Python, markers included; conftest starts
     it when the session begins)."""
     from conftest import RESOLVING
-    from resolve_requirements import resolve, would_install
+    from resolve_requirements import resolve, why, would_install
 
     for version, (code, out) in resolve(["3.10", "3.12"], pytestconfig.stash.get(RESOLVING, None)).items():
-        errors = [ln for ln in out.splitlines() if ln.startswith("ERROR")]
-        assert code == 0, f"requirements.txt does not resolve for Python {version}: {errors or out[-1500:]}"
+        assert code == 0, f"requirements.txt does not resolve for Python {version}: {why(out)}"
         pins = would_install(out)
         assert (pins["rknn-toolkit2"], pins["torch"], pins["numpy"], pins["onnx"]) == ("2.5.0", "2.4.0", "1.26.4",
                                                                                        "1.18.0"), version
+
+
+def test_a_crash_of_pip_itself_is_told_apart_from_an_answer_about_the_pins():
+    """A dropped download ends pip in 'ERROR: Exception:' and a traceback: that resolution runs again and, if it
+    fails twice, the message names the exception; a pin with no matching release is an answer and fails at once."""
+    from resolve_requirements import crashed, why
+
+    crash = ("Collecting torch==2.4.0\nERROR: Exception:\nTraceback (most recent call last):\n  File \"x.py\", line 1\n"
+             "pip._vendor.urllib3.exceptions.ReadTimeoutError: HTTPSConnectionPool(host='files'): Read timed out.\n")
+    answer = "ERROR: Could not find a version that satisfies the requirement torch==9.9\nERROR: No matching distribution\n"
+    assert crashed(crash) and not crashed(answer)
+    assert why(crash).endswith("ReadTimeoutError: HTTPSConnectionPool(host='files'): Read timed out.")
+    assert why(answer).startswith("ERROR: Could not find a version") and "No matching distribution" in why(answer)
