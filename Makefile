@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 RUN_DIR ?= outputs/sample
 PARAMS ?= params/sample.yaml
 PYTEST_ARGS ?=
+# The suite on every core (most of it keeps one busy); tests sharing a session fixture run in one worker
+# (tests/conftest.py: SHARED, its scheduler). XDIST= runs it in one process.
+XDIST ?= -n logical --maxprocesses 4 --no-loadscope-reorder
 # rknn-toolkit2 version: empty = keep the installed one (requirements.txt pins 2.5.0); e.g. TOOLKIT=2.3.2
 # reinstalls only the toolkit (same dependency pins), TOOLKIT=2.5.0 goes back.
 TOOLKIT ?=
@@ -41,7 +44,7 @@ run: setup
 	$(PY) -m helpers run --params $(PARAMS) --run-dir $(RUN_DIR)
 
 test: setup
-	WORKBOOK_CHECK_CLEAN=1 $(PY) -m pytest $(PYTEST_ARGS)
+	WORKBOOK_CHECK_CLEAN=1 $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

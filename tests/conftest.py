@@ -1,7 +1,9 @@
 """Shared fixtures: a tiny ONNX model and images built in the test, and the papermill series run."""
 from __future__ import annotations
 
+import functools
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,15 +18,99 @@ SMALL_PARAMS = REPO / "tests" / "small_params.yaml"
 
 RESOLVE_TEST = "test_requirements_resolve_for_python_3_10_and_3_12"
 RESOLVING = pytest.StashKey[dict]()
+RESOLVER = pytest.StashKey[tuple]()
+RESOLVED_INTO = "WORKBOOK_RESOLVED_INTO"  # where the main process of a pytest -n run has the resolution written
+PYTHONS = ["3.10", "3.12"]
+# Under pytest -n (make test) a module runs in one worker (its module fixtures are built once), the modules sharing an
+# expensive session fixture run in the same worker, and those groups start first, longest first, so the workers end
+# together. A module is in a group when its text names the fixture (imported from a support module, or a test's
+# argument); a module missed only costs time, the fixture is then built in two workers.
+SHARED = (("yolo26", r"\btiny_yolo26\b"), ("family", r"\b(segment|pose)_series\b"),
+          ("detect", r"\b(tiny_detector|detect_series)\b"), ("series", r"\bdef \w+\([^)]*\bseries\b"))
+
+
+@functools.cache
+def shared_group(module: str) -> tuple[int, str]:
+    """(start rank, group) of a test module (its file name, e.g. "test_yolo26"): a SHARED group, or the module alone."""
+    path = Path(__file__).with_name(f"{module}.py")
+    text = path.read_text() if path.is_file() else ""
+    return next(((i, group) for i, (group, pattern) in enumerate(SHARED) if re.search(pattern, text)), (len(SHARED), module))
+
+
+def _xdist_main(config) -> bool:
+    """This is the main process of a pytest -n run: its workers run the tests."""
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+
+
+def _may_select_resolution(config) -> bool:
+    """The run's arguments may select the resolution test (a folder or its file, no -k or -m narrowing)."""
+    paths = [Path(a.split("::")[0]) for a in config.args]
+    return not (config.option.keyword or config.option.markexpr) and any(
+        p.is_dir() or p.name == "test_env_pins.py" for p in paths)
+
+
+def pytest_configure(config) -> None:
+    """In the main process of a pytest -n run: write what every worker would otherwise write at once (the digits
+    sample, ultralytics' settings, matplotlib's font list), and start the requirements resolution for the worker
+    that gets its test (mostly downloads: it runs beside the suite instead of adding a minute to it)."""
+    if not _xdist_main(config):
+        return
+    import matplotlib.font_manager  # noqa: F401  (builds the font list once)
+    import ultralytics  # noqa: F401  (writes its settings file once)
+
+    from helpers.tasks.data import write_sample
+
+    write_sample()
+    if _may_select_resolution(config):
+        import tempfile
+
+        from resolve_requirements import start_into
+
+        folder = Path(tempfile.mkdtemp(prefix="workbook-resolve-"))
+        os.environ[RESOLVED_INTO] = str(folder)
+        config.stash[RESOLVER] = (start_into(folder, PYTHONS), folder)
+
+
+def pytest_unconfigure(config) -> None:
+    if RESOLVER in config.stash:
+        import shutil
+
+        proc, folder = config.stash[RESOLVER]
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """In a pytest -n worker: the SHARED groups first (the main process sends work in this order)."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: shared_group(item.path.stem)[0])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest -n sends each module, or SHARED group of modules, to one worker as one unit of work (xdist's own
+    loadgroup marks do not reach its scheduler under pytest 9)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return shared_group(Path(nodeid.split("::")[0]).stem)[1]
+
+    return SharedFixtureScheduling(config, log)
 
 
 def pytest_collection_finish(session) -> None:
-    """When the requirements-resolution test is selected, start it now: it is mostly downloads, so it runs beside
-    the rest of the suite instead of adding a minute and more to it (the test collects the result)."""
+    """When the requirements-resolution test is selected in a plain pytest run, start it now: it is mostly downloads,
+    so it runs beside the rest of the suite instead of adding a minute and more to it (the test collects the result;
+    under pytest -n the main process started it)."""
+    if hasattr(session.config, "workerinput") or _xdist_main(session.config):
+        return
     if any(item.name == RESOLVE_TEST for item in session.items):
         from resolve_requirements import start
 
-        session.config.stash[RESOLVING] = {version: start(version) for version in ("3.10", "3.12")}
+        session.config.stash[RESOLVING] = {version: start(version) for version in PYTHONS}
 
 
 @pytest.fixture(autouse=True)

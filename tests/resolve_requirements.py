@@ -6,12 +6,15 @@ pip. This runs pip with its marker environment set to X as well, so the answer i
 Python X would get.
 
     .venv/bin/python tests/resolve_requirements.py 3.10 3.12     # exit 0 when every version resolves
+    .venv/bin/python tests/resolve_requirements.py --into DIR 3.10 3.12   # each answer into DIR/<version>.json
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,7 +89,33 @@ def resolve(versions: list[str], running: dict | None = None) -> dict[str, tuple
     return results
 
 
+def start_into(folder: Path, versions: list[str]) -> subprocess.Popen:
+    """Resolve in a background process that writes each answer to folder/<version>.json once complete: the main
+    process of a pytest -n run starts it, and the worker that gets the test reads the files (read_into)."""
+    return subprocess.Popen([sys.executable, __file__, "--into", str(folder), *versions], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def read_into(folder: Path, versions: list[str], timeout: float = 1800) -> dict[str, tuple[int, str]]:
+    """{version: (pip's exit code, its output)} from start_into's files, waiting for them."""
+    deadline = time.monotonic() + timeout
+    while not all((folder / f"{v}.json").exists() for v in versions) and time.monotonic() < deadline:
+        time.sleep(1)
+    return {v: tuple(json.loads((folder / f"{v}.json").read_text())) if (folder / f"{v}.json").exists()
+            else (-1, f"no answer within {timeout:.0f} s") for v in versions}
+
+
+def _write_into(folder: Path, versions: list[str]) -> None:
+    for version, answer in resolve(versions).items():
+        tmp = folder / f"{version}.json.tmp"
+        tmp.write_text(json.dumps(answer))
+        tmp.replace(folder / f"{version}.json")
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--into"]:
+        _write_into(Path(sys.argv[2]), sys.argv[3:])
+        sys.exit(0)
     failed = 0
     for version, (code, out) in resolve(sys.argv[1:] or ["3.10", "3.11", "3.12"]).items():
         pins = would_install(out)
