@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-from test_deploy_detect import dequantize, quantize
+from raw_outputs import write_raw_outputs
 
 STRIDES = (8, 16, 32)
 REG_MAX = 16
@@ -63,24 +63,10 @@ def run_instance_harness(exe: Path, folder: Path, task: str, outputs: list[np.nd
                          int8: bool = True) -> tuple[str, list[np.ndarray], Path]:
     """Dump one image's raw outputs (int8 with zp/scale, or float32) for tests/cpp/instance_harness.cc; returns its stdout,
     the float outputs the C++ side decodes (dequantized when int8), for the Python decode, and its masks file."""
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = [f"{task} {hw[0]} {hw[1]} {size} {conf} {iou} {int(end2end)} {kpt_shape[0]} {kpt_shape[1]} {len(outputs)}"]
-    used = []
-    for i, o in enumerate(outputs):
-        a = np.asarray(o, np.float32)[0]
-        path = folder / f"out{i}.bin"
-        if int8:
-            q, zp, scale = quantize(a)
-            q.tofile(path)
-            used.append(dequantize(q, zp, scale)[None])
-            lines.append(f"{a.shape[0]} {a.shape[1]} {a.shape[2]} i8 {zp} {scale!r} {path}")
-        else:
-            a.tofile(path)
-            used.append(a[None])
-            lines.append(f"{a.shape[0]} {a.shape[1]} {a.shape[2]} f32 0 1.0 {path}")
-    (folder / "manifest.txt").write_text("\n".join(lines) + "\n")
+    header = f"{task} {hw[0]} {hw[1]} {size} {conf} {iou} {int(end2end)} {kpt_shape[0]} {kpt_shape[1]} {len(outputs)}"
+    manifest, used = write_raw_outputs(folder, header, [np.asarray(o, np.float32)[0] for o in outputs], int8)
     masks = folder / "masks.bin"
-    res = subprocess.run([str(exe), str(folder / "manifest.txt"), str(masks)], capture_output=True, text=True, timeout=60)
+    res = subprocess.run([str(exe), str(manifest), str(masks)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     return res.stdout, used, masks
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from board_support import BOARD_ID, needs_board
 from detect_support import detect_series, tiny_detector  # noqa: F401  (session fixtures)
+from raw_outputs import dequantize, quantize, write_raw_outputs
 
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import Run
@@ -99,40 +100,14 @@ def harness(tmp_path_factory) -> Path:
     return exe
 
 
-def quantize(x: np.ndarray) -> tuple[np.ndarray, int, float]:
-    """Per-tensor affine int8 (what rknn_query reports as zp/scale): q, zero point, scale."""
-    lo, hi = float(min(x.min(), 0.0)), float(max(x.max(), 0.0))
-    scale = np.float32(max(hi - lo, 1e-6) / 255.0)
-    zp = int(round(-128 - lo / float(scale)))
-    q = np.clip(np.round(x / scale) + zp, -128, 127).astype(np.int8)
-    return q, zp, float(scale)
-
-
-def dequantize(q: np.ndarray, zp: int, scale: float) -> np.ndarray:
-    """(q - zp) * scale in float32, the same arithmetic as yolo_detect.h's dequantize."""
-    return (q.astype(np.float32) - np.float32(zp)) * np.float32(scale)
-
-
 def run_harness(exe: Path, folder: Path, outputs: list[np.ndarray], hw: tuple[int, int], size: int, conf: float, iou: float,
                 int8: bool = True, end2end: bool = False) -> tuple[str, list[np.ndarray]]:
     """Dump one image's raw outputs (int8 with zp/scale, or float32) for the harness; returns its stdout and
     the float outputs the C++ side decodes (dequantized when int8), for postprocess.py. end2end: top-k, no NMS."""
-    folder.mkdir(parents=True, exist_ok=True)
-    lines, used = [f"{hw[0]} {hw[1]} {size} {conf} {iou} {len(outputs)}"], []
-    for i, o in enumerate(outputs):
-        a = np.asarray(o, np.float32).reshape(o.shape[-3:]) if np.asarray(o).ndim >= 3 else np.asarray(o, np.float32)
-        path = folder / f"out{i}.bin"
-        if int8:
-            q, zp, scale = quantize(a)
-            q.tofile(path)
-            used.append(dequantize(q, zp, scale)[None])
-            lines.append(f"{a.shape[0]} {a.shape[1]} {a.shape[2]} i8 {zp} {scale!r} {path}")
-        else:
-            a.tofile(path)
-            used.append(a[None])
-            lines.append(f"{a.shape[0]} {a.shape[1]} {a.shape[2]} f32 0 1.0 {path}")
-    (folder / "manifest.txt").write_text("\n".join(lines) + "\n")
-    res = subprocess.run([str(exe), str(folder / "manifest.txt"), *(["--end2end"] if end2end else [])], capture_output=True,
+    shaped = [np.asarray(o, np.float32).reshape(o.shape[-3:]) if np.asarray(o).ndim >= 3 else np.asarray(o, np.float32)
+              for o in outputs]
+    manifest, used = write_raw_outputs(folder, f"{hw[0]} {hw[1]} {size} {conf} {iou} {len(outputs)}", shaped, int8)
+    res = subprocess.run([str(exe), str(manifest), *(["--end2end"] if end2end else [])], capture_output=True,
                          text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     return res.stdout, used

@@ -4,7 +4,7 @@
 //   decode_harness manifest.txt [--end2end]     (--end2end: an end-to-end head's top-k, no NMS)
 //   decode_harness --letterbox height width size in.rgb out.rgb   (raw RGB uint8 in, the letterboxed canvas out)
 // manifest.txt: "image_height image_width input_size conf iou n_outputs", then per output
-// "channels height width dtype zero_point scale file" with dtype f32 (float32) or i8 (int8, dequantized here).
+// "channels height width dtype zero_point scale file" with dtype f32 (float32) or i8 (int8, dequantized; read by raw_manifest.h).
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -13,16 +13,7 @@
 #include <vector>
 
 #include "yolo_detect.h"
-
-// A raw little-endian file of n values of type T.
-template <typename T>
-static std::vector<T> read_raw(const std::string& path, size_t n) {
-    std::vector<T> v(n);
-    std::ifstream in(path.c_str(), std::ios::binary);
-    in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(n * sizeof(T)));
-    if (static_cast<size_t>(in.gcount()) != n * sizeof(T)) throw std::runtime_error("short file " + path);
-    return v;
-}
+#include "raw_manifest.h"
 
 int main(int argc, char** argv) {
     if (argc == 7 && std::string(argv[1]) == "--letterbox") {
@@ -42,22 +33,7 @@ int main(int argc, char** argv) {
     float conf, iou;
     size_t n;
     m >> height >> width >> size >> conf >> iou >> n;
-    std::vector<workbook::Output> outputs;
-    for (size_t i = 0; i < n; ++i) {
-        workbook::Output o;
-        std::string dtype, file;
-        int zp;
-        float scale;
-        m >> o.channels >> o.height >> o.width >> dtype >> zp >> scale >> file;
-        size_t count = static_cast<size_t>(o.channels) * o.height * o.width;
-        if (dtype == "i8") {
-            std::vector<int8_t> q = read_raw<int8_t>(file, count);
-            o.data = workbook::dequantize(q.data(), count, zp, scale);
-        } else {
-            o.data = read_raw<float>(file, count);
-        }
-        outputs.push_back(o);
-    }
+    std::vector<workbook::Output> outputs = read_outputs(m, n);
     workbook::Letterbox lb = workbook::letterbox_geometry(height, width, size);
     printf("letterbox %.9f %d %d %d %d\n", lb.scale, lb.left, lb.top, lb.new_width, lb.new_height);
     try {

@@ -4,7 +4,7 @@
 //   instance_harness manifest.txt masks.bin
 // manifest.txt: "task image_height image_width input_size conf iou end2end keypoints ndim n_outputs" (task segment or
 // pose; end2end 0 or 1; keypoints and ndim for pose, 0 0 for segment), then per output
-// "channels height width dtype zero_point scale file" with dtype f32 (float32) or i8 (int8, dequantized here).
+// "channels height width dtype zero_point scale file" with dtype f32 (float32) or i8 (int8, dequantized; read by raw_manifest.h).
 // Prints "det cls score x1 y1 x2 y2 area" per instance (area: mask pixels, segment; 0 for pose), then for pose
 // "kpt x y v x y v ..."; segment masks go to masks.bin, n x height x width bytes (0 or 1). A refusal prints "refused ...".
 #include <cstdio>
@@ -16,16 +16,7 @@
 
 #include "yolo_pose.h"
 #include "yolo_segment.h"
-
-// A raw little-endian file of n values of type T.
-template <typename T>
-static std::vector<T> read_raw(const std::string& path, size_t n) {
-    std::vector<T> v(n);
-    std::ifstream in(path.c_str(), std::ios::binary);
-    in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(n * sizeof(T)));
-    if (static_cast<size_t>(in.gcount()) != n * sizeof(T)) throw std::runtime_error("short file " + path);
-    return v;
-}
+#include "raw_manifest.h"
 
 static void print_det(const workbook::Detection& d, size_t area) {
     printf("det %d %.6f %.4f %.4f %.4f %.4f %zu\n", d.cls, d.score, d.x1, d.y1, d.x2, d.y2, area);
@@ -42,22 +33,7 @@ int main(int argc, char** argv) {
     float conf, iou;
     size_t n;
     m >> task >> height >> width >> size >> conf >> iou >> end2end >> keypoints >> ndim >> n;
-    std::vector<workbook::Output> outputs;
-    for (size_t i = 0; i < n; ++i) {
-        workbook::Output o;
-        std::string dtype, file;
-        int zp;
-        float scale;
-        m >> o.channels >> o.height >> o.width >> dtype >> zp >> scale >> file;
-        size_t count = static_cast<size_t>(o.channels) * o.height * o.width;
-        if (dtype == "i8") {
-            std::vector<int8_t> q = read_raw<int8_t>(file, count);
-            o.data = workbook::dequantize(q.data(), count, zp, scale);
-        } else {
-            o.data = read_raw<float>(file, count);
-        }
-        outputs.push_back(o);
-    }
+    std::vector<workbook::Output> outputs = read_outputs(m, n);
     workbook::Letterbox lb = workbook::letterbox_geometry(height, width, size);
     try {
         if (task == "segment") {
