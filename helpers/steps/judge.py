@@ -13,18 +13,13 @@ from helpers.steps.export.detect_head import decode_options
 from helpers.tasks.classify.judge import ClassifyJudge
 from helpers.tasks.data import detect_yaml, load_split
 from helpers.tasks.detect.images import load_letterboxed
-from helpers.tasks.detect.judge import CocoJudge, DetectJudge
+from helpers.tasks.detect.judge import CocoJudge
 from helpers.tasks.family import check_keypoint_shape, in_family, member
 from helpers.tasks.feeds import fp32_runner, model_input_npy
 from helpers.tasks.identify import class_names, run_task
 from helpers.tasks.measures import METRIC_LABELS, Outputs
-from helpers.tasks.pose.judge import PoseJudge
 from helpers.tasks.scoring import Judge
-from helpers.tasks.segment.judge import SegmentJudge
 from helpers.toolkit.record import ConvertRecord
-
-# The judge of each task of the detector family (helpers.tasks.family): its COCO metric on letterboxed images.
-COCO_JUDGES: dict[str, type[CocoJudge]] = {"detect": DetectJudge, "segment": SegmentJudge, "pose": PoseJudge}
 
 
 def task_metric(task: str) -> tuple[str, str]:
@@ -70,7 +65,7 @@ def family_judge(task: str, record: ConvertRecord, data_dir: Path, images: int, 
     split = fam.read_split(data_yaml, "val", num_classes=len(names) if names else None).subset(images or None)
     canvases, geoms = load_letterboxed(split.paths, record.input_size)
     pixels = np.stack(canvases)
-    return COCO_JUDGES[task].of(split.paths, pixels, fp32_outputs(record, onnx_path, pixels), split, geoms, decode=decode)
+    return fam.judge.of(split.paths, pixels, fp32_outputs(record, onnx_path, pixels), split, geoms, decode=decode)
 
 
 def analysis_inputs(judge: Judge, n: int, folder: Path, channels: int = 3) -> list[Path]:

@@ -1,6 +1,6 @@
 """The detector family: detect, segment and pose share the letterbox, a YOLO Detect head split per stride, COCO
 scoring and a YOLO data.yaml. What differs per task is written here once (its labels reader, generated sample,
-sample architecture, primary metric), so notebooks and steps look a task up instead of branching on its name."""
+sample architecture, primary metric, judge), so notebooks and steps look a task up instead of branching on its name."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,19 +8,22 @@ from typing import Any, Callable
 
 from helpers.core.errors import WorkbookError
 from helpers.tasks.detect import metric as detect_metric
+from helpers.tasks.detect.judge import CocoJudge, DetectJudge
 from helpers.tasks.detect.labels import IMAGE_SUFFIXES, label_path, read_data_yaml, read_split
 from helpers.tasks.detect.sample import write_detect_sample
 from helpers.tasks.pose import metric as pose_metric
+from helpers.tasks.pose.judge import PoseJudge
 from helpers.tasks.pose.labels import read_pose_split, read_pose_yaml
 from helpers.tasks.pose.sample import write_pose_sample
 from helpers.tasks.segment import metric as segment_metric
+from helpers.tasks.segment.judge import SegmentJudge
 from helpers.tasks.segment.labels import read_segment_split
 from helpers.tasks.segment.sample import write_segment_sample
 
 
 @dataclass(frozen=True)
 class Member:
-    """One task of the family: how the workbook reads its data, makes its sample and names its metric."""
+    """One task of the family: how the workbook reads its data, makes its sample, names its metric and judges its outputs."""
 
     task: str
     what: str                   # how sentences name such a model: "a detector"
@@ -30,15 +33,21 @@ class Member:
     labels: str                 # what its label lines hold, for messages
     read_split: Callable[..., Any]      # (data_yaml, split, num_classes) -> a DetectionSplit (or subclass)
     write_sample: Callable[..., Any]    # (images=, imgsz=) -> the sample's data.yaml
+    judge: type[CocoJudge]      # scores raw outputs against the FP32 reference (notebooks 50 and 60)
+    val_metric: str             # ultralytics' name of its own metric on a val() result: box, seg, pose
+    sample_words: tuple[str, str]       # how sentences name the sample model and what its generated images show
 
 
+# The judges (tasks/<task>/judge.py) sit below this table and never import it, so holding their classes here makes no cycle.
 FAMILY: dict[str, Member] = {
-    "detect": Member("detect", "a detector", "yolo11n.yaml", "map50_95", "mAP50-95", "boxes",
-                     read_split, write_detect_sample),
+    "detect": Member("detect", "a detector", "yolo11n.yaml", "map50_95", "mAP50-95", "boxes", read_split, write_detect_sample,
+                     judge=DetectJudge, val_metric="box", sample_words=("YOLO11n detector", "shapes")),
     "segment": Member("segment", "an instance-segmentation model", "yolo11n-seg.yaml", "mask_map50_95", "mask mAP50-95",
-                      "polygons", read_segment_split, write_segment_sample),
+                      "polygons", read_segment_split, write_segment_sample,
+                      judge=SegmentJudge, val_metric="seg", sample_words=("YOLO11n-seg model", "shapes with polygon masks")),
     "pose": Member("pose", "a pose model", "yolo11n-pose.yaml", "pose_map50_95", "pose mAP50-95 (OKS)",
-                   "boxes with keypoints", read_pose_split, write_pose_sample),
+                   "boxes with keypoints", read_pose_split, write_pose_sample,
+                   judge=PoseJudge, val_metric="pose", sample_words=("YOLO11n-pose model", "stick figures")),
 }
 
 

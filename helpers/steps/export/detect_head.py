@@ -47,10 +47,9 @@ from typing import Any
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import atomic_path
 from helpers.steps.export.exporter import TOOLKIT_MAX_OPSET, check_onnx
+from helpers.tasks.family import FAMILY
 
 HEADS = ("split", "stock")
-FAMILY = ("detect", "segment", "pose")  # the tasks whose head is a YOLO Detect head (Segment and Pose extend it)
-_WHAT = {"detect": "a detector", "segment": "an instance-segmentation model", "pose": "a pose model"}
 
 
 @dataclass
@@ -84,8 +83,8 @@ def load_detector(weights: str | Path, task: str = "detect") -> Any:
 
     yolo = YOLO(str(weights))
     if yolo.task != task:
-        arch = {"detect": "yolo11n.yaml", "segment": "yolo11n-seg.yaml", "pose": "yolo11n-pose.yaml"}.get(task, "")
-        raise WorkbookError(f"Model {weights} is an ultralytics {yolo.task} model, not {_WHAT.get(task, task)}; pass a {task} "
+        what, arch = (FAMILY[task].what, FAMILY[task].arch) if task in FAMILY else (task, "")
+        raise WorkbookError(f"Model {weights} is an ultralytics {yolo.task} model, not {what}; pass a {task} "
                             f".pt (e.g. trained from {arch}) or set task: {yolo.task} (or leave task empty).")
     model = copy.deepcopy(yolo.model).float()
     head = model.model[-1]

@@ -127,8 +127,8 @@ def train_detect_sample(run: Run, data_yaml: str | Path, imgsz: int = 160, epoch
     best = workdir / "run" / "weights" / "best.pt"
     with atomic_path(out) as tmp:
         shutil.copy2(best, tmp)
-    primary = {"segment": "seg", "pose": "pose"}.get(task, "box")  # ultralytics' name of the task's own metric
-    m50_95, m50 = float(getattr(metrics, primary).map), float(getattr(metrics, primary).map50)
+    own = getattr(metrics, member(task).val_metric)
+    m50_95, m50 = float(own.map), float(own.map50)
     step.done(map50_95=m50_95, map50=m50, epochs=epochs, imgsz=imgsz, network_attempts=attempts)
     write_json_atomic(run.model / "train.json", {"task": task, "map50_95": m50_95, "map50": m50, "epochs": epochs,
                                                   "imgsz": imgsz, "train_seconds": round(seconds, 1)})
@@ -151,16 +151,12 @@ def ultralytics_val(weights: str | Path, data_yaml: str | Path, imgsz: int, log_
             data=str(data_yaml), imgsz=imgsz, batch=16, device="cpu", workers=0, plots=False, verbose=False,
             project=str(log_dir), name="val", exist_ok=True, **args)
     names = res.names
-    own = getattr(res, {"segment": "seg", "pose": "pose"}.get(task, "box"))
+    own = getattr(res, member(task).val_metric)
     per_class = {names[int(c)]: float(own.maps[int(c)]) for c in own.ap_class_index}
     out = {"map50_95": float(own.map), "map50": float(own.map50), "per_class": per_class}
     if task != "detect":
         out |= {"box_map50_95": float(res.box.map), "box_map50": float(res.box.map50)}
     return out
-
-
-SAMPLE_WORDS = {"detect": ("YOLO11n detector", "shapes"), "segment": ("YOLO11n-seg model", "shapes with polygon masks"),
-                "pose": ("YOLO11n-pose model", "stick figures")}
 
 
 def prepare_detect_model(run: Run, model: str | Path = "", data: str | Path = "", imgsz: int = 160, epochs: int = 12,
@@ -176,7 +172,7 @@ def prepare_detect_model(run: Run, model: str | Path = "", data: str | Path = ""
     with quiet(run.logs / "train.log"):
         res = train_detect_sample(run, data_yaml, imgsz=imgsz, epochs=epochs, task=task)
     how = "reused from the cache" if res.reused else f"trained in {res.seconds:.0f} s"
-    name, on = SAMPLE_WORDS[task]
+    name, on = kind.sample_words
     quarter = " (ultralytics' training-time val scores masks at a quarter of the input's resolution)" if task == "segment" else ""
     return res.weights, data_yaml, (f"sample {name} on the generated {on}, {how}: val {kind.metric_label} "
                                     f"{res.map50_95:.3f}, mAP50 {res.map50:.3f}{quarter}")
