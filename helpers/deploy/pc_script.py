@@ -8,6 +8,7 @@ from pathlib import Path
 
 from helpers import listing
 from helpers.deploy import chips
+from helpers.deploy.instances import NOUN
 from helpers.deploy.meta import INSTANCE_TASKS
 
 NO_BOARD = ("No board found: connect it by USB OTG, check that `adb devices` lists it, and start rknn_server on the "
@@ -94,7 +95,7 @@ def board_calls(s: BoardScript) -> str:
                  + (f"\nfrom postprocess_{s.task} import postprocess as postprocess_{s.task}" if s.task != "detect" else "")]
         decode = "postprocess" if s.task == "detect" else f"postprocess_{s.task}"
         found = [listing.Expr("outputs"), listing.Expr("lb"), *([list(s.kpt_shape or [])] if s.task == "pose" else [])]
-        noun = {"detect": "detection(s)", "segment": "instance(s)", "pose": "pose(s)"}[s.task]
+        noun = NOUN[s.task]
         result = [listing.call(decode, *found, conf=0.25, **({"end2end": True} if s.end2end else {"iou": 0.7}), assign="dets"),
                   f"print(f'{{len(dets)}} {noun}:', dets.classes.tolist(), dets.scores.round(3).tolist())"]
     else:

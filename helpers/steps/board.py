@@ -166,7 +166,7 @@ class DetectOnBoard:
     """A detector on the board vs the simulator on the same letterboxed images: each scored with the
     judge's mAP50-95 (and output cosine to FP32), plus the board's outputs' cosine to the simulator's."""
 
-    judge: Any  # helpers.tasks.helpers.tasks.detect.judge.DetectJudge
+    judge: Any  # helpers.tasks.detect.judge.DetectJudge
     simulator: Any  # helpers.tasks.scoring.Score
     board: Any
     cosines: np.ndarray  # per image, board outputs vs simulator outputs
