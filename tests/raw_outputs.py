@@ -1,10 +1,29 @@
-"""The raw-output dump the C++ decode harnesses read (tests/cpp/raw_manifest.h): each output as out<i>.bin, int8 with
-its zero point and scale or float32, listed in manifest.txt; shared by the detector and the segment/pose harness tests."""
+"""The C++ decode harnesses (tests/cpp/*_harness.cc) the detector and segment/pose tests build, and the raw-output dump
+they read (tests/cpp/raw_manifest.h): each output as out<i>.bin, int8 with its zero point and scale or float32, listed
+in manifest.txt."""
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+from helpers.deploy import codegen
+
+GXX = shutil.which("g++")
+
+
+def build_harness(tmp_path_factory, name: str) -> Path:
+    """Compile tests/cpp/<name>.cc against the bundle's headers (warnings are errors); skip without g++."""
+    if GXX is None:
+        pytest.skip("needs g++ to compile the C++ decode")
+    exe = tmp_path_factory.mktemp("harness") / name
+    subprocess.run([GXX, "-std=c++11", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{codegen.CPP_DIR}",
+                    str(Path(__file__).resolve().parent / "cpp" / f"{name}.cc"), "-o", str(exe)],
+                   check=True, capture_output=True, text=True)
+    return exe
 
 
 def quantize(x: np.ndarray) -> tuple[np.ndarray, int, float]:

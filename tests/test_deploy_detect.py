@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from board_support import BOARD_ID, needs_board
 from detect_support import detect_series, tiny_detector  # noqa: F401  (session fixtures)
-from raw_outputs import dequantize, quantize, write_raw_outputs
+from raw_outputs import GXX, build_harness, dequantize, quantize, write_raw_outputs
 
 from helpers.core.errors import WorkbookError
 from helpers.core.paths import Run
@@ -32,7 +32,6 @@ from helpers.text import board as board_text
 from helpers.toolkit.record import read_record
 
 HERE = Path(__file__).resolve().parent
-GXX = shutil.which("g++")
 needs_gxx = pytest.mark.skipif(GXX is None, reason="needs g++ to compile the C++ decode")
 DET = re.compile(r"^  (\S+)\s+([0-9.]+)  box x1=(-?\d+) y1=(-?\d+) x2=(-?\d+) y2=(-?\d+)$")
 
@@ -91,13 +90,7 @@ def det_bundle(det_run, tiny_detector, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory) -> Path:
-    if GXX is None:
-        pytest.skip("needs g++ to compile the C++ decode")
-    exe = tmp_path_factory.mktemp("harness") / "decode_harness"
-    subprocess.run([GXX, "-std=c++11", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{codegen.CPP_DIR}",
-                    str(HERE / "cpp" / "decode_harness.cc"),
-                    "-o", str(exe)], check=True, capture_output=True, text=True)
-    return exe
+    return build_harness(tmp_path_factory, "decode_harness")
 
 
 def run_harness(exe: Path, folder: Path, outputs: list[np.ndarray], hw: tuple[int, int], size: int, conf: float, iou: float,

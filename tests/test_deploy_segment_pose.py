@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import tarfile
 from dataclasses import replace
@@ -17,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 from board_support import converted_run
+from raw_outputs import GXX, build_harness
 from segment_pose_support import parse_instances, run_instance_harness, split_model_onnx, split_outputs
 
 from helpers.core.errors import WorkbookError
@@ -29,7 +29,6 @@ from helpers.tasks.segment.postprocess import postprocess as segment_postprocess
 from helpers.toolkit.record import read_record
 
 HERE = Path(__file__).resolve().parent
-GXX = shutil.which("g++")
 STB = Path("/usr/include/stb")
 needs_gxx = pytest.mark.skipif(GXX is None, reason="needs g++ to compile the C++ decode")
 SIZE = 64  # the synthetic models' input: strides 8, 16, 32 -> grids 8, 4, 2; prototypes 16 x 16
@@ -42,12 +41,7 @@ ROW = re.compile(r"^  (\S+)\s+([0-9.]+)  box x1=(-?\d+) y1=(-?\d+) x2=(-?\d+) y2
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory) -> Path:
-    if GXX is None:
-        pytest.skip("needs g++ to compile the C++ decode")
-    exe = tmp_path_factory.mktemp("harness") / "instance_harness"
-    subprocess.run([GXX, "-std=c++11", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{codegen.CPP_DIR}",
-                    str(HERE / "cpp" / "instance_harness.cc"), "-o", str(exe)], check=True, capture_output=True, text=True)
-    return exe
+    return build_harness(tmp_path_factory, "instance_harness")
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
