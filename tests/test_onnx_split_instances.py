@@ -17,6 +17,7 @@ from helpers.steps.export.detect_head import export_detector, onnx_metadata
 from helpers.steps.export.onnx_split_instances import split_user_instances_onnx
 from helpers.tasks.pose import postprocess as pose_pp
 from helpers.tasks.segment import postprocess as seg_pp
+from helpers.text.export import split_check_note
 
 pytestmark = pytest.mark.slow
 SIZE = 64
@@ -67,6 +68,9 @@ def test_the_surgery_writes_what_the_pt_split_writes(models, task):
     assert names == want_names and [o.shape for o in outs] == [o.shape for o in want]
     got_meta, want_meta = onnx_metadata(split), onnx_metadata(m["pt_split"])
     assert {k: got_meta.get(k) for k in want_meta} == want_meta  # task, head, strides, reg_max, nm / kpt_shape, ...
+    stock_meta = onnx_metadata(m["dir"] / "model_stock.onnx")  # the file as given, described like the .pt's stock export
+    assert {k: stock_meta.get(k) for k in want_meta if k != "head"} == {k: v for k, v in want_meta.items() if k != "head"}
+    assert ("mask coefficients" if task == "segment" else "keypoints") in split_check_note(m["result"]["split_check"])
 
 
 @pytest.mark.parametrize("task", ARCH)
