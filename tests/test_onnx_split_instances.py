@@ -14,14 +14,29 @@ import pytest
 from helpers.core.errors import WorkbookError
 from helpers.steps.export import heads
 from helpers.steps.export.detect_head import export_detector, onnx_metadata
+from helpers.steps.export.onnx_split import split_user_onnx
 from helpers.steps.export.onnx_split_instances import split_user_instances_onnx
 from helpers.tasks.pose import postprocess as pose_pp
 from helpers.tasks.segment import postprocess as seg_pp
 from helpers.text.export import split_check_note
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Converting a tensor to a Python boolean")]  # its tracer
 SIZE = 64
 ARCH = {"segment": "yolo11n-seg", "pose": "yolo11n-pose"}
+KPT_SHAPE = [7, 3]
+
+
+def _yaml(base, arch, **change):
+    """ultralytics' model YAML, the pose one single-class with 7 keypoints (a person model's shape: one class, whose
+    class convolution has one channel like the DFL's, and not COCO's 17 keypoints)."""
+    import yaml
+    from ultralytics.utils import ROOT
+
+    cfg = yaml.safe_load((ROOT / "cfg" / "models" / "11" / f"{arch.replace('11n', '11')}.yaml").read_text())
+    cfg |= {"nc": 1, "kpt_shape": KPT_SHAPE} if arch.endswith("pose") else {}
+    path = base / f"{arch}.yaml"  # the scale (n) is read from the name
+    path.write_text(yaml.safe_dump(cfg | change))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +52,7 @@ def models(tmp_path_factory):
     for task, arch in ARCH.items():
         pt = base / f"{arch}.pt"
         with offline():
-            YOLO(f"{arch}.yaml").save(str(pt))
+            YOLO(str(_yaml(base, arch))).save(str(pt))
             exported = YOLO(str(pt)).export(format="onnx", imgsz=SIZE, opset=19, device="cpu")
         given = base / f"{arch}.onnx"
         shutil.move(exported, given)
@@ -87,7 +102,7 @@ def test_same_weights_give_the_same_split_outputs(models, task):
 @pytest.mark.parametrize("task", ARCH)
 def test_the_split_decodes_to_what_ultralytics_output_decodes_to(models, task):
     m = models[task]
-    kpt_shape = [17, 3]
+    kpt_shape = KPT_SHAPE
     for x in _images():
         split, given = _run(m["dir"] / "model_split.onnx", x)[1], _run(m["given"], x)[1]
         if task == "segment":
@@ -119,3 +134,17 @@ def test_a_split_that_disagrees_stops_and_leaves_no_head_behind(models, tmp_path
     with pytest.raises(WorkbookError, match="disagrees with the original ONNX in FP32"):
         split_user_instances_onnx(bad, tmp_path / "out", [], SIZE)
     assert not list((tmp_path / "out").glob("*.onnx"))
+
+
+def test_a_single_class_detector_onnx_is_split_too(tmp_path):
+    """Its class convolution has one output channel, like the DFL's: the surgery must not walk through it."""
+    from ultralytics import YOLO
+
+    from helpers.steps.export.detect_sample import offline
+
+    pt = tmp_path / "yolo11n.pt"
+    with offline():
+        YOLO(str(_yaml(tmp_path, "yolo11n", nc=1))).save(str(pt))
+        given = YOLO(str(pt)).export(format="onnx", imgsz=SIZE, opset=19, device="cpu")
+    info = split_user_onnx(given, tmp_path / "out", [], SIZE)
+    assert info["classes"] == 1 and info["check"]["max_box_diff_px"] < 1e-3

@@ -53,8 +53,8 @@ def cannot_split(path: Path, why: str) -> WorkbookError:
 
 
 def stop_convs(producer: dict, weights: dict, start: list[str]) -> dict[str, int]:
-    """Walking back from the tensors in start: the first 1x1 Conv with more than one output channel on each path
-    (its output -> channels); the DFL's 1-channel Conv is walked through."""
+    """Walking back from the tensors in start: the first 1x1 Conv on each path (its output -> channels); the DFL's
+    1-channel Conv (no bias, unlike a single-class model's class Conv) is walked through."""
     stops, seen, todo = {}, set(), list(start)
     while todo:
         name = todo.pop()
@@ -63,7 +63,7 @@ def stop_convs(producer: dict, weights: dict, start: list[str]) -> dict[str, int
             continue
         seen.add(id(node))
         dims = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
-        if dims and len(dims) == 4 and dims[2:] == [1, 1] and dims[0] > 1:
+        if dims and len(dims) == 4 and dims[2:] == [1, 1] and (dims[0] > 1 or len(node.input) > 2 and node.input[2]):
             stops[node.output[0]] = dims[0]
             continue
         if node.op_type == "Conv" and not dims:
@@ -302,9 +302,8 @@ def check_split(original: str | Path, split: str | Path, pixels: np.ndarray, tol
             continue
         (ba, sa), (bb, sb) = decoder(got["a"], size), decoder(got["b"], size)
         if ba.shape != bb.shape or sa.shape != sb.shape:
-            raise WorkbookError(f"The split head of {Path(original).name} decodes {len(bb)} anchors but the original "
-                                f"gives {len(ba)}; "
-                                f"{WAY_OUT}.")
+            raise WorkbookError(f"The split head of {Path(original).name} decodes boxes {list(bb.shape)} and scores "
+                                f"{list(sb.shape)} but the original gives {list(ba.shape)} and {list(sa.shape)}; {WAY_OUT}.")
         worst_box = max(worst_box, float(np.abs(ba - bb).max()))
         worst_score = max(worst_score, float(np.abs(sa - sb).max()))
     result = {"images": int(len(pixels)), "max_box_diff_px": worst_box, "max_score_diff": worst_score}
