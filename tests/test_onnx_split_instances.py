@@ -4,6 +4,7 @@ the same numbers in FP32 (same weights), decoding to what ultralytics' own outpu
 split, or a split that disagrees with the original, stops in one sentence and leaves no head file behind."""
 from __future__ import annotations
 
+import functools
 import shutil
 
 import numpy as np
@@ -32,7 +33,8 @@ def _yaml(base, arch, **change):
     import yaml
     from ultralytics.utils import ROOT
 
-    cfg = yaml.safe_load((ROOT / "cfg" / "models" / "11" / f"{arch.replace('11n', '11')}.yaml").read_text())
+    family = arch[4:6]  # 11 or 26
+    cfg = yaml.safe_load((ROOT / "cfg" / "models" / family / f"{arch.replace(family + 'n', family)}.yaml").read_text())
     cfg |= {"nc": 1, "kpt_shape": KPT_SHAPE} if arch.endswith("pose") else {}
     path = base / f"{arch}.yaml"  # the scale (n) is read from the name
     path.write_text(yaml.safe_dump(cfg | change))
@@ -62,8 +64,13 @@ def models(tmp_path_factory):
     return out
 
 
+@functools.cache
+def _session(path: str):
+    return ort.InferenceSession(path)
+
+
 def _run(path, x):
-    sess = ort.InferenceSession(str(path))
+    sess = _session(str(path))
     return [o.name for o in sess.get_outputs()], sess.run(None, {"images": x})
 
 
@@ -148,3 +155,22 @@ def test_a_single_class_detector_onnx_is_split_too(tmp_path):
         given = YOLO(str(pt)).export(format="onnx", imgsz=SIZE, opset=19, device="cpu")
     info = split_user_onnx(given, tmp_path / "out", [], SIZE)
     assert info["classes"] == 1 and info["check"]["max_box_diff_px"] < 1e-3
+
+
+def test_a_yolo26_pose_onnx_is_split_with_its_own_keypoint_rule(tmp_path):
+    """YOLO26 reads keypoints as raw + 0.5 (not 2 * raw): its default export (one-to-many branch, NMS) splits and
+    decodes to what ultralytics' output decodes to."""
+    from ultralytics import YOLO
+
+    from helpers.steps.export.detect_sample import offline
+
+    pt = tmp_path / "yolo26n-pose.pt"
+    with offline():
+        YOLO(str(_yaml(tmp_path, "yolo26n-pose"))).save(str(pt))
+        given = YOLO(str(pt)).export(format="onnx", imgsz=SIZE, opset=19, device="cpu")
+    info = split_user_instances_onnx(given, tmp_path / "out", [], SIZE)
+    assert info["reg_max"] == 1 and not info["end2end"] and info["check"]["max_box_diff_px"] < 1e-3
+    x = _images(1)[0]
+    split, original = _run(tmp_path / "out" / "model_split.onnx", x)[1], _run(given, x)[1]
+    for got, want in zip(pose_pp.decode(split, SIZE, KPT_SHAPE), pose_pp.decode(original, SIZE, KPT_SHAPE)):
+        np.testing.assert_allclose(got, want, atol=1e-3)

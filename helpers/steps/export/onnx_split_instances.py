@@ -82,7 +82,7 @@ def split_instances_onnx(src: str | Path, out: str | Path, imgsz: int | None = N
     if task not in EXTRA:
         raise cannot_split(src, f"its metadata gives task {task!r}, not segment or pose")
     if "TopK" in {n.op_type for n in model.graph.node}:
-        raise cannot_split(src, "a top-k is inside the graph (an end-to-end export, nms=False)")
+        raise cannot_split(src, "a top-k is inside the graph: an end-to-end export with nms=False")
     want = 2 if task == "segment" else 1
     if len(model.graph.output) != want:
         raise cannot_split(src, f"{len(model.graph.output)} outputs instead of ultralytics' {want}")
