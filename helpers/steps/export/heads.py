@@ -14,8 +14,8 @@ from helpers.steps.export.detect_head import HEADS, export_detector, onnx_metada
 from helpers.steps.export.detect_sample import prepare_detect_model
 from helpers.steps.export.exporter import TOOLKIT_MAX_OPSET, downgrade_opset, onnx_io
 from helpers.steps.export.onnx_split import is_stock_ultralytics_detector, split_user_onnx
+from helpers.steps.export.onnx_split_instances import is_stock_ultralytics_instances, split_user_instances_onnx
 from helpers.tasks.data import detect_yaml
-from helpers.tasks.detect.labels import read_split
 from helpers.tasks.family import check_keypoint_shape, member
 from helpers.tasks.identify import class_names, model_kpt_shape
 from helpers.tasks.pose.labels import read_pose_yaml
@@ -52,17 +52,17 @@ def prepare(run: Run, model: str, data: str, imgsz: int, epochs: int, task: str 
 def export_heads(model_path: Path, model_dir: Path, imgsz: int, head: str, opset: int, data: str | Path = "",
                  task: str = "detect") -> dict[str, Any]:
     """Export a detector with both heads (model_split.onnx, model_stock.onnx) and the chosen one as model.onnx, which
-    notebook 20 converts. An ultralytics .pt: helpers.steps.export.detect_head writes both. An ONNX ultralytics exported: it is
-    the
-    stock head, and its head is split by graph surgery (onnx_split), checked against it in FP32 on a few val images of
-    `data`; a graph that cannot be split stops in one sentence unless head is stock. Any other ONNX (a segmentation or
-    pose ONNX too: only their .pt is split) is used as it is."""
+    notebook 20 converts. An ultralytics .pt: helpers.steps.export.detect_head writes both. An ONNX ultralytics exported
+    (detect, segment or pose): it is the stock head, and its head is split by graph surgery (onnx_split,
+    onnx_split_instances), checked against it in FP32 on a few val images of `data`; a graph that cannot be split stops
+    in one sentence unless head is stock. Any other ONNX is used as it is."""
     if head not in HEADS:
         raise WorkbookError(f"head={head!r} is not a detector head layout; use one of {', '.join(HEADS)}.")
     model_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("model.torchscript", "model.torchscript.json", *(HEAD_ONNX.format(head=h) for h in HEADS)):
         (model_dir / stale).unlink(missing_ok=True)  # a classifier exported here earlier, or another model's heads
     note, check = "", None
+    skeleton = read_pose_yaml(data)["skeleton"] if task == "pose" and str(data).strip() else None  # drawn on the board
     if model_path.suffix.lower() == ".onnx":
         source = model_path
         found = onnx_io(model_path)["opset"]
@@ -73,6 +73,10 @@ def export_heads(model_path: Path, model_dir: Path, imgsz: int, head: str, opset
             check = split_user_onnx(source, model_dir, _check_images(data), imgsz)
             note += (f"an ultralytics ONNX was given: its head was split by graph surgery (strides {check['strides']}), "
                      f"model_stock.onnx is the file as given{' cut before its top-k' if check['end2end'] else ''}")
+        elif is_stock_ultralytics_instances(source) and onnx_metadata(source).get("task") == task and head == "split":
+            check = split_user_instances_onnx(source, model_dir, _check_images(data, task), imgsz, skeleton)
+            note += (f"an ultralytics {task} ONNX was given: its head was split by graph surgery (strides {check['strides']}), "
+                     "model_stock.onnx is the file as given")
         else:
             meta = onnx_metadata(source)
             stock_outputs = 2 if task == "segment" else 1  # ultralytics' own layout: one tensor (+ the prototypes)
@@ -81,10 +85,10 @@ def export_heads(model_path: Path, model_dir: Path, imgsz: int, head: str, opset
             check_decodable(source, onnx_io(source), meta, task)
             note += "an ONNX was given: used as it is, no second head to compare with"
             if task != "detect" and head == "stock":
-                note += "; its stock head gives INT8 one scale for every output: give the .pt to get the split head"
+                note += ("; its stock head gives INT8 one scale for every output: give the .pt, or ultralytics' own ONNX "
+                         "export with head: split, to split it")
         chosen = source if check is None else model_dir / HEAD_ONNX.format(head=head)
     else:
-        skeleton = read_pose_yaml(data)["skeleton"] if task == "pose" and str(data).strip() else None  # drawn on the board
         for h in HEADS:
             export_detector(model_path, model_dir / HEAD_ONNX.format(head=h), imgsz, head=h, opset=opset, task=task,
                             skeleton=skeleton)
@@ -96,10 +100,10 @@ def export_heads(model_path: Path, model_dir: Path, imgsz: int, head: str, opset
             "split_check": check}
 
 
-def _check_images(data: str | Path, n: int = 8) -> list[Path]:
-    """A few val images of a detection data set for the FP32 check of a split ONNX ([] when there is none)."""
+def _check_images(data: str | Path, task: str = "detect", n: int = 8) -> list[Path]:
+    """A few val images of the task's data set for the FP32 check of a split ONNX ([] when there is none)."""
     found = detect_yaml(Path(data)) if str(data).strip() else None
-    return list(read_split(found, "val").paths[:n]) if found else []
+    return list(member(task).read_split(found, "val").paths[:n]) if found else []
 
 
 SPLIT_KINDS = {"detect": ("box", "cls", "sum"), "segment": ("box", "cls", "sum", "coef"), "pose": ("box", "cls", "sum", "kpt")}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ast
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -48,13 +48,13 @@ def _names(meta: dict[str, str]) -> list[str]:
     return [str(names[k]) for k in sorted(names)] if isinstance(names, dict) else [str(n) for n in names]
 
 
-def _cannot(path: Path, why: str) -> WorkbookError:
+def cannot_split(path: Path, why: str) -> WorkbookError:
     return WorkbookError(f"The head of {path.name} cannot be split for INT8 ({why}); {WAY_OUT}.")
 
 
-def _stop_convs(producer: dict, weights: dict, start: list[str]) -> dict[str, int]:
-    """Walking back from the tensors in start: the first 1x1 Conv with more than one output channel on each path
-    (its output -> channels); the DFL's 1-channel Conv is walked through."""
+def stop_convs(producer: dict, weights: dict, start: list[str]) -> dict[str, int]:
+    """Walking back from the tensors in start: the first 1x1 Conv on each path (its output -> channels); the DFL's
+    1-channel Conv (no bias, unlike a single-class model's class Conv) is walked through."""
     stops, seen, todo = {}, set(), list(start)
     while todo:
         name = todo.pop()
@@ -63,7 +63,7 @@ def _stop_convs(producer: dict, weights: dict, start: list[str]) -> dict[str, in
             continue
         seen.add(id(node))
         dims = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
-        if dims and len(dims) == 4 and dims[2:] == [1, 1] and dims[0] > 1:
+        if dims and len(dims) == 4 and dims[2:] == [1, 1] and (dims[0] > 1 or len(node.input) > 2 and node.input[2]):
             stops[node.output[0]] = dims[0]
             continue
         if node.op_type == "Conv" and not dims:
@@ -78,7 +78,7 @@ def _behind_sigmoid(model: Any, producer: dict, weights: dict, stops: set[str]) 
     last = producer.get(model.graph.output[0].name)
     first = [producer[i] for i in (last.input if last is not None else []) if i in producer and producer[i].op_type == "Sigmoid"]
     for node in first + [n for n in model.graph.node if n.op_type == "Sigmoid"]:
-        behind = set(_stop_convs(producer, weights, list(node.input)))
+        behind = set(stop_convs(producer, weights, list(node.input)))
         if behind and behind < stops:
             return behind, node.output[0]
     return set(), ""
@@ -89,7 +89,7 @@ def _pre_topk(model: Any) -> str:
     the Concat of the decoded boxes and the class scores' Sigmoid; "" when there is none."""
     producer = {o: n for n in model.graph.node for o in n.output}
     weights = {i.name: list(i.dims) for i in model.graph.initializer}
-    stops = _stop_convs(producer, weights, [o.name for o in model.graph.output])
+    stops = stop_convs(producer, weights, [o.name for o in model.graph.output])
     scores = _behind_sigmoid(model, producer, weights, set(stops))[1]
     cat = [n for n in model.graph.node if n.op_type == "Concat" and len(n.input) == 2 and n.input[1] == scores]
     return cat[0].output[0] if scores and cat else ""
@@ -107,12 +107,13 @@ def _topk_k(model: Any) -> int:
     return int(np.asarray(ks[0]).reshape(-1)[0]) if ks else 300
 
 
-def _head_convs(model: Any, nc: int) -> tuple[list[str], list[str], int]:
-    """The box and class convolutions the final output is computed from; the class ones are those behind the
-    output's Sigmoid (or, where boxes and classes are concatenated before it, those with `nc` channels)."""
+def _head_convs(model: Any, nc: int, skip: set[str]) -> tuple[list[str], list[str], int]:
+    """The box and class convolutions the final output is computed from (those in skip left out: a segmentation or
+    pose head's own); the class ones are those behind the output's Sigmoid (or, where boxes and classes are
+    concatenated before it, those with `nc` channels)."""
     producer = {o: n for n in model.graph.node for o in n.output}
     weights = {i.name: list(i.dims) for i in model.graph.initializer}
-    stops = _stop_convs(producer, weights, [o.name for o in model.graph.output])
+    stops = {t: c for t, c in stop_convs(producer, weights, [model.graph.output[0].name]).items() if t not in skip}
     behind = _behind_sigmoid(model, producer, weights, set(stops))[0]
     if behind and behind != set(stops):
         cls = [t for t in stops if t in behind]
@@ -133,40 +134,54 @@ def split_onnx(src: str | Path, out: str | Path, imgsz: int | None = None) -> di
     ultralytics' top-k, which is cut off). Raise WorkbookError (one sentence with the way out) when the output is not
     computed from per-stride box and class convolutions (e.g. NMS inside the graph)."""
     import onnx  # optional and slow: only where an ONNX file is read or written
-    from onnx import helper, shape_inference  # optional and slow: only where an ONNX graph is edited
 
     src, out = Path(src), Path(out)
     model = onnx.load(str(src))
+    if len(model.graph.output) != 1:
+        raise cannot_split(src, f"{len(model.graph.output)} outputs instead of ultralytics' single [1, 4 + classes, anchors]")
+    info, head_meta = split_graph(model, src, imgsz)
+    save_split(model, head_meta, out)
+    return info
+
+
+def split_graph(model: Any, src: Path, imgsz: int | None, extra: int = 0, skip: set[str] | None = None,
+                task: str = "detect") -> tuple[dict[str, Any], dict[str, str]]:
+    """split_onnx's surgery on the loaded graph: box{s}, cls{s}, sum{s} become its outputs (not yet pruned); `extra`
+    channels after the classes in output 0 come from the convolutions in skip (a segmentation or pose head's, which
+    the caller cuts). Returns the split's figures (strides, shapes, ...) and its metadata."""
+    import onnx  # optional and slow: only where an ONNX graph is edited
+    from onnx import helper, shape_inference  # optional and slow: only where an ONNX graph is edited
+
     meta = {p.key: p.value for p in model.metadata_props}
     ops = {n.op_type for n in model.graph.node}
     if "NonMaxSuppression" in ops:
-        raise _cannot(src, "non-maximum suppression is inside the graph")
-    if len(model.graph.output) != 1:
-        raise _cannot(src, f"{len(model.graph.output)} outputs instead of ultralytics' single [1, 4 + classes, anchors]")
+        raise cannot_split(src, "non-maximum suppression is inside the graph")
     dims = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
     names = _names(meta)
     end2end = "TopK" in ops or meta.get("end2end", "").lower() == "true"
     max_det = _topk_k(model) if end2end else 300  # the k ultralytics' top-k used, kept for the host's
-    nc = len(names) or (dims[1] - 4 if len(dims) == 3 and dims[1] > 4 and not end2end else 0)
+    nc = len(names) or (dims[1] - 4 - extra if len(dims) == 3 and dims[1] > 4 + extra and not end2end else 0)
     if end2end and not (nc and len(dims) == 3 and dims[2] == 6):
-        raise _cannot(src, f"an end-to-end head whose output has shape {dims}, not ultralytics' [1, max_det, 6] with class names")
-    if not end2end and (len(dims) != 3 or dims[1] != 4 + nc):
-        raise _cannot(src, f"its output has shape {dims}, not [1, 4 + {nc} classes, anchors]")
+        raise cannot_split(src, f"an end-to-end head whose output has shape {dims}, not ultralytics' [1, max_det, 6] with "
+                                "class names")
+    if not end2end and (len(dims) != 3 or dims[1] != 4 + nc + extra):
+        more = f" + {extra}" if extra else ""
+        raise cannot_split(src, f"its output has shape {dims}, not [1, 4 + {nc} classes{more}, anchors]")
     try:
-        box, cls, reg_max = _head_convs(model, nc)
+        box, cls, reg_max = _head_convs(model, nc, skip or set())
     except WorkbookError as exc:
-        raise _cannot(src, str(exc)) from exc
+        raise cannot_split(src, str(exc)) from exc
     inferred = shape_inference.infer_shapes(model)
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in [*inferred.graph.value_info, *inferred.graph.output]}
     in_hw = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim][2:]
     size = int(imgsz or in_hw[0])
     if any(not shapes.get(t) or len(shapes[t]) != 4 or not shapes[t][2] for t in box + cls):
-        raise _cannot(src, "the head's shapes are not fixed (export it with dynamic=False)")
+        raise cannot_split(src, "the head's shapes are not fixed (export it with dynamic=False)")
     box.sort(key=lambda t: -shapes[t][2])
     cls.sort(key=lambda t: -shapes[t][2])
     if [shapes[t][2:] for t in box] != [shapes[t][2:] for t in cls]:
-        raise _cannot(src, "its box and class convolutions do not pair up by stride")
+        raise cannot_split(src, "its box and class convolutions do not pair up by stride")
     strides = [size // shapes[t][2] for t in box]
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
 
@@ -201,11 +216,20 @@ def split_onnx(src: str | Path, out: str | Path, imgsz: int | None = None) -> di
     graph.initializer.extend(inits)
     del graph.output[:]
     graph.output.extend(outputs)
-    _prune(model)
-    head_meta = {"task": "detect", "head": "split", "imgsz": str(size), "names": json.dumps(names or [str(i) for i in range(nc)]),
+    head_meta = {"task": task, "head": "split", "imgsz": str(size), "names": json.dumps(names or [str(i) for i in range(nc)]),
                  "strides": json.dumps(strides), "reg_max": str(reg_max), "end2end": "true" if end2end else "false",
                  "max_det": str(max_det), "split_from": src.name}
-    kept = {k: v for k, v in meta.items() if k not in head_meta}
+    return {"strides": strides, "reg_max": reg_max, "classes": nc, "imgsz": size, "end2end": end2end,
+            "max_det": int(head_meta["max_det"]), "outputs": [o.name for o in outputs], "shapes": shapes,
+            "opset": opset}, head_meta
+
+
+def save_split(model: Any, head_meta: dict[str, str], out: Path) -> None:
+    """Prune the graph to its outputs, write head_meta over the metadata it came with, check it, save it atomically."""
+    import onnx  # optional and slow: only where an ONNX file is read or written
+
+    prune(model)
+    kept = {p.key: p.value for p in model.metadata_props if p.key not in head_meta}
     del model.metadata_props[:]
     for key, value in {**kept, **head_meta}.items():
         entry = model.metadata_props.add()
@@ -214,11 +238,9 @@ def split_onnx(src: str | Path, out: str | Path, imgsz: int | None = None) -> di
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out, ".partial.onnx") as tmp:
         onnx.save(model, str(tmp))
-    return {"strides": strides, "reg_max": reg_max, "classes": nc, "imgsz": size, "end2end": end2end,
-            "max_det": int(head_meta["max_det"]), "outputs": [o.name for o in outputs]}
 
 
-def _prune(model: Any) -> None:
+def prune(model: Any) -> None:
     """Drop the nodes (and initializers) the new outputs no longer need: the old decode and concatenation."""
     producer = {o: n for n in model.graph.node for o in n.output}
     needed, todo = set(), [o.name for o in model.graph.output]
@@ -263,11 +285,12 @@ def _rows_apart(a: np.ndarray, b: np.ndarray, tol_score: float) -> tuple[float, 
 
 
 def check_split(original: str | Path, split: str | Path, pixels: np.ndarray, tol_px: float = 0.05,
-                tol_score: float = 1e-4, end2end_k: int = 0) -> dict[str, Any]:
+                tol_score: float = 1e-4, end2end_k: int = 0,
+                decoder: Callable[[Sequence[np.ndarray], int], tuple[np.ndarray, np.ndarray]] = decode) -> dict[str, Any]:
     """Run both ONNX files in ONNX Runtime (FP32) on uint8 NHWC images (letterboxed, x / 255) and compare what
-    postprocess.py decodes from each: every anchor's box and class scores, or, end2end_k > 0 (an original with top-k
-    inside), its k rows against the split's decode and top-k. Raise WorkbookError when they differ; returns the largest
-    differences."""
+    postprocess.py decodes from each (decoder: pixels, then scores; a segmentation or pose model's own): every anchor's
+    box and class scores, or, end2end_k > 0 (an original with top-k inside), its k rows against the split's decode and
+    top-k. Raise WorkbookError when they differ; returns the largest differences."""
     runners = {"a": onnx_runner(original), "b": onnx_runner(split)}
     size = pixels.shape[1]
     worst_box = worst_score = 0.0
@@ -277,11 +300,10 @@ def check_split(original: str | Path, split: str | Path, pixels: np.ndarray, tol
             box, score = _rows_apart(_topk_rows(got["a"], size, end2end_k), _topk_rows(got["b"], size, end2end_k), tol_score)
             worst_box, worst_score = max(worst_box, box), max(worst_score, score)
             continue
-        (ba, sa), (bb, sb) = decode(got["a"], size), decode(got["b"], size)
+        (ba, sa), (bb, sb) = decoder(got["a"], size), decoder(got["b"], size)
         if ba.shape != bb.shape or sa.shape != sb.shape:
-            raise WorkbookError(f"The split head of {Path(original).name} decodes {len(bb)} anchors but the original "
-                                f"gives {len(ba)}; "
-                                f"{WAY_OUT}.")
+            raise WorkbookError(f"The split head of {Path(original).name} decodes boxes {list(bb.shape)} and scores "
+                                f"{list(sb.shape)} but the original gives {list(ba.shape)} and {list(sa.shape)}; {WAY_OUT}.")
         worst_box = max(worst_box, float(np.abs(ba - bb).max()))
         worst_score = max(worst_score, float(np.abs(sa - sb).max()))
     result = {"images": int(len(pixels)), "max_box_diff_px": worst_box, "max_score_diff": worst_score}
@@ -300,7 +322,7 @@ def _cut_before_topk(model: Any, src: Path) -> None:
 
     cut = _pre_topk(model)
     if not cut:
-        raise _cannot(src, "its top-k does not read one [1, 4 + classes, anchors] tensor of boxes and sigmoid scores")
+        raise cannot_split(src, "its top-k does not read one [1, 4 + classes, anchors] tensor of boxes and sigmoid scores")
     ints = [("s0", 0), ("s2", 2), ("s4", 4), ("big", 1 << 30), ("ax", 1)]
     inits = [helper.make_tensor(f"stock/{n}", onnx.TensorProto.INT64, [1], [v]) for n, v in ints]
     inits.append(helper.make_tensor("stock/half", onnx.TensorProto.FLOAT, [], [0.5]))
@@ -318,7 +340,7 @@ def _cut_before_topk(model: Any, src: Path) -> None:
     model.graph.initializer.extend(inits)
     del model.graph.output[:]
     model.graph.output.append(helper.make_tensor_value_info("output0", old.type.tensor_type.elem_type, dims))
-    _prune(model)
+    prune(model)
 
 
 def split_user_onnx(src: Path, model_dir: Path, images: Sequence[Path], imgsz: int) -> dict[str, Any]:
