@@ -98,3 +98,33 @@ def test_the_bundle_ships_the_tasks_decode_byte_for_byte(run):
     assert config["task"] == task and config["head"] == "split"
     if task == "pose":  # the data set's skeleton travels in the export's metadata: run_rknn.py --draw joins it
         assert config["kpt_shape"] == [7, 3] and config["skeleton"] and all(len(chain) >= 2 for chain in config["skeleton"])
+
+
+def test_ultralytics_onnx_of_the_same_model_is_split_and_scores_like_its_pt(run, tmp_path):
+    """The series' trained model exported the way users do (`YOLO(pt).export(format="onnx")`) and given with only model,
+    data_dir and imgsz: notebook 10 splits its head by graph surgery, and notebooks 20-30 give the .pt's figures: the
+    same FP32 metric (same weights), INT8 within the same bound, the stock head's INT8 collapse beside it."""
+    from ultralytics import YOLO
+
+    from helpers.runner.series import run_series
+    from helpers.steps.export.detect_sample import offline
+
+    task, root = run
+    params = json.loads((root / "params.json").read_text())
+    onnx_path = tmp_path / f"{task}.onnx"
+    with offline():
+        exported = YOLO(str(root / "model" / "model.pt")).export(format="onnx", imgsz=SMALL[task]["imgsz"], device="cpu")
+    Path(exported).replace(onnx_path)
+    config = {"common": {"model": str(onnx_path), "data_dir": params["10_export"]["data_dir"], "imgsz": SMALL[task]["imgsz"]},
+              "20_convert": {"calib_images": 16}, "30_simulator_inference": {"batch": 8, "pictures": 1}}
+    result = run_series(config, tmp_path / "run", only="10,20,30", progress=False, render=False, log=lambda *_: None)
+    assert result.failed is None, result.failure
+    check = json.loads((tmp_path / "run" / "model" / "export_check.json").read_text())
+    assert check["task"] == task and check["head"] == "split"  # read from the ONNX's metadata, split by surgery
+    theirs, ours = _metrics(tmp_path / "run"), _metrics(root)
+    fp32, int8 = _row(theirs, "split", "FP32"), _row(theirs, "split", "INT8")
+    print(f"\n{task} ONNX: FP32 {fp32['map50_95']:.4f} (.pt {_row(ours, 'split', 'FP32')['map50_95']:.4f})  "
+          f"INT8 split {int8['map50_95']:.4f}  INT8 stock {_row(theirs, 'stock', 'INT8')['map50_95']:.4f}")
+    assert fp32["map50_95"] == pytest.approx(_row(ours, "split", "FP32")["map50_95"], abs=2e-3)
+    assert int8["map50_95"] >= fp32["map50_95"] - 0.03  # as the .pt's split head: test above
+    assert _row(theirs, "stock", "INT8")["map50_95"] < 0.5 * fp32["map50_95"]
