@@ -226,18 +226,35 @@ def split_graph(model: Any, src: Path, imgsz: int | None, extra: int = 0, skip: 
 
 def save_split(model: Any, head_meta: dict[str, str], out: Path) -> None:
     """Prune the graph to its outputs, write head_meta over the metadata it came with, check it, save it atomically."""
-    import onnx  # optional and slow: only where an ONNX file is read or written
 
     prune(model)
-    kept = {p.key: p.value for p in model.metadata_props if p.key not in head_meta}
+    write_metadata(model, {**{p.key: p.value for p in model.metadata_props}, **head_meta})
+    save_checked(model, out)
+
+
+def write_metadata(model: Any, meta: dict[str, str]) -> None:
+    """Replace the graph's metadata with meta (the keys the workbook's later steps and the bundle read)."""
     del model.metadata_props[:]
-    for key, value in {**kept, **head_meta}.items():
+    for key, value in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
+
+
+def save_checked(model: Any, out: Path) -> None:
+    """Check the graph with onnx's checker and save it under a temporary name, renamed when complete."""
+    import onnx  # optional and slow: only where an ONNX file is read or written
+
     onnx.checker.check_model(model)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out, ".partial.onnx") as tmp:
         onnx.save(model, str(tmp))
+
+
+def check_pixels(images: Sequence[Path], size: int) -> np.ndarray:
+    """The letterboxed images a split's FP32 check runs on; with none to hand, a fixed random batch (every anchor runs)."""
+    if images:
+        return np.stack(load_letterboxed(list(images), size)[0])
+    return np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
 
 
 def prune(model: Any) -> None:
@@ -357,17 +374,9 @@ def split_user_onnx(src: Path, model_dir: Path, images: Sequence[Path], imgsz: i
     meta = {p.key: p.value for p in model.metadata_props}
     meta |= {"task": "detect", "head": "stock", "imgsz": str(info["imgsz"]), "names": json.dumps(_names(meta)),
              "reg_max": str(info["reg_max"]), "end2end": "true" if info["end2end"] else "false", "max_det": str(info["max_det"])}
-    del model.metadata_props[:]
-    for key, value in meta.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.checker.check_model(model)
-    with atomic_path(stock, ".partial.onnx") as tmp:
-        onnx.save(model, str(tmp))
-    if images:
-        pixels = np.stack(load_letterboxed(list(images), info["imgsz"])[0])
-    else:  # no images to hand: a fixed random batch still exercises every anchor
-        pixels = np.random.default_rng(0).integers(0, 256, (2, info["imgsz"], info["imgsz"], 3), dtype=np.uint8)
+    write_metadata(model, meta)
+    save_checked(model, stock)
+    pixels = check_pixels(images, info["imgsz"])
     k = info["max_det"] if info["end2end"] else 0
     try:
         if k:

@@ -18,9 +18,17 @@ from typing import Any, Sequence
 import numpy as np
 
 from helpers.core.errors import WorkbookError
-from helpers.core.paths import atomic_path
-from helpers.steps.export.onnx_split import cannot_split, check_split, save_split, split_graph, stop_convs, ultralytics_meta
-from helpers.tasks.detect.images import load_letterboxed
+from helpers.steps.export.onnx_split import (
+    cannot_split,
+    check_pixels,
+    check_split,
+    save_checked,
+    save_split,
+    split_graph,
+    stop_convs,
+    ultralytics_meta,
+    write_metadata,
+)
 from helpers.tasks.pose import postprocess as pose_pp
 from helpers.tasks.segment import postprocess as seg_pp
 
@@ -164,19 +172,12 @@ def split_user_instances_onnx(src: Path, model_dir: Path, images: Sequence[Path]
     meta = {p.key: p.value for p in model.metadata_props} | {k: split_meta[k] for k in (
         "task", "imgsz", "names", "strides", "reg_max", "end2end", "max_det", "nm" if info["task"] == "segment" else "kpt_shape")}
     extra = {"skeleton": json.dumps([list(map(int, pair)) for pair in skeleton])} if skeleton else {}
-    del model.metadata_props[:]
-    for key, value in (meta | {"head": "stock"} | extra).items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    with atomic_path(stock, ".partial.onnx") as tmp:
-        onnx.save(model, str(tmp))
+    write_metadata(model, meta | {"head": "stock"} | extra)
+    save_checked(model, stock)
     if extra:
         save_split(onnx.load(str(split)), extra, split)
-    if images:
-        pixels = np.stack(load_letterboxed(list(images), info["imgsz"])[0])
-    else:  # no images to hand: a fixed random batch still exercises every anchor
-        pixels = np.random.default_rng(0).integers(0, 256, (2, info["imgsz"], info["imgsz"], 3), dtype=np.uint8)
     try:
+        pixels = check_pixels(images, info["imgsz"])
         return {**info, "check": check_split(src, split, pixels, decoder=_decoder(info["task"], info["kpt_shape"]))}
     except WorkbookError:  # neither head file may stay behind looking valid
         stock.unlink(missing_ok=True)
