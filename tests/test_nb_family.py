@@ -100,16 +100,18 @@ def test_the_bundle_ships_the_tasks_decode_byte_for_byte(run):
         assert config["kpt_shape"] == [7, 3] and config["skeleton"] and all(len(chain) >= 2 for chain in config["skeleton"])
 
 
-def test_ultralytics_onnx_of_the_same_model_is_split_and_scores_like_its_pt(run, tmp_path):
-    """The series' trained model exported the way users do (`YOLO(pt).export(format="onnx")`) and given with only model,
-    data_dir and imgsz: notebook 10 splits its head by graph surgery, and notebooks 20-30 give the .pt's figures: the
-    same FP32 metric (same weights), INT8 within the same bound, the stock head's INT8 collapse beside it."""
+def test_ultralytics_onnx_of_the_same_model_is_split_and_scores_like_its_pt(pose_series, tmp_path):  # noqa: F811
+    """The pose series' trained model exported the way users do (`YOLO(pt).export(format="onnx")`) and given with only
+    model, data_dir and imgsz: notebook 10 splits its head by graph surgery, and notebooks 20-30 give the .pt's figures:
+    the same FP32 metric (same weights), INT8 within the same bound, the stock head's INT8 collapse beside it. (Pose:
+    its split appends the keypoint transform; test_onnx_split_instances shows both tasks' surgery equals the .pt's
+    split bit for bit, on random weights.)"""
     from ultralytics import YOLO
 
     from helpers.runner.series import run_series
     from helpers.steps.export.detect_sample import offline
 
-    task, root = run
+    task, root = "pose", pose_series
     params = json.loads((root / "params.json").read_text())
     onnx_path = tmp_path / f"{task}.onnx"
     with offline():
