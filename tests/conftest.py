@@ -17,9 +17,8 @@ SMALL_PARAMS = REPO / "tests" / "small_params.yaml"
 
 
 RESOLVE_TEST = "test_requirements_resolve_for_python_3_10_and_3_12"
-RESOLVING = pytest.StashKey[dict]()
 RESOLVER = pytest.StashKey[tuple]()
-RESOLVED_INTO = "WORKBOOK_RESOLVED_INTO"  # where the main process of a pytest -n run has the resolution written
+RESOLVED_INTO = "WORKBOOK_RESOLVED_INTO"  # where the background resolution writes its answers (workers inherit it)
 PYTHONS = ["3.10", "3.12"]
 # Under pytest -n (make test) a module runs in one worker (its module fixtures are built once), the modules sharing an
 # expensive session fixture run in the same worker, and those groups start first, longest first, so the workers end
@@ -62,13 +61,18 @@ def pytest_configure(config) -> None:
 
     write_sample()
     if _may_select_resolution(config):
-        import tempfile
+        _start_resolution(config)
 
-        from resolve_requirements import start_into
 
-        folder = Path(tempfile.mkdtemp(prefix="workbook-resolve-"))
-        os.environ[RESOLVED_INTO] = str(folder)
-        config.stash[RESOLVER] = (start_into(folder, PYTHONS), folder)
+def _start_resolution(config) -> None:
+    """Resolve the pins in the background into a folder named by RESOLVED_INTO, which the test reads."""
+    import tempfile
+
+    from resolve_requirements import start_into
+
+    folder = Path(tempfile.mkdtemp(prefix="workbook-resolve-"))
+    os.environ[RESOLVED_INTO] = str(folder)
+    config.stash[RESOLVER] = (start_into(folder, PYTHONS), folder)
 
 
 def pytest_unconfigure(config) -> None:
@@ -108,9 +112,7 @@ def pytest_collection_finish(session) -> None:
     if hasattr(session.config, "workerinput") or _xdist_main(session.config):
         return
     if any(item.name == RESOLVE_TEST for item in session.items):
-        from resolve_requirements import start
-
-        session.config.stash[RESOLVING] = {version: start(version) for version in PYTHONS}
+        _start_resolution(session.config)
 
 
 @pytest.fixture(autouse=True)

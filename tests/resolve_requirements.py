@@ -77,11 +77,10 @@ def _finish(proc: subprocess.Popen, scratch: tempfile.TemporaryDirectory) -> tup
     return proc.returncode, out
 
 
-def resolve(versions: list[str], running: dict | None = None) -> dict[str, tuple[int, str]]:
-    """{version: (pip's exit code, its output)} for each Python version, resolved side by side (`running`: the
-    resolutions already started with start(), by version). A resolution that ended in a crash of pip itself
-    (the network, not the pins) runs once more, alone, before its answer counts."""
-    running = {v: (running or {}).get(v) or start(v) for v in versions}
+def resolve(versions: list[str]) -> dict[str, tuple[int, str]]:
+    """{version: (pip's exit code, its output)} for each Python version, resolved side by side. A resolution that
+    ended in a crash of pip itself (the network, not the pins) runs once more, alone, before its answer counts."""
+    running = {v: start(v) for v in versions}
     results = {version: _finish(*started) for version, started in running.items()}
     for version, (code, out) in results.items():
         if code != 0 and crashed(out):
@@ -90,8 +89,8 @@ def resolve(versions: list[str], running: dict | None = None) -> dict[str, tuple
 
 
 def start_into(folder: Path, versions: list[str]) -> subprocess.Popen:
-    """Resolve in a background process that writes each answer to folder/<version>.json once complete: the main
-    process of a pytest -n run starts it, and the worker that gets the test reads the files (read_into)."""
+    """Resolve in a background process that writes each answer to folder/<version>.json once complete: conftest
+    starts it when the session begins (in the main process of a pytest -n run), the test reads the files (read_into)."""
     return subprocess.Popen([sys.executable, __file__, "--into", str(folder), *versions], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
@@ -106,10 +105,10 @@ def read_into(folder: Path, versions: list[str], timeout: float = 1800) -> dict[
 
 
 def _write_into(folder: Path, versions: list[str]) -> None:
+    from helpers.core.paths import write_text_atomic
+
     for version, answer in resolve(versions).items():
-        tmp = folder / f"{version}.json.tmp"
-        tmp.write_text(json.dumps(answer))
-        tmp.replace(folder / f"{version}.json")
+        write_text_atomic(folder / f"{version}.json", json.dumps(answer))
 
 
 if __name__ == "__main__":

@@ -52,11 +52,11 @@ def test_requirements_resolve_for_python_3_10_and_3_12(pytestconfig):
     """The tutorial's Python (3.10) and the newest the toolkit ships for (3.12) get every pin, toolkit pins unchanged:
     a pin that drops a version fails here (the resolution runs as on that Python, markers included; conftest starts
     it when the session begins)."""
-    from conftest import PYTHONS, RESOLVED_INTO, RESOLVING
+    from conftest import PYTHONS, RESOLVED_INTO
     from resolve_requirements import read_into, resolve, why, would_install
 
-    into = os.environ.get(RESOLVED_INTO)  # under pytest -n, the main process resolves into this folder
-    answers = read_into(Path(into), PYTHONS) if into else resolve(PYTHONS, pytestconfig.stash.get(RESOLVING, None))
+    into = os.environ.get(RESOLVED_INTO)  # started when the session began (conftest), else resolved here
+    answers = read_into(Path(into), PYTHONS) if into else resolve(PYTHONS)
     for version, (code, out) in answers.items():
         assert code == 0, f"requirements.txt does not resolve for Python {version}: {why(out)}"
         pins = would_install(out)
